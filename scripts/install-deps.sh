@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what streamgate needs to build and test on Debian 12 (run as root).
+#   bash scripts/install-deps.sh          build + test dependencies
+#   bash scripts/install-deps.sh bench    also the benchmark peers (nginx, haproxy)
+# Idempotent: when every package is already installed, apt-get is not run at all.
+set -euo pipefail
+
+PKGS=(gcc make pkg-config clang libclang-rt-14-dev
+      libpcre2-dev libnghttp2-dev libssl-dev libc-ares-dev libcriterion-dev
+      python3 python3-pytest python3-requests
+      curl wrk ca-certificates procps iproute2 openssl)
+if [[ "${1:-}" == "bench" ]]; then
+    PKGS+=(nginx-light haproxy)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+    # dpkg -s alone also succeeds for removed-but-configured packages: check the status.
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "install-deps: all ${#PKGS[@]} packages present"
+    exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update
+"${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# streamgate's whole test run (what CI runs, through .ci/run):
+#   1. install dependencies (Debian 12 packages; skipped when all present)
+#   2. build with gcc (-Werror) and with clang (build-clang/)
+#   3. unit tests (Criterion) and integration tests (pytest) on build/
+#   4. ASan+UBSan build (build-asan/): unit + integration tests again
+#   5. libFuzzer targets (build-fuzz/fuzz_*), FUZZ_SECONDS each (default 30)
+# Stops at the first failure.  Environment:
+#   SG_QUICK=1       skip steps 4 and 5 (local iteration)
+#   FUZZ_SECONDS=N   time per fuzz target
+#   PYTEST_ARGS=...  extra pytest arguments (e.g. "-k balancing -x")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-1500}   # hard bound on one pytest run, seconds
+export PYTHONDONTWRITEBYTECODE=1         # keep the tree clean
+START=$SECONDS
+STEP="setup"
+SUMMARY=()
+
+step() {
+    STEP="$*"
+    STEP_START=$SECONDS
+    echo
+    echo "==== [$(( SECONDS - START ))s] $STEP"
+}
+done_step() {
+    SUMMARY+=("ok   $(printf '%5ss' $(( SECONDS - STEP_START )))  $STEP")
+}
+finish() {
+    local rc=$?
+    echo
+    echo "==== summary ($(( SECONDS - START ))s total)"
+    for line in "${SUMMARY[@]+"${SUMMARY[@]}"}"; do echo "  $line"; done
+    if [[ $rc -ne 0 ]]; then
+        echo "  FAIL        $STEP (exit code $rc)"
+        echo "TESTS FAILED"
+    else
+        echo "ALL TESTS PASSED"
+    fi
+}
+trap finish EXIT
+
+run_pytest() {   # run_pytest BUILD_DIR
+    local rc=0
+    SG_BUILD="$1" timeout -k 30 "$PYTEST_TIMEOUT" \
+        /usr/bin/python3 -m pytest -q tests/integration ${PYTEST_ARGS:-} || rc=$?
+    if [[ $rc -eq 5 ]]; then
+        echo "pytest collected no tests: that is a failure"
+    fi
+    return $rc
+}
+
+step "install dependencies"
+bash scripts/install-deps.sh
+done_step
+
+step "build with gcc (-Werror)"
+make -j2 CC=gcc all
+done_step
+
+step "build with clang (build-clang/)"
+make -j2 BUILD=build-clang CC=clang all
+done_step
+
+step "unit tests (build/unit-tests)"
+make -j2 CC=gcc unit
+build/unit-tests
+done_step
+
+step "integration tests (SG_BUILD=build)"
+run_pytest build
+done_step
+
+if [[ "${SG_QUICK:-0}" == "1" ]]; then
+    echo
+    echo "SG_QUICK=1: skipping the ASan+UBSan pass and fuzzing"
+    exit 0
+fi
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+step "ASan+UBSan build (build-asan/)"
+make -j2 CC=gcc BUILD=build-asan SAN=1 all
+make -j2 CC=gcc BUILD=build-asan SAN=1 unit
+done_step
+
+step "unit tests under ASan+UBSan"
+build-asan/unit-tests
+done_step
+
+step "integration tests under ASan+UBSan (SG_BUILD=build-asan)"
+run_pytest build-asan
+done_step
+
+step "fuzz targets (make fuzz, ${FUZZ_SECONDS}s each)"
+make -j2 fuzz
+shopt -s nullglob
+targets=(build-fuzz/fuzz_*)
+FUZZ_TMP=$(mktemp -d)
+trap 'rc=$?; rm -rf "$FUZZ_TMP"; (exit $rc); finish' EXIT
+ran=0
+for t in "${targets[@]}"; do
+    [[ "$t" != *.* && -x "$t" && -f "$t" ]] || continue   # skip fuzz_X.log
+    name=$(basename "$t"); name=${name#fuzz_}
+    corpus="$FUZZ_TMP/corpus-$name"
+    mkdir -p "$corpus" "build-fuzz/artifacts/$name"
+    if [[ -d "tests/fuzz/corpus/$name" ]]; then
+        cp -r "tests/fuzz/corpus/$name/." "$corpus/"
+    fi
+    log="build-fuzz/fuzz_$name.log"
+    echo "-- fuzz_$name for ${FUZZ_SECONDS}s (log: $log)"
+    rc=0
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    timeout -k 10 $(( FUZZ_SECONDS + 120 )) "$t" -max_total_time="$FUZZ_SECONDS" \
+        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="build-fuzz/artifacts/$name/" "$corpus" >"$log" 2>&1 || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        tail -n 60 "$log"
+        echo "fuzz_$name failed (exit $rc); reproducer in build-fuzz/artifacts/$name/"
+        exit 1
+    fi
+    grep -E "stat::number_of_executed_units|Done [0-9]+ runs" "$log" | tail -n 1 || true
+    ran=$(( ran + 1 ))
+done
+echo "$ran fuzz target(s) ran without a crash"
+done_step

@@ -1,0 +1,374 @@
+/* Building a configuration generation: read (parser.c), apply directives
+ * (directives.c), then what needs the whole file: inheritance, binding
+ * proxy_pass to upstreams, listen groups, variables and the router. */
+#include "conf/conf.h"
+#include "conf/directives.h"
+#include "conf/parser.h"
+#include "proxy/router.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+struct sg_conf_cleanup {
+    struct sg_conf_cleanup *next;
+    void (*fn)(void *);
+    void *arg;
+};
+
+/* ---------------- addresses ---------------- */
+
+bool sg_conf_split_hostport(sg_str s, sg_str *host, int *port)
+{
+    const char *colon = NULL;
+    *port = -1;
+    if (s.n && s.p[0] == '[') {
+        const char *close = memchr(s.p, ']', s.n);
+        if (!close || close == s.p + 1) return false;
+        *host = (sg_str){ s.p + 1, (size_t)(close - s.p - 1) };
+        size_t rest = s.n - (size_t)(close + 1 - s.p);
+        if (rest == 0) return true;
+        if (close[1] != ':') return false;
+        colon = close + 1;
+    } else {
+        for (size_t i = s.n; i > 0; i--)
+            if (s.p[i - 1] == ':') { colon = s.p + i - 1; break; }
+        if (colon && memchr(s.p, ':', (size_t)(colon - s.p))) return false;  /* bare IPv6 */
+        *host = (sg_str){ s.p, colon ? (size_t)(colon - s.p) : s.n };
+        if (host->n == 0) return false;
+        if (!colon) return true;
+    }
+    uint64_t v;
+    sg_str ps = { colon + 1, s.n - (size_t)(colon + 1 - s.p) };
+    if (!sg_str_to_u64(ps, &v) || v > 65535) return false;
+    *port = (int)v;
+    return true;
+}
+
+bool sg_conf_resolve(sg_conf *c, sg_str host, int port,
+                     struct sockaddr_storage **out, socklen_t **lens, size_t *n)
+{
+    char name[256], serv[8];
+    if (host.n == 0 || host.n >= sizeof(name) || memchr(host.p, '\0', host.n)) return false;
+    memcpy(name, host.p, host.n);
+    name[host.n] = '\0';
+    snprintf(serv, sizeof(serv), "%d", port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV }, *res = NULL;
+#ifdef SG_FUZZING
+    /* no DNS while fuzzing: numeric addresses and localhost only */
+    if (strcmp(name, "localhost") == 0) snprintf(name, sizeof(name), "127.0.0.1");
+    hints.ai_flags |= AI_NUMERICHOST;
+#endif
+    if (getaddrinfo(name, serv, &hints, &res) != 0) return false;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(struct sockaddr_storage)) continue;
+        bool dup = false;                      /* getaddrinfo may repeat an address */
+        for (size_t i = 0; i < *n && !dup; i++)
+            dup = (*lens)[i] == ai->ai_addrlen && memcmp(&(*out)[i], ai->ai_addr, ai->ai_addrlen) == 0;
+        if (dup) continue;
+        *out = sg_conf_push(&c->arena, *out, *n, sizeof(**out));
+        *lens = sg_conf_push(&c->arena, *lens, *n, sizeof(**lens));
+        memcpy(&(*out)[*n], ai->ai_addr, ai->ai_addrlen);
+        (*lens)[(*n)++] = ai->ai_addrlen;
+    }
+    freeaddrinfo(res);
+    return *n > 0;
+}
+
+char *sg_conf_addr_text(sg_conf *c, const struct sockaddr_storage *ss)
+{
+    char ip[INET6_ADDRSTRLEN], out[INET6_ADDRSTRLEN + 10];
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, sizeof(out), "[%s]:%u", ip, ntohs(s6->sin6_port));
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        snprintf(out, sizeof(out), "%s:%u", ip, ntohs(s4->sin_port));
+    }
+    return sg_arena_strndup(&c->arena, out, strlen(out));
+}
+
+/* ---------------- log formats ---------------- */
+
+sg_log_format *sg_conf_find_log_format(sg_conf *c, sg_str name)
+{
+    for (size_t i = 0; i < c->nlog_formats; i++)
+        if (sg_str_eq_lit(name, c->log_formats[i]->name)) return c->log_formats[i];
+    return NULL;
+}
+
+static bool predefine_format(sg_conf *c, const char *name, const char *fmt, char *err, size_t errlen)
+{
+    sg_log_format *f = sg_arena_alloc(&c->arena, sizeof(*f));
+    memset(f, 0, sizeof(*f));
+    f->name = (char *)name;
+    if (!sg_cval_compile(c, sg_str_from(fmt), (sg_conf_pos){ "<builtin>", 0, 0 }, &f->format, err, errlen))
+        return false;
+    c->log_formats = sg_conf_push(&c->arena, c->log_formats, c->nlog_formats, sizeof(*c->log_formats));
+    c->log_formats[c->nlog_formats++] = f;
+    return true;
+}
+
+static bool predefine_formats(sg_conf *c, char *err, size_t errlen)
+{
+    return predefine_format(c, "combined",
+                            "$remote_addr - $remote_user [$time_local] \"$request\" $status "
+                            "$body_bytes_sent \"$http_referer\" \"$http_user_agent\"", err, errlen) &&
+           predefine_format(c, "main",
+                            "$remote_addr - $remote_user [$time_local] \"$request\" $status "
+                            "$body_bytes_sent \"$http_referer\" \"$http_user_agent\" "
+                            "\"$http_x_forwarded_for\"", err, errlen);
+}
+
+/* ---------------- proxy_pass -> upstream ---------------- */
+
+static sg_upstream_conf *implicit_upstream(sg_cctx *cx, const sg_pending_pass *p, int port)
+{
+    sg_conf *c = cx->c;
+    char name[300];
+    snprintf(name, sizeof(name), "%.*s:%d", (int)p->host.n, p->host.p, port);
+    for (size_t i = 0; i < c->nupstreams; i++)
+        if (c->upstreams[i]->implicit && strcasecmp(c->upstreams[i]->name, name) == 0)
+            return c->upstreams[i];
+    struct sockaddr_storage *addrs = NULL;
+    socklen_t *lens = NULL;
+    size_t n = 0;
+    if (!sg_conf_resolve(c, p->host, port, &addrs, &lens, &n)) {
+        sg_cerr(cx, p->host_pos, "host not found in upstream \"%.*s\"", (int)p->pp->host.n, p->pp->host.p);
+        return NULL;
+    }
+    sg_upstream_conf *u = sg_arena_alloc(&c->arena, sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    u->name = sg_arena_strndup(&c->arena, name, strlen(name));
+    u->pos = p->pp->pos;
+    u->implicit = true;
+    u->keepalive = 32;                      /* same as an upstream{} block without "keepalive" */
+    u->keepalive_timeout_ms = 60000;
+    u->keepalive_requests = 1000;
+    u->servers = sg_arena_alloc(&c->arena, n * sizeof(*u->servers));
+    for (size_t i = 0; i < n; i++) {
+        u->servers[i] = (sg_upstream_server_conf){ .name = u->name, .addr = addrs[i], .addrlen = lens[i],
+                                                   .weight = 1, .max_fails = 1, .fail_timeout_ms = 10000 };
+    }
+    u->nservers = n;
+    c->upstreams = sg_conf_push(&c->arena, c->upstreams, c->nupstreams, sizeof(*c->upstreams));
+    c->upstreams[c->nupstreams++] = u;
+    return u;
+}
+
+static bool bind_pass(sg_cctx *cx, const sg_pending_pass *p)
+{
+    sg_conf *c = cx->c;
+    sg_proxy_pass *pp = p->pp;
+    for (size_t i = 0; i < c->nupstreams; i++) {
+        sg_upstream_conf *u = c->upstreams[i];
+        if (u->implicit || !sg_str_caseeq(p->host, sg_str_from(u->name))) continue;
+        if (p->port >= 0)
+            return sg_cerr(cx, p->host_pos, "upstream \"%s\" may not have port %d", u->name, p->port);
+        pp->upstream = u;
+        pp->host = sg_str_from(u->name);
+        return true;
+    }
+    int port = p->port >= 0 ? p->port : 80;
+    pp->upstream = implicit_upstream(cx, p, port);
+    /* $proxy_host: host[:port], the port only when it is not 80 (nginx) */
+    if (port == 80) pp->host = sg_arena_str(&c->arena, p->host);
+    return pp->upstream != NULL;
+}
+
+/* ---------------- listen groups ---------------- */
+
+static sg_listen_group *find_group(sg_conf *c, const sg_listen_conf *l)
+{
+    for (size_t i = 0; i < c->nlistens; i++)
+        if (c->listens[i].addrlen == l->addrlen && memcmp(&c->listens[i].addr, &l->addr, l->addrlen) == 0)
+            return &c->listens[i];
+    c->listens = sg_conf_push(&c->arena, c->listens, c->nlistens, sizeof(sg_listen_group));
+    sg_listen_group *g = &c->listens[c->nlistens++];
+    g->addr = l->addr;
+    g->addrlen = l->addrlen;
+    g->text = l->text;
+    g->backlog = l->backlog;
+    return g;
+}
+
+static bool default_listen(sg_cctx *cx, sg_server_conf *s)
+{
+    sg_listen_conf l = { .backlog = 511, .pos = s->pos };
+    struct sockaddr_in *sin = (struct sockaddr_in *)&l.addr;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(80);
+    sin->sin_addr.s_addr = htonl(INADDR_ANY);
+    l.addrlen = sizeof(*sin);
+    l.text = sg_conf_addr_text(cx->c, &l.addr);
+    s->listens = sg_arena_alloc(&cx->c->arena, sizeof(l));
+    s->listens[0] = l;
+    s->nlistens = 1;
+    return true;
+}
+
+static bool build_listen_groups(sg_cctx *cx)
+{
+    sg_conf *c = cx->c;
+    for (size_t i = 0; i < c->nservers; i++) {
+        sg_server_conf *s = c->servers[i];
+        if (s->nlistens == 0) default_listen(cx, s);
+        for (size_t j = 0; j < s->nlistens; j++) {
+            const sg_listen_conf *l = &s->listens[j];
+            sg_listen_group *g = find_group(c, l);
+            if (l->default_server) {
+                if (g->default_server)
+                    return sg_cerr(cx, l->pos, "a duplicate default server for %s", l->text);
+                g->default_server = s;
+            }
+            if (l->backlog != 511) g->backlog = l->backlog;
+            g->servers = sg_conf_push(&c->arena, g->servers, g->nservers, sizeof(*g->servers));
+            g->servers[g->nservers++] = s;
+        }
+    }
+    for (size_t i = 0; i < c->nlistens; i++)
+        if (!c->listens[i].default_server) c->listens[i].default_server = c->listens[i].servers[0];
+    return true;
+}
+
+/* ---------------- loading ---------------- */
+
+static uint32_t default_worker_connections(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 65536;
+    uint64_t n = rl.rlim_cur > 32 ? rl.rlim_cur - 32 : 0;   /* a reserve for logs, listeners */
+    if (n > 1u << 20) n = 1u << 20;
+    return n < 64 ? 64 : (uint32_t)n;
+}
+
+static char *absolute(sg_arena *a, const char *path)
+{
+    char cwd[4096];
+    if (path[0] == '/' || !getcwd(cwd, sizeof(cwd))) return sg_arena_strndup(a, path, strlen(path));
+    size_t cl = strlen(cwd), pl = strlen(path);
+    char *out = sg_arena_alloc(a, cl + pl + 2);
+    memcpy(out, cwd, cl);
+    out[cl] = '/';
+    memcpy(out + cl + 1, path, pl + 1);
+    return out;
+}
+
+/* `file` is made absolute only when it names a real file (not load_string's name). */
+static sg_conf *conf_new(const char *file, bool real_file, const char *prefix)
+{
+    sg_conf *c = sg_xcalloc(1, sizeof(*c));
+    c->refs = 1;
+    sg_arena_init(&c->arena, 64 * 1024);
+    c->file = real_file ? absolute(&c->arena, file) : sg_arena_strndup(&c->arena, file, strlen(file));
+    if (prefix) {
+        c->prefix = absolute(&c->arena, prefix);
+    } else {
+        c->prefix = sg_arena_strndup(&c->arena, c->file, strlen(c->file));
+        char *slash = strrchr(c->prefix, '/');  /* c->file is absolute: a '/' exists */
+        if (slash == c->prefix) slash[1] = '\0';
+        else *slash = '\0';
+    }
+    size_t pl = strlen(c->prefix);
+    while (pl > 1 && c->prefix[pl - 1] == '/') c->prefix[--pl] = '\0';
+    c->worker_processes = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (c->worker_processes < 1) c->worker_processes = 1;
+    c->worker_connections = default_worker_connections();
+    c->pid_path = sg_conf_full_path(c, "streamgate.pid");
+    c->error_log_path = "stderr";
+    c->error_log_level = SG_LOG_NOTICE;   /* stderr by default: start, reload and stop are worth seeing */
+    return c;
+}
+
+/* Everything after parsing: directives, then what needs the whole file. */
+static bool build(sg_conf *c, const sg_cnode *root, char *err, size_t errlen)
+{
+    sg_cctx cx = { .c = c, .err = err, .errlen = errlen };
+    if (!predefine_formats(c, err, errlen) || !sg_directives_run(&cx, root)) return false;
+    if (!cx.has_events)
+        return sg_cerr(&cx, (sg_conf_pos){ c->files[0], 1, 1 }, "no \"events\" section in configuration");
+    sg_directives_merge(&cx);
+    for (size_t i = 0; i < cx.npasses; i++)
+        if (!bind_pass(&cx, &cx.passes[i])) return false;
+    return build_listen_groups(&cx) && sg_vars_finish(c, err, errlen) &&
+           sg_router_compile(c, err, errlen);
+}
+
+static sg_conf *finish_load(sg_conf *c, bool parsed, const sg_cnode *root, char *err, size_t errlen)
+{
+    if (parsed && build(c, root, err, errlen)) return c;
+    sg_conf_unref(c);
+    return NULL;
+}
+
+sg_conf *sg_conf_load(const char *file, const char *prefix, char *err, size_t errlen)
+{
+    sg_conf *c = conf_new(file, true, prefix);
+    sg_cnode root = { .block = true };
+    bool ok = sg_parse_file(c, c->file, &root, err, errlen);
+    return finish_load(c, ok, &root, err, errlen);
+}
+
+sg_conf *sg_conf_load_string(const char *text, size_t len, const char *name,
+                             const char *prefix, char *err, size_t errlen)
+{
+    char cwd[4096];
+    if (!prefix) prefix = getcwd(cwd, sizeof(cwd)) ? cwd : "/";
+    sg_conf *c = conf_new(name ? name : "<builtin>", false, prefix);
+    sg_cnode root = { .block = true };
+    bool ok = sg_parse_string(c, text, len, c->file, &root, err, errlen);
+    return finish_load(c, ok, &root, err, errlen);
+}
+
+/* ---------------- lifetime ---------------- */
+
+void sg_conf_ref(sg_conf *c)
+{
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void sg_conf_unref(sg_conf *c)
+{
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    for (struct sg_conf_cleanup *k = c->cleanups; k; k = k->next) k->fn(k->arg);
+    sg_router_free(c);                        /* location, server_name and map regexes */
+    for (size_t i = 0; i < c->nregexes; i++) pcre2_code_free(c->regexes[i]);
+    sg_arena_free(&c->arena);
+    free(c);
+}
+
+void sg_conf_add_regex(sg_conf *c, void *code)
+{
+    c->regexes = sg_conf_push(&c->arena, c->regexes, c->nregexes, sizeof(void *));
+    c->regexes[c->nregexes++] = code;
+}
+
+void sg_conf_on_free(sg_conf *c, void (*fn)(void *arg), void *arg)
+{
+    struct sg_conf_cleanup *k = sg_arena_alloc(&c->arena, sizeof(*k));
+    k->fn = fn;
+    k->arg = arg;
+    k->next = c->cleanups;
+    c->cleanups = k;
+}
+
+void sg_conf_dump(const sg_conf *c, FILE *out)
+{
+    for (size_t i = 0; i < c->nfiles; i++) {
+        fprintf(out, "# configuration file %s:\n", c->files[i]);
+        fwrite(c->file_texts[i], 1, c->file_lens[i], out);
+        fputc('\n', out);
+    }
+}

@@ -1,0 +1,1348 @@
+/* Directive tables and setters (nginx's ngx_command_t style).
+ *
+ * A directive is one line in `cmds` below: name, contexts, argument counts,
+ * setter, target struct and offset. Generic setters (flag, size, time,
+ * number, string, path, enum) cover most of them. Inheritance is generic
+ * too: a field range a level did not set is copied from the level above
+ * (sg_directives_merge), so a new inheritable directive needs no merge code. */
+#include "conf/directives.h"
+#include "conf/map.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LOC(f) SG_T_LOC, 0, offsetof(sg_loc_conf, f), sizeof(((sg_loc_conf *)0)->f)
+#define LOC_NM(f) SG_T_LOC, SG_CF_NOMERGE, offsetof(sg_loc_conf, f), sizeof(((sg_loc_conf *)0)->f)
+/* a run of adjacent fields, first..last, inherited together */
+#define LOC_RANGE(flags, a, b) SG_T_LOC, flags, offsetof(sg_loc_conf, a), \
+    offsetof(sg_loc_conf, b) + sizeof(((sg_loc_conf *)0)->b) - offsetof(sg_loc_conf, a)
+#define SRV_RANGE(a, b) SG_T_SRV, 0, offsetof(sg_server_conf, a), \
+    offsetof(sg_server_conf, b) + sizeof(((sg_server_conf *)0)->b) - offsetof(sg_server_conf, a)
+#define MAIN(f) SG_T_MAIN, 0, offsetof(sg_conf, f), sizeof(((sg_conf *)0)->f)
+#define UPS(f) SG_T_UPS, 0, offsetof(sg_upstream_conf, f), sizeof(((sg_upstream_conf *)0)->f)
+#define NONE SG_T_NONE, 0, 0, 0
+
+/* error_log writes the level right after the path in both structs */
+_Static_assert(offsetof(sg_conf, error_log_level) == offsetof(sg_conf, error_log_path) + sizeof(char *),
+               "error_log fields must be adjacent");
+_Static_assert(offsetof(sg_loc_conf, error_log_level) ==
+               offsetof(sg_loc_conf, error_log_path) + sizeof(char *), "error_log fields must be adjacent");
+
+static bool run_block(sg_cctx *cx, const sg_cnode *blk, uint32_t ctx);
+
+/* ---------------- messages ---------------- */
+
+bool sg_cerr(sg_cctx *cx, sg_conf_pos pos, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(cx->err, cx->errlen, "%s:%d:%d: %s", pos.file ? pos.file : cx->c->file,
+             pos.line, pos.col, msg);
+    return false;
+}
+
+static bool bad_value(sg_cctx *cx, const sg_cnode *n, const sg_carg *a)
+{
+    return sg_cerr(cx, a->pos, "invalid value \"%s\" in \"%s\" directive", a->s, n->name.s);
+}
+
+static bool bad_param(sg_cctx *cx, const sg_carg *a)
+{
+    return sg_cerr(cx, a->pos, "invalid parameter \"%s\"", a->s);
+}
+
+static bool param_not_yet(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, size_t keylen)
+{
+    return sg_cerr(cx, a->pos, "\"%.*s\" parameter of \"%s\" is not supported yet",
+                   (int)keylen, a->s, n->name.s);
+}
+
+static sg_str arg_str(const sg_carg *a)
+{
+    return (sg_str){ a->s, a->n };
+}
+
+static bool starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* ---------------- value parsing ---------------- */
+
+static bool parse_num(const char *s, uint64_t max, uint64_t *out)
+{
+    return sg_str_to_u64(sg_str_from(s), out) && *out <= max;
+}
+
+/* "512", "8k", "10m", "1g" (nginx's ngx_parse_size/offset). */
+static bool parse_size(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    if (n == 0) return false;
+    uint64_t scale = 1;
+    switch (s[n - 1]) {
+    case 'k': case 'K': scale = 1024; n--; break;
+    case 'm': case 'M': scale = 1024 * 1024; n--; break;
+    case 'g': case 'G': scale = 1024ull * 1024 * 1024; n--; break;
+    default: break;
+    }
+    uint64_t v;
+    if (n == 0 || !sg_str_to_u64((sg_str){ s, n }, &v) || v > UINT64_MAX / scale) return false;
+    *out = v * scale;
+    return true;
+}
+
+/* "500ms", "120s", "120" (seconds), "1m30s", "1h", "1d", "1w", "1M", "1y":
+ * nginx's ngx_parse_time, units in decreasing order, each once. */
+static bool parse_time_ms(const char *s, uint64_t *out)
+{
+    static const struct { char u; uint64_t ms; } units[] = {
+        { 'y', 365ull * 86400000 }, { 'M', 30ull * 86400000 }, { 'w', 7ull * 86400000 },
+        { 'd', 86400000 }, { 'h', 3600000 }, { 'm', 60000 }, { 's', 1000 },
+    };
+    const int nunits = (int)(sizeof(units) / sizeof(units[0]));
+    uint64_t total = 0;
+    int last = -1;
+    if (*s == '\0') return false;
+    while (*s) {
+        if (!isdigit((unsigned char)*s)) return false;
+        uint64_t v = 0;
+        for (; isdigit((unsigned char)*s); s++) {
+            if (v > (UINT64_MAX - 9) / 10) return false;
+            v = v * 10 + (uint64_t)(*s - '0');
+        }
+        int rank = -1;
+        uint64_t scale = 1000;               /* no unit: seconds, only at the end */
+        if (s[0] == 'm' && s[1] == 's') {
+            rank = nunits;
+            scale = 1;
+            s += 2;
+        } else {
+            for (int i = 0; i < nunits && rank < 0; i++)
+                if (*s == units[i].u) rank = i;
+            if (rank >= 0) {
+                scale = units[rank].ms;
+                s++;
+            } else if (*s) {
+                return false;
+            }
+        }
+        if (rank >= 0) {
+            if (rank <= last) return false;  /* each unit once, largest first */
+            last = rank;
+        }
+        if (v > (UINT64_MAX - total) / scale) return false;
+        total += v * scale;
+    }
+    *out = total;
+    return true;
+}
+
+static void put_uint(void *field, size_t size, uint64_t v)
+{
+    if (size == sizeof(uint64_t)) {
+        uint64_t x = v;
+        memcpy(field, &x, sizeof(x));
+    } else if (size == sizeof(uint32_t)) {
+        uint32_t x = (uint32_t)v;
+        memcpy(field, &x, sizeof(x));
+    } else if (size == sizeof(uint16_t)) {
+        uint16_t x = (uint16_t)v;
+        memcpy(field, &x, sizeof(x));
+    } else {
+        *(bool *)field = v != 0;
+    }
+}
+
+static uint64_t max_for(size_t size)
+{
+    return size == sizeof(uint32_t) ? UINT32_MAX - 1 : (size == sizeof(uint16_t) ? UINT16_MAX : UINT64_MAX);
+}
+
+/* ---------------- generic setters ---------------- */
+
+static bool set_flag(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    bool v;
+    if (strcmp(n->args[0].s, "on") == 0) v = true;
+    else if (strcmp(n->args[0].s, "off") == 0) v = false;
+    else return sg_cerr(cx, n->args[0].pos, "invalid value \"%s\" in \"%s\" directive, "
+                        "it must be \"on\" or \"off\"", n->args[0].s, n->name.s);
+    if (base) *(bool *)((char *)base + cmd->offset) = v;
+    return true;
+}
+
+static bool set_size(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint64_t v;
+    if (!parse_size(n->args[0].s, &v) || (base && v > max_for(cmd->size)))
+        return bad_value(cx, n, &n->args[0]);
+    if (base) put_uint((char *)base + cmd->offset, cmd->size, v);
+    return true;
+}
+
+static bool set_msec(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint64_t v;
+    if (!parse_time_ms(n->args[0].s, &v) || v >= SG_UNSET_MS) return bad_value(cx, n, &n->args[0]);
+    if (base) put_uint((char *)base + cmd->offset, cmd->size, v);
+    return true;
+}
+
+static bool set_num(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint64_t v;
+    if (!parse_num(n->args[0].s, base ? max_for(cmd->size) : UINT32_MAX, &v))
+        return bad_value(cx, n, &n->args[0]);
+    if (base) put_uint((char *)base + cmd->offset, cmd->size, v);
+    return true;
+}
+
+static bool set_str(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_str *f = (sg_str *)((char *)base + cmd->offset);
+    *f = sg_arena_str(&cx->c->arena, arg_str(&n->args[0]));
+    return true;
+}
+
+/* A path relative to the prefix; a char * field, or an sg_str one. */
+static bool set_path(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    char *full = sg_conf_full_path(cx->c, n->args[0].s);
+    if (cmd->size == sizeof(sg_str)) *(sg_str *)((char *)base + cmd->offset) = sg_str_from(full);
+    else *(char **)((char *)base + cmd->offset) = full;
+    return true;
+}
+
+typedef struct enum_val {
+    const char *name;
+    int value;
+} enum_val;
+
+static bool set_enum(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    for (const enum_val *e = cmd->post; e->name; e++) {
+        if (strcmp(e->name, n->args[0].s) == 0) {
+            if (base) *(int *)((char *)base + cmd->offset) = e->value;
+            return true;
+        }
+    }
+    return bad_value(cx, n, &n->args[0]);
+}
+
+/* Accepted for compatibility and checked loosely; see docs/directives.md. */
+static bool set_noop(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    return true;
+}
+
+/* ---------------- main and events ---------------- */
+
+static bool set_worker_processes(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint64_t v;
+    if (strcmp(n->args[0].s, "auto") == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        v = cpus > 0 ? (uint64_t)cpus : 1;
+    } else if (!parse_num(n->args[0].s, 1024, &v) || v == 0) {
+        return bad_value(cx, n, &n->args[0]);
+    }
+    cx->c->worker_processes = (int)v;
+    return true;
+}
+
+static bool set_use(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (strcmp(n->args[0].s, "epoll") != 0)
+        return sg_cerr(cx, n->args[0].pos, "invalid event type \"%s\"", n->args[0].s);
+    return true;
+}
+
+/* error_log PATH [LEVEL]: main sets the process's log; lower levels are
+ * checked and kept (error_log_path/level of sg_loc_conf). Not opened here. */
+static bool set_error_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const char *path = n->args[0].s;
+    if (starts(path, "syslog:") || starts(path, "memory:"))
+        return sg_cerr(cx, n->args[0].pos, "\"%.6s\" in \"error_log\" is not supported yet", path);
+    sg_log_level level = SG_LOG_ERROR;
+    if (n->nargs == 2 && !sg_log_level_parse(n->args[1].s, &level))
+        return sg_cerr(cx, n->args[1].pos, "invalid log level \"%s\"", n->args[1].s);
+    char **f = (char **)((char *)base + cmd->offset);
+    *f = strcmp(path, "stderr") == 0 ? "stderr" : sg_conf_full_path(cx->c, path);
+    *(sg_log_level *)((char *)base + cmd->offset + sizeof(char *)) = level;
+    return true;
+}
+
+static bool set_events(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    cx->has_events = true;
+    return run_block(cx, n, SG_CTX_EVENTS);
+}
+
+static sg_lvl *new_lvl(sg_cctx *cx, sg_lvl *parent, sg_loc_conf *conf)
+{
+    sg_lvl *l = sg_arena_alloc(&cx->c->arena, sizeof(*l));
+    memset(l, 0, sizeof(*l));
+    l->conf = conf;
+    l->parent = parent;
+    if (parent) {
+        parent->kids = sg_conf_push(&cx->c->arena, parent->kids, parent->nkids, sizeof(sg_lvl *));
+        parent->kids[parent->nkids++] = l;
+        l->server = parent->server;
+    }
+    return l;
+}
+
+static bool set_http(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = sg_arena_alloc(&cx->c->arena, sizeof(*lc));
+    memset(lc, 0, sizeof(*lc));
+    cx->http = new_lvl(cx, NULL, lc);
+    sg_directives_loc_defaults(cx, lc, &cx->http->srv);
+    cx->c->has_http = true;
+    cx->cur = cx->http;
+    return run_block(cx, n, SG_CTX_HTTP);
+}
+
+/* ---------------- server, listen, server_name ---------------- */
+
+static bool set_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_conf *c = cx->c;
+    sg_server_conf *s = sg_arena_alloc(&c->arena, sizeof(*s));
+    memset(s, 0, sizeof(*s));
+    s->pos = n->name.pos;
+    s->root = sg_arena_alloc(&c->arena, sizeof(sg_location));
+    memset(s->root, 0, sizeof(sg_location));
+    s->root->name = SG_STR("");
+    s->root->pos = n->name.pos;
+    c->servers = sg_conf_push(&c->arena, c->servers, c->nservers, sizeof(sg_server_conf *));
+    c->servers[c->nservers++] = s;
+
+    sg_lvl *l = new_lvl(cx, cx->http, &s->root->conf);
+    l->server = s;
+    l->loc = s->root;
+    cx->cur = l;
+    bool ok = run_block(cx, n, SG_CTX_SERVER);
+    cx->cur = cx->http;
+    return ok;
+}
+
+static bool parse_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
+{
+    sg_str s = arg_str(a), host;
+    int port;
+    uint64_t v;
+    if (parse_num(a->s, 65535, &v)) {            /* "8080" */
+        host = SG_STR("0.0.0.0");
+        port = (int)v;
+    } else if (!sg_conf_split_hostport(s, &host, &port) || port == 0) {
+        return sg_cerr(cx, a->pos, "invalid port in \"%s\" of the \"listen\" directive", a->s);
+    }
+    if (port < 0) port = 80;
+    if (sg_str_eq_lit(host, "*")) host = SG_STR("0.0.0.0");
+    struct sockaddr_storage *addrs = NULL;
+    socklen_t *lens = NULL;
+    size_t naddrs = 0;
+    if (!sg_conf_resolve(cx->c, host, port, &addrs, &lens, &naddrs))
+        return sg_cerr(cx, a->pos, "host not found in \"%s\" of the \"listen\" directive", a->s);
+    lc->addr = addrs[0];
+    lc->addrlen = lens[0];
+    lc->text = sg_conf_addr_text(cx->c, &lc->addr);
+    return true;
+}
+
+static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_listen_conf *lc)
+{
+    static const char *const later[] = {
+        "ssl", "http2", "http3", "quic", "proxy_protocol", "spdy", "so_keepalive", "rcvbuf",
+        "sndbuf", "fastopen", "accept_filter", "setfib", NULL,
+    };
+    const char *p = a->s;
+    size_t keylen = strcspn(p, "=");
+    uint64_t v;
+    if (strcmp(p, "default_server") == 0 || strcmp(p, "default") == 0) lc->default_server = true;
+    else if (strcmp(p, "reuseport") == 0) lc->reuseport = true;
+    else if (starts(p, "backlog=")) {
+        if (!parse_num(p + 8, INT32_MAX, &v) || v == 0) return sg_cerr(cx, a->pos, "invalid backlog \"%s\"", p + 8);
+        lc->backlog = (int)v;
+    } else if (strcmp(p, "bind") == 0 || strcmp(p, "deferred") == 0 || starts(p, "ipv6only=")) {
+        /* every address is bound on its own already; accepted as nginx does */
+    } else {
+        for (int i = 0; later[i]; i++)
+            if (keylen == strlen(later[i]) && strncmp(p, later[i], keylen) == 0)
+                return param_not_yet(cx, n, a, keylen);
+        return bad_param(cx, a);
+    }
+    return true;
+}
+
+static bool set_listen(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_server_conf *s = cx->cur->server;
+    if (starts(n->args[0].s, "unix:"))
+        return sg_cerr(cx, n->args[0].pos, "\"unix:\" addresses in \"listen\" are not supported yet");
+    sg_listen_conf lc = { .backlog = 511, .pos = n->name.pos };
+    for (size_t i = 1; i < n->nargs; i++)
+        if (!listen_param(cx, n, &n->args[i], &lc)) return false;
+    if (!parse_listen_addr(cx, &n->args[0], &lc)) return false;
+    for (size_t i = 0; i < s->nlistens; i++)
+        if (strcmp(s->listens[i].text, lc.text) == 0)
+            return sg_cerr(cx, n->args[0].pos, "a duplicate listen %s", lc.text);
+    s->listens = sg_conf_push(&cx->c->arena, s->listens, s->nlistens, sizeof(sg_listen_conf));
+    s->listens[s->nlistens++] = lc;
+    return true;
+}
+
+static char *lower_copy(sg_arena *a, const char *p, size_t n)
+{
+    char *out = sg_arena_strndup(a, p, n);
+    for (size_t i = 0; i < n; i++) out[i] = (char)tolower((unsigned char)out[i]);
+    return out;
+}
+
+static bool server_name_one(sg_cctx *cx, const sg_carg *a, sg_server_name *sn)
+{
+    const char *p = a->s;
+    size_t n = a->n;
+    char host[256];
+    if (strcmp(p, "$hostname") == 0 && gethostname(host, sizeof(host)) == 0) {
+        host[sizeof(host) - 1] = '\0';
+        p = host;
+        n = strlen(host);
+    }
+    if (n > 1 && p[0] == '~') {
+        sn->kind = SG_SN_REGEX;
+        sn->name = sg_str_from(sg_arena_strndup(&cx->c->arena, p + 1, n - 1));
+        return true;
+    }
+    sn->kind = SG_SN_EXACT;
+    if (n > 2 && p[0] == '*' && p[1] == '.') { sn->kind = SG_SN_WILDCARD_HEAD; p += 2; n -= 2; }
+    else if (n > 2 && p[n - 1] == '*' && p[n - 2] == '.') { sn->kind = SG_SN_WILDCARD_TAIL; n -= 2; }
+    else if (n > 1 && p[0] == '.') { sn->kind = SG_SN_DOT; p++; n--; }
+    if (memchr(p, '*', n))
+        return sg_cerr(cx, a->pos, "invalid server name or wildcard \"%s\"", a->s);
+    sn->name = sg_str_from(lower_copy(&cx->c->arena, p, n));
+    return true;
+}
+
+static bool set_server_name(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_server_conf *s = cx->cur->server;
+    for (size_t i = 0; i < n->nargs; i++) {
+        s->names = sg_conf_push(&cx->c->arena, s->names, s->nnames, sizeof(sg_server_name));
+        if (!server_name_one(cx, &n->args[i], &s->names[s->nnames])) return false;
+        s->nnames++;
+    }
+    return true;
+}
+
+/* ---------------- location ---------------- */
+
+/* nginx's ngx_http_core_location: "= x", "^~ x", "~ x", "~* x", or one
+ * word "=x", "~x", "~*x", "@name", "x" ("^~x" is a plain prefix there). */
+static bool location_kind(sg_cctx *cx, const sg_cnode *n, sg_location *loc)
+{
+    const sg_carg *a = &n->args[n->nargs - 1];
+    const char *name = a->s;
+    if (n->nargs == 2) {
+        const char *m = n->args[0].s;
+        if (strcmp(m, "=") == 0) loc->match = SG_LOC_EXACT;
+        else if (strcmp(m, "^~") == 0) loc->match = SG_LOC_PREFIX_NOREGEX;
+        else if (strcmp(m, "~") == 0) loc->match = SG_LOC_REGEX;
+        else if (strcmp(m, "~*") == 0) loc->match = SG_LOC_REGEX_CASELESS;
+        else return sg_cerr(cx, n->args[0].pos, "invalid location modifier \"%s\"", m);
+    } else if (name[0] == '=') {
+        loc->match = SG_LOC_EXACT;
+        name++;
+    } else if (name[0] == '~') {
+        loc->match = name[1] == '*' ? SG_LOC_REGEX_CASELESS : SG_LOC_REGEX;
+        name += loc->match == SG_LOC_REGEX_CASELESS ? 2 : 1;
+    } else if (name[0] == '@') {
+        loc->match = SG_LOC_NAMED;
+    }
+    if ((loc->match == SG_LOC_REGEX || loc->match == SG_LOC_REGEX_CASELESS) && name[0] == '\0')
+        return sg_cerr(cx, a->pos, "empty regular expression in \"location\"");
+    loc->name = sg_str_from(sg_arena_strndup(&cx->c->arena, name, strlen(name)));
+    return true;
+}
+
+static bool is_regex(const sg_location *l)
+{
+    return l->match == SG_LOC_REGEX || l->match == SG_LOC_REGEX_CASELESS;
+}
+
+static bool same_location(const sg_location *a, const sg_location *b)
+{
+    if (is_regex(a) || is_regex(b) || !sg_str_eq(a->name, b->name)) return false;
+    return (a->match == SG_LOC_EXACT) == (b->match == SG_LOC_EXACT);  /* "^~ /a" = "/a" */
+}
+
+/* nginx's nesting rules, then duplicates among siblings. */
+static bool location_check(sg_cctx *cx, const sg_cnode *n, const sg_location *loc,
+                           const sg_location *parent, bool top)
+{
+    sg_conf_pos pos = n->name.pos;
+    int ln = (int)loc->name.n, pn = (int)parent->name.n;
+    if (!top) {
+        if (parent->match == SG_LOC_EXACT)
+            return sg_cerr(cx, pos, "location \"%.*s\" cannot be inside the exact location \"%.*s\"",
+                           ln, loc->name.p, pn, parent->name.p);
+        if (parent->match == SG_LOC_NAMED)
+            return sg_cerr(cx, pos, "location \"%.*s\" cannot be inside the named location \"%.*s\"",
+                           ln, loc->name.p, pn, parent->name.p);
+        if (loc->match == SG_LOC_NAMED)
+            return sg_cerr(cx, pos, "named location \"%.*s\" can be on the server level only",
+                           ln, loc->name.p);
+        if (!is_regex(loc) && (loc->name.n < parent->name.n ||
+                               memcmp(loc->name.p, parent->name.p, parent->name.n) != 0))
+            return sg_cerr(cx, pos, "location \"%.*s\" is outside location \"%.*s\"",
+                           ln, loc->name.p, pn, parent->name.p);
+    }
+    const sg_server_conf *s = cx->cur->server;
+    sg_location *const *sib = loc->match == SG_LOC_NAMED ? s->named : parent->children;
+    size_t nsib = loc->match == SG_LOC_NAMED ? s->nnamed : parent->nchildren;
+    for (size_t i = 0; i < nsib; i++)
+        if (same_location(sib[i], loc))
+            return sg_cerr(cx, pos, "duplicate location \"%.*s\"", ln, loc->name.p);
+    return true;
+}
+
+static bool set_location(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_arena *ar = &cx->c->arena;
+    sg_lvl *up = cx->cur;
+    sg_location *parent = up->loc;
+    sg_server_conf *s = up->server;
+    sg_location *loc = sg_arena_alloc(ar, sizeof(*loc));
+    memset(loc, 0, sizeof(*loc));
+    loc->pos = n->name.pos;
+    loc->parent = parent;
+    if (!location_kind(cx, n, loc) || !location_check(cx, n, loc, parent, parent == s->root))
+        return false;
+    if (loc->match == SG_LOC_NAMED) {
+        s->named = sg_conf_push(ar, s->named, s->nnamed, sizeof(sg_location *));
+        s->named[s->nnamed++] = loc;
+    } else {
+        parent->children = sg_conf_push(ar, parent->children, parent->nchildren, sizeof(sg_location *));
+        parent->children[parent->nchildren++] = loc;
+    }
+    sg_lvl *l = new_lvl(cx, up, &loc->conf);
+    l->loc = loc;
+    cx->cur = l;
+    bool ok = run_block(cx, n, SG_CTX_LOCATION);
+    cx->cur = up;
+    return ok;
+}
+
+/* ---------------- upstream ---------------- */
+
+static void upstream_defaults(sg_upstream_conf *u)
+{
+    u->lb = SG_LB_ROUND_ROBIN;
+    u->keepalive = 32;                  /* streamgate: nginx keeps none without "keepalive" */
+    u->keepalive_timeout_ms = 60000;
+    u->keepalive_requests = 1000;
+}
+
+static bool set_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_conf *c = cx->c;
+    for (size_t i = 0; i < c->nupstreams; i++)
+        if (!c->upstreams[i]->implicit && strcasecmp(c->upstreams[i]->name, n->args[0].s) == 0)
+            return sg_cerr(cx, n->args[0].pos, "duplicate upstream \"%s\"", n->args[0].s);
+    sg_upstream_conf *u = sg_arena_alloc(&c->arena, sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    u->name = n->args[0].s;
+    u->pos = n->name.pos;
+    upstream_defaults(u);
+    c->upstreams = sg_conf_push(&c->arena, c->upstreams, c->nupstreams, sizeof(*c->upstreams));
+    c->upstreams[c->nupstreams++] = u;
+    cx->ups = u;
+    memset(cx->ups_set, 0, sizeof(cx->ups_set));
+    bool ok = run_block(cx, n, SG_CTX_UPSTREAM);
+    cx->ups = NULL;
+    if (ok && u->nservers == 0) return sg_cerr(cx, u->pos, "no servers are inside upstream");
+    return ok;
+}
+
+static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
+                             sg_upstream_server_conf *t)
+{
+    static const char *const later[] = {
+        "resolve", "slow_start", "max_conns", "service", "route", "drain", NULL,
+    };
+    const char *p = a->s;
+    size_t keylen = strcspn(p, "=");
+    uint64_t v;
+    if (starts(p, "weight=")) {
+        if (!parse_num(p + 7, 1000000, &v) || v == 0) return bad_param(cx, a);
+        t->weight = (int)v;
+    } else if (starts(p, "max_fails=")) {
+        if (!parse_num(p + 10, 1000000, &v)) return bad_param(cx, a);
+        t->max_fails = (int)v;
+    } else if (starts(p, "fail_timeout=")) {
+        if (!parse_time_ms(p + 13, &v) || v >= SG_UNSET_MS) return bad_param(cx, a);
+        t->fail_timeout_ms = (uint32_t)v;
+    } else if (strcmp(p, "backup") == 0) {
+        t->backup = true;
+    } else if (strcmp(p, "down") == 0) {
+        t->down = true;
+    } else {
+        for (int i = 0; later[i]; i++)
+            if (keylen == strlen(later[i]) && strncmp(p, later[i], keylen) == 0)
+                return param_not_yet(cx, n, a, keylen);
+        return bad_param(cx, a);
+    }
+    return true;
+}
+
+/* server ADDR[:PORT] [params]: a name resolving to N addresses gives N entries. */
+static bool set_ups_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_upstream_conf *u = cx->ups;
+    const sg_carg *a = &n->args[0];
+    if (starts(a->s, "unix:"))
+        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"server\" are not supported yet");
+    sg_upstream_server_conf t = { .weight = 1, .max_fails = 1, .fail_timeout_ms = 10000 };
+    for (size_t i = 1; i < n->nargs; i++)
+        if (!ups_server_param(cx, n, &n->args[i], &t)) return false;
+    sg_str host;
+    int port;
+    if (!sg_conf_split_hostport(arg_str(a), &host, &port) || port == 0)
+        return sg_cerr(cx, a->pos, "invalid port in upstream \"%s\"", a->s);
+    bool written = port >= 0;
+    if (!written) port = 80;
+    struct sockaddr_storage *addrs = NULL;
+    socklen_t *lens = NULL;
+    size_t naddrs = 0;
+    if (!sg_conf_resolve(cx->c, host, port, &addrs, &lens, &naddrs))
+        return sg_cerr(cx, a->pos, "host not found in upstream \"%s\"", a->s);
+    char name[300];
+    snprintf(name, sizeof(name), written ? "%s" : "%s:80", a->s);
+    for (size_t i = 0; i < naddrs; i++) {
+        u->servers = sg_conf_push(&cx->c->arena, u->servers, u->nservers, sizeof(t));
+        t.name = sg_arena_strndup(&cx->c->arena, name, strlen(name));
+        t.addr = addrs[i];
+        t.addrlen = lens[i];
+        u->servers[u->nservers++] = t;
+    }
+    return true;
+}
+
+static bool set_lb(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    cx->ups->lb = (sg_lb_method)(intptr_t)cmd->post;   /* nginx: a later method wins */
+    return true;
+}
+
+/* ---------------- map, types ---------------- */
+
+static bool map_lines(sg_cctx *cx, const sg_cnode *n, sg_map *m)
+{
+    for (size_t i = 0; i < n->nkids; i++) {
+        const sg_cnode *k = &n->kids[i];
+        if (k->block) return sg_cerr(cx, k->name.pos, "unexpected \"{\"");
+        if (k->nargs == 0 && strcmp(k->name.s, "hostnames") == 0) {
+            sg_map_set_hostnames(m);
+        } else if (k->nargs == 0 && strcmp(k->name.s, "volatile") == 0) {
+            /* values are computed once per request anyway */
+        } else if (k->nargs != 1) {
+            return sg_cerr(cx, k->name.pos, "invalid number of the map parameters");
+        } else if (!sg_map_add(m, arg_str(&k->name), arg_str(&k->args[0]), k->name.pos,
+                               cx->err, cx->errlen)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool set_map(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const sg_carg *src = &n->args[0], *dst = &n->args[1];
+    if (dst->n < 2 || dst->s[0] != '$')
+        return sg_cerr(cx, dst->pos, "invalid variable name \"%s\"", dst->s);
+    sg_map *m = sg_map_new(cx->c, arg_str(src), src->pos, cx->err, cx->errlen);
+    if (!m) return false;
+    if (map_lines(cx, n, m) &&
+        sg_var_define_map(cx->c, (sg_str){ dst->s + 1, dst->n - 1 }, m, cx->err, cx->errlen))
+        return true;
+    sg_map_free(m);                       /* not reachable from the variables: free its regexes now */
+    return false;
+}
+
+static bool set_types(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    for (size_t i = 0; i < n->nkids; i++) {
+        const sg_cnode *k = &n->kids[i];
+        if (k->block) return sg_cerr(cx, k->name.pos, "unexpected \"{\"");
+        if (k->nargs == 0) return sg_cerr(cx, k->name.pos, "invalid number of arguments in \"types\" directive");
+    }
+    return true;
+}
+
+/* ---------------- logs ---------------- */
+
+static bool set_log_format(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_conf *c = cx->c;
+    size_t first = 1;
+    bool json = false, none = false;
+    if (starts(n->args[1].s, "escape=")) {
+        const char *e = n->args[1].s + 7;
+        if (strcmp(e, "json") == 0) json = true;
+        else if (strcmp(e, "none") == 0) none = true;
+        else if (strcmp(e, "default") != 0)
+            return sg_cerr(cx, n->args[1].pos, "unknown log format escaping \"%s\"", e);
+        first = 2;
+    }
+    if (first >= n->nargs)
+        return sg_cerr(cx, n->name.pos, "invalid number of arguments in \"%s\" directive", n->name.s);
+    sg_log_format *f = sg_conf_find_log_format(c, arg_str(&n->args[0]));
+    bool redefine_main = f && strcmp(f->name, "main") == 0 && !cx->main_redefined;
+    if (f && !redefine_main)
+        return sg_cerr(cx, n->args[0].pos, "duplicate \"log_format\" name \"%s\"", n->args[0].s);
+    sg_strbuf b = { 0 };
+    for (size_t i = first; i < n->nargs; i++) sg_strbuf_append(&b, n->args[i].s, n->args[i].n);
+    sg_cval cv;
+    bool ok = sg_cval_compile(c, (sg_str){ b.p ? b.p : "", b.n }, n->args[first].pos, &cv,
+                              cx->err, cx->errlen);
+    sg_strbuf_free(&b);
+    if (!ok) return false;
+    if (redefine_main) {
+        cx->main_redefined = true;
+    } else {
+        f = sg_arena_alloc(&c->arena, sizeof(*f));
+        f->name = n->args[0].s;
+        c->log_formats = sg_conf_push(&c->arena, c->log_formats, c->nlog_formats, sizeof(*c->log_formats));
+        c->log_formats[c->nlog_formats++] = f;
+    }
+    f->format = cv;
+    f->escape_json = json;
+    f->escape_none = none;
+    return true;
+}
+
+static bool access_log_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_access_log *al)
+{
+    const char *p = a->s;
+    uint64_t v;
+    if (starts(p, "buffer=")) {
+        if (!parse_size(p + 7, &v) || v == 0 || v > (1u << 30)) return bad_param(cx, a);
+        al->buffer_size = (size_t)v;
+    } else if (starts(p, "flush=")) {
+        if (!parse_time_ms(p + 6, &v) || v >= SG_UNSET_MS) return bad_param(cx, a);
+        al->flush_ms = (uint32_t)v;
+    } else if (strcmp(p, "gzip") == 0 || starts(p, "gzip=")) {
+        return param_not_yet(cx, n, a, 4);
+    } else if (starts(p, "if=")) {
+        return param_not_yet(cx, n, a, 2);
+    } else {
+        return bad_param(cx, a);
+    }
+    return true;
+}
+
+static bool set_access_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = base;
+    const sg_carg *path = &n->args[0];
+    if (cx->first) {                       /* a level's own list replaces the inherited one */
+        lc->access_logs = NULL;
+        lc->naccess_logs = 0;
+    }
+    if (strcmp(path->s, "off") == 0 && n->nargs == 1) {
+        lc->access_log_off = true;
+        lc->naccess_logs = 0;
+        return true;
+    }
+    if (starts(path->s, "syslog:"))
+        return sg_cerr(cx, path->pos, "\"syslog:\" in \"access_log\" is not supported yet");
+    if (strchr(path->s, '$'))
+        return sg_cerr(cx, path->pos, "variables in \"access_log\" paths are not supported yet");
+    sg_access_log al = { .path = sg_conf_full_path(cx->c, path->s), .flush_ms = 1000 };
+    sg_str fmt = n->nargs > 1 ? arg_str(&n->args[1]) : SG_STR("combined");
+    al.format = sg_conf_find_log_format(cx->c, fmt);
+    if (!al.format)
+        return sg_cerr(cx, n->args[1].pos, "unknown log format \"%s\"", n->args[1].s);
+    for (size_t i = 2; i < n->nargs; i++)
+        if (!access_log_param(cx, n, &n->args[i], &al)) return false;
+    lc->access_logs = sg_conf_push(&cx->c->arena, lc->access_logs, lc->naccess_logs, sizeof(al));
+    lc->access_logs[lc->naccess_logs++] = al;
+    lc->access_log_off = false;
+    return true;
+}
+
+/* ---------------- headers, error_page, return, index ---------------- */
+
+/* add_header NAME VALUE [always] and proxy_set_header NAME VALUE: a level
+ * that has any replaces every inherited one (nginx). Fields: list + count. */
+static bool set_header(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_header_set **list = (sg_header_set **)((char *)base + cmd->offset);
+    size_t *count = (size_t *)((char *)base + cmd->offset + sizeof(sg_header_set *));
+    if (cx->first) {
+        *list = NULL;
+        *count = 0;
+    }
+    sg_header_set h = { .name = sg_arena_str(&cx->c->arena, arg_str(&n->args[0])) };
+    if (n->nargs == 3) {
+        if (strcmp(n->args[2].s, "always") != 0) return bad_value(cx, n, &n->args[2]);
+        h.always = true;
+    }
+    if (!sg_cval_compile(cx->c, arg_str(&n->args[1]), n->args[1].pos, &h.value, cx->err, cx->errlen))
+        return false;
+    *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(h));
+    (*list)[(*count)++] = h;
+    return true;
+}
+
+static bool parse_status(const sg_carg *a, int lo, int hi, int *out)
+{
+    uint64_t v;
+    if (!parse_num(a->s, 999, &v) || (int)v < lo || (int)v > hi) return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool set_error_page(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = base;
+    sg_error_page ep = { .override = -1 };
+    size_t ncodes = n->nargs - 1;
+    const sg_carg *eq = &n->args[n->nargs - 2];
+    if (eq->s[0] == '=') {
+        ncodes--;
+        ep.override = 0;
+        if (eq->s[1] && !parse_status(&(sg_carg){ .s = eq->s + 1 }, 100, 999, &ep.override))
+            return bad_value(cx, n, eq);
+    }
+    if (ncodes == 0)
+        return sg_cerr(cx, n->name.pos, "invalid number of arguments in \"%s\" directive", n->name.s);
+    ep.codes = sg_arena_alloc(&cx->c->arena, ncodes * sizeof(int));
+    for (size_t i = 0; i < ncodes; i++) {
+        uint64_t v;
+        if (!parse_num(n->args[i].s, 999, &v)) return bad_value(cx, n, &n->args[i]);
+        if (v < 300 || v > 599 || v == 499)
+            return sg_cerr(cx, n->args[i].pos, "value \"%s\" must be between 300 and 599", n->args[i].s);
+        ep.codes[i] = (int)v;
+    }
+    ep.ncodes = ncodes;
+    const sg_carg *uri = &n->args[n->nargs - 1];
+    if (!sg_cval_compile(cx->c, arg_str(uri), uri->pos, &ep.uri, cx->err, cx->errlen)) return false;
+    if (cx->first) {
+        lc->error_pages = NULL;
+        lc->nerror_pages = 0;
+    }
+    lc->error_pages = sg_conf_push(&cx->c->arena, lc->error_pages, lc->nerror_pages, sizeof(ep));
+    lc->error_pages[lc->nerror_pages++] = ep;
+    return true;
+}
+
+/* return CODE [TEXT] | return CODE URL | return URL (302) */
+static bool set_return(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = base;
+    const sg_carg *text = n->nargs == 2 ? &n->args[1] : NULL;
+    if (!parse_status(&n->args[0], 0, 999, &lc->return_code)) {
+        const char *u = n->args[0].s;
+        if (n->nargs != 1 || !(starts(u, "http://") || starts(u, "https://") || starts(u, "$scheme")))
+            return sg_cerr(cx, n->args[0].pos, "invalid return code \"%s\"", u);
+        lc->return_code = 302;
+        text = &n->args[0];
+    }
+    lc->has_return = true;
+    if (!text) return true;
+    return sg_cval_compile(cx->c, arg_str(text), text->pos, &lc->return_text, cx->err, cx->errlen);
+}
+
+static bool set_index(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = base;
+    if (cx->first) {
+        lc->index = NULL;
+        lc->nindex = 0;
+    }
+    for (size_t i = 0; i < n->nargs; i++) {
+        if (n->args[i].n == 0) return bad_value(cx, n, &n->args[i]);
+        lc->index = sg_conf_push(&cx->c->arena, lc->index, lc->nindex, sizeof(sg_str));
+        lc->index[lc->nindex++] = sg_arena_str(&cx->c->arena, arg_str(&n->args[i]));
+    }
+    return true;
+}
+
+static bool set_true(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    *(bool *)((char *)base + cmd->offset) = true;
+    return true;
+}
+
+/* keepalive_timeout TIMEOUT [HEADER_TIMEOUT] */
+static bool set_keepalive_timeout(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = base;
+    uint64_t ms, hs = 0;
+    if (!parse_time_ms(n->args[0].s, &ms) || ms >= SG_UNSET_MS) return bad_value(cx, n, &n->args[0]);
+    if (n->nargs == 2) {
+        if (!parse_time_ms(n->args[1].s, &hs) || hs >= SG_UNSET_MS) return bad_value(cx, n, &n->args[1]);
+        hs /= 1000;
+    }
+    lc->keepalive_timeout_ms = (uint32_t)ms;
+    lc->keepalive_header_s = (uint32_t)hs;
+    return true;
+}
+
+/* large_client_header_buffers NUMBER SIZE */
+static bool set_large_buffers(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_server_conf *s = base;
+    uint64_t num, size;
+    if (!parse_num(n->args[0].s, 1024, &num) || num == 0) return bad_value(cx, n, &n->args[0]);
+    if (!parse_size(n->args[1].s, &size) || size == 0 || size > (1u << 30)) return bad_value(cx, n, &n->args[1]);
+    s->large_header_buffers = (size_t)num;
+    s->large_header_buffer_size = (size_t)size;
+    return true;
+}
+
+/* proxy_buffers NUMBER SIZE: checked, no effect (streamgate streams). */
+static bool set_proxy_buffers(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint64_t v;
+    if (!parse_num(n->args[0].s, UINT32_MAX, &v) || v == 0) return bad_value(cx, n, &n->args[0]);
+    if (!parse_size(n->args[1].s, &v)) return bad_value(cx, n, &n->args[1]);
+    return true;
+}
+
+/* ---------------- proxy ---------------- */
+
+/* proxy_pass http://HOST[:PORT][/URI]: checked here, bound to an upstream
+ * after http{} is read (upstream blocks may come later in the file). */
+static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = base;
+    const sg_carg *a = &n->args[0];
+    const char *url = a->s;
+    if (strchr(url, '$'))
+        return sg_cerr(cx, a->pos, "variables in \"proxy_pass\" are not supported yet");
+    if (strncasecmp(url, "https://", 8) == 0)
+        return sg_cerr(cx, a->pos, "\"https://\" in \"proxy_pass\" is not supported yet");
+    if (strncasecmp(url, "http://", 7) != 0)
+        return sg_cerr(cx, a->pos, "invalid URL prefix in \"%s\"", url);
+    const char *hp = url + 7, *slash = strchr(hp, '/');
+    sg_str hostport = { hp, slash ? (size_t)(slash - hp) : strlen(hp) };
+    if (starts(hp, "unix:"))
+        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"proxy_pass\" are not supported yet");
+    sg_pending_pass pend = { .host_pos = a->pos };
+    if (hostport.n == 0 || !sg_conf_split_hostport(hostport, &pend.host, &pend.port) || pend.port == 0)
+        return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", url + 7);
+    sg_proxy_pass *pp = sg_arena_alloc(&cx->c->arena, sizeof(*pp));
+    memset(pp, 0, sizeof(*pp));
+    pp->pos = n->name.pos;
+    pp->has_uri = slash != NULL;
+    if (slash) pp->uri = sg_str_from(slash);
+    const sg_location *loc = cx->cur->loc;
+    if (pp->has_uri && (is_regex(loc) || loc->match == SG_LOC_NAMED))
+        return sg_cerr(cx, a->pos, "\"proxy_pass\" cannot have URI part in location given by regular "
+                       "expression, or inside named location, or inside \"if\" statement, or inside "
+                       "\"limit_except\" block");
+    pp->host = sg_arena_str(&cx->c->arena, hostport);    /* refined when bound */
+    pend.pp = pp;
+    cx->passes = sg_conf_push(&cx->c->arena, cx->passes, cx->npasses, sizeof(pend));
+    cx->passes[cx->npasses++] = pend;
+    lc->proxy_pass = pp;
+    return true;
+}
+
+static bool set_proxy_http_version(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const char *v = n->args[0].s;
+    sg_loc_conf *lc = base;
+    if (strcmp(v, "1.0") == 0) lc->proxy_http_version = 10;
+    else if (strcmp(v, "1.1") == 0) lc->proxy_http_version = 11;
+    else if (strcmp(v, "2") == 0 || strcmp(v, "2.0") == 0)
+        return sg_cerr(cx, n->args[0].pos, "\"proxy_http_version %s\" is not supported yet", v);
+    else return bad_value(cx, n, &n->args[0]);
+    return true;
+}
+
+static bool set_next_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    static const enum_val vals[] = {
+        { "error", SG_NU_ERROR }, { "timeout", SG_NU_TIMEOUT },
+        { "invalid_header", SG_NU_INVALID_HEADER }, { "http_500", SG_NU_HTTP_500 },
+        { "http_502", SG_NU_HTTP_502 }, { "http_503", SG_NU_HTTP_503 },
+        { "http_504", SG_NU_HTTP_504 }, { "http_403", SG_NU_HTTP_403 },
+        { "http_404", SG_NU_HTTP_404 }, { "http_429", SG_NU_HTTP_429 },
+        { "non_idempotent", SG_NU_NON_IDEMPOTENT }, { "updating", 0 }, { NULL, 0 },
+    };
+    uint32_t mask = 0;
+    for (size_t i = 0; i < n->nargs; i++) {
+        const char *v = n->args[i].s;
+        const enum_val *e = vals;
+        if (strcmp(v, "off") == 0 && n->nargs == 1) {
+            mask = SG_NU_OFF;
+            continue;
+        }
+        while (e->name && strcmp(e->name, v) != 0) e++;
+        if (!e->name) return bad_value(cx, n, &n->args[i]);
+        mask |= (uint32_t)e->value;
+    }
+    ((sg_loc_conf *)base)->next_upstream = mask;
+    return true;
+}
+
+static bool set_proxy_redirect(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const char *v = n->args[0].s;
+    if (n->nargs == 2)
+        return sg_cerr(cx, n->name.pos, "\"proxy_redirect\" with a replacement is not supported yet");
+    if (strcmp(v, "off") == 0) ((sg_loc_conf *)base)->proxy_redirect_off = true;
+    else if (strcmp(v, "default") == 0) ((sg_loc_conf *)base)->proxy_redirect_off = false;
+    else return bad_value(cx, n, &n->args[0]);
+    return true;
+}
+
+/* ---------------- the table ---------------- */
+
+static const enum_val on_off_build[] = { { "on", 1 }, { "off", 0 }, { "build", 1 }, { NULL, 0 } };
+
+#define M SG_CTX_MAIN
+#define E SG_CTX_EVENTS
+#define H SG_CTX_HTTP
+#define S SG_CTX_SERVER
+#define L SG_CTX_LOCATION
+#define U SG_CTX_UPSTREAM
+#define A0 SG_ARG0
+#define A1 SG_ARG1
+#define A2 SG_ARG2
+#define A1P SG_ARG1MORE
+#define A2P SG_ARG2MORE
+#define BLK SG_ARGBLOCK
+#define HSL SG_CTX_HSL
+
+static const sg_cmd cmds[] = {
+    /* main */
+    { "worker_processes", M, A1, set_worker_processes, MAIN(worker_processes), NULL },
+    { "daemon", M, A1, set_flag, MAIN(daemon), NULL },
+    { "pid", M, A1, set_path, MAIN(pid_path), NULL },
+    { "error_log", M, SG_ARG12, set_error_log, MAIN(error_log_path), NULL },
+    { "error_log", HSL, SG_ARG12, set_error_log, LOC(error_log_path), NULL },
+    { "worker_shutdown_timeout", M, A1, set_msec, MAIN(worker_shutdown_timeout_ms), NULL },
+    { "events", M, A0 | BLK, set_events, SG_T_MAIN, 0, 0, 0, NULL },  /* MAIN: once */
+    { "http", M, A0 | BLK, set_http, SG_T_MAIN, 0, 0, 0, NULL },
+    { "include", SG_CTX_ANY, A1, set_noop, NONE, NULL },        /* expanded by the parser */
+    { "user", M, SG_ARG12, set_noop, NONE, NULL },                 /* no effect: documented */
+    { "pcre_jit", M, A1, set_flag, NONE, NULL },
+    /* events */
+    { "worker_connections", E, A1, set_num, MAIN(worker_connections), NULL },
+    { "use", E, A1, set_use, NONE, NULL },
+    { "multi_accept", E, A1, set_flag, NONE, NULL },
+    { "accept_mutex", E, A1, set_flag, NONE, NULL },               /* SO_REUSEPORT instead */
+    /* http */
+    { "server", H, A0 | BLK, set_server, NONE, NULL },
+    { "upstream", H, A1 | BLK, set_upstream, NONE, NULL },
+    { "map", H, A2 | BLK, set_map, NONE, NULL },
+    { "log_format", H, A2P, set_log_format, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "types", HSL, A0 | BLK, set_types, NONE, NULL },             /* no effect: no static files */
+    { "server_names_hash_bucket_size", H, A1, set_size, NONE, NULL },
+    { "server_names_hash_max_size", H, A1, set_size, NONE, NULL },
+    { "types_hash_bucket_size", HSL, A1, set_size, NONE, NULL },
+    { "types_hash_max_size", HSL, A1, set_size, NONE, NULL },
+    { "variables_hash_bucket_size", H, A1, set_size, NONE, NULL },
+    { "variables_hash_max_size", H, A1, set_size, NONE, NULL },
+    { "map_hash_bucket_size", H, A1, set_size, NONE, NULL },
+    { "map_hash_max_size", H, A1, set_size, NONE, NULL },
+    { "proxy_headers_hash_bucket_size", HSL, A1, set_size, NONE, NULL },
+    { "proxy_headers_hash_max_size", HSL, A1, set_size, NONE, NULL },
+    /* server */
+    { "listen", S, A1P, set_listen, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "server_name", S, A1P, set_server_name, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "location", S | L, SG_ARG12 | BLK, set_location, NONE, NULL },
+    { "client_header_timeout", H | S, A1, set_msec, SRV_RANGE(client_header_timeout_ms, client_header_timeout_ms), NULL },
+    { "large_client_header_buffers", H | S, A2, set_large_buffers,
+      SRV_RANGE(large_header_buffers, large_header_buffer_size), NULL },
+    { "client_header_buffer_size", H | S, A1, set_size, NONE, NULL },
+    /* http, server, location */
+    { "default_type", HSL, A1, set_str, LOC(default_type), NULL },
+    { "keepalive_timeout", HSL, SG_ARG12, set_keepalive_timeout,
+      LOC_RANGE(0, keepalive_timeout_ms, keepalive_header_s), NULL },
+    { "keepalive_requests", HSL, A1, set_num, LOC(keepalive_requests), NULL },
+    { "client_max_body_size", HSL, A1, set_size, LOC(client_max_body_size), NULL },
+    { "client_body_timeout", HSL, A1, set_msec, LOC(client_body_timeout_ms), NULL },
+    { "client_body_buffer_size", HSL, A1, set_size, NONE, NULL },
+    { "send_timeout", HSL, A1, set_msec, LOC(send_timeout_ms), NULL },
+    { "access_log", HSL, A1P, set_access_log, LOC_RANGE(SG_CF_MULTI, access_logs, access_log_off), NULL },
+    { "root", HSL, A1, set_path, LOC(root), NULL },
+    { "index", HSL, A1P, set_index, LOC_RANGE(SG_CF_MULTI, index, nindex), NULL },
+    { "add_header", HSL, SG_ARG23, set_header, LOC_RANGE(SG_CF_MULTI, add_headers, nadd_headers), NULL },
+    { "error_page", HSL, A2P, set_error_page, LOC_RANGE(SG_CF_MULTI, error_pages, nerror_pages), NULL },
+    { "return", S | L, SG_ARG12, set_return, LOC_RANGE(SG_CF_NOMERGE, has_return, return_text), NULL },
+    { "internal", L, A0, set_true, LOC_NM(internal), NULL },
+    { "sendfile", HSL, A1, set_flag, NONE, NULL },                 /* no effect: documented */
+    { "tcp_nopush", HSL, A1, set_flag, NONE, NULL },
+    { "tcp_nodelay", HSL, A1, set_flag, NONE, NULL },
+    { "reset_timedout_connection", HSL, A1, set_flag, NONE, NULL },
+    { "log_not_found", HSL, A1, set_flag, NONE, NULL },
+    { "server_tokens", HSL, A1, set_enum, NONE, on_off_build },
+    /* proxy */
+    { "proxy_pass", L, A1, set_proxy_pass, LOC_NM(proxy_pass), NULL },
+    { "proxy_http_version", HSL, A1, set_proxy_http_version, LOC(proxy_http_version), NULL },
+    { "proxy_set_header", HSL, A2, set_header, LOC_RANGE(SG_CF_MULTI, proxy_headers, nproxy_headers), NULL },
+    { "proxy_connect_timeout", HSL, A1, set_msec, LOC(proxy_connect_timeout_ms), NULL },
+    { "proxy_read_timeout", HSL, A1, set_msec, LOC(proxy_read_timeout_ms), NULL },
+    { "proxy_send_timeout", HSL, A1, set_msec, LOC(proxy_send_timeout_ms), NULL },
+    { "proxy_next_upstream", HSL, A1P, set_next_upstream, LOC(next_upstream), NULL },
+    { "proxy_next_upstream_tries", HSL, A1, set_num, LOC(next_upstream_tries), NULL },
+    { "proxy_next_upstream_timeout", HSL, A1, set_msec, LOC(next_upstream_timeout_ms), NULL },
+    { "proxy_redirect", HSL, SG_ARG12, set_proxy_redirect, LOC(proxy_redirect_off), NULL },
+    { "proxy_intercept_errors", HSL, A1, set_flag, LOC(proxy_intercept_errors), NULL },
+    { "proxy_buffering", HSL, A1, set_flag, LOC(proxy_buffering), NULL },
+    { "proxy_request_buffering", HSL, A1, set_flag, NONE, NULL },  /* always streamed */
+    { "proxy_buffer_size", HSL, A1, set_size, NONE, NULL },
+    { "proxy_buffers", HSL, A2, set_proxy_buffers, NONE, NULL },
+    { "proxy_busy_buffers_size", HSL, A1, set_size, NONE, NULL },
+    { "proxy_max_temp_file_size", HSL, A1, set_size, NONE, NULL },
+    /* upstream */
+    { "server", U, A1P, set_ups_server, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "keepalive", U, A1, set_num, UPS(keepalive), NULL },
+    { "keepalive_timeout", U, A1, set_msec, UPS(keepalive_timeout_ms), NULL },
+    { "keepalive_requests", U, A1, set_num, UPS(keepalive_requests), NULL },
+    { "least_conn", U, A0, set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_LEAST_CONN },
+    { "ip_hash", U, A0, set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
+};
+
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+_Static_assert(NCMDS <= SG_MAX_CMDS, "raise SG_MAX_CMDS");
+
+/* nginx directives of later work: "NAME" directive is not supported yet. */
+static const char *const later_exact[] = {
+    "stream", "ssl", "http2", "http3", "quic", "proxy_timeout", "if", "set", "rewrite", "rewrite_log",
+    "break", "charset", "alias", "try_files", "allow", "deny", "expires", "hash", "random",
+    "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
+    "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method",
+    "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
+    "proxy_limit_rate", "stub_status", "underscores_in_headers",
+    "ignore_invalid_headers", "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
+    "working_directory", "load_module", "env", "lock_file", "thread_pool", "timer_resolution",
+    "master_process", "debug_points", "worker_rlimit_core", "lingering_close", "lingering_time",
+    "lingering_timeout", "keepalive_disable", "send_lowat", "postpone_output", "output_buffers",
+    "chunked_transfer_encoding", "etag", "if_modified_since", "add_trailer", "log_subrequest",
+    "open_log_file_cache", "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
+    "msie_refresh", "port_in_redirect", "server_name_in_redirect", "absolute_redirect",
+    "recursive_error_pages", "satisfy", "limit_except", "client_body_in_file_only",
+    "client_body_in_single_buffer", "client_body_temp_path", "subrequest_output_buffer_size",
+    "uninitialized_variable_warn", "debug_connection", "worker_aio_requests", "accept_mutex_delay",
+    "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout", "zone",
+    "sticky", "health_check", "ntlm", "queue", "split_clients", "geo", "ssi", "sub_filter",
+    "mirror", "empty_gif",
+    NULL,
+};
+static const char *const later_prefix[] = {
+    "grpc_", "ssl_", "proxy_ssl_", "http2_", "http3_", "quic_", "limit_req", "limit_conn",
+    "limit_rate", "proxy_cache", "proxy_store", "proxy_temp", "proxy_cookie_", "gzip", "gunzip",
+    "auth_", "sub_filter_", "open_file_cache", "ssi_", "autoindex", "mirror_", "uwsgi_",
+    "fastcgi_", "scgi_", "memcached_", "charset_", "secure_link", "userid", "geoip", "image_filter",
+    "xslt_", "dav_", "mp4", "flv", "hls", "slice", "aio", "directio", "addition_", "random_index",
+    "real_ip", "set_real_ip_from", "perl", "spdy_", "resolver_",
+    NULL,
+};
+
+static bool is_later(const char *name)
+{
+    for (int i = 0; later_exact[i]; i++)
+        if (strcmp(name, later_exact[i]) == 0) return true;
+    for (int i = 0; later_prefix[i]; i++)
+        if (starts(name, later_prefix[i])) return true;
+    return false;
+}
+
+/* ---------------- dispatch ---------------- */
+
+static unsigned char *set_bits(sg_cctx *cx, const sg_cmd *cmd)
+{
+    switch (cmd->target) {
+    case SG_T_MAIN: return cx->main_set;
+    case SG_T_LOC: case SG_T_SRV: return cx->cur->set;
+    case SG_T_UPS: return cx->ups_set;
+    default: return NULL;
+    }
+}
+
+static void *target_base(sg_cctx *cx, const sg_cmd *cmd)
+{
+    switch (cmd->target) {
+    case SG_T_MAIN: return cx->c;
+    case SG_T_LOC: return cx->cur->conf;
+    case SG_T_SRV: return &cx->cur->srv;
+    case SG_T_UPS: return cx->ups;
+    default: return NULL;
+    }
+}
+
+static bool args_ok(uint32_t spec, size_t n)
+{
+    if (n <= 5 && (spec & (1u << n))) return true;
+    if ((spec & SG_ARG1MORE) && n >= 1) return true;
+    return (spec & SG_ARG2MORE) && n >= 2;
+}
+
+static const sg_cmd *find_cmd(sg_cctx *cx, const sg_cnode *n)
+{
+    const sg_cmd *named = NULL;
+    for (size_t i = 0; i < NCMDS; i++) {
+        if (strcmp(cmds[i].name, n->name.s) != 0) continue;
+        if (cmds[i].ctx & cx->ctx) return &cmds[i];
+        named = &cmds[i];
+    }
+    if (named) sg_cerr(cx, n->name.pos, "\"%s\" directive is not allowed here", n->name.s);
+    else if (is_later(n->name.s))
+        sg_cerr(cx, n->name.pos, "\"%s\" directive is not supported yet", n->name.s);
+    else sg_cerr(cx, n->name.pos, "unknown directive \"%s\"", n->name.s);
+    return NULL;
+}
+
+static bool run_node(sg_cctx *cx, const sg_cnode *n)
+{
+    const sg_cmd *cmd = find_cmd(cx, n);
+    if (!cmd) return false;
+    const char *name = n->name.s;
+    if ((cmd->args & SG_ARGBLOCK) && !n->block)
+        return sg_cerr(cx, n->name.pos, "directive \"%s\" has no opening \"{\"", name);
+    if (!(cmd->args & SG_ARGBLOCK) && n->block)
+        return sg_cerr(cx, n->name.pos, "directive \"%s\" is not terminated by \";\"", name);
+    if (!args_ok(cmd->args, n->nargs))
+        return sg_cerr(cx, n->name.pos, "invalid number of arguments in \"%s\" directive", name);
+    size_t idx = (size_t)(cmd - cmds);
+    unsigned char *bits = set_bits(cx, cmd);
+    bool was_set = bits && (bits[idx / 8] & (1u << (idx % 8)));
+    if (was_set && !(cmd->flags & SG_CF_MULTI))
+        return sg_cerr(cx, n->name.pos, "\"%s\" directive is duplicate", name);
+    cx->first = !was_set;
+    if (!cmd->set(cx, n, cmd, target_base(cx, cmd))) return false;
+    if (bits) bits[idx / 8] |= (unsigned char)(1u << (idx % 8));
+    return true;
+}
+
+static bool run_block(sg_cctx *cx, const sg_cnode *blk, uint32_t ctx)
+{
+    uint32_t saved = cx->ctx;
+    cx->ctx = ctx;
+    for (size_t i = 0; i < blk->nkids; i++)
+        if (!run_node(cx, &blk->kids[i])) return false;
+    cx->ctx = saved;
+    return true;
+}
+
+bool sg_directives_run(sg_cctx *cx, const sg_cnode *root)
+{
+    return run_block(cx, root, SG_CTX_MAIN);
+}
+
+/* ---------------- defaults and inheritance ---------------- */
+
+void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *srv)
+{
+    sg_conf *c = cx->c;
+    lc->client_max_body_size = 1024 * 1024;
+    lc->client_body_timeout_ms = 60000;
+    lc->send_timeout_ms = 60000;
+    lc->keepalive_timeout_ms = 75000;
+    lc->keepalive_requests = 1000;
+    lc->default_type = SG_STR("text/plain");
+    lc->root = sg_str_from(sg_conf_full_path(c, "html"));
+    lc->index = sg_arena_alloc(&c->arena, sizeof(sg_str));
+    lc->index[0] = SG_STR("index.html");
+    lc->nindex = 1;
+    lc->access_log_off = true;         /* streamgate: no access log unless asked for */
+    lc->proxy_http_version = 11;       /* streamgate: nginx defaults to 1.0 */
+    lc->proxy_connect_timeout_ms = 60000;
+    lc->proxy_read_timeout_ms = 60000;
+    lc->proxy_send_timeout_ms = 60000;
+    lc->next_upstream = SG_NU_ERROR | SG_NU_TIMEOUT;
+    lc->proxy_buffering = true;
+    lc->error_log_path = c->error_log_path;
+    lc->error_log_level = c->error_log_level;
+    srv->client_header_timeout_ms = 60000;
+    srv->large_header_buffers = 4;
+    srv->large_header_buffer_size = 8192;
+}
+
+static void merge_level(const sg_lvl *up, sg_lvl *l)
+{
+    for (size_t i = 0; i < NCMDS; i++) {
+        const sg_cmd *cmd = &cmds[i];
+        if (cmd->size == 0 || (cmd->flags & SG_CF_NOMERGE) || (l->set[i / 8] & (1u << (i % 8))))
+            continue;
+        if (cmd->target == SG_T_LOC)
+            memcpy((char *)l->conf + cmd->offset, (const char *)up->conf + cmd->offset, cmd->size);
+        else if (cmd->target == SG_T_SRV)
+            memcpy((char *)&l->srv + cmd->offset, (const char *)&up->srv + cmd->offset, cmd->size);
+    }
+}
+
+/* The user's proxy_set_header list over the defaults (Host $proxy_host,
+ * Connection ""): a default the user names is replaced in place, so Host
+ * stays first as nginx sends it. */
+static void effective_proxy_headers(sg_cctx *cx, sg_loc_conf *lc, const sg_header_set *defs, size_t ndefs)
+{
+    size_t n = 0, cap = ndefs + lc->nproxy_headers;
+    sg_header_set *out = sg_arena_alloc(&cx->c->arena, (cap ? cap : 1) * sizeof(*out));
+    for (size_t d = 0; d < ndefs; d++) out[n++] = defs[d];
+    for (size_t i = 0; i < lc->nproxy_headers; i++) {
+        const sg_header_set *h = &lc->proxy_headers[i];
+        size_t j = 0;
+        while (j < ndefs && !sg_str_caseeq(out[j].name, h->name)) j++;
+        if (j < ndefs) out[j] = *h;
+        else out[n++] = *h;
+    }
+    lc->proxy_headers = out;
+    lc->nproxy_headers = n;
+}
+
+static void merge_tree(sg_cctx *cx, sg_lvl *l)
+{
+    for (size_t i = 0; i < l->nkids; i++) {
+        merge_level(l, l->kids[i]);
+        merge_tree(cx, l->kids[i]);
+    }
+}
+
+static void finish_tree(sg_cctx *cx, sg_lvl *l, const sg_header_set *defs, size_t ndefs)
+{
+    effective_proxy_headers(cx, l->conf, defs, ndefs);
+    if (l->server && l->loc == l->server->root) {
+        l->server->client_header_timeout_ms = l->srv.client_header_timeout_ms;
+        l->server->large_header_buffers = l->srv.large_header_buffers;
+        l->server->large_header_buffer_size = l->srv.large_header_buffer_size;
+    }
+    for (size_t i = 0; i < l->nkids; i++) finish_tree(cx, l->kids[i], defs, ndefs);
+}
+
+void sg_directives_merge(sg_cctx *cx)
+{
+    if (!cx->http) return;
+    sg_loc_conf *top = cx->http->conf;
+    size_t el = 0;
+    while (el < NCMDS && !(cmds[el].target == SG_T_LOC && cmds[el].set == set_error_log)) el++;
+    if (!(cx->http->set[el / 8] & (1u << (el % 8)))) {   /* main error_log may come after http{} */
+        top->error_log_path = cx->c->error_log_path;
+        top->error_log_level = cx->c->error_log_level;
+    }
+    merge_tree(cx, cx->http);
+    sg_header_set defs[2] = { { .name = SG_STR("Host") }, { .name = SG_STR("Connection") } };
+    char err[256];
+    sg_conf_pos pos = { cx->c->file, 0, 0 };
+    /* literal inputs: these cannot fail */
+    (void)sg_cval_compile(cx->c, SG_STR("$proxy_host"), pos, &defs[0].value, err, sizeof(err));
+    (void)sg_cval_compile(cx->c, SG_STR(""), pos, &defs[1].value, err, sizeof(err));
+    finish_tree(cx, cx->http, defs, 2);
+}

@@ -1,0 +1,33 @@
+/* The map directive: a variable whose value is chosen by matching another
+ * value against exact strings, wildcard host names (with `hostnames`) and
+ * regular expressions, as nginx's ngx_http_map_module. Built while the
+ * configuration is read; evaluated lazily per request and cached there. */
+#ifndef SG_CONF_MAP_H
+#define SG_CONF_MAP_H
+
+#include <stdbool.h>
+#include "core/str.h"
+#include "conf/vars.h"
+
+struct sg_conf;
+struct sg_http_req;
+typedef struct sg_map sg_map;
+
+/* `source` is the first argument of `map` (e.g. "$http_upgrade"). */
+sg_map *sg_map_new(struct sg_conf *c, sg_str source, sg_conf_pos pos, char *err, size_t errlen);
+
+/* One line of the block. Keys: "default", "hostnames" (a flag, value
+ * empty), "~regex", "~*regex", "\\~literal", exact strings. The value is a
+ * complex value ("$1" captures work for regex keys). False + err on a
+ * duplicate key or bad regex. */
+bool sg_map_add(sg_map *m, sg_str key, sg_str value, sg_conf_pos pos, char *err, size_t errlen);
+bool sg_map_set_hostnames(sg_map *m);
+
+/* Value for request r (empty if nothing matched and no default). */
+sg_str sg_map_eval(const sg_map *m, struct sg_http_req *r);
+
+/* Frees the map's compiled regexes (its other memory is in the arena).
+ * sg_router_free() calls it for every map bound to a variable. */
+void sg_map_free(sg_map *m);
+
+#endif

@@ -1,0 +1,115 @@
+/* Variables ($host, $http_x, map results, ...) and "complex values"
+ * (strings with variables inside, such as log formats or header values).
+ *
+ * Names are resolved once, when the configuration is compiled: a complex
+ * value becomes a list of literal pieces and variable indexes, and reading a
+ * variable at run time is a switch on its kind, never a search by name. */
+#ifndef SG_CONF_VARS_H
+#define SG_CONF_VARS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "core/str.h"
+
+struct sg_http_req;
+struct sg_conf;
+struct sg_map;
+
+/* Where a directive or token stands in the configuration text. */
+typedef struct sg_conf_pos {
+    const char *file;
+    int line, col;
+} sg_conf_pos;
+
+typedef enum sg_var_kind {
+    SG_VAR_HOST = 0, SG_VAR_REMOTE_ADDR, SG_VAR_BINARY_REMOTE_ADDR, SG_VAR_REMOTE_PORT,
+    SG_VAR_SCHEME, SG_VAR_REQUEST_METHOD, SG_VAR_REQUEST_URI, SG_VAR_URI,
+    SG_VAR_DOCUMENT_URI, SG_VAR_ARGS, SG_VAR_QUERY_STRING, SG_VAR_IS_ARGS,
+    SG_VAR_SERVER_PORT, SG_VAR_SERVER_ADDR, SG_VAR_SERVER_NAME, SG_VAR_SERVER_PROTOCOL,
+    SG_VAR_REQUEST, SG_VAR_STATUS, SG_VAR_BODY_BYTES_SENT, SG_VAR_BYTES_SENT,
+    SG_VAR_REQUEST_TIME, SG_VAR_UPSTREAM_ADDR, SG_VAR_UPSTREAM_STATUS,
+    SG_VAR_UPSTREAM_RESPONSE_TIME, SG_VAR_PROXY_ADD_X_FORWARDED_FOR, SG_VAR_PROXY_HOST,
+    SG_VAR_TIME_LOCAL, SG_VAR_TIME_ISO8601, SG_VAR_MSEC, SG_VAR_REMOTE_USER,
+    SG_VAR_HTTP_REFERER, SG_VAR_HTTP_USER_AGENT,
+    SG_VAR_HTTP_HEADER,                 /* $http_NAME: any request header */
+    SG_VAR_ARG,                         /* $arg_NAME */
+    SG_VAR_COOKIE,                      /* $cookie_NAME */
+    SG_VAR_CAPTURE,                     /* $1..$9 */
+    SG_VAR_MAP,                         /* result of a map block */
+} sg_var_kind;
+
+typedef struct sg_var_def {
+    sg_var_kind kind;
+    sg_str name;                        /* without '$' */
+    sg_str param;                       /* header name ("x-forwarded-for" for $http_x_forwarded_for,
+                                           '_' turned into '-'), arg or cookie name */
+    int capture;                        /* for SG_VAR_CAPTURE */
+    struct sg_map *map;                 /* for SG_VAR_MAP; NULL while a map var is used before its map */
+    sg_conf_pos first_use;              /* for "unknown variable" errors reported at the end */
+} sg_var_def;
+
+typedef struct sg_var_table {
+    sg_var_def *defs;
+    size_t n, cap;
+} sg_var_table;
+
+typedef struct sg_cval_part {
+    int var;                            /* -1: literal piece */
+    sg_str lit;
+} sg_cval_part;
+
+typedef struct sg_cval {
+    sg_cval_part *parts;
+    size_t nparts;
+    bool literal;                       /* no variables: `text` is the whole value */
+    sg_str text;                        /* the source text (for -T and literals) */
+} sg_cval;
+
+/* Compile time. Returns the index of variable `name` (without '$'),
+ * adding it to the table if needed. A name that is no built-in and no known
+ * prefix ($http_, $arg_, $cookie_, $1..$9) is recorded as a pending map
+ * variable, as nginx allows a map to be declared after its first use;
+ * sg_vars_finish() reports those still undefined at `pos`. */
+int sg_var_index(struct sg_conf *c, sg_str name, sg_conf_pos pos);
+
+/* Binds variable `name` to a map (the map directive). False + err if the
+ * name is a built-in or already bound. */
+bool sg_var_define_map(struct sg_conf *c, sg_str name, struct sg_map *map,
+                       char *err, size_t errlen);
+
+/* After the whole file is read: "file:line:col: unknown "name" variable"
+ * for any variable never defined. */
+bool sg_vars_finish(struct sg_conf *c, char *err, size_t errlen);
+
+/* Compiles "text with $vars and ${vars}" into `out`; false + err on a
+ * syntax error (e.g. an unclosed "${"). Memory comes from the generation's arena. */
+bool sg_cval_compile(struct sg_conf *c, sg_str text, sg_conf_pos pos, sg_cval *out,
+                     char *err, size_t errlen);
+
+/* Run time. Value of variable `index` for request r; empty slice when
+ * the variable has no value (nginx's "not found"). Results needing memory
+ * live in r->arena. A "not found" value has p == NULL, a found empty one
+ * a non-NULL p: the access log writes "-" only for the former, as nginx. */
+sg_str sg_var_get(struct sg_http_req *r, int index);
+
+/* Evaluates a complex value into r->arena. Literals return `text` as is. */
+sg_str sg_cval_eval(const sg_cval *cv, struct sg_http_req *r);
+
+/* Appends the value to `out`, escaping as an access log does:
+ * escape_json -> JSON string escaping; otherwise nginx's default escaping
+ * (", \ and bytes < 0x20 or >= 0x7f as \xHH) for variable parts only. */
+void sg_cval_eval_log(const sg_cval *cv, struct sg_http_req *r, bool json, bool none,
+                      sg_strbuf *out);
+
+/* Regexes shared by location, server_name and map (PCRE2, JIT when
+ * available). sg_regex_compile returns a pcre2_code * or NULL with
+ * "pcre2_compile() failed: MSG in "RE"" in err (no position: callers prefix it).
+ * sg_regex_exec: true on a match, whose captures are stored in r
+ * (capture_subject, captures, ncaptures) as nginx does; r may be NULL. */
+void *sg_regex_compile(sg_str re, bool caseless, char *err, size_t errlen);
+bool sg_regex_exec(const void *re, sg_str subject, struct sg_http_req *r);
+void sg_regex_free(void *re);
+/* Frees the calling thread's match block (at thread exit). */
+void sg_regex_thread_done(void);
+
+#endif

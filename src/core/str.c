@@ -1,0 +1,200 @@
+/* Strings, arenas and checked allocation. */
+#include "core/str.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sg_arena_chunk {
+    sg_arena_chunk *next;
+    size_t used, size;
+    _Alignas(16) unsigned char data[];
+};
+
+static void sg_oom(void)
+{
+    static const char msg[] = "streamgate: out of memory\n";
+    if (fwrite(msg, 1, sizeof(msg) - 1, stderr) == 0) { /* nothing more to do */ }
+    abort();
+}
+
+void *sg_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) sg_oom();
+    return p;
+}
+
+void *sg_xcalloc(size_t n, size_t m)
+{
+    void *p = calloc(n ? n : 1, m ? m : 1);
+    if (!p) sg_oom();
+    return p;
+}
+
+void *sg_xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p) sg_oom();
+    return p;
+}
+
+char *sg_xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(sg_xmalloc(n), s, n);
+}
+
+bool sg_str_eq(sg_str a, sg_str b)
+{
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+bool sg_str_eq_lit(sg_str a, const char *lit)
+{
+    return sg_str_eq(a, sg_str_from(lit));
+}
+
+static inline unsigned char sg_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
+}
+
+bool sg_str_caseeq(sg_str a, sg_str b)
+{
+    if (a.n != b.n) return false;
+    for (size_t i = 0; i < a.n; i++)
+        if (sg_lower((unsigned char)a.p[i]) != sg_lower((unsigned char)b.p[i])) return false;
+    return true;
+}
+
+bool sg_str_caseeq_lit(sg_str a, const char *lit)
+{
+    return sg_str_caseeq(a, sg_str_from(lit));
+}
+
+sg_str sg_str_from(const char *cstr)
+{
+    return (sg_str){ cstr, cstr ? strlen(cstr) : 0 };
+}
+
+bool sg_str_to_u64(sg_str s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (s.n == 0) return false;
+    for (size_t i = 0; i < s.n; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (c < '0' || c > '9') return false;
+        if (v > (UINT64_MAX - (c - '0')) / 10) return false;
+        v = v * 10 + (c - '0');
+    }
+    *out = v;
+    return true;
+}
+
+void sg_arena_init(sg_arena *a, size_t chunk_size)
+{
+    a->head = NULL;
+    a->chunk_size = chunk_size ? chunk_size : 4096;
+}
+
+void *sg_arena_alloc(sg_arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    sg_arena_chunk *c = a->head;
+    if (!c || c->size - c->used < n) {
+        size_t size = n > a->chunk_size ? n : a->chunk_size;
+        c = sg_xmalloc(sizeof(*c) + size);
+        c->size = size;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+char *sg_arena_strndup(sg_arena *a, const char *p, size_t n)
+{
+    char *s = sg_arena_alloc(a, n + 1);
+    if (n) memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
+sg_str sg_arena_str(sg_arena *a, sg_str s)
+{
+    return (sg_str){ sg_arena_strndup(a, s.p, s.n), s.n };
+}
+
+void sg_arena_reset(sg_arena *a)
+{
+    sg_arena_chunk *c = a->head;
+    if (!c) return;
+    /* Keep the oldest chunk (the one sized for typical use), free the rest. */
+    while (c->next) {
+        sg_arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    c->used = 0;
+    a->head = c;
+}
+
+void sg_arena_free(sg_arena *a)
+{
+    sg_arena_chunk *c = a->head;
+    while (c) {
+        sg_arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    a->head = NULL;
+}
+
+void sg_strbuf_append(sg_strbuf *b, const char *p, size_t n)
+{
+    if (b->cap - b->n < n + 1) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap - b->n < n + 1) cap *= 2;
+        b->p = sg_xrealloc(b->p, cap);
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->n, p, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+void sg_strbuf_append_str(sg_strbuf *b, sg_str s)
+{
+    sg_strbuf_append(b, s.p, s.n);
+}
+
+void sg_strbuf_appendf(sg_strbuf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof(tmp)) {
+        sg_strbuf_append(b, tmp, (size_t)n);
+        return;
+    }
+    char *big = sg_xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sg_strbuf_append(b, big, (size_t)n);
+    free(big);
+}
+
+void sg_strbuf_free(sg_strbuf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->n = b->cap = 0;
+}

@@ -1,0 +1,539 @@
+/* HTTP/1.1 client codec: connections to upstream peers, kept alive in the
+ * worker's pool between exchanges.
+ *
+ * A connection serves one exchange at a time. It goes back to the pool
+ * only when both messages ended cleanly (request fully sent, response fully
+ * read with a known length and no stray bytes after it), so a pooled
+ * connection never carries half of an old message into a new exchange. */
+#include "http/h1_client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "net/sock.h"
+#include "proxy/exchange.h"
+#include "upstream/pool.h"
+
+typedef enum upconn_state { C_CONNECTING, C_ACTIVE, C_IDLE, C_CLOSED } upconn_state;
+
+typedef struct sg_h1_upconn {
+    sg_upstream_link link;
+    sg_io io;
+    sg_pool_node node;
+    sg_pool *pool;
+    sg_loop *loop;
+    sg_worker *w;
+    const sg_upstream_conf *u;
+    sg_inbuf in;
+    sg_outq out;
+    sg_deferred flush, resume, reap;
+    sg_timer timer;                 /* connect, read or idle timeout */
+    sg_timer wtimer;                /* send timeout */
+    upconn_state state;
+    bool readable, writable, processing;
+    bool rdhup;                     /* the peer half-closed: read until EOF */
+    unsigned requests;
+    /* the exchange in progress */
+    bool req_chunked, req_done, head_parsed, resp_done, want_resp, got_bytes, no_reuse;
+    bool is_head, resp_keep_alive;
+    sg_h1_body_kind body_kind;
+    uint64_t body_left;
+    sg_chunked_decoder chunked;
+    size_t scanned;
+    uint32_t read_timeout_ms, send_timeout_ms;
+} sg_h1_upconn;
+
+static const sg_upstream_link_ops h1_link_ops;
+static void upconn_close(sg_h1_upconn *c);
+static void upconn_read(sg_h1_upconn *c);
+
+#define FROM_NODE(n) ((sg_h1_upconn *)((char *)(n) - offsetof(sg_h1_upconn, node)))
+
+static void report_error(sg_h1_upconn *c, sg_up_error err)
+{
+    sg_exchange *ex = c->link.ex;
+    bool nothing = !c->got_bytes;
+    c->link.ex = NULL;
+    upconn_close(c);
+    if (ex) {
+        ex->up = NULL;
+        sg_proxy_up_error(ex, err, nothing);
+    }
+}
+
+/* ---------- output ---------- */
+
+static void do_flush(sg_h1_upconn *c)
+{
+    if (c->state != C_ACTIVE || !c->writable || c->out.bytes == 0) {
+        if (c->out.bytes == 0) sg_timer_disarm(&c->wtimer);
+        return;
+    }
+    size_t before = c->out.bytes, written = 0;
+    sg_io_result r = sg_outq_flush(&c->out, c->io.fd, &written);
+    if (r == SG_IO_ERROR) {
+        report_error(c, SG_UP_CLOSED);
+        return;
+    }
+    if (r == SG_IO_AGAIN) {
+        c->writable = false;
+        if (written || !sg_timer_armed(&c->wtimer)) sg_timer_arm(c->loop, &c->wtimer, c->send_timeout_ms);
+    } else {
+        sg_timer_disarm(&c->wtimer);
+    }
+    if (before >= SG_LOW_WATER && c->out.bytes < SG_LOW_WATER && c->link.ex)
+        sg_proxy_up_drain(c->link.ex);
+}
+
+static void on_flush(sg_deferred *d)
+{
+    do_flush((sg_h1_upconn *)((char *)d - offsetof(sg_h1_upconn, flush)));
+}
+
+static void out_append(sg_h1_upconn *c, const char *p, size_t n)
+{
+    sg_outq_append(&c->out, p, n);
+    sg_loop_defer(c->loop, &c->flush);
+}
+
+/* ---------- link ops ---------- */
+
+static void append_header(sg_outq *q, sg_str name, sg_str value)
+{
+    char *p = sg_outq_reserve(q, name.n + value.n + 4);
+    memcpy(p, name.p, name.n);
+    p[name.n] = ':';
+    p[name.n + 1] = ' ';
+    memcpy(p + name.n + 2, value.p, value.n);
+    memcpy(p + name.n + 2 + value.n, "\r\n", 2);
+    sg_outq_commit(q, name.n + value.n + 4);
+}
+
+static void link_send_head(sg_upstream_link *l, const sg_upstream_request *req)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)l;
+    c->is_head = req->method.n == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
+    char *p = sg_outq_reserve(&c->out, req->method.n + req->target.n + 16);
+    size_t n = 0;
+    memcpy(p, req->method.p, req->method.n);
+    n += req->method.n;
+    p[n++] = ' ';
+    memcpy(p + n, req->target.p, req->target.n);
+    n += req->target.n;
+    n += (size_t)sprintf(p + n, " HTTP/1.%d\r\n", req->http_minor);
+    sg_outq_commit(&c->out, n);
+    for (size_t i = 0; i < req->nheaders; i++)
+        append_header(&c->out, req->headers[i].name, req->headers[i].value);
+    if (req->content_length > 0) {
+        char num[24];
+        int k = snprintf(num, sizeof(num), "%lld", (long long)req->content_length);
+        append_header(&c->out, SG_STR("Content-Length"), (sg_str){ num, (size_t)k });
+    } else if (req->content_length < 0) {
+        append_header(&c->out, SG_STR("Transfer-Encoding"), SG_STR("chunked"));
+        c->req_chunked = true;
+    }
+    if (req->http_minor == 0) append_header(&c->out, SG_STR("Connection"), SG_STR("close"));
+    out_append(c, "\r\n", 2);
+    c->requests++;
+    /* The response may come before the body is sent (an early 413...), so
+     * read at once; proxy_read_timeout starts when the request is sent
+     * (link_send_end), as in nginx: a long upload is not a silent peer. */
+    c->want_resp = true;
+    if (c->readable) sg_loop_defer(c->loop, &c->resume);
+}
+
+static void link_send_data(sg_upstream_link *l, const char *p, size_t n)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)l;
+    if (n == 0) return;
+    if (c->req_chunked) {
+        char hdr[24];
+        int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+        sg_outq_append(&c->out, hdr, (size_t)k);
+        sg_outq_append(&c->out, p, n);
+        out_append(c, "\r\n", 2);
+    } else {
+        out_append(c, p, n);
+    }
+}
+
+static void link_send_end(sg_upstream_link *l)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)l;
+    if (c->req_chunked) out_append(c, "0\r\n\r\n", 5);
+    c->req_done = true;
+    if (!c->head_parsed || !c->resp_done) sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
+}
+
+static size_t link_pending(sg_upstream_link *l)
+{
+    return ((sg_h1_upconn *)l)->out.bytes;
+}
+
+static void link_want_response(sg_upstream_link *l, bool on)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)l;
+    if (c->want_resp == on) return;
+    c->want_resp = on;
+    if (on) {
+        if (c->req_done || c->head_parsed) sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
+        sg_loop_defer(c->loop, &c->resume);
+    } else {
+        sg_timer_disarm(&c->timer);
+    }
+}
+
+static void on_idle_timeout(sg_timer *t);
+
+static void link_release(sg_upstream_link *l)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)l;
+    c->link.ex = NULL;
+    bool clean = c->state == C_ACTIVE && c->req_done && c->resp_done && c->resp_keep_alive &&
+                 !c->no_reuse && c->in.len == 0 && c->out.bytes == 0 &&
+                 c->requests < c->u->keepalive_requests;
+    if (!clean || !sg_pool_put(c->pool, &c->node)) {
+        upconn_close(c);
+        return;
+    }
+    c->state = C_IDLE;
+    c->req_chunked = c->req_done = c->head_parsed = c->resp_done = false;
+    c->want_resp = c->got_bytes = c->is_head = false;
+    c->scanned = 0;
+    sg_timer_disarm(&c->wtimer);
+    c->timer.cb = on_idle_timeout;
+    sg_timer_arm(c->loop, &c->timer, c->u->keepalive_timeout_ms);
+}
+
+static void link_close(sg_upstream_link *l)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)l;
+    c->link.ex = NULL;
+    upconn_close(c);
+}
+
+static const sg_upstream_link_ops h1_link_ops = {
+    .send_head = link_send_head,
+    .send_data = link_send_data,
+    .send_end = link_send_end,
+    .pending = link_pending,
+    .want_response = link_want_response,
+    .release = link_release,
+    .close = link_close,
+};
+
+/* ---------- response parsing ---------- */
+
+static bool still_ours(const sg_h1_upconn *c, const sg_exchange *ex)
+{
+    return c->state == C_ACTIVE && c->link.ex == ex && ex != NULL;
+}
+
+static void response_end(sg_h1_upconn *c)
+{
+    c->resp_done = true;
+    sg_timer_disarm(&c->timer);
+    sg_proxy_up_end(c->link.ex);   /* the core releases or closes the link */
+}
+
+static size_t process_body(sg_h1_upconn *c, const char *p, size_t n)
+{
+    sg_exchange *ex = c->link.ex;
+    if (c->body_kind == SG_H1_BODY_UNTIL_CLOSE) {
+        sg_proxy_up_data(ex, p, n);
+        return n;
+    }
+    if (c->body_kind == SG_H1_BODY_LENGTH) {
+        size_t k = n < c->body_left ? n : (size_t)c->body_left;
+        c->body_left -= k;
+        if (k) sg_proxy_up_data(ex, p, k);
+        if (c->body_left == 0 && still_ours(c, ex)) response_end(c);
+        return k;
+    }
+    size_t used = 0;
+    while (used < n && still_ours(c, ex) && c->want_resp) {
+        size_t consumed = 0, dlen = 0;
+        const char *data = NULL;
+        sg_chunked_result r = sg_chunked_decode(&c->chunked, p + used, n - used, &consumed,
+                                                &data, &dlen, NULL);
+        used += consumed;
+        if (r == SG_CHUNKED_ERROR) {
+            report_error(c, SG_UP_INVALID);
+            return n;
+        }
+        if (r == SG_CHUNKED_DATA && dlen) sg_proxy_up_data(ex, data, dlen);
+        if (r == SG_CHUNKED_END) {
+            if (still_ours(c, ex)) response_end(c);
+            break;
+        }
+        if (r == SG_CHUNKED_MORE) break;
+    }
+    return used;
+}
+
+/* Returns bytes used from buf. */
+static size_t process_buf(sg_h1_upconn *c, const char *buf, size_t len)
+{
+    size_t off = 0;
+    sg_exchange *ex = c->link.ex;
+    while (off < len && still_ours(c, ex) && c->want_resp) {
+        if (c->resp_done) {
+            c->no_reuse = true;   /* bytes after the response: not a clean connection */
+            return len;
+        }
+        if (!c->head_parsed) {
+            sg_h1_message m;
+            sg_str method = c->is_head ? SG_STR("HEAD") : SG_STR("GET");
+            int r = sg_h1_parse_response(buf + off, len - off, c->scanned, method, &m);
+            if (r == 0) {
+                c->scanned = len - off;
+                return off;
+            }
+            if (r < 0) {
+                report_error(c, SG_UP_INVALID);
+                return len;
+            }
+            off += (size_t)r;
+            c->scanned = 0;
+            if (m.status < 200 && m.status != 101) continue;   /* 100 Continue and friends */
+            c->head_parsed = true;
+            c->body_kind = m.body;
+            c->body_left = m.body == SG_H1_BODY_LENGTH ? m.content_length : 0;
+            c->resp_keep_alive = m.keep_alive && m.body != SG_H1_BODY_UNTIL_CLOSE;
+            sg_chunked_init(&c->chunked);
+            sg_proxy_up_head(ex, &m);
+            if (still_ours(c, ex) && m.body == SG_H1_BODY_NONE) response_end(c);
+            continue;
+        }
+        off += process_body(c, buf + off, len - off);
+    }
+    return off;
+}
+
+static void process_input(sg_h1_upconn *c, const char *data, size_t n)
+{
+    if (c->in.len == 0) {
+        size_t used = process_buf(c, data, n);
+        if (used < n && c->state == C_ACTIVE) sg_inbuf_append(&c->in, data + used, n - used);
+        else if (used < n && c->state == C_IDLE) upconn_close(c);   /* stray bytes: unusable */
+        return;
+    }
+    if (n) sg_inbuf_append(&c->in, data, n);
+    size_t used = process_buf(c, c->in.p, c->in.len);
+    if (c->state != C_CLOSED) sg_inbuf_consume(&c->in, used);
+}
+
+static void upconn_read(sg_h1_upconn *c)
+{
+    if (c->processing) return;
+    c->processing = true;
+    if (c->in.len && c->want_resp && c->link.ex) process_input(c, NULL, 0);
+    while (c->state == C_ACTIVE && c->readable && c->want_resp && c->link.ex &&
+           c->in.len < 256 * 1024) {
+        char *scratch = sg_worker_scratch(c->w);
+        ssize_t n = read(c->io.fd, scratch, SG_SCRATCH_SIZE);
+        if (n > 0) {
+            /* short read: drained (see h1_server.c) */
+            if ((size_t)n < SG_SCRATCH_SIZE && !c->rdhup) c->readable = false;
+            c->got_bytes = true;
+            process_input(c, scratch, (size_t)n);
+            if (c->state == C_ACTIVE && c->link.ex && c->want_resp && !c->resp_done &&
+                (c->req_done || c->head_parsed))
+                sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->readable = false;
+            break;
+        }
+        /* EOF or reset */
+        c->processing = false;
+        if (n == 0 && c->head_parsed && c->body_kind == SG_H1_BODY_UNTIL_CLOSE && c->link.ex) {
+            c->resp_keep_alive = false;
+            response_end(c);
+            return;
+        }
+        report_error(c, SG_UP_CLOSED);
+        return;
+    }
+    c->processing = false;
+}
+
+static void on_resume(sg_deferred *d)
+{
+    upconn_read((sg_h1_upconn *)((char *)d - offsetof(sg_h1_upconn, resume)));
+}
+
+/* ---------- events and timers ---------- */
+
+static void on_event(sg_io *io, uint32_t events)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)((char *)io - offsetof(sg_h1_upconn, io));
+    if (c->state == C_CLOSED) return;
+    if (c->state == C_IDLE) {
+        /* An idle pooled connection that becomes readable was closed (or
+         * spoke out of turn): either way it cannot be reused. */
+        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
+            sg_pool_remove(c->pool, &c->node);
+            upconn_close(c);
+        }
+        return;
+    }
+    if (c->state == C_CONNECTING) {
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+        int err = sg_connect_result(c->io.fd);
+        if (err) {
+            char addr[64];
+            sg_log_error("connect() to %s failed (%d: %s) while connecting to upstream",
+                         c->node.peer->conf->name ? c->node.peer->conf->name
+                         : sg_sockaddr_str((struct sockaddr *)&c->node.peer->conf->addr, addr, sizeof(addr)),
+                         err, strerror(err));
+            report_error(c, SG_UP_CONNECT);
+            return;
+        }
+        c->state = C_ACTIVE;
+        c->writable = true;
+        sg_timer_disarm(&c->timer);
+        if (events & EPOLLIN) c->readable = true;
+        sg_exchange *ex = c->link.ex;
+        if (ex) sg_proxy_up_connected(ex);
+        return;
+    }
+    if (events & EPOLLOUT) {
+        c->writable = true;
+        do_flush(c);
+        if (c->state != C_ACTIVE) return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
+        c->readable = true;
+        if (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) c->rdhup = true;
+        upconn_read(c);
+    }
+}
+
+static void on_timeout(sg_timer *t)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)((char *)t - offsetof(sg_h1_upconn, timer));
+    if (c->state == C_CONNECTING) {
+        sg_log_error("upstream timed out (110: Connection timed out) while connecting to upstream %s",
+                     c->node.peer->conf->name);
+        report_error(c, SG_UP_CONNECT_TIMEOUT);
+        return;
+    }
+    sg_log_error("upstream timed out (110: Connection timed out) while reading response header from upstream %s",
+                 c->node.peer->conf->name);
+    report_error(c, SG_UP_TIMEOUT);
+}
+
+static void on_send_timeout(sg_timer *t)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)((char *)t - offsetof(sg_h1_upconn, wtimer));
+    sg_log_error("upstream timed out (110: Connection timed out) while sending request to upstream %s",
+                 c->node.peer->conf->name);
+    report_error(c, SG_UP_TIMEOUT);
+}
+
+static void on_idle_timeout(sg_timer *t)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)((char *)t - offsetof(sg_h1_upconn, timer));
+    sg_pool_remove(c->pool, &c->node);
+    upconn_close(c);
+}
+
+static void on_reap(sg_deferred *d)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)((char *)d - offsetof(sg_h1_upconn, reap));
+    sg_inbuf_free(&c->in);
+    sg_outq_clear(&c->out);
+    free(c);
+}
+
+static void upconn_close(sg_h1_upconn *c)
+{
+    if (c->state == C_CLOSED) return;
+    c->state = C_CLOSED;
+    sg_timer_disarm(&c->timer);
+    sg_timer_disarm(&c->wtimer);
+    sg_loop_cancel(&c->flush);
+    sg_loop_cancel(&c->resume);
+    if (c->node.pprev) sg_pool_remove(c->pool, &c->node);
+    sg_loop_del(c->loop, &c->io);
+    close(c->io.fd);
+    c->io.fd = -1;
+    sg_loop_defer(c->loop, &c->reap);   /* callers up the stack may still look at c */
+}
+
+static void pool_close_node(sg_pool_node *n)
+{
+    upconn_close(FROM_NODE(n));
+}
+
+/* ---------- opening ---------- */
+
+static void bind_exchange(sg_h1_upconn *c, sg_exchange *ex)
+{
+    c->link.ex = ex;
+    const sg_loc_conf *lc = &ex->req.loc->conf;
+    c->read_timeout_ms = lc->proxy_read_timeout_ms;
+    c->send_timeout_ms = lc->proxy_send_timeout_ms;
+    c->timer.cb = on_timeout;
+}
+
+sg_upstream_link *sg_h1_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer, bool *ready)
+{
+    sg_worker *w = ex->w;
+    sg_pool *pool = &rt->pools[sg_worker_id(w)];
+    /* No liveness probe (a syscall per request): an idle connection the
+     * peer closes reports EPOLLRDHUP and leaves the pool at once, and the
+     * rare close that races with reuse is retried by the core. */
+    sg_pool_node *n = sg_pool_take(pool, peer);
+    if (n) {
+        sg_h1_upconn *c = FROM_NODE(n);
+        sg_timer_disarm(&c->timer);
+        c->state = C_ACTIVE;
+        c->link.reused = true;
+        bind_exchange(c, ex);
+        *ready = true;
+        return &c->link;
+    }
+    const sg_upstream_server_conf *sc = peer->conf;
+    int fd = sg_connect_nonblock((const struct sockaddr *)&sc->addr, sc->addrlen);
+    if (fd < 0) {
+        sg_log_error("connect() to %s failed (%d: %s) while connecting to upstream", sc->name, errno,
+                     strerror(errno));
+        return NULL;
+    }
+    sg_h1_upconn *c = sg_xcalloc(1, sizeof(*c));
+    c->link.ops = &h1_link_ops;
+    c->io.fd = fd;
+    c->io.on_event = on_event;
+    c->node.peer = peer;
+    c->node.close = pool_close_node;
+    c->pool = pool;
+    c->w = w;
+    c->loop = sg_worker_loop(w);
+    c->u = rt->conf;
+    c->state = C_CONNECTING;
+    sg_deferred_init(&c->flush, on_flush);
+    sg_deferred_init(&c->resume, on_resume);
+    sg_deferred_init(&c->reap, on_reap);
+    sg_timer_init(&c->timer, on_timeout);
+    sg_timer_init(&c->wtimer, on_send_timeout);
+    bind_exchange(c, ex);
+    if (sg_loop_add(c->loop, &c->io) < 0) {
+        close(fd);
+        free(c);
+        return NULL;
+    }
+    sg_timer_arm(c->loop, &c->timer, ex->req.loc->conf.proxy_connect_timeout_ms);
+    *ready = false;
+    return &c->link;
+}

@@ -1,0 +1,14 @@
+/* The HTTP/1.1 server codec: client connections, keep-alive, pipelining,
+ * request bodies streamed into the exchange with backpressure, responses
+ * framed with Content-Length or chunked. */
+#ifndef SG_HTTP_H1_SERVER_H
+#define SG_HTTP_H1_SERVER_H
+
+#include <sys/socket.h>
+#include "core/worker.h"
+
+/* Takes ownership of an accepted, non-blocking socket. */
+void sg_h1_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                         const struct sockaddr *local, socklen_t locallen);
+
+#endif

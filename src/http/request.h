@@ -1,0 +1,73 @@
+/* The protocol-neutral view of one request, as the router, the variables,
+ * the access log and the proxy core see it. Downstream codecs (HTTP/1.1
+ * today, HTTP/2 later) fill it; nothing here knows how the bytes arrived.
+ * All slices point into the codec's buffers or into `arena`, which lives
+ * exactly as long as the request. */
+#ifndef SG_HTTP_REQUEST_H
+#define SG_HTTP_REQUEST_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <time.h>
+#include <sys/socket.h>
+#include "core/str.h"
+
+struct sg_conf;
+struct sg_server_conf;
+struct sg_location;
+
+typedef struct sg_header {
+    sg_str name;
+    sg_str value;
+    uint32_t flags;            /* SG_H1_HDR_* from the parser (hop-by-hop...) */
+} sg_header;
+
+#define SG_MAX_CAPTURES 10     /* $0..$9 */
+
+typedef struct sg_http_req {
+    struct sg_conf *gen;               /* configuration generation it runs on */
+    const struct sg_server_conf *srv;  /* chosen server block */
+    const struct sg_location *loc;     /* chosen location (after rewrites/error_page) */
+
+    sg_str method;
+    sg_str request_uri;        /* $request_uri: the target as received */
+    sg_str uri;                /* $uri: normalized, decoded path */
+    sg_str args;               /* $args: after '?', empty if none */
+    bool has_args;             /* a '?' was present */
+    int http_major, http_minor;
+    sg_header *headers;
+    size_t nheaders;
+    sg_str host;               /* $host: Host without port, lowercased; else server_name */
+
+    const struct sockaddr *peer;   /* client address */
+    const struct sockaddr *local;  /* address the connection was accepted on */
+    bool https;
+
+    /* Regex captures of the last location / server_name match: pairs of
+     * offsets into `capture_subject` (-1 if unset), as PCRE2's ovector. */
+    sg_str capture_subject;
+    int ncaptures;
+    long captures[2 * SG_MAX_CAPTURES];
+
+    /* Response side, filled as the exchange goes on (for $status etc.). */
+    int status;
+    uint64_t body_bytes_sent;
+    uint64_t bytes_sent;
+    struct timespec start_mono;        /* CLOCK_MONOTONIC at the first byte */
+    struct timespec start_real;        /* CLOCK_REALTIME */
+    sg_strbuf upstream_addr;           /* "127.0.0.1:8081, 127.0.0.1:8082" on retries */
+    sg_strbuf upstream_status;
+    sg_strbuf upstream_response_time;
+
+    /* Per-request cache for variables that are costly or must be stable
+     * (map results): indexed by variable index, NULL until computed. */
+    sg_str *var_cache;
+    uint8_t *var_cached;
+
+    sg_arena arena;
+} sg_http_req;
+
+/* Finds a request header by name, case-insensitive. */
+const sg_header *sg_req_find_header(const sg_http_req *r, sg_str name);
+
+#endif

@@ -1,0 +1,268 @@
+/* Access log files and per-thread buffers.
+ *
+ * A file object lives in a global registry keyed by path, so generations
+ * share it and a reload reopens nothing. Its descriptor number never
+ * changes: SIGUSR1 opens the path again and dup3()s the new file onto the
+ * old number, so a writer holding the number can never hit a closed or
+ * reused descriptor. A file is referenced by every sg_access_log of every
+ * live generation and by every thread buffer that holds lines for it; it is
+ * closed when the last reference goes. */
+#include "observe/access_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_BUFFER (64 * 1024)
+
+struct sg_log_file {
+    char *path;
+    int fd;
+    int refs;                    /* under reg_lock */
+    atomic_int gen_refs;         /* references from generations only */
+    struct sg_log_file *next;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static sg_log_file *registry;
+
+typedef struct thread_buf {
+    sg_log_file *file;
+    char *p;
+    size_t n, cap;
+} thread_buf;
+
+static _Thread_local thread_buf *tbufs;
+static _Thread_local size_t ntbufs, captbufs;
+static _Thread_local sg_strbuf line;
+
+/* A thread that ever logged gets a key whose destructor writes out and
+ * frees its buffers when it exits, whoever forgets to flush. */
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static int open_log(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+/* Takes a reference; `gen` tells a generation's reference from a buffer's. */
+static sg_log_file *file_acquire(const char *path, bool gen)
+{
+    pthread_mutex_lock(&reg_lock);
+    sg_log_file *f = registry;
+    while (f && strcmp(f->path, path) != 0) f = f->next;
+    if (!f) {
+        int fd = open_log(path);
+        if (fd < 0) { pthread_mutex_unlock(&reg_lock); return NULL; }
+        f = sg_xcalloc(1, sizeof(*f));
+        f->path = sg_xstrdup(path);
+        f->fd = fd;
+        atomic_init(&f->gen_refs, 0);
+        f->next = registry;
+        registry = f;
+    }
+    f->refs++;
+    if (gen) atomic_fetch_add(&f->gen_refs, 1);
+    pthread_mutex_unlock(&reg_lock);
+    return f;
+}
+
+/* A thread buffer's reference to a file a generation already holds. */
+static void file_hold(sg_log_file *f)
+{
+    pthread_mutex_lock(&reg_lock);
+    f->refs++;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void file_release(sg_log_file *f, bool gen)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (gen) atomic_fetch_sub(&f->gen_refs, 1);
+    if (--f->refs == 0) {
+        sg_log_file **pp = &registry;
+        while (*pp != f) pp = &(*pp)->next;
+        *pp = f->next;
+        close(f->fd);
+        free(f->path);
+        free(f);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void write_all(sg_log_file *f, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(f->fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            sg_log_error("write() to \"%s\" failed (%d: %s)", f->path, errno, strerror(errno));
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* ---------------- generations ---------------- */
+
+typedef bool (*log_fn)(sg_access_log *al, char *err, size_t errlen);
+
+static bool walk_location(sg_location *l, log_fn fn, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < l->conf.naccess_logs; i++)
+        if (!fn(&l->conf.access_logs[i], err, errlen)) return false;
+    for (size_t i = 0; i < l->nchildren; i++)
+        if (!walk_location(l->children[i], fn, err, errlen)) return false;
+    return true;
+}
+
+static bool walk_logs(sg_conf *c, log_fn fn, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < c->nservers; i++) {
+        sg_server_conf *s = c->servers[i];
+        if (s->root && !walk_location(s->root, fn, err, errlen)) return false;
+        for (size_t k = 0; k < s->nnamed; k++)
+            if (!walk_location(s->named[k], fn, err, errlen)) return false;
+    }
+    return true;
+}
+
+/* Locations may share one sg_access_log after merging: `file` set means
+ * this generation already holds its reference. */
+static bool open_one(sg_access_log *al, char *err, size_t errlen)
+{
+    if (al->file || !al->path) return true;
+    al->file = file_acquire(al->path, true);
+    if (al->file) return true;
+    snprintf(err, errlen, "open() \"%s\" failed (%d: %s)", al->path, errno, strerror(errno));
+    return false;
+}
+
+static bool close_one(sg_access_log *al, char *err, size_t errlen)
+{
+    if (al->file) file_release(al->file, true);
+    al->file = NULL;
+    return true;
+}
+
+bool sg_access_log_open_all(sg_conf *c, char *err, size_t errlen)
+{
+    if (walk_logs(c, open_one, err, errlen)) return true;
+    sg_access_log_close_all(c);
+    return false;
+}
+
+void sg_access_log_close_all(sg_conf *c)
+{
+    walk_logs(c, close_one, NULL, 0);
+}
+
+/* ---------------- writing ---------------- */
+
+static void thread_exit(void *unused)
+{
+    sg_access_log_flush_thread();
+    for (size_t i = 0; i < ntbufs; i++) {
+        file_release(tbufs[i].file, false);
+        free(tbufs[i].p);
+    }
+    free(tbufs);
+    tbufs = NULL;
+    ntbufs = captbufs = 0;
+    sg_strbuf_free(&line);
+}
+
+static void exit_key_create(void)
+{
+    if (pthread_key_create(&exit_key, thread_exit) != 0)
+        sg_log_error("pthread_key_create() failed: thread log buffers leak at thread exit");
+}
+
+static thread_buf *tbuf_get(sg_log_file *f, size_t size)
+{
+    for (size_t i = 0; i < ntbufs; i++)
+        if (tbufs[i].file == f) return &tbufs[i];
+    if (!tbufs) {
+        pthread_once(&exit_once, exit_key_create);
+        pthread_setspecific(exit_key, &tbufs);
+    }
+    if (ntbufs == captbufs) {
+        captbufs = captbufs ? captbufs * 2 : 4;
+        tbufs = sg_xrealloc(tbufs, captbufs * sizeof(*tbufs));
+    }
+    thread_buf *b = &tbufs[ntbufs++];
+    file_hold(f);
+    b->file = f;
+    b->cap = size ? size : DEFAULT_BUFFER;
+    b->p = sg_xmalloc(b->cap);
+    b->n = 0;
+    return b;
+}
+
+static void tbuf_append(sg_log_file *f, size_t size, const char *p, size_t n)
+{
+    thread_buf *b = tbuf_get(f, size);
+    if (b->n + n > b->cap) {
+        write_all(f, b->p, b->n);
+        b->n = 0;
+    }
+    if (n > b->cap) { write_all(f, p, n); return; }
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+void sg_access_log_write(sg_http_req *r)
+{
+    const sg_loc_conf *lc = r->loc ? &r->loc->conf
+                          : (r->srv && r->srv->root) ? &r->srv->root->conf : NULL;
+    if (!lc || lc->access_log_off) return;
+    for (size_t i = 0; i < lc->naccess_logs; i++) {
+        const sg_access_log *al = &lc->access_logs[i];
+        if (!al->file || !al->format) continue;
+        line.n = 0;
+        sg_cval_eval_log(&al->format->format, r, al->format->escape_json,
+                         al->format->escape_none, &line);
+        sg_strbuf_append(&line, "\n", 1);
+        tbuf_append(al->file, al->buffer_size, line.p, line.n);
+    }
+}
+
+void sg_access_log_flush_thread(void)
+{
+    for (size_t i = 0; i < ntbufs;) {
+        thread_buf *b = &tbufs[i];
+        if (b->n) write_all(b->file, b->p, b->n);
+        b->n = 0;
+        /* No generation logs to it any more: drop this thread's hold. */
+        if (atomic_load(&b->file->gen_refs) == 0) {
+            file_release(b->file, false);
+            free(b->p);
+            tbufs[i] = tbufs[--ntbufs];
+            continue;
+        }
+        i++;
+    }
+}
+
+void sg_access_log_reopen_all(void)
+{
+    pthread_mutex_lock(&reg_lock);
+    for (sg_log_file *f = registry; f; f = f->next) {
+        int fd = open_log(f->path);
+        if (fd < 0) {
+            sg_log_error("open() \"%s\" failed (%d: %s)", f->path, errno, strerror(errno));
+            continue;
+        }
+        if (dup3(fd, f->fd, O_CLOEXEC) < 0)
+            sg_log_error("dup3() for \"%s\" failed (%d: %s)", f->path, errno, strerror(errno));
+        close(fd);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}

@@ -1,0 +1,29 @@
+/* Access log: lines formatted by log_format, appended to a buffer per
+ * file and thread and written when the buffer fills or `flush` time passes,
+ * so a request costs no system call. Files are shared between generations
+ * by path, so a reload does not reopen them (SIGUSR1 does). */
+#ifndef SG_OBSERVE_ACCESS_LOG_H
+#define SG_OBSERVE_ACCESS_LOG_H
+
+#include "conf/conf.h"
+#include "http/request.h"
+
+/* Opens (or finds already open) every access log file of generation c.
+ * False + err ("open() \"path\" failed: reason") if one cannot be opened. */
+bool sg_access_log_open_all(sg_conf *c, char *err, size_t errlen);
+
+/* Logs request r to every log of its location (r->loc->conf.access_logs). */
+void sg_access_log_write(sg_http_req *r);
+
+/* Writes out this thread's buffered lines (called by the loop's timer
+ * and at exit). */
+void sg_access_log_flush_thread(void);
+
+/* SIGUSR1: reopen every file by path (after log rotation). */
+void sg_access_log_reopen_all(void);
+
+/* Drops generation c's references to its files (sg_conf_unref() calls it
+ * before freeing the arena); a file closes when nothing uses it. */
+void sg_access_log_close_all(sg_conf *c);
+
+#endif

@@ -1,0 +1,144 @@
+/* Exchange lifecycle: routing a new request, feeding its body to whoever
+ * answers it, and the end (access log, releasing the generation). */
+#include "proxy/exchange.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/sock.h"
+#include "observe/access_log.h"
+#include "proxy/proxy.h"
+#include "proxy/respond.h"
+#include "proxy/router.h"
+#include "proxy/upstream_link.h"
+
+static void on_resume(sg_deferred *d)
+{
+    sg_exchange *ex = (sg_exchange *)((char *)d - offsetof(sg_exchange, resume));
+    sg_respond_file_pump(ex);
+}
+
+void sg_exchange_init(sg_exchange *ex, sg_worker *w, sg_conf *gen, const sg_downstream_ops *down,
+                      void *down_ctx)
+{
+    ex->w = w;
+    ex->down = down;
+    ex->down_ctx = down_ctx;
+    ex->file_fd = -1;
+    sg_arena_init(&ex->req.arena, 4096);
+    ex->req.gen = gen;
+    sg_worker_gen_hold(w, gen);
+    clock_gettime(CLOCK_MONOTONIC, &ex->req.start_mono);
+    clock_gettime(CLOCK_REALTIME, &ex->req.start_real);
+    sg_deferred_init(&ex->resume, on_resume);
+}
+
+static const sg_listen_group *group_for(const sg_conf *gen, const struct sockaddr *local)
+{
+    const sg_listen_group *wild = NULL;
+    for (size_t i = 0; i < gen->nlistens; i++) {
+        const struct sockaddr *a = (const struct sockaddr *)&gen->listens[i].addr;
+        if (sg_sockaddr_eq(a, local)) return &gen->listens[i];
+        if (a->sa_family == local->sa_family && sg_sockaddr_port(a) == sg_sockaddr_port(local))
+            wild = &gen->listens[i];
+    }
+    return wild;
+}
+
+void sg_exchange_start(sg_exchange *ex)
+{
+    sg_http_req *r = &ex->req;
+    const sg_listen_group *g = group_for(r->gen, r->local);
+    if (!g || g->nservers == 0) {
+        /* The address was removed by a reload while this connection lived. */
+        ex->close_connection = true;
+        ex->down->abort(ex);
+        return;
+    }
+    r->srv = sg_router_server(g, r->host, r);
+    if (!r->srv) r->srv = g->default_server;
+    r->loc = r->srv->root;
+    if (ex->early_status) {
+        sg_respond_error(ex, ex->early_status);
+        return;
+    }
+    /* A server-level `return` runs before locations are searched (nginx's
+     * server rewrite phase). */
+    if (r->srv->root->conf.has_return) {
+        sg_respond_location(ex);
+        return;
+    }
+    const sg_location *loc = sg_router_location(r->srv, r->uri, r);
+    if (!loc) {
+        sg_respond_error(ex, 404);
+        return;
+    }
+    r->loc = loc;
+    sg_respond_location(ex);
+}
+
+static void body_too_large(sg_exchange *ex)
+{
+    ex->close_connection = true;
+    ex->down->want_body(ex, false);
+    sg_proxy_detach(ex, false);
+    if (!ex->resp_head_sent) sg_respond_error(ex, 413);
+    else ex->down->abort(ex);
+}
+
+void sg_exchange_on_body(sg_exchange *ex, const char *p, size_t n)
+{
+    ex->req_body_bytes += n;
+    uint64_t limit = ex->req.loc ? ex->req.loc->conf.client_max_body_size : 0;
+    if (limit && ex->req_body_bytes > limit && !ex->resp_done) {
+        body_too_large(ex);
+        return;
+    }
+    if (!ex->up) return;   /* answered locally: the body is not needed */
+    ex->req_body_started = true;
+    ex->up->ops->send_data(ex->up, p, n);
+    if (ex->up->ops->pending(ex->up) > SG_HIGH_WATER) ex->down->want_body(ex, false);
+}
+
+void sg_exchange_on_body_end(sg_exchange *ex)
+{
+    ex->req_body_done = true;
+    if (ex->up) ex->up->ops->send_end(ex->up);
+}
+
+void sg_exchange_on_drain(sg_exchange *ex)
+{
+    if (ex->up) ex->up->ops->want_response(ex->up, true);
+    else if (ex->file_fd >= 0) sg_loop_defer(sg_worker_loop(ex->w), &ex->resume);
+}
+
+static void release_file(sg_exchange *ex)
+{
+    if (ex->file_fd >= 0) {
+        close(ex->file_fd);
+        ex->file_fd = -1;
+    }
+    sg_loop_cancel(&ex->resume);
+}
+
+void sg_exchange_on_abort(sg_exchange *ex)
+{
+    ex->aborted = true;
+    sg_proxy_detach(ex, false);
+    release_file(ex);
+}
+
+void sg_exchange_finish(sg_exchange *ex)
+{
+    sg_proxy_detach(ex, false);
+    release_file(ex);
+    /* nginx's 499: the client went away before it got a response */
+    if (ex->aborted && !ex->resp_head_sent && ex->req.status == 0) ex->req.status = 499;
+    if (ex->req.loc) sg_access_log_write(&ex->req);
+    sg_worker_gen_release(ex->w, ex->req.gen);
+    sg_strbuf_free(&ex->req.upstream_addr);
+    sg_strbuf_free(&ex->req.upstream_status);
+    sg_strbuf_free(&ex->req.upstream_response_time);
+}

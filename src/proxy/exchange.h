@@ -1,0 +1,123 @@
+/* An exchange: one request and its response, moved between a downstream
+ * codec (the client side: HTTP/1.1 server now, HTTP/2 server later) and
+ * whatever produces the response (the proxy core with an upstream codec,
+ * or a local answer: return, error page, static file).
+ *
+ * The core never knows which codec is on either side. A downstream codec
+ * parses a request into ex->req, calls sg_exchange_start(), then feeds the
+ * request body with sg_exchange_on_body() only while the core has asked for
+ * it (want_body), which is how backpressure reaches the client socket.
+ * The response goes back through the ops below; `pending` lets the core
+ * stop reading the upstream while the client is slow. */
+#ifndef SG_PROXY_EXCHANGE_H
+#define SG_PROXY_EXCHANGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "http/request.h"
+#include "conf/conf.h"
+#include "core/loop.h"
+#include "core/worker.h"
+
+typedef struct sg_exchange sg_exchange;
+typedef struct sg_upstream_link sg_upstream_link;
+struct sg_peer;
+
+/* A response head as the core hands it to a downstream codec: end-to-end
+ * headers only; the codec adds its own framing (Content-Length /
+ * Transfer-Encoding / Connection for HTTP/1.1, nothing for HTTP/2). */
+typedef struct sg_response {
+    int status;
+    const sg_header *headers;
+    size_t nheaders;
+    int64_t content_length;      /* -1: not known in advance (streamed) */
+    bool has_body;               /* false for HEAD, 1xx, 204, 304 */
+    bool trailers;               /* trailers will follow (chunked / HTTP/2) */
+} sg_response;
+
+typedef struct sg_downstream_ops {
+    void (*send_head)(sg_exchange *ex, const sg_response *resp);
+    void (*send_data)(sg_exchange *ex, const char *p, size_t n);
+    void (*send_end)(sg_exchange *ex);
+    /* Deliver request body bytes (true) or hold them back (false). */
+    void (*want_body)(sg_exchange *ex, bool on);
+    /* Bytes queued towards the client but not yet written. */
+    size_t (*pending)(sg_exchange *ex);
+    /* The response cannot be completed: end the client's view of it
+     * (HTTP/1.1: close the connection; HTTP/2: reset the stream). */
+    void (*abort)(sg_exchange *ex);
+} sg_downstream_ops;
+
+/* Above this many bytes queued towards a peer, the other side stops
+ * reading; below the low mark it resumes. Bounds memory per exchange. */
+#define SG_HIGH_WATER (256 * 1024)
+#define SG_LOW_WATER (64 * 1024)
+
+typedef enum sg_body_source {
+    SG_BODY_SRC_NONE = 0,
+    SG_BODY_SRC_UPSTREAM,        /* relaying an upstream response */
+    SG_BODY_SRC_FILE,            /* a static file */
+} sg_body_source;
+
+struct sg_exchange {
+    sg_http_req req;
+    sg_worker *w;
+    const sg_downstream_ops *down;
+    void *down_ctx;
+
+    /* Request body, as the downstream codec announced it. */
+    int64_t req_length;          /* -1: chunked / unknown; 0: none */
+    bool req_body_done;          /* the codec delivered its end */
+    uint64_t req_body_bytes;     /* delivered so far */
+    bool req_internal;           /* reached through an internal redirect */
+    int redirects;               /* error_page / internal redirects so far */
+    int early_status;            /* the codec found the request invalid (e.g. 400 for a bad path) */
+    int status_override;         /* error_page: the status the final response carries (0: its own) */
+
+    /* Response progress. */
+    bool resp_head_sent;
+    bool resp_done;
+    bool aborted;
+    bool close_connection;       /* the client connection must not be reused (413, bad body...) */
+    bool waiting_drain;          /* a body source is paused until the client drains */
+
+    /* Proxying. */
+    const sg_upstream_conf *upstream;
+    struct sg_peer *peer;
+    uint64_t *tried;             /* balancer bitmap, in req.arena */
+    unsigned tries;
+    uint64_t first_try_ms;
+    uint64_t attempt_start_ms;
+    sg_upstream_link *up;        /* the upstream codec carrying this exchange */
+    bool up_reused;              /* that link came from the keep-alive pool */
+    bool req_body_started;       /* some body byte went to the current peer */
+    bool intercepting;           /* dropping an upstream error response for error_page */
+
+    /* Static file source. */
+    int file_fd;
+    uint64_t file_left;
+
+    sg_deferred resume;          /* re-pump a body source after the client drained */
+};
+
+/* ---- called by downstream codecs ---- */
+
+/* ex->req is filled (method, uri, args, headers, host, peer, local,
+ * start times, gen) and ex->req_length set. Routes and starts answering. */
+void sg_exchange_start(sg_exchange *ex);
+void sg_exchange_on_body(sg_exchange *ex, const char *p, size_t n);
+void sg_exchange_on_body_end(sg_exchange *ex);
+/* The client's queue went below SG_LOW_WATER: produce more. */
+void sg_exchange_on_drain(sg_exchange *ex);
+/* The client is gone or the downstream failed: release everything. The
+ * codec frees ex after sg_exchange_finish(). */
+void sg_exchange_on_abort(sg_exchange *ex);
+/* Logs the exchange and releases its upstream, file and generation.
+ * Called once by the codec when it is done with ex (complete or not). */
+void sg_exchange_finish(sg_exchange *ex);
+
+/* Prepares ex->req common fields; the codec fills the rest. */
+void sg_exchange_init(sg_exchange *ex, sg_worker *w, sg_conf *gen,
+                      const sg_downstream_ops *down, void *down_ctx);
+
+#endif

@@ -1,0 +1,12 @@
+/* The proxy core: carries an exchange to an upstream peer chosen by the
+ * balancer, with nginx's next-upstream retries, and relays the response. */
+#ifndef SG_PROXY_PROXY_H
+#define SG_PROXY_PROXY_H
+
+#include "proxy/exchange.h"
+
+void sg_proxy_start(sg_exchange *ex);
+/* Releases the upstream side (client gone, or the exchange ended). */
+void sg_proxy_detach(sg_exchange *ex, bool failed);
+
+#endif

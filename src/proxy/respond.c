@@ -1,0 +1,355 @@
+/* Local answers: return, error pages and error_page redirects, static
+ * files. */
+#include "proxy/respond.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "http/status.h"
+#include "net/sock.h"
+#include "proxy/proxy.h"
+#include "proxy/router.h"
+
+#define MAX_REDIRECTS 10
+
+static const sg_loc_conf *loc_conf(const sg_exchange *ex)
+{
+    return &ex->req.loc->conf;
+}
+
+/* add_header applies to these statuses unless "always" (nginx). */
+static bool add_header_status(int status)
+{
+    switch (status) {
+    case 200: case 201: case 204: case 206: case 301: case 302:
+    case 303: case 304: case 307: case 308:
+        return true;
+    default:
+        return false;
+    }
+}
+
+void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t nextra,
+                     int64_t content_length, bool has_body)
+{
+    if (ex->status_override > 0) status = ex->status_override;
+    const sg_loc_conf *lc = loc_conf(ex);
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (nextra + lc->nadd_headers + 1));
+    size_t n = 0;
+    for (size_t i = 0; i < nextra; i++) h[n++] = extra[i];
+    bool allowed = add_header_status(status);
+    for (size_t i = 0; i < lc->nadd_headers; i++) {
+        const sg_header_set *a = &lc->add_headers[i];
+        if (!a->always && !allowed) continue;
+        sg_str v = sg_cval_eval(&a->value, &ex->req);
+        if (v.n == 0) continue;   /* nginx skips empty add_header values */
+        h[n++] = (sg_header){ a->name, v, 0 };
+    }
+    ex->req.status = status;
+    sg_response resp = {
+        .status = status, .headers = h, .nheaders = n,
+        .content_length = content_length, .has_body = has_body,
+    };
+    ex->down->send_head(ex, &resp);
+}
+
+/* nginx makes a relative redirect absolute (absolute_redirect on) with
+ * the Host the client used and the port it connected to. */
+static sg_str absolute_location(sg_exchange *ex, sg_str location)
+{
+    if (location.n == 0 || location.p[0] != '/') return location;
+    sg_http_req *r = &ex->req;
+    sg_str host = r->host;
+    if (host.n == 0 && r->srv && r->srv->nnames) host = r->srv->names[0].name;
+    char hostbuf[64];
+    if (host.n == 0) host = sg_str_from(sg_sockaddr_host(r->local, hostbuf, sizeof(hostbuf)));
+    int port = sg_sockaddr_port(r->local);
+    bool default_port = port == (r->https ? 443 : 80);
+    char portbuf[16] = "";
+    if (!default_port) snprintf(portbuf, sizeof(portbuf), ":%d", port);
+    size_t n = 8 + host.n + strlen(portbuf) + location.n;
+    char *p = sg_arena_alloc(&r->arena, n + 1);
+    int k = snprintf(p, n + 1, "%s://%.*s%s%.*s", r->https ? "https" : "http", (int)host.n, host.p,
+                     portbuf, (int)location.n, location.p);
+    return (sg_str){ p, (size_t)k };
+}
+
+void sg_respond_simple(sg_exchange *ex, int status, sg_str content_type, sg_str body,
+                       sg_str location)
+{
+    location = absolute_location(ex, location);
+    sg_header h[2];
+    size_t n = 0;
+    bool bodyless = status == 204 || status == 304 || status < 200;
+    if (content_type.n && !bodyless) h[n++] = (sg_header){ SG_STR("Content-Type"), content_type, 0 };
+    if (location.n) h[n++] = (sg_header){ SG_STR("Location"), location, 0 };
+    ex->down->want_body(ex, false);
+    sg_respond_head(ex, status, h, n, bodyless ? -1 : (int64_t)body.n, !bodyless);
+    if (!bodyless && body.n) ex->down->send_data(ex, body.p, body.n);
+    ex->down->send_end(ex);   /* ex may end after this: touch nothing more */
+}
+
+static const sg_error_page *find_error_page(const sg_loc_conf *lc, int status)
+{
+    for (size_t i = 0; i < lc->nerror_pages; i++) {
+        const sg_error_page *ep = &lc->error_pages[i];
+        for (size_t j = 0; j < ep->ncodes; j++)
+            if (ep->codes[j] == status) return ep;
+    }
+    return NULL;
+}
+
+bool sg_respond_has_error_page(const sg_exchange *ex, int status)
+{
+    return ex->redirects < MAX_REDIRECTS && find_error_page(loc_conf(ex), status) != NULL;
+}
+
+static bool closes_connection(int status)
+{
+    switch (status) {
+    case 400: case 408: case 413: case 414: case 431: case 494: case 500: case 501:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool is_url(sg_str s)
+{
+    return (s.n > 7 && strncmp(s.p, "http://", 7) == 0) ||
+           (s.n > 8 && strncmp(s.p, "https://", 8) == 0);
+}
+
+/* error_page target: "@named", a URL (redirect) or a local URI. */
+static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int status)
+{
+    sg_http_req *r = &ex->req;
+    sg_str target = sg_cval_eval(&ep->uri, r);
+    ex->redirects++;
+    if (is_url(target)) {
+        int code = ep->override > 0 ? ep->override : 302;
+        ex->status_override = 0;
+        sg_respond_simple(ex, code, SG_STR("text/html"), sg_http_error_body(code), target);
+        return;
+    }
+    ex->status_override = ep->override == -1 ? status : (ep->override > 0 ? ep->override : 0);
+    ex->req_internal = true;
+    if (!(r->method.n == 4 && memcmp(r->method.p, "HEAD", 4) == 0)) r->method = SG_STR("GET");
+    const sg_location *loc;
+    if (target.n && target.p[0] == '@') {
+        loc = sg_router_named(r->srv, target);
+    } else {
+        const char *q = memchr(target.p, '?', target.n);
+        if (q) {
+            r->args = (sg_str){ q + 1, (size_t)(target.p + target.n - q - 1) };
+            r->has_args = true;
+            target.n = (size_t)(q - target.p);
+        }
+        r->uri = target;
+        loc = sg_router_location(r->srv, target, r);
+    }
+    if (!loc) {
+        r->loc = r->srv->root;
+        ex->status_override = 0;
+        sg_respond_simple(ex, 404, SG_STR("text/html"), sg_http_error_body(404), SG_STR_NULL);
+        return;
+    }
+    r->loc = loc;
+    sg_respond_location(ex);
+}
+
+void sg_respond_error(sg_exchange *ex, int status)
+{
+    if (ex->resp_head_sent) {
+        ex->down->abort(ex);
+        return;
+    }
+    if (closes_connection(status)) ex->close_connection = true;
+    const sg_error_page *ep = ex->redirects < MAX_REDIRECTS ? find_error_page(loc_conf(ex), status) : NULL;
+    if (ep) {
+        follow_error_page(ex, ep, status);
+        return;
+    }
+    if (status == 444) {   /* nginx: close without a response */
+        ex->req.status = 444;
+        ex->down->abort(ex);
+        return;
+    }
+    sg_respond_simple(ex, status, SG_STR("text/html"), sg_http_error_body(status), SG_STR_NULL);
+}
+
+static void do_return(sg_exchange *ex)
+{
+    const sg_loc_conf *lc = loc_conf(ex);
+    int code = lc->return_code;
+    bool has_text = lc->return_text.text.n > 0 || lc->return_text.nparts > 0;
+    sg_str text = has_text ? sg_cval_eval(&lc->return_text, &ex->req) : SG_STR("");
+    if (code == 301 || code == 302 || code == 303 || code == 307 || code == 308) {
+        if (has_text) {
+            sg_respond_simple(ex, code, SG_STR("text/html"), sg_http_error_body(code), text);
+            return;
+        }
+        sg_respond_error(ex, code);
+        return;
+    }
+    if (has_text) {
+        sg_respond_simple(ex, code, lc->default_type, text, SG_STR_NULL);
+        return;
+    }
+    if (code >= 400) {
+        sg_respond_error(ex, code);
+        return;
+    }
+    sg_respond_simple(ex, code, SG_STR(""), SG_STR(""), SG_STR_NULL);
+}
+
+/* ---- static files ---- */
+
+static sg_str mime_type(sg_str path, sg_str fallback)
+{
+    static const struct { const char *ext, *type; } types[] = {
+        { "html", "text/html" }, { "htm", "text/html" }, { "css", "text/css" },
+        { "js", "application/javascript" }, { "json", "application/json" },
+        { "txt", "text/plain" }, { "png", "image/png" }, { "jpg", "image/jpeg" },
+        { "jpeg", "image/jpeg" }, { "gif", "image/gif" }, { "svg", "image/svg+xml" },
+        { "ico", "image/x-icon" }, { "wasm", "application/wasm" }, { "xml", "text/xml" },
+    };
+    const char *dot = NULL;
+    for (size_t i = path.n; i > 0; i--) {
+        if (path.p[i - 1] == '.') { dot = path.p + i; break; }
+        if (path.p[i - 1] == '/') break;
+    }
+    if (!dot) return fallback;
+    sg_str ext = { dot, (size_t)(path.p + path.n - dot) };
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (sg_str_caseeq_lit(ext, types[i].ext)) return sg_str_from(types[i].type);
+    return fallback;
+}
+
+void sg_respond_file_pump(sg_exchange *ex)
+{
+    while (ex->file_fd >= 0 && ex->file_left > 0) {
+        if (ex->down->pending(ex) >= SG_HIGH_WATER) {
+            ex->waiting_drain = true;
+            return;
+        }
+        char *buf = sg_worker_scratch(ex->w);
+        size_t want = ex->file_left < SG_SCRATCH_SIZE ? (size_t)ex->file_left : SG_SCRATCH_SIZE;
+        ssize_t n = read(ex->file_fd, buf, want);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) continue;
+            sg_log_error("read() failed on a static file (%s)", n < 0 ? strerror(errno) : "file shrank");
+            close(ex->file_fd);
+            ex->file_fd = -1;
+            ex->down->abort(ex);
+            return;
+        }
+        ex->file_left -= (uint64_t)n;
+        ex->down->send_data(ex, buf, (size_t)n);
+    }
+    if (ex->file_fd >= 0) {
+        close(ex->file_fd);
+        ex->file_fd = -1;
+    }
+    ex->down->send_end(ex);
+}
+
+static int open_static(sg_exchange *ex, const char *path, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (fstat(fd, st) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void serve_static(sg_exchange *ex)
+{
+    sg_http_req *r = &ex->req;
+    const sg_loc_conf *lc = loc_conf(ex);
+    bool head = sg_str_eq_lit(r->method, "HEAD");
+    if (!head && !sg_str_eq_lit(r->method, "GET")) {
+        sg_respond_error(ex, 405);
+        return;
+    }
+    char path[4096];
+    struct stat st;
+    int fd = -1;
+    int n = snprintf(path, sizeof(path), "%.*s%.*s", (int)lc->root.n, lc->root.p, (int)r->uri.n, r->uri.p);
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        sg_respond_error(ex, 414);
+        return;
+    }
+    if (r->uri.n && r->uri.p[r->uri.n - 1] == '/') {
+        for (size_t i = 0; i < lc->nindex && fd < 0; i++) {
+            snprintf(path + n, sizeof(path) - (size_t)n, "%.*s", (int)lc->index[i].n, lc->index[i].p);
+            fd = open_static(ex, path, &st);
+            if (fd >= 0 && !S_ISREG(st.st_mode)) {
+                close(fd);
+                fd = -1;
+            }
+        }
+        if (fd < 0) {
+            path[n] = '\0';
+            sg_respond_error(ex, access(path, F_OK) == 0 ? 403 : 404);
+            return;
+        }
+    } else {
+        fd = open_static(ex, path, &st);
+        if (fd < 0) {
+            sg_respond_error(ex, errno == EACCES ? 403 : 404);
+            return;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            close(fd);
+            char *loc = sg_arena_alloc(&r->arena, r->uri.n + 2);
+            memcpy(loc, r->uri.p, r->uri.n);
+            loc[r->uri.n] = '/';
+            sg_respond_simple(ex, 301, SG_STR("text/html"), sg_http_error_body(301),
+                              (sg_str){ loc, r->uri.n + 1 });
+            return;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            close(fd);
+            sg_respond_error(ex, 404);
+            return;
+        }
+    }
+    sg_str ctype = mime_type(sg_str_from(path), lc->default_type);
+    sg_header h = { SG_STR("Content-Type"), ctype, 0 };
+    ex->down->want_body(ex, false);
+    sg_respond_head(ex, 200, &h, ctype.n ? 1 : 0, (int64_t)st.st_size, true);
+    if (head) {
+        close(fd);
+        ex->down->send_end(ex);
+        return;
+    }
+    ex->file_fd = fd;
+    ex->file_left = (uint64_t)st.st_size;
+    sg_respond_file_pump(ex);
+}
+
+void sg_respond_location(sg_exchange *ex)
+{
+    const sg_loc_conf *lc = loc_conf(ex);
+    if (lc->internal && !ex->req_internal) {
+        sg_respond_error(ex, 404);
+        return;
+    }
+    if (ex->req_length > 0 && lc->client_max_body_size &&
+        (uint64_t)ex->req_length > lc->client_max_body_size) {
+        sg_log_error("client intended to send too large body: %lld bytes", (long long)ex->req_length);
+        sg_respond_error(ex, 413);
+        return;
+    }
+    if (lc->has_return) do_return(ex);
+    else if (lc->proxy_pass) sg_proxy_start(ex);
+    else serve_static(ex);
+}

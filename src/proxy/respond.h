@@ -1,0 +1,31 @@
+/* Answers the proxy produces itself: `return`, error pages (with
+ * error_page redirects), static files from `root`. */
+#ifndef SG_PROXY_RESPOND_H
+#define SG_PROXY_RESPOND_H
+
+#include "proxy/exchange.h"
+
+/* Runs the location chosen in ex->req.loc: return, proxy_pass or static. */
+void sg_respond_location(sg_exchange *ex);
+
+/* An error status: follows error_page (internal redirect, named location
+ * or redirect URL) when one matches, else sends the standard page. If the
+ * response head already left, the client's response is aborted instead. */
+void sg_respond_error(sg_exchange *ex, int status);
+
+/* Sends a complete response with an in-memory body. */
+void sg_respond_simple(sg_exchange *ex, int status, sg_str content_type, sg_str body,
+                       sg_str location);
+
+/* Sends a response head built from `extra` end-to-end headers plus the
+ * location's add_header, after applying an error_page status override. */
+void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t nextra,
+                     int64_t content_length, bool has_body);
+
+/* Static file: produce more of it after the client drained. */
+void sg_respond_file_pump(sg_exchange *ex);
+
+/* True if the error_page list of the current location has `status`. */
+bool sg_respond_has_error_page(const sg_exchange *ex, int status);
+
+#endif

@@ -1,0 +1,59 @@
+/* Pieces shared by the balancer implementations (private to src/upstream).
+ *
+ * balancer.c owns what every method does the same way in nginx
+ * (ngx_http_upstream_round_robin.c): peer setup, the "is this peer usable"
+ * test, the fail_timeout trial bookkeeping, failure accounting in done(),
+ * and falling back from primary to backup peers. Each method file only
+ * chooses a peer among the usable ones of one tier. */
+#ifndef SG_UPSTREAM_BALANCER_IMPL_H
+#define SG_UPSTREAM_BALANCER_IMPL_H
+
+#include "upstream/balancer.h"
+
+/* Fills b->peers from u->servers (primaries then backups, each in
+ * declaration order) and initialises the lock; the caller allocated `b`
+ * (the embedding struct) zeroed. */
+void sg_lb_init(sg_balancer *b, const sg_upstream_conf *u, const sg_balancer_ops *ops);
+/* Frees what sg_lb_init allocated; not `b` itself. */
+void sg_lb_fini(sg_balancer *b);
+
+static inline bool sg_lb_is_tried(const uint64_t *tried, size_t i)
+{
+    return (tried[i / 64] >> (i % 64)) & 1;
+}
+
+static inline void sg_lb_set_tried(uint64_t *tried, size_t i)
+{
+    tried[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
+/* nginx's `single`: exactly one server and no backup. Such a peer is never
+ * marked failed and is picked whenever it is not down. */
+bool sg_lb_single(const sg_balancer *b);
+
+/* Not down, and not failed max_fails times within fail_timeout of the last
+ * check. */
+bool sg_lb_available(const sg_peer *p, uint64_t now_ms);
+
+/* Called on the chosen peer: once fail_timeout has passed since the last
+ * check, the pick is a trial whose success will clear the failure count. */
+void sg_lb_checked(sg_peer *p, uint64_t now_ms);
+
+/* Chooses among peers [first, first + n) of b->peers (tried bits at the
+ * same indexes), or NULL when none there is usable. */
+typedef sg_peer *(*sg_lb_tier_pick)(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n);
+
+/* Primary peers first, then backups, with the same method. Once a backup
+ * has been tried for this request, primaries are not considered again
+ * (nginx switches the request over to the backup list for good). */
+sg_peer *sg_lb_pick_tiers(sg_balancer *b, sg_pick_ctx *ctx, sg_lb_tier_pick pick);
+
+/* Smooth weighted round robin over all tiers, with nginx's single-peer
+ * fast path: what least_conn and ip_hash fall back to. */
+sg_peer *sg_lb_round_robin_pick(sg_balancer *b, sg_pick_ctx *ctx);
+
+sg_balancer *sg_lb_round_robin_new(const sg_upstream_conf *u);
+sg_balancer *sg_lb_least_conn_new(const sg_upstream_conf *u);
+sg_balancer *sg_lb_ip_hash_new(const sg_upstream_conf *u);
+
+#endif

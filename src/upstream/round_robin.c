@@ -1,0 +1,65 @@
+/* Smooth weighted round robin, as ngx_http_upstream_get_peer() of nginx
+ * 1.22: each usable peer's current_weight grows by its effective_weight,
+ * the largest wins (the first declared on ties) and pays back the sum.
+ * Weights 1:2 give B A B B A B, weights 5:1:1 give a a b a c a a: the
+ * heavy peer is spread out rather than picked in bursts. */
+#include "upstream/balancer_impl.h"
+
+#include <stdlib.h>
+
+#include "core/str.h"
+
+static sg_peer *rr_pick_tier(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n)
+{
+    sg_peer *best = NULL;
+    int total = 0;
+
+    for (size_t i = first; i < first + n; i++) {
+        sg_peer *p = &b->peers[i];
+        if (sg_lb_is_tried(ctx->tried, i) || !sg_lb_available(p, ctx->now_ms))
+            continue;
+        p->current_weight += p->effective_weight;
+        total += p->effective_weight;
+        /* A peer whose weight was lowered by failures recovers one step
+         * per pick it takes part in. */
+        if (p->effective_weight < p->conf->weight)
+            p->effective_weight++;
+        if (best == NULL || p->current_weight > best->current_weight)
+            best = p;
+    }
+    if (best == NULL)
+        return NULL;
+    best->current_weight -= total;
+    sg_lb_checked(best, ctx->now_ms);
+    return best;
+}
+
+sg_peer *sg_lb_round_robin_pick(sg_balancer *b, sg_pick_ctx *ctx)
+{
+    if (sg_lb_single(b)) {
+        /* nginx's fast path: only `down` keeps a lone server from use. */
+        sg_peer *p = &b->peers[0];
+        if (p->conf->down || sg_lb_is_tried(ctx->tried, 0))
+            return NULL;
+        return p;
+    }
+    return sg_lb_pick_tiers(b, ctx, rr_pick_tier);
+}
+
+static void rr_destroy(sg_balancer *b)
+{
+    sg_lb_fini(b);
+    free(b);
+}
+
+static const sg_balancer_ops rr_ops = {
+    .pick = sg_lb_round_robin_pick,
+    .destroy = rr_destroy,
+};
+
+sg_balancer *sg_lb_round_robin_new(const sg_upstream_conf *u)
+{
+    sg_balancer *b = sg_xcalloc(1, sizeof(*b));
+    sg_lb_init(b, u, &rr_ops);
+    return b;
+}

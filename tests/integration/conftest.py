@@ -1,0 +1,164 @@
+"""pytest fixtures for streamgate's integration tests.
+
+Binaries come from $SG_BUILD (default "build", relative to the repo root):
+SG_BUILD=build-asan runs the same tests against the ASan+UBSan build, where
+Proxy.stop() also fails on any sanitizer report.
+
+Fixtures (every process they start is killed at teardown, even on failure):
+
+  tmp_prefix          a fresh prefix dir (Path) with a logs/ subfolder
+  start_backend       factory: start_backend(ports=None, threads=1, quiet=True) → Backend
+                      (ports=None: one free port; backend.port / backend.ports)
+  backend             one started Backend on a free port
+  start_proxy         factory: start_proxy(conf_text=None, conf_file=None, prefix=None,
+                      ports=None, start=True, extra_args=()) → Proxy
+                      (prefix=None: a new dir under tmp_path; the proxy is stopped
+                      at teardown with the exit-code/sanitizer check)
+  simple_proxy        factory: simple_proxy(upstream_ports, location_extra="",
+                      upstream_extra="", server_extra="", http_extra="")
+                      → (Proxy, listen_port): one server proxying / to an upstream
+                      group "backend" made of the given ports
+  seed_dir            Path of the seed configs (skip if absent)
+  start_echo          factory: start_echo(port=None) → EchoServer (Python backend whose
+                      body is the raw request head it received; see sgtest)
+  start_stub          factory: start_stub(port=None, mode="close") → TcpStub (a failing
+                      peer counting connections: close / rst / hold / raw)
+
+Helpers to import from sgtest: free_port, free_ports, port_busy, wait_for,
+http_conf, HttpConn, build_request, get, Backend, Proxy, run_streamgate,
+require_free_ports (skip the test when a fixed port is busy).
+"""
+
+import pytest
+
+import sgtest
+from sgtest import Backend, Proxy, free_port, http_conf
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _binaries_exist():
+    for b in (sgtest.STREAMGATE, sgtest.SGBACK):
+        if not b.exists():
+            pytest.fail("missing %s: run `make` (or set SG_BUILD)" % b, pytrace=False)
+
+
+@pytest.fixture
+def tmp_prefix(tmp_path):
+    p = tmp_path / "prefix"
+    (p / "logs").mkdir(parents=True)
+    return p
+
+
+@pytest.fixture
+def start_backend(tmp_path):
+    started = []
+
+    def start(ports=None, threads=1, quiet=True, extra_args=()):
+        b = Backend(ports, threads=threads, logdir=tmp_path, quiet=quiet,
+                    extra_args=extra_args)
+        started.append(b)
+        return b.start()
+
+    yield start
+    errors = []
+    for b in reversed(started):
+        try:
+            b.stop(check=True)
+        except Exception as e:  # keep stopping the others
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def backend(start_backend):
+    return start_backend()
+
+
+@pytest.fixture
+def start_proxy(tmp_path):
+    started = []
+    count = [0]
+
+    def start(conf_text=None, conf_file=None, prefix=None, ports=None, start=True,
+              extra_args=(), env=None):
+        if prefix is None:
+            count[0] += 1
+            prefix = tmp_path / ("sg%d" % count[0])
+        p = Proxy(conf_text, prefix=prefix, conf_file=conf_file, ports=ports,
+                  extra_args=extra_args, env=env)
+        started.append(p)
+        return p.start() if start else p
+
+    yield start
+    errors = []
+    for p in reversed(started):
+        try:
+            p.stop(check=True)
+        except Exception as e:
+            errors.append(e)
+        finally:
+            p.kill()
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def simple_proxy(start_proxy):
+    def make(upstream_ports, location_extra="", upstream_extra="", server_extra="",
+             http_extra="", main=""):
+        port = free_port()
+        servers = "".join("    server 127.0.0.1:%d;\n" % p for p in upstream_ports)
+        conf = http_conf("""
+  upstream backend {
+%s    %s
+  }
+  %s
+  server {
+    listen 127.0.0.1:%d;
+    %s
+    location / {
+      proxy_pass http://backend;
+      %s
+    }
+  }
+""" % (servers, upstream_extra, http_extra, port, server_extra, location_extra), main=main)
+        return start_proxy(conf), port
+    return make
+
+
+@pytest.fixture
+def seed_dir():
+    if not sgtest.SEED_DIR.is_dir():
+        pytest.skip("seed configs not found at %s" % sgtest.SEED_DIR)
+    return sgtest.SEED_DIR
+
+
+@pytest.fixture
+def start_echo():
+    """factory: start_echo(port=None) → sgtest.EchoServer (Python; echoes the raw
+    request head the proxy sent).  Stopped at teardown."""
+    started = []
+
+    def start(port=None):
+        e = sgtest.EchoServer(port)
+        started.append(e)
+        return e
+    yield start
+    for e in started:
+        e.stop()
+
+
+@pytest.fixture
+def start_stub():
+    """factory: start_stub(port=None, mode="close"|"rst"|"hold"|"raw", reply=b"")
+    → sgtest.TcpStub (counts connections in .accepted).  Stopped at teardown."""
+    started = []
+
+    def start(port=None, mode="close", reply=b""):
+        s = sgtest.TcpStub(port, mode, reply)
+        started.append(s)
+        return s
+    yield start
+    for s in started:
+        s.stop()

@@ -1,0 +1,854 @@
+"""Helpers for streamgate's integration tests (imported by conftest.py and tests).
+
+Everything here talks to real processes on 127.0.0.1 only, and every wait is
+bounded.  The pytest fixtures in conftest.py wrap these classes so that every
+process is killed at teardown even when a test fails; prefer the fixtures
+(`backend`, `proxy`, `tmp_prefix`, ...) to constructing these classes by hand.
+
+Main pieces:
+  BUILD_DIR, STREAMGATE, SGBACK, REPO, SEED_DIR   paths (SG_BUILD picks the build folder)
+  SANITIZED                                      True when SG_BUILD looks like an ASan build
+  free_port(), free_ports(n), port_busy(p)       loopback port helpers
+  wait_for(pred, timeout)                        poll until pred() is truthy
+  http_conf(body, main="")                       wrap server blocks in events{} + http{}
+  run_streamgate(args)                           run the binary to completion (-t, -v, -s ...)
+  Backend                                        an sgback process (one or more ports)
+  Proxy                                          a streamgate process with its own prefix dir
+  HttpConn, Response                             raw-socket HTTP/1.1 client (exact bytes,
+                                                 keep-alive, pipelining, close detection)
+  get(port, path, ...)                           one request on a fresh connection
+  EchoServer                                     Python backend echoing the raw request head
+  TcpStub                                        a listener that counts connections and
+                                                 closes / resets / holds them (failing peers)
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_DIR = (REPO / os.environ.get("SG_BUILD", "build")).resolve()
+STREAMGATE = BUILD_DIR / "streamgate"
+SGBACK = BUILD_DIR / "sgback"
+# Sanitizer builds are several times slower: scale every timeout with SLOW.
+SANITIZED = "asan" in BUILD_DIR.name or os.environ.get("SG_SAN") == "1"
+SLOW = 3.0 if SANITIZED else 1.0
+
+
+def _find_seed_dir():
+    """The seed configs: ../shared/seed-configs beside the clone (CI), else /work/shared."""
+    for cand in (REPO.parent / "shared" / "seed-configs",
+                 Path("/work/shared/seed-configs")):
+        if cand.is_dir():
+            return cand
+    return REPO.parent / "shared" / "seed-configs"
+
+
+SEED_DIR = _find_seed_dir()
+
+# Text that means a sanitizer found a bug (checked in stderr at stop).
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:")
+
+
+class SgTestError(AssertionError):
+    """A helper-level failure (process died, port never opened, bad response)."""
+
+
+# ---------------------------------------------------------------- ports, waits
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, close)."""
+    return free_ports(1)[0]
+
+
+def free_ports(n):
+    """n distinct free ports (all sockets held open together, then closed)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_busy(port, host="127.0.0.1"):
+    """True if something listens on host:port, or the port cannot be bound."""
+    if port_accepts(port, host, timeout=0.3):
+        return True
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+def port_accepts(port, host="127.0.0.1", timeout=0.5):
+    """True if a TCP connect to host:port succeeds now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
+    """Poll pred() until it returns a truthy value (returned); SgTestError after timeout."""
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise SgTestError("timed out waiting for %s" % what)
+        time.sleep(interval)
+
+
+def http_conf(body, main="", events=""):
+    """A whole config: `main` lines, events {`events`}, http {`body`}."""
+    return "%s\nevents { %s }\nhttp {\n%s\n}\n" % (main, events, body)
+
+
+def listen_ports(conf_text):
+    """Ports named by `listen` directives in a config text (ignores comments)."""
+    text = re.sub(r"#[^\n]*", "", conf_text)
+    ports = []
+    for m in re.finditer(r"(?:^|[;{}\s])listen\s+([^;\s]+)", text):
+        addr = m.group(1)
+        pm = re.search(r"(\d+)$", addr)
+        if pm and not addr.startswith("unix:"):
+            p = int(pm.group(1))
+            if p not in ports:
+                ports.append(p)
+    return ports
+
+
+def run_streamgate(args, timeout=20, cwd=None, env=None):
+    """Run build/streamgate ARGS to completion; returns CompletedProcess (text)."""
+    return subprocess.run([str(STREAMGATE)] + [str(a) for a in args],
+                          capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout * SLOW, stdin=subprocess.DEVNULL)
+
+
+def _sanitizer_report(text):
+    for m in SANITIZER_MARKERS:
+        if m in text:
+            return m
+    return None
+
+
+def _proc_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _proc_cpu_ticks(pid):
+    """utime + stime (clock ticks) of the whole process, all threads included."""
+    with open("/proc/%d/stat" % pid) as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class _Process:
+    """A child process with stdout+stderr in one file; killed by kill()."""
+
+    def __init__(self):
+        self.proc = None
+        self.out_path = None
+        self._out = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self):
+        """Everything the process wrote to stdout/stderr so far."""
+        if not self.out_path or not os.path.exists(self.out_path):
+            return ""
+        with open(self.out_path, "r", errors="replace") as f:
+            return f.read()
+
+    def _spawn(self, argv, out_path, cwd=None, env=None):
+        self.out_path = str(out_path)
+        self._out = open(self.out_path, "ab")
+        self.proc = subprocess.Popen([str(a) for a in argv], stdout=self._out,
+                                     stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=cwd, env=env)
+
+    def _wait_ports(self, ports, timeout, what):
+        def ready():
+            if self.proc.poll() is not None:
+                raise SgTestError("%s exited with %s before listening:\n%s"
+                                  % (what, self.proc.returncode, self.output()[-4000:]))
+            return all(port_accepts(p) for p in ports)
+        wait_for(ready, timeout, 0.02, "%s ports %s" % (what, ports))
+
+    def signal(self, sig):
+        if self.running():
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout=10.0):
+        """Wait for exit; returns the exit code (SgTestError if still running)."""
+        try:
+            return self.proc.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            raise SgTestError("process %d did not exit within %ss" % (self.pid, timeout))
+
+    def kill(self):
+        """SIGKILL if still running; never raises. Safe to call twice."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+                self.proc.wait(10)
+            except Exception:
+                pass
+        if self._out:
+            self._out.close()
+            self._out = None
+
+    def rss_kb(self):
+        """Resident memory of the process, in KiB (VmRSS)."""
+        return _proc_rss_kb(self.pid)
+
+    def cpu_ticks(self):
+        """CPU time used so far (utime+stime, all threads), in clock ticks."""
+        return _proc_cpu_ticks(self.pid)
+
+
+# ---------------------------------------------------------------- sgback
+
+class Backend(_Process):
+    """An sgback process listening on one or more 127.0.0.1 ports.
+
+    Backend(ports=[p1, p2], threads=1, logdir=DIR).start() waits until every
+    port accepts.  Every response carries X-Backend: PORT.  Note that /stats is
+    per process: use one Backend per port when you need per-port counters.
+    """
+
+    def __init__(self, ports=None, threads=1, logdir="/tmp", quiet=True, extra_args=()):
+        super().__init__()
+        self.ports = list(ports) if ports else [free_port()]
+        self.threads = threads
+        self.quiet = quiet
+        self.extra_args = list(extra_args)
+        self.logdir = Path(logdir)
+
+    @property
+    def port(self):
+        """The first (often only) port."""
+        return self.ports[0]
+
+    def start(self, timeout=10.0):
+        argv = [SGBACK]
+        for p in self.ports:
+            argv += ["-l", "127.0.0.1:%d" % p]
+        argv += ["-t", str(self.threads)]
+        if self.quiet:
+            argv.append("-q")
+        argv += self.extra_args
+        out = self.logdir / ("sgback-%s.log" % "-".join(map(str, self.ports)))
+        self._spawn(argv, out)
+        self._wait_ports(self.ports, timeout, "sgback")
+        return self
+
+    def stats(self, port=None):
+        """GET /stats → dict {"accepted", "open", "requests"} (this call counts too)."""
+        r = get(port or self.port, "/stats")
+        if r.status != 200:
+            raise SgTestError("sgback /stats answered %d" % r.status)
+        return json.loads(r.body)
+
+    def reset_stats(self, port=None):
+        """GET /stats/reset (zeroes accepted/requests)."""
+        get(port or self.port, "/stats/reset")
+
+    def stop(self, check=True):
+        """SIGTERM and wait; with check, fail on a sanitizer report in its output."""
+        if self.proc is None:
+            return
+        if self.running():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10 * SLOW)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        if check:
+            bad = _sanitizer_report(self.output())
+            if bad:
+                raise SgTestError("sgback reported %r:\n%s" % (bad, self.output()[-6000:]))
+
+
+# ---------------------------------------------------------------- streamgate
+
+class Proxy(_Process):
+    """A streamgate process: `streamgate -c CONF -p PREFIX` in the foreground.
+
+    Proxy(conf_text, prefix) writes conf_text to PREFIX/streamgate.conf (PREFIX
+    gets a logs/ subfolder); Proxy(conf_file=PATH, prefix=DIR) runs an existing
+    file unchanged.  start() waits until every `listen` port accepts (pass
+    ports=[...] to override the ports parsed from the text).
+
+    Attributes: pid, prefix (Path), conf_path (Path), ports, stderr (text of
+    stderr), error_log (stderr + every PREFIX/logs/*error*.log), pid_file.
+    Methods: reload(new_text) -> bool, stop(), quit(), kill(), rss_kb(), cpu_ticks().
+    """
+
+    def __init__(self, conf_text=None, prefix=None, conf_file=None, ports=None,
+                 extra_args=(), env=None):
+        super().__init__()
+        if prefix is None:
+            raise ValueError("Proxy needs a prefix directory")
+        self.prefix = Path(prefix)
+        (self.prefix / "logs").mkdir(parents=True, exist_ok=True)
+        if conf_file is not None:
+            self.conf_path = Path(conf_file)
+            conf_text = self.conf_path.read_text()
+        else:
+            self.conf_path = self.prefix / "streamgate.conf"
+            self.conf_path.write_text(conf_text)
+        self.ports = list(ports) if ports is not None else listen_ports(conf_text)
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.exit_code = None
+
+    @property
+    def port(self):
+        """The first listen port."""
+        return self.ports[0]
+
+    @property
+    def pid_file(self):
+        return self.prefix / "streamgate.pid"
+
+    def start(self, timeout=10.0):
+        argv = [STREAMGATE, "-c", self.conf_path, "-p", self.prefix] + self.extra_args
+        self._spawn(argv, self.prefix / "stderr.log", env=self.env)
+        self._wait_ports(self.ports, timeout, "streamgate")
+        return self
+
+    @property
+    def stderr(self):
+        return self.output()
+
+    @property
+    def error_log(self):
+        """stderr followed by every logs/*error*.log under the prefix."""
+        parts = [self.output()]
+        logs = self.prefix / "logs"
+        if logs.is_dir():
+            for p in sorted(logs.glob("*error*.log")):
+                parts.append(p.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def _reload_marks(self):
+        t = self.error_log
+        return t.count("reloaded configuration") + t.count("reload failed")
+
+    def reload(self, new_text=None, timeout=10.0):
+        """Rewrite the config (if new_text), SIGHUP, wait for the outcome in the log.
+
+        Returns True for "reloaded configuration", False for "reload failed".
+        """
+        before_ok = self.error_log.count("reloaded configuration")
+        before = self._reload_marks()
+        if new_text is not None:
+            self.conf_path.write_text(new_text)
+        self.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self._reload_marks() > before or not self.running(),
+                 timeout, 0.02, "reload outcome in the error log")
+        if not self.running():
+            raise SgTestError("streamgate exited during reload:\n" + self.stderr[-4000:])
+        return self.error_log.count("reloaded configuration") > before_ok
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0, check=True):
+        """Send sig (SIGTERM), wait for exit; with check assert exit code 0 and no
+        sanitizer report.  Returns the exit code.  Safe to call twice."""
+        if self.proc is None:
+            return None
+        if self.exit_code is None:
+            if self.running():
+                self.proc.send_signal(sig)
+                try:
+                    self.exit_code = self.proc.wait(timeout * SLOW)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+                    raise SgTestError("streamgate did not exit on signal %s:\n%s"
+                                      % (sig, self.stderr[-4000:]))
+            else:
+                self.exit_code = self.proc.returncode
+            self.kill()
+        if check:
+            bad = _sanitizer_report(self.error_log)
+            if bad:
+                raise SgTestError("streamgate reported %r:\n%s" % (bad, self.error_log[-8000:]))
+            if self.exit_code != 0:
+                raise SgTestError("streamgate exited with %s:\n%s"
+                                  % (self.exit_code, self.stderr[-4000:]))
+        return self.exit_code
+
+    def quit(self, timeout=15.0, check=True):
+        """Graceful stop (SIGQUIT): in-flight requests finish first."""
+        return self.stop(signal.SIGQUIT, timeout, check)
+
+
+# ---------------------------------------------------------------- raw HTTP/1.1
+
+class Response:
+    """One parsed HTTP response.
+
+    status (int), reason, version ("HTTP/1.1"), headers: list of (name, value)
+    in order as received, body (bytes), trailers (list), chunked (bool),
+    raw_head (bytes).  header(name) → first value (case-insensitive) or None;
+    header_all(name) → every value.  text → body decoded as latin-1.
+    """
+
+    def __init__(self, version, status, reason, headers, raw_head):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.raw_head = raw_head
+        self.body = b""
+        self.trailers = []
+        self.chunked = False
+
+    def header(self, name):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    @property
+    def text(self):
+        return self.body.decode("latin-1")
+
+    @property
+    def backend(self):
+        """X-Backend as int (sgback's local port), or None."""
+        v = self.header("X-Backend")
+        return int(v) if v is not None else None
+
+    def __repr__(self):
+        return "<Response %d %r %d bytes>" % (self.status, self.reason, len(self.body))
+
+
+class ConnectionClosed(SgTestError):
+    """The peer closed the connection before a whole response arrived."""
+
+
+class HttpConn:
+    """A raw HTTP/1.1 client connection to 127.0.0.1:port.
+
+    conn = HttpConn(port); r = conn.request("GET", "/x", headers={"A": "b"}, body=b"")
+    Keeps the socket open between requests (keep-alive).  For pipelining:
+    conn.send(build_request(...) + build_request(...)) then read_response() twice.
+    Unread bytes stay in conn.buf.  is_closed() tells whether the peer closed.
+    A Host header is added unless headers already have one (host=None: none).
+    """
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, source=None):
+        self.port = port
+        self.timeout = timeout * SLOW
+        # source="127.0.5.1": connect from another loopback address (ip_hash tests).
+        self.sock = socket.create_connection(
+            (host, port), timeout=self.timeout,
+            source_address=(source, 0) if source else None)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.eof = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def local_port(self):
+        return self.sock.getsockname()[1]
+
+    def send(self, data):
+        """Send raw bytes (str is encoded latin-1)."""
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        self.sock.sendall(data)
+
+    def request(self, method="GET", path="/", headers=None, body=None,
+                version="HTTP/1.1", host="127.0.0.1", chunked=False):
+        """Send one request and read its response (1xx interim responses skipped)."""
+        self.send(build_request(method, path, headers, body, version, host, chunked))
+        return self.read_response(method)
+
+    # -- reading
+
+    def _fill(self):
+        """Read more bytes into buf; False at EOF."""
+        if self.eof:
+            return False
+        try:
+            data = self.sock.recv(262144)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def _read_until(self, marker):
+        while True:
+            i = self.buf.find(marker)
+            if i >= 0:
+                out, self.buf = self.buf[:i + len(marker)], self.buf[i + len(marker):]
+                return out
+            if not self._fill():
+                raise ConnectionClosed("connection closed while waiting for %r (have %r)"
+                                       % (marker, self.buf[:200]))
+
+    def _read_exact(self, n):
+        while len(self.buf) < n:
+            if not self._fill():
+                raise ConnectionClosed("connection closed after %d of %d body bytes"
+                                       % (len(self.buf), n))
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_head(self):
+        """Read one response head (status line + headers) → Response without body."""
+        raw = self._read_until(b"\r\n\r\n")
+        lines = raw[:-4].split(b"\r\n")
+        parts = lines[0].decode("latin-1").split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise SgTestError("bad status line %r" % lines[0])
+        headers = []
+        for line in lines[1:]:
+            k, _, v = line.decode("latin-1").partition(":")
+            headers.append((k.strip(), v.strip()))
+        return Response(parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "",
+                        headers, raw)
+
+    def read_response(self, method="GET", skip_interim=True):
+        """Read one whole response framed by Content-Length / chunked / close.
+
+        method="HEAD" (or status 1xx/204/304) means no body.  With
+        skip_interim=False a 100 Continue is returned as its own Response.
+        """
+        while True:
+            r = self.read_head()
+            if 100 <= r.status < 200 and r.status != 101:
+                if skip_interim:
+                    continue
+                return r
+            break
+        if method == "HEAD" or r.status in (101, 204, 304):
+            return r
+        te = (r.header("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            r.chunked = True
+            r.body, r.trailers = self._read_chunked()
+        elif r.header("Content-Length") is not None:
+            r.body = self._read_exact(int(r.header("Content-Length")))
+        else:
+            while self._fill():
+                pass
+            r.body, self.buf = self.buf, b""
+        return r
+
+    def _read_chunked(self):
+        body = []
+        while True:
+            line = self._read_until(b"\r\n")
+            size = int(line.split(b";")[0].strip(), 16)
+            if size == 0:
+                break
+            body.append(self._read_exact(size))
+            self._read_exact(2)
+        trailers = []
+        while True:
+            line = self._read_until(b"\r\n")
+            if line == b"\r\n":
+                break
+            k, _, v = line[:-2].decode("latin-1").partition(":")
+            trailers.append((k.strip(), v.strip()))
+        return b"".join(body), trailers
+
+    def is_closed(self, wait=0.3):
+        """True if the peer closed the connection (EOF/RST seen within `wait` s).
+
+        Bytes that arrive meanwhile are kept in buf (so this returns False).
+        """
+        if self.eof:
+            return True
+        self.sock.settimeout(wait)
+        try:
+            data = self.sock.recv(65536)
+            if not data:
+                self.eof = True
+                return True
+            self.buf += data
+            return False
+        except (socket.timeout, BlockingIOError):
+            return False
+        except (ConnectionResetError, BrokenPipeError):
+            self.eof = True
+            return True
+        finally:
+            self.sock.settimeout(self.timeout)
+
+
+def build_request(method="GET", path="/", headers=None, body=None,
+                  version="HTTP/1.1", host="127.0.0.1", chunked=False):
+    """Bytes of one request.  headers: dict or list of (name, value).
+
+    Adds Host (unless host=None or given), Content-Length for a body (unless
+    chunked=True: then the body — bytes or a list of chunks — is sent chunked).
+    """
+    hl = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    names = {k.lower() for k, _ in hl}
+    if host is not None and "host" not in names:
+        hl.insert(0, ("Host", host))
+    payload = b""
+    if chunked:
+        chunks = body if isinstance(body, (list, tuple)) else ([body] if body else [])
+        if "transfer-encoding" not in names:
+            hl.append(("Transfer-Encoding", "chunked"))
+        for c in chunks:
+            c = c.encode("latin-1") if isinstance(c, str) else c
+            payload += b"%x\r\n%s\r\n" % (len(c), c)
+        payload += b"0\r\n\r\n"
+    elif body is not None:
+        payload = body.encode("latin-1") if isinstance(body, str) else body
+        if "content-length" not in names:
+            hl.append(("Content-Length", str(len(payload))))
+    head = "%s %s %s\r\n" % (method, path, version)
+    head += "".join("%s: %s\r\n" % (k, v) for k, v in hl)
+    return head.encode("latin-1") + b"\r\n" + payload
+
+
+def get(port, path="/", headers=None, method="GET", body=None, timeout=10.0, **kw):
+    """One request on a fresh connection (closed afterwards) → Response."""
+    with HttpConn(port, timeout=timeout) as c:
+        return c.request(method, path, headers=headers, body=body, **kw)
+
+
+def require_free_ports(*ports):
+    """pytest.skip the calling test if any of these fixed ports is busy."""
+    import pytest
+    busy = [p for p in ports if port_busy(p)]
+    if busy:
+        pytest.skip("fixed port(s) busy: %s" % busy)
+
+
+# ---------------------------------------------------------------- Python peers
+
+class _ThreadedListener:
+    """Base: a listening socket on 127.0.0.1:port served by threads."""
+
+    def __init__(self, port=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port or 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(128)
+        self.sock.settimeout(0.1)
+        self.accepted = 0
+        self.conns = []
+        self._stop = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self):
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.accepted += 1
+                self.conns.append(c)
+            c.settimeout(None)
+            threading.Thread(target=self._serve_safe, args=(c,), daemon=True).start()
+
+    def _serve_safe(self, c):
+        try:
+            self.serve(c)
+        except OSError:
+            pass
+
+    def serve(self, c):
+        raise NotImplementedError
+
+    def stop(self):
+        """Close the listener and every connection it accepted."""
+        self._stop = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self._thread.join(2)
+        with self._lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+
+class TcpStub(_ThreadedListener):
+    """A peer that accepts and then fails: mode "close" (close at once, no
+    answer), "rst" (reset), "hold" (keep the connection open, never answer),
+    or "raw" (answer the first request head with the bytes `reply`, then close).
+    `accepted` counts connections: it tells how often the proxy tried this peer.
+    """
+
+    def __init__(self, port=None, mode="close", reply=b""):
+        self.mode = mode
+        self.reply = reply
+        super().__init__(port)
+
+    def serve(self, c):
+        if self.mode == "hold":
+            while not self._stop:
+                try:
+                    if not c.recv(65536):
+                        break
+                except OSError:
+                    break
+            return
+        if self.mode == "rst":
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif self.mode == "raw":
+            data = b""
+            while b"\r\n\r\n" not in data:
+                more = c.recv(65536)
+                if not more:
+                    break
+                data += more
+            c.sendall(self.reply)
+        c.close()
+
+
+class EchoServer(_ThreadedListener):
+    """A Python HTTP/1.1 backend that shows what the proxy sent.
+
+    Every request gets 200 with body = the raw request head exactly as received
+    (request line, headers, final CRLF CRLF) followed by the request body
+    (chunked bodies are de-chunked; `chunked_raw` keeps the raw chunk bytes).
+    The client can ask for response headers with request headers
+    `X-Echo-Header: Name: value` (repeatable).  Keep-alive and HEAD work;
+    `Connection: close` from the proxy closes after the response.
+    heads: every raw request head received, in order.  X-Backend: PORT is set.
+    """
+
+    def __init__(self, port=None):
+        self.heads = []
+        self.bodies = []
+        super().__init__(port)
+
+    def serve(self, c):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                more = c.recv(65536)
+                if not more:
+                    c.close()
+                    return
+                buf += more
+            i = buf.index(b"\r\n\r\n") + 4
+            head, buf = buf[:i], buf[i:]
+            lines = head[:-4].decode("latin-1").split("\r\n")
+            method = lines[0].split(" ")[0]
+            hdrs = [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:] if ":" in l]
+            h = {k.lower(): v for k, v in hdrs}
+            body = b""
+            if "chunked" in h.get("transfer-encoding", "").lower():
+                body, buf = self._read_chunked(c, buf)
+            elif "content-length" in h:
+                n = int(h["content-length"])
+                while len(buf) < n:
+                    more = c.recv(65536)
+                    if not more:
+                        c.close()
+                        return
+                    buf += more
+                body, buf = buf[:n], buf[n:]
+            with self._lock:
+                self.heads.append(head)
+                self.bodies.append(body)
+            payload = head + body
+            extra = "".join("%s\r\n" % v for k, v in hdrs if k.lower() == "x-echo-header")
+            resp = ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend: %d\r\n"
+                    "Content-Length: %d\r\n%s\r\n" % (self.port, len(payload), extra))
+            c.sendall(resp.encode("latin-1") + (b"" if method == "HEAD" else payload))
+            if h.get("connection", "").lower() == "close":
+                c.close()
+                return
+
+    def _read_chunked(self, c, buf):
+        body = b""
+        while True:
+            while b"\r\n" not in buf:
+                buf += c.recv(65536)
+            line, buf = buf.split(b"\r\n", 1)
+            size = int(line.split(b";")[0], 16)
+            if size == 0:
+                while not (buf.startswith(b"\r\n") or b"\r\n\r\n" in buf):
+                    buf += c.recv(65536)
+                if buf.startswith(b"\r\n"):
+                    return body, buf[2:]
+                return body, buf[buf.index(b"\r\n\r\n") + 4:]
+            while len(buf) < size + 2:
+                buf += c.recv(65536)
+            body += buf[:size]
+            buf = buf[size + 2:]
+
+    def last_head(self):
+        """The last request head received, as text."""
+        return self.heads[-1].decode("latin-1")
+
+
+def head_of(resp):
+    """Split an EchoServer response body: (request line, [(name, value)...], body bytes)."""
+    raw = resp.body
+    i = raw.index(b"\r\n\r\n")
+    lines = raw[:i].decode("latin-1").split("\r\n")
+    hdrs = [(k.strip(), v.strip()) for k, _, v in (l.partition(":") for l in lines[1:])]
+    return lines[0], hdrs, raw[i + 4:]

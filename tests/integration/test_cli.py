@@ -1,0 +1,348 @@
+"""streamgate's command line: -v, -t, -T, -p, the pid file, -s SIGNAL, demo mode."""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import sgtest
+from sgtest import (HttpConn, free_port, get, http_conf, port_accepts,
+                    require_free_ports, run_streamgate, wait_for)
+
+LOG_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[[a-z]+\] \d+#\d+: ")
+
+
+def return_conf(port, text="hello", extra_http=""):
+    return http_conf("""
+  %s
+  server {
+    listen 127.0.0.1:%d;
+    location / { return 200 "%s\\n"; }
+  }
+""" % (extra_http, port, text))
+
+
+def check_fails(tmp_path, text, line, col, *needles, name="bad.conf"):
+    """Write text, run -t, assert exit 1 with "PATH:LINE:COL:" and needles in stderr."""
+    path = tmp_path / name
+    path.write_text(text)
+    r = run_streamgate(["-t", "-c", path, "-p", tmp_path])
+    assert r.returncode == 1, r.stderr
+    where = "%s:%d:%d:" % (path, line, col)
+    assert where in r.stderr, "expected %r in:\n%s" % (where, r.stderr)
+    for n in needles:
+        assert n in r.stderr, "expected %r in:\n%s" % (n, r.stderr)
+    assert "test failed" in r.stderr
+    return r.stderr
+
+
+def test_version():
+    r = run_streamgate(["-v"])
+    assert r.returncode == 0, r.stderr
+    assert re.match(r"streamgate version \d+\.\d+\.\d+", r.stdout), r.stdout
+
+
+def test_t_ok_creates_nothing(tmp_path):
+    """-t on a good file: "syntax is ok", "test is successful", exit 0, and no
+    log/pid file is opened (the prefix has no logs/ folder at all)."""
+    conf = tmp_path / "conf" / "ok.conf"
+    conf.parent.mkdir()
+    conf.write_text(http_conf("""
+  access_log logs/access.log;
+  server {
+    listen 127.0.0.1:%d;
+    location / { return 200 "ok\\n"; }
+  }
+""" % free_port(), main="error_log logs/error.log;\npid logs/sg.pid;"))
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    before = sorted(os.listdir(tmp_path))
+    r = run_streamgate(["-t", "-c", conf, "-p", prefix])
+    assert r.returncode == 0, r.stderr
+    assert "syntax is ok" in r.stderr
+    assert "test is successful" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+    assert os.listdir(prefix) == []
+    assert os.listdir(conf.parent) == ["ok.conf"]
+
+
+def test_t_unknown_directive(tmp_path):
+    text = ("events {}\n"
+            "http {\n"
+            "    server {\n"
+            "        listen 127.0.0.1:8080;\n"
+            "        foo bar;\n"
+            "    }\n"
+            "}\n")
+    check_fails(tmp_path, text, 5, 9, 'unknown directive "foo"')
+
+
+def test_t_directive_not_allowed_here(tmp_path):
+    text = ("events {}\n"
+            "http {\n"
+            "  listen 127.0.0.1:8080;\n"
+            "}\n")
+    check_fails(tmp_path, text, 3, 3, '"listen" directive is not allowed here')
+
+
+def test_t_invalid_number_of_arguments(tmp_path):
+    text = ("events {}\n"
+            "http {\n"
+            "  server {\n"
+            "    location / {\n"
+            "      proxy_pass;\n"
+            "    }\n"
+            "  }\n"
+            "}\n")
+    check_fails(tmp_path, text, 5, 7,
+                'invalid number of arguments in "proxy_pass" directive')
+
+
+def test_t_bad_value(tmp_path):
+    """A value the directive cannot parse: position is the directive's or the
+    argument's; the message names the directive (nginx: "invalid value")."""
+    text = ("events {}\n"
+            "http {\n"
+            "    keepalive_timeout abc;\n"
+            "}\n")
+    path = tmp_path / "bad.conf"
+    path.write_text(text)
+    r = run_streamgate(["-t", "-c", path, "-p", tmp_path])
+    assert r.returncode == 1
+    assert re.search(re.escape(str(path)) + r":3:(5|23):", r.stderr), r.stderr
+    assert "keepalive_timeout" in r.stderr and "invalid" in r.stderr, r.stderr
+    assert "test failed" in r.stderr
+
+
+def test_t_missing_semicolon(tmp_path):
+    """`listen ...` with no ';' before '}': nginx says unexpected "}" at the brace."""
+    text = ("events {}\n"
+            "http {\n"
+            "    server {\n"
+            "        listen 127.0.0.1:8080\n"
+            "    }\n"
+            "}\n")
+    check_fails(tmp_path, text, 5, 5, 'unexpected "}"')
+
+
+def test_t_missing_semicolon_at_eof(tmp_path):
+    text = "events {}\nworker_processes 1"
+    path = tmp_path / "bad.conf"
+    path.write_text(text)
+    r = run_streamgate(["-t", "-c", path, "-p", tmp_path])
+    assert r.returncode == 1
+    assert "%s:2:" % path in r.stderr, r.stderr
+    assert "unexpected end of file" in r.stderr, r.stderr
+
+
+def test_t_not_supported_yet(tmp_path):
+    text = ("events {}\n"
+            "http {\n"
+            "  server {\n"
+            "    listen 127.0.0.1:8080;\n"
+            "    location / {\n"
+            "      grpc_pass grpc://127.0.0.1:50051;\n"
+            "    }\n"
+            "  }\n"
+            "}\n")
+    check_fails(tmp_path, text, 6, 7, '"grpc_pass" directive is not supported yet')
+
+
+def test_t_error_in_included_file_names_that_file(tmp_path):
+    inc = tmp_path / "inc.conf"
+    inc.write_text("# upstreams\nupstream u {\n  server 127.0.0.1:1;\n  bogus_thing 1;\n}\n")
+    main = tmp_path / "main.conf"
+    main.write_text("events {}\nhttp {\n  include inc.conf;\n}\n")
+    r = run_streamgate(["-t", "-c", main, "-p", tmp_path])
+    assert r.returncode == 1
+    assert "%s:4:3:" % inc in r.stderr, r.stderr
+    assert 'unknown directive "bogus_thing"' in r.stderr
+    assert "test failed" in r.stderr
+
+
+def test_t_missing_file(tmp_path):
+    r = run_streamgate(["-t", "-c", tmp_path / "nope.conf"])
+    assert r.returncode == 1
+    assert "nope.conf" in r.stderr
+    assert "test failed" in r.stderr
+
+
+def test_T_prints_every_file(tmp_path):
+    (tmp_path / "conf.d").mkdir()
+    up = tmp_path / "conf.d" / "up.conf"
+    up.write_text("upstream u { server 127.0.0.1:9; }\n")
+    main = tmp_path / "main.conf"
+    main.write_text(http_conf("""
+  include conf.d/*.conf;
+  server { listen 127.0.0.1:%d; location / { proxy_pass http://u; } }
+""" % free_port()))
+    r = run_streamgate(["-T", "-c", main, "-p", tmp_path])
+    assert r.returncode == 0, r.stderr
+    assert "test is successful" in r.stderr
+    out = r.stdout
+    assert re.search(r"# configuration file \S*main\.conf:", out), out
+    assert re.search(r"# configuration file \S*conf\.d/up\.conf:", out), out
+    assert main.read_text().strip() in out
+    assert up.read_text().strip() in out
+    assert out.index("main.conf:") < out.index("up.conf:")
+
+
+def test_prefix_resolves_relative_include(tmp_path):
+    confdir = tmp_path / "etc"
+    confdir.mkdir()
+    prefix = tmp_path / "prefix"
+    (prefix / "inc").mkdir(parents=True)
+    (prefix / "inc" / "server.conf").write_text(
+        "server { listen 127.0.0.1:%d; location / { return 200; } }\n" % free_port())
+    main = confdir / "main.conf"
+    main.write_text(http_conf("  include inc/server.conf;\n"))
+    r = run_streamgate(["-t", "-c", main, "-p", prefix])
+    assert r.returncode == 0, r.stderr
+    # Without -p the prefix is the file's own folder, where inc/ does not exist.
+    r = run_streamgate(["-t", "-c", main])
+    assert r.returncode == 1, r.stderr
+    assert "inc/server.conf" in r.stderr
+    # ... and a copy beside the file is found by default.
+    (confdir / "inc").mkdir()
+    (confdir / "inc" / "server.conf").write_text(
+        (prefix / "inc" / "server.conf").read_text())
+    r = run_streamgate(["-t", "-c", main])
+    assert r.returncode == 0, r.stderr
+
+
+def test_pid_file_default_place_and_removed(start_proxy):
+    port = free_port()
+    p = start_proxy(return_conf(port))
+    pidfile = p.prefix / "streamgate.pid"
+    wait_for(pidfile.exists, 5, what="pid file")
+    assert int(pidfile.read_text().strip()) == p.pid
+    assert get(port, "/").status == 200
+    p.stop()
+    assert not pidfile.exists()
+
+
+def test_pid_directive_relative_to_prefix(start_proxy):
+    port = free_port()
+    p = start_proxy(return_conf(port).replace("events", "pid logs/sg.pid;\nevents", 1))
+    pidfile = p.prefix / "logs" / "sg.pid"
+    wait_for(pidfile.exists, 5, what="pid file logs/sg.pid")
+    assert int(pidfile.read_text().strip()) == p.pid
+    r = run_streamgate(["-c", p.conf_path, "-p", p.prefix, "-s", "stop"])
+    assert r.returncode == 0, r.stderr
+    assert p.wait(10) == 0
+    assert not pidfile.exists()
+
+
+def test_s_reload(start_proxy):
+    port = free_port()
+    p = start_proxy(return_conf(port, "one"))
+    wait_for(p.pid_file.exists, 5, what="pid file")
+    assert get(port, "/").body == b"one\n"
+    p.conf_path.write_text(return_conf(port, "two"))
+    r = run_streamgate(["-c", p.conf_path, "-p", p.prefix, "-s", "reload"])
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: "reloaded configuration" in p.error_log, 10, what="reload")
+    assert get(port, "/").body == b"two\n"
+    line = [x for x in p.error_log.splitlines() if "reloaded configuration" in x][0]
+    assert LOG_LINE.match(line), line
+    assert p.running()
+
+
+def test_s_stop(start_proxy):
+    port = free_port()
+    p = start_proxy(return_conf(port))
+    wait_for(p.pid_file.exists, 5, what="pid file")
+    r = run_streamgate(["-c", p.conf_path, "-p", p.prefix, "-s", "stop"])
+    assert r.returncode == 0, r.stderr
+    assert p.wait(10) == 0
+    assert not port_accepts(port)
+    assert not p.pid_file.exists()
+
+
+def test_s_quit_finishes_in_flight_request(start_proxy, backend):
+    port = free_port()
+    p = start_proxy(http_conf("""
+  server {
+    listen 127.0.0.1:%d;
+    location / { proxy_pass http://127.0.0.1:%d; }
+  }
+""" % (port, backend.port)))
+    wait_for(p.pid_file.exists, 5, what="pid file")
+    result = {}
+
+    def slow():
+        try:
+            result["r"] = get(port, "/delay/%d" % (1000 * sgtest.SLOW), timeout=15)
+        except Exception as e:  # reported below
+            result["e"] = e
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3 * sgtest.SLOW)
+    r = run_streamgate(["-c", p.conf_path, "-p", p.prefix, "-s", "quit"])
+    assert r.returncode == 0, r.stderr
+    t.join(20)
+    assert "e" not in result, result.get("e")
+    assert result["r"].status == 200
+    assert p.wait(15) == 0
+
+
+def test_s_reopen_recreates_access_log(start_proxy):
+    port = free_port()
+    p = start_proxy(return_conf(port, extra_http="access_log logs/access.log;"))
+    wait_for(p.pid_file.exists, 5, what="pid file")
+    log = p.prefix / "logs" / "access.log"
+    get(port, "/first")
+    wait_for(lambda: log.exists() and "/first" in log.read_text(), 5, what="access log")
+    log.rename(p.prefix / "logs" / "access.log.1")
+    r = run_streamgate(["-c", p.conf_path, "-p", p.prefix, "-s", "reopen"])
+    assert r.returncode == 0, r.stderr
+    wait_for(log.exists, 5, what="reopened access.log")
+    get(port, "/second")
+    wait_for(lambda: "/second" in log.read_text(), 5, what="/second in new log")
+    assert "/second" not in (p.prefix / "logs" / "access.log.1").read_text()
+    assert p.running()
+
+
+def test_s_without_pid_file_fails(tmp_path):
+    conf = tmp_path / "x.conf"
+    conf.write_text(return_conf(free_port()))
+    r = run_streamgate(["-c", conf, "-p", tmp_path, "-s", "reload"])
+    assert r.returncode != 0
+    assert "streamgate.pid" in r.stderr
+
+
+def test_demo_mode_round_robin(tmp_path):
+    """No -c: the built-in demo on :8080 balancing sgback :9001 and :9002."""
+    require_free_ports(8080, 9001, 9002)
+    log = open(tmp_path / "demo.log", "wb")
+    proc = subprocess.Popen([str(sgtest.STREAMGATE)], cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        def up():
+            if proc.poll() is not None:
+                raise AssertionError("demo exited: " + (tmp_path / "demo.log").read_text())
+            return all(port_accepts(x) for x in (8080, 9001, 9002))
+        wait_for(up, 15, what="demo ports 8080 9001 9002")
+        bodies = [get(8080, "/").body.decode() for _ in range(4)]
+        assert set(bodies) == {"sgback 9001\n", "sgback 9002\n"}, bodies
+        assert bodies[0] != bodies[1] and bodies[0] == bodies[2] and bodies[1] == bodies[3]
+        with HttpConn(8080) as c:
+            ka = [c.request("GET", "/").body.decode() for _ in range(4)]
+        assert ka[0] != ka[1] and ka[0] == ka[2] and ka[1] == ka[3], ka
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15 * sgtest.SLOW) == 0
+        # The demo's backends go away with it.
+        wait_for(lambda: not port_accepts(9001) and not port_accepts(9002), 10,
+                 what="sgback children to exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+    out = (tmp_path / "demo.log").read_text(errors="replace")
+    for m in sgtest.SANITIZER_MARKERS:
+        assert m not in out, out
