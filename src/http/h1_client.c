@@ -199,7 +199,8 @@ static void link_release(sg_upstream_link *l)
     bool clean = c->state == C_ACTIVE && c->req_done && c->resp_done && c->resp_keep_alive &&
                  !c->no_reuse && c->in.len == 0 && c->out.bytes == 0 &&
                  c->requests < c->u->keepalive_requests;
-    if (!clean || !sg_pool_put(c->pool, &c->node)) {
+    sg_pool_put_result kept = clean ? sg_pool_put(c->pool, &c->node) : SG_POOL_REFUSED;
+    if (kept == SG_POOL_REFUSED) {
         upconn_close(c);
         return;
     }
@@ -209,7 +210,9 @@ static void link_release(sg_upstream_link *l)
     c->scanned = 0;
     sg_timer_disarm(&c->wtimer);
     c->timer.cb = on_idle_timeout;
-    sg_timer_arm(c->loop, &c->timer, c->u->keepalive_timeout_ms);
+    uint32_t idle_ms = c->u->keepalive_timeout_ms;
+    if (kept == SG_POOL_SURPLUS && idle_ms > SG_POOL_SURPLUS_MS) idle_ms = SG_POOL_SURPLUS_MS;
+    sg_timer_arm(c->loop, &c->timer, idle_ms);
 }
 
 static void link_close(sg_upstream_link *l)

@@ -33,15 +33,16 @@ sg_pool_node *sg_pool_take(sg_pool *p, const sg_peer *peer)
     return NULL;
 }
 
-bool sg_pool_put(sg_pool *p, sg_pool_node *n)
+sg_pool_put_result sg_pool_put(sg_pool *p, sg_pool_node *n)
 {
-    if (p->retired || p->nidle >= p->max_idle) return false;
+    if (p->retired || p->max_idle == 0) return SG_POOL_REFUSED;
+    sg_pool_put_result r = p->nidle >= p->max_idle ? SG_POOL_SURPLUS : SG_POOL_KEPT;
     n->next = p->idle;
     if (n->next) n->next->pprev = &n->next;
     n->pprev = &p->idle;
     p->idle = n;
     p->nidle++;
-    return true;
+    return r;
 }
 
 void sg_pool_remove(sg_pool *p, sg_pool_node *n)

@@ -35,8 +35,21 @@ void sg_upstream_rt_free(sg_upstream_rt *rt);
 
 /* Takes an idle connection to `peer` (most recent first), NULL if none. */
 sg_pool_node *sg_pool_take(sg_pool *p, const sg_peer *peer);
-/* Parks n; false if the pool is full or retired (the caller closes it). */
-bool sg_pool_put(sg_pool *p, sg_pool_node *n);
+typedef enum sg_pool_put_result {
+    SG_POOL_REFUSED = 0,               /* retired or pooling off: close it */
+    SG_POOL_KEPT,                      /* within `keepalive`: keep for keepalive_timeout */
+    SG_POOL_SURPLUS,                   /* beyond `keepalive`: keep only briefly */
+} sg_pool_put_result;
+
+/* How long a connection beyond `keepalive` stays idle before it closes.
+ * Closing it at once (nginx) makes a load with more concurrent requests
+ * than `keepalive` open and close upstream connections all the time,
+ * filling the machine with TIME_WAIT (seed 004); kept briefly, it is
+ * reused while the load lasts and goes away soon after. */
+#define SG_POOL_SURPLUS_MS 1000
+
+/* Parks n (most recently used first). */
+sg_pool_put_result sg_pool_put(sg_pool *p, sg_pool_node *n);
 void sg_pool_remove(sg_pool *p, sg_pool_node *n);
 /* Closes every idle connection and refuses new ones (generation retired). */
 void sg_pool_retire(sg_pool *p);

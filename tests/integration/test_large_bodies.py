@@ -46,6 +46,7 @@ class RssSampler:
         self._t.join()
 
     def check(self):
+        print("proxy VmRSS peak %d KB over %d samples" % (self.peak_kb, self.samples))
         if SANITIZED:
             return      # ASan's shadow memory and quarantine make RSS meaningless
         assert self.peak_kb < RSS_LIMIT_KB, "proxy RSS peaked at %d KB" % self.peak_kb
