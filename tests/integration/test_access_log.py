@@ -258,12 +258,26 @@ def test_combined_and_main_are_predefined(backend, start_proxy, nginx_peer):
             assert [mask(line)] == [mask(l) for l in read_lines(n.prefix / "logs" / name)]
 
 
-def test_default_access_log_is_logs_access_log_combined(backend, start_proxy):
-    """nginx logs to PREFIX/logs/access.log in "combined" when nothing is configured."""
+def test_no_access_log_unless_configured(backend, start_proxy):
+    """A documented difference from nginx (docs/directives.md): with no
+    access_log directive nothing is written, where nginx would write
+    PREFIX/logs/access.log and refuse to start if logs/ is missing. The
+    predefined "combined" format is what access_log uses without a format."""
     port = free_port()
     p = start_proxy(http_conf("""
   server {
     listen 127.0.0.1:%d;
+    location / { proxy_pass http://127.0.0.1:%d; }
+  }
+""" % (port, backend.port)))
+    assert get(port, "/", headers={"User-Agent": "dflt"}).status == 200
+    p.stop()
+    assert list((p.prefix / "logs").iterdir()) == []
+    port = free_port()
+    p = start_proxy(http_conf("""
+  server {
+    listen 127.0.0.1:%d;
+    access_log logs/access.log;
     location / { proxy_pass http://127.0.0.1:%d; }
   }
 """ % (port, backend.port)))

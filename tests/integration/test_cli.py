@@ -16,6 +16,18 @@ from sgtest import (HttpConn, free_port, get, http_conf, port_accepts,
 LOG_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[[a-z]+\] \d+#\d+: ")
 
 
+def wait_pid_file(path):
+    """Wait until the pid file exists and holds a number (it may be written
+    just after the listeners open); returns the pid."""
+    def read():
+        try:
+            t = path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(t) if t.isdigit() else None
+    return wait_for(read, 5, what="pid file %s" % path)
+
+
 def return_conf(port, text="hello", extra_http=""):
     return http_conf("""
   %s
@@ -218,8 +230,7 @@ def test_pid_file_default_place_and_removed(start_proxy):
     port = free_port()
     p = start_proxy(return_conf(port))
     pidfile = p.prefix / "streamgate.pid"
-    wait_for(pidfile.exists, 5, what="pid file")
-    assert int(pidfile.read_text().strip()) == p.pid
+    assert wait_pid_file(pidfile) == p.pid
     assert get(port, "/").status == 200
     p.stop()
     assert not pidfile.exists()
@@ -229,8 +240,7 @@ def test_pid_directive_relative_to_prefix(start_proxy):
     port = free_port()
     p = start_proxy(return_conf(port).replace("events", "pid logs/sg.pid;\nevents", 1))
     pidfile = p.prefix / "logs" / "sg.pid"
-    wait_for(pidfile.exists, 5, what="pid file logs/sg.pid")
-    assert int(pidfile.read_text().strip()) == p.pid
+    assert wait_pid_file(pidfile) == p.pid
     r = run_streamgate(["-c", p.conf_path, "-p", p.prefix, "-s", "stop"])
     assert r.returncode == 0, r.stderr
     assert p.wait(10) == 0
@@ -240,7 +250,7 @@ def test_pid_directive_relative_to_prefix(start_proxy):
 def test_s_reload(start_proxy):
     port = free_port()
     p = start_proxy(return_conf(port, "one"))
-    wait_for(p.pid_file.exists, 5, what="pid file")
+    wait_pid_file(p.pid_file)
     assert get(port, "/").body == b"one\n"
     p.conf_path.write_text(return_conf(port, "two"))
     r = run_streamgate(["-c", p.conf_path, "-p", p.prefix, "-s", "reload"])
@@ -255,7 +265,7 @@ def test_s_reload(start_proxy):
 def test_s_stop(start_proxy):
     port = free_port()
     p = start_proxy(return_conf(port))
-    wait_for(p.pid_file.exists, 5, what="pid file")
+    wait_pid_file(p.pid_file)
     r = run_streamgate(["-c", p.conf_path, "-p", p.prefix, "-s", "stop"])
     assert r.returncode == 0, r.stderr
     assert p.wait(10) == 0
@@ -271,7 +281,7 @@ def test_s_quit_finishes_in_flight_request(start_proxy, backend):
     location / { proxy_pass http://127.0.0.1:%d; }
   }
 """ % (port, backend.port)))
-    wait_for(p.pid_file.exists, 5, what="pid file")
+    wait_pid_file(p.pid_file)
     result = {}
 
     def slow():
@@ -293,7 +303,7 @@ def test_s_quit_finishes_in_flight_request(start_proxy, backend):
 def test_s_reopen_recreates_access_log(start_proxy):
     port = free_port()
     p = start_proxy(return_conf(port, extra_http="access_log logs/access.log;"))
-    wait_for(p.pid_file.exists, 5, what="pid file")
+    wait_pid_file(p.pid_file)
     log = p.prefix / "logs" / "access.log"
     get(port, "/first")
     wait_for(lambda: log.exists() and "/first" in log.read_text(), 5, what="access log")

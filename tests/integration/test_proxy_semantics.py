@@ -175,12 +175,16 @@ def test_hop_by_hop_response_headers_removed(start_proxy, start_echo):
     assert r.header("X-Kept") == "yes"
 
 
-def test_backend_server_header_passes(start_proxy, start_echo):
-    """runtime-spec: the backend's Server header passes (nginx would hide it)."""
+def test_backend_server_and_date_replaced_like_nginx(start_proxy, start_echo):
+    """nginx hides the backend's Server and Date and sends its own (checked
+    against nginx 1.22: "Server: nginx/1.22.1"); so does streamgate."""
     e = start_echo()
     port = serve(start_proxy, "location / { proxy_pass http://127.0.0.1:%d; }" % e.port)
-    r = get(port, "/", headers=[("X-Echo-Header", "Server: echo-srv")])
-    assert r.header_all("Server") == ["echo-srv"]
+    r = get(port, "/", headers=[("X-Echo-Header", "Server: echo-srv"),
+                                ("X-Echo-Header", "Date: Thu, 01 Jan 1970 00:00:00 GMT")])
+    assert r.header_all("Server") == ["streamgate"]
+    dates = r.header_all("Date")
+    assert len(dates) == 1 and "1970" not in dates[0]
 
 
 def test_map_variable_in_proxy_set_header(start_proxy, start_echo):
