@@ -65,6 +65,17 @@ static bool param_not_yet(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, size
                    (int)keylen, a->s, n->name.s);
 }
 
+/* An unknown parameter: "not supported yet" if a later issue brings it
+ * (it is in `later`), else invalid. Always false. */
+static bool unknown_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, size_t keylen,
+                          const char *const *later)
+{
+    for (int i = 0; later[i]; i++)
+        if (keylen == strlen(later[i]) && strncmp(a->s, later[i], keylen) == 0)
+            return param_not_yet(cx, n, a, keylen);
+    return bad_param(cx, a);
+}
+
 static sg_str arg_str(const sg_carg *a)
 {
     return (sg_str){ a->s, a->n };
@@ -378,10 +389,7 @@ static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_li
     } else if (strcmp(p, "bind") == 0 || strcmp(p, "deferred") == 0 || starts(p, "ipv6only=")) {
         /* every address is bound on its own already; accepted as nginx does */
     } else {
-        for (int i = 0; later[i]; i++)
-            if (keylen == strlen(later[i]) && strncmp(p, later[i], keylen) == 0)
-                return param_not_yet(cx, n, a, keylen);
-        return bad_param(cx, a);
+        return unknown_param(cx, n, a, keylen, later);
     }
     return true;
 }
@@ -598,10 +606,7 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
     } else if (strcmp(p, "down") == 0) {
         t->down = true;
     } else {
-        for (int i = 0; later[i]; i++)
-            if (keylen == strlen(later[i]) && strncmp(p, later[i], keylen) == 0)
-                return param_not_yet(cx, n, a, keylen);
-        return bad_param(cx, a);
+        return unknown_param(cx, n, a, keylen, later);
     }
     return true;
 }

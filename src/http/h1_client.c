@@ -17,6 +17,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "http/h1_write.h"
 #include "net/sock.h"
 #include "proxy/exchange.h"
 #include "upstream/pool.h"
@@ -105,17 +106,6 @@ static void out_append(sg_h1_upconn *c, const char *p, size_t n)
 
 /* ---------- link ops ---------- */
 
-static void append_header(sg_outq *q, sg_str name, sg_str value)
-{
-    char *p = sg_outq_reserve(q, name.n + value.n + 4);
-    memcpy(p, name.p, name.n);
-    p[name.n] = ':';
-    p[name.n + 1] = ' ';
-    memcpy(p + name.n + 2, value.p, value.n);
-    memcpy(p + name.n + 2 + value.n, "\r\n", 2);
-    sg_outq_commit(q, name.n + value.n + 4);
-}
-
 static void link_send_head(sg_upstream_link *l, const sg_upstream_request *req)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)l;
@@ -130,16 +120,16 @@ static void link_send_head(sg_upstream_link *l, const sg_upstream_request *req)
     n += (size_t)sprintf(p + n, " HTTP/1.%d\r\n", req->http_minor);
     sg_outq_commit(&c->out, n);
     for (size_t i = 0; i < req->nheaders; i++)
-        append_header(&c->out, req->headers[i].name, req->headers[i].value);
+        sg_h1_write_header(&c->out, req->headers[i].name, req->headers[i].value);
     if (req->content_length > 0) {
         char num[24];
         int k = snprintf(num, sizeof(num), "%lld", (long long)req->content_length);
-        append_header(&c->out, SG_STR("Content-Length"), (sg_str){ num, (size_t)k });
+        sg_h1_write_header(&c->out, SG_STR("Content-Length"), (sg_str){ num, (size_t)k });
     } else if (req->content_length < 0) {
-        append_header(&c->out, SG_STR("Transfer-Encoding"), SG_STR("chunked"));
+        sg_h1_write_header(&c->out, SG_STR("Transfer-Encoding"), SG_STR("chunked"));
         c->req_chunked = true;
     }
-    if (req->http_minor == 0) append_header(&c->out, SG_STR("Connection"), SG_STR("close"));
+    if (req->http_minor == 0) sg_h1_write_header(&c->out, SG_STR("Connection"), SG_STR("close"));
     out_append(c, "\r\n", 2);
     c->requests++;
     /* The response may come before the body is sent (an early 413...), so

@@ -22,6 +22,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "http/h1_parser.h"
+#include "http/h1_write.h"
 #include "http/status.h"
 #include "net/sock.h"
 #include "proxy/exchange.h"
@@ -514,17 +515,8 @@ static void h1_send_head(sg_exchange *ex, const sg_response *resp)
     sg_str date = sg_http_date();
     /* nginx answers HTTP/1.1 whatever the client's minor version. */
     out_fmt(c, "HTTP/1.1 %d %s\r\nServer: streamgate\r\nDate: %.*s\r\n", resp->status, sg_http_reason(resp->status), (int)date.n, date.p);
-    for (size_t i = 0; i < resp->nheaders; i++) {
-        const sg_header *h = &resp->headers[i];
-        char *p = sg_outq_reserve(&c->out, h->name.n + h->value.n + 4);
-        memcpy(p, h->name.p, h->name.n);
-        p[h->name.n] = ':';
-        p[h->name.n + 1] = ' ';
-        memcpy(p + h->name.n + 2, h->value.p, h->value.n);
-        p[h->name.n + 2 + h->value.n] = '\r';
-        p[h->name.n + 3 + h->value.n] = '\n';
-        sg_outq_commit(&c->out, h->name.n + h->value.n + 4);
-    }
+    for (size_t i = 0; i < resp->nheaders; i++)
+        sg_h1_write_header(&c->out, resp->headers[i].name, resp->headers[i].value);
     bool no_framing = resp->status == 204 || resp->status == 304 || resp->status < 200;
     if (!no_framing) {
         if (resp->content_length >= 0) {

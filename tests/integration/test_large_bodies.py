@@ -164,24 +164,41 @@ def test_upload_256mb_chunked(big):
 
 
 def test_echo_16mb_both_directions_at_once(big):
-    """/echo streams the body back while it is still being sent (full duplex)."""
+    """/echo streams the body back while it is still being sent (full duplex).
+
+    Four rounds on one keep-alive connection: a lost wake-up or a dropped
+    buffer shows up as a stall (the read times out) or a short body."""
     proxy, port = big
     n = 16 * MB
     block = bytes(range(256)) * 256          # 64 KB
-    received = bytearray()
-    with HttpConn(port, timeout=30) as c:
-        c.send(build_request("POST", "/echo", headers={"Content-Length": str(n)}))
+    with HttpConn(port, timeout=10) as c:
+        for _ in range(4):
+            c.send(build_request("POST", "/echo", headers={"Content-Length": str(n)}))
+            sent = [0]
 
-        def send():
-            for _ in range(n // len(block)):
-                c.sock.sendall(block)
-        t = threading.Thread(target=send)
-        t.start()
-        r = c.read_response()
-        t.join()
-    assert r.status == 200
-    assert len(r.body) == n
-    assert r.body[:len(block)] == block and r.body[-len(block):] == block
+            def send():
+                for _ in range(n // len(block)):
+                    c.sock.sendall(block)
+                    sent[0] += len(block)
+            t = threading.Thread(target=send, daemon=True)
+            t.start()
+            r = c.read_head()
+            assert r.status == 200
+            got, first, last = len(c.buf), c.buf[:len(block)], b""
+            c.buf = b""
+            try:
+                while got < n:
+                    d = c.sock.recv(MB)
+                    assert d, "connection closed"
+                    if len(first) < len(block):
+                        first += d[:len(block) - len(first)]
+                    last = (last + d)[-len(block):]
+                    got += len(d)
+            except socket.timeout:
+                pytest.fail("echo stalled: %d of %d bytes back, %d sent" % (got, n, sent[0]))
+            t.join(10)
+            assert got == n
+            assert first == block and last == block
 
 
 def test_slow_reader_backpressure(big, backend):
