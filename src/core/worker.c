@@ -34,6 +34,7 @@ enum { CMD_NONE = 0, CMD_RELOAD, CMD_QUIT, CMD_STOP, CMD_FLUSH_LOGS };
 typedef struct wlistener {
     sg_io io;
     sg_worker *w;
+    bool stale;                      /* replaced by a reload: ignore late events */
     struct sockaddr_storage addr;
     socklen_t addrlen;
 } wlistener;
@@ -51,6 +52,8 @@ struct sg_worker {
     bool quitting;
     wlistener *listeners;
     size_t nlisteners;
+    wlistener *old_listeners;        /* freed at the end of the iteration */
+    sg_deferred free_old;
     sg_io wake;
     sg_timer log_timer, quit_timer;
     /* mailbox from the main thread */
@@ -207,6 +210,7 @@ static void on_accept(sg_io *io, uint32_t events)
 {
     wlistener *l = (wlistener *)io;
     sg_worker *w = l->w;
+    if (l->stale) return;
     /* Accept a bounded batch per wake-up so one busy listener cannot
      * starve the connections already open. */
     for (int i = 0; i < 64 && !w->quitting; i++) {
@@ -229,6 +233,15 @@ static void on_accept(sg_io *io, uint32_t events)
     }
 }
 
+static void on_free_old(sg_deferred *d)
+{
+    sg_worker *w = (sg_worker *)((char *)d - offsetof(sg_worker, free_old));
+    free(w->old_listeners);
+    w->old_listeners = NULL;
+}
+
+/* Events of the current epoll batch may still point at the old array, so
+ * it is marked stale and freed only once the batch is handled. */
 static void worker_set_listeners(sg_worker *w, const sg_conf *c, const int *fds)
 {
     for (size_t i = 0; i < w->nlisteners; i++) {
@@ -236,8 +249,13 @@ static void worker_set_listeners(sg_worker *w, const sg_conf *c, const int *fds)
         for (size_t j = 0; fds && j < c->nlistens; j++)
             if (fds[j] == w->listeners[i].io.fd) kept = true;
         if (!kept) sg_loop_del(w->loop, &w->listeners[i].io);
+        w->listeners[i].stale = true;
     }
-    free(w->listeners);
+    if (w->listeners) {
+        free(w->old_listeners);
+        w->old_listeners = w->listeners;
+        sg_loop_defer(w->loop, &w->free_old);
+    }
     w->listeners = NULL;
     w->nlisteners = 0;
     if (!fds) return;
@@ -371,6 +389,9 @@ static void *worker_main(void *arg)
     retire_pools(w, w->conf);
     sg_access_log_flush_thread();
     sg_regex_thread_done();
+    free(w->listeners);
+    free(w->old_listeners);
+    w->listeners = w->old_listeners = NULL;
     return NULL;
 }
 
@@ -475,6 +496,7 @@ bool sg_workers_start(sg_conf *c, int n, char *err, size_t errlen)
         w->wake.on_event = on_wake;
         sg_loop_add_reader(w->loop, &w->wake);
         sg_timer_init(&w->log_timer, on_log_timer);
+        sg_deferred_init(&w->free_old, on_free_old);
         sg_timer_init(&w->quit_timer, on_quit_timeout);
         int *fds = fds_for(c, i);
         tls_worker = w;   /* switch_generation's bookkeeping runs on this thread for now */

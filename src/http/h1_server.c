@@ -502,8 +502,10 @@ static void h1_send_head(sg_exchange *ex, const sg_response *resp)
         c->send_timeout_ms = lc->send_timeout_ms;
     }
     if (ex->close_connection || c->shutting_down || sg_worker_quitting(c->w)) c->keep_alive = false;
-    /* A body we will not read to its end would be parsed as the next request. */
-    if (!c->body_done && !c->want_body) {
+    /* A body nobody will consume (a local answer, or the upstream is gone)
+     * must still be read and dropped, or it would be parsed as the next
+     * request. A body merely paused by backpressure is not that case. */
+    if (!c->body_done && !c->want_body && !ex->up) {
         c->discard_body = true;
         if (c->body_kind == SG_H1_BODY_LENGTH && c->body_left > 1024 * 1024) c->keep_alive = false;
         sg_loop_defer(c->loop, &c->resume);
@@ -565,7 +567,8 @@ static void h1_send_end(sg_exchange *ex)
     c->resp_ended = true;
     ex->resp_done = true;
     schedule_flush(c);
-    if (!c->body_done && !c->discard_body && !c->want_body) {
+    if (!c->body_done && !c->discard_body && !ex->up) {
+        c->want_body = false;
         c->discard_body = true;
         sg_loop_defer(c->loop, &c->resume);
     }

@@ -8,12 +8,11 @@ nothing was forwarded, so nothing could be smuggled), and that the process
 still serves a normal request on a new connection.
 """
 
-import socket
 import time
 
 import pytest
 
-from sgtest import HttpConn, build_request, get, SLOW
+from sgtest import HttpConn, get, SLOW
 
 MAIN = "worker_processes 1;"
 # client_max_body_size is small so that the 413 cases are cheap to trigger.

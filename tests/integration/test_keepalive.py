@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from sgtest import Backend, HttpConn, build_request, get, SLOW, ConnectionClosed
+from sgtest import HttpConn, build_request, get, SLOW
 
 MAIN = "worker_processes 1;"
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sgtest import HttpConn, build_request, get, SLOW, SANITIZED
+from sgtest import HttpConn, build_request, get, SANITIZED
 
 GB = 1 << 30
 MB = 1 << 20

@@ -10,7 +10,6 @@ produced reliably on loopback.)
 import socket
 import time
 
-import pytest
 
 from sgtest import HttpConn, build_request, free_port, get, SLOW
 
