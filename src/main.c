@@ -239,13 +239,17 @@ static int run(const options *o, sg_conf *c)
     signal(SIGPIPE, SIG_IGN);
     char err[1024];
     int n = c->worker_processes;
+    /* The pid file exists before the first connection is served, so
+     * `-s` works as soon as the port answers. */
+    char *pid_path = strdup(c->pid_path);
+    if (!write_pid(pid_path)) sg_log_error("open() \"%s\" failed (%s)", pid_path, strerror(errno));
     if (!sg_workers_start(c, n, err, sizeof(err))) {
         sg_log(SG_LOG_EMERG, "%s", err);
+        unlink(pid_path);
+        free(pid_path);
         stop_demo_backend();
         return 1;
     }
-    char *pid_path = strdup(c->pid_path);
-    if (!write_pid(pid_path)) sg_log_error("open() \"%s\" failed (%s)", pid_path, strerror(errno));
     sg_log_notice("streamgate %s started, %d worker thread%s", SG_VERSION, n, n == 1 ? "" : "s");
     bool graceful = false;
     for (;;) {

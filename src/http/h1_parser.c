@@ -493,14 +493,16 @@ static void apply_connection(sg_h1_message *m, const head_info *hi)
 /* ---------------------------------------------------------------------- */
 /* Requests                                                                */
 
-/* "HTTP/1.1" / "HTTP/1.0" -> minor; other well-formed versions -> -505. */
+/* "HTTP/1.0" -> 0, "HTTP/1.1" and later 1.x -> 1 (RFC 9110 2.5: a higher
+ * minor version is processed as the highest one we implement, as nginx
+ * does); other well-formed major versions -> -505. */
 static int parse_version(const char *v, size_t n, int *minor)
 {
     if (n < 6 || memcmp(v, "HTTP/", 5) != 0 || !is_digit(v[5])) return -400;
     if (n == 6) return -505;                              /* "HTTP/2", "HTTP/3" */
     if (n != 8 || v[6] != '.' || !is_digit(v[7])) return -400;
-    if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) return -505;
-    *minor = v[7] - '0';
+    if (v[5] != '1') return -505;
+    *minor = v[7] == '0' ? 0 : 1;
     return 0;
 }
 

@@ -215,7 +215,8 @@ Test(h1_request, request_line_errors)
 Test(h1_request, versions)
 {
     cr_assert_eq(req("GET / HTTP/2.0\r\nHost: h\r\n\r\n"), -505);
-    cr_assert_eq(req("GET / HTTP/1.2\r\nHost: h\r\n\r\n"), -505);
+    /* RFC 9110 2.5: a later 1.x is handled as HTTP/1.1 */
+    cr_assert_gt(req("GET / HTTP/1.2\r\nHost: h\r\n\r\n"), 0);
     cr_assert_eq(req("GET / HTTP/3\r\nHost: h\r\n\r\n"), -505);
     cr_assert_eq(req("GET / HTTP/0.9\r\nHost: h\r\n\r\n"), -505);
     cr_assert_eq(req("GET / http/1.1\r\nHost: h\r\n\r\n"), -400);
