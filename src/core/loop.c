@@ -188,6 +188,8 @@ static int wheel_wait_ms(sg_loop *l)
     return (int)(WHEEL_SLOTS * TICK_MS);
 }
 
+static void run_deferred(sg_loop *l);
+
 /* ---- deferred queue ----
  * A doubly linked stack: order does not matter (each entry is independent
  * work), and pushing at the head makes cancel O(1) without a tail pointer. */
@@ -208,6 +210,11 @@ void sg_loop_cancel(sg_deferred *d)
     if (d->next) d->next->pprev = d->pprev;
     d->next = NULL;
     d->pprev = NULL;
+}
+
+void sg_loop_run_deferred(sg_loop *l)
+{
+    run_deferred(l);
 }
 
 static void run_deferred(sg_loop *l)

@@ -69,6 +69,9 @@ void sg_loop_defer(sg_loop *l, sg_deferred *d);
 /* Removes d from the queue if it is there (before freeing its owner). O(1). */
 void sg_loop_cancel(sg_deferred *d);
 
+/* Runs the deferred queue now (after the loop stopped, to finish frees). */
+void sg_loop_run_deferred(sg_loop *l);
+
 /* Runs until sg_loop_stop(). */
 void sg_loop_run(sg_loop *l);
 void sg_loop_stop(sg_loop *l);

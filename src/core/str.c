@@ -93,6 +93,45 @@ bool sg_str_to_u64(sg_str s, uint64_t *out)
     return true;
 }
 
+/* Per-request arenas all start with one chunk of the same size; those are
+ * recycled per thread instead of going through malloc for every request. */
+#define ARENA_CACHE_SIZE 4096
+#define ARENA_CACHE_MAX 64
+static _Thread_local sg_arena_chunk *arena_cache;
+static _Thread_local unsigned arena_cache_n;
+
+static sg_arena_chunk *arena_chunk_new(size_t size)
+{
+    if (size == ARENA_CACHE_SIZE && arena_cache) {
+        sg_arena_chunk *c = arena_cache;
+        arena_cache = c->next;
+        arena_cache_n--;
+        return c;
+    }
+    return sg_xmalloc(sizeof(sg_arena_chunk) + size);
+}
+
+static void arena_chunk_free(sg_arena_chunk *c)
+{
+    if (c->size == ARENA_CACHE_SIZE && arena_cache_n < ARENA_CACHE_MAX) {
+        c->next = arena_cache;
+        arena_cache = c;
+        arena_cache_n++;
+        return;
+    }
+    free(c);
+}
+
+void sg_arena_thread_done(void)
+{
+    while (arena_cache) {
+        sg_arena_chunk *c = arena_cache;
+        arena_cache = c->next;
+        free(c);
+    }
+    arena_cache_n = 0;
+}
+
 void sg_arena_init(sg_arena *a, size_t chunk_size)
 {
     a->head = NULL;
@@ -105,7 +144,7 @@ void *sg_arena_alloc(sg_arena *a, size_t n)
     sg_arena_chunk *c = a->head;
     if (!c || c->size - c->used < n) {
         size_t size = n > a->chunk_size ? n : a->chunk_size;
-        c = sg_xmalloc(sizeof(*c) + size);
+        c = arena_chunk_new(size);
         c->size = size;
         c->used = 0;
         c->next = a->head;
@@ -136,7 +175,7 @@ void sg_arena_reset(sg_arena *a)
     /* Keep the oldest chunk (the one sized for typical use), free the rest. */
     while (c->next) {
         sg_arena_chunk *next = c->next;
-        free(c);
+        arena_chunk_free(c);
         c = next;
     }
     c->used = 0;
@@ -148,7 +187,7 @@ void sg_arena_free(sg_arena *a)
     sg_arena_chunk *c = a->head;
     while (c) {
         sg_arena_chunk *next = c->next;
-        free(c);
+        arena_chunk_free(c);
         c = next;
     }
     a->head = NULL;

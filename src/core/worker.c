@@ -21,13 +21,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "http/h1_server.h"
 #include "net/sock.h"
 #include "observe/access_log.h"
 #include "upstream/pool.h"
 
-#define MAX_GENS 16
 
 enum { CMD_NONE = 0, CMD_RELOAD, CMD_QUIT, CMD_STOP, CMD_FLUSH_LOGS };
 
@@ -45,8 +45,8 @@ struct sg_worker {
     sg_loop *loop;
     char *scratch;
     sg_conf *conf;
-    sg_worker_gen gens[MAX_GENS];
-    size_t ngens;
+    sg_worker_gen *gens;             /* generations this worker still uses (grows on reloads) */
+    size_t ngens, capgens;
     sg_conn_node *conns;
     size_t nconns;
     bool quitting;
@@ -75,8 +75,8 @@ static int nworkers;
 static _Thread_local sg_worker *tls_worker;
 
 static pthread_mutex_t gens_lock = PTHREAD_MUTEX_INITIALIZER;
-static live_gen live[MAX_GENS * 2];
-static size_t nlive;
+static live_gen *live;               /* grows: long-lived exchanges may pin many generations */
+static size_t nlive, caplive;
 static sg_conf *main_conf;
 
 static pthread_mutex_t ack_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -113,6 +113,10 @@ static void gen_acquire(sg_conf *c)
             return;
         }
     }
+    if (nlive == caplive) {
+        caplive = caplive ? caplive * 2 : 8;
+        live = sg_xrealloc(live, caplive * sizeof(*live));
+    }
     live[nlive++] = (live_gen){ c, 1 };
     pthread_mutex_unlock(&gens_lock);
 }
@@ -135,6 +139,15 @@ static void gen_drop(sg_conf *c)
     }
 }
 
+static void worker_gen_add(sg_worker *w, sg_conf *c, size_t users)
+{
+    if (w->ngens == w->capgens) {
+        w->capgens = w->capgens ? w->capgens * 2 : 4;
+        w->gens = sg_xrealloc(w->gens, w->capgens * sizeof(*w->gens));
+    }
+    w->gens[w->ngens++] = (sg_worker_gen){ c, users };
+}
+
 void sg_worker_gen_hold(sg_worker *w, sg_conf *c)
 {
     for (size_t i = 0; i < w->ngens; i++) {
@@ -144,7 +157,7 @@ void sg_worker_gen_hold(sg_worker *w, sg_conf *c)
         }
     }
     gen_acquire(c);
-    w->gens[w->ngens++] = (sg_worker_gen){ c, 1 };
+    worker_gen_add(w, c, 1);
 }
 
 static void worker_gen_check(sg_worker *w, size_t i)
@@ -292,7 +305,7 @@ static void gen_entry(sg_worker *w, sg_conf *c)
     for (size_t i = 0; i < w->ngens; i++)
         if (w->gens[i].conf == c) return;
     gen_acquire(c);
-    w->gens[w->ngens++] = (sg_worker_gen){ c, 0 };
+    worker_gen_add(w, c, 0);
 }
 
 static void switch_generation(sg_worker *w, sg_conf *next, const int *fds)
@@ -387,8 +400,11 @@ static void *worker_main(void *arg)
     sg_loop_run(w->loop);
     /* Let closed connections' deferred frees run, then tidy up. */
     retire_pools(w, w->conf);
+    sg_loop_run_deferred(w->loop);   /* frees of what retire_pools closed */
     sg_access_log_flush_thread();
     sg_regex_thread_done();
+    sg_outq_thread_done();
+    sg_arena_thread_done();
     free(w->listeners);
     free(w->old_listeners);
     w->listeners = w->old_listeners = NULL;
@@ -404,11 +420,23 @@ static listen_slot *find_slot(const struct sockaddr *a)
     return NULL;
 }
 
+/* Closes the slots opened since `old_n` and forgets which slots the failed
+ * generation wanted: the running set stays exactly as it was. */
+static void rollback_listeners(size_t old_n, int n)
+{
+    for (size_t m = old_n; m < nslots; m++)
+        for (int q = 0; q < n; q++) close(slots[m].fds[q]);
+    nslots = old_n;
+    for (size_t m = 0; m < nslots; m++) slots[m].keep = true;
+}
+
 /* Opens sockets for every new address of c; marks the slots c uses.
- * On failure closes what it opened and leaves the old set intact. */
-static bool open_listeners(sg_conf *c, int n, char *err, size_t errlen)
+ * On failure closes what it opened and leaves the old set intact.
+ * *old_n receives the slot count before, for rollback_listeners(). */
+static bool open_listeners(sg_conf *c, int n, size_t *old_n_out, char *err, size_t errlen)
 {
     size_t old_n = nslots;
+    *old_n_out = old_n;
     for (size_t i = 0; i < nslots; i++) slots[i].keep = false;
     slots = sg_xrealloc(slots, sizeof(listen_slot) * (nslots + c->nlistens + 1));
     for (size_t j = 0; j < c->nlistens; j++) {
@@ -428,10 +456,7 @@ static bool open_listeners(sg_conf *c, int n, char *err, size_t errlen)
             if (s->fds[k] < 0) {
                 snprintf(err, errlen, "bind() to %s failed (%d: %s)", g->text, errno, strerror(errno));
                 for (int m = 0; m < k; m++) close(s->fds[m]);
-                for (size_t m = old_n; m < nslots; m++)
-                    for (int q = 0; q < n; q++) close(slots[m].fds[q]);
-                nslots = old_n;
-                for (size_t m = 0; m < nslots; m++) slots[m].keep = true;
+                rollback_listeners(old_n, n);
                 return false;
             }
         }
@@ -476,10 +501,12 @@ bool sg_workers_start(sg_conf *c, int n, char *err, size_t errlen)
 {
     if (n < 1) n = 1;
     if (n > SG_MAX_WORKERS) n = SG_MAX_WORKERS;
-    if (!open_listeners(c, n, err, errlen)) return false;
+    size_t old_n;
+    if (!open_listeners(c, n, &old_n, err, errlen)) return false;
     char aerr[512];
     if (!sg_access_log_open_all(c, aerr, sizeof(aerr))) {
         snprintf(err, errlen, "%s", aerr);
+        rollback_listeners(old_n, n);
         return false;
     }
     sg_runtime_attach(c, n);
@@ -518,10 +545,10 @@ bool sg_workers_reload(sg_conf *c, char *err, size_t errlen)
     if (c->worker_processes != nworkers)
         sg_log_warn("worker_processes changed to %d: takes effect on restart (running %d)",
                     c->worker_processes, nworkers);
-    if (!open_listeners(c, nworkers, err, errlen)) return false;
+    size_t old_n;
+    if (!open_listeners(c, nworkers, &old_n, err, errlen)) return false;
     if (!sg_access_log_open_all(c, err, errlen)) {
-        for (size_t i = 0; i < nslots; i++) slots[i].keep = true;
-        close_unused_listeners(nworkers);
+        rollback_listeners(old_n, nworkers);
         return false;
     }
     sg_runtime_attach(c, nworkers);

@@ -43,6 +43,7 @@ typedef struct sg_h1_upconn {
     unsigned requests;
     /* the exchange in progress */
     bool req_chunked, req_done, head_parsed, resp_done, want_resp, got_bytes, no_reuse;
+    bool head_queued;               /* the request head is in `out`: body bytes may follow */
     bool is_head, resp_keep_alive;
     sg_h1_body_kind body_kind;
     uint64_t body_left;
@@ -106,6 +107,13 @@ static void out_append(sg_h1_upconn *c, const char *p, size_t n)
 
 /* ---------- link ops ---------- */
 
+static bool has_close(sg_str v)
+{
+    for (size_t i = 0; i + 5 <= v.n; i++)
+        if (sg_str_caseeq((sg_str){ v.p + i, 5 }, SG_STR("close"))) return true;
+    return false;
+}
+
 static void link_send_head(sg_upstream_link *l, const sg_upstream_request *req)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)l;
@@ -129,8 +137,15 @@ static void link_send_head(sg_upstream_link *l, const sg_upstream_request *req)
         sg_h1_write_header(&c->out, SG_STR("Transfer-Encoding"), SG_STR("chunked"));
         c->req_chunked = true;
     }
-    if (req->http_minor == 0) sg_h1_write_header(&c->out, SG_STR("Connection"), SG_STR("close"));
+    if (req->http_minor == 0) {
+        sg_h1_write_header(&c->out, SG_STR("Connection"), SG_STR("close"));
+        c->no_reuse = true;
+    }
+    for (size_t i = 0; i < req->nheaders; i++)   /* we told the peer to close: do not pool */
+        if (sg_str_caseeq_lit(req->headers[i].name, "connection") && has_close(req->headers[i].value))
+            c->no_reuse = true;
     out_append(c, "\r\n", 2);
+    c->head_queued = true;
     c->requests++;
     /* The response may come before the body is sent (an early 413...), so
      * read at once; proxy_read_timeout starts when the request is sent
@@ -143,6 +158,13 @@ static void link_send_data(sg_upstream_link *l, const char *p, size_t n)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)l;
     if (n == 0) return;
+    if (!c->head_queued) {
+        /* Body before head would be read by the peer as a request of its
+         * own (smuggling): never let it through, whatever the caller did. */
+        sg_log(SG_LOG_ALERT, "request body before its head on an upstream connection: dropped");
+        c->no_reuse = true;
+        return;
+    }
     if (c->req_chunked) {
         char hdr[24];
         int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
@@ -157,9 +179,13 @@ static void link_send_data(sg_upstream_link *l, const char *p, size_t n)
 static void link_send_end(sg_upstream_link *l)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)l;
+    if (!c->head_queued) return;
     if (c->req_chunked) out_append(c, "0\r\n\r\n", 5);
     c->req_done = true;
-    if (!c->head_parsed || !c->resp_done) sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
+    /* Not while we hold the response back for a slow client: that wait is
+     * ours, not the peer's silence. */
+    if (c->want_resp && (!c->head_parsed || !c->resp_done))
+        sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
 }
 
 static size_t link_pending(sg_upstream_link *l)
@@ -182,13 +208,30 @@ static void link_want_response(sg_upstream_link *l, bool on)
 
 static void on_idle_timeout(sg_timer *t);
 
+/* Nothing more may be waiting in the socket: bytes after the response
+ * would be taken as the next exchange's response, and a FIN already seen
+ * means the peer is closing. Only a read that filled the whole scratch
+ * buffer leaves doubt, and only then is it worth a peek. */
+static bool socket_drained(sg_h1_upconn *c)
+{
+    if (c->rdhup) return false;
+    if (!c->readable) return true;
+    char b;
+    ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c->readable = false;
+        return true;
+    }
+    return false;
+}
+
 static void link_release(sg_upstream_link *l)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)l;
     c->link.ex = NULL;
     bool clean = c->state == C_ACTIVE && c->req_done && c->resp_done && c->resp_keep_alive &&
                  !c->no_reuse && c->in.len == 0 && c->out.bytes == 0 &&
-                 c->requests < c->u->keepalive_requests;
+                 c->requests < c->u->keepalive_requests && socket_drained(c);
     sg_pool_put_result kept = clean ? sg_pool_put(c->pool, &c->node) : SG_POOL_REFUSED;
     if (kept == SG_POOL_REFUSED) {
         upconn_close(c);
@@ -196,7 +239,7 @@ static void link_release(sg_upstream_link *l)
     }
     c->state = C_IDLE;
     c->req_chunked = c->req_done = c->head_parsed = c->resp_done = false;
-    c->want_resp = c->got_bytes = c->is_head = false;
+    c->want_resp = c->got_bytes = c->is_head = c->head_queued = false;
     c->scanned = 0;
     sg_timer_disarm(&c->wtimer);
     c->timer.cb = on_idle_timeout;
@@ -296,6 +339,13 @@ static size_t process_buf(sg_h1_upconn *c, const char *buf, size_t len)
             off += (size_t)r;
             c->scanned = 0;
             if (m.status < 200 && m.status != 101) continue;   /* 100 Continue and friends */
+            if (m.status == 101) {
+                /* No Upgrade is forwarded yet (it is hop-by-hop), so a 101
+                 * is a peer speaking out of turn; never pool such a
+                 * connection. Tunnels come with WebSocket support. */
+                report_error(c, SG_UP_INVALID);
+                return len;
+            }
             c->head_parsed = true;
             c->body_kind = m.body;
             c->body_left = m.body == SG_H1_BODY_LENGTH ? m.content_length : 0;

@@ -450,7 +450,7 @@ static bool input_over_limit(const sg_h1_conn *c)
 
 static void conn_read(sg_h1_conn *c)
 {
-    if (c->processing) return;
+    if (c->processing || c->io.fd < 0) return;
     c->processing = true;
     /* Bytes already buffered first (pipelined requests, held-back body). */
     if (c->in.len && wants_input(c) && c->state != ST_LINGER) process_input(c, NULL, 0);
@@ -475,6 +475,15 @@ static void conn_read(sg_h1_conn *c)
         }
         /* EOF or error */
         c->processing = false;
+        if (n == 0 && !c->ex && c->out.bytes > 0 && c->state != ST_LINGER) {
+            /* The client half-closed after its last request: the answer
+             * is still queued, so deliver it before closing. */
+            c->readable = false;
+            c->closing = true;
+            c->state = ST_ACTIVE;
+            schedule_flush(c);
+            return;
+        }
         if (c->ex) sg_exchange_on_abort(c->ex);
         conn_close(c);
         return;
@@ -507,6 +516,10 @@ static void h1_send_head(sg_exchange *ex, const sg_response *resp)
      * request. A body merely paused by backpressure is not that case. */
     if (!c->body_done && !c->want_body && !ex->up) {
         c->discard_body = true;
+        /* The client waits for 100 Continue before sending the body we
+         * would have to skip: it may send it or not, so the connection
+         * cannot stay in step; answer and close (RFC 9110 10.1.1). */
+        if (c->expect_continue && !c->continue_sent) c->keep_alive = false;
         if (c->body_kind == SG_H1_BODY_LENGTH && c->body_left > 1024 * 1024) c->keep_alive = false;
         sg_loop_defer(c->loop, &c->resume);
     }
@@ -707,7 +720,7 @@ static void on_shutdown(sg_conn_node *n, bool fast)
 {
     sg_h1_conn *c = (sg_h1_conn *)((char *)n - offsetof(sg_h1_conn, node));
     c->shutting_down = true;
-    if (fast || c->state == ST_IDLE) {
+    if (fast || c->state == ST_IDLE || c->state == ST_HEAD) {
         if (c->ex) sg_exchange_on_abort(c->ex);
         conn_close(c);
     }
@@ -736,8 +749,6 @@ void sg_h1_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, sock
     sg_conf *gen = sg_worker_conf(w);
     const sg_listen_group *g = find_group(gen, local);
     const sg_server_conf *s = g ? g->default_server : NULL;
-    /* nginx waits client_header_timeout for the first request */
-    arm_read_timer(c, s ? s->client_header_timeout_ms : 60000);
     c->keepalive_timeout_ms = s ? s->root->conf.keepalive_timeout_ms : 75000;
     sg_sock_tune(fd);
     if (sg_loop_add(c->loop, &c->io) < 0) {
@@ -745,5 +756,7 @@ void sg_h1_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, sock
         free(c);
         return;
     }
+    /* nginx waits client_header_timeout for the first request */
+    arm_read_timer(c, s ? s->client_header_timeout_ms : 60000);
     sg_worker_conn_add(w, &c->node);
 }

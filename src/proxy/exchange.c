@@ -96,7 +96,7 @@ void sg_exchange_on_body(sg_exchange *ex, const char *p, size_t n)
         body_too_large(ex);
         return;
     }
-    if (!ex->up) return;   /* answered locally: the body is not needed */
+    if (!ex->up || ex->req_body_dropped) return;   /* not needed (local answer, or redirected) */
     ex->req_body_started = true;
     ex->up->ops->send_data(ex->up, p, n);
     if (ex->up->ops->pending(ex->up) > SG_HIGH_WATER) ex->down->want_body(ex, false);

@@ -91,6 +91,7 @@ struct sg_exchange {
     sg_upstream_link *up;        /* the upstream codec carrying this exchange */
     bool up_reused;              /* that link came from the keep-alive pool */
     bool req_body_started;       /* some body byte went to the current peer */
+    bool req_body_dropped;       /* after an internal redirect the rest of the body is dropped */
     bool intercepting;           /* dropping an upstream error response for error_page */
 
     /* Static file source. */

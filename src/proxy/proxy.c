@@ -169,6 +169,7 @@ static void send_request(sg_exchange *ex)
 /* ---- attempts ---- */
 
 static void proxy_try(sg_exchange *ex);
+static bool idempotent(sg_str m);
 
 static bool idempotent(sg_str m)
 {
@@ -202,8 +203,9 @@ void sg_proxy_up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
     bool connect_failed = err == SG_UP_CONNECT || err == SG_UP_CONNECT_TIMEOUT;
     /* A pooled connection the peer had closed: not the peer's fault, and
      * the request never reached it; try again on a fresh connection. */
+    bool replayable = idempotent(ex->req.method) || (loc_conf(ex)->next_upstream & SG_NU_NON_IDEMPOTENT);
     if (ex->up_reused && err == SG_UP_CLOSED && nothing_received && !ex->req_body_started &&
-        !ex->resp_head_sent) {
+        !ex->resp_head_sent && replayable) {
         bool ready = false;
         ex->up_reused = false;
         sg_upstream_link *l = sg_h1_client_open(ex, runtime(ex), ex->peer, &ready);
@@ -303,6 +305,8 @@ void sg_proxy_up_head(sg_exchange *ex, const sg_h1_message *m)
     if (flag && ex->tries < ex->upstream->nservers && may_retry(ex, flag, true)) {
         note_attempt_end(ex, status);
         bool failed = status >= 500;
+        /* No body byte may flow until the next peer has its request head. */
+        ex->down->want_body(ex, false);
         sg_proxy_detach(ex, failed);
         proxy_try(ex);
         return;

@@ -139,6 +139,12 @@ static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int stat
     }
     ex->status_override = ep->override == -1 ? status : (ep->override > 0 ? ep->override : 0);
     ex->req_internal = true;
+    /* Part of the body went to the failed peer: it cannot be sent again,
+     * so the redirected request has none and the rest is dropped. */
+    if (ex->req_body_started || ex->req_body_done) {
+        ex->req_length = 0;
+        ex->req_body_dropped = true;
+    }
     if (!(r->method.n == 4 && memcmp(r->method.p, "HEAD", 4) == 0)) r->method = SG_STR("GET");
     const sg_location *loc;
     if (target.n && target.p[0] == '@') {
@@ -289,7 +295,8 @@ static void serve_static(sg_exchange *ex)
     }
     if (r->uri.n && r->uri.p[r->uri.n - 1] == '/') {
         for (size_t i = 0; i < lc->nindex && fd < 0; i++) {
-            snprintf(path + n, sizeof(path) - (size_t)n, "%.*s", (int)lc->index[i].n, lc->index[i].p);
+            int k = snprintf(path + n, sizeof(path) - (size_t)n, "%.*s", (int)lc->index[i].n, lc->index[i].p);
+            if (k < 0 || (size_t)k >= sizeof(path) - (size_t)n) continue;
             fd = open_static(ex, path, &st);
             if (fd >= 0 && !S_ISREG(st.st_mode)) {
                 close(fd);
