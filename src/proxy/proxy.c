@@ -288,6 +288,35 @@ static uint32_t status_flag(int status)
     }
 }
 
+/* proxy_redirect default: a redirect the backend built from the address we
+ * sent it ("http://" $proxy_host and the proxy_pass URI) points back at
+ * this location instead, so backend addresses never leak to clients. */
+static sg_str rewrite_location(sg_exchange *ex, sg_str v)
+{
+    const sg_loc_conf *lc = loc_conf(ex);
+    const sg_proxy_pass *pp = lc->proxy_pass;
+    sg_http_req *r = &ex->req;
+    if (!lc->proxy_redirect_off && pp && v.n > 7 && memcmp(v.p, "http://", 7) == 0) {
+        sg_str from_uri = pp->has_uri ? pp->uri : SG_STR("/");
+        size_t plen = 7 + pp->host.n + from_uri.n;
+        if (v.n >= plen && sg_str_caseeq((sg_str){ v.p + 7, pp->host.n }, pp->host) &&
+            memcmp(v.p + 7 + pp->host.n, from_uri.p, from_uri.n) == 0) {
+            const sg_location *loc = r->loc;
+            bool prefix = loc->match == SG_LOC_PREFIX || loc->match == SG_LOC_PREFIX_NOREGEX ||
+                          loc->match == SG_LOC_EXACT;
+            sg_str to = pp->has_uri && prefix ? loc->name : SG_STR("/");
+            size_t n = to.n + v.n - plen;
+            char *p = sg_arena_alloc(&r->arena, n + 1);
+            memcpy(p, to.p, to.n);
+            memcpy(p + to.n, v.p + plen, v.n - plen);
+            /* nginx then makes the rewritten one absolute; a relative
+             * Location the backend sent itself passes as it is. */
+            return sg_respond_absolute_location(ex, (sg_str){ p, n });
+        }
+    }
+    return v;
+}
+
 static bool skip_response_header(const sg_h1_header *h)
 {
     if (h->flags & SG_H1_HDR_HOP) return true;
@@ -328,6 +357,7 @@ void sg_proxy_up_head(sg_exchange *ex, const sg_h1_message *m)
         h[n].name = sg_arena_str(&ex->req.arena, m->headers[i].name);
         h[n].value = sg_arena_str(&ex->req.arena, m->headers[i].value);
         h[n].flags = 0;
+        if (sg_str_caseeq_lit(h[n].name, "location")) h[n].value = rewrite_location(ex, h[n].value);
         n++;
     }
     int64_t clen = -1;

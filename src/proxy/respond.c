@@ -60,7 +60,7 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
 
 /* nginx makes a relative redirect absolute (absolute_redirect on) with
  * the Host the client used and the port it connected to. */
-static sg_str absolute_location(sg_exchange *ex, sg_str location)
+sg_str sg_respond_absolute_location(sg_exchange *ex, sg_str location)
 {
     if (location.n == 0 || location.p[0] != '/') return location;
     sg_http_req *r = &ex->req;
@@ -82,7 +82,7 @@ static sg_str absolute_location(sg_exchange *ex, sg_str location)
 void sg_respond_simple(sg_exchange *ex, int status, sg_str content_type, sg_str body,
                        sg_str location)
 {
-    location = absolute_location(ex, location);
+    location = sg_respond_absolute_location(ex, location);
     sg_header h[2];
     size_t n = 0;
     bool bodyless = status == 204 || status == 304 || status < 200;

@@ -25,6 +25,10 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
 /* Static file: produce more of it after the client drained. */
 void sg_respond_file_pump(sg_exchange *ex);
 
+/* "/path" -> "http://host[:port]/path" with the Host the client used, as
+ * nginx does for every Location it sends (absolute_redirect on). */
+sg_str sg_respond_absolute_location(sg_exchange *ex, sg_str location);
+
 /* True if the error_page list of the current location has `status`. */
 bool sg_respond_has_error_page(const sg_exchange *ex, int status);
 

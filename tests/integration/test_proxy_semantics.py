@@ -495,3 +495,25 @@ def test_pipelined_requests_answered_in_order(start_proxy, backend, start_echo):
         lines = [head_of(c.read_response())[0] for _ in range(10)]
         assert lines == ["GET /e/%d HTTP/1.1" % i for i in range(10)]
         assert not c.is_closed(0.1)
+
+
+def test_proxy_redirect_default_points_redirects_back_at_the_proxy(start_proxy, start_echo):
+    """Checked side by side with nginx 1.22: a Location built from the
+    address the proxy used ($proxy_host + the proxy_pass URI) is turned back
+    into this location on the proxy; others pass unchanged; `off` keeps all."""
+    e = start_echo()
+    port = serve(start_proxy, """
+    location / { proxy_pass http://127.0.0.1:%d; }
+    location /one/ { proxy_pass http://127.0.0.1:%d/two/; }
+    location /off/ { proxy_pass http://127.0.0.1:%d; proxy_redirect off; }
+""" % (e.port, e.port, e.port))
+    be = "http://127.0.0.1:%d" % e.port
+
+    def location(path, value):
+        return get(port, path, headers=[("X-Echo-Header", "Location: " + value)]).header("Location")
+
+    assert location("/a", be + "/x/y") == "http://127.0.0.1:%d/x/y" % port
+    assert location("/a", "/relative") == "/relative"
+    assert location("/one/z", be + "/two/zz") == "http://127.0.0.1:%d/one/zz" % port
+    assert location("/a", "http://example.com/elsewhere") == "http://example.com/elsewhere"
+    assert location("/off/a", be + "/x") == be + "/x"
