@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "core/blockcache.h"
 #include "core/str.h"
 
 #define CHUNK_SIZE 16384
@@ -17,35 +18,16 @@ struct sg_outq_chunk {
     char data[];
 };
 
-/* Standard-size chunks are recycled per thread: every response needs one
- * for a moment, and malloc/free of 16 KB blocks (outside glibc's fast
- * caches) showed up in profiles. Bounded, so an idle thread keeps little. */
-#define CHUNK_CACHE_MAX 32
-static _Thread_local sg_outq_chunk *chunk_cache;
-static _Thread_local unsigned chunk_cache_n;
-
+/* Chunks come from the per-thread block cache (core/blockcache.h). */
 static void chunk_free(sg_outq_chunk *c)
 {
-    if (c->cap == CHUNK_SIZE && chunk_cache_n < CHUNK_CACHE_MAX) {
-        c->next = chunk_cache;
-        chunk_cache = c;
-        chunk_cache_n++;
-        return;
-    }
-    free(c);
+    sg_block_free(c, sizeof(*c) + c->cap);
 }
 
 static sg_outq_chunk *chunk_new(size_t need)
 {
     size_t cap = need > CHUNK_SIZE ? need : CHUNK_SIZE;
-    sg_outq_chunk *c;
-    if (cap == CHUNK_SIZE && chunk_cache) {
-        c = chunk_cache;
-        chunk_cache = c->next;
-        chunk_cache_n--;
-    } else {
-        c = sg_xmalloc(sizeof(*c) + cap);
-    }
+    sg_outq_chunk *c = sg_block_alloc(sizeof(*c) + cap);
     c->next = NULL;
     c->start = c->end = 0;
     c->cap = cap;
@@ -143,16 +125,6 @@ void sg_outq_clear(sg_outq *q)
     }
     q->head = q->tail = NULL;
     q->bytes = 0;
-}
-
-void sg_outq_thread_done(void)
-{
-    while (chunk_cache) {
-        sg_outq_chunk *c = chunk_cache;
-        chunk_cache = c->next;
-        free(c);
-    }
-    chunk_cache_n = 0;
 }
 
 void sg_inbuf_append(sg_inbuf *b, const char *p, size_t n)

@@ -38,8 +38,6 @@ typedef enum sg_io_result {
 /* Writes as much as the socket takes, in one writev per call. */
 sg_io_result sg_outq_flush(sg_outq *q, int fd, size_t *written);
 void sg_outq_clear(sg_outq *q);
-/* Frees the calling thread's cache of spare chunks (at thread exit). */
-void sg_outq_thread_done(void);
 
 typedef struct sg_inbuf {
     char *p;

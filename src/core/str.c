@@ -1,5 +1,6 @@
 /* Strings, arenas and checked allocation. */
 #include "core/str.h"
+#include "core/blockcache.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -93,43 +94,17 @@ bool sg_str_to_u64(sg_str s, uint64_t *out)
     return true;
 }
 
-/* Per-request arenas all start with one chunk of the same size; those are
- * recycled per thread instead of going through malloc for every request. */
-#define ARENA_CACHE_SIZE 4096
-#define ARENA_CACHE_MAX 64
-static _Thread_local sg_arena_chunk *arena_cache;
-static _Thread_local unsigned arena_cache_n;
-
+/* Chunks come from the per-thread block cache (core/blockcache.h): every
+ * request's arena takes one of the same size. */
 static sg_arena_chunk *arena_chunk_new(size_t size)
 {
-    if (size == ARENA_CACHE_SIZE && arena_cache) {
-        sg_arena_chunk *c = arena_cache;
-        arena_cache = c->next;
-        arena_cache_n--;
-        return c;
-    }
-    return sg_xmalloc(sizeof(sg_arena_chunk) + size);
+    sg_arena_chunk *c = sg_block_alloc(sizeof(sg_arena_chunk) + size);
+    return c;
 }
 
 static void arena_chunk_free(sg_arena_chunk *c)
 {
-    if (c->size == ARENA_CACHE_SIZE && arena_cache_n < ARENA_CACHE_MAX) {
-        c->next = arena_cache;
-        arena_cache = c;
-        arena_cache_n++;
-        return;
-    }
-    free(c);
-}
-
-void sg_arena_thread_done(void)
-{
-    while (arena_cache) {
-        sg_arena_chunk *c = arena_cache;
-        arena_cache = c->next;
-        free(c);
-    }
-    arena_cache_n = 0;
+    sg_block_free(c, sizeof(*c) + c->size);
 }
 
 void sg_arena_init(sg_arena *a, size_t chunk_size)

@@ -40,8 +40,6 @@ char *sg_arena_strndup(sg_arena *a, const char *p, size_t n); /* NUL-terminated 
 sg_str sg_arena_str(sg_arena *a, sg_str s);
 void sg_arena_reset(sg_arena *a);   /* keeps the first chunk for reuse */
 void sg_arena_free(sg_arena *a);
-/* Frees the calling thread's spare arena chunks (at thread exit). */
-void sg_arena_thread_done(void);
 
 /* A growable byte buffer (heap). Used for output that is built piecewise. */
 typedef struct sg_strbuf {

@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/buf.h"
+#include "core/blockcache.h"
 #include "core/log.h"
 #include "http/h1_server.h"
 #include "net/sock.h"
@@ -403,8 +403,7 @@ static void *worker_main(void *arg)
     sg_loop_run_deferred(w->loop);   /* frees of what retire_pools closed */
     sg_access_log_flush_thread();
     sg_regex_thread_done();
-    sg_outq_thread_done();
-    sg_arena_thread_done();
+    sg_block_thread_done();
     free(w->listeners);
     free(w->old_listeners);
     w->listeners = w->old_listeners = NULL;
