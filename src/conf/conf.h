@@ -98,6 +98,11 @@ typedef enum sg_next_upstream {
     SG_NU_OFF = 1u << 31,
 } sg_next_upstream;
 
+typedef struct sg_mime_type {        /* one `type ext` pair of a types block */
+    sg_str ext;
+    sg_str type;
+} sg_mime_type;
+
 typedef struct sg_proxy_pass {
     sg_upstream_conf *upstream;
     bool has_uri;                      /* proxy_pass http://b/x/ has a URI part: replace the location prefix */
@@ -152,6 +157,8 @@ typedef struct sg_loc_conf {
      * the main error_log). Added by the configuration loader. */
     char *error_log_path;
     sg_log_level error_log_level;
+    sg_mime_type *types;               /* `types {}`: extension -> type; none: a built-in table */
+    size_t ntypes;
 } sg_loc_conf;
 
 typedef enum sg_loc_match {

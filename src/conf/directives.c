@@ -277,11 +277,16 @@ static bool set_use(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
     return true;
 }
 
-/* error_log PATH [LEVEL]: main sets the process's log; lower levels are
- * checked and kept (error_log_path/level of sg_loc_conf). Not opened here. */
+/* error_log PATH [LEVEL] in the main context sets the process's log (not
+ * opened here); in http/server/location it is refused for now. */
 static bool set_error_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const char *path = n->args[0].s;
+    /* Request errors all go to the main error log for now: a per-server
+     * log that stayed empty would be a silently ignored directive. */
+    if (cmd->target == SG_T_LOC)
+        return sg_cerr(cx, n->name.pos, "\"%s\" in http, server or location is not supported yet "
+                       "(set it in the main context)", "error_log");
     if (starts(path, "syslog:") || starts(path, "memory:"))
         return sg_cerr(cx, n->args[0].pos, "\"%.6s\" in \"error_log\" is not supported yet", path);
     sg_log_level level = SG_LOG_ERROR;
@@ -386,7 +391,9 @@ static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_li
     else if (starts(p, "backlog=")) {
         if (!parse_num(p + 8, INT32_MAX, &v) || v == 0) return sg_cerr(cx, a->pos, "invalid backlog \"%s\"", p + 8);
         lc->backlog = (int)v;
-    } else if (strcmp(p, "bind") == 0 || strcmp(p, "deferred") == 0 || starts(p, "ipv6only=")) {
+    } else if (strcmp(p, "ipv6only=off") == 0) {
+        return sg_cerr(cx, a->pos, "\"%s\" parameter of \"listen\" is not supported yet (listen on IPv4 separately)", p);
+    } else if (strcmp(p, "bind") == 0 || strcmp(p, "deferred") == 0 || strcmp(p, "ipv6only=on") == 0) {
         /* every address is bound on its own already; accepted as nginx does */
     } else {
         return unknown_param(cx, n, a, keylen, later);
@@ -685,12 +692,25 @@ static bool set_map(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
     return false;
 }
 
+/* types { text/html html htm; ... }: as nginx, a level with a types block
+ * uses only its own list (replacing the inherited one). */
 static bool set_types(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
+    sg_loc_conf *lc = base;
+    if (cx->first) {
+        lc->types = NULL;
+        lc->ntypes = 0;
+    }
     for (size_t i = 0; i < n->nkids; i++) {
         const sg_cnode *k = &n->kids[i];
         if (k->block) return sg_cerr(cx, k->name.pos, "unexpected \"{\"");
         if (k->nargs == 0) return sg_cerr(cx, k->name.pos, "invalid number of arguments in \"types\" directive");
+        sg_str type = sg_arena_str(&cx->c->arena, arg_str(&k->name));
+        for (size_t a = 0; a < k->nargs; a++) {
+            sg_mime_type t = { sg_arena_str(&cx->c->arena, arg_str(&k->args[a])), type };
+            lc->types = sg_conf_push(&cx->c->arena, lc->types, lc->ntypes, sizeof(t));
+            lc->types[lc->ntypes++] = t;
+        }
     }
     return true;
 }
@@ -800,6 +820,12 @@ static bool set_header(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
         *count = 0;
     }
     sg_header_set h = { .name = sg_arena_str(&cx->c->arena, arg_str(&n->args[0])) };
+    /* Forwarding Upgrade asks the backend to switch protocols, and the
+     * 101 tunnel that follows comes with WebSocket support: refuse it now
+     * rather than accept a file whose upgrades would all fail. */
+    if (strcasecmp(n->name.s, "proxy_set_header") == 0 && sg_str_caseeq_lit(h.name, "upgrade"))
+        return sg_cerr(cx, n->name.pos, "\"proxy_set_header %s\" (WebSocket upgrades) is not supported yet",
+                       n->args[0].s);
     if (n->nargs == 3) {
         if (strcmp(n->args[2].s, "always") != 0) return bad_value(cx, n, &n->args[2]);
         h.always = true;
@@ -1057,7 +1083,7 @@ static const sg_cmd cmds[] = {
     { "upstream", H, A1 | BLK, set_upstream, NONE, NULL },
     { "map", H, A2 | BLK, set_map, NONE, NULL },
     { "log_format", H, A2P, set_log_format, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
-    { "types", HSL, A0 | BLK, set_types, NONE, NULL },             /* no effect: no static files */
+    { "types", HSL, A0 | BLK, set_types, LOC_RANGE(SG_CF_MULTI, types, ntypes), NULL },
     { "server_names_hash_bucket_size", H, A1, set_size, NONE, NULL },
     { "server_names_hash_max_size", H, A1, set_size, NONE, NULL },
     { "types_hash_bucket_size", HSL, A1, set_size, NONE, NULL },

@@ -210,7 +210,8 @@ static const sg_cval *map_find(const sg_map *m, sg_str v, sg_http_req *r)
         if (!e) e = match_tail(m, v);
         if (e) return &e->value;
     }
-    for (size_t i = 0; i < m->regex.n; i++)
+    /* nginx tries the regexes only on a non-empty value */
+    for (size_t i = 0; v.n && i < m->regex.n; i++)
         if (sg_regex_exec(m->regex.v[i].re, v, r)) return &m->regex.v[i].value;
     return m->has_default ? &m->def : NULL;
 }

@@ -137,13 +137,41 @@ bool sg_var_define_map(sg_conf *c, sg_str name, sg_map *map, char *err, size_t e
     return false;
 }
 
+/* nginx variables streamgate does not provide yet: a file using them is
+ * refused with "not supported yet" rather than a message that suggests a typo. */
+static bool nginx_knows(sg_str name)
+{
+    static const char *const names[] = {
+        "request_length", "request_id", "hostname", "pid", "connection", "connection_requests",
+        "connection_time", "content_length", "content_type", "document_root", "realpath_root",
+        "request_body", "request_body_file", "request_completion", "request_filename",
+        "nginx_version", "pipe", "tcpinfo_rtt", "tcpinfo_rttvar", "tcpinfo_snd_cwnd",
+        "tcpinfo_rcv_space", "limit_rate", "https", "ssl_protocol", "ssl_cipher",
+        "ssl_server_name", "ssl_client_verify", "realip_remote_addr", "realip_remote_port",
+        "upstream_connect_time", "upstream_header_time", "upstream_bytes_received",
+        "upstream_bytes_sent", "upstream_response_length", "upstream_cache_status",
+        "upstream_queue_time", "upstream_trailer_", "upstream_http_", "upstream_cookie_",
+        "sent_http_", "sent_trailer_", "gzip_ratio", "proxy_protocol_addr",
+        "proxy_protocol_port", "http2", "http3", "date_local", "date_gmt", NULL,
+    };
+    for (size_t i = 0; names[i]; i++) {
+        size_t n = strlen(names[i]);
+        bool prefix = names[i][n - 1] == '_';
+        if (prefix ? (name.n > n && strncmp(name.p, names[i], n) == 0)
+                   : (name.n == n && strncmp(name.p, names[i], n) == 0))
+            return true;
+    }
+    return false;
+}
+
 bool sg_vars_finish(sg_conf *c, char *err, size_t errlen)
 {
     for (size_t i = 0; i < c->vars.n; i++) {
         const sg_var_def *d = &c->vars.defs[i];
         if (d->kind == SG_VAR_MAP && d->map == NULL) {
-            snprintf(err, errlen, "%s:%d:%d: unknown \"%.*s\" variable", pos_file(d->first_use),
-                     d->first_use.line, d->first_use.col, (int)d->name.n, d->name.p);
+            snprintf(err, errlen, nginx_knows(d->name) ? "%s:%d:%d: variable \"$%.*s\" is not supported yet"
+                                                       : "%s:%d:%d: unknown \"%.*s\" variable",
+                     pos_file(d->first_use), d->first_use.line, d->first_use.col, (int)d->name.n, d->name.p);
             return false;
         }
     }

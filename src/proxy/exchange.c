@@ -70,12 +70,10 @@ void sg_exchange_start(sg_exchange *ex)
         sg_respond_location(ex);
         return;
     }
+    /* When no location matches, nginx serves the request with the
+     * server's own configuration (static files from its root). */
     const sg_location *loc = sg_router_location(r->srv, r->uri, r);
-    if (!loc) {
-        sg_respond_error(ex, 404);
-        return;
-    }
-    r->loc = loc;
+    r->loc = loc ? loc : r->srv->root;
     sg_respond_location(ex);
 }
 

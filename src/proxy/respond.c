@@ -15,7 +15,9 @@
 #include "proxy/proxy.h"
 #include "proxy/router.h"
 
-#define MAX_REDIRECTS 10
+/* nginx follows one error_page redirect (recursive_error_pages off): an
+ * error on the error page gets the standard page. */
+#define MAX_REDIRECTS 1
 
 static const sg_loc_conf *loc_conf(const sg_exchange *ex)
 {
@@ -150,12 +152,11 @@ static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int stat
     if (target.n && target.p[0] == '@') {
         loc = sg_router_named(r->srv, target);
     } else {
+        /* The error page's URI replaces the request's, arguments included. */
         const char *q = memchr(target.p, '?', target.n);
-        if (q) {
-            r->args = (sg_str){ q + 1, (size_t)(target.p + target.n - q - 1) };
-            r->has_args = true;
-            target.n = (size_t)(q - target.p);
-        }
+        r->has_args = q != NULL;
+        r->args = q ? (sg_str){ q + 1, (size_t)(target.p + target.n - q - 1) } : SG_STR("");
+        if (q) target.n = (size_t)(q - target.p);
         r->uri = target;
         loc = sg_router_location(r->srv, target, r);
     }
@@ -216,8 +217,12 @@ static void do_return(sg_exchange *ex)
 
 /* ---- static files ---- */
 
-static sg_str mime_type(sg_str path, sg_str fallback)
+/* The type of a static file: from the location's `types` when it has
+ * any (nginx uses only that list then), else a built-in table of common
+ * types, else default_type. */
+static sg_str mime_type(sg_str path, const sg_loc_conf *lc)
 {
+    sg_str fallback = lc->default_type;
     static const struct { const char *ext, *type; } types[] = {
         { "html", "text/html" }, { "htm", "text/html" }, { "css", "text/css" },
         { "js", "application/javascript" }, { "json", "application/json" },
@@ -232,6 +237,11 @@ static sg_str mime_type(sg_str path, sg_str fallback)
     }
     if (!dot) return fallback;
     sg_str ext = { dot, (size_t)(path.p + path.n - dot) };
+    if (lc->ntypes) {
+        for (size_t i = 0; i < lc->ntypes; i++)
+            if (sg_str_caseeq(ext, lc->types[i].ext)) return lc->types[i].type;
+        return fallback;
+    }
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (sg_str_caseeq_lit(ext, types[i].ext)) return sg_str_from(types[i].type);
     return fallback;
@@ -329,7 +339,7 @@ static void serve_static(sg_exchange *ex)
             return;
         }
     }
-    sg_str ctype = mime_type(sg_str_from(path), lc->default_type);
+    sg_str ctype = mime_type(sg_str_from(path), lc);
     sg_header h = { SG_STR("Content-Type"), ctype, 0 };
     ex->down->want_body(ex, false);
     sg_respond_head(ex, 200, &h, ctype.n ? 1 : 0, (int64_t)st.st_size, true);
