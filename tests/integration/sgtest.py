@@ -644,6 +644,18 @@ class HttpConn:
             self.sock.settimeout(self.timeout)
 
 
+def recv_head(conn, buf=b""):
+    """For Python test backends: read from conn until buf holds a whole
+    request head. Returns (head, rest), or None if the peer closed first."""
+    while b"\r\n\r\n" not in buf:
+        d = conn.recv(65536)
+        if not d:
+            return None
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
 def build_request(method="GET", path="/", headers=None, body=None,
                   version="HTTP/1.1", host="127.0.0.1", chunked=False):
     """Bytes of one request.  headers: dict or list of (name, value).

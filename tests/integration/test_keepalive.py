@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from sgtest import HttpConn, build_request, get, SLOW
+from sgtest import HttpConn, build_request, get, recv_head, SLOW
 
 MAIN = "worker_processes 1;"
 
@@ -240,12 +240,10 @@ class StaleBackend:
         conn.settimeout(10)
         try:
             while True:
-                while b"\r\n\r\n" not in buf:
-                    d = conn.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                _, buf = buf.split(b"\r\n\r\n", 1)
+                got = recv_head(conn, buf)
+                if got is None:
+                    return
+                _, buf = got
                 n += 1
                 if stale and n == 2:
                     return
