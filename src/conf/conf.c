@@ -234,6 +234,7 @@ static bool build_listen_groups(sg_cctx *cx)
                 g->default_server = s;
             }
             if (l->backlog != 511) g->backlog = l->backlog;
+            if (l->http2) g->http2 = true;
             g->servers = sg_conf_push(&c->arena, g->servers, g->nservers, sizeof(*g->servers));
             g->servers[g->nservers++] = s;
         }

@@ -203,6 +203,7 @@ typedef struct sg_listen_conf {
     bool default_server;
     bool reuseport;                    /* accepted: every listener uses SO_REUSEPORT per thread */
     int backlog;                       /* default 511 (nginx) */
+    bool http2;                        /* listen ... http2 (or `http2 on` in the server) */
     sg_conf_pos pos;
 } sg_listen_conf;
 
@@ -229,6 +230,10 @@ typedef struct sg_listen_group {
     sg_server_conf **servers;
     size_t nservers;
     sg_server_conf *default_server;    /* the "default_server" one, else the first */
+    bool http2;                        /* any server on it says http2: h2 (prior knowledge) served there */
+    /* An L4 `stream {}` server listening here instead of HTTP (servers
+     * is then empty): the worker hands accepted sockets to the stream proxy. */
+    const struct sg_stream_server_conf *stream_server;
 } sg_listen_group;
 
 typedef struct sg_conf {
@@ -256,6 +261,9 @@ typedef struct sg_conf {
     sg_log_format **log_formats;       /* "main" and "combined" are always present */
     size_t nlog_formats;
     sg_var_table vars;                 /* compiled variable table (conf/vars.h) */
+
+    /* stream context (conf/stream_conf.h); NULL without a stream{} block */
+    struct sg_stream_conf *stream;
 
     char **files;                      /* every file read, in order (for -T) */
     size_t nfiles;

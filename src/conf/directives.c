@@ -380,7 +380,7 @@ static bool parse_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
 static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_listen_conf *lc)
 {
     static const char *const later[] = {
-        "ssl", "http2", "http3", "quic", "proxy_protocol", "spdy", "so_keepalive", "rcvbuf",
+        "ssl", "http3", "quic", "proxy_protocol", "spdy", "so_keepalive", "rcvbuf",
         "sndbuf", "fastopen", "accept_filter", "setfib", NULL,
     };
     const char *p = a->s;
@@ -388,6 +388,7 @@ static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_li
     uint64_t v;
     if (strcmp(p, "default_server") == 0 || strcmp(p, "default") == 0) lc->default_server = true;
     else if (strcmp(p, "reuseport") == 0) lc->reuseport = true;
+    else if (strcmp(p, "http2") == 0) lc->http2 = true;
     else if (starts(p, "backlog=")) {
         if (!parse_num(p + 8, INT32_MAX, &v) || v == 0) return sg_cerr(cx, a->pos, "invalid backlog \"%s\"", p + 8);
         lc->backlog = (int)v;

@@ -24,6 +24,8 @@
 #include "core/blockcache.h"
 #include "core/log.h"
 #include "http/h1_server.h"
+#include "http/h2_server.h"
+#include "proxy/stream_proxy.h"
 #include "net/sock.h"
 #include "observe/access_log.h"
 #include "upstream/pool.h"
@@ -35,6 +37,7 @@ typedef struct wlistener {
     sg_io io;
     sg_worker *w;
     bool stale;                      /* replaced by a reload: ignore late events */
+    size_t group;                    /* index into the current generation's listens[] */
     struct sockaddr_storage addr;
     socklen_t addrlen;
 } wlistener;
@@ -241,8 +244,14 @@ static void on_accept(sg_io *io, uint32_t events)
             close(fd);
             continue;
         }
-        sg_h1_server_accept(w, fd, (struct sockaddr *)&peer, plen, (struct sockaddr *)&l->addr,
-                            l->addrlen);
+        const sg_listen_group *g = &w->conf->listens[l->group];
+        const struct sockaddr *local = (const struct sockaddr *)&l->addr;
+        if (g->stream_server)
+            sg_stream_proxy_accept(w, fd, (struct sockaddr *)&peer, plen, local, l->addrlen, g->stream_server);
+        else if (g->http2)
+            sg_h2_server_accept(w, fd, (struct sockaddr *)&peer, plen, local, l->addrlen, NULL, 0);
+        else
+            sg_h1_server_accept(w, fd, (struct sockaddr *)&peer, plen, local, l->addrlen);
     }
 }
 
@@ -278,6 +287,7 @@ static void worker_set_listeners(sg_worker *w, const sg_conf *c, const int *fds)
         l->io.fd = fds[j];
         l->io.on_event = on_accept;
         l->w = w;
+        l->group = j;
         memcpy(&l->addr, &c->listens[j].addr, c->listens[j].addrlen);
         l->addrlen = c->listens[j].addrlen;
         /* Re-adding a kept fd fails with EEXIST: its registration stays, but

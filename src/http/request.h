@@ -42,6 +42,9 @@ typedef struct sg_http_req {
     const struct sockaddr *peer;   /* client address */
     const struct sockaddr *local;  /* address the connection was accepted on */
     bool https;
+    /* Extended CONNECT (RFC 8441): the :protocol pseudo-header, e.g.
+     * "websocket"; empty for every other request. */
+    sg_str protocol;
 
     /* Regex captures of the last location / server_name match: pairs of
      * offsets into `capture_subject` (-1 if unset), as PCRE2's ovector. */
