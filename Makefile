@@ -1,5 +1,5 @@
 # streamgate build.
-#   make                      build/streamgate and build/sgback (gcc or $CC)
+#   make                      build/streamgate, build/sgback, build/wsload (gcc or $CC)
 #   make CC=clang             the same with clang
 #   make BUILD=build-asan SAN=1   ASan+UBSan build of everything
 #   make unit                 Criterion unit tests (build/unit-tests)
@@ -25,7 +25,7 @@ UNIT_OBJ = $(UNIT_SRC:%.c=$(BUILD)/%.o)
 FUZZ_SRC = $(wildcard tests/fuzz/*.c)
 
 .PHONY: all unit fuzz clean
-all: $(BUILD)/streamgate $(BUILD)/sgback
+all: $(BUILD)/streamgate $(BUILD)/sgback $(BUILD)/wsload
 
 $(BUILD)/libstreamgate.a: $(LIB_OBJ)
 	@rm -f $@
@@ -37,6 +37,10 @@ $(BUILD)/streamgate: $(BUILD)/src/main.o $(BUILD)/libstreamgate.a
 # sgback reuses the project's HTTP/1.1 parser (so the fuzzed parser is the one it runs).
 $(BUILD)/sgback: $(BACK_OBJ) $(BUILD)/libstreamgate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# wsload: the WebSocket load tool and echo backend of bench/ws_idle.py (libcrypto only).
+$(BUILD)/wsload: $(BUILD)/tools/wsload/wsload.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcrypto)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libstreamgate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
@@ -58,3 +62,4 @@ clean:
 	rm -rf build build-asan build-clang build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(BACK_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/src/main.d
+-include $(BUILD)/tools/wsload/wsload.d

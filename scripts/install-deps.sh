@@ -9,7 +9,7 @@ PKGS=(gcc make pkg-config clang libclang-rt-14-dev
       libpcre2-dev libnghttp2-dev libssl-dev libc-ares-dev libcriterion-dev
       python3 python3-pytest python3-requests
       curl wrk ca-certificates procps iproute2 openssl
-      nginx-light    # a real nginx: access-log lines are checked against its own
+      nginx-light libnginx-mod-stream  # a real nginx: access-log lines and stream hash choices are checked against its own
       # real peers for HTTP/2, gRPC and WebSocket tests (../shared/TESTING.md)
       python3-websockets python3-h2 python3-grpcio nghttp2-client nghttp2-server
       chromium)

@@ -44,6 +44,13 @@ static const char demo_conf[] =
     "        location = /streamgate {\n"
     "            return 200 \"streamgate " SG_VERSION ": this answer comes from the proxy itself\\n\";\n"
     "        }\n"
+    "        # The chat: the page /chat comes through location /, its WebSocket\n"
+    "        # (/ws/chat; /ws/echo too) through this one. Upgrades pass by themselves;\n"
+    "        # the long read timeout lets a quiet chat tab stay connected.\n"
+    "        location /ws/ {\n"
+    "            proxy_pass http://demo_backends;\n"
+    "            proxy_read_timeout 1h;\n"
+    "        }\n"
     "    }\n"
     "}\n";
 
@@ -165,7 +172,8 @@ static bool start_demo_backend(void)
     fprintf(stderr,
             "streamgate demo: http://127.0.0.1:8080/ is proxied (round robin, keep-alive) to sgback\n"
             "on 127.0.0.1:9001 and 127.0.0.1:9002. Try: curl -i http://127.0.0.1:8080/\n"
-            "(repeat it to see both backends), curl http://127.0.0.1:8080/streamgate\n");
+            "(repeat it to see both backends), curl http://127.0.0.1:8080/streamgate\n"
+            "Chat through the proxy (WebSocket): open http://127.0.0.1:8080/chat in two browser tabs.\n");
     return demo_child > 0;
 }
 

@@ -4,6 +4,7 @@
 #include "conf/conf.h"
 #include "conf/directives.h"
 #include "conf/parser.h"
+#include "conf/stream_conf.h"
 #include "proxy/router.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -303,7 +304,7 @@ static bool build(sg_conf *c, const sg_cnode *root, char *err, size_t errlen)
     sg_directives_merge(&cx);
     for (size_t i = 0; i < cx.npasses; i++)
         if (!bind_pass(&cx, &cx.passes[i])) return false;
-    return build_listen_groups(&cx) && sg_vars_finish(c, err, errlen) &&
+    return build_listen_groups(&cx) && sg_stream_conf_finish(&cx) && sg_vars_finish(c, err, errlen) &&
            sg_router_compile(c, err, errlen);
 }
 

@@ -36,6 +36,8 @@ typedef enum sg_lb_method {
     SG_LB_ROUND_ROBIN = 0,
     SG_LB_LEAST_CONN,
     SG_LB_IP_HASH,
+    SG_LB_HASH,                        /* hash KEY (stream upstreams; upstream/hash.c) */
+    SG_LB_HASH_CONSISTENT,             /* hash KEY consistent: ketama points */
 } sg_lb_method;
 
 typedef struct sg_upstream_conf {
@@ -111,6 +113,62 @@ typedef struct sg_proxy_pass {
     sg_conf_pos pos;
 } sg_proxy_pass;
 
+/* ---------------- TLS (set by conf/ssl_conf.c, used by net/tls.c) ---------------- */
+
+struct ssl_ctx_st;                     /* OpenSSL's SSL_CTX */
+
+/* A file name or a string of a TLS directive and where it was written:
+ * certificate errors of -t name that directive's file:line:col. */
+typedef struct sg_ssl_value {
+    char *s;                           /* files: absolute; NULL: not set */
+    sg_conf_pos pos;
+} sg_ssl_value;
+
+enum {                                 /* ssl_protocols / proxy_ssl_protocols */
+    SG_SSL_SSLv2 = 1u << 0, SG_SSL_SSLv3 = 1u << 1, SG_SSL_TLSv1 = 1u << 2,
+    SG_SSL_TLSv1_1 = 1u << 3, SG_SSL_TLSv1_2 = 1u << 4, SG_SSL_TLSv1_3 = 1u << 5,
+};
+
+typedef enum sg_ssl_cache {
+    SG_SSL_CACHE_NONE = 0,             /* nginx's default: claims a cache, stores nothing */
+    SG_SSL_CACHE_OFF,                  /* no session ids at all */
+    SG_SSL_CACHE_ON,                   /* builtin[:size] and/or shared:NAME:SIZE */
+} sg_ssl_cache;
+
+/* Server side (ssl_* in http and server), one per server block. */
+typedef struct sg_ssl_conf {
+    sg_ssl_value *certs;               /* ssl_certificate, in order (e.g. RSA and ECDSA) */
+    size_t ncerts;
+    sg_ssl_value *keys;                /* ssl_certificate_key, paired with certs by position */
+    size_t nkeys;
+    uint32_t protocols;                /* SG_SSL_* mask; default TLSv1.2 TLSv1.3 */
+    sg_ssl_value ciphers;              /* default "HIGH:!aNULL:!MD5" (TLS <= 1.2 suites) */
+    bool prefer_server_ciphers;        /* default off */
+    sg_ssl_cache session_cache;        /* default none */
+    uint32_t session_cache_size;       /* sessions kept: builtin:N + shared SIZE / 256 */
+    uint32_t session_timeout_ms;       /* default 5m */
+    bool session_tickets;              /* default on; ticket keys are random per generation */
+    sg_ssl_value dhparam;              /* NULL: none (ECDHE and TLS 1.3 need none) */
+    sg_ssl_value ecdh_curve;           /* default "auto": OpenSSL's groups */
+    struct ssl_ctx_st *ctx;            /* built at load for servers on an ssl address, else NULL */
+} sg_ssl_conf;
+
+/* Upstream side (proxy_ssl_* / grpc_ssl_*), per location. */
+typedef struct sg_ssl_upstream_conf {
+    bool verify;                       /* default off */
+    uint32_t verify_depth;             /* default 1 (nginx) */
+    sg_ssl_value trusted_certificate;  /* CA file (PEM); required by verify on, as in nginx */
+    bool server_name;                  /* send SNI; default off (nginx) */
+    sg_cval name;                      /* proxy_ssl_name; name_set false: the proxied host */
+    bool name_set;
+    sg_ssl_value certificate;          /* client certificate, with its key */
+    sg_ssl_value certificate_key;
+    uint32_t protocols;                /* default TLSv1.2 TLSv1.3 */
+    sg_ssl_value ciphers;              /* default "DEFAULT" */
+    bool session_reuse;                /* default on */
+    struct ssl_ctx_st *ctx;            /* sg_ssl_upstream_ctx() builds it for locations that need it */
+} sg_ssl_upstream_conf;
+
 /* Values a location sees after merging http -> server -> location.
  * Every field is set (defaults filled in) once the generation is built. */
 typedef struct sg_loc_conf {
@@ -145,6 +203,8 @@ typedef struct sg_loc_conf {
     size_t nproxy_headers;
     uint32_t proxy_connect_timeout_ms; /* default 60 s */
     uint32_t proxy_read_timeout_ms;    /* default 60 s */
+    bool proxy_read_timeout_set;       /* given by the user at some level: it then bounds
+                                          tunnels too (upstream silence), as in nginx */
     uint32_t proxy_send_timeout_ms;    /* default 60 s */
     uint32_t next_upstream;            /* SG_NU_* mask; default error|timeout */
     uint32_t next_upstream_tries;      /* 0 = unlimited */
@@ -152,13 +212,21 @@ typedef struct sg_loc_conf {
     bool proxy_redirect_off;           /* only "off" and "default" are accepted */
     bool proxy_intercept_errors;
     bool proxy_buffering;              /* accepted; streamgate always streams with backpressure */
+    bool proxy_upgrade;                /* forward Upgrade requests, tunnel after a valid 101; default on */
+    uint32_t proxy_tunnel_timeout_ms;  /* an upgraded connection silent both ways this long closes; 1 h */
 
     /* error_log at http/server/location level (checked and kept; default:
      * the main error_log). Added by the configuration loader. */
     char *error_log_path;
     sg_log_level error_log_level;
+    /* that log, opened when the generation is activated; NULL: the main
+     * log (same path and level as the main context's) */
+    const sg_log_target *error_log;
     sg_mime_type *types;               /* `types {}`: extension -> type; none: a built-in table */
     size_t ntypes;
+    uint32_t http2_chunk_size;         /* largest DATA frame sent, default 8k (nginx) */
+    sg_ssl_upstream_conf proxy_ssl;    /* proxy_ssl_* (proxy_pass https://) */
+    sg_ssl_upstream_conf grpc_ssl;     /* grpc_ssl_* (grpc_pass grpcs://) */
 } sg_loc_conf;
 
 typedef enum sg_loc_match {
@@ -204,8 +272,26 @@ typedef struct sg_listen_conf {
     bool reuseport;                    /* accepted: every listener uses SO_REUSEPORT per thread */
     int backlog;                       /* default 511 (nginx) */
     bool http2;                        /* listen ... http2 (or `http2 on` in the server) */
+    bool ssl;                          /* listen ... ssl */
     sg_conf_pos pos;
 } sg_listen_conf;
+
+/* HTTP/2 server settings (http2_* directives, http and server level).
+ * Connection-wide values come from the default server of the address the
+ * connection arrived on, as nginx does. */
+typedef struct sg_h2_conf {
+    bool enabled;                      /* `http2 on`: h2 on every listen of the server */
+    uint32_t max_concurrent_streams;   /* default 128 */
+    uint32_t recv_buffer_size;         /* bytes read per connection per loop turn, default 256k */
+    uint32_t body_preread_size;        /* initial stream window, default 64k */
+    uint32_t max_field_size;           /* 0: the large_client_header_buffers size */
+    uint32_t max_header_size;          /* 0: large_client_header_buffers number * size */
+    uint32_t idle_timeout_ms;          /* SG_UNSET_MS: keepalive_timeout */
+    uint32_t recv_timeout_ms;          /* SG_UNSET_MS: client_header_timeout */
+    uint32_t max_requests;             /* streams per connection, 0 = unlimited (nginx: 1000) */
+    uint32_t ping_interval_ms;         /* PING a silent connection after this, default 30 s; 0 = off */
+    uint32_t ping_timeout_ms;          /* close if no PING ACK within, default 20 s */
+} sg_h2_conf;
 
 typedef struct sg_server_conf {
     sg_conf_pos pos;
@@ -219,6 +305,8 @@ typedef struct sg_server_conf {
     uint32_t client_header_timeout_ms; /* default 60 s */
     size_t large_header_buffers;       /* number, default 4 */
     size_t large_header_buffer_size;   /* size, default 8k */
+    sg_h2_conf h2;
+    sg_ssl_conf ssl;                   /* ssl_* (http and server level) */
 } sg_server_conf;
 
 /* One distinct listening address and the servers that share it. */
@@ -231,6 +319,7 @@ typedef struct sg_listen_group {
     size_t nservers;
     sg_server_conf *default_server;    /* the "default_server" one, else the first */
     bool http2;                        /* any server on it says http2: h2 (prior knowledge) served there */
+    bool ssl;                          /* any server on it says ssl: TLS served there */
     /* An L4 `stream {}` server listening here instead of HTTP (servers
      * is then empty): the worker hands accepted sockets to the stream proxy. */
     const struct sg_stream_server_conf *stream_server;
@@ -264,6 +353,9 @@ typedef struct sg_conf {
 
     /* stream context (conf/stream_conf.h); NULL without a stream{} block */
     struct sg_stream_conf *stream;
+
+    /* TLS contexts of this generation (conf/ssl_conf.c), freed with it */
+    struct sg_ssl_state *ssl;
 
     char **files;                      /* every file read, in order (for -T) */
     size_t nfiles;

@@ -7,6 +7,7 @@
  * (sg_directives_merge), so a new inheritable directive needs no merge code. */
 #include "conf/directives.h"
 #include "conf/map.h"
+#include "conf/stream_conf.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -277,16 +278,12 @@ static bool set_use(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
     return true;
 }
 
-/* error_log PATH [LEVEL] in the main context sets the process's log (not
- * opened here); in http/server/location it is refused for now. */
+/* error_log PATH [LEVEL]: in the main context the process's log; in
+ * http/server/location the log of the requests there (opened when the
+ * generation is activated, see observe/access_log.c). */
 static bool set_error_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const char *path = n->args[0].s;
-    /* Request errors all go to the main error log for now: a per-server
-     * log that stayed empty would be a silently ignored directive. */
-    if (cmd->target == SG_T_LOC)
-        return sg_cerr(cx, n->name.pos, "\"%s\" in http, server or location is not supported yet "
-                       "(set it in the main context)", "error_log");
     if (starts(path, "syslog:") || starts(path, "memory:"))
         return sg_cerr(cx, n->args[0].pos, "\"%.6s\" in \"error_log\" is not supported yet", path);
     sg_log_level level = SG_LOG_ERROR;
@@ -821,12 +818,6 @@ static bool set_header(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
         *count = 0;
     }
     sg_header_set h = { .name = sg_arena_str(&cx->c->arena, arg_str(&n->args[0])) };
-    /* Forwarding Upgrade asks the backend to switch protocols, and the
-     * 101 tunnel that follows comes with WebSocket support: refuse it now
-     * rather than accept a file whose upgrades would all fail. */
-    if (strcasecmp(n->name.s, "proxy_set_header") == 0 && sg_str_caseeq_lit(h.name, "upgrade"))
-        return sg_cerr(cx, n->name.pos, "\"proxy_set_header %s\" (WebSocket upgrades) is not supported yet",
-                       n->args[0].s);
     if (n->nargs == 3) {
         if (strcmp(n->args[2].s, "always") != 0) return bad_value(cx, n, &n->args[2]);
         h.always = true;
@@ -1006,6 +997,19 @@ static bool set_proxy_http_version(sg_cctx *cx, const sg_cnode *n, const sg_cmd 
     return true;
 }
 
+/* proxy_read_timeout also records that the user chose it: it then bounds
+ * upgraded connections too (upstream silence), as in nginx, instead of
+ * proxy_tunnel_timeout alone. */
+static bool set_proxy_read_timeout(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = base;
+    uint64_t v;
+    if (!parse_time_ms(n->args[0].s, &v) || v >= SG_UNSET_MS) return bad_value(cx, n, &n->args[0]);
+    lc->proxy_read_timeout_ms = (uint32_t)v;
+    lc->proxy_read_timeout_set = true;
+    return true;
+}
+
 static bool set_next_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     static const enum_val vals[] = {
@@ -1043,6 +1047,27 @@ static bool set_proxy_redirect(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd
     return true;
 }
 
+/* ---------------- http2 ---------------- */
+
+/* A size that must not be zero (http2_chunk_size, as nginx). */
+static bool set_size_nonzero(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint64_t v;
+    if (!parse_size(n->args[0].s, &v) || v == 0 || v > (1u << 24))
+        return bad_value(cx, n, &n->args[0]);
+    if (base) put_uint((char *)base + cmd->offset, cmd->size, v);
+    return true;
+}
+
+/* An HTTP/2 flow-control window: at most 2^31-1 (RFC 9113 6.9.1). */
+static bool set_h2_window(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint64_t v;
+    if (!parse_size(n->args[0].s, &v) || v > 0x7fffffff) return bad_value(cx, n, &n->args[0]);
+    if (base) put_uint((char *)base + cmd->offset, cmd->size, v);
+    return true;
+}
+
 /* ---------------- the table ---------------- */
 
 static const enum_val on_off_build[] = { { "on", 1 }, { "off", 0 }, { "build", 1 }, { NULL, 0 } };
@@ -1071,6 +1096,7 @@ static const sg_cmd cmds[] = {
     { "worker_shutdown_timeout", M, A1, set_msec, MAIN(worker_shutdown_timeout_ms), NULL },
     { "events", M, A0 | BLK, set_events, SG_T_MAIN, 0, 0, 0, NULL },  /* MAIN: once */
     { "http", M, A0 | BLK, set_http, SG_T_MAIN, 0, 0, 0, NULL },
+    { "stream", M, A0 | BLK, sg_stream_conf_block, SG_T_MAIN, 0, 0, 0, NULL },  /* conf/stream_conf.c */
     { "include", SG_CTX_ANY, A1, set_noop, NONE, NULL },        /* expanded by the parser */
     { "user", M, SG_ARG12, set_noop, NONE, NULL },                 /* no effect: documented */
     { "pcre_jit", M, A1, set_flag, NONE, NULL },
@@ -1130,7 +1156,8 @@ static const sg_cmd cmds[] = {
     { "proxy_http_version", HSL, A1, set_proxy_http_version, LOC(proxy_http_version), NULL },
     { "proxy_set_header", HSL, A2, set_header, LOC_RANGE(SG_CF_MULTI, proxy_headers, nproxy_headers), NULL },
     { "proxy_connect_timeout", HSL, A1, set_msec, LOC(proxy_connect_timeout_ms), NULL },
-    { "proxy_read_timeout", HSL, A1, set_msec, LOC(proxy_read_timeout_ms), NULL },
+    { "proxy_read_timeout", HSL, A1, set_proxy_read_timeout,
+      LOC_RANGE(0, proxy_read_timeout_ms, proxy_read_timeout_set), NULL },
     { "proxy_send_timeout", HSL, A1, set_msec, LOC(proxy_send_timeout_ms), NULL },
     { "proxy_next_upstream", HSL, A1P, set_next_upstream, LOC(next_upstream), NULL },
     { "proxy_next_upstream_tries", HSL, A1, set_num, LOC(next_upstream_tries), NULL },
@@ -1138,11 +1165,29 @@ static const sg_cmd cmds[] = {
     { "proxy_redirect", HSL, SG_ARG12, set_proxy_redirect, LOC(proxy_redirect_off), NULL },
     { "proxy_intercept_errors", HSL, A1, set_flag, LOC(proxy_intercept_errors), NULL },
     { "proxy_buffering", HSL, A1, set_flag, LOC(proxy_buffering), NULL },
+    { "proxy_upgrade", HSL, A1, set_flag, LOC(proxy_upgrade), NULL },
+    { "proxy_tunnel_timeout", HSL, A1, set_msec, LOC(proxy_tunnel_timeout_ms), NULL },
     { "proxy_request_buffering", HSL, A1, set_flag, NONE, NULL },  /* always streamed */
     { "proxy_buffer_size", HSL, A1, set_size, NONE, NULL },
     { "proxy_buffers", HSL, A2, set_proxy_buffers, NONE, NULL },
     { "proxy_busy_buffers_size", HSL, A1, set_size, NONE, NULL },
     { "proxy_max_temp_file_size", HSL, A1, set_size, NONE, NULL },
+    /* http2 (nginx's ngx_http_v2_module; ping_* are streamgate's) */
+    { "http2", H | S, A1, set_flag, SRV_RANGE(h2.enabled, h2.enabled), NULL },
+    { "http2_max_concurrent_streams", H | S, A1, set_num,
+      SRV_RANGE(h2.max_concurrent_streams, h2.max_concurrent_streams), NULL },
+    { "http2_recv_buffer_size", H, A1, set_size_nonzero, SRV_RANGE(h2.recv_buffer_size, h2.recv_buffer_size), NULL },
+    { "http2_body_preread_size", H | S, A1, set_h2_window,
+      SRV_RANGE(h2.body_preread_size, h2.body_preread_size), NULL },
+    { "http2_max_field_size", H | S, A1, set_size_nonzero, SRV_RANGE(h2.max_field_size, h2.max_field_size), NULL },
+    { "http2_max_header_size", H | S, A1, set_size_nonzero, SRV_RANGE(h2.max_header_size, h2.max_header_size), NULL },
+    { "http2_idle_timeout", H | S, A1, set_msec, SRV_RANGE(h2.idle_timeout_ms, h2.idle_timeout_ms), NULL },
+    { "http2_recv_timeout", H | S, A1, set_msec, SRV_RANGE(h2.recv_timeout_ms, h2.recv_timeout_ms), NULL },
+    { "http2_max_requests", H | S, A1, set_num, SRV_RANGE(h2.max_requests, h2.max_requests), NULL },
+    { "http2_ping_interval", H | S, A1, set_msec, SRV_RANGE(h2.ping_interval_ms, h2.ping_interval_ms), NULL },
+    { "http2_ping_timeout", H | S, A1, set_msec, SRV_RANGE(h2.ping_timeout_ms, h2.ping_timeout_ms), NULL },
+    { "http2_chunk_size", HSL, A1, set_size_nonzero, LOC(http2_chunk_size), NULL },
+    { "http2_streams_index_size", H | S, A1, set_size, NONE, NULL },   /* no effect: documented */
     /* upstream */
     { "server", U, A1P, set_ups_server, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "keepalive", U, A1, set_num, UPS(keepalive), NULL },
@@ -1157,7 +1202,7 @@ _Static_assert(NCMDS <= SG_MAX_CMDS, "raise SG_MAX_CMDS");
 
 /* nginx directives of later work: "NAME" directive is not supported yet. */
 static const char *const later_exact[] = {
-    "stream", "ssl", "http2", "http3", "quic", "proxy_timeout", "if", "set", "rewrite", "rewrite_log",
+    "ssl", "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
     "break", "charset", "alias", "try_files", "allow", "deny", "expires", "hash", "random",
     "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method",
@@ -1220,6 +1265,24 @@ static void *target_base(sg_cctx *cx, const sg_cmd *cmd)
     }
 }
 
+/* For the stream{} table (conf/stream_conf.c). */
+int sg_directives_lookup(const char *name)
+{
+    for (size_t i = 0; i < NCMDS; i++)
+        if (strcmp(cmds[i].name, name) == 0) return 1;
+    return is_later(name) ? 2 : 0;
+}
+
+bool sg_conf_parse_time_ms(const char *s, uint64_t *out)
+{
+    return parse_time_ms(s, out);
+}
+
+bool sg_conf_parse_size(const char *s, uint64_t *out)
+{
+    return parse_size(s, out);
+}
+
 static bool args_ok(uint32_t spec, size_t n)
 {
     if (n <= 5 && (spec & (1u << n))) return true;
@@ -1238,6 +1301,8 @@ static const sg_cmd *find_cmd(sg_cctx *cx, const sg_cnode *n)
     if (named) sg_cerr(cx, n->name.pos, "\"%s\" directive is not allowed here", n->name.s);
     else if (is_later(n->name.s))
         sg_cerr(cx, n->name.pos, "\"%s\" directive is not supported yet", n->name.s);
+    else if (sg_stream_conf_knows(n->name.s))   /* a stream{} directive outside stream{} */
+        sg_cerr(cx, n->name.pos, "\"%s\" directive is not allowed here", n->name.s);
     else sg_cerr(cx, n->name.pos, "unknown directive \"%s\"", n->name.s);
     return NULL;
 }
@@ -1301,11 +1366,21 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->proxy_send_timeout_ms = 60000;
     lc->next_upstream = SG_NU_ERROR | SG_NU_TIMEOUT;
     lc->proxy_buffering = true;
+    lc->proxy_upgrade = true;
+    lc->proxy_tunnel_timeout_ms = 3600 * 1000;   /* streamgate: nginx uses proxy_read_timeout (60 s) */
     lc->error_log_path = c->error_log_path;
     lc->error_log_level = c->error_log_level;
     srv->client_header_timeout_ms = 60000;
     srv->large_header_buffers = 4;
     srv->large_header_buffer_size = 8192;
+    lc->http2_chunk_size = 8192;
+    srv->h2.max_concurrent_streams = 128;
+    srv->h2.recv_buffer_size = 256 * 1024;
+    srv->h2.body_preread_size = 65536;
+    srv->h2.idle_timeout_ms = SG_UNSET_MS;
+    srv->h2.recv_timeout_ms = SG_UNSET_MS;
+    srv->h2.ping_interval_ms = 30000;
+    srv->h2.ping_timeout_ms = 20000;
 }
 
 static void merge_level(const sg_lvl *up, sg_lvl *l)
@@ -1355,6 +1430,10 @@ static void finish_tree(sg_cctx *cx, sg_lvl *l, const sg_header_set *defs, size_
         l->server->client_header_timeout_ms = l->srv.client_header_timeout_ms;
         l->server->large_header_buffers = l->srv.large_header_buffers;
         l->server->large_header_buffer_size = l->srv.large_header_buffer_size;
+        l->server->h2 = l->srv.h2;
+        /* `http2 on` (nginx 1.25): h2 on every address of the server */
+        for (size_t j = 0; l->srv.h2.enabled && j < l->server->nlistens; j++)
+            l->server->listens[j].http2 = true;
     }
     for (size_t i = 0; i < l->nkids; i++) finish_tree(cx, l->kids[i], defs, ndefs);
 }

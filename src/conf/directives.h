@@ -133,6 +133,15 @@ bool sg_conf_split_hostport(sg_str s, sg_str *host, int *port);
 /* Formats an address as "1.2.3.4:80" / "[::1]:80" into the arena. */
 char *sg_conf_addr_text(sg_conf *c, const struct sockaddr_storage *ss);
 
+/* nginx's time ("1m30s", "500ms", "30" = seconds) and size ("8k")
+ * syntax, for the stream{} table (conf/stream_conf.c). */
+bool sg_conf_parse_time_ms(const char *s, uint64_t *out);
+bool sg_conf_parse_size(const char *s, uint64_t *out);
+
+/* Whether the main table knows `name`: 0 no, 1 a directive of some
+ * context, 2 one refused as "not supported yet". */
+int sg_directives_lookup(const char *name);
+
 /* Looks a log format up by name (NULL if absent). */
 sg_log_format *sg_conf_find_log_format(sg_conf *c, sg_str name);
 

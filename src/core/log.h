@@ -21,6 +21,19 @@ void sg_log_reopen(void);
 
 void sg_log(sg_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Error logs of http, server and location blocks (`error_log` there):
+ * messages about a request go to the log of its location. Targets live in
+ * a process-wide registry keyed by path and level, are never freed (a
+ * configuration names a handful) and are reopened by sg_log_reopen(). */
+typedef struct sg_log_target sg_log_target;
+
+/* The target for path+level, opened (created) on first use; NULL and errno
+ * set if the file cannot be opened. */
+const sg_log_target *sg_log_target_open(const char *path, sg_log_level level);
+/* sg_log() to `t`, or to the main log when t is NULL. */
+void sg_log_to(const sg_log_target *t, sg_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #define sg_log_error(...) sg_log(SG_LOG_ERROR, __VA_ARGS__)
 #define sg_log_warn(...)  sg_log(SG_LOG_WARN, __VA_ARGS__)
 #define sg_log_info(...)  sg_log(SG_LOG_INFO, __VA_ARGS__)

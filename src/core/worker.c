@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/blockcache.h"
+#include "conf/stream_conf.h"
 #include "core/log.h"
 #include "http/h1_server.h"
 #include "http/h2_server.h"
@@ -183,10 +184,25 @@ void sg_worker_gen_release(sg_worker *w, sg_conf *c)
     }
 }
 
+/* Stream upstreams' runtimes go with their generation (sg_conf_on_free). */
+static void stream_runtime_free(void *arg)
+{
+    sg_stream_conf *sc = arg;
+    for (size_t i = 0; i < sc->nupstreams; i++) {
+        sg_upstream_rt_free(sc->upstreams[i]->runtime);
+        sc->upstreams[i]->runtime = NULL;
+    }
+}
+
 bool sg_runtime_attach(sg_conf *c, int n)
 {
     for (size_t i = 0; i < c->nupstreams; i++)
         c->upstreams[i]->runtime = sg_upstream_rt_new(c->upstreams[i], n);
+    if (c->stream) {
+        for (size_t i = 0; i < c->stream->nupstreams; i++)
+            c->stream->upstreams[i]->runtime = sg_upstream_rt_new(c->stream->upstreams[i], n);
+        sg_conf_on_free(c, stream_runtime_free, c->stream);
+    }
     return true;
 }
 

@@ -4,7 +4,12 @@
  * A connection serves one exchange at a time. It goes back to the pool
  * only when both messages ended cleanly (request fully sent, response fully
  * read with a known length and no stray bytes after it), so a pooled
- * connection never carries half of an old message into a new exchange. */
+ * connection never carries half of an old message into a new exchange.
+ *
+ * Upgrades: a request that asks to switch protocols is never pooled. A
+ * 101 answer either hands the socket to a tunnel (link detach: HTTP/1.1
+ * clients) or turns the link raw (HTTP/2 clients, RFC 8441): bytes pass
+ * unframed both ways and the peer's FIN ends the "response". */
 #include "http/h1_client.h"
 
 #include <errno.h>
@@ -45,6 +50,11 @@ typedef struct sg_h1_upconn {
     bool req_chunked, req_done, head_parsed, resp_done, want_resp, got_bytes, no_reuse;
     bool head_queued;               /* the request head is in `out`: body bytes may follow */
     bool is_head, resp_keep_alive;
+    bool upgrade_req;               /* the request asks to switch protocols */
+    bool raw;                       /* after its 101: no HTTP framing any more */
+    bool fin_pending;               /* raw: shutdown(SHUT_WR) once `out` is written */
+    const char *rest;               /* bytes after the 101 head, for link_detach */
+    size_t nrest;
     sg_h1_body_kind body_kind;
     uint64_t body_left;
     sg_chunked_decoder chunked;
@@ -72,10 +82,21 @@ static void report_error(sg_h1_upconn *c, sg_up_error err)
 
 /* ---------- output ---------- */
 
+/* Raw mode: the client ended its byte stream; pass the FIN on once
+ * every byte before it is written. */
+static void fin_if_drained(sg_h1_upconn *c)
+{
+    if (c->fin_pending && c->state == C_ACTIVE && c->out.bytes == 0) {
+        c->fin_pending = false;
+        shutdown(c->io.fd, SHUT_WR);
+    }
+}
+
 static void do_flush(sg_h1_upconn *c)
 {
     if (c->state != C_ACTIVE || !c->writable || c->out.bytes == 0) {
         if (c->out.bytes == 0) sg_timer_disarm(&c->wtimer);
+        fin_if_drained(c);
         return;
     }
     size_t before = c->out.bytes, written = 0;
@@ -90,6 +111,7 @@ static void do_flush(sg_h1_upconn *c)
     } else {
         sg_timer_disarm(&c->wtimer);
     }
+    fin_if_drained(c);
     if (before >= SG_LOW_WATER && c->out.bytes < SG_LOW_WATER && c->link.ex)
         sg_proxy_up_drain(c->link.ex);
 }
@@ -129,7 +151,12 @@ static void link_send_head(sg_upstream_link *l, const sg_upstream_request *req)
     sg_outq_commit(&c->out, n);
     for (size_t i = 0; i < req->nheaders; i++)
         sg_h1_write_header(&c->out, req->headers[i].name, req->headers[i].value);
-    if (req->content_length > 0) {
+    c->upgrade_req = req->upgrade;
+    if (req->upgrade) {
+        /* The head is the whole request; whatever follows a 101 is no
+         * longer HTTP. Never pooled: the peer may switch at any time. */
+        c->no_reuse = true;
+    } else if (req->content_length > 0) {
         char num[24];
         int k = snprintf(num, sizeof(num), "%lld", (long long)req->content_length);
         sg_h1_write_header(&c->out, SG_STR("Content-Length"), (sg_str){ num, (size_t)k });
@@ -151,6 +178,10 @@ static void link_send_head(sg_upstream_link *l, const sg_upstream_request *req)
      * read at once; proxy_read_timeout starts when the request is sent
      * (link_send_end), as in nginx: a long upload is not a silent peer. */
     c->want_resp = true;
+    if (req->upgrade) {
+        c->req_done = true;
+        sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
+    }
     if (c->readable) sg_loop_defer(c->loop, &c->resume);
 }
 
@@ -165,7 +196,7 @@ static void link_send_data(sg_upstream_link *l, const char *p, size_t n)
         c->no_reuse = true;
         return;
     }
-    if (c->req_chunked) {
+    if (c->req_chunked && !c->raw) {
         char hdr[24];
         int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
         sg_outq_append(&c->out, hdr, (size_t)k);
@@ -180,6 +211,11 @@ static void link_send_end(sg_upstream_link *l)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)l;
     if (!c->head_queued) return;
+    if (c->raw) {
+        c->fin_pending = true;
+        sg_loop_defer(c->loop, &c->flush);
+        return;
+    }
     if (c->req_chunked) out_append(c, "0\r\n\r\n", 5);
     c->req_done = true;
     /* Not while we hold the response back for a slow client: that wait is
@@ -240,6 +276,7 @@ static void link_release(sg_upstream_link *l)
     c->state = C_IDLE;
     c->req_chunked = c->req_done = c->head_parsed = c->resp_done = false;
     c->want_resp = c->got_bytes = c->is_head = c->head_queued = false;
+    c->upgrade_req = c->raw = c->fin_pending = false;
     c->scanned = 0;
     sg_timer_disarm(&c->wtimer);
     c->timer.cb = on_idle_timeout;
@@ -255,6 +292,22 @@ static void link_close(sg_upstream_link *l)
     upconn_close(c);
 }
 
+static void upconn_stop(sg_h1_upconn *c);
+
+static int link_detach(sg_upstream_link *l, sg_outq *to_upstream, sg_outq *to_client)
+{
+    sg_h1_upconn *c = (sg_h1_upconn *)l;
+    int fd = c->io.fd;
+    /* `rest` points into the scratch buffer or c->in: copy it first. */
+    if (c->nrest) sg_outq_append(to_client, c->rest, c->nrest);
+    c->nrest = 0;
+    *to_upstream = c->out;
+    c->out = (sg_outq){ 0 };
+    c->link.ex = NULL;
+    upconn_stop(c);   /* no longer ours, but not closed: the tunnel owns the fd */
+    return fd;
+}
+
 static const sg_upstream_link_ops h1_link_ops = {
     .send_head = link_send_head,
     .send_data = link_send_data,
@@ -263,6 +316,7 @@ static const sg_upstream_link_ops h1_link_ops = {
     .want_response = link_want_response,
     .release = link_release,
     .close = link_close,
+    .detach = link_detach,
 };
 
 /* ---------- response parsing ---------- */
@@ -314,6 +368,26 @@ static size_t process_body(sg_h1_upconn *c, const char *p, size_t n)
     return used;
 }
 
+/* A 101 to our upgrade request: from now on bytes are raw. The core
+ * either takes the socket (link_detach, with `rest`), refuses the answer
+ * (closes the link) or keeps the link as a raw stream. */
+static void switch_protocols(sg_h1_upconn *c, const sg_h1_message *m, const char *rest, size_t nrest)
+{
+    const sg_loc_conf *lc = &c->link.ex->req.loc->conf;
+    c->head_parsed = true;
+    c->raw = true;
+    c->body_kind = SG_H1_BODY_UNTIL_CLOSE;
+    c->resp_keep_alive = false;
+    /* A tunnel is silent for long stretches: proxy_read_timeout bounds it
+     * only when the user set it (nginx applies it to upgraded connections). */
+    c->read_timeout_ms = lc->proxy_read_timeout_set ? lc->proxy_read_timeout_ms : lc->proxy_tunnel_timeout_ms;
+    c->rest = rest;
+    c->nrest = nrest;
+    sg_proxy_up_head(c->link.ex, m);
+    c->rest = NULL;
+    c->nrest = 0;
+}
+
 /* Returns bytes used from buf. */
 static size_t process_buf(sg_h1_upconn *c, const char *buf, size_t len)
 {
@@ -340,11 +414,15 @@ static size_t process_buf(sg_h1_upconn *c, const char *buf, size_t len)
             c->scanned = 0;
             if (m.status < 200 && m.status != 101) continue;   /* 100 Continue and friends */
             if (m.status == 101) {
-                /* No Upgrade is forwarded yet (it is hop-by-hop), so a 101
-                 * is a peer speaking out of turn; never pool such a
-                 * connection. Tunnels come with WebSocket support. */
-                report_error(c, SG_UP_INVALID);
-                return len;
+                /* Only an upgrade request may be answered by a switch; any
+                 * other 101 is a peer speaking out of turn. */
+                if (!c->upgrade_req) {
+                    report_error(c, SG_UP_INVALID);
+                    return len;
+                }
+                switch_protocols(c, &m, buf + off, len - off);
+                if (!still_ours(c, ex)) return len;   /* detached or refused */
+                continue;                             /* what follows is raw */
             }
             c->head_parsed = true;
             c->body_kind = m.body;
@@ -417,6 +495,13 @@ static void on_resume(sg_deferred *d)
 
 /* ---------- events and timers ---------- */
 
+/* Errors about an exchange go to its location's error_log. */
+static const sg_log_target *up_log(const sg_h1_upconn *c)
+{
+    const sg_exchange *ex = c->link.ex;
+    return ex && ex->req.loc ? ex->req.loc->conf.error_log : NULL;
+}
+
 static void on_event(sg_io *io, uint32_t events)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)((char *)io - offsetof(sg_h1_upconn, io));
@@ -435,7 +520,7 @@ static void on_event(sg_io *io, uint32_t events)
         int err = sg_connect_result(c->io.fd);
         if (err) {
             char addr[64];
-            sg_log_error("connect() to %s failed (%d: %s) while connecting to upstream",
+            sg_log_to(up_log(c), SG_LOG_ERROR, "connect() to %s failed (%d: %s) while connecting to upstream",
                          c->node.peer->conf->name ? c->node.peer->conf->name
                          : sg_sockaddr_str((struct sockaddr *)&c->node.peer->conf->addr, addr, sizeof(addr)),
                          err, strerror(err));
@@ -466,12 +551,12 @@ static void on_timeout(sg_timer *t)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)((char *)t - offsetof(sg_h1_upconn, timer));
     if (c->state == C_CONNECTING) {
-        sg_log_error("upstream timed out (110: Connection timed out) while connecting to upstream %s",
+        sg_log_to(up_log(c), SG_LOG_ERROR, "upstream timed out (110: Connection timed out) while connecting to upstream %s",
                      c->node.peer->conf->name);
         report_error(c, SG_UP_CONNECT_TIMEOUT);
         return;
     }
-    sg_log_error("upstream timed out (110: Connection timed out) while reading response header from upstream %s",
+    sg_log_to(up_log(c), SG_LOG_ERROR, "upstream timed out (110: Connection timed out) while reading response header from upstream %s",
                  c->node.peer->conf->name);
     report_error(c, SG_UP_TIMEOUT);
 }
@@ -479,7 +564,7 @@ static void on_timeout(sg_timer *t)
 static void on_send_timeout(sg_timer *t)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)((char *)t - offsetof(sg_h1_upconn, wtimer));
-    sg_log_error("upstream timed out (110: Connection timed out) while sending request to upstream %s",
+    sg_log_to(up_log(c), SG_LOG_ERROR, "upstream timed out (110: Connection timed out) while sending request to upstream %s",
                  c->node.peer->conf->name);
     report_error(c, SG_UP_TIMEOUT);
 }
@@ -499,9 +584,9 @@ static void on_reap(sg_deferred *d)
     free(c);
 }
 
-static void upconn_close(sg_h1_upconn *c)
+/* Stops using the socket without closing it (the caller owns the fd). */
+static void upconn_stop(sg_h1_upconn *c)
 {
-    if (c->state == C_CLOSED) return;
     c->state = C_CLOSED;
     sg_timer_disarm(&c->timer);
     sg_timer_disarm(&c->wtimer);
@@ -509,9 +594,16 @@ static void upconn_close(sg_h1_upconn *c)
     sg_loop_cancel(&c->resume);
     if (c->node.pprev) sg_pool_remove(c->pool, &c->node);
     sg_loop_del(c->loop, &c->io);
-    close(c->io.fd);
     c->io.fd = -1;
     sg_loop_defer(c->loop, &c->reap);   /* callers up the stack may still look at c */
+}
+
+static void upconn_close(sg_h1_upconn *c)
+{
+    if (c->state == C_CLOSED) return;
+    int fd = c->io.fd;
+    upconn_stop(c);
+    close(fd);
 }
 
 static void pool_close_node(sg_pool_node *n)
@@ -550,7 +642,7 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer
     const sg_upstream_server_conf *sc = peer->conf;
     int fd = sg_connect_nonblock((const struct sockaddr *)&sc->addr, sc->addrlen);
     if (fd < 0) {
-        sg_log_error("connect() to %s failed (%d: %s) while connecting to upstream", sc->name, errno,
+        sg_ex_log(ex, SG_LOG_ERROR, "connect() to %s failed (%d: %s) while connecting to upstream", sc->name, errno,
                      strerror(errno));
         return NULL;
     }

@@ -6,7 +6,10 @@
  * waiting its turn) is copied into the connection's own buffer. Output is
  * appended to a queue and written once per loop iteration. Requests on one
  * connection are handled one after the other, as nginx does, so responses
- * to pipelined requests come back in order. */
+ * to pipelined requests come back in order.
+ *
+ * After a 101 the connection is no longer HTTP: the core takes the socket
+ * (h1_detach) for a tunnel, and this struct goes away with the exchange. */
 #include "http/h1_server.h"
 
 #include <errno.h>
@@ -546,6 +549,12 @@ static void h1_send_head(sg_exchange *ex, const sg_response *resp)
             }
         }
     }
+    if (resp->status == 101) {
+        /* The upgrade answer: a tunnel takes the socket right after. */
+        out_str(c, "Connection: upgrade\r\n\r\n", 23);
+        ex->resp_head_sent = true;
+        return;
+    }
     if (!c->keep_alive) out_str(c, "Connection: close\r\n", 19);
     else out_str(c, "Connection: keep-alive\r\n", 24);
     if (c->keep_alive && lc && lc->keepalive_header_s)
@@ -625,6 +634,32 @@ static void h1_abort(sg_exchange *ex)
     maybe_finish(c);
 }
 
+static void on_detached(sg_deferred *d);
+
+/* The socket goes to a tunnel: stop using it (without closing it) and
+ * end the exchange once the core is off the stack. */
+static int h1_detach(sg_exchange *ex, sg_outq *to_client, sg_inbuf *from_client)
+{
+    sg_h1_conn *c = ex->down_ctx;
+    int fd = c->io.fd;
+    *to_client = c->out;
+    c->out = (sg_outq){ 0 };
+    *from_client = c->in;
+    c->in = (sg_inbuf){ 0 };
+    sg_timer_disarm(&c->read_timer);
+    sg_timer_disarm(&c->write_timer);
+    sg_loop_cancel(&c->resume);
+    sg_loop_cancel(&c->finish);
+    sg_loop_cancel(&c->flush);
+    sg_loop_del(c->loop, &c->io);
+    c->io.fd = -1;
+    /* Counted until on_detached, after the tunnel counts itself: a quitting
+     * worker must not see zero connections in between and stop. */
+    sg_deferred_init(&c->flush, on_detached);
+    sg_loop_defer(c->loop, &c->flush);
+    return fd;
+}
+
 static const sg_downstream_ops h1_down_ops = {
     .send_head = h1_send_head,
     .send_data = h1_send_data,
@@ -632,6 +667,7 @@ static const sg_downstream_ops h1_down_ops = {
     .want_body = h1_want_body,
     .pending = h1_pending,
     .abort = h1_abort,
+    .detach = h1_detach,
 };
 
 /* ---------- events, timers, close ---------- */
@@ -639,6 +675,7 @@ static const sg_downstream_ops h1_down_ops = {
 static void on_event(sg_io *io, uint32_t events)
 {
     sg_h1_conn *c = (sg_h1_conn *)io;
+    if (c->io.fd < 0) return;   /* closed or handed to a tunnel earlier in this batch */
     if (events & (EPOLLERR | EPOLLHUP)) {
         if (c->ex) sg_exchange_on_abort(c->ex);
         conn_close(c);
@@ -690,6 +727,22 @@ static void on_free_deferred(sg_deferred *d)
     conn_free(c);
 }
 
+/* The upgrade exchange ends here, logged with its 101; its socket lives on
+ * in a tunnel. */
+static void on_detached(sg_deferred *d)
+{
+    sg_h1_conn *c = (sg_h1_conn *)((char *)d - offsetof(sg_h1_conn, flush));
+    sg_exchange *ex = c->ex;
+    c->ex = NULL;
+    if (ex) {
+        sg_exchange_finish(ex);
+        sg_arena_free(&ex->req.arena);
+        free(ex);
+    }
+    sg_worker_conn_del(c->w, &c->node);
+    conn_free(c);
+}
+
 static void conn_close(sg_h1_conn *c)
 {
     if (c->io.fd < 0) return;
@@ -719,6 +772,7 @@ static void conn_close(sg_h1_conn *c)
 static void on_shutdown(sg_conn_node *n, bool fast)
 {
     sg_h1_conn *c = (sg_h1_conn *)((char *)n - offsetof(sg_h1_conn, node));
+    if (c->io.fd < 0) return;   /* handed to a tunnel: it answers for itself */
     c->shutting_down = true;
     if (fast || c->state == ST_IDLE || c->state == ST_HEAD) {
         if (c->ex) sg_exchange_on_abort(c->ex);
@@ -726,8 +780,8 @@ static void on_shutdown(sg_conn_node *n, bool fast)
     }
 }
 
-void sg_h1_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
-                         const struct sockaddr *local, socklen_t locallen)
+static sg_h1_conn *conn_new(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                            const struct sockaddr *local, socklen_t locallen)
 {
     sg_h1_conn *c = sg_xcalloc(1, sizeof(*c));
     c->io.fd = fd;
@@ -754,9 +808,29 @@ void sg_h1_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, sock
     if (sg_loop_add(c->loop, &c->io) < 0) {
         close(fd);
         free(c);
-        return;
+        return NULL;
     }
     /* nginx waits client_header_timeout for the first request */
     arm_read_timer(c, s ? s->client_header_timeout_ms : 60000);
     sg_worker_conn_add(w, &c->node);
+    return c;
+}
+
+void sg_h1_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                         const struct sockaddr *local, socklen_t locallen)
+{
+    conn_new(w, fd, peer, peerlen, local, locallen);
+}
+
+void sg_h1_server_accept_pre(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                             const struct sockaddr *local, socklen_t locallen,
+                             const char *pre, size_t npre)
+{
+    sg_h1_conn *c = conn_new(w, fd, peer, peerlen, local, locallen);
+    if (!c || !npre) return;
+    sg_inbuf_append(&c->in, pre, npre);
+    /* More may be waiting behind the bytes the other codec read, and the
+     * edge that announced them is spent. */
+    c->readable = true;
+    conn_read(c);
 }

@@ -11,4 +11,11 @@
 void sg_h1_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
                          const struct sockaddr *local, socklen_t locallen);
 
+/* The same for a connection another codec started reading (an http2
+ * listener that did not get the HTTP/2 preface): `pre` holds the bytes it
+ * read, processed first as if just read. */
+void sg_h1_server_accept_pre(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                             const struct sockaddr *local, socklen_t locallen,
+                             const char *pre, size_t npre);
+
 #endif

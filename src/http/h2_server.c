@@ -1,14 +1,1692 @@
-/* Placeholder until the HTTP/2 server codec lands. */
+/* HTTP/2 server codec on libnghttp2.
+ *
+ * One h2_conn per client connection, one h2_stream (and one exchange) per
+ * request stream. libnghttp2 owns the protocol (framing, HPACK, stream
+ * states, flow-control arithmetic); this file owns the I/O and the
+ * policy:
+ *
+ * - Input is read into the worker's scratch buffer and handed to
+ *   nghttp2_session_mem_recv(); bytes are never kept at connection level.
+ *   Request DATA goes to the exchange only while it wants a body; else it
+ *   is held on the stream, and since the stream window is released
+ *   (nghttp2_session_consume_stream) only for bytes the exchange took,
+ *   a stream the core is not reading stalls its client by flow control,
+ *   and what is held is bounded by the window (http2_body_preread_size).
+ * - Output: response bodies wait in a per-stream queue until nghttp2's
+ *   scheduler asks for them (a deferred data provider, resumed when bytes
+ *   come); frames are serialized into the connection's output queue (DATA
+ *   payloads copied straight from the stream queue: NO_COPY) and written
+ *   once per loop iteration in one writev. The serialized backlog and the
+ *   bytes queued on all streams are both capped, so a client that does
+ *   not read only makes its streams report `pending` and stall upstreams.
+ * - Streams end in nghttp2's on_stream_close; the exchange is finished at
+ *   the end of that iteration, never under the core's feet.
+ * - Abuse (h2_limits.h) costs the attacker its connection, nothing else.
+ *
+ * Socket I/O is in transport_read() and transport_write(), so that TLS
+ * can take their place. */
 #include "http/h2_server.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "core/blockcache.h"
+#include "core/buf.h"
 #include "core/log.h"
+#include "http/h1_parser.h"
+#include "http/h1_server.h"
+#include "http/h2_limits.h"
+#include "http/status.h"
+#include "net/sock.h"
+#include "proxy/exchange.h"
+
+#define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define PREFACE_LEN 24
+#define OUT_CAP (256 * 1024)          /* frames serialized ahead of the socket */
+#define QUEUE_CAP (1024 * 1024)       /* response bytes waiting on all streams of a connection */
+#define CONN_WINDOW (1024 * 1024)     /* connection receive window (streams bound memory) */
+#define FEED_CHUNK 16384              /* held request bytes handed to the exchange per call */
+#define GOAWAY_RTT_MS 1000            /* graceful GOAWAY: wait this long for the PING ACK */
+#define LINGER_MS 2000
+#define MAX_SEND_HEADERS (128 * 1024)
+#define PING_ALIVE "sg-alive"         /* 8-byte PING payloads */
+#define PING_DRAIN "sg-drain"
+
+/* Newer libnghttp2 (and Debian's patched 1.52) have these; older ones do
+ * not. Weak references are NULL when the symbol is missing at run time,
+ * so the same binary uses them where they exist, whatever the version
+ * string says. Our own accounting (h2_limits) covers both cases. */
+extern void nghttp2_option_set_stream_reset_rate_limit(nghttp2_option *option, uint64_t burst,
+                                                       uint64_t rate) __attribute__((weak));
+extern void nghttp2_option_set_max_continuations(nghttp2_option *option, size_t val)
+    __attribute__((weak));
+
+/* ---------- types ---------- */
+
+/* Response bytes of one stream: a list of chunks from the block cache
+ * (same layout and size as sg_outq's, so they share one cache class). */
+typedef struct qchunk {
+    struct qchunk *next;
+    size_t start, end, cap;
+    char data[];
+} qchunk;
+
+#define QCHUNK_CAP 16384
+
+typedef struct byteq {
+    qchunk *head, *tail;
+    size_t bytes;
+} byteq;
+
+/* Connection-wide values, copied from the configuration at accept (the
+ * generation may be replaced while the connection lives). */
+typedef struct h2_settings {
+    uint32_t max_streams, preread, max_field, max_header, recv_budget, max_requests;
+    uint32_t idle_ms, header_ms, send_ms, ping_interval_ms, ping_timeout_ms;
+} h2_settings;
+
+typedef struct h2_conn h2_conn;
+
+typedef struct h2_stream {
+    struct h2_stream *next, **pprev;   /* c->streams, then c->dead once closed */
+    h2_conn *c;
+    sg_exchange *ex;
+    int32_t id;
+    uint32_t nhdrs, caphdrs;
+    sg_str authority;
+    sg_inbuf in;                       /* request DATA held while the exchange does not want it */
+    byteq out;                         /* response DATA not framed yet */
+    sg_timer read_timer;               /* header block, then request body */
+    sg_timer send_timer;               /* queued response bytes not moving */
+    uint64_t last_rx_ms, last_tx_ms;
+    uint32_t chunk, send_ms, body_ms;
+    bool started;                      /* the exchange has its request */
+    bool in_ended;                     /* END_STREAM received */
+    bool body_end_sent;
+    bool want_body;
+    bool expect_continue, continue_sent;
+    bool connect;                      /* extended CONNECT: a tunnel, no body timeout */
+    bool saw_priority;                 /* the client sent a priority header (RFC 9218) */
+    bool has_host;
+    bool too_large;                    /* header list over the limit: 431 */
+    bool head_sent, no_body, out_eof;
+    bool deferred;                     /* the data provider is waiting for bytes */
+    bool ex_aborted;                   /* the core knows the response will not complete */
+    bool closed;                       /* nghttp2 closed the stream */
+    bool feed;                         /* held bytes to hand over at the next resume */
+} h2_stream;
+
+struct h2_conn {
+    sg_io io;
+    sg_conn_node node;
+    sg_worker *w;
+    sg_loop *loop;
+    nghttp2_session *sess;
+    struct sockaddr_storage peer, local;
+    sg_inbuf pre;                      /* bytes read before the preface was recognised */
+    sg_outq out;
+    sg_deferred flush, resume, reap;
+    sg_timer idle_timer, write_timer, ping_timer, goaway_timer;
+    h2_stream *streams, *dead;
+    uint32_t nstreams, requests;
+    uint64_t queued;                   /* bytes in all streams' `out` */
+    uint64_t last_rx_ms, rx_frames, ping_sent_ms, ping_rx_mark;
+    h2_settings set;
+    sg_h2_hblock hblock;
+    sg_h2_bucket resets, glitches, control;
+    const char *fail_reason;           /* why a callback failed the session */
+    bool readable, writable, rdhup;
+    bool in_lib;                       /* inside nghttp2_session_mem_recv/mem_send */
+    bool in_read;
+    bool dying;                        /* GOAWAY queued for an error: close once it is out */
+    bool draining;                     /* graceful: shutdown notice sent */
+    bool goaway_sent;                  /* the final GOAWAY is queued: no new streams */
+    bool ping_out;
+    bool lingering;
+    bool closed;
+};
+
+/* What the codec calls in the core: the exchange API, or a stub when
+ * fuzzing (tests/fuzz/fuzz_h2_server.c has no worker or configuration). */
+typedef struct h2_core {
+    void (*init)(h2_conn *c, h2_stream *st);
+    void (*start)(sg_exchange *ex);
+    void (*on_body)(sg_exchange *ex, const char *p, size_t n);
+    void (*on_body_end)(sg_exchange *ex);
+    void (*on_drain)(sg_exchange *ex);
+    void (*on_abort)(sg_exchange *ex);
+    void (*finish)(sg_exchange *ex);
+} h2_core;
+
+static const sg_downstream_ops h2_down_ops;
+static const h2_core real_core;
+static const h2_core *core = &real_core;
+
+static void conn_close(h2_conn *c);
+static void schedule_flush(h2_conn *c);
+static void conn_read(h2_conn *c);
+static void start_graceful(h2_conn *c);
+
+/* ---------- small helpers ---------- */
+
+static uint64_t now_ms(const h2_conn *c)
+{
+    return sg_loop_now(c->loop);
+}
+
+static const char *peer_host(const h2_conn *c, char *buf, size_t n)
+{
+    return sg_sockaddr_host((const struct sockaddr *)&c->peer, buf, n);
+}
+
+static void arm(h2_conn *c, sg_timer *t, uint64_t ms)
+{
+    if (ms == 0 || ms == SG_UNSET_MS) sg_timer_disarm(t);
+    else sg_timer_arm(c->loop, t, ms);
+}
+
+static bool str_eq(sg_str s, const char *lit, size_t n)
+{
+    return s.n == n && memcmp(s.p, lit, n) == 0;
+}
+
+#define STR_EQ(s, lit) str_eq((s), (lit), sizeof(lit) - 1)
+
+static sg_str nv_str(const uint8_t *p, size_t n)
+{
+    return (sg_str){ (const char *)p, n };
+}
+
+/* ---------- per-stream response queue ---------- */
+
+static void q_append(byteq *q, const char *p, size_t n)
+{
+    while (n > 0) {
+        qchunk *t = q->tail;
+        if (!t || t->end == t->cap) {
+            t = sg_block_alloc(sizeof(qchunk) + QCHUNK_CAP);
+            t->next = NULL;
+            t->start = t->end = 0;
+            t->cap = QCHUNK_CAP;
+            if (q->tail) q->tail->next = t;
+            else q->head = t;
+            q->tail = t;
+        }
+        size_t k = t->cap - t->end < n ? t->cap - t->end : n;
+        memcpy(t->data + t->end, p, k);
+        t->end += k;
+        q->bytes += k;
+        p += k;
+        n -= k;
+    }
+}
+
+/* Moves n bytes (n <= q->bytes) from q to the end of dst. */
+static void q_move(byteq *q, sg_outq *dst, size_t n)
+{
+    while (n > 0 && q->head) {
+        qchunk *h = q->head;
+        size_t k = h->end - h->start < n ? h->end - h->start : n;
+        sg_outq_append(dst, h->data + h->start, k);
+        h->start += k;
+        q->bytes -= k;
+        n -= k;
+        if (h->start == h->end) {
+            q->head = h->next;
+            if (!q->head) q->tail = NULL;
+            sg_block_free(h, sizeof(qchunk) + QCHUNK_CAP);
+        }
+    }
+}
+
+static void q_clear(byteq *q)
+{
+    while (q->head) {
+        qchunk *h = q->head;
+        q->head = h->next;
+        sg_block_free(h, sizeof(qchunk) + QCHUNK_CAP);
+    }
+    q->tail = NULL;
+    q->bytes = 0;
+}
+
+/* ---------- transport: the only socket I/O (TLS plugs in here) ---------- */
+
+static ssize_t transport_read(h2_conn *c, char *buf, size_t cap)
+{
+    return read(c->io.fd, buf, cap);
+}
+
+static sg_io_result transport_write(h2_conn *c, size_t *written)
+{
+    return sg_outq_flush(&c->out, c->io.fd, written);
+}
+
+/* ---------- configuration ---------- */
+
+static const sg_listen_group *group_for(const sg_conf *gen, const struct sockaddr *local)
+{
+    const sg_listen_group *wild = NULL;
+    for (size_t i = 0; i < gen->nlistens; i++) {
+        const struct sockaddr *a = (const struct sockaddr *)&gen->listens[i].addr;
+        if (sg_sockaddr_eq(a, local)) return &gen->listens[i];
+        if (a->sa_family == local->sa_family && sg_sockaddr_port(a) == sg_sockaddr_port(local))
+            wild = &gen->listens[i];
+    }
+    return wild;
+}
+
+static void settings_defaults(h2_settings *s)
+{
+    *s = (h2_settings){
+        .max_streams = 128, .preread = 65536, .max_field = 8192, .max_header = 32768,
+        .recv_budget = 256 * 1024, .idle_ms = 75000, .header_ms = 60000, .send_ms = 60000,
+        .ping_interval_ms = 30000, .ping_timeout_ms = 20000,
+    };
+}
+
+/* nginx takes connection-level HTTP/2 values from the default server of
+ * the address; the header limits default to large_client_header_buffers. */
+static void settings_from_conf(h2_settings *s, sg_worker *w, const struct sockaddr *local)
+{
+    settings_defaults(s);
+    const sg_listen_group *g = group_for(sg_worker_conf(w), local);
+    const sg_server_conf *srv = g ? g->default_server : NULL;
+    if (!srv) return;
+    const sg_h2_conf *h = &srv->h2;
+    size_t bsz = srv->large_header_buffer_size, bnum = srv->large_header_buffers;
+    s->max_streams = h->max_concurrent_streams;
+    s->preread = h->body_preread_size;
+    s->max_field = h->max_field_size ? h->max_field_size : (uint32_t)bsz;
+    s->max_header = h->max_header_size ? h->max_header_size
+                  : (uint32_t)(bsz * bnum > UINT32_MAX / 2 ? UINT32_MAX / 2 : bsz * bnum);
+    s->recv_budget = h->recv_buffer_size;
+    s->max_requests = h->max_requests;
+    s->idle_ms = h->idle_timeout_ms != SG_UNSET_MS ? h->idle_timeout_ms : srv->root->conf.keepalive_timeout_ms;
+    s->header_ms = h->recv_timeout_ms != SG_UNSET_MS ? h->recv_timeout_ms : srv->client_header_timeout_ms;
+    s->send_ms = srv->root->conf.send_timeout_ms;
+    s->ping_interval_ms = h->ping_interval_ms;
+    s->ping_timeout_ms = h->ping_timeout_ms;
+}
+
+/* ---------- stream lifecycle ---------- */
+
+static void list_insert(h2_stream **head, h2_stream *st)
+{
+    st->next = *head;
+    if (*head) (*head)->pprev = &st->next;
+    *head = st;
+    st->pprev = head;
+}
+
+static void list_remove(h2_stream *st)
+{
+    *st->pprev = st->next;
+    if (st->next) st->next->pprev = st->pprev;
+    st->next = NULL;
+    st->pprev = NULL;
+}
+
+static void on_stream_read_timeout(sg_timer *t);
+static void on_stream_send_timeout(sg_timer *t);
+
+static h2_stream *stream_new(h2_conn *c, int32_t id)
+{
+    h2_stream *st = sg_xcalloc(1, sizeof(*st));
+    st->c = c;
+    st->id = id;
+    st->ex = sg_xcalloc(1, sizeof(sg_exchange));
+    sg_timer_init(&st->read_timer, on_stream_read_timeout);
+    sg_timer_init(&st->send_timer, on_stream_send_timeout);
+    st->chunk = 8192;
+    st->send_ms = c->set.send_ms;
+    st->body_ms = 60000;
+    st->last_rx_ms = now_ms(c);
+    core->init(c, st);
+    list_insert(&c->streams, st);
+    c->nstreams++;
+    sg_timer_disarm(&c->idle_timer);
+    return st;
+}
+
+/* The exchange is over for the core (or never started): log it, free it. */
+static void stream_free(h2_stream *st)
+{
+    sg_timer_disarm(&st->read_timer);
+    sg_timer_disarm(&st->send_timer);
+    if (st->ex) {
+        core->finish(st->ex);
+        sg_arena_free(&st->ex->req.arena);
+        free(st->ex);
+    }
+    st->c->queued -= st->out.bytes;
+    q_clear(&st->out);
+    sg_inbuf_free(&st->in);
+    list_remove(st);
+    free(st);
+}
+
+/* Tells the core, once, that the response will not complete. */
+static void stream_abort_ex(h2_stream *st)
+{
+    if (!st->started || st->ex_aborted || st->ex->resp_done) return;
+    st->ex_aborted = true;
+    st->ex->aborted = true;
+    core->on_abort(st->ex);
+}
+
+/* nghttp2 is done with the stream: end the exchange at the end of the
+ * iteration (the core may be on the stack of the frame that closed it). */
+static void stream_closed(h2_conn *c, h2_stream *st)
+{
+    st->closed = true;
+    stream_abort_ex(st);
+    sg_timer_disarm(&st->read_timer);
+    sg_timer_disarm(&st->send_timer);
+    list_remove(st);
+    list_insert(&c->dead, st);
+    c->nstreams--;
+    sg_loop_defer(c->loop, &c->reap);
+}
+
+static void reset_stream(h2_stream *st, uint32_t code)
+{
+    if (st->closed) return;
+    nghttp2_submit_rst_stream(st->c->sess, NGHTTP2_FLAG_NONE, st->id, code);
+    schedule_flush(st->c);
+}
+
+/* ---------- abuse verdicts ---------- */
+
+/* From inside a callback: remember why, fail the session; the caller of
+ * mem_recv sends GOAWAY ENHANCE_YOUR_CALM and closes. */
+static int fail_calm(h2_conn *c, const char *why)
+{
+    if (!c->fail_reason) c->fail_reason = why;
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+/* Sends GOAWAY with `code` and closes once it is written. */
+static void conn_fail(h2_conn *c, uint32_t code)
+{
+    if (c->dying || c->closed) return;
+    c->dying = true;
+    if (c->sess) nghttp2_session_terminate_session(c->sess, code);
+    for (h2_stream *st = c->streams; st; st = st->next) stream_abort_ex(st);
+    arm(c, &c->goaway_timer, LINGER_MS);
+    schedule_flush(c);
+}
+
+/* ---------- request: headers ---------- */
+
+static void add_header(h2_stream *st, sg_str name, sg_str value)
+{
+    sg_http_req *r = &st->ex->req;
+    if (st->nhdrs == st->caphdrs) {
+        uint32_t cap = st->caphdrs ? st->caphdrs * 2 : 16;
+        sg_header *h = sg_arena_alloc(&r->arena, sizeof(sg_header) * cap);
+        if (st->nhdrs) memcpy(h, r->headers, sizeof(sg_header) * st->nhdrs);
+        r->headers = h;
+        st->caphdrs = cap;
+    }
+    /* TE is hop-by-hop (only "trailers" is allowed in HTTP/2). */
+    uint32_t flags = STR_EQ(name, "te") ? SG_H1_HDR_HOP : 0;
+    r->headers[st->nhdrs++] = (sg_header){ name, value, flags };
+    r->nheaders = st->nhdrs;
+}
+
+static void store_pseudo(h2_stream *st, sg_str name, sg_str v)
+{
+    sg_http_req *r = &st->ex->req;
+    if (STR_EQ(name, ":method")) r->method = v;
+    else if (STR_EQ(name, ":path")) r->request_uri = v;
+    else if (STR_EQ(name, ":authority")) st->authority = v;
+    else if (STR_EQ(name, ":protocol")) r->protocol = v;
+    /* :scheme is checked by nghttp2; the connection decides $scheme */
+}
+
+static void store_field(h2_stream *st, sg_str name, sg_str value)
+{
+    sg_arena *a = &st->ex->req.arena;
+    sg_str v = sg_arena_str(a, value);
+    if (name.n && name.p[0] == ':') {
+        store_pseudo(st, name, v);
+        return;
+    }
+    if (STR_EQ(name, "host")) st->has_host = true;
+    else if (STR_EQ(name, "priority")) st->saw_priority = true;
+    else if (STR_EQ(name, "expect") && value.n == 12 && strncasecmp(value.p, "100-continue", 12) == 0)
+        st->expect_continue = true;
+    add_header(st, sg_arena_str(a, name), v);
+}
+
+/* RFC 9113 8.2.3: cookie crumbs are joined with "; " for HTTP/1.1 peers. */
+static void join_cookies(h2_stream *st)
+{
+    sg_http_req *r = &st->ex->req;
+    size_t first = SIZE_MAX, total = 0, count = 0;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (!STR_EQ(r->headers[i].name, "cookie")) continue;
+        if (first == SIZE_MAX) first = i;
+        total += r->headers[i].value.n + 2;
+        count++;
+    }
+    if (count < 2) return;
+    char *p = sg_arena_alloc(&r->arena, total);
+    size_t n = 0, out = 0;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        sg_header h = r->headers[i];
+        if (!STR_EQ(h.name, "cookie")) {
+            r->headers[out++] = h;
+            continue;
+        }
+        if (n) { memcpy(p + n, "; ", 2); n += 2; }
+        memcpy(p + n, h.value.p, h.value.n);
+        n += h.value.n;
+        if (i == first) r->headers[out++] = h;
+    }
+    r->headers[first].value = (sg_str){ p, n };
+    r->nheaders = st->nhdrs = (uint32_t)out;
+}
+
+/* $host: the authority without port, lowercased, without trailing dots. */
+static sg_str host_of(sg_arena *a, sg_str host)
+{
+    size_t hl = host.n;
+    if (hl && host.p[0] == '[') {
+        const char *rb = memchr(host.p, ']', hl);
+        if (rb) hl = (size_t)(rb - host.p) + 1;
+    } else if (hl) {
+        const char *colon = memchr(host.p, ':', hl);
+        if (colon) hl = (size_t)(colon - host.p);
+    }
+    char *lh = sg_arena_alloc(a, hl + 1);
+    for (size_t i = 0; i < hl; i++) {
+        char ch = host.p[i];
+        lh[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch | 0x20) : ch;
+    }
+    while (hl > 0 && lh[hl - 1] == '.') hl--;
+    lh[hl] = '\0';
+    return (sg_str){ lh, hl };
+}
+
+/* Path and arguments from :path, as the HTTP/1.1 codec does. */
+static int split_path(sg_http_req *r)
+{
+    sg_str target = r->request_uri;
+    const char *q = memchr(target.p, '?', target.n);
+    sg_str path = q ? (sg_str){ target.p, (size_t)(q - target.p) } : target;
+    if (q) {
+        r->has_args = true;
+        r->args = (sg_str){ q + 1, (size_t)(target.p + target.n - q - 1) };
+    }
+    char *norm = sg_arena_alloc(&r->arena, path.n + 1);
+    long nlen = path.n && path.p[0] == '/' ? sg_h1_normalize_path(path, norm) : -1;
+    if (path.n == 1 && path.p[0] == '*') { norm[0] = '*'; nlen = 1; }
+    if (nlen < 0) return 400;
+    r->uri = (sg_str){ norm, (size_t)nlen };
+    return 0;
+}
+
+/* Fills the rest of ex->req; returns an early status (400, 405, 431) or 0. */
+static int build_request(h2_conn *c, h2_stream *st)
+{
+    sg_http_req *r = &st->ex->req;
+    r->peer = (const struct sockaddr *)&c->peer;
+    r->local = (const struct sockaddr *)&c->local;
+    r->http_major = 2;
+    r->http_minor = 0;
+    r->uri = SG_STR("/");
+    if (!r->headers) r->headers = sg_arena_alloc(&r->arena, sizeof(sg_header));
+    join_cookies(st);
+    sg_str host = st->authority;
+    if (!host.n) {
+        const sg_header *h = sg_req_find_header(r, SG_STR("host"));
+        if (h) host = h->value;
+    } else if (!st->has_host) {
+        /* nginx turns :authority into a Host header ($http_host) */
+        add_header(st, SG_STR("host"), st->authority);
+    }
+    r->host = host_of(&r->arena, host);
+    if (st->too_large) return 431;
+    if (!r->method.n) return 400;
+    bool connect = STR_EQ(r->method, "CONNECT");
+    if (connect && !r->protocol.n) {
+        r->request_uri = st->authority;   /* nginx refuses CONNECT */
+        return 405;
+    }
+    st->connect = connect;
+    if (!r->request_uri.n) return 400;
+    int bad = split_path(r);
+    if (bad) return bad;
+    return host.n ? 0 : 400;
+}
+
+static int64_t request_length(const h2_stream *st, bool end_stream)
+{
+    if (end_stream) return 0;
+    const sg_header *h = sg_req_find_header(&st->ex->req, SG_STR("content-length"));
+    uint64_t v;
+    if (!st->connect && h && sg_str_to_u64(h->value, &v) && v <= INT64_MAX) return (int64_t)v;
+    return -1;
+}
+
+/* The header block of a request is complete: start the exchange. */
+static void request_ready(h2_conn *c, h2_stream *st, const nghttp2_frame *f)
+{
+    bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    sg_timer_disarm(&st->read_timer);
+    st->in_ended = end;
+    sg_exchange *ex = st->ex;
+    int bad = build_request(c, st);
+    ex->req_length = bad ? (end ? 0 : -1) : request_length(st, end);
+    if (bad) ex->early_status = bad;
+    if (!st->saw_priority) {
+        /* RFC 9218's default is non-incremental (one stream after the
+         * other); a proxy serves its streams side by side instead. */
+        nghttp2_extpri pri = { .urgency = NGHTTP2_EXTPRI_DEFAULT_URGENCY, .inc = 1 };
+        nghttp2_session_change_extpri_stream_priority(c->sess, st->id, &pri, 0);
+    }
+    c->requests++;
+    if (c->set.max_requests && c->requests >= c->set.max_requests) start_graceful(c);
+    st->started = true;
+    core->start(ex);   /* may answer at once */
+}
+
+/* ---------- request: body ---------- */
+
+static void deliver(h2_stream *st, const char *p, size_t n)
+{
+    nghttp2_session_consume_stream(st->c->sess, st->id, n);
+    core->on_body(st->ex, p, n);
+}
+
+static bool body_wanted(const h2_stream *st)
+{
+    return st->started && st->want_body && !st->ex_aborted && !st->closed;
+}
+
+static void try_body_end(h2_stream *st)
+{
+    if (!st->in_ended || st->in.len || st->body_end_sent || !body_wanted(st)) return;
+    st->body_end_sent = true;
+    sg_timer_disarm(&st->read_timer);
+    if (st->ex->req_length != 0) core->on_body_end(st->ex);
+}
+
+/* Hands held bytes over while the exchange keeps wanting them. */
+static void feed_held(h2_stream *st)
+{
+    st->feed = false;
+    while (st->in.len && body_wanted(st)) {
+        size_t k = st->in.len < FEED_CHUNK ? st->in.len : FEED_CHUNK;
+        deliver(st, st->in.p, k);
+        sg_inbuf_consume(&st->in, k);
+    }
+    try_body_end(st);
+}
+
+/* After the response ended, nobody reads the rest of the body: drop it
+ * (the stream is reset once the response is out). */
+static bool body_useless(const h2_stream *st)
+{
+    return st->ex_aborted || st->closed || (st->ex->resp_done && !st->ex->up);
+}
+
+static void on_request_data(h2_conn *c, h2_stream *st, const uint8_t *data, size_t len)
+{
+    st->last_rx_ms = now_ms(c);
+    if (body_useless(st)) {
+        nghttp2_session_consume_stream(c->sess, st->id, len);
+        return;
+    }
+    if (body_wanted(st) && st->in.len == 0) deliver(st, (const char *)data, len);
+    else sg_inbuf_append(&st->in, (const char *)data, len);
+}
+
+/* ---------- nghttp2 callbacks: input ---------- */
+
+static h2_stream *stream_of(nghttp2_session *s, int32_t id)
+{
+    return id > 0 ? nghttp2_session_get_stream_user_data(s, id) : NULL;
+}
+
+static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud)
+{
+    h2_conn *c = ud;
+    c->rx_frames++;
+    sg_h2_verdict v = SG_H2_OK;
+    if (hd->type == NGHTTP2_HEADERS) {
+        sg_h2_hblock_begin(&c->hblock, c->set.max_field, c->set.max_header);
+        v = sg_h2_hblock_frame(&c->hblock, false, hd->length);
+    } else if (hd->type == NGHTTP2_CONTINUATION) {
+        v = sg_h2_hblock_frame(&c->hblock, true, hd->length);
+    }
+    if (v == SG_H2_CALM)
+        return fail_calm(c, c->hblock.continuations > SG_H2_MAX_CONTINUATIONS
+                                ? "too many CONTINUATION frames" : "header block too large");
+    return 0;
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    h2_conn *c = ud;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    h2_stream *st = stream_new(c, f->hd.stream_id);
+    nghttp2_session_set_stream_user_data(s, st->id, st);
+    arm(c, &st->read_timer, c->set.header_ms);
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+    h2_conn *c = ud;
+    sg_h2_verdict v = sg_h2_hblock_field(&c->hblock, namelen, valuelen);
+    if (v == SG_H2_CALM) return fail_calm(c, "header list far over the limit (HPACK bomb)");
+    h2_stream *st = stream_of(s, f->hd.stream_id);
+    if (!st || st->started) return 0;      /* trailers are counted, not kept */
+    if (v == SG_H2_TOO_LARGE) {
+        st->too_large = true;
+        return 0;
+    }
+    store_field(st, nv_str(name, namelen), nv_str(value, valuelen));
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    h2_conn *c = ud;
+    /* The connection window is ours to give back at once: memory is
+     * bounded by each stream's window, released only as the core reads. */
+    nghttp2_session_consume_connection(s, len);
+    h2_stream *st = stream_of(s, id);
+    if (!st || !st->started) {
+        nghttp2_session_consume_stream(s, id, len);
+        return 0;
+    }
+    on_request_data(c, st, data, len);
+    return 0;
+}
+
+static bool take(h2_conn *c, sg_h2_bucket *b)
+{
+    return sg_h2_bucket_take(b, now_ms(c));
+}
+
+static void on_ping_ack(h2_conn *c, const nghttp2_ping *p)
+{
+    if (memcmp(p->opaque_data, PING_DRAIN, 8) == 0 && c->draining && !c->goaway_sent) {
+        sg_timer_disarm(&c->goaway_timer);
+        start_graceful(c);   /* second step */
+    } else if (memcmp(p->opaque_data, PING_ALIVE, 8) == 0) {
+        c->ping_out = false;
+    }
+}
+
+static int on_control_frame(h2_conn *c, const nghttp2_frame *f)
+{
+    switch (f->hd.type) {
+    case NGHTTP2_RST_STREAM:
+        if (!take(c, &c->resets)) return fail_calm(c, "too many stream resets (rapid reset)");
+        return 0;
+    case NGHTTP2_PING:
+        if (f->hd.flags & NGHTTP2_FLAG_ACK) on_ping_ack(c, &f->ping);
+        else if (!take(c, &c->control)) return fail_calm(c, "too many PING frames");
+        return 0;
+    case NGHTTP2_SETTINGS:
+        if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !take(c, &c->control))
+            return fail_calm(c, "too many SETTINGS frames");
+        return 0;
+    case NGHTTP2_PRIORITY:
+        if (!take(c, &c->control)) return fail_calm(c, "too many PRIORITY frames");
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    h2_conn *c = ud;
+    h2_stream *st = stream_of(s, f->hd.stream_id);
+    bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    if (f->hd.type == NGHTTP2_DATA && f->hd.length == 0 && !end && !take(c, &c->control))
+        return fail_calm(c, "too many empty DATA frames");
+    if (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS) return on_control_frame(c, f);
+    if (!st) return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        request_ready(c, st, f);
+        return 0;
+    }
+    if (end && st->started) {
+        st->in_ended = true;
+        try_body_end(st);
+    }
+    return 0;
+}
+
+/* Frames built to make us reset streams cost us an exchange each
+ * (MadeYouReset): nghttp2 reports every such frame here. */
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int err, void *ud)
+{
+    h2_conn *c = ud;
+    if (!take(c, &c->glitches)) return fail_calm(c, "too many invalid frames");
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
+{
+    h2_stream *st = stream_of(s, id);
+    if (st) stream_closed(ud, st);
+    return 0;
+}
+
+/* ---------- nghttp2 callbacks: output ---------- */
+
+static ssize_t on_read_data(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                            uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    h2_stream *st = src->ptr;
+    size_t n = st->out.bytes < len ? st->out.bytes : len;
+    if (n == 0 && !st->out_eof) {
+        st->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (st->out_eof && n == st->out.bytes) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+/* DATA payload goes from the stream queue straight into the output. */
+static int on_send_data(nghttp2_session *s, nghttp2_frame *f, const uint8_t *framehd, size_t len,
+                        nghttp2_data_source *src, void *ud)
+{
+    h2_conn *c = ud;
+    h2_stream *st = src->ptr;
+    sg_outq_append(&c->out, framehd, 9);
+    q_move(&st->out, &c->out, len);
+    c->queued -= len;
+    st->last_tx_ms = now_ms(c);
+    return c->out.bytes >= OUT_CAP ? NGHTTP2_ERR_PAUSE : 0;
+}
+
+static ssize_t on_data_length(nghttp2_session *s, uint8_t type, int32_t id, int32_t conn_window,
+                              int32_t stream_window, uint32_t max_frame, void *ud)
+{
+    h2_stream *st = stream_of(s, id);
+    int64_t n = st ? st->chunk : 16384;
+    if (n > conn_window) n = conn_window;
+    if (n > stream_window) n = stream_window;
+    if (n > (int64_t)max_frame) n = max_frame;
+    return n > 0 ? (ssize_t)n : 1;
+}
+
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    h2_conn *c = ud;
+    if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.last_stream_id != INT32_MAX) c->goaway_sent = true;
+    bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    h2_stream *st = end ? stream_of(s, f->hd.stream_id) : NULL;
+    /* The response is complete but the client still has the request side
+     * open: tell it to stop sending (RFC 9113 8.1), as nginx does. */
+    if (st && !st->in_ended && !st->closed)
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *f, int err, void *ud)
+{
+    h2_stream *st = stream_of(s, f->hd.stream_id);
+    if (!st || f->hd.type != NGHTTP2_HEADERS) return 0;
+    sg_log_error("could not send response headers on HTTP/2 stream %d: %s", st->id, nghttp2_strerror(err));
+    stream_abort_ex(st);
+    reset_stream(st, NGHTTP2_INTERNAL_ERROR);
+    return 0;
+}
+
+/* ---------- session ---------- */
+
+/* Callbacks and options are built once per process: every session copies
+ * them at creation, so all worker threads share them read-only. */
+static nghttp2_session_callbacks *cbs;
+static nghttp2_option *opt;
+
+static void make_callbacks(void)
+{
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, on_send_data);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, on_data_length);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
+}
+
+static void make_options(void)
+{
+    nghttp2_option_new(&opt);
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_no_closed_streams(opt, 1);
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    nghttp2_option_set_max_send_header_block_length(opt, MAX_SEND_HEADERS);
+    nghttp2_option_set_max_outbound_ack(opt, 256);
+    if (nghttp2_option_set_stream_reset_rate_limit)
+        nghttp2_option_set_stream_reset_rate_limit(opt, SG_H2_RESET_BURST, SG_H2_RESET_RATE);
+    if (nghttp2_option_set_max_continuations)
+        nghttp2_option_set_max_continuations(opt, SG_H2_MAX_CONTINUATIONS * 2);
+}
+
+static void make_session_params(void)
+{
+    make_callbacks();
+    make_options();
+}
+
+static bool session_start(h2_conn *c)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_session_params);
+    if (nghttp2_session_server_new2(&c->sess, cbs, c, opt) != 0) return false;
+    nghttp2_settings_entry iv[] = {
+        { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->set.max_streams },
+        { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, c->set.preread },
+        { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->set.max_header },
+        { NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 },
+        { NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1 },
+    };
+    if (nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0)
+        return false;
+    nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+    uint64_t now = now_ms(c);
+    sg_h2_bucket_init(&c->resets, SG_H2_RESET_BURST, SG_H2_RESET_RATE, now);
+    sg_h2_bucket_init(&c->glitches, SG_H2_GLITCH_BURST, SG_H2_GLITCH_RATE, now);
+    sg_h2_bucket_init(&c->control, SG_H2_CONTROL_BURST, SG_H2_CONTROL_RATE, now);
+    arm(c, &c->idle_timer, c->set.idle_ms);
+    arm(c, &c->ping_timer, c->set.ping_interval_ms);
+    return true;
+}
+
+/* ---------- input ---------- */
+
+/* Feeds bytes to nghttp2; a failed session gets its GOAWAY. */
+static void session_input(h2_conn *c, const char *data, size_t n)
+{
+    if (c->dying) return;
+    c->in_lib = true;
+    ssize_t r = nghttp2_session_mem_recv(c->sess, (const uint8_t *)data, n);
+    c->in_lib = false;
+    if (r >= 0) return;
+    char host[64];
+    uint32_t code = NGHTTP2_PROTOCOL_ERROR;
+    if (c->fail_reason || r == NGHTTP2_ERR_FLOODED || r == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+        code = NGHTTP2_ENHANCE_YOUR_CALM;
+        sg_log_warn("client %s: %s, closing HTTP/2 connection", peer_host(c, host, sizeof(host)),
+                    c->fail_reason ? c->fail_reason : nghttp2_strerror((int)r));
+    } else {
+        sg_log_info("client %s sent invalid HTTP/2 data: %s", peer_host(c, host, sizeof(host)),
+                    nghttp2_strerror((int)r));
+    }
+    conn_fail(c, code);
+}
+
+/* A client that does not speak HTTP/2: hand it to the HTTP/1.1 codec
+ * with what was read. Returns false: c is gone either way. */
+static bool fallback_h1(h2_conn *c, const char *data, size_t n)
+{
+    sg_inbuf_append(&c->pre, data, n);
+    int fd = c->io.fd;
+    if (c->w) {
+        sg_worker *w = c->w;
+        sg_loop_del(c->loop, &c->io);
+        struct sockaddr_storage peer = c->peer, local = c->local;
+        sg_inbuf in = c->pre;
+        c->pre = (sg_inbuf){ 0 };
+        c->io.fd = -1;      /* the HTTP/1.1 codec owns the socket now */
+        conn_close(c);
+        sg_h1_server_accept_pre(w, fd, (struct sockaddr *)&peer, sizeof(peer),
+                                (struct sockaddr *)&local, sizeof(local), in.p, in.len);
+        sg_inbuf_free(&in);
+        return false;
+    }
+    conn_close(c);   /* fuzzing: no worker */
+    return false;
+}
+
+/* Input before the preface is recognised. Returns false if c is gone. */
+static bool preface_input(h2_conn *c, const char *data, size_t n)
+{
+    size_t have = c->pre.len, k = PREFACE_LEN - have < n ? PREFACE_LEN - have : n;
+    if (memcmp(data, &PREFACE[have], k) != 0) return fallback_h1(c, data, n);
+    sg_inbuf_append(&c->pre, data, n);
+    if (c->pre.len < PREFACE_LEN) return true;
+    if (!session_start(c)) {
+        sg_log_error("HTTP/2 session could not be created");
+        conn_close(c);
+        return false;
+    }
+    sg_inbuf in = c->pre;
+    c->pre = (sg_inbuf){ 0 };
+    session_input(c, in.p, in.len);
+    sg_inbuf_free(&in);
+    return true;
+}
+
+/* Everything read goes through here (and the fuzz target). False if c is gone. */
+static bool conn_input(h2_conn *c, const char *data, size_t n)
+{
+    c->last_rx_ms = now_ms(c);
+    if (c->sess) session_input(c, data, n);
+    else if (!preface_input(c, data, n)) return false;
+    schedule_flush(c);   /* also sends our SETTINGS as soon as the preface is in */
+    return true;
+}
+
+/* Input is parsed in place by nghttp2, and the core may run inside that
+ * parse (a request completes and is answered at once). The worker's
+ * scratch buffer is not safe for this: the core fills it too (static
+ * files are read into it), which would overwrite the frames not parsed
+ * yet. So HTTP/2 reads into a buffer of its own, one per thread. */
+static char *read_buffer(void)
+{
+    static _Thread_local char buf[SG_SCRATCH_SIZE];
+    return buf;
+}
+
+static bool input_paused(const h2_conn *c)
+{
+    return c->out.bytes >= OUT_CAP || c->dying;
+}
+
+static void conn_read(h2_conn *c)
+{
+    if (c->in_read || c->closed) return;
+    c->in_read = true;
+    size_t budget = c->set.recv_budget;
+    while (!c->closed && c->readable && (c->lingering || !input_paused(c))) {
+        if (budget == 0) {
+            sg_loop_defer(c->loop, &c->resume);   /* let the other connections read too */
+            break;
+        }
+        char *buf = read_buffer();
+        ssize_t n = transport_read(c, buf, SG_SCRATCH_SIZE);
+        if (n > 0) {
+            if ((size_t)n < SG_SCRATCH_SIZE && !c->rdhup) c->readable = false;
+            budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+            if (!c->lingering && !conn_input(c, buf, (size_t)n)) return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->readable = false;
+            break;
+        }
+        c->in_read = false;
+        conn_close(c);   /* EOF or error: HTTP/2 has no half-close */
+        return;
+    }
+    c->in_read = false;
+}
+
+/* ---------- output ---------- */
+
+/* Serializes frames into c->out up to OUT_CAP. False if the session failed. */
+static bool produce(h2_conn *c)
+{
+    c->in_lib = true;
+    while (c->out.bytes < OUT_CAP) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(c->sess, &data);
+        if (n < 0) {
+            c->in_lib = false;
+            sg_log_error("HTTP/2 session failed: %s", nghttp2_strerror((int)n));
+            return false;
+        }
+        if (n == 0) break;
+        sg_outq_append(&c->out, data, (size_t)n);
+    }
+    c->in_lib = false;
+    return true;
+}
+
+/* Streams whose queue went low get more from the core. */
+static void wake_drained(h2_conn *c)
+{
+    if (c->queued >= QUEUE_CAP / 2) return;
+    for (h2_stream *st = c->streams; st; st = st->next) {
+        sg_exchange *ex = st->ex;
+        if (st->started && ex->waiting_drain && st->out.bytes < SG_LOW_WATER && !st->ex_aborted) {
+            ex->waiting_drain = false;
+            core->on_drain(ex);
+        }
+    }
+}
+
+static void linger_start(h2_conn *c)
+{
+    c->lingering = true;
+    shutdown(c->io.fd, SHUT_WR);
+    arm(c, &c->goaway_timer, LINGER_MS);
+    c->readable = true;
+    conn_read(c);
+}
+
+/* Done when nghttp2 wants nothing more (GOAWAY both ways, or a fatal
+ * GOAWAY sent), or our final GOAWAY is out and no stream is left. */
+static void check_done(h2_conn *c)
+{
+    if (c->closed || c->lingering || c->out.bytes || !c->sess) return;
+    bool lib_done = !nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess);
+    if (c->dying || lib_done || (c->goaway_sent && c->nstreams == 0)) linger_start(c);
+}
+
+static void do_flush(h2_conn *c)
+{
+    if (c->closed || c->lingering) return;
+    bool was_paused = input_paused(c);
+    for (;;) {
+        if (c->sess && !produce(c)) {
+            conn_close(c);
+            return;
+        }
+        if (c->out.bytes == 0 || !c->writable) break;
+        size_t written = 0;
+        sg_io_result r = transport_write(c, &written);
+        if (r == SG_IO_ERROR) {
+            conn_close(c);
+            return;
+        }
+        if (r == SG_IO_AGAIN) {
+            c->writable = false;
+            if (written > 0 || !sg_timer_armed(&c->write_timer)) arm(c, &c->write_timer, c->set.send_ms);
+            break;
+        }
+    }
+    if (c->out.bytes == 0) sg_timer_disarm(&c->write_timer);
+    if (c->sess) wake_drained(c);
+    if (was_paused && !input_paused(c)) sg_loop_defer(c->loop, &c->resume);
+    check_done(c);
+}
+
+static void on_flush(sg_deferred *d)
+{
+    do_flush((h2_conn *)((char *)d - offsetof(h2_conn, flush)));
+}
+
+static void schedule_flush(h2_conn *c)
+{
+    if (!c->closed) sg_loop_defer(c->loop, &c->flush);
+}
+
+/* Deferred: held request bytes to streams that want them again, then
+ * socket input that was left unread. */
+static void on_resume(sg_deferred *d)
+{
+    h2_conn *c = (h2_conn *)((char *)d - offsetof(h2_conn, resume));
+    for (h2_stream *st = c->streams; st && !c->closed; st = st->next)
+        if (st->feed) feed_held(st);
+    schedule_flush(c);
+    conn_read(c);
+}
+
+static void on_reap(sg_deferred *d)
+{
+    h2_conn *c = (h2_conn *)((char *)d - offsetof(h2_conn, reap));
+    while (c->dead) stream_free(c->dead);
+    if (c->closed) return;
+    if (c->nstreams == 0 && !c->draining) arm(c, &c->idle_timer, c->set.idle_ms);
+    schedule_flush(c);
+}
+
+/* ---------- downstream ops (called by the core) ---------- */
+
+static bool skip_response_header(sg_str name)
+{
+    static const char *const drop[] = {
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
+        "content-length", NULL,
+    };
+    for (int i = 0; drop[i]; i++)
+        if (sg_str_caseeq_lit(name, drop[i])) return true;
+    return false;
+}
+
+static nghttp2_nv make_nv(sg_str name, sg_str value)
+{
+    return (nghttp2_nv){ (uint8_t *)name.p, (uint8_t *)value.p, name.n, value.n, NGHTTP2_NV_FLAG_NONE };
+}
+
+static sg_str lower_copy(sg_arena *a, sg_str s)
+{
+    char *p = sg_arena_alloc(a, s.n + 1);
+    for (size_t i = 0; i < s.n; i++) {
+        char ch = s.p[i];
+        p[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch | 0x20) : ch;
+    }
+    return (sg_str){ p, s.n };
+}
+
+static size_t response_nv(sg_exchange *ex, const sg_response *resp, nghttp2_nv **out)
+{
+    sg_arena *a = &ex->req.arena;
+    nghttp2_nv *nv = sg_arena_alloc(a, sizeof(nghttp2_nv) * (resp->nheaders + 4));
+    size_t n = 0;
+    char *num = sg_arena_alloc(a, 32);
+    int k = snprintf(num, 32, "%d", resp->status);
+    nv[n++] = make_nv(SG_STR(":status"), (sg_str){ num, (size_t)k });
+    nv[n++] = make_nv(SG_STR("server"), SG_STR("streamgate"));
+    nv[n++] = make_nv(SG_STR("date"), sg_http_date());
+    bool bodyless = resp->status < 200 || resp->status == 204 || resp->status == 304;
+    if (resp->content_length >= 0 && !bodyless) {
+        k = snprintf(num + 8, 24, "%lld", (long long)resp->content_length);
+        nv[n++] = make_nv(SG_STR("content-length"), (sg_str){ num + 8, (size_t)k });
+    }
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        const sg_header *h = &resp->headers[i];
+        if (skip_response_header(h->name)) continue;
+        nv[n++] = make_nv(lower_copy(a, h->name), h->value);
+    }
+    *out = nv;
+    return n;
+}
+
+static void stream_send_params(h2_stream *st, const sg_exchange *ex)
+{
+    const sg_location *loc = ex->req.loc ? ex->req.loc : (ex->req.srv ? ex->req.srv->root : NULL);
+    if (!loc) return;
+    st->chunk = loc->conf.http2_chunk_size ? loc->conf.http2_chunk_size : 8192;
+    st->send_ms = loc->conf.send_timeout_ms;
+}
+
+static void h2_send_head(sg_exchange *ex, const sg_response *resp)
+{
+    h2_stream *st = ex->down_ctx;
+    h2_conn *c = st->c;
+    if (st->closed || st->ex_aborted || st->head_sent || resp->status == 101) return;
+    nghttp2_nv *nv;
+    size_t n = response_nv(ex, resp, &nv);
+    if (resp->status < 200) {   /* interim: 100, 103 */
+        nghttp2_submit_headers(c->sess, NGHTTP2_FLAG_NONE, st->id, NULL, nv, n, NULL);
+        schedule_flush(c);
+        return;
+    }
+    stream_send_params(st, ex);
+    bool head_req = STR_EQ(ex->req.method, "HEAD");
+    st->no_body = !resp->has_body || head_req || resp->status == 204 || resp->status == 304;
+    st->head_sent = true;
+    ex->resp_head_sent = true;
+    nghttp2_data_provider prd = { .source.ptr = st, .read_callback = on_read_data };
+    int rv = nghttp2_submit_response(c->sess, st->id, nv, n, st->no_body ? NULL : &prd);
+    if (rv != 0) {
+        sg_log_error("HTTP/2 response on stream %d failed: %s", st->id, nghttp2_strerror(rv));
+        ex->aborted = st->ex_aborted = true;
+        reset_stream(st, NGHTTP2_INTERNAL_ERROR);
+    }
+    schedule_flush(c);
+}
+
+static void resume_data(h2_stream *st)
+{
+    if (!st->deferred || st->closed) return;
+    st->deferred = false;
+    nghttp2_session_resume_data(st->c->sess, st->id);
+}
+
+static void h2_send_data(sg_exchange *ex, const char *p, size_t n)
+{
+    h2_stream *st = ex->down_ctx;
+    h2_conn *c = st->c;
+    if (st->closed || st->ex_aborted || st->no_body || !st->head_sent || st->out_eof || n == 0) return;
+    ex->req.body_bytes_sent += n;
+    if (st->out.bytes == 0) {
+        st->last_tx_ms = now_ms(c);
+        if (!sg_timer_armed(&st->send_timer)) arm(c, &st->send_timer, st->send_ms);
+    }
+    q_append(&st->out, p, n);
+    c->queued += n;
+    resume_data(st);
+    schedule_flush(c);
+}
+
+static void h2_send_end(sg_exchange *ex)
+{
+    h2_stream *st = ex->down_ctx;
+    ex->resp_done = true;
+    st->out_eof = true;
+    st->want_body = false;
+    if (st->closed) return;
+    if (!st->head_sent) {   /* nothing to end: never leave the client waiting */
+        reset_stream(st, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    resume_data(st);
+    schedule_flush(st->c);
+}
+
+static void h2_want_body(sg_exchange *ex, bool on)
+{
+    h2_stream *st = ex->down_ctx;
+    h2_conn *c = st->c;
+    if (st->want_body == on || st->closed) return;
+    st->want_body = on;
+    if (!on) {
+        sg_timer_disarm(&st->read_timer);
+        return;
+    }
+    if (st->expect_continue && !st->continue_sent && !st->in_ended) {
+        nghttp2_nv nv = make_nv(SG_STR(":status"), SG_STR("100"));
+        nghttp2_submit_headers(c->sess, NGHTTP2_FLAG_NONE, st->id, NULL, &nv, 1, NULL);
+        st->continue_sent = true;
+    }
+    st->body_ms = ex->req.loc ? ex->req.loc->conf.client_body_timeout_ms : 60000;
+    if (!st->in_ended && !st->connect) {
+        st->last_rx_ms = now_ms(c);
+        arm(c, &st->read_timer, st->body_ms);
+    }
+    st->feed = true;
+    sg_loop_defer(c->loop, &c->resume);
+}
+
+/* A stream's own queue; all of them together count too, so that one
+ * connection cannot hold more than QUEUE_CAP of response bytes. */
+static size_t h2_pending(sg_exchange *ex)
+{
+    h2_stream *st = ex->down_ctx;
+    if (st->c->queued > QUEUE_CAP && st->out.bytes <= SG_HIGH_WATER) return SG_HIGH_WATER + 1;
+    return st->out.bytes;
+}
+
+static void h2_abort(sg_exchange *ex)
+{
+    h2_stream *st = ex->down_ctx;
+    ex->aborted = true;
+    st->ex_aborted = true;
+    st->want_body = false;
+    reset_stream(st, NGHTTP2_INTERNAL_ERROR);
+}
+
+static const sg_downstream_ops h2_down_ops = {
+    .send_head = h2_send_head,
+    .send_data = h2_send_data,
+    .send_end = h2_send_end,
+    .want_body = h2_want_body,
+    .pending = h2_pending,
+    .abort = h2_abort,
+};
+
+/* ---------- timers ---------- */
+
+static void on_stream_read_timeout(sg_timer *t)
+{
+    h2_stream *st = (h2_stream *)((char *)t - offsetof(h2_stream, read_timer));
+    h2_conn *c = st->c;
+    char host[64];
+    if (!st->started) {
+        /* a header block never finished: the whole connection is stuck in it */
+        sg_log_info("client %s timed out while sending HTTP/2 headers", peer_host(c, host, sizeof(host)));
+        conn_fail(c, NGHTTP2_PROTOCOL_ERROR);
+        return;
+    }
+    uint64_t idle = now_ms(c) - st->last_rx_ms;
+    if (idle < st->body_ms) {
+        arm(c, t, st->body_ms - idle);
+        return;
+    }
+    sg_log_info("client %s timed out while reading client request body", peer_host(c, host, sizeof(host)));
+    stream_abort_ex(st);
+    reset_stream(st, NGHTTP2_CANCEL);
+}
+
+static void on_stream_send_timeout(sg_timer *t)
+{
+    h2_stream *st = (h2_stream *)((char *)t - offsetof(h2_stream, send_timer));
+    h2_conn *c = st->c;
+    if (st->out.bytes == 0) return;
+    uint64_t idle = now_ms(c) - st->last_tx_ms;
+    if (idle < st->send_ms) {
+        arm(c, t, st->send_ms - idle);
+        return;
+    }
+    char host[64];
+    sg_log_info("client %s timed out while sending response to client", peer_host(c, host, sizeof(host)));
+    stream_abort_ex(st);
+    reset_stream(st, NGHTTP2_CANCEL);
+}
+
+static void on_idle_timeout(sg_timer *t)
+{
+    h2_conn *c = (h2_conn *)((char *)t - offsetof(h2_conn, idle_timer));
+    if (!c->sess) {
+        char host[64];
+        sg_log_info("client %s timed out before sending the HTTP/2 preface", peer_host(c, host, sizeof(host)));
+        conn_close(c);
+        return;
+    }
+    if (c->nstreams) return;
+    c->dying = true;   /* GOAWAY NO_ERROR, then close */
+    nghttp2_session_terminate_session(c->sess, NGHTTP2_NO_ERROR);
+    schedule_flush(c);
+}
+
+static void on_write_timeout(sg_timer *t)
+{
+    h2_conn *c = (h2_conn *)((char *)t - offsetof(h2_conn, write_timer));
+    char host[64];
+    sg_log_info("client %s timed out while sending response to client", peer_host(c, host, sizeof(host)));
+    conn_close(c);
+}
+
+/* A silent connection gets a PING; no answer in time closes it. Any
+ * frame from the client counts as an answer. */
+static void on_ping_timer(sg_timer *t)
+{
+    h2_conn *c = (h2_conn *)((char *)t - offsetof(h2_conn, ping_timer));
+    uint64_t now = now_ms(c);
+    if (c->ping_out && c->rx_frames == c->ping_rx_mark && !input_paused(c)) {
+        if (now - c->ping_sent_ms >= c->set.ping_timeout_ms) {
+            char host[64];
+            sg_log_info("client %s did not answer PING within %u ms, closing HTTP/2 connection",
+                        peer_host(c, host, sizeof(host)), c->set.ping_timeout_ms);
+            conn_close(c);
+            return;
+        }
+        arm(c, t, c->set.ping_timeout_ms - (now - c->ping_sent_ms));
+        return;
+    }
+    c->ping_out = false;
+    uint64_t silent = now - c->last_rx_ms;
+    if (silent < c->set.ping_interval_ms) {
+        arm(c, t, c->set.ping_interval_ms - silent);
+        return;
+    }
+    nghttp2_submit_ping(c->sess, NGHTTP2_FLAG_NONE, (const uint8_t *)PING_ALIVE);
+    c->ping_out = true;
+    c->ping_sent_ms = now;
+    c->ping_rx_mark = c->rx_frames;
+    arm(c, t, c->set.ping_timeout_ms ? c->set.ping_timeout_ms : c->set.ping_interval_ms);
+    schedule_flush(c);
+}
+
+/* Graceful GOAWAY (RFC 9113 6.8): a first GOAWAY with the largest stream
+ * id tells the client to stop opening streams; after a round trip (the
+ * PING ACK, or GOAWAY_RTT_MS) the second names the last stream we
+ * process. Open streams finish; then the connection closes. */
+static void start_graceful(h2_conn *c)
+{
+    if (!c->sess || c->goaway_sent || c->dying) return;
+    if (!c->draining && c->nstreams) {
+        c->draining = true;
+        nghttp2_submit_shutdown_notice(c->sess);
+        nghttp2_submit_ping(c->sess, NGHTTP2_FLAG_NONE, (const uint8_t *)PING_DRAIN);
+        arm(c, &c->goaway_timer, GOAWAY_RTT_MS);
+    } else {
+        c->draining = true;
+        nghttp2_submit_goaway(c->sess, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->sess),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        c->goaway_sent = true;
+        sg_timer_disarm(&c->idle_timer);
+    }
+    schedule_flush(c);
+}
+
+static void on_goaway_timer(sg_timer *t)
+{
+    h2_conn *c = (h2_conn *)((char *)t - offsetof(h2_conn, goaway_timer));
+    if (c->lingering || c->dying) conn_close(c);   /* linger or fatal GOAWAY took too long */
+    else start_graceful(c);
+}
+
+/* ---------- events, close ---------- */
+
+static void on_event(sg_io *io, uint32_t events)
+{
+    h2_conn *c = (h2_conn *)io;
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        conn_close(c);
+        return;
+    }
+    if (events & EPOLLOUT) {
+        c->writable = true;
+        do_flush(c);
+        if (c->closed) return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP)) {
+        c->readable = true;
+        if (events & EPOLLRDHUP) c->rdhup = true;
+        conn_read(c);
+    }
+}
+
+static void conn_free(h2_conn *c)
+{
+    sg_inbuf_free(&c->pre);
+    sg_outq_clear(&c->out);
+    free(c);
+}
+
+static void on_free_deferred(sg_deferred *d)
+{
+    conn_free((h2_conn *)((char *)d - offsetof(h2_conn, flush)));
+}
+
+/* Ends every stream (the core hears of those not complete) and the
+ * connection. Never called from inside an nghttp2 callback. */
+static void conn_close(h2_conn *c)
+{
+    if (c->closed) return;
+    if (c->in_lib) {   /* defensive: the session is on the stack */
+        c->dying = true;
+        schedule_flush(c);
+        return;
+    }
+    c->closed = true;
+    for (h2_stream *st = c->streams; st; st = st->next) {
+        stream_abort_ex(st);
+        st->closed = true;   /* from now on the core's calls on it do nothing */
+    }
+    if (c->sess) nghttp2_session_del(c->sess);   /* calls no callback */
+    c->sess = NULL;
+    while (c->streams) stream_free(c->streams);
+    while (c->dead) stream_free(c->dead);
+    sg_timer_disarm(&c->idle_timer);
+    sg_timer_disarm(&c->write_timer);
+    sg_timer_disarm(&c->ping_timer);
+    sg_timer_disarm(&c->goaway_timer);
+    sg_loop_cancel(&c->resume);
+    sg_loop_cancel(&c->reap);
+    sg_loop_cancel(&c->flush);
+    if (c->io.fd >= 0) {
+        sg_loop_del(c->loop, &c->io);
+        close(c->io.fd);
+        c->io.fd = -1;
+    }
+    if (c->w) sg_worker_conn_del(c->w, &c->node);
+    /* freed at the end of the iteration: callers up the stack may still look at c */
+    sg_deferred_init(&c->flush, on_free_deferred);
+    sg_loop_defer(c->loop, &c->flush);
+}
+
+static void on_shutdown(sg_conn_node *n, bool fast)
+{
+    h2_conn *c = (h2_conn *)((char *)n - offsetof(h2_conn, node));
+    if (fast || !c->sess || c->lingering) conn_close(c);
+    else start_graceful(c);
+}
+
+static h2_conn *conn_new(sg_worker *w, sg_loop *loop, int fd, const struct sockaddr *peer,
+                         socklen_t peerlen, const struct sockaddr *local, socklen_t locallen,
+                         const h2_settings *set)
+{
+    h2_conn *c = sg_xcalloc(1, sizeof(*c));
+    c->io.fd = fd;
+    c->io.on_event = on_event;
+    c->w = w;
+    c->loop = loop;
+    c->set = *set;
+    memcpy(&c->peer, peer, peerlen < sizeof(c->peer) ? peerlen : sizeof(c->peer));
+    memcpy(&c->local, local, locallen < sizeof(c->local) ? locallen : sizeof(c->local));
+    sg_deferred_init(&c->flush, on_flush);
+    sg_deferred_init(&c->resume, on_resume);
+    sg_deferred_init(&c->reap, on_reap);
+    sg_timer_init(&c->idle_timer, on_idle_timeout);
+    sg_timer_init(&c->write_timer, on_write_timeout);
+    sg_timer_init(&c->ping_timer, on_ping_timer);
+    sg_timer_init(&c->goaway_timer, on_goaway_timer);
+    c->node.shutdown = on_shutdown;
+    c->writable = true;
+    c->last_rx_ms = now_ms(c);
+    if (sg_loop_add(loop, &c->io) < 0) {
+        close(fd);
+        free(c);
+        return NULL;
+    }
+    arm(c, &c->idle_timer, set->header_ms);   /* the preface must come in time */
+    if (w) sg_worker_conn_add(w, &c->node);
+    return c;
+}
+
+/* ---------- the core, for real ---------- */
+
+static void real_init(h2_conn *c, h2_stream *st)
+{
+    sg_exchange_init(st->ex, c->w, sg_worker_conf(c->w), &h2_down_ops, st);
+}
+
+static const h2_core real_core = {
+    .init = real_init,
+    .start = sg_exchange_start,
+    .on_body = sg_exchange_on_body,
+    .on_body_end = sg_exchange_on_body_end,
+    .on_drain = sg_exchange_on_drain,
+    .on_abort = sg_exchange_on_abort,
+    .finish = sg_exchange_finish,
+};
 
 void sg_h2_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
                          const struct sockaddr *local, socklen_t locallen,
                          const char *pre, size_t npre)
 {
-    (void)w; (void)peer; (void)peerlen; (void)local; (void)locallen; (void)pre; (void)npre;
-    sg_log_error("HTTP/2 is not supported yet");
-    close(fd);
+    h2_settings set;
+    settings_from_conf(&set, w, local);
+    sg_sock_tune(fd);
+    h2_conn *c = conn_new(w, sg_worker_loop(w), fd, peer, peerlen, local, locallen, &set);
+    if (c && npre) conn_input(c, pre, npre);
 }
+
+/* ---------- fuzzing ---------- */
+
+#ifdef SG_FUZZING
+/* A stub core: answers each request at once, or after its body, or
+ * aborts it, depending on the stream id, so that every path of the codec
+ * (queues, deferred data, resets, drains) runs without a worker. */
+static void fuzz_init(h2_conn *c, h2_stream *st)
+{
+    sg_arena_init(&st->ex->req.arena, 4096);
+    st->ex->down = &h2_down_ops;
+    st->ex->down_ctx = st;
+    st->ex->file_fd = -1;
+}
+
+static void fuzz_respond(sg_exchange *ex)
+{
+    static const char body[] = "fuzz response body\n";
+    sg_header h = { SG_STR("X-Fuzz"), SG_STR("1"), 0 };
+    sg_response resp = { .status = ex->early_status ? ex->early_status : 200, .headers = &h,
+                         .nheaders = 1, .content_length = -1, .has_body = true };
+    ex->down->send_head(ex, &resp);
+    for (int i = 0; i < 4; i++) ex->down->send_data(ex, body, sizeof(body) - 1);
+    ex->down->send_end(ex);
+}
+
+static void fuzz_start(sg_exchange *ex)
+{
+    h2_stream *st = ex->down_ctx;
+    if (st->id % 7 == 0) ex->down->abort(ex);
+    else if (ex->req_length == 0 || st->id % 3 == 0) fuzz_respond(ex);
+    else ex->down->want_body(ex, true);
+}
+
+static void fuzz_on_body(sg_exchange *ex, const char *p, size_t n)
+{
+    h2_stream *st = ex->down_ctx;
+    ex->req_body_bytes += n;
+    if (ex->req_body_bytes > 4096 && st->id % 5 == 0) ex->down->want_body(ex, false);
+}
+
+static void fuzz_on_body_end(sg_exchange *ex)
+{
+    ex->req_body_done = true;
+    if (!ex->resp_head_sent) fuzz_respond(ex);
+}
+
+static void fuzz_nop(sg_exchange *ex)
+{
+}
+
+static const h2_core fuzz_core = {
+    .init = fuzz_init,
+    .start = fuzz_start,
+    .on_body = fuzz_on_body,
+    .on_body_end = fuzz_on_body_end,
+    .on_drain = fuzz_nop,
+    .on_abort = fuzz_nop,
+    .finish = fuzz_nop,
+};
+
+static void fuzz_drain(int fd)
+{
+    char buf[65536];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+void sg_h2_server_fuzz(const uint8_t *data, size_t size)
+{
+    static sg_loop *loop;
+    if (!loop) loop = sg_loop_new();
+    core = &fuzz_core;
+    int sv[2];
+    if (size < 1 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0) return;
+    h2_settings set;
+    settings_defaults(&set);
+    set.max_streams = 16;
+    set.preread = 4096;
+    set.max_header = 4096;
+    set.max_field = 2048;
+    struct sockaddr_storage sa = { .ss_family = AF_INET };
+    h2_conn *c = conn_new(NULL, loop, sv[0], (struct sockaddr *)&sa, sizeof(sa),
+                          (struct sockaddr *)&sa, sizeof(sa), &set);
+    if (!c) {
+        close(sv[1]);
+        return;
+    }
+    /* byte 0: low bit set = prepend the preface; the rest is split into
+     * pieces of 1..256 bytes so that frames straddle reads */
+    size_t step = (size_t)data[0] + 1;
+    if ((data[0] & 1) && !conn_input(c, PREFACE, PREFACE_LEN)) c = NULL;
+    sg_loop_run_deferred(loop);
+    for (size_t off = 1; c && !c->closed && off < size; off += step) {
+        size_t k = size - off < step ? size - off : step;
+        if (!conn_input(c, (const char *)data + off, k)) c = NULL;
+        sg_loop_run_deferred(loop);
+        fuzz_drain(sv[1]);
+    }
+    if (c) conn_close(c);
+    sg_loop_run_deferred(loop);
+    close(sv[1]);
+}
+#endif

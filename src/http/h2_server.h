@@ -16,4 +16,11 @@ void sg_h2_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, sock
                          const struct sockaddr *local, socklen_t locallen,
                          const char *pre, size_t npre);
 
+#ifdef SG_FUZZING
+#include <stdint.h>
+/* Fuzzing only: one server session fed `data` as client input (first
+ * byte: options), exchanges answered by a stub, then closed. */
+void sg_h2_server_fuzz(const uint8_t *data, size_t size);
+#endif
+
 #endif

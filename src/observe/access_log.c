@@ -152,8 +152,41 @@ static bool close_one(sg_access_log *al, char *err, size_t errlen)
     return true;
 }
 
+/* error_log in http/server/location: a location whose log is the main
+ * one keeps NULL (sg_log_to then writes to the main log). */
+static bool open_error_log(const sg_conf *c, sg_loc_conf *lc, char *err, size_t errlen)
+{
+    if (!lc->error_log_path || lc->error_log ||
+        (strcmp(lc->error_log_path, c->error_log_path) == 0 && lc->error_log_level == c->error_log_level))
+        return true;
+    lc->error_log = sg_log_target_open(lc->error_log_path, lc->error_log_level);
+    if (lc->error_log) return true;
+    snprintf(err, errlen, "open() \"%s\" failed (%d: %s)", lc->error_log_path, errno, strerror(errno));
+    return false;
+}
+
+static bool open_error_logs_in(const sg_conf *c, sg_location *l, char *err, size_t errlen)
+{
+    if (!open_error_log(c, &l->conf, err, errlen)) return false;
+    for (size_t i = 0; i < l->nchildren; i++)
+        if (!open_error_logs_in(c, l->children[i], err, errlen)) return false;
+    return true;
+}
+
+static bool open_error_logs(sg_conf *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < c->nservers; i++) {
+        sg_server_conf *s = c->servers[i];
+        if (s->root && !open_error_logs_in(c, s->root, err, errlen)) return false;
+        for (size_t k = 0; k < s->nnamed; k++)
+            if (!open_error_logs_in(c, s->named[k], err, errlen)) return false;
+    }
+    return true;
+}
+
 bool sg_access_log_open_all(sg_conf *c, char *err, size_t errlen)
 {
+    if (!open_error_logs(c, err, errlen)) return false;
     if (walk_logs(c, open_one, err, errlen)) return true;
     sg_access_log_close_all(c);
     return false;

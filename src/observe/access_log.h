@@ -8,7 +8,8 @@
 #include "conf/conf.h"
 #include "http/request.h"
 
-/* Opens (or finds already open) every access log file of generation c.
+/* Opens (or finds already open) every access log file of generation c,
+ * and the error logs its http/server/location blocks name.
  * False + err ("open() \"path\" failed: reason") if one cannot be opened. */
 bool sg_access_log_open_all(sg_conf *c, char *err, size_t errlen);
 

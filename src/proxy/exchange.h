@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include "http/request.h"
 #include "conf/conf.h"
+#include "core/buf.h"
 #include "core/loop.h"
 #include "core/worker.h"
 
@@ -46,6 +47,14 @@ typedef struct sg_downstream_ops {
     /* The response cannot be completed: end the client's view of it
      * (HTTP/1.1: close the connection; HTTP/2: reset the stream). */
     void (*abort)(sg_exchange *ex);
+    /* After a 101 went out (send_head): hands the client socket over to a
+     * tunnel. The codec stops using the socket, moves its unsent output
+     * into *to_client and what it read but did not use into *from_client,
+     * and ends the exchange itself later (sg_exchange_finish at the end of
+     * the loop iteration: the core is on the stack). Returns the fd.
+     * NULL for codecs that multiplex (HTTP/2): they tunnel through the
+     * exchange instead (ex->tunnel). */
+    int (*detach)(sg_exchange *ex, sg_outq *to_client, sg_inbuf *from_client);
 } sg_downstream_ops;
 
 /* Above this many bytes queued towards a peer, the other side stops
@@ -94,12 +103,25 @@ struct sg_exchange {
     bool req_body_dropped;       /* after an internal redirect the rest of the body is dropped */
     bool intercepting;           /* dropping an upstream error response for error_page */
 
+    /* Upgrades (proxy/upgrade.h). */
+    uint8_t upgrade;             /* sg_upgrade_kind the request asks for and may have (0: none) */
+    /* RFC 8441 (HTTP/2 extended CONNECT): the upstream answered 101 and the
+     * stream now carries raw bytes both ways; request DATA is tunnel data,
+     * not a body (client_max_body_size and body timeouts do not apply). */
+    bool tunnel;
+    sg_str upgrade_offer;        /* protocols offered to the upstream ("websocket") */
+    sg_str ws_key;               /* Sec-WebSocket-Key sent upstream (checks the 101's Accept) */
+
     /* Static file source. */
     int file_fd;
     uint64_t file_left;
 
     sg_deferred resume;          /* re-pump a body source after the client drained */
 };
+
+/* Logs a message about this exchange to its location's error_log. */
+#define sg_ex_log(ex, level, ...) \
+    sg_log_to((ex)->req.loc ? (ex)->req.loc->conf.error_log : NULL, (level), __VA_ARGS__)
 
 /* ---- called by downstream codecs ---- */
 

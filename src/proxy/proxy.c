@@ -5,7 +5,17 @@
  * connection is established, so a connect failure can be retried on the
  * next peer with the body still unread. Once body bytes went to a peer the
  * request cannot be replayed (nothing is buffered), and only failures before
- * that point are retried, as nginx does with proxy_request_buffering off. */
+ * that point are retried, as nginx does with proxy_request_buffering off.
+ *
+ * Upgrades (WebSocket and any other protocol the client offers, never
+ * h2c): the request goes with its Upgrade and Connection: upgrade even
+ * without proxy_set_header lines. A 101 that names an offered protocol
+ * (and for WebSocket proves it read the key) turns the exchange into a
+ * tunnel: an HTTP/1.1 client's socket and the upstream's are handed to
+ * proxy/tunnel.c and the exchange ends, logged with status 101; an HTTP/2
+ * client (RFC 8441 extended CONNECT) gets a 200 and its stream relays raw
+ * bytes through this exchange (ex->tunnel). Any other answer is relayed
+ * as a normal response. */
 #include "proxy/proxy.h"
 
 #include <stdio.h>
@@ -14,7 +24,10 @@
 
 #include "core/log.h"
 #include "http/h1_client.h"
+#include "http/status.h"
 #include "proxy/respond.h"
+#include "proxy/tunnel.h"
+#include "proxy/upgrade.h"
 #include "proxy/upstream_link.h"
 #include "upstream/pool.h"
 
@@ -121,25 +134,66 @@ static bool overridden(const sg_loc_conf *lc, sg_str name)
     return false;
 }
 
+/* Upgrade and Connection from proxy_set_header (seed 08's `Upgrade
+ * $http_upgrade`, `Connection $connection_upgrade`) apply only to a
+ * request that may upgrade; otherwise (h2c, proxy_upgrade off, a body)
+ * they would ask the backend for a switch the proxy will not relay. A
+ * request that may upgrade gets them even when the user set neither. */
+static sg_str upgrade_header_value(const sg_exchange *ex, sg_str name, sg_str v, bool *upgrade_sent)
+{
+    bool is_upgrade = sg_str_caseeq_lit(name, "upgrade");
+    bool is_connection = sg_str_caseeq_lit(name, "connection");
+    if (!ex->upgrade) {
+        if (is_upgrade || (is_connection && sg_token_list_has(v, SG_STR("upgrade")))) return SG_STR_NULL;
+        return v;
+    }
+    if (is_upgrade) {
+        *upgrade_sent = true;
+        return v.n ? v : ex->upgrade_offer;
+    }
+    if (is_connection && v.n == 0) return SG_STR("upgrade");
+    return v;
+}
+
+/* The RFC 8441 translation: an HTTP/2 client's CONNECT becomes an
+ * HTTP/1.1 WebSocket handshake with a key of our own. */
+static size_t ws_h2_headers(sg_exchange *ex, sg_header *h, size_t n)
+{
+    if (!sg_req_find_header(&ex->req, SG_STR("sec-websocket-version")))
+        h[n++] = (sg_header){ SG_STR("Sec-WebSocket-Version"), SG_STR("13"), 0 };
+    h[n++] = (sg_header){ SG_STR("Sec-WebSocket-Key"), ex->ws_key, 0 };
+    return n;
+}
+
 static size_t upstream_headers(sg_exchange *ex, sg_header **out)
 {
     sg_http_req *r = &ex->req;
     const sg_loc_conf *lc = loc_conf(ex);
-    sg_header *h = sg_arena_alloc(&r->arena, sizeof(sg_header) * (lc->nproxy_headers + r->nheaders + 1));
+    sg_header *h = sg_arena_alloc(&r->arena, sizeof(sg_header) * (lc->nproxy_headers + r->nheaders + 4));
     size_t n = 0;
+    bool upgrade_sent = false;
     for (size_t i = 0; i < lc->nproxy_headers; i++) {
+        sg_str name = lc->proxy_headers[i].name;
         sg_str v = sg_cval_eval(&lc->proxy_headers[i].value, r);
+        v = upgrade_header_value(ex, name, v, &upgrade_sent);
         if (v.n == 0) continue;   /* proxy_set_header X ""; removes X */
-        h[n++] = (sg_header){ lc->proxy_headers[i].name, v, 0 };
+        h[n++] = (sg_header){ name, v, 0 };
     }
+    if (ex->upgrade && !upgrade_sent)
+        h[n++] = (sg_header){ SG_STR("Upgrade"), ex->upgrade_offer, 0 };
+    bool h2_ws = ex->upgrade && ex->req.protocol.n;
     for (size_t i = 0; i < r->nheaders; i++) {
         const sg_header *c = &r->headers[i];
         if (c->flags & SG_H1_HDR_HOP) continue;
         if (sg_str_caseeq_lit(c->name, "content-length") || sg_str_caseeq_lit(c->name, "expect"))
             continue;   /* framing is the codec's; 100-continue was answered here */
+        /* h2c's settings mean nothing past this hop (h2c is never forwarded). */
+        if (sg_str_caseeq_lit(c->name, "http2-settings")) continue;
+        if (h2_ws && sg_str_caseeq_lit(c->name, "sec-websocket-key")) continue;
         if (overridden(lc, c->name)) continue;
         h[n++] = *c;
     }
+    if (h2_ws) n = ws_h2_headers(ex, h, n);
     *out = h;
     return n;
 }
@@ -157,8 +211,17 @@ static void send_request(sg_exchange *ex)
         .content_length = ex->req_length,
         .http_minor = lc->proxy_http_version == 10 ? 0 : 1,
     };
+    if (ex->upgrade) {
+        /* Switching protocols is HTTP/1.1's; the h2 CONNECT's DATA is
+         * tunnel data, sent only after the 101. */
+        req.upgrade = true;
+        req.http_minor = 1;
+        req.content_length = 0;
+        if (ex->req.protocol.n) req.method = SG_STR("GET");
+    }
     sg_upstream_link *l = ex->up;
     l->ops->send_head(l, &req);
+    if (ex->upgrade && ex->req.protocol.n) return;
     if (ex->req_length == 0 || ex->req_body_done) {
         if (ex->up == l) l->ops->send_end(l);
         return;
@@ -220,7 +283,8 @@ void sg_proxy_up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
     bool timeout = err == SG_UP_TIMEOUT || err == SG_UP_CONNECT_TIMEOUT;
     int status = timeout ? 504 : 502;
     note_attempt_end(ex, status);
-    sg_balancer_done(runtime(ex)->balancer, ex->peer, true, now_ms(ex));
+    /* A tunnel the peer reset or left silent was a success until then. */
+    sg_balancer_done(runtime(ex)->balancer, ex->peer, !ex->tunnel, now_ms(ex));
     ex->peer = NULL;
     uint32_t flag = timeout ? SG_NU_TIMEOUT : err == SG_UP_INVALID ? SG_NU_INVALID_HEADER : SG_NU_ERROR;
     if (may_retry(ex, flag, !connect_failed)) {
@@ -236,7 +300,7 @@ static void proxy_try(sg_exchange *ex)
     sg_pick_ctx ctx = { .client = ex->req.peer, .now_ms = now_ms(ex), .tried = ex->tried };
     sg_peer *peer = sg_balancer_pick(rt->balancer, &ctx);
     if (!peer) {
-        sg_log_error("no live upstreams while connecting to upstream \"%s\"", ex->upstream->name);
+        sg_ex_log(ex, SG_LOG_ERROR, "no live upstreams while connecting to upstream \"%s\"", ex->upstream->name);
         int status = 502;
         if (ex->req.upstream_status.n >= 3 &&
             memcmp(ex->req.upstream_status.p + ex->req.upstream_status.n - 3, "504", 3) == 0)
@@ -260,8 +324,73 @@ static void proxy_try(sg_exchange *ex)
     if (ready) send_request(ex);
 }
 
+/* A refused handshake: 400 on a connection that stays usable (no body
+ * was sent, so the client is still in step). */
+static void refuse_upgrade(sg_exchange *ex, sg_ws_check why)
+{
+    sg_header h[2];
+    size_t n = 0;
+    sg_str body = sg_http_error_body(400);
+    h[n++] = (sg_header){ SG_STR("Content-Type"), SG_STR("text/html"), 0 };
+    if (why == SG_WS_BAD_VERSION) h[n++] = (sg_header){ SG_STR("Sec-WebSocket-Version"), SG_STR("13"), 0 };
+    ex->down->want_body(ex, false);
+    sg_respond_head(ex, 400, h, n, (int64_t)body.n, true);
+    ex->down->send_data(ex, body.p, body.n);
+    ex->down->send_end(ex);
+}
+
+/* RFC 8441: an HTTP/2 extended CONNECT. Only websocket can be carried
+ * to an HTTP/1.1 backend; anything else (or upgrades turned off here) is
+ * 501. False if it was answered here. */
+static bool prepare_h2_websocket(sg_exchange *ex)
+{
+    sg_http_req *r = &ex->req;
+    if (!sg_str_caseeq_lit(r->protocol, "websocket") || !loc_conf(ex)->proxy_upgrade) {
+        sg_respond_error(ex, 501);
+        return false;
+    }
+    const sg_header *v = sg_req_find_header(r, SG_STR("sec-websocket-version"));
+    if (v && !sg_str_eq_lit(v->value, "13")) {
+        refuse_upgrade(ex, SG_WS_BAD_VERSION);
+        return false;
+    }
+    char *key = sg_arena_alloc(&r->arena, SG_WS_KEY_LEN + 1);
+    sg_ws_key_new(key);
+    ex->ws_key = (sg_str){ key, SG_WS_KEY_LEN };
+    ex->upgrade_offer = SG_STR("websocket");
+    ex->upgrade = SG_UPGRADE_WEBSOCKET;
+    return true;
+}
+
+/* Does this request ask to switch protocols, and may it? False if it was
+ * answered here (a malformed handshake). */
+static bool prepare_upgrade(sg_exchange *ex)
+{
+    sg_http_req *r = &ex->req;
+    if (r->protocol.n) return prepare_h2_websocket(ex);
+    sg_str offer;
+    /* RFC 9110 7.8: Upgrade in an HTTP/1.0 request is ignored. */
+    bool h11 = r->http_major == 1 && r->http_minor >= 1;
+    sg_upgrade_kind kind = h11 ? sg_upgrade_offered(r, &r->arena, &offer) : SG_UPGRADE_NONE;
+    /* Served as plain HTTP: upgrades turned off here, or a request with a
+     * body (what follows a 101 could not be told from the body). */
+    if (kind == SG_UPGRADE_NONE || !loc_conf(ex)->proxy_upgrade || ex->req_length != 0) return true;
+    if (kind == SG_UPGRADE_WEBSOCKET) {
+        sg_ws_check why = sg_ws_check_request(r);
+        if (why != SG_WS_OK) {
+            refuse_upgrade(ex, why);
+            return false;
+        }
+        ex->ws_key = sg_req_find_header(r, SG_STR("sec-websocket-key"))->value;
+    }
+    ex->upgrade = (uint8_t)kind;
+    ex->upgrade_offer = offer;
+    return true;
+}
+
 void sg_proxy_start(sg_exchange *ex)
 {
+    if (!prepare_upgrade(ex)) return;
     const sg_proxy_pass *pp = loc_conf(ex)->proxy_pass;
     ex->upstream = pp->upstream;
     sg_upstream_rt *rt = runtime(ex);
@@ -326,10 +455,106 @@ static bool skip_response_header(const sg_h1_header *h)
            sg_str_caseeq_lit(h->name, "server") || sg_str_caseeq_lit(h->name, "date");
 }
 
+/* ---- switching protocols ---- */
+
+static void tunnel_closed(const sg_tunnel_end *e, void *balancer, void *peer)
+{
+    sg_loop *l = sg_worker_loop(sg_worker_self());
+    sg_balancer_done(balancer, peer, false, sg_loop_now(l));
+}
+
+/* The 101's end-to-end headers for the client (Sec-WebSocket-Accept,
+ * -Protocol, -Extensions... untouched); HTTP/1.1 clients also get the
+ * Upgrade the backend chose, HTTP/2 clients neither it nor the Accept
+ * (RFC 8441 5: the 200 carries no handshake of its own). */
+static size_t switch_headers(sg_exchange *ex, const sg_h1_message *m, sg_header *h, bool h2)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->num_headers; i++) {
+        const sg_h1_header *x = &m->headers[i];
+        if (sg_str_caseeq_lit(x->name, "upgrade")) {
+            if (h2) continue;
+        } else if (skip_response_header(x) || (h2 && sg_str_caseeq_lit(x->name, "sec-websocket-accept"))) {
+            continue;
+        }
+        h[n].name = sg_arena_str(&ex->req.arena, x->name);
+        h[n].value = sg_arena_str(&ex->req.arena, x->value);
+        h[n++].flags = 0;
+    }
+    return n;
+}
+
+/* HTTP/1.1 client: both sockets go to a tunnel, the exchange ends. */
+static void hand_over(sg_exchange *ex)
+{
+    sg_outq to_client = { 0 }, to_upstream = { 0 };
+    sg_inbuf from_client = { 0 };
+    sg_upstream_link *l = ex->up;
+    int cfd = ex->down->detach(ex, &to_client, &from_client);
+    ex->up = NULL;
+    int ufd = l->ops->detach(l, &to_upstream, &to_client);
+    if (from_client.len) sg_outq_append(&to_upstream, from_client.p, from_client.len);
+    sg_inbuf_free(&from_client);
+    note_attempt_end(ex, 0);
+    const sg_loc_conf *lc = loc_conf(ex);
+    sg_tunnel_opts o = {
+        .idle_timeout_ms = lc->proxy_tunnel_timeout_ms,
+        .upstream_read_timeout_ms = lc->proxy_read_timeout_set ? lc->proxy_read_timeout_ms : 0,
+        .tcp_keepalive = true,
+        .gen = ex->req.gen,
+        /* The peer stays in use while the tunnel lives (least_conn counts it). */
+        .on_close = tunnel_closed,
+        .arg = runtime(ex)->balancer,
+        .arg2 = ex->peer,
+    };
+    ex->peer = NULL;
+    if (!sg_tunnel_start_q(ex->w, cfd, ufd, &o, &to_upstream, &to_client))
+        tunnel_closed(NULL, o.arg, o.arg2);
+}
+
+/* HTTP/2 client (RFC 8441): the stream becomes the tunnel. */
+static void enter_tunnel_mode(sg_exchange *ex, const sg_h1_message *m)
+{
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->num_headers + 1));
+    size_t n = switch_headers(ex, m, h, true);
+    ex->tunnel = true;
+    sg_respond_head(ex, 200, h, n, -1, true);
+    if (!ex->up) return;
+    if (ex->req_body_done) ex->up->ops->send_end(ex->up);   /* the client already ended its side */
+    else ex->down->want_body(ex, true);
+}
+
+static void switch_protocols(sg_exchange *ex, const sg_h1_message *m)
+{
+    append_list(&ex->req.upstream_status, "101", 3);
+    const char *bad = ex->upgrade ? sg_upgrade_check_101(m, ex->upgrade_offer, ex->ws_key)
+                                  : "101 to a request that did not ask for it";
+    if (bad || (!ex->req.protocol.n && (!ex->down->detach || !ex->up->ops->detach))) {
+        sg_ex_log(ex, SG_LOG_ERROR, "upstream sent an invalid 101 (%s) while reading response header from upstream %s",
+                     bad ? bad : "no tunnel possible here", ex->peer->conf->name);
+        note_attempt_end(ex, 0);
+        sg_proxy_detach(ex, true);
+        sg_respond_error(ex, 502);
+        return;
+    }
+    if (ex->req.protocol.n) {
+        enter_tunnel_mode(ex, m);
+        return;
+    }
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->num_headers + 1));
+    size_t n = switch_headers(ex, m, h, false);
+    sg_respond_head(ex, 101, h, n, -1, false);
+    hand_over(ex);
+}
+
 void sg_proxy_up_head(sg_exchange *ex, const sg_h1_message *m)
 {
     const sg_loc_conf *lc = loc_conf(ex);
     int status = m->status;
+    if (status == 101) {
+        switch_protocols(ex, m);
+        return;
+    }
     uint32_t flag = status_flag(status);
     if (flag && ex->tries < ex->upstream->nservers && may_retry(ex, flag, true)) {
         note_attempt_end(ex, status);

@@ -247,6 +247,12 @@ static sg_str mime_type(sg_str path, const sg_loc_conf *lc)
     return fallback;
 }
 
+/* File chunks are read here, not into the worker's scratch buffer: the
+ * pump runs inside the codec's input processing, which may still be
+ * parsing pipelined requests out of the scratch buffer. */
+#define FILE_CHUNK 32768
+static _Thread_local char file_chunk[FILE_CHUNK];
+
 void sg_respond_file_pump(sg_exchange *ex)
 {
     while (ex->file_fd >= 0 && ex->file_left > 0) {
@@ -254,12 +260,12 @@ void sg_respond_file_pump(sg_exchange *ex)
             ex->waiting_drain = true;
             return;
         }
-        char *buf = sg_worker_scratch(ex->w);
-        size_t want = ex->file_left < SG_SCRATCH_SIZE ? (size_t)ex->file_left : SG_SCRATCH_SIZE;
+        char *buf = file_chunk;
+        size_t want = ex->file_left < FILE_CHUNK ? (size_t)ex->file_left : FILE_CHUNK;
         ssize_t n = read(ex->file_fd, buf, want);
         if (n <= 0) {
             if (n < 0 && errno == EINTR) continue;
-            sg_log_error("read() failed on a static file (%s)", n < 0 ? strerror(errno) : "file shrank");
+            sg_ex_log(ex, SG_LOG_ERROR, "read() failed on a static file (%s)", n < 0 ? strerror(errno) : "file shrank");
             close(ex->file_fd);
             ex->file_fd = -1;
             ex->down->abort(ex);
@@ -362,7 +368,7 @@ void sg_respond_location(sg_exchange *ex)
     }
     if (ex->req_length > 0 && lc->client_max_body_size &&
         (uint64_t)ex->req_length > lc->client_max_body_size) {
-        sg_log_error("client intended to send too large body: %lld bytes", (long long)ex->req_length);
+        sg_ex_log(ex, SG_LOG_ERROR, "client intended to send too large body: %lld bytes", (long long)ex->req_length);
         sg_respond_error(ex, 413);
         return;
     }

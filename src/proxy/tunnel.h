@@ -8,16 +8,37 @@
  * is above SG_HIGH_WATER, so a slow reader stalls the writer and memory
  * stays bounded. A FIN is passed on as shutdown(SHUT_WR) once the queue
  * behind it is written; the tunnel ends when both directions are closed,
- * on an error, or when it has been idle for idle_timeout_ms. */
+ * on an error, or when it has been idle for idle_timeout_ms.
+ *
+ * A tunnel counts as a worker connection (sg_conn_node): a fast stop
+ * closes it, a graceful stop waits for it. It holds its generation and
+ * keeps it across reloads; if that generation sets worker_shutdown_timeout,
+ * the tunnel is closed that long after the worker moved to a newer one. */
 #ifndef SG_PROXY_TUNNEL_H
 #define SG_PROXY_TUNNEL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "core/buf.h"
 #include "core/worker.h"
 
 typedef struct sg_tunnel sg_tunnel;
+
+typedef enum sg_tunnel_end_reason {
+    SG_TUNNEL_CLOSED = 0,          /* both sides closed (or one did, with close_on_eof) */
+    SG_TUNNEL_ERROR,               /* a read or write failed (reset, broken pipe) */
+    SG_TUNNEL_IDLE_TIMEOUT,        /* idle_timeout_ms without a byte either way */
+    SG_TUNNEL_UPSTREAM_TIMEOUT,    /* upstream_read_timeout_ms without a byte from the upstream */
+    SG_TUNNEL_SHUTDOWN,            /* fast stop, or worker_shutdown_timeout after a reload */
+} sg_tunnel_end_reason;
+
+/* What a tunnel did, handed to on_close (for access logs, $bytes_sent...). */
+typedef struct sg_tunnel_end {
+    sg_tunnel_end_reason reason;
+    uint64_t client_read, client_written;       /* bytes from / to the client socket */
+    uint64_t upstream_read, upstream_written;   /* bytes from / to the upstream socket */
+} sg_tunnel_end;
 
 typedef struct sg_tunnel_opts {
     /* No byte in either direction for this long: close both (0 = never). */
@@ -30,8 +51,20 @@ typedef struct sg_tunnel_opts {
     /* The generation the tunnel belongs to: held (sg_worker_gen_hold)
      * while the tunnel lives; NULL for none. */
     sg_conf *gen;
-    /* For the access log / error log lines: "client 1.2.3.4:5, upstream 127.0.0.1:80". */
+    /* For the access log / error log lines: "client 1.2.3.4:5, upstream 127.0.0.1:80".
+     * Only used during sg_tunnel_start (not kept: the tunnel stays small);
+     * later log lines name the sockets' addresses. */
     const char *what;
+    /* nginx stream's `proxy_half_close off` (its default): the first FIN
+     * from either side ends the tunnel once the bytes before it are
+     * written. false: the FIN is passed on (shutdown(SHUT_WR)). */
+    bool close_on_eof;
+    /* Called once when the tunnel ends, after both sockets are closed and
+     * before its generation is released (the generation's structures,
+     * e.g. balancers, are still valid). May be NULL. Not called when
+     * sg_tunnel_start fails. */
+    void (*on_close)(const sg_tunnel_end *e, void *arg, void *arg2);
+    void *arg, *arg2;
 } sg_tunnel_opts;
 
 /* Starts relaying between two connected, non-blocking sockets that are
@@ -42,5 +75,14 @@ typedef struct sg_tunnel_opts {
 sg_tunnel *sg_tunnel_start(sg_worker *w, int client_fd, int upstream_fd, const sg_tunnel_opts *o,
                            const char *to_upstream, size_t nto_upstream,
                            const char *to_client, size_t nto_client);
+
+/* The same with queues the caller already holds (a codec's unsent output,
+ * say): their chunks move into the tunnel and both are left empty, also
+ * on failure. */
+sg_tunnel *sg_tunnel_start_q(sg_worker *w, int client_fd, int upstream_fd, const sg_tunnel_opts *o,
+                             sg_outq *to_upstream, sg_outq *to_client);
+
+/* sizeof(struct sg_tunnel), for tests and memory accounting. */
+size_t sg_tunnel_size(void);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "core/buf.h"
 #include "http/h1_parser.h"
 #include "http/request.h"
 
@@ -20,6 +21,12 @@ typedef struct sg_upstream_request {
     size_t nheaders;
     int64_t content_length;       /* -1: chunked / unknown; 0: no body */
     int http_minor;               /* proxy_http_version 1.0 or 1.1 */
+    /* Asks to switch protocols (Upgrade is among the headers): the head
+     * goes without body framing and is the whole request; a 101 answer
+     * makes the link raw: send_data writes bytes as they are, send_end
+     * is a FIN (once the queue is written), and everything after the 101
+     * comes back through sg_proxy_up_data until the peer closes. */
+    bool upgrade;
 } sg_upstream_request;
 
 typedef struct sg_upstream_link_ops {
@@ -32,6 +39,12 @@ typedef struct sg_upstream_link_ops {
      * message exchange was complete and clean, else closed. */
     void (*release)(sg_upstream_link *l);
     void (*close)(sg_upstream_link *l);
+    /* Called during sg_proxy_up_head() of a 101 on an upgrade request:
+     * gives the socket up for a tunnel. Unsent request bytes move into
+     * *to_upstream (empty on entry), bytes that followed the 101 are
+     * appended to *to_client. The link is gone afterwards. Returns the fd,
+     * -1 if this codec cannot (a multiplexed HTTP/2 connection). */
+    int (*detach)(sg_upstream_link *l, sg_outq *to_upstream, sg_outq *to_client);
 } sg_upstream_link_ops;
 
 struct sg_upstream_link {

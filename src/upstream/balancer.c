@@ -99,6 +99,9 @@ sg_balancer *sg_balancer_new(const sg_upstream_conf *u)
         return sg_lb_least_conn_new(u);
     case SG_LB_IP_HASH:
         return sg_lb_ip_hash_new(u);
+    case SG_LB_HASH:
+    case SG_LB_HASH_CONSISTENT:
+        return sg_lb_hash_new(u);
     case SG_LB_ROUND_ROBIN:
     default:
         return sg_lb_round_robin_new(u);

@@ -42,6 +42,8 @@ typedef struct sg_pick_ctx {
     const struct sockaddr *client;   /* for ip_hash */
     uint64_t now_ms;
     uint64_t *tried;                 /* bitmap, sg_balancer_tried_words() words */
+    const char *key;                 /* for hash: the evaluated key (hash.c) */
+    size_t key_len;
 } sg_pick_ctx;
 
 typedef struct sg_balancer sg_balancer;

@@ -55,5 +55,6 @@ sg_peer *sg_lb_round_robin_pick(sg_balancer *b, sg_pick_ctx *ctx);
 sg_balancer *sg_lb_round_robin_new(const sg_upstream_conf *u);
 sg_balancer *sg_lb_least_conn_new(const sg_upstream_conf *u);
 sg_balancer *sg_lb_ip_hash_new(const sg_upstream_conf *u);
+sg_balancer *sg_lb_hash_new(const sg_upstream_conf *u);   /* hash.c: SG_LB_HASH and SG_LB_HASH_CONSISTENT */
 
 #endif

@@ -1,9 +1,8 @@
 """The seed configurations users bring (shared/seed-configs), run unchanged.
 
--t: the files streamgate can serve today (09-11) pass; the others name what is
-not supported yet (08 waits for WebSocket support).  Then 09, 10 and 11 run
-as their comments promise, and 08's plain HTTP part runs without its
-WebSocket lines.  Their
+-t: the files streamgate can serve today (08-11) pass; the others name what is
+not supported yet.  Then 08, 09, 10 and 11 run as their comments promise
+(08's WebSocket side: test_websocket.py::test_seed_08_websocket).  Their
 ports are fixed, so a test is skipped when one of its ports is busy.  Every
 test starts its own proxy so balancer state starts fresh.
 """
@@ -18,8 +17,8 @@ import pytest
 import sgtest
 from sgtest import HttpConn, build_request, get, require_free_ports, wait_for
 
-SUPPORTED = ["09", "10", "11"]
-NOT_YET = ["01", "02", "03", "04", "05", "06", "07", "08", "12", "13"]
+SUPPORTED = ["08", "09", "10", "11"]
+NOT_YET = ["01", "02", "03", "04", "05", "06", "07", "12", "13"]
 
 
 def seed(seed_dir, num):
@@ -60,20 +59,15 @@ def start_seed(start_proxy, tmp_prefix, path):
 # ---------------------------------------------------------------- 08
 
 def test_08_http_paths_and_logs(seed_dir, tmp_prefix, start_proxy, start_backend, start_echo):
-    """The IM front's HTTP side, with the lines that wait for later work
-    (the Upgrade header, the server-level error_log) taken out: / goes to
-    the API (8080) over keep-alive upstream connections, /acc to 8089 with
-    the map's Connection: close (no Upgrade from the client), Host $host;
-    logs go to logs/im.log."""
+    """The IM front's HTTP side, unchanged: / goes to the API (8080) over
+    keep-alive upstream connections, /acc to 8089 with the map's
+    Connection: close and no Upgrade (none from the client), Host $host;
+    logs go to logs/im.log, and the server's error_log is logs/im.error.log."""
     require_free_ports(8000, 8080, 8089)
     api = start_backend([8080])
     acc = start_echo(8089)
-    text = seed(seed_dir, "08").read_text()
-    kept = [l for l in text.splitlines()
-            if "proxy_set_header Upgrade" not in l and "error_log" not in l]
-    conf = tmp_prefix / "seed08-http-part.conf"
-    conf.write_text("\n".join(kept) + "\n")
-    p = start_seed(start_proxy, tmp_prefix, conf)
+    p = start_seed(start_proxy, tmp_prefix, seed(seed_dir, "08"))
+    assert (tmp_prefix / "logs" / "im.error.log").exists()
     api.reset_stats()
     with HttpConn(8000) as c:
         for i in range(20):

@@ -1,4 +1,8 @@
-/* sgback [-l ADDR:PORT]... [-t THREADS] [-q]
+/* sgback [-l ADDR:PORT]... [-2 ADDR:PORT]... [-t THREADS] [-q]
+ *
+ * -l listens for HTTP/1.1 (server.c), -2 for HTTP/2 cleartext with prior
+ * knowledge and the gRPC service (h2.c, grpc.c). Each kind has its own
+ * THREADS worker threads.
  *
  * Every worker thread gets its own SO_REUSEPORT socket per address and its
  * own epoll loop, so threads share nothing on the request path. The main
@@ -29,7 +33,8 @@ typedef struct addr {
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: sgback [-l ADDR:PORT]... [-t THREADS] [-q]\n"
+    fprintf(stderr, "usage: sgback [-l ADDR:PORT]... [-2 ADDR:PORT]... [-t THREADS] [-q]\n"
+                    "  -l: HTTP/1.1, -2: h2c (prior knowledge) + gRPC chat.Chat\n"
                     "  default -l 127.0.0.1:9001 -t 1; ADDR may be [v6addr]\n");
     exit(2);
 }
@@ -134,9 +139,9 @@ static bool open_listener(const addr *a, sgb_listener *l)
     return true;
 }
 
-static void print_listening(const addr *addrs, size_t n)
+static void print_listening(const char *what, const addr *addrs, size_t n)
 {
-    printf("sgback listening on");
+    printf("sgback %slistening on", what);
     for (size_t i = 0; i < n; i++) {
         char host[128];
         getnameinfo((const struct sockaddr *)&addrs[i].sa, addrs[i].len, host, sizeof host,
@@ -153,6 +158,8 @@ static void print_listening(const addr *addrs, size_t n)
 typedef struct options {
     addr addrs[MAX_ADDRS];
     size_t naddrs;
+    addr h2addrs[MAX_ADDRS];   /* -2: h2c */
+    size_t nh2;
     size_t threads;
     bool quiet;
 } options;
@@ -161,13 +168,19 @@ static void parse_args(int argc, char **argv, options *o)
 {
     int opt;
     o->threads = 1;
-    while ((opt = getopt(argc, argv, "l:t:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "l:2:t:qh")) != -1) {
         if (opt == 'l') {
             if (o->naddrs == MAX_ADDRS || !parse_addr(optarg, &o->addrs[o->naddrs])) {
                 fprintf(stderr, "sgback: bad listen address '%s'\n", optarg);
                 exit(2);
             }
             o->naddrs++;
+        } else if (opt == '2') {
+            if (o->nh2 == MAX_ADDRS || !parse_addr(optarg, &o->h2addrs[o->nh2])) {
+                fprintf(stderr, "sgback: bad listen address '%s'\n", optarg);
+                exit(2);
+            }
+            o->nh2++;
         } else if (opt == 't') {
             char *end;
             long t = strtol(optarg, &end, 10);
@@ -184,25 +197,25 @@ static void parse_args(int argc, char **argv, options *o)
     }
     if (optind != argc)
         usage();
-    if (o->naddrs == 0 && !parse_addr("127.0.0.1:9001", &o->addrs[o->naddrs++]))
+    if (o->naddrs == 0 && o->nh2 == 0 && !parse_addr("127.0.0.1:9001", &o->addrs[o->naddrs++]))
         exit(2);
 }
 
 /* All sockets of all threads exist before anything is announced, so a
  * test that waits for the "listening" line can connect at once. */
-static sgb_listener *open_all(options *o)
+static sgb_listener *open_all(addr *addrs, size_t naddrs, size_t threads)
 {
-    for (size_t i = 0; i < o->naddrs; i++) {
-        if (!claim_port(&o->addrs[i])) {
-            fprintf(stderr, "sgback: cannot listen on %s: %s\n", o->addrs[i].text, strerror(errno));
+    for (size_t i = 0; i < naddrs; i++) {
+        if (!claim_port(&addrs[i])) {
+            fprintf(stderr, "sgback: cannot listen on %s: %s\n", addrs[i].text, strerror(errno));
             exit(1);
         }
     }
-    sgb_listener *ls = sg_xcalloc(o->threads * o->naddrs, sizeof *ls);
-    for (size_t t = 0; t < o->threads; t++) {
-        for (size_t i = 0; i < o->naddrs; i++) {
-            if (!open_listener(&o->addrs[i], &ls[t * o->naddrs + i])) {
-                fprintf(stderr, "sgback: cannot listen on %s: %s\n", o->addrs[i].text, strerror(errno));
+    sgb_listener *ls = sg_xcalloc(threads * naddrs, sizeof *ls);
+    for (size_t t = 0; t < threads; t++) {
+        for (size_t i = 0; i < naddrs; i++) {
+            if (!open_listener(&addrs[i], &ls[t * naddrs + i])) {
+                fprintf(stderr, "sgback: cannot listen on %s: %s\n", addrs[i].text, strerror(errno));
                 exit(1);
             }
         }
@@ -237,7 +250,8 @@ int main(int argc, char **argv)
     stop_signals(&stop_sigs);
     pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
 
-    sgb_listener *ls = open_all(&o);
+    sgb_listener *ls = open_all(o.addrs, o.naddrs, o.threads);
+    sgb_listener *h2ls = o.nh2 ? open_all(o.h2addrs, o.nh2, o.threads) : NULL;
     sgb_routes_init();
     int stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (stop_fd < 0) {
@@ -245,8 +259,8 @@ int main(int argc, char **argv)
         return 1;
     }
     size_t nt = o.threads;
-    pthread_t *tids = sg_xcalloc(nt, sizeof *tids);
-    sgb_worker_args *args = sg_xcalloc(nt, sizeof *args);
+    pthread_t *tids = sg_xcalloc(2 * nt, sizeof *tids);         /* h1, then h2 */
+    sgb_worker_args *args = sg_xcalloc(2 * nt, sizeof *args);
     for (size_t t = 0; t < nt; t++) {
         args[t] = (sgb_worker_args){ .ls = &ls[t * o.naddrs], .nls = o.naddrs, .stop_fd = stop_fd };
         int e = pthread_create(&tids[t], NULL, sgb_worker_main, &args[t]);
@@ -255,18 +269,31 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (!o.quiet)
-        print_listening(o.addrs, o.naddrs);
+    for (size_t t = 0; h2ls && t < nt; t++) {
+        args[nt + t] = (sgb_worker_args){ .ls = &h2ls[t * o.nh2], .nls = o.nh2, .stop_fd = stop_fd };
+        int e = pthread_create(&tids[nt + t], NULL, sgb_h2_worker_main, &args[nt + t]);
+        if (e != 0) {
+            fprintf(stderr, "sgback: pthread_create: %s\n", strerror(e));
+            return 1;
+        }
+    }
+    if (!o.quiet) {
+        if (o.naddrs)
+            print_listening("", o.addrs, o.naddrs);
+        if (o.nh2)
+            print_listening("h2c ", o.h2addrs, o.nh2);
+    }
 
     wait_for_stop();
     uint64_t one = 1;
     if (write(stop_fd, &one, sizeof one) < 0)
         perror("sgback: eventfd write");
-    for (size_t t = 0; t < nt; t++)
+    for (size_t t = 0; t < (h2ls ? 2 * nt : nt); t++)
         pthread_join(tids[t], NULL);
     close(stop_fd);
     free(tids);
     free(args);
     free(ls);
+    free(h2ls);
     return 0;
 }

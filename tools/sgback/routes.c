@@ -11,6 +11,9 @@
  *   /close             "sgback PORT\n" with Connection: close
  *   /drop              closes at once, no answer
  *   /stats, /stats/reset   counters as JSON (reset zeroes accepted, requests)
+ *   /ws/echo, /ws/chat WebSocket upgrades (ws.c: echo; chat.c: the chat room);
+ *                      without a valid handshake 426 or 400
+ *   /chat              the chat web page (chat_page.h)
  * A malformed number in /bytes, /status, /delay answers 400 (keep-alive).
  *
  * Each request goes through sgb_route_begin (head parsed),
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "sgback.h"
+#include "chat_page.h"
 #include "core/str.h"
 
 #define PATTERN "0123456789abcdef"
@@ -70,6 +74,7 @@ static const char *reason(int status)
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -183,6 +188,12 @@ static sgb_route match(sgb_req *r, sg_str target, bool *bad)
         return SGB_R_STATS;
     if (sg_str_eq_lit(path, "/stats/reset"))
         return SGB_R_STATS_RESET;
+    if (sg_str_eq_lit(path, "/ws/echo"))
+        return SGB_R_WS_ECHO;
+    if (sg_str_eq_lit(path, "/ws/chat"))
+        return SGB_R_WS_CHAT;
+    if (sg_str_eq_lit(path, "/chat") || sg_str_eq_lit(path, "/chat/"))
+        return SGB_R_CHAT_PAGE;
     if (path_number(path, "/bytes/", &r->n, bad)) {
         r->chunked_out = query_has(query, "chunked=1");
         return SGB_R_BYTES;
@@ -217,6 +228,54 @@ static void begin_echo(sgb_conn *c, const sg_h1_message *m)
     r->echo = !r->head_method;
 }
 
+/* A WebSocket handshake: a valid one queues the 101 now (the connection
+ * is handed to ws.c when the request is done); else r->n is the status
+ * answered after the body. */
+static void begin_ws(sgb_conn *c, const sg_h1_message *m)
+{
+    sgb_req *r = &c->req;
+    sg_str path, query;
+    split_target(m->target, &path, &query);
+    char accept[32], proto[64];
+    int status = sgb_ws_handshake(m, query, accept, proto);
+    if (status != 101) {
+        r->n = (uint64_t)status;
+        return;
+    }
+    sgb_out_printf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s"
+                      "X-Backend: %u\r\n\r\n",
+                   accept, proto[0] ? "Sec-WebSocket-Protocol: " : "", proto,
+                   proto[0] ? "\r\n" : "", (unsigned)c->port);
+    r->upgrade = true;
+    r->started = true;
+    r->keep_alive = false;
+}
+
+static void respond_ws_refused(sgb_conn *c, int status)
+{
+    static const char need[] = "this is a WebSocket endpoint: send Upgrade: websocket, "
+                               "Connection: Upgrade, Sec-WebSocket-Version: 13\n";
+    static const char bad[] = "bad WebSocket handshake\n";
+    const char *body = status == 426 ? need : bad;
+    size_t n = strlen(body);
+    /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to */
+    resp_head(c, status, "text/plain", FR_LENGTH, n,
+              status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : "");
+    if (!c->req.head_method)
+        sgb_out_copy(c, body, n);
+    sgb_req_done(c);
+}
+
+static void respond_chat_page(sgb_conn *c)
+{
+    resp_head(c, 200, "text/html; charset=utf-8", FR_LENGTH, sizeof sgb_chat_page - 1,
+              "Cache-Control: no-cache\r\n");
+    if (!c->req.head_method)
+        sgb_out_static(c, sgb_chat_page, sizeof sgb_chat_page - 1);
+    sgb_req_done(c);
+}
+
 void sgb_route_begin(sgb_conn *c, const sg_h1_message *m, const char *head, size_t head_len)
 {
     sgb_req *r = &c->req;
@@ -246,6 +305,8 @@ void sgb_route_begin(sgb_conn *c, const sg_h1_message *m, const char *head, size
             sgb_out_copy(c, head, head_len);
     } else if (r->route == SGB_R_ECHO) {
         begin_echo(c, m);
+    } else if (r->route == SGB_R_WS_ECHO || r->route == SGB_R_WS_CHAT) {
+        begin_ws(c, m);
     }
 }
 
@@ -355,6 +416,16 @@ void sgb_route_body_done(sgb_conn *c)
     case SGB_R_STATS:
     case SGB_R_STATS_RESET:
         respond_stats(c, r->route == SGB_R_STATS_RESET);
+        break;
+    case SGB_R_WS_ECHO:
+    case SGB_R_WS_CHAT:
+        if (r->upgrade)
+            sgb_conn_upgrade(c);
+        else
+            respond_ws_refused(c, (int)r->n);
+        break;
+    case SGB_R_CHAT_PAGE:
+        respond_chat_page(c);
         break;
     case SGB_R_DROP:   /* never gets here: dropped at begin */
     case SGB_R_HELLO:

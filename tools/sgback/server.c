@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "sgback.h"
@@ -190,6 +191,11 @@ void sgb_conn_wait(sgb_conn *c, uint64_t ms)
     sgb_timer_arm(&c->w->timers, &c->timer, sgb_now_ms() + ms);
 }
 
+void sgb_conn_upgrade(sgb_conn *c)
+{
+    c->st = SGB_ST_UPGRADE;
+}
+
 void sgb_req_done(sgb_conn *c)
 {
     c->st = c->req.keep_alive ? SGB_ST_HEAD : SGB_ST_CLOSE;
@@ -290,7 +296,7 @@ static int read_in(sgb_conn *c)
 
 static bool want_read(const sgb_conn *c)
 {
-    return c->readable && !c->eof && c->st != SGB_ST_CLOSE;
+    return c->readable && !c->eof && c->st != SGB_ST_CLOSE && c->st != SGB_ST_UPGRADE;
 }
 
 /* ---------------- request processing ---------------- */
@@ -432,9 +438,43 @@ static bool process(sgb_conn *c)
         return false;
     case SGB_ST_WAIT:
     case SGB_ST_CLOSE:
+    case SGB_ST_UPGRADE:
         return false;
     }
     return false;
+}
+
+/* Gives the pages of a buffer back to the kernel (it reads as zeros
+ * after). The chunk itself goes back to malloc and is reused by a later
+ * connection; without this, a burst of upgrades would leave every touched
+ * page of every 64 KB buffer in flight resident behind small idle
+ * WebSockets. Only whole pages strictly inside the buffer are dropped:
+ * malloc keeps its bookkeeping at the start of a free chunk. */
+static void drop_pages(void *p, size_t n)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* The 101 is sent: the socket (still in epoll, and still counted as open)
+ * and the bytes read after the request head go to ws.c; the 64 KB of
+ * HTTP buffers are freed. */
+static void conn_handoff(sgb_conn *c)
+{
+    sgb_worker *w = c->w;
+    sgb_timer_disarm(&w->timers, &c->timer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    sgb_ws_adopt(c->fd, c->req.route, c->in + c->in_start, c->in_end - c->in_start);
+    drop_pages(c->in, sizeof c->in + sizeof c->out);
+    free(c);
 }
 
 static void conn_run(sgb_conn *c)
@@ -450,6 +490,10 @@ static void conn_run(sgb_conn *c)
                 break;
             }
             progress |= r > 0;
+        }
+        if (c->st == SGB_ST_UPGRADE && out_empty(c)) {
+            conn_handoff(c);
+            return;
         }
         if (c->st == SGB_ST_CLOSE && out_empty(c)) {
             start_close(c);
@@ -506,6 +550,8 @@ static void handle_event(sgb_worker *w, struct epoll_event *ev)
         w->stop = true;
     } else if (kind == SGB_EV_LISTENER) {
         listener_accept(w, ev->data.ptr);
+    } else if (kind == SGB_EV_WS || kind == SGB_EV_CHAT) {
+        sgb_ws_event(ev->data.ptr, ev->events);
     } else {
         sgb_conn *c = ev->data.ptr;
         if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -535,6 +581,7 @@ void *sgb_worker_main(void *arg)
     /* The stop eventfd is level-triggered and never read: every worker sees it. */
     if (!worker_add(&w, a->stop_fd, &stop_tag, EPOLLIN))
         exit(1);
+    sgb_ws_thread_init(w.epfd);
     for (size_t i = 0; i < a->nls; i++)
         if (!worker_add(&w, a->ls[i].fd, &a->ls[i], EPOLLIN | EPOLLET))
             exit(1);
@@ -548,9 +595,11 @@ void *sgb_worker_main(void *arg)
         for (int i = 0; i < n; i++)
             handle_event(&w, &evs[i]);
         run_timers(&w);
+        sgb_ws_tick();
     }
     while (w.conns)
         conn_free(w.conns);
+    sgb_ws_thread_done();
     for (size_t i = 0; i < a->nls; i++)
         close(a->ls[i].fd);
     close(w.epfd);

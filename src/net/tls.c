@@ -1,0 +1,852 @@
+/* TLS transport on OpenSSL 3: contexts built at load time, connections
+ * driven by edge-triggered non-blocking sockets. See tls.h. */
+#include "net/tls.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "core/log.h"
+#include "net/sock.h"
+#include "proxy/router.h"
+
+struct sg_tls_conn {
+    SSL *ssl;
+    const sg_listen_group *group;      /* server side: SNI and ALPN choose within it */
+    const sg_server_conf *server;      /* server side: the block SNI chose */
+    bool server_side;
+    bool hs_done;
+    bool hs_want_write;
+    bool read_wants_write, write_wants_read;
+    bool eof;                          /* close_notify or FIN seen: reads return 0 */
+    bool fatal;                        /* a TLS or socket error: no more I/O, no close_notify */
+    int err;                           /* errno reported again after a fatal error */
+    char peer[56];                     /* "1.2.3.4:5678" / "[v6]:port" for log lines */
+};
+
+/* ---------------- errors ---------------- */
+
+/* "SSL: error:...: ... error:...: ..." from the thread's OpenSSL error
+ * queue, which is left empty (a stale entry would make the next
+ * SSL_get_error() lie). */
+static void ssl_errors(char *buf, size_t n)
+{
+    size_t off = (size_t)snprintf(buf, n, "SSL:");
+    unsigned long e;
+    while ((e = ERR_get_error()) != 0) {
+        char one[256];
+        ERR_error_string_n(e, one, sizeof(one));
+        if (off + 1 < n) off += (size_t)snprintf(buf + off, n - off, " %s", one);
+    }
+    ERR_clear_error();
+}
+
+/* msg = "what (SSL: ...)"; false always, for one-line failure returns. */
+static bool ctx_fail(char *msg, size_t msglen, sg_conf_pos *where, sg_conf_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static bool ctx_fail(char *msg, size_t msglen, sg_conf_pos *where, sg_conf_pos pos, const char *fmt, ...)
+{
+    char what[600], ssl[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    ssl_errors(ssl, sizeof(ssl));
+    if (strcmp(ssl, "SSL:") == 0) snprintf(msg, msglen, "%s", what);
+    else snprintf(msg, msglen, "%s (%s)", what, ssl);
+    *where = pos;
+    return false;
+}
+
+/* Logs a failed call on connection c; a peer's garbage is worth "info"
+ * (nginx's level for client-side errors), an upstream's an "error". */
+static void conn_log(const sg_tls_conn *c, const char *call, int sslerr, int sys_errno)
+{
+    char detail[600];
+    if (sslerr == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        ERR_clear_error();
+        if (sys_errno) snprintf(detail, sizeof(detail), "%d: %s", sys_errno, strerror(sys_errno));
+        else snprintf(detail, sizeof(detail), "unexpected end of stream");
+    } else {
+        ssl_errors(detail, sizeof(detail));
+    }
+    const char *when = c->hs_done ? "" : " while SSL handshaking";
+    if (c->server_side) {
+        sg_log(SG_LOG_INFO, "%s failed (%s)%s, client: %s", call, detail, when, c->peer);
+        return;
+    }
+    long vr = SSL_get_verify_result(c->ssl);
+    if (!c->hs_done && vr != X509_V_OK)
+        sg_log(SG_LOG_ERROR, "upstream SSL certificate verify error: (%ld:%s)%s to upstream, upstream: %s",
+               vr, X509_verify_cert_error_string(vr), when, c->peer);
+    else
+        sg_log(SG_LOG_ERROR, "%s failed (%s)%s to upstream, upstream: %s", call, detail, when, c->peer);
+}
+
+/* ---------------- contexts: common parts ---------------- */
+
+static void set_protocols(SSL_CTX *ctx, uint32_t mask)
+{
+    static const struct { uint32_t bit; int version; uint64_t no; } v[] = {
+        { SG_SSL_TLSv1, TLS1_VERSION, SSL_OP_NO_TLSv1 },
+        { SG_SSL_TLSv1_1, TLS1_1_VERSION, SSL_OP_NO_TLSv1_1 },
+        { SG_SSL_TLSv1_2, TLS1_2_VERSION, SSL_OP_NO_TLSv1_2 },
+        { SG_SSL_TLSv1_3, TLS1_3_VERSION, SSL_OP_NO_TLSv1_3 },
+    };
+    int lo = 0, hi = 0;
+    uint64_t no = 0;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        if (mask & v[i].bit) {
+            if (!lo) lo = v[i].version;
+            hi = v[i].version;
+        } else {
+            no |= v[i].no;                 /* a hole such as "TLSv1 TLSv1.2" */
+        }
+    }
+    SSL_CTX_set_min_proto_version(ctx, lo);
+    SSL_CTX_set_max_proto_version(ctx, hi);
+    SSL_CTX_set_options(ctx, no);
+}
+
+/* What every context shares: partial writes from a buffer that may move
+ * (the codec's queue), record buffers released when empty (idle
+ * connections cost little), no renegotiation, and a peer's missing
+ * close_notify treated as an end of stream (HTTP frames its messages). */
+static SSL_CTX *ctx_base(const SSL_METHOD *method, uint32_t protocols, const sg_ssl_value *ciphers,
+                         char *msg, size_t msglen, sg_conf_pos *where)
+{
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(method);
+    if (!ctx) {
+        ctx_fail(msg, msglen, where, ciphers->pos, "SSL_CTX_new() failed");
+        return NULL;
+    }
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_clear_mode(ctx, SSL_MODE_AUTO_RETRY);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_read_ahead(ctx, 1);        /* one read() takes several records */
+    set_protocols(ctx, protocols);
+    if (ciphers->s && SSL_CTX_set_cipher_list(ctx, ciphers->s) != 1) {
+        ctx_fail(msg, msglen, where, ciphers->pos, "SSL_CTX_set_cipher_list(\"%s\") failed", ciphers->s);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Encrypted keys would make OpenSSL prompt on the terminal: refuse them
+ * instead (ssl_password_file is not supported). */
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    return 0;
+}
+
+static bool readable(const sg_ssl_value *v, const char *what, char *msg, size_t msglen, sg_conf_pos *where)
+{
+    FILE *f = fopen(v->s, "r");
+    if (f) {
+        fclose(f);
+        return true;
+    }
+    int e = errno;
+    return ctx_fail(msg, msglen, where, v->pos, "cannot load %s \"%s\": open() failed (%d: %s)",
+                    what, v->s, e, strerror(e));
+}
+
+static EVP_PKEY *read_key(const char *path)
+{
+    BIO *b = BIO_new_file(path, "r");
+    if (!b) return NULL;
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, no_password, NULL);
+    BIO_free(b);
+    return k;
+}
+
+/* One ssl_certificate + ssl_certificate_key pair; OpenSSL files it by key
+ * type, so an RSA and an ECDSA pair live side by side. */
+static bool load_pair(SSL_CTX *ctx, const sg_ssl_value *cert, const sg_ssl_value *key,
+                      char *msg, size_t msglen, sg_conf_pos *where)
+{
+    ERR_clear_error();
+    if (!readable(cert, "certificate", msg, msglen, where)) return false;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert->s) != 1)
+        return ctx_fail(msg, msglen, where, cert->pos, "cannot load certificate \"%s\"", cert->s);
+    X509 *x = SSL_CTX_get0_certificate(ctx);          /* the one just loaded */
+    if (!readable(key, "certificate key", msg, msglen, where)) return false;
+    EVP_PKEY *k = read_key(key->s);
+    if (!k) return ctx_fail(msg, msglen, where, key->pos, "cannot load certificate key \"%s\"", key->s);
+    bool ok = true;
+    if (!x || X509_check_private_key(x, k) != 1)
+        ok = ctx_fail(msg, msglen, where, key->pos, "certificate key \"%s\" does not match certificate \"%s\"",
+                      key->s, cert->s);
+    else if (SSL_CTX_use_PrivateKey(ctx, k) != 1)
+        ok = ctx_fail(msg, msglen, where, key->pos, "cannot use certificate key \"%s\"", key->s);
+    EVP_PKEY_free(k);
+    return ok;
+}
+
+/* ---------------- server contexts ---------------- */
+
+static int ctx_conf_index = -1;          /* SSL_CTX ex_data slot: its sg_ssl_conf */
+
+static bool host_char(unsigned char ch)
+{
+    return isalnum(ch) || ch == '-' || ch == '.' || ch == '_';
+}
+
+/* SNI: the server block of the connection's listen group for that name
+ * (the router's server_name rules: exact, wildcards, regexes), and its
+ * context if it has its own certificates. */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    sg_tls_conn *c = SSL_get_app_data(ssl);
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!c || !c->group || !name) return SSL_TLSEXT_ERR_OK;
+    char host[256];
+    size_t n = strlen(name);
+    if (n > 0 && name[n - 1] == '.') n--;  /* "a.test." is "a.test" */
+    if (n == 0 || n >= sizeof(host)) goto bad;
+    for (size_t i = 0; i < n; i++) {
+        if (!host_char((unsigned char)name[i])) goto bad;
+        host[i] = (char)tolower((unsigned char)name[i]);
+    }
+    host[n] = '\0';
+    const sg_server_conf *s = sg_router_server(c->group, (sg_str){ host, n }, NULL);
+    if (!s) return SSL_TLSEXT_ERR_OK;
+    c->server = s;
+    SSL_CTX *ctx = s->ssl.ctx;
+    if (!ctx || ctx == SSL_get_SSL_CTX(ssl)) return SSL_TLSEXT_ERR_OK;
+    if (!SSL_set_SSL_CTX(ssl, ctx)) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    /* SSL_set_SSL_CTX swaps certificates only: options and ciphers of the
+     * chosen server are copied by hand, as nginx does. */
+    SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
+    SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+    if (s->ssl.ciphers.s) SSL_set_cipher_list(ssl, s->ssl.ciphers.s);
+    ERR_clear_error();
+    return SSL_TLSEXT_ERR_OK;
+bad:
+    *alert = SSL_AD_UNRECOGNIZED_NAME;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* ALPN: "h2" first where the address serves HTTP/2, then HTTP/1.x. A
+ * client that offers none of these is refused (no_application_protocol),
+ * as nginx >= 1.21.4 does. */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char with_h2[] = "\x02h2\x08http/1.1\x08http/1.0\x08http/0.9";
+    static const unsigned char h1_only[] = "\x08http/1.1\x08http/1.0\x08http/0.9";
+    sg_tls_conn *c = SSL_get_app_data(ssl);
+    bool h2 = c && c->group && c->group->http2;
+    const unsigned char *srv = h2 ? with_h2 : h1_only;
+    unsigned int srvlen = h2 ? sizeof(with_h2) - 1 : sizeof(h1_only) - 1;
+    if (SSL_select_next_proto((unsigned char **)out, outlen, srv, srvlen, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static bool set_session_cache(SSL_CTX *ctx, const sg_ssl_conf *sc, const unsigned char keys[80],
+                              char *msg, size_t msglen, sg_conf_pos *where)
+{
+    SSL_CTX_set_timeout(ctx, (long)(sc->session_timeout_ms / 1000));
+    if (sc->session_cache == SG_SSL_CACHE_OFF) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    } else if (sc->session_cache == SG_SSL_CACHE_NONE) {
+        /* nginx's "none": claim a cache (some clients misbehave when a
+         * server says it has none) but store nothing */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_AUTO_CLEAR |
+                                            SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_cache_size(ctx, 1);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_sess_set_cache_size(ctx, sc->session_cache_size);
+    }
+    if (!sc->session_tickets) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        /* TLS 1.3 would still send (stateful) tickets nobody can use */
+        if (sc->session_cache != SG_SSL_CACHE_ON) SSL_CTX_set_num_tickets(ctx, 0);
+        return true;
+    }
+    if (SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)keys, 80) != 1)
+        return ctx_fail(msg, msglen, where, sc->ciphers.pos, "cannot set session ticket keys");
+    return true;
+}
+
+/* Servers with the same certificates resume each other's sessions (as
+ * nginx's context id, a hash of the certificates, allows); others not. */
+static void set_sid_context(SSL_CTX *ctx, const sg_ssl_conf *sc)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    if (h && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1) {
+        EVP_DigestUpdate(h, "streamgate", 10);
+        for (size_t i = 0; i < sc->ncerts; i++) EVP_DigestUpdate(h, sc->certs[i].s, strlen(sc->certs[i].s) + 1);
+        EVP_DigestFinal_ex(h, md, &mdlen);
+    }
+    EVP_MD_CTX_free(h);
+    if (mdlen > SSL_MAX_SID_CTX_LENGTH) mdlen = SSL_MAX_SID_CTX_LENGTH;
+    if (mdlen) SSL_CTX_set_session_id_context(ctx, md, mdlen);
+    ERR_clear_error();
+}
+
+static bool set_dh_and_curves(SSL_CTX *ctx, const sg_ssl_conf *sc, char *msg, size_t msglen, sg_conf_pos *where)
+{
+    if (sc->dhparam.s) {
+        if (!readable(&sc->dhparam, "DH parameters", msg, msglen, where)) return false;
+        BIO *b = BIO_new_file(sc->dhparam.s, "r");
+        EVP_PKEY *dh = b ? PEM_read_bio_Parameters(b, NULL) : NULL;
+        BIO_free(b);
+        if (!dh || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
+            EVP_PKEY_free(dh);
+            return ctx_fail(msg, msglen, where, sc->dhparam.pos, "cannot load DH parameters \"%s\"", sc->dhparam.s);
+        }
+    }
+    const char *curves = sc->ecdh_curve.s;
+    if (curves && strcmp(curves, "auto") != 0 && SSL_CTX_set1_groups_list(ctx, curves) != 1)
+        return ctx_fail(msg, msglen, where, sc->ecdh_curve.pos, "SSL_CTX_set1_curves_list(\"%s\") failed", curves);
+    return true;
+}
+
+SSL_CTX *sg_tls_server_ctx_new(const sg_ssl_conf *sc, const unsigned char ticket_keys[80],
+                               char *msg, size_t msglen, sg_conf_pos *where)
+{
+    if (ctx_conf_index < 0) ctx_conf_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    SSL_CTX *ctx = ctx_base(TLS_server_method(), sc->protocols, &sc->ciphers, msg, msglen, where);
+    if (!ctx) return NULL;
+    if (sc->prefer_server_ciphers) SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    bool ok = true;
+    for (size_t i = 0; ok && i < sc->ncerts; i++) ok = load_pair(ctx, &sc->certs[i], &sc->keys[i], msg, msglen, where);
+    ok = ok && set_dh_and_curves(ctx, sc, msg, msglen, where) &&
+         set_session_cache(ctx, sc, ticket_keys, msg, msglen, where);
+    if (!ok) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    set_sid_context(ctx, sc);
+    SSL_CTX_set_ex_data(ctx, ctx_conf_index, (void *)sc);
+    SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+    ERR_clear_error();
+    return ctx;
+}
+
+/* ---------------- client contexts ---------------- */
+
+SSL_CTX *sg_tls_client_ctx_new(const sg_ssl_upstream_conf *u, bool h2, sg_conf_pos at,
+                               char *msg, size_t msglen, sg_conf_pos *where)
+{
+    const char *pfx = h2 ? "grpc_ssl" : "proxy_ssl";
+    if (u->verify && !u->trusted_certificate.s) {
+        ctx_fail(msg, msglen, where, at, "no \"%s_trusted_certificate\" for \"%s_verify\"", pfx, pfx);
+        return NULL;
+    }
+    if (u->certificate.s && !u->certificate_key.s) {
+        ctx_fail(msg, msglen, where, u->certificate.pos,
+                 "no \"%s_certificate_key\" is defined for certificate \"%s\"", pfx, u->certificate.s);
+        return NULL;
+    }
+    SSL_CTX *ctx = ctx_base(TLS_client_method(), u->protocols, &u->ciphers, msg, msglen, where);
+    if (!ctx) return NULL;
+    bool ok = true;
+    if (u->trusted_certificate.s) {
+        ok = readable(&u->trusted_certificate, "trusted certificate", msg, msglen, where);
+        if (ok && SSL_CTX_load_verify_locations(ctx, u->trusted_certificate.s, NULL) != 1)
+            ok = ctx_fail(msg, msglen, where, u->trusted_certificate.pos,
+                          "SSL_CTX_load_verify_locations(\"%s\") failed", u->trusted_certificate.s);
+    }
+    if (ok && u->certificate.s) ok = load_pair(ctx, &u->certificate, &u->certificate_key, msg, msglen, where);
+    static const unsigned char alpn_h2[] = "\x02h2", alpn_h1[] = "\x08http/1.1";
+    if (ok && SSL_CTX_set_alpn_protos(ctx, h2 ? alpn_h2 : alpn_h1, h2 ? 3 : 9) != 0)  /* 0 is success */
+        ok = ctx_fail(msg, msglen, where, at, "SSL_CTX_set_alpn_protos() failed");
+    if (!ok) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (u->verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_verify_depth(ctx, (int)u->verify_depth);
+    }
+    /* Sessions are kept by the caller per peer (sg_tls_session_get), not
+     * in an internal cache. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (!u->session_reuse) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    ERR_clear_error();
+    return ctx;
+}
+
+void sg_tls_ctx_free(SSL_CTX *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+/* ---------------- connections ---------------- */
+
+static sg_tls_conn *conn_new(SSL_CTX *ctx, int fd, const struct sockaddr *peer, bool server)
+{
+    ERR_clear_error();
+    sg_tls_conn *c = sg_xcalloc(1, sizeof(*c));
+    c->server_side = server;
+    if (peer) sg_sockaddr_str(peer, c->peer, sizeof(c->peer));
+    else snprintf(c->peer, sizeof(c->peer), "-");
+    c->ssl = SSL_new(ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+        char e[512];
+        ssl_errors(e, sizeof(e));
+        sg_log_error("SSL_new() failed (%s), %s: %s", e, server ? "client" : "upstream", c->peer);
+        SSL_free(c->ssl);
+        free(c);
+        return NULL;
+    }
+    SSL_set_app_data(c->ssl, c);
+    if (server) SSL_set_accept_state(c->ssl);
+    else SSL_set_connect_state(c->ssl);
+    return c;
+}
+
+sg_tls_conn *sg_tls_server_new(const sg_listen_group *g, int fd, const struct sockaddr *peer)
+{
+    const sg_server_conf *s = g->default_server;
+    if (!s || !s->ssl.ctx) {
+        sg_log_error("no SSL context for %s", g->text ? g->text : "?");
+        return NULL;
+    }
+    sg_tls_conn *c = conn_new(s->ssl.ctx, fd, peer, true);
+    if (!c) return NULL;
+    c->group = g;
+    c->server = s;
+    return c;
+}
+
+static bool is_ip(const char *name)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
+sg_tls_conn *sg_tls_client_new(SSL_CTX *ctx, int fd, const char *sni, const char *verify_name,
+                               sg_tls_session *reuse, const struct sockaddr *peer)
+{
+    sg_tls_conn *c = conn_new(ctx, fd, peer, false);
+    if (!c) return NULL;
+    bool ok = true;
+    if (sni && *sni && !is_ip(sni)) ok = SSL_set_tlsext_host_name(c->ssl, sni) == 1;  /* RFC 6066: no IPs */
+    if (ok && verify_name && *verify_name && (SSL_get_verify_mode(c->ssl) & SSL_VERIFY_PEER)) {
+        if (is_ip(verify_name)) {
+            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), verify_name) == 1;
+        } else {
+            SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            ok = SSL_set1_host(c->ssl, verify_name) == 1;
+        }
+    }
+    if (ok && reuse) ok = SSL_set_session(c->ssl, reuse) == 1;
+    if (!ok) {
+        conn_log(c, "SSL_set1_host()", SSL_ERROR_SSL, 0);
+        sg_tls_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* A failure that ends the connection: remembered, so later calls report
+ * it again instead of touching a broken SSL object. */
+static void conn_fatal(sg_tls_conn *c, const char *call, int sslerr, int sys_errno)
+{
+    conn_log(c, call, sslerr, sys_errno);
+    c->fatal = true;
+    c->err = sslerr == SSL_ERROR_SYSCALL && sys_errno ? sys_errno : (sslerr == SSL_ERROR_SYSCALL ? ECONNRESET : EPROTO);
+    errno = c->err;
+}
+
+sg_io_result sg_tls_handshake(sg_tls_conn *c)
+{
+    if (c->fatal) {
+        errno = c->err;
+        return SG_IO_ERROR;
+    }
+    if (c->hs_done) return SG_IO_DONE;
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_do_handshake(c->ssl);
+    int sys = errno;
+    if (r == 1) {
+        c->hs_done = true;
+        return SG_IO_DONE;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        c->hs_want_write = e == SSL_ERROR_WANT_WRITE;
+        ERR_clear_error();
+        return SG_IO_AGAIN;
+    }
+    conn_fatal(c, "SSL_do_handshake()", e, sys);
+    return SG_IO_ERROR;
+}
+
+bool sg_tls_want_write(const sg_tls_conn *c)
+{
+    return c->hs_want_write;
+}
+
+/* One SSL_read_ex: 1 with bytes, 0 would block, -1 end of stream, -2 fatal. */
+static int read_once(sg_tls_conn *c, char *buf, size_t n, size_t *got)
+{
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_read_ex(c->ssl, buf, n, got);
+    int sys = errno;
+    if (r == 1) return 1;
+    int e = SSL_get_error(c->ssl, r);
+    switch (e) {
+    case SSL_ERROR_WANT_WRITE:
+        c->read_wants_write = true;
+        /* fall through */
+    case SSL_ERROR_WANT_READ:
+        ERR_clear_error();
+        return 0;
+    case SSL_ERROR_ZERO_RETURN:
+        c->eof = true;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        if (sys == 0 && ERR_peek_error() == 0) {   /* a plain FIN */
+            c->eof = true;
+            return -1;
+        }
+        /* fall through */
+    default:
+        conn_fatal(c, "SSL_read()", e, sys);
+        return -2;
+    }
+}
+
+ssize_t sg_tls_read(sg_tls_conn *c, void *buf, size_t n)
+{
+    if (c->fatal) {
+        errno = c->err;
+        return -1;
+    }
+    if (c->eof) return 0;
+    c->read_wants_write = false;
+    size_t total = 0;
+    int r = 1;
+    /* Fill the buffer until the socket would block: codecs take a short
+     * read as "drained", and with edge-triggered events an undrained
+     * socket would never wake them again. */
+    while (total < n) {
+        size_t got = 0;
+        r = read_once(c, (char *)buf + total, n - total, &got);
+        if (r != 1) break;
+        total += got;
+    }
+    if (total > 0) return (ssize_t)total;
+    if (r == -1) return 0;
+    if (r == -2) {
+        errno = c->err;
+        return -1;
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+static _Thread_local unsigned char wbuf[SG_TLS_RECORD];
+
+/* The next record's plaintext from position (i, off) of iov: a slice of
+ * one big piece as is, or small pieces copied together into wbuf. */
+static size_t next_record(const struct iovec *iov, int iovcnt, int i, size_t off, const void **p)
+{
+    size_t left = iov[i].iov_len - off;
+    if (left >= SG_TLS_RECORD) {
+        *p = (const char *)iov[i].iov_base + off;
+        return SG_TLS_RECORD;
+    }
+    size_t n = 0;
+    for (; i < iovcnt && n < SG_TLS_RECORD; i++, off = 0) {
+        size_t k = iov[i].iov_len - off;
+        if (k > SG_TLS_RECORD - n) k = SG_TLS_RECORD - n;
+        memcpy(wbuf + n, (const char *)iov[i].iov_base + off, k);
+        n += k;
+    }
+    *p = wbuf;
+    return n;
+}
+
+/* 1 written (*w bytes), 0 would block, -1 fatal. */
+static int write_once(sg_tls_conn *c, const void *p, size_t n, size_t *w)
+{
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_write_ex(c->ssl, p, n, w);
+    int sys = errno;
+    if (r == 1) return 1;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        c->write_wants_read = e == SSL_ERROR_WANT_READ;
+        ERR_clear_error();
+        return 0;
+    }
+    conn_fatal(c, "SSL_write()", e, sys == EPIPE ? EPIPE : sys);
+    return -1;
+}
+
+ssize_t sg_tls_writev(sg_tls_conn *c, const struct iovec *iov, int iovcnt)
+{
+    if (c->fatal) {
+        errno = c->err;
+        return -1;
+    }
+    c->write_wants_read = false;
+    size_t total = 0, off = 0;
+    int i = 0;
+    for (;;) {
+        while (i < iovcnt && off == iov[i].iov_len) {
+            i++;
+            off = 0;
+        }
+        if (i == iovcnt) break;
+        const void *p;
+        size_t n = next_record(iov, iovcnt, i, off, &p), w = 0;
+        int r = write_once(c, p, n, &w);
+        if (r < 0) {
+            if (total > 0) break;          /* report the bytes taken; the error comes next call */
+            return -1;
+        }
+        if (r == 0) {
+            if (total > 0) break;
+            errno = EAGAIN;
+            return -1;
+        }
+        total += w;
+        for (size_t left = w; left > 0;) {     /* advance (i, off) by w */
+            size_t k = iov[i].iov_len - off;
+            if (left < k) {
+                off += left;
+                break;
+            }
+            left -= k;
+            i++;
+            off = 0;
+        }
+    }
+    return (ssize_t)total;
+}
+
+bool sg_tls_pending(const sg_tls_conn *c)
+{
+    return c->eof || c->fatal || SSL_has_pending(c->ssl);
+}
+
+bool sg_tls_read_wants_write(const sg_tls_conn *c)
+{
+    return c->read_wants_write;
+}
+
+bool sg_tls_write_wants_read(const sg_tls_conn *c)
+{
+    return c->write_wants_read;
+}
+
+sg_str sg_tls_alpn(const sg_tls_conn *c)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(c->ssl, &p, &n);
+    return p && n ? (sg_str){ (const char *)p, n } : (sg_str){ "", 0 };
+}
+
+bool sg_tls_alpn_is_h2(const sg_tls_conn *c)
+{
+    return sg_str_eq_lit(sg_tls_alpn(c), "h2");
+}
+
+const char *sg_tls_server_name(const sg_tls_conn *c)
+{
+    return SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
+const sg_server_conf *sg_tls_server(const sg_tls_conn *c)
+{
+    return c->server;
+}
+
+const char *sg_tls_protocol(const sg_tls_conn *c)
+{
+    return SSL_get_version(c->ssl);
+}
+
+const char *sg_tls_cipher(const sg_tls_conn *c)
+{
+    return SSL_get_cipher_name(c->ssl);
+}
+
+bool sg_tls_session_reused(const sg_tls_conn *c)
+{
+    return SSL_session_reused(c->ssl) == 1;
+}
+
+sg_tls_session *sg_tls_session_get(sg_tls_conn *c)
+{
+    SSL_SESSION *s = SSL_get1_session(c->ssl);
+    if (s && !SSL_SESSION_is_resumable(s)) {
+        SSL_SESSION_free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+void sg_tls_session_free(sg_tls_session *s)
+{
+    SSL_SESSION_free(s);
+}
+
+sg_io_result sg_tls_shutdown(sg_tls_conn *c)
+{
+    if (!c->hs_done || c->fatal) return SG_IO_DONE;   /* OpenSSL forbids it after a fatal error */
+    ERR_clear_error();
+    int r = SSL_shutdown(c->ssl);
+    int e = r < 0 ? SSL_get_error(c->ssl, r) : SSL_ERROR_NONE;
+    ERR_clear_error();
+    return e == SSL_ERROR_WANT_WRITE ? SG_IO_AGAIN : SG_IO_DONE;
+}
+
+void sg_tls_free(sg_tls_conn *c)
+{
+    if (!c) return;
+    SSL_free(c->ssl);
+    ERR_clear_error();
+    free(c);
+}
+
+/* ---------------- server handshakes before a codec takes over ---------------- */
+
+typedef struct hs_conn hs_conn;
+struct hs_conn {
+    sg_io io;                          /* first: the loop hands back &io */
+    sg_timer timer;
+    sg_loop *loop;
+    sg_conf *gen;
+    sg_tls_conn *tls;
+    sg_tls_ready_fn ready;
+    void *arg;
+    struct sockaddr_storage peer, local;
+    socklen_t peerlen, locallen;
+    hs_conn *next, **pprev;            /* the thread's handshakes */
+};
+
+static _Thread_local hs_conn *hs_list;
+static _Thread_local size_t hs_count;
+
+static void hs_end(hs_conn *h, bool close_fd)
+{
+    sg_timer_disarm(&h->timer);
+    sg_loop_del(h->loop, &h->io);
+    *h->pprev = h->next;
+    if (h->next) h->next->pprev = h->pprev;
+    hs_count--;
+    if (close_fd) {
+        sg_tls_free(h->tls);
+        close(h->io.fd);
+    }
+    sg_conf_unref(h->gen);
+    free(h);
+}
+
+static void hs_step(hs_conn *h)
+{
+    sg_io_result r = sg_tls_handshake(h->tls);
+    if (r == SG_IO_AGAIN) return;
+    if (r == SG_IO_ERROR) {
+        hs_end(h, true);
+        return;
+    }
+    sg_tls_accepted a = {
+        .tls = h->tls, .fd = h->io.fd,
+        .peer = (const struct sockaddr *)&h->peer, .peerlen = h->peerlen,
+        .local = (const struct sockaddr *)&h->local, .locallen = h->locallen,
+    };
+    sg_tls_ready_fn ready = h->ready;
+    void *arg = h->arg;
+    sg_conf_ref(h->gen);               /* the group stays valid while ready() looks at it */
+    sg_conf *gen = h->gen;
+    hs_end(h, false);
+    ready(&a, arg);
+    sg_conf_unref(gen);
+}
+
+static void hs_on_event(sg_io *io, uint32_t events)
+{
+    hs_step((hs_conn *)io);
+}
+
+static void hs_on_timeout(sg_timer *t)
+{
+    hs_conn *h = (hs_conn *)((char *)t - offsetof(hs_conn, timer));
+    sg_log(SG_LOG_INFO, "client timed out while SSL handshaking, client: %s", h->tls->peer);
+    hs_end(h, true);
+}
+
+void sg_tls_accept(sg_loop *l, sg_conf *gen, const sg_listen_group *g, int fd,
+                   const struct sockaddr *peer, socklen_t peerlen,
+                   const struct sockaddr *local, socklen_t locallen,
+                   uint32_t timeout_ms, sg_tls_ready_fn ready, void *arg)
+{
+    sg_tls_conn *tls = sg_tls_server_new(g, fd, peer);
+    if (!tls) {
+        close(fd);
+        return;
+    }
+    hs_conn *h = sg_xcalloc(1, sizeof(*h));
+    h->io.fd = fd;
+    h->io.on_event = hs_on_event;
+    h->loop = l;
+    h->gen = gen;
+    sg_conf_ref(gen);
+    h->tls = tls;
+    h->ready = ready;
+    h->arg = arg;
+    if (peerlen > sizeof(h->peer)) peerlen = sizeof(h->peer);
+    if (locallen > sizeof(h->local)) locallen = sizeof(h->local);
+    memcpy(&h->peer, peer, peerlen);
+    memcpy(&h->local, local, locallen);
+    h->peerlen = peerlen;
+    h->locallen = locallen;
+    h->next = hs_list;
+    if (hs_list) hs_list->pprev = &h->next;
+    h->pprev = &hs_list;
+    hs_list = h;
+    hs_count++;
+    sg_timer_init(&h->timer, hs_on_timeout);
+    if (sg_loop_add(l, &h->io) < 0) {
+        sg_log_error("epoll_ctl() failed: %s, client: %s", strerror(errno), tls->peer);
+        hs_end(h, true);
+        return;
+    }
+    sg_timer_arm(l, &h->timer, timeout_ms);
+    hs_step(h);                        /* the ClientHello may be there already */
+}
+
+size_t sg_tls_accept_count(void)
+{
+    return hs_count;
+}
+
+void sg_tls_accept_close_all(void)
+{
+    while (hs_list) hs_end(hs_list, true);
+}

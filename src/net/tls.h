@@ -1,0 +1,166 @@
+/* TLS on non-blocking, edge-triggered sockets (OpenSSL 3).
+ *
+ * Two halves:
+ * - Contexts, built once per generation at load time (conf/ssl_conf.c calls
+ *   the builders): one server SSL_CTX per distinct ssl_* setting of a
+ *   server block, one client SSL_CTX per distinct proxy_ssl_* / grpc_ssl_*
+ *   setting. They are shared read-only by every worker thread (OpenSSL 3
+ *   locks its session cache itself) and freed with the generation.
+ * - Connections (sg_tls_conn): the transport the codecs use instead of
+ *   read()/writev() on an ssl listen group or a TLS upstream. The calls keep
+ *   the socket calls' conventions (-1 + errno EAGAIN when the socket would
+ *   block, 0 at the end of the stream), so a codec changes its two I/O
+ *   functions and nothing else.
+ *
+ * Memory follows traffic: SSL_MODE_RELEASE_BUFFERS frees OpenSSL's record
+ * buffers whenever they are empty, and writes are coalesced into one
+ * per-thread 16 KB buffer, so an idle TLS connection holds only its SSL
+ * object (a few KB). Errors are logged with the peer's address, the
+ * OpenSSL error queue is cleared around every call, and nothing here ever
+ * aborts the process for a peer's doing. */
+#ifndef SG_NET_TLS_H
+#define SG_NET_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "conf/conf.h"
+#include "core/buf.h"
+#include "core/loop.h"
+#include "core/str.h"
+
+typedef struct sg_tls_conn sg_tls_conn;
+typedef struct ssl_session_st sg_tls_session;   /* OpenSSL's SSL_SESSION */
+
+/* The largest plaintext one record carries: writes are cut at this size. */
+#define SG_TLS_RECORD 16384
+
+/* ---------------- contexts (load time, main thread) ---------------- */
+
+/* Server context for one server block's ssl_* values. `ticket_keys`: the
+ * generation's 80 random bytes (name, HMAC and AES keys), the same for
+ * every context so that a ticket issued under one server's context is
+ * readable under the context SNI switches to. On error returns NULL, the
+ * message in msg and the position of the directive to blame in *where.
+ * Installs the SNI and ALPN callbacks; `sc` must outlive the context's
+ * handshakes (it lives in the generation, which they hold). */
+struct ssl_ctx_st *sg_tls_server_ctx_new(const sg_ssl_conf *sc, const unsigned char ticket_keys[80],
+                                         char *msg, size_t msglen, sg_conf_pos *where);
+
+/* Client context for proxy_ssl_* / grpc_ssl_* values. `h2` offers ALPN "h2"
+ * (gRPC), else "http/1.1". `at` is reported when no single directive is to
+ * blame (proxy_ssl_verify without a trusted certificate). */
+struct ssl_ctx_st *sg_tls_client_ctx_new(const sg_ssl_upstream_conf *u, bool h2, sg_conf_pos at,
+                                         char *msg, size_t msglen, sg_conf_pos *where);
+
+void sg_tls_ctx_free(struct ssl_ctx_st *ctx);
+
+/* ---------------- connections ---------------- */
+
+/* Server side of accepted socket fd on listen group g (SNI picks the
+ * server among g's servers; ALPN offers "h2" only when g->http2). The
+ * context is g's default server's. `peer` (may be NULL) is kept as text
+ * for log lines. NULL if OpenSSL cannot allocate. Does not own fd. */
+sg_tls_conn *sg_tls_server_new(const sg_listen_group *g, int fd, const struct sockaddr *peer);
+
+/* Client side on connected (or connecting) socket fd. `sni`: the name sent
+ * as server_name (NULL: none); `verify_name`: the name or IP address the
+ * certificate must match when the context verifies (NULL: any); `reuse`:
+ * a session to resume (from sg_tls_session_get on an earlier connection
+ * to the same peer), or NULL. */
+sg_tls_conn *sg_tls_client_new(struct ssl_ctx_st *ctx, int fd, const char *sni, const char *verify_name,
+                               sg_tls_session *reuse, const struct sockaddr *peer);
+
+/* Advances the handshake: SG_IO_DONE when finished, SG_IO_AGAIN when the
+ * socket would block (sg_tls_want_write() tells which readiness it waits
+ * for; calling again on any event is fine too), SG_IO_ERROR when it failed
+ * (logged; close the connection). */
+sg_io_result sg_tls_handshake(sg_tls_conn *c);
+bool sg_tls_want_write(const sg_tls_conn *c);
+
+/* Like read(2) on the socket: >0 bytes of plaintext, 0 at the end of the
+ * stream (close_notify or the peer's FIN), -1 + errno: EAGAIN (wait for
+ * input, or for output when sg_tls_read_wants_write()), EPROTO (a TLS
+ * error, logged) or the socket's errno. It fills `buf` until the socket
+ * would block, so a short count means the socket was drained, as a short
+ * read() does, unless sg_tls_pending() says more is waiting already. */
+ssize_t sg_tls_read(sg_tls_conn *c, void *buf, size_t n);
+
+/* Like writev(2): returns the bytes taken (possibly fewer than offered),
+ * or -1 + errno EAGAIN (wait for output, or for input when
+ * sg_tls_write_wants_read()), EPIPE/ECONNRESET/EPROTO. Bytes are cut into
+ * records of at most SG_TLS_RECORD, small pieces coalesced.
+ * Contract, as OpenSSL requires: after -1/EAGAIN the next call must offer
+ * the same bytes first (at least as many): a queue that only appends at
+ * its tail and drops only what was reported written does that. */
+ssize_t sg_tls_writev(sg_tls_conn *c, const struct iovec *iov, int iovcnt);
+
+/* Whether a read would return something without new input on the socket
+ * (decrypted or undecrypted bytes buffered, or an end/error to report).
+ * Codecs that stop reading after a short read check this first. */
+bool sg_tls_pending(const sg_tls_conn *c);
+bool sg_tls_read_wants_write(const sg_tls_conn *c);
+bool sg_tls_write_wants_read(const sg_tls_conn *c);
+
+/* After the handshake: the ALPN protocol chosen ("h2", "http/1.1", ...;
+ * empty when the client offered none), the SNI name (NULL if none), the
+ * server block SNI chose (the group's default server without SNI; NULL on
+ * a client connection), the protocol version ("TLSv1.3") and cipher names. */
+sg_str sg_tls_alpn(const sg_tls_conn *c);
+bool sg_tls_alpn_is_h2(const sg_tls_conn *c);
+const char *sg_tls_server_name(const sg_tls_conn *c);
+const sg_server_conf *sg_tls_server(const sg_tls_conn *c);
+const char *sg_tls_protocol(const sg_tls_conn *c);
+const char *sg_tls_cipher(const sg_tls_conn *c);
+bool sg_tls_session_reused(const sg_tls_conn *c);
+
+/* Client side: the session to offer on the next connection to this peer
+ * (NULL if not resumable). With TLS 1.3 the ticket arrives after the
+ * handshake, so take it after the first response was read. */
+sg_tls_session *sg_tls_session_get(sg_tls_conn *c);
+void sg_tls_session_free(sg_tls_session *s);
+
+/* Sends close_notify, without waiting for the peer's (SG_IO_AGAIN if the
+ * socket is full: retrying is optional). Skipped after a fatal error. */
+sg_io_result sg_tls_shutdown(sg_tls_conn *c);
+
+/* Frees the TLS state; the socket is not closed (the codec owns it). */
+void sg_tls_free(sg_tls_conn *c);
+
+/* ---------------- server handshakes before a codec takes over ---------------- */
+
+/* What sg_tls_accept() hands to its `ready` callback once the handshake is
+ * done: the connection (owned by the callee from then on), its socket
+ * (no longer registered with the loop: the codec registers it with its own
+ * sg_io) and the addresses. The codec must read once right away rather
+ * than wait for an event: the client's first bytes may already sit in
+ * OpenSSL's buffer. */
+typedef struct sg_tls_accepted {
+    sg_tls_conn *tls;
+    int fd;
+    const struct sockaddr *peer, *local;
+    socklen_t peerlen, locallen;
+} sg_tls_accepted;
+
+typedef void (*sg_tls_ready_fn)(const sg_tls_accepted *a, void *arg);
+
+/* Drives the handshake of accepted socket fd on group g of generation gen
+ * (held until the handshake ends) in loop l, at most timeout_ms, then
+ * calls ready(a, arg) on the loop's thread. On failure or timeout the
+ * socket is closed and ready is not called (the failure is logged at info
+ * with the client's address, as nginx does). */
+void sg_tls_accept(sg_loop *l, sg_conf *gen, const sg_listen_group *g, int fd,
+                   const struct sockaddr *peer, socklen_t peerlen,
+                   const struct sockaddr *local, socklen_t locallen,
+                   uint32_t timeout_ms, sg_tls_ready_fn ready, void *arg);
+
+/* Handshakes in progress on the calling thread: how many, and closing
+ * them all (a worker that stops calls it before freeing its loop). */
+size_t sg_tls_accept_count(void);
+void sg_tls_accept_close_all(void);
+
+#endif

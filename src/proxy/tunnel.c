@@ -1,0 +1,452 @@
+/* Tunnels: two sockets relaying bytes both ways (see tunnel.h).
+ *
+ * A read goes into the worker's scratch buffer and is written to the
+ * other socket at once; only what that socket does not take is copied
+ * into the queue towards it. So an idle tunnel holds no buffer at all,
+ * and a busy one costs one read and one write system call per chunk.
+ *
+ * Sides are indexed 0 (client) and 1 (upstream); q[i] holds the bytes
+ * waiting to be written to side i, which were read from the other side.
+ *
+ * Timeouts cost one timer per tunnel that is not re-armed per byte: the
+ * last activity is stamped, and when the timer fires it either ends the
+ * tunnel or is re-armed for what is left.
+ *
+ * Reloads: a tunnel keeps the generation it started on. A per-thread
+ * sweep, armed only while the thread has tunnels, notices once a second
+ * that the worker moved to a new generation; tunnels on an older one that
+ * has worker_shutdown_timeout set are closed that long after the sweep
+ * saw the change (so within the timeout plus a second of the reload). */
+#include "proxy/tunnel.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "net/sock.h"
+#include "proxy/exchange.h"
+
+enum { CL = 0, UP = 1 };
+#define BIT(side) ((uint8_t)(1u << (side)))
+#define SWEEP_MS 1000
+
+struct sg_tunnel {
+    sg_io io[2];                   /* io[CL] first: on_client finds t at offset 0 */
+    sg_outq q[2];                  /* bytes waiting to be written to side i */
+    sg_conn_node node;
+    sg_timer timer;
+    sg_tunnel *next, **pprev;      /* the thread's live list, then its dead list */
+    sg_conf *gen;
+    uint64_t nread[2], nwritten[2];
+    /* Loop milliseconds, truncated: only differences are used, and every
+     * timeout fits in 32 bits (49 days), so wrap-around is harmless. */
+    uint32_t active_ms, up_rx_ms, retire_ms;
+    uint32_t idle_ms, up_read_ms;
+    void (*on_close)(const sg_tunnel_end *e, void *arg, void *arg2);
+    void *arg, *arg2;
+    uint8_t readable, writable, rdhup, eof, shut;   /* BIT(side) masks */
+    bool closed, close_on_eof, retiring;
+};
+
+/* Per worker thread. */
+typedef struct tstate {
+    sg_worker *w;
+    sg_loop *loop;
+    sg_tunnel *live, *dead;
+    size_t nlive;
+    sg_deferred reap;
+    sg_timer sweep;
+    sg_conf *seen;                 /* the worker's generation at the last sweep */
+} tstate;
+
+static _Thread_local tstate ts;
+
+static void tunnel_end(sg_tunnel *t, sg_tunnel_end_reason why);
+static bool pump(sg_tunnel *t, int src);
+
+size_t sg_tunnel_size(void)
+{
+    return sizeof(sg_tunnel);
+}
+
+static uint32_t now32(void)
+{
+    return (uint32_t)sg_loop_now(ts.loop);
+}
+
+static int other(int side)
+{
+    return 1 - side;
+}
+
+/* ---------- lists ---------- */
+
+static void list_push(sg_tunnel **head, sg_tunnel *t)
+{
+    t->next = *head;
+    if (t->next) t->next->pprev = &t->next;
+    t->pprev = head;
+    *head = t;
+}
+
+static void list_unlink(sg_tunnel *t)
+{
+    *t->pprev = t->next;
+    if (t->next) t->next->pprev = t->pprev;
+    t->next = NULL;
+    t->pprev = NULL;
+}
+
+static void on_reap(sg_deferred *d)
+{
+    sg_tunnel *t;
+    while ((t = ts.dead) != NULL) {
+        list_unlink(t);
+        free(t);
+    }
+}
+
+/* ---------- timers ---------- */
+
+/* Milliseconds until the first deadline, or 0 when there is none. */
+static uint32_t next_deadline(const sg_tunnel *t)
+{
+    uint32_t now = now32(), best = 0;
+    if (t->idle_ms) {
+        uint32_t spent = now - t->active_ms;
+        best = spent >= t->idle_ms ? 1 : t->idle_ms - spent;
+    }
+    if (t->up_read_ms) {
+        uint32_t spent = now - t->up_rx_ms;
+        uint32_t left = spent >= t->up_read_ms ? 1 : t->up_read_ms - spent;
+        if (!best || left < best) best = left;
+    }
+    if (t->retiring) {
+        int32_t left = (int32_t)(t->retire_ms - now);
+        uint32_t l = left <= 0 ? 1 : (uint32_t)left;
+        if (!best || l < best) best = l;
+    }
+    return best;
+}
+
+static void arm(sg_tunnel *t)
+{
+    uint32_t ms = next_deadline(t);
+    if (ms) sg_timer_arm(ts.loop, &t->timer, ms);
+    else sg_timer_disarm(&t->timer);
+}
+
+static void log_end(const sg_tunnel *t, const char *what)
+{
+    char c[64] = "-", u[64] = "-";
+    struct sockaddr_storage a;
+    socklen_t len = sizeof(a);
+    if (getpeername(t->io[CL].fd, (struct sockaddr *)&a, &len) == 0)
+        sg_sockaddr_str((struct sockaddr *)&a, c, sizeof(c));
+    len = sizeof(a);
+    if (getpeername(t->io[UP].fd, (struct sockaddr *)&a, &len) == 0)
+        sg_sockaddr_str((struct sockaddr *)&a, u, sizeof(u));
+    sg_log_info("%s while proxying upgraded connection, client: %s, upstream: %s", what, c, u);
+}
+
+static void on_timer(sg_timer *tm)
+{
+    sg_tunnel *t = (sg_tunnel *)((char *)tm - offsetof(sg_tunnel, timer));
+    uint32_t now = now32();
+    if (t->idle_ms && now - t->active_ms >= t->idle_ms) {
+        log_end(t, "tunnel timed out (110: Connection timed out)");
+        tunnel_end(t, SG_TUNNEL_IDLE_TIMEOUT);
+    } else if (t->up_read_ms && now - t->up_rx_ms >= t->up_read_ms) {
+        log_end(t, "upstream timed out (110: Connection timed out)");
+        tunnel_end(t, SG_TUNNEL_UPSTREAM_TIMEOUT);
+    } else if (t->retiring && (int32_t)(t->retire_ms - now) <= 0) {
+        log_end(t, "worker_shutdown_timeout after reload");
+        tunnel_end(t, SG_TUNNEL_SHUTDOWN);
+    } else {
+        arm(t);
+    }
+}
+
+static void retire(sg_tunnel *t)
+{
+    uint32_t ms = t->gen ? t->gen->worker_shutdown_timeout_ms : 0;
+    if (t->retiring || ms == 0 || ms == SG_UNSET_MS) return;
+    t->retiring = true;
+    t->retire_ms = now32() + ms;
+    arm(t);
+}
+
+static void on_sweep(sg_timer *tm)
+{
+    sg_conf *cur = sg_worker_conf(ts.w);
+    if (cur != ts.seen) {
+        ts.seen = cur;
+        for (sg_tunnel *t = ts.live; t; t = t->next)
+            if (t->gen != cur) retire(t);
+    }
+    if (ts.nlive) sg_timer_arm(ts.loop, &ts.sweep, SWEEP_MS);
+}
+
+/* ---------- I/O ---------- */
+
+static void shut_wr(sg_tunnel *t, int side)
+{
+    if (t->shut & BIT(side)) return;
+    t->shut |= BIT(side);
+    shutdown(t->io[side].fd, SHUT_WR);
+}
+
+/* Both directions finished: every FIN passed on and every byte written. */
+static bool check_done(sg_tunnel *t)
+{
+    if ((t->eof & (BIT(CL) | BIT(UP))) != (BIT(CL) | BIT(UP))) return false;
+    if (t->q[CL].bytes || t->q[UP].bytes) return false;
+    tunnel_end(t, SG_TUNNEL_CLOSED);
+    return true;
+}
+
+/* The side `src` sent its FIN and everything before it is written out. */
+static bool pass_eof(sg_tunnel *t, int src)
+{
+    int dst = other(src);
+    if (t->q[dst].bytes) return true;
+    if (t->close_on_eof) {
+        tunnel_end(t, SG_TUNNEL_CLOSED);
+        return false;
+    }
+    shut_wr(t, dst);
+    return !check_done(t);
+}
+
+/* Writes q[side] out. False if the tunnel ended. */
+static bool flush(sg_tunnel *t, int side)
+{
+    if (!t->q[side].bytes || !(t->writable & BIT(side))) return true;
+    size_t before = t->q[side].bytes, written = 0;
+    sg_io_result r = sg_outq_flush(&t->q[side], t->io[side].fd, &written);
+    t->nwritten[side] += written;
+    if (written) t->active_ms = now32();
+    if (r == SG_IO_ERROR) {
+        tunnel_end(t, SG_TUNNEL_ERROR);
+        return false;
+    }
+    if (r == SG_IO_AGAIN) t->writable &= (uint8_t)~BIT(side);
+    int src = other(side);
+    if (t->q[side].bytes == 0 && (t->eof & BIT(src))) return pass_eof(t, src);
+    /* The reader of the other side paused above the high mark: resume. */
+    if (before >= SG_LOW_WATER && t->q[side].bytes < SG_LOW_WATER && (t->readable & BIT(src)))
+        return pump(t, src);
+    return true;
+}
+
+/* Sends bytes read from the other side to `dst`, queueing what it will
+ * not take now. False if the tunnel ended. */
+static bool relay(sg_tunnel *t, int dst, const char *p, size_t n)
+{
+    if (t->q[dst].bytes == 0 && (t->writable & BIT(dst))) {
+        ssize_t w;
+        do w = send(t->io[dst].fd, p, n, MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            tunnel_end(t, SG_TUNNEL_ERROR);
+            return false;
+        }
+        if (w < 0) w = 0;
+        t->nwritten[dst] += (size_t)w;
+        p += w;
+        n -= (size_t)w;
+        /* A short write means the socket buffer is full: EPOLLOUT follows. */
+        if (n) t->writable &= (uint8_t)~BIT(dst);
+    }
+    if (n) sg_outq_append(&t->q[dst], p, n);
+    return true;
+}
+
+/* Reads side `src` and relays to the other side while it keeps up.
+ * False if the tunnel ended. */
+static bool pump(sg_tunnel *t, int src)
+{
+    int dst = other(src);
+    int fd = t->io[src].fd;
+    while ((t->readable & BIT(src)) && !(t->eof & BIT(src)) && t->q[dst].bytes < SG_HIGH_WATER) {
+        char *scratch = sg_worker_scratch(ts.w);
+        ssize_t n = read(fd, scratch, SG_SCRATCH_SIZE);
+        if (n > 0) {
+            t->nread[src] += (size_t)n;
+            t->active_ms = now32();
+            if (src == UP) t->up_rx_ms = t->active_ms;
+            /* A short read drained the socket (see h1_server.c), unless a
+             * FIN is pending: it has no edge of its own. */
+            if ((size_t)n < SG_SCRATCH_SIZE && !(t->rdhup & BIT(src))) t->readable &= (uint8_t)~BIT(src);
+            if (!relay(t, dst, scratch, (size_t)n)) return false;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            t->readable &= (uint8_t)~BIT(src);
+            break;
+        }
+        if (n < 0) {
+            tunnel_end(t, SG_TUNNEL_ERROR);
+            return false;
+        }
+        t->eof |= BIT(src);
+        t->readable &= (uint8_t)~BIT(src);
+        return pass_eof(t, src);
+    }
+    return true;
+}
+
+static void on_event(sg_tunnel *t, int side, uint32_t ev)
+{
+    if (t->closed) return;
+    if (ev & (EPOLLERR | EPOLLHUP)) ev |= EPOLLIN | EPOLLRDHUP | EPOLLOUT;
+    if (ev & EPOLLRDHUP) t->rdhup |= BIT(side);
+    if (ev & (EPOLLIN | EPOLLRDHUP)) t->readable |= BIT(side);
+    if (ev & EPOLLOUT) {
+        t->writable |= BIT(side);
+        if (!flush(t, side)) return;
+    }
+    if (t->readable & BIT(side)) pump(t, side);
+}
+
+static void on_client(sg_io *io, uint32_t ev)
+{
+    on_event((sg_tunnel *)io, CL, ev);
+}
+
+static void on_upstream(sg_io *io, uint32_t ev)
+{
+    on_event((sg_tunnel *)((char *)io - offsetof(sg_tunnel, io[UP])), UP, ev);
+}
+
+/* ---------- start and end ---------- */
+
+static void tunnel_end(sg_tunnel *t, sg_tunnel_end_reason why)
+{
+    if (t->closed) return;
+    t->closed = true;
+    sg_timer_disarm(&t->timer);
+    for (int s = 0; s < 2; s++) {
+        if (t->io[s].fd >= 0) {
+            sg_loop_del(ts.loop, &t->io[s]);
+            close(t->io[s].fd);
+            t->io[s].fd = -1;
+        }
+        sg_outq_clear(&t->q[s]);
+    }
+    list_unlink(t);
+    ts.nlive--;
+    if (ts.nlive == 0) sg_timer_disarm(&ts.sweep);
+    /* Freed at the end of the iteration: the other socket may still have
+     * an event in this epoll batch that points at t. */
+    list_push(&ts.dead, t);
+    sg_loop_defer(ts.loop, &ts.reap);
+    if (t->on_close) {
+        sg_tunnel_end e = {
+            .reason = why,
+            .client_read = t->nread[CL], .client_written = t->nwritten[CL],
+            .upstream_read = t->nread[UP], .upstream_written = t->nwritten[UP],
+        };
+        t->on_close(&e, t->arg, t->arg2);
+    }
+    if (t->gen) sg_worker_gen_release(ts.w, t->gen);
+    sg_worker_conn_del(ts.w, &t->node);   /* last: may stop a quitting loop */
+}
+
+/* Graceful stop waits for tunnels (nginx keeps upgraded connections until
+ * they close or worker_shutdown_timeout passes); a fast stop ends them. */
+static void on_shutdown(sg_conn_node *n, bool fast)
+{
+    sg_tunnel *t = (sg_tunnel *)((char *)n - offsetof(sg_tunnel, node));
+    if (fast) tunnel_end(t, SG_TUNNEL_SHUTDOWN);
+}
+
+/* Finds dead peers of long-lived, often silent connections (a phone that
+ * left the network): 60 s idle, then 6 probes 10 s apart. */
+static void set_keepalive(int fd)
+{
+    int one = 1, idle = 60, intvl = 10, cnt = 6;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+static void thread_init(sg_worker *w)
+{
+    if (ts.w == w) return;
+    ts.w = w;
+    ts.loop = sg_worker_loop(w);
+    ts.seen = sg_worker_conf(w);
+    sg_deferred_init(&ts.reap, on_reap);
+    sg_timer_init(&ts.sweep, on_sweep);
+}
+
+sg_tunnel *sg_tunnel_start_q(sg_worker *w, int client_fd, int upstream_fd, const sg_tunnel_opts *o,
+                             sg_outq *to_upstream, sg_outq *to_client)
+{
+    thread_init(w);
+    sg_tunnel *t = sg_xcalloc(1, sizeof(*t));
+    t->io[CL] = (sg_io){ client_fd, on_client };
+    t->io[UP] = (sg_io){ upstream_fd, on_upstream };
+    if (to_upstream) {
+        t->q[UP] = *to_upstream;
+        *to_upstream = (sg_outq){ 0 };
+    }
+    if (to_client) {
+        t->q[CL] = *to_client;
+        *to_client = (sg_outq){ 0 };
+    }
+    if (sg_loop_add(ts.loop, &t->io[CL]) < 0 || sg_loop_add(ts.loop, &t->io[UP]) < 0) {
+        sg_log_error("epoll_ctl() failed for tunnel %s: %s", o->what ? o->what : "", strerror(errno));
+        sg_loop_del(ts.loop, &t->io[CL]);
+        close(client_fd);
+        close(upstream_fd);
+        sg_outq_clear(&t->q[CL]);
+        sg_outq_clear(&t->q[UP]);
+        free(t);
+        return NULL;
+    }
+    if (o->tcp_keepalive) {
+        set_keepalive(client_fd);
+        set_keepalive(upstream_fd);
+    }
+    /* Registration reports what is already readable or writable (fresh
+     * edges), so the queued bytes go out on the first EPOLLOUT. */
+    t->idle_ms = o->idle_timeout_ms == SG_UNSET_MS ? 0 : o->idle_timeout_ms;
+    t->up_read_ms = o->upstream_read_timeout_ms == SG_UNSET_MS ? 0 : o->upstream_read_timeout_ms;
+    t->active_ms = t->up_rx_ms = now32();
+    t->close_on_eof = o->close_on_eof;
+    t->on_close = o->on_close;
+    t->arg = o->arg;
+    t->arg2 = o->arg2;
+    t->gen = o->gen;
+    if (t->gen) sg_worker_gen_hold(w, t->gen);
+    sg_timer_init(&t->timer, on_timer);
+    t->node.shutdown = on_shutdown;
+    sg_worker_conn_add(w, &t->node);
+    list_push(&ts.live, t);
+    if (ts.nlive++ == 0) sg_timer_arm(ts.loop, &ts.sweep, SWEEP_MS);
+    /* Started on a generation the worker already left (the upgrade
+     * answer came after a reload): it is retiring from the start. */
+    if (t->gen && t->gen != sg_worker_conf(w)) retire(t);
+    arm(t);
+    return t;
+}
+
+sg_tunnel *sg_tunnel_start(sg_worker *w, int client_fd, int upstream_fd, const sg_tunnel_opts *o,
+                           const char *to_upstream, size_t nto_upstream,
+                           const char *to_client, size_t nto_client)
+{
+    sg_outq up = { 0 }, cl = { 0 };
+    if (nto_upstream) sg_outq_append(&up, to_upstream, nto_upstream);
+    if (nto_client) sg_outq_append(&cl, to_client, nto_client);
+    return sg_tunnel_start_q(w, client_fd, upstream_fd, o, &up, &cl);
+}
