@@ -10,7 +10,7 @@ OPT     ?= -O2
 CSTD     = -std=c11 -D_GNU_SOURCE
 WARN     = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS  += $(OPT) -g $(CSTD) $(WARN) -pthread -Isrc -MMD -MP
-LDLIBS  += -pthread $(shell pkg-config --libs libpcre2-8 libnghttp2 libcrypto)
+LDLIBS  += -pthread $(shell pkg-config --libs libpcre2-8 libnghttp2 libssl libcrypto)
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
@@ -38,8 +38,9 @@ $(BUILD)/streamgate: $(BUILD)/src/main.o $(BUILD)/libstreamgate.a
 $(BUILD)/sgback: $(BACK_OBJ) $(BUILD)/libstreamgate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# wsload: the WebSocket load tool and echo backend of bench/ws_idle.py (libcrypto only).
-$(BUILD)/wsload: $(BUILD)/tools/wsload/wsload.o
+# wsload: the WebSocket load tool and echo backend of bench/ws_idle.py (libcrypto
+# only; its framing is ws_frame.c's, the one object it takes from the archive).
+$(BUILD)/wsload: $(BUILD)/tools/wsload/wsload.o $(BUILD)/libstreamgate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcrypto)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libstreamgate.a

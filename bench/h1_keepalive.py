@@ -15,7 +15,6 @@ it never runs in CI.
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -30,7 +29,8 @@ import lib  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ALL_PROXIES = ("streamgate", "nginx", "haproxy")
+ALL_PROXIES = lib.ALL_PROXIES
+fmt = lib.fmt
 
 
 # ---------------------------------------------------------------- proxies
@@ -74,21 +74,14 @@ def check_tools(args):
     if not shutil.which("wrk"):
         missing.append("wrk (bash scripts/install-deps.sh bench)")
     for p in args.proxies:
-        if p == "streamgate":
-            if not os.access(args.streamgate_bin, os.X_OK):
-                missing.append(f"streamgate: {args.streamgate_bin} "
-                               "(build it with `make`)")
-        elif not shutil.which(p):
-            pkg = "nginx-light" if p == "nginx" else p
-            missing.append(f"{p} (Debian package {pkg}: "
-                           "bash scripts/install-deps.sh bench)")
+        why = lib.proxy_missing(p, args.streamgate_bin)
+        if why:
+            missing.append(why)
     if not os.access(args.backend_bin, os.X_OK):
         missing.append(f"sgback: {args.backend_bin} (build it with `make`)")
     if not missing:
         return
-    print("bench: cannot run, missing:", file=sys.stderr)
-    for m in missing:
-        print(f"  - {m}", file=sys.stderr)
+    lib.print_missing(missing)
     if args.skip_missing and shutil.which("wrk") \
             and os.access(args.backend_bin, os.X_OK):
         args.proxies = [p for p in args.proxies if not any(
@@ -107,21 +100,8 @@ def start_backend(args, tmp, cpus):
                                  "-t", str(args.backend_threads), "-q"],
                       tmp, cpus=cpus)
     lib.wait_port(port, child)
-    verify(port, port, "sgback")
+    lib.verify_backend(port, port, "sgback")
     return child, port
-
-
-def verify(port, backend_port, name):
-    """One request must come back from *our* backend (its X-Backend header)."""
-    try:
-        status, headers, _ = lib.http_get(port, "/")
-    except OSError as e:
-        raise RuntimeError(f"{name}: request to 127.0.0.1:{port} failed: {e}")
-    got = headers.get("x-backend")
-    if status != 200 or got != str(backend_port):
-        raise RuntimeError(f"{name}: GET / on 127.0.0.1:{port} answered "
-                           f"{status} with X-Backend {got!r}, expected 200 "
-                           f"from the backend on port {backend_port}")
 
 
 def measure(args, url, proxy, backend, backend_port, wrk_cpus):
@@ -193,14 +173,10 @@ def bench_one(args, name, spec, tmp, backend, backend_port, cpus):
                        "UPSTREAM_KEEPALIVE": args.upstream_keepalive})
     result = {"proxy": name, "port": port, "config": text,
               "version": lib.tool_version(spec["version"]), "runs": []}
-    chk = subprocess.run(spec["check"](conf), capture_output=True, timeout=20)
-    if chk.returncode != 0:
-        out = (chk.stdout + chk.stderr).decode(errors="replace").strip()
-        raise RuntimeError(f"{name}: configuration check failed:\n{out}")
-    proxy = lib.Child(name, spec["run"](conf), tmp, cpus=cpus["proxy"])
+    proxy = lib.start_proxy(name, spec, conf, tmp, cpus["proxy"])
     try:
         lib.wait_port(port, proxy)
-        verify(port, backend_port, name)
+        lib.verify_backend(port, backend_port, name)
         url = f"http://127.0.0.1:{port}{args.path}"
         if args.warmup > 0:
             lib.run_wrk(url, args.threads, args.connections, args.warmup,
@@ -267,10 +243,6 @@ def add_ratios(results):
             s["rps_ratio_vs_streamgate"] = s["rps"] / sg["rps"]
 
 
-def fmt(v, spec, suffix=""):
-    return "-" if v is None else f"{v:{spec}}{suffix}"
-
-
 def print_report(args, results, failures):
     headers = ["proxy", "req/s", "p50 ms", "p90 ms", "p99 ms",
                "CPU us/req", "CPU vs sg", "req/s vs sg",
@@ -311,7 +283,6 @@ def write_json(args, results, failures, started):
         return None
     path = args.json or os.path.join(
         HERE, "results", f"h1-{started:%Y%m%d-%H%M%S}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     doc = {
         "benchmark": "h1_keepalive", "started": started.isoformat(),
         "host": {"cpus": os.cpu_count(), "kernel": platform.release(),
@@ -323,10 +294,7 @@ def write_json(args, results, failures, started):
                   "backend": args.backend_bin},
         "results": results, "failures": failures,
     }
-    with open(path, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    return path
+    return lib.write_results(path, doc)
 
 
 # ---------------------------------------------------------------- main
@@ -377,12 +345,8 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3, 1
-    args.proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
-    bad = [p for p in args.proxies if p not in ALL_PROXIES]
-    if bad or not args.proxies:
-        ap.error(f"unknown proxy {bad}; choose from {', '.join(ALL_PROXIES)}")
-    build = args.build if os.path.isabs(args.build) else \
-        os.path.join(ROOT, args.build)
+    args.proxies = lib.parse_proxies(ap, args.proxies)
+    build = lib.build_dir(args.build, ROOT)
     args.streamgate_bin = args.streamgate_bin or os.path.join(build, "streamgate")
     args.backend_bin = args.backend_bin or os.path.join(build, "sgback")
     if min(args.duration, args.threads, args.connections, args.repeat) < 1 \
@@ -404,10 +368,7 @@ def main(argv):
     check_tools(args)
     lib.install_cleanup()
     started = datetime.datetime.now()
-    args.loadavg_before = lib.loadavg()
-    if args.loadavg_before > 0.5:
-        lib.warn(f"load average is {args.loadavg_before:.2f} before starting: "
-                 "other programs will skew the numbers")
+    args.loadavg_before = lib.warn_load("other programs will skew the numbers")
     cpus = cpu_sets(args)
     tmp = tempfile.mkdtemp(prefix="sgbench-h1-")
     results, failures = [], {}
@@ -417,24 +378,18 @@ def main(argv):
               file=sys.stderr)
         if args.direct:
             results.append(bench_direct(args, backend, backend_port, cpus))
-        for name, spec in proxy_specs(args, tmp).items():
-            print(f"bench: {name} ...", file=sys.stderr)
-            try:
-                results.append(bench_one(args, name, spec, tmp, backend,
-                                         backend_port, cpus))
-            except (RuntimeError, OSError, ValueError,
-                    subprocess.TimeoutExpired) as e:
-                failures[name] = str(e)
-                lib.warn(f"{name} failed: {e}")
+        lib.bench_each(
+            proxy_specs(args, tmp),
+            lambda name, spec: bench_one(args, name, spec, tmp, backend,
+                                         backend_port, cpus),
+            results, failures,
+            (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired))
         backend.stop()
     except RuntimeError as e:
         lib.die(str(e))
     finally:
         lib.stop_all()
-        if args.keep_tmp:
-            print(f"bench: kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        lib.remove_tmp(tmp, args.keep_tmp)
     for r in results:
         summarize(r)
     add_ratios(results)
@@ -446,8 +401,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:  # children were stopped by main's finally
-        print("bench: interrupted", file=sys.stderr)
-        sys.exit(130)
+    lib.run_main(main)

@@ -252,6 +252,113 @@ def render(template_path, out_path, values):
     return text
 
 
+# ---------------------------------------------------------------- proxies
+
+ALL_PROXIES = ("streamgate", "nginx", "haproxy")
+
+
+def proxy_missing(p, streamgate_bin):
+    """Why proxy p cannot run here (None when it can), with how to get it."""
+    if p == "streamgate":
+        if not os.access(streamgate_bin, os.X_OK):
+            return f"streamgate: {streamgate_bin} (build it with `make`)"
+    elif not shutil.which(p):
+        pkg = "nginx-light" if p == "nginx" else p
+        return f"{p} (Debian package {pkg}: bash scripts/install-deps.sh bench)"
+    return None
+
+
+def print_missing(missing):
+    print("bench: cannot run, missing:", file=sys.stderr)
+    for m in missing:
+        print(f"  - {m}", file=sys.stderr)
+
+
+def verify_backend(port, backend_port, name):
+    """GET / must come back from *our* backend (its X-Backend header)."""
+    try:
+        status, headers, _ = http_get(port, "/")
+    except OSError as e:
+        raise RuntimeError(f"{name}: request to 127.0.0.1:{port} failed: {e}")
+    got = headers.get("x-backend")
+    if status != 200 or got != str(backend_port):
+        raise RuntimeError(f"{name}: GET / on 127.0.0.1:{port} answered "
+                           f"{status} with X-Backend {got!r}, expected 200 "
+                           f"from the backend on port {backend_port}")
+
+
+def start_proxy(name, spec, conf, tmp, cpus=None):
+    """Check the proxy's configuration, then start it (a Child)."""
+    chk = subprocess.run(spec["check"](conf), capture_output=True, timeout=20)
+    if chk.returncode != 0:
+        out = (chk.stdout + chk.stderr).decode(errors="replace").strip()
+        raise RuntimeError(f"{name}: configuration check failed:\n{out}")
+    return Child(name, spec["run"](conf), tmp, cpus=cpus)
+
+
+def bench_each(specs, one, results, failures, errors):
+    """one(name, spec) for each proxy in turn; a failure (an exception in
+    errors) is recorded in failures and the next proxy still runs."""
+    for name, spec in specs.items():
+        print(f"bench: {name} ...", file=sys.stderr)
+        try:
+            results.append(one(name, spec))
+        except errors as e:
+            failures[name] = str(e)
+            warn(f"{name} failed: {e}")
+
+
+# ---------------------------------------------------------------- arguments
+
+def parse_proxies(ap, text):
+    """The --proxies list, checked (ap.error exits on an unknown name)."""
+    proxies = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in proxies if p not in ALL_PROXIES]
+    if bad or not proxies:
+        ap.error(f"unknown proxy {bad}; choose from {', '.join(ALL_PROXIES)}")
+    return proxies
+
+
+def build_dir(build, root):
+    """--build as an absolute folder (relative ones are under the repo)."""
+    return build if os.path.isabs(build) else os.path.join(root, build)
+
+
+# ---------------------------------------------------------------- run
+
+def warn_load(consequence):
+    """The load average before starting; warns when the machine is busy."""
+    load = loadavg()
+    if load > 0.5:
+        warn(f"load average is {load:.2f} before starting: {consequence}")
+    return load
+
+
+def remove_tmp(tmp, keep):
+    if keep:
+        print(f"bench: kept {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_results(path, doc):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    return path
+
+
+def run_main(main):
+    """Exit with main(argv)'s code; ^C exits 130 (main's finally has
+    stopped the children)."""
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
 # ---------------------------------------------------------------- wrk
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -310,6 +417,10 @@ def run_wrk(url, threads, connections, seconds, cpus=None, extra=()):
 
 
 # ---------------------------------------------------------------- output
+
+def fmt(v, spec, suffix=""):
+    return "-" if v is None else f"{v:{spec}}{suffix}"
+
 
 def table(headers, rows, right=None):
     """A plain-text table; `right` = indexes of right-aligned columns."""

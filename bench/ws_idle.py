@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,8 @@ import lib  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ALL_PROXIES = ("streamgate", "nginx", "haproxy")
+ALL_PROXIES = lib.ALL_PROXIES
+fmt = lib.fmt
 GIB = 1 << 30
 
 
@@ -103,21 +103,13 @@ def check_tools(args):
         missing.append(f"sgback: {args.backend_bin} (build it with `make`)")
     skippable = []
     for p in args.proxies:
-        if p == "streamgate":
-            if not os.access(args.streamgate_bin, os.X_OK):
-                skippable.append(p)
-                missing.append(f"streamgate: {args.streamgate_bin} "
-                               "(build it with `make`)")
-        elif not shutil.which(p):
-            pkg = "nginx-light" if p == "nginx" else p
+        why = lib.proxy_missing(p, args.streamgate_bin)
+        if why:
             skippable.append(p)
-            missing.append(f"{p} (Debian package {pkg}: "
-                           "bash scripts/install-deps.sh bench)")
+            missing.append(why)
     if not missing:
         return
-    print("bench: cannot run, missing:", file=sys.stderr)
-    for m in missing:
-        print(f"  - {m}", file=sys.stderr)
+    lib.print_missing(missing)
     if args.skip_missing and len(skippable) == len(missing):
         args.proxies = [p for p in args.proxies if p not in skippable]
         if args.proxies:
@@ -161,25 +153,12 @@ def start_backend_once(args, tmp):
         argv = [args.wsload_bin, "--serve", f"127.0.0.1:{port}"]
     child = lib.Child("backend", argv, tmp)
     lib.wait_port(port, child)
-    verify_http(port, port, "backend")
+    lib.verify_backend(port, port, "backend")
     why = verify_ws(args, port, "backend")
     if why:
         raise RuntimeError(f"one WebSocket to the backend ({args.backend}) "
                            f"failed: {why}")
     return child, port
-
-
-def verify_http(port, backend_port, name):
-    """GET / must come back from *our* backend (its X-Backend header)."""
-    try:
-        status, headers, _ = lib.http_get(port, "/")
-    except OSError as e:
-        raise RuntimeError(f"{name}: request to 127.0.0.1:{port} failed: {e}")
-    got = headers.get("x-backend")
-    if status != 200 or got != str(backend_port):
-        raise RuntimeError(f"{name}: GET / on 127.0.0.1:{port} answered "
-                           f"{status} with X-Backend {got!r}, expected 200 "
-                           f"from the backend on port {backend_port}")
 
 
 def run_wsload(args, port, n, idle, pids, quiet=False):
@@ -259,14 +238,10 @@ def bench_one(args, name, spec, tmp, backend, backend_port):
         "MAXCONN": args.connections + 50})
     result = {"proxy": name, "port": port, "config": text,
               "version": lib.tool_version(spec["version"]), "status": "ok"}
-    chk = subprocess.run(spec["check"](conf), capture_output=True, timeout=20)
-    if chk.returncode != 0:
-        out = (chk.stdout + chk.stderr).decode(errors="replace").strip()
-        raise RuntimeError(f"{name}: configuration check failed:\n{out}")
-    proxy = lib.Child(name, spec["run"](conf), tmp)
+    proxy = lib.start_proxy(name, spec, conf, tmp)
     try:
         lib.wait_port(port, proxy)
-        verify_http(port, backend_port, name)
+        lib.verify_backend(port, backend_port, name)
         why = verify_ws(args, port, name)
         if why:
             # streamgate without WebSocket support yet answers 502: a pending
@@ -405,10 +380,6 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def fmt(v, spec, suffix=""):
-    return "-" if v is None else f"{v:{spec}}{suffix}"
-
-
 def kib(v):
     return fmt(None if v is None else v / 1024, ".1f")
 
@@ -459,6 +430,7 @@ def print_report(args, results, failures):
         print("*: that run's kernel growth was disturbed by other programs; "
               f"kernel figure = {', '.join(sorted(sources))}.")
     print_ratios(results)
+    print_on_paper(args, results)
     for r in results:
         if r["status"] == "pending":
             print(f"\n{r['proxy']}: pending ({r['error']})")
@@ -488,12 +460,20 @@ def print_ratios(results):
         print("\nstreamgate/nginx, streamgate/HAProxy: - (no streamgate row)")
 
 
+def print_on_paper(args, results):
+    parts = [f"{r['proxy']} {mega(r['summary']['on_paper'])}"
+             for r in results if r.get("summary") and r["summary"]["on_paper"]]
+    if parts:
+        print(f"on paper, {args.memory_gib:g} GiB would hold {', '.join(parts)}"
+              " idle proxied WebSockets (memory / (user + kernel bytes per "
+              "proxied connection, both sockets)).")
+
+
 def write_json(args, results, failures, started):
     if args.no_json:
         return None
     path = args.json or os.path.join(
         HERE, "results", f"ws-{started:%Y%m%d-%H%M%S}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     doc = {
         "benchmark": "ws_idle", "started": started.isoformat(),
         "host": {"cpus": os.cpu_count(), "kernel": platform.release(),
@@ -508,10 +488,7 @@ def write_json(args, results, failures, started):
                   else f"{args.wsload_bin} --serve"},
         "results": results, "failures": failures,
     }
-    with open(path, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    return path
+    return lib.write_results(path, doc)
 
 
 # ---------------------------------------------------------------- main
@@ -570,12 +547,8 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.quick:
         args.connections, args.idle = 1000, 2
-    args.proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
-    bad = [p for p in args.proxies if p not in ALL_PROXIES]
-    if bad or not args.proxies:
-        ap.error(f"unknown proxy {bad}; choose from {', '.join(ALL_PROXIES)}")
-    build = args.build if os.path.isabs(args.build) else \
-        os.path.join(ROOT, args.build)
+    args.proxies = lib.parse_proxies(ap, args.proxies)
+    build = lib.build_dir(args.build, ROOT)
     args.streamgate_bin = args.streamgate_bin or os.path.join(build, "streamgate")
     args.backend_bin = args.backend_bin or os.path.join(build, "sgback")
     args.wsload_bin = args.wsload_bin or os.path.join(build, "wsload")
@@ -593,10 +566,8 @@ def main(argv):
     check_fd_limit(args)
     lib.install_cleanup()
     started = datetime.datetime.now()
-    args.loadavg_before = lib.loadavg()
-    if args.loadavg_before > 0.5:
-        lib.warn(f"load average is {args.loadavg_before:.2f} before starting: "
-                 "other programs will make the kernel figures noisy")
+    args.loadavg_before = lib.warn_load(
+        "other programs will make the kernel figures noisy")
     tmp = tempfile.mkdtemp(prefix="sgbench-ws-")
     results, failures = [], {}
     try:
@@ -606,24 +577,18 @@ def main(argv):
         if args.direct:
             print("bench: (direct) ...", file=sys.stderr)
             results.append(bench_direct(args, backend, backend_port))
-        for name, spec in proxy_specs(args, tmp).items():
-            print(f"bench: {name} ...", file=sys.stderr)
-            try:
-                results.append(bench_one(args, name, spec, tmp, backend,
-                                         backend_port))
-            except (RuntimeError, OSError, ValueError, KeyError,
-                    subprocess.TimeoutExpired) as e:
-                failures[name] = str(e)
-                lib.warn(f"{name} failed: {e}")
+        lib.bench_each(
+            proxy_specs(args, tmp),
+            lambda name, spec: bench_one(args, name, spec, tmp, backend,
+                                         backend_port),
+            results, failures, (RuntimeError, OSError, ValueError, KeyError,
+                                subprocess.TimeoutExpired))
         backend.stop()
     except RuntimeError as e:
         lib.die(str(e))
     finally:
         lib.stop_all()
-        if args.keep_tmp:
-            print(f"bench: kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        lib.remove_tmp(tmp, args.keep_tmp)
     for r in results:
         summarize(args, r)
     finish_summaries(args, results)
@@ -635,8 +600,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:  # children were stopped by main's finally
-        print("bench: interrupted", file=sys.stderr)
-        sys.exit(130)
+    lib.run_main(main)

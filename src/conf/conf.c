@@ -5,6 +5,7 @@
 #include "conf/directives.h"
 #include "conf/parser.h"
 #include "conf/stream_conf.h"
+#include "conf/ssl_conf.h"
 #include "proxy/router.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -135,6 +136,24 @@ static bool predefine_formats(sg_conf *c, char *err, size_t errlen)
 
 /* ---------------- proxy_pass -> upstream ---------------- */
 
+sg_upstream_conf *sg_conf_implicit_upstream(sg_conf *c, const char *name, sg_conf_pos pos,
+                                            const struct sockaddr_storage *addrs,
+                                            const socklen_t *lens, size_t n)
+{
+    sg_upstream_conf *u = sg_arena_alloc(&c->arena, sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    u->name = sg_arena_strndup(&c->arena, name, strlen(name));
+    u->pos = pos;
+    u->implicit = true;
+    u->servers = sg_arena_alloc(&c->arena, n * sizeof(*u->servers));
+    for (size_t i = 0; i < n; i++) {
+        u->servers[i] = (sg_upstream_server_conf){ .name = u->name, .addr = addrs[i], .addrlen = lens[i],
+                                                   .weight = 1, .max_fails = 1, .fail_timeout_ms = 10000 };
+    }
+    u->nservers = n;
+    return u;
+}
+
 static sg_upstream_conf *implicit_upstream(sg_cctx *cx, const sg_pending_pass *p, int port)
 {
     sg_conf *c = cx->c;
@@ -150,20 +169,10 @@ static sg_upstream_conf *implicit_upstream(sg_cctx *cx, const sg_pending_pass *p
         sg_cerr(cx, p->host_pos, "host not found in upstream \"%.*s\"", (int)p->pp->host.n, p->pp->host.p);
         return NULL;
     }
-    sg_upstream_conf *u = sg_arena_alloc(&c->arena, sizeof(*u));
-    memset(u, 0, sizeof(*u));
-    u->name = sg_arena_strndup(&c->arena, name, strlen(name));
-    u->pos = p->pp->pos;
-    u->implicit = true;
+    sg_upstream_conf *u = sg_conf_implicit_upstream(c, name, p->pp->pos, addrs, lens, n);
     u->keepalive = 32;                      /* same as an upstream{} block without "keepalive" */
     u->keepalive_timeout_ms = 60000;
     u->keepalive_requests = 1000;
-    u->servers = sg_arena_alloc(&c->arena, n * sizeof(*u->servers));
-    for (size_t i = 0; i < n; i++) {
-        u->servers[i] = (sg_upstream_server_conf){ .name = u->name, .addr = addrs[i], .addrlen = lens[i],
-                                                   .weight = 1, .max_fails = 1, .fail_timeout_ms = 10000 };
-    }
-    u->nservers = n;
     c->upstreams = sg_conf_push(&c->arena, c->upstreams, c->nupstreams, sizeof(*c->upstreams));
     c->upstreams[c->nupstreams++] = u;
     return u;
@@ -191,11 +200,8 @@ static bool bind_pass(sg_cctx *cx, const sg_pending_pass *p)
 
 /* ---------------- listen groups ---------------- */
 
-static sg_listen_group *find_group(sg_conf *c, const sg_listen_conf *l)
+sg_listen_group *sg_conf_new_group(sg_conf *c, const sg_listen_conf *l)
 {
-    for (size_t i = 0; i < c->nlistens; i++)
-        if (c->listens[i].addrlen == l->addrlen && memcmp(&c->listens[i].addr, &l->addr, l->addrlen) == 0)
-            return &c->listens[i];
     c->listens = sg_conf_push(&c->arena, c->listens, c->nlistens, sizeof(sg_listen_group));
     sg_listen_group *g = &c->listens[c->nlistens++];
     g->addr = l->addr;
@@ -203,6 +209,14 @@ static sg_listen_group *find_group(sg_conf *c, const sg_listen_conf *l)
     g->text = l->text;
     g->backlog = l->backlog;
     return g;
+}
+
+static sg_listen_group *find_group(sg_conf *c, const sg_listen_conf *l)
+{
+    for (size_t i = 0; i < c->nlistens; i++)
+        if (c->listens[i].addrlen == l->addrlen && memcmp(&c->listens[i].addr, &l->addr, l->addrlen) == 0)
+            return &c->listens[i];
+    return sg_conf_new_group(c, l);
 }
 
 static bool default_listen(sg_cctx *cx, sg_server_conf *s)
@@ -236,6 +250,7 @@ static bool build_listen_groups(sg_cctx *cx)
             }
             if (l->backlog != 511) g->backlog = l->backlog;
             if (l->http2) g->http2 = true;
+            if (l->ssl) g->ssl = true;
             g->servers = sg_conf_push(&c->arena, g->servers, g->nservers, sizeof(*g->servers));
             g->servers[g->nservers++] = s;
         }
@@ -305,7 +320,7 @@ static bool build(sg_conf *c, const sg_cnode *root, char *err, size_t errlen)
     for (size_t i = 0; i < cx.npasses; i++)
         if (!bind_pass(&cx, &cx.passes[i])) return false;
     return build_listen_groups(&cx) && sg_stream_conf_finish(&cx) && sg_vars_finish(c, err, errlen) &&
-           sg_router_compile(c, err, errlen);
+           sg_router_compile(c, err, errlen) && sg_ssl_conf_finish(&cx);
 }
 
 static sg_conf *finish_load(sg_conf *c, bool parsed, const sg_cnode *root, char *err, size_t errlen)

@@ -197,7 +197,7 @@ typedef struct sg_loc_conf {
 
     /* proxy */
     sg_proxy_pass *proxy_pass;         /* NULL: not a proxy location */
-    int proxy_http_version;            /* 10 or 11; streamgate defaults to 11 (nginx: 10) */
+    int proxy_http_version;            /* 10, 11 or 20 (HTTP/2, h2c); streamgate defaults to 11 (nginx: 10) */
     sg_header_set *proxy_headers;      /* effective list: defaults (Host $proxy_host,
                                           Connection "") merged with the user's */
     size_t nproxy_headers;

@@ -8,6 +8,7 @@
 #include "conf/directives.h"
 #include "conf/map.h"
 #include "conf/stream_conf.h"
+#include "conf/ssl_conf.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -23,6 +24,8 @@
 #define LOC_RANGE(flags, a, b) SG_T_LOC, flags, offsetof(sg_loc_conf, a), \
     offsetof(sg_loc_conf, b) + sizeof(((sg_loc_conf *)0)->b) - offsetof(sg_loc_conf, a)
 #define SRV_RANGE(a, b) SG_T_SRV, 0, offsetof(sg_server_conf, a), \
+    offsetof(sg_server_conf, b) + sizeof(((sg_server_conf *)0)->b) - offsetof(sg_server_conf, a)
+#define SRV_RANGE_F(flags, a, b) SG_T_SRV, flags, offsetof(sg_server_conf, a), \
     offsetof(sg_server_conf, b) + sizeof(((sg_server_conf *)0)->b) - offsetof(sg_server_conf, a)
 #define MAIN(f) SG_T_MAIN, 0, offsetof(sg_conf, f), sizeof(((sg_conf *)0)->f)
 #define UPS(f) SG_T_UPS, 0, offsetof(sg_upstream_conf, f), sizeof(((sg_upstream_conf *)0)->f)
@@ -350,7 +353,7 @@ static bool set_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     return ok;
 }
 
-static bool parse_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
+bool sg_conf_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc, int default_port)
 {
     sg_str s = arg_str(a), host;
     int port;
@@ -361,7 +364,9 @@ static bool parse_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
     } else if (!sg_conf_split_hostport(s, &host, &port) || port == 0) {
         return sg_cerr(cx, a->pos, "invalid port in \"%s\" of the \"listen\" directive", a->s);
     }
-    if (port < 0) port = 80;
+    if (port < 0 && default_port < 0)
+        return sg_cerr(cx, a->pos, "no port in \"%s\" of the \"listen\" directive", a->s);
+    if (port < 0) port = default_port;
     if (sg_str_eq_lit(host, "*")) host = SG_STR("0.0.0.0");
     struct sockaddr_storage *addrs = NULL;
     socklen_t *lens = NULL;
@@ -377,7 +382,7 @@ static bool parse_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
 static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_listen_conf *lc)
 {
     static const char *const later[] = {
-        "ssl", "http3", "quic", "proxy_protocol", "spdy", "so_keepalive", "rcvbuf",
+        "http3", "quic", "proxy_protocol", "spdy", "so_keepalive", "rcvbuf",
         "sndbuf", "fastopen", "accept_filter", "setfib", NULL,
     };
     const char *p = a->s;
@@ -386,6 +391,7 @@ static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_li
     if (strcmp(p, "default_server") == 0 || strcmp(p, "default") == 0) lc->default_server = true;
     else if (strcmp(p, "reuseport") == 0) lc->reuseport = true;
     else if (strcmp(p, "http2") == 0) lc->http2 = true;
+    else if (strcmp(p, "ssl") == 0) lc->ssl = true;
     else if (starts(p, "backlog=")) {
         if (!parse_num(p + 8, INT32_MAX, &v) || v == 0) return sg_cerr(cx, a->pos, "invalid backlog \"%s\"", p + 8);
         lc->backlog = (int)v;
@@ -407,7 +413,7 @@ static bool set_listen(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     sg_listen_conf lc = { .backlog = 511, .pos = n->name.pos };
     for (size_t i = 1; i < n->nargs; i++)
         if (!listen_param(cx, n, &n->args[i], &lc)) return false;
-    if (!parse_listen_addr(cx, &n->args[0], &lc)) return false;
+    if (!sg_conf_listen_addr(cx, &n->args[0], &lc, 80)) return false;
     for (size_t i = 0; i < s->nlistens; i++)
         if (strcmp(s->listens[i].text, lc.text) == 0)
             return sg_cerr(cx, n->args[0].pos, "a duplicate listen %s", lc.text);
@@ -619,7 +625,11 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
 /* server ADDR[:PORT] [params]: a name resolving to N addresses gives N entries. */
 static bool set_ups_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
-    sg_upstream_conf *u = cx->ups;
+    return sg_conf_upstream_server(cx, n, cx->ups, 80);
+}
+
+bool sg_conf_upstream_server(sg_cctx *cx, const sg_cnode *n, sg_upstream_conf *u, int default_port)
+{
     const sg_carg *a = &n->args[0];
     if (starts(a->s, "unix:"))
         return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"server\" are not supported yet");
@@ -631,14 +641,19 @@ static bool set_ups_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
     if (!sg_conf_split_hostport(arg_str(a), &host, &port) || port == 0)
         return sg_cerr(cx, a->pos, "invalid port in upstream \"%s\"", a->s);
     bool written = port >= 0;
-    if (!written) port = 80;
+    if (!written && default_port < 0)
+        return sg_cerr(cx, a->pos, "no port in upstream \"%s\"", a->s);
+    if (!written) port = default_port;
     struct sockaddr_storage *addrs = NULL;
     socklen_t *lens = NULL;
     size_t naddrs = 0;
     if (!sg_conf_resolve(cx->c, host, port, &addrs, &lens, &naddrs))
         return sg_cerr(cx, a->pos, "host not found in upstream \"%s\"", a->s);
     char name[300];
-    snprintf(name, sizeof(name), written ? "%s" : "%s:80", a->s);
+    if (written)
+        snprintf(name, sizeof(name), "%s", a->s);
+    else
+        snprintf(name, sizeof(name), "%s:%d", a->s, port);
     for (size_t i = 0; i < naddrs; i++) {
         u->servers = sg_conf_push(&cx->c->arena, u->servers, u->nservers, sizeof(t));
         t.name = sg_arena_strndup(&cx->c->arena, name, strlen(name));
@@ -991,8 +1006,7 @@ static bool set_proxy_http_version(sg_cctx *cx, const sg_cnode *n, const sg_cmd 
     sg_loc_conf *lc = base;
     if (strcmp(v, "1.0") == 0) lc->proxy_http_version = 10;
     else if (strcmp(v, "1.1") == 0) lc->proxy_http_version = 11;
-    else if (strcmp(v, "2") == 0 || strcmp(v, "2.0") == 0)
-        return sg_cerr(cx, n->args[0].pos, "\"proxy_http_version %s\" is not supported yet", v);
+    else if (strcmp(v, "2") == 0 || strcmp(v, "2.0") == 0) lc->proxy_http_version = 20;   /* h2c, prior knowledge */
     else return bad_value(cx, n, &n->args[0]);
     return true;
 }
@@ -1188,6 +1202,41 @@ static const sg_cmd cmds[] = {
     { "http2_ping_timeout", H | S, A1, set_msec, SRV_RANGE(h2.ping_timeout_ms, h2.ping_timeout_ms), NULL },
     { "http2_chunk_size", HSL, A1, set_size_nonzero, LOC(http2_chunk_size), NULL },
     { "http2_streams_index_size", H | S, A1, set_size, NONE, NULL },   /* no effect: documented */
+    /* ssl, server side (conf/ssl_conf.c; contexts built by sg_ssl_conf_finish) */
+    { "ssl", H | S, A1, sg_ssl_set_obsolete, NONE, NULL },
+    { "ssl_certificate", H | S, A1, sg_ssl_set_certificate, SRV_RANGE_F(SG_CF_MULTI, ssl.certs, ssl.ncerts), NULL },
+    { "ssl_certificate_key", H | S, A1, sg_ssl_set_certificate, SRV_RANGE_F(SG_CF_MULTI, ssl.keys, ssl.nkeys), NULL },
+    { "ssl_protocols", H | S, A1P, sg_ssl_set_protocols, SRV_RANGE(ssl.protocols, ssl.protocols), NULL },
+    { "ssl_ciphers", H | S, A1, sg_ssl_set_string, SRV_RANGE(ssl.ciphers, ssl.ciphers), NULL },
+    { "ssl_prefer_server_ciphers", H | S, A1, set_flag,
+      SRV_RANGE(ssl.prefer_server_ciphers, ssl.prefer_server_ciphers), NULL },
+    { "ssl_session_cache", H | S, A1P, sg_ssl_set_session_cache,
+      SRV_RANGE(ssl.session_cache, ssl.session_cache_size), NULL },
+    { "ssl_session_timeout", H | S, A1, set_msec, SRV_RANGE(ssl.session_timeout_ms, ssl.session_timeout_ms), NULL },
+    { "ssl_session_tickets", H | S, A1, set_flag, SRV_RANGE(ssl.session_tickets, ssl.session_tickets), NULL },
+    { "ssl_dhparam", H | S, A1, sg_ssl_set_file, SRV_RANGE(ssl.dhparam, ssl.dhparam), NULL },
+    { "ssl_ecdh_curve", H | S, A1, sg_ssl_set_string, SRV_RANGE(ssl.ecdh_curve, ssl.ecdh_curve), NULL },
+    /* ssl, upstream side: proxy_pass https:// and grpc_pass grpcs:// */
+    { "proxy_ssl_verify", HSL, A1, set_flag, LOC(proxy_ssl.verify), NULL },
+    { "proxy_ssl_verify_depth", HSL, A1, set_num, LOC(proxy_ssl.verify_depth), NULL },
+    { "proxy_ssl_trusted_certificate", HSL, A1, sg_ssl_set_file, LOC(proxy_ssl.trusted_certificate), NULL },
+    { "proxy_ssl_server_name", HSL, A1, set_flag, LOC(proxy_ssl.server_name), NULL },
+    { "proxy_ssl_name", HSL, A1, sg_ssl_set_name, LOC_RANGE(0, proxy_ssl.name, proxy_ssl.name_set), NULL },
+    { "proxy_ssl_certificate", HSL, A1, sg_ssl_set_file, LOC(proxy_ssl.certificate), NULL },
+    { "proxy_ssl_certificate_key", HSL, A1, sg_ssl_set_file, LOC(proxy_ssl.certificate_key), NULL },
+    { "proxy_ssl_protocols", HSL, A1P, sg_ssl_set_protocols, LOC(proxy_ssl.protocols), NULL },
+    { "proxy_ssl_ciphers", HSL, A1, sg_ssl_set_string, LOC(proxy_ssl.ciphers), NULL },
+    { "proxy_ssl_session_reuse", HSL, A1, set_flag, LOC(proxy_ssl.session_reuse), NULL },
+    { "grpc_ssl_verify", HSL, A1, set_flag, LOC(grpc_ssl.verify), NULL },
+    { "grpc_ssl_verify_depth", HSL, A1, set_num, LOC(grpc_ssl.verify_depth), NULL },
+    { "grpc_ssl_trusted_certificate", HSL, A1, sg_ssl_set_file, LOC(grpc_ssl.trusted_certificate), NULL },
+    { "grpc_ssl_server_name", HSL, A1, set_flag, LOC(grpc_ssl.server_name), NULL },
+    { "grpc_ssl_name", HSL, A1, sg_ssl_set_name, LOC_RANGE(0, grpc_ssl.name, grpc_ssl.name_set), NULL },
+    { "grpc_ssl_certificate", HSL, A1, sg_ssl_set_file, LOC(grpc_ssl.certificate), NULL },
+    { "grpc_ssl_certificate_key", HSL, A1, sg_ssl_set_file, LOC(grpc_ssl.certificate_key), NULL },
+    { "grpc_ssl_protocols", HSL, A1P, sg_ssl_set_protocols, LOC(grpc_ssl.protocols), NULL },
+    { "grpc_ssl_ciphers", HSL, A1, sg_ssl_set_string, LOC(grpc_ssl.ciphers), NULL },
+    { "grpc_ssl_session_reuse", HSL, A1, set_flag, LOC(grpc_ssl.session_reuse), NULL },
     /* upstream */
     { "server", U, A1P, set_ups_server, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "keepalive", U, A1, set_num, UPS(keepalive), NULL },
@@ -1202,7 +1251,7 @@ _Static_assert(NCMDS <= SG_MAX_CMDS, "raise SG_MAX_CMDS");
 
 /* nginx directives of later work: "NAME" directive is not supported yet. */
 static const char *const later_exact[] = {
-    "ssl", "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
+    "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
     "break", "charset", "alias", "try_files", "allow", "deny", "expires", "hash", "random",
     "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method",
@@ -1374,6 +1423,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     srv->large_header_buffers = 4;
     srv->large_header_buffer_size = 8192;
     lc->http2_chunk_size = 8192;
+    sg_ssl_conf_defaults(lc, srv);
     srv->h2.max_concurrent_streams = 128;
     srv->h2.recv_buffer_size = 256 * 1024;
     srv->h2.body_preread_size = 65536;
@@ -1431,6 +1481,7 @@ static void finish_tree(sg_cctx *cx, sg_lvl *l, const sg_header_set *defs, size_
         l->server->large_header_buffers = l->srv.large_header_buffers;
         l->server->large_header_buffer_size = l->srv.large_header_buffer_size;
         l->server->h2 = l->srv.h2;
+        l->server->ssl = l->srv.ssl;
         /* `http2 on` (nginx 1.25): h2 on every address of the server */
         for (size_t j = 0; l->srv.h2.enabled && j < l->server->nlistens; j++)
             l->server->listens[j].http2 = true;

@@ -130,6 +130,26 @@ bool sg_conf_resolve(sg_conf *c, sg_str host, int port,
  * port -1 if absent; false on a bad port or an empty host. */
 bool sg_conf_split_hostport(sg_str s, sg_str *host, int *port);
 
+/* The address of "listen" (a->s: "8080", "host[:port]", "[v6][:port]",
+ * "*:port") into lc->addr/addrlen/text. default_port -1: a port must be
+ * written (stream{}). */
+bool sg_conf_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc, int default_port);
+
+/* "server ADDR[:PORT] [params]" of an upstream block (n): one entry per
+ * address ADDR resolves to, appended to u. default_port -1: a port must
+ * be written (stream{}). */
+bool sg_conf_upstream_server(sg_cctx *cx, const sg_cnode *n, sg_upstream_conf *u, int default_port);
+
+/* A new upstream for "proxy_pass host:port" naming no upstream{} block:
+ * one server per address (weight 1, max_fails 1, fail_timeout 10s), all
+ * named `name`. Not added to any list; keepalive settings left at 0. */
+sg_upstream_conf *sg_conf_implicit_upstream(sg_conf *c, const char *name, sg_conf_pos pos,
+                                            const struct sockaddr_storage *addrs,
+                                            const socklen_t *lens, size_t n);
+
+/* Appends a listen group for l's address (address, text, backlog). */
+sg_listen_group *sg_conf_new_group(sg_conf *c, const sg_listen_conf *l);
+
 /* Formats an address as "1.2.3.4:80" / "[::1]:80" into the arena. */
 char *sg_conf_addr_text(sg_conf *c, const struct sockaddr_storage *ss);
 

@@ -277,31 +277,6 @@ static bool listen_param(sstate *st, const sg_carg *a, sg_listen_conf *lc)
     return true;
 }
 
-static bool listen_addr(sstate *st, const sg_carg *a, sg_listen_conf *lc)
-{
-    sg_str host;
-    int port;
-    uint64_t v;
-    if (parse_u64(a->s, 65535, &v)) {            /* "12345" */
-        host = SG_STR("0.0.0.0");
-        port = (int)v;
-    } else if (!sg_conf_split_hostport(arg_str(a), &host, &port)) {
-        return sg_cerr(st->cx, a->pos, "invalid port in \"%s\" of the \"listen\" directive", a->s);
-    }
-    if (port < 0) return sg_cerr(st->cx, a->pos, "no port in \"%s\" of the \"listen\" directive", a->s);
-    if (port == 0) return sg_cerr(st->cx, a->pos, "invalid port in \"%s\" of the \"listen\" directive", a->s);
-    if (sg_str_eq_lit(host, "*")) host = SG_STR("0.0.0.0");
-    struct sockaddr_storage *addrs = NULL;
-    socklen_t *lens = NULL;
-    size_t naddrs = 0;
-    if (!sg_conf_resolve(st->cx->c, host, port, &addrs, &lens, &naddrs))
-        return sg_cerr(st->cx, a->pos, "host not found in \"%s\" of the \"listen\" directive", a->s);
-    lc->addr = addrs[0];
-    lc->addrlen = lens[0];
-    lc->text = sg_conf_addr_text(st->cx->c, &lc->addr);
-    return true;
-}
-
 /* ngx_stream_core_listen: one address may be listened on by one stream server only. */
 static bool listen_unique(sstate *st, const sg_carg *a, const sg_listen_conf *lc)
 {
@@ -320,7 +295,7 @@ static bool set_listen(sstate *st, const sg_cnode *n, const scmd *cmd)
     if (starts(a->s, "unix:"))
         return sg_cerr(st->cx, a->pos, "\"unix:\" addresses in \"listen\" are not supported yet");
     sg_listen_conf lc = { .backlog = 511, .pos = n->name.pos };
-    if (!listen_addr(st, a, &lc)) return false;
+    if (!sg_conf_listen_addr(st->cx, a, &lc, -1)) return false;
     for (size_t i = 1; i < n->nargs; i++)
         if (!listen_param(st, &n->args[i], &lc)) return false;
     if (!listen_unique(st, a, &lc)) return false;
@@ -379,67 +354,10 @@ static bool set_upstream(sstate *st, const sg_cnode *n, const scmd *cmd)
     return true;
 }
 
-static bool ups_server_param(sstate *st, const sg_carg *a, sg_upstream_server_conf *t)
-{
-    static const char *const later[] = {
-        "max_conns", "resolve", "service", "slow_start", "route", "drain", NULL,
-    };
-    const char *p = a->s;
-    size_t keylen = strcspn(p, "=");
-    uint64_t v;
-    if (starts(p, "weight=")) {
-        if (!parse_u64(p + 7, 1000000, &v) || v == 0) goto invalid;
-        t->weight = (int)v;
-    } else if (starts(p, "max_fails=")) {
-        if (!parse_u64(p + 10, 1000000, &v)) goto invalid;
-        t->max_fails = (int)v;
-    } else if (starts(p, "fail_timeout=")) {
-        if (!sg_conf_parse_time_ms(p + 13, &v) || v >= SG_UNSET_MS) goto invalid;
-        t->fail_timeout_ms = (uint32_t)v;
-    } else if (strcmp(p, "backup") == 0) {
-        t->backup = true;
-    } else if (strcmp(p, "down") == 0) {
-        t->down = true;
-    } else {
-        for (int i = 0; later[i]; i++)
-            if (keylen == strlen(later[i]) && strncmp(p, later[i], keylen) == 0)
-                return sg_cerr(st->cx, a->pos, "\"%.*s\" parameter of \"server\" is not supported yet",
-                               (int)keylen, p);
-        goto invalid;
-    }
-    return true;
-invalid:
-    return sg_cerr(st->cx, a->pos, "invalid parameter \"%s\"", p);
-}
-
 /* server ADDR:PORT [params]: the port is required in stream (nginx). */
 static bool set_ups_server(sstate *st, const sg_cnode *n, const scmd *cmd)
 {
-    sg_upstream_conf *u = &st->ups->up;
-    const sg_carg *a = &n->args[0];
-    if (starts(a->s, "unix:"))
-        return sg_cerr(st->cx, a->pos, "\"unix:\" addresses in \"server\" are not supported yet");
-    sg_upstream_server_conf t = { .weight = 1, .max_fails = 1, .fail_timeout_ms = 10000 };
-    for (size_t i = 1; i < n->nargs; i++)
-        if (!ups_server_param(st, &n->args[i], &t)) return false;
-    sg_str host;
-    int port;
-    if (!sg_conf_split_hostport(arg_str(a), &host, &port) || port == 0)
-        return sg_cerr(st->cx, a->pos, "invalid port in upstream \"%s\"", a->s);
-    if (port < 0) return sg_cerr(st->cx, a->pos, "no port in upstream \"%s\"", a->s);
-    struct sockaddr_storage *addrs = NULL;
-    socklen_t *lens = NULL;
-    size_t naddrs = 0;
-    if (!sg_conf_resolve(st->cx->c, host, port, &addrs, &lens, &naddrs))
-        return sg_cerr(st->cx, a->pos, "host not found in upstream \"%s\"", a->s);
-    for (size_t i = 0; i < naddrs; i++) {
-        u->servers = sg_conf_push(&st->cx->c->arena, u->servers, u->nservers, sizeof(t));
-        t.name = a->s;                 /* as written: consistent hash points derive from it */
-        t.addr = addrs[i];
-        t.addrlen = lens[i];
-        u->servers[u->nservers++] = t;
-    }
-    return true;
+    return sg_conf_upstream_server(st->cx, n, &st->ups->up, -1);
 }
 
 static bool set_least_conn(sstate *st, const sg_cnode *n, const scmd *cmd)
@@ -630,16 +548,7 @@ static sg_upstream_conf *implicit_upstream(sg_cctx *cx, sg_stream_server_conf *s
         sg_cerr(cx, s->pass_pos, "host not found in upstream \"%s\"", name);
         return NULL;
     }
-    sg_upstream_conf *u = sg_arena_alloc(&c->arena, sizeof(*u));
-    memset(u, 0, sizeof(*u));
-    u->name = sg_arena_strndup(&c->arena, name, strlen(name));
-    u->pos = s->pass_pos;
-    u->implicit = true;
-    u->servers = sg_arena_alloc(&c->arena, n * sizeof(*u->servers));
-    for (size_t i = 0; i < n; i++)
-        u->servers[i] = (sg_upstream_server_conf){ .name = u->name, .addr = addrs[i], .addrlen = lens[i],
-                                                   .weight = 1, .max_fails = 1, .fail_timeout_ms = 10000 };
-    u->nservers = n;
+    sg_upstream_conf *u = sg_conf_implicit_upstream(c, name, s->pass_pos, addrs, lens, n);
     sc->upstreams = sg_conf_push(&c->arena, sc->upstreams, sc->nupstreams, sizeof(u));
     sc->upstreams[sc->nupstreams++] = u;
     return u;
@@ -695,13 +604,7 @@ static bool check_http_overlap(sg_cctx *cx, const sg_listen_conf *l)
 
 static void add_group(sg_conf *c, const sg_listen_conf *l, const sg_stream_server_conf *s)
 {
-    c->listens = sg_conf_push(&c->arena, c->listens, c->nlistens, sizeof(sg_listen_group));
-    sg_listen_group *g = &c->listens[c->nlistens++];
-    g->addr = l->addr;
-    g->addrlen = l->addrlen;
-    g->text = l->text;
-    g->backlog = l->backlog;
-    g->stream_server = s;
+    sg_conf_new_group(c, l)->stream_server = s;
 }
 
 bool sg_stream_conf_finish(sg_cctx *cx)

@@ -115,6 +115,23 @@ sg_io_result sg_outq_flush(sg_outq *q, int fd, size_t *written)
     return SG_IO_DONE;
 }
 
+int sg_outq_iov(const sg_outq *q, struct iovec *iov, int max)
+{
+    int n = 0;
+    for (sg_outq_chunk *c = q->head; c && n < max; c = c->next) {
+        if (c->end == c->start) continue;
+        iov[n].iov_base = c->data + c->start;
+        iov[n].iov_len = c->end - c->start;
+        n++;
+    }
+    return n;
+}
+
+void sg_outq_consume(sg_outq *q, size_t n)
+{
+    drop_written(q, n);
+}
+
 void sg_outq_clear(sg_outq *q)
 {
     sg_outq_chunk *c = q->head;

@@ -38,6 +38,9 @@ typedef enum sg_io_result {
 /* Writes as much as the socket takes, in one writev per call. */
 sg_io_result sg_outq_flush(sg_outq *q, int fd, size_t *written);
 void sg_outq_clear(sg_outq *q);
+struct iovec;
+int sg_outq_iov(const sg_outq *q, struct iovec *iov, int max);
+void sg_outq_consume(sg_outq *q, size_t n);
 
 typedef struct sg_inbuf {
     char *p;

@@ -28,6 +28,7 @@
 #include "http/h2_server.h"
 #include "proxy/stream_proxy.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "observe/access_log.h"
 #include "upstream/pool.h"
 
@@ -238,6 +239,16 @@ void sg_worker_conn_del(sg_worker *w, sg_conn_node *n)
 
 /* ---------- listeners ---------- */
 
+static void on_tls_ready(const sg_tls_accepted *a, void *arg)
+{
+    sg_worker *w = arg;
+    sg_sock_tune(a->fd);
+    if (sg_tls_alpn_is_h2(a->tls))
+        sg_h2_server_accept_tls(w, a->fd, a->tls, a->peer, a->peerlen, a->local, a->locallen);
+    else
+        sg_h1_server_accept_tls(w, a->fd, a->tls, a->peer, a->peerlen, a->local, a->locallen);
+}
+
 static void on_accept(sg_io *io, uint32_t events)
 {
     wlistener *l = (wlistener *)io;
@@ -264,6 +275,9 @@ static void on_accept(sg_io *io, uint32_t events)
         const struct sockaddr *local = (const struct sockaddr *)&l->addr;
         if (g->stream_server)
             sg_stream_proxy_accept(w, fd, (struct sockaddr *)&peer, plen, local, l->addrlen, g->stream_server);
+        else if (g->ssl)
+            sg_tls_accept(w->loop, w->conf, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen,
+                          g->default_server->client_header_timeout_ms, on_tls_ready, w);
         else if (g->http2)
             sg_h2_server_accept(w, fd, (struct sockaddr *)&peer, plen, local, l->addrlen, NULL, 0);
         else
@@ -396,6 +410,7 @@ static void on_wake(sg_io *io, uint32_t events)
         w->quitting = true;
         worker_set_listeners(w, w->conf, NULL);
         ack();   /* the main thread may now close the listening sockets */
+        sg_tls_accept_close_all();   /* handshakes in progress are idle connections */
         shutdown_conns(w, false);
         if (w->conf->worker_shutdown_timeout_ms)
             sg_timer_arm(w->loop, &w->quit_timer, w->conf->worker_shutdown_timeout_ms);
@@ -406,6 +421,7 @@ static void on_wake(sg_io *io, uint32_t events)
     } else if (cmd == CMD_STOP) {
         w->quitting = true;
         worker_set_listeners(w, w->conf, NULL);
+        sg_tls_accept_close_all();
         shutdown_conns(w, true);
         sg_loop_stop(w->loop);
     }
@@ -424,6 +440,7 @@ static void *worker_main(void *arg)
     tls_worker = w;
     sg_timer_arm(w->loop, &w->log_timer, 1000);
     sg_loop_run(w->loop);
+    sg_tls_accept_close_all();
     /* Let closed connections' deferred frees run, then tidy up. */
     retire_pools(w, w->conf);
     sg_loop_run_deferred(w->loop);   /* frees of what retire_pools closed */

@@ -68,6 +68,14 @@ static void upconn_read(sg_h1_upconn *c);
 
 #define FROM_NODE(n) ((sg_h1_upconn *)((char *)(n) - offsetof(sg_h1_upconn, node)))
 
+/* proxy_read_timeout (or, after a 101, the tunnel's timeout). A raw
+ * link's 0 is proxy_tunnel_timeout 0: never, as for HTTP/1.1 tunnels. */
+static void arm_read_timeout(sg_h1_upconn *c)
+{
+    if (c->raw && c->read_timeout_ms == 0) sg_timer_disarm(&c->timer);
+    else sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
+}
+
 static void report_error(sg_h1_upconn *c, sg_up_error err)
 {
     sg_exchange *ex = c->link.ex;
@@ -180,7 +188,7 @@ static void link_send_head(sg_upstream_link *l, const sg_upstream_request *req)
     c->want_resp = true;
     if (req->upgrade) {
         c->req_done = true;
-        sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
+        arm_read_timeout(c);
     }
     if (c->readable) sg_loop_defer(c->loop, &c->resume);
 }
@@ -221,7 +229,7 @@ static void link_send_end(sg_upstream_link *l)
     /* Not while we hold the response back for a slow client: that wait is
      * ours, not the peer's silence. */
     if (c->want_resp && (!c->head_parsed || !c->resp_done))
-        sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
+        arm_read_timeout(c);
 }
 
 static size_t link_pending(sg_upstream_link *l)
@@ -235,7 +243,7 @@ static void link_want_response(sg_upstream_link *l, bool on)
     if (c->want_resp == on) return;
     c->want_resp = on;
     if (on) {
-        if (c->req_done || c->head_parsed) sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
+        if (c->req_done || c->head_parsed) arm_read_timeout(c);
         sg_loop_defer(c->loop, &c->resume);
     } else {
         sg_timer_disarm(&c->timer);
@@ -467,7 +475,7 @@ static void upconn_read(sg_h1_upconn *c)
             process_input(c, scratch, (size_t)n);
             if (c->state == C_ACTIVE && c->link.ex && c->want_resp && !c->resp_done &&
                 (c->req_done || c->head_parsed))
-                sg_timer_arm(c->loop, &c->timer, c->read_timeout_ms);
+                arm_read_timeout(c);
             continue;
         }
         if (n < 0 && errno == EINTR) continue;

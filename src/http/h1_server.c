@@ -28,6 +28,7 @@
 #include "http/h1_write.h"
 #include "http/status.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "proxy/exchange.h"
 
 #define LINGER_MS 2000
@@ -42,6 +43,7 @@ typedef enum conn_state {
 typedef struct sg_h1_conn {
     sg_io io;
     sg_conn_node node;
+    sg_tls_conn *tls;
     sg_worker *w;
     sg_loop *loop;
     struct sockaddr_storage peer, local;
@@ -73,7 +75,7 @@ typedef struct sg_h1_conn {
     uint32_t keepalive_timeout_ms, body_timeout_ms, send_timeout_ms;
 } sg_h1_conn;
 
-static const sg_downstream_ops h1_down_ops;
+static const sg_downstream_ops h1_down_ops, h1_down_ops_tls;
 static void conn_read(sg_h1_conn *c);
 static void conn_close(sg_h1_conn *c);
 static void schedule_flush(sg_h1_conn *c);
@@ -137,7 +139,8 @@ static void do_flush(sg_h1_conn *c)
 {
     if (c->out.bytes > 0 && c->writable) {
         size_t written = 0;
-        sg_io_result r = sg_outq_flush(&c->out, c->io.fd, &written);
+        sg_io_result r = c->tls ? sg_tls_flush(c->tls, &c->out, &written)
+                                : sg_outq_flush(&c->out, c->io.fd, &written);
         if (r == SG_IO_ERROR) {
             conn_close(c);
             return;
@@ -157,6 +160,7 @@ static void do_flush(sg_h1_conn *c)
     if (c->closing && c->out.bytes == 0) {
         /* Lingering close: shut our side, then drain what the client
          * still sends, so that a reset does not destroy the response. */
+        if (c->tls) sg_tls_shutdown(c->tls);
         shutdown(c->io.fd, SHUT_WR);
         c->state = ST_LINGER;
         c->closing = false;
@@ -349,7 +353,9 @@ static void start_exchange(sg_h1_conn *c, const char *buf, const sg_h1_message *
 {
     sg_conf *gen = sg_worker_conf(c->w);
     sg_exchange *ex = sg_xcalloc(1, sizeof(*ex));
-    sg_exchange_init(ex, c->w, gen, &h1_down_ops, c);
+    /* The tunnel after a 101 relays raw sockets: not for TLS clients yet
+     * (no detach: the core answers an upstream's 101 with 502). */
+    sg_exchange_init(ex, c->w, gen, c->tls ? &h1_down_ops_tls : &h1_down_ops, c);
     c->ex = ex;
     c->state = ST_ACTIVE;
     c->scanned = 0;
@@ -459,12 +465,14 @@ static void conn_read(sg_h1_conn *c)
     if (c->in.len && wants_input(c) && c->state != ST_LINGER) process_input(c, NULL, 0);
     while (c->io.fd >= 0 && c->readable && wants_input(c) && !input_over_limit(c)) {
         char *scratch = sg_worker_scratch(c->w);
-        ssize_t n = read(c->io.fd, scratch, SG_SCRATCH_SIZE);
+        ssize_t n = c->tls ? sg_tls_read(c->tls, scratch, SG_SCRATCH_SIZE)
+                           : read(c->io.fd, scratch, SG_SCRATCH_SIZE);
         if (n > 0) {
             /* A short read drained the socket: the next byte brings a new
              * edge, so skip the read that would only say EAGAIN (unless
              * the peer half-closed: then its EOF has no edge of its own). */
-            if ((size_t)n < SG_SCRATCH_SIZE && !c->rdhup) c->readable = false;
+            if ((size_t)n < SG_SCRATCH_SIZE && !c->rdhup && !(c->tls && sg_tls_pending(c->tls)))
+                c->readable = false;
             if (c->state == ST_LINGER) continue;
             process_input(c, scratch, (size_t)n);
             if (c->ex && c->want_body && !c->body_done)
@@ -670,6 +678,15 @@ static const sg_downstream_ops h1_down_ops = {
     .detach = h1_detach,
 };
 
+static const sg_downstream_ops h1_down_ops_tls = {
+    .send_head = h1_send_head,
+    .send_data = h1_send_data,
+    .send_end = h1_send_end,
+    .want_body = h1_want_body,
+    .pending = h1_pending,
+    .abort = h1_abort,
+};
+
 /* ---------- events, timers, close ---------- */
 
 static void on_event(sg_io *io, uint32_t events)
@@ -684,6 +701,12 @@ static void on_event(sg_io *io, uint32_t events)
     if (events & EPOLLOUT) {
         c->writable = true;
         if (c->out.bytes) do_flush(c);
+        if (c->io.fd < 0) return;
+        if (c->tls && sg_tls_read_wants_write(c->tls)) events |= EPOLLIN;
+    }
+    if ((events & EPOLLIN) && c->tls && sg_tls_write_wants_read(c->tls) && c->out.bytes) {
+        c->writable = true;
+        do_flush(c);
         if (c->io.fd < 0) return;
     }
     if (events & (EPOLLIN | EPOLLRDHUP)) {
@@ -760,6 +783,8 @@ static void conn_close(sg_h1_conn *c)
     sg_loop_cancel(&c->finish);
     sg_loop_cancel(&c->flush);
     sg_loop_del(c->loop, &c->io);
+    sg_tls_free(c->tls);
+    c->tls = NULL;
     close(c->io.fd);
     c->io.fd = -1;
     sg_worker_conn_del(c->w, &c->node);
@@ -820,6 +845,19 @@ void sg_h1_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, sock
                          const struct sockaddr *local, socklen_t locallen)
 {
     conn_new(w, fd, peer, peerlen, local, locallen);
+}
+
+void sg_h1_server_accept_tls(sg_worker *w, int fd, sg_tls_conn *tls, const struct sockaddr *peer,
+                             socklen_t peerlen, const struct sockaddr *local, socklen_t locallen)
+{
+    sg_h1_conn *c = conn_new(w, fd, peer, peerlen, local, locallen);
+    if (!c) {
+        sg_tls_free(tls);
+        return;
+    }
+    c->tls = tls;
+    c->readable = true;
+    conn_read(c);
 }
 
 void sg_h1_server_accept_pre(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,

@@ -18,4 +18,7 @@ void sg_h1_server_accept_pre(sg_worker *w, int fd, const struct sockaddr *peer, 
                              const struct sockaddr *local, socklen_t locallen,
                              const char *pre, size_t npre);
 
+typedef struct sg_tls_conn sg_tls_conn;
+void sg_h1_server_accept_tls(sg_worker *w, int fd, sg_tls_conn *tls, const struct sockaddr *peer,
+                             socklen_t peerlen, const struct sockaddr *local, socklen_t locallen);
 #endif

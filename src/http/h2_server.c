@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include <nghttp2/nghttp2.h>
+#include "net/tls.h"
 
 #include "core/blockcache.h"
 #include "core/buf.h"
@@ -54,6 +55,7 @@
 #define QUEUE_CAP (1024 * 1024)       /* response bytes waiting on all streams of a connection */
 #define CONN_WINDOW (1024 * 1024)     /* connection receive window (streams bound memory) */
 #define FEED_CHUNK 16384              /* held request bytes handed to the exchange per call */
+#define BODY_WINDOW 65536             /* stream receive window once the core reads the body */
 #define GOAWAY_RTT_MS 1000            /* graceful GOAWAY: wait this long for the PING ACK */
 #define LINGER_MS 2000
 #define MAX_SEND_HEADERS (128 * 1024)
@@ -122,10 +124,12 @@ typedef struct h2_stream {
     bool ex_aborted;                   /* the core knows the response will not complete */
     bool closed;                       /* nghttp2 closed the stream */
     bool feed;                         /* held bytes to hand over at the next resume */
+    bool reading;                      /* the core asked for the body at least once */
 } h2_stream;
 
 struct h2_conn {
     sg_io io;
+    sg_tls_conn *tls;
     sg_conn_node node;
     sg_worker *w;
     sg_loop *loop;
@@ -262,12 +266,12 @@ static void q_clear(byteq *q)
 
 static ssize_t transport_read(h2_conn *c, char *buf, size_t cap)
 {
-    return read(c->io.fd, buf, cap);
+    return c->tls ? sg_tls_read(c->tls, buf, cap) : read(c->io.fd, buf, cap);
 }
 
 static sg_io_result transport_write(h2_conn *c, size_t *written)
 {
-    return sg_outq_flush(&c->out, c->io.fd, written);
+    return c->tls ? sg_tls_flush(c->tls, &c->out, written) : sg_outq_flush(&c->out, c->io.fd, written);
 }
 
 /* ---------- configuration ---------- */
@@ -518,6 +522,23 @@ static sg_str host_of(sg_arena *a, sg_str host)
     return (sg_str){ lh, hl };
 }
 
+/* A host as the HTTP/1.1 parser accepts it (nginx's validate_host, a bit
+ * stricter): authority characters only and no "..", so that $host can
+ * never step out of a path it is put in (root /srv/$host). nghttp2 checks
+ * the characters of :authority and Host, not the dots. */
+static bool host_valid(sg_str h)
+{
+    if (h.n == 0) return false;
+    for (size_t i = 0; i < h.n; i++) {
+        unsigned char ch = (unsigned char)h.p[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  strchr("-._~!$&'()*+,;=:[]%", ch) != NULL;
+        if (!ok || ch == '\0') return false;
+        if (ch == '.' && i && h.p[i - 1] == '.') return false;
+    }
+    return true;
+}
+
 /* Path and arguments from :path, as the HTTP/1.1 codec does. */
 static int split_path(sg_http_req *r)
 {
@@ -548,16 +569,18 @@ static int build_request(h2_conn *c, h2_stream *st)
     if (!r->headers) r->headers = sg_arena_alloc(&r->arena, sizeof(sg_header));
     join_cookies(st);
     sg_str host = st->authority;
+    const sg_header *hh = sg_req_find_header(r, SG_STR("host"));
+    bool bad_host = hh && !host_valid(hh->value);
     if (!host.n) {
-        const sg_header *h = sg_req_find_header(r, SG_STR("host"));
-        if (h) host = h->value;
+        if (hh) host = hh->value;
     } else if (!st->has_host) {
         /* nginx turns :authority into a Host header ($http_host) */
         add_header(st, SG_STR("host"), st->authority);
     }
-    r->host = host_of(&r->arena, host);
+    bad_host = bad_host || (host.n && !host_valid(host));
+    r->host = bad_host ? SG_STR_NULL : host_of(&r->arena, host);
     if (st->too_large) return 431;
-    if (!r->method.n) return 400;
+    if (!r->method.n || bad_host) return 400;
     bool connect = STR_EQ(r->method, "CONNECT");
     if (connect && !r->protocol.n) {
         r->request_uri = st->authority;   /* nginx refuses CONNECT */
@@ -607,6 +630,21 @@ static void deliver(h2_stream *st, const char *p, size_t n)
 {
     nghttp2_session_consume_stream(st->c->sess, st->id, n);
     core->on_body(st->ex, p, n);
+}
+
+/* http2_body_preread_size bounds only what is buffered before the core
+ * reads the body (nginx allows 0). Once it reads, the stream needs a
+ * window the body can flow through, else a preread of 0 never lets the
+ * client send a byte and a tiny one costs a round trip every few bytes
+ * (nginx opens the window to its body buffer size then). Also re-run when
+ * our SETTINGS are acknowledged: that shrinks every stream's window by the
+ * change from the default 65535. */
+static void open_body_window(h2_stream *st)
+{
+    h2_conn *c = st->c;
+    if (!st->reading || st->closed || st->in_ended || !c->sess || c->set.preread >= BODY_WINDOW) return;
+    if (nghttp2_session_get_stream_effective_local_window_size(c->sess, st->id) < BODY_WINDOW)
+        nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, st->id, BODY_WINDOW);
 }
 
 static bool body_wanted(const h2_stream *st)
@@ -744,8 +782,11 @@ static int on_control_frame(h2_conn *c, const nghttp2_frame *f)
         else if (!take(c, &c->control)) return fail_calm(c, "too many PING frames");
         return 0;
     case NGHTTP2_SETTINGS:
-        if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !take(c, &c->control))
+        if (f->hd.flags & NGHTTP2_FLAG_ACK) {
+            for (h2_stream *st = c->streams; st; st = st->next) open_body_window(st);
+        } else if (!take(c, &c->control)) {
             return fail_calm(c, "too many SETTINGS frames");
+        }
         return 0;
     case NGHTTP2_PRIORITY:
         if (!take(c, &c->control)) return fail_calm(c, "too many PRIORITY frames");
@@ -1025,7 +1066,8 @@ static void conn_read(h2_conn *c)
         char *buf = read_buffer();
         ssize_t n = transport_read(c, buf, SG_SCRATCH_SIZE);
         if (n > 0) {
-            if ((size_t)n < SG_SCRATCH_SIZE && !c->rdhup) c->readable = false;
+            if ((size_t)n < SG_SCRATCH_SIZE && !c->rdhup && !(c->tls && sg_tls_pending(c->tls)))
+                c->readable = false;
             budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
             if (!c->lingering && !conn_input(c, buf, (size_t)n)) return;
             continue;
@@ -1063,11 +1105,14 @@ static bool produce(h2_conn *c)
     return true;
 }
 
-/* Streams whose queue went low get more from the core. */
+/* Streams whose queue went low get more from the core, as long as the
+ * connection is under the cap at which h2_pending() reports them full.
+ * (Not a lower mark: streams the client does not read legitimately hold
+ * up to SG_HIGH_WATER each, and two of them would keep every other
+ * stream of the connection paused forever.) */
 static void wake_drained(h2_conn *c)
 {
-    if (c->queued >= QUEUE_CAP / 2) return;
-    for (h2_stream *st = c->streams; st; st = st->next) {
+    for (h2_stream *st = c->streams; st && c->queued < QUEUE_CAP; st = st->next) {
         sg_exchange *ex = st->ex;
         if (st->started && ex->waiting_drain && st->out.bytes < SG_LOW_WATER && !st->ex_aborted) {
             ex->waiting_drain = false;
@@ -1079,6 +1124,7 @@ static void wake_drained(h2_conn *c)
 static void linger_start(h2_conn *c)
 {
     c->lingering = true;
+    if (c->tls) sg_tls_shutdown(c->tls);
     shutdown(c->io.fd, SHUT_WR);
     arm(c, &c->goaway_timer, LINGER_MS);
     c->readable = true;
@@ -1292,6 +1338,8 @@ static void h2_want_body(sg_exchange *ex, bool on)
         nghttp2_submit_headers(c->sess, NGHTTP2_FLAG_NONE, st->id, NULL, &nv, 1, NULL);
         st->continue_sent = true;
     }
+    st->reading = true;
+    open_body_window(st);
     st->body_ms = ex->req.loc ? ex->req.loc->conf.client_body_timeout_ms : 60000;
     if (!st->in_ended && !st->connect) {
         st->last_rx_ms = now_ms(c);
@@ -1463,6 +1511,12 @@ static void on_event(sg_io *io, uint32_t events)
         c->writable = true;
         do_flush(c);
         if (c->closed) return;
+        if (c->tls && sg_tls_read_wants_write(c->tls)) events |= EPOLLIN;
+    }
+    if ((events & EPOLLIN) && c->tls && sg_tls_write_wants_read(c->tls)) {
+        c->writable = true;
+        do_flush(c);
+        if (c->closed) return;
     }
     if (events & (EPOLLIN | EPOLLRDHUP)) {
         c->readable = true;
@@ -1511,6 +1565,8 @@ static void conn_close(h2_conn *c)
     sg_loop_cancel(&c->flush);
     if (c->io.fd >= 0) {
         sg_loop_del(c->loop, &c->io);
+        sg_tls_free(c->tls);
+        c->tls = NULL;
         close(c->io.fd);
         c->io.fd = -1;
     }
@@ -1585,6 +1641,21 @@ void sg_h2_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, sock
     sg_sock_tune(fd);
     h2_conn *c = conn_new(w, sg_worker_loop(w), fd, peer, peerlen, local, locallen, &set);
     if (c && npre) conn_input(c, pre, npre);
+}
+
+void sg_h2_server_accept_tls(sg_worker *w, int fd, sg_tls_conn *tls, const struct sockaddr *peer,
+                             socklen_t peerlen, const struct sockaddr *local, socklen_t locallen)
+{
+    h2_settings set;
+    settings_from_conf(&set, w, local);
+    h2_conn *c = conn_new(w, sg_worker_loop(w), fd, peer, peerlen, local, locallen, &set);
+    if (!c) {
+        sg_tls_free(tls);
+        return;
+    }
+    c->tls = tls;
+    c->readable = true;
+    conn_read(c);
 }
 
 /* ---------- fuzzing ---------- */

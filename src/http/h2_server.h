@@ -16,6 +16,10 @@ void sg_h2_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, sock
                          const struct sockaddr *local, socklen_t locallen,
                          const char *pre, size_t npre);
 
+typedef struct sg_tls_conn sg_tls_conn;
+void sg_h2_server_accept_tls(sg_worker *w, int fd, sg_tls_conn *tls, const struct sockaddr *peer,
+                             socklen_t peerlen, const struct sockaddr *local, socklen_t locallen);
+
 #ifdef SG_FUZZING
 #include <stdint.h>
 /* Fuzzing only: one server session fed `data` as client input (first

@@ -75,10 +75,12 @@ static bool ctx_fail(char *msg, size_t msglen, sg_conf_pos *where, sg_conf_pos p
 static void conn_log(const sg_tls_conn *c, const char *call, int sslerr, int sys_errno)
 {
     char detail[600];
-    if (sslerr == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+    if (sslerr == SSL_ERROR_ZERO_RETURN || (sslerr == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
         ERR_clear_error();
-        if (sys_errno) snprintf(detail, sizeof(detail), "%d: %s", sys_errno, strerror(sys_errno));
-        else snprintf(detail, sizeof(detail), "unexpected end of stream");
+        if (sslerr == SSL_ERROR_SYSCALL && sys_errno)
+            snprintf(detail, sizeof(detail), "%d: %s", sys_errno, strerror(sys_errno));
+        else
+            snprintf(detail, sizeof(detail), "peer closed connection");
     } else {
         ssl_errors(detail, sizeof(detail));
     }
@@ -135,7 +137,10 @@ static SSL_CTX *ctx_base(const SSL_METHOD *method, uint32_t protocols, const sg_
     }
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_clear_mode(ctx, SSL_MODE_AUTO_RETRY);
+    /* AUTO_RETRY (on by default, kept): after a record that is not data
+     * (a TLS 1.3 ticket, a key update) OpenSSL reads on instead of
+     * reporting WANT_READ while the socket may still hold bytes, which an
+     * edge-triggered reader would never be woken for again. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_read_ahead(ctx, 1);        /* one read() takes several records */
     set_protocols(ctx, protocols);
@@ -199,8 +204,6 @@ static bool load_pair(SSL_CTX *ctx, const sg_ssl_value *cert, const sg_ssl_value
 }
 
 /* ---------------- server contexts ---------------- */
-
-static int ctx_conf_index = -1;          /* SSL_CTX ex_data slot: its sg_ssl_conf */
 
 static bool host_char(unsigned char ch)
 {
@@ -328,7 +331,6 @@ static bool set_dh_and_curves(SSL_CTX *ctx, const sg_ssl_conf *sc, char *msg, si
 SSL_CTX *sg_tls_server_ctx_new(const sg_ssl_conf *sc, const unsigned char ticket_keys[80],
                                char *msg, size_t msglen, sg_conf_pos *where)
 {
-    if (ctx_conf_index < 0) ctx_conf_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     SSL_CTX *ctx = ctx_base(TLS_server_method(), sc->protocols, &sc->ciphers, msg, msglen, where);
     if (!ctx) return NULL;
     if (sc->prefer_server_ciphers) SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -341,7 +343,6 @@ SSL_CTX *sg_tls_server_ctx_new(const sg_ssl_conf *sc, const unsigned char ticket
         return NULL;
     }
     set_sid_context(ctx, sc);
-    SSL_CTX_set_ex_data(ctx, ctx_conf_index, (void *)sc);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
     ERR_clear_error();
@@ -471,7 +472,8 @@ static void conn_fatal(sg_tls_conn *c, const char *call, int sslerr, int sys_err
 {
     conn_log(c, call, sslerr, sys_errno);
     c->fatal = true;
-    c->err = sslerr == SSL_ERROR_SYSCALL && sys_errno ? sys_errno : (sslerr == SSL_ERROR_SYSCALL ? ECONNRESET : EPROTO);
+    if (sslerr == SSL_ERROR_SYSCALL) c->err = sys_errno ? sys_errno : ECONNRESET;
+    else c->err = sslerr == SSL_ERROR_ZERO_RETURN ? ECONNRESET : EPROTO;
     errno = c->err;
 }
 
@@ -601,7 +603,7 @@ static int write_once(sg_tls_conn *c, const void *p, size_t n, size_t *w)
         ERR_clear_error();
         return 0;
     }
-    conn_fatal(c, "SSL_write()", e, sys == EPIPE ? EPIPE : sys);
+    conn_fatal(c, "SSL_write()", e, sys);
     return -1;
 }
 
@@ -645,6 +647,24 @@ ssize_t sg_tls_writev(sg_tls_conn *c, const struct iovec *iov, int iovcnt)
         }
     }
     return (ssize_t)total;
+}
+
+sg_io_result sg_tls_flush(sg_tls_conn *c, sg_outq *q, size_t *written)
+{
+    size_t total = 0;
+    while (q->bytes > 0) {
+        struct iovec iov[64];
+        int n = sg_outq_iov(q, iov, 64);
+        ssize_t w = sg_tls_writev(c, iov, n);
+        if (w < 0) {
+            if (written) *written = total;
+            return errno == EAGAIN ? SG_IO_AGAIN : SG_IO_ERROR;
+        }
+        total += (size_t)w;
+        sg_outq_consume(q, (size_t)w);
+    }
+    if (written) *written = total;
+    return SG_IO_DONE;
 }
 
 bool sg_tls_pending(const sg_tls_conn *c)
@@ -728,6 +748,10 @@ sg_io_result sg_tls_shutdown(sg_tls_conn *c)
 void sg_tls_free(sg_tls_conn *c)
 {
     if (!c) return;
+    /* OpenSSL marks the session of a connection freed without a
+     * close_notify exchange as not resumable; keep it usable unless the
+     * connection failed (nginx does the same). */
+    if (c->hs_done && !c->fatal) SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(c->ssl);
     ERR_clear_error();
     free(c);
@@ -775,10 +799,11 @@ static void hs_step(hs_conn *h)
         hs_end(h, true);
         return;
     }
+    struct sockaddr_storage peer = h->peer, local = h->local;   /* h is freed below */
     sg_tls_accepted a = {
         .tls = h->tls, .fd = h->io.fd,
-        .peer = (const struct sockaddr *)&h->peer, .peerlen = h->peerlen,
-        .local = (const struct sockaddr *)&h->local, .locallen = h->locallen,
+        .peer = (const struct sockaddr *)&peer, .peerlen = h->peerlen,
+        .local = (const struct sockaddr *)&local, .locallen = h->locallen,
     };
     sg_tls_ready_fn ready = h->ready;
     void *arg = h->arg;
@@ -820,10 +845,10 @@ void sg_tls_accept(sg_loop *l, sg_conf *gen, const sg_listen_group *g, int fd,
     h->tls = tls;
     h->ready = ready;
     h->arg = arg;
-    if (peerlen > sizeof(h->peer)) peerlen = sizeof(h->peer);
-    if (locallen > sizeof(h->local)) locallen = sizeof(h->local);
-    memcpy(&h->peer, peer, peerlen);
-    memcpy(&h->local, local, locallen);
+    if (!peer || peerlen > sizeof(h->peer)) peerlen = peer ? sizeof(h->peer) : 0;
+    if (!local || locallen > sizeof(h->local)) locallen = local ? sizeof(h->local) : 0;
+    if (peerlen) memcpy(&h->peer, peer, peerlen);
+    if (locallen) memcpy(&h->local, local, locallen);
     h->peerlen = peerlen;
     h->locallen = locallen;
     h->next = hs_list;

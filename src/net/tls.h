@@ -99,6 +99,8 @@ ssize_t sg_tls_read(sg_tls_conn *c, void *buf, size_t n);
  * its tail and drops only what was reported written does that. */
 ssize_t sg_tls_writev(sg_tls_conn *c, const struct iovec *iov, int iovcnt);
 
+sg_io_result sg_tls_flush(sg_tls_conn *c, sg_outq *q, size_t *written);
+
 /* Whether a read would return something without new input on the socket
  * (decrypted or undecrypted bytes buffered, or an end/error to report).
  * Codecs that stop reading after a short read check this first. */

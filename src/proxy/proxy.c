@@ -14,8 +14,11 @@
  * tunnel: an HTTP/1.1 client's socket and the upstream's are handed to
  * proxy/tunnel.c and the exchange ends, logged with status 101; an HTTP/2
  * client (RFC 8441 extended CONNECT) gets a 200 and its stream relays raw
- * bytes through this exchange (ex->tunnel). Any other answer is relayed
- * as a normal response. */
+ * bytes through this exchange (ex->tunnel). With proxy_http_version 2 an
+ * extended CONNECT goes on as one (if the backend announced RFC 8441
+ * support, else 502) and its 2xx opens the same kind of tunnel; an
+ * HTTP/1.1 WebSocket handshake there is answered 501. Any other answer is
+ * relayed as a normal response. */
 #include "proxy/proxy.h"
 
 #include <stdio.h>
@@ -24,6 +27,7 @@
 
 #include "core/log.h"
 #include "http/h1_client.h"
+#include "http/h2_client.h"
 #include "http/status.h"
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
@@ -44,6 +48,13 @@ static const sg_loc_conf *loc_conf(const sg_exchange *ex)
 static sg_upstream_rt *runtime(const sg_exchange *ex)
 {
     return ex->upstream->runtime;
+}
+
+/* An HTTP/2 client's extended CONNECT to an HTTP/2 upstream: it goes on
+ * as an extended CONNECT (RFC 8441 both sides), a 2xx opens the tunnel. */
+static bool connect_upstream(const sg_exchange *ex)
+{
+    return ex->req.protocol.n && loc_conf(ex)->proxy_http_version == 20;
 }
 
 static void append_list(sg_strbuf *b, const char *s, size_t n)
@@ -219,9 +230,15 @@ static void send_request(sg_exchange *ex)
         req.content_length = 0;
         if (ex->req.protocol.n) req.method = SG_STR("GET");
     }
+    if (connect_upstream(ex)) {
+        /* Its DATA is tunnel data, sent only after the 2xx. */
+        req.method = SG_STR("CONNECT");
+        req.protocol = ex->req.protocol;
+        req.content_length = -1;
+    }
     sg_upstream_link *l = ex->up;
     l->ops->send_head(l, &req);
-    if (ex->upgrade && ex->req.protocol.n) return;
+    if (ex->req.protocol.n) return;
     if (ex->req_length == 0 || ex->req_body_done) {
         if (ex->up == l) l->ops->send_end(l);
         return;
@@ -233,6 +250,13 @@ static void send_request(sg_exchange *ex)
 
 static void proxy_try(sg_exchange *ex);
 static bool idempotent(sg_str m);
+
+/* proxy_http_version 2: a stream on a multiplexed HTTP/2 connection. */
+static sg_upstream_link *open_link(sg_exchange *ex, sg_peer *peer, bool *ready)
+{
+    if (loc_conf(ex)->proxy_http_version == 20) return sg_h2_client_open(ex, runtime(ex), peer, ready);
+    return sg_h1_client_open(ex, runtime(ex), peer, ready);
+}
 
 static bool idempotent(sg_str m)
 {
@@ -271,7 +295,7 @@ void sg_proxy_up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
         !ex->resp_head_sent && replayable) {
         bool ready = false;
         ex->up_reused = false;
-        sg_upstream_link *l = sg_h1_client_open(ex, runtime(ex), ex->peer, &ready);
+        sg_upstream_link *l = open_link(ex, ex->peer, &ready);
         if (l) {
             ex->up = l;
             ex->up_reused = l->reused;
@@ -279,6 +303,13 @@ void sg_proxy_up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
             return;
         }
         connect_failed = true;
+    }
+    if (err == SG_UP_UNSUPPORTED) {   /* logged by the codec; the peer is fine */
+        note_attempt_end(ex, 502);
+        sg_balancer_done(runtime(ex)->balancer, ex->peer, false, now_ms(ex));
+        ex->peer = NULL;
+        sg_respond_error(ex, 502);
+        return;
     }
     bool timeout = err == SG_UP_TIMEOUT || err == SG_UP_CONNECT_TIMEOUT;
     int status = timeout ? 504 : 502;
@@ -314,7 +345,7 @@ static void proxy_try(sg_exchange *ex)
     const char *name = peer->conf->name;
     append_list(&ex->req.upstream_addr, name, strlen(name));
     bool ready = false;
-    sg_upstream_link *l = sg_h1_client_open(ex, rt, peer, &ready);
+    sg_upstream_link *l = open_link(ex, peer, &ready);
     if (!l) {
         sg_proxy_up_error(ex, SG_UP_CONNECT, true);
         return;
@@ -362,23 +393,55 @@ static bool prepare_h2_websocket(sg_exchange *ex)
     return true;
 }
 
+/* RFC 8441 on both sides: the extended CONNECT goes on as it is, with
+ * whatever :protocol the client asked for (the backend judges it). */
+static bool prepare_h2_connect(sg_exchange *ex)
+{
+    if (!loc_conf(ex)->proxy_upgrade) {
+        sg_respond_error(ex, 501);
+        return false;
+    }
+    return true;
+}
+
+/* An HTTP/1.1 WebSocket handshake cannot become a stream of a multiplexed
+ * HTTP/2 upstream connection (the client socket would have to be relayed
+ * to a stream, not to a socket): 501, said plainly, rather than a plain
+ * GET the client would take for a refused handshake. */
+static void refuse_h1_websocket_to_h2(sg_exchange *ex)
+{
+    sg_ex_log(ex, SG_LOG_ERROR,
+              "an HTTP/1.1 WebSocket handshake cannot be proxied with proxy_http_version 2 "
+              "(only HTTP/2 clients' extended CONNECT, RFC 8441, can): answered 501");
+    sg_respond_error(ex, 501);
+}
+
 /* Does this request ask to switch protocols, and may it? False if it was
  * answered here (a malformed handshake). */
 static bool prepare_upgrade(sg_exchange *ex)
 {
     sg_http_req *r = &ex->req;
-    if (r->protocol.n) return prepare_h2_websocket(ex);
+    /* Switching protocols needs an HTTP/1.1 upstream; an HTTP/2 one takes
+     * extended CONNECT instead. */
+    bool h2_upstream = loc_conf(ex)->proxy_http_version == 20;
+    if (r->protocol.n) return h2_upstream ? prepare_h2_connect(ex) : prepare_h2_websocket(ex);
     sg_str offer;
     /* RFC 9110 7.8: Upgrade in an HTTP/1.0 request is ignored. */
     bool h11 = r->http_major == 1 && r->http_minor >= 1;
     sg_upgrade_kind kind = h11 ? sg_upgrade_offered(r, &r->arena, &offer) : SG_UPGRADE_NONE;
     /* Served as plain HTTP: upgrades turned off here, or a request with a
      * body (what follows a 101 could not be told from the body). */
-    if (kind == SG_UPGRADE_NONE || !loc_conf(ex)->proxy_upgrade || ex->req_length != 0) return true;
+    if (kind == SG_UPGRADE_NONE || !loc_conf(ex)->proxy_upgrade || ex->req_length != 0 ||
+        (h2_upstream && kind != SG_UPGRADE_WEBSOCKET))
+        return true;
     if (kind == SG_UPGRADE_WEBSOCKET) {
         sg_ws_check why = sg_ws_check_request(r);
         if (why != SG_WS_OK) {
             refuse_upgrade(ex, why);
+            return false;
+        }
+        if (h2_upstream) {
+            refuse_h1_websocket_to_h2(ex);
             return false;
         }
         ex->ws_key = sg_req_find_header(r, SG_STR("sec-websocket-key"))->value;
@@ -512,7 +575,8 @@ static void hand_over(sg_exchange *ex)
         tunnel_closed(NULL, o.arg, o.arg2);
 }
 
-/* HTTP/2 client (RFC 8441): the stream becomes the tunnel. */
+/* HTTP/2 client (RFC 8441): the stream becomes the tunnel (after a 101
+ * from an HTTP/1.1 upstream, or a 2xx to an upstream extended CONNECT). */
 static void enter_tunnel_mode(sg_exchange *ex, const sg_h1_message *m)
 {
     sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->num_headers + 1));
@@ -553,6 +617,13 @@ void sg_proxy_up_head(sg_exchange *ex, const sg_h1_message *m)
     int status = m->status;
     if (status == 101) {
         switch_protocols(ex, m);
+        return;
+    }
+    if (status / 100 == 2 && connect_upstream(ex)) {
+        char code[8];
+        int k = snprintf(code, sizeof(code), "%d", status);
+        append_list(&ex->req.upstream_status, code, (size_t)k);
+        enter_tunnel_mode(ex, m);
         return;
     }
     uint32_t flag = status_flag(status);

@@ -159,6 +159,9 @@ static void on_timer(sg_timer *tm)
 {
     sg_tunnel *t = (sg_tunnel *)((char *)tm - offsetof(sg_tunnel, timer));
     uint32_t now = now32();
+    /* With the client behind, the upstream is not silent: we stopped
+     * reading it (nginx does not time a read it is not waiting for). */
+    if (t->q[CL].bytes >= SG_LOW_WATER) t->up_rx_ms = now;
     if (t->idle_ms && now - t->active_ms >= t->idle_ms) {
         log_end(t, "tunnel timed out (110: Connection timed out)");
         tunnel_end(t, SG_TUNNEL_IDLE_TIMEOUT);
@@ -232,6 +235,9 @@ static bool flush(sg_tunnel *t, int side)
     sg_io_result r = sg_outq_flush(&t->q[side], t->io[side].fd, &written);
     t->nwritten[side] += written;
     if (written) t->active_ms = now32();
+    /* Upstream bytes held back for a slow client: the upstream's silence
+     * is counted from when we read it again. */
+    if (written && side == CL && before >= SG_LOW_WATER) t->up_rx_ms = t->active_ms;
     if (r == SG_IO_ERROR) {
         tunnel_end(t, SG_TUNNEL_ERROR);
         return false;

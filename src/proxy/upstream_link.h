@@ -27,6 +27,11 @@ typedef struct sg_upstream_request {
      * is a FIN (once the queue is written), and everything after the 101
      * comes back through sg_proxy_up_data until the peer closes. */
     bool upgrade;
+    /* RFC 8441 extended CONNECT (HTTP/2 links only): the :protocol asked
+     * for, method CONNECT. The stream is a tunnel from the start: no
+     * content length, send_data carries tunnel bytes, send_end is the
+     * END_STREAM; a 2xx head opens it, DATA after it is tunnel data. */
+    sg_str protocol;
 } sg_upstream_request;
 
 typedef struct sg_upstream_link_ops {
@@ -59,6 +64,10 @@ typedef enum sg_up_error {
     SG_UP_TIMEOUT,                /* proxy_read_timeout / proxy_send_timeout */
     SG_UP_CLOSED,                 /* closed or reset before the response completed */
     SG_UP_INVALID,                /* invalid response head */
+    /* The peer cannot carry this request (an extended CONNECT to a peer
+     * without SETTINGS_ENABLE_CONNECT_PROTOCOL): nothing was sent, and
+     * the peer is not at fault. */
+    SG_UP_UNSUPPORTED,
 } sg_up_error;
 
 /* ---- events from upstream codecs to the core (proxy/proxy.c) ---- */

@@ -48,6 +48,13 @@ typedef sg_peer *(*sg_lb_tier_pick)(sg_balancer *b, sg_pick_ctx *ctx, size_t fir
  * (nginx switches the request over to the backup list for good). */
 sg_peer *sg_lb_pick_tiers(sg_balancer *b, sg_pick_ctx *ctx, sg_lb_tier_pick pick);
 
+/* One smooth weighted round robin step (nginx's ngx_http_upstream_get_peer)
+ * among the usable, untried peers [first, first + n) of b->peers; with
+ * `group`, only those i whose group[i] is `want`. NULL when none is
+ * usable. The caller calls sg_lb_checked on the peer it keeps. */
+sg_peer *sg_lb_smooth_pick(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n,
+                           const uint32_t *group, uint32_t want);
+
 /* Smooth weighted round robin over all tiers, with nginx's single-peer
  * fast path: what least_conn and ip_hash fall back to. */
 sg_peer *sg_lb_round_robin_pick(sg_balancer *b, sg_pick_ctx *ctx);

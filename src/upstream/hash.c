@@ -208,22 +208,7 @@ static size_t chash_find(const hash_balancer *hb, uint32_t hash)
  * name that resolved to several addresses), or NULL. */
 static sg_peer *chash_server_pick(hash_balancer *hb, sg_pick_ctx *ctx, uint32_t server)
 {
-    sg_peer *best = NULL;
-    int total = 0;
-    for (size_t i = 0; i < hb->super.nprimary; i++) {
-        sg_peer *p = &hb->super.peers[i];
-        if (hb->server_of[i] != server || sg_lb_is_tried(ctx->tried, i) || !sg_lb_available(p, ctx->now_ms))
-            continue;
-        p->current_weight += p->effective_weight;
-        total += p->effective_weight;
-        if (p->effective_weight < p->conf->weight)
-            p->effective_weight++;
-        if (best == NULL || p->current_weight > best->current_weight)
-            best = p;
-    }
-    if (best)
-        best->current_weight -= total;
-    return best;
+    return sg_lb_smooth_pick(&hb->super, ctx, 0, hb->super.nprimary, hb->server_of, server);
 }
 
 static sg_peer *chash_walk(hash_balancer *hb, sg_pick_ctx *ctx)

@@ -58,6 +58,7 @@ void sg_pool_remove(sg_pool *p, sg_pool_node *n)
 void sg_pool_retire(sg_pool *p)
 {
     p->retired = true;
+    if (p->h2_retire) p->h2_retire(p);
     while (p->idle) {
         sg_pool_node *n = p->idle;
         sg_pool_remove(p, n);

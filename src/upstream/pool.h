@@ -16,12 +16,20 @@ struct sg_pool_node {
     void (*close)(sg_pool_node *n);   /* close an idle connection (pool retired) */
 };
 
-typedef struct sg_pool {
+typedef struct sg_pool sg_pool;
+struct sg_pool {
     sg_pool_node *idle;                /* most recently used first */
     size_t nidle;
     size_t max_idle;                   /* upstream `keepalive` */
     bool retired;                      /* its generation is no longer current */
-} sg_pool;
+    /* This worker's HTTP/2 connections (upstream/h2_pool.h), made on first
+     * use; sg_pool_retire() retires them through h2_retire. The h2 pool
+     * frees itself (and clears h2) once retired and empty, which happens
+     * before the runtime is freed: each of its connections holds the
+     * generation until it is closed. */
+    void *h2;
+    void (*h2_retire)(sg_pool *p);
+};
 
 typedef struct sg_upstream_rt {
     const sg_upstream_conf *conf;

@@ -9,14 +9,16 @@
 
 #include "core/str.h"
 
-static sg_peer *rr_pick_tier(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n)
+sg_peer *sg_lb_smooth_pick(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n,
+                           const uint32_t *group, uint32_t want)
 {
     sg_peer *best = NULL;
     int total = 0;
 
     for (size_t i = first; i < first + n; i++) {
         sg_peer *p = &b->peers[i];
-        if (sg_lb_is_tried(ctx->tried, i) || !sg_lb_available(p, ctx->now_ms))
+        if ((group && group[i] != want) || sg_lb_is_tried(ctx->tried, i) ||
+            !sg_lb_available(p, ctx->now_ms))
             continue;
         p->current_weight += p->effective_weight;
         total += p->effective_weight;
@@ -27,10 +29,16 @@ static sg_peer *rr_pick_tier(sg_balancer *b, sg_pick_ctx *ctx, size_t first, siz
         if (best == NULL || p->current_weight > best->current_weight)
             best = p;
     }
-    if (best == NULL)
-        return NULL;
-    best->current_weight -= total;
-    sg_lb_checked(best, ctx->now_ms);
+    if (best)
+        best->current_weight -= total;
+    return best;
+}
+
+static sg_peer *rr_pick_tier(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n)
+{
+    sg_peer *best = sg_lb_smooth_pick(b, ctx, first, n, NULL, 0);
+    if (best)
+        sg_lb_checked(best, ctx->now_ms);
     return best;
 }
 

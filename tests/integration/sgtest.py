@@ -22,6 +22,8 @@ Main pieces:
                                                  closes / resets / holds them (failing peers)
 """
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -877,3 +879,53 @@ def head_of(resp):
     lines = raw[:i].decode("latin-1").split("\r\n")
     hdrs = [(k.strip(), v.strip()) for k, _, v in (l.partition(":") for l in lines[1:])]
     return lines[0], hdrs, raw[i + 4:]
+
+
+# ---------------------------------------------------------------- shared by several test files
+
+MB = 1 << 20
+PATTERN = b"0123456789abcdef"
+
+
+def pattern_bytes(n):
+    """n bytes of sgback's body pattern (what /bytes/N answers)."""
+    return (PATTERN * (n // 16 + 1))[:n]
+
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_accept(key):
+    """The Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+def count_until_eof(sock, n=0):
+    """Reads until the peer's FIN; n plus the number of bytes read."""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return n
+        n += len(d)
+
+
+def smooth_wrr(weights, n):
+    """nginx's smooth weighted round robin: indices of the first n picks."""
+    cw = [0] * len(weights)
+    out = []
+    for _ in range(n):
+        for i, w in enumerate(weights):
+            cw[i] += w
+        best = max(range(len(weights)), key=lambda i: (cw[i], -i))
+        cw[best] -= sum(weights)
+        out.append(best)
+    return out
+
+
+def start_h2c_backend(start_backend, h2port, h1port=None):
+    """An sgback (conftest's start_backend fixture) with an HTTP/1.1 port and
+    an h2c port (-2), returned once the h2c port accepts."""
+    b = start_backend(ports=[h1port or free_port()],
+                      extra_args=["-2", "127.0.0.1:%d" % h2port])
+    wait_for(lambda: port_accepts(h2port), 10, what="h2c port %d" % h2port)
+    return b

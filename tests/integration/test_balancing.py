@@ -11,7 +11,7 @@ import time
 import pytest
 
 import sgtest
-from sgtest import HttpConn, free_port, free_ports, get, http_conf
+from sgtest import HttpConn, free_port, free_ports, get, http_conf, smooth_wrr
 
 
 def upstream_conf(port, servers, upstream_extra="", location_extra="", name="pool"):
@@ -34,19 +34,6 @@ def upstream_conf(port, servers, upstream_extra="", location_extra="", name="poo
 
 def addr(port, params=""):
     return ("127.0.0.1:%d %s" % (port, params)).strip()
-
-
-def smooth_wrr(weights, n):
-    """nginx's smooth weighted round robin: indices of the first n picks."""
-    cw = [0] * len(weights)
-    out = []
-    for _ in range(n):
-        for i, w in enumerate(weights):
-            cw[i] += w
-        best = max(range(len(weights)), key=lambda i: (cw[i], -i))
-        cw[best] -= sum(weights)
-        out.append(best)
-    return out
 
 
 def nginx_ip_hash(ip, weights):

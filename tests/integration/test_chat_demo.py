@@ -15,7 +15,6 @@ answers 502 to upgrades (WebSocket proxying not available in this build).
 
 import asyncio
 import base64
-import hashlib
 import json
 import os
 import re
@@ -28,13 +27,12 @@ import time
 
 import pytest
 
-from sgtest import SANITIZED, SLOW, HttpConn, free_port, get, run_streamgate, wait_for
+from sgtest import SANITIZED, SLOW, HttpConn, free_port, get, run_streamgate, wait_for, ws_accept
 
 websockets = pytest.importorskip("websockets", reason="python3-websockets is not installed")
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def run(coro, timeout=30):
@@ -72,10 +70,6 @@ def ws_key():
     return base64.b64encode(os.urandom(16)).decode()
 
 
-def accept_of(key):
-    return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-
-
 def handshake(port, path="/ws/echo", extra=""):
     """A raw socket past the 101 (asserted); returns (socket, response head)."""
     key = ws_key()
@@ -90,7 +84,7 @@ def handshake(port, path="/ws/echo", extra=""):
         head += more
     text = head.split(b"\r\n\r\n")[0].decode("latin-1")
     assert text.startswith("HTTP/1.1 101 "), text
-    assert "Sec-WebSocket-Accept: %s" % accept_of(key) in text
+    assert "Sec-WebSocket-Accept: %s" % ws_accept(key) in text
     return s, text
 
 

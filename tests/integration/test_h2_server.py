@@ -19,10 +19,9 @@ import pytest
 from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame,
                               PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame)
 
-from sgtest import SLOW, HttpConn, free_port, get, http_conf, wait_for
+from sgtest import SLOW, HttpConn, free_port, get, http_conf, pattern_bytes, wait_for
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-PATTERN = b"0123456789abcdef"
 
 
 def h2_conf(backend_port, port, server_extra="", http_extra="", listen_extra="http2"):
@@ -54,10 +53,6 @@ def curl(port, path, *args, timeout=30):
     cmd = ["curl", "-sS", "--http2-prior-knowledge", "-m", str(int(timeout * SLOW))]
     cmd += list(args) + ["http://127.0.0.1:%d%s" % (port, path)]
     return subprocess.run(cmd, capture_output=True, timeout=timeout * SLOW + 10)
-
-
-def pattern_bytes(n):
-    return (PATTERN * (n // 16 + 1))[:n]
 
 
 # ---------------------------------------------------------------- raw client
@@ -317,6 +312,34 @@ class Prober(threading.Thread):
         assert self.ok >= 3
 
 
+def flood(port, data):
+    """Sends data(c) on a raw h2 connection c while a Prober checks that
+    other clients are still served: the server must close c with GOAWAY
+    ENHANCE_YOUR_CALM (11). Returns c."""
+    prober = Prober(port)
+    prober.start()
+    c = RawH2(port)
+    try:
+        c.send(data(c))
+    except OSError:        # closed before the whole flood was written
+        pass
+    assert c.wait_closed()
+    assert c.goaways and c.goaways[-1][0] == 11, c.goaways
+    prober.finish()
+    return c
+
+
+def request_burst(c, n, after):
+    """n GET /delay/100 requests on streams 1, 3, ..., each followed by after(sid)."""
+    burst = b""
+    for i in range(n):
+        sid = 1 + 2 * i
+        burst += c.headers_frame(sid, [(":method", "GET"), (":path", "/delay/100"),
+                                       (":scheme", "http"), (":authority", "x")])
+        burst += after(sid)
+    return burst
+
+
 # ---------------------------------------------------------------- basics
 
 def test_get_through_h2_to_h1_backend(h2proxy):
@@ -571,62 +594,22 @@ def test_continuation_flood_closes_the_connection(h2proxy):
 
 
 def test_rapid_reset_closes_the_attacker_only(h2proxy):
-    port = h2proxy()
-    prober = Prober(port)
-    prober.start()
-    c = RawH2(port)
-    burst = b""
-    for i in range(5000):
-        sid = 1 + 2 * i
-        burst += c.headers_frame(sid, [(":method", "GET"), (":path", "/delay/100"),
-                                       (":scheme", "http"), (":authority", "x")])
-        burst += RstStreamFrame(sid, error_code=8).serialize()
-    try:
-        c.send(burst)
-    except OSError:
-        pass
-    assert c.wait_closed()
-    assert c.goaways and c.goaways[-1][0] == 11, c.goaways
+    c = flood(h2proxy(), lambda c: request_burst(
+        c, 5000, lambda sid: RstStreamFrame(sid, error_code=8).serialize()))
     assert c.goaways[-1][1] < 2 * 5000, "GOAWAY before the end of the flood"
-    prober.finish()
 
 
 def test_ping_flood_closes_the_connection(h2proxy):
-    port = h2proxy()
-    prober = Prober(port)
-    prober.start()
-    c = RawH2(port)
-    flood = PingFrame(0, opaque_data=b"12345678").serialize() * 20000
-    try:
-        c.send(flood)
-    except OSError:
-        pass
-    assert c.wait_closed()
-    assert c.goaways and c.goaways[-1][0] == 11, c.goaways
-    prober.finish()
+    flood(h2proxy(), lambda c: PingFrame(0, opaque_data=b"12345678").serialize() * 20000)
 
 
 def test_invalid_frame_flood_closes_the_connection(h2proxy):
     """MadeYouReset: frames that make the server reset the stream itself
     after the request started (a WINDOW_UPDATE overflowing the stream window
     is a stream error, FLOW_CONTROL_ERROR)."""
-    port = h2proxy()
-    prober = Prober(port)
-    prober.start()
-    c = RawH2(port)
-    burst = b""
-    for i in range(3000):
-        sid = 1 + 2 * i
-        burst += c.headers_frame(sid, [(":method", "GET"), (":path", "/delay/100"),
-                                       (":scheme", "http"), (":authority", "x")])
-        burst += struct.pack(">I", 4)[1:] + bytes([8, 0]) + struct.pack(">II", sid, 0x7fffffff)
-    try:
-        c.send(burst)
-    except OSError:
-        pass
-    assert c.wait_closed()
-    assert c.goaways and c.goaways[-1][0] == 11, c.goaways
-    prober.finish()
+    flood(h2proxy(), lambda c: request_burst(
+        c, 3000, lambda sid: struct.pack(">I", 4)[1:] + bytes([8, 0])
+        + struct.pack(">II", sid, 0x7fffffff)))
 
 
 def test_max_concurrent_streams_advertised_and_served(h2proxy):

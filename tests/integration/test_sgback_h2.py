@@ -29,15 +29,14 @@ import time
 
 import pytest
 
-from sgtest import SLOW, free_ports, get, port_accepts, wait_for, _proc_cpu_ticks
+from sgtest import (MB, SLOW, free_ports, get, pattern_bytes, start_h2c_backend, wait_for,
+                    _proc_cpu_ticks)
 
 grpc = pytest.importorskip("grpc")
 h2conn = pytest.importorskip("h2.connection")
 h2config = pytest.importorskip("h2.config")
 h2events = pytest.importorskip("h2.events")
 
-MB = 1 << 20
-PATTERN = b"0123456789abcdef"
 FAIL_MESSAGE = "room not found: \u623f\u95f4 42 (100%)"
 FAIL_DETAIL = b"\x00\x01\xfe\xffchat-detail"
 
@@ -80,8 +79,7 @@ class H2Backend:
 @pytest.fixture
 def h2back(start_backend):
     h1, h2 = free_ports(2)
-    b = start_backend(ports=[h1], extra_args=["-2", "127.0.0.1:%d" % h2])
-    wait_for(lambda: port_accepts(h2), 10, what="h2c port %d" % h2)
+    b = start_h2c_backend(start_backend, h2, h1)
     return H2Backend(b, h2)
 
 
@@ -120,10 +118,6 @@ def curl(url, *args, stdin=None, timeout=60):
             k, v = line.split(":", 1)
             headers[k.strip().lower()] = v.strip()
     return CurlResult(p.returncode, status, headers, p.stdout, err)
-
-
-def pattern_bytes(n):
-    return (PATTERN * (n // 16 + 1))[:n]
 
 
 def test_routes_with_curl(h2back):

@@ -23,7 +23,7 @@ from bisect import bisect_left
 import pytest
 
 import sgtest
-from sgtest import SLOW, free_port, free_ports, run_streamgate, wait_for
+from sgtest import SLOW, free_port, free_ports, run_streamgate, smooth_wrr, wait_for
 
 
 # ---------------------------------------------------------------- peers
@@ -318,19 +318,6 @@ def test_all_down_closes_the_client_promptly(start_stream):
 
 
 # ---------------------------------------------------------------- balancing
-
-def smooth_wrr(weights, n):
-    """nginx's smooth weighted round robin: indices of the first n picks."""
-    cw = [0] * len(weights)
-    out = []
-    for _ in range(n):
-        for i, w in enumerate(weights):
-            cw[i] += w
-        best = max(range(len(weights)), key=lambda i: (cw[i], -i))
-        cw[best] -= sum(weights)
-        out.append(best)
-    return out
-
 
 def test_round_robin_with_weights_in_nginx_order(peers, start_stream):
     ts = [peers() for _ in range(3)]

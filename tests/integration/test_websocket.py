@@ -16,10 +16,10 @@ overlaps the other (light) tests of this file.
 
 import asyncio
 import base64
-import hashlib
 import http
 import json
 import os
+import select
 import socket
 import struct
 import threading
@@ -33,15 +33,11 @@ import websockets
 import websockets.exceptions
 
 import sgtest
-from sgtest import HttpConn, Proxy, free_port, http_conf, require_free_ports, wait_for
+from sgtest import (HttpConn, Proxy, count_until_eof, free_port, http_conf, require_free_ports,
+                    wait_for, ws_accept)
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 IDLE_SECONDS = 70
-
-
-def accept_for(key):
-    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
 
 
 def run(coro, timeout=60):
@@ -151,14 +147,8 @@ class RawWsBackend(sgtest._ThreadedListener):
             hdrs[k.strip().lower()] = v.strip()
         c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\nhello"
-                   % accept_for(hdrs["sec-websocket-key"])).encode())
-        n = len(rest)
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            n += len(d)
-        c.sendall(b"got %d" % n)
+                   % ws_accept(hdrs["sec-websocket-key"])).encode())
+        c.sendall(b"got %d" % count_until_eof(c, len(rest)))
         c.shutdown(socket.SHUT_WR)
         c.close()
 
@@ -247,14 +237,15 @@ def idle_probe(request, tmp_path_factory):
         yield None
         return
     backend = WsBackend()
-    port = free_port()
+    port, h2port = free_port(), free_port()
     prefix = tmp_path_factory.mktemp("idle")
     proxy = Proxy(http_conf("""
   server {
     listen 127.0.0.1:%d;
+    listen 127.0.0.1:%d http2;
     location / { proxy_pass http://127.0.0.1:%d; }
   }
-""" % (port, backend.port)), prefix=prefix)
+""" % (port, h2port, backend.port)), prefix=prefix)
     loop = asyncio.new_event_loop()
     state = {}
     try:
@@ -266,10 +257,26 @@ def idle_probe(request, tmp_path_factory):
             assert await ws.recv() == "before"
             return ws
         state["ws"] = loop.run_until_complete(asyncio.wait_for(open_idle(), 20))
+        # the same over HTTP/2 (RFC 8441): a silent extended-CONNECT stream
+        h2c = state["h2"] = H2Client(h2port)
+        sid = state["sid"] = h2c.connect("/idle-h2")
+        h2c.send(sid, client_frame(b"before"))
+        assert h2c.frames(sid, 1) == [(0x1, b"before")]
+        h2c.streams[sid]["data"] = b""
+        # An HTTP/2 client library answers the proxy's PINGs by itself
+        # while the application is silent; this thread does that for ours.
+        quiet = state["quiet"] = threading.Event()
+        state["answering"] = threading.Thread(target=h2c.answer_pings, args=(quiet,), daemon=True)
+        state["answering"].start()
         state["since"] = time.monotonic()
         state["loop"] = loop
         yield state
     finally:
+        if "answering" in state:
+            state["quiet"].set()
+            state["answering"].join(5)
+        if "h2" in state:
+            state["h2"].close()
         if "ws" in state:
             try:
                 loop.run_until_complete(asyncio.wait_for(state["ws"].close(), 10))
@@ -434,7 +441,7 @@ def test_bad_handshakes_get_400_and_the_connection_stays_usable(start_proxy, ws_
         c.send(upgrade_request("/good"))
         r = c.read_response()
         assert r.status == 101
-        assert r.header("Sec-WebSocket-Accept") == accept_for(KEY)
+        assert r.header("Sec-WebSocket-Accept") == ws_accept(KEY)
         assert r.header("Upgrade").lower() == "websocket"
         assert r.header("Connection").lower() == "upgrade"
         c.send(client_frame(b"x" * 70000, opcode=0x2))
@@ -520,7 +527,7 @@ def test_proxy_upgrade_off(start_proxy, ws_backend, start_stub):
     b = ws_backend()
     stub = start_stub(mode="raw", reply=(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept_for(KEY).encode() + b"\r\n\r\n"))
+        b"Sec-WebSocket-Accept: " + ws_accept(KEY).encode() + b"\r\n\r\n"))
     _, port = ws_proxy(start_proxy, [b.port], "proxy_upgrade off;", """
     location /stub {
       proxy_upgrade off;
@@ -813,6 +820,12 @@ class H2Client:
         self.wait(enough, "%d WebSocket frames" % count)
         return got
 
+    def answer_pings(self, stop):
+        """Reads (and so ACKs PINGs, as h2 libraries do) until stop is set."""
+        while not stop.is_set():
+            if select.select([self.sock], [], [], 0.2)[0]:
+                self.pump()
+
     def close(self):
         self.sock.close()
 
@@ -880,3 +893,9 @@ def test_idle_70s_with_defaults_still_echoes(idle_probe):
         await ws.send("after %d s" % IDLE_SECONDS)
         return await ws.recv()
     assert st["loop"].run_until_complete(asyncio.wait_for(after(), 20)) == "after %d s" % IDLE_SECONDS
+    h2c, sid = st["h2"], st["sid"]
+    st["quiet"].set()
+    st["answering"].join(5)
+    assert h2c.streams[sid]["data"] == b"", "the backend said something while idle"
+    h2c.send(sid, client_frame(b"after, over h2"))
+    assert h2c.frames(sid, 1) == [(0x1, b"after, over h2")]

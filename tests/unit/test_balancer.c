@@ -11,8 +11,7 @@
 #include <unistd.h>
 
 #include "upstream/balancer.h"
-
-#define MAXS 8
+#include "lb_fixture.h"
 
 /* The "temporarily disabled" warnings of the failure tests are expected. */
 static void quiet_log(void)
@@ -20,36 +19,17 @@ static void quiet_log(void)
     sg_log_open("stderr", SG_LOG_ERROR);
 }
 
-/* An upstream block built in memory, as the config loader would. */
-typedef struct fixture {
-    sg_upstream_conf u;
-    sg_upstream_server_conf s[MAXS];
-    char names[MAXS][32];
-} fixture;
+typedef lb_fixture fixture;
 
 static void fx_init(fixture *f, sg_lb_method lb)
 {
-    memset(f, 0, sizeof(*f));
-    f->u.name = "backend";
-    f->u.servers = f->s;
-    f->u.lb = lb;
+    lb_fx_init(f, lb);
 }
 
+/* The servers are 127.0.0.1:8081, :8082, ... in the order added. */
 static sg_upstream_server_conf *fx_add(fixture *f, int weight)
 {
-    size_t i = f->u.nservers++;
-    sg_upstream_server_conf *s = &f->s[i];
-    snprintf(f->names[i], sizeof(f->names[i]), "127.0.0.1:%zu", 8081 + i);
-    s->name = f->names[i];
-    struct sockaddr_in *sin = (struct sockaddr_in *)&s->addr;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)(8081 + i));
-    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    s->addrlen = sizeof(*sin);
-    s->weight = weight;
-    s->max_fails = 1;
-    s->fail_timeout_ms = 10000;
-    return s;
+    return lb_fx_add(f, 8081 + (int)f->u.nservers, weight);
 }
 
 /* One request's attempts: its own tried bitmap. */

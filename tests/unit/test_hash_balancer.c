@@ -13,48 +13,33 @@
 
 #include "core/log.h"
 #include "upstream/balancer.h"
+#include "lb_fixture.h"
 
-#define HB_MAXS 8
-
-typedef struct hb_fixture {
-    sg_upstream_conf u;
-    sg_upstream_server_conf s[HB_MAXS];
-    char names[HB_MAXS][32];
-} hb_fixture;
+typedef lb_fixture hb_fixture;
 
 static void hb_init(hb_fixture *f, sg_lb_method lb)
 {
-    memset(f, 0, sizeof(*f));
-    f->u.name = "backend";
-    f->u.servers = f->s;
-    f->u.lb = lb;
+    lb_fx_init(f, lb);
     sg_log_open("stderr", SG_LOG_ERROR);   /* "temporarily disabled" warnings are expected */
 }
 
 static sg_upstream_server_conf *hb_add(hb_fixture *f, int port, int weight)
 {
-    size_t i = f->u.nservers++;
-    sg_upstream_server_conf *s = &f->s[i];
-    snprintf(f->names[i], sizeof(f->names[i]), "127.0.0.1:%d", port);
-    s->name = f->names[i];
-    struct sockaddr_in *sin = (struct sockaddr_in *)&s->addr;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)port);
-    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    s->addrlen = sizeof(*sin);
-    s->weight = weight;
-    s->max_fails = 1;
-    s->fail_timeout_ms = 10000;
-    return s;
+    return lb_fx_add(f, port, weight);
 }
 
-/* 127.0.0.1:8081 weight 1, :8082 weight 2, :8083 weight 1. */
-static sg_balancer *hb_three(hb_fixture *f, sg_lb_method lb)
+/* 127.0.0.1:8081 weight 1, :8082 weight 2, :8083 weight 1 (no balancer yet). */
+static void hb_three_servers(hb_fixture *f, sg_lb_method lb)
 {
     hb_init(f, lb);
     hb_add(f, 8081, 1);
     hb_add(f, 8082, 2);
     hb_add(f, 8083, 1);
+}
+
+static sg_balancer *hb_three(hb_fixture *f, sg_lb_method lb)
+{
+    hb_three_servers(f, lb);
     return sg_balancer_new(&f->u);
 }
 
@@ -131,10 +116,7 @@ Test(hash, down_peer_rehashes_as_nginx)
     static const int first[] = { 1, 2, 0, 1, 2 }, next[] = { 2, 1, 1, 0, 0 };
     for (size_t i = 0; i < 5; i++) {
         hb_fixture f;
-        hb_init(&f, SG_LB_HASH);
-        hb_add(&f, 8081, 1);
-        hb_add(&f, 8082, 2);
-        hb_add(&f, 8083, 1);
+        hb_three_servers(&f, SG_LB_HASH);
         f.s[first[i]].down = true;
         sg_balancer *b = sg_balancer_new(&f.u);
         cr_expect_eq(pick_index(b, keys[i]), next[i], "key %s", keys[i]);
@@ -144,11 +126,12 @@ Test(hash, down_peer_rehashes_as_nginx)
 
 /* The session's second attempt (its first peer failed to connect) goes
  * where nginx's would: the walk continues after the first choice. */
-Test(hash, second_attempt_continues_the_walk)
+/* For each of the five keys: the first pick is first[i]; when it fails,
+ * the same session's second pick is next[i]. */
+static void expect_second_attempts(sg_lb_method lb, const int first[5], const int next[5])
 {
-    static const int first[] = { 1, 2, 0, 1, 2 }, next[] = { 2, 1, 1, 0, 0 };
     hb_fixture f;
-    sg_balancer *b = hb_three(&f, SG_LB_HASH);
+    sg_balancer *b = hb_three(&f, lb);
     for (size_t i = 0; i < 5; i++) {
         hb_session s;
         hb_session_init(&s, keys[i]);
@@ -163,6 +146,12 @@ Test(hash, second_attempt_continues_the_walk)
         b->peers[first[i]].fails = 0;      /* next key starts from a clean state */
     }
     sg_balancer_free(b);
+}
+
+Test(hash, second_attempt_continues_the_walk)
+{
+    static const int first[] = { 1, 2, 0, 1, 2 }, next[] = { 2, 1, 1, 0, 0 };
+    expect_second_attempts(SG_LB_HASH, first, next);
 }
 
 Test(hash, every_peer_down_gives_none)
@@ -204,22 +193,7 @@ Test(chash, same_peers_as_nginx)
 Test(chash, down_peer_goes_to_the_next_point)
 {
     static const int first[] = { 1, 0, 1, 0, 2 }, next[] = { 2, 1, 0, 1, 0 };
-    hb_fixture f;
-    sg_balancer *b = hb_three(&f, SG_LB_HASH_CONSISTENT);
-    for (size_t i = 0; i < 5; i++) {
-        hb_session s;
-        hb_session_init(&s, keys[i]);
-        sg_peer *p = sg_balancer_pick(b, &s.ctx);
-        cr_assert_not_null(p);
-        cr_expect_eq(p->index, first[i]);
-        sg_balancer_done(b, p, true, s.ctx.now_ms);
-        p = sg_balancer_pick(b, &s.ctx);
-        cr_assert_not_null(p);
-        cr_expect_eq(p->index, next[i], "key %s", keys[i]);
-        sg_balancer_done(b, p, false, s.ctx.now_ms);
-        b->peers[first[i]].fails = 0;
-    }
-    sg_balancer_free(b);
+    expect_second_attempts(SG_LB_HASH_CONSISTENT, first, next);
 }
 
 /* Servers 127.0.0.1:9001..9005, or the same without `skip` (-1: none). */

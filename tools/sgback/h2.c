@@ -45,7 +45,6 @@
 #include "sgback.h"
 #include "core/str.h"
 
-#define MAX_EVENTS 256
 #define IN_BUF (64 * 1024)           /* per-thread read buffer */
 #define OUT_HIGH (128 * 1024)        /* stop producing/reading above this */
 #define STREAM_WINDOW (1024 * 1024)  /* our SETTINGS_INITIAL_WINDOW_SIZE */
@@ -57,10 +56,8 @@
 #define PATTERN_BUF (64 * 1024)
 
 typedef struct h2_worker {
-    int epfd;
+    sgb_loop loop;           /* first: the loop's callbacks cast back */
     sgb_h2_conn *conns;      /* all open connections, closed on stop */
-    sgb_heap timers;
-    bool stop;
     uint8_t in[IN_BUF];
 } h2_worker;
 
@@ -140,7 +137,7 @@ static void stream_free(sgb_h2_stream *s, bool give_back)
     sgb_h2_conn *c = s->c;
     if (give_back && s->in == SGB_H2_IN_ECHO && buf_len(&s->ibuf) > 0)
         nghttp2_session_consume_connection(c->sess, buf_len(&s->ibuf));
-    sgb_timer_disarm(&c->w->timers, &s->timer);
+    sgb_timer_disarm(&c->w->loop.timers, &s->timer);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -206,7 +203,7 @@ static void wake(sgb_h2_stream *s)
 
 void sgb_h2_wait(sgb_h2_stream *s, uint64_t ms)
 {
-    sgb_timer_arm(&s->c->w->timers, &s->timer, sgb_now_ms() + ms);
+    sgb_timer_arm(&s->c->w->loop.timers, &s->timer, sgb_now_ms() + ms);
 }
 
 /* ---------------- response bodies ---------------- */
@@ -789,10 +786,9 @@ static void conn_run(sgb_h2_conn *c)
         conn_free(c);
 }
 
-static void conn_accept(h2_worker *w, sgb_listener *l, int fd)
+static void conn_accept(sgb_loop *lp, sgb_listener *l, int fd)
 {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    h2_worker *w = (h2_worker *)lp;
     sgb_h2_conn *c = sg_xcalloc(1, sizeof *c);
     c->kind = SGB_EV_CONN;
     c->fd = fd;
@@ -813,104 +809,44 @@ static void conn_accept(h2_worker *w, sgb_listener *l, int fd)
     atomic_fetch_add(&sgb_h2_counters.accepted, 1);
     atomic_fetch_add(&sgb_h2_counters.open, 1);
     /* Registered writable: the first EPOLLOUT sends our SETTINGS. */
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c };
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-        perror("sgback: epoll_ctl");
+    if (!sgb_loop_add(lp, fd, c, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET))
         conn_free(c);
-    }
-}
-
-static void listener_accept(h2_worker *w, sgb_listener *l)
-{
-    for (;;) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            conn_accept(w, l, fd);
-            continue;
-        }
-        if (errno == EINTR || errno == ECONNABORTED)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            perror("sgback: accept");
-        return;
-    }
 }
 
 /* ---------------- the loop ---------------- */
 
-static void run_timers(h2_worker *w)
+static void on_timer(sgb_loop *lp, sgb_timer *t)
 {
-    uint64_t now = sgb_now_ms();
-    sgb_timer *t;
-    while ((t = sgb_timer_due(&w->timers, now)) != NULL) {
-        sgb_timer_disarm(&w->timers, t);
-        sgb_h2_stream *s = (sgb_h2_stream *)((char *)t - offsetof(sgb_h2_stream, timer));
-        sgb_h2_conn *c = s->c;
-        stream_timer(s);
-        conn_run(c);
-    }
+    sgb_h2_stream *s = (sgb_h2_stream *)((char *)t - offsetof(sgb_h2_stream, timer));
+    sgb_h2_conn *c = s->c;
+    stream_timer(s);
+    conn_run(c);
 }
 
-static void handle_event(h2_worker *w, struct epoll_event *ev)
+static void on_event(sgb_loop *lp, struct epoll_event *ev)
 {
-    int kind = *(int *)ev->data.ptr;
-    if (kind == SGB_EV_STOP) {
-        w->stop = true;
-    } else if (kind == SGB_EV_LISTENER) {
-        listener_accept(w, ev->data.ptr);
-    } else {
-        sgb_h2_conn *c = ev->data.ptr;
-        if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            c->readable = true;
-        if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            c->rdhup = true;
-        conn_run(c);
-    }
+    sgb_h2_conn *c = ev->data.ptr;
+    if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->readable = true;
+    if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->rdhup = true;
+    conn_run(c);
 }
 
-static bool worker_add(h2_worker *w, int fd, void *ptr, uint32_t events)
-{
-    struct epoll_event ev = { .events = events, .data.ptr = ptr };
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
-        return true;
-    perror("sgback: epoll_ctl");
-    return false;
-}
+static const sgb_loop_ops ops = { .accept = conn_accept, .event = on_event, .timer = on_timer };
 
 void *sgb_h2_worker_main(void *arg)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    static int stop_tag = SGB_EV_STOP;
     pthread_once(&once, setup_once);
     sgb_worker_args *a = arg;
     h2_worker *w = sg_xcalloc(1, sizeof *w);
-    w->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (w->epfd < 0) {
-        perror("sgback: epoll_create1");
-        exit(1);
-    }
-    if (!worker_add(w, a->stop_fd, &stop_tag, EPOLLIN))
-        exit(1);
-    for (size_t i = 0; i < a->nls; i++)
-        if (!worker_add(w, a->ls[i].fd, &a->ls[i], EPOLLIN | EPOLLET))
-            exit(1);
-    struct epoll_event evs[MAX_EVENTS];
-    while (!w->stop) {
-        int n = epoll_wait(w->epfd, evs, MAX_EVENTS, sgb_timer_wait_ms(&w->timers, sgb_now_ms()));
-        if (n < 0 && errno != EINTR) {
-            perror("sgback: epoll_wait");
-            break;
-        }
-        for (int i = 0; i < n; i++)
-            handle_event(w, &evs[i]);
-        run_timers(w);
-    }
+    w->loop.ops = &ops;
+    sgb_loop_open(&w->loop, a);
+    sgb_loop_run(&w->loop);
     while (w->conns)
         conn_free(w->conns);
-    for (size_t i = 0; i < a->nls; i++)
-        close(a->ls[i].fd);
-    close(w->epfd);
-    sgb_heap_free(&w->timers);
+    sgb_loop_close(&w->loop, a);
     free(w);
     return NULL;
 }

@@ -27,13 +27,10 @@
 #include "core/str.h"
 
 #define LINGER_MS 2000   /* how long a closing connection drains input */
-#define MAX_EVENTS 256
 
 struct sgb_worker {
-    int epfd;
+    sgb_loop loop;       /* first: the loop's callbacks cast back */
     sgb_conn *conns;     /* all open connections, closed on stop */
-    sgb_heap timers;
-    bool stop;
 };
 
 sgb_stats sgb_counters;
@@ -165,16 +162,22 @@ static bool out_empty(const sgb_conn *c)
 
 /* ---------------- connection lifecycle ---------------- */
 
-static void conn_free(sgb_conn *c)
+/* Off the worker's list and timers (the socket stays open). */
+static void conn_unlink(sgb_conn *c)
 {
     sgb_worker *w = c->w;
-    sgb_timer_disarm(&w->timers, &c->timer);
+    sgb_timer_disarm(&w->loop.timers, &c->timer);
     if (c->prev)
         c->prev->next = c->next;
     else
         w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+}
+
+static void conn_free(sgb_conn *c)
+{
+    conn_unlink(c);
     close(c->fd);   /* also removes it from epoll */
     atomic_fetch_sub(&sgb_counters.open, 1);
     free(c);
@@ -188,7 +191,7 @@ void sgb_conn_drop(sgb_conn *c)
 void sgb_conn_wait(sgb_conn *c, uint64_t ms)
 {
     c->st = SGB_ST_WAIT;
-    sgb_timer_arm(&c->w->timers, &c->timer, sgb_now_ms() + ms);
+    sgb_timer_arm(&c->w->loop.timers, &c->timer, sgb_now_ms() + ms);
 }
 
 void sgb_conn_upgrade(sgb_conn *c)
@@ -213,13 +216,12 @@ static void start_close(sgb_conn *c)
     shutdown(c->fd, SHUT_WR);
     c->st = SGB_ST_LINGER;
     c->in_start = c->in_end = 0;
-    sgb_timer_arm(&c->w->timers, &c->timer, sgb_now_ms() + LINGER_MS);
+    sgb_timer_arm(&c->w->loop.timers, &c->timer, sgb_now_ms() + LINGER_MS);
 }
 
-static void conn_accept(sgb_worker *w, sgb_listener *l, int fd)
+static void conn_accept(sgb_loop *lp, sgb_listener *l, int fd)
 {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sgb_worker *w = (sgb_worker *)lp;
     sgb_conn *c = sg_xmalloc(sizeof *c);
     memset(c, 0, offsetof(sgb_conn, in));   /* the buffers need no clearing */
     c->kind = SGB_EV_CONN;
@@ -234,27 +236,8 @@ static void conn_accept(sgb_worker *w, sgb_listener *l, int fd)
     w->conns = c;
     atomic_fetch_add(&sgb_counters.accepted, 1);
     atomic_fetch_add(&sgb_counters.open, 1);
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c };
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-        perror("sgback: epoll_ctl");
+    if (!sgb_loop_add(lp, fd, c, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET))
         conn_free(c);
-    }
-}
-
-static void listener_accept(sgb_worker *w, sgb_listener *l)
-{
-    for (;;) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            conn_accept(w, l, fd);
-            continue;
-        }
-        if (errno == EINTR || errno == ECONNABORTED)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            perror("sgback: accept");   /* e.g. EMFILE: retried on the next connection */
-        return;
-    }
 }
 
 /* ---------------- input ---------------- */
@@ -464,14 +447,7 @@ static void drop_pages(void *p, size_t n)
  * HTTP buffers are freed. */
 static void conn_handoff(sgb_conn *c)
 {
-    sgb_worker *w = c->w;
-    sgb_timer_disarm(&w->timers, &c->timer);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    conn_unlink(c);
     sgb_ws_adopt(c->fd, c->req.route, c->in + c->in_start, c->in_end - c->in_start);
     drop_pages(c->in, sizeof c->in + sizeof c->out);
     free(c);
@@ -532,25 +508,15 @@ static void conn_timer(sgb_conn *c)
 
 /* ---------------- the loop ---------------- */
 
-static void run_timers(sgb_worker *w)
+static void on_timer(sgb_loop *lp, sgb_timer *t)
 {
-    uint64_t now = sgb_now_ms();
-    sgb_timer *t;
-    while ((t = sgb_timer_due(&w->timers, now)) != NULL) {
-        sgb_timer_disarm(&w->timers, t);
-        sgb_conn *c = (sgb_conn *)((char *)t - offsetof(sgb_conn, timer));
-        conn_timer(c);
-    }
+    conn_timer((sgb_conn *)((char *)t - offsetof(sgb_conn, timer)));
 }
 
-static void handle_event(sgb_worker *w, struct epoll_event *ev)
+static void on_event(sgb_loop *lp, struct epoll_event *ev)
 {
     int kind = *(int *)ev->data.ptr;
-    if (kind == SGB_EV_STOP) {
-        w->stop = true;
-    } else if (kind == SGB_EV_LISTENER) {
-        listener_accept(w, ev->data.ptr);
-    } else if (kind == SGB_EV_WS || kind == SGB_EV_CHAT) {
+    if (kind == SGB_EV_WS || kind == SGB_EV_CHAT) {
         sgb_ws_event(ev->data.ptr, ev->events);
     } else {
         sgb_conn *c = ev->data.ptr;
@@ -560,49 +526,25 @@ static void handle_event(sgb_worker *w, struct epoll_event *ev)
     }
 }
 
-static bool worker_add(sgb_worker *w, int fd, void *ptr, uint32_t events)
+static void on_tick(sgb_loop *lp)
 {
-    struct epoll_event ev = { .events = events, .data.ptr = ptr };
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
-        return true;
-    perror("sgback: epoll_ctl");
-    return false;
+    sgb_ws_tick();
 }
+
+static const sgb_loop_ops ops = {
+    .accept = conn_accept, .event = on_event, .timer = on_timer, .tick = on_tick,
+};
 
 void *sgb_worker_main(void *arg)
 {
-    static int stop_tag = SGB_EV_STOP;
     sgb_worker_args *a = arg;
-    sgb_worker w = { .epfd = epoll_create1(EPOLL_CLOEXEC) };
-    if (w.epfd < 0) {
-        perror("sgback: epoll_create1");
-        exit(1);
-    }
-    /* The stop eventfd is level-triggered and never read: every worker sees it. */
-    if (!worker_add(&w, a->stop_fd, &stop_tag, EPOLLIN))
-        exit(1);
-    sgb_ws_thread_init(w.epfd);
-    for (size_t i = 0; i < a->nls; i++)
-        if (!worker_add(&w, a->ls[i].fd, &a->ls[i], EPOLLIN | EPOLLET))
-            exit(1);
-    struct epoll_event evs[MAX_EVENTS];
-    while (!w.stop) {
-        int n = epoll_wait(w.epfd, evs, MAX_EVENTS, sgb_timer_wait_ms(&w.timers, sgb_now_ms()));
-        if (n < 0 && errno != EINTR) {
-            perror("sgback: epoll_wait");
-            break;
-        }
-        for (int i = 0; i < n; i++)
-            handle_event(&w, &evs[i]);
-        run_timers(&w);
-        sgb_ws_tick();
-    }
+    sgb_worker w = { .loop.ops = &ops };
+    sgb_loop_open(&w.loop, a);
+    sgb_ws_thread_init(w.loop.epfd);
+    sgb_loop_run(&w.loop);
     while (w.conns)
         conn_free(w.conns);
     sgb_ws_thread_done();
-    for (size_t i = 0; i < a->nls; i++)
-        close(a->ls[i].fd);
-    close(w.epfd);
-    sgb_heap_free(&w.timers);
+    sgb_loop_close(&w.loop, a);
     return NULL;
 }

@@ -142,6 +142,31 @@ typedef struct sgb_worker_args {
 } sgb_worker_args;
 void *sgb_worker_main(void *arg);
 
+/* ---- the per-thread loop of server.c and h2.c (loop.c) ----
+ * A worker embeds an sgb_loop; the loop accepts on the listeners (with
+ * TCP_NODELAY), watches the stop fd and fires timers, and hands the rest
+ * to the worker's ops. */
+struct epoll_event;
+typedef struct sgb_loop sgb_loop;
+typedef struct sgb_loop_ops {
+    void (*accept)(sgb_loop *lp, sgb_listener *l, int fd);   /* a new connection */
+    void (*event)(sgb_loop *lp, struct epoll_event *ev);     /* not stop/listener */
+    void (*timer)(sgb_loop *lp, sgb_timer *t);               /* due, already disarmed */
+    void (*tick)(sgb_loop *lp);                              /* after each round; may be NULL */
+} sgb_loop_ops;
+struct sgb_loop {
+    int epfd;
+    sgb_heap timers;
+    bool stop;
+    const sgb_loop_ops *ops;
+};
+/* epoll over a's stop fd and listeners; exits the process on failure. */
+void sgb_loop_open(sgb_loop *lp, const sgb_worker_args *a);
+/* epoll_ctl ADD; false (after perror) on failure. */
+bool sgb_loop_add(sgb_loop *lp, int fd, void *ptr, uint32_t events);
+void sgb_loop_run(sgb_loop *lp);                            /* until the stop fd fires */
+void sgb_loop_close(sgb_loop *lp, const sgb_worker_args *a);   /* listeners, epoll, timers */
+
 /* Output, for routes.c. Room is checked by the caller (sgb_out_room)
  * before producing; copying beyond the buffer is a bug and aborts. */
 size_t sgb_out_room(const sgb_conn *c);      /* copyable bytes available now */

@@ -70,22 +70,28 @@ static _Thread_local ws_thread *tl;
 
 /* ---------------- handshake ---------------- */
 
+/* The next element of a comma-separated list at *p (before end), without
+ * its surrounding blanks; *p moves past its comma. */
+static sg_str list_next(const char **p, const char *end)
+{
+    const char *comma = memchr(*p, ',', (size_t)(end - *p));
+    const char *e = comma ? comma : end;
+    sg_str t = { *p, (size_t)(e - *p) };
+    while (t.n && (*t.p == ' ' || *t.p == '\t'))
+        t.p++, t.n--;
+    while (t.n && (t.p[t.n - 1] == ' ' || t.p[t.n - 1] == '\t'))
+        t.n--;
+    *p = e + 1;
+    return t;
+}
+
 /* True if the comma-separated list holds `tok` (case-insensitive). */
 static bool list_has(sg_str list, const char *tok)
 {
     const char *p = list.p, *end = list.p + list.n;
-    while (p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        sg_str t = { p, (size_t)(e - p) };
-        while (t.n && (*t.p == ' ' || *t.p == '\t'))
-            t.p++, t.n--;
-        while (t.n && (t.p[t.n - 1] == ' ' || t.p[t.n - 1] == '\t'))
-            t.n--;
-        if (sg_str_caseeq_lit(t, tok))
+    while (p < end)
+        if (sg_str_caseeq_lit(list_next(&p, end), tok))
             return true;
-        p = e + 1;
-    }
     return false;
 }
 
@@ -121,13 +127,7 @@ static bool pick_protocol(const sg_h1_message *m, sg_str want, char proto[64])
             continue;
         const char *p = m->headers[i].value.p, *end = p + m->headers[i].value.n;
         while (p < end) {
-            const char *comma = memchr(p, ',', (size_t)(end - p));
-            const char *e = comma ? comma : end;
-            sg_str t = { p, (size_t)(e - p) };
-            while (t.n && (*t.p == ' ' || *t.p == '\t'))
-                t.p++, t.n--;
-            while (t.n && (t.p[t.n - 1] == ' ' || t.p[t.n - 1] == '\t'))
-                t.n--;
+            sg_str t = list_next(&p, end);
             bool ok = want.n ? sg_str_eq(t, want) : false;
             for (size_t k = 0; !want.n && k < sizeof known / sizeof known[0]; k++)
                 ok = ok || sg_str_eq_lit(t, known[k]);   /* names are case-sensitive */
@@ -136,7 +136,6 @@ static bool pick_protocol(const sg_h1_message *m, sg_str want, char proto[64])
                 proto[t.n] = 0;
                 return true;
             }
-            p = e + 1;
         }
     }
     return false;

@@ -40,6 +40,8 @@
 
 #include <openssl/evp.h>
 
+#include "http/ws_frame.h"
+
 #define WS_GUID    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define MAX_PIDS   32
 #define MAX_HEAD   8192          /* longest HTTP head accepted */
@@ -187,74 +189,39 @@ struct frame {
 /* 1: a whole frame is in p[0, hdr + len); 0: need more bytes; -1: invalid. */
 static int frame_parse(const uint8_t *p, size_t n, struct frame *f)
 {
-    if (n < 2)
-        return 0;
-    if (p[0] & 0x70)
+    if (n >= 2 && (p[0] & 0x70))
         return -1;                    /* RSV bits: no extension negotiated */
-    f->fin = p[0] & 0x80;
-    f->op = p[0] & 0x0f;
-    f->masked = p[1] & 0x80;
-    uint64_t len = p[1] & 0x7f;
-    size_t h = 2;
-    if (len == 126) {
-        if (n < 4)
-            return 0;
-        len = (uint64_t)p[2] << 8 | p[3];
-        h = 4;
-    } else if (len == 127) {
-        if (n < 10)
-            return 0;
-        len = 0;
-        for (int i = 0; i < 8; i++)
-            len = len << 8 | p[2 + i];
-        h = 10;
-    }
-    if (len > MAX_FRAME || (f->op >= 8 && (len > 125 || !f->fin)))
+    sg_ws_frame_head h;
+    int hl = sg_ws_parse_head(p, n, &h);
+    if (hl <= 0)
+        return hl;                    /* -1: a 64-bit length with the top bit set */
+    if (h.len > MAX_FRAME || (h.opcode >= 8 && (h.len > SG_WS_MAX_CONTROL || !h.fin)))
         return -1;
-    if (f->masked) {
-        if (n < h + 4)
-            return 0;
-        memcpy(f->mask, p + h, 4);
-        h += 4;
-    }
-    f->hdr = h;
-    f->len = (size_t)len;
-    return n >= h + f->len ? 1 : 0;
+    f->fin = h.fin;
+    f->op = h.opcode;
+    f->masked = h.masked;
+    memcpy(f->mask, h.mask, 4);
+    f->hdr = h.head_len;
+    f->len = (size_t)h.len;
+    return n >= f->hdr + f->len ? 1 : 0;
 }
 
 /* Appends one frame; clients mask (RFC 6455 5.3), servers do not. */
 static void frame_put(struct buf *b, uint8_t op, bool fin, const uint8_t *p,
                       size_t n, bool mask)
 {
-    uint8_t h[14], key[4] = {0};
-    size_t hl = 2;
-    uint8_t m = mask ? 0x80 : 0;
-
-    h[0] = (uint8_t)((fin ? 0x80 : 0) | op);
-    if (n < 126) {
-        h[1] = (uint8_t)(m | n);
-    } else if (n < 65536) {
-        h[1] = m | 126;
-        h[2] = (uint8_t)(n >> 8);
-        h[3] = (uint8_t)n;
-        hl = 4;
-    } else {
-        h[1] = m | 127;
-        for (int i = 0; i < 8; i++)
-            h[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
-        hl = 10;
-    }
+    uint8_t h[SG_WS_MAX_HEAD], key[4] = {0};
     if (mask) {
         uint32_t r = rng32();
         memcpy(key, &r, 4);
-        memcpy(h + hl, key, 4);
-        hl += 4;
     }
-    buf_append(b, h, hl);
+    buf_append(b, h, sg_ws_write_head(h, fin, op, n, mask ? key : NULL));
     buf_reserve(b, n);
     uint8_t *d = b->p + b->len;
-    for (size_t i = 0; i < n; i++)
-        d[i] = p[i] ^ key[i & 3];
+    if (n)
+        memcpy(d, p, n);
+    if (mask)
+        sg_ws_unmask(d, n, key, 0);
     b->len += n;
 }
 
@@ -1277,8 +1244,7 @@ static void srv_frames(struct conn *c)
             return;
         }
         uint8_t *p = c->in.p + f.hdr;
-        for (size_t i = 0; i < f.len; i++)
-            p[i] ^= f.mask[i & 3];
+        sg_ws_unmask(p, f.len, f.mask, 0);
         if (f.op <= 2)
             frame_put(&c->out, f.op, f.fin, p, f.len, false);
         else if (f.op == 9)

@@ -1,0 +1,325 @@
+/* TLS directives and the contexts of a generation. See ssl_conf.h. */
+#include "conf/ssl_conf.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "conf/parser.h"
+#include "net/tls.h"
+
+typedef struct client_ctx {
+    const sg_ssl_upstream_conf *u;
+    bool h2;
+    struct ssl_ctx_st *ctx;
+} client_ctx;
+
+/* Every context of a generation, freed with it. */
+struct sg_ssl_state {
+    struct ssl_ctx_st **ctxs;
+    size_t nctxs;
+    client_ctx *clients;
+    size_t nclients;
+};
+
+/* ---------------- setters ---------------- */
+
+/* Certificates named by variables ($ssl_server_name) or given inline
+ * (data:, engine:) are nginx features streamgate does not have yet. */
+static bool file_arg_ok(sg_cctx *cx, const sg_cnode *n, const sg_carg *a)
+{
+    if (a->n == 0) return sg_cerr(cx, a->pos, "invalid value \"\" in \"%s\" directive", n->name.s);
+    if (strchr(a->s, '$'))
+        return sg_cerr(cx, a->pos, "variables in \"%s\" are not supported yet", n->name.s);
+    if (strncmp(a->s, "data:", 5) == 0 || strncmp(a->s, "engine:", 7) == 0)
+        return sg_cerr(cx, a->pos, "\"%.*s\" in \"%s\" is not supported yet",
+                       (int)(strchr(a->s, ':') - a->s + 1), a->s, n->name.s);
+    return true;
+}
+
+bool sg_ssl_set_certificate(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const sg_carg *a = &n->args[0];
+    if (!file_arg_ok(cx, n, a)) return false;
+    sg_ssl_value **list = (sg_ssl_value **)((char *)base + cmd->offset);
+    size_t *count = (size_t *)((char *)base + cmd->offset + sizeof(sg_ssl_value *));
+    if (cx->first) {                       /* a level's own list replaces the inherited one */
+        *list = NULL;
+        *count = 0;
+    }
+    *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(sg_ssl_value));
+    (*list)[(*count)++] = (sg_ssl_value){ sg_conf_full_path(cx->c, a->s), a->pos };
+    return true;
+}
+
+bool sg_ssl_set_file(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const sg_carg *a = &n->args[0];
+    if (!file_arg_ok(cx, n, a)) return false;
+    *(sg_ssl_value *)((char *)base + cmd->offset) = (sg_ssl_value){ sg_conf_full_path(cx->c, a->s), a->pos };
+    return true;
+}
+
+bool sg_ssl_set_string(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const sg_carg *a = &n->args[0];
+    if (a->n == 0) return sg_cerr(cx, a->pos, "invalid value \"\" in \"%s\" directive", n->name.s);
+    *(sg_ssl_value *)((char *)base + cmd->offset) =
+        (sg_ssl_value){ sg_arena_strndup(&cx->c->arena, a->s, a->n), a->pos };
+    return true;
+}
+
+bool sg_ssl_set_protocols(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    static const struct { const char *name; uint32_t bit; } v[] = {
+        { "SSLv2", SG_SSL_SSLv2 }, { "SSLv3", SG_SSL_SSLv3 }, { "TLSv1", SG_SSL_TLSv1 },
+        { "TLSv1.1", SG_SSL_TLSv1_1 }, { "TLSv1.2", SG_SSL_TLSv1_2 }, { "TLSv1.3", SG_SSL_TLSv1_3 },
+    };
+    uint32_t mask = 0;
+    for (size_t i = 0; i < n->nargs; i++) {
+        size_t k = 0;
+        while (k < sizeof(v) / sizeof(v[0]) && strcmp(v[k].name, n->args[i].s) != 0) k++;
+        if (k == sizeof(v) / sizeof(v[0]))
+            return sg_cerr(cx, n->args[i].pos, "invalid value \"%s\" in \"%s\" directive", n->args[i].s, n->name.s);
+        mask |= v[k].bit;
+    }
+    if (!(mask & (SG_SSL_TLSv1 | SG_SSL_TLSv1_1 | SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3)))
+        return sg_cerr(cx, n->name.pos, "\"%s\" names no protocol OpenSSL 3 supports (SSLv2 and SSLv3 are gone)",
+                       n->name.s);
+    *(uint32_t *)((char *)base + cmd->offset) = mask;
+    return true;
+}
+
+/* One word of ssl_session_cache; adds to *sessions. */
+static bool cache_word(sg_cctx *cx, const sg_carg *a, uint64_t *sessions)
+{
+    const char *p = a->s;
+    uint64_t v;
+    if (strcmp(p, "builtin") == 0) {
+        *sessions += 20480;                /* OpenSSL's default */
+        return true;
+    }
+    if (strncmp(p, "builtin:", 8) == 0) {
+        if (!sg_str_to_u64(sg_str_from(p + 8), &v) || v == 0 || v > UINT32_MAX / 2) goto bad;
+        *sessions += v;
+        return true;
+    }
+    if (strncmp(p, "shared:", 7) == 0) {
+        const char *name = p + 7, *colon = strchr(name, ':');
+        if (!colon || colon == name || !sg_conf_parse_size(colon + 1, &v)) goto bad;
+        if (v < 8 * 4096)
+            return sg_cerr(cx, a->pos, "session cache \"%.*s\" is too small", (int)(colon - name), name);
+        *sessions += v / 256;              /* nginx: 1m holds about 4000 sessions */
+        return true;
+    }
+bad:
+    return sg_cerr(cx, a->pos, "invalid session cache \"%s\"", p);
+}
+
+bool sg_ssl_set_session_cache(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_ssl_cache *mode = (sg_ssl_cache *)((char *)base + cmd->offset);
+    uint32_t *size = (uint32_t *)((char *)base + cmd->offset + offsetof(sg_ssl_conf, session_cache_size) -
+                                  offsetof(sg_ssl_conf, session_cache));
+    const char *first = n->args[0].s;
+    if (strcmp(first, "off") == 0 || strcmp(first, "none") == 0) {
+        if (n->nargs > 1) return sg_cerr(cx, n->args[1].pos, "invalid session cache \"%s\"", n->args[1].s);
+        *mode = first[0] == 'o' ? SG_SSL_CACHE_OFF : SG_SSL_CACHE_NONE;
+        *size = 0;
+        return true;
+    }
+    uint64_t sessions = 0;
+    for (size_t i = 0; i < n->nargs; i++)
+        if (!cache_word(cx, &n->args[i], &sessions)) return false;
+    *mode = SG_SSL_CACHE_ON;
+    *size = sessions > UINT32_MAX ? UINT32_MAX : (uint32_t)sessions;
+    return true;
+}
+
+bool sg_ssl_set_name(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const sg_carg *a = &n->args[0];
+    sg_cval *cv = (sg_cval *)((char *)base + cmd->offset);
+    if (!sg_cval_compile(cx->c, (sg_str){ a->s, a->n }, a->pos, cv, cx->err, cx->errlen)) return false;
+    *(bool *)((char *)base + cmd->offset + offsetof(sg_ssl_upstream_conf, name_set) -
+              offsetof(sg_ssl_upstream_conf, name)) = true;
+    return true;
+}
+
+bool sg_ssl_set_obsolete(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    return sg_cerr(cx, n->name.pos, "the \"ssl\" directive was removed in nginx 1.25.1 and is not supported, "
+                   "use the \"ssl\" parameter of the \"listen\" directive instead");
+}
+
+/* ---------------- defaults ---------------- */
+
+static void upstream_defaults(sg_ssl_upstream_conf *u)
+{
+    memset(u, 0, sizeof(*u));
+    u->verify_depth = 1;
+    u->protocols = SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3;
+    u->ciphers.s = "DEFAULT";
+    u->session_reuse = true;
+}
+
+void sg_ssl_conf_defaults(sg_loc_conf *lc, sg_server_conf *srv)
+{
+    sg_ssl_conf *sc = &srv->ssl;
+    memset(sc, 0, sizeof(*sc));
+    sc->protocols = SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3;
+    sc->ciphers.s = "HIGH:!aNULL:!MD5";
+    sc->session_cache = SG_SSL_CACHE_NONE;
+    sc->session_timeout_ms = 5 * 60 * 1000;
+    sc->session_tickets = true;
+    sc->ecdh_curve.s = "auto";
+    upstream_defaults(&lc->proxy_ssl);
+    upstream_defaults(&lc->grpc_ssl);
+}
+
+/* ---------------- contexts of a generation ---------------- */
+
+static void state_free(void *arg)
+{
+    struct sg_ssl_state *st = arg;
+    for (size_t i = 0; i < st->nctxs; i++) sg_tls_ctx_free(st->ctxs[i]);
+    st->nctxs = 0;
+}
+
+static struct sg_ssl_state *state(sg_conf *c)
+{
+    if (!c->ssl) {
+        c->ssl = sg_arena_alloc(&c->arena, sizeof(*c->ssl));
+        memset(c->ssl, 0, sizeof(*c->ssl));
+        sg_conf_on_free(c, state_free, c->ssl);
+    }
+    return c->ssl;
+}
+
+static void state_add(sg_conf *c, struct ssl_ctx_st *ctx)
+{
+    struct sg_ssl_state *st = state(c);
+    st->ctxs = sg_conf_push(&c->arena, st->ctxs, st->nctxs, sizeof(*st->ctxs));
+    st->ctxs[st->nctxs++] = ctx;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_values(const sg_ssl_value *a, size_t na, const sg_ssl_value *b, size_t nb)
+{
+    if (na != nb) return false;
+    for (size_t i = 0; i < na; i++)
+        if (!same_str(a[i].s, b[i].s)) return false;
+    return true;
+}
+
+/* Servers whose settings are the same (typically all inherited from
+ * http{}) share one context: one copy of the certificates in memory. */
+static bool same_server_ssl(const sg_ssl_conf *a, const sg_ssl_conf *b)
+{
+    return same_values(a->certs, a->ncerts, b->certs, b->ncerts) &&
+           same_values(a->keys, a->ncerts, b->keys, b->ncerts) && a->protocols == b->protocols &&
+           same_str(a->ciphers.s, b->ciphers.s) && a->prefer_server_ciphers == b->prefer_server_ciphers &&
+           a->session_cache == b->session_cache && a->session_cache_size == b->session_cache_size &&
+           a->session_timeout_ms == b->session_timeout_ms && a->session_tickets == b->session_tickets &&
+           same_str(a->dhparam.s, b->dhparam.s) && same_str(a->ecdh_curve.s, b->ecdh_curve.s);
+}
+
+static bool on_ssl_address(const sg_conf *c, const sg_server_conf *s)
+{
+    for (size_t i = 0; i < c->nlistens; i++) {
+        if (!c->listens[i].ssl) continue;
+        for (size_t j = 0; j < c->listens[i].nservers; j++)
+            if (c->listens[i].servers[j] == s) return true;
+    }
+    return false;
+}
+
+static bool server_ctx(sg_cctx *cx, size_t idx, const unsigned char keys[80])
+{
+    sg_conf *c = cx->c;
+    sg_server_conf *s = c->servers[idx];
+    sg_ssl_conf *sc = &s->ssl;
+    if (sc->nkeys < sc->ncerts)
+        return sg_cerr(cx, sc->certs[sc->nkeys].pos, "no \"ssl_certificate_key\" is defined for certificate \"%s\"",
+                       sc->certs[sc->nkeys].s);
+    if (sc->ncerts == 0 || !on_ssl_address(c, s)) return true;
+    for (size_t i = 0; i < idx; i++) {
+        const sg_ssl_conf *o = &c->servers[i]->ssl;
+        if (o->ctx && same_server_ssl(o, sc)) {
+            sc->ctx = o->ctx;
+            return true;
+        }
+    }
+    char msg[1024];
+    sg_conf_pos where = s->pos;
+    sc->ctx = sg_tls_server_ctx_new(sc, keys, msg, sizeof(msg), &where);
+    if (!sc->ctx) return sg_cerr(cx, where, "%s", msg);
+    state_add(c, sc->ctx);
+    return true;
+}
+
+/* The listen line of g's default server, for the message below. */
+static sg_conf_pos listen_pos(const sg_listen_group *g)
+{
+    const sg_server_conf *s = g->default_server;
+    for (size_t i = 0; i < s->nlistens; i++)
+        if (s->listens[i].addrlen == g->addrlen && memcmp(&s->listens[i].addr, &g->addr, g->addrlen) == 0)
+            return s->listens[i].pos;
+    return s->pos;
+}
+
+bool sg_ssl_conf_finish(sg_cctx *cx)
+{
+    sg_conf *c = cx->c;
+    unsigned char keys[80];
+    /* Ticket keys: random per generation, shared by its contexts. */
+    if (getrandom(keys, sizeof(keys), 0) != (ssize_t)sizeof(keys))
+        return sg_cerr(cx, (sg_conf_pos){ c->file, 0, 0 }, "getrandom() failed");
+    bool ok = true;
+    for (size_t i = 0; ok && i < c->nservers; i++) ok = server_ctx(cx, i, keys);
+    memset(keys, 0, sizeof(keys));
+    for (size_t i = 0; ok && i < c->nlistens; i++) {
+        const sg_listen_group *g = &c->listens[i];
+        if (g->ssl && g->default_server && !g->default_server->ssl.ctx)
+            ok = sg_cerr(cx, listen_pos(g), "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive");
+    }
+    return ok;
+}
+
+static bool same_upstream_ssl(const sg_ssl_upstream_conf *a, const sg_ssl_upstream_conf *b)
+{
+    return a->verify == b->verify && a->verify_depth == b->verify_depth &&
+           same_str(a->trusted_certificate.s, b->trusted_certificate.s) &&
+           same_str(a->certificate.s, b->certificate.s) && same_str(a->certificate_key.s, b->certificate_key.s) &&
+           a->protocols == b->protocols && same_str(a->ciphers.s, b->ciphers.s) &&
+           a->session_reuse == b->session_reuse;
+}
+
+bool sg_ssl_upstream_ctx(sg_conf *c, sg_ssl_upstream_conf *u, bool h2, sg_conf_pos at,
+                         char *err, size_t errlen)
+{
+    struct sg_ssl_state *st = state(c);
+    for (size_t i = 0; i < st->nclients; i++) {
+        if (st->clients[i].h2 == h2 && same_upstream_ssl(st->clients[i].u, u)) {
+            u->ctx = st->clients[i].ctx;
+            return true;
+        }
+    }
+    char msg[1024];
+    sg_conf_pos where = at;
+    u->ctx = sg_tls_client_ctx_new(u, h2, at, msg, sizeof(msg), &where);
+    if (!u->ctx) {
+        snprintf(err, errlen, "%s:%d:%d: %s", where.file ? where.file : c->file, where.line, where.col, msg);
+        return false;
+    }
+    state_add(c, u->ctx);
+    st->clients = sg_conf_push(&c->arena, st->clients, st->nclients, sizeof(*st->clients));
+    st->clients[st->nclients++] = (client_ctx){ u, h2, u->ctx };
+    return true;
+}
