@@ -52,7 +52,8 @@ static bool connection_has_upgrade(const sg_http_req *r)
 static sg_str without_h2c(sg_str v, sg_arena *a)
 {
     if (!sg_token_list_has(v, SG_STR("h2c"))) return v;
-    char *out = sg_arena_alloc(a, v.n + 1);
+    /* each ", " replaces at least one byte (a comma), so twice the input is enough */
+    char *out = sg_arena_alloc(a, 2 * v.n);
     size_t n = 0;
     sg_str rest = v, t;
     while (next_token(&rest, &t)) {

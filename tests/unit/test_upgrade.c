@@ -135,6 +135,22 @@ Test(upgrade_offer, h2c_is_never_offered)
     sg_arena_free(&a);
 }
 
+/* Found by fuzz_upgrade: without h2c the offer is rejoined with ", ", longer
+ * than the header when its tokens were separated by bare commas. */
+Test(upgrade_offer, h2c_removed_from_a_list_of_bare_commas)
+{
+    req_fixture f;
+    sg_str offer;
+    sg_arena a;
+    sg_arena_init(&a, 1);
+    mkreq(&f, "GET", 1, (const char *const[]){ "Upgrade: a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u,v,w,h2c",
+                                              "Connection: upgrade", NULL });
+    cr_assert_eq(sg_upgrade_offered(&f.r, &a, &offer), SG_UPGRADE_OTHER);
+    cr_assert(sg_str_eq_lit(offer, "a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, t, u, v, w"),
+              "%.*s", (int)offer.n, offer.p);
+    sg_arena_free(&a);
+}
+
 /* Parses a backend's answer as the client codec would. */
 static int parse101(const char *text, sg_h1_message *m)
 {
