@@ -175,6 +175,7 @@ typedef struct sg_loc_conf {
     /* core */
     uint64_t client_max_body_size;     /* bytes, 0 = unlimited; default 1m (nginx) */
     uint32_t client_body_timeout_ms;   /* default 60 s */
+    bool client_body_timeout_set;      /* written by the user (gRPC streams have none otherwise) */
     uint32_t send_timeout_ms;          /* default 60 s */
     uint32_t keepalive_timeout_ms;     /* default 75 s; 0 disables keep-alive */
     uint32_t keepalive_header_s;       /* second argument: "Keep-Alive: timeout=N", 0 = none */
@@ -214,6 +215,23 @@ typedef struct sg_loc_conf {
     bool proxy_buffering;              /* accepted; streamgate always streams with backpressure */
     bool proxy_upgrade;                /* forward Upgrade requests, tunnel after a valid 101; default on */
     uint32_t proxy_tunnel_timeout_ms;  /* an upgraded connection silent both ways this long closes; 1 h */
+
+    /* gRPC (grpc_pass): the grpc_* directives, inherited apart from the
+     * proxy_* ones. When the generation is built, a grpc_pass location's
+     * proxy_* fields above are set from these (and proxy_http_version to
+     * 2), so the proxy core and the HTTP/2 client read one set of values. */
+    bool grpc;                         /* this location's proxy_pass came from grpc_pass */
+    sg_header_set *grpc_headers;       /* grpc_set_header; effective list: defaults (Host
+                                          $proxy_host, Connection "", TE trailers) + the user's */
+    size_t ngrpc_headers;
+    uint32_t grpc_connect_timeout_ms;  /* default 60 s */
+    uint32_t grpc_read_timeout_ms;     /* default 60 s: for the response head only... */
+    bool grpc_read_timeout_set;        /* ...and between messages once the user set it */
+    uint32_t grpc_send_timeout_ms;     /* default 60 s */
+    uint32_t grpc_next_upstream;       /* SG_NU_* mask; default error|timeout */
+    uint32_t grpc_next_upstream_tries;
+    uint32_t grpc_next_upstream_timeout_ms;
+    bool grpc_intercept_errors;
 
     /* error_log at http/server/location level (checked and kept; default:
      * the main error_log). Added by the configuration loader. */

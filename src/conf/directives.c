@@ -969,6 +969,7 @@ static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
     sg_loc_conf *lc = base;
     const sg_carg *a = &n->args[0];
     const char *url = a->s;
+    if (lc->proxy_pass) return sg_cerr(cx, n->name.pos, "\"%s\" directive is duplicate", n->name.s);
     if (strchr(url, '$'))
         return sg_cerr(cx, a->pos, "variables in \"proxy_pass\" are not supported yet");
     if (strncasecmp(url, "https://", 8) == 0)
@@ -1000,6 +1001,40 @@ static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
     return true;
 }
 
+/* grpc_pass [grpc://]HOST[:PORT] | grpc://UPSTREAM: an h2c backend, the
+ * request URI passed unchanged (nginx has no URI part here either). A
+ * location has one of proxy_pass and grpc_pass. */
+static bool set_grpc_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = base;
+    const sg_carg *a = &n->args[0];
+    const char *url = a->s;
+    if (lc->proxy_pass) return sg_cerr(cx, n->name.pos, "\"%s\" directive is duplicate", n->name.s);
+    if (strchr(url, '$'))
+        return sg_cerr(cx, a->pos, "variables in \"grpc_pass\" are not supported yet");
+    if (strncasecmp(url, "grpcs://", 8) == 0)
+        return sg_cerr(cx, a->pos, "\"grpcs://\" in \"grpc_pass\" is not supported yet");
+    const char *hp = strncasecmp(url, "grpc://", 7) == 0 ? url + 7 : url;
+    if (strstr(hp, "://")) return sg_cerr(cx, a->pos, "invalid URL prefix in \"%s\"", url);
+    if (starts(hp, "unix:"))
+        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"grpc_pass\" are not supported yet");
+    sg_pending_pass pend = { .host_pos = a->pos };
+    sg_str hostport = sg_str_from(hp);
+    if (hostport.n == 0 || strchr(hp, '/') || !sg_conf_split_hostport(hostport, &pend.host, &pend.port) ||
+        pend.port == 0)
+        return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", hp);
+    sg_proxy_pass *pp = sg_arena_alloc(&cx->c->arena, sizeof(*pp));
+    memset(pp, 0, sizeof(*pp));
+    pp->pos = n->name.pos;
+    pp->host = sg_arena_str(&cx->c->arena, hostport);    /* refined when bound */
+    pend.pp = pp;
+    cx->passes = sg_conf_push(&cx->c->arena, cx->passes, cx->npasses, sizeof(pend));
+    cx->passes[cx->npasses++] = pend;
+    lc->proxy_pass = pp;
+    lc->grpc = true;
+    return true;
+}
+
 static bool set_proxy_http_version(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const char *v = n->args[0].s;
@@ -1013,14 +1048,17 @@ static bool set_proxy_http_version(sg_cctx *cx, const sg_cnode *n, const sg_cmd 
 
 /* proxy_read_timeout also records that the user chose it: it then bounds
  * upgraded connections too (upstream silence), as in nginx, instead of
- * proxy_tunnel_timeout alone. */
-static bool set_proxy_read_timeout(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+ * proxy_tunnel_timeout alone. grpc_read_timeout likewise: only then does
+ * it bound the silence between messages of a gRPC stream. Fields: the
+ * time, then the flag, both in cmd's range. */
+static bool set_read_timeout(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
-    sg_loc_conf *lc = base;
     uint64_t v;
     if (!parse_time_ms(n->args[0].s, &v) || v >= SG_UNSET_MS) return bad_value(cx, n, &n->args[0]);
-    lc->proxy_read_timeout_ms = (uint32_t)v;
-    lc->proxy_read_timeout_set = true;
+    if (!base) return true;
+    char *f = (char *)base + cmd->offset;
+    *(uint32_t *)f = (uint32_t)v;
+    *(bool *)(f + cmd->size - sizeof(bool)) = true;
     return true;
 }
 
@@ -1046,7 +1084,7 @@ static bool set_next_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd,
         if (!e->name) return bad_value(cx, n, &n->args[i]);
         mask |= (uint32_t)e->value;
     }
-    ((sg_loc_conf *)base)->next_upstream = mask;
+    *(uint32_t *)((char *)base + cmd->offset) = mask;   /* proxy_ or grpc_next_upstream */
     return true;
 }
 
@@ -1149,7 +1187,8 @@ static const sg_cmd cmds[] = {
       LOC_RANGE(0, keepalive_timeout_ms, keepalive_header_s), NULL },
     { "keepalive_requests", HSL, A1, set_num, LOC(keepalive_requests), NULL },
     { "client_max_body_size", HSL, A1, set_size, LOC(client_max_body_size), NULL },
-    { "client_body_timeout", HSL, A1, set_msec, LOC(client_body_timeout_ms), NULL },
+    { "client_body_timeout", HSL, A1, set_read_timeout,
+      LOC_RANGE(0, client_body_timeout_ms, client_body_timeout_set), NULL },
     { "client_body_buffer_size", HSL, A1, set_size, NONE, NULL },
     { "send_timeout", HSL, A1, set_msec, LOC(send_timeout_ms), NULL },
     { "access_log", HSL, A1P, set_access_log, LOC_RANGE(SG_CF_MULTI, access_logs, access_log_off), NULL },
@@ -1170,7 +1209,7 @@ static const sg_cmd cmds[] = {
     { "proxy_http_version", HSL, A1, set_proxy_http_version, LOC(proxy_http_version), NULL },
     { "proxy_set_header", HSL, A2, set_header, LOC_RANGE(SG_CF_MULTI, proxy_headers, nproxy_headers), NULL },
     { "proxy_connect_timeout", HSL, A1, set_msec, LOC(proxy_connect_timeout_ms), NULL },
-    { "proxy_read_timeout", HSL, A1, set_proxy_read_timeout,
+    { "proxy_read_timeout", HSL, A1, set_read_timeout,
       LOC_RANGE(0, proxy_read_timeout_ms, proxy_read_timeout_set), NULL },
     { "proxy_send_timeout", HSL, A1, set_msec, LOC(proxy_send_timeout_ms), NULL },
     { "proxy_next_upstream", HSL, A1P, set_next_upstream, LOC(next_upstream), NULL },
@@ -1186,6 +1225,19 @@ static const sg_cmd cmds[] = {
     { "proxy_buffers", HSL, A2, set_proxy_buffers, NONE, NULL },
     { "proxy_busy_buffers_size", HSL, A1, set_size, NONE, NULL },
     { "proxy_max_temp_file_size", HSL, A1, set_size, NONE, NULL },
+    /* grpc (nginx's ngx_http_grpc_module; grpcs:// and the other grpc_*
+     * directives are refused as not supported yet) */
+    { "grpc_pass", L, A1, set_grpc_pass, LOC_NM(proxy_pass), NULL },
+    { "grpc_set_header", HSL, A2, set_header, LOC_RANGE(SG_CF_MULTI, grpc_headers, ngrpc_headers), NULL },
+    { "grpc_connect_timeout", HSL, A1, set_msec, LOC(grpc_connect_timeout_ms), NULL },
+    { "grpc_read_timeout", HSL, A1, set_read_timeout,
+      LOC_RANGE(0, grpc_read_timeout_ms, grpc_read_timeout_set), NULL },
+    { "grpc_send_timeout", HSL, A1, set_msec, LOC(grpc_send_timeout_ms), NULL },
+    { "grpc_next_upstream", HSL, A1P, set_next_upstream, LOC(grpc_next_upstream), NULL },
+    { "grpc_next_upstream_tries", HSL, A1, set_num, LOC(grpc_next_upstream_tries), NULL },
+    { "grpc_next_upstream_timeout", HSL, A1, set_msec, LOC(grpc_next_upstream_timeout_ms), NULL },
+    { "grpc_intercept_errors", HSL, A1, set_flag, LOC(grpc_intercept_errors), NULL },
+    { "grpc_buffer_size", HSL, A1, set_size, NONE, NULL },          /* accepted: streamgate streams */
     /* http2 (nginx's ngx_http_v2_module; ping_* are streamgate's) */
     { "http2", H | S, A1, set_flag, SRV_RANGE(h2.enabled, h2.enabled), NULL },
     { "http2_max_concurrent_streams", H | S, A1, set_num,
@@ -1417,6 +1469,10 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->proxy_buffering = true;
     lc->proxy_upgrade = true;
     lc->proxy_tunnel_timeout_ms = 3600 * 1000;   /* streamgate: nginx uses proxy_read_timeout (60 s) */
+    lc->grpc_connect_timeout_ms = 60000;
+    lc->grpc_read_timeout_ms = 60000;
+    lc->grpc_send_timeout_ms = 60000;
+    lc->grpc_next_upstream = SG_NU_ERROR | SG_NU_TIMEOUT;
     lc->error_log_path = c->error_log_path;
     lc->error_log_level = c->error_log_level;
     srv->client_header_timeout_ms = 60000;
@@ -1465,6 +1521,26 @@ static void effective_proxy_headers(sg_cctx *cx, sg_loc_conf *lc, const sg_heade
     lc->nproxy_headers = n;
 }
 
+/* A grpc_pass location runs on the proxy_* fields: they take the grpc_*
+ * values (the user's proxy_* lines do not apply to gRPC, as in nginx). */
+static void grpc_effective(sg_cctx *cx, sg_loc_conf *lc, const sg_header_set *defs, size_t ndefs)
+{
+    lc->proxy_headers = lc->grpc_headers;
+    lc->nproxy_headers = lc->ngrpc_headers;
+    effective_proxy_headers(cx, lc, defs, ndefs);
+    lc->proxy_http_version = 20;
+    lc->proxy_connect_timeout_ms = lc->grpc_connect_timeout_ms;
+    lc->proxy_read_timeout_ms = lc->grpc_read_timeout_ms;
+    lc->proxy_read_timeout_set = lc->grpc_read_timeout_set;
+    lc->proxy_send_timeout_ms = lc->grpc_send_timeout_ms;
+    lc->next_upstream = lc->grpc_next_upstream;
+    lc->next_upstream_tries = lc->grpc_next_upstream_tries;
+    lc->next_upstream_timeout_ms = lc->grpc_next_upstream_timeout_ms;
+    lc->proxy_intercept_errors = lc->grpc_intercept_errors;
+    lc->proxy_redirect_off = true;     /* grpc has no proxy_redirect */
+    lc->proxy_upgrade = false;         /* no Upgrade, no extended CONNECT on a gRPC location */
+}
+
 static void merge_tree(sg_cctx *cx, sg_lvl *l)
 {
     for (size_t i = 0; i < l->nkids; i++) {
@@ -1475,7 +1551,8 @@ static void merge_tree(sg_cctx *cx, sg_lvl *l)
 
 static void finish_tree(sg_cctx *cx, sg_lvl *l, const sg_header_set *defs, size_t ndefs)
 {
-    effective_proxy_headers(cx, l->conf, defs, ndefs);
+    if (l->conf->grpc) grpc_effective(cx, l->conf, defs, ndefs + 1);   /* + TE: trailers */
+    else effective_proxy_headers(cx, l->conf, defs, ndefs);
     if (l->server && l->loc == l->server->root) {
         l->server->client_header_timeout_ms = l->srv.client_header_timeout_ms;
         l->server->large_header_buffers = l->srv.large_header_buffers;
@@ -1500,11 +1577,15 @@ void sg_directives_merge(sg_cctx *cx)
         top->error_log_level = cx->c->error_log_level;
     }
     merge_tree(cx, cx->http);
-    sg_header_set defs[2] = { { .name = SG_STR("Host") }, { .name = SG_STR("Connection") } };
+    /* The third, TE: trailers, is gRPC's: the client's TE is hop-by-hop,
+     * and a gRPC backend wants it (nginx sends it for grpc_pass too). */
+    sg_header_set defs[3] = { { .name = SG_STR("Host") }, { .name = SG_STR("Connection") },
+                              { .name = SG_STR("TE") } };
     char err[256];
     sg_conf_pos pos = { cx->c->file, 0, 0 };
     /* literal inputs: these cannot fail */
     (void)sg_cval_compile(cx->c, SG_STR("$proxy_host"), pos, &defs[0].value, err, sizeof(err));
     (void)sg_cval_compile(cx->c, SG_STR(""), pos, &defs[1].value, err, sizeof(err));
+    (void)sg_cval_compile(cx->c, SG_STR("trailers"), pos, &defs[2].value, err, sizeof(err));
     finish_tree(cx, cx->http, defs, 2);
 }

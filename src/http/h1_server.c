@@ -544,8 +544,10 @@ static void h1_send_head(sg_exchange *ex, const sg_response *resp)
     for (size_t i = 0; i < resp->nheaders; i++)
         sg_h1_write_header(&c->out, resp->headers[i].name, resp->headers[i].value);
     bool no_framing = resp->status == 204 || resp->status == 304 || resp->status < 200;
+    /* Trailers need a chunked body, even one of a known length. */
+    bool chunk_for_trailers = resp->trailers && c->minor >= 1 && !c->resp_no_body;
     if (!no_framing) {
-        if (resp->content_length >= 0) {
+        if (resp->content_length >= 0 && !chunk_for_trailers) {
             out_fmt(c, "Content-Length: %lld\r\n", (long long)resp->content_length);
         } else if (resp->has_body) {
             if (c->minor >= 1) {
@@ -603,6 +605,35 @@ static void h1_send_end(sg_exchange *ex)
         sg_loop_defer(c->loop, &c->resume);
     }
     maybe_finish(c);
+}
+
+/* Framing and routing fields, which a trailer section may not carry
+ * (RFC 9110 6.5.1); HTTP/2's pseudo-fields neither. */
+static bool skip_trailer(sg_str name)
+{
+    static const char *const drop[] = {
+        "content-length", "transfer-encoding", "trailer", "connection", "keep-alive", "te", "host",
+        "upgrade", "proxy-connection", NULL,
+    };
+    if (name.n == 0 || name.p[0] == ':') return true;
+    for (int i = 0; drop[i]; i++)
+        if (sg_str_caseeq_lit(name, drop[i])) return true;
+    return false;
+}
+
+/* The trailer section of a chunked body; without chunked framing there
+ * is nowhere to put them and they are dropped, as nginx does. */
+static void h1_send_trailers(sg_exchange *ex, const sg_header *h, size_t n)
+{
+    sg_h1_conn *c = ex->down_ctx;
+    if (c->resp_chunked && !c->resp_no_body && !c->resp_ended) {
+        out_str(c, "0\r\n", 3);
+        for (size_t i = 0; i < n; i++)
+            if (!skip_trailer(h[i].name)) sg_h1_write_header(&c->out, h[i].name, h[i].value);
+        out_str(c, "\r\n", 2);
+        c->resp_chunked = false;   /* the last chunk is written: send_end adds none */
+    }
+    h1_send_end(ex);
 }
 
 static void h1_want_body(sg_exchange *ex, bool on)
@@ -676,6 +707,7 @@ static const sg_downstream_ops h1_down_ops = {
     .pending = h1_pending,
     .abort = h1_abort,
     .detach = h1_detach,
+    .send_trailers = h1_send_trailers,
 };
 
 static const sg_downstream_ops h1_down_ops_tls = {
@@ -685,6 +717,7 @@ static const sg_downstream_ops h1_down_ops_tls = {
     .want_body = h1_want_body,
     .pending = h1_pending,
     .abort = h1_abort,
+    .send_trailers = h1_send_trailers,
 };
 
 /* ---------- events, timers, close ---------- */

@@ -251,6 +251,27 @@ struct h2_conn {
 
 #define CONN_OF(mp) ((h2_conn *)((char *)(mp) - offsetof(h2_conn, m)))
 
+/* What the codec calls in the core: the exchange API, or a stub when
+ * fuzzing (sg_h2_client_fuzz has no worker, configuration or exchange). */
+typedef struct h2_core {
+    void (*connected)(sg_exchange *ex);
+    void (*error)(sg_exchange *ex, sg_up_error err, bool nothing_received);
+    void (*head)(sg_exchange *ex, const sg_h1_message *resp);
+    void (*data)(sg_exchange *ex, const char *p, size_t n);
+    void (*end)(sg_exchange *ex);
+    void (*drain)(sg_exchange *ex);
+} h2_core;
+
+static const h2_core real_core = {
+    .connected = sg_proxy_up_connected,
+    .error = sg_proxy_up_error,
+    .head = sg_proxy_up_head,
+    .data = sg_proxy_up_data,
+    .end = sg_proxy_up_end,
+    .drain = sg_proxy_up_drain,
+};
+static const h2_core *core = &real_core;
+
 static const sg_upstream_link_ops h2_link_ops;
 static void conn_close(h2_conn *c, sg_up_error active_err, sg_up_error waiting_err);
 static void conn_shutdown(h2_conn *c);
@@ -386,7 +407,7 @@ static void stream_fail(h2_stream *st, sg_up_error err)
     link_drop(st);
     if (ex) {
         ex->up = NULL;
-        sg_proxy_up_error(ex, err, nothing);
+        core->error(ex, err, nothing);
     }
 }
 
@@ -427,7 +448,7 @@ static h2_conn *conn_new(sg_h2_pool *hp, h2_stream *st);
  * or to a new one. *ready: that connection is up. NULL: no socket. */
 static h2_conn *place(h2_stream *st, h2_conn *avoid, bool *ready)
 {
-    sg_pool *p = &st->rt->pools[sg_worker_id(st->w)];
+    sg_pool *p = &st->rt->pools[st->w ? sg_worker_id(st->w) : 0];   /* no worker: fuzzing */
     sg_h2_pool *hp = sg_h2_pool_of(p, st->rt->conf);
     sg_h2_member *m = sg_h2_pool_pick(hp, st->peer, avoid ? &avoid->m : NULL);
     h2_conn *c = m ? CONN_OF(m) : conn_new(hp, st);
@@ -457,7 +478,7 @@ static void reopen(h2_stream *st, h2_conn *avoid)
 static void start_stream(h2_stream *st)
 {
     if (st->head_given) submit(st);
-    else sg_proxy_up_connected(st->link.ex);
+    else core->connected(st->link.ex);
 }
 
 /* ---------- the request ---------- */
@@ -615,7 +636,7 @@ static void response_head(h2_stream *st, bool end_stream)
     st->head_done = true;
     free_request(st);            /* processed: never reopened now */
     arm_read(st);
-    sg_proxy_up_head(st->link.ex, &m);
+    core->head(st->link.ex, &m);
     hblock_reset(&st->hb);
 }
 
@@ -633,7 +654,7 @@ static void trailers_done(h2_stream *st)
 static void report_end(h2_stream *st)
 {
     st->end_reported = true;
-    sg_proxy_up_end(st->link.ex);   /* the core releases the link */
+    core->end(st->link.ex);   /* the core releases the link */
 }
 
 static void response_ended(h2_stream *st)
@@ -664,7 +685,7 @@ static void deliver_held(h2_stream *st)
         st->held_off += n;
         give_back(st, n);
         arm_read(st);
-        sg_proxy_up_data(st->link.ex, p, n);
+        core->data(st->link.ex, p, n);
     }
     if (!st->link.ex) return;   /* `held` goes with the stream */
     if (st->held_off == st->held.len && st->held.len) {
@@ -685,7 +706,7 @@ static void on_notify(sg_deferred *d)
     }
     if (st->drain_due) {
         st->drain_due = false;
-        if (st->link.ex) sg_proxy_up_drain(st->link.ex);
+        if (st->link.ex) core->drain(st->link.ex);
     }
     deliver_held(st);
 }
@@ -772,7 +793,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     if (st->want_resp && st->held_off == st->held.len) {
         nghttp2_session_consume(s, id, len);
         arm_read(st);
-        sg_proxy_up_data(st->link.ex, (const char *)data, len);
+        core->data(st->link.ex, (const char *)data, len);
         return 0;
     }
     sg_inbuf_append(&st->held, (const char *)data, len);
@@ -912,7 +933,7 @@ static void on_conn_reap(sg_deferred *d)
     nghttp2_session_del(c->sess);
     sg_outq_clear(&c->out);
     free(c);
-    sg_worker_gen_release(w, gen);   /* may free the runtime: last */
+    if (w) sg_worker_gen_release(w, gen);   /* may free the runtime: last */
 }
 
 static void conn_close(h2_conn *c, sg_up_error active_err, sg_up_error waiting_err)
@@ -1194,7 +1215,7 @@ static h2_conn *conn_new(sg_h2_pool *hp, h2_stream *st)
     sg_h2_pool_add(hp, &c->m, st->peer);
     c->m.retire = member_retire;
     c->gen = st->gen;
-    sg_worker_gen_hold(c->w, c->gen);
+    if (c->w) sg_worker_gen_hold(c->w, c->gen);   /* no worker: fuzzing */
     sg_timer_arm(c->loop, &c->timer, st->connect_timeout_ms);
     return c;
 }
@@ -1353,3 +1374,251 @@ sg_upstream_link *sg_h2_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer
     st->link.reused = *ready;   /* on a connection already up: the core may replay a failure */
     return &st->link;
 }
+
+/* ---------- fuzzing ---------- */
+
+#ifdef SG_FUZZING
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* A stub core for up to FUZZ_EXCHANGES exchanges on one connection: each
+ * sends its request once the stream is up, reads the response, and,
+ * depending on the option byte, pauses it, drops it midway or on a 5xx
+ * (a retry), as the proxy core may. Every byte it is given is read, so
+ * that ASan checks what the codec hands over. */
+#define FUZZ_EXCHANGES 3
+#define FUZZ_BODY 70000          /* above the peer's default window: needs its WINDOW_UPDATEs */
+
+enum {
+    FZ_BODY = 1 << 2,            /* POST with a body */
+    FZ_CONNECT = 1 << 3,         /* the first exchange is an extended CONNECT */
+    FZ_PAUSE = 1 << 4,           /* want_response(false) after each event, resumed each round */
+    FZ_DROP_DATA = 1 << 5,       /* the client goes away at the first DATA */
+    FZ_DROP_5XX = 1 << 6,        /* a 5xx head is retried elsewhere: link closed */
+    FZ_EOF = 1 << 7,             /* the peer closes after its bytes */
+    /* bits 0-1: how many exchanges (1-3); bit 0 also: proxy_read_timeout set */
+};
+
+static struct {
+    uint8_t opt;
+    sg_exchange ex[FUZZ_EXCHANGES];
+    bool paused[FUZZ_EXCHANGES];
+    volatile uint64_t sum;
+} fz;
+static h2_conn *fuzz_conn;       /* the connection fed; NULL once reaped */
+
+static void fuzz_touch(const char *p, size_t n)
+{
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++) s += (unsigned char)p[i];
+    fz.sum += s;
+}
+
+static void fuzz_drop(sg_exchange *ex)
+{
+    sg_upstream_link *l = ex->up;
+    ex->up = NULL;
+    if (l) l->ops->close(l);
+}
+
+static void fuzz_pause(sg_exchange *ex)
+{
+    if (!(fz.opt & FZ_PAUSE) || !ex->up) return;
+    ex->up->ops->want_response(ex->up, false);
+    fz.paused[ex - fz.ex] = true;
+}
+
+static void fuzz_connected(sg_exchange *ex)
+{
+    sg_upstream_link *l = ex->up;
+    bool connect = ex == &fz.ex[0] && (fz.opt & FZ_CONNECT), body = !connect && (fz.opt & FZ_BODY);
+    static char buf[FUZZ_BODY];
+    sg_header h[] = {
+        { SG_STR("Host"), SG_STR("backend.test"), 0 }, { SG_STR("TE"), SG_STR("trailers"), 0 },
+        { SG_STR("Connection"), SG_STR("keep-alive"), 0 }, { SG_STR("X-Fuzz"), SG_STR("1"), 0 },
+    };
+    sg_upstream_request req = {
+        .method = body ? SG_STR("POST") : SG_STR("GET"), .target = SG_STR("/fuzz?a=1"),
+        .headers = h, .nheaders = 4, .content_length = body ? FUZZ_BODY : 0, .http_minor = 1,
+        .protocol = connect ? SG_STR("websocket") : SG_STR_NULL,
+    };
+    l->ops->send_head(l, &req);
+    if (body) l->ops->send_data(l, buf, sizeof(buf));
+    if (connect) l->ops->send_data(l, "hello", 5);
+    else l->ops->send_end(l);
+}
+
+static void fuzz_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
+{
+    ex->up = NULL;
+}
+
+static void fuzz_head(sg_exchange *ex, const sg_h1_message *m)
+{
+    for (size_t i = 0; i < m->num_headers; i++) {
+        fuzz_touch(m->headers[i].name.p, m->headers[i].name.n);
+        fuzz_touch(m->headers[i].value.p, m->headers[i].value.n);
+    }
+    if (m->status == 101 || (m->status >= 500 && (fz.opt & FZ_DROP_5XX))) fuzz_drop(ex);
+    else fuzz_pause(ex);
+}
+
+static void fuzz_data(sg_exchange *ex, const char *p, size_t n)
+{
+    fuzz_touch(p, n);
+    if (fz.opt & FZ_DROP_DATA) fuzz_drop(ex);
+    else fuzz_pause(ex);
+}
+
+static void fuzz_end(sg_exchange *ex)
+{
+    const sg_h1_header *t;
+    size_t n = sg_h2_client_trailers(ex->up, &t);
+    for (size_t i = 0; i < n; i++) {
+        fuzz_touch(t[i].name.p, t[i].name.n);
+        fuzz_touch(t[i].value.p, t[i].value.n);
+    }
+    sg_upstream_link *l = ex->up;
+    ex->up = NULL;
+    l->ops->release(l);
+}
+
+static void fuzz_nop(sg_exchange *ex)
+{
+}
+
+static const h2_core fuzz_core = {
+    .connected = fuzz_connected,
+    .error = fuzz_error,
+    .head = fuzz_head,
+    .data = fuzz_data,
+    .end = fuzz_end,
+    .drain = fuzz_nop,
+};
+
+static void fuzz_conn_reap(sg_deferred *d)
+{
+    if (fuzz_conn == (h2_conn *)((char *)d - offsetof(h2_conn, reap))) fuzz_conn = NULL;
+    on_conn_reap(d);
+}
+
+/* stream_new() without an exchange's configuration or worker */
+static h2_stream *fuzz_stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer, sg_loop *loop)
+{
+    h2_stream *st = sg_xcalloc(1, sizeof(*st));
+    st->link.ops = &h2_link_ops;
+    st->link.ex = ex;
+    st->rt = rt;
+    st->peer = peer;
+    st->loop = loop;
+    st->connect_timeout_ms = st->read_timeout_ms = st->send_timeout_ms = 60000;
+    st->tunnel_timeout_ms = 3600000;
+    st->read_timeout_set = fz.opt & 1;
+    sg_timer_init(&st->rtimer, on_read_timeout);
+    sg_timer_init(&st->wtimer, on_send_timeout);
+    sg_deferred_init(&st->notify, on_notify);
+    sg_deferred_init(&st->reap, on_stream_reap);
+    return st;
+}
+
+static void fuzz_drain(int fd)
+{
+    char buf[65536];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+/* The backend's end of the connection: an abstract unix socket, so that
+ * the codec connects (and reconnects, for refused streams) as it would. */
+static int fuzz_listener(sg_upstream_server_conf *sc)
+{
+    static int lfd = -1;
+    struct sockaddr_un *sun = (struct sockaddr_un *)&sc->addr;
+    if (lfd < 0) {
+        memset(sun, 0, sizeof(*sun));
+        sun->sun_family = AF_UNIX;
+        int k = snprintf(sun->sun_path + 1, sizeof(sun->sun_path) - 1, "sg-h2-client-fuzz-%d", (int)getpid());
+        sc->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)k);
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (lfd >= 0 && (bind(lfd, (struct sockaddr *)sun, sc->addrlen) < 0 || listen(lfd, 64) < 0)) {
+            close(lfd);
+            lfd = -1;
+        }
+    }
+    return lfd;
+}
+
+static void fuzz_cleanup(sg_loop *loop, sg_pool *p, int lfd)
+{
+    for (int i = 0; i < FUZZ_EXCHANGES; i++) fuzz_drop(&fz.ex[i]);
+    sg_loop_run_deferred(loop);
+    if (p->h2) p->h2_retire(p);   /* closes the connections without exchanges: all */
+    sg_loop_run_deferred(loop);
+    if (p->h2) abort();           /* a connection outlived its pool's retirement */
+    int fd;
+    while ((fd = accept(lfd, NULL, NULL)) >= 0) close(fd);
+}
+
+void sg_h2_client_fuzz(const uint8_t *data, size_t size)
+{
+    static sg_loop *loop;
+    static sg_upstream_conf u = { .name = "fuzz", .keepalive = 1, .keepalive_timeout_ms = 60000 };
+    static sg_upstream_server_conf sc = { .name = "fuzz" };
+    static sg_peer peer = { .conf = &sc };
+    static sg_upstream_rt *rt;
+    if (!loop) {
+        loop = sg_loop_new();
+        rt = sg_xcalloc(1, sizeof(*rt) + sizeof(sg_pool));
+        rt->conf = &u;
+        rt->nworkers = 1;
+    }
+    int lfd = fuzz_listener(&sc);
+    if (size < 2 || lfd < 0) return;
+    core = &fuzz_core;
+    memset(&fz, 0, sizeof(fz));
+    memset(&rt->pools[0], 0, sizeof(sg_pool));
+    fz.opt = data[0];
+    size_t step = (size_t)data[1] + 1, nex = 1 + (size_t)(data[0] & 3) % FUZZ_EXCHANGES;
+    h2_conn *c = NULL;
+    for (size_t i = 0; i < nex; i++) {
+        h2_stream *st = fuzz_stream_new(&fz.ex[i], rt, &peer, loop);
+        bool ready;
+        c = place(st, NULL, &ready);
+        if (!c) {
+            free(st);
+            break;
+        }
+        fz.ex[i].up = &st->link;
+    }
+    int sfd = c ? accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC) : -1;
+    if (sfd >= 0) {
+        fuzz_conn = c;
+        sg_deferred_init(&c->reap, fuzz_conn_reap);
+        on_event(&c->io, EPOLLOUT);   /* connected: preface and SETTINGS */
+        sg_loop_run_deferred(loop);
+        fuzz_drain(sfd);
+    }
+    for (size_t off = 2; fuzz_conn && off < size; off += step) {
+        size_t k = size - off < step ? size - off : step;
+        if (write(sfd, data + off, k) != (ssize_t)k) break;
+        on_event(&fuzz_conn->io, EPOLLIN | EPOLLOUT);
+        sg_loop_run_deferred(loop);
+        fuzz_drain(sfd);
+        for (int i = 0; i < FUZZ_EXCHANGES; i++) {
+            if (!fz.paused[i] || !fz.ex[i].up) continue;
+            fz.paused[i] = false;
+            fz.ex[i].up->ops->want_response(fz.ex[i].up, true);
+        }
+        sg_loop_run_deferred(loop);
+        fuzz_drain(sfd);
+    }
+    if (fuzz_conn && (fz.opt & FZ_EOF)) {
+        shutdown(sfd, SHUT_WR);
+        on_event(&fuzz_conn->io, EPOLLIN | EPOLLRDHUP);
+        sg_loop_run_deferred(loop);
+    }
+    fuzz_cleanup(loop, &rt->pools[0], lfd);
+    fuzz_conn = NULL;
+    if (sfd >= 0) close(sfd);
+}
+#endif

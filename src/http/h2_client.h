@@ -23,4 +23,11 @@ sg_upstream_link *sg_h2_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer
  * closed; names are lowercase, pseudo-fields are not included. */
 size_t sg_h2_client_trailers(const sg_upstream_link *l, const sg_h1_header **out);
 
+#ifdef SG_FUZZING
+#include <stdint.h>
+/* Fuzzing only: `data` (after two option bytes) as the backend's side of
+ * a connection carrying 1-3 requests of a stub core, then closed. */
+void sg_h2_client_fuzz(const uint8_t *data, size_t size);
+#endif
+
 #endif

@@ -125,6 +125,8 @@ typedef struct h2_stream {
     bool closed;                       /* nghttp2 closed the stream */
     bool feed;                         /* held bytes to hand over at the next resume */
     bool reading;                      /* the core asked for the body at least once */
+    nghttp2_nv *trailers;              /* send_trailers: submitted after the last DATA */
+    size_t ntrailers;
 } h2_stream;
 
 struct h2_conn {
@@ -844,7 +846,14 @@ static ssize_t on_read_data(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
         return NGHTTP2_ERR_DEFERRED;
     }
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (st->out_eof && n == st->out.bytes) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (st->out_eof && n == st->out.bytes) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        /* The last DATA leaves the stream open for the trailing HEADERS,
+         * which carries END_STREAM (nghttp2 queues it after this frame). */
+        if (st->ntrailers && nghttp2_submit_trailer(s, id, st->trailers, st->ntrailers) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        st->ntrailers = 0;
+    }
     return (ssize_t)n;
 }
 
@@ -1323,6 +1332,31 @@ static void h2_send_end(sg_exchange *ex)
     schedule_flush(st->c);
 }
 
+/* Fields that may not be trailers (RFC 9110 6.5.1: framing, routing,
+ * connection-specific) or that HTTP/2 forbids. */
+static bool skip_trailer(sg_str name)
+{
+    return name.n == 0 || name.p[0] == ':' || skip_response_header(name) || sg_str_caseeq_lit(name, "te") ||
+           sg_str_caseeq_lit(name, "trailer") || sg_str_caseeq_lit(name, "host");
+}
+
+/* The trailers wait for the data provider to reach the end of the queue
+ * (on_read_data): submitted now they could overtake queued DATA. */
+static void h2_send_trailers(sg_exchange *ex, const sg_header *h, size_t n)
+{
+    h2_stream *st = ex->down_ctx;
+    if (!st->closed && !st->ex_aborted && st->head_sent && !st->no_body && !st->out_eof && n) {
+        sg_arena *a = &ex->req.arena;
+        nghttp2_nv *nv = sg_arena_alloc(a, sizeof(nghttp2_nv) * n);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!skip_trailer(h[i].name)) nv[k++] = make_nv(lower_copy(a, h[i].name), h[i].value);
+        st->trailers = nv;
+        st->ntrailers = k;
+    }
+    h2_send_end(ex);
+}
+
 static void h2_want_body(sg_exchange *ex, bool on)
 {
     h2_stream *st = ex->down_ctx;
@@ -1340,8 +1374,12 @@ static void h2_want_body(sg_exchange *ex, bool on)
     }
     st->reading = true;
     open_body_window(st);
-    st->body_ms = ex->req.loc ? ex->req.loc->conf.client_body_timeout_ms : 60000;
-    if (!st->in_ended && !st->connect) {
+    const sg_loc_conf *lc = ex->req.loc ? &ex->req.loc->conf : NULL;
+    st->body_ms = lc ? lc->client_body_timeout_ms : 60000;
+    /* A gRPC stream may stay silent for hours between messages: only a
+     * client_body_timeout the user wrote bounds it (0: none). */
+    if (lc && lc->grpc && !lc->client_body_timeout_set) st->body_ms = 0;
+    if (!st->in_ended && !st->connect && st->body_ms) {
         st->last_rx_ms = now_ms(c);
         arm(c, &st->read_timer, st->body_ms);
     }
@@ -1374,6 +1412,7 @@ static const sg_downstream_ops h2_down_ops = {
     .want_body = h2_want_body,
     .pending = h2_pending,
     .abort = h2_abort,
+    .send_trailers = h2_send_trailers,
 };
 
 /* ---------- timers ---------- */

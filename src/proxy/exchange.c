@@ -89,7 +89,10 @@ static void body_too_large(sg_exchange *ex)
 void sg_exchange_on_body(sg_exchange *ex, const char *p, size_t n)
 {
     ex->req_body_bytes += n;
-    uint64_t limit = ex->req.loc && !ex->tunnel ? ex->req.loc->conf.client_max_body_size : 0;
+    /* A gRPC stream is not one body: counting all its messages against
+     * client_max_body_size would end long streams (nginx's 413). */
+    const sg_loc_conf *lc = ex->req.loc ? &ex->req.loc->conf : NULL;
+    uint64_t limit = lc && !ex->tunnel && !lc->grpc ? lc->client_max_body_size : 0;
     if (limit && ex->req_body_bytes > limit && !ex->resp_done) {
         body_too_large(ex);
         return;

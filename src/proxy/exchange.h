@@ -33,7 +33,9 @@ typedef struct sg_response {
     size_t nheaders;
     int64_t content_length;      /* -1: not known in advance (streamed) */
     bool has_body;               /* false for HEAD, 1xx, 204, 304 */
-    bool trailers;               /* trailers will follow (chunked / HTTP/2) */
+    /* Trailers may follow (send_trailers): HTTP/1.1 frames the body as
+     * chunked even when its length is known, so that they can go. */
+    bool trailers;
 } sg_response;
 
 typedef struct sg_downstream_ops {
@@ -55,6 +57,11 @@ typedef struct sg_downstream_ops {
      * NULL for codecs that multiplex (HTTP/2): they tunnel through the
      * exchange instead (ex->tunnel). */
     int (*detach)(sg_exchange *ex, sg_outq *to_client, sg_inbuf *from_client);
+    /* Ends the response with trailer fields (end-to-end, lowercase or not),
+     * in place of send_end: HTTP/2 sends them as a trailing HEADERS frame
+     * with END_STREAM; HTTP/1.1 as the trailer section of a chunked body,
+     * and drops them when the body is not chunked (as nginx). n may be 0. */
+    void (*send_trailers)(sg_exchange *ex, const sg_header *h, size_t n);
 } sg_downstream_ops;
 
 /* Above this many bytes queued towards a peer, the other side stops
@@ -89,6 +96,7 @@ struct sg_exchange {
     bool aborted;
     bool close_connection;       /* the client connection must not be reused (413, bad body...) */
     bool waiting_drain;          /* a body source is paused until the client drains */
+    bool resp_trailers;          /* the response may end with trailers (sg_response.trailers) */
 
     /* Proxying. */
     const sg_upstream_conf *upstream;

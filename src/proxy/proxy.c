@@ -658,6 +658,9 @@ void sg_proxy_up_head(sg_exchange *ex, const sg_h1_message *m)
     }
     int64_t clen = -1;
     bool has_body = m->body != SG_H1_BODY_NONE;
+    /* An HTTP/2 upstream may end a streamed body (gRPC: every one) with
+     * trailers: the client's codec keeps room for them. */
+    ex->resp_trailers = lc->proxy_http_version == 20 && (m->body == SG_H1_BODY_CHUNKED || lc->grpc);
     if (m->body == SG_H1_BODY_LENGTH) clen = (int64_t)m->content_length;
     else if (m->body == SG_H1_BODY_NONE && status != 204 && status != 304) {
         const sg_h1_header *cl = sg_h1_find(m, "content-length");
@@ -676,6 +679,20 @@ void sg_proxy_up_data(sg_exchange *ex, const char *p, size_t n)
     }
 }
 
+/* The upstream's trailer fields, copied out of the link (released next):
+ * the HTTP/2 client keeps them until then. 0 when there are none. */
+static size_t take_trailers(sg_exchange *ex, const sg_upstream_link *l, sg_header **out)
+{
+    const sg_h1_header *t;
+    size_t n = l && ex->down->send_trailers ? sg_h2_client_trailers(l, &t) : 0;
+    if (!n) return 0;
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * n);
+    for (size_t i = 0; i < n; i++)
+        h[i] = (sg_header){ sg_arena_str(&ex->req.arena, t[i].name), sg_arena_str(&ex->req.arena, t[i].value), 0 };
+    *out = h;
+    return n;
+}
+
 void sg_proxy_up_end(sg_exchange *ex)
 {
     note_attempt_end(ex, 0);
@@ -685,8 +702,12 @@ void sg_proxy_up_end(sg_exchange *ex)
     }
     sg_upstream_link *l = ex->up;
     ex->up = NULL;
+    sg_header *trailers = NULL;
+    size_t ntrailers = take_trailers(ex, l, &trailers);
     if (l) l->ops->release(l);
-    ex->down->send_end(ex);   /* ex may end after this */
+    /* ex may end after this */
+    if (ntrailers) ex->down->send_trailers(ex, trailers, ntrailers);
+    else ex->down->send_end(ex);
 }
 
 void sg_proxy_up_drain(sg_exchange *ex)

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,7 +56,7 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
     ex->req.status = status;
     sg_response resp = {
         .status = status, .headers = h, .nheaders = n,
-        .content_length = content_length, .has_body = has_body,
+        .content_length = content_length, .has_body = has_body, .trailers = ex->resp_trailers && has_body,
     };
     ex->down->send_head(ex, &resp);
 }
@@ -170,6 +171,53 @@ static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int stat
     sg_respond_location(ex);
 }
 
+/* A gRPC call: its client understands only gRPC statuses. */
+static bool grpc_request(const sg_exchange *ex)
+{
+    const sg_header *ct = sg_req_find_header(&ex->req, SG_STR("content-type"));
+    return ct && ct->value.n >= 16 && strncasecmp(ct->value.p, "application/grpc", 16) == 0;
+}
+
+/* The gRPC status of an error the proxy answers itself: gRPC's own
+ * HTTP mapping (doc/http-grpc-status-mapping.md), made exact where the
+ * proxy knows the cause: 504 is an upstream timeout, 408 the client's,
+ * 413/414/431 a limit, 501 a method this location cannot carry. */
+static int grpc_status_of(int status)
+{
+    switch (status) {
+    case 400: case 500: return 13;             /* INTERNAL */
+    case 401: return 16;                       /* UNAUTHENTICATED */
+    case 403: return 7;                        /* PERMISSION_DENIED */
+    case 404: case 405: case 501: return 12;   /* UNIMPLEMENTED */
+    case 408: case 504: return 4;              /* DEADLINE_EXCEEDED */
+    case 413: case 414: case 431: return 8;    /* RESOURCE_EXHAUSTED */
+    case 429: case 502: case 503: return 14;   /* UNAVAILABLE */
+    default: return 2;                         /* UNKNOWN */
+    }
+}
+
+/* A trailers-only gRPC response (HTTP 200, grpc-status and grpc-message
+ * in the head, END_STREAM): what gRPC clients expect of a proxy that
+ * fails a call, instead of an HTML page they would report as UNKNOWN or
+ * INTERNAL. The message is the HTTP status line (no '%': no encoding). */
+static void respond_grpc_error(sg_exchange *ex, int status)
+{
+    sg_arena *a = &ex->req.arena;
+    char *code = sg_arena_alloc(a, 8), *msg = sg_arena_alloc(a, 96);
+    int k = snprintf(code, 8, "%d", grpc_status_of(status));
+    int m = snprintf(msg, 96, "%d %s", status, sg_http_reason(status));
+    sg_header h[3] = {
+        { SG_STR("Content-Type"), SG_STR("application/grpc"), 0 },
+        { SG_STR("grpc-status"), { code, (size_t)k }, 0 },
+        { SG_STR("grpc-message"), { msg, (size_t)m }, 0 },
+    };
+    ex->status_override = 0;
+    ex->down->want_body(ex, false);
+    /* HTTP/1.1 needs a length to end the message; HTTP/2 ends the stream. */
+    sg_respond_head(ex, 200, h, 3, ex->req.http_major >= 2 ? -1 : 0, false);
+    ex->down->send_end(ex);   /* ex may end after this */
+}
+
 void sg_respond_error(sg_exchange *ex, int status)
 {
     if (ex->resp_head_sent) {
@@ -185,6 +233,10 @@ void sg_respond_error(sg_exchange *ex, int status)
     if (status == 444) {   /* nginx: close without a response */
         ex->req.status = 444;
         ex->down->abort(ex);
+        return;
+    }
+    if (grpc_request(ex)) {
+        respond_grpc_error(ex, status);
         return;
     }
     sg_respond_simple(ex, status, SG_STR("text/html"), sg_http_error_body(status), SG_STR_NULL);

@@ -1,7 +1,8 @@
 """The seed configurations users bring (shared/seed-configs), run unchanged.
 
--t: the files streamgate can serve today (08-11) pass; the others name what is
-not supported yet.  Then 08, 09, 10 and 11 run as their comments promise
+-t: the files streamgate can serve today pass; the others (03: grpcs://)
+name what is not supported yet.  The gRPC seeds 01, 04 and 07 run in
+test_grpc.py.  Then 08, 09, 10 and 11 run as their comments promise
 (08's WebSocket side: test_websocket.py::test_seed_08_websocket).  Their
 ports are fixed, so a test is skipped when one of its ports is busy.  Every
 test starts its own proxy so balancer state starts fresh.
@@ -18,8 +19,8 @@ import pytest
 import sgtest
 from sgtest import HttpConn, build_request, get, require_free_ports, wait_for
 
-SUPPORTED = ["08", "09", "10", "11", "12", "13"]
-NOT_YET = ["01", "02", "03", "04", "05", "06", "07"]
+SUPPORTED = ["01", "02", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13"]
+NOT_YET = ["03"]   # grpcs:// (upstream TLS)
 
 
 def seed(seed_dir, num):

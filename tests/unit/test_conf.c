@@ -185,16 +185,68 @@ Test(conf_seeds, seed08_websocket)
     sg_conf_unref(c);
 }
 
+/* grpc_pass: an HTTP/2 (h2c) proxy location with the grpc_* values,
+ * which inherit apart from the proxy_* ones; TE: trailers goes upstream. */
+Test(conf_seeds, seed07_grpc_pass)
+{
+    sg_conf *c = load_seed("07-grpc-bidi-lb.conf");
+    cr_assert_not_null(c, "%s", err);
+    const sg_loc_conf *lc = &c->servers[0]->root->children[0]->conf;
+    cr_assert(lc->grpc);
+    cr_assert_eq(lc->proxy_pass->upstream, ups(c, "backend"));
+    cr_assert_eq(lc->proxy_http_version, 20);
+    cr_assert(!lc->proxy_read_timeout_set, "silent streams are not cut by default");
+    assert_str(hdr(lc->proxy_headers, lc->nproxy_headers, "TE")->value.text, "trailers");
+    assert_str(hdr(lc->proxy_headers, lc->nproxy_headers, "Host")->value.text, "$proxy_host");
+    sg_conf_unref(c);
+}
+
+Test(conf_grpc, grpc_directives_apart_from_proxy_ones)
+{
+    sg_conf *c = load(WRAP("proxy_read_timeout 5s; proxy_set_header X-P 1; grpc_connect_timeout 3s;\n"
+                           "server { grpc_set_header X-G 2; grpc_next_upstream error http_502;\n"
+                           " location /a { grpc_pass 127.0.0.1:50051; grpc_read_timeout 9s; }\n"
+                           " location /b { proxy_pass http://127.0.0.1:8080; }\n"
+                           " location /c { grpc_pass grpc://127.0.0.1; grpc_intercept_errors on; grpc_buffer_size 1m; } }"));
+    cr_assert_not_null(c, "%s", err);
+    sg_location **locs = c->servers[0]->root->children;
+    const sg_loc_conf *a = &locs[0]->conf, *b = &locs[1]->conf, *g = &locs[2]->conf;
+    cr_assert(a->grpc && !b->grpc && g->grpc);
+    cr_assert_eq(a->proxy_read_timeout_ms, 9000);
+    cr_assert(a->proxy_read_timeout_set);
+    cr_assert_eq(g->proxy_read_timeout_ms, 60000, "proxy_read_timeout does not apply to gRPC");
+    cr_assert(!g->proxy_read_timeout_set);
+    cr_assert_eq(b->proxy_read_timeout_ms, 5000);
+    cr_assert_eq(a->proxy_connect_timeout_ms, 3000);
+    cr_assert_eq(b->proxy_connect_timeout_ms, 60000);
+    cr_assert_eq(a->next_upstream, SG_NU_ERROR | SG_NU_HTTP_502);
+    cr_assert_eq(b->next_upstream, SG_NU_ERROR | SG_NU_TIMEOUT);
+    cr_assert(g->proxy_intercept_errors && !a->proxy_intercept_errors);
+    cr_assert_not_null(hdr(a->proxy_headers, a->nproxy_headers, "X-G"));
+    cr_assert_null(hdr(a->proxy_headers, a->nproxy_headers, "X-P"));
+    cr_assert_not_null(hdr(b->proxy_headers, b->nproxy_headers, "X-P"));
+    cr_assert_null(hdr(b->proxy_headers, b->nproxy_headers, "TE"));
+    cr_assert_eq(b->proxy_http_version, 11);
+    assert_str(g->proxy_pass->host, "127.0.0.1");   /* port 80 when none is written, as nginx */
+    sg_conf_unref(c);
+}
+
+Test(conf_grpc, grpc_pass_errors)
+{
+    expect_error(WRAP("server { location / { grpc_pass grpc://127.0.0.1:5/x; } }"),
+                 "t.conf:3:33: invalid host in upstream \"127.0.0.1:5/x\"");
+    expect_error(WRAP("server { location / { grpc_pass http://127.0.0.1:5; } }"),
+                 "t.conf:3:33: invalid URL prefix in \"http://127.0.0.1:5\"");
+    expect_error(WRAP("server { location / { grpc_pass grpc://127.0.0.1:5;\nproxy_pass http://127.0.0.1; } }"),
+                 "t.conf:4:1: \"proxy_pass\" directive is duplicate");
+    expect_error(WRAP("server { grpc_pass grpc://127.0.0.1:5; }"),
+                 "t.conf:3:10: \"grpc_pass\" directive is not allowed here");
+}
+
 Test(conf_seeds, later_features_fail_with_position)
 {
     static const struct { const char *file, *where, *what; } cases[] = {
-        { "01-grpc-plaintext.conf", ":13:7: ", "\"grpc_pass\" directive is not supported yet" },
-        { "02-grpc-tls-frontend.conf", ":13:9: ", "\"grpc_pass\" directive is not supported yet" },
-        { "03-grpcs-backend.conf", ":11:7: ", "\"grpc_pass\" directive is not supported yet" },
-        { "04-grpc-route-by-service.conf", ":11:7: ", "\"grpc_pass\" directive is not supported yet" },
-        { "05-grpc-lb-error-page.conf", ":19:7: ", "\"grpc_pass\" directive is not supported yet" },
-        { "06-skywalking-oap.conf", ":14:11: ", "\"grpc_pass\" directive is not supported yet" },
-        { "07-grpc-bidi-lb.conf", ":17:11: ", "\"grpc_pass\" directive is not supported yet" },
+        { "03-grpcs-backend.conf", ":11:17: ", "\"grpcs://\" in \"grpc_pass\" is not supported yet" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         sg_conf *c = load_seed(cases[i].file);
@@ -278,8 +330,10 @@ Test(conf_errors, duplicate_location)
 
 Test(conf_errors, not_supported_yet)
 {
-    expect_error(WRAP("server { location / { grpc_pass grpc://127.0.0.1:5; } }"),
-                 "t.conf:3:23: \"grpc_pass\" directive is not supported yet");
+    expect_error(WRAP("server { location / { grpc_pass grpcs://127.0.0.1:5; } }"),
+                 "t.conf:3:33: \"grpcs://\" in \"grpc_pass\" is not supported yet");
+    expect_error(WRAP("server { location / { grpc_hide_header x; } }"),
+                 "t.conf:3:23: \"grpc_hide_header\" directive is not supported yet");
     expect_error(WRAP("server { ssl_stapling on; }"), "t.conf:3:10: \"ssl_stapling\" directive is not supported yet");
     expect_error(WRAP("limit_req_zone $binary_remote_addr zone=one:10m rate=1r/s;"),
                  "t.conf:3:1: \"limit_req_zone\" directive is not supported yet");
