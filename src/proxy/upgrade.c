@@ -16,6 +16,7 @@ static bool is_ows(char c)
 /* The next element of a comma-separated list, trimmed; false at the end. */
 static bool next_token(sg_str *rest, sg_str *tok)
 {
+    if (rest->n == 0) return false;   /* an empty list may have p == NULL */
     const char *p = rest->p, *end = rest->p + rest->n;
     while (p < end && (is_ows(*p) || *p == ',')) p++;
     if (p == end) {
