@@ -127,6 +127,30 @@ int sg_outq_iov(const sg_outq *q, struct iovec *iov, int max)
     return n;
 }
 
+size_t sg_outq_take(sg_outq *q, void *dst, size_t n)
+{
+    char *d = dst;
+    size_t got = 0;
+    for (sg_outq_chunk *c = q->head; c && got < n; c = c->next) {
+        size_t k = c->end - c->start < n - got ? c->end - c->start : n - got;
+        memcpy(d + got, c->data + c->start, k);
+        got += k;
+    }
+    drop_written(q, got);
+    return got;
+}
+
+void sg_outq_move(sg_outq *src, sg_outq *dst, size_t n)
+{
+    size_t moved = 0;
+    for (sg_outq_chunk *c = src->head; c && moved < n; c = c->next) {
+        size_t k = c->end - c->start < n - moved ? c->end - c->start : n - moved;
+        sg_outq_append(dst, c->data + c->start, k);
+        moved += k;
+    }
+    drop_written(src, moved);
+}
+
 void sg_outq_consume(sg_outq *q, size_t n)
 {
     drop_written(q, n);

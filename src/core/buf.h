@@ -38,6 +38,12 @@ typedef enum sg_io_result {
 /* Writes as much as the socket takes, in one writev per call. */
 sg_io_result sg_outq_flush(sg_outq *q, int fd, size_t *written);
 void sg_outq_clear(sg_outq *q);
+
+/* Copies up to n bytes from the head of q into dst and drops them; returns
+ * how many (an HTTP/2 data source filling a frame). */
+size_t sg_outq_take(sg_outq *q, void *dst, size_t n);
+/* Moves n bytes (n <= src->bytes) from the head of src to the end of dst. */
+void sg_outq_move(sg_outq *src, sg_outq *dst, size_t n);
 struct iovec;
 int sg_outq_iov(const sg_outq *q, struct iovec *iov, int max);
 void sg_outq_consume(sg_outq *q, size_t n);

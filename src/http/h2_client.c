@@ -68,72 +68,6 @@
 /* Stop opening streams a little before the 31-bit id space runs out. */
 #define LAST_STREAM_ID (0x7fffffffu - 2u * SG_H2_MAX_STREAMS)
 
-/* ---------- a byte queue (request body) ---------- */
-
-typedef struct qchunk {
-    struct qchunk *next;
-    size_t start, end, cap;
-    char data[];
-} qchunk;
-
-#define QCHUNK_CAP 16384   /* with its header, the block cache's size class of sg_outq chunks */
-
-typedef struct byteq {
-    qchunk *head, *tail;
-    size_t bytes;
-} byteq;
-
-static void byteq_append(byteq *q, const char *p, size_t n)
-{
-    while (n) {
-        qchunk *t = q->tail;
-        if (!t || t->end == t->cap) {
-            t = sg_block_alloc(sizeof(*t) + QCHUNK_CAP);
-            t->next = NULL;
-            t->start = t->end = 0;
-            t->cap = QCHUNK_CAP;
-            if (q->tail) q->tail->next = t;
-            else q->head = t;
-            q->tail = t;
-        }
-        size_t k = t->cap - t->end < n ? t->cap - t->end : n;
-        memcpy(t->data + t->end, p, k);
-        t->end += k;
-        q->bytes += k;
-        p += k;
-        n -= k;
-    }
-}
-
-static size_t byteq_take(byteq *q, uint8_t *dst, size_t n)
-{
-    size_t got = 0;
-    while (got < n && q->head) {
-        qchunk *h = q->head;
-        size_t k = h->end - h->start < n - got ? h->end - h->start : n - got;
-        memcpy(dst + got, h->data + h->start, k);
-        h->start += k;
-        got += k;
-        if (h->start == h->end) {
-            q->head = h->next;
-            if (!q->head) q->tail = NULL;
-            sg_block_free(h, sizeof(*h) + h->cap);
-        }
-    }
-    q->bytes -= got;
-    return got;
-}
-
-static void byteq_clear(byteq *q)
-{
-    while (q->head) {
-        qchunk *h = q->head;
-        q->head = h->next;
-        sg_block_free(h, sizeof(*h) + h->cap);
-    }
-    q->tail = NULL;
-    q->bytes = 0;
-}
 
 /* ---------- a header block being received ---------- */
 
@@ -199,7 +133,7 @@ typedef struct h2_stream {
     nghttp2_nv *nva;                  /* the request head, kept for a reopen */
     size_t nnv;
     char *nvmem;
-    byteq body;                       /* request body not framed yet */
+    sg_outq body;                       /* request body not framed yet */
     hblock hb;                        /* response head, then trailers */
     sg_h1_header *trailers;
     size_t ntrailers;
@@ -359,7 +293,7 @@ static void on_stream_reap(sg_deferred *d)
 {
     h2_stream *st = (h2_stream *)((char *)d - offsetof(h2_stream, reap));
     free_request(st);
-    byteq_clear(&st->body);
+    sg_outq_clear(&st->body);
     hblock_reset(&st->hb);
     free(st->trailers);
     sg_inbuf_free(&st->held);
@@ -394,7 +328,7 @@ static void link_drop(h2_stream *st)
         nghttp2_session_consume(c->sess, st->id, st->held_unconsumed);
         st->held_unconsumed = 0;
     }
-    byteq_clear(&st->body);
+    sg_outq_clear(&st->body);
     if (!(st->ended && st->eof_sent))
         nghttp2_submit_rst_stream(c->sess, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
     schedule_flush(c);
@@ -545,7 +479,7 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 {
     h2_stream *st = src->ptr;
     size_t before = st->body.bytes;
-    size_t n = byteq_take(&st->body, buf, len);
+    size_t n = sg_outq_take(&st->body, buf, len);
     if (n) {
         st->body_framed = true;
         /* proxy_send_timeout: queued bytes that stop moving */
@@ -1271,7 +1205,7 @@ static void link_send_data(sg_upstream_link *l, const char *p, size_t n)
     h2_stream *st = (h2_stream *)l;
     if (n == 0 || !st->head_given || !st->has_body || st->end_given) return;
     if (!st->c) return;   /* the stream is over (the peer answered and closed it) */
-    byteq_append(&st->body, p, n);
+    sg_outq_append(&st->body, p, n);
     if (!sg_timer_armed(&st->wtimer)) sg_timer_arm(st->loop, &st->wtimer, st->send_timeout_ms);
     /* proxy_tunnel_timeout is silence both ways: the client spoke */
     if (st->connect && st->head_done && !st->read_timeout_set) arm_read(st);

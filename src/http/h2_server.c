@@ -73,20 +73,6 @@ extern void nghttp2_option_set_max_continuations(nghttp2_option *option, size_t 
 
 /* ---------- types ---------- */
 
-/* Response bytes of one stream: a list of chunks from the block cache
- * (same layout and size as sg_outq's, so they share one cache class). */
-typedef struct qchunk {
-    struct qchunk *next;
-    size_t start, end, cap;
-    char data[];
-} qchunk;
-
-#define QCHUNK_CAP 16384
-
-typedef struct byteq {
-    qchunk *head, *tail;
-    size_t bytes;
-} byteq;
 
 /* Connection-wide values, copied from the configuration at accept (the
  * generation may be replaced while the connection lives). */
@@ -105,7 +91,7 @@ typedef struct h2_stream {
     uint32_t nhdrs, caphdrs;
     sg_str authority;
     sg_inbuf in;                       /* request DATA held while the exchange does not want it */
-    byteq out;                         /* response DATA not framed yet */
+    sg_outq out;                        /* response DATA not framed yet */
     sg_timer read_timer;               /* header block, then request body */
     sg_timer send_timer;               /* queued response bytes not moving */
     uint64_t last_rx_ms, last_tx_ms;
@@ -209,59 +195,6 @@ static bool str_eq(sg_str s, const char *lit, size_t n)
 static sg_str nv_str(const uint8_t *p, size_t n)
 {
     return (sg_str){ (const char *)p, n };
-}
-
-/* ---------- per-stream response queue ---------- */
-
-static void q_append(byteq *q, const char *p, size_t n)
-{
-    while (n > 0) {
-        qchunk *t = q->tail;
-        if (!t || t->end == t->cap) {
-            t = sg_block_alloc(sizeof(qchunk) + QCHUNK_CAP);
-            t->next = NULL;
-            t->start = t->end = 0;
-            t->cap = QCHUNK_CAP;
-            if (q->tail) q->tail->next = t;
-            else q->head = t;
-            q->tail = t;
-        }
-        size_t k = t->cap - t->end < n ? t->cap - t->end : n;
-        memcpy(t->data + t->end, p, k);
-        t->end += k;
-        q->bytes += k;
-        p += k;
-        n -= k;
-    }
-}
-
-/* Moves n bytes (n <= q->bytes) from q to the end of dst. */
-static void q_move(byteq *q, sg_outq *dst, size_t n)
-{
-    while (n > 0 && q->head) {
-        qchunk *h = q->head;
-        size_t k = h->end - h->start < n ? h->end - h->start : n;
-        sg_outq_append(dst, h->data + h->start, k);
-        h->start += k;
-        q->bytes -= k;
-        n -= k;
-        if (h->start == h->end) {
-            q->head = h->next;
-            if (!q->head) q->tail = NULL;
-            sg_block_free(h, sizeof(qchunk) + QCHUNK_CAP);
-        }
-    }
-}
-
-static void q_clear(byteq *q)
-{
-    while (q->head) {
-        qchunk *h = q->head;
-        q->head = h->next;
-        sg_block_free(h, sizeof(qchunk) + QCHUNK_CAP);
-    }
-    q->tail = NULL;
-    q->bytes = 0;
 }
 
 /* ---------- transport: the only socket I/O (TLS plugs in here) ---------- */
@@ -374,7 +307,7 @@ static void stream_free(h2_stream *st)
         free(st->ex);
     }
     st->c->queued -= st->out.bytes;
-    q_clear(&st->out);
+    sg_outq_clear(&st->out);
     sg_inbuf_free(&st->in);
     list_remove(st);
     free(st);
@@ -864,7 +797,7 @@ static int on_send_data(nghttp2_session *s, nghttp2_frame *f, const uint8_t *fra
     h2_conn *c = ud;
     h2_stream *st = src->ptr;
     sg_outq_append(&c->out, framehd, 9);
-    q_move(&st->out, &c->out, len);
+    sg_outq_move(&st->out, &c->out, len);
     c->queued -= len;
     st->last_tx_ms = now_ms(c);
     return c->out.bytes >= OUT_CAP ? NGHTTP2_ERR_PAUSE : 0;
@@ -1311,7 +1244,7 @@ static void h2_send_data(sg_exchange *ex, const char *p, size_t n)
         st->last_tx_ms = now_ms(c);
         if (!sg_timer_armed(&st->send_timer)) arm(c, &st->send_timer, st->send_ms);
     }
-    q_append(&st->out, p, n);
+    sg_outq_append(&st->out, p, n);
     c->queued += n;
     resume_data(st);
     schedule_flush(c);

@@ -929,3 +929,22 @@ def start_h2c_backend(start_backend, h2port, h1port=None):
                       extra_args=["-2", "127.0.0.1:%d" % h2port])
     wait_for(lambda: port_accepts(h2port), 10, what="h2c port %d" % h2port)
     return b
+
+
+# ---------------------------------------------------------------- sgback's chat.Chat gRPC service
+
+# What /chat.Chat/Fail answers by default (tools/sgback/grpc.c).
+FAIL_MESSAGE = "room not found: \u623f\u95f4 42 (100%)"
+FAIL_DETAIL = b"\x00\x01\xfe\xffchat-detail"
+
+
+def grpc_msg(payload):
+    """protobuf Msg{text = payload} (tests/integration/chat.proto): 0x0A, varint length, bytes."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n, varint = len(payload), b""
+    while True:
+        low, n = n & 0x7F, n >> 7
+        varint += bytes([low | (0x80 if n else 0)])
+        if not n:
+            return b"\x0a" + varint + payload

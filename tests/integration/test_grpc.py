@@ -22,26 +22,10 @@ import time
 
 import pytest
 
-import sgtest
-from sgtest import SLOW, free_port, free_ports, http_conf, require_free_ports, start_h2c_backend, wait_for
+from sgtest import (FAIL_DETAIL, FAIL_MESSAGE, SLOW, free_port, free_ports, grpc_msg as msg, http_conf,
+                    require_free_ports, start_h2c_backend, wait_for)
 
 grpc = pytest.importorskip("grpc")
-
-FAIL_MESSAGE = "room not found: \u623f\u95f4 42 (100%)"
-FAIL_DETAIL = b"\x00\x01\xfe\xffchat-detail"
-
-
-def msg(payload):
-    """protobuf Msg{text = payload}: 0x0A, varint length, bytes."""
-    if isinstance(payload, str):
-        payload = payload.encode()
-    n, varint = len(payload), b""
-    while True:
-        low, n = n & 0x7F, n >> 7
-        varint += bytes([low | (0x80 if n else 0)])
-        if not n:
-            return b"\x0a" + varint + payload
-
 
 def grpc_conf(backend_ports, location_extra="", server_extra="", http_extra=""):
     """streamgate on a free port: location / -> grpc_pass to upstream "g"."""

@@ -29,29 +29,13 @@ import time
 
 import pytest
 
-from sgtest import (MB, SLOW, free_ports, get, pattern_bytes, start_h2c_backend, wait_for,
-                    _proc_cpu_ticks)
+from sgtest import (FAIL_DETAIL, FAIL_MESSAGE, MB, SLOW, free_ports, get, grpc_msg as msg,
+                    pattern_bytes, start_h2c_backend, wait_for, _proc_cpu_ticks)
 
 grpc = pytest.importorskip("grpc")
 h2conn = pytest.importorskip("h2.connection")
 h2config = pytest.importorskip("h2.config")
 h2events = pytest.importorskip("h2.events")
-
-FAIL_MESSAGE = "room not found: \u623f\u95f4 42 (100%)"
-FAIL_DETAIL = b"\x00\x01\xfe\xffchat-detail"
-
-
-def msg(payload):
-    """protobuf Msg{text = payload}: 0x0A, varint length, bytes."""
-    if isinstance(payload, str):
-        payload = payload.encode()
-    n, varint = len(payload), b""
-    while True:
-        low, n = n & 0x7F, n >> 7
-        varint += bytes([low | (0x80 if n else 0)])
-        if not n:
-            return b"\x0a" + varint + payload
-
 
 def grpc_frame(message):
     """One gRPC length-prefixed message (uncompressed)."""

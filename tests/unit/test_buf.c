@@ -59,6 +59,26 @@ Test(outq, full_socket_keeps_the_rest)
     close(sv[1]);
 }
 
+/* HTTP/2 data sources take frame-sized pieces across chunk boundaries. */
+Test(outq, take_and_move_keep_order_across_chunks)
+{
+    static char big[40000], out[40000];
+    for (size_t i = 0; i < sizeof(big); i++) big[i] = (char)('a' + i % 26);
+    sg_outq q = { 0 }, dst = { 0 };
+    sg_outq_append(&q, big, sizeof(big));
+    cr_assert_eq(sg_outq_take(&q, out, 20000), 20000);
+    cr_assert_eq(memcmp(out, big, 20000), 0);
+    sg_outq_move(&q, &dst, 15000);
+    cr_assert_eq(q.bytes, 5000);
+    cr_assert_eq(dst.bytes, 15000);
+    cr_assert_eq(sg_outq_take(&dst, out, sizeof(out)), 15000);
+    cr_assert_eq(memcmp(out, big + 20000, 15000), 0);
+    cr_assert_eq(sg_outq_take(&q, out, sizeof(out)), 5000);
+    cr_assert_eq(memcmp(out, big + 35000, 5000), 0);
+    cr_assert_null(q.head);
+    cr_assert_null(dst.head);
+}
+
 Test(inbuf, consume_keeps_the_tail_and_frees_when_empty)
 {
     sg_inbuf b = { 0 };
