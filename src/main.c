@@ -35,8 +35,13 @@ static const char demo_conf[] =
     "        server 127.0.0.1:9002;\n"
     "        keepalive 16;\n"
     "    }\n"
+    "    upstream demo_grpc {\n"
+    "        server 127.0.0.1:9101;\n"
+    "        server 127.0.0.1:9102;\n"
+    "    }\n"
     "    server {\n"
-    "        listen 127.0.0.1:8080;\n"
+    "        # HTTP/1.1 and HTTP/2 (h2c, prior knowledge) on the same port.\n"
+    "        listen 127.0.0.1:8080 http2;\n"
     "        location / {\n"
     "            proxy_pass http://demo_backends;\n"
     "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
@@ -50,6 +55,11 @@ static const char demo_conf[] =
     "        location /ws/ {\n"
     "            proxy_pass http://demo_backends;\n"
     "            proxy_read_timeout 1h;\n"
+    "        }\n"
+    "        # gRPC: sgback's chat.Chat service; every call is balanced on its own,\n"
+    "        # streams may stay silent, big messages pass. Nothing to tune.\n"
+    "        location /chat.Chat/ {\n"
+    "            grpc_pass grpc://demo_grpc;\n"
     "        }\n"
     "    }\n"
     "}\n";
@@ -153,7 +163,8 @@ static int send_signal(const options *o)
 
 static pid_t demo_child = -1;
 
-/* The demo's backend: sgback next to our own binary, two ports. */
+/* The demo's backend: sgback next to our own binary, two HTTP/1.1 ports
+ * and two h2c (gRPC) ones. */
 static bool start_demo_backend(void)
 {
     char *dir = self_dir();
@@ -166,14 +177,17 @@ static bool start_demo_backend(void)
     }
     demo_child = fork();
     if (demo_child == 0) {
-        execl(path, path, "-l", "127.0.0.1:9001", "-l", "127.0.0.1:9002", "-q", (char *)NULL);
+        execl(path, path, "-l", "127.0.0.1:9001", "-l", "127.0.0.1:9002", "-2", "127.0.0.1:9101", "-2",
+              "127.0.0.1:9102", "-q", (char *)NULL);
         _exit(127);
     }
     fprintf(stderr,
             "streamgate demo: http://127.0.0.1:8080/ is proxied (round robin, keep-alive) to sgback\n"
             "on 127.0.0.1:9001 and 127.0.0.1:9002. Try: curl -i http://127.0.0.1:8080/\n"
             "(repeat it to see both backends), curl http://127.0.0.1:8080/streamgate\n"
-            "Chat through the proxy (WebSocket): open http://127.0.0.1:8080/chat in two browser tabs.\n");
+            "Chat through the proxy (WebSocket): open http://127.0.0.1:8080/chat in two browser tabs.\n"
+            "HTTP/2: curl --http2-prior-knowledge http://127.0.0.1:8080/\n"
+            "gRPC (chat.Chat on sgback 9101 and 9102): bash scripts/grpc-demo-call.sh\n");
     return demo_child > 0;
 }
 

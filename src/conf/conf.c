@@ -191,10 +191,11 @@ static bool bind_pass(sg_cctx *cx, const sg_pending_pass *p)
         pp->host = sg_str_from(u->name);
         return true;
     }
-    int port = p->port >= 0 ? p->port : 80;
+    int default_port = pp->ssl ? 443 : 80;
+    int port = p->port >= 0 ? p->port : default_port;
     pp->upstream = implicit_upstream(cx, p, port);
-    /* $proxy_host: host[:port], the port only when it is not 80 (nginx) */
-    if (port == 80) pp->host = sg_arena_str(&c->arena, p->host);
+    /* $proxy_host: host[:port], the port only when it is not the scheme's (nginx) */
+    if (port == default_port) pp->host = sg_arena_str(&c->arena, p->host);
     return pp->upstream != NULL;
 }
 

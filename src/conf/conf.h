@@ -111,6 +111,9 @@ typedef struct sg_proxy_pass {
     sg_str uri;                        /* that URI part ("/x/") */
     sg_str host;                       /* $proxy_host: "b" or "127.0.0.1:8081" */
     sg_conf_pos pos;
+    /* https:// or grpcs://: the upstream speaks TLS, with the location's
+     * proxy_ssl_* (grpc_ssl_* for grpc_pass) settings; default port 443 */
+    bool ssl;
 } sg_proxy_pass;
 
 /* ---------------- TLS (set by conf/ssl_conf.c, used by net/tls.c) ---------------- */
@@ -174,6 +177,9 @@ typedef struct sg_ssl_upstream_conf {
 typedef struct sg_loc_conf {
     /* core */
     uint64_t client_max_body_size;     /* bytes, 0 = unlimited; default 1m (nginx) */
+    /* Written by the user at some level. On gRPC locations the limit
+     * bounds each message, and only when set (no 1m default there). */
+    bool client_max_body_size_set;
     uint32_t client_body_timeout_ms;   /* default 60 s */
     bool client_body_timeout_set;      /* written by the user (gRPC streams have none otherwise) */
     uint32_t send_timeout_ms;          /* default 60 s */

@@ -204,6 +204,19 @@ static bool set_size(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     return true;
 }
 
+/* A size followed by a bool that records that the user wrote it (a
+ * LOC_RANGE from the size to the flag). */
+static bool set_size_flagged(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint64_t v;
+    if (!parse_size(n->args[0].s, &v)) return bad_value(cx, n, &n->args[0]);
+    if (!base) return true;
+    char *f = (char *)base + cmd->offset;
+    *(uint64_t *)f = v;
+    *(bool *)(f + cmd->size - sizeof(bool)) = true;
+    return true;
+}
+
 static bool set_msec(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     uint64_t v;
@@ -962,8 +975,10 @@ static bool set_proxy_buffers(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd,
 
 /* ---------------- proxy ---------------- */
 
-/* proxy_pass http://HOST[:PORT][/URI]: checked here, bound to an upstream
- * after http{} is read (upstream blocks may come later in the file). */
+/* proxy_pass http[s]://HOST[:PORT][/URI]: checked here, bound to an upstream
+ * after http{} is read (upstream blocks may come later in the file). With
+ * https:// the upstream speaks TLS (proxy_ssl_*; contexts built by
+ * sg_ssl_conf_finish, which also makes 443 the default port). */
 static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     sg_loc_conf *lc = base;
@@ -972,19 +987,19 @@ static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
     if (lc->proxy_pass) return sg_cerr(cx, n->name.pos, "\"%s\" directive is duplicate", n->name.s);
     if (strchr(url, '$'))
         return sg_cerr(cx, a->pos, "variables in \"proxy_pass\" are not supported yet");
-    if (strncasecmp(url, "https://", 8) == 0)
-        return sg_cerr(cx, a->pos, "\"https://\" in \"proxy_pass\" is not supported yet");
-    if (strncasecmp(url, "http://", 7) != 0)
+    bool ssl = strncasecmp(url, "https://", 8) == 0;
+    if (!ssl && strncasecmp(url, "http://", 7) != 0)
         return sg_cerr(cx, a->pos, "invalid URL prefix in \"%s\"", url);
-    const char *hp = url + 7, *slash = strchr(hp, '/');
+    const char *hp = url + (ssl ? 8 : 7), *slash = strchr(hp, '/');
     sg_str hostport = { hp, slash ? (size_t)(slash - hp) : strlen(hp) };
     if (starts(hp, "unix:"))
         return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"proxy_pass\" are not supported yet");
     sg_pending_pass pend = { .host_pos = a->pos };
     if (hostport.n == 0 || !sg_conf_split_hostport(hostport, &pend.host, &pend.port) || pend.port == 0)
-        return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", url + 7);
+        return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", hp);
     sg_proxy_pass *pp = sg_arena_alloc(&cx->c->arena, sizeof(*pp));
     memset(pp, 0, sizeof(*pp));
+    pp->ssl = ssl;
     pp->pos = n->name.pos;
     pp->has_uri = slash != NULL;
     if (slash) pp->uri = sg_str_from(slash);
@@ -1002,7 +1017,8 @@ static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
 }
 
 /* grpc_pass [grpc://]HOST[:PORT] | grpc://UPSTREAM: an h2c backend, the
- * request URI passed unchanged (nginx has no URI part here either). A
+ * request URI passed unchanged (nginx has no URI part here either);
+ * grpcs:// is HTTP/2 over TLS (grpc_ssl_*, ALPN h2, default port 443). A
  * location has one of proxy_pass and grpc_pass. */
 static bool set_grpc_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
@@ -1012,9 +1028,8 @@ static bool set_grpc_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, voi
     if (lc->proxy_pass) return sg_cerr(cx, n->name.pos, "\"%s\" directive is duplicate", n->name.s);
     if (strchr(url, '$'))
         return sg_cerr(cx, a->pos, "variables in \"grpc_pass\" are not supported yet");
-    if (strncasecmp(url, "grpcs://", 8) == 0)
-        return sg_cerr(cx, a->pos, "\"grpcs://\" in \"grpc_pass\" is not supported yet");
-    const char *hp = strncasecmp(url, "grpc://", 7) == 0 ? url + 7 : url;
+    bool ssl = strncasecmp(url, "grpcs://", 8) == 0;
+    const char *hp = ssl ? url + 8 : strncasecmp(url, "grpc://", 7) == 0 ? url + 7 : url;
     if (strstr(hp, "://")) return sg_cerr(cx, a->pos, "invalid URL prefix in \"%s\"", url);
     if (starts(hp, "unix:"))
         return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"grpc_pass\" are not supported yet");
@@ -1025,6 +1040,7 @@ static bool set_grpc_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, voi
         return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", hp);
     sg_proxy_pass *pp = sg_arena_alloc(&cx->c->arena, sizeof(*pp));
     memset(pp, 0, sizeof(*pp));
+    pp->ssl = ssl;
     pp->pos = n->name.pos;
     pp->host = sg_arena_str(&cx->c->arena, hostport);    /* refined when bound */
     pend.pp = pp;
@@ -1186,7 +1202,8 @@ static const sg_cmd cmds[] = {
     { "keepalive_timeout", HSL, SG_ARG12, set_keepalive_timeout,
       LOC_RANGE(0, keepalive_timeout_ms, keepalive_header_s), NULL },
     { "keepalive_requests", HSL, A1, set_num, LOC(keepalive_requests), NULL },
-    { "client_max_body_size", HSL, A1, set_size, LOC(client_max_body_size), NULL },
+    { "client_max_body_size", HSL, A1, set_size_flagged,
+      LOC_RANGE(0, client_max_body_size, client_max_body_size_set), NULL },
     { "client_body_timeout", HSL, A1, set_read_timeout,
       LOC_RANGE(0, client_body_timeout_ms, client_body_timeout_set), NULL },
     { "client_body_buffer_size", HSL, A1, set_size, NONE, NULL },

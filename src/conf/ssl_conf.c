@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/random.h>
 
 #include "conf/parser.h"
@@ -274,6 +277,8 @@ static sg_conf_pos listen_pos(const sg_listen_group *g)
     return s->pos;
 }
 
+static bool upstream_tls_finish(sg_cctx *cx);
+
 bool sg_ssl_conf_finish(sg_cctx *cx)
 {
     sg_conf *c = cx->c;
@@ -289,12 +294,14 @@ bool sg_ssl_conf_finish(sg_cctx *cx)
         if (g->ssl && g->default_server && !g->default_server->ssl.ctx)
             ok = sg_cerr(cx, listen_pos(g), "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive");
     }
-    return ok;
+    return ok && upstream_tls_finish(cx);
 }
 
 static bool same_upstream_ssl(const sg_ssl_upstream_conf *a, const sg_ssl_upstream_conf *b)
 {
-    return a->verify == b->verify && a->verify_depth == b->verify_depth &&
+    /* server_name is no context setting, but connections are pooled by
+     * context: one that sent no SNI must not serve a location wanting it. */
+    return a->verify == b->verify && a->verify_depth == b->verify_depth && a->server_name == b->server_name &&
            same_str(a->trusted_certificate.s, b->trusted_certificate.s) &&
            same_str(a->certificate.s, b->certificate.s) && same_str(a->certificate_key.s, b->certificate_key.s) &&
            a->protocols == b->protocols && same_str(a->ciphers.s, b->ciphers.s) &&
@@ -321,5 +328,61 @@ bool sg_ssl_upstream_ctx(sg_conf *c, sg_ssl_upstream_conf *u, bool h2, sg_conf_p
     state_add(c, u->ctx);
     st->clients = sg_conf_push(&c->arena, st->clients, st->nclients, sizeof(*st->clients));
     st->clients[st->nclients++] = (client_ctx){ u, h2, u->ctx };
+    return true;
+}
+
+/* ---------------- proxy_pass https://, grpc_pass grpcs:// ---------------- */
+
+const sg_ssl_upstream_conf *sg_ssl_upstream_of(const sg_loc_conf *lc)
+{
+    if (!lc->proxy_pass || !lc->proxy_pass->ssl) return NULL;
+    return lc->grpc ? &lc->grpc_ssl : &lc->proxy_ssl;
+}
+
+/* "host" of "host:port" and "[v6]:port"; a bare IPv6 address as it is. */
+static sg_str without_port(sg_str s)
+{
+    if (s.n == 0) return s;
+    if (s.p[0] == '[') {
+        const char *close = memchr(s.p, ']', s.n);
+        return close ? (sg_str){ s.p + 1, (size_t)(close - s.p - 1) } : s;
+    }
+    const char *colon = memchr(s.p, ':', s.n);
+    if (colon && !memchr(colon + 1, ':', s.n - (size_t)(colon + 1 - s.p))) s.n = (size_t)(colon - s.p);
+    return s;
+}
+
+sg_str sg_ssl_upstream_name(const sg_loc_conf *lc, struct sg_http_req *r)
+{
+    const sg_ssl_upstream_conf *u = sg_ssl_upstream_of(lc);
+    if (!u || !(u->server_name || u->verify)) return SG_STR("");
+    sg_str name = u->name_set ? sg_cval_eval(&u->name, r) : lc->proxy_pass->host;
+    return without_port(name);
+}
+
+/* The client context of every TLS location: errors name the directive
+ * (a certificate file) or the pass line, as `-t` reports them. */
+static bool location_tls(sg_cctx *cx, sg_location *loc)
+{
+    sg_loc_conf *lc = &loc->conf;
+    if (lc->proxy_pass && lc->proxy_pass->ssl) {
+        sg_ssl_upstream_conf *u = lc->grpc ? &lc->grpc_ssl : &lc->proxy_ssl;
+        if (!sg_ssl_upstream_ctx(cx->c, u, lc->proxy_http_version == 20, lc->proxy_pass->pos, cx->err, cx->errlen))
+            return false;
+    }
+    for (size_t i = 0; i < loc->nchildren; i++)
+        if (!location_tls(cx, loc->children[i])) return false;
+    return true;
+}
+
+static bool upstream_tls_finish(sg_cctx *cx)
+{
+    sg_conf *c = cx->c;
+    for (size_t i = 0; i < c->nservers; i++) {
+        sg_server_conf *s = c->servers[i];
+        if (!location_tls(cx, s->root)) return false;
+        for (size_t k = 0; k < s->nnamed; k++)
+            if (!location_tls(cx, s->named[k])) return false;
+    }
     return true;
 }

@@ -35,11 +35,24 @@ bool sg_ssl_set_obsolete(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void
 /* Defaults of the http level (nginx's). */
 void sg_ssl_conf_defaults(sg_loc_conf *lc, sg_server_conf *srv);
 
-/* After listen groups are built: checks certificate/key pairs, builds the
- * server contexts (shared by servers with identical settings), and
- * requires a certificate on the default server of every ssl address.
+/* After listen groups are built and passes bound: checks certificate/key
+ * pairs, builds the server contexts (shared by servers with identical
+ * settings), requires a certificate on the default server of every ssl
+ * address, and builds the client context of every location whose pass
+ * URL is https:// or grpcs:// (moving those without a port to 443).
  * False + "file:line:col: message" (the directive to blame) in cx->err. */
 bool sg_ssl_conf_finish(sg_cctx *cx);
+
+/* The upstream TLS settings of location lc: grpc_ssl_* for grpc_pass
+ * grpcs://, proxy_ssl_* for proxy_pass https://; NULL when its upstream
+ * speaks plain text (or it proxies nothing). Their ctx is built. */
+const sg_ssl_upstream_conf *sg_ssl_upstream_of(const sg_loc_conf *lc);
+
+/* The name a TLS connection for request r sends as SNI and checks the
+ * certificate against: proxy_ssl_name / grpc_ssl_name evaluated for r (in
+ * r's arena), else the host of the pass URL; without a port, as nginx.
+ * Empty when neither SNI nor verification is on (the name is unused). */
+sg_str sg_ssl_upstream_name(const sg_loc_conf *lc, struct sg_http_req *r);
 
 /* Sets u->ctx to a client context for u (`h2`: ALPN h2, for grpcs://),
  * shared with identical settings of the same generation. `at` is the

@@ -9,7 +9,15 @@
  * Upgrades: a request that asks to switch protocols is never pooled. A
  * 101 answer either hands the socket to a tunnel (link detach: HTTP/1.1
  * clients) or turns the link raw (HTTP/2 clients, RFC 8441): bytes pass
- * unframed both ways and the peer's FIN ends the "response". */
+ * unframed both ways and the peer's FIN ends the "response".
+ *
+ * TLS (proxy_pass https://): once connect() completes the handshake runs
+ * under the same proxy_connect_timeout (nginx counts it in the connect
+ * phase), then every read and write goes through net/tls.h. A handshake
+ * or certificate failure is a connect failure: the next peer is tried.
+ * A 101 hands the TLS state to the tunnel with the socket. Pooled
+ * connections are keyed by their client context and SNI / verified name
+ * (upstream/pool.h: sg_tls_key). */
 #include "http/h1_client.h"
 
 #include <errno.h>
@@ -20,14 +28,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "conf/ssl_conf.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "http/h1_write.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "proxy/exchange.h"
 #include "upstream/pool.h"
 
-typedef enum upconn_state { C_CONNECTING, C_ACTIVE, C_IDLE, C_CLOSED } upconn_state;
+/* C_HANDSHAKE: connected, TLS handshake in progress (https:// only). */
+typedef enum upconn_state { C_CONNECTING, C_HANDSHAKE, C_ACTIVE, C_IDLE, C_CLOSED } upconn_state;
 
 typedef struct sg_h1_upconn {
     sg_upstream_link link;
@@ -42,6 +53,9 @@ typedef struct sg_h1_upconn {
     sg_deferred flush, resume, reap;
     sg_timer timer;                 /* connect, read or idle timeout */
     sg_timer wtimer;                /* send timeout */
+    sg_tls_conn *tls;               /* https://: the transport; NULL: plain */
+    const sg_ssl_upstream_conf *tls_conf;
+    bool session_kept;              /* its TLS session went to the pool for resumption */
     upconn_state state;
     bool readable, writable, processing;
     bool rdhup;                     /* the peer half-closed: read until EOF */
@@ -96,6 +110,7 @@ static void fin_if_drained(sg_h1_upconn *c)
 {
     if (c->fin_pending && c->state == C_ACTIVE && c->out.bytes == 0) {
         c->fin_pending = false;
+        if (c->tls) sg_tls_shutdown(c->tls);   /* close_notify, then the FIN */
         shutdown(c->io.fd, SHUT_WR);
     }
 }
@@ -108,7 +123,7 @@ static void do_flush(sg_h1_upconn *c)
         return;
     }
     size_t before = c->out.bytes, written = 0;
-    sg_io_result r = sg_outq_flush(&c->out, c->io.fd, &written);
+    sg_io_result r = c->tls ? sg_tls_flush(c->tls, &c->out, &written) : sg_outq_flush(&c->out, c->io.fd, &written);
     if (r == SG_IO_ERROR) {
         report_error(c, SG_UP_CLOSED);
         return;
@@ -258,7 +273,7 @@ static void on_idle_timeout(sg_timer *t);
  * buffer leaves doubt, and only then is it worth a peek. */
 static bool socket_drained(sg_h1_upconn *c)
 {
-    if (c->rdhup) return false;
+    if (c->rdhup || (c->tls && sg_tls_pending(c->tls))) return false;
     if (!c->readable) return true;
     char b;
     ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -302,10 +317,14 @@ static void link_close(sg_upstream_link *l)
 
 static void upconn_stop(sg_h1_upconn *c);
 
-static int link_detach(sg_upstream_link *l, sg_outq *to_upstream, sg_outq *to_client)
+static int link_detach(sg_upstream_link *l, sg_outq *to_upstream, sg_outq *to_client, sg_tls_conn **tls)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)l;
     int fd = c->io.fd;
+    /* The TLS state goes with the socket (the tunnel reads and writes
+     * through it); our queue keeps OpenSSL's retry rule as it moves. */
+    *tls = c->tls;
+    c->tls = NULL;
     /* `rest` points into the scratch buffer or c->in: copy it first. */
     if (c->nrest) sg_outq_append(to_client, c->rest, c->nrest);
     c->nrest = 0;
@@ -334,8 +353,17 @@ static bool still_ours(const sg_h1_upconn *c, const sg_exchange *ex)
     return c->state == C_ACTIVE && c->link.ex == ex && ex != NULL;
 }
 
+/* With TLS 1.3 the ticket comes after the handshake, so the session is
+ * taken once a response came back (then it has arrived). */
+static void keep_session(sg_h1_upconn *c)
+{
+    if (c->tls && !c->session_kept)
+        c->session_kept = sg_pool_tls_keep_session(c->pool, c->node.peer, c->tls_conf, &c->node.tls, c->tls);
+}
+
 static void response_end(sg_h1_upconn *c)
 {
+    keep_session(c);
     c->resp_done = true;
     sg_timer_disarm(&c->timer);
     sg_proxy_up_end(c->link.ex);   /* the core releases or closes the link */
@@ -467,10 +495,11 @@ static void upconn_read(sg_h1_upconn *c)
     while (c->state == C_ACTIVE && c->readable && c->want_resp && c->link.ex &&
            c->in.len < 256 * 1024) {
         char *scratch = sg_worker_scratch(c->w);
-        ssize_t n = read(c->io.fd, scratch, SG_SCRATCH_SIZE);
+        ssize_t n = c->tls ? sg_tls_read(c->tls, scratch, SG_SCRATCH_SIZE) : read(c->io.fd, scratch, SG_SCRATCH_SIZE);
         if (n > 0) {
-            /* short read: drained (see h1_server.c) */
-            if ((size_t)n < SG_SCRATCH_SIZE && !c->rdhup) c->readable = false;
+            /* short read: drained (see h1_server.c), unless OpenSSL holds more */
+            if ((size_t)n < SG_SCRATCH_SIZE && !c->rdhup && !(c->tls && sg_tls_pending(c->tls)))
+                c->readable = false;
             c->got_bytes = true;
             process_input(c, scratch, (size_t)n);
             if (c->state == C_ACTIVE && c->link.ex && c->want_resp && !c->resp_done &&
@@ -510,6 +539,63 @@ static const sg_log_target *up_log(const sg_h1_upconn *c)
     return ex && ex->req.loc ? ex->req.loc->conf.error_log : NULL;
 }
 
+/* The connection is ready for the request (after the TLS handshake on
+ * https://). `readable`: input may be waiting (the handshake read until
+ * the socket would block, so OpenSSL may hold the first bytes). */
+static void connected(sg_h1_upconn *c, bool readable)
+{
+    c->state = C_ACTIVE;
+    c->writable = true;
+    sg_timer_disarm(&c->timer);
+    if (readable) c->readable = true;
+    sg_exchange *ex = c->link.ex;
+    if (ex) sg_proxy_up_connected(ex);
+}
+
+/* Advances the handshake; the connect timer still runs meanwhile. On
+ * failure (logged by net/tls.c with OpenSSL's reason) the session kept
+ * for the peer is dropped, and the core tries the next peer. */
+static void tls_handshake(sg_h1_upconn *c)
+{
+    sg_io_result r = sg_tls_handshake(c->tls);
+    if (r == SG_IO_AGAIN) return;
+    if (r == SG_IO_ERROR) {
+        sg_pool_tls_forget_session(c->pool, c->node.peer, &c->node.tls);
+        report_error(c, SG_UP_CONNECT);
+        return;
+    }
+    connected(c, true);
+}
+
+static void tls_start(sg_h1_upconn *c)
+{
+    c->tls = sg_pool_tls_new(c->pool, c->node.peer, c->tls_conf, &c->node.tls, c->io.fd);
+    if (!c->tls) {
+        report_error(c, SG_UP_CONNECT);
+        return;
+    }
+    sg_tls_set_log(c->tls, up_log(c));
+    c->state = C_HANDSHAKE;
+    tls_handshake(c);
+}
+
+static void on_connect_event(sg_h1_upconn *c, uint32_t events)
+{
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = sg_connect_result(c->io.fd);
+    if (err) {
+        char addr[64];
+        sg_log_to(up_log(c), SG_LOG_ERROR, "connect() to %s failed (%d: %s) while connecting to upstream",
+                     c->node.peer->conf->name ? c->node.peer->conf->name
+                     : sg_sockaddr_str((struct sockaddr *)&c->node.peer->conf->addr, addr, sizeof(addr)),
+                     err, strerror(err));
+        report_error(c, SG_UP_CONNECT);
+        return;
+    }
+    if (c->tls_conf) tls_start(c);
+    else connected(c, events & EPOLLIN);
+}
+
 static void on_event(sg_io *io, uint32_t events)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)((char *)io - offsetof(sg_h1_upconn, io));
@@ -524,26 +610,22 @@ static void on_event(sg_io *io, uint32_t events)
         return;
     }
     if (c->state == C_CONNECTING) {
-        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-        int err = sg_connect_result(c->io.fd);
-        if (err) {
-            char addr[64];
-            sg_log_to(up_log(c), SG_LOG_ERROR, "connect() to %s failed (%d: %s) while connecting to upstream",
-                         c->node.peer->conf->name ? c->node.peer->conf->name
-                         : sg_sockaddr_str((struct sockaddr *)&c->node.peer->conf->addr, addr, sizeof(addr)),
-                         err, strerror(err));
-            report_error(c, SG_UP_CONNECT);
-            return;
-        }
-        c->state = C_ACTIVE;
-        c->writable = true;
-        sg_timer_disarm(&c->timer);
-        if (events & EPOLLIN) c->readable = true;
-        sg_exchange *ex = c->link.ex;
-        if (ex) sg_proxy_up_connected(ex);
+        on_connect_event(c, events);
+        return;
+    }
+    if (c->state == C_HANDSHAKE) {
+        tls_handshake(c);
         return;
     }
     if (events & EPOLLOUT) {
+        c->writable = true;
+        do_flush(c);
+        if (c->state != C_ACTIVE) return;
+        /* OpenSSL's read stopped on a full socket: it may go on now. */
+        if (c->tls && sg_tls_read_wants_write(c->tls)) events |= EPOLLIN;
+    }
+    /* ...and its write may have stopped waiting for input. */
+    if ((events & EPOLLIN) && c->tls && sg_tls_write_wants_read(c->tls) && c->out.bytes) {
         c->writable = true;
         do_flush(c);
         if (c->state != C_ACTIVE) return;
@@ -558,9 +640,9 @@ static void on_event(sg_io *io, uint32_t events)
 static void on_timeout(sg_timer *t)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)((char *)t - offsetof(sg_h1_upconn, timer));
-    if (c->state == C_CONNECTING) {
-        sg_log_to(up_log(c), SG_LOG_ERROR, "upstream timed out (110: Connection timed out) while connecting to upstream %s",
-                     c->node.peer->conf->name);
+    if (c->state == C_CONNECTING || c->state == C_HANDSHAKE) {
+        sg_log_to(up_log(c), SG_LOG_ERROR, "upstream timed out (110: Connection timed out) while %s upstream %s",
+                     c->state == C_HANDSHAKE ? "SSL handshaking to" : "connecting to", c->node.peer->conf->name);
         report_error(c, SG_UP_CONNECT_TIMEOUT);
         return;
     }
@@ -587,6 +669,8 @@ static void on_idle_timeout(sg_timer *t)
 static void on_reap(sg_deferred *d)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)((char *)d - offsetof(sg_h1_upconn, reap));
+    sg_tls_free(c->tls);   /* here, not at close: a TLS call may be up the stack */
+    sg_tls_key_free(&c->node.tls);
     sg_inbuf_free(&c->in);
     sg_outq_clear(&c->out);
     free(c);
@@ -609,6 +693,7 @@ static void upconn_stop(sg_h1_upconn *c)
 static void upconn_close(sg_h1_upconn *c)
 {
     if (c->state == C_CLOSED) return;
+    if (c->tls) sg_tls_shutdown(c->tls);   /* close_notify: skipped after a TLS error */
     int fd = c->io.fd;
     upconn_stop(c);
     close(fd);
@@ -634,10 +719,14 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer
 {
     sg_worker *w = ex->w;
     sg_pool *pool = &rt->pools[sg_worker_id(w)];
+    /* https://: SNI and the name to verify come from the exchange
+     * (proxy_ssl_name may use variables) and key the pooled connections. */
+    const sg_ssl_upstream_conf *tls_conf = sg_ssl_upstream_of(&ex->req.loc->conf);
+    sg_tls_key tls_key = sg_pool_tls_key(&ex->req.loc->conf, &ex->req);
     /* No liveness probe (a syscall per request): an idle connection the
      * peer closes reports EPOLLRDHUP and leaves the pool at once, and the
      * rare close that races with reuse is retried by the core. */
-    sg_pool_node *n = sg_pool_take(pool, peer);
+    sg_pool_node *n = sg_pool_take(pool, peer, &tls_key);
     if (n) {
         sg_h1_upconn *c = FROM_NODE(n);
         sg_timer_disarm(&c->timer);
@@ -659,6 +748,8 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer
     c->io.fd = fd;
     c->io.on_event = on_event;
     c->node.peer = peer;
+    c->node.tls = sg_tls_key_dup(&tls_key);
+    c->tls_conf = tls_conf;
     c->node.close = pool_close_node;
     c->pool = pool;
     c->w = w;
@@ -673,6 +764,7 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer
     bind_exchange(c, ex);
     if (sg_loop_add(c->loop, &c->io) < 0) {
         close(fd);
+        sg_tls_key_free(&c->node.tls);
         free(c);
         return NULL;
     }

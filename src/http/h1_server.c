@@ -75,7 +75,7 @@ typedef struct sg_h1_conn {
     uint32_t keepalive_timeout_ms, body_timeout_ms, send_timeout_ms;
 } sg_h1_conn;
 
-static const sg_downstream_ops h1_down_ops, h1_down_ops_tls;
+static const sg_downstream_ops h1_down_ops;
 static void conn_read(sg_h1_conn *c);
 static void conn_close(sg_h1_conn *c);
 static void schedule_flush(sg_h1_conn *c);
@@ -353,9 +353,7 @@ static void start_exchange(sg_h1_conn *c, const char *buf, const sg_h1_message *
 {
     sg_conf *gen = sg_worker_conf(c->w);
     sg_exchange *ex = sg_xcalloc(1, sizeof(*ex));
-    /* The tunnel after a 101 relays raw sockets: not for TLS clients yet
-     * (no detach: the core answers an upstream's 101 with 502). */
-    sg_exchange_init(ex, c->w, gen, c->tls ? &h1_down_ops_tls : &h1_down_ops, c);
+    sg_exchange_init(ex, c->w, gen, &h1_down_ops, c);
     c->ex = ex;
     c->state = ST_ACTIVE;
     c->scanned = 0;
@@ -677,10 +675,14 @@ static void on_detached(sg_deferred *d);
 
 /* The socket goes to a tunnel: stop using it (without closing it) and
  * end the exchange once the core is off the stack. */
-static int h1_detach(sg_exchange *ex, sg_outq *to_client, sg_inbuf *from_client)
+static int h1_detach(sg_exchange *ex, sg_outq *to_client, sg_inbuf *from_client, sg_tls_conn **tls)
 {
     sg_h1_conn *c = ex->down_ctx;
     int fd = c->io.fd;
+    /* The TLS state goes with the socket; the queue keeps the bytes a
+     * partial TLS write was given first, as the next write must offer. */
+    *tls = c->tls;
+    c->tls = NULL;
     *to_client = c->out;
     c->out = (sg_outq){ 0 };
     *from_client = c->in;
@@ -707,16 +709,6 @@ static const sg_downstream_ops h1_down_ops = {
     .pending = h1_pending,
     .abort = h1_abort,
     .detach = h1_detach,
-    .send_trailers = h1_send_trailers,
-};
-
-static const sg_downstream_ops h1_down_ops_tls = {
-    .send_head = h1_send_head,
-    .send_data = h1_send_data,
-    .send_end = h1_send_end,
-    .want_body = h1_want_body,
-    .pending = h1_pending,
-    .abort = h1_abort,
     .send_trailers = h1_send_trailers,
 };
 

@@ -1,5 +1,6 @@
-/* HTTP/2 client codec on libnghttp2 (proxy_http_version 2): cleartext,
- * prior knowledge.
+/* HTTP/2 client codec on libnghttp2 (proxy_http_version 2, grpc_pass):
+ * cleartext with prior knowledge, or over TLS with ALPN h2 (grpcs://,
+ * https://).
  *
  * One h2_conn per upstream connection, shared by up to the peer's
  * SETTINGS_MAX_CONCURRENT_STREAMS exchanges; one h2_stream (the link) per
@@ -12,6 +13,14 @@
  *   the core hear sg_proxy_up_connected(). A connection that fails before
  *   that fails its streams as connect errors, so the core tries the next
  *   peer; a peer that does not speak HTTP/2 is such a failure.
+ * - TLS: the handshake runs once connect() completed, under the same
+ *   connect timer (nginx counts it in the connect phase); its failure
+ *   (logged by net/tls.c with OpenSSL's reason, e.g. a certificate that
+ *   does not verify) fails the waiting streams as connect errors. Then
+ *   the codec reads and writes through net/tls.h. Connections are pooled
+ *   by peer and TLS key (client context, SNI / verified name), and the
+ *   session of the last connection to a peer is offered by the next
+ *   (proxy_ssl_session_reuse).
  * - Request: pseudo-headers from the core's protocol-neutral request,
  *   lowercase names, connection-specific fields dropped. The body waits in
  *   a per-stream queue (`pending`) for nghttp2's deferred data provider.
@@ -50,10 +59,12 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "conf/ssl_conf.h"
 #include "core/blockcache.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "proxy/exchange.h"
 #include "upstream/h2_pool.h"
 
@@ -116,7 +127,9 @@ static sg_str hblock_str(const hblock *h, size_t off, size_t len)
 
 /* ---------- types ---------- */
 
-typedef enum conn_state { C_CONNECTING, C_HANDSHAKE, C_READY, C_CLOSED } conn_state;
+/* C_TLS: connected, TLS handshake in progress; C_HANDSHAKE: waiting for
+ * the peer's first SETTINGS. */
+typedef enum conn_state { C_CONNECTING, C_TLS, C_HANDSHAKE, C_READY, C_CLOSED } conn_state;
 
 typedef struct h2_conn h2_conn;
 
@@ -126,6 +139,7 @@ typedef struct h2_stream {
     h2_conn *c;                       /* NULL once nghttp2 is done with it */
     sg_upstream_rt *rt;
     sg_peer *peer;
+    const sg_ssl_upstream_conf *tls_conf;   /* its location's upstream TLS; NULL: cleartext */
     sg_conf *gen;
     sg_worker *w;
     sg_loop *loop;
@@ -167,6 +181,11 @@ struct h2_conn {
      * upstream conf stay valid even after its last exchange ended. */
     sg_conf *gen;
     const sg_upstream_conf *u;
+    sg_tls_conn *tls;                 /* the transport over TLS; NULL: cleartext */
+    const sg_ssl_upstream_conf *tls_conf;
+    sg_tls_key tls_key;               /* context and SNI / verified name; its name is ours */
+    sg_pool *pool;                    /* this worker's pool of the upstream: TLS sessions */
+    bool session_kept;                /* its TLS session went to the pool for resumption */
     nghttp2_session *sess;
     sg_outq out;
     sg_deferred flush, resume, reap;
@@ -368,7 +387,7 @@ static void arm_read(h2_stream *st)
         ms = st->tunnel_timeout_ms;
         data_wait = !st->ended && ms;
     }
-    if (st->link.ex && st->want_resp && (head_wait || data_wait))
+    if (st->link.ex && st->want_resp && ms && (head_wait || data_wait))
         sg_timer_arm(st->loop, &st->rtimer, ms);
     else
         sg_timer_disarm(&st->rtimer);
@@ -376,16 +395,28 @@ static void arm_read(h2_stream *st)
 
 /* ---------- placing streams on connections ---------- */
 
-static h2_conn *conn_new(sg_h2_pool *hp, h2_stream *st);
+static h2_conn *conn_new(sg_pool *p, sg_h2_pool *hp, h2_stream *st, const sg_tls_key *key);
+
+/* What a TLS connection for st is made for: SNI and the name to verify
+ * come from its exchange (proxy_ssl_name may use variables). */
+static sg_tls_key stream_tls_key(const h2_stream *st)
+{
+    if (!st->tls_conf) return (sg_tls_key){ 0 };
+    sg_exchange *ex = st->link.ex;
+    if (!ex) return (sg_tls_key){ st->tls_conf->ctx, SG_STR("") };   /* not placed without one */
+    return sg_pool_tls_key(&ex->req.loc->conf, &ex->req);
+}
 
 /* Attaches st to a connection to its peer with a free slot (not `avoid`),
- * or to a new one. *ready: that connection is up. NULL: no socket. */
+ * made for its TLS key, or to a new one. *ready: that connection is up.
+ * NULL: no socket. */
 static h2_conn *place(h2_stream *st, h2_conn *avoid, bool *ready)
 {
     sg_pool *p = &st->rt->pools[st->w ? sg_worker_id(st->w) : 0];   /* no worker: fuzzing */
     sg_h2_pool *hp = sg_h2_pool_of(p, st->rt->conf);
-    sg_h2_member *m = sg_h2_pool_pick(hp, st->peer, avoid ? &avoid->m : NULL);
-    h2_conn *c = m ? CONN_OF(m) : conn_new(hp, st);
+    sg_tls_key key = stream_tls_key(st);
+    sg_h2_member *m = sg_h2_pool_pick(hp, st->peer, &key, avoid ? &avoid->m : NULL);
+    h2_conn *c = m ? CONN_OF(m) : conn_new(p, hp, st, &key);
     if (!c) return NULL;
     stream_attach(st, c);
     *ready = c->state == C_READY;
@@ -464,7 +495,7 @@ static void build_request(h2_stream *st, const sg_upstream_request *req)
     char *mem = st->nvmem;
     nv_add(st, &mem, SG_STR(":method"), st->connect ? SG_STR("CONNECT") : req->method);
     if (st->connect) nv_add(st, &mem, SG_STR(":protocol"), req->protocol);
-    nv_add(st, &mem, SG_STR(":scheme"), SG_STR("http"));
+    nv_add(st, &mem, SG_STR(":scheme"), st->tls_conf ? SG_STR("https") : SG_STR("http"));
     if (authority.n) nv_add(st, &mem, SG_STR(":authority"), authority);
     nv_add(st, &mem, SG_STR(":path"), path);
     for (size_t i = 0; i < req->nheaders; i++) {
@@ -591,8 +622,11 @@ static void report_end(h2_stream *st)
     core->end(st->link.ex);   /* the core releases the link */
 }
 
+static void conn_keep_session(h2_conn *c);
+
 static void response_ended(h2_stream *st)
 {
+    if (st->c) conn_keep_session(st->c);
     st->ended = true;
     arm_read(st);
     if (!st->link.ex || !st->want_resp) return;
@@ -764,6 +798,8 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
                      st->head_done ? "reading response from" : "reading response header from",
                      peer_name(st->peer));
     bool invalid = st->invalid || (!st->head_done && code == NGHTTP2_PROTOCOL_ERROR);
+    st->link.ex->up_reset = !st->invalid;
+    st->link.ex->up_reset_code = code;
     stream_fail(st, invalid ? SG_UP_INVALID : SG_UP_CLOSED);
     return 0;
 }
@@ -812,10 +848,30 @@ static bool session_new(h2_conn *c)
 
 /* ---------- the connection ---------- */
 
+/* The session for the next connection to the peer: tried when the peer's
+ * SETTINGS arrive and at each response end until taken, because a TLS
+ * 1.3 ticket comes after the handshake. */
+static void conn_keep_session(h2_conn *c)
+{
+    if (c->tls && !c->session_kept)
+        c->session_kept = sg_pool_tls_keep_session(c->pool, c->m.peer, c->tls_conf, &c->tls_key, c->tls);
+}
+
+static ssize_t conn_recv(h2_conn *c, void *buf, size_t n)
+{
+    return c->tls ? sg_tls_read(c->tls, buf, n) : read(c->io.fd, buf, n);
+}
+
+static sg_io_result conn_send(h2_conn *c)
+{
+    return c->tls ? sg_tls_flush(c->tls, &c->out, NULL) : sg_outq_flush(&c->out, c->io.fd, NULL);
+}
+
 /* The peer's SETTINGS arrived: waiting streams start, up to its limit;
  * the others move to another connection. */
 static void conn_ready(h2_conn *c)
 {
+    conn_keep_session(c);
     c->state = C_READY;
     sg_timer_disarm(&c->timer);
     sg_timer_arm(c->loop, &c->ping_timer, PING_IDLE_MS);
@@ -864,6 +920,8 @@ static void on_conn_reap(sg_deferred *d)
     h2_conn *c = (h2_conn *)((char *)d - offsetof(h2_conn, reap));
     sg_worker *w = c->w;
     sg_conf *gen = c->gen;
+    sg_tls_free(c->tls);   /* here, not at close: a TLS call may be up the stack */
+    sg_tls_key_free(&c->tls_key);
     nghttp2_session_del(c->sess);
     sg_outq_clear(&c->out);
     free(c);
@@ -957,11 +1015,11 @@ static void conn_check_idle(h2_conn *c)
 
 static void conn_flush(h2_conn *c)
 {
-    if (c->state == C_CLOSED || c->state == C_CONNECTING) return;
+    if (c->state == C_CLOSED || c->state == C_CONNECTING || c->state == C_TLS) return;
     for (int round = 0; round < 4; round++) {
         if (!conn_pump(c)) return;
         if (!c->writable || c->out.bytes == 0) break;
-        sg_io_result r = sg_outq_flush(&c->out, c->io.fd, NULL);
+        sg_io_result r = conn_send(c);
         if (r == SG_IO_ERROR) {
             conn_lost(c, errno);
             return;
@@ -985,7 +1043,7 @@ static void conn_shutdown(h2_conn *c)
 {
     if (c->state == C_READY) {
         nghttp2_session_terminate_session(c->sess, NGHTTP2_NO_ERROR);
-        if (conn_pump(c) && c->writable) sg_outq_flush(&c->out, c->io.fd, NULL);
+        if (conn_pump(c) && c->writable && conn_send(c) == SG_IO_DONE && c->tls) sg_tls_shutdown(c->tls);
     }
     conn_close(c, SG_UP_CLOSED, SG_UP_CONNECT);
 }
@@ -1020,9 +1078,10 @@ static void conn_read(h2_conn *c)
             sg_loop_defer(c->loop, &c->resume);
             return;
         }
-        ssize_t n = read(c->io.fd, rbuf, sizeof(rbuf));
+        ssize_t n = conn_recv(c, rbuf, sizeof(rbuf));
         if (n > 0) {
-            if ((size_t)n < sizeof(rbuf) && !c->rdhup) c->readable = false;   /* drained */
+            /* drained, unless OpenSSL holds more */
+            if ((size_t)n < sizeof(rbuf) && !c->rdhup && !(c->tls && sg_tls_pending(c->tls))) c->readable = false;
             budget -= (size_t)n < budget ? (size_t)n : budget;
             c->last_rx_ms = sg_loop_now(c->loop);
             if (!conn_feed(c, rbuf, (size_t)n)) return;
@@ -1043,26 +1102,75 @@ static void on_resume(sg_deferred *d)
     conn_read((h2_conn *)((char *)d - offsetof(h2_conn, resume)));
 }
 
+/* The transport is up: the preface and SETTINGS go out, and the connect
+ * timer runs on until the peer's SETTINGS. After a TLS handshake the
+ * peer's first frames may already sit in OpenSSL's buffer: read at once. */
+static void conn_transport_up(h2_conn *c)
+{
+    c->state = C_HANDSHAKE;
+    c->writable = true;
+    c->last_rx_ms = sg_loop_now(c->loop);
+    conn_flush(c);
+    if (c->tls && c->state == C_HANDSHAKE) {
+        c->readable = true;
+        conn_read(c);
+    }
+}
+
+/* The handshake failed (logged by net/tls.c with OpenSSL's reason): the
+ * session kept for the peer goes, and the streams fail as connect errors. */
+static void conn_tls_step(h2_conn *c)
+{
+    sg_io_result r = sg_tls_handshake(c->tls);
+    if (r == SG_IO_AGAIN) return;
+    if (r == SG_IO_ERROR) {
+        sg_pool_tls_forget_session(c->pool, c->m.peer, &c->tls_key);
+        conn_close(c, SG_UP_CONNECT, SG_UP_CONNECT);
+        return;
+    }
+    conn_transport_up(c);
+}
+
+static void on_connected(h2_conn *c, uint32_t events)
+{
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = sg_connect_result(c->io.fd);
+    if (err) {
+        sg_log_error("connect() to %s failed (%d: %s) while connecting to upstream", peer_name(c->m.peer),
+                     err, strerror(err));
+        conn_close(c, SG_UP_CONNECT, SG_UP_CONNECT);
+        return;
+    }
+    if (!c->tls) {
+        conn_transport_up(c);
+        return;
+    }
+    c->state = C_TLS;
+    conn_tls_step(c);
+}
+
 static void on_event(sg_io *io, uint32_t events)
 {
     h2_conn *c = (h2_conn *)((char *)io - offsetof(h2_conn, io));
     if (c->state == C_CLOSED) return;
     if (c->state == C_CONNECTING) {
-        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-        int err = sg_connect_result(c->io.fd);
-        if (err) {
-            sg_log_error("connect() to %s failed (%d: %s) while connecting to upstream", peer_name(c->m.peer),
-                         err, strerror(err));
-            conn_close(c, SG_UP_CONNECT, SG_UP_CONNECT);
-            return;
-        }
-        c->state = C_HANDSHAKE;   /* the connect timer runs until the SETTINGS */
-        c->writable = true;
-        c->last_rx_ms = sg_loop_now(c->loop);
-        conn_flush(c);            /* preface and SETTINGS */
-        if (c->state == C_CLOSED) return;
+        on_connected(c, events);
+        /* cleartext: the peer's SETTINGS may have come with the connect */
+        if (c->state != C_HANDSHAKE || c->tls) return;
+    }
+    if (c->state == C_TLS) {
+        conn_tls_step(c);
+        return;
     }
     if (events & EPOLLOUT) {
+        c->writable = true;
+        conn_flush(c);
+        if (c->state == C_CLOSED) return;
+        /* OpenSSL's read stopped on a full socket: it may go on now. */
+        if (c->tls && sg_tls_read_wants_write(c->tls)) events |= EPOLLIN;
+    }
+    /* ...and its write may have stopped waiting for input. */
+    if ((events & EPOLLIN) && c->tls && sg_tls_write_wants_read(c->tls)) {
         c->writable = true;
         conn_flush(c);
         if (c->state == C_CLOSED) return;
@@ -1077,8 +1185,9 @@ static void on_event(sg_io *io, uint32_t events)
 static void on_connect_timeout(sg_timer *t)
 {
     h2_conn *c = (h2_conn *)((char *)t - offsetof(h2_conn, timer));
-    sg_log_error("upstream timed out (110: Connection timed out) while connecting to upstream %s%s",
-                 peer_name(c->m.peer), c->state == C_HANDSHAKE ? " (no HTTP/2 SETTINGS)" : "");
+    sg_log_error("upstream timed out (110: Connection timed out) while %s upstream %s%s",
+                 c->state == C_TLS ? "SSL handshaking to" : "connecting to", peer_name(c->m.peer),
+                 c->state == C_HANDSHAKE ? " (no HTTP/2 SETTINGS)" : "");
     conn_close(c, SG_UP_CONNECT_TIMEOUT, SG_UP_CONNECT_TIMEOUT);
 }
 
@@ -1119,7 +1228,18 @@ static void member_retire(sg_h2_member *m)
     conn_shutdown(c);
 }
 
-static h2_conn *conn_new(sg_h2_pool *hp, h2_stream *st)
+/* The TLS side of new connection c (the handshake starts once connected).
+ * True when cleartext or done. */
+static bool conn_tls_new(h2_conn *c, sg_pool *p, h2_stream *st, const sg_tls_key *key)
+{
+    c->tls_conf = st->tls_conf;
+    if (!c->tls_conf) return true;
+    c->tls_key = sg_tls_key_dup(key);
+    c->tls = sg_pool_tls_new(p, st->peer, c->tls_conf, &c->tls_key, c->io.fd);
+    return c->tls != NULL;
+}
+
+static h2_conn *conn_new(sg_pool *p, sg_h2_pool *hp, h2_stream *st, const sg_tls_key *key)
 {
     const sg_upstream_server_conf *sc = st->peer->conf;
     int fd = sg_connect_nonblock((const struct sockaddr *)&sc->addr, sc->addrlen);
@@ -1134,19 +1254,22 @@ static h2_conn *conn_new(sg_h2_pool *hp, h2_stream *st)
     c->w = st->w;
     c->loop = st->loop;
     c->u = st->rt->conf;
+    c->pool = p;
     c->state = C_CONNECTING;
     sg_deferred_init(&c->flush, on_flush);
     sg_deferred_init(&c->resume, on_resume);
     sg_deferred_init(&c->reap, on_conn_reap);
     sg_timer_init(&c->timer, on_connect_timeout);
     sg_timer_init(&c->ping_timer, on_ping);
-    if (!session_new(c) || sg_loop_add(c->loop, &c->io) < 0) {
+    if (!conn_tls_new(c, p, st, key) || !session_new(c) || sg_loop_add(c->loop, &c->io) < 0) {
         if (c->sess) nghttp2_session_del(c->sess);
+        sg_tls_free(c->tls);
+        sg_tls_key_free(&c->tls_key);
         close(fd);
         free(c);
         return NULL;
     }
-    sg_h2_pool_add(hp, &c->m, st->peer);
+    sg_h2_pool_add(hp, &c->m, st->peer, &c->tls_key);
     c->m.retire = member_retire;
     c->gen = st->gen;
     if (c->w) sg_worker_gen_hold(c->w, c->gen);   /* no worker: fuzzing */
@@ -1246,8 +1369,9 @@ static void link_close(sg_upstream_link *l)
     link_drop((h2_stream *)l);
 }
 
-static int link_detach(sg_upstream_link *l, sg_outq *to_upstream, sg_outq *to_client)
+static int link_detach(sg_upstream_link *l, sg_outq *to_upstream, sg_outq *to_client, sg_tls_conn **tls)
 {
+    *tls = NULL;
     return -1;   /* a multiplexed connection cannot become a tunnel */
 }
 
@@ -1283,11 +1407,17 @@ static h2_stream *stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer)
     st->link.ex = ex;
     st->rt = rt;
     st->peer = peer;
+    st->tls_conf = sg_ssl_upstream_of(lc);
     st->gen = ex->req.gen;
     st->w = ex->w;
     st->loop = sg_worker_loop(ex->w);
     st->connect_timeout_ms = lc->proxy_connect_timeout_ms;
     st->read_timeout_ms = lc->proxy_read_timeout_ms;
+    /* A gRPC server-streaming call (a watch, a subscription) may wait
+     * long for its first message, whose HEADERS come with it: unless the
+     * user set grpc_read_timeout, nothing times the head either (the
+     * call's own grpc-timeout and PING liveness stand guard). */
+    if (lc->grpc && !lc->proxy_read_timeout_set) st->read_timeout_ms = 0;
     st->send_timeout_ms = lc->proxy_send_timeout_ms;
     st->read_timeout_set = lc->proxy_read_timeout_set;
     st->tunnel_timeout_ms = lc->proxy_tunnel_timeout_ms;

@@ -1335,7 +1335,7 @@ static void h2_abort(sg_exchange *ex)
     ex->aborted = true;
     st->ex_aborted = true;
     st->want_body = false;
-    reset_stream(st, NGHTTP2_INTERNAL_ERROR);
+    reset_stream(st, ex->abort_code ? ex->abort_code : NGHTTP2_INTERNAL_ERROR);
 }
 
 static const sg_downstream_ops h2_down_ops = {

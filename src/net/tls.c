@@ -32,6 +32,7 @@ struct sg_tls_conn {
     bool eof;                          /* close_notify or FIN seen: reads return 0 */
     bool fatal;                        /* a TLS or socket error: no more I/O, no close_notify */
     int err;                           /* errno reported again after a fatal error */
+    const sg_log_target *log;          /* client side: the location's error_log (NULL: main) */
     char peer[56];                     /* "1.2.3.4:5678" / "[v6]:port" for log lines */
 };
 
@@ -91,10 +92,10 @@ static void conn_log(const sg_tls_conn *c, const char *call, int sslerr, int sys
     }
     long vr = SSL_get_verify_result(c->ssl);
     if (!c->hs_done && vr != X509_V_OK)
-        sg_log(SG_LOG_ERROR, "upstream SSL certificate verify error: (%ld:%s)%s to upstream, upstream: %s",
-               vr, X509_verify_cert_error_string(vr), when, c->peer);
+        sg_log_to(c->log, SG_LOG_ERROR, "upstream SSL certificate verify error: (%ld:%s)%s to upstream, upstream: %s",
+                  vr, X509_verify_cert_error_string(vr), when, c->peer);
     else
-        sg_log(SG_LOG_ERROR, "%s failed (%s)%s to upstream, upstream: %s", call, detail, when, c->peer);
+        sg_log_to(c->log, SG_LOG_ERROR, "%s failed (%s)%s to upstream, upstream: %s", call, detail, when, c->peer);
 }
 
 /* ---------------- contexts: common parts ---------------- */
@@ -464,6 +465,11 @@ sg_tls_conn *sg_tls_client_new(SSL_CTX *ctx, int fd, const char *sni, const char
         return NULL;
     }
     return c;
+}
+
+void sg_tls_set_log(sg_tls_conn *c, const sg_log_target *log)
+{
+    c->log = log;
 }
 
 /* A failure that ends the connection: remembered, so later calls report

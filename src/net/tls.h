@@ -75,6 +75,10 @@ sg_tls_conn *sg_tls_server_new(const sg_listen_group *g, int fd, const struct so
 sg_tls_conn *sg_tls_client_new(struct ssl_ctx_st *ctx, int fd, const char *sni, const char *verify_name,
                                sg_tls_session *reuse, const struct sockaddr *peer);
 
+/* Where a client connection's failures are logged: the error_log of the
+ * location it serves (NULL, the default: the main log). */
+void sg_tls_set_log(sg_tls_conn *c, const sg_log_target *log);
+
 /* Advances the handshake: SG_IO_DONE when finished, SG_IO_AGAIN when the
  * socket would block (sg_tls_want_write() tells which readiness it waits
  * for; calling again on any event is fine too), SG_IO_ERROR when it failed

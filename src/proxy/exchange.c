@@ -9,6 +9,7 @@
 
 #include "net/sock.h"
 #include "observe/access_log.h"
+#include "proxy/grpc.h"
 #include "proxy/proxy.h"
 #include "proxy/respond.h"
 #include "proxy/router.h"
@@ -83,6 +84,7 @@ static void body_too_large(sg_exchange *ex)
     ex->down->want_body(ex, false);
     sg_proxy_detach(ex, false);
     if (!ex->resp_head_sent) sg_respond_error(ex, 413);
+    else if (ex->grpc) sg_grpc_end_call(ex, SG_GRPC_RESOURCE_EXHAUSTED, "message larger than client_max_body_size");
     else ex->down->abort(ex);
 }
 
@@ -90,10 +92,12 @@ void sg_exchange_on_body(sg_exchange *ex, const char *p, size_t n)
 {
     ex->req_body_bytes += n;
     /* A gRPC stream is not one body: counting all its messages against
-     * client_max_body_size would end long streams (nginx's 413). */
+     * client_max_body_size would end long streams (nginx's 413), so there
+     * it bounds each message instead. */
     const sg_loc_conf *lc = ex->req.loc ? &ex->req.loc->conf : NULL;
-    uint64_t limit = lc && !ex->tunnel && !lc->grpc ? lc->client_max_body_size : 0;
-    if (limit && ex->req_body_bytes > limit && !ex->resp_done) {
+    uint64_t limit = lc && !ex->tunnel && !ex->grpc ? lc->client_max_body_size : 0;
+    bool too_large = ex->grpc ? !sg_grpc_scan_request(ex, p, n) : limit && ex->req_body_bytes > limit;
+    if (too_large && !ex->resp_done) {
         body_too_large(ex);
         return;
     }
@@ -133,6 +137,7 @@ void sg_exchange_on_abort(sg_exchange *ex)
 
 void sg_exchange_finish(sg_exchange *ex)
 {
+    sg_grpc_call_end(ex);
     sg_proxy_detach(ex, false);
     release_file(ex);
     /* nginx's 499: the client went away before it got a response */

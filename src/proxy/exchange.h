@@ -22,6 +22,8 @@
 
 typedef struct sg_exchange sg_exchange;
 typedef struct sg_upstream_link sg_upstream_link;
+typedef struct sg_grpc_call sg_grpc_call;
+typedef struct sg_tls_conn sg_tls_conn;
 struct sg_peer;
 
 /* A response head as the core hands it to a downstream codec: end-to-end
@@ -53,10 +55,11 @@ typedef struct sg_downstream_ops {
      * tunnel. The codec stops using the socket, moves its unsent output
      * into *to_client and what it read but did not use into *from_client,
      * and ends the exchange itself later (sg_exchange_finish at the end of
-     * the loop iteration: the core is on the stack). Returns the fd.
+     * the loop iteration: the core is on the stack). Returns the fd, and
+     * in *tls the connection's TLS state (NULL: plain), which goes with it.
      * NULL for codecs that multiplex (HTTP/2): they tunnel through the
      * exchange instead (ex->tunnel). */
-    int (*detach)(sg_exchange *ex, sg_outq *to_client, sg_inbuf *from_client);
+    int (*detach)(sg_exchange *ex, sg_outq *to_client, sg_inbuf *from_client, sg_tls_conn **tls);
     /* Ends the response with trailer fields (end-to-end, lowercase or not),
      * in place of send_end: HTTP/2 sends them as a trailing HEADERS frame
      * with END_STREAM; HTTP/1.1 as the trailer section of a chunked body,
@@ -110,6 +113,13 @@ struct sg_exchange {
     bool req_body_started;       /* some body byte went to the current peer */
     bool req_body_dropped;       /* after an internal redirect the rest of the body is dropped */
     bool intercepting;           /* dropping an upstream error response for error_page */
+    /* The upstream reset its HTTP/2 stream (RST_STREAM with up_reset_code)
+     * rather than closing the connection: gRPC maps the code to a status. */
+    bool up_reset;
+    uint32_t up_reset_code;
+    /* An HTTP/2 error code for the client's stream when abort() resets it
+     * (0: INTERNAL_ERROR): CANCEL when the upstream cancelled the call. */
+    uint32_t abort_code;
 
     /* Upgrades (proxy/upgrade.h). */
     uint8_t upgrade;             /* sg_upgrade_kind the request asks for and may have (0: none) */
@@ -119,6 +129,9 @@ struct sg_exchange {
     bool tunnel;
     sg_str upgrade_offer;        /* protocols offered to the upstream ("websocket") */
     sg_str ws_key;               /* Sec-WebSocket-Key sent upstream (checks the 101's Accept) */
+
+    /* A gRPC call on a grpc_pass location (proxy/grpc.h); NULL otherwise. */
+    sg_grpc_call *grpc;
 
     /* Static file source. */
     int file_fd;

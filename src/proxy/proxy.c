@@ -29,6 +29,7 @@
 #include "http/h1_client.h"
 #include "http/h2_client.h"
 #include "http/status.h"
+#include "proxy/grpc.h"
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
 #include "proxy/upgrade.h"
@@ -283,6 +284,32 @@ void sg_proxy_up_connected(sg_exchange *ex)
     send_request(ex);
 }
 
+/* The upstream failed a gRPC call: a stream it reset ends with the status
+ * its error code maps to (a CANCEL goes on to an HTTP/2 client as the
+ * same RST_STREAM), and a call whose messages were flowing ends with
+ * trailers rather than a cut. An error_page for the status still wins
+ * while no head went out (seed 05). False: answer as any request. */
+static bool grpc_call_failed(sg_exchange *ex, int status)
+{
+    enum { H2_CANCEL = 8 };
+    if (!ex->resp_head_sent && sg_respond_has_error_page(ex, status)) return false;
+    if (ex->up_reset && ex->up_reset_code == H2_CANCEL && ex->req.http_major >= 2) {
+        ex->abort_code = H2_CANCEL;
+        ex->down->abort(ex);
+        return true;
+    }
+    if (ex->up_reset) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "upstream reset the stream (HTTP/2 error code %u)", ex->up_reset_code);
+        sg_grpc_end_call(ex, sg_grpc_status_of_reset(ex->up_reset_code), msg);
+        return true;
+    }
+    if (!ex->resp_head_sent) return false;
+    sg_grpc_end_call(ex, sg_grpc_status_of_http(status),
+                     status == 504 ? "upstream timed out" : "upstream closed the call before its end");
+    return true;
+}
+
 void sg_proxy_up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
 {
     ex->up = NULL;
@@ -322,6 +349,7 @@ void sg_proxy_up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
         proxy_try(ex);
         return;
     }
+    if (ex->grpc && grpc_call_failed(ex, status)) return;
     sg_respond_error(ex, status);
 }
 
@@ -342,6 +370,7 @@ static void proxy_try(sg_exchange *ex)
     ex->peer = peer;
     ex->tries++;
     ex->attempt_start_ms = now_ms(ex);
+    ex->up_reset = false;
     const char *name = peer->conf->name;
     append_list(&ex->req.upstream_addr, name, strlen(name));
     bool ready = false;
@@ -461,6 +490,7 @@ void sg_proxy_start(sg_exchange *ex)
     ex->tried = sg_arena_alloc(&ex->req.arena, sizeof(uint64_t) * (words ? words : 1));
     memset(ex->tried, 0, sizeof(uint64_t) * (words ? words : 1));
     ex->first_try_ms = now_ms(ex);
+    sg_grpc_call_start(ex);
     proxy_try(ex);
 }
 
@@ -481,18 +511,19 @@ static uint32_t status_flag(int status)
 }
 
 /* proxy_redirect default: a redirect the backend built from the address we
- * sent it ("http://" $proxy_host and the proxy_pass URI) points back at
+ * sent it (the scheme, $proxy_host and the proxy_pass URI) points back at
  * this location instead, so backend addresses never leak to clients. */
 static sg_str rewrite_location(sg_exchange *ex, sg_str v)
 {
     const sg_loc_conf *lc = loc_conf(ex);
     const sg_proxy_pass *pp = lc->proxy_pass;
     sg_http_req *r = &ex->req;
-    if (!lc->proxy_redirect_off && pp && v.n > 7 && memcmp(v.p, "http://", 7) == 0) {
+    sg_str scheme = pp && pp->ssl ? SG_STR("https://") : SG_STR("http://");
+    if (!lc->proxy_redirect_off && pp && v.n > scheme.n && memcmp(v.p, scheme.p, scheme.n) == 0) {
         sg_str from_uri = pp->has_uri ? pp->uri : SG_STR("/");
-        size_t plen = 7 + pp->host.n + from_uri.n;
-        if (v.n >= plen && sg_str_caseeq((sg_str){ v.p + 7, pp->host.n }, pp->host) &&
-            memcmp(v.p + 7 + pp->host.n, from_uri.p, from_uri.n) == 0) {
+        size_t plen = scheme.n + pp->host.n + from_uri.n;
+        if (v.n >= plen && sg_str_caseeq((sg_str){ v.p + scheme.n, pp->host.n }, pp->host) &&
+            memcmp(v.p + scheme.n + pp->host.n, from_uri.p, from_uri.n) == 0) {
             const sg_location *loc = r->loc;
             bool prefix = loc->match == SG_LOC_PREFIX || loc->match == SG_LOC_PREFIX_NOREGEX ||
                           loc->match == SG_LOC_EXACT;
@@ -552,10 +583,11 @@ static void hand_over(sg_exchange *ex)
 {
     sg_outq to_client = { 0 }, to_upstream = { 0 };
     sg_inbuf from_client = { 0 };
+    sg_tls_conn *client_tls = NULL, *upstream_tls = NULL;
     sg_upstream_link *l = ex->up;
-    int cfd = ex->down->detach(ex, &to_client, &from_client);
+    int cfd = ex->down->detach(ex, &to_client, &from_client, &client_tls);
     ex->up = NULL;
-    int ufd = l->ops->detach(l, &to_upstream, &to_client);
+    int ufd = l->ops->detach(l, &to_upstream, &to_client, &upstream_tls);
     if (from_client.len) sg_outq_append(&to_upstream, from_client.p, from_client.len);
     sg_inbuf_free(&from_client);
     note_attempt_end(ex, 0);
@@ -569,6 +601,8 @@ static void hand_over(sg_exchange *ex)
         .on_close = tunnel_closed,
         .arg = runtime(ex)->balancer,
         .arg2 = ex->peer,
+        .client_tls = client_tls,
+        .upstream_tls = upstream_tls,
     };
     ex->peer = NULL;
     if (!sg_tunnel_start_q(ex->w, cfd, ufd, &o, &to_upstream, &to_client))

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "http/status.h"
 #include "net/sock.h"
+#include "proxy/grpc.h"
 #include "proxy/proxy.h"
 #include "proxy/router.h"
 
@@ -171,51 +172,14 @@ static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int stat
     sg_respond_location(ex);
 }
 
-/* A gRPC call: its client understands only gRPC statuses. */
-static bool grpc_request(const sg_exchange *ex)
-{
-    const sg_header *ct = sg_req_find_header(&ex->req, SG_STR("content-type"));
-    return ct && ct->value.n >= 16 && strncasecmp(ct->value.p, "application/grpc", 16) == 0;
-}
-
-/* The gRPC status of an error the proxy answers itself: gRPC's own
- * HTTP mapping (doc/http-grpc-status-mapping.md), made exact where the
- * proxy knows the cause: 504 is an upstream timeout, 408 the client's,
- * 413/414/431 a limit, 501 a method this location cannot carry. */
-static int grpc_status_of(int status)
-{
-    switch (status) {
-    case 400: case 500: return 13;             /* INTERNAL */
-    case 401: return 16;                       /* UNAUTHENTICATED */
-    case 403: return 7;                        /* PERMISSION_DENIED */
-    case 404: case 405: case 501: return 12;   /* UNIMPLEMENTED */
-    case 408: case 504: return 4;              /* DEADLINE_EXCEEDED */
-    case 413: case 414: case 431: return 8;    /* RESOURCE_EXHAUSTED */
-    case 429: case 502: case 503: return 14;   /* UNAVAILABLE */
-    default: return 2;                         /* UNKNOWN */
-    }
-}
-
-/* A trailers-only gRPC response (HTTP 200, grpc-status and grpc-message
- * in the head, END_STREAM): what gRPC clients expect of a proxy that
- * fails a call, instead of an HTML page they would report as UNKNOWN or
- * INTERNAL. The message is the HTTP status line (no '%': no encoding). */
+/* A gRPC call gets a trailers-only answer with the status gRPC maps the
+ * HTTP error to, instead of an HTML page its client would report as
+ * UNKNOWN or INTERNAL. The message is the status line. */
 static void respond_grpc_error(sg_exchange *ex, int status)
 {
-    sg_arena *a = &ex->req.arena;
-    char *code = sg_arena_alloc(a, 8), *msg = sg_arena_alloc(a, 96);
-    int k = snprintf(code, 8, "%d", grpc_status_of(status));
-    int m = snprintf(msg, 96, "%d %s", status, sg_http_reason(status));
-    sg_header h[3] = {
-        { SG_STR("Content-Type"), SG_STR("application/grpc"), 0 },
-        { SG_STR("grpc-status"), { code, (size_t)k }, 0 },
-        { SG_STR("grpc-message"), { msg, (size_t)m }, 0 },
-    };
-    ex->status_override = 0;
-    ex->down->want_body(ex, false);
-    /* HTTP/1.1 needs a length to end the message; HTTP/2 ends the stream. */
-    sg_respond_head(ex, 200, h, 3, ex->req.http_major >= 2 ? -1 : 0, false);
-    ex->down->send_end(ex);   /* ex may end after this */
+    char msg[96];
+    snprintf(msg, sizeof(msg), "%d %s", status, sg_http_reason(status));
+    sg_grpc_end_call(ex, sg_grpc_status_of_http(status), msg);
 }
 
 void sg_respond_error(sg_exchange *ex, int status)
@@ -235,7 +199,7 @@ void sg_respond_error(sg_exchange *ex, int status)
         ex->down->abort(ex);
         return;
     }
-    if (grpc_request(ex)) {
+    if (sg_grpc_is_call(ex)) {
         respond_grpc_error(ex, status);
         return;
     }
@@ -418,7 +382,8 @@ void sg_respond_location(sg_exchange *ex)
         sg_respond_error(ex, 404);
         return;
     }
-    if (ex->req_length > 0 && lc->client_max_body_size &&
+    /* A gRPC call's limit is per message (proxy/grpc.h), not its length. */
+    if (ex->req_length > 0 && lc->client_max_body_size && !(lc->grpc && sg_grpc_is_call(ex)) &&
         (uint64_t)ex->req_length > lc->client_max_body_size) {
         sg_ex_log(ex, SG_LOG_ERROR, "client intended to send too large body: %lld bytes", (long long)ex->req_length);
         sg_respond_error(ex, 413);

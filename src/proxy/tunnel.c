@@ -8,6 +8,11 @@
  * Sides are indexed 0 (client) and 1 (upstream); q[i] holds the bytes
  * waiting to be written to side i, which were read from the other side.
  *
+ * A side may speak TLS (net/tls.h keeps the socket calls' conventions):
+ * its writes always go through its queue, which is what OpenSSL's retry
+ * rule needs (the same bytes first after EAGAIN), and a short read has
+ * drained it only if OpenSSL holds nothing more either.
+ *
  * Timeouts cost one timer per tunnel that is not re-armed per byte: the
  * last activity is stamped, and when the timer fires it either ends the
  * tunnel or is re-armed for what is left.
@@ -30,6 +35,7 @@
 
 #include "core/log.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "proxy/exchange.h"
 
 enum { CL = 0, UP = 1 };
@@ -39,6 +45,7 @@ enum { CL = 0, UP = 1 };
 struct sg_tunnel {
     sg_io io[2];                   /* io[CL] first: on_client finds t at offset 0 */
     sg_outq q[2];                  /* bytes waiting to be written to side i */
+    sg_tls_conn *tls[2];           /* NULL: a plain socket */
     sg_conn_node node;
     sg_timer timer;
     sg_tunnel *next, **pprev;      /* the thread's live list, then its dead list */
@@ -202,7 +209,27 @@ static void shut_wr(sg_tunnel *t, int side)
 {
     if (t->shut & BIT(side)) return;
     t->shut |= BIT(side);
+    if (t->tls[side]) sg_tls_shutdown(t->tls[side]);   /* close_notify before the FIN */
     shutdown(t->io[side].fd, SHUT_WR);
+}
+
+static ssize_t side_read(sg_tunnel *t, int side, char *buf, size_t n)
+{
+    if (t->tls[side]) return sg_tls_read(t->tls[side], buf, n);
+    return read(t->io[side].fd, buf, n);
+}
+
+/* A short read drained the socket, unless OpenSSL still holds bytes. */
+static bool drained(const sg_tunnel *t, int side, size_t got)
+{
+    return got < SG_SCRATCH_SIZE && !(t->tls[side] && sg_tls_pending(t->tls[side]));
+}
+
+/* Writes what q[side] holds. */
+static sg_io_result write_queue(sg_tunnel *t, int side, size_t *written)
+{
+    if (t->tls[side]) return sg_tls_flush(t->tls[side], &t->q[side], written);
+    return sg_outq_flush(&t->q[side], t->io[side].fd, written);
 }
 
 /* Both directions finished: every FIN passed on and every byte written. */
@@ -232,7 +259,7 @@ static bool flush(sg_tunnel *t, int side)
 {
     if (!t->q[side].bytes || !(t->writable & BIT(side))) return true;
     size_t before = t->q[side].bytes, written = 0;
-    sg_io_result r = sg_outq_flush(&t->q[side], t->io[side].fd, &written);
+    sg_io_result r = write_queue(t, side, &written);
     t->nwritten[side] += written;
     if (written) t->active_ms = now32();
     /* Upstream bytes held back for a slow client: the upstream's silence
@@ -255,6 +282,19 @@ static bool flush(sg_tunnel *t, int side)
  * not take now. False if the tunnel ended. */
 static bool relay(sg_tunnel *t, int dst, const char *p, size_t n)
 {
+    if (t->tls[dst]) {
+        sg_outq_append(&t->q[dst], p, n);
+        if (!(t->writable & BIT(dst))) return true;
+        size_t written = 0;
+        sg_io_result r = write_queue(t, dst, &written);
+        t->nwritten[dst] += written;
+        if (r == SG_IO_ERROR) {
+            tunnel_end(t, SG_TUNNEL_ERROR);
+            return false;
+        }
+        if (r == SG_IO_AGAIN) t->writable &= (uint8_t)~BIT(dst);
+        return true;
+    }
     if (t->q[dst].bytes == 0 && (t->writable & BIT(dst))) {
         ssize_t w;
         do w = send(t->io[dst].fd, p, n, MSG_NOSIGNAL);
@@ -279,17 +319,16 @@ static bool relay(sg_tunnel *t, int dst, const char *p, size_t n)
 static bool pump(sg_tunnel *t, int src)
 {
     int dst = other(src);
-    int fd = t->io[src].fd;
     while ((t->readable & BIT(src)) && !(t->eof & BIT(src)) && t->q[dst].bytes < SG_HIGH_WATER) {
         char *scratch = sg_worker_scratch(ts.w);
-        ssize_t n = read(fd, scratch, SG_SCRATCH_SIZE);
+        ssize_t n = side_read(t, src, scratch, SG_SCRATCH_SIZE);
         if (n > 0) {
             t->nread[src] += (size_t)n;
             t->active_ms = now32();
             if (src == UP) t->up_rx_ms = t->active_ms;
             /* A short read drained the socket (see h1_server.c), unless a
              * FIN is pending: it has no edge of its own. */
-            if ((size_t)n < SG_SCRATCH_SIZE && !(t->rdhup & BIT(src))) t->readable &= (uint8_t)~BIT(src);
+            if (drained(t, src, (size_t)n) && !(t->rdhup & BIT(src))) t->readable &= (uint8_t)~BIT(src);
             if (!relay(t, dst, scratch, (size_t)n)) return false;
             continue;
         }
@@ -315,6 +354,11 @@ static void on_event(sg_tunnel *t, int side, uint32_t ev)
     if (ev & (EPOLLERR | EPOLLHUP)) ev |= EPOLLIN | EPOLLRDHUP | EPOLLOUT;
     if (ev & EPOLLRDHUP) t->rdhup |= BIT(side);
     if (ev & (EPOLLIN | EPOLLRDHUP)) t->readable |= BIT(side);
+    sg_tls_conn *tls = t->tls[side];
+    /* OpenSSL may need the other readiness to go on (a record to send
+     * while reading, one to read while writing). */
+    if (tls && (ev & EPOLLOUT) && sg_tls_read_wants_write(tls)) t->readable |= BIT(side);
+    if (tls && (ev & EPOLLIN) && sg_tls_write_wants_read(tls)) ev |= EPOLLOUT;
     if (ev & EPOLLOUT) {
         t->writable |= BIT(side);
         if (!flush(t, side)) return;
@@ -346,6 +390,8 @@ static void tunnel_end(sg_tunnel *t, sg_tunnel_end_reason why)
             t->io[s].fd = -1;
         }
         sg_outq_clear(&t->q[s]);
+        sg_tls_free(t->tls[s]);
+        t->tls[s] = NULL;
     }
     list_unlink(t);
     ts.nlive--;
@@ -402,6 +448,8 @@ sg_tunnel *sg_tunnel_start_q(sg_worker *w, int client_fd, int upstream_fd, const
     sg_tunnel *t = sg_xcalloc(1, sizeof(*t));
     t->io[CL] = (sg_io){ client_fd, on_client };
     t->io[UP] = (sg_io){ upstream_fd, on_upstream };
+    t->tls[CL] = o->client_tls;
+    t->tls[UP] = o->upstream_tls;
     if (to_upstream) {
         t->q[UP] = *to_upstream;
         *to_upstream = (sg_outq){ 0 };
@@ -417,6 +465,8 @@ sg_tunnel *sg_tunnel_start_q(sg_worker *w, int client_fd, int upstream_fd, const
         close(upstream_fd);
         sg_outq_clear(&t->q[CL]);
         sg_outq_clear(&t->q[UP]);
+        sg_tls_free(t->tls[CL]);
+        sg_tls_free(t->tls[UP]);
         free(t);
         return NULL;
     }
@@ -444,6 +494,12 @@ sg_tunnel *sg_tunnel_start_q(sg_worker *w, int client_fd, int upstream_fd, const
      * answer came after a reload): it is retiring from the start. */
     if (t->gen && t->gen != sg_worker_conf(w)) retire(t);
     arm(t);
+    /* Records OpenSSL already read have no epoll edge left to announce them. */
+    for (int side = CL; side <= UP; side++) {
+        if (t->closed || !t->tls[side] || !sg_tls_pending(t->tls[side])) continue;
+        t->readable |= BIT(side);
+        pump(t, side);
+    }
     return t;
 }
 

@@ -65,6 +65,10 @@ typedef struct sg_tunnel_opts {
      * sg_tunnel_start fails. */
     void (*on_close)(const sg_tunnel_end *e, void *arg, void *arg2);
     void *arg, *arg2;
+    /* A side that speaks TLS (its handshake done, e.g. a wss:// client of
+     * an ssl listener): the tunnel reads and writes through it, sends
+     * close_notify for a FIN, and frees it. NULL: a plain socket. */
+    struct sg_tls_conn *client_tls, *upstream_tls;
 } sg_tunnel_opts;
 
 /* Starts relaying between two connected, non-blocking sockets that are

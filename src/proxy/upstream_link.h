@@ -13,6 +13,7 @@
 
 typedef struct sg_exchange sg_exchange;
 typedef struct sg_upstream_link sg_upstream_link;
+typedef struct sg_tls_conn sg_tls_conn;
 
 typedef struct sg_upstream_request {
     sg_str method;
@@ -47,9 +48,10 @@ typedef struct sg_upstream_link_ops {
     /* Called during sg_proxy_up_head() of a 101 on an upgrade request:
      * gives the socket up for a tunnel. Unsent request bytes move into
      * *to_upstream (empty on entry), bytes that followed the 101 are
-     * appended to *to_client. The link is gone afterwards. Returns the fd,
+     * appended to *to_client, and the connection's TLS state (NULL when
+     * plain) goes to *tls. The link is gone afterwards. Returns the fd,
      * -1 if this codec cannot (a multiplexed HTTP/2 connection). */
-    int (*detach)(sg_upstream_link *l, sg_outq *to_upstream, sg_outq *to_client);
+    int (*detach)(sg_upstream_link *l, sg_outq *to_upstream, sg_outq *to_client, sg_tls_conn **tls);
 } sg_upstream_link_ops;
 
 struct sg_upstream_link {

@@ -64,21 +64,23 @@ static bool has_slot(const sg_h2_member *m)
     return !m->closing && m->streams < m->max_streams;
 }
 
-sg_h2_member *sg_h2_pool_pick(sg_h2_pool *hp, const sg_peer *peer, const sg_h2_member *avoid)
+sg_h2_member *sg_h2_pool_pick(sg_h2_pool *hp, const sg_peer *peer, const sg_tls_key *tls,
+                              const sg_h2_member *avoid)
 {
     sg_h2_member *idle = NULL;
     for (sg_h2_member *m = hp->members; m; m = m->next) {
-        if (m->peer != peer || m == avoid || !has_slot(m)) continue;
+        if (m->peer != peer || m == avoid || !has_slot(m) || !sg_tls_key_eq(&m->tls, tls)) continue;
         if (!m->idle_seq) return m;                 /* busy: pack streams together */
         if (!idle || m->idle_seq > idle->idle_seq) idle = m;
     }
     return idle;
 }
 
-void sg_h2_pool_add(sg_h2_pool *hp, sg_h2_member *m, sg_peer *peer)
+void sg_h2_pool_add(sg_h2_pool *hp, sg_h2_member *m, sg_peer *peer, const sg_tls_key *tls)
 {
     m->pool = hp;
     m->peer = peer;
+    m->tls = *tls;
     m->streams = 0;
     m->max_streams = SG_H2_ASSUMED_STREAMS;
     m->idle_seq = 0;
@@ -112,11 +114,12 @@ void sg_h2_pool_stream_close(sg_h2_member *m)
     if (m->streams) m->streams--;
 }
 
-static size_t idle_to(const sg_h2_pool *hp, const sg_peer *peer)
+/* Idle connections that could serve what m serves. */
+static size_t idle_like(const sg_h2_pool *hp, const sg_h2_member *m)
 {
     size_t n = 0;
-    for (const sg_h2_member *m = hp->members; m; m = m->next)
-        if (m->idle_seq && m->peer == peer) n++;
+    for (const sg_h2_member *o = hp->members; o; o = o->next)
+        if (o->idle_seq && o->peer == m->peer && sg_tls_key_eq(&o->tls, &m->tls)) n++;
     return n;
 }
 
@@ -125,7 +128,7 @@ sg_h2_idle sg_h2_pool_idle(sg_h2_member *m)
     sg_h2_pool *hp = m->pool;
     leave_idle(m);
     if (hp->retired || m->closing) return SG_H2_CLOSE;
-    bool surplus = hp->u->keepalive ? hp->nidle >= hp->u->keepalive : idle_to(hp, m->peer) >= 1;
+    bool surplus = hp->u->keepalive ? hp->nidle >= hp->u->keepalive : idle_like(hp, m) >= 1;
     m->idle_seq = ++hp->idle_seq;
     hp->nidle++;
     return surplus ? SG_H2_KEEP_BRIEFLY : SG_H2_KEEP;

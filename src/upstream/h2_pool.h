@@ -2,7 +2,8 @@
  *
  * Each worker's sg_pool (upstream/pool.h) gets, on first use, an h2 pool:
  * that worker's HTTP/2 connections to the upstream's peers. A new stream
- * goes to a connection to its peer with a free stream slot (fewer streams
+ * goes to a connection to its peer made for the same TLS key (context and
+ * name; cleartext ones have none), with a free stream slot (fewer streams
  * than the peer's SETTINGS_MAX_CONCURRENT_STREAMS, assumed to be
  * SG_H2_ASSUMED_STREAMS until its SETTINGS arrive). Busy connections are
  * preferred to idle ones, and among idle ones the most recently used, so
@@ -12,7 +13,7 @@
  * A connection left without streams is idle: kept for the upstream's
  * keepalive_timeout while the worker has fewer than `keepalive` idle ones,
  * beyond that for SG_POOL_SURPLUS_MS only. With `keepalive 0` one idle
- * connection per peer is still kept: with multiplexing one connection
+ * connection per peer (and context) is still kept: with multiplexing one connection
  * serves every request, and closing it would make each lull cost a
  * handshake.
  *
@@ -44,6 +45,7 @@ struct sg_h2_member {
     sg_h2_member *next, **pprev;    /* in the pool, oldest first */
     sg_h2_pool *pool;
     sg_peer *peer;
+    sg_tls_key tls;                 /* made for this (upstream/pool.h); the name is the connection's */
     uint32_t streams;               /* placed on it and not closed yet */
     uint32_t max_streams;
     uint64_t idle_seq;              /* when it went idle (pool order), 0 while busy */
@@ -63,10 +65,13 @@ typedef enum sg_h2_idle {
 sg_h2_pool *sg_h2_pool_of(sg_pool *p, const sg_upstream_conf *u);
 bool sg_h2_pool_retired(const sg_h2_pool *hp);
 
-/* A connection to `peer` with a free stream slot, not `avoid`; NULL if none. */
-sg_h2_member *sg_h2_pool_pick(sg_h2_pool *hp, const sg_peer *peer, const sg_h2_member *avoid);
+/* A connection to `peer` made for `tls`, with a free stream slot, not
+ * `avoid`; NULL if none. */
+sg_h2_member *sg_h2_pool_pick(sg_h2_pool *hp, const sg_peer *peer, const sg_tls_key *tls,
+                              const sg_h2_member *avoid);
 
-void sg_h2_pool_add(sg_h2_pool *hp, sg_h2_member *m, sg_peer *peer);
+/* `tls` is copied as it is: its name must live as long as m. */
+void sg_h2_pool_add(sg_h2_pool *hp, sg_h2_member *m, sg_peer *peer, const sg_tls_key *tls);
 /* The peer's SETTINGS_MAX_CONCURRENT_STREAMS (capped at SG_H2_MAX_STREAMS). */
 void sg_h2_pool_set_max(sg_h2_member *m, uint32_t peer_max);
 void sg_h2_pool_stream_open(sg_h2_member *m);

@@ -1,9 +1,32 @@
-/* Upstream runtime and keep-alive pools. */
+/* Upstream runtime, keep-alive pools and the TLS sessions they resume. */
 #include "upstream/pool.h"
 
 #include <stdlib.h>
+#include <string.h>
 
+#include "conf/ssl_conf.h"
+#include "core/log.h"
 #include "core/str.h"
+
+/* One kept TLS session. A pool holds one per peer and client context in
+ * use, a handful at most: a list is all it takes. */
+struct sg_pool_session {
+    sg_pool_session *next;
+    const sg_peer *peer;
+    sg_tls_key key;                    /* its own copy of the name */
+    sg_tls_session *session;
+};
+
+static void session_free(sg_pool_session *s);
+
+static void sessions_free(sg_pool *p)
+{
+    while (p->sessions) {
+        sg_pool_session *s = p->sessions;
+        p->sessions = s->next;
+        session_free(s);
+    }
+}
 
 sg_upstream_rt *sg_upstream_rt_new(const sg_upstream_conf *u, int nworkers)
 {
@@ -18,14 +41,15 @@ sg_upstream_rt *sg_upstream_rt_new(const sg_upstream_conf *u, int nworkers)
 void sg_upstream_rt_free(sg_upstream_rt *rt)
 {
     if (!rt) return;
+    for (int i = 0; i < rt->nworkers; i++) sessions_free(&rt->pools[i]);
     sg_balancer_free(rt->balancer);
     free(rt);
 }
 
-sg_pool_node *sg_pool_take(sg_pool *p, const sg_peer *peer)
+sg_pool_node *sg_pool_take(sg_pool *p, const sg_peer *peer, const sg_tls_key *tls)
 {
     for (sg_pool_node *n = p->idle; n; n = n->next) {
-        if (n->peer == peer) {
+        if (n->peer == peer && sg_tls_key_eq(&n->tls, tls)) {
             sg_pool_remove(p, n);
             return n;
         }
@@ -58,10 +82,99 @@ void sg_pool_remove(sg_pool *p, sg_pool_node *n)
 void sg_pool_retire(sg_pool *p)
 {
     p->retired = true;
+    sessions_free(p);
     if (p->h2_retire) p->h2_retire(p);
     while (p->idle) {
         sg_pool_node *n = p->idle;
         sg_pool_remove(p, n);
         n->close(n);
     }
+}
+
+/* ---------------- upstream TLS ---------------- */
+
+bool sg_tls_key_eq(const sg_tls_key *a, const sg_tls_key *b)
+{
+    return a->ctx == b->ctx && sg_str_eq(a->name, b->name);
+}
+
+sg_tls_key sg_pool_tls_key(const sg_loc_conf *lc, struct sg_http_req *r)
+{
+    const sg_ssl_upstream_conf *u = sg_ssl_upstream_of(lc);
+    if (!u) return (sg_tls_key){ 0 };
+    return (sg_tls_key){ u->ctx, sg_ssl_upstream_name(lc, r) };
+}
+
+sg_tls_key sg_tls_key_dup(const sg_tls_key *k)
+{
+    sg_tls_key d = { k->ctx, SG_STR_NULL };
+    if (k->name.n) {
+        char *p = sg_xmalloc(k->name.n);
+        memcpy(p, k->name.p, k->name.n);
+        d.name = (sg_str){ p, k->name.n };
+    }
+    return d;
+}
+
+void sg_tls_key_free(sg_tls_key *k)
+{
+    free((char *)k->name.p);
+    *k = (sg_tls_key){ 0 };
+}
+
+static sg_pool_session **session_slot(sg_pool *p, const sg_peer *peer, const sg_tls_key *k)
+{
+    sg_pool_session **s = &p->sessions;
+    while (*s && !((*s)->peer == peer && sg_tls_key_eq(&(*s)->key, k))) s = &(*s)->next;
+    return s;
+}
+
+static void session_free(sg_pool_session *s)
+{
+    sg_tls_session_free(s->session);
+    sg_tls_key_free(&s->key);
+    free(s);
+}
+
+sg_tls_conn *sg_pool_tls_new(sg_pool *p, sg_peer *peer, const sg_ssl_upstream_conf *u, const sg_tls_key *k,
+                             int fd)
+{
+    char host[256];
+    if (k->name.n >= sizeof(host) || (u->verify && k->name.n == 0)) {
+        /* nginx too refuses to match a certificate against nothing */
+        sg_log_error("invalid SSL name \"%.*s\" for upstream %s", (int)k->name.n, k->name.n ? k->name.p : "",
+                     peer->conf->name);
+        return NULL;
+    }
+    if (k->name.n) memcpy(host, k->name.p, k->name.n);
+    host[k->name.n] = '\0';
+    sg_pool_session *kept = u->session_reuse ? *session_slot(p, peer, k) : NULL;
+    return sg_tls_client_new(u->ctx, fd, u->server_name ? host : NULL, host, kept ? kept->session : NULL,
+                             (const struct sockaddr *)&peer->conf->addr);
+}
+
+bool sg_pool_tls_keep_session(sg_pool *p, sg_peer *peer, const sg_ssl_upstream_conf *u, const sg_tls_key *k,
+                              sg_tls_conn *tls)
+{
+    /* A connection of a retired generation: its pool keeps nothing more. */
+    if (!u->session_reuse || p->retired) return true;
+    sg_tls_session *session = sg_tls_session_get(tls);
+    if (!session) return false;
+    sg_pool_session **slot = session_slot(p, peer, k);
+    if (!*slot) {
+        *slot = sg_xcalloc(1, sizeof(**slot));
+        (*slot)->peer = peer;
+        (*slot)->key = sg_tls_key_dup(k);
+    }
+    sg_tls_session_free((*slot)->session);
+    (*slot)->session = session;
+    return true;
+}
+
+void sg_pool_tls_forget_session(sg_pool *p, const sg_peer *peer, const sg_tls_key *k)
+{
+    sg_pool_session **slot = session_slot(p, peer, k), *s = *slot;
+    if (!s) return;
+    *slot = s->next;
+    session_free(s);
 }

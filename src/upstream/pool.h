@@ -7,14 +7,32 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "conf/conf.h"
+#include "net/tls.h"
 #include "upstream/balancer.h"
+
+/* What a connection to a peer was made for, besides the peer: its TLS
+ * client context (NULL: cleartext) and the name it sent as SNI and had
+ * the certificate verified against (empty when neither was done). A
+ * plain and a TLS location may share one upstream{} block, and
+ * proxy_ssl_name may differ per request ($host): a pooled connection, or
+ * a kept session (resuming skips verification), only serves an exchange
+ * wanting the same. */
+typedef struct sg_tls_key {
+    const struct ssl_ctx_st *ctx;
+    sg_str name;
+} sg_tls_key;
+
+bool sg_tls_key_eq(const sg_tls_key *a, const sg_tls_key *b);
 
 typedef struct sg_pool_node sg_pool_node;
 struct sg_pool_node {
     sg_pool_node *next, **pprev;
     sg_peer *peer;
+    sg_tls_key tls;                   /* its name is the connection's to keep */
     void (*close)(sg_pool_node *n);   /* close an idle connection (pool retired) */
 };
+
+typedef struct sg_pool_session sg_pool_session;
 
 typedef struct sg_pool sg_pool;
 struct sg_pool {
@@ -29,6 +47,9 @@ struct sg_pool {
      * generation until it is closed. */
     void *h2;
     void (*h2_retire)(sg_pool *p);
+    /* proxy_ssl_session_reuse: the last TLS session of each peer and TLS
+     * key, offered by the next connection (as nginx does). */
+    sg_pool_session *sessions;
 };
 
 typedef struct sg_upstream_rt {
@@ -41,8 +62,9 @@ typedef struct sg_upstream_rt {
 sg_upstream_rt *sg_upstream_rt_new(const sg_upstream_conf *u, int nworkers);
 void sg_upstream_rt_free(sg_upstream_rt *rt);
 
-/* Takes an idle connection to `peer` (most recent first), NULL if none. */
-sg_pool_node *sg_pool_take(sg_pool *p, const sg_peer *peer);
+/* Takes an idle connection to `peer` made for `tls` ({0}: cleartext),
+ * most recent first; NULL if none. */
+sg_pool_node *sg_pool_take(sg_pool *p, const sg_peer *peer, const sg_tls_key *tls);
 typedef enum sg_pool_put_result {
     SG_POOL_REFUSED = 0,               /* retired or pooling off: close it */
     SG_POOL_KEPT,                      /* within `keepalive`: keep for keepalive_timeout */
@@ -59,7 +81,38 @@ typedef enum sg_pool_put_result {
 /* Parks n (most recently used first). */
 sg_pool_put_result sg_pool_put(sg_pool *p, sg_pool_node *n);
 void sg_pool_remove(sg_pool *p, sg_pool_node *n);
-/* Closes every idle connection and refuses new ones (generation retired). */
+/* Closes every idle connection and refuses new ones (generation retired);
+ * forgets the kept TLS sessions. */
 void sg_pool_retire(sg_pool *p);
+
+/* ---- upstream TLS (proxy_pass https://, grpc_pass grpcs://) ---- */
+
+/* The key of a TLS connection an exchange of location lc (request r)
+ * wants: u->ctx and sg_ssl_upstream_name(); {0} when lc is cleartext.
+ * The name lives in r's arena. */
+sg_tls_key sg_pool_tls_key(const sg_loc_conf *lc, struct sg_http_req *r);
+
+/* A copy of the key whose name the caller frees (sg_tls_key_free). */
+sg_tls_key sg_tls_key_dup(const sg_tls_key *k);
+void sg_tls_key_free(sg_tls_key *k);
+
+/* The client side of a TLS connection on socket fd (connected or being
+ * connected) to `peer`, for a location with upstream TLS settings u and
+ * key k: SNI k->name when u->server_name is on, the certificate checked
+ * against it when u->verify is on, and the session kept for this peer and
+ * key offered when u->session_reuse is on. NULL if it cannot be made
+ * (logged). */
+sg_tls_conn *sg_pool_tls_new(sg_pool *p, sg_peer *peer, const sg_ssl_upstream_conf *u, const sg_tls_key *k,
+                             int fd);
+
+/* Keeps the session of an established connection made by
+ * sg_pool_tls_new (when u->session_reuse is on), replacing the one kept
+ * for the peer and key. False if it is not resumable (yet: a TLS 1.3
+ * ticket comes after the handshake) and reuse is on: ask again later. */
+bool sg_pool_tls_keep_session(sg_pool *p, sg_peer *peer, const sg_ssl_upstream_conf *u, const sg_tls_key *k,
+                              sg_tls_conn *tls);
+/* The handshake failed: a session kept for this peer and key is not
+ * offered again. */
+void sg_pool_tls_forget_session(sg_pool *p, const sg_peer *peer, const sg_tls_key *k);
 
 #endif

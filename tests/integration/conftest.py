@@ -23,6 +23,9 @@ Fixtures (every process they start is killed at teardown, even on failure):
                       body is the raw request head it received; see sgtest)
   start_stub          factory: start_stub(port=None, mode="close") → TcpStub (a failing
                       peer counting connections: close / rst / hold / raw)
+  h2c_backends        factory: h2c_backends(n=1) → h2c ports of n sgbacks (gRPC chat.Chat)
+  grpc_channels       factory: grpc_channels(port, host="127.0.0.1", root_cert=None)
+                      → a grpcio channel without size limits, closed at teardown
 
 Helpers to import from sgtest: free_port, free_ports, port_busy, wait_for,
 http_conf, HttpConn, build_request, get, Backend, Proxy, run_streamgate,
@@ -162,3 +165,31 @@ def start_stub():
     yield start
     for s in started:
         s.stop()
+
+
+@pytest.fixture
+def h2c_backends(start_backend):
+    """factory: h2c_backends(n=1) → the h2c ports of n sgbacks (their gRPC
+    service chat.Chat, `sgback -2`), each accepting."""
+    def start(n=1):
+        ports = sgtest.free_ports(n)
+        for p in ports:
+            sgtest.start_h2c_backend(start_backend, p)
+        return ports
+    return start
+
+
+@pytest.fixture
+def grpc_channels():
+    """factory: grpc_channels(port, host="127.0.0.1", root_cert=None) → a
+    grpcio channel without message size limits (TLS with root_cert),
+    closed at teardown."""
+    opened = []
+
+    def make(port, host="127.0.0.1", root_cert=None):
+        ch = sgtest.open_grpc_channel(port, host, root_cert)
+        opened.append(ch)
+        return ch
+    yield make
+    for ch in opened:
+        ch.close()

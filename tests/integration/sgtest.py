@@ -948,3 +948,86 @@ def grpc_msg(payload):
         varint += bytes([low | (0x80 if n else 0)])
         if not n:
             return b"\x0a" + varint + payload
+
+
+# ---------------------------------------------------------------- gRPC through streamgate
+
+def grpc_conf(backend_ports, location_extra="", server_extra="", http_extra=""):
+    """(config text, port): streamgate on a free port, `listen ... http2`,
+    location / -> grpc_pass to upstream "g" made of backend_ports."""
+    port = free_port()
+    servers = "".join("    server 127.0.0.1:%d;\n" % p for p in backend_ports)
+    conf = http_conf("""
+  access_log off;
+  %s
+  upstream g {
+%s  }
+  server {
+    listen 127.0.0.1:%d http2;
+    %s
+    location / {
+      grpc_pass grpc://g;
+      %s
+    }
+  }
+""" % (http_extra, servers, port, server_extra, location_extra))
+    return conf, port
+
+
+GRPC_UNLIMITED = [("grpc.max_receive_message_length", -1),
+                  ("grpc.max_send_message_length", -1)]
+
+
+def open_grpc_channel(port, host="127.0.0.1", root_cert=None):
+    """A grpcio channel without message size limits; TLS when root_cert
+    (PEM bytes) is given (ALPN h2, as every gRPC client)."""
+    import grpc
+    target = "%s:%d" % (host, port)
+    if root_cert is None:
+        return grpc.insecure_channel(target, options=GRPC_UNLIMITED)
+    creds = grpc.ssl_channel_credentials(root_certificates=root_cert)
+    return grpc.secure_channel(target, creds, options=GRPC_UNLIMITED)
+
+
+def grpc_bidi(ch, timeout):
+    """A chat.Chat/Talk call: (outbox, replies). Put messages in outbox
+    (None ends the request stream); replies is the call's iterator."""
+    import queue
+    outbox = queue.Queue()
+
+    def requests():
+        while True:
+            m = outbox.get()
+            if m is None:
+                return
+            yield m
+    return outbox, ch.stream_stream("/chat.Chat/Talk")(requests(), timeout=timeout)
+
+
+def h2_stats(h2port):
+    """sgback's h2c /stats as a dict ("open_streams", "served", "cancelled",
+    ...), fetched with curl --http2-prior-knowledge. The /stats stream
+    itself is one of the "open_streams"."""
+    p = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time", str(10 * SLOW),
+                        "http://127.0.0.1:%d/stats" % h2port],
+                       capture_output=True, timeout=20 * SLOW)
+    if p.returncode != 0:
+        raise SgTestError("sgback h2 /stats on %d: %s" % (h2port, p.stderr.decode(errors="replace")))
+    return json.loads(p.stdout)
+
+
+def make_seed_certs(prefix):
+    """PREFIX/certs/{cert,key}.pem as the seed configs' certs/README.md makes
+    them (CN=localhost, SAN localhost + 127.0.0.1); returns the cert's Path."""
+    certs = Path(prefix) / "certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(certs / "key.pem"), "-out", str(certs / "cert.pem")],
+                   check=True, capture_output=True, timeout=60)
+    return certs / "cert.pem"
+
+
+def seed_path(seed_dir, num):
+    """The seed config numbered num ("05" -> SEED_DIR/05-*.conf)."""
+    return sorted(Path(seed_dir).glob("%s-*.conf" % num))[0]

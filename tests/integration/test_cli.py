@@ -157,11 +157,11 @@ def test_t_not_supported_yet(tmp_path):
             "  server {\n"
             "    listen 127.0.0.1:8080;\n"
             "    location / {\n"
-            "      grpc_pass grpcs://127.0.0.1:50051;\n"
+            "      grpc_pass unix:/tmp/grpc.sock;\n"
             "    }\n"
             "  }\n"
             "}\n")
-    check_fails(tmp_path, text, 6, 17, '"grpcs://" in "grpc_pass" is not supported yet')
+    check_fails(tmp_path, text, 6, 17, '"unix:" addresses in "grpc_pass" are not supported yet')
 
 
 def test_t_error_in_included_file_names_that_file(tmp_path):
@@ -325,9 +325,23 @@ def test_s_without_pid_file_fails(tmp_path):
     assert "streamgate.pid" in r.stderr
 
 
+def demo_grpc_backends(port):
+    """Which backends answered four unary Echo calls (grpcio) through the demo."""
+    grpc = pytest.importorskip("grpc")
+    with grpc.insecure_channel("127.0.0.1:%d" % port) as ch:
+        echo = ch.unary_unary("/chat.Chat/Echo")
+        seen = set()
+        for _ in range(4):
+            resp, call = echo.with_call(sgtest.grpc_msg("hi"), timeout=10 * sgtest.SLOW)
+            assert resp == sgtest.grpc_msg("hi")
+            seen.add(dict(call.initial_metadata())["x-backend"])
+    return seen
+
+
 def test_demo_mode_round_robin(tmp_path):
-    """No -c: the built-in demo on :8080 balancing sgback :9001 and :9002."""
-    require_free_ports(8080, 9001, 9002)
+    """No -c: the built-in demo on :8080 balancing sgback :9001 and :9002,
+    and gRPC calls (h2c on the same port) over sgback's :9101 and :9102."""
+    require_free_ports(8080, 9001, 9002, 9101, 9102)
     log = open(tmp_path / "demo.log", "wb")
     proc = subprocess.Popen([str(sgtest.STREAMGATE)], cwd=tmp_path, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -335,14 +349,15 @@ def test_demo_mode_round_robin(tmp_path):
         def up():
             if proc.poll() is not None:
                 raise AssertionError("demo exited: " + (tmp_path / "demo.log").read_text())
-            return all(port_accepts(x) for x in (8080, 9001, 9002))
-        wait_for(up, 15, what="demo ports 8080 9001 9002")
+            return all(port_accepts(x) for x in (8080, 9001, 9002, 9101, 9102))
+        wait_for(up, 15, what="demo ports 8080 9001 9002 9101 9102")
         bodies = [get(8080, "/").body.decode() for _ in range(4)]
         assert set(bodies) == {"sgback 9001\n", "sgback 9002\n"}, bodies
         assert bodies[0] != bodies[1] and bodies[0] == bodies[2] and bodies[1] == bodies[3]
         with HttpConn(8080) as c:
             ka = [c.request("GET", "/").body.decode() for _ in range(4)]
         assert ka[0] != ka[1] and ka[0] == ka[2] and ka[1] == ka[3], ka
+        assert demo_grpc_backends(8080) == {"9101", "9102"}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15 * sgtest.SLOW) == 0
         # The demo's backends go away with it.

@@ -16,75 +16,24 @@ body; seeds 01, 04 and 07 run unchanged (fixed ports: skipped when busy).
 """
 
 import os
-import queue
 import subprocess
 import time
 
 import pytest
 
-from sgtest import (FAIL_DETAIL, FAIL_MESSAGE, SLOW, free_port, free_ports, grpc_msg as msg, http_conf,
-                    require_free_ports, start_h2c_backend, wait_for)
+from sgtest import (FAIL_DETAIL, FAIL_MESSAGE, SLOW, free_port, free_ports, grpc_bidi, grpc_conf,
+                    grpc_msg as msg, http_conf, require_free_ports, seed_path,
+                    start_h2c_backend, wait_for)
 
 grpc = pytest.importorskip("grpc")
 
-def grpc_conf(backend_ports, location_extra="", server_extra="", http_extra=""):
-    """streamgate on a free port: location / -> grpc_pass to upstream "g"."""
-    port = free_port()
-    servers = "".join("    server 127.0.0.1:%d;\n" % p for p in backend_ports)
-    conf = http_conf("""
-  access_log off;
-  %s
-  upstream g {
-%s  }
-  server {
-    listen 127.0.0.1:%d http2;
-    %s
-    location / {
-      grpc_pass grpc://g;
-      %s
-    }
-  }
-""" % (http_extra, servers, port, server_extra, location_extra))
-    return conf, port
-
-
 @pytest.fixture
-def backends(start_backend):
-    """start(n): n sgbacks with an h2c port each; returns their h2c ports."""
-    def start(n=1):
-        ports = free_ports(n)
-        for p in ports:
-            start_h2c_backend(start_backend, p)
-        return ports
-    return start
-
-
-def open_channel(port):
-    return grpc.insecure_channel("127.0.0.1:%d" % port,
-                                 options=[("grpc.max_receive_message_length", -1),
-                                          ("grpc.max_send_message_length", -1)])
-
-
-@pytest.fixture
-def channels():
-    opened = []
-
-    def make(port):
-        ch = open_channel(port)
-        opened.append(ch)
-        return ch
-    yield make
-    for ch in opened:
-        ch.close()
-
-
-@pytest.fixture
-def proxied(backends, start_proxy, channels):
+def proxied(h2c_backends, start_proxy, grpc_channels):
     """One backend, streamgate in front; returns (channel, backend port, proxy)."""
-    (bport,) = backends(1)
+    (bport,) = h2c_backends(1)
     conf, port = grpc_conf([bport])
     p = start_proxy(conf)
-    return channels(port), bport, p
+    return grpc_channels(port), bport, p
 
 
 # ---------------------------------------------------------------- the four kinds
@@ -127,21 +76,9 @@ def test_client_streaming_collect(proxied):
     assert collect(iter(big), timeout=20 * SLOW) == msg("messages=15 bytes=%d" % n)
 
 
-def bidi(ch, timeout):
-    outbox = queue.Queue()
-
-    def requests():
-        while True:
-            m = outbox.get()
-            if m is None:
-                return
-            yield m
-    return outbox, ch.stream_stream("/chat.Chat/Talk")(requests(), timeout=timeout)
-
-
 def test_bidi_talk(proxied):
     ch, _, _ = proxied
-    outbox, replies = bidi(ch, 30 * SLOW)
+    outbox, replies = grpc_bidi(ch, 30 * SLOW)
     outbox.put(msg("hello"))
     assert next(replies) == msg("hello")      # answered before we send more
     time.sleep(2)
@@ -182,11 +119,11 @@ def test_unknown_methods_are_unimplemented(proxied):
         assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_all_peers_down_is_unavailable(start_proxy, channels):
+def test_all_peers_down_is_unavailable(start_proxy, grpc_channels):
     dead = free_ports(2)
     conf, port = grpc_conf(dead)
     start_proxy(conf)
-    ch = channels(port)
+    ch = grpc_channels(port)
     for call in (lambda: ch.unary_unary("/chat.Chat/Echo")(msg("x"), timeout=5 * SLOW),
                  lambda: list(ch.stream_stream("/chat.Chat/Talk")(iter([msg("x")]), timeout=5 * SLOW))):
         with pytest.raises(grpc.RpcError) as ei:
@@ -195,14 +132,14 @@ def test_all_peers_down_is_unavailable(start_proxy, channels):
         assert "502" in ei.value.details()
 
 
-def test_proxy_refusals_are_grpc_statuses(backends, start_proxy, channels):
+def test_proxy_refusals_are_grpc_statuses(h2c_backends, start_proxy, grpc_channels):
     """403 -> PERMISSION_DENIED; an upstream timeout (504) -> DEADLINE_EXCEEDED."""
-    (bport,) = backends(1)
+    (bport,) = h2c_backends(1)
     conf, port = grpc_conf([bport], server_extra="""
     location /chat.Chat/Fail { return 403; }
     location /chat.Chat/Sleep { grpc_pass grpc://g; grpc_read_timeout 300ms; }""")
     start_proxy(conf)
-    ch = channels(port)
+    ch = grpc_channels(port)
     with pytest.raises(grpc.RpcError) as ei:
         ch.unary_unary("/chat.Chat/Fail")(b"", timeout=5 * SLOW)
     assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -214,7 +151,7 @@ def test_proxy_refusals_are_grpc_statuses(backends, start_proxy, channels):
     assert ch.unary_unary("/chat.Chat/Echo")(msg("ok"), timeout=5 * SLOW) == msg("ok")
 
 
-def test_error_page_wins_over_the_grpc_answer(start_proxy, channels):
+def test_error_page_wins_over_the_grpc_answer(start_proxy, grpc_channels):
     """Seed 05's form: error_page 502 = /error502grpc with add_header grpc-status 14."""
     dead = free_ports(1)
     conf, port = grpc_conf(dead, location_extra="error_page 502 = /error502grpc;", server_extra="""
@@ -226,7 +163,7 @@ def test_error_page_wins_over_the_grpc_answer(start_proxy, channels):
       return 204;
     }""")
     start_proxy(conf)
-    ch = channels(port)
+    ch = grpc_channels(port)
     with pytest.raises(grpc.RpcError) as ei:
         ch.unary_unary("/chat.Chat/Echo")(msg("x"), timeout=5 * SLOW)
     assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -235,11 +172,11 @@ def test_error_page_wins_over_the_grpc_answer(start_proxy, channels):
 
 # ---------------------------------------------------------------- balancing
 
-def test_two_backends_share_100_calls(backends, start_proxy, channels):
-    ports = backends(2)
+def test_two_backends_share_100_calls(h2c_backends, start_proxy, grpc_channels):
+    ports = h2c_backends(2)
     conf, port = grpc_conf(ports)
     start_proxy(conf)
-    ch = channels(port)
+    ch = grpc_channels(port)
     echo = ch.unary_unary("/chat.Chat/Echo")
     seen = {}
     for i in range(100):
@@ -259,10 +196,10 @@ def curl_h2(url, *args):
     return p.returncode, p.stderr.decode("utf-8", "replace"), p.stdout
 
 
-def test_request_goes_with_te_trailers(backends, start_proxy):
+def test_request_goes_with_te_trailers(h2c_backends, start_proxy):
     """sgback's /headers shows the request's fields as received: te:
     trailers (the client's own TE is hop-by-hop) and grpc_set_header's."""
-    (bport,) = backends(1)
+    (bport,) = h2c_backends(1)
     conf, port = grpc_conf([bport], location_extra="grpc_set_header x-added yes;")
     start_proxy(conf)
     rc, head, body = curl_h2("http://127.0.0.1:%d/headers?a=%%41" % port)
@@ -272,10 +209,10 @@ def test_request_goes_with_te_trailers(backends, start_proxy):
     assert "x-added: yes" in text, text
 
 
-def test_http1_client_gets_trailers_in_a_chunked_body(backends, start_proxy):
+def test_http1_client_gets_trailers_in_a_chunked_body(h2c_backends, start_proxy):
     """An HTTP/1.1 client of a grpc_pass location: the backend's trailers
     close the chunked body (curl shows them with -D)."""
-    (bport,) = backends(1)
+    (bport,) = h2c_backends(1)
     port = free_port()
     conf = http_conf("""
   access_log off;
@@ -299,16 +236,12 @@ def test_http1_client_gets_trailers_in_a_chunked_body(backends, start_proxy):
 
 # ---------------------------------------------------------------- seeds
 
-def seed_path(seed_dir, num):
-    return sorted(seed_dir.glob("%s-*.conf" % num))[0]
-
-
-def test_seed_01_plaintext(seed_dir, tmp_prefix, start_proxy, start_backend, channels):
+def test_seed_01_plaintext(seed_dir, tmp_prefix, start_proxy, start_backend, grpc_channels):
     """grpc_pass grpc://localhost:50051 on 127.0.0.1:8080 http2."""
     require_free_ports(8080, 50051)
     start_h2c_backend(start_backend, 50051)
     start_proxy(conf_file=seed_path(seed_dir, "01"), prefix=tmp_prefix)
-    ch = channels(8080)
+    ch = grpc_channels(8080)
     resp, call = ch.unary_unary("/chat.Chat/Echo").with_call(msg("seed 01"), timeout=5 * SLOW)
     assert resp == msg("seed 01")
     assert dict(call.initial_metadata())["x-backend"] == "50051"
@@ -316,14 +249,14 @@ def test_seed_01_plaintext(seed_dir, tmp_prefix, start_proxy, start_backend, cha
              what="the call in logs/access.log")
 
 
-def test_seed_04_route_by_service(seed_dir, tmp_prefix, start_proxy, start_backend, channels):
+def test_seed_04_route_by_service(seed_dir, tmp_prefix, start_proxy, start_backend, grpc_channels):
     """/helloworld.Greeter/* -> 50051, /helloworld.Dispatcher/* -> 50052,
     anything else from html/ (here: nothing there, so gRPC UNIMPLEMENTED)."""
     require_free_ports(8080, 50051, 50052)
     start_h2c_backend(start_backend, 50051)
     start_h2c_backend(start_backend, 50052)
     start_proxy(conf_file=seed_path(seed_dir, "04"), prefix=tmp_prefix)
-    ch = channels(8080)
+    ch = grpc_channels(8080)
     # sgback serves chat.Chat only: the backend answers UNIMPLEMENTED, with its x-backend.
     for path, backend in (("/helloworld.Greeter/SayHello", "50051"),
                           ("/helloworld.Dispatcher/Dispatch", "50052")):
@@ -338,7 +271,7 @@ def test_seed_04_route_by_service(seed_dir, tmp_prefix, start_proxy, start_backe
 
 
 def test_seed_07_bidi_streams_spread_over_both(seed_dir, tmp_prefix, start_proxy, start_backend,
-                                               channels):
+                                               grpc_channels):
     """Many clients' streams spread over 3000 and 3001; a silent stream
     stays open (the 70 s silence of the issue: SG_SLOW_TESTS=1)."""
     require_free_ports(8080, 3000, 3001)
@@ -348,8 +281,8 @@ def test_seed_07_bidi_streams_spread_over_both(seed_dir, tmp_prefix, start_proxy
     seen = {}
     streams = []
     for i in range(10):
-        ch = channels(8080)
-        outbox, replies = bidi(ch, 120 * SLOW)
+        ch = grpc_channels(8080)
+        outbox, replies = grpc_bidi(ch, 120 * SLOW)
         outbox.put(msg("hi %d" % i))
         assert next(replies) == msg("hi %d" % i)
         b = dict(replies.initial_metadata())["x-backend"]

@@ -1,15 +1,14 @@
 """The seed configurations users bring (shared/seed-configs), run unchanged.
 
--t: the files streamgate can serve today pass; the others (03: grpcs://)
-name what is not supported yet.  The gRPC seeds 01, 04 and 07 run in
-test_grpc.py.  Then 08, 09, 10 and 11 run as their comments promise
-(08's WebSocket side: test_websocket.py::test_seed_08_websocket).  Their
-ports are fixed, so a test is skipped when one of its ports is busy.  Every
-test starts its own proxy so balancer state starts fresh.
+-t: every file passes.  The gRPC seeds 01, 04 and 07 run in test_grpc.py,
+02, 05 and 06 in test_grpc_calls.py, 03 (grpcs://) in test_upstream_tls.py,
+12 in test_tls.py, 13 in test_h2_upstream.py.  Then 08, 09,
+10 and 11 run as their comments promise (08's WebSocket side:
+test_websocket.py::test_seed_08_websocket).  Their ports are fixed, so a
+test is skipped when one of its ports is busy.  Every test starts its own
+proxy so balancer state starts fresh.
 """
 
-import re
-import socket
 import subprocess
 import threading
 import time
@@ -19,8 +18,7 @@ import pytest
 import sgtest
 from sgtest import HttpConn, build_request, get, require_free_ports, wait_for
 
-SUPPORTED = ["01", "02", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13"]
-NOT_YET = ["03"]   # grpcs:// (upstream TLS)
+SUPPORTED = ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13"]
 
 
 def seed(seed_dir, num):
@@ -31,7 +29,7 @@ def seed(seed_dir, num):
 
 def test_every_seed_file_is_classified(seed_dir):
     nums = sorted(p.name[:2] for p in seed_dir.glob("*.conf"))
-    assert nums == sorted(SUPPORTED + NOT_YET), nums
+    assert nums == sorted(SUPPORTED), nums
 
 
 @pytest.mark.parametrize("num", SUPPORTED)
@@ -49,17 +47,6 @@ def test_t_supported_seed_passes(seed_dir, tmp_path, num):
     assert r.returncode == 0, r.stderr
     assert "syntax is ok" in r.stderr and "test is successful" in r.stderr
     assert list(tmp_path.iterdir()) == made, "-t created files"
-
-
-@pytest.mark.parametrize("num", NOT_YET)
-def test_t_unsupported_seed_says_not_supported_yet(seed_dir, tmp_path, num):
-    path = seed(seed_dir, num)
-    r = sgtest.run_streamgate(["-t", "-c", path, "-p", tmp_path])
-    assert r.returncode == 1, r.stderr
-    line = [l for l in r.stderr.splitlines() if "not supported yet" in l]
-    assert line, r.stderr
-    assert re.search(re.escape(str(path)) + r":\d+:\d+:", line[0]), line[0]
-    assert "test failed" in r.stderr
 
 
 def start_seed(start_proxy, tmp_prefix, path):

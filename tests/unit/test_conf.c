@@ -243,18 +243,73 @@ Test(conf_grpc, grpc_pass_errors)
                  "t.conf:3:10: \"grpc_pass\" directive is not allowed here");
 }
 
-Test(conf_seeds, later_features_fail_with_position)
+/* ---------------- upstream TLS: proxy_pass https://, grpc_pass grpcs:// ---------------- */
+
+static const sg_loc_conf *first_loc(sg_conf *c)
 {
-    static const struct { const char *file, *where, *what; } cases[] = {
-        { "03-grpcs-backend.conf", ":11:17: ", "\"grpcs://\" in \"grpc_pass\" is not supported yet" },
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        sg_conf *c = load_seed(cases[i].file);
-        cr_assert_null(c, "%s loaded", cases[i].file);
-        char want[512];
-        snprintf(want, sizeof(want), "%s/%s%s%s", seed_dir(), cases[i].file, cases[i].where, cases[i].what);
-        cr_assert_str_eq(err, want);
-    }
+    return &c->servers[0]->root->children[0]->conf;
+}
+
+Test(conf_upstream_tls, https_and_grpcs_default_to_port_443)
+{
+    sg_conf *c = load(WRAP("server { listen 127.0.0.1:8080;\n"
+                           "  location /a { proxy_pass https://127.0.0.1; }\n"
+                           "  location /b { proxy_pass https://127.0.0.1:8443/x/; }\n"
+                           "  location /c { grpc_pass grpcs://127.0.0.1; }\n"
+                           "  location /d { proxy_pass https://127.0.0.1:80; }\n"
+                           "  location /e { proxy_pass http://127.0.0.1; } }"));
+    cr_assert_not_null(c, "%s", err);
+    sg_location **l = c->servers[0]->root->children;
+    const sg_proxy_pass *a = l[0]->conf.proxy_pass, *b = l[1]->conf.proxy_pass, *g = l[2]->conf.proxy_pass,
+                        *d = l[3]->conf.proxy_pass, *e = l[4]->conf.proxy_pass;
+    cr_assert(a->ssl && b->ssl && g->ssl && d->ssl && !e->ssl);
+    cr_assert_str_eq(a->upstream->name, "127.0.0.1:443");
+    cr_assert_eq(a->upstream, g->upstream, "one implicit upstream per host:port");
+    assert_str(a->host, "127.0.0.1");               /* $proxy_host: no default port */
+    assert_str(b->host, "127.0.0.1:8443");
+    assert_str(d->host, "127.0.0.1:80");             /* 80 is not https's default */
+    cr_assert_str_eq(d->upstream->name, "127.0.0.1:80");
+    cr_assert_eq(d->upstream, e->upstream);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->upstream->servers[0].addr;
+    cr_assert_eq(ntohs(sin->sin_port), 443);
+    cr_assert_eq(c->nupstreams, 3, "443, 8443 and 80: none left over for port 80 of the https:// passes");
+    cr_assert_not_null(l[0]->conf.proxy_ssl.ctx, "a client context for https://");
+    cr_assert_not_null(l[2]->conf.grpc_ssl.ctx, "and for grpcs://");
+    cr_assert_null(l[4]->conf.proxy_ssl.ctx, "none for a plain location");
+    sg_conf_unref(c);
+}
+
+Test(conf_upstream_tls, https_to_an_upstream_block)
+{
+    sg_conf *c = load(WRAP("upstream b { server 127.0.0.1:8443; }\n"
+                           "server { location / { proxy_pass https://b; proxy_ssl_name api.test; } }"));
+    cr_assert_not_null(c, "%s", err);
+    const sg_loc_conf *lc = first_loc(c);
+    cr_assert_str_eq(lc->proxy_pass->upstream->name, "b");
+    assert_str(lc->proxy_pass->host, "b");
+    cr_assert(lc->proxy_ssl.name_set);
+    cr_assert_eq(c->nupstreams, 1);
+    sg_conf_unref(c);
+    expect_error(WRAP("upstream b { server 127.0.0.1:8443; }\nserver { location / { proxy_pass https://b:443; } }"),
+                 "t.conf:4:34: upstream \"b\" may not have port 443");
+}
+
+Test(conf_upstream_tls, errors_name_the_directive)
+{
+    expect_error(WRAP("server { location / {\nproxy_ssl_verify on;\nproxy_pass https://127.0.0.1; } }"),
+                 "t.conf:5:1: no \"proxy_ssl_trusted_certificate\" for \"proxy_ssl_verify\"");
+    expect_error(WRAP("grpc_ssl_verify on;\nserver { location / {\ngrpc_pass grpcs://127.0.0.1; } }"),
+                 "t.conf:5:1: no \"grpc_ssl_trusted_certificate\" for \"grpc_ssl_verify\"");
+    expect_error(WRAP("server { location / {\nproxy_ssl_trusted_certificate /nonexistent/ca.pem;\n"
+                      "proxy_pass https://127.0.0.1; } }"),
+                 "t.conf:4:31: cannot load trusted certificate \"/nonexistent/ca.pem\": "
+                 "open() failed (2: No such file or directory)");
+    expect_error(WRAP("server { location / { proxy_pass https://; } }"),
+                 "t.conf:3:34: invalid host in upstream \"\"");
+    /* The settings of a location that does not speak TLS are not checked, as nginx. */
+    sg_conf *c = load(WRAP("server { location / { proxy_ssl_verify on; proxy_pass http://127.0.0.1; } }"));
+    cr_assert_not_null(c, "%s", err);
+    sg_conf_unref(c);
 }
 
 /* ---------------- errors, with positions ---------------- */
@@ -330,8 +385,6 @@ Test(conf_errors, duplicate_location)
 
 Test(conf_errors, not_supported_yet)
 {
-    expect_error(WRAP("server { location / { grpc_pass grpcs://127.0.0.1:5; } }"),
-                 "t.conf:3:33: \"grpcs://\" in \"grpc_pass\" is not supported yet");
     expect_error(WRAP("server { location / { grpc_hide_header x; } }"),
                  "t.conf:3:23: \"grpc_hide_header\" directive is not supported yet");
     expect_error(WRAP("server { ssl_stapling on; }"), "t.conf:3:10: \"ssl_stapling\" directive is not supported yet");
@@ -341,8 +394,6 @@ Test(conf_errors, not_supported_yet)
                  "t.conf:3:23: \"if\" directive is not supported yet");
     expect_error(WRAP("server { listen 80 proxy_protocol; }"),
                  "t.conf:3:20: \"proxy_protocol\" parameter of \"listen\" is not supported yet");
-    expect_error(WRAP("server { location / { proxy_pass https://127.0.0.1; } }"),
-                 "t.conf:3:34: \"https://\" in \"proxy_pass\" is not supported yet");
     expect_error(WRAP("server { location / { proxy_pass http://$host; } }"),
                  "t.conf:3:34: variables in \"proxy_pass\" are not supported yet");
     expect_error(WRAP("upstream u { server 127.0.0.1 max_conns=3; }"),

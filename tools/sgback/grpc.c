@@ -15,6 +15,9 @@
  *            of B payload bytes in all
  *   Talk     bidi: every byte echoed as it arrives, so each message comes
  *            back as soon as it is complete; no idle timeout
+ *   x-reset  (Fail, Echo, Repeat) RST_STREAM with this HTTP/2 error code
+ *            where the call would end: Fail before any head, Echo and
+ *            Repeat after their messages, in place of the trailers
  *   Fail     trailers-only: grpc-status from `x-want-status` (default 5
  *            NOT_FOUND), grpc-message `x-want-message` or FAIL_MESSAGE
  *            (percent-encoded), x-detail-bin = the request's x-detail-bin
@@ -198,8 +201,18 @@ static void end_collect(sgb_h2_stream *s)
     reply_text(s, text);
 }
 
+/* x-reset: the stream is reset with that code instead of ending. */
+static bool reset_instead(sgb_h2_stream *s)
+{
+    uint64_t code = header_u64(s, "x-reset", UINT64_MAX, 0xffffffffu);
+    if (code == UINT64_MAX) return false;
+    sgb_h2_reset(s, (uint32_t)code);
+    return true;
+}
+
 static void end_fail(sgb_h2_stream *s)
 {
+    if (reset_instead(s)) return;
     int status = (int)header_u64(s, "x-want-status", ST_NOT_FOUND, 16);
     size_t mlen;
     const char *msg = sgb_h2_header(s, "x-want-message", &mlen);
@@ -252,5 +265,6 @@ void sgb_grpc_timer(sgb_h2_stream *s)
 void sgb_grpc_body_end(sgb_h2_stream *s)
 {
     static const sgb_h2_nv ok[] = { { "grpc-status", "0" } };
+    if (reset_instead(s)) return;
     sgb_h2_trailers(s, ok, 1);
 }

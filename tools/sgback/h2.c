@@ -201,6 +201,11 @@ static void wake(sgb_h2_stream *s)
     }
 }
 
+void sgb_h2_reset(sgb_h2_stream *s, uint32_t code)
+{
+    nghttp2_submit_rst_stream(s->c->sess, NGHTTP2_FLAG_NONE, s->id, code);
+}
+
 void sgb_h2_wait(sgb_h2_stream *s, uint64_t ms)
 {
     sgb_timer_arm(&s->c->w->loop.timers, &s->timer, sgb_now_ms() + ms);
@@ -530,9 +535,7 @@ static void request_end(sgb_h2_stream *s)
     case R_BYTES: respond_bytes(s); break;
     case R_STATUS: respond_status(s, s->n); break;
     case R_DELAY: sgb_h2_wait(s, s->n); break;
-    case R_RST:
-        nghttp2_submit_rst_stream(s->c->sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
-        break;
+    case R_RST: sgb_h2_reset(s, NGHTTP2_INTERNAL_ERROR); break;
     case R_STATS: respond_stats(s, false); break;
     case R_STATS_RESET: respond_stats(s, true); break;
     }

@@ -284,6 +284,8 @@ void sgb_h2_respond(sgb_h2_stream *s, int status, const sgb_h2_nv *extra, size_t
 /* Trailers after a body; only from sgb_grpc_body_end. */
 void sgb_h2_trailers(sgb_h2_stream *s, const sgb_h2_nv *nv, size_t n);
 void sgb_h2_wait(sgb_h2_stream *s, uint64_t ms);
+/* RST_STREAM with HTTP/2 error `code` instead of (the rest of) an answer. */
+void sgb_h2_reset(sgb_h2_stream *s, uint32_t code);
 
 /* For h2.c (grpc.c implements). A request is gRPC when its content-type
  * starts with application/grpc. */
