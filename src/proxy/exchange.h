@@ -117,6 +117,7 @@ struct sg_exchange {
      * rather than closing the connection: gRPC maps the code to a status. */
     bool up_reset;
     uint32_t up_reset_code;
+    bool up_connect_failed;      /* the last attempt found no connection (refused, connect timeout) */
     /* An HTTP/2 error code for the client's stream when abort() resets it
      * (0: INTERNAL_ERROR): CANCEL when the upstream cancelled the call. */
     uint32_t abort_code;

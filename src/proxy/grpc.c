@@ -23,10 +23,15 @@ struct sg_grpc_call {
     sg_grpc_framing request;        /* the client's messages, while limit is set */
 };
 
+/* "application/grpc" [("+proto" / "+json" / {custom})], parameters
+ * allowed; not gRPC-Web (application/grpc-web...), whose body may be
+ * base64 text and whose clients read statuses differently. */
 bool sg_grpc_is_call(const sg_exchange *ex)
 {
     const sg_header *ct = sg_req_find_header(&ex->req, SG_STR("content-type"));
-    return ct && ct->value.n >= 16 && strncasecmp(ct->value.p, "application/grpc", 16) == 0;
+    if (!ct || ct->value.n < 16 || strncasecmp(ct->value.p, "application/grpc", 16) != 0) return false;
+    char next = ct->value.n > 16 ? ct->value.p[16] : '\0';
+    return next == '\0' || next == '+' || next == ';' || next == ' ' || next == '\t';
 }
 
 int sg_grpc_status_of_http(int status)

@@ -255,6 +255,7 @@ static bool idempotent(sg_str m);
 /* proxy_http_version 2: a stream on a multiplexed HTTP/2 connection. */
 static sg_upstream_link *open_link(sg_exchange *ex, sg_peer *peer, bool *ready)
 {
+    ex->up_reset = false;
     if (loc_conf(ex)->proxy_http_version == 20) return sg_h2_client_open(ex, runtime(ex), peer, ready);
     return sg_h1_client_open(ex, runtime(ex), peer, ready);
 }
@@ -284,15 +285,24 @@ void sg_proxy_up_connected(sg_exchange *ex)
     send_request(ex);
 }
 
-/* The upstream failed a gRPC call: a stream it reset ends with the status
- * its error code maps to (a CANCEL goes on to an HTTP/2 client as the
- * same RST_STREAM), and a call whose messages were flowing ends with
- * trailers rather than a cut. An error_page for the status still wins
- * while no head went out (seed 05). False: answer as any request. */
-static bool grpc_call_failed(sg_exchange *ex, int status)
+/* The upstream failed a gRPC call: no peer reachable is UNAVAILABLE (a
+ * connect timeout too: the client's deadline did not pass, and clients
+ * retry UNAVAILABLE), a stream it reset ends with the status its error
+ * code maps to (a CANCEL goes on to an HTTP/2 client as the same
+ * RST_STREAM), and a call whose messages were flowing ends with trailers
+ * rather than a cut. An error_page for the status still wins while no
+ * head went out (seed 05). False: answer as any request. */
+static bool grpc_call_failed(sg_exchange *ex, int status, bool connect_failed)
 {
     enum { H2_CANCEL = 8 };
     if (!ex->resp_head_sent && sg_respond_has_error_page(ex, status)) return false;
+    if (connect_failed) {   /* no peer reachable, even after a connect timeout (504) */
+        char msg[96];
+        snprintf(msg, sizeof(msg), "%d %s (%s)", status, sg_http_reason(status),
+                 status == 504 ? "upstream connect timed out" : "no upstream reachable");
+        sg_grpc_end_call(ex, SG_GRPC_UNAVAILABLE, msg);
+        return true;
+    }
     if (ex->up_reset && ex->up_reset_code == H2_CANCEL && ex->req.http_major >= 2) {
         ex->abort_code = H2_CANCEL;
         ex->down->abort(ex);
@@ -340,6 +350,7 @@ void sg_proxy_up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
     }
     bool timeout = err == SG_UP_TIMEOUT || err == SG_UP_CONNECT_TIMEOUT;
     int status = timeout ? 504 : 502;
+    ex->up_connect_failed = connect_failed;
     note_attempt_end(ex, status);
     /* A tunnel the peer reset or left silent was a success until then. */
     sg_balancer_done(runtime(ex)->balancer, ex->peer, !ex->tunnel, now_ms(ex));
@@ -349,7 +360,7 @@ void sg_proxy_up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
         proxy_try(ex);
         return;
     }
-    if (ex->grpc && grpc_call_failed(ex, status)) return;
+    if (ex->grpc && grpc_call_failed(ex, status, connect_failed)) return;
     sg_respond_error(ex, status);
 }
 
@@ -364,13 +375,13 @@ static void proxy_try(sg_exchange *ex)
         if (ex->req.upstream_status.n >= 3 &&
             memcmp(ex->req.upstream_status.p + ex->req.upstream_status.n - 3, "504", 3) == 0)
             status = 504;
+        if (ex->grpc && grpc_call_failed(ex, status, status == 502 || ex->up_connect_failed)) return;
         sg_respond_error(ex, status);
         return;
     }
     ex->peer = peer;
     ex->tries++;
     ex->attempt_start_ms = now_ms(ex);
-    ex->up_reset = false;
     const char *name = peer->conf->name;
     append_list(&ex->req.upstream_addr, name, strlen(name));
     bool ready = false;

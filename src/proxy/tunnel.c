@@ -58,6 +58,7 @@ struct sg_tunnel {
     void (*on_close)(const sg_tunnel_end *e, void *arg, void *arg2);
     void *arg, *arg2;
     uint8_t readable, writable, rdhup, eof, shut;   /* BIT(side) masks */
+    uint8_t notify_due;            /* BIT(side): its close_notify (and FIN) wait for EPOLLOUT */
     bool closed, close_on_eof, retiring;
 };
 
@@ -209,7 +210,19 @@ static void shut_wr(sg_tunnel *t, int side)
 {
     if (t->shut & BIT(side)) return;
     t->shut |= BIT(side);
-    if (t->tls[side]) sg_tls_shutdown(t->tls[side]);   /* close_notify before the FIN */
+    /* close_notify before the FIN; with the socket full, both wait for
+     * its EPOLLOUT (a FIN first would read as a truncation attack). */
+    if (t->tls[side] && sg_tls_shutdown(t->tls[side]) == SG_IO_AGAIN) {
+        t->notify_due |= BIT(side);
+        return;
+    }
+    shutdown(t->io[side].fd, SHUT_WR);
+}
+
+static void retry_close_notify(sg_tunnel *t, int side)
+{
+    if (sg_tls_shutdown(t->tls[side]) == SG_IO_AGAIN) return;
+    t->notify_due &= (uint8_t)~BIT(side);
     shutdown(t->io[side].fd, SHUT_WR);
 }
 
@@ -361,6 +374,7 @@ static void on_event(sg_tunnel *t, int side, uint32_t ev)
     if (tls && (ev & EPOLLIN) && sg_tls_write_wants_read(tls)) ev |= EPOLLOUT;
     if (ev & EPOLLOUT) {
         t->writable |= BIT(side);
+        if (t->notify_due & BIT(side)) retry_close_notify(t, side);
         if (!flush(t, side)) return;
     }
     if (t->readable & BIT(side)) pump(t, side);

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from sgtest import (MB, SLOW, free_ports, grpc_conf, grpc_msg as msg, h2_stats, open_grpc_channel,
+from sgtest import (MB, SLOW, free_port, free_ports, grpc_conf, grpc_msg as msg, h2_stats, open_grpc_channel,
                     start_h2c_backend, wait_for)
 
 grpc = pytest.importorskip("grpc")
@@ -68,12 +68,13 @@ class RawGrpc:
         if data:
             self.sock.sendall(data)
 
-    def call(self, method, message, metadata=(), end=True):
+    def call(self, method, message, metadata=(), end=True, content_type="application/grpc", raw=False):
         headers = [(":method", "POST"), (":path", "/chat.Chat/" + method), (":scheme", "http"),
-                   (":authority", "127.0.0.1"), ("content-type", "application/grpc"),
+                   (":authority", "127.0.0.1"), ("content-type", content_type),
                    ("te", "trailers")] + list(metadata)
         self.conn.send_headers(1, headers)
-        self.conn.send_data(1, b"\0" + len(message).to_bytes(4, "big") + message, end_stream=end)
+        body = message if raw else b"\0" + len(message).to_bytes(4, "big") + message
+        self.conn.send_data(1, body, end_stream=end)
         self.flush()
 
     def outcome(self, timeout):
@@ -181,6 +182,24 @@ def test_too_large_message_mid_stream_ends_the_stream_with_resource_exhausted(se
     q.put(None)
 
 
+def test_grpc_web_text_is_not_scanned_as_grpc_messages(setup):
+    """gRPC-Web text bodies are base64: read as gRPC framing, "AAAAA" would
+    be a 1 GB message. The limit is for application/grpc[+proto...] only."""
+    _, port, _ = setup("client_max_body_size 1k;")
+    c = RawGrpc(port)
+    try:
+        c.call("Echo", b"AAAAAAhoZWxsbw==", content_type="application/grpc-web-text", raw=True)
+        assert c.outcome(5 * SLOW) == ("status", "0")
+    finally:
+        c.close()
+    c = RawGrpc(port)
+    try:   # application/grpc+proto is gRPC: its 2 KB message is over the limit
+        c.call("Echo", b"x" * 2000, content_type="application/grpc+proto")
+        assert c.outcome(5 * SLOW) == ("status", "8")
+    finally:
+        c.close()
+
+
 def test_no_1m_default_on_grpc(setup):
     """nginx answers 413 past 1 MB; a grpc_pass location has no default limit."""
     ch, _, _ = setup()
@@ -248,3 +267,34 @@ def test_grpc_read_timeout_when_set_bounds_the_wait(setup):
     err = call_error(ch.unary_unary("/chat.Chat/Sleep"), msg("w"), metadata=(("x-sleep-ms", "3000"),),
                      timeout=20 * SLOW)
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_connect_timeout_is_unavailable_not_deadline_exceeded(start_proxy):
+    """A peer that does not accept (its accept queue full, SYNs dropped):
+    after grpc_connect_timeout the call is UNAVAILABLE, which clients may
+    retry; its own deadline did not pass."""
+    lp = free_port()
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", lp))
+    ls.listen(0)
+    fill = []
+    try:
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", lp))
+            fill.append(c)
+        time.sleep(0.3)
+        conf, port = grpc_conf([lp], "grpc_connect_timeout 500ms;")
+        start_proxy(conf)
+        ch = open_grpc_channel(port)
+        t0 = time.monotonic()
+        err = call_error(ch.unary_unary("/chat.Chat/Echo"), msg("x"), timeout=30)
+        assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
+        assert "504" in err.details()
+        assert time.monotonic() - t0 < 10 * SLOW
+        ch.close()
+    finally:
+        for c in fill:
+            c.close()
+        ls.close()
