@@ -360,6 +360,11 @@ sg_str sg_ssl_upstream_name(const sg_loc_conf *lc, struct sg_http_req *r)
     return without_port(name);
 }
 
+bool sg_ssl_upstream_name_ok(const sg_ssl_upstream_conf *u, sg_str name)
+{
+    return name.n < 256 && !(u->verify && name.n == 0);
+}
+
 /* The client context of every TLS location: errors name the directive
  * (a certificate file) or the pass line, as `-t` reports them. */
 static bool location_tls(sg_cctx *cx, sg_location *loc)

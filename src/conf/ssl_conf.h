@@ -54,6 +54,12 @@ const sg_ssl_upstream_conf *sg_ssl_upstream_of(const sg_loc_conf *lc);
  * Empty when neither SNI nor verification is on (the name is unused). */
 sg_str sg_ssl_upstream_name(const sg_loc_conf *lc, struct sg_http_req *r);
 
+/* Whether `name` can be sent as SNI / checked against the certificate:
+ * shorter than 256 bytes, and not empty when u verifies (nginx refuses
+ * to match a certificate against nothing). A request-made name that is
+ * not is the request's fault, never the peer's. */
+bool sg_ssl_upstream_name_ok(const sg_ssl_upstream_conf *u, sg_str name);
+
 /* Sets u->ctx to a client context for u (`h2`: ALPN h2, for grpcs://),
  * shared with identical settings of the same generation. `at` is the
  * position reported when no single ssl directive is to blame (the

@@ -1236,6 +1236,10 @@ static bool conn_tls_new(h2_conn *c, sg_pool *p, h2_stream *st, const sg_tls_key
     if (!c->tls_conf) return true;
     c->tls_key = sg_tls_key_dup(key);
     c->tls = sg_pool_tls_new(p, st->peer, c->tls_conf, &c->tls_key, c->io.fd);
+    /* Its handshake errors go to the error_log of the location that opened
+     * it (of the generation the connection holds). */
+    const sg_exchange *ex = st->link.ex;
+    if (c->tls && ex && ex->req.loc) sg_tls_set_log(c->tls, ex->req.loc->conf.error_log);
     return c->tls != NULL;
 }
 

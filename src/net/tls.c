@@ -90,8 +90,11 @@ static void conn_log(const sg_tls_conn *c, const char *call, int sslerr, int sys
         sg_log(SG_LOG_INFO, "%s failed (%s)%s, client: %s", call, detail, when, c->peer);
         return;
     }
+    /* Without verification OpenSSL still records a verify result and goes
+     * on: the failure is then something else, and its reason is what to log. */
     long vr = SSL_get_verify_result(c->ssl);
-    if (!c->hs_done && vr != X509_V_OK)
+    bool verifying = SSL_get_verify_mode(c->ssl) & SSL_VERIFY_PEER;
+    if (!c->hs_done && verifying && vr != X509_V_OK)
         sg_log_to(c->log, SG_LOG_ERROR, "upstream SSL certificate verify error: (%ld:%s)%s to upstream, upstream: %s",
                   vr, X509_verify_cert_error_string(vr), when, c->peer);
     else

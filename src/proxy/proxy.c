@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "http/h1_client.h"
 #include "http/h2_client.h"
+#include "conf/ssl_conf.h"
 #include "http/status.h"
 #include "proxy/grpc.h"
 #include "proxy/respond.h"
@@ -491,9 +492,23 @@ static bool prepare_upgrade(sg_exchange *ex)
     return true;
 }
 
+/* A TLS name made from the request ($host, $http_...) that cannot be
+ * sent is the request's fault: 500 as nginx, and no peer is blamed. */
+static bool tls_name_ok(sg_exchange *ex)
+{
+    const sg_ssl_upstream_conf *u = sg_ssl_upstream_of(loc_conf(ex));
+    if (!u) return true;
+    sg_str name = sg_ssl_upstream_name(loc_conf(ex), &ex->req);
+    if (sg_ssl_upstream_name_ok(u, name)) return true;
+    sg_ex_log(ex, SG_LOG_ERROR, "invalid SSL name \"%.*s\" for upstream \"%s\"", (int)(name.n > 64 ? 64 : name.n),
+              name.n ? name.p : "", loc_conf(ex)->proxy_pass->upstream->name);
+    sg_respond_error(ex, 500);
+    return false;
+}
+
 void sg_proxy_start(sg_exchange *ex)
 {
-    if (!prepare_upgrade(ex)) return;
+    if (!prepare_upgrade(ex) || !tls_name_ok(ex)) return;
     const sg_proxy_pass *pp = loc_conf(ex)->proxy_pass;
     ex->upstream = pp->upstream;
     sg_upstream_rt *rt = runtime(ex);

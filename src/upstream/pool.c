@@ -8,8 +8,11 @@
 #include "core/log.h"
 #include "core/str.h"
 
-/* One kept TLS session. A pool holds one per peer and client context in
- * use, a handful at most: a list is all it takes. */
+/* One kept TLS session, per peer, client context and name. The list is
+ * most recently kept first and holds at most SESSIONS_KEPT: names may come
+ * from requests, and a short list is scanned faster than it is hashed. */
+#define SESSIONS_KEPT 64
+
 struct sg_pool_session {
     sg_pool_session *next;
     const sg_peer *peer;
@@ -136,12 +139,25 @@ static void session_free(sg_pool_session *s)
     free(s);
 }
 
+/* A name may come from the request ($host, $http_...): without a bound,
+ * clients choosing names would grow the list without end. The least
+ * recently kept sessions go. */
+static void drop_sessions_beyond(sg_pool *p, size_t max)
+{
+    sg_pool_session **s = &p->sessions;
+    for (size_t i = 0; *s && i < max; i++) s = &(*s)->next;
+    while (*s) {
+        sg_pool_session *dead = *s;
+        *s = dead->next;
+        session_free(dead);
+    }
+}
+
 sg_tls_conn *sg_pool_tls_new(sg_pool *p, sg_peer *peer, const sg_ssl_upstream_conf *u, const sg_tls_key *k,
                              int fd)
 {
     char host[256];
-    if (k->name.n >= sizeof(host) || (u->verify && k->name.n == 0)) {
-        /* nginx too refuses to match a certificate against nothing */
+    if (!sg_ssl_upstream_name_ok(u, k->name)) {   /* the core checked it already: a safety net */
         sg_log_error("invalid SSL name \"%.*s\" for upstream %s", (int)k->name.n, k->name.n ? k->name.p : "",
                      peer->conf->name);
         return NULL;
@@ -160,14 +176,19 @@ bool sg_pool_tls_keep_session(sg_pool *p, sg_peer *peer, const sg_ssl_upstream_c
     if (!u->session_reuse || p->retired) return true;
     sg_tls_session *session = sg_tls_session_get(tls);
     if (!session) return false;
-    sg_pool_session **slot = session_slot(p, peer, k);
-    if (!*slot) {
-        *slot = sg_xcalloc(1, sizeof(**slot));
-        (*slot)->peer = peer;
-        (*slot)->key = sg_tls_key_dup(k);
+    sg_pool_session **slot = session_slot(p, peer, k), *s = *slot;
+    if (s) {
+        *slot = s->next;   /* moves to the front: the list is most recent first */
+    } else {
+        s = sg_xcalloc(1, sizeof(*s));
+        s->peer = peer;
+        s->key = sg_tls_key_dup(k);
     }
-    sg_tls_session_free((*slot)->session);
-    (*slot)->session = session;
+    sg_tls_session_free(s->session);
+    s->session = session;
+    s->next = p->sessions;
+    p->sessions = s;
+    drop_sessions_beyond(p, SESSIONS_KEPT);
     return true;
 }
 

@@ -632,3 +632,64 @@ def test_seed_03_grpcs_backend(seed_dir, tmp_prefix, start_proxy, grpc_servers):
         bidi = ch.stream_stream("/test.Echo/Bidi")
         assert list(bidi(iter([b"x", b"y"]), timeout=10 * sgtest.SLOW)) == [b"x!", b"y!"]
     assert srv.peers
+
+
+# ---------------------------------------------------------------- found by review
+
+def test_kept_sessions_are_bounded_when_names_come_from_requests(tls_backend, start_proxy):
+    """proxy_ssl_name $http_x_name: every client-chosen name would keep a
+    session of its own; only the most recent 64 per worker are kept, so the
+    first of 100 names is no longer resumed while the last one is."""
+    b = tls_backend()
+    conf, port = proxy_conf("""
+    location / { proxy_pass https://127.0.0.1:%d; proxy_ssl_server_name on; proxy_ssl_name $http_x_name; }
+""" % b.port)
+    start_proxy(http_conf_one_worker(conf))
+    for i in range(100):   # /close: each request needs a new connection
+        assert not answer(get(port, "/close", headers={"X-Name": "n%d.test" % i}))["resumed"]
+    assert answer(get(port, "/close", headers={"X-Name": "n99.test"}))["resumed"]
+    assert not answer(get(port, "/close", headers={"X-Name": "n0.test"}))["resumed"]
+
+
+def test_a_bad_name_from_a_request_blames_no_peer(tls_backend, start_proxy):
+    """A 300-byte proxy_ssl_name from a header cannot be sent: that request
+    gets 500 (as nginx), and the peers stay up for everyone else."""
+    b1, b2 = tls_backend(), tls_backend()
+    conf, port = proxy_conf("""
+    location / { proxy_pass https://be; proxy_ssl_server_name on; proxy_ssl_name $http_x_name; }
+""", http_extra="upstream be { server 127.0.0.1:%d; server 127.0.0.1:%d; }" % (b1.port, b2.port))
+    p = start_proxy(conf)
+    assert get(port, "/evil", headers={"X-Name": "a" * 300}).status == 500
+    assert "invalid SSL name" in p.error_log
+    assert [get(port, "/ok%d" % i, headers={"X-Name": "ok.test"}).status for i in range(4)] == [200] * 4
+
+
+def test_failed_handshake_without_verification_logs_its_own_reason(tls_backend, start_proxy, pki):
+    """A backend that wants a client certificate we do not have: with
+    verification off the log names the handshake failure, not the
+    certificate check OpenSSL recorded but did not act on."""
+    b = tls_backend(client_ca=pki.path("ca.pem"))
+    conf, port = proxy_conf("    location / { proxy_pass https://127.0.0.1:%d; proxy_ssl_protocols TLSv1.2; }"
+                            % b.port)
+    p = start_proxy(conf)
+    assert get(port, "/x").status == 502
+    wait_for(lambda: "SSL_do_handshake() failed" in p.error_log, 5, what="the handshake failure logged")
+    assert "certificate verify error" not in p.error_log
+
+
+def test_http2_upstream_tls_errors_go_to_the_location_error_log(tls_backend, start_proxy, pki, tmp_path):
+    b = tls_backend()
+    log = tmp_path / "h2loc.log"
+    conf, port = proxy_conf("""
+    location / { proxy_pass https://127.0.0.1:%d; proxy_http_version 2; proxy_ssl_verify on;
+                 proxy_ssl_trusted_certificate %s; error_log %s error; }
+""" % (b.port, pki.path("other_ca.pem"), log))
+    start_proxy(conf)
+    assert get(port, "/x").status == 502
+    wait_for(lambda: log.exists() and "certificate verify error" in log.read_text(), 5,
+             what="the verify error in the location's error_log")
+
+
+def http_conf_one_worker(conf):
+    """Sessions are kept per worker thread: one, so every request sees them."""
+    return "worker_processes 1;\n" + conf
