@@ -1031,3 +1031,62 @@ def make_seed_certs(prefix):
 def seed_path(seed_dir, num):
     """The seed config numbered num ("05" -> SEED_DIR/05-*.conf)."""
     return sorted(Path(seed_dir).glob("%s-*.conf" % num))[0]
+
+
+class RawH2:
+    """A python-h2 client on one socket, for what curl cannot do (not
+    reading, resetting streams)."""
+
+    def __init__(self, port):
+        import h2.config
+        import h2.connection
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                          header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        self.flush()
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def request(self, sid, method, path, end=True):
+        self.conn.send_headers(sid, [(":method", method), (":path", path), (":scheme", "http"),
+                                     (":authority", "127.0.0.1")], end_stream=end)
+        self.flush()
+
+    def pump(self, timeout):
+        """Events from one read (empty on timeout)."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(1 << 20)
+        except socket.timeout:
+            return []
+        if not data:
+            raise ConnectionError("server closed the connection")
+        events = self.conn.receive_data(data)
+        self.flush()
+        return events
+
+    def response(self, sid, timeout=5.0):
+        """(status, body) of stream sid, acknowledging its data."""
+        import h2.events as h2events
+        status, body = None, b""
+        deadline = time.monotonic() + timeout * SLOW
+        while time.monotonic() < deadline:
+            for ev in self.pump(0.2):
+                if getattr(ev, "stream_id", None) != sid:
+                    continue
+                if isinstance(ev, h2events.ResponseReceived):
+                    status = int(dict(ev.headers)[":status"])
+                elif isinstance(ev, h2events.DataReceived):
+                    body += ev.data
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+                    self.flush()
+                elif isinstance(ev, h2events.StreamEnded):
+                    return status, body
+        raise AssertionError("no complete response on stream %d" % sid)
+
+    def close(self):
+        self.sock.close()

@@ -20,12 +20,10 @@ import time
 
 import pytest
 
-from sgtest import (MB, SLOW, free_port, free_ports, grpc_conf, grpc_msg as msg, h2_stats, open_grpc_channel,
+from sgtest import (MB, SLOW, RawH2, free_port, free_ports, grpc_conf, grpc_msg as msg, h2_stats, open_grpc_channel,
                     start_h2c_backend, wait_for)
 
 grpc = pytest.importorskip("grpc")
-h2conn = pytest.importorskip("h2.connection")
-h2config = pytest.importorskip("h2.config")
 h2events = pytest.importorskip("h2.events")
 
 
@@ -53,20 +51,9 @@ def call_error(fn, *args, **kw):
     return ei.value
 
 
-class RawGrpc:
+class RawGrpc(RawH2):
     """One gRPC call over python3-h2, which, unlike grpcio, leaves the
     deadline in grpc-timeout to whoever enforces it."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
-        self.conn = h2conn.H2Connection(h2config.H2Configuration(client_side=True, header_encoding="utf-8"))
-        self.conn.initiate_connection()
-        self.flush()
-
-    def flush(self):
-        data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
 
     def call(self, method, message, metadata=(), end=True, content_type="application/grpc", raw=False):
         headers = [(":method", "POST"), (":path", "/chat.Chat/" + method), (":scheme", "http"),

@@ -20,21 +20,17 @@ Msg{text} encoded by hand (msg()); the service echoes bytes unchanged.
 import hashlib
 import json
 import os
-import queue
 import re
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
 
-from sgtest import (FAIL_DETAIL, FAIL_MESSAGE, MB, SLOW, free_ports, get, grpc_msg as msg,
+from sgtest import (FAIL_DETAIL, FAIL_MESSAGE, MB, SLOW, RawH2, free_ports, get, grpc_bidi, grpc_msg as msg,
                     pattern_bytes, start_h2c_backend, wait_for, _proc_cpu_ticks)
 
 grpc = pytest.importorskip("grpc")
-h2conn = pytest.importorskip("h2.connection")
-h2config = pytest.importorskip("h2.config")
 h2events = pytest.importorskip("h2.events")
 
 def grpc_frame(message):
@@ -177,62 +173,6 @@ def test_64mb_both_ways_with_curl(h2back, tmp_path):
 
 # ---------------------------------------------------------------- raw HTTP/2
 
-class RawH2:
-    """A python-h2 client on one socket, for what curl cannot do (not
-    reading, resetting streams)."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
-        self.conn = h2conn.H2Connection(h2config.H2Configuration(client_side=True,
-                                                                header_encoding="utf-8"))
-        self.conn.initiate_connection()
-        self.flush()
-
-    def flush(self):
-        data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
-
-    def request(self, sid, method, path, end=True):
-        self.conn.send_headers(sid, [(":method", method), (":path", path), (":scheme", "http"),
-                                     (":authority", "127.0.0.1")], end_stream=end)
-        self.flush()
-
-    def pump(self, timeout):
-        """Events from one read (empty on timeout)."""
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(1 << 20)
-        except socket.timeout:
-            return []
-        if not data:
-            raise ConnectionError("server closed the connection")
-        events = self.conn.receive_data(data)
-        self.flush()
-        return events
-
-    def response(self, sid, timeout=5.0):
-        """(status, body) of stream sid, acknowledging its data."""
-        status, body = None, b""
-        deadline = time.monotonic() + timeout * SLOW
-        while time.monotonic() < deadline:
-            for ev in self.pump(0.2):
-                if getattr(ev, "stream_id", None) != sid:
-                    continue
-                if isinstance(ev, h2events.ResponseReceived):
-                    status = int(dict(ev.headers)[":status"])
-                elif isinstance(ev, h2events.DataReceived):
-                    body += ev.data
-                    self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
-                    self.flush()
-                elif isinstance(ev, h2events.StreamEnded):
-                    return status, body
-        raise AssertionError("no complete response on stream %d" % sid)
-
-    def close(self):
-        self.sock.close()
-
-
 def test_echo_flow_control_holds_a_client_that_does_not_read(h2back):
     """The echo buffer is bounded by the stream window (1 MB): a client
     that never grants window for the echoed bytes cannot push more than
@@ -359,17 +299,7 @@ def test_grpc_client_streaming_collect(channel):
 
 
 def test_grpc_bidi_talk_echoes_each_message_and_tolerates_silence(channel):
-    talk = channel.stream_stream("/chat.Chat/Talk")
-    outbox = queue.Queue()
-
-    def requests():
-        while True:
-            m = outbox.get()
-            if m is None:
-                return
-            yield m
-
-    replies = talk(requests(), timeout=30 * SLOW)
+    outbox, replies = grpc_bidi(channel, 30 * SLOW)
     outbox.put(msg("hello"))
     assert next(replies) == msg("hello")     # answered before we send more
     time.sleep(3)                            # silence: no idle timeout
