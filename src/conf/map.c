@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
-#include "http/request.h"
+#include "exchange/request.h"
 
 typedef struct map_entry {
     sg_str key;                 /* exact: lowercased; wildcard: without "*." / ".*" */

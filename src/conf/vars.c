@@ -18,7 +18,7 @@
 
 #include "conf/conf.h"
 #include "conf/map.h"
-#include "http/request.h"
+#include "exchange/request.h"
 
 #define NOT_FOUND ((sg_str){ NULL, 0 })
 #define EMPTY ((sg_str){ "", 0 })

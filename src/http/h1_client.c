@@ -34,7 +34,7 @@
 #include "http/h1_write.h"
 #include "net/sock.h"
 #include "net/tls.h"
-#include "proxy/exchange.h"
+#include "exchange/exchange.h"
 #include "upstream/pool.h"
 
 /* C_HANDSHAKE: connected, TLS handshake in progress (https:// only). */

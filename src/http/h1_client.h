@@ -4,7 +4,7 @@
 #define SG_HTTP_H1_CLIENT_H
 
 #include <stdbool.h>
-#include "proxy/upstream_link.h"
+#include "exchange/upstream_link.h"
 #include "upstream/pool.h"
 
 /* A link to `peer` for exchange ex: an idle pooled connection (checked to

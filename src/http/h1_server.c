@@ -29,7 +29,7 @@
 #include "http/status.h"
 #include "net/sock.h"
 #include "net/tls.h"
-#include "proxy/exchange.h"
+#include "exchange/exchange.h"
 
 #define LINGER_MS 2000
 

@@ -65,7 +65,7 @@
 #include "core/log.h"
 #include "net/sock.h"
 #include "net/tls.h"
-#include "proxy/exchange.h"
+#include "exchange/exchange.h"
 #include "upstream/h2_pool.h"
 
 #define STREAM_WINDOW (256 * 1024)                    /* response bytes held per paused stream */

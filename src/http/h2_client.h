@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "http/h1_parser.h"
-#include "proxy/upstream_link.h"
+#include "exchange/upstream_link.h"
 #include "upstream/pool.h"
 
 /* A stream to `peer` for exchange ex, with the contract of

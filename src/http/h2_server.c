@@ -47,7 +47,7 @@
 #include "http/h2_limits.h"
 #include "http/status.h"
 #include "net/sock.h"
-#include "proxy/exchange.h"
+#include "exchange/exchange.h"
 
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define PREFACE_LEN 24

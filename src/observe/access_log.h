@@ -6,7 +6,7 @@
 #define SG_OBSERVE_ACCESS_LOG_H
 
 #include "conf/conf.h"
-#include "http/request.h"
+#include "exchange/request.h"
 
 /* Opens (or finds already open) every access log file of generation c,
  * and the error logs its http/server/location blocks name.

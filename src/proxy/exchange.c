@@ -1,6 +1,6 @@
 /* Exchange lifecycle: routing a new request, feeding its body to whoever
  * answers it, and the end (access log, releasing the generation). */
-#include "proxy/exchange.h"
+#include "exchange/exchange.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +13,7 @@
 #include "proxy/proxy.h"
 #include "proxy/respond.h"
 #include "proxy/router.h"
-#include "proxy/upstream_link.h"
+#include "exchange/upstream_link.h"
 
 static void on_resume(sg_deferred *d)
 {

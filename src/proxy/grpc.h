@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "core/str.h"
-#include "proxy/exchange.h"
+#include "exchange/exchange.h"
 
 /* gRPC status codes the proxy produces. */
 enum {

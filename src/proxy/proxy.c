@@ -34,7 +34,7 @@
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
 #include "proxy/upgrade.h"
-#include "proxy/upstream_link.h"
+#include "exchange/upstream_link.h"
 #include "upstream/pool.h"
 
 static uint64_t now_ms(sg_exchange *ex)

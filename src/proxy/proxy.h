@@ -3,7 +3,7 @@
 #ifndef SG_PROXY_PROXY_H
 #define SG_PROXY_PROXY_H
 
-#include "proxy/exchange.h"
+#include "exchange/exchange.h"
 
 void sg_proxy_start(sg_exchange *ex);
 /* Releases the upstream side (client gone, or the exchange ended). */

@@ -3,7 +3,7 @@
 #ifndef SG_PROXY_RESPOND_H
 #define SG_PROXY_RESPOND_H
 
-#include "proxy/exchange.h"
+#include "exchange/exchange.h"
 
 /* Runs the location chosen in ex->req.loc: return, proxy_pass or static. */
 void sg_respond_location(sg_exchange *ex);

@@ -6,7 +6,7 @@
 #define SG_PROXY_ROUTER_H
 
 #include "conf/conf.h"
-#include "http/request.h"
+#include "exchange/request.h"
 
 /* Compiles regexes (location, server_name) and precomputes lookup tables
  * for every server of the generation. Called once at the end of

@@ -36,7 +36,7 @@
 #include "core/log.h"
 #include "net/sock.h"
 #include "net/tls.h"
-#include "proxy/exchange.h"
+#include "exchange/exchange.h"
 
 enum { CL = 0, UP = 1 };
 #define BIT(side) ((uint8_t)(1u << (side)))

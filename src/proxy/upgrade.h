@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include "core/str.h"
 #include "http/h1_parser.h"
-#include "http/request.h"
+#include "exchange/request.h"
 
 #define SG_WS_KEY_LEN 24        /* base64 of 16 bytes */
 #define SG_WS_ACCEPT_LEN 28     /* base64 of a SHA-1 digest */

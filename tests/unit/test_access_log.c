@@ -8,7 +8,7 @@
 
 #include "conf/conf.h"
 #include "conf/vars.h"
-#include "http/request.h"
+#include "exchange/request.h"
 #include "observe/access_log.h"
 
 static char dir[] = "/tmp/sg_alog_XXXXXX";

@@ -5,7 +5,7 @@
 #include "conf/conf.h"
 #include "conf/map.h"
 #include "conf/vars.h"
-#include "http/request.h"
+#include "exchange/request.h"
 #include "proxy/router.h"
 
 static sg_conf conf;

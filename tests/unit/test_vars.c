@@ -7,7 +7,7 @@
 #include "conf/conf.h"
 #include "conf/map.h"
 #include "conf/vars.h"
-#include "http/request.h"
+#include "exchange/request.h"
 
 static sg_conf conf;
 static sg_http_req req;

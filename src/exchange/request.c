@@ -1,5 +1,5 @@
 /* Request helpers shared by every codec. */
-#include "http/request.h"
+#include "exchange/request.h"
 
 const sg_header *sg_req_find_header(const sg_http_req *r, sg_str name)
 {

@@ -3,8 +3,8 @@
  * today, HTTP/2 later) fill it; nothing here knows how the bytes arrived.
  * All slices point into the codec's buffers or into `arena`, which lives
  * exactly as long as the request. */
-#ifndef SG_HTTP_REQUEST_H
-#define SG_HTTP_REQUEST_H
+#ifndef SG_EXCHANGE_REQUEST_H
+#define SG_EXCHANGE_REQUEST_H
 
 #include <stdint.h>
 #include <stdbool.h>

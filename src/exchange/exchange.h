@@ -9,12 +9,12 @@
  * it (want_body), which is how backpressure reaches the client socket.
  * The response goes back through the ops below; `pending` lets the core
  * stop reading the upstream while the client is slow. */
-#ifndef SG_PROXY_EXCHANGE_H
-#define SG_PROXY_EXCHANGE_H
+#ifndef SG_EXCHANGE_EXCHANGE_H
+#define SG_EXCHANGE_EXCHANGE_H
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "http/request.h"
+#include "exchange/request.h"
 #include "conf/conf.h"
 #include "core/buf.h"
 #include "core/loop.h"

@@ -2,14 +2,14 @@
  * upstream codec (HTTP/1.1 client now; an HTTP/2 stream later), and the
  * events the codec reports back. The request is protocol-neutral: method,
  * path, authority and end-to-end headers; the codec adds its framing. */
-#ifndef SG_PROXY_UPSTREAM_LINK_H
-#define SG_PROXY_UPSTREAM_LINK_H
+#ifndef SG_EXCHANGE_UPSTREAM_LINK_H
+#define SG_EXCHANGE_UPSTREAM_LINK_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include "core/buf.h"
 #include "http/h1_parser.h"
-#include "http/request.h"
+#include "exchange/request.h"
 
 typedef struct sg_exchange sg_exchange;
 typedef struct sg_upstream_link sg_upstream_link;
