@@ -1,14 +1,18 @@
 /* An exchange: one request and its response, moved between a downstream
- * codec (the client side: HTTP/1.1 server now, HTTP/2 server later) and
- * whatever produces the response (the proxy core with an upstream codec,
- * or a local answer: return, error page, static file).
+ * codec (the client side: the HTTP/1.1 and HTTP/2 servers) and whatever
+ * produces the response (the exchange handler: in the server, the proxy
+ * core with an upstream codec, or a local answer: return, error page,
+ * static file).
  *
- * The core never knows which codec is on either side. A downstream codec
- * parses a request into ex->req, calls sg_exchange_start(), then feeds the
- * request body with sg_exchange_on_body() only while the core has asked for
- * it (want_body), which is how backpressure reaches the client socket.
- * The response goes back through the ops below; `pending` lets the core
- * stop reading the upstream while the client is slow. */
+ * This is the contract both sides include; neither includes the other.
+ * A downstream codec parses a request into ex->req, calls
+ * sg_exchange_start(), then feeds the request body with
+ * sg_exchange_on_body() only while the handler has asked for it
+ * (want_body), which is how backpressure reaches the client socket. Those
+ * calls go through the handler table the process installed
+ * (sg_exchange_set_handler). The response goes back through the
+ * downstream ops below; `pending` lets the handler stop reading the
+ * upstream while the client is slow. */
 #ifndef SG_EXCHANGE_EXCHANGE_H
 #define SG_EXCHANGE_EXCHANGE_H
 
@@ -139,30 +143,51 @@ struct sg_exchange {
     uint64_t file_left;
 
     sg_deferred resume;          /* re-pump a body source after the client drained */
+
+    const struct sg_exchange_handler *handler;   /* who answers (sg_exchange_init) */
 };
 
 /* Logs a message about this exchange to its location's error_log. */
 #define sg_ex_log(ex, level, ...) \
     sg_log_to((ex)->req.loc ? (ex)->req.loc->conf.error_log : NULL, (level), __VA_ARGS__)
 
+/* What downstream codecs call in whoever answers their exchanges. */
+typedef struct sg_exchange_handler {
+    /* Fields of its own in a new exchange (sg_exchange_init). May be NULL. */
+    void (*init)(sg_exchange *ex);
+    /* ex->req is filled (method, uri, args, headers, host, peer, local,
+     * group, start times, gen) and ex->req_length set: answer it. */
+    void (*start)(sg_exchange *ex);
+    void (*on_body)(sg_exchange *ex, const char *p, size_t n);
+    void (*on_body_end)(sg_exchange *ex);
+    /* The client's queue went below SG_LOW_WATER: produce more. */
+    void (*on_drain)(sg_exchange *ex);
+    /* The client is gone or the downstream failed: release everything. */
+    void (*on_abort)(sg_exchange *ex);
+    /* The codec is done with ex (complete or not): log it, release what
+     * the handler holds. The contract then releases the generation. */
+    void (*finish)(sg_exchange *ex);
+} sg_exchange_handler;
+
+/* Installs the handler of every exchange started from now on: the
+ * server's proxy core, or a stub where a codec is fuzzed. Called once
+ * before any connection is accepted. */
+void sg_exchange_set_handler(const sg_exchange_handler *h);
+
 /* ---- called by downstream codecs ---- */
 
-/* ex->req is filled (method, uri, args, headers, host, peer, local,
- * start times, gen) and ex->req_length set. Routes and starts answering. */
-void sg_exchange_start(sg_exchange *ex);
-void sg_exchange_on_body(sg_exchange *ex, const char *p, size_t n);
-void sg_exchange_on_body_end(sg_exchange *ex);
-/* The client's queue went below SG_LOW_WATER: produce more. */
-void sg_exchange_on_drain(sg_exchange *ex);
-/* The client is gone or the downstream failed: release everything. The
- * codec frees ex after sg_exchange_finish(). */
-void sg_exchange_on_abort(sg_exchange *ex);
-/* Logs the exchange and releases its upstream, file and generation.
- * Called once by the codec when it is done with ex (complete or not). */
-void sg_exchange_finish(sg_exchange *ex);
-
-/* Prepares ex->req common fields; the codec fills the rest. */
+/* Prepares ex->req common fields (arena, start times, generation, held
+ * for the exchange's life when w is not NULL); the codec fills the rest. */
 void sg_exchange_init(sg_exchange *ex, sg_worker *w, sg_conf *gen,
                       const sg_downstream_ops *down, void *down_ctx);
+
+static inline void sg_exchange_start(sg_exchange *ex) { ex->handler->start(ex); }
+static inline void sg_exchange_on_body(sg_exchange *ex, const char *p, size_t n) { ex->handler->on_body(ex, p, n); }
+static inline void sg_exchange_on_body_end(sg_exchange *ex) { ex->handler->on_body_end(ex); }
+static inline void sg_exchange_on_drain(sg_exchange *ex) { ex->handler->on_drain(ex); }
+/* The codec frees ex after sg_exchange_finish(). */
+static inline void sg_exchange_on_abort(sg_exchange *ex) { ex->handler->on_abort(ex); }
+/* Called once by the codec when it is done with ex (complete or not). */
+void sg_exchange_finish(sg_exchange *ex);
 
 #endif

@@ -1,6 +1,6 @@
 /* The protocol-neutral view of one request, as the router, the variables,
- * the access log and the proxy core see it. Downstream codecs (HTTP/1.1
- * today, HTTP/2 later) fill it; nothing here knows how the bytes arrived.
+ * the access log and the proxy core see it. Downstream codecs (HTTP/1.1,
+ * HTTP/2) fill it; nothing here knows how the bytes arrived.
  * All slices point into the codec's buffers or into `arena`, which lives
  * exactly as long as the request. */
 #ifndef SG_EXCHANGE_REQUEST_H
@@ -16,10 +16,21 @@ struct sg_conf;
 struct sg_server_conf;
 struct sg_location;
 
+/* What a codec found out about a header field, for the side that
+ * forwards it (the HTTP/1.1 parser computes the same bits, SG_H1_HDR_*). */
+enum {
+    /* Hop-by-hop: Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade,
+     * Trailer, or named by a Connection token. Never forwarded as it is. */
+    SG_HDR_HOP = 1u << 0,
+    /* Not forwarded although end-to-end: a Content-Length that
+     * Transfer-Encoding overrides (RFC 9112 6.3 rule 3). */
+    SG_HDR_DROP = 1u << 1,
+};
+
 typedef struct sg_header {
     sg_str name;
     sg_str value;
-    uint32_t flags;            /* SG_H1_HDR_* from the parser (hop-by-hop...) */
+    uint32_t flags;            /* SG_HDR_* */
 } sg_header;
 
 #define SG_MAX_CAPTURES 10     /* $0..$9 */

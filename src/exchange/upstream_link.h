@@ -1,14 +1,17 @@
 /* The upstream side of an exchange: what the proxy core asks of an
- * upstream codec (HTTP/1.1 client now; an HTTP/2 stream later), and the
- * events the codec reports back. The request is protocol-neutral: method,
- * path, authority and end-to-end headers; the codec adds its framing. */
+ * upstream codec (the HTTP/1.1 client, a stream of the HTTP/2 client),
+ * and the events the codec reports back through the link's events table.
+ * Both heads are protocol-neutral: the codec adds and removes its own
+ * framing, so the core reads an HTTP/2 response exactly as an HTTP/1.1
+ * one. Codecs never call the proxy core by name: whoever opens a link
+ * gives it the table (the proxy core in the server; a stub when a codec
+ * is fuzzed or unit-tested). */
 #ifndef SG_EXCHANGE_UPSTREAM_LINK_H
 #define SG_EXCHANGE_UPSTREAM_LINK_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include "core/buf.h"
-#include "http/h1_parser.h"
 #include "exchange/request.h"
 
 typedef struct sg_exchange sg_exchange;
@@ -26,7 +29,7 @@ typedef struct sg_upstream_request {
      * goes without body framing and is the whole request; a 101 answer
      * makes the link raw: send_data writes bytes as they are, send_end
      * is a FIN (once the queue is written), and everything after the 101
-     * comes back through sg_proxy_up_data until the peer closes. */
+     * comes back through the data event until the peer closes. */
     bool upgrade;
     /* RFC 8441 extended CONNECT (HTTP/2 links only): the :protocol asked
      * for, method CONNECT. The stream is a tunnel from the start: no
@@ -35,30 +38,20 @@ typedef struct sg_upstream_request {
     sg_str protocol;
 } sg_upstream_request;
 
-typedef struct sg_upstream_link_ops {
-    void (*send_head)(sg_upstream_link *l, const sg_upstream_request *req);
-    void (*send_data)(sg_upstream_link *l, const char *p, size_t n);
-    void (*send_end)(sg_upstream_link *l);
-    size_t (*pending)(sg_upstream_link *l);
-    void (*want_response)(sg_upstream_link *l, bool on);
-    /* The exchange is done with the link: back to the pool if the
-     * message exchange was complete and clean, else closed. */
-    void (*release)(sg_upstream_link *l);
-    void (*close)(sg_upstream_link *l);
-    /* Called during sg_proxy_up_head() of a 101 on an upgrade request:
-     * gives the socket up for a tunnel. Unsent request bytes move into
-     * *to_upstream (empty on entry), bytes that followed the 101 are
-     * appended to *to_client, and the connection's TLS state (NULL when
-     * plain) goes to *tls. The link is gone afterwards. Returns the fd,
-     * -1 if this codec cannot (a multiplexed HTTP/2 connection). */
-    int (*detach)(sg_upstream_link *l, sg_outq *to_upstream, sg_outq *to_client, sg_tls_conn **tls);
-} sg_upstream_link_ops;
-
-struct sg_upstream_link {
-    const sg_upstream_link_ops *ops;
-    sg_exchange *ex;
-    bool reused;                  /* came from the keep-alive pool */
-};
+/* A response head as an upstream codec reports it. `headers` are every
+ * field the peer sent, in order, flagged SG_HDR_HOP / SG_HDR_DROP where
+ * they must not be forwarded (a 101's Upgrade among them); pseudo-fields
+ * are not included. Valid during the head event only. */
+typedef struct sg_upstream_response {
+    int status;                   /* final status: 1xx heads other than 101 are the codec's */
+    const sg_header *headers;
+    size_t nheaders;
+    bool has_body;                /* false: no body follows (HEAD, 204, 304, END_STREAM) */
+    /* With a body: its length, or -1 when it is streamed (chunked, an
+     * HTTP/2 stream without content-length, until close). Without one:
+     * the length the peer announced (a HEAD answer's), else 0. */
+    int64_t content_length;
+} sg_upstream_response;
 
 typedef enum sg_up_error {
     SG_UP_CONNECT,                /* connect() failed */
@@ -72,12 +65,46 @@ typedef enum sg_up_error {
     SG_UP_UNSUPPORTED,
 } sg_up_error;
 
-/* ---- events from upstream codecs to the core (proxy/proxy.c) ---- */
-void sg_proxy_up_connected(sg_exchange *ex);
-void sg_proxy_up_error(sg_exchange *ex, sg_up_error err, bool nothing_received);
-void sg_proxy_up_head(sg_exchange *ex, const sg_h1_message *resp);
-void sg_proxy_up_data(sg_exchange *ex, const char *p, size_t n);
-void sg_proxy_up_end(sg_exchange *ex);
-void sg_proxy_up_drain(sg_exchange *ex);   /* upstream queue below the low mark */
+/* What an upstream codec reports, in this order: connected (only when the
+ * link was not ready at open), then head, data..., end; or error at any
+ * point, after which the link is gone. drain: the request queue went
+ * below SG_LOW_WATER, send more body. */
+typedef struct sg_upstream_events {
+    void (*connected)(sg_exchange *ex);
+    void (*error)(sg_exchange *ex, sg_up_error err, bool nothing_received);
+    void (*head)(sg_exchange *ex, const sg_upstream_response *resp);
+    void (*data)(sg_exchange *ex, const char *p, size_t n);
+    /* The response is complete. `trailers` (lowercase names, no pseudo-
+     * fields; n may be 0) are valid during the call only: the handler
+     * releases or closes the link in it. */
+    void (*end)(sg_exchange *ex, const sg_header *trailers, size_t ntrailers);
+    void (*drain)(sg_exchange *ex);
+} sg_upstream_events;
+
+typedef struct sg_upstream_link_ops {
+    void (*send_head)(sg_upstream_link *l, const sg_upstream_request *req);
+    void (*send_data)(sg_upstream_link *l, const char *p, size_t n);
+    void (*send_end)(sg_upstream_link *l);
+    size_t (*pending)(sg_upstream_link *l);
+    void (*want_response)(sg_upstream_link *l, bool on);
+    /* The exchange is done with the link: back to the pool if the
+     * message exchange was complete and clean, else closed. */
+    void (*release)(sg_upstream_link *l);
+    void (*close)(sg_upstream_link *l);
+    /* Called during the head event of a 101 on an upgrade request:
+     * gives the socket up for a tunnel. Unsent request bytes move into
+     * *to_upstream (empty on entry), bytes that followed the 101 are
+     * appended to *to_client, and the connection's TLS state (NULL when
+     * plain) goes to *tls. The link is gone afterwards. Returns the fd,
+     * -1 if this codec cannot (a multiplexed HTTP/2 connection). */
+    int (*detach)(sg_upstream_link *l, sg_outq *to_upstream, sg_outq *to_client, sg_tls_conn **tls);
+} sg_upstream_link_ops;
+
+struct sg_upstream_link {
+    const sg_upstream_link_ops *ops;
+    const sg_upstream_events *ev; /* where the codec reports (set by the opener) */
+    sg_exchange *ex;
+    bool reused;                  /* came from the keep-alive pool */
+};
 
 #endif

@@ -19,6 +19,7 @@
  * connections are keyed by their client context and SNI / verified name
  * (upstream/pool.h: sg_tls_key). */
 #include "http/h1_client.h"
+#include "http/h1_parser.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -98,7 +99,7 @@ static void report_error(sg_h1_upconn *c, sg_up_error err)
     upconn_close(c);
     if (ex) {
         ex->up = NULL;
-        sg_proxy_up_error(ex, err, nothing);
+        c->link.ev->error(ex, err, nothing);
     }
 }
 
@@ -136,7 +137,7 @@ static void do_flush(sg_h1_upconn *c)
     }
     fin_if_drained(c);
     if (before >= SG_LOW_WATER && c->out.bytes < SG_LOW_WATER && c->link.ex)
-        sg_proxy_up_drain(c->link.ex);
+        c->link.ev->drain(c->link.ex);
 }
 
 static void on_flush(sg_deferred *d)
@@ -366,20 +367,20 @@ static void response_end(sg_h1_upconn *c)
     keep_session(c);
     c->resp_done = true;
     sg_timer_disarm(&c->timer);
-    sg_proxy_up_end(c->link.ex);   /* the core releases or closes the link */
+    c->link.ev->end(c->link.ex, NULL, 0);   /* the core releases or closes the link */
 }
 
 static size_t process_body(sg_h1_upconn *c, const char *p, size_t n)
 {
     sg_exchange *ex = c->link.ex;
     if (c->body_kind == SG_H1_BODY_UNTIL_CLOSE) {
-        sg_proxy_up_data(ex, p, n);
+        c->link.ev->data(ex, p, n);
         return n;
     }
     if (c->body_kind == SG_H1_BODY_LENGTH) {
         size_t k = n < c->body_left ? n : (size_t)c->body_left;
         c->body_left -= k;
-        if (k) sg_proxy_up_data(ex, p, k);
+        if (k) c->link.ev->data(ex, p, k);
         if (c->body_left == 0 && still_ours(c, ex)) response_end(c);
         return k;
     }
@@ -394,7 +395,7 @@ static size_t process_body(sg_h1_upconn *c, const char *p, size_t n)
             report_error(c, SG_UP_INVALID);
             return n;
         }
-        if (r == SG_CHUNKED_DATA && dlen) sg_proxy_up_data(ex, data, dlen);
+        if (r == SG_CHUNKED_DATA && dlen) c->link.ev->data(ex, data, dlen);
         if (r == SG_CHUNKED_END) {
             if (still_ours(c, ex)) response_end(c);
             break;
@@ -402,6 +403,34 @@ static size_t process_body(sg_h1_upconn *c, const char *p, size_t n)
         if (r == SG_CHUNKED_MORE) break;
     }
     return used;
+}
+
+_Static_assert((unsigned)SG_H1_HDR_HOP == (unsigned)SG_HDR_HOP && (unsigned)SG_H1_HDR_DROP == (unsigned)SG_HDR_DROP,
+               "the parser's header flags are the exchange's");
+
+/* The parser's head as the core reads it: the same fields, nothing of
+ * HTTP/1.1's framing but what it tells about the body. */
+static void report_head(sg_h1_upconn *c, const sg_h1_message *m)
+{
+    sg_header h[SG_H1_MAX_HEADERS];
+    for (size_t i = 0; i < m->num_headers; i++)
+        h[i] = (sg_header){ m->headers[i].name, m->headers[i].value, m->headers[i].flags };
+    int64_t clen = -1;
+    if (m->body == SG_H1_BODY_LENGTH) {
+        clen = (int64_t)m->content_length;
+    } else if (m->body == SG_H1_BODY_NONE) {
+        const sg_h1_header *cl = sg_h1_find(m, "content-length");
+        uint64_t v = 0;
+        if (cl && sg_str_to_u64(cl->value, &v)) clen = (int64_t)v;
+    }
+    sg_upstream_response resp = {
+        .status = m->status,
+        .headers = h,
+        .nheaders = m->num_headers,
+        .has_body = m->body != SG_H1_BODY_NONE,
+        .content_length = clen,
+    };
+    c->link.ev->head(c->link.ex, &resp);
 }
 
 /* A 101 to our upgrade request: from now on bytes are raw. The core
@@ -419,7 +448,7 @@ static void switch_protocols(sg_h1_upconn *c, const sg_h1_message *m, const char
     c->read_timeout_ms = lc->proxy_read_timeout_set ? lc->proxy_read_timeout_ms : lc->proxy_tunnel_timeout_ms;
     c->rest = rest;
     c->nrest = nrest;
-    sg_proxy_up_head(c->link.ex, m);
+    report_head(c, m);
     c->rest = NULL;
     c->nrest = 0;
 }
@@ -465,7 +494,7 @@ static size_t process_buf(sg_h1_upconn *c, const char *buf, size_t len)
             c->body_left = m.body == SG_H1_BODY_LENGTH ? m.content_length : 0;
             c->resp_keep_alive = m.keep_alive && m.body != SG_H1_BODY_UNTIL_CLOSE;
             sg_chunked_init(&c->chunked);
-            sg_proxy_up_head(ex, &m);
+            report_head(c, &m);
             if (still_ours(c, ex) && m.body == SG_H1_BODY_NONE) response_end(c);
             continue;
         }
@@ -549,7 +578,7 @@ static void connected(sg_h1_upconn *c, bool readable)
     sg_timer_disarm(&c->timer);
     if (readable) c->readable = true;
     sg_exchange *ex = c->link.ex;
-    if (ex) sg_proxy_up_connected(ex);
+    if (ex) c->link.ev->connected(ex);
 }
 
 /* Advances the handshake; the connect timer still runs meanwhile. On
@@ -715,7 +744,8 @@ static void bind_exchange(sg_h1_upconn *c, sg_exchange *ex)
     c->timer.cb = on_timeout;
 }
 
-sg_upstream_link *sg_h1_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer, bool *ready)
+sg_upstream_link *sg_h1_client_open(sg_exchange *ex, const sg_upstream_events *ev, sg_upstream_rt *rt,
+                                    sg_peer *peer, bool *ready)
 {
     sg_worker *w = ex->w;
     sg_pool *pool = &rt->pools[sg_worker_id(w)];
@@ -732,6 +762,7 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer
         sg_timer_disarm(&c->timer);
         c->state = C_ACTIVE;
         c->link.reused = true;
+        c->link.ev = ev;
         bind_exchange(c, ex);
         *ready = true;
         return &c->link;
@@ -745,6 +776,7 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer
     }
     sg_h1_upconn *c = sg_xcalloc(1, sizeof(*c));
     c->link.ops = &h1_link_ops;
+    c->link.ev = ev;
     c->io.fd = fd;
     c->io.on_event = on_event;
     c->node.peer = peer;

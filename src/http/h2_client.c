@@ -10,7 +10,7 @@
  * - Setup: a stream placed on a connection still being set up waits until
  *   the peer's first SETTINGS arrived (its concurrency limit is known
  *   then; streams beyond it move to another connection); only then does
- *   the core hear sg_proxy_up_connected(). A connection that fails before
+ *   the link report `connected`. A connection that fails before
  *   that fails its streams as connect errors, so the core tries the next
  *   peer; a peer that does not speak HTTP/2 is such a failure.
  * - TLS: the handshake runs once connect() completed, under the same
@@ -49,6 +49,7 @@
  * Connections are torn down outside nghttp2 calls, and memory is freed at
  * the end of the loop iteration, never under a caller's feet. */
 #include "http/h2_client.h"
+#include "http/h1_parser.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -149,7 +150,7 @@ typedef struct h2_stream {
     char *nvmem;
     sg_outq body;                       /* request body not framed yet */
     hblock hb;                        /* response head, then trailers */
-    sg_h1_header *trailers;
+    sg_header *trailers;
     size_t ntrailers;
     sg_inbuf held;                    /* response DATA the exchange did not want yet */
     size_t held_off;                  /* delivered part of `held` */
@@ -203,27 +204,6 @@ struct h2_conn {
 };
 
 #define CONN_OF(mp) ((h2_conn *)((char *)(mp) - offsetof(h2_conn, m)))
-
-/* What the codec calls in the core: the exchange API, or a stub when
- * fuzzing (sg_h2_client_fuzz has no worker, configuration or exchange). */
-typedef struct h2_core {
-    void (*connected)(sg_exchange *ex);
-    void (*error)(sg_exchange *ex, sg_up_error err, bool nothing_received);
-    void (*head)(sg_exchange *ex, const sg_h1_message *resp);
-    void (*data)(sg_exchange *ex, const char *p, size_t n);
-    void (*end)(sg_exchange *ex);
-    void (*drain)(sg_exchange *ex);
-} h2_core;
-
-static const h2_core real_core = {
-    .connected = sg_proxy_up_connected,
-    .error = sg_proxy_up_error,
-    .head = sg_proxy_up_head,
-    .data = sg_proxy_up_data,
-    .end = sg_proxy_up_end,
-    .drain = sg_proxy_up_drain,
-};
-static const h2_core *core = &real_core;
 
 static const sg_upstream_link_ops h2_link_ops;
 static void conn_close(h2_conn *c, sg_up_error active_err, sg_up_error waiting_err);
@@ -360,7 +340,7 @@ static void stream_fail(h2_stream *st, sg_up_error err)
     link_drop(st);
     if (ex) {
         ex->up = NULL;
-        core->error(ex, err, nothing);
+        st->link.ev->error(ex, err, nothing);
     }
 }
 
@@ -443,7 +423,7 @@ static void reopen(h2_stream *st, h2_conn *avoid)
 static void start_stream(h2_stream *st)
 {
     if (st->head_given) submit(st);
-    else core->connected(st->link.ex);
+    else st->link.ev->connected(st->link.ex);
 }
 
 /* ---------- the request ---------- */
@@ -562,46 +542,37 @@ static void submit(h2_stream *st)
 
 /* ---------- the response ---------- */
 
-static void fill_message(h2_stream *st, sg_h1_message *m, bool end_stream)
-{
-    const hblock *h = &st->hb;
-    memset(m, 0, sizeof(*m));
-    m->status = h->status;
-    m->minor_version = 1;
-    m->keep_alive = true;
-    bool has_clen = false;
-    uint64_t clen = 0;
-    for (size_t i = 0; i < h->n; i++) {
-        sg_h1_header *x = &m->headers[m->num_headers++];
-        x->name = hblock_str(h, h->f[i].name, h->f[i].nlen);
-        x->value = hblock_str(h, h->f[i].value, h->f[i].vlen);
-        /* as the HTTP/1.1 parser: Trailer only announces trailers of this hop */
-        if (sg_str_eq_lit(x->name, "trailer")) x->flags = SG_H1_HDR_HOP;
-        if (sg_str_eq_lit(x->name, "content-length")) has_clen = sg_str_to_u64(x->value, &clen);
-    }
-    int s = h->status;
-    if (end_stream || st->is_head || s == 204 || s == 304) {
-        m->body = SG_H1_BODY_NONE;
-    } else if (has_clen) {
-        m->body = SG_H1_BODY_LENGTH;
-        m->content_length = clen;
-    } else {
-        m->body = SG_H1_BODY_CHUNKED;   /* length unknown: streamed */
-    }
-}
-
+/* The head as the core reads it: its fields (Trailer is of this hop only,
+ * as the HTTP/1.1 parser says) and what they tell about the body. */
 static void response_head(h2_stream *st, bool end_stream)
 {
-    if (st->hb.status < 200) {   /* 1xx: the final head follows */
+    const hblock *h = &st->hb;
+    if (h->status < 200) {   /* 1xx: the final head follows */
         hblock_reset(&st->hb);
         return;
     }
-    sg_h1_message m;
-    fill_message(st, &m, end_stream);
+    sg_header small[32];   /* most heads: no allocation */
+    sg_header *f = h->n > 32 ? sg_xmalloc(sizeof(sg_header) * h->n) : small;
+    int64_t clen = -1;
+    for (size_t i = 0; i < h->n; i++) {
+        f[i] = (sg_header){ hblock_str(h, h->f[i].name, h->f[i].nlen), hblock_str(h, h->f[i].value, h->f[i].vlen), 0 };
+        if (sg_str_eq_lit(f[i].name, "trailer")) f[i].flags = SG_HDR_HOP;
+        uint64_t v;
+        if (sg_str_eq_lit(f[i].name, "content-length") && sg_str_to_u64(f[i].value, &v)) clen = (int64_t)v;
+    }
+    int s = h->status;
+    sg_upstream_response resp = {
+        .status = s,
+        .headers = f,
+        .nheaders = h->n,
+        .has_body = !(end_stream || st->is_head || s == 204 || s == 304),
+        .content_length = clen,
+    };
     st->head_done = true;
     free_request(st);            /* processed: never reopened now */
     arm_read(st);
-    core->head(st->link.ex, &m);
+    st->link.ev->head(st->link.ex, &resp);
+    if (f != small) free(f);
     hblock_reset(&st->hb);
 }
 
@@ -609,17 +580,17 @@ static void trailers_done(h2_stream *st)
 {
     const hblock *h = &st->hb;
     free(st->trailers);
-    st->trailers = h->n ? sg_xmalloc(sizeof(sg_h1_header) * h->n) : NULL;
+    st->trailers = h->n ? sg_xmalloc(sizeof(sg_header) * h->n) : NULL;
     st->ntrailers = h->n;
     for (size_t i = 0; i < h->n; i++)
-        st->trailers[i] = (sg_h1_header){ hblock_str(h, h->f[i].name, h->f[i].nlen),
+        st->trailers[i] = (sg_header){ hblock_str(h, h->f[i].name, h->f[i].nlen),
                                           hblock_str(h, h->f[i].value, h->f[i].vlen), 0 };
 }
 
 static void report_end(h2_stream *st)
 {
     st->end_reported = true;
-    core->end(st->link.ex);   /* the core releases the link */
+    st->link.ev->end(st->link.ex, st->trailers, st->ntrailers);   /* the core releases the link */
 }
 
 static void conn_keep_session(h2_conn *c);
@@ -653,7 +624,7 @@ static void deliver_held(h2_stream *st)
         st->held_off += n;
         give_back(st, n);
         arm_read(st);
-        core->data(st->link.ex, p, n);
+        st->link.ev->data(st->link.ex, p, n);
     }
     if (!st->link.ex) return;   /* `held` goes with the stream */
     if (st->held_off == st->held.len && st->held.len) {
@@ -674,7 +645,7 @@ static void on_notify(sg_deferred *d)
     }
     if (st->drain_due) {
         st->drain_due = false;
-        if (st->link.ex) core->drain(st->link.ex);
+        if (st->link.ex) st->link.ev->drain(st->link.ex);
     }
     deliver_held(st);
 }
@@ -761,7 +732,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     if (st->want_resp && st->held_off == st->held.len) {
         nghttp2_session_consume(s, id, len);
         arm_read(st);
-        core->data(st->link.ex, (const char *)data, len);
+        st->link.ev->data(st->link.ex, (const char *)data, len);
         return 0;
     }
     sg_inbuf_append(&st->held, (const char *)data, len);
@@ -1390,17 +1361,6 @@ static const sg_upstream_link_ops h2_link_ops = {
     .detach = link_detach,
 };
 
-size_t sg_h2_client_trailers(const sg_upstream_link *l, const sg_h1_header **out)
-{
-    if (!l || l->ops != &h2_link_ops) {
-        *out = NULL;
-        return 0;
-    }
-    const h2_stream *st = (const h2_stream *)l;
-    *out = st->trailers;
-    return st->ntrailers;
-}
-
 /* ---------- opening ---------- */
 
 static h2_stream *stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer)
@@ -1433,9 +1393,11 @@ static h2_stream *stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer)
     return st;
 }
 
-sg_upstream_link *sg_h2_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer, bool *ready)
+sg_upstream_link *sg_h2_client_open(sg_exchange *ex, const sg_upstream_events *ev, sg_upstream_rt *rt,
+                                    sg_peer *peer, bool *ready)
 {
     h2_stream *st = stream_new(ex, rt, peer);
+    st->link.ev = ev;
     if (!place(st, NULL, ready)) {
         free(st);
         return NULL;
@@ -1522,9 +1484,9 @@ static void fuzz_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
     ex->up = NULL;
 }
 
-static void fuzz_head(sg_exchange *ex, const sg_h1_message *m)
+static void fuzz_head(sg_exchange *ex, const sg_upstream_response *m)
 {
-    for (size_t i = 0; i < m->num_headers; i++) {
+    for (size_t i = 0; i < m->nheaders; i++) {
         fuzz_touch(m->headers[i].name.p, m->headers[i].name.n);
         fuzz_touch(m->headers[i].value.p, m->headers[i].value.n);
     }
@@ -1539,10 +1501,8 @@ static void fuzz_data(sg_exchange *ex, const char *p, size_t n)
     else fuzz_pause(ex);
 }
 
-static void fuzz_end(sg_exchange *ex)
+static void fuzz_end(sg_exchange *ex, const sg_header *t, size_t n)
 {
-    const sg_h1_header *t;
-    size_t n = sg_h2_client_trailers(ex->up, &t);
     for (size_t i = 0; i < n; i++) {
         fuzz_touch(t[i].name.p, t[i].name.n);
         fuzz_touch(t[i].value.p, t[i].value.n);
@@ -1556,7 +1516,7 @@ static void fuzz_nop(sg_exchange *ex)
 {
 }
 
-static const h2_core fuzz_core = {
+static const sg_upstream_events fuzz_events = {
     .connected = fuzz_connected,
     .error = fuzz_error,
     .head = fuzz_head,
@@ -1576,6 +1536,7 @@ static h2_stream *fuzz_stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *
 {
     h2_stream *st = sg_xcalloc(1, sizeof(*st));
     st->link.ops = &h2_link_ops;
+    st->link.ev = &fuzz_events;
     st->link.ex = ex;
     st->rt = rt;
     st->peer = peer;
@@ -1643,7 +1604,6 @@ void sg_h2_client_fuzz(const uint8_t *data, size_t size)
     }
     int lfd = fuzz_listener(&sc);
     if (size < 2 || lfd < 0) return;
-    core = &fuzz_core;
     memset(&fz, 0, sizeof(fz));
     memset(&rt->pools[0], 0, sizeof(sg_pool));
     fz.opt = data[0];

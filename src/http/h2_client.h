@@ -6,22 +6,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include "http/h1_parser.h"
 #include "exchange/upstream_link.h"
 #include "upstream/pool.h"
 
-/* A stream to `peer` for exchange ex, with the contract of
- * sg_h1_client_open(): on a connection that is up (*ready = true, send at
- * once), or queued on a connection still being set up (*ready = false;
- * sg_proxy_up_connected() follows once the peer's SETTINGS arrived, or
- * sg_proxy_up_error()). NULL if a socket could not even be created. */
-sg_upstream_link *sg_h2_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer, bool *ready);
-
-/* The trailer fields that ended the response on link l (HTTP/2 links
- * only; 0 for any other link or a response without trailers). Valid from
- * the moment sg_proxy_up_end() is called until the link is released or
- * closed; names are lowercase, pseudo-fields are not included. */
-size_t sg_h2_client_trailers(const sg_upstream_link *l, const sg_h1_header **out);
+/* A stream to `peer` for exchange ex, reporting through `ev`, with the
+ * contract of sg_h1_client_open(): on a connection that is up (*ready =
+ * true, send at once), or queued on a connection still being set up
+ * (*ready = false; ev->connected follows once the peer's SETTINGS
+ * arrived, or ev->error). NULL if a socket could not even be created.
+ * Response trailers come with ev->end. */
+sg_upstream_link *sg_h2_client_open(sg_exchange *ex, const sg_upstream_events *ev, sg_upstream_rt *rt,
+                                    sg_peer *peer, bool *ready);
 
 #ifdef SG_FUZZING
 #include <stdint.h>

@@ -146,21 +146,7 @@ struct h2_conn {
     bool closed;
 };
 
-/* What the codec calls in the core: the exchange API, or a stub when
- * fuzzing (tests/fuzz/fuzz_h2_server.c has no worker or configuration). */
-typedef struct h2_core {
-    void (*init)(h2_conn *c, h2_stream *st);
-    void (*start)(sg_exchange *ex);
-    void (*on_body)(sg_exchange *ex, const char *p, size_t n);
-    void (*on_body_end)(sg_exchange *ex);
-    void (*on_drain)(sg_exchange *ex);
-    void (*on_abort)(sg_exchange *ex);
-    void (*finish)(sg_exchange *ex);
-} h2_core;
-
 static const sg_downstream_ops h2_down_ops;
-static const h2_core real_core;
-static const h2_core *core = &real_core;
 
 static void conn_close(h2_conn *c);
 static void schedule_flush(h2_conn *c);
@@ -289,7 +275,7 @@ static h2_stream *stream_new(h2_conn *c, int32_t id)
     st->send_ms = c->set.send_ms;
     st->body_ms = 60000;
     st->last_rx_ms = now_ms(c);
-    core->init(c, st);
+    sg_exchange_init(st->ex, c->w, c->w ? sg_worker_conf(c->w) : NULL, &h2_down_ops, st);
     list_insert(&c->streams, st);
     c->nstreams++;
     sg_timer_disarm(&c->idle_timer);
@@ -302,7 +288,7 @@ static void stream_free(h2_stream *st)
     sg_timer_disarm(&st->read_timer);
     sg_timer_disarm(&st->send_timer);
     if (st->ex) {
-        core->finish(st->ex);
+        sg_exchange_finish(st->ex);
         sg_arena_free(&st->ex->req.arena);
         free(st->ex);
     }
@@ -319,7 +305,7 @@ static void stream_abort_ex(h2_stream *st)
     if (!st->started || st->ex_aborted || st->ex->resp_done) return;
     st->ex_aborted = true;
     st->ex->aborted = true;
-    core->on_abort(st->ex);
+    sg_exchange_on_abort(st->ex);
 }
 
 /* nghttp2 is done with the stream: end the exchange at the end of the
@@ -556,7 +542,7 @@ static void request_ready(h2_conn *c, h2_stream *st, const nghttp2_frame *f)
     c->requests++;
     if (c->set.max_requests && c->requests >= c->set.max_requests) start_graceful(c);
     st->started = true;
-    core->start(ex);   /* may answer at once */
+    sg_exchange_start(ex);   /* may answer at once */
 }
 
 /* ---------- request: body ---------- */
@@ -564,7 +550,7 @@ static void request_ready(h2_conn *c, h2_stream *st, const nghttp2_frame *f)
 static void deliver(h2_stream *st, const char *p, size_t n)
 {
     nghttp2_session_consume_stream(st->c->sess, st->id, n);
-    core->on_body(st->ex, p, n);
+    sg_exchange_on_body(st->ex, p, n);
 }
 
 /* http2_body_preread_size bounds only what is buffered before the core
@@ -592,7 +578,7 @@ static void try_body_end(h2_stream *st)
     if (!st->in_ended || st->in.len || st->body_end_sent || !body_wanted(st)) return;
     st->body_end_sent = true;
     sg_timer_disarm(&st->read_timer);
-    if (st->ex->req_length != 0) core->on_body_end(st->ex);
+    if (st->ex->req_length != 0) sg_exchange_on_body_end(st->ex);
 }
 
 /* Hands held bytes over while the exchange keeps wanting them. */
@@ -1058,7 +1044,7 @@ static void wake_drained(h2_conn *c)
         sg_exchange *ex = st->ex;
         if (st->started && ex->waiting_drain && st->out.bytes < SG_LOW_WATER && !st->ex_aborted) {
             ex->waiting_drain = false;
-            core->on_drain(ex);
+            sg_exchange_on_drain(ex);
         }
     }
 }
@@ -1587,23 +1573,6 @@ static h2_conn *conn_new(sg_worker *w, sg_loop *loop, int fd, const struct socka
     return c;
 }
 
-/* ---------- the core, for real ---------- */
-
-static void real_init(h2_conn *c, h2_stream *st)
-{
-    sg_exchange_init(st->ex, c->w, sg_worker_conf(c->w), &h2_down_ops, st);
-}
-
-static const h2_core real_core = {
-    .init = real_init,
-    .start = sg_exchange_start,
-    .on_body = sg_exchange_on_body,
-    .on_body_end = sg_exchange_on_body_end,
-    .on_drain = sg_exchange_on_drain,
-    .on_abort = sg_exchange_on_abort,
-    .finish = sg_exchange_finish,
-};
-
 void sg_h2_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
                          const struct sockaddr *local, socklen_t locallen,
                          const char *pre, size_t npre)
@@ -1636,14 +1605,6 @@ void sg_h2_server_accept_tls(sg_worker *w, int fd, sg_tls_conn *tls, const struc
 /* A stub core: answers each request at once, or after its body, or
  * aborts it, depending on the stream id, so that every path of the codec
  * (queues, deferred data, resets, drains) runs without a worker. */
-static void fuzz_init(h2_conn *c, h2_stream *st)
-{
-    sg_arena_init(&st->ex->req.arena, 4096);
-    st->ex->down = &h2_down_ops;
-    st->ex->down_ctx = st;
-    st->ex->file_fd = -1;
-}
-
 static void fuzz_respond(sg_exchange *ex)
 {
     static const char body[] = "fuzz response body\n";
@@ -1680,8 +1641,7 @@ static void fuzz_nop(sg_exchange *ex)
 {
 }
 
-static const h2_core fuzz_core = {
-    .init = fuzz_init,
+static const sg_exchange_handler fuzz_handler = {
     .start = fuzz_start,
     .on_body = fuzz_on_body,
     .on_body_end = fuzz_on_body_end,
@@ -1701,7 +1661,7 @@ void sg_h2_server_fuzz(const uint8_t *data, size_t size)
 {
     static sg_loop *loop;
     if (!loop) loop = sg_loop_new();
-    core = &fuzz_core;
+    sg_exchange_set_handler(&fuzz_handler);
     int sv[2];
     if (size < 1 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0) return;
     h2_settings set;

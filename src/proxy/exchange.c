@@ -1,5 +1,7 @@
-/* Exchange lifecycle: routing a new request, feeding its body to whoever
- * answers it, and the end (access log, releasing the generation). */
+/* The exchange handler of the server: routing a new request, choosing
+ * between proxying it and answering it here, feeding its body to whoever
+ * answers it, and the end (access log). Downstream codecs reach it only
+ * through the table at the bottom (exchange/exchange.h). */
 #include "exchange/exchange.h"
 
 #include <stdlib.h>
@@ -21,18 +23,8 @@ static void on_resume(sg_deferred *d)
     sg_respond_file_pump(ex);
 }
 
-void sg_exchange_init(sg_exchange *ex, sg_worker *w, sg_conf *gen, const sg_downstream_ops *down,
-                      void *down_ctx)
+static void exchange_init(sg_exchange *ex)
 {
-    ex->w = w;
-    ex->down = down;
-    ex->down_ctx = down_ctx;
-    ex->file_fd = -1;
-    sg_arena_init(&ex->req.arena, 4096);
-    ex->req.gen = gen;
-    sg_worker_gen_hold(w, gen);
-    clock_gettime(CLOCK_MONOTONIC, &ex->req.start_mono);
-    clock_gettime(CLOCK_REALTIME, &ex->req.start_real);
     sg_deferred_init(&ex->resume, on_resume);
 }
 
@@ -48,7 +40,7 @@ static const sg_listen_group *group_for(const sg_conf *gen, const struct sockadd
     return wild;
 }
 
-void sg_exchange_start(sg_exchange *ex)
+static void exchange_start(sg_exchange *ex)
 {
     sg_http_req *r = &ex->req;
     const sg_listen_group *g = group_for(r->gen, r->local);
@@ -88,7 +80,7 @@ static void body_too_large(sg_exchange *ex)
     else ex->down->abort(ex);
 }
 
-void sg_exchange_on_body(sg_exchange *ex, const char *p, size_t n)
+static void exchange_on_body(sg_exchange *ex, const char *p, size_t n)
 {
     ex->req_body_bytes += n;
     /* A gRPC stream is not one body: counting all its messages against
@@ -107,13 +99,13 @@ void sg_exchange_on_body(sg_exchange *ex, const char *p, size_t n)
     if (ex->up->ops->pending(ex->up) > SG_HIGH_WATER) ex->down->want_body(ex, false);
 }
 
-void sg_exchange_on_body_end(sg_exchange *ex)
+static void exchange_on_body_end(sg_exchange *ex)
 {
     ex->req_body_done = true;
     if (ex->up) ex->up->ops->send_end(ex->up);
 }
 
-void sg_exchange_on_drain(sg_exchange *ex)
+static void exchange_on_drain(sg_exchange *ex)
 {
     if (ex->up) ex->up->ops->want_response(ex->up, true);
     else if (ex->file_fd >= 0) sg_loop_defer(sg_worker_loop(ex->w), &ex->resume);
@@ -128,14 +120,14 @@ static void release_file(sg_exchange *ex)
     sg_loop_cancel(&ex->resume);
 }
 
-void sg_exchange_on_abort(sg_exchange *ex)
+static void exchange_on_abort(sg_exchange *ex)
 {
     ex->aborted = true;
     sg_proxy_detach(ex, false);
     release_file(ex);
 }
 
-void sg_exchange_finish(sg_exchange *ex)
+static void exchange_finish(sg_exchange *ex)
 {
     sg_grpc_call_end(ex);
     sg_proxy_detach(ex, false);
@@ -143,8 +135,14 @@ void sg_exchange_finish(sg_exchange *ex)
     /* nginx's 499: the client went away before it got a response */
     if (ex->aborted && !ex->resp_head_sent && ex->req.status == 0) ex->req.status = 499;
     if (ex->req.loc) sg_access_log_write(&ex->req);
-    sg_worker_gen_release(ex->w, ex->req.gen);
-    sg_strbuf_free(&ex->req.upstream_addr);
-    sg_strbuf_free(&ex->req.upstream_status);
-    sg_strbuf_free(&ex->req.upstream_response_time);
 }
+
+const sg_exchange_handler sg_proxy_exchange_handler = {
+    .init = exchange_init,
+    .start = exchange_start,
+    .on_body = exchange_on_body,
+    .on_body_end = exchange_on_body_end,
+    .on_drain = exchange_on_drain,
+    .on_abort = exchange_on_abort,
+    .finish = exchange_finish,
+};

@@ -197,7 +197,7 @@ static size_t upstream_headers(sg_exchange *ex, sg_header **out)
     bool h2_ws = ex->upgrade && ex->req.protocol.n;
     for (size_t i = 0; i < r->nheaders; i++) {
         const sg_header *c = &r->headers[i];
-        if (c->flags & SG_H1_HDR_HOP) continue;
+        if (c->flags & SG_HDR_HOP) continue;
         if (sg_str_caseeq_lit(c->name, "content-length") || sg_str_caseeq_lit(c->name, "expect"))
             continue;   /* framing is the codec's; 100-continue was answered here */
         /* h2c's settings mean nothing past this hop (h2c is never forwarded). */
@@ -252,13 +252,14 @@ static void send_request(sg_exchange *ex)
 
 static void proxy_try(sg_exchange *ex);
 static bool idempotent(sg_str m);
+static const sg_upstream_events link_events;
 
 /* proxy_http_version 2: a stream on a multiplexed HTTP/2 connection. */
 static sg_upstream_link *open_link(sg_exchange *ex, sg_peer *peer, bool *ready)
 {
     ex->up_reset = false;
-    if (loc_conf(ex)->proxy_http_version == 20) return sg_h2_client_open(ex, runtime(ex), peer, ready);
-    return sg_h1_client_open(ex, runtime(ex), peer, ready);
+    if (loc_conf(ex)->proxy_http_version == 20) return sg_h2_client_open(ex, &link_events, runtime(ex), peer, ready);
+    return sg_h1_client_open(ex, &link_events, runtime(ex), peer, ready);
 }
 
 static bool idempotent(sg_str m)
@@ -281,7 +282,7 @@ static bool may_retry(sg_exchange *ex, uint32_t flag, bool request_sent)
     return true;
 }
 
-void sg_proxy_up_connected(sg_exchange *ex)
+static void up_connected(sg_exchange *ex)
 {
     send_request(ex);
 }
@@ -321,7 +322,7 @@ static bool grpc_call_failed(sg_exchange *ex, int status, bool connect_failed)
     return true;
 }
 
-void sg_proxy_up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
+static void up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
 {
     ex->up = NULL;
     ex->down->want_body(ex, false);
@@ -388,7 +389,7 @@ static void proxy_try(sg_exchange *ex)
     bool ready = false;
     sg_upstream_link *l = open_link(ex, peer, &ready);
     if (!l) {
-        sg_proxy_up_error(ex, SG_UP_CONNECT, true);
+        up_error(ex, SG_UP_CONNECT, true);
         return;
     }
     ex->up = l;
@@ -566,9 +567,9 @@ static sg_str rewrite_location(sg_exchange *ex, sg_str v)
     return v;
 }
 
-static bool skip_response_header(const sg_h1_header *h)
+static bool skip_response_header(const sg_header *h)
 {
-    if (h->flags & SG_H1_HDR_HOP) return true;
+    if (h->flags & (SG_HDR_HOP | SG_HDR_DROP)) return true;
     /* Framing is ours; Server and Date are the proxy's own, as nginx. */
     return sg_str_caseeq_lit(h->name, "content-length") ||
            sg_str_caseeq_lit(h->name, "transfer-encoding") ||
@@ -587,11 +588,11 @@ static void tunnel_closed(const sg_tunnel_end *e, void *balancer, void *peer)
  * -Protocol, -Extensions... untouched); HTTP/1.1 clients also get the
  * Upgrade the backend chose, HTTP/2 clients neither it nor the Accept
  * (RFC 8441 5: the 200 carries no handshake of its own). */
-static size_t switch_headers(sg_exchange *ex, const sg_h1_message *m, sg_header *h, bool h2)
+static size_t switch_headers(sg_exchange *ex, const sg_upstream_response *m, sg_header *h, bool h2)
 {
     size_t n = 0;
-    for (size_t i = 0; i < m->num_headers; i++) {
-        const sg_h1_header *x = &m->headers[i];
+    for (size_t i = 0; i < m->nheaders; i++) {
+        const sg_header *x = &m->headers[i];
         if (sg_str_caseeq_lit(x->name, "upgrade")) {
             if (h2) continue;
         } else if (skip_response_header(x) || (h2 && sg_str_caseeq_lit(x->name, "sec-websocket-accept"))) {
@@ -637,9 +638,9 @@ static void hand_over(sg_exchange *ex)
 
 /* HTTP/2 client (RFC 8441): the stream becomes the tunnel (after a 101
  * from an HTTP/1.1 upstream, or a 2xx to an upstream extended CONNECT). */
-static void enter_tunnel_mode(sg_exchange *ex, const sg_h1_message *m)
+static void enter_tunnel_mode(sg_exchange *ex, const sg_upstream_response *m)
 {
-    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->num_headers + 1));
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
     size_t n = switch_headers(ex, m, h, true);
     ex->tunnel = true;
     sg_respond_head(ex, 200, h, n, -1, true);
@@ -648,10 +649,10 @@ static void enter_tunnel_mode(sg_exchange *ex, const sg_h1_message *m)
     else ex->down->want_body(ex, true);
 }
 
-static void switch_protocols(sg_exchange *ex, const sg_h1_message *m)
+static void switch_protocols(sg_exchange *ex, const sg_upstream_response *m)
 {
     append_list(&ex->req.upstream_status, "101", 3);
-    const char *bad = ex->upgrade ? sg_upgrade_check_101(m, ex->upgrade_offer, ex->ws_key)
+    const char *bad = ex->upgrade ? sg_upgrade_check_101(m->headers, m->nheaders, ex->upgrade_offer, ex->ws_key)
                                   : "101 to a request that did not ask for it";
     if (bad || (!ex->req.protocol.n && (!ex->down->detach || !ex->up->ops->detach))) {
         sg_ex_log(ex, SG_LOG_ERROR, "upstream sent an invalid 101 (%s) while reading response header from upstream %s",
@@ -665,13 +666,13 @@ static void switch_protocols(sg_exchange *ex, const sg_h1_message *m)
         enter_tunnel_mode(ex, m);
         return;
     }
-    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->num_headers + 1));
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
     size_t n = switch_headers(ex, m, h, false);
     sg_respond_head(ex, 101, h, n, -1, false);
     hand_over(ex);
 }
 
-void sg_proxy_up_head(sg_exchange *ex, const sg_h1_message *m)
+static void up_head(sg_exchange *ex, const sg_upstream_response *m)
 {
     const sg_loc_conf *lc = loc_conf(ex);
     int status = m->status;
@@ -706,9 +707,9 @@ void sg_proxy_up_head(sg_exchange *ex, const sg_h1_message *m)
     int k = snprintf(code, sizeof(code), "%d", status);
     append_list(&ex->req.upstream_status, code, (size_t)k);
 
-    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->num_headers + 1));
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
     size_t n = 0;
-    for (size_t i = 0; i < m->num_headers; i++) {
+    for (size_t i = 0; i < m->nheaders; i++) {
         if (skip_response_header(&m->headers[i])) continue;
         h[n].name = sg_arena_str(&ex->req.arena, m->headers[i].name);
         h[n].value = sg_arena_str(&ex->req.arena, m->headers[i].value);
@@ -716,21 +717,19 @@ void sg_proxy_up_head(sg_exchange *ex, const sg_h1_message *m)
         if (sg_str_caseeq_lit(h[n].name, "location")) h[n].value = rewrite_location(ex, h[n].value);
         n++;
     }
-    int64_t clen = -1;
-    bool has_body = m->body != SG_H1_BODY_NONE;
+    bool has_body = m->has_body;
+    bool streamed = has_body && m->content_length < 0;
     /* An HTTP/2 upstream may end a streamed body (gRPC: every one) with
      * trailers: the client's codec keeps room for them. */
-    ex->resp_trailers = lc->proxy_http_version == 20 && (m->body == SG_H1_BODY_CHUNKED || lc->grpc);
-    if (m->body == SG_H1_BODY_LENGTH) clen = (int64_t)m->content_length;
-    else if (m->body == SG_H1_BODY_NONE && status != 204 && status != 304) {
-        const sg_h1_header *cl = sg_h1_find(m, "content-length");
-        uint64_t v = 0;
-        clen = (cl && sg_str_to_u64(cl->value, &v)) ? (int64_t)v : 0;
-    }
+    ex->resp_trailers = lc->proxy_http_version == 20 && (streamed || lc->grpc);
+    /* Without a body (HEAD), the length the peer announced goes on; 204
+     * and 304 announce none. */
+    int64_t clen = m->content_length;
+    if (!has_body) clen = status == 204 || status == 304 ? -1 : clen < 0 ? 0 : clen;
     sg_respond_head(ex, status, h, n, clen, has_body);
 }
 
-void sg_proxy_up_data(sg_exchange *ex, const char *p, size_t n)
+static void up_data(sg_exchange *ex, const char *p, size_t n)
 {
     ex->down->send_data(ex, p, n);
     if (ex->up && ex->down->pending(ex) > SG_HIGH_WATER) {
@@ -739,13 +738,11 @@ void sg_proxy_up_data(sg_exchange *ex, const char *p, size_t n)
     }
 }
 
-/* The upstream's trailer fields, copied out of the link (released next):
- * the HTTP/2 client keeps them until then. 0 when there are none. */
-static size_t take_trailers(sg_exchange *ex, const sg_upstream_link *l, sg_header **out)
+/* The upstream's trailer fields, copied out of the link (released next),
+ * for a client codec that can carry them. 0 when there are none. */
+static size_t take_trailers(sg_exchange *ex, const sg_header *t, size_t n, sg_header **out)
 {
-    const sg_h1_header *t;
-    size_t n = l && ex->down->send_trailers ? sg_h2_client_trailers(l, &t) : 0;
-    if (!n) return 0;
+    if (!n || !ex->down->send_trailers) return 0;
     sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * n);
     for (size_t i = 0; i < n; i++)
         h[i] = (sg_header){ sg_arena_str(&ex->req.arena, t[i].name), sg_arena_str(&ex->req.arena, t[i].value), 0 };
@@ -753,7 +750,7 @@ static size_t take_trailers(sg_exchange *ex, const sg_upstream_link *l, sg_heade
     return n;
 }
 
-void sg_proxy_up_end(sg_exchange *ex)
+static void up_end(sg_exchange *ex, const sg_header *t, size_t nt)
 {
     note_attempt_end(ex, 0);
     if (ex->peer) {
@@ -763,14 +760,24 @@ void sg_proxy_up_end(sg_exchange *ex)
     sg_upstream_link *l = ex->up;
     ex->up = NULL;
     sg_header *trailers = NULL;
-    size_t ntrailers = take_trailers(ex, l, &trailers);
+    size_t ntrailers = take_trailers(ex, t, nt, &trailers);
     if (l) l->ops->release(l);
     /* ex may end after this */
     if (ntrailers) ex->down->send_trailers(ex, trailers, ntrailers);
     else ex->down->send_end(ex);
 }
 
-void sg_proxy_up_drain(sg_exchange *ex)
+static void up_drain(sg_exchange *ex)
 {
     if (!ex->req_body_done) ex->down->want_body(ex, true);
 }
+
+/* What upstream codecs report to the core. */
+static const sg_upstream_events link_events = {
+    .connected = up_connected,
+    .error = up_error,
+    .head = up_head,
+    .data = up_data,
+    .end = up_end,
+    .drain = up_drain,
+};

@@ -140,16 +140,23 @@ void sg_ws_key_new(char out[SG_WS_KEY_LEN + 1])
     EVP_EncodeBlock((unsigned char *)out, raw, sizeof(raw));
 }
 
-const char *sg_upgrade_check_101(const sg_h1_message *m, sg_str offer, sg_str ws_key)
+static const sg_header *find_field(const sg_header *h, size_t n, const char *name)
 {
-    const sg_h1_header *up = sg_h1_find(m, "upgrade");
+    for (size_t i = 0; i < n; i++)
+        if (sg_str_caseeq_lit(h[i].name, name)) return &h[i];
+    return NULL;
+}
+
+const char *sg_upgrade_check_101(const sg_header *h, size_t n, sg_str offer, sg_str ws_key)
+{
+    const sg_header *up = find_field(h, n, "upgrade");
     if (!up) return "101 without an Upgrade header";
     sg_str rest = up->value, proto, extra;
     if (!next_token(&rest, &proto) || next_token(&rest, &extra))
         return "101 must name exactly one protocol in Upgrade";
     if (!sg_token_list_has(offer, proto)) return "101 switches to a protocol the client did not offer";
     if (!sg_str_caseeq_lit(proto, "websocket")) return NULL;
-    const sg_h1_header *acc = sg_h1_find(m, "sec-websocket-accept");
+    const sg_header *acc = find_field(h, n, "sec-websocket-accept");
     if (!acc) return "101 without Sec-WebSocket-Accept";
     char want[SG_WS_ACCEPT_LEN + 1];
     sg_ws_accept(ws_key, want);

@@ -16,6 +16,15 @@
 #include "http/h1_parser.h"
 #include "proxy/upgrade.h"
 
+/* A parsed 101 as an upstream codec reports it: its fields, flags kept. */
+static const char *check101(const sg_h1_message *m, sg_str offer, sg_str key)
+{
+    sg_header h[SG_H1_MAX_HEADERS];
+    for (size_t i = 0; i < m->num_headers; i++)
+        h[i] = (sg_header){ m->headers[i].name, m->headers[i].value, m->headers[i].flags };
+    return sg_upgrade_check_101(h, m->num_headers, offer, key);
+}
+
 static const sg_h1_limits lim = { 8192, 8192, 16384, SG_H1_MAX_HEADERS };
 static sg_h1_message req_m, resp_m;
 
@@ -76,7 +85,7 @@ static void check_request(const char *buf, size_t n, sg_str resp)
         assert(sg_ws_key_valid(key) && sg_str_eq_lit(r.method, "GET"));
     }
     if (resp.n && sg_h1_parse_response(resp.p, resp.n, 0, req_m.method, &resp_m) > 0) {
-        const char *bad = sg_upgrade_check_101(&resp_m, offer, key);
+        const char *bad = check101(&resp_m, offer, key);
         if (!bad && sg_token_list_has(offer, SG_STR("websocket")) && why == SG_WS_OK) {
             char want[SG_WS_ACCEPT_LEN + 1];
             sg_ws_accept(key, want);

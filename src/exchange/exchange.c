@@ -1,0 +1,38 @@
+/* The exchange contract's own part: setting up an exchange for a codec,
+ * and the end every exchange shares (its generation, its strings),
+ * whichever handler answered it. */
+#include "exchange/exchange.h"
+
+#include <time.h>
+
+static const sg_exchange_handler *installed;
+
+void sg_exchange_set_handler(const sg_exchange_handler *h)
+{
+    installed = h;
+}
+
+void sg_exchange_init(sg_exchange *ex, sg_worker *w, sg_conf *gen, const sg_downstream_ops *down,
+                      void *down_ctx)
+{
+    ex->w = w;
+    ex->down = down;
+    ex->down_ctx = down_ctx;
+    ex->handler = installed;
+    ex->file_fd = -1;
+    sg_arena_init(&ex->req.arena, 4096);
+    ex->req.gen = gen;
+    if (w) sg_worker_gen_hold(w, gen);
+    clock_gettime(CLOCK_MONOTONIC, &ex->req.start_mono);
+    clock_gettime(CLOCK_REALTIME, &ex->req.start_real);
+    if (ex->handler->init) ex->handler->init(ex);
+}
+
+void sg_exchange_finish(sg_exchange *ex)
+{
+    ex->handler->finish(ex);
+    if (ex->w) sg_worker_gen_release(ex->w, ex->req.gen);
+    sg_strbuf_free(&ex->req.upstream_addr);
+    sg_strbuf_free(&ex->req.upstream_status);
+    sg_strbuf_free(&ex->req.upstream_response_time);
+}
