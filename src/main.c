@@ -21,7 +21,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "observe/access_log.h"
-#include "proxy/proxy.h"
+#include "proxy/handler.h"
 
 #define SG_VERSION "0.1.0"
 
@@ -266,7 +266,7 @@ static int run(const options *o, sg_conf *c)
      * `-s` works as soon as the port answers. */
     char *pid_path = strdup(c->pid_path);
     if (!write_pid(pid_path)) sg_log_error("open() \"%s\" failed (%s)", pid_path, strerror(errno));
-    sg_exchange_set_handler(&sg_proxy_exchange_handler);
+    sg_exchange_set_handler(&sg_handler_ops);
     if (!sg_workers_start(c, n, err, sizeof(err))) {
         sg_log(SG_LOG_EMERG, "%s", err);
         unlink(pid_path);

@@ -27,6 +27,7 @@
 #include "http/h1_parser.h"
 #include "http/h1_write.h"
 #include "http/status.h"
+#include "http/target.h"
 #include "net/sock.h"
 #include "net/tls.h"
 #include "exchange/exchange.h"
@@ -318,17 +319,7 @@ static int build_request(sg_h1_conn *c, sg_exchange *ex, const char *buf, const 
         host = (sg_str){ auth, (size_t)((slash ? slash : end) - auth) };
         target = slash ? (sg_str){ slash, (size_t)(end - slash) } : SG_STR("/");
     }
-    const char *q = memchr(target.p, '?', target.n);
-    sg_str path = q ? (sg_str){ target.p, (size_t)(q - target.p) } : target;
-    if (q) {
-        r->has_args = true;
-        r->args = (sg_str){ q + 1, (size_t)(target.p + target.n - q - 1) };
-    }
-    char *norm = sg_arena_alloc(&r->arena, path.n + 1);
-    long nlen = path.n && path.p[0] == '/' ? sg_h1_normalize_path(path, norm) : -1;
-    if (path.n == 1 && path.p[0] == '*') { norm[0] = '*'; nlen = 1; }
-    if (nlen < 0) return 400;
-    r->uri = (sg_str){ norm, (size_t)nlen };
+    if (sg_http_target_split(r, target)) return 400;
     /* $host: without port, lowercased. */
     size_t hl = host.n;
     if (hl && host.p[0] != '[') {

@@ -46,6 +46,7 @@
 #include "http/h1_server.h"
 #include "http/h2_limits.h"
 #include "http/status.h"
+#include "http/target.h"
 #include "net/sock.h"
 #include "exchange/exchange.h"
 
@@ -460,24 +461,6 @@ static bool host_valid(sg_str h)
     return true;
 }
 
-/* Path and arguments from :path, as the HTTP/1.1 codec does. */
-static int split_path(sg_http_req *r)
-{
-    sg_str target = r->request_uri;
-    const char *q = memchr(target.p, '?', target.n);
-    sg_str path = q ? (sg_str){ target.p, (size_t)(q - target.p) } : target;
-    if (q) {
-        r->has_args = true;
-        r->args = (sg_str){ q + 1, (size_t)(target.p + target.n - q - 1) };
-    }
-    char *norm = sg_arena_alloc(&r->arena, path.n + 1);
-    long nlen = path.n && path.p[0] == '/' ? sg_h1_normalize_path(path, norm) : -1;
-    if (path.n == 1 && path.p[0] == '*') { norm[0] = '*'; nlen = 1; }
-    if (nlen < 0) return 400;
-    r->uri = (sg_str){ norm, (size_t)nlen };
-    return 0;
-}
-
 /* Fills the rest of ex->req; returns an early status (400, 405, 431) or 0. */
 static int build_request(h2_conn *c, h2_stream *st)
 {
@@ -509,7 +492,7 @@ static int build_request(h2_conn *c, h2_stream *st)
     }
     st->connect = connect;
     if (!r->request_uri.n) return 400;
-    int bad = split_path(r);
+    int bad = sg_http_target_split(r, r->request_uri);
     if (bad) return bad;
     return host.n ? 0 : 400;
 }

@@ -5,10 +5,6 @@
 
 #include "exchange/exchange.h"
 
-/* The server's exchange handler (proxy/exchange.c): routes, answers
- * locally or proxies. main installs it with sg_exchange_set_handler(). */
-extern const sg_exchange_handler sg_proxy_exchange_handler;
-
 void sg_proxy_start(sg_exchange *ex);
 /* Releases the upstream side (client gone, or the exchange ended). */
 void sg_proxy_detach(sg_exchange *ex, bool failed);

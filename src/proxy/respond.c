@@ -1,5 +1,6 @@
 /* Local answers: return, error pages and error_page redirects, static
  * files. */
+#include "proxy/handler.h"
 #include "proxy/respond.h"
 
 #include <errno.h>
@@ -169,7 +170,7 @@ static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int stat
         return;
     }
     r->loc = loc;
-    sg_respond_location(ex);
+    sg_handler_run_location(ex);
 }
 
 /* A gRPC call gets a trailers-only answer with the status gRPC maps the
@@ -206,7 +207,7 @@ void sg_respond_error(sg_exchange *ex, int status)
     sg_respond_simple(ex, status, SG_STR("text/html"), sg_http_error_body(status), SG_STR_NULL);
 }
 
-static void do_return(sg_exchange *ex)
+void sg_respond_return(sg_exchange *ex)
 {
     const sg_loc_conf *lc = loc_conf(ex);
     int code = lc->return_code;
@@ -308,7 +309,7 @@ static int open_static(sg_exchange *ex, const char *path, struct stat *st)
     return fd;
 }
 
-static void serve_static(sg_exchange *ex)
+void sg_respond_static(sg_exchange *ex)
 {
     sg_http_req *r = &ex->req;
     const sg_loc_conf *lc = loc_conf(ex);
@@ -373,23 +374,4 @@ static void serve_static(sg_exchange *ex)
     ex->file_fd = fd;
     ex->file_left = (uint64_t)st.st_size;
     sg_respond_file_pump(ex);
-}
-
-void sg_respond_location(sg_exchange *ex)
-{
-    const sg_loc_conf *lc = loc_conf(ex);
-    if (lc->internal && !ex->req_internal) {
-        sg_respond_error(ex, 404);
-        return;
-    }
-    /* A gRPC call's limit is per message (proxy/grpc.h), not its length. */
-    if (ex->req_length > 0 && lc->client_max_body_size && !(lc->grpc && sg_grpc_is_call(ex)) &&
-        (uint64_t)ex->req_length > lc->client_max_body_size) {
-        sg_ex_log(ex, SG_LOG_ERROR, "client intended to send too large body: %lld bytes", (long long)ex->req_length);
-        sg_respond_error(ex, 413);
-        return;
-    }
-    if (lc->has_return) do_return(ex);
-    else if (lc->proxy_pass) sg_proxy_start(ex);
-    else serve_static(ex);
 }

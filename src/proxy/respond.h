@@ -5,8 +5,11 @@
 
 #include "exchange/exchange.h"
 
-/* Runs the location chosen in ex->req.loc: return, proxy_pass or static. */
-void sg_respond_location(sg_exchange *ex);
+/* The location's `return` (ex->req.loc). */
+void sg_respond_return(sg_exchange *ex);
+
+/* A static file from the location's root (index files for a directory). */
+void sg_respond_static(sg_exchange *ex);
 
 /* An error status: follows error_page (internal redirect, named location
  * or redirect URL) when one matches, else sends the standard page. If the

@@ -8,7 +8,7 @@
 #include "core/log.h"
 #include "core/str.h"
 
-void sg_lb_init(sg_balancer *b, const sg_upstream_conf *u, const sg_balancer_ops *ops)
+void sg_balancer_init(sg_balancer *b, const sg_upstream_conf *u, const sg_balancer_ops *ops)
 {
     b->ops = ops;
     b->conf = u;
@@ -35,14 +35,14 @@ void sg_lb_init(sg_balancer *b, const sg_upstream_conf *u, const sg_balancer_ops
     }
 }
 
-void sg_lb_fini(sg_balancer *b)
+void sg_balancer_fini(sg_balancer *b)
 {
     pthread_spin_destroy(&b->lock);
     free(b->peers);
     b->peers = NULL;
 }
 
-bool sg_lb_single(const sg_balancer *b)
+bool sg_balancer_single(const sg_balancer *b)
 {
     return b->nprimary == 1 && b->nbackup == 0;
 }
@@ -54,7 +54,7 @@ static int64_t elapsed_ms(uint64_t now_ms, uint64_t then_ms)
     return (int64_t)(now_ms - then_ms);
 }
 
-bool sg_lb_available(const sg_peer *p, uint64_t now_ms)
+bool sg_balancer_available(const sg_peer *p, uint64_t now_ms)
 {
     const sg_upstream_server_conf *c = p->conf;
     if (c->down)
@@ -65,7 +65,7 @@ bool sg_lb_available(const sg_peer *p, uint64_t now_ms)
     return true;
 }
 
-void sg_lb_checked(sg_peer *p, uint64_t now_ms)
+void sg_balancer_checked(sg_peer *p, uint64_t now_ms)
 {
     if (elapsed_ms(now_ms, p->checked_ms) > (int64_t)p->conf->fail_timeout_ms)
         p->checked_ms = now_ms;
@@ -74,13 +74,13 @@ void sg_lb_checked(sg_peer *p, uint64_t now_ms)
 static bool backup_tried(const sg_balancer *b, const uint64_t *tried)
 {
     for (size_t i = b->nprimary; i < b->nprimary + b->nbackup; i++) {
-        if (sg_lb_is_tried(tried, i))
+        if (sg_balancer_is_tried(tried, i))
             return true;
     }
     return false;
 }
 
-sg_peer *sg_lb_pick_tiers(sg_balancer *b, sg_pick_ctx *ctx, sg_lb_tier_pick pick)
+sg_peer *sg_balancer_pick_tiers(sg_balancer *b, sg_pick_ctx *ctx, sg_balancer_tier_pick pick)
 {
     if (!backup_tried(b, ctx->tried)) {
         sg_peer *p = pick(b, ctx, 0, b->nprimary);
@@ -96,15 +96,15 @@ sg_balancer *sg_balancer_new(const sg_upstream_conf *u)
 {
     switch (u->lb) {
     case SG_LB_LEAST_CONN:
-        return sg_lb_least_conn_new(u);
+        return sg_balancer_least_conn_new(u);
     case SG_LB_IP_HASH:
-        return sg_lb_ip_hash_new(u);
+        return sg_balancer_ip_hash_new(u);
     case SG_LB_HASH:
     case SG_LB_HASH_CONSISTENT:
-        return sg_lb_hash_new(u);
+        return sg_balancer_hash_new(u);
     case SG_LB_ROUND_ROBIN:
     default:
-        return sg_lb_round_robin_new(u);
+        return sg_balancer_round_robin_new(u);
     }
 }
 
@@ -125,7 +125,7 @@ sg_peer *sg_balancer_pick(sg_balancer *b, sg_pick_ctx *ctx)
     pthread_spin_lock(&b->lock);
     sg_peer *p = b->ops->pick(b, ctx);
     if (p) {
-        sg_lb_set_tried(ctx->tried, (size_t)(p - b->peers));
+        sg_balancer_set_tried(ctx->tried, (size_t)(p - b->peers));
         p->active++;
     }
     pthread_spin_unlock(&b->lock);
@@ -158,7 +158,7 @@ void sg_balancer_done(sg_balancer *b, sg_peer *p, bool failed, uint64_t now_ms)
 
     pthread_spin_lock(&b->lock);
     /* A lone server is never marked failed: there is nothing else to use. */
-    if (!sg_lb_single(b)) {
+    if (!sg_balancer_single(b)) {
         if (failed)
             disabled = account_failure(p, now_ms);
         else if (p->accessed_ms < p->checked_ms)

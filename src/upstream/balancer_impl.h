@@ -13,55 +13,55 @@
 /* Fills b->peers from u->servers (primaries then backups, each in
  * declaration order) and initialises the lock; the caller allocated `b`
  * (the embedding struct) zeroed. */
-void sg_lb_init(sg_balancer *b, const sg_upstream_conf *u, const sg_balancer_ops *ops);
-/* Frees what sg_lb_init allocated; not `b` itself. */
-void sg_lb_fini(sg_balancer *b);
+void sg_balancer_init(sg_balancer *b, const sg_upstream_conf *u, const sg_balancer_ops *ops);
+/* Frees what sg_balancer_init allocated; not `b` itself. */
+void sg_balancer_fini(sg_balancer *b);
 
-static inline bool sg_lb_is_tried(const uint64_t *tried, size_t i)
+static inline bool sg_balancer_is_tried(const uint64_t *tried, size_t i)
 {
     return (tried[i / 64] >> (i % 64)) & 1;
 }
 
-static inline void sg_lb_set_tried(uint64_t *tried, size_t i)
+static inline void sg_balancer_set_tried(uint64_t *tried, size_t i)
 {
     tried[i / 64] |= (uint64_t)1 << (i % 64);
 }
 
 /* nginx's `single`: exactly one server and no backup. Such a peer is never
  * marked failed and is picked whenever it is not down. */
-bool sg_lb_single(const sg_balancer *b);
+bool sg_balancer_single(const sg_balancer *b);
 
 /* Not down, and not failed max_fails times within fail_timeout of the last
  * check. */
-bool sg_lb_available(const sg_peer *p, uint64_t now_ms);
+bool sg_balancer_available(const sg_peer *p, uint64_t now_ms);
 
 /* Called on the chosen peer: once fail_timeout has passed since the last
  * check, the pick is a trial whose success will clear the failure count. */
-void sg_lb_checked(sg_peer *p, uint64_t now_ms);
+void sg_balancer_checked(sg_peer *p, uint64_t now_ms);
 
 /* Chooses among peers [first, first + n) of b->peers (tried bits at the
  * same indexes), or NULL when none there is usable. */
-typedef sg_peer *(*sg_lb_tier_pick)(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n);
+typedef sg_peer *(*sg_balancer_tier_pick)(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n);
 
 /* Primary peers first, then backups, with the same method. Once a backup
  * has been tried for this request, primaries are not considered again
  * (nginx switches the request over to the backup list for good). */
-sg_peer *sg_lb_pick_tiers(sg_balancer *b, sg_pick_ctx *ctx, sg_lb_tier_pick pick);
+sg_peer *sg_balancer_pick_tiers(sg_balancer *b, sg_pick_ctx *ctx, sg_balancer_tier_pick pick);
 
 /* One smooth weighted round robin step (nginx's ngx_http_upstream_get_peer)
  * among the usable, untried peers [first, first + n) of b->peers; with
  * `group`, only those i whose group[i] is `want`. NULL when none is
- * usable. The caller calls sg_lb_checked on the peer it keeps. */
-sg_peer *sg_lb_smooth_pick(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n,
+ * usable. The caller calls sg_balancer_checked on the peer it keeps. */
+sg_peer *sg_balancer_smooth_pick(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n,
                            const uint32_t *group, uint32_t want);
 
 /* Smooth weighted round robin over all tiers, with nginx's single-peer
  * fast path: what least_conn and ip_hash fall back to. */
-sg_peer *sg_lb_round_robin_pick(sg_balancer *b, sg_pick_ctx *ctx);
+sg_peer *sg_balancer_round_robin_pick(sg_balancer *b, sg_pick_ctx *ctx);
 
-sg_balancer *sg_lb_round_robin_new(const sg_upstream_conf *u);
-sg_balancer *sg_lb_least_conn_new(const sg_upstream_conf *u);
-sg_balancer *sg_lb_ip_hash_new(const sg_upstream_conf *u);
-sg_balancer *sg_lb_hash_new(const sg_upstream_conf *u);   /* hash.c: SG_LB_HASH and SG_LB_HASH_CONSISTENT */
+sg_balancer *sg_balancer_round_robin_new(const sg_upstream_conf *u);
+sg_balancer *sg_balancer_least_conn_new(const sg_upstream_conf *u);
+sg_balancer *sg_balancer_ip_hash_new(const sg_upstream_conf *u);
+sg_balancer *sg_balancer_hash_new(const sg_upstream_conf *u);   /* hash.c: SG_LB_HASH and SG_LB_HASH_CONSISTENT */
 
 #endif

@@ -115,12 +115,12 @@ static long hash_walk(hash_balancer *hb, sg_pick_ctx *ctx)
     for (unsigned rehash = 0;; rehash++) {
         sum += hash_step(rehash, ctx->key, ctx->key_len);
         size_t i = hash_peer_at(hb, sum);
-        if (sg_lb_is_tried(ctx->tried, i)) {
-            if (!sg_lb_is_tried(hb->seen, i)) {
-                sg_lb_set_tried(hb->seen, i);   /* an earlier attempt's choice */
+        if (sg_balancer_is_tried(ctx->tried, i)) {
+            if (!sg_balancer_is_tried(hb->seen, i)) {
+                sg_balancer_set_tried(hb->seen, i);   /* an earlier attempt's choice */
                 continue;
             }
-        } else if (sg_lb_available(&b->peers[i], ctx->now_ms)) {
+        } else if (sg_balancer_available(&b->peers[i], ctx->now_ms)) {
             return (long)i;
         }
         if (++misses > HASH_MAX_MISSES)
@@ -208,7 +208,7 @@ static size_t chash_find(const hash_balancer *hb, uint32_t hash)
  * name that resolved to several addresses), or NULL. */
 static sg_peer *chash_server_pick(hash_balancer *hb, sg_pick_ctx *ctx, uint32_t server)
 {
-    return sg_lb_smooth_pick(&hb->super, ctx, 0, hb->super.nprimary, hb->server_of, server);
+    return sg_balancer_smooth_pick(&hb->super, ctx, 0, hb->super.nprimary, hb->server_of, server);
 }
 
 static sg_peer *chash_walk(hash_balancer *hb, sg_pick_ctx *ctx)
@@ -232,8 +232,8 @@ static sg_peer *hash_pick(sg_balancer *b, sg_pick_ctx *ctx)
     hash_balancer *hb = (hash_balancer *)b;
     sg_peer *p = NULL;
 
-    if (sg_lb_single(b) || ctx->key_len == 0 || hb->total_weight <= 0 || b->nprimary == 0)
-        return sg_lb_round_robin_pick(b, ctx);
+    if (sg_balancer_single(b) || ctx->key_len == 0 || hb->total_weight <= 0 || b->nprimary == 0)
+        return sg_balancer_round_robin_pick(b, ctx);
     if (hb->consistent) {
         p = chash_walk(hb, ctx);
     } else {
@@ -241,8 +241,8 @@ static sg_peer *hash_pick(sg_balancer *b, sg_pick_ctx *ctx)
         p = i < 0 ? NULL : &b->peers[i];
     }
     if (p == NULL)
-        return sg_lb_round_robin_pick(b, ctx);
-    sg_lb_checked(p, ctx->now_ms);
+        return sg_balancer_round_robin_pick(b, ctx);
+    sg_balancer_checked(p, ctx->now_ms);
     return p;
 }
 
@@ -252,7 +252,7 @@ static void hash_destroy(sg_balancer *b)
     free(hb->points);
     free(hb->server_of);
     free(hb->seen);
-    sg_lb_fini(b);
+    sg_balancer_fini(b);
     free(hb);
 }
 
@@ -261,11 +261,11 @@ static const sg_balancer_ops hash_ops = {
     .destroy = hash_destroy,
 };
 
-sg_balancer *sg_lb_hash_new(const sg_upstream_conf *u)
+sg_balancer *sg_balancer_hash_new(const sg_upstream_conf *u)
 {
     pthread_once(&crc_once, crc_init_table);
     hash_balancer *hb = sg_xcalloc(1, sizeof(*hb));
-    sg_lb_init(&hb->super, u, &hash_ops);
+    sg_balancer_init(&hb->super, u, &hash_ops);
     hb->consistent = u->lb == SG_LB_HASH_CONSISTENT;
     size_t np = hb->super.nprimary;
     hb->server_of = sg_xcalloc(np ? np : 1, sizeof(uint32_t));

@@ -76,12 +76,12 @@ static long iph_walk(iph_balancer *ib, sg_pick_ctx *ctx, const uint8_t *key, siz
     for (;;) {
         hash = iph_stir(hash, key, len);
         size_t i = iph_peer_at(ib, hash);
-        if (sg_lb_is_tried(ctx->tried, i)) {
-            if (!sg_lb_is_tried(ib->seen, i)) {
-                sg_lb_set_tried(ib->seen, i);   /* an earlier attempt's choice */
+        if (sg_balancer_is_tried(ctx->tried, i)) {
+            if (!sg_balancer_is_tried(ib->seen, i)) {
+                sg_balancer_set_tried(ib->seen, i);   /* an earlier attempt's choice */
                 continue;
             }
-        } else if (sg_lb_available(&b->peers[i], ctx->now_ms)) {
+        } else if (sg_balancer_available(&b->peers[i], ctx->now_ms)) {
             return (long)i;
         }
         if (++misses > IPH_MAX_MISSES)
@@ -96,13 +96,13 @@ static sg_peer *iph_pick(sg_balancer *b, sg_pick_ctx *ctx)
 
     /* No client address is not a case nginx has; spread such requests. */
     if (b->nprimary < 2 || ib->total_weight <= 0 || ctx->client == NULL)
-        return sg_lb_round_robin_pick(b, ctx);
+        return sg_balancer_round_robin_pick(b, ctx);
 
     size_t len = iph_key(ctx->client, &key);
     long i = iph_walk(ib, ctx, key, len);
     if (i < 0)
-        return sg_lb_round_robin_pick(b, ctx);
-    sg_lb_checked(&b->peers[i], ctx->now_ms);
+        return sg_balancer_round_robin_pick(b, ctx);
+    sg_balancer_checked(&b->peers[i], ctx->now_ms);
     return &b->peers[i];
 }
 
@@ -110,7 +110,7 @@ static void iph_destroy(sg_balancer *b)
 {
     iph_balancer *ib = (iph_balancer *)b;
     free(ib->seen);
-    sg_lb_fini(b);
+    sg_balancer_fini(b);
     free(ib);
 }
 
@@ -119,10 +119,10 @@ static const sg_balancer_ops iph_ops = {
     .destroy = iph_destroy,
 };
 
-sg_balancer *sg_lb_ip_hash_new(const sg_upstream_conf *u)
+sg_balancer *sg_balancer_ip_hash_new(const sg_upstream_conf *u)
 {
     iph_balancer *ib = sg_xcalloc(1, sizeof(*ib));
-    sg_lb_init(&ib->super, u, &iph_ops);
+    sg_balancer_init(&ib->super, u, &iph_ops);
     /* Backups are a configuration error with ip_hash (nginx); were any
      * present they would only be reached through the round-robin fallback. */
     for (size_t i = 0; i < ib->super.nprimary; i++)

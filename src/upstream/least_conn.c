@@ -21,7 +21,7 @@ static int lc_cmp(const sg_peer *a, const sg_peer *b)
 
 static bool lc_usable(sg_balancer *b, sg_pick_ctx *ctx, size_t i)
 {
-    return !sg_lb_is_tried(ctx->tried, i) && sg_lb_available(&b->peers[i], ctx->now_ms);
+    return !sg_balancer_is_tried(ctx->tried, i) && sg_balancer_available(&b->peers[i], ctx->now_ms);
 }
 
 /* Round robin among the peers tied with `best` (found at `at`); only the
@@ -69,20 +69,20 @@ static sg_peer *lc_pick_tier(sg_balancer *b, sg_pick_ctx *ctx, size_t first, siz
     /* nginx subtracts the (zero) total when there is no tie. */
     if (many)
         best = lc_break_tie(b, ctx, at, first + n);
-    sg_lb_checked(best, ctx->now_ms);
+    sg_balancer_checked(best, ctx->now_ms);
     return best;
 }
 
 static sg_peer *lc_pick(sg_balancer *b, sg_pick_ctx *ctx)
 {
-    if (sg_lb_single(b))
-        return sg_lb_round_robin_pick(b, ctx);
-    return sg_lb_pick_tiers(b, ctx, lc_pick_tier);
+    if (sg_balancer_single(b))
+        return sg_balancer_round_robin_pick(b, ctx);
+    return sg_balancer_pick_tiers(b, ctx, lc_pick_tier);
 }
 
 static void lc_destroy(sg_balancer *b)
 {
-    sg_lb_fini(b);
+    sg_balancer_fini(b);
     free((lc_balancer *)b);
 }
 
@@ -91,9 +91,9 @@ static const sg_balancer_ops lc_ops = {
     .destroy = lc_destroy,
 };
 
-sg_balancer *sg_lb_least_conn_new(const sg_upstream_conf *u)
+sg_balancer *sg_balancer_least_conn_new(const sg_upstream_conf *u)
 {
     lc_balancer *lb = sg_xcalloc(1, sizeof(*lb));
-    sg_lb_init(&lb->super, u, &lc_ops);
+    sg_balancer_init(&lb->super, u, &lc_ops);
     return &lb->super;
 }

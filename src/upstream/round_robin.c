@@ -9,7 +9,7 @@
 
 #include "core/str.h"
 
-sg_peer *sg_lb_smooth_pick(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n,
+sg_peer *sg_balancer_smooth_pick(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n,
                            const uint32_t *group, uint32_t want)
 {
     sg_peer *best = NULL;
@@ -17,8 +17,8 @@ sg_peer *sg_lb_smooth_pick(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_
 
     for (size_t i = first; i < first + n; i++) {
         sg_peer *p = &b->peers[i];
-        if ((group && group[i] != want) || sg_lb_is_tried(ctx->tried, i) ||
-            !sg_lb_available(p, ctx->now_ms))
+        if ((group && group[i] != want) || sg_balancer_is_tried(ctx->tried, i) ||
+            !sg_balancer_available(p, ctx->now_ms))
             continue;
         p->current_weight += p->effective_weight;
         total += p->effective_weight;
@@ -36,38 +36,38 @@ sg_peer *sg_lb_smooth_pick(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_
 
 static sg_peer *rr_pick_tier(sg_balancer *b, sg_pick_ctx *ctx, size_t first, size_t n)
 {
-    sg_peer *best = sg_lb_smooth_pick(b, ctx, first, n, NULL, 0);
+    sg_peer *best = sg_balancer_smooth_pick(b, ctx, first, n, NULL, 0);
     if (best)
-        sg_lb_checked(best, ctx->now_ms);
+        sg_balancer_checked(best, ctx->now_ms);
     return best;
 }
 
-sg_peer *sg_lb_round_robin_pick(sg_balancer *b, sg_pick_ctx *ctx)
+sg_peer *sg_balancer_round_robin_pick(sg_balancer *b, sg_pick_ctx *ctx)
 {
-    if (sg_lb_single(b)) {
+    if (sg_balancer_single(b)) {
         /* nginx's fast path: only `down` keeps a lone server from use. */
         sg_peer *p = &b->peers[0];
-        if (p->conf->down || sg_lb_is_tried(ctx->tried, 0))
+        if (p->conf->down || sg_balancer_is_tried(ctx->tried, 0))
             return NULL;
         return p;
     }
-    return sg_lb_pick_tiers(b, ctx, rr_pick_tier);
+    return sg_balancer_pick_tiers(b, ctx, rr_pick_tier);
 }
 
 static void rr_destroy(sg_balancer *b)
 {
-    sg_lb_fini(b);
+    sg_balancer_fini(b);
     free(b);
 }
 
 static const sg_balancer_ops rr_ops = {
-    .pick = sg_lb_round_robin_pick,
+    .pick = sg_balancer_round_robin_pick,
     .destroy = rr_destroy,
 };
 
-sg_balancer *sg_lb_round_robin_new(const sg_upstream_conf *u)
+sg_balancer *sg_balancer_round_robin_new(const sg_upstream_conf *u)
 {
     sg_balancer *b = sg_xcalloc(1, sizeof(*b));
-    sg_lb_init(b, u, &rr_ops);
+    sg_balancer_init(b, u, &rr_ops);
     return b;
 }

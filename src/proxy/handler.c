@@ -2,7 +2,7 @@
  * between proxying it and answering it here, feeding its body to whoever
  * answers it, and the end (access log). Downstream codecs reach it only
  * through the table at the bottom (exchange/exchange.h). */
-#include "exchange/exchange.h"
+#include "proxy/handler.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -60,14 +60,36 @@ static void exchange_start(sg_exchange *ex)
     /* A server-level `return` runs before locations are searched (nginx's
      * server rewrite phase). */
     if (r->srv->root->conf.has_return) {
-        sg_respond_location(ex);
+        sg_handler_run_location(ex);
         return;
     }
     /* When no location matches, nginx serves the request with the
      * server's own configuration (static files from its root). */
     const sg_location *loc = sg_router_location(r->srv, r->uri, r);
     r->loc = loc ? loc : r->srv->root;
-    sg_respond_location(ex);
+    sg_handler_run_location(ex);
+}
+
+/* The location chosen in ex->req.loc answers: `internal` and the
+ * announced body size are checked first (nginx's access and content
+ * phases), then `return`, proxy_pass/grpc_pass, or a static file. */
+void sg_handler_run_location(sg_exchange *ex)
+{
+    const sg_loc_conf *lc = &ex->req.loc->conf;
+    if (lc->internal && !ex->req_internal) {
+        sg_respond_error(ex, 404);
+        return;
+    }
+    /* A gRPC call's limit is per message (proxy/grpc.h), not its length. */
+    if (ex->req_length > 0 && lc->client_max_body_size && !(lc->grpc && sg_grpc_is_call(ex)) &&
+        (uint64_t)ex->req_length > lc->client_max_body_size) {
+        sg_ex_log(ex, SG_LOG_ERROR, "client intended to send too large body: %lld bytes", (long long)ex->req_length);
+        sg_respond_error(ex, 413);
+        return;
+    }
+    if (lc->has_return) sg_respond_return(ex);
+    else if (lc->proxy_pass) sg_proxy_start(ex);
+    else sg_respond_static(ex);
 }
 
 static void body_too_large(sg_exchange *ex)
@@ -137,7 +159,7 @@ static void exchange_finish(sg_exchange *ex)
     if (ex->req.loc) sg_access_log_write(&ex->req);
 }
 
-const sg_exchange_handler sg_proxy_exchange_handler = {
+const sg_exchange_handler sg_handler_ops = {
     .init = exchange_init,
     .start = exchange_start,
     .on_body = exchange_on_body,
