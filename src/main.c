@@ -20,8 +20,10 @@
 #include "conf/conf.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "net/tls.h"
 #include "observe/access_log.h"
 #include "proxy/handler.h"
+#include "proxy/router.h"
 
 #define SG_VERSION "0.1.0"
 
@@ -117,13 +119,22 @@ static char *self_dir(void)
     return strdup(dirname(path));
 }
 
-static sg_conf *load(const options *o, char *err, size_t errlen)
+static sg_conf *load_conf(const options *o, char *err, size_t errlen)
 {
     if (o->file) return sg_conf_load(o->file, o->prefix, err, errlen);
     char *dir = self_dir();
     const char *prefix = o->prefix ? o->prefix : dir;
     sg_conf *c = sg_conf_load_string(demo_conf, sizeof(demo_conf) - 1, "<builtin demo>", prefix, err, errlen);
     free(dir);
+    return c;
+}
+
+/* Every generation (start, reload, -t) comes from here: conf compiles it,
+ * the router indexes its locations before any worker sees it. */
+static sg_conf *load(const options *o, char *err, size_t errlen)
+{
+    sg_conf *c = load_conf(o, err, errlen);
+    if (c) sg_router_build(c);
     return c;
 }
 
@@ -307,6 +318,7 @@ int main(int argc, char **argv)
 {
     options o = { 0 };
     if (!parse_args(argc, argv, &o)) return 1;
+    sg_tls_init(sg_router_sni);                /* before any load: SNI and ALPN on server contexts */
     if (o.version) {
         printf("streamgate version " SG_VERSION "\n");
         return 0;

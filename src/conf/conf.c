@@ -1,12 +1,13 @@
 /* Building a configuration generation: read (parser.c), apply directives
  * (directives.c), then what needs the whole file: inheritance, binding
- * proxy_pass to upstreams, listen groups, variables and the router. */
+ * proxy_pass to upstreams, listen groups, variables, regexes and TLS
+ * contexts. */
 #include "conf/conf.h"
 #include "conf/directives.h"
+#include "conf/map.h"
 #include "conf/parser.h"
 #include "conf/stream_conf.h"
 #include "conf/ssl_conf.h"
-#include "proxy/router.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -261,6 +262,68 @@ static bool build_listen_groups(sg_cctx *cx)
     return true;
 }
 
+/* ---------------- regexes ---------------- */
+
+static void pos_err(char *err, size_t errlen, sg_conf_pos pos, const char *msg)
+{
+    snprintf(err, errlen, "%s:%d:%d: %s", pos.file ? pos.file : "<config>", pos.line, pos.col, msg);
+}
+
+static bool location_regexes(sg_location *l, char *err, size_t errlen)
+{
+    if ((l->match == SG_LOC_REGEX || l->match == SG_LOC_REGEX_CASELESS) && !l->regex) {
+        char msg[512];
+        l->regex = sg_regex_compile(l->name, l->match == SG_LOC_REGEX_CASELESS, msg, sizeof(msg));
+        if (!l->regex) { pos_err(err, errlen, l->pos, msg); return false; }
+    }
+    for (size_t i = 0; i < l->nchildren; i++)
+        if (!location_regexes(l->children[i], err, errlen)) return false;
+    return true;
+}
+
+static bool server_regexes(sg_server_conf *s, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < s->nnames; i++) {
+        sg_server_name *n = &s->names[i];
+        if (n->kind != SG_SN_REGEX || n->regex) continue;
+        char msg[512];
+        /* nginx compiles server_name regexes caselessly: host names are. */
+        n->regex = sg_regex_compile(n->name, true, msg, sizeof(msg));
+        if (!n->regex) { pos_err(err, errlen, s->pos, msg); return false; }
+    }
+    if (s->root && !location_regexes(s->root, err, errlen)) return false;
+    for (size_t i = 0; i < s->nnamed; i++)
+        if (!location_regexes(s->named[i], err, errlen)) return false;
+    return true;
+}
+
+bool sg_conf_compile_regexes(sg_conf *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < c->nservers; i++)
+        if (!server_regexes(c->servers[i], err, errlen)) return false;
+    return true;
+}
+
+static void location_free(sg_location *l)
+{
+    if (l->regex) { sg_regex_free(l->regex); l->regex = NULL; }
+    for (size_t i = 0; i < l->nchildren; i++) location_free(l->children[i]);
+}
+
+void sg_conf_free_regexes(sg_conf *c)
+{
+    for (size_t i = 0; i < c->nservers; i++) {
+        sg_server_conf *s = c->servers[i];
+        for (size_t k = 0; k < s->nnames; k++)
+            if (s->names[k].regex) { sg_regex_free(s->names[k].regex); s->names[k].regex = NULL; }
+        if (s->root) location_free(s->root);
+        for (size_t k = 0; k < s->nnamed; k++) location_free(s->named[k]);
+    }
+    for (size_t i = 0; i < c->vars.n; i++)
+        if (c->vars.defs[i].kind == SG_VAR_MAP && c->vars.defs[i].map)
+            sg_map_free(c->vars.defs[i].map);
+}
+
 /* ---------------- loading ---------------- */
 
 static uint32_t default_worker_connections(void)
@@ -321,7 +384,7 @@ static bool build(sg_conf *c, const sg_cnode *root, char *err, size_t errlen)
     for (size_t i = 0; i < cx.npasses; i++)
         if (!bind_pass(&cx, &cx.passes[i])) return false;
     return build_listen_groups(&cx) && sg_stream_conf_finish(&cx) && sg_vars_finish(c, err, errlen) &&
-           sg_router_compile(c, err, errlen) && sg_ssl_conf_finish(&cx);
+           sg_conf_compile_regexes(c, err, errlen) && sg_ssl_conf_finish(&cx);
 }
 
 static sg_conf *finish_load(sg_conf *c, bool parsed, const sg_cnode *root, char *err, size_t errlen)
@@ -361,7 +424,7 @@ void sg_conf_unref(sg_conf *c)
 {
     if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     for (struct sg_conf_cleanup *k = c->cleanups; k; k = k->next) k->fn(k->arg);
-    sg_router_free(c);                        /* location, server_name and map regexes */
+    sg_conf_free_regexes(c);
     for (size_t i = 0; i < c->nregexes; i++) pcre2_code_free(c->regexes[i]);
     sg_arena_free(&c->arena);
     free(c);

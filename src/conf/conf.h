@@ -271,7 +271,7 @@ typedef struct sg_location {
     struct sg_location *parent;
     struct sg_location **children;     /* nested locations, declaration order */
     size_t nchildren;
-    void *index;                       /* router's precomputed lookup (conf/router.c) */
+    void *index;                       /* router's precomputed lookup (sg_router_build) */
 } sg_location;
 
 typedef enum sg_server_name_kind {
@@ -406,6 +406,14 @@ sg_conf *sg_conf_load_string(const char *text, size_t len, const char *name,
 
 void sg_conf_ref(sg_conf *c);
 void sg_conf_unref(sg_conf *c);   /* frees at zero (closes regexes, arena) */
+
+/* Compiles the regexes of every location and server_name (map regexes
+ * are compiled as their lines are read): sg_conf_load() does it, exposed
+ * for configurations built by hand. False + "file:line:col: pcre2_compile()
+ * failed: ..." in err. sg_conf_free_regexes() frees them and the maps'
+ * (sg_conf_unref() calls it); safe on a half-built generation, and twice. */
+bool sg_conf_compile_regexes(sg_conf *c, char *err, size_t errlen);
+void sg_conf_free_regexes(sg_conf *c);
 
 /* Gives a compiled regex (pcre2_code *) to the generation, which frees it
  * with pcre2_code_free() at its last unref. For the router and map. */

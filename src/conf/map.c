@@ -1,13 +1,14 @@
 /* The map directive, matched in ngx_http_map_module's order: exact strings
  * (ignoring case), then with `hostnames` the longest "*.name" and the
- * longest "name.*" wildcard, then regexes in order, then the default. */
+ * longest "name.*" wildcard, then regexes in order, then the default.
+ * Requests are not seen here: sg_map_eval (exchange/vars.c) evaluates the
+ * source, hands its value to sg_map_find and the result back to the request. */
 #include "conf/map.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "conf/conf.h"
-#include "exchange/request.h"
 
 typedef struct map_entry {
     sg_str key;                 /* exact: lowercased; wildcard: without "*." / ".*" */
@@ -198,7 +199,12 @@ static const map_entry *match_tail(const sg_map *m, sg_str host)
     return best;
 }
 
-static const sg_cval *map_find(const sg_map *m, sg_str v, sg_http_req *r)
+const sg_cval *sg_map_source(const sg_map *m)
+{
+    return &m->source;
+}
+
+const sg_cval *sg_map_find(const sg_map *m, sg_str v, sg_map_match_fn match, void *arg)
 {
     if (m->hostnames && v.n && v.p[v.n - 1] == '.') v.n--;
     if (m->nexact) {
@@ -212,17 +218,8 @@ static const sg_cval *map_find(const sg_map *m, sg_str v, sg_http_req *r)
     }
     /* nginx tries the regexes only on a non-empty value */
     for (size_t i = 0; v.n && i < m->regex.n; i++)
-        if (sg_regex_exec(m->regex.v[i].re, v, r)) return &m->regex.v[i].value;
+        if (match(m->regex.v[i].re, v, arg)) return &m->regex.v[i].value;
     return m->has_default ? &m->def : NULL;
-}
-
-sg_str sg_map_eval(const sg_map *m, sg_http_req *r)
-{
-    sg_str v = sg_cval_eval(&m->source, r);
-    if (!v.p) v = (sg_str){ "", 0 };
-    const sg_cval *cv = map_find(m, v, r);
-    if (!cv) return (sg_str){ "", 0 };
-    return sg_cval_eval(cv, r);
 }
 
 void sg_map_free(sg_map *m)

@@ -1,7 +1,8 @@
 /* The map directive: a variable whose value is chosen by matching another
  * value against exact strings, wildcard host names (with `hostnames`) and
  * regular expressions, as nginx's ngx_http_map_module. Built while the
- * configuration is read; evaluated lazily per request and cached there. */
+ * configuration is read; evaluated lazily per request and cached there
+ * by sg_map_eval (exchange/vars.h). */
 #ifndef SG_CONF_MAP_H
 #define SG_CONF_MAP_H
 
@@ -10,7 +11,6 @@
 #include "conf/vars.h"
 
 struct sg_conf;
-struct sg_http_req;
 typedef struct sg_map sg_map;
 
 /* `source` is the first argument of `map` (e.g. "$http_upgrade"). */
@@ -23,11 +23,17 @@ sg_map *sg_map_new(struct sg_conf *c, sg_str source, sg_conf_pos pos, char *err,
 bool sg_map_add(sg_map *m, sg_str key, sg_str value, sg_conf_pos pos, char *err, size_t errlen);
 bool sg_map_set_hostnames(sg_map *m);
 
-/* Value for request r (empty if nothing matched and no default). */
-sg_str sg_map_eval(const sg_map *m, struct sg_http_req *r);
+/* What the evaluator reads: the value matched (the first argument), and
+ * the value chosen for `v` (that value, evaluated), in nginx's order;
+ * regex keys are tried with match(re, v, arg), which may record the
+ * captures ($1..$9 in the chosen value). NULL: nothing matched and there
+ * is no default. */
+typedef bool (*sg_map_match_fn)(const void *re, sg_str v, void *arg);
+const sg_cval *sg_map_source(const sg_map *m);
+const sg_cval *sg_map_find(const sg_map *m, sg_str v, sg_map_match_fn match, void *arg);
 
 /* Frees the map's compiled regexes (its other memory is in the arena).
- * sg_router_free() calls it for every map bound to a variable. */
+ * sg_conf_free_regexes() calls it for every map bound to a variable. */
 void sg_map_free(sg_map *m);
 
 #endif

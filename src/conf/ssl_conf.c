@@ -11,7 +11,7 @@
 #include <sys/random.h>
 
 #include "conf/parser.h"
-#include "net/tls.h"
+#include "conf/ssl_ctx.h"
 
 typedef struct client_ctx {
     const sg_ssl_upstream_conf *u;
@@ -187,7 +187,7 @@ void sg_ssl_conf_defaults(sg_loc_conf *lc, sg_server_conf *srv)
 static void state_free(void *arg)
 {
     struct sg_ssl_state *st = arg;
-    for (size_t i = 0; i < st->nctxs; i++) sg_tls_ctx_free(st->ctxs[i]);
+    for (size_t i = 0; i < st->nctxs; i++) sg_ssl_ctx_free(st->ctxs[i]);
     st->nctxs = 0;
 }
 
@@ -261,7 +261,7 @@ static bool server_ctx(sg_cctx *cx, size_t idx, const unsigned char keys[80])
     }
     char msg[1024];
     sg_conf_pos where = s->pos;
-    sc->ctx = sg_tls_server_ctx_new(sc, keys, msg, sizeof(msg), &where);
+    sc->ctx = sg_ssl_server_ctx_new(sc, keys, msg, sizeof(msg), &where);
     if (!sc->ctx) return sg_cerr(cx, where, "%s", msg);
     state_add(c, sc->ctx);
     return true;
@@ -320,7 +320,7 @@ bool sg_ssl_upstream_ctx(sg_conf *c, sg_ssl_upstream_conf *u, bool h2, sg_conf_p
     }
     char msg[1024];
     sg_conf_pos where = at;
-    u->ctx = sg_tls_client_ctx_new(u, h2, at, msg, sizeof(msg), &where);
+    u->ctx = sg_ssl_client_ctx_new(u, h2, at, msg, sizeof(msg), &where);
     if (!u->ctx) {
         snprintf(err, errlen, "%s:%d:%d: %s", where.file ? where.file : c->file, where.line, where.col, msg);
         return false;
@@ -337,27 +337,6 @@ const sg_ssl_upstream_conf *sg_ssl_upstream_of(const sg_loc_conf *lc)
 {
     if (!lc->proxy_pass || !lc->proxy_pass->ssl) return NULL;
     return lc->grpc ? &lc->grpc_ssl : &lc->proxy_ssl;
-}
-
-/* "host" of "host:port" and "[v6]:port"; a bare IPv6 address as it is. */
-static sg_str without_port(sg_str s)
-{
-    if (s.n == 0) return s;
-    if (s.p[0] == '[') {
-        const char *close = memchr(s.p, ']', s.n);
-        return close ? (sg_str){ s.p + 1, (size_t)(close - s.p - 1) } : s;
-    }
-    const char *colon = memchr(s.p, ':', s.n);
-    if (colon && !memchr(colon + 1, ':', s.n - (size_t)(colon + 1 - s.p))) s.n = (size_t)(colon - s.p);
-    return s;
-}
-
-sg_str sg_ssl_upstream_name(const sg_loc_conf *lc, struct sg_http_req *r)
-{
-    const sg_ssl_upstream_conf *u = sg_ssl_upstream_of(lc);
-    if (!u || !(u->server_name || u->verify)) return SG_STR("");
-    sg_str name = u->name_set ? sg_cval_eval(&u->name, r) : lc->proxy_pass->host;
-    return without_port(name);
 }
 
 bool sg_ssl_upstream_name_ok(const sg_ssl_upstream_conf *u, sg_str name)

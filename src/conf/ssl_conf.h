@@ -4,7 +4,7 @@
  * The setters below fill conf.h's sg_ssl_conf / sg_ssl_upstream_conf from
  * lines of the main table (conf/directives.c), so inheritance is the
  * table's generic one. Once the whole file is read, sg_ssl_conf_finish()
- * builds one server SSL_CTX per distinct server setting (net/tls.h), and
+ * builds one server SSL_CTX per distinct server setting (conf/ssl_ctx.h), and
  * whoever binds an upstream that speaks TLS asks sg_ssl_upstream_ctx() for
  * its client context. Every context is freed with the generation. */
 #ifndef SG_CONF_SSL_CONF_H
@@ -48,13 +48,8 @@ bool sg_ssl_conf_finish(sg_cctx *cx);
  * speaks plain text (or it proxies nothing). Their ctx is built. */
 const sg_ssl_upstream_conf *sg_ssl_upstream_of(const sg_loc_conf *lc);
 
-/* The name a TLS connection for request r sends as SNI and checks the
- * certificate against: proxy_ssl_name / grpc_ssl_name evaluated for r (in
- * r's arena), else the host of the pass URL; without a port, as nginx.
- * Empty when neither SNI nor verification is on (the name is unused). */
-sg_str sg_ssl_upstream_name(const sg_loc_conf *lc, struct sg_http_req *r);
-
-/* Whether `name` can be sent as SNI / checked against the certificate:
+/* Whether `name` (sg_ssl_upstream_name(), exchange/vars.h: the name a
+ * request makes) can be sent as SNI / checked against the certificate:
  * shorter than 256 bytes, and not empty when u verifies (nginx refuses
  * to match a certificate against nothing). A request-made name that is
  * not is the request's fault, never the peer's. */

@@ -3,7 +3,9 @@
  *
  * Names are resolved once, when the configuration is compiled: a complex
  * value becomes a list of literal pieces and variable indexes, and reading a
- * variable at run time is a switch on its kind, never a search by name. */
+ * variable at run time is a switch on its kind, never a search by name.
+ * This is the compile side; reading values for a request is
+ * exchange/vars.h's (sg_var_get, sg_cval_eval). */
 #ifndef SG_CONF_VARS_H
 #define SG_CONF_VARS_H
 
@@ -11,7 +13,6 @@
 #include <stddef.h>
 #include "core/str.h"
 
-struct sg_http_req;
 struct sg_conf;
 struct sg_map;
 
@@ -86,30 +87,11 @@ bool sg_vars_finish(struct sg_conf *c, char *err, size_t errlen);
 bool sg_cval_compile(struct sg_conf *c, sg_str text, sg_conf_pos pos, sg_cval *out,
                      char *err, size_t errlen);
 
-/* Run time. Value of variable `index` for request r; empty slice when
- * the variable has no value (nginx's "not found"). Results needing memory
- * live in r->arena. A "not found" value has p == NULL, a found empty one
- * a non-NULL p: the access log writes "-" only for the former, as nginx. */
-sg_str sg_var_get(struct sg_http_req *r, int index);
-
-/* Evaluates a complex value into r->arena. Literals return `text` as is. */
-sg_str sg_cval_eval(const sg_cval *cv, struct sg_http_req *r);
-
-/* Appends the value to `out`, escaping as an access log does:
- * escape_json -> JSON string escaping; otherwise nginx's default escaping
- * (", \ and bytes < 0x20 or >= 0x7f as \xHH) for variable parts only. */
-void sg_cval_eval_log(const sg_cval *cv, struct sg_http_req *r, bool json, bool none,
-                      sg_strbuf *out);
-
 /* Regexes shared by location, server_name and map (PCRE2, JIT when
  * available). sg_regex_compile returns a pcre2_code * or NULL with
  * "pcre2_compile() failed: MSG in "RE"" in err (no position: callers prefix it).
- * sg_regex_exec: true on a match, whose captures are stored in r
- * (capture_subject, captures, ncaptures) as nginx does; r may be NULL. */
+ * Matching one against a request is sg_regex_exec (exchange/vars.h). */
 void *sg_regex_compile(sg_str re, bool caseless, char *err, size_t errlen);
-bool sg_regex_exec(const void *re, sg_str subject, struct sg_http_req *r);
 void sg_regex_free(void *re);
-/* Frees the calling thread's match block (at thread exit). */
-void sg_regex_thread_done(void);
 
 #endif

@@ -24,6 +24,7 @@
 #include "core/blockcache.h"
 #include "conf/stream_conf.h"
 #include "core/log.h"
+#include "exchange/vars.h"
 #include "http/h1_server.h"
 #include "http/h2_server.h"
 #include "proxy/stream_proxy.h"

@@ -1,12 +1,13 @@
 /* TLS on non-blocking, edge-triggered sockets (OpenSSL 3).
  *
- * Two halves:
- * - Contexts, built once per generation at load time (conf/ssl_conf.c calls
- *   the builders): one server SSL_CTX per distinct ssl_* setting of a
- *   server block, one client SSL_CTX per distinct proxy_ssl_* / grpc_ssl_*
- *   setting. They are shared read-only by every worker thread (OpenSSL 3
- *   locks its session cache itself) and freed with the generation.
- * - Connections (sg_tls_conn): the transport the codecs use instead of
+ * Contexts are not built here: conf builds them from the compiled settings
+ * at load time (conf/ssl_ctx.h) and frees them with the generation; they
+ * are shared read-only by every worker thread. This module is the
+ * transport on top of them:
+ * - what a server handshake runs (SNI choosing the server block through
+ *   the function given to sg_tls_init(), ALPN), installed on every server
+ *   context conf builds through the hook sg_tls_init() registers;
+ * - connections (sg_tls_conn): the transport the codecs use instead of
  *   read()/writev() on an ssl listen group or a TLS upstream. The calls keep
  *   the socket calls' conventions (-1 + errno EAGAIN when the socket would
  *   block, 0 at the end of the stream), so a codec changes its two I/O
@@ -39,25 +40,19 @@ typedef struct ssl_session_st sg_tls_session;   /* OpenSSL's SSL_SESSION */
 /* The largest plaintext one record carries: writes are cut at this size. */
 #define SG_TLS_RECORD 16384
 
-/* ---------------- contexts (load time, main thread) ---------------- */
+/* ---------------- start ---------------- */
 
-/* Server context for one server block's ssl_* values. `ticket_keys`: the
- * generation's 80 random bytes (name, HMAC and AES keys), the same for
- * every context so that a ticket issued under one server's context is
- * readable under the context SNI switches to. On error returns NULL, the
- * message in msg and the position of the directive to blame in *where.
- * Installs the SNI and ALPN callbacks; `sc` must outlive the context's
- * handshakes (it lives in the generation, which they hold). */
-struct ssl_ctx_st *sg_tls_server_ctx_new(const sg_ssl_conf *sc, const unsigned char ticket_keys[80],
-                                         char *msg, size_t msglen, sg_conf_pos *where);
+/* The server block of listen group g for SNI name `host` (lowercased,
+ * without a trailing dot); NULL keeps the group's default server. The
+ * router's sg_router_sni (server_name rules) is the one the server uses. */
+typedef const sg_server_conf *(*sg_tls_sni_fn)(const sg_listen_group *g, sg_str host);
 
-/* Client context for proxy_ssl_* / grpc_ssl_* values. `h2` offers ALPN "h2"
- * (gRPC), else "http/1.1". `at` is reported when no single directive is to
- * blame (proxy_ssl_verify without a trusted certificate). */
-struct ssl_ctx_st *sg_tls_client_ctx_new(const sg_ssl_upstream_conf *u, bool h2, sg_conf_pos at,
-                                         char *msg, size_t msglen, sg_conf_pos *where);
-
-void sg_tls_ctx_free(struct ssl_ctx_st *ctx);
+/* Once at start, before any configuration is loaded and before any worker
+ * thread runs (whoever owns accept: main): remembers `choose` for SNI and
+ * registers the SNI and ALPN callbacks with conf, which installs them on
+ * every server context it builds (sg_ssl_set_server_setup). Without this
+ * call handshakes get neither: the default server, no ALPN. */
+void sg_tls_init(sg_tls_sni_fn choose);
 
 /* ---------------- connections ---------------- */
 

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "exchange/vars.h"
+
 #define DEFAULT_BUFFER (64 * 1024)
 
 struct sg_log_file {

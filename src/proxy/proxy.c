@@ -29,6 +29,7 @@
 #include "http/h1_client.h"
 #include "http/h2_client.h"
 #include "conf/ssl_conf.h"
+#include "exchange/vars.h"
 #include "http/status.h"
 #include "proxy/grpc.h"
 #include "proxy/respond.h"

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "exchange/vars.h"
 #include "http/status.h"
 #include "net/sock.h"
 #include "proxy/grpc.h"

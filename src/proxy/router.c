@@ -2,11 +2,10 @@
  * ngx_http_find_virtual_server and ngx_http_core_find_location. */
 #include "proxy/router.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf/map.h"
+#include "exchange/vars.h"
 
 /* The children of one location, split the way the lookup uses them.
  * Prefix locations are sorted longest first so that the first one that
@@ -19,11 +18,6 @@ typedef struct loc_level {
     const sg_location **regex;         /* "~" and "~*", declaration order */
     size_t nregex;
 } loc_level;
-
-static void pos_err(char *err, size_t errlen, sg_conf_pos pos, const char *msg)
-{
-    snprintf(err, errlen, "%s:%d:%d: %s", pos.file ? pos.file : "<config>", pos.line, pos.col, msg);
-}
 
 static int by_length_desc(const void *a, const void *b)
 {
@@ -53,60 +47,19 @@ static loc_level *level_build(sg_conf *c, const sg_location *l)
     return lv;
 }
 
-static bool location_compile(sg_conf *c, sg_location *l, char *err, size_t errlen)
+static void location_index(sg_conf *c, sg_location *l)
 {
-    if ((l->match == SG_LOC_REGEX || l->match == SG_LOC_REGEX_CASELESS) && !l->regex) {
-        char msg[512];
-        l->regex = sg_regex_compile(l->name, l->match == SG_LOC_REGEX_CASELESS, msg, sizeof(msg));
-        if (!l->regex) { pos_err(err, errlen, l->pos, msg); return false; }
-    }
     l->index = l->nchildren ? level_build(c, l) : NULL;
-    for (size_t i = 0; i < l->nchildren; i++)
-        if (!location_compile(c, l->children[i], err, errlen)) return false;
-    return true;
+    for (size_t i = 0; i < l->nchildren; i++) location_index(c, l->children[i]);
 }
 
-static bool server_compile(sg_conf *c, sg_server_conf *s, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < s->nnames; i++) {
-        sg_server_name *n = &s->names[i];
-        if (n->kind != SG_SN_REGEX || n->regex) continue;
-        char msg[512];
-        /* nginx compiles server_name regexes caselessly: host names are. */
-        n->regex = sg_regex_compile(n->name, true, msg, sizeof(msg));
-        if (!n->regex) { pos_err(err, errlen, s->pos, msg); return false; }
-    }
-    if (s->root && !location_compile(c, s->root, err, errlen)) return false;
-    for (size_t i = 0; i < s->nnamed; i++)
-        if (!location_compile(c, s->named[i], err, errlen)) return false;
-    return true;
-}
-
-bool sg_router_compile(sg_conf *c, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < c->nservers; i++)
-        if (!server_compile(c, c->servers[i], err, errlen)) return false;
-    return true;
-}
-
-static void location_free(sg_location *l)
-{
-    if (l->regex) { sg_regex_free(l->regex); l->regex = NULL; }
-    for (size_t i = 0; i < l->nchildren; i++) location_free(l->children[i]);
-}
-
-void sg_router_free(sg_conf *c)
+void sg_router_build(sg_conf *c)
 {
     for (size_t i = 0; i < c->nservers; i++) {
         sg_server_conf *s = c->servers[i];
-        for (size_t k = 0; k < s->nnames; k++)
-            if (s->names[k].regex) { sg_regex_free(s->names[k].regex); s->names[k].regex = NULL; }
-        if (s->root) location_free(s->root);
-        for (size_t k = 0; k < s->nnamed; k++) location_free(s->named[k]);
+        if (s->root) location_index(c, s->root);
+        for (size_t k = 0; k < s->nnamed; k++) location_index(c, s->named[k]);
     }
-    for (size_t i = 0; i < c->vars.n; i++)
-        if (c->vars.defs[i].kind == SG_VAR_MAP && c->vars.defs[i].map)
-            sg_map_free(c->vars.defs[i].map);
 }
 
 /* ---------------- server ---------------- */
@@ -160,6 +113,11 @@ const sg_server_conf *sg_router_server(const sg_listen_group *g, sg_str host, sg
         }
     if (g->default_server) return g->default_server;
     return g->nservers ? g->servers[0] : NULL;
+}
+
+const sg_server_conf *sg_router_sni(const sg_listen_group *g, sg_str host)
+{
+    return sg_router_server(g, host, NULL);
 }
 
 /* ---------------- location ---------------- */

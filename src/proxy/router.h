@@ -8,15 +8,22 @@
 #include "conf/conf.h"
 #include "exchange/request.h"
 
-/* Compiles regexes (location, server_name) and precomputes lookup tables
- * for every server of the generation. Called once at the end of
- * sg_conf_load(); false + "file:line:col: message" in err on a bad regex. */
-bool sg_router_compile(sg_conf *c, char *err, size_t errlen);
+/* Precomputes the location lookup tables of every server of generation c
+ * (in its arena: they go with it, nothing to free). Whoever loads a
+ * generation to serve it calls this once, after sg_conf_load() and before
+ * the generation is shared with worker threads (main.c's load()); the
+ * regexes it matches were compiled by the load (sg_conf_compile_regexes).
+ * Without it no location matches. */
+void sg_router_build(sg_conf *c);
 
 /* The server for `host` (already lowercased, no port) on listen group g:
  * exact name, then longest "*." wildcard, then longest ".*" wildcard, then
  * the first matching regex (its captures go to r), else the default server. */
 const sg_server_conf *sg_router_server(const sg_listen_group *g, sg_str host, sg_http_req *r);
+
+/* The same for a TLS server name, before any request exists (no captures
+ * kept): the SNI chooser given to sg_tls_init() (net/tls.h). */
+const sg_server_conf *sg_router_sni(const sg_listen_group *g, sg_str host);
 
 /* The location for `uri` (normalized path), NULL if nothing matches
  * (the caller answers 404). Regex captures are stored in r. */
@@ -24,10 +31,5 @@ const sg_location *sg_router_location(const sg_server_conf *s, sg_str uri, sg_ht
 
 /* "@name" lookup for error_page and friends; NULL if absent. */
 const sg_location *sg_router_named(const sg_server_conf *s, sg_str name);
-
-/* Frees every regex of the generation (locations, server names, maps bound
- * to variables). sg_conf_unref() calls it before freeing the arena;
- * safe to call on a half-built generation and more than once. */
-void sg_router_free(sg_conf *c);
 
 #endif

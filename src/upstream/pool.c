@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "conf/ssl_conf.h"
+#include "exchange/vars.h"
 #include "core/log.h"
 #include "core/str.h"
 

@@ -10,6 +10,8 @@
 #include "net/tls.h"
 #include "upstream/balancer.h"
 
+struct sg_http_req;
+
 /* What a connection to a peer was made for, besides the peer: its TLS
  * client context (NULL: cleartext) and the name it sent as SNI and had
  * the certificate verified against (empty when neither was done). A

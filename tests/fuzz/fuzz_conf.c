@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "conf/conf.h"
+#include "proxy/router.h"
 
 #ifndef SG_FUZZING
 #warning "build fuzz_conf with -DSG_FUZZING (no DNS, no include) or it may query DNS and read files"
@@ -17,6 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[1024];
     sg_conf *c = sg_conf_load_string((const char *)data, size, "fuzz.conf", "/nonexistent-fuzz",
                                      err, sizeof(err));
-    if (c) sg_conf_unref(c);
+    if (!c) return 0;
+    sg_router_build(c);                    /* what main.c does with every generation it loads */
+    sg_conf_unref(c);
     return 0;
 }

@@ -8,7 +8,7 @@
 
 #include "conf/conf.h"
 #include "conf/vars.h"
-#include "exchange/request.h"
+#include "exchange/vars.h"
 #include "observe/access_log.h"
 
 static char dir[] = "/tmp/sg_alog_XXXXXX";

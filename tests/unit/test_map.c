@@ -4,9 +4,7 @@
 
 #include "conf/conf.h"
 #include "conf/map.h"
-#include "conf/vars.h"
-#include "exchange/request.h"
-#include "proxy/router.h"
+#include "exchange/vars.h"
 
 static sg_conf conf;
 static sg_http_req req;
@@ -27,7 +25,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    sg_router_free(&conf);
+    sg_conf_free_regexes(&conf);
     sg_arena_free(&req.arena);
     sg_arena_free(&conf.arena);
 }

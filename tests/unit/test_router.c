@@ -3,8 +3,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
-#include "conf/vars.h"
-#include "exchange/request.h"
+#include "exchange/vars.h"
 #include "proxy/router.h"
 
 static sg_conf conf;
@@ -23,12 +22,21 @@ static void setup(void)
 
 static void teardown(void)
 {
-    sg_router_free(&conf);
+    sg_conf_free_regexes(&conf);
     sg_arena_free(&req.arena);
     sg_arena_free(&conf.arena);
 }
 
 TestSuite(router, .init = setup, .fini = teardown);
+
+/* What loading does for a configuration built by hand: conf compiles the
+ * regexes, the router indexes the locations. */
+static bool compile(void)
+{
+    if (!sg_conf_compile_regexes(&conf, err, sizeof(err))) return false;
+    sg_router_build(&conf);
+    return true;
+}
 
 static sg_location *new_loc(sg_location *parent, sg_loc_match match, const char *name, int line)
 {
@@ -76,7 +84,7 @@ Test(router, nginx_documented_example)
     new_loc(s->root, SG_LOC_PREFIX, "/documents/", 4);               /* C */
     new_loc(s->root, SG_LOC_PREFIX_NOREGEX, "/images/", 5);          /* D */
     new_loc(s->root, SG_LOC_REGEX_CASELESS, "\\.(gif|jpg|jpeg)$", 6); /* E */
-    cr_assert(sg_router_compile(&conf, err, sizeof(err)), "%s", err);
+    cr_assert(compile(), "%s", err);
     const sg_location *a = sg_router_location(s, SG_STR("/"), &req);
     cr_assert_eq(a->match, SG_LOC_EXACT);                            /* "/" -> A */
     const sg_location *b = sg_router_location(s, SG_STR("/index.html"), &req);
@@ -95,7 +103,7 @@ Test(router, regex_in_declaration_order_and_captures)
     new_loc(s->root, SG_LOC_REGEX, "^/user/(\\d+)$", 3);
     new_loc(s->root, SG_LOC_REGEX, "^/user/", 4);
     new_loc(s->root, SG_LOC_REGEX, "^/CASE$", 5);
-    cr_assert(sg_router_compile(&conf, err, sizeof(err)), "%s", err);
+    cr_assert(compile(), "%s", err);
     req.uri = SG_STR("/user/42");
     cr_assert_str_eq(route(s, "/user/42"), "^/user/(\\d+)$");
     int v = sg_var_index(&conf, SG_STR("1"), (sg_conf_pos){ 0 });
@@ -110,7 +118,7 @@ Test(router, no_match_without_root_prefix)
     sg_server_conf *s = new_server();
     new_loc(s->root, SG_LOC_PREFIX, "/app", 2);
     new_loc(s->root, SG_LOC_EXACT, "/exact", 3);
-    cr_assert(sg_router_compile(&conf, err, sizeof(err)), "%s", err);
+    cr_assert(compile(), "%s", err);
     cr_assert_str_eq(route(s, "/other"), "(none)");
     cr_assert_str_eq(route(s, "/exact/more"), "(none)");
     cr_assert_str_eq(route(s, "/application"), "/app");              /* plain string prefix */
@@ -127,7 +135,7 @@ Test(router, nested_locations)
     new_loc(s->root, SG_LOC_REGEX, "\\.(json|xml)$", 7);
     sg_location *st = new_loc(s->root, SG_LOC_PREFIX_NOREGEX, "/static/", 8);
     new_loc(st, SG_LOC_REGEX, "\\.css$", 9);
-    cr_assert(sg_router_compile(&conf, err, sizeof(err)), "%s", err);
+    cr_assert(compile(), "%s", err);
 
     cr_assert_str_eq(route(s, "/api/v1/x"), "/api/v1/");
     cr_assert_str_eq(route(s, "/api/health"), "/api/health");
@@ -147,7 +155,7 @@ Test(router, inner_noregex_still_lets_outer_regex_run)
     new_loc(a, SG_LOC_PREFIX_NOREGEX, "/a/b/", 3);
     new_loc(a, SG_LOC_REGEX, "\\.png$", 4);
     new_loc(s->root, SG_LOC_REGEX, "\\.(png|gif)$", 5);
-    cr_assert(sg_router_compile(&conf, err, sizeof(err)), "%s", err);
+    cr_assert(compile(), "%s", err);
     cr_assert_str_eq(route(s, "/a/b/x.png"), "\\.(png|gif)$");
     cr_assert_str_eq(route(s, "/a/b/x.txt"), "/a/b/");
     cr_assert_str_eq(route(s, "/a/x.png"), "\\.png$");
@@ -160,7 +168,7 @@ Test(router, named_locations)
     s->named = sg_arena_alloc(&conf.arena, sizeof(*s->named));
     s->named[0] = n;
     s->nnamed = 1;
-    cr_assert(sg_router_compile(&conf, err, sizeof(err)), "%s", err);
+    cr_assert(compile(), "%s", err);
     cr_assert_eq(sg_router_named(s, SG_STR("@fallback")), n);
     cr_assert_null(sg_router_named(s, SG_STR("@other")));
     cr_assert_str_eq(route(s, "@fallback"), "(none)");   /* never matched by URI */
@@ -170,7 +178,7 @@ Test(router, bad_location_regex_reports_position)
 {
     sg_server_conf *s = new_server();
     new_loc(s->root, SG_LOC_REGEX, "^/(x", 12);
-    cr_assert_not(sg_router_compile(&conf, err, sizeof(err)));
+    cr_assert_not(compile());
     cr_assert(strncmp(err, "r.conf:12:5: pcre2_compile() failed: ", 37) == 0, "%s", err);
     cr_assert(strstr(err, "in \"^/(x\""), "%s", err);
 }
@@ -200,7 +208,7 @@ Test(router, server_name_precedence)
     set_names(rx1, n_rx1, 1);
     set_names(rx2, n_rx2, 1);
     set_names(dot, n_dot, 1);
-    cr_assert(sg_router_compile(&conf, err, sizeof(err)), "%s", err);
+    cr_assert(compile(), "%s", err);
     sg_listen_group g = { .servers = conf.servers, .nservers = conf.nservers, .default_server = dflt };
 
     cr_assert_eq(sg_router_server(&g, SG_STR("www.example.com"), &req), exact);
@@ -240,6 +248,7 @@ static sg_conf *load(const char *text)
     sg_conf *c = sg_conf_load_string(text, strlen(text), "e2e.conf", "/tmp", err, sizeof(err));
     cr_assert_not_null(c, "%s", err);
     cr_assert_geq(c->nservers, 1);
+    sg_router_build(c);
     return c;
 }
 

@@ -26,6 +26,7 @@
 #include "conf/ssl_conf.h"
 #include "core/loop.h"
 #include "net/tls.h"
+#include "proxy/router.h"
 #include "upstream/pool.h"
 
 /* ---------------- certificates (once per run) ---------------- */
@@ -75,6 +76,7 @@ static const char *certdir(void)
 static void setup(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    sg_tls_init(sg_router_sni);        /* as main() does before loading: SNI and ALPN */
 }
 
 TestSuite(tls, .init = setup, .timeout = 30);

@@ -7,7 +7,7 @@
 #include "conf/conf.h"
 #include "conf/map.h"
 #include "conf/vars.h"
-#include "exchange/request.h"
+#include "exchange/vars.h"
 
 static sg_conf conf;
 static sg_http_req req;

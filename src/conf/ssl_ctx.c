@@ -1,0 +1,297 @@
+/* SSL_CTX from compiled ssl_* / proxy_ssl_* / grpc_ssl_* settings: pure
+ * OpenSSL calls on conf's structs, so that a bad certificate is reported
+ * at load time (`-t`) with the position of the directive to blame. What
+ * runs per handshake (SNI, ALPN) is the transport's: net/tls.c adds it
+ * through sg_ssl_set_server_setup(). See ssl_ctx.h. */
+#include "conf/ssl_ctx.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+/* Written once at start, before any context is built or any thread runs. */
+static sg_ssl_server_setup_fn server_setup;
+
+void sg_ssl_set_server_setup(sg_ssl_server_setup_fn fn)
+{
+    server_setup = fn;
+}
+
+/* ---------------- errors ---------------- */
+
+void sg_ssl_errors(char *buf, size_t n)
+{
+    size_t off = (size_t)snprintf(buf, n, "SSL:");
+    unsigned long e;
+    while ((e = ERR_get_error()) != 0) {
+        char one[256];
+        ERR_error_string_n(e, one, sizeof(one));
+        if (off + 1 < n) off += (size_t)snprintf(buf + off, n - off, " %s", one);
+    }
+    ERR_clear_error();
+}
+
+/* msg = "what (SSL: ...)"; false always, for one-line failure returns. */
+static bool ctx_fail(char *msg, size_t msglen, sg_conf_pos *where, sg_conf_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static bool ctx_fail(char *msg, size_t msglen, sg_conf_pos *where, sg_conf_pos pos, const char *fmt, ...)
+{
+    char what[600], ssl[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    sg_ssl_errors(ssl, sizeof(ssl));
+    if (strcmp(ssl, "SSL:") == 0) snprintf(msg, msglen, "%s", what);
+    else snprintf(msg, msglen, "%s (%s)", what, ssl);
+    *where = pos;
+    return false;
+}
+
+/* ---------------- contexts: common parts ---------------- */
+
+static void set_protocols(SSL_CTX *ctx, uint32_t mask)
+{
+    static const struct { uint32_t bit; int version; uint64_t no; } v[] = {
+        { SG_SSL_TLSv1, TLS1_VERSION, SSL_OP_NO_TLSv1 },
+        { SG_SSL_TLSv1_1, TLS1_1_VERSION, SSL_OP_NO_TLSv1_1 },
+        { SG_SSL_TLSv1_2, TLS1_2_VERSION, SSL_OP_NO_TLSv1_2 },
+        { SG_SSL_TLSv1_3, TLS1_3_VERSION, SSL_OP_NO_TLSv1_3 },
+    };
+    int lo = 0, hi = 0;
+    uint64_t no = 0;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        if (mask & v[i].bit) {
+            if (!lo) lo = v[i].version;
+            hi = v[i].version;
+        } else {
+            no |= v[i].no;                 /* a hole such as "TLSv1 TLSv1.2" */
+        }
+    }
+    SSL_CTX_set_min_proto_version(ctx, lo);
+    SSL_CTX_set_max_proto_version(ctx, hi);
+    SSL_CTX_set_options(ctx, no);
+}
+
+/* What every context shares: partial writes from a buffer that may move
+ * (the codec's queue), record buffers released when empty (idle
+ * connections cost little), no renegotiation, and a peer's missing
+ * close_notify treated as an end of stream (HTTP frames its messages). */
+static SSL_CTX *ctx_base(const SSL_METHOD *method, uint32_t protocols, const sg_ssl_value *ciphers,
+                         char *msg, size_t msglen, sg_conf_pos *where)
+{
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(method);
+    if (!ctx) {
+        ctx_fail(msg, msglen, where, ciphers->pos, "SSL_CTX_new() failed");
+        return NULL;
+    }
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_RELEASE_BUFFERS);
+    /* AUTO_RETRY (on by default, kept): after a record that is not data
+     * (a TLS 1.3 ticket, a key update) OpenSSL reads on instead of
+     * reporting WANT_READ while the socket may still hold bytes, which an
+     * edge-triggered reader would never be woken for again. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_read_ahead(ctx, 1);        /* one read() takes several records */
+    set_protocols(ctx, protocols);
+    if (ciphers->s && SSL_CTX_set_cipher_list(ctx, ciphers->s) != 1) {
+        ctx_fail(msg, msglen, where, ciphers->pos, "SSL_CTX_set_cipher_list(\"%s\") failed", ciphers->s);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Encrypted keys would make OpenSSL prompt on the terminal: refuse them
+ * instead (ssl_password_file is not supported). */
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    return 0;
+}
+
+static bool readable(const sg_ssl_value *v, const char *what, char *msg, size_t msglen, sg_conf_pos *where)
+{
+    FILE *f = fopen(v->s, "r");
+    if (f) {
+        fclose(f);
+        return true;
+    }
+    int e = errno;
+    return ctx_fail(msg, msglen, where, v->pos, "cannot load %s \"%s\": open() failed (%d: %s)",
+                    what, v->s, e, strerror(e));
+}
+
+static EVP_PKEY *read_key(const char *path)
+{
+    BIO *b = BIO_new_file(path, "r");
+    if (!b) return NULL;
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, no_password, NULL);
+    BIO_free(b);
+    return k;
+}
+
+/* One ssl_certificate + ssl_certificate_key pair; OpenSSL files it by key
+ * type, so an RSA and an ECDSA pair live side by side. */
+static bool load_pair(SSL_CTX *ctx, const sg_ssl_value *cert, const sg_ssl_value *key,
+                      char *msg, size_t msglen, sg_conf_pos *where)
+{
+    ERR_clear_error();
+    if (!readable(cert, "certificate", msg, msglen, where)) return false;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert->s) != 1)
+        return ctx_fail(msg, msglen, where, cert->pos, "cannot load certificate \"%s\"", cert->s);
+    X509 *x = SSL_CTX_get0_certificate(ctx);          /* the one just loaded */
+    if (!readable(key, "certificate key", msg, msglen, where)) return false;
+    EVP_PKEY *k = read_key(key->s);
+    if (!k) return ctx_fail(msg, msglen, where, key->pos, "cannot load certificate key \"%s\"", key->s);
+    bool ok = true;
+    if (!x || X509_check_private_key(x, k) != 1)
+        ok = ctx_fail(msg, msglen, where, key->pos, "certificate key \"%s\" does not match certificate \"%s\"",
+                      key->s, cert->s);
+    else if (SSL_CTX_use_PrivateKey(ctx, k) != 1)
+        ok = ctx_fail(msg, msglen, where, key->pos, "cannot use certificate key \"%s\"", key->s);
+    EVP_PKEY_free(k);
+    return ok;
+}
+
+/* ---------------- server contexts ---------------- */
+
+static bool set_session_cache(SSL_CTX *ctx, const sg_ssl_conf *sc, const unsigned char keys[80],
+                              char *msg, size_t msglen, sg_conf_pos *where)
+{
+    SSL_CTX_set_timeout(ctx, (long)(sc->session_timeout_ms / 1000));
+    if (sc->session_cache == SG_SSL_CACHE_OFF) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    } else if (sc->session_cache == SG_SSL_CACHE_NONE) {
+        /* nginx's "none": claim a cache (some clients misbehave when a
+         * server says it has none) but store nothing */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_AUTO_CLEAR |
+                                            SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_cache_size(ctx, 1);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_sess_set_cache_size(ctx, sc->session_cache_size);
+    }
+    if (!sc->session_tickets) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        /* TLS 1.3 would still send (stateful) tickets nobody can use */
+        if (sc->session_cache != SG_SSL_CACHE_ON) SSL_CTX_set_num_tickets(ctx, 0);
+        return true;
+    }
+    if (SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)keys, 80) != 1)
+        return ctx_fail(msg, msglen, where, sc->ciphers.pos, "cannot set session ticket keys");
+    return true;
+}
+
+/* Servers with the same certificates resume each other's sessions (as
+ * nginx's context id, a hash of the certificates, allows); others not. */
+static void set_sid_context(SSL_CTX *ctx, const sg_ssl_conf *sc)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    if (h && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1) {
+        EVP_DigestUpdate(h, "streamgate", 10);
+        for (size_t i = 0; i < sc->ncerts; i++) EVP_DigestUpdate(h, sc->certs[i].s, strlen(sc->certs[i].s) + 1);
+        EVP_DigestFinal_ex(h, md, &mdlen);
+    }
+    EVP_MD_CTX_free(h);
+    if (mdlen > SSL_MAX_SID_CTX_LENGTH) mdlen = SSL_MAX_SID_CTX_LENGTH;
+    if (mdlen) SSL_CTX_set_session_id_context(ctx, md, mdlen);
+    ERR_clear_error();
+}
+
+static bool set_dh_and_curves(SSL_CTX *ctx, const sg_ssl_conf *sc, char *msg, size_t msglen, sg_conf_pos *where)
+{
+    if (sc->dhparam.s) {
+        if (!readable(&sc->dhparam, "DH parameters", msg, msglen, where)) return false;
+        BIO *b = BIO_new_file(sc->dhparam.s, "r");
+        EVP_PKEY *dh = b ? PEM_read_bio_Parameters(b, NULL) : NULL;
+        BIO_free(b);
+        if (!dh || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
+            EVP_PKEY_free(dh);
+            return ctx_fail(msg, msglen, where, sc->dhparam.pos, "cannot load DH parameters \"%s\"", sc->dhparam.s);
+        }
+    }
+    const char *curves = sc->ecdh_curve.s;
+    if (curves && strcmp(curves, "auto") != 0 && SSL_CTX_set1_groups_list(ctx, curves) != 1)
+        return ctx_fail(msg, msglen, where, sc->ecdh_curve.pos, "SSL_CTX_set1_curves_list(\"%s\") failed", curves);
+    return true;
+}
+
+SSL_CTX *sg_ssl_server_ctx_new(const sg_ssl_conf *sc, const unsigned char ticket_keys[80],
+                               char *msg, size_t msglen, sg_conf_pos *where)
+{
+    SSL_CTX *ctx = ctx_base(TLS_server_method(), sc->protocols, &sc->ciphers, msg, msglen, where);
+    if (!ctx) return NULL;
+    if (sc->prefer_server_ciphers) SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    bool ok = true;
+    for (size_t i = 0; ok && i < sc->ncerts; i++) ok = load_pair(ctx, &sc->certs[i], &sc->keys[i], msg, msglen, where);
+    ok = ok && set_dh_and_curves(ctx, sc, msg, msglen, where) &&
+         set_session_cache(ctx, sc, ticket_keys, msg, msglen, where);
+    if (!ok) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    set_sid_context(ctx, sc);
+    if (server_setup) server_setup(ctx);
+    ERR_clear_error();
+    return ctx;
+}
+
+/* ---------------- client contexts ---------------- */
+
+SSL_CTX *sg_ssl_client_ctx_new(const sg_ssl_upstream_conf *u, bool h2, sg_conf_pos at,
+                               char *msg, size_t msglen, sg_conf_pos *where)
+{
+    const char *pfx = h2 ? "grpc_ssl" : "proxy_ssl";
+    if (u->verify && !u->trusted_certificate.s) {
+        ctx_fail(msg, msglen, where, at, "no \"%s_trusted_certificate\" for \"%s_verify\"", pfx, pfx);
+        return NULL;
+    }
+    if (u->certificate.s && !u->certificate_key.s) {
+        ctx_fail(msg, msglen, where, u->certificate.pos,
+                 "no \"%s_certificate_key\" is defined for certificate \"%s\"", pfx, u->certificate.s);
+        return NULL;
+    }
+    SSL_CTX *ctx = ctx_base(TLS_client_method(), u->protocols, &u->ciphers, msg, msglen, where);
+    if (!ctx) return NULL;
+    bool ok = true;
+    if (u->trusted_certificate.s) {
+        ok = readable(&u->trusted_certificate, "trusted certificate", msg, msglen, where);
+        if (ok && SSL_CTX_load_verify_locations(ctx, u->trusted_certificate.s, NULL) != 1)
+            ok = ctx_fail(msg, msglen, where, u->trusted_certificate.pos,
+                          "SSL_CTX_load_verify_locations(\"%s\") failed", u->trusted_certificate.s);
+    }
+    if (ok && u->certificate.s) ok = load_pair(ctx, &u->certificate, &u->certificate_key, msg, msglen, where);
+    static const unsigned char alpn_h2[] = "\x02h2", alpn_h1[] = "\x08http/1.1";
+    if (ok && SSL_CTX_set_alpn_protos(ctx, h2 ? alpn_h2 : alpn_h1, h2 ? 3 : 9) != 0)  /* 0 is success */
+        ok = ctx_fail(msg, msglen, where, at, "SSL_CTX_set_alpn_protos() failed");
+    if (!ok) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (u->verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_verify_depth(ctx, (int)u->verify_depth);
+    }
+    /* Sessions are kept by the caller per peer (sg_tls_session_get), not
+     * in an internal cache. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (!u->session_reuse) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    ERR_clear_error();
+    return ctx;
+}
+
+void sg_ssl_ctx_free(SSL_CTX *ctx)
+{
+    SSL_CTX_free(ctx);
+}

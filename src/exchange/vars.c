@@ -1,0 +1,497 @@
+/* Reading variables and complex values for a request: the run-time side
+ * of conf/vars.h, next to the request it reads.
+ *
+ * Convention inside this module and for callers that care: sg_var_get()
+ * returns {NULL, 0} for nginx's "not found" (no such header, no upstream
+ * yet...) and a non-NULL pointer for a found value, even an empty one.
+ * The access log needs the difference: nginx writes "-" only for "not found". */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "exchange/vars.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pcre2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "conf/ssl_conf.h"
+
+#define NOT_FOUND ((sg_str){ NULL, 0 })
+#define EMPTY ((sg_str){ "", 0 })
+
+/* ---------------- helpers ---------------- */
+
+static sg_str arena_printf(sg_http_req *r, size_t max, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static sg_str arena_printf(sg_http_req *r, size_t max, const char *fmt, ...)
+{
+    char *p = sg_arena_alloc(&r->arena, max);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(p, max, fmt, ap);
+    va_end(ap);
+    if (n < 0) n = 0;
+    if ((size_t)n >= max) n = (int)max - 1;
+    return (sg_str){ p, (size_t)n };
+}
+
+static sg_str str_or_not_found(const char *p, size_t n)
+{
+    return p ? (sg_str){ p, n } : NOT_FOUND;
+}
+
+static sg_str addr_text(sg_http_req *r, const struct sockaddr *sa)
+{
+    char buf[INET6_ADDRSTRLEN];
+    if (!sa) return EMPTY;
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, sizeof(buf));
+    } else if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof(buf));
+    } else if (sa->sa_family == AF_UNIX) {
+        return SG_STR("unix:");
+    } else {
+        return EMPTY;
+    }
+    return sg_arena_str(&r->arena, sg_str_from(buf));
+}
+
+static sg_str addr_binary(const struct sockaddr *sa)
+{
+    if (sa && sa->sa_family == AF_INET)
+        return (sg_str){ (const char *)&((const struct sockaddr_in *)sa)->sin_addr, 4 };
+    if (sa && sa->sa_family == AF_INET6)
+        return (sg_str){ (const char *)&((const struct sockaddr_in6 *)sa)->sin6_addr, 16 };
+    return EMPTY;
+}
+
+static sg_str port_text(sg_http_req *r, const struct sockaddr *sa)
+{
+    unsigned port;
+    if (sa && sa->sa_family == AF_INET) port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    else if (sa && sa->sa_family == AF_INET6) port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    else return EMPTY;
+    return arena_printf(r, 8, "%u", port);
+}
+
+/* Values of every header called `name`, joined by `sep` (NULL: first only). */
+static sg_str header_join(sg_http_req *r, sg_str name, const char *sep)
+{
+    sg_strbuf b = { 0 };
+    const char *first = NULL;
+    size_t firstn = 0, count = 0;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (!sg_str_caseeq(r->headers[i].name, name)) continue;
+        if (count == 0) { first = r->headers[i].value.p ? r->headers[i].value.p : ""; firstn = r->headers[i].value.n; }
+        if (!sep && count == 0) return (sg_str){ first, firstn };
+        if (count++) sg_strbuf_append(&b, sep, strlen(sep));
+        sg_strbuf_append_str(&b, r->headers[i].value);
+    }
+    if (count <= 1) { sg_strbuf_free(&b); return str_or_not_found(first, firstn); }
+    sg_str out = sg_arena_str(&r->arena, (sg_str){ b.p, b.n });
+    sg_strbuf_free(&b);
+    return out;
+}
+
+static sg_str http_header(sg_http_req *r, sg_str name)
+{
+    if (sg_str_caseeq_lit(name, "cookie")) return header_join(r, name, "; ");
+    if (sg_str_caseeq_lit(name, "x-forwarded-for")) return header_join(r, name, ", ");
+    return header_join(r, name, NULL);
+}
+
+static sg_str server_name_text(sg_http_req *r)
+{
+    const sg_server_conf *s = r->srv;
+    if (!s || s->nnames == 0) return EMPTY;
+    const sg_server_name *n = &s->names[0];
+    switch (n->kind) {
+    case SG_SN_WILDCARD_HEAD: return arena_printf(r, n->name.n + 3, "*.%.*s", (int)n->name.n, n->name.p);
+    case SG_SN_WILDCARD_TAIL: return arena_printf(r, n->name.n + 3, "%.*s.*", (int)n->name.n, n->name.p);
+    case SG_SN_DOT: return arena_printf(r, n->name.n + 2, ".%.*s", (int)n->name.n, n->name.p);
+    case SG_SN_REGEX: return arena_printf(r, n->name.n + 2, "~%.*s", (int)n->name.n, n->name.p);
+    default: return n->name;
+    }
+}
+
+/* Host header without port, lowercased ("[::1]:80" keeps the brackets). */
+static sg_str host_var(sg_http_req *r)
+{
+    if (r->host.n) return r->host;
+    const sg_header *h = sg_req_find_header(r, SG_STR("host"));
+    if (!h || h->value.n == 0) return server_name_text(r);
+    size_t n = h->value.n;
+    const char *p = h->value.p;
+    const char *end = p[0] == '[' ? memchr(p, ']', n) : NULL;
+    const char *colon = memchr(end ? end : p, ':', n - (size_t)((end ? end : p) - p));
+    if (colon) n = (size_t)(colon - p);
+    if (n && p[n - 1] == '.') n--;     /* "example.com." is example.com */
+    char *o = sg_arena_strndup(&r->arena, p, n);
+    for (size_t i = 0; i < n; i++)
+        if (o[i] >= 'A' && o[i] <= 'Z') o[i] = (char)(o[i] | 0x20);
+    return (sg_str){ o, n };
+}
+
+static sg_str protocol_text(sg_http_req *r)
+{
+    return arena_printf(r, 16, "HTTP/%d.%d", r->http_major, r->http_minor);
+}
+
+static sg_str request_line(sg_http_req *r)
+{
+    sg_str proto = protocol_text(r);
+    return arena_printf(r, r->method.n + r->request_uri.n + proto.n + 3, "%.*s %.*s %.*s",
+                        (int)r->method.n, r->method.p, (int)r->request_uri.n, r->request_uri.p,
+                        (int)proto.n, proto.p);
+}
+
+static sg_str request_time(sg_http_req *r)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long ms = (long long)(now.tv_sec - r->start_mono.tv_sec) * 1000 +
+                   (now.tv_nsec - r->start_mono.tv_nsec) / 1000000;
+    if (ms < 0) ms = 0;
+    return arena_printf(r, 32, "%lld.%03lld", ms / 1000, ms % 1000);
+}
+
+/* Formatting dates is costly next to a request; a thread formats them at
+ * most once per second. */
+typedef struct time_cache {
+    time_t sec;
+    char local[40], iso[40];
+    size_t nlocal, niso;
+} time_cache;
+
+static _Thread_local time_cache tcache = { .sec = -1 };
+
+static const time_cache *time_now(void)
+{
+    time_t now = time(NULL);
+    if (now == tcache.sec) return &tcache;
+    static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    struct tm tm;
+    localtime_r(&now, &tm);
+    long off = tm.tm_gmtoff / 60;
+    char sign = off < 0 ? '-' : '+';
+    if (off < 0) off = -off;
+    int n = snprintf(tcache.local, sizeof(tcache.local), "%02d/%s/%d:%02d:%02d:%02d %c%02ld%02ld",
+                     tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, sign, off / 60, off % 60);
+    tcache.nlocal = n > 0 ? (size_t)n : 0;
+    n = snprintf(tcache.iso, sizeof(tcache.iso), "%d-%02d-%02dT%02d:%02d:%02d%c%02ld:%02ld",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 sign, off / 60, off % 60);
+    tcache.niso = n > 0 ? (size_t)n : 0;
+    tcache.sec = now;
+    return &tcache;
+}
+
+static sg_str msec_now(sg_http_req *r)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return arena_printf(r, 32, "%lld.%03ld", (long long)ts.tv_sec, ts.tv_nsec / 1000000);
+}
+
+/* nginx's ngx_http_arg: "name=" at the start or after '&', name caseless. */
+static sg_str arg_var(sg_http_req *r, sg_str name)
+{
+    const char *p = r->args.p, *end = r->args.p + r->args.n;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - p) > name.n && p[name.n] == '=' &&
+            sg_str_caseeq((sg_str){ p, name.n }, name))
+            return (sg_str){ p + name.n + 1, (size_t)(stop - p - (long)name.n - 1) };
+        p = amp ? amp + 1 : end;
+    }
+    return NOT_FOUND;
+}
+
+static sg_str cookie_var(sg_http_req *r, sg_str name)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (!sg_str_caseeq_lit(r->headers[i].name, "cookie")) continue;
+        const char *p = r->headers[i].value.p, *end = p + r->headers[i].value.n;
+        while (p && p < end) {
+            while (p < end && (*p == ' ' || *p == '\t')) p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *stop = semi ? semi : end;
+            if ((size_t)(stop - p) > name.n && p[name.n] == '=' &&
+                sg_str_caseeq((sg_str){ p, name.n }, name)) {
+                const char *v = p + name.n + 1, *ve = stop;
+                while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+                return (sg_str){ v, (size_t)(ve - v) };
+            }
+            p = semi ? semi + 1 : end;
+        }
+    }
+    return NOT_FOUND;
+}
+
+static sg_str capture_var(sg_http_req *r, int n)
+{
+    if (n >= r->ncaptures || n >= SG_MAX_CAPTURES) return NOT_FOUND;
+    long a = r->captures[2 * n], b = r->captures[2 * n + 1];
+    if (a < 0 || b < a || (size_t)b > r->capture_subject.n) return NOT_FOUND;
+    return (sg_str){ r->capture_subject.p + a, (size_t)(b - a) };
+}
+
+static sg_str strbuf_var(const sg_strbuf *b)
+{
+    return b->n ? (sg_str){ b->p, b->n } : NOT_FOUND;
+}
+
+static sg_str xff_var(sg_http_req *r)
+{
+    sg_str addr = addr_text(r, r->peer);
+    sg_str xff = http_header(r, SG_STR("x-forwarded-for"));
+    if (!xff.p) return addr;
+    return arena_printf(r, xff.n + addr.n + 3, "%.*s, %.*s", (int)xff.n, xff.p, (int)addr.n, addr.p);
+}
+
+/* Map results are computed once per request: a map may be used by several
+ * headers and the log line, and its value must not change in between.
+ * State 2 marks "being computed" to break cycles (map $a $b {default $b;}). */
+static sg_str map_var(sg_http_req *r, int index, const sg_var_def *d)
+{
+    size_t n = r->gen->vars.n;
+    if (!r->var_cache) {
+        r->var_cache = sg_arena_alloc(&r->arena, n * sizeof(sg_str));
+        r->var_cached = sg_arena_alloc(&r->arena, n);
+        memset(r->var_cached, 0, n);
+    }
+    if (r->var_cached[index] == 1) return r->var_cache[index];
+    if (r->var_cached[index] == 2 || !d->map) return NOT_FOUND;
+    r->var_cached[index] = 2;
+    sg_str v = sg_map_eval(d->map, r);
+    if (!v.p) v = EMPTY;
+    r->var_cache[index] = v;
+    r->var_cached[index] = 1;
+    return v;
+}
+
+static sg_str var_get_conn(sg_http_req *r, const sg_var_def *d)
+{
+    switch (d->kind) {
+    case SG_VAR_REMOTE_ADDR: return addr_text(r, r->peer);
+    case SG_VAR_BINARY_REMOTE_ADDR: return addr_binary(r->peer);
+    case SG_VAR_REMOTE_PORT: return port_text(r, r->peer);
+    case SG_VAR_SERVER_ADDR: return addr_text(r, r->local);
+    case SG_VAR_SERVER_PORT: return port_text(r, r->local);
+    case SG_VAR_SCHEME: return r->https ? SG_STR("https") : SG_STR("http");
+    case SG_VAR_PROXY_ADD_X_FORWARDED_FOR: return xff_var(r);
+    default: return NOT_FOUND;
+    }
+}
+
+static sg_str var_get_request(sg_http_req *r, const sg_var_def *d)
+{
+    switch (d->kind) {
+    case SG_VAR_HOST: return host_var(r);
+    case SG_VAR_REQUEST_METHOD: return r->method;
+    case SG_VAR_REQUEST_URI: return r->request_uri;
+    case SG_VAR_URI: case SG_VAR_DOCUMENT_URI: return r->uri;
+    case SG_VAR_ARGS: case SG_VAR_QUERY_STRING:
+        return r->has_args ? (r->args.p ? r->args : EMPTY) : NOT_FOUND;
+    case SG_VAR_IS_ARGS: return r->args.n ? SG_STR("?") : EMPTY;
+    case SG_VAR_SERVER_NAME: return server_name_text(r);
+    case SG_VAR_SERVER_PROTOCOL: return protocol_text(r);
+    case SG_VAR_REQUEST: return request_line(r);
+    case SG_VAR_HTTP_REFERER: return http_header(r, SG_STR("referer"));
+    case SG_VAR_HTTP_USER_AGENT: return http_header(r, SG_STR("user-agent"));
+    case SG_VAR_HTTP_HEADER: return http_header(r, d->param);
+    case SG_VAR_ARG: return arg_var(r, d->param);
+    case SG_VAR_COOKIE: return cookie_var(r, d->param);
+    case SG_VAR_CAPTURE: return capture_var(r, d->capture);
+    default: return var_get_conn(r, d);
+    }
+}
+
+static sg_str var_get_response(sg_http_req *r, const sg_var_def *d)
+{
+    const time_cache *t;
+    switch (d->kind) {
+    case SG_VAR_STATUS: return arena_printf(r, 16, "%03d", r->status);
+    case SG_VAR_BODY_BYTES_SENT: return arena_printf(r, 24, "%llu", (unsigned long long)r->body_bytes_sent);
+    case SG_VAR_BYTES_SENT: return arena_printf(r, 24, "%llu", (unsigned long long)r->bytes_sent);
+    case SG_VAR_REQUEST_TIME: return request_time(r);
+    case SG_VAR_UPSTREAM_ADDR: return strbuf_var(&r->upstream_addr);
+    case SG_VAR_UPSTREAM_STATUS: return strbuf_var(&r->upstream_status);
+    case SG_VAR_UPSTREAM_RESPONSE_TIME: return strbuf_var(&r->upstream_response_time);
+    case SG_VAR_PROXY_HOST:
+        return r->loc && r->loc->conf.proxy_pass ? r->loc->conf.proxy_pass->host : NOT_FOUND;
+    case SG_VAR_TIME_LOCAL:
+        t = time_now();
+        return sg_arena_str(&r->arena, (sg_str){ t->local, t->nlocal });
+    case SG_VAR_TIME_ISO8601:
+        t = time_now();
+        return sg_arena_str(&r->arena, (sg_str){ t->iso, t->niso });
+    case SG_VAR_MSEC: return msec_now(r);
+    case SG_VAR_REMOTE_USER: return NOT_FOUND;   /* no auth modules yet */
+    default: return var_get_request(r, d);
+    }
+}
+
+sg_str sg_var_get(sg_http_req *r, int index)
+{
+    if (!r->gen || index < 0 || (size_t)index >= r->gen->vars.n) return NOT_FOUND;
+    const sg_var_def *d = &r->gen->vars.defs[index];
+    if (d->kind == SG_VAR_MAP) return map_var(r, index, d);
+    return var_get_response(r, d);
+}
+
+sg_str sg_cval_eval(const sg_cval *cv, sg_http_req *r)
+{
+    if (cv->literal) return cv->text;
+    if (cv->nparts == 1 && cv->parts[0].var >= 0) {
+        sg_str v = sg_var_get(r, cv->parts[0].var);
+        return v.p ? v : EMPTY;
+    }
+    sg_str *vals = sg_arena_alloc(&r->arena, cv->nparts * sizeof(sg_str));
+    size_t total = 0;
+    for (size_t i = 0; i < cv->nparts; i++) {
+        vals[i] = cv->parts[i].var < 0 ? cv->parts[i].lit : sg_var_get(r, cv->parts[i].var);
+        total += vals[i].n;
+    }
+    char *p = sg_arena_alloc(&r->arena, total + 1), *o = p;
+    for (size_t i = 0; i < cv->nparts; i++) {
+        if (vals[i].n) memcpy(o, vals[i].p, vals[i].n);
+        o += vals[i].n;
+    }
+    *o = '\0';
+    return (sg_str){ p, total };
+}
+
+static void escape_default(sg_str v, sg_strbuf *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t run = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char ch = (unsigned char)v.p[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') continue;
+        sg_strbuf_append(out, v.p + run, i - run);
+        char e[4] = { '\\', 'x', hex[ch >> 4], hex[ch & 0xf] };
+        sg_strbuf_append(out, e, 4);
+        run = i + 1;
+    }
+    sg_strbuf_append(out, v.p + run, v.n - run);
+}
+
+static void escape_json(sg_str v, sg_strbuf *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t run = 0;
+    if (!v.p) return;                  /* not found: nothing, as nginx */
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char ch = (unsigned char)v.p[i];
+        if (ch > 0x1f && ch != '"' && ch != '\\') continue;
+        sg_strbuf_append(out, v.p + run, i - run);
+        char e[6] = { '\\', (char)ch, 0, 0, 0, 0 };
+        size_t n = 2;
+        switch (ch) {
+        case '\n': e[1] = 'n'; break;
+        case '\r': e[1] = 'r'; break;
+        case '\t': e[1] = 't'; break;
+        case '\b': e[1] = 'b'; break;
+        case '\f': e[1] = 'f'; break;
+        case '"': case '\\': break;
+        default:
+            memcpy(e + 1, "u00", 3);
+            e[4] = hex[ch >> 4];
+            e[5] = hex[ch & 0xf];
+            n = 6;
+        }
+        sg_strbuf_append(out, e, n);
+        run = i + 1;
+    }
+    sg_strbuf_append(out, v.p + run, v.n - run);
+}
+
+void sg_cval_eval_log(const sg_cval *cv, sg_http_req *r, bool json, bool none, sg_strbuf *out)
+{
+    if (cv->literal) { sg_strbuf_append_str(out, cv->text); return; }
+    for (size_t i = 0; i < cv->nparts; i++) {
+        if (cv->parts[i].var < 0) { sg_strbuf_append_str(out, cv->parts[i].lit); continue; }
+        sg_str v = sg_var_get(r, cv->parts[i].var);
+        if (json) escape_json(v, out);
+        else if (none) { if (v.p) sg_strbuf_append_str(out, v); }
+        else if (!v.p) sg_strbuf_append(out, "-", 1);
+        else escape_default(v, out);
+    }
+}
+
+/* ---------------- regexes ---------------- */
+
+/* One match block per thread, big enough for $0..$9 and more. */
+static _Thread_local pcre2_match_data *tmatch;
+
+bool sg_regex_exec(const void *re, sg_str subject, sg_http_req *r)
+{
+    if (!tmatch) tmatch = pcre2_match_data_create(32, NULL);
+    if (!tmatch) return false;
+    int rc = pcre2_match(re, (PCRE2_SPTR)(subject.p ? subject.p : ""), subject.n, 0, 0, tmatch, NULL);
+    if (rc < 0) return false;
+    if (!r) return true;
+    if (rc == 0 || rc > SG_MAX_CAPTURES) rc = SG_MAX_CAPTURES;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(tmatch);
+    r->capture_subject = subject;
+    r->ncaptures = rc;
+    for (int i = 0; i < SG_MAX_CAPTURES; i++) {
+        bool set = i < rc && ov[2 * i] != PCRE2_UNSET;
+        r->captures[2 * i] = set ? (long)ov[2 * i] : -1;
+        r->captures[2 * i + 1] = set ? (long)ov[2 * i + 1] : -1;
+    }
+    return true;
+}
+
+void sg_regex_thread_done(void)
+{
+    pcre2_match_data_free(tmatch);
+    tmatch = NULL;
+}
+
+/* ---------------- maps ---------------- */
+
+static bool map_match(const void *re, sg_str v, void *r)
+{
+    return sg_regex_exec(re, v, r);
+}
+
+sg_str sg_map_eval(const sg_map *m, sg_http_req *r)
+{
+    sg_str v = sg_cval_eval(sg_map_source(m), r);
+    if (!v.p) v = EMPTY;
+    const sg_cval *cv = sg_map_find(m, v, map_match, r);
+    if (!cv) return EMPTY;
+    return sg_cval_eval(cv, r);
+}
+
+/* ---------------- TLS names made per request ---------------- */
+
+/* "host" of "host:port" and "[v6]:port"; a bare IPv6 address as it is. */
+static sg_str without_port(sg_str s)
+{
+    if (s.n == 0) return s;
+    if (s.p[0] == '[') {
+        const char *close = memchr(s.p, ']', s.n);
+        return close ? (sg_str){ s.p + 1, (size_t)(close - s.p - 1) } : s;
+    }
+    const char *colon = memchr(s.p, ':', s.n);
+    if (colon && !memchr(colon + 1, ':', s.n - (size_t)(colon + 1 - s.p))) s.n = (size_t)(colon - s.p);
+    return s;
+}
+
+sg_str sg_ssl_upstream_name(const sg_loc_conf *lc, sg_http_req *r)
+{
+    const sg_ssl_upstream_conf *u = sg_ssl_upstream_of(lc);
+    if (!u || !(u->server_name || u->verify)) return SG_STR("");
+    sg_str name = u->name_set ? sg_cval_eval(&u->name, r) : lc->proxy_pass->host;
+    return without_port(name);
+}
