@@ -234,23 +234,29 @@ void sg_loop_stop(sg_loop *l)
     l->stopping = true;
 }
 
-void sg_loop_run(sg_loop *l)
+int sg_loop_run_once(sg_loop *l, int max_wait_ms)
 {
     struct epoll_event events[MAX_EVENTS];
-    while (!l->stopping) {
-        int timeout = l->deferred ? 0 : wheel_wait_ms(l);
-        int n = epoll_wait(l->epfd, events, MAX_EVENTS, timeout);
-        if (n < 0 && errno != EINTR) {
-            sg_log_error("epoll_wait() failed: %s", strerror(errno));
-            break;
-        }
-        sg_loop_update_time(l);
-        for (int i = 0; i < n; i++) {
-            sg_io *io = events[i].data.ptr;
-            io->on_event(io, events[i].events);
-        }
-        run_deferred(l);
-        wheel_advance(l);
-        run_deferred(l);
+    int timeout = l->deferred ? 0 : wheel_wait_ms(l);
+    if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms)) timeout = max_wait_ms;
+    int n = epoll_wait(l->epfd, events, MAX_EVENTS, timeout);
+    if (n < 0 && errno != EINTR) {
+        sg_log_error("epoll_wait() failed: %s", strerror(errno));
+        return -1;
     }
+    sg_loop_update_time(l);
+    for (int i = 0; i < n; i++) {
+        sg_io *io = events[i].data.ptr;
+        io->on_event(io, events[i].events);
+    }
+    run_deferred(l);
+    wheel_advance(l);
+    run_deferred(l);
+    return n < 0 ? 0 : n;
+}
+
+void sg_loop_run(sg_loop *l)
+{
+    while (!l->stopping)
+        if (sg_loop_run_once(l, -1) < 0) break;
 }

@@ -74,6 +74,11 @@ void sg_loop_run_deferred(sg_loop *l);
 
 /* Runs until sg_loop_stop(). */
 void sg_loop_run(sg_loop *l);
+/* One turn: waits for events (at most max_wait_ms, -1: until the next
+ * timer), handles them, the deferred queue and due timers. Returns the
+ * number of events, -1 if epoll failed. For tools and fuzzers that drive
+ * a loop themselves. */
+int sg_loop_run_once(sg_loop *l, int max_wait_ms);
 void sg_loop_stop(sg_loop *l);
 
 #endif

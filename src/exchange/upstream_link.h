@@ -12,11 +12,35 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "core/buf.h"
+#include "core/log.h"
 #include "exchange/request.h"
 
 typedef struct sg_exchange sg_exchange;
 typedef struct sg_upstream_link sg_upstream_link;
 typedef struct sg_tls_conn sg_tls_conn;
+typedef struct sg_worker sg_worker;
+typedef struct sg_loop sg_loop;
+struct sg_conf;
+struct sg_ssl_upstream_conf;
+
+/* How an upstream codec carries one exchange, as the proxy core decided
+ * it from the location: codecs read no configuration of their own. */
+typedef struct sg_link_opts {
+    sg_worker *w;                 /* NULL only where a codec is fuzzed (pool 0) */
+    sg_loop *loop;
+    struct sg_conf *gen;          /* new upstream connections hold it while they live */
+    /* https:// or grpcs://: the context to use (proxy_ssl_* / grpc_ssl_*)
+     * and the name to send and verify, made for this request; pooled
+     * connections are kept apart by both. NULL: cleartext. */
+    const struct sg_ssl_upstream_conf *tls;
+    sg_str tls_name;
+    uint32_t connect_timeout_ms;
+    uint32_t read_timeout_ms;     /* waiting for the response and between reads; 0: none */
+    uint32_t send_timeout_ms;
+    uint32_t tunnel_timeout_ms;   /* a link carrying a tunnel: idle limit both ways (0: none) */
+    bool read_timeout_set;        /* the user set the read timeout: it bounds tunnels too */
+    const sg_log_target *log;     /* the location's error_log (NULL: the main log) */
+} sg_link_opts;
 
 typedef struct sg_upstream_request {
     sg_str method;

@@ -75,6 +75,9 @@ typedef struct sg_h1_upconn {
     sg_chunked_decoder chunked;
     size_t scanned;
     uint32_t read_timeout_ms, send_timeout_ms;
+    uint32_t tunnel_timeout_ms;     /* after a 101, unless the read timeout was set */
+    bool read_timeout_set;
+    const sg_log_target *log;       /* the exchange's error_log */
 } sg_h1_upconn;
 
 static const sg_upstream_link_ops h1_link_ops;
@@ -438,14 +441,13 @@ static void report_head(sg_h1_upconn *c, const sg_h1_message *m)
  * (closes the link) or keeps the link as a raw stream. */
 static void switch_protocols(sg_h1_upconn *c, const sg_h1_message *m, const char *rest, size_t nrest)
 {
-    const sg_loc_conf *lc = &c->link.ex->req.loc->conf;
     c->head_parsed = true;
     c->raw = true;
     c->body_kind = SG_H1_BODY_UNTIL_CLOSE;
     c->resp_keep_alive = false;
     /* A tunnel is silent for long stretches: proxy_read_timeout bounds it
      * only when the user set it (nginx applies it to upgraded connections). */
-    c->read_timeout_ms = lc->proxy_read_timeout_set ? lc->proxy_read_timeout_ms : lc->proxy_tunnel_timeout_ms;
+    if (!c->read_timeout_set) c->read_timeout_ms = c->tunnel_timeout_ms;
     c->rest = rest;
     c->nrest = nrest;
     report_head(c, m);
@@ -564,8 +566,7 @@ static void on_resume(sg_deferred *d)
 /* Errors about an exchange go to its location's error_log. */
 static const sg_log_target *up_log(const sg_h1_upconn *c)
 {
-    const sg_exchange *ex = c->link.ex;
-    return ex && ex->req.loc ? ex->req.loc->conf.error_log : NULL;
+    return c->link.ex ? c->log : NULL;
 }
 
 /* The connection is ready for the request (after the TLS handshake on
@@ -735,24 +736,26 @@ static void pool_close_node(sg_pool_node *n)
 
 /* ---------- opening ---------- */
 
-static void bind_exchange(sg_h1_upconn *c, sg_exchange *ex)
+static void bind_exchange(sg_h1_upconn *c, sg_exchange *ex, const sg_link_opts *o)
 {
     c->link.ex = ex;
-    const sg_loc_conf *lc = &ex->req.loc->conf;
-    c->read_timeout_ms = lc->proxy_read_timeout_ms;
-    c->send_timeout_ms = lc->proxy_send_timeout_ms;
+    c->read_timeout_ms = o->read_timeout_ms;
+    c->send_timeout_ms = o->send_timeout_ms;
+    c->tunnel_timeout_ms = o->tunnel_timeout_ms;
+    c->read_timeout_set = o->read_timeout_set;
+    c->log = o->log;
     c->timer.cb = on_timeout;
 }
 
 sg_upstream_link *sg_h1_client_open(sg_exchange *ex, const sg_upstream_events *ev, sg_upstream_rt *rt,
-                                    sg_peer *peer, bool *ready)
+                                    sg_peer *peer, const sg_link_opts *o, bool *ready)
 {
-    sg_worker *w = ex->w;
-    sg_pool *pool = &rt->pools[sg_worker_id(w)];
+    sg_worker *w = o->w;
+    sg_pool *pool = &rt->pools[w ? sg_worker_id(w) : 0];
     /* https://: SNI and the name to verify come from the exchange
      * (proxy_ssl_name may use variables) and key the pooled connections. */
-    const sg_ssl_upstream_conf *tls_conf = sg_ssl_upstream_of(&ex->req.loc->conf);
-    sg_tls_key tls_key = sg_pool_tls_key(&ex->req.loc->conf, &ex->req);
+    const sg_ssl_upstream_conf *tls_conf = o->tls;
+    sg_tls_key tls_key = tls_conf ? (sg_tls_key){ tls_conf->ctx, o->tls_name } : (sg_tls_key){ 0 };
     /* No liveness probe (a syscall per request): an idle connection the
      * peer closes reports EPOLLRDHUP and leaves the pool at once, and the
      * rare close that races with reuse is retried by the core. */
@@ -763,14 +766,14 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, const sg_upstream_events *e
         c->state = C_ACTIVE;
         c->link.reused = true;
         c->link.ev = ev;
-        bind_exchange(c, ex);
+        bind_exchange(c, ex, o);
         *ready = true;
         return &c->link;
     }
     const sg_upstream_server_conf *sc = peer->conf;
     int fd = sg_connect_nonblock((const struct sockaddr *)&sc->addr, sc->addrlen);
     if (fd < 0) {
-        sg_ex_log(ex, SG_LOG_ERROR, "connect() to %s failed (%d: %s) while connecting to upstream", sc->name, errno,
+        sg_log_to(o->log, SG_LOG_ERROR, "connect() to %s failed (%d: %s) while connecting to upstream", sc->name, errno,
                      strerror(errno));
         return NULL;
     }
@@ -785,7 +788,7 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, const sg_upstream_events *e
     c->node.close = pool_close_node;
     c->pool = pool;
     c->w = w;
-    c->loop = sg_worker_loop(w);
+    c->loop = o->loop;
     c->u = rt->conf;
     c->state = C_CONNECTING;
     sg_deferred_init(&c->flush, on_flush);
@@ -793,14 +796,14 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, const sg_upstream_events *e
     sg_deferred_init(&c->reap, on_reap);
     sg_timer_init(&c->timer, on_timeout);
     sg_timer_init(&c->wtimer, on_send_timeout);
-    bind_exchange(c, ex);
+    bind_exchange(c, ex, o);
     if (sg_loop_add(c->loop, &c->io) < 0) {
         close(fd);
         sg_tls_key_free(&c->node.tls);
         free(c);
         return NULL;
     }
-    sg_timer_arm(c->loop, &c->timer, ex->req.loc->conf.proxy_connect_timeout_ms);
+    sg_timer_arm(c->loop, &c->timer, o->connect_timeout_ms);
     *ready = false;
     return &c->link;
 }

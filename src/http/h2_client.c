@@ -141,6 +141,8 @@ typedef struct h2_stream {
     sg_upstream_rt *rt;
     sg_peer *peer;
     const sg_ssl_upstream_conf *tls_conf;   /* its location's upstream TLS; NULL: cleartext */
+    sg_str tls_name;                  /* SNI and the name to verify (in the exchange's arena) */
+    const sg_log_target *log;         /* the exchange's error_log */
     sg_conf *gen;
     sg_worker *w;
     sg_loop *loop;
@@ -384,7 +386,7 @@ static sg_tls_key stream_tls_key(const h2_stream *st)
     if (!st->tls_conf) return (sg_tls_key){ 0 };
     sg_exchange *ex = st->link.ex;
     if (!ex) return (sg_tls_key){ st->tls_conf->ctx, SG_STR("") };   /* not placed without one */
-    return sg_pool_tls_key(&ex->req.loc->conf, &ex->req);
+    return (sg_tls_key){ st->tls_conf->ctx, st->tls_name };
 }
 
 /* Attaches st to a connection to its peer with a free slot (not `avoid`),
@@ -1209,8 +1211,7 @@ static bool conn_tls_new(h2_conn *c, sg_pool *p, h2_stream *st, const sg_tls_key
     c->tls = sg_pool_tls_new(p, st->peer, c->tls_conf, &c->tls_key, c->io.fd);
     /* Its handshake errors go to the error_log of the location that opened
      * it (of the generation the connection holds). */
-    const sg_exchange *ex = st->link.ex;
-    if (c->tls && ex && ex->req.loc) sg_tls_set_log(c->tls, ex->req.loc->conf.error_log);
+    if (c->tls && st->link.ex) sg_tls_set_log(c->tls, st->log);
     return c->tls != NULL;
 }
 
@@ -1363,29 +1364,24 @@ static const sg_upstream_link_ops h2_link_ops = {
 
 /* ---------- opening ---------- */
 
-static h2_stream *stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer)
+static h2_stream *stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer, const sg_link_opts *o)
 {
-    const sg_loc_conf *lc = &ex->req.loc->conf;
     h2_stream *st = sg_xcalloc(1, sizeof(*st));
     st->link.ops = &h2_link_ops;
     st->link.ex = ex;
     st->rt = rt;
     st->peer = peer;
-    st->tls_conf = sg_ssl_upstream_of(lc);
-    st->gen = ex->req.gen;
-    st->w = ex->w;
-    st->loop = sg_worker_loop(ex->w);
-    st->connect_timeout_ms = lc->proxy_connect_timeout_ms;
-    st->read_timeout_ms = lc->proxy_read_timeout_ms;
-    /* A gRPC server-streaming call (a watch, a subscription) may wait
-     * long for its first message, whose HEADERS come with it: unless the
-     * user set grpc_read_timeout, nothing times a call's head either (its
-     * own grpc-timeout and PING liveness stand guard). Other requests on
-     * the location keep the 60 s. */
-    if (ex->grpc && !lc->proxy_read_timeout_set) st->read_timeout_ms = 0;
-    st->send_timeout_ms = lc->proxy_send_timeout_ms;
-    st->read_timeout_set = lc->proxy_read_timeout_set;
-    st->tunnel_timeout_ms = lc->proxy_tunnel_timeout_ms;
+    st->tls_conf = o->tls;
+    st->tls_name = o->tls_name;
+    st->log = o->log;
+    st->gen = o->gen;
+    st->w = o->w;
+    st->loop = o->loop;
+    st->connect_timeout_ms = o->connect_timeout_ms;
+    st->read_timeout_ms = o->read_timeout_ms;
+    st->send_timeout_ms = o->send_timeout_ms;
+    st->read_timeout_set = o->read_timeout_set;
+    st->tunnel_timeout_ms = o->tunnel_timeout_ms;
     sg_timer_init(&st->rtimer, on_read_timeout);
     sg_timer_init(&st->wtimer, on_send_timeout);
     sg_deferred_init(&st->notify, on_notify);
@@ -1394,9 +1390,9 @@ static h2_stream *stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer)
 }
 
 sg_upstream_link *sg_h2_client_open(sg_exchange *ex, const sg_upstream_events *ev, sg_upstream_rt *rt,
-                                    sg_peer *peer, bool *ready)
+                                    sg_peer *peer, const sg_link_opts *o, bool *ready)
 {
-    h2_stream *st = stream_new(ex, rt, peer);
+    h2_stream *st = stream_new(ex, rt, peer, o);
     st->link.ev = ev;
     if (!place(st, NULL, ready)) {
         free(st);
@@ -1405,249 +1401,3 @@ sg_upstream_link *sg_h2_client_open(sg_exchange *ex, const sg_upstream_events *e
     st->link.reused = *ready;   /* on a connection already up: the core may replay a failure */
     return &st->link;
 }
-
-/* ---------- fuzzing ---------- */
-
-#ifdef SG_FUZZING
-#include <sys/socket.h>
-#include <sys/un.h>
-
-/* A stub core for up to FUZZ_EXCHANGES exchanges on one connection: each
- * sends its request once the stream is up, reads the response, and,
- * depending on the option byte, pauses it, drops it midway or on a 5xx
- * (a retry), as the proxy core may. Every byte it is given is read, so
- * that ASan checks what the codec hands over. */
-#define FUZZ_EXCHANGES 3
-#define FUZZ_BODY 70000          /* above the peer's default window: needs its WINDOW_UPDATEs */
-
-enum {
-    FZ_BODY = 1 << 2,            /* POST with a body */
-    FZ_CONNECT = 1 << 3,         /* the first exchange is an extended CONNECT */
-    FZ_PAUSE = 1 << 4,           /* want_response(false) after each event, resumed each round */
-    FZ_DROP_DATA = 1 << 5,       /* the client goes away at the first DATA */
-    FZ_DROP_5XX = 1 << 6,        /* a 5xx head is retried elsewhere: link closed */
-    FZ_EOF = 1 << 7,             /* the peer closes after its bytes */
-    /* bits 0-1: how many exchanges (1-3); bit 0 also: proxy_read_timeout set */
-};
-
-static struct {
-    uint8_t opt;
-    sg_exchange ex[FUZZ_EXCHANGES];
-    bool paused[FUZZ_EXCHANGES];
-    volatile uint64_t sum;
-} fz;
-static h2_conn *fuzz_conn;       /* the connection fed; NULL once reaped */
-
-static void fuzz_touch(const char *p, size_t n)
-{
-    uint64_t s = 0;
-    for (size_t i = 0; i < n; i++) s += (unsigned char)p[i];
-    fz.sum += s;
-}
-
-static void fuzz_drop(sg_exchange *ex)
-{
-    sg_upstream_link *l = ex->up;
-    ex->up = NULL;
-    if (l) l->ops->close(l);
-}
-
-static void fuzz_pause(sg_exchange *ex)
-{
-    if (!(fz.opt & FZ_PAUSE) || !ex->up) return;
-    ex->up->ops->want_response(ex->up, false);
-    fz.paused[ex - fz.ex] = true;
-}
-
-static void fuzz_connected(sg_exchange *ex)
-{
-    sg_upstream_link *l = ex->up;
-    bool connect = ex == &fz.ex[0] && (fz.opt & FZ_CONNECT), body = !connect && (fz.opt & FZ_BODY);
-    static char buf[FUZZ_BODY];
-    sg_header h[] = {
-        { SG_STR("Host"), SG_STR("backend.test"), 0 }, { SG_STR("TE"), SG_STR("trailers"), 0 },
-        { SG_STR("Connection"), SG_STR("keep-alive"), 0 }, { SG_STR("X-Fuzz"), SG_STR("1"), 0 },
-    };
-    sg_upstream_request req = {
-        .method = body ? SG_STR("POST") : SG_STR("GET"), .target = SG_STR("/fuzz?a=1"),
-        .headers = h, .nheaders = 4, .content_length = body ? FUZZ_BODY : 0, .http_minor = 1,
-        .protocol = connect ? SG_STR("websocket") : SG_STR_NULL,
-    };
-    l->ops->send_head(l, &req);
-    if (body) l->ops->send_data(l, buf, sizeof(buf));
-    if (connect) l->ops->send_data(l, "hello", 5);
-    else l->ops->send_end(l);
-}
-
-static void fuzz_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
-{
-    ex->up = NULL;
-}
-
-static void fuzz_head(sg_exchange *ex, const sg_upstream_response *m)
-{
-    for (size_t i = 0; i < m->nheaders; i++) {
-        fuzz_touch(m->headers[i].name.p, m->headers[i].name.n);
-        fuzz_touch(m->headers[i].value.p, m->headers[i].value.n);
-    }
-    if (m->status == 101 || (m->status >= 500 && (fz.opt & FZ_DROP_5XX))) fuzz_drop(ex);
-    else fuzz_pause(ex);
-}
-
-static void fuzz_data(sg_exchange *ex, const char *p, size_t n)
-{
-    fuzz_touch(p, n);
-    if (fz.opt & FZ_DROP_DATA) fuzz_drop(ex);
-    else fuzz_pause(ex);
-}
-
-static void fuzz_end(sg_exchange *ex, const sg_header *t, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        fuzz_touch(t[i].name.p, t[i].name.n);
-        fuzz_touch(t[i].value.p, t[i].value.n);
-    }
-    sg_upstream_link *l = ex->up;
-    ex->up = NULL;
-    l->ops->release(l);
-}
-
-static void fuzz_nop(sg_exchange *ex)
-{
-}
-
-static const sg_upstream_events fuzz_events = {
-    .connected = fuzz_connected,
-    .error = fuzz_error,
-    .head = fuzz_head,
-    .data = fuzz_data,
-    .end = fuzz_end,
-    .drain = fuzz_nop,
-};
-
-static void fuzz_conn_reap(sg_deferred *d)
-{
-    if (fuzz_conn == (h2_conn *)((char *)d - offsetof(h2_conn, reap))) fuzz_conn = NULL;
-    on_conn_reap(d);
-}
-
-/* stream_new() without an exchange's configuration or worker */
-static h2_stream *fuzz_stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer, sg_loop *loop)
-{
-    h2_stream *st = sg_xcalloc(1, sizeof(*st));
-    st->link.ops = &h2_link_ops;
-    st->link.ev = &fuzz_events;
-    st->link.ex = ex;
-    st->rt = rt;
-    st->peer = peer;
-    st->loop = loop;
-    st->connect_timeout_ms = st->read_timeout_ms = st->send_timeout_ms = 60000;
-    st->tunnel_timeout_ms = 3600000;
-    st->read_timeout_set = fz.opt & 1;
-    sg_timer_init(&st->rtimer, on_read_timeout);
-    sg_timer_init(&st->wtimer, on_send_timeout);
-    sg_deferred_init(&st->notify, on_notify);
-    sg_deferred_init(&st->reap, on_stream_reap);
-    return st;
-}
-
-static void fuzz_drain(int fd)
-{
-    char buf[65536];
-    while (read(fd, buf, sizeof(buf)) > 0) {
-    }
-}
-
-/* The backend's end of the connection: an abstract unix socket, so that
- * the codec connects (and reconnects, for refused streams) as it would. */
-static int fuzz_listener(sg_upstream_server_conf *sc)
-{
-    static int lfd = -1;
-    struct sockaddr_un *sun = (struct sockaddr_un *)&sc->addr;
-    if (lfd < 0) {
-        memset(sun, 0, sizeof(*sun));
-        sun->sun_family = AF_UNIX;
-        int k = snprintf(sun->sun_path + 1, sizeof(sun->sun_path) - 1, "sg-h2-client-fuzz-%d", (int)getpid());
-        sc->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)k);
-        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (lfd >= 0 && (bind(lfd, (struct sockaddr *)sun, sc->addrlen) < 0 || listen(lfd, 64) < 0)) {
-            close(lfd);
-            lfd = -1;
-        }
-    }
-    return lfd;
-}
-
-static void fuzz_cleanup(sg_loop *loop, sg_pool *p, int lfd)
-{
-    for (int i = 0; i < FUZZ_EXCHANGES; i++) fuzz_drop(&fz.ex[i]);
-    sg_loop_run_deferred(loop);
-    if (p->h2) p->h2_retire(p);   /* closes the connections without exchanges: all */
-    sg_loop_run_deferred(loop);
-    if (p->h2) abort();           /* a connection outlived its pool's retirement */
-    int fd;
-    while ((fd = accept(lfd, NULL, NULL)) >= 0) close(fd);
-}
-
-void sg_h2_client_fuzz(const uint8_t *data, size_t size)
-{
-    static sg_loop *loop;
-    static sg_upstream_conf u = { .name = "fuzz", .keepalive = 1, .keepalive_timeout_ms = 60000 };
-    static sg_upstream_server_conf sc = { .name = "fuzz" };
-    static sg_peer peer = { .conf = &sc };
-    static sg_upstream_rt *rt;
-    if (!loop) {
-        loop = sg_loop_new();
-        rt = sg_xcalloc(1, sizeof(*rt) + sizeof(sg_pool));
-        rt->conf = &u;
-        rt->nworkers = 1;
-    }
-    int lfd = fuzz_listener(&sc);
-    if (size < 2 || lfd < 0) return;
-    memset(&fz, 0, sizeof(fz));
-    memset(&rt->pools[0], 0, sizeof(sg_pool));
-    fz.opt = data[0];
-    size_t step = (size_t)data[1] + 1, nex = 1 + (size_t)(data[0] & 3) % FUZZ_EXCHANGES;
-    h2_conn *c = NULL;
-    for (size_t i = 0; i < nex; i++) {
-        h2_stream *st = fuzz_stream_new(&fz.ex[i], rt, &peer, loop);
-        bool ready;
-        c = place(st, NULL, &ready);
-        if (!c) {
-            free(st);
-            break;
-        }
-        fz.ex[i].up = &st->link;
-    }
-    int sfd = c ? accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC) : -1;
-    if (sfd >= 0) {
-        fuzz_conn = c;
-        sg_deferred_init(&c->reap, fuzz_conn_reap);
-        on_event(&c->io, EPOLLOUT);   /* connected: preface and SETTINGS */
-        sg_loop_run_deferred(loop);
-        fuzz_drain(sfd);
-    }
-    for (size_t off = 2; fuzz_conn && off < size; off += step) {
-        size_t k = size - off < step ? size - off : step;
-        if (write(sfd, data + off, k) != (ssize_t)k) break;
-        on_event(&fuzz_conn->io, EPOLLIN | EPOLLOUT);
-        sg_loop_run_deferred(loop);
-        fuzz_drain(sfd);
-        for (int i = 0; i < FUZZ_EXCHANGES; i++) {
-            if (!fz.paused[i] || !fz.ex[i].up) continue;
-            fz.paused[i] = false;
-            fz.ex[i].up->ops->want_response(fz.ex[i].up, true);
-        }
-        sg_loop_run_deferred(loop);
-        fuzz_drain(sfd);
-    }
-    if (fuzz_conn && (fz.opt & FZ_EOF)) {
-        shutdown(sfd, SHUT_WR);
-        on_event(&fuzz_conn->io, EPOLLIN | EPOLLRDHUP);
-        sg_loop_run_deferred(loop);
-    }
-    fuzz_cleanup(loop, &rt->pools[0], lfd);
-    fuzz_conn = NULL;
-    if (sfd >= 0) close(sfd);
-}
-#endif

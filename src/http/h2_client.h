@@ -9,20 +9,14 @@
 #include "exchange/upstream_link.h"
 #include "upstream/pool.h"
 
-/* A stream to `peer` for exchange ex, reporting through `ev`, with the
+/* A stream to `peer` for exchange ex, carried as `o` says (copied),
+ * reporting through `ev`, with the
  * contract of sg_h1_client_open(): on a connection that is up (*ready =
  * true, send at once), or queued on a connection still being set up
  * (*ready = false; ev->connected follows once the peer's SETTINGS
  * arrived, or ev->error). NULL if a socket could not even be created.
  * Response trailers come with ev->end. */
 sg_upstream_link *sg_h2_client_open(sg_exchange *ex, const sg_upstream_events *ev, sg_upstream_rt *rt,
-                                    sg_peer *peer, bool *ready);
-
-#ifdef SG_FUZZING
-#include <stdint.h>
-/* Fuzzing only: `data` (after two option bytes) as the backend's side of
- * a connection carrying 1-3 requests of a stub core, then closed. */
-void sg_h2_client_fuzz(const uint8_t *data, size_t size);
-#endif
+                                    sg_peer *peer, const sg_link_opts *o, bool *ready);
 
 #endif

@@ -255,12 +255,42 @@ static void proxy_try(sg_exchange *ex);
 static bool idempotent(sg_str m);
 static const sg_upstream_events link_events;
 
+/* What the upstream codec needs of the location, decided here. */
+static sg_link_opts link_opts(sg_exchange *ex)
+{
+    const sg_loc_conf *lc = loc_conf(ex);
+    const sg_ssl_upstream_conf *tls = sg_ssl_upstream_of(lc);
+    sg_link_opts o = {
+        .w = ex->w,
+        .loop = sg_worker_loop(ex->w),
+        .gen = ex->req.gen,
+        .tls = tls,
+        /* proxy_ssl_name may use variables: made for this request */
+        .tls_name = tls ? sg_ssl_upstream_name(lc, &ex->req) : SG_STR_NULL,
+        .connect_timeout_ms = lc->proxy_connect_timeout_ms,
+        .read_timeout_ms = lc->proxy_read_timeout_ms,
+        .send_timeout_ms = lc->proxy_send_timeout_ms,
+        .tunnel_timeout_ms = lc->proxy_tunnel_timeout_ms,
+        .read_timeout_set = lc->proxy_read_timeout_set,
+        .log = lc->error_log,
+    };
+    /* A gRPC server-streaming call (a watch, a subscription) may wait
+     * long for its first message, whose HEADERS come with it: unless the
+     * user set grpc_read_timeout, nothing times a call's head either (its
+     * own grpc-timeout and PING liveness stand guard). Other requests on
+     * the location keep the 60 s. */
+    if (ex->grpc && !lc->proxy_read_timeout_set) o.read_timeout_ms = 0;
+    return o;
+}
+
 /* proxy_http_version 2: a stream on a multiplexed HTTP/2 connection. */
 static sg_upstream_link *open_link(sg_exchange *ex, sg_peer *peer, bool *ready)
 {
     ex->up_reset = false;
-    if (loc_conf(ex)->proxy_http_version == 20) return sg_h2_client_open(ex, &link_events, runtime(ex), peer, ready);
-    return sg_h1_client_open(ex, &link_events, runtime(ex), peer, ready);
+    sg_link_opts o = link_opts(ex);
+    if (loc_conf(ex)->proxy_http_version == 20)
+        return sg_h2_client_open(ex, &link_events, runtime(ex), peer, &o, ready);
+    return sg_h1_client_open(ex, &link_events, runtime(ex), peer, &o, ready);
 }
 
 static bool idempotent(sg_str m)

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "conf/ssl_conf.h"
-#include "exchange/vars.h"
 #include "core/log.h"
 #include "core/str.h"
 
@@ -100,13 +99,6 @@ void sg_pool_retire(sg_pool *p)
 bool sg_tls_key_eq(const sg_tls_key *a, const sg_tls_key *b)
 {
     return a->ctx == b->ctx && sg_str_eq(a->name, b->name);
-}
-
-sg_tls_key sg_pool_tls_key(const sg_loc_conf *lc, struct sg_http_req *r)
-{
-    const sg_ssl_upstream_conf *u = sg_ssl_upstream_of(lc);
-    if (!u) return (sg_tls_key){ 0 };
-    return (sg_tls_key){ u->ctx, sg_ssl_upstream_name(lc, r) };
 }
 
 sg_tls_key sg_tls_key_dup(const sg_tls_key *k)

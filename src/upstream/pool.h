@@ -10,7 +10,6 @@
 #include "net/tls.h"
 #include "upstream/balancer.h"
 
-struct sg_http_req;
 
 /* What a connection to a peer was made for, besides the peer: its TLS
  * client context (NULL: cleartext) and the name it sent as SNI and had
@@ -88,11 +87,6 @@ void sg_pool_remove(sg_pool *p, sg_pool_node *n);
 void sg_pool_retire(sg_pool *p);
 
 /* ---- upstream TLS (proxy_pass https://, grpc_pass grpcs://) ---- */
-
-/* The key of a TLS connection an exchange of location lc (request r)
- * wants: u->ctx and sg_ssl_upstream_name(); {0} when lc is cleartext.
- * The name lives in r's arena. */
-sg_tls_key sg_pool_tls_key(const sg_loc_conf *lc, struct sg_http_req *r);
 
 /* A copy of the key whose name the caller frees (sg_tls_key_free). */
 sg_tls_key sg_tls_key_dup(const sg_tls_key *k);
