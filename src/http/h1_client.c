@@ -416,7 +416,7 @@ static void switch_protocols(sg_h1_upconn *c, const sg_h1_message *m, const char
     c->resp_keep_alive = false;
     /* A tunnel is silent for long stretches: proxy_read_timeout bounds it
      * only when the user set it (nginx applies it to upgraded connections). */
-    c->read_timeout_ms = lc->proxy_read_timeout_set ? lc->proxy_read_timeout_ms : lc->proxy_tunnel_timeout_ms;
+    c->read_timeout_ms = lc->pass_opts->read_timeout_set ? lc->pass_opts->read_timeout_ms : lc->proxy_tunnel_timeout_ms;
     c->rest = rest;
     c->nrest = nrest;
     sg_proxy_up_head(c->link.ex, m);
@@ -710,8 +710,8 @@ static void bind_exchange(sg_h1_upconn *c, sg_exchange *ex)
 {
     c->link.ex = ex;
     const sg_loc_conf *lc = &ex->req.loc->conf;
-    c->read_timeout_ms = lc->proxy_read_timeout_ms;
-    c->send_timeout_ms = lc->proxy_send_timeout_ms;
+    c->read_timeout_ms = lc->pass_opts->read_timeout_ms;
+    c->send_timeout_ms = lc->pass_opts->send_timeout_ms;
     c->timer.cb = on_timeout;
 }
 
@@ -768,7 +768,7 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, sg_upstream_rt *rt, sg_peer
         free(c);
         return NULL;
     }
-    sg_timer_arm(c->loop, &c->timer, ex->req.loc->conf.proxy_connect_timeout_ms);
+    sg_timer_arm(c->loop, &c->timer, ex->req.loc->conf.pass_opts->connect_timeout_ms);
     *ready = false;
     return &c->link;
 }

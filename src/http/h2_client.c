@@ -1415,16 +1415,16 @@ static h2_stream *stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer)
     st->gen = ex->req.gen;
     st->w = ex->w;
     st->loop = sg_worker_loop(ex->w);
-    st->connect_timeout_ms = lc->proxy_connect_timeout_ms;
-    st->read_timeout_ms = lc->proxy_read_timeout_ms;
+    st->connect_timeout_ms = lc->pass_opts->connect_timeout_ms;
+    st->read_timeout_ms = lc->pass_opts->read_timeout_ms;
     /* A gRPC server-streaming call (a watch, a subscription) may wait
      * long for its first message, whose HEADERS come with it: unless the
      * user set grpc_read_timeout, nothing times a call's head either (its
      * own grpc-timeout and PING liveness stand guard). Other requests on
      * the location keep the 60 s. */
-    if (ex->grpc && !lc->proxy_read_timeout_set) st->read_timeout_ms = 0;
-    st->send_timeout_ms = lc->proxy_send_timeout_ms;
-    st->read_timeout_set = lc->proxy_read_timeout_set;
+    if (ex->grpc && !lc->pass_opts->read_timeout_set) st->read_timeout_ms = 0;
+    st->send_timeout_ms = lc->pass_opts->send_timeout_ms;
+    st->read_timeout_set = lc->pass_opts->read_timeout_set;
     st->tunnel_timeout_ms = lc->proxy_tunnel_timeout_ms;
     sg_timer_init(&st->rtimer, on_read_timeout);
     sg_timer_init(&st->wtimer, on_send_timeout);
