@@ -55,7 +55,7 @@ typedef struct sg_upstream_conf {
 
 /* ---------------- http: pieces used by locations ---------------- */
 
-typedef struct sg_header_set {         /* add_header / proxy_set_header */
+typedef struct sg_header_set {         /* add_header / proxy_set_header / grpc_set_header */
     sg_str name;
     sg_cval value;                     /* proxy_set_header with "" removes the header */
     bool always;                       /* add_header ... always */
@@ -172,6 +172,36 @@ typedef struct sg_ssl_upstream_conf {
     struct ssl_ctx_st *ctx;            /* sg_ssl_upstream_ctx() builds it for locations that need it */
 } sg_ssl_upstream_conf;
 
+/* The upstream settings proxy_pass and grpc_pass share (nginx's
+ * ngx_http_upstream_conf_t): sg_loc_conf embeds one for proxy_* and one
+ * for grpc_*, filled by the same table lines (the name's prefix picks the
+ * struct) and inherited each on its own, as nginx does. */
+typedef struct sg_upstream_opts {
+    /* 10, 11 or 20 (HTTP/2; h2c without TLS). proxy: proxy_http_version,
+     * streamgate defaults to 11 (nginx: 10); grpc: always 20 */
+    int http_version;
+    sg_header_set *headers;            /* proxy_set_header / grpc_set_header; effective list: defaults
+                                          (Host $proxy_host, Connection "", for grpc TE trailers)
+                                          merged with the user's */
+    size_t nheaders;
+    uint32_t connect_timeout_ms;       /* default 60 s */
+    /* default 60 s. proxy: also bounds tunnels (upstream silence) once
+     * the user set it, as in nginx; grpc: bounds the response head only,
+     * and the silence between messages once the user set it */
+    uint32_t read_timeout_ms;
+    bool read_timeout_set;             /* given by the user at some level */
+    uint32_t send_timeout_ms;          /* default 60 s */
+    uint32_t next_upstream;            /* SG_NU_* mask; default error|timeout */
+    uint32_t next_upstream_tries;      /* 0 = unlimited */
+    uint32_t next_upstream_timeout_ms; /* 0 = unlimited */
+    bool intercept_errors;
+    bool redirect_off;                 /* proxy_redirect off (only "off" and "default" are accepted);
+                                          grpc: always (no Location rewriting) */
+    bool upgrade;                      /* proxy_upgrade: forward Upgrade requests, tunnel after a
+                                          valid 101; default on. grpc: never (no extended CONNECT) */
+    sg_ssl_upstream_conf ssl;          /* proxy_ssl_* (https://) / grpc_ssl_* (grpcs://) */
+} sg_upstream_opts;
+
 /* Values a location sees after merging http -> server -> location.
  * Every field is set (defaults filled in) once the generation is built. */
 typedef struct sg_loc_conf {
@@ -202,42 +232,17 @@ typedef struct sg_loc_conf {
     size_t naccess_logs;               /* 0 with access_log_off = no logging */
     bool access_log_off;
 
-    /* proxy */
-    sg_proxy_pass *proxy_pass;         /* NULL: not a proxy location */
-    int proxy_http_version;            /* 10, 11 or 20 (HTTP/2, h2c); streamgate defaults to 11 (nginx: 10) */
-    sg_header_set *proxy_headers;      /* effective list: defaults (Host $proxy_host,
-                                          Connection "") merged with the user's */
-    size_t nproxy_headers;
-    uint32_t proxy_connect_timeout_ms; /* default 60 s */
-    uint32_t proxy_read_timeout_ms;    /* default 60 s */
-    bool proxy_read_timeout_set;       /* given by the user at some level: it then bounds
-                                          tunnels too (upstream silence), as in nginx */
-    uint32_t proxy_send_timeout_ms;    /* default 60 s */
-    uint32_t next_upstream;            /* SG_NU_* mask; default error|timeout */
-    uint32_t next_upstream_tries;      /* 0 = unlimited */
-    uint32_t next_upstream_timeout_ms; /* 0 = unlimited */
-    bool proxy_redirect_off;           /* only "off" and "default" are accepted */
-    bool proxy_intercept_errors;
+    /* proxy_pass / grpc_pass */
+    sg_proxy_pass *proxy_pass;         /* NULL: not a proxy location (set by either directive) */
+    bool is_grpc;                      /* this location's pass came from grpc_pass */
+    sg_upstream_opts proxy;            /* proxy_* */
+    sg_upstream_opts grpc;             /* grpc_*, inherited apart from proxy_* (nginx) */
+    /* The set the proxy core and the HTTP clients read: &grpc on a
+     * grpc_pass location, else &proxy. Chosen once when the generation
+     * is built (never NULL then). */
+    sg_upstream_opts *pass_opts;
     bool proxy_buffering;              /* accepted; streamgate always streams with backpressure */
-    bool proxy_upgrade;                /* forward Upgrade requests, tunnel after a valid 101; default on */
     uint32_t proxy_tunnel_timeout_ms;  /* an upgraded connection silent both ways this long closes; 1 h */
-
-    /* gRPC (grpc_pass): the grpc_* directives, inherited apart from the
-     * proxy_* ones. When the generation is built, a grpc_pass location's
-     * proxy_* fields above are set from these (and proxy_http_version to
-     * 2), so the proxy core and the HTTP/2 client read one set of values. */
-    bool grpc;                         /* this location's proxy_pass came from grpc_pass */
-    sg_header_set *grpc_headers;       /* grpc_set_header; effective list: defaults (Host
-                                          $proxy_host, Connection "", TE trailers) + the user's */
-    size_t ngrpc_headers;
-    uint32_t grpc_connect_timeout_ms;  /* default 60 s */
-    uint32_t grpc_read_timeout_ms;     /* default 60 s: for the response head only... */
-    bool grpc_read_timeout_set;        /* ...and between messages once the user set it */
-    uint32_t grpc_send_timeout_ms;     /* default 60 s */
-    uint32_t grpc_next_upstream;       /* SG_NU_* mask; default error|timeout */
-    uint32_t grpc_next_upstream_tries;
-    uint32_t grpc_next_upstream_timeout_ms;
-    bool grpc_intercept_errors;
 
     /* error_log at http/server/location level (checked and kept; default:
      * the main error_log). Added by the configuration loader. */
@@ -249,8 +254,6 @@ typedef struct sg_loc_conf {
     sg_mime_type *types;               /* `types {}`: extension -> type; none: a built-in table */
     size_t ntypes;
     uint32_t http2_chunk_size;         /* largest DATA frame sent, default 8k (nginx) */
-    sg_ssl_upstream_conf proxy_ssl;    /* proxy_ssl_* (proxy_pass https://) */
-    sg_ssl_upstream_conf grpc_ssl;     /* grpc_ssl_* (grpc_pass grpcs://) */
 } sg_loc_conf;
 
 typedef enum sg_loc_match {

@@ -1,13 +1,15 @@
-/* Directive tables and setters (nginx's ngx_command_t style).
+/* The directive engine, the http table and its setters (nginx's
+ * ngx_command_t style).
  *
- * A directive is one line in `cmds` below: name, contexts, argument counts,
- * setter, target struct and offset. Generic setters (flag, size, time,
- * number, string, path, enum) cover most of them. Inheritance is generic
- * too: a field range a level did not set is copied from the level above
- * (sg_directives_merge), so a new inheritable directive needs no merge code. */
+ * A directive is one line in a table: name, contexts, argument counts,
+ * setter, target struct and offset. The main/http table is `cmds` below,
+ * stream's is in stream_conf.c; one lookup and one runner read both.
+ * Generic setters (flag, size, time, number, string, path, enum) cover
+ * most lines. Inheritance is generic too: a field range a level did not
+ * set is copied from the level above (sg_directives_merge), so a new
+ * inheritable directive needs no merge code. */
 #include "conf/directives.h"
 #include "conf/map.h"
-#include "conf/stream_conf.h"
 #include "conf/ssl_conf.h"
 
 #include <ctype.h>
@@ -115,6 +117,11 @@ static bool parse_size(const char *s, uint64_t *out)
     return true;
 }
 
+bool sg_conf_parse_size(const char *s, uint64_t *out)
+{
+    return parse_size(s, out);
+}
+
 /* "500ms", "120s", "120" (seconds), "1m30s", "1h", "1d", "1w", "1M", "1y":
  * nginx's ngx_parse_time, units in decreasing order, each once. */
 static bool parse_time_ms(const char *s, uint64_t *out)
@@ -184,7 +191,7 @@ static uint64_t max_for(size_t size)
 
 /* ---------------- generic setters ---------------- */
 
-static bool set_flag(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_conf_set_flag(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     bool v;
     if (strcmp(n->args[0].s, "on") == 0) v = true;
@@ -195,10 +202,11 @@ static bool set_flag(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     return true;
 }
 
-static bool set_size(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_conf_set_size(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
+    const sg_cmd_bounds *b = cmd->post;
     uint64_t v;
-    if (!parse_size(n->args[0].s, &v) || (base && v > max_for(cmd->size)))
+    if (!parse_size(n->args[0].s, &v) || (base && v > max_for(cmd->size)) || (b && (v < b->min || v > b->max)))
         return bad_value(cx, n, &n->args[0]);
     if (base) put_uint((char *)base + cmd->offset, cmd->size, v);
     return true;
@@ -217,7 +225,7 @@ static bool set_size_flagged(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, 
     return true;
 }
 
-static bool set_msec(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_conf_set_msec(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     uint64_t v;
     if (!parse_time_ms(n->args[0].s, &v) || v >= SG_UNSET_MS) return bad_value(cx, n, &n->args[0]);
@@ -225,7 +233,7 @@ static bool set_msec(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     return true;
 }
 
-static bool set_num(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_conf_set_num(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     uint64_t v;
     if (!parse_num(n->args[0].s, base ? max_for(cmd->size) : UINT32_MAX, &v))
@@ -317,11 +325,10 @@ static bool set_events(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     return run_block(cx, n, SG_CTX_EVENTS);
 }
 
-static sg_lvl *new_lvl(sg_cctx *cx, sg_lvl *parent, sg_loc_conf *conf)
+sg_lvl *sg_directives_level(sg_cctx *cx, sg_lvl *parent)
 {
     sg_lvl *l = sg_arena_alloc(&cx->c->arena, sizeof(*l));
     memset(l, 0, sizeof(*l));
-    l->conf = conf;
     l->parent = parent;
     if (parent) {
         parent->kids = sg_conf_push(&cx->c->arena, parent->kids, parent->nkids, sizeof(sg_lvl *));
@@ -331,15 +338,24 @@ static sg_lvl *new_lvl(sg_cctx *cx, sg_lvl *parent, sg_loc_conf *conf)
     return l;
 }
 
+bool sg_directives_enter(sg_cctx *cx, sg_lvl *l, const sg_cnode *n, uint32_t ctx)
+{
+    sg_lvl *up = cx->cur;
+    cx->cur = l;
+    bool ok = run_block(cx, n, ctx);
+    cx->cur = up;
+    return ok;
+}
+
 static bool set_http(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     sg_loc_conf *lc = sg_arena_alloc(&cx->c->arena, sizeof(*lc));
     memset(lc, 0, sizeof(*lc));
-    cx->http = new_lvl(cx, NULL, lc);
+    cx->http = sg_directives_level(cx, NULL);
+    cx->http->conf = lc;
     sg_directives_loc_defaults(cx, lc, &cx->http->srv);
     cx->c->has_http = true;
-    cx->cur = cx->http;
-    return run_block(cx, n, SG_CTX_HTTP);
+    return sg_directives_enter(cx, cx->http, n, SG_CTX_HTTP);
 }
 
 /* ---------------- server, listen, server_name ---------------- */
@@ -357,13 +373,11 @@ static bool set_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     c->servers = sg_conf_push(&c->arena, c->servers, c->nservers, sizeof(sg_server_conf *));
     c->servers[c->nservers++] = s;
 
-    sg_lvl *l = new_lvl(cx, cx->http, &s->root->conf);
+    sg_lvl *l = sg_directives_level(cx, cx->http);
+    l->conf = &s->root->conf;
     l->server = s;
     l->loc = s->root;
-    cx->cur = l;
-    bool ok = run_block(cx, n, SG_CTX_SERVER);
-    cx->cur = cx->http;
-    return ok;
+    return sg_directives_enter(cx, l, n, SG_CTX_SERVER);
 }
 
 bool sg_conf_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc, int default_port)
@@ -568,12 +582,10 @@ static bool set_location(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void
         parent->children = sg_conf_push(ar, parent->children, parent->nchildren, sizeof(sg_location *));
         parent->children[parent->nchildren++] = loc;
     }
-    sg_lvl *l = new_lvl(cx, up, &loc->conf);
+    sg_lvl *l = sg_directives_level(cx, up);
+    l->conf = &loc->conf;
     l->loc = loc;
-    cx->cur = l;
-    bool ok = run_block(cx, n, SG_CTX_LOCATION);
-    cx->cur = up;
-    return ok;
+    return sg_directives_enter(cx, l, n, SG_CTX_LOCATION);
 }
 
 /* ---------------- upstream ---------------- */
@@ -586,25 +598,32 @@ static void upstream_defaults(sg_upstream_conf *u)
     u->keepalive_requests = 1000;
 }
 
-static bool set_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_directives_upstream(sg_cctx *cx, const sg_cnode *n, sg_upstream_conf *u,
+                            sg_upstream_conf ***list, size_t *nlist, uint32_t ctx)
 {
     sg_conf *c = cx->c;
-    for (size_t i = 0; i < c->nupstreams; i++)
-        if (!c->upstreams[i]->implicit && strcasecmp(c->upstreams[i]->name, n->args[0].s) == 0)
+    for (size_t i = 0; i < *nlist; i++)
+        if (!(*list)[i]->implicit && strcasecmp((*list)[i]->name, n->args[0].s) == 0)
             return sg_cerr(cx, n->args[0].pos, "duplicate upstream \"%s\"", n->args[0].s);
-    sg_upstream_conf *u = sg_arena_alloc(&c->arena, sizeof(*u));
-    memset(u, 0, sizeof(*u));
     u->name = n->args[0].s;
     u->pos = n->name.pos;
-    upstream_defaults(u);
-    c->upstreams = sg_conf_push(&c->arena, c->upstreams, c->nupstreams, sizeof(*c->upstreams));
-    c->upstreams[c->nupstreams++] = u;
+    *list = sg_conf_push(&c->arena, *list, *nlist, sizeof(**list));
+    (*list)[(*nlist)++] = u;
     cx->ups = u;
     memset(cx->ups_set, 0, sizeof(cx->ups_set));
-    bool ok = run_block(cx, n, SG_CTX_UPSTREAM);
+    bool ok = run_block(cx, n, ctx);
     cx->ups = NULL;
     if (ok && u->nservers == 0) return sg_cerr(cx, u->pos, "no servers are inside upstream");
     return ok;
+}
+
+static bool set_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_conf *c = cx->c;
+    sg_upstream_conf *u = sg_arena_alloc(&c->arena, sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    upstream_defaults(u);
+    return sg_directives_upstream(cx, n, u, &c->upstreams, &c->nupstreams, SG_CTX_UPSTREAM);
 }
 
 static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
@@ -636,13 +655,10 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
 }
 
 /* server ADDR[:PORT] [params]: a name resolving to N addresses gives N entries. */
-static bool set_ups_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_conf_set_upstream_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
-    return sg_conf_upstream_server(cx, n, cx->ups, 80);
-}
-
-bool sg_conf_upstream_server(sg_cctx *cx, const sg_cnode *n, sg_upstream_conf *u, int default_port)
-{
+    sg_upstream_conf *u = cx->ups;
+    int default_port = (int)(intptr_t)cmd->post;
     const sg_carg *a = &n->args[0];
     if (starts(a->s, "unix:"))
         return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"server\" are not supported yet");
@@ -677,7 +693,7 @@ bool sg_conf_upstream_server(sg_cctx *cx, const sg_cnode *n, sg_upstream_conf *u
     return true;
 }
 
-static bool set_lb(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_conf_set_lb(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     cx->ups->lb = (sg_lb_method)(intptr_t)cmd->post;   /* nginx: a later method wins */
     return true;
@@ -975,27 +991,43 @@ static bool set_proxy_buffers(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd,
 
 /* ---------------- proxy ---------------- */
 
-/* proxy_pass http[s]://HOST[:PORT][/URI]: checked here, bound to an upstream
- * after http{} is read (upstream blocks may come later in the file). With
- * https:// the upstream speaks TLS (proxy_ssl_*; contexts built by
- * sg_ssl_conf_finish, which also makes 443 the default port). */
-static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+/* What proxy_pass and grpc_pass accept (set_pass's cmd->post). */
+typedef struct pass_kind {
+    const char *plain, *tls;     /* URL schemes: "http://" and "https://" */
+    bool bare;                   /* HOST[:PORT] without a scheme is plain too */
+    bool uri;                    /* a URI part may follow the host */
+    bool grpc;
+} pass_kind;
+
+/* proxy_pass http[s]://HOST[:PORT][/URI]; grpc_pass [grpc[s]://]HOST[:PORT]
+ * (an h2c backend, the request URI passed unchanged: nginx has no URI
+ * part there either). Checked here, bound to an upstream after http{} is
+ * read (upstream blocks may come later in the file). https:// and
+ * grpcs:// speak TLS (proxy_ssl_* / grpc_ssl_*, grpcs:// with ALPN h2;
+ * contexts built by sg_ssl_conf_finish, which also makes 443 the default
+ * port). A location has one of proxy_pass and grpc_pass. */
+static bool set_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
+    const pass_kind *k = cmd->post;
     sg_loc_conf *lc = base;
     const sg_carg *a = &n->args[0];
     const char *url = a->s;
     if (lc->proxy_pass) return sg_cerr(cx, n->name.pos, "\"%s\" directive is duplicate", n->name.s);
     if (strchr(url, '$'))
-        return sg_cerr(cx, a->pos, "variables in \"proxy_pass\" are not supported yet");
-    bool ssl = strncasecmp(url, "https://", 8) == 0;
-    if (!ssl && strncasecmp(url, "http://", 7) != 0)
-        return sg_cerr(cx, a->pos, "invalid URL prefix in \"%s\"", url);
-    const char *hp = url + (ssl ? 8 : 7), *slash = strchr(hp, '/');
-    sg_str hostport = { hp, slash ? (size_t)(slash - hp) : strlen(hp) };
+        return sg_cerr(cx, a->pos, "variables in \"%s\" are not supported yet", n->name.s);
+    bool ssl = strncasecmp(url, k->tls, strlen(k->tls)) == 0;
+    const char *hp = url;
+    if (ssl) hp += strlen(k->tls);
+    else if (strncasecmp(url, k->plain, strlen(k->plain)) == 0) hp += strlen(k->plain);
+    else if (!k->bare) return sg_cerr(cx, a->pos, "invalid URL prefix in \"%s\"", url);
+    if (k->bare && strstr(hp, "://")) return sg_cerr(cx, a->pos, "invalid URL prefix in \"%s\"", url);
     if (starts(hp, "unix:"))
-        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"proxy_pass\" are not supported yet");
+        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"%s\" are not supported yet", n->name.s);
+    const char *slash = strchr(hp, '/');
+    sg_str hostport = { hp, slash ? (size_t)(slash - hp) : strlen(hp) };
     sg_pending_pass pend = { .host_pos = a->pos };
-    if (hostport.n == 0 || !sg_conf_split_hostport(hostport, &pend.host, &pend.port) || pend.port == 0)
+    if (hostport.n == 0 || (slash && !k->uri) || !sg_conf_split_hostport(hostport, &pend.host, &pend.port) ||
+        pend.port == 0)
         return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", hp);
     sg_proxy_pass *pp = sg_arena_alloc(&cx->c->arena, sizeof(*pp));
     memset(pp, 0, sizeof(*pp));
@@ -1005,69 +1037,25 @@ static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
     if (slash) pp->uri = sg_str_from(slash);
     const sg_location *loc = cx->cur->loc;
     if (pp->has_uri && (is_regex(loc) || loc->match == SG_LOC_NAMED))
-        return sg_cerr(cx, a->pos, "\"proxy_pass\" cannot have URI part in location given by regular "
+        return sg_cerr(cx, a->pos, "\"%s\" cannot have URI part in location given by regular "
                        "expression, or inside named location, or inside \"if\" statement, or inside "
-                       "\"limit_except\" block");
+                       "\"limit_except\" block", n->name.s);
     pp->host = sg_arena_str(&cx->c->arena, hostport);    /* refined when bound */
     pend.pp = pp;
     cx->passes = sg_conf_push(&cx->c->arena, cx->passes, cx->npasses, sizeof(pend));
     cx->passes[cx->npasses++] = pend;
     lc->proxy_pass = pp;
+    lc->is_grpc = k->grpc;
     return true;
 }
 
-/* grpc_pass [grpc://]HOST[:PORT] | grpc://UPSTREAM: an h2c backend, the
- * request URI passed unchanged (nginx has no URI part here either);
- * grpcs:// is HTTP/2 over TLS (grpc_ssl_*, ALPN h2, default port 443). A
- * location has one of proxy_pass and grpc_pass. */
-static bool set_grpc_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
-{
-    sg_loc_conf *lc = base;
-    const sg_carg *a = &n->args[0];
-    const char *url = a->s;
-    if (lc->proxy_pass) return sg_cerr(cx, n->name.pos, "\"%s\" directive is duplicate", n->name.s);
-    if (strchr(url, '$'))
-        return sg_cerr(cx, a->pos, "variables in \"grpc_pass\" are not supported yet");
-    bool ssl = strncasecmp(url, "grpcs://", 8) == 0;
-    const char *hp = ssl ? url + 8 : strncasecmp(url, "grpc://", 7) == 0 ? url + 7 : url;
-    if (strstr(hp, "://")) return sg_cerr(cx, a->pos, "invalid URL prefix in \"%s\"", url);
-    if (starts(hp, "unix:"))
-        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"grpc_pass\" are not supported yet");
-    sg_pending_pass pend = { .host_pos = a->pos };
-    sg_str hostport = sg_str_from(hp);
-    if (hostport.n == 0 || strchr(hp, '/') || !sg_conf_split_hostport(hostport, &pend.host, &pend.port) ||
-        pend.port == 0)
-        return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", hp);
-    sg_proxy_pass *pp = sg_arena_alloc(&cx->c->arena, sizeof(*pp));
-    memset(pp, 0, sizeof(*pp));
-    pp->ssl = ssl;
-    pp->pos = n->name.pos;
-    pp->host = sg_arena_str(&cx->c->arena, hostport);    /* refined when bound */
-    pend.pp = pp;
-    cx->passes = sg_conf_push(&cx->c->arena, cx->passes, cx->npasses, sizeof(pend));
-    cx->passes[cx->npasses++] = pend;
-    lc->proxy_pass = pp;
-    lc->grpc = true;
-    return true;
-}
-
-static bool set_proxy_http_version(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
-{
-    const char *v = n->args[0].s;
-    sg_loc_conf *lc = base;
-    if (strcmp(v, "1.0") == 0) lc->proxy_http_version = 10;
-    else if (strcmp(v, "1.1") == 0) lc->proxy_http_version = 11;
-    else if (strcmp(v, "2") == 0 || strcmp(v, "2.0") == 0) lc->proxy_http_version = 20;   /* h2c, prior knowledge */
-    else return bad_value(cx, n, &n->args[0]);
-    return true;
-}
-
-/* proxy_read_timeout also records that the user chose it: it then bounds
- * upgraded connections too (upstream silence), as in nginx, instead of
- * proxy_tunnel_timeout alone. grpc_read_timeout likewise: only then does
- * it bound the silence between messages of a gRPC stream. Fields: the
- * time, then the flag, both in cmd's range. */
-static bool set_read_timeout(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+/* A value followed by a bool that records that the user wrote it (a
+ * LOC_RANGE from the time to the flag): client_body_timeout; and
+ * proxy_read_timeout, which then bounds upgraded connections too
+ * (upstream silence), as in nginx, instead of proxy_tunnel_timeout alone;
+ * grpc_read_timeout likewise: only then does it bound the silence
+ * between messages of a gRPC stream. */
+static bool set_msec_flagged(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     uint64_t v;
     if (!parse_time_ms(n->args[0].s, &v) || v >= SG_UNSET_MS) return bad_value(cx, n, &n->args[0]);
@@ -1100,45 +1088,32 @@ static bool set_next_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd,
         if (!e->name) return bad_value(cx, n, &n->args[i]);
         mask |= (uint32_t)e->value;
     }
-    *(uint32_t *)((char *)base + cmd->offset) = mask;   /* proxy_ or grpc_next_upstream */
+    *(uint32_t *)((char *)base + cmd->offset) = mask;
     return true;
 }
 
 static bool set_proxy_redirect(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const char *v = n->args[0].s;
+    bool *off = (bool *)((char *)base + cmd->offset);
     if (n->nargs == 2)
         return sg_cerr(cx, n->name.pos, "\"proxy_redirect\" with a replacement is not supported yet");
-    if (strcmp(v, "off") == 0) ((sg_loc_conf *)base)->proxy_redirect_off = true;
-    else if (strcmp(v, "default") == 0) ((sg_loc_conf *)base)->proxy_redirect_off = false;
+    if (strcmp(v, "off") == 0) *off = true;
+    else if (strcmp(v, "default") == 0) *off = false;
     else return bad_value(cx, n, &n->args[0]);
-    return true;
-}
-
-/* ---------------- http2 ---------------- */
-
-/* A size that must not be zero (http2_chunk_size, as nginx). */
-static bool set_size_nonzero(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
-{
-    uint64_t v;
-    if (!parse_size(n->args[0].s, &v) || v == 0 || v > (1u << 24))
-        return bad_value(cx, n, &n->args[0]);
-    if (base) put_uint((char *)base + cmd->offset, cmd->size, v);
-    return true;
-}
-
-/* An HTTP/2 flow-control window: at most 2^31-1 (RFC 9113 6.9.1). */
-static bool set_h2_window(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
-{
-    uint64_t v;
-    if (!parse_size(n->args[0].s, &v) || v > 0x7fffffff) return bad_value(cx, n, &n->args[0]);
-    if (base) put_uint((char *)base + cmd->offset, cmd->size, v);
     return true;
 }
 
 /* ---------------- the table ---------------- */
 
 static const enum_val on_off_build[] = { { "on", 1 }, { "off", 0 }, { "build", 1 }, { NULL, 0 } };
+static const enum_val http_versions[] = {
+    { "1.0", 10 }, { "1.1", 11 }, { "2", 20 }, { "2.0", 20 }, { NULL, 0 },   /* 2: h2c, prior knowledge */
+};
+static const sg_cmd_bounds h2_nonzero = { 1, 1u << 24 };   /* as nginx: no 0 */
+static const sg_cmd_bounds h2_window = { 0, 0x7fffffff };  /* a flow-control window (RFC 9113 6.9.1) */
+static const pass_kind proxy_pass_kind = { "http://", "https://", false, true, false };
+static const pass_kind grpc_pass_kind = { "grpc://", "grpcs://", true, false, true };
 
 #define M SG_CTX_MAIN
 #define E SG_CTX_EVENTS
@@ -1154,60 +1129,83 @@ static const enum_val on_off_build[] = { { "on", 1 }, { "off", 0 }, { "build", 1
 #define BLK SG_ARGBLOCK
 #define HSL SG_CTX_HSL
 
+/* The directives proxy_* and grpc_* share: one setter each, filling the
+ * location's `proxy` or `grpc` sg_upstream_opts (P is the name's prefix,
+ * F the member). */
+#define UPSTREAM_OPTS(P, F) \
+    { P "_set_header", HSL, A2, set_header, LOC_RANGE(SG_CF_MULTI, F.headers, F.nheaders), NULL }, \
+    { P "_connect_timeout", HSL, A1, sg_conf_set_msec, LOC(F.connect_timeout_ms), NULL }, \
+    { P "_read_timeout", HSL, A1, set_msec_flagged, LOC_RANGE(0, F.read_timeout_ms, F.read_timeout_set), NULL }, \
+    { P "_send_timeout", HSL, A1, sg_conf_set_msec, LOC(F.send_timeout_ms), NULL }, \
+    { P "_next_upstream", HSL, A1P, set_next_upstream, LOC(F.next_upstream), NULL }, \
+    { P "_next_upstream_tries", HSL, A1, sg_conf_set_num, LOC(F.next_upstream_tries), NULL }, \
+    { P "_next_upstream_timeout", HSL, A1, sg_conf_set_msec, LOC(F.next_upstream_timeout_ms), NULL }, \
+    { P "_intercept_errors", HSL, A1, sg_conf_set_flag, LOC(F.intercept_errors), NULL }, \
+    /* TLS toward the upstream: proxy_pass https://, grpc_pass grpcs:// (conf/ssl_conf.c) */ \
+    { P "_ssl_verify", HSL, A1, sg_conf_set_flag, LOC(F.ssl.verify), NULL }, \
+    { P "_ssl_verify_depth", HSL, A1, sg_conf_set_num, LOC(F.ssl.verify_depth), NULL }, \
+    { P "_ssl_trusted_certificate", HSL, A1, sg_ssl_set_file, LOC(F.ssl.trusted_certificate), NULL }, \
+    { P "_ssl_server_name", HSL, A1, sg_conf_set_flag, LOC(F.ssl.server_name), NULL }, \
+    { P "_ssl_name", HSL, A1, sg_ssl_set_name, LOC_RANGE(0, F.ssl.name, F.ssl.name_set), NULL }, \
+    { P "_ssl_certificate", HSL, A1, sg_ssl_set_file, LOC(F.ssl.certificate), NULL }, \
+    { P "_ssl_certificate_key", HSL, A1, sg_ssl_set_file, LOC(F.ssl.certificate_key), NULL }, \
+    { P "_ssl_protocols", HSL, A1P, sg_ssl_set_protocols, LOC(F.ssl.protocols), NULL }, \
+    { P "_ssl_ciphers", HSL, A1, sg_ssl_set_string, LOC(F.ssl.ciphers), NULL }, \
+    { P "_ssl_session_reuse", HSL, A1, sg_conf_set_flag, LOC(F.ssl.session_reuse), NULL }
+
 static const sg_cmd cmds[] = {
     /* main */
     { "worker_processes", M, A1, set_worker_processes, MAIN(worker_processes), NULL },
-    { "daemon", M, A1, set_flag, MAIN(daemon), NULL },
+    { "daemon", M, A1, sg_conf_set_flag, MAIN(daemon), NULL },
     { "pid", M, A1, set_path, MAIN(pid_path), NULL },
     { "error_log", M, SG_ARG12, set_error_log, MAIN(error_log_path), NULL },
     { "error_log", HSL, SG_ARG12, set_error_log, LOC(error_log_path), NULL },
-    { "worker_shutdown_timeout", M, A1, set_msec, MAIN(worker_shutdown_timeout_ms), NULL },
+    { "worker_shutdown_timeout", M, A1, sg_conf_set_msec, MAIN(worker_shutdown_timeout_ms), NULL },
     { "events", M, A0 | BLK, set_events, SG_T_MAIN, 0, 0, 0, NULL },  /* MAIN: once */
     { "http", M, A0 | BLK, set_http, SG_T_MAIN, 0, 0, 0, NULL },
-    { "stream", M, A0 | BLK, sg_stream_conf_block, SG_T_MAIN, 0, 0, 0, NULL },  /* conf/stream_conf.c */
     { "include", SG_CTX_ANY, A1, set_noop, NONE, NULL },        /* expanded by the parser */
     { "user", M, SG_ARG12, set_noop, NONE, NULL },                 /* no effect: documented */
-    { "pcre_jit", M, A1, set_flag, NONE, NULL },
+    { "pcre_jit", M, A1, sg_conf_set_flag, NONE, NULL },
     /* events */
-    { "worker_connections", E, A1, set_num, MAIN(worker_connections), NULL },
+    { "worker_connections", E, A1, sg_conf_set_num, MAIN(worker_connections), NULL },
     { "use", E, A1, set_use, NONE, NULL },
-    { "multi_accept", E, A1, set_flag, NONE, NULL },
-    { "accept_mutex", E, A1, set_flag, NONE, NULL },               /* SO_REUSEPORT instead */
+    { "multi_accept", E, A1, sg_conf_set_flag, NONE, NULL },
+    { "accept_mutex", E, A1, sg_conf_set_flag, NONE, NULL },               /* SO_REUSEPORT instead */
     /* http */
     { "server", H, A0 | BLK, set_server, NONE, NULL },
     { "upstream", H, A1 | BLK, set_upstream, NONE, NULL },
     { "map", H, A2 | BLK, set_map, NONE, NULL },
     { "log_format", H, A2P, set_log_format, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "types", HSL, A0 | BLK, set_types, LOC_RANGE(SG_CF_MULTI, types, ntypes), NULL },
-    { "server_names_hash_bucket_size", H, A1, set_size, NONE, NULL },
-    { "server_names_hash_max_size", H, A1, set_size, NONE, NULL },
-    { "types_hash_bucket_size", HSL, A1, set_size, NONE, NULL },
-    { "types_hash_max_size", HSL, A1, set_size, NONE, NULL },
-    { "variables_hash_bucket_size", H, A1, set_size, NONE, NULL },
-    { "variables_hash_max_size", H, A1, set_size, NONE, NULL },
-    { "map_hash_bucket_size", H, A1, set_size, NONE, NULL },
-    { "map_hash_max_size", H, A1, set_size, NONE, NULL },
-    { "proxy_headers_hash_bucket_size", HSL, A1, set_size, NONE, NULL },
-    { "proxy_headers_hash_max_size", HSL, A1, set_size, NONE, NULL },
+    { "server_names_hash_bucket_size", H, A1, sg_conf_set_size, NONE, NULL },
+    { "server_names_hash_max_size", H, A1, sg_conf_set_size, NONE, NULL },
+    { "types_hash_bucket_size", HSL, A1, sg_conf_set_size, NONE, NULL },
+    { "types_hash_max_size", HSL, A1, sg_conf_set_size, NONE, NULL },
+    { "variables_hash_bucket_size", H, A1, sg_conf_set_size, NONE, NULL },
+    { "variables_hash_max_size", H, A1, sg_conf_set_size, NONE, NULL },
+    { "map_hash_bucket_size", H, A1, sg_conf_set_size, NONE, NULL },
+    { "map_hash_max_size", H, A1, sg_conf_set_size, NONE, NULL },
+    { "proxy_headers_hash_bucket_size", HSL, A1, sg_conf_set_size, NONE, NULL },
+    { "proxy_headers_hash_max_size", HSL, A1, sg_conf_set_size, NONE, NULL },
     /* server */
     { "listen", S, A1P, set_listen, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "server_name", S, A1P, set_server_name, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "location", S | L, SG_ARG12 | BLK, set_location, NONE, NULL },
-    { "client_header_timeout", H | S, A1, set_msec, SRV_RANGE(client_header_timeout_ms, client_header_timeout_ms), NULL },
+    { "client_header_timeout", H | S, A1, sg_conf_set_msec, SRV_RANGE(client_header_timeout_ms, client_header_timeout_ms), NULL },
     { "large_client_header_buffers", H | S, A2, set_large_buffers,
       SRV_RANGE(large_header_buffers, large_header_buffer_size), NULL },
-    { "client_header_buffer_size", H | S, A1, set_size, NONE, NULL },
+    { "client_header_buffer_size", H | S, A1, sg_conf_set_size, NONE, NULL },
     /* http, server, location */
     { "default_type", HSL, A1, set_str, LOC(default_type), NULL },
     { "keepalive_timeout", HSL, SG_ARG12, set_keepalive_timeout,
       LOC_RANGE(0, keepalive_timeout_ms, keepalive_header_s), NULL },
-    { "keepalive_requests", HSL, A1, set_num, LOC(keepalive_requests), NULL },
+    { "keepalive_requests", HSL, A1, sg_conf_set_num, LOC(keepalive_requests), NULL },
     { "client_max_body_size", HSL, A1, set_size_flagged,
       LOC_RANGE(0, client_max_body_size, client_max_body_size_set), NULL },
-    { "client_body_timeout", HSL, A1, set_read_timeout,
+    { "client_body_timeout", HSL, A1, set_msec_flagged,
       LOC_RANGE(0, client_body_timeout_ms, client_body_timeout_set), NULL },
-    { "client_body_buffer_size", HSL, A1, set_size, NONE, NULL },
-    { "send_timeout", HSL, A1, set_msec, LOC(send_timeout_ms), NULL },
+    { "client_body_buffer_size", HSL, A1, sg_conf_set_size, NONE, NULL },
+    { "send_timeout", HSL, A1, sg_conf_set_msec, LOC(send_timeout_ms), NULL },
     { "access_log", HSL, A1P, set_access_log, LOC_RANGE(SG_CF_MULTI, access_logs, access_log_off), NULL },
     { "root", HSL, A1, set_path, LOC(root), NULL },
     { "index", HSL, A1P, set_index, LOC_RANGE(SG_CF_MULTI, index, nindex), NULL },
@@ -1215,110 +1213,78 @@ static const sg_cmd cmds[] = {
     { "error_page", HSL, A2P, set_error_page, LOC_RANGE(SG_CF_MULTI, error_pages, nerror_pages), NULL },
     { "return", S | L, SG_ARG12, set_return, LOC_RANGE(SG_CF_NOMERGE, has_return, return_text), NULL },
     { "internal", L, A0, set_true, LOC_NM(internal), NULL },
-    { "sendfile", HSL, A1, set_flag, NONE, NULL },                 /* no effect: documented */
-    { "tcp_nopush", HSL, A1, set_flag, NONE, NULL },
-    { "tcp_nodelay", HSL, A1, set_flag, NONE, NULL },
-    { "reset_timedout_connection", HSL, A1, set_flag, NONE, NULL },
-    { "log_not_found", HSL, A1, set_flag, NONE, NULL },
+    { "sendfile", HSL, A1, sg_conf_set_flag, NONE, NULL },                 /* no effect: documented */
+    { "tcp_nopush", HSL, A1, sg_conf_set_flag, NONE, NULL },
+    { "tcp_nodelay", HSL, A1, sg_conf_set_flag, NONE, NULL },
+    { "reset_timedout_connection", HSL, A1, sg_conf_set_flag, NONE, NULL },
+    { "log_not_found", HSL, A1, sg_conf_set_flag, NONE, NULL },
     { "server_tokens", HSL, A1, set_enum, NONE, on_off_build },
-    /* proxy */
-    { "proxy_pass", L, A1, set_proxy_pass, LOC_NM(proxy_pass), NULL },
-    { "proxy_http_version", HSL, A1, set_proxy_http_version, LOC(proxy_http_version), NULL },
-    { "proxy_set_header", HSL, A2, set_header, LOC_RANGE(SG_CF_MULTI, proxy_headers, nproxy_headers), NULL },
-    { "proxy_connect_timeout", HSL, A1, set_msec, LOC(proxy_connect_timeout_ms), NULL },
-    { "proxy_read_timeout", HSL, A1, set_read_timeout,
-      LOC_RANGE(0, proxy_read_timeout_ms, proxy_read_timeout_set), NULL },
-    { "proxy_send_timeout", HSL, A1, set_msec, LOC(proxy_send_timeout_ms), NULL },
-    { "proxy_next_upstream", HSL, A1P, set_next_upstream, LOC(next_upstream), NULL },
-    { "proxy_next_upstream_tries", HSL, A1, set_num, LOC(next_upstream_tries), NULL },
-    { "proxy_next_upstream_timeout", HSL, A1, set_msec, LOC(next_upstream_timeout_ms), NULL },
-    { "proxy_redirect", HSL, SG_ARG12, set_proxy_redirect, LOC(proxy_redirect_off), NULL },
-    { "proxy_intercept_errors", HSL, A1, set_flag, LOC(proxy_intercept_errors), NULL },
-    { "proxy_buffering", HSL, A1, set_flag, LOC(proxy_buffering), NULL },
-    { "proxy_upgrade", HSL, A1, set_flag, LOC(proxy_upgrade), NULL },
-    { "proxy_tunnel_timeout", HSL, A1, set_msec, LOC(proxy_tunnel_timeout_ms), NULL },
-    { "proxy_request_buffering", HSL, A1, set_flag, NONE, NULL },  /* always streamed */
-    { "proxy_buffer_size", HSL, A1, set_size, NONE, NULL },
+    /* proxy and grpc: the upstream settings both have, then each one's own */
+    UPSTREAM_OPTS("proxy", proxy),
+    UPSTREAM_OPTS("grpc", grpc),
+    { "proxy_pass", L, A1, set_pass, LOC_NM(proxy_pass), &proxy_pass_kind },
+    { "proxy_http_version", HSL, A1, set_enum, LOC(proxy.http_version), http_versions },
+    { "proxy_redirect", HSL, SG_ARG12, set_proxy_redirect, LOC(proxy.redirect_off), NULL },
+    { "proxy_upgrade", HSL, A1, sg_conf_set_flag, LOC(proxy.upgrade), NULL },
+    { "proxy_buffering", HSL, A1, sg_conf_set_flag, LOC(proxy_buffering), NULL },
+    { "proxy_tunnel_timeout", HSL, A1, sg_conf_set_msec, LOC(proxy_tunnel_timeout_ms), NULL },
+    { "proxy_request_buffering", HSL, A1, sg_conf_set_flag, NONE, NULL },  /* always streamed */
+    { "proxy_buffer_size", HSL, A1, sg_conf_set_size, NONE, NULL },
     { "proxy_buffers", HSL, A2, set_proxy_buffers, NONE, NULL },
-    { "proxy_busy_buffers_size", HSL, A1, set_size, NONE, NULL },
-    { "proxy_max_temp_file_size", HSL, A1, set_size, NONE, NULL },
-    /* grpc (nginx's ngx_http_grpc_module; grpcs:// and the other grpc_*
-     * directives are refused as not supported yet) */
-    { "grpc_pass", L, A1, set_grpc_pass, LOC_NM(proxy_pass), NULL },
-    { "grpc_set_header", HSL, A2, set_header, LOC_RANGE(SG_CF_MULTI, grpc_headers, ngrpc_headers), NULL },
-    { "grpc_connect_timeout", HSL, A1, set_msec, LOC(grpc_connect_timeout_ms), NULL },
-    { "grpc_read_timeout", HSL, A1, set_read_timeout,
-      LOC_RANGE(0, grpc_read_timeout_ms, grpc_read_timeout_set), NULL },
-    { "grpc_send_timeout", HSL, A1, set_msec, LOC(grpc_send_timeout_ms), NULL },
-    { "grpc_next_upstream", HSL, A1P, set_next_upstream, LOC(grpc_next_upstream), NULL },
-    { "grpc_next_upstream_tries", HSL, A1, set_num, LOC(grpc_next_upstream_tries), NULL },
-    { "grpc_next_upstream_timeout", HSL, A1, set_msec, LOC(grpc_next_upstream_timeout_ms), NULL },
-    { "grpc_intercept_errors", HSL, A1, set_flag, LOC(grpc_intercept_errors), NULL },
-    { "grpc_buffer_size", HSL, A1, set_size, NONE, NULL },          /* accepted: streamgate streams */
+    { "proxy_busy_buffers_size", HSL, A1, sg_conf_set_size, NONE, NULL },
+    { "proxy_max_temp_file_size", HSL, A1, sg_conf_set_size, NONE, NULL },
+    /* grpc (nginx's ngx_http_grpc_module; its other directives are
+     * refused as not supported yet) */
+    { "grpc_pass", L, A1, set_pass, LOC_NM(proxy_pass), &grpc_pass_kind },
+    { "grpc_buffer_size", HSL, A1, sg_conf_set_size, NONE, NULL },          /* accepted: streamgate streams */
     /* http2 (nginx's ngx_http_v2_module; ping_* are streamgate's) */
-    { "http2", H | S, A1, set_flag, SRV_RANGE(h2.enabled, h2.enabled), NULL },
-    { "http2_max_concurrent_streams", H | S, A1, set_num,
+    { "http2", H | S, A1, sg_conf_set_flag, SRV_RANGE(h2.enabled, h2.enabled), NULL },
+    { "http2_max_concurrent_streams", H | S, A1, sg_conf_set_num,
       SRV_RANGE(h2.max_concurrent_streams, h2.max_concurrent_streams), NULL },
-    { "http2_recv_buffer_size", H, A1, set_size_nonzero, SRV_RANGE(h2.recv_buffer_size, h2.recv_buffer_size), NULL },
-    { "http2_body_preread_size", H | S, A1, set_h2_window,
-      SRV_RANGE(h2.body_preread_size, h2.body_preread_size), NULL },
-    { "http2_max_field_size", H | S, A1, set_size_nonzero, SRV_RANGE(h2.max_field_size, h2.max_field_size), NULL },
-    { "http2_max_header_size", H | S, A1, set_size_nonzero, SRV_RANGE(h2.max_header_size, h2.max_header_size), NULL },
-    { "http2_idle_timeout", H | S, A1, set_msec, SRV_RANGE(h2.idle_timeout_ms, h2.idle_timeout_ms), NULL },
-    { "http2_recv_timeout", H | S, A1, set_msec, SRV_RANGE(h2.recv_timeout_ms, h2.recv_timeout_ms), NULL },
-    { "http2_max_requests", H | S, A1, set_num, SRV_RANGE(h2.max_requests, h2.max_requests), NULL },
-    { "http2_ping_interval", H | S, A1, set_msec, SRV_RANGE(h2.ping_interval_ms, h2.ping_interval_ms), NULL },
-    { "http2_ping_timeout", H | S, A1, set_msec, SRV_RANGE(h2.ping_timeout_ms, h2.ping_timeout_ms), NULL },
-    { "http2_chunk_size", HSL, A1, set_size_nonzero, LOC(http2_chunk_size), NULL },
-    { "http2_streams_index_size", H | S, A1, set_size, NONE, NULL },   /* no effect: documented */
+    { "http2_recv_buffer_size", H, A1, sg_conf_set_size,
+      SRV_RANGE(h2.recv_buffer_size, h2.recv_buffer_size), &h2_nonzero },
+    { "http2_body_preread_size", H | S, A1, sg_conf_set_size,
+      SRV_RANGE(h2.body_preread_size, h2.body_preread_size), &h2_window },
+    { "http2_max_field_size", H | S, A1, sg_conf_set_size,
+      SRV_RANGE(h2.max_field_size, h2.max_field_size), &h2_nonzero },
+    { "http2_max_header_size", H | S, A1, sg_conf_set_size,
+      SRV_RANGE(h2.max_header_size, h2.max_header_size), &h2_nonzero },
+    { "http2_idle_timeout", H | S, A1, sg_conf_set_msec, SRV_RANGE(h2.idle_timeout_ms, h2.idle_timeout_ms), NULL },
+    { "http2_recv_timeout", H | S, A1, sg_conf_set_msec, SRV_RANGE(h2.recv_timeout_ms, h2.recv_timeout_ms), NULL },
+    { "http2_max_requests", H | S, A1, sg_conf_set_num, SRV_RANGE(h2.max_requests, h2.max_requests), NULL },
+    { "http2_ping_interval", H | S, A1, sg_conf_set_msec, SRV_RANGE(h2.ping_interval_ms, h2.ping_interval_ms), NULL },
+    { "http2_ping_timeout", H | S, A1, sg_conf_set_msec, SRV_RANGE(h2.ping_timeout_ms, h2.ping_timeout_ms), NULL },
+    { "http2_chunk_size", HSL, A1, sg_conf_set_size, LOC(http2_chunk_size), &h2_nonzero },
+    { "http2_streams_index_size", H | S, A1, sg_conf_set_size, NONE, NULL },   /* no effect: documented */
     /* ssl, server side (conf/ssl_conf.c; contexts built by sg_ssl_conf_finish) */
     { "ssl", H | S, A1, sg_ssl_set_obsolete, NONE, NULL },
     { "ssl_certificate", H | S, A1, sg_ssl_set_certificate, SRV_RANGE_F(SG_CF_MULTI, ssl.certs, ssl.ncerts), NULL },
     { "ssl_certificate_key", H | S, A1, sg_ssl_set_certificate, SRV_RANGE_F(SG_CF_MULTI, ssl.keys, ssl.nkeys), NULL },
     { "ssl_protocols", H | S, A1P, sg_ssl_set_protocols, SRV_RANGE(ssl.protocols, ssl.protocols), NULL },
     { "ssl_ciphers", H | S, A1, sg_ssl_set_string, SRV_RANGE(ssl.ciphers, ssl.ciphers), NULL },
-    { "ssl_prefer_server_ciphers", H | S, A1, set_flag,
+    { "ssl_prefer_server_ciphers", H | S, A1, sg_conf_set_flag,
       SRV_RANGE(ssl.prefer_server_ciphers, ssl.prefer_server_ciphers), NULL },
     { "ssl_session_cache", H | S, A1P, sg_ssl_set_session_cache,
       SRV_RANGE(ssl.session_cache, ssl.session_cache_size), NULL },
-    { "ssl_session_timeout", H | S, A1, set_msec, SRV_RANGE(ssl.session_timeout_ms, ssl.session_timeout_ms), NULL },
-    { "ssl_session_tickets", H | S, A1, set_flag, SRV_RANGE(ssl.session_tickets, ssl.session_tickets), NULL },
+    { "ssl_session_timeout", H | S, A1, sg_conf_set_msec, SRV_RANGE(ssl.session_timeout_ms, ssl.session_timeout_ms), NULL },
+    { "ssl_session_tickets", H | S, A1, sg_conf_set_flag, SRV_RANGE(ssl.session_tickets, ssl.session_tickets), NULL },
     { "ssl_dhparam", H | S, A1, sg_ssl_set_file, SRV_RANGE(ssl.dhparam, ssl.dhparam), NULL },
     { "ssl_ecdh_curve", H | S, A1, sg_ssl_set_string, SRV_RANGE(ssl.ecdh_curve, ssl.ecdh_curve), NULL },
-    /* ssl, upstream side: proxy_pass https:// and grpc_pass grpcs:// */
-    { "proxy_ssl_verify", HSL, A1, set_flag, LOC(proxy_ssl.verify), NULL },
-    { "proxy_ssl_verify_depth", HSL, A1, set_num, LOC(proxy_ssl.verify_depth), NULL },
-    { "proxy_ssl_trusted_certificate", HSL, A1, sg_ssl_set_file, LOC(proxy_ssl.trusted_certificate), NULL },
-    { "proxy_ssl_server_name", HSL, A1, set_flag, LOC(proxy_ssl.server_name), NULL },
-    { "proxy_ssl_name", HSL, A1, sg_ssl_set_name, LOC_RANGE(0, proxy_ssl.name, proxy_ssl.name_set), NULL },
-    { "proxy_ssl_certificate", HSL, A1, sg_ssl_set_file, LOC(proxy_ssl.certificate), NULL },
-    { "proxy_ssl_certificate_key", HSL, A1, sg_ssl_set_file, LOC(proxy_ssl.certificate_key), NULL },
-    { "proxy_ssl_protocols", HSL, A1P, sg_ssl_set_protocols, LOC(proxy_ssl.protocols), NULL },
-    { "proxy_ssl_ciphers", HSL, A1, sg_ssl_set_string, LOC(proxy_ssl.ciphers), NULL },
-    { "proxy_ssl_session_reuse", HSL, A1, set_flag, LOC(proxy_ssl.session_reuse), NULL },
-    { "grpc_ssl_verify", HSL, A1, set_flag, LOC(grpc_ssl.verify), NULL },
-    { "grpc_ssl_verify_depth", HSL, A1, set_num, LOC(grpc_ssl.verify_depth), NULL },
-    { "grpc_ssl_trusted_certificate", HSL, A1, sg_ssl_set_file, LOC(grpc_ssl.trusted_certificate), NULL },
-    { "grpc_ssl_server_name", HSL, A1, set_flag, LOC(grpc_ssl.server_name), NULL },
-    { "grpc_ssl_name", HSL, A1, sg_ssl_set_name, LOC_RANGE(0, grpc_ssl.name, grpc_ssl.name_set), NULL },
-    { "grpc_ssl_certificate", HSL, A1, sg_ssl_set_file, LOC(grpc_ssl.certificate), NULL },
-    { "grpc_ssl_certificate_key", HSL, A1, sg_ssl_set_file, LOC(grpc_ssl.certificate_key), NULL },
-    { "grpc_ssl_protocols", HSL, A1P, sg_ssl_set_protocols, LOC(grpc_ssl.protocols), NULL },
-    { "grpc_ssl_ciphers", HSL, A1, sg_ssl_set_string, LOC(grpc_ssl.ciphers), NULL },
-    { "grpc_ssl_session_reuse", HSL, A1, set_flag, LOC(grpc_ssl.session_reuse), NULL },
     /* upstream */
-    { "server", U, A1P, set_ups_server, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
-    { "keepalive", U, A1, set_num, UPS(keepalive), NULL },
-    { "keepalive_timeout", U, A1, set_msec, UPS(keepalive_timeout_ms), NULL },
-    { "keepalive_requests", U, A1, set_num, UPS(keepalive_requests), NULL },
-    { "least_conn", U, A0, set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_LEAST_CONN },
-    { "ip_hash", U, A0, set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
+    { "server", U, A1P, sg_conf_set_upstream_server, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)80 },
+    { "keepalive", U, A1, sg_conf_set_num, UPS(keepalive), NULL },
+    { "keepalive_timeout", U, A1, sg_conf_set_msec, UPS(keepalive_timeout_ms), NULL },
+    { "keepalive_requests", U, A1, sg_conf_set_num, UPS(keepalive_requests), NULL },
+    { "least_conn", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_LEAST_CONN },
+    { "ip_hash", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
-_Static_assert(NCMDS <= SG_MAX_CMDS, "raise SG_MAX_CMDS");
+_Static_assert(NCMDS <= SG_MAX_CMDS - SG_STREAM_MAX_CMDS, "raise SG_MAX_CMDS");
 
-/* nginx directives of later work: "NAME" directive is not supported yet. */
+/* nginx directives streamgate does not have yet: "NAME" directive is not
+ * supported yet. Written in stream{}, they are "not allowed here" (nginx
+ * has them in other contexts). */
 static const char *const later_exact[] = {
     "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
     "break", "charset", "alias", "try_files", "allow", "deny", "expires", "hash", "random",
@@ -1351,12 +1317,21 @@ static const char *const later_prefix[] = {
     NULL,
 };
 
-static bool is_later(const char *name)
+static const sg_cmd_module http_module = {
+    cmds, NCMDS, SG_CTX_MAIN | SG_CTX_EVENTS | SG_CTX_HSL | SG_CTX_UPSTREAM, later_exact, later_prefix,
+};
+
+/* Every table the engine reads. A command's number (its bit in the `set`
+ * maps) counts on from the lines of the tables before its own. */
+static const sg_cmd_module *const modules[] = { &http_module, &sg_stream_module };
+#define NMODULES (sizeof(modules) / sizeof(modules[0]))
+
+static bool is_later(const sg_cmd_module *m, const char *name)
 {
-    for (int i = 0; later_exact[i]; i++)
-        if (strcmp(name, later_exact[i]) == 0) return true;
-    for (int i = 0; later_prefix[i]; i++)
-        if (starts(name, later_prefix[i])) return true;
+    for (int i = 0; m->later_exact[i]; i++)
+        if (strcmp(name, m->later_exact[i]) == 0) return true;
+    for (int i = 0; m->later_prefix[i]; i++)
+        if (starts(name, m->later_prefix[i])) return true;
     return false;
 }
 
@@ -1366,39 +1341,31 @@ static unsigned char *set_bits(sg_cctx *cx, const sg_cmd *cmd)
 {
     switch (cmd->target) {
     case SG_T_MAIN: return cx->main_set;
-    case SG_T_LOC: case SG_T_SRV: return cx->cur->set;
+    case SG_T_LOC: case SG_T_SRV: case SG_T_STREAM: return cx->cur->set;
     case SG_T_UPS: return cx->ups_set;
+    default: return NULL;
+    }
+}
+
+/* The struct of level l that commands of target t fill; NULL when l has none. */
+static void *lvl_base(sg_lvl *l, sg_cmd_target t)
+{
+    switch (t) {
+    case SG_T_LOC: return l->conf;
+    case SG_T_SRV: return l->conf ? &l->srv : NULL;   /* http levels */
+    case SG_T_STREAM: return l->stream_proxy;
     default: return NULL;
     }
 }
 
 static void *target_base(sg_cctx *cx, const sg_cmd *cmd)
 {
+    if (cmd->size == 0) return NULL;   /* no field: the setter checks the value only */
     switch (cmd->target) {
     case SG_T_MAIN: return cx->c;
-    case SG_T_LOC: return cx->cur->conf;
-    case SG_T_SRV: return &cx->cur->srv;
     case SG_T_UPS: return cx->ups;
-    default: return NULL;
+    default: return lvl_base(cx->cur, cmd->target);
     }
-}
-
-/* For the stream{} table (conf/stream_conf.c). */
-int sg_directives_lookup(const char *name)
-{
-    for (size_t i = 0; i < NCMDS; i++)
-        if (strcmp(cmds[i].name, name) == 0) return 1;
-    return is_later(name) ? 2 : 0;
-}
-
-bool sg_conf_parse_time_ms(const char *s, uint64_t *out)
-{
-    return parse_time_ms(s, out);
-}
-
-bool sg_conf_parse_size(const char *s, uint64_t *out)
-{
-    return parse_size(s, out);
 }
 
 static bool args_ok(uint32_t spec, size_t n)
@@ -1408,26 +1375,44 @@ static bool args_ok(uint32_t spec, size_t n)
     return (spec & SG_ARG2MORE) && n >= 2;
 }
 
-static const sg_cmd *find_cmd(sg_cctx *cx, const sg_cnode *n)
+/* The command for n in the current context, with its number in *idx.
+ * Else NULL after nginx's message: a name of this context's table is "not
+ * allowed here" (another context's directive), one of its later lists
+ * "not supported yet", a name of another table or of http's later lists
+ * (a directive nginx has in other contexts) "not allowed here" again. */
+static const sg_cmd *find_cmd(sg_cctx *cx, const sg_cnode *n, size_t *idx)
 {
-    const sg_cmd *named = NULL;
-    for (size_t i = 0; i < NCMDS; i++) {
-        if (strcmp(cmds[i].name, n->name.s) != 0) continue;
-        if (cmds[i].ctx & cx->ctx) return &cmds[i];
-        named = &cmds[i];
+    const char *name = n->name.s;
+    const sg_cmd_module *own = &http_module;
+    bool named_here = false, named_elsewhere = false;
+    size_t first = 0;
+    for (size_t m = 0; m < NMODULES; m++) {
+        const sg_cmd_module *mod = modules[m];
+        bool here = (mod->ctx & cx->ctx) != 0;
+        if (here) own = mod;
+        for (size_t i = 0; i < mod->ncmds; i++) {
+            if (strcmp(mod->cmds[i].name, name) != 0) continue;
+            if (mod->cmds[i].ctx & cx->ctx) {
+                *idx = first + i;
+                return &mod->cmds[i];
+            }
+            if (here) named_here = true;
+            else named_elsewhere = true;
+        }
+        first += mod->ncmds;
     }
-    if (named) sg_cerr(cx, n->name.pos, "\"%s\" directive is not allowed here", n->name.s);
-    else if (is_later(n->name.s))
-        sg_cerr(cx, n->name.pos, "\"%s\" directive is not supported yet", n->name.s);
-    else if (sg_stream_conf_knows(n->name.s))   /* a stream{} directive outside stream{} */
-        sg_cerr(cx, n->name.pos, "\"%s\" directive is not allowed here", n->name.s);
-    else sg_cerr(cx, n->name.pos, "unknown directive \"%s\"", n->name.s);
+    if (named_here) sg_cerr(cx, n->name.pos, "\"%s\" directive is not allowed here", name);
+    else if (is_later(own, name)) sg_cerr(cx, n->name.pos, "\"%s\" directive is not supported yet", name);
+    else if (named_elsewhere || is_later(&http_module, name))
+        sg_cerr(cx, n->name.pos, "\"%s\" directive is not allowed here", name);
+    else sg_cerr(cx, n->name.pos, "unknown directive \"%s\"", name);
     return NULL;
 }
 
 static bool run_node(sg_cctx *cx, const sg_cnode *n)
 {
-    const sg_cmd *cmd = find_cmd(cx, n);
+    size_t idx;
+    const sg_cmd *cmd = find_cmd(cx, n, &idx);
     if (!cmd) return false;
     const char *name = n->name.s;
     if ((cmd->args & SG_ARGBLOCK) && !n->block)
@@ -1436,7 +1421,6 @@ static bool run_node(sg_cctx *cx, const sg_cnode *n)
         return sg_cerr(cx, n->name.pos, "directive \"%s\" is not terminated by \";\"", name);
     if (!args_ok(cmd->args, n->nargs))
         return sg_cerr(cx, n->name.pos, "invalid number of arguments in \"%s\" directive", name);
-    size_t idx = (size_t)(cmd - cmds);
     unsigned char *bits = set_bits(cx, cmd);
     bool was_set = bits && (bits[idx / 8] & (1u << (idx % 8)));
     if (was_set && !(cmd->flags & SG_CF_MULTI))
@@ -1464,6 +1448,25 @@ bool sg_directives_run(sg_cctx *cx, const sg_cnode *root)
 
 /* ---------------- defaults and inheritance ---------------- */
 
+static void upstream_opts_defaults(sg_upstream_opts *o)
+{
+    o->http_version = 11;              /* streamgate: nginx defaults to 1.0 */
+    o->connect_timeout_ms = 60000;
+    o->read_timeout_ms = 60000;
+    o->send_timeout_ms = 60000;
+    o->next_upstream = SG_NU_ERROR | SG_NU_TIMEOUT;
+    o->upgrade = true;
+}
+
+/* What grpc_pass always does, no grpc_* directive sets: HTTP/2, no
+ * Location rewriting, no Upgrade and no extended CONNECT. */
+static void grpc_fixed(sg_upstream_opts *o)
+{
+    o->http_version = 20;
+    o->redirect_off = true;
+    o->upgrade = false;
+}
+
 void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *srv)
 {
     sg_conf *c = cx->c;
@@ -1478,18 +1481,10 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->index[0] = SG_STR("index.html");
     lc->nindex = 1;
     lc->access_log_off = true;         /* streamgate: no access log unless asked for */
-    lc->proxy_http_version = 11;       /* streamgate: nginx defaults to 1.0 */
-    lc->proxy_connect_timeout_ms = 60000;
-    lc->proxy_read_timeout_ms = 60000;
-    lc->proxy_send_timeout_ms = 60000;
-    lc->next_upstream = SG_NU_ERROR | SG_NU_TIMEOUT;
+    upstream_opts_defaults(&lc->proxy);
+    upstream_opts_defaults(&lc->grpc);
     lc->proxy_buffering = true;
-    lc->proxy_upgrade = true;
     lc->proxy_tunnel_timeout_ms = 3600 * 1000;   /* streamgate: nginx uses proxy_read_timeout (60 s) */
-    lc->grpc_connect_timeout_ms = 60000;
-    lc->grpc_read_timeout_ms = 60000;
-    lc->grpc_send_timeout_ms = 60000;
-    lc->grpc_next_upstream = SG_NU_ERROR | SG_NU_TIMEOUT;
     lc->error_log_path = c->error_log_path;
     lc->error_log_level = c->error_log_level;
     srv->client_header_timeout_ms = 60000;
@@ -1506,70 +1501,56 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     srv->h2.ping_timeout_ms = 20000;
 }
 
-static void merge_level(const sg_lvl *up, sg_lvl *l)
+/* Copies into l every field the level above has and l did not set. */
+static void merge_level(sg_lvl *up, sg_lvl *l)
 {
-    for (size_t i = 0; i < NCMDS; i++) {
-        const sg_cmd *cmd = &cmds[i];
-        if (cmd->size == 0 || (cmd->flags & SG_CF_NOMERGE) || (l->set[i / 8] & (1u << (i % 8))))
-            continue;
-        if (cmd->target == SG_T_LOC)
-            memcpy((char *)l->conf + cmd->offset, (const char *)up->conf + cmd->offset, cmd->size);
-        else if (cmd->target == SG_T_SRV)
-            memcpy((char *)&l->srv + cmd->offset, (const char *)&up->srv + cmd->offset, cmd->size);
+    size_t idx = 0;
+    for (size_t m = 0; m < NMODULES; m++) {
+        for (size_t i = 0; i < modules[m]->ncmds; i++, idx++) {
+            const sg_cmd *cmd = &modules[m]->cmds[i];
+            char *to = lvl_base(l, cmd->target);
+            const char *from = lvl_base(up, cmd->target);
+            if (!to || !from || cmd->size == 0 || (cmd->flags & SG_CF_NOMERGE) || (l->set[idx / 8] & (1u << (idx % 8))))
+                continue;
+            memcpy(to + cmd->offset, from + cmd->offset, cmd->size);
+        }
     }
 }
 
-/* The user's proxy_set_header list over the defaults (Host $proxy_host,
- * Connection ""): a default the user names is replaced in place, so Host
- * stays first as nginx sends it. */
-static void effective_proxy_headers(sg_cctx *cx, sg_loc_conf *lc, const sg_header_set *defs, size_t ndefs)
+static void merge_tree(sg_lvl *l)
 {
-    size_t n = 0, cap = ndefs + lc->nproxy_headers;
+    for (size_t i = 0; i < l->nkids; i++) {
+        merge_level(l, l->kids[i]);
+        merge_tree(l->kids[i]);
+    }
+}
+
+/* The user's proxy_set_header (grpc_set_header) list over the defaults
+ * (Host $proxy_host, Connection "", for gRPC TE trailers): a default the
+ * user names is replaced in place, so Host stays first as nginx sends it. */
+static void effective_headers(sg_cctx *cx, sg_upstream_opts *o, const sg_header_set *defs, size_t ndefs)
+{
+    size_t n = 0, cap = ndefs + o->nheaders;
     sg_header_set *out = sg_arena_alloc(&cx->c->arena, (cap ? cap : 1) * sizeof(*out));
     for (size_t d = 0; d < ndefs; d++) out[n++] = defs[d];
-    for (size_t i = 0; i < lc->nproxy_headers; i++) {
-        const sg_header_set *h = &lc->proxy_headers[i];
+    for (size_t i = 0; i < o->nheaders; i++) {
+        const sg_header_set *h = &o->headers[i];
         size_t j = 0;
         while (j < ndefs && !sg_str_caseeq(out[j].name, h->name)) j++;
         if (j < ndefs) out[j] = *h;
         else out[n++] = *h;
     }
-    lc->proxy_headers = out;
-    lc->nproxy_headers = n;
-}
-
-/* A grpc_pass location runs on the proxy_* fields: they take the grpc_*
- * values (the user's proxy_* lines do not apply to gRPC, as in nginx). */
-static void grpc_effective(sg_cctx *cx, sg_loc_conf *lc, const sg_header_set *defs, size_t ndefs)
-{
-    lc->proxy_headers = lc->grpc_headers;
-    lc->nproxy_headers = lc->ngrpc_headers;
-    effective_proxy_headers(cx, lc, defs, ndefs);
-    lc->proxy_http_version = 20;
-    lc->proxy_connect_timeout_ms = lc->grpc_connect_timeout_ms;
-    lc->proxy_read_timeout_ms = lc->grpc_read_timeout_ms;
-    lc->proxy_read_timeout_set = lc->grpc_read_timeout_set;
-    lc->proxy_send_timeout_ms = lc->grpc_send_timeout_ms;
-    lc->next_upstream = lc->grpc_next_upstream;
-    lc->next_upstream_tries = lc->grpc_next_upstream_tries;
-    lc->next_upstream_timeout_ms = lc->grpc_next_upstream_timeout_ms;
-    lc->proxy_intercept_errors = lc->grpc_intercept_errors;
-    lc->proxy_redirect_off = true;     /* grpc has no proxy_redirect */
-    lc->proxy_upgrade = false;         /* no Upgrade, no extended CONNECT on a gRPC location */
-}
-
-static void merge_tree(sg_cctx *cx, sg_lvl *l)
-{
-    for (size_t i = 0; i < l->nkids; i++) {
-        merge_level(l, l->kids[i]);
-        merge_tree(cx, l->kids[i]);
-    }
+    o->headers = out;
+    o->nheaders = n;
 }
 
 static void finish_tree(sg_cctx *cx, sg_lvl *l, const sg_header_set *defs, size_t ndefs)
 {
-    if (l->conf->grpc) grpc_effective(cx, l->conf, defs, ndefs + 1);   /* + TE: trailers */
-    else effective_proxy_headers(cx, l->conf, defs, ndefs);
+    sg_loc_conf *lc = l->conf;
+    effective_headers(cx, &lc->proxy, defs, ndefs);
+    effective_headers(cx, &lc->grpc, defs, ndefs + 1);   /* + TE: trailers */
+    grpc_fixed(&lc->grpc);
+    lc->pass_opts = lc->is_grpc ? &lc->grpc : &lc->proxy;
     if (l->server && l->loc == l->server->root) {
         l->server->client_header_timeout_ms = l->srv.client_header_timeout_ms;
         l->server->large_header_buffers = l->srv.large_header_buffers;
@@ -1585,6 +1566,7 @@ static void finish_tree(sg_cctx *cx, sg_lvl *l, const sg_header_set *defs, size_
 
 void sg_directives_merge(sg_cctx *cx)
 {
+    if (cx->stream) merge_tree(cx->stream);
     if (!cx->http) return;
     sg_loc_conf *top = cx->http->conf;
     size_t el = 0;
@@ -1593,7 +1575,7 @@ void sg_directives_merge(sg_cctx *cx)
         top->error_log_path = cx->c->error_log_path;
         top->error_log_level = cx->c->error_log_level;
     }
-    merge_tree(cx, cx->http);
+    merge_tree(cx->http);
     /* The third, TE: trailers, is gRPC's: the client's TE is hop-by-hop,
      * and a gRPC backend wants it (nginx sends it for grpc_pass too). */
     sg_header_set defs[3] = { { .name = SG_STR("Host") }, { .name = SG_STR("Connection") },

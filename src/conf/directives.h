@@ -1,8 +1,11 @@
 /* Directive tables: what each directive means, where it may appear, how
  * many arguments it takes and which field its setter fills, in the style
- * of nginx's ngx_command_t. This header is internal to src/conf/: the
- * build state shared by directives.c (tables, setters, inheritance) and
- * conf.c (loading, proxy_pass resolution, listen groups). */
+ * of nginx's ngx_command_t. One engine (directives.c: lookup, runner,
+ * generic setters, inheritance) reads every context; each table says in
+ * which contexts its lines apply (http's in directives.c, stream's in
+ * stream_conf.c). This header is internal to src/conf/: the build state
+ * shared by directives.c, stream_conf.c, ssl_conf.c and conf.c (loading,
+ * proxy_pass resolution, listen groups). */
 #ifndef SG_CONF_DIRECTIVES_H
 #define SG_CONF_DIRECTIVES_H
 
@@ -11,7 +14,7 @@
 #include "conf/conf.h"
 #include "conf/parser.h"
 
-/* Contexts a directive may appear in. */
+/* Contexts a directive may appear in: the block it is written in. */
 enum {
     SG_CTX_MAIN = 1u << 0,
     SG_CTX_EVENTS = 1u << 1,
@@ -19,9 +22,9 @@ enum {
     SG_CTX_SERVER = 1u << 3,
     SG_CTX_LOCATION = 1u << 4,
     SG_CTX_UPSTREAM = 1u << 5,
-    SG_CTX_MAP = 1u << 6,        /* map { } bodies are read by the map setter itself */
-    SG_CTX_STREAM = 1u << 7,     /* later */
-    SG_CTX_IF = 1u << 8,         /* later */
+    SG_CTX_STREAM = 1u << 6,
+    SG_CTX_STREAM_SERVER = 1u << 7,
+    SG_CTX_STREAM_UPSTREAM = 1u << 8,
 };
 #define SG_CTX_HSL (SG_CTX_HTTP | SG_CTX_SERVER | SG_CTX_LOCATION)
 #define SG_CTX_ANY 0xffffffffu
@@ -37,13 +40,16 @@ enum {
 #define SG_ARG12 (SG_ARG1 | SG_ARG2)
 #define SG_ARG23 (SG_ARG2 | SG_ARG3)
 
-/* Which struct a command's offset is relative to. */
+/* Which struct a command's offset is relative to. A command with a target
+ * is remembered per level ("is duplicate" unless SG_CF_MULTI); with a
+ * field (size > 0) it is also inherited by inner levels. */
 typedef enum sg_cmd_target {
     SG_T_NONE = 0,               /* accepted and checked, stored nowhere */
     SG_T_MAIN,                   /* sg_conf (main and events) */
     SG_T_LOC,                    /* sg_loc_conf of the current http/server/location level */
     SG_T_SRV,                    /* sg_server_conf values settable at http and server level */
-    SG_T_UPS,                    /* sg_upstream_conf of the current upstream block */
+    SG_T_UPS,                    /* sg_upstream_conf of the current upstream block (either context) */
+    SG_T_STREAM,                 /* sg_stream_proxy_conf of the current stream/server level */
 } sg_cmd_target;
 
 enum {
@@ -51,11 +57,16 @@ enum {
     SG_CF_NOMERGE = 1u << 1,     /* not inherited by inner levels (return, proxy_pass...) */
 };
 
+/* Bits per level: one per command of every table together; the http
+ * table leaves SG_STREAM_MAX_CMDS of them to the stream one. */
 #define SG_MAX_CMDS 256
+#define SG_STREAM_MAX_CMDS 64
 
 typedef struct sg_cctx sg_cctx;
 typedef struct sg_cmd sg_cmd;
 
+/* `base` is the target struct, NULL for a command without a field: the
+ * generic setters then check the value and store nothing. */
 typedef bool (*sg_cmd_set)(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 
 struct sg_cmd {
@@ -66,19 +77,42 @@ struct sg_cmd {
     sg_cmd_target target;
     uint32_t flags;              /* SG_CF_* */
     size_t offset, size;         /* the field (or run of adjacent fields) it fills */
-    const void *post;            /* setter-specific data (enum values...) */
+    const void *post;            /* setter-specific data (enum values, bounds...) */
 };
 
-/* One http / server / location level and what was set on it. */
+/* One table of commands (nginx's module command arrays): the http one in
+ * directives.c, the stream one in stream_conf.c. */
+typedef struct sg_cmd_module {
+    const sg_cmd *cmds;
+    size_t ncmds;
+    uint32_t ctx;                /* the contexts whose blocks this table reads */
+    /* nginx directives of these contexts streamgate does not have yet:
+     * "NAME" directive is not supported yet (exact names, then prefixes;
+     * NULL-terminated) */
+    const char *const *later_exact;
+    const char *const *later_prefix;
+} sg_cmd_module;
+
+extern const sg_cmd_module sg_stream_module;   /* conf/stream_conf.c */
+
+/* sg_conf_set_size bounds (cmd->post; none: any size the field holds). */
+typedef struct sg_cmd_bounds {
+    uint64_t min, max;
+} sg_cmd_bounds;
+
+/* One level of nested blocks whose values inherit: http / server /
+ * location, or stream / server of stream. */
 typedef struct sg_lvl {
-    sg_loc_conf *conf;
+    sg_loc_conf *conf;           /* SG_T_LOC; NULL at stream levels */
     sg_server_conf srv;          /* SG_T_SRV values (used at http and server level) */
+    struct sg_stream_proxy_conf *stream_proxy;     /* SG_T_STREAM; NULL at http levels */
     unsigned char set[SG_MAX_CMDS / 8];
     struct sg_lvl *parent;
     struct sg_lvl **kids;
     size_t nkids;
     sg_location *loc;            /* NULL at http level */
     sg_server_conf *server;      /* NULL at http level */
+    struct sg_stream_server_conf *stream_server;   /* a stream server{} level */
 } sg_lvl;
 
 typedef struct sg_pending_pass {
@@ -99,7 +133,8 @@ struct sg_cctx {
     bool main_redefined;         /* the user wrote his own log_format "main" */
     uint32_t ctx;                /* context being read */
     sg_lvl *http;
-    sg_lvl *cur;                 /* innermost http/server/location level */
+    sg_lvl *stream;              /* the stream{} level */
+    sg_lvl *cur;                 /* innermost level (http/server/location or stream/server) */
     sg_upstream_conf *ups;       /* current upstream{} block */
     sg_pending_pass *passes;     /* proxy_pass targets, resolved after http{} */
     size_t npasses;
@@ -108,8 +143,23 @@ struct sg_cctx {
 /* Reads the main context (root->kids) into cx->c. */
 bool sg_directives_run(sg_cctx *cx, const sg_cnode *root);
 
-/* Inheritance: fills every unset field of every server and location from
- * the level above (http defaults at the top), as nginx's merge functions. */
+/* A new level below `parent` (NULL: the top of http{} or stream{}); the
+ * caller points its conf / stream_proxy at the structs it fills. */
+sg_lvl *sg_directives_level(sg_cctx *cx, sg_lvl *parent);
+
+/* Reads the block of n in context ctx with l as the current level, then
+ * makes the level that was current before current again. */
+bool sg_directives_enter(sg_cctx *cx, sg_lvl *l, const sg_cnode *n, uint32_t ctx);
+
+/* An upstream{} block of http or stream: checks that no other block in
+ * *list has its name (implicit upstreams aside), names u after it,
+ * appends it and reads the block in ctx with u as cx->ups. */
+bool sg_directives_upstream(sg_cctx *cx, const sg_cnode *n, sg_upstream_conf *u,
+                            sg_upstream_conf ***list, size_t *nlist, uint32_t ctx);
+
+/* Inheritance: fills every unset field of every level from the level
+ * above (defaults at the top of http{} and stream{}), as nginx's merge
+ * functions; then picks each location's pass_opts. */
 void sg_directives_merge(sg_cctx *cx);
 
 /* Default values of an http level (prefix-dependent ones included). */
@@ -135,11 +185,6 @@ bool sg_conf_split_hostport(sg_str s, sg_str *host, int *port);
  * written (stream{}). */
 bool sg_conf_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc, int default_port);
 
-/* "server ADDR[:PORT] [params]" of an upstream block (n): one entry per
- * address ADDR resolves to, appended to u. default_port -1: a port must
- * be written (stream{}). */
-bool sg_conf_upstream_server(sg_cctx *cx, const sg_cnode *n, sg_upstream_conf *u, int default_port);
-
 /* A new upstream for "proxy_pass host:port" naming no upstream{} block:
  * one server per address (weight 1, max_fails 1, fail_timeout 10s), all
  * named `name`. Not added to any list; keepalive settings left at 0. */
@@ -153,14 +198,22 @@ sg_listen_group *sg_conf_new_group(sg_conf *c, const sg_listen_conf *l);
 /* Formats an address as "1.2.3.4:80" / "[::1]:80" into the arena. */
 char *sg_conf_addr_text(sg_conf *c, const struct sockaddr_storage *ss);
 
-/* nginx's time ("1m30s", "500ms", "30" = seconds) and size ("8k")
- * syntax, for the stream{} table (conf/stream_conf.c). */
-bool sg_conf_parse_time_ms(const char *s, uint64_t *out);
+/* nginx's size syntax ("512", "8k", "10m", "1g"). */
 bool sg_conf_parse_size(const char *s, uint64_t *out);
 
-/* Whether the main table knows `name`: 0 no, 1 a directive of some
- * context, 2 one refused as "not supported yet". */
-int sg_directives_lookup(const char *name);
+/* Generic setters (nginx's ngx_conf_set_*_slot) for the tables of every
+ * context: the field is cmd->offset / cmd->size of `base`, a uint64_t,
+ * uint32_t, uint16_t or bool for the numeric ones. */
+bool sg_conf_set_flag(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);   /* on | off */
+bool sg_conf_set_num(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+bool sg_conf_set_msec(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);   /* "1m30s" */
+/* A size within cmd->post's sg_cmd_bounds, if any. */
+bool sg_conf_set_size(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+/* upstream{}: "server ADDR[:PORT] [params]" (cmd->post: the default port
+ * as an intptr_t, -1 when a port must be written) and a balancing method
+ * without arguments (cmd->post: its sg_lb_method; nginx: a later one wins). */
+bool sg_conf_set_upstream_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+bool sg_conf_set_lb(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 
 /* Looks a log format up by name (NULL if absent). */
 sg_log_format *sg_conf_find_log_format(sg_conf *c, sg_str name);

@@ -178,8 +178,8 @@ void sg_ssl_conf_defaults(sg_loc_conf *lc, sg_server_conf *srv)
     sc->session_timeout_ms = 5 * 60 * 1000;
     sc->session_tickets = true;
     sc->ecdh_curve.s = "auto";
-    upstream_defaults(&lc->proxy_ssl);
-    upstream_defaults(&lc->grpc_ssl);
+    upstream_defaults(&lc->proxy.ssl);
+    upstream_defaults(&lc->grpc.ssl);
 }
 
 /* ---------------- contexts of a generation ---------------- */
@@ -336,7 +336,7 @@ bool sg_ssl_upstream_ctx(sg_conf *c, sg_ssl_upstream_conf *u, bool h2, sg_conf_p
 const sg_ssl_upstream_conf *sg_ssl_upstream_of(const sg_loc_conf *lc)
 {
     if (!lc->proxy_pass || !lc->proxy_pass->ssl) return NULL;
-    return lc->grpc ? &lc->grpc_ssl : &lc->proxy_ssl;
+    return &lc->pass_opts->ssl;
 }
 
 bool sg_ssl_upstream_name_ok(const sg_ssl_upstream_conf *u, sg_str name)
@@ -350,8 +350,8 @@ static bool location_tls(sg_cctx *cx, sg_location *loc)
 {
     sg_loc_conf *lc = &loc->conf;
     if (lc->proxy_pass && lc->proxy_pass->ssl) {
-        sg_ssl_upstream_conf *u = lc->grpc ? &lc->grpc_ssl : &lc->proxy_ssl;
-        if (!sg_ssl_upstream_ctx(cx->c, u, lc->proxy_http_version == 20, lc->proxy_pass->pos, cx->err, cx->errlen))
+        sg_ssl_upstream_conf *u = &lc->pass_opts->ssl;
+        if (!sg_ssl_upstream_ctx(cx->c, u, lc->pass_opts->http_version == 20, lc->proxy_pass->pos, cx->err, cx->errlen))
             return false;
     }
     for (size_t i = 0; i < loc->nchildren; i++)

@@ -1,12 +1,11 @@
-/* The stream{} directive table and setters (see stream_conf.h).
+/* The stream{} directive table and its own setters (see stream_conf.h).
  *
- * The table has the shape of the main one (name, contexts, argument
- * counts, setter, field) but its own contexts: stream, server, upstream.
- * Values of ngx_stream_proxy_module live in sg_stream_proxy_conf at
- * stream{} and server{} level; a server inherits every field it did not
- * set, so a new inheritable directive is one table line. Messages are the
- * main table's: "unknown directive", "is not allowed here" (also for http
- * and main directives written inside stream{}), "is not supported yet". */
+ * The lines below are read by the directive engine of conf/directives.c,
+ * like the http ones, in the contexts stream, server and upstream of
+ * stream{}. Values of ngx_stream_proxy_module live in sg_stream_proxy_conf
+ * at stream{} and server{} level (target SG_T_STREAM); a server inherits
+ * every field it did not set, so a new inheritable directive is one table
+ * line with a generic setter. */
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
 #include "net/sock.h"
@@ -17,38 +16,6 @@
 #include <string.h>
 #include <strings.h>
 
-enum {
-    SC_STREAM = 1u << 0,
-    SC_SERVER = 1u << 1,
-    SC_UPS = 1u << 2,
-};
-#define SC_SS (SC_STREAM | SC_SERVER)
-
-typedef struct sstate sstate;
-typedef struct scmd scmd;
-
-struct scmd {
-    const char *name;
-    uint32_t ctx;                /* SC_* mask */
-    uint32_t args;               /* SG_ARG* mask (directives.h) */
-    bool (*set)(sstate *st, const sg_cnode *n, const scmd *cmd);
-    size_t offset, size;         /* field of sg_stream_proxy_conf; size 0: none (not inherited) */
-    uint32_t flags;              /* SG_CF_MULTI */
-};
-
-struct sstate {
-    sg_cctx *cx;
-    sg_stream_conf *sc;
-    uint32_t ctx;
-    sg_stream_server_conf *srv;  /* current server{} */
-    sg_stream_upstream *ups;     /* current upstream{} */
-    unsigned char ups_set[8];
-};
-
-static bool run_block(sstate *st, const sg_cnode *blk, uint32_t ctx);
-
-/* ---------------- helpers ---------------- */
-
 static bool starts(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -57,61 +24,6 @@ static bool starts(const char *s, const char *prefix)
 static sg_str arg_str(const sg_carg *a)
 {
     return (sg_str){ a->s, a->n };
-}
-
-static bool bad_value(sg_cctx *cx, const sg_cnode *n, const sg_carg *a)
-{
-    return sg_cerr(cx, a->pos, "invalid value \"%s\" in \"%s\" directive", a->s, n->name.s);
-}
-
-/* The field a proxy-value command fills at the current level. */
-static void *proxy_field(sstate *st, const scmd *cmd)
-{
-    sg_stream_proxy_conf *pc = st->srv ? &st->srv->proxy : &st->sc->proxy;
-    return (char *)pc + cmd->offset;
-}
-
-static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    return sg_str_to_u64(sg_str_from(s), out) && *out <= max;
-}
-
-/* ---------------- generic setters ---------------- */
-
-static bool set_msec(sstate *st, const sg_cnode *n, const scmd *cmd)
-{
-    uint64_t v;
-    if (!sg_conf_parse_time_ms(n->args[0].s, &v) || v >= SG_UNSET_MS)
-        return bad_value(st->cx, n, &n->args[0]);
-    if (cmd->size) *(uint32_t *)proxy_field(st, cmd) = (uint32_t)v;
-    return true;
-}
-
-static bool set_flag(sstate *st, const sg_cnode *n, const scmd *cmd)
-{
-    const char *v = n->args[0].s;
-    if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
-        return sg_cerr(st->cx, n->args[0].pos, "invalid value \"%s\" in \"%s\" directive, "
-                       "it must be \"on\" or \"off\"", v, n->name.s);
-    if (cmd->size) *(bool *)proxy_field(st, cmd) = strcmp(v, "on") == 0;
-    return true;
-}
-
-static bool set_num(sstate *st, const sg_cnode *n, const scmd *cmd)
-{
-    uint64_t v;
-    if (!parse_u64(n->args[0].s, UINT32_MAX - 1, &v)) return bad_value(st->cx, n, &n->args[0]);
-    if (cmd->size) *(uint32_t *)proxy_field(st, cmd) = (uint32_t)v;
-    return true;
-}
-
-/* Buffer sizes: checked, no effect (the tunnel reads into the worker's
- * scratch buffer and keeps only what the other side did not take). */
-static bool set_size_noop(sstate *st, const sg_cnode *n, const scmd *cmd)
-{
-    uint64_t v;
-    if (!sg_conf_parse_size(n->args[0].s, &v) || v == 0) return bad_value(st->cx, n, &n->args[0]);
-    return true;
 }
 
 /* ---------------- stream values ($remote_addr ...) ---------------- */
@@ -230,27 +142,52 @@ size_t sg_stream_val_eval(const sg_stream_val *v, const struct sockaddr *client,
     return n;
 }
 
-/* ---------------- server, listen, proxy_pass ---------------- */
+/* ---------------- stream, server, listen, proxy_pass ---------------- */
 
-static bool set_server(sstate *st, const sg_cnode *n, const scmd *cmd)
+static void proxy_defaults(sg_stream_proxy_conf *p)
 {
-    sg_conf *c = st->cx->c;
+    p->timeout_ms = 3600000;           /* streamgate: 1h for long-lived connections (nginx: 10m) */
+    p->connect_timeout_ms = 60000;
+    p->next_upstream = true;
+    p->next_upstream_tries = 0;
+    p->next_upstream_timeout_ms = 0;
+    p->half_close = false;
+    p->tcp_nodelay = true;
+}
+
+/* stream { }: reads the block into cx->c->stream. */
+static bool set_stream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_conf *c = cx->c;
+    sg_stream_conf *sc = sg_arena_alloc(&c->arena, sizeof(*sc));
+    memset(sc, 0, sizeof(*sc));
+    proxy_defaults(&sc->proxy);
+    c->stream = sc;
+    cx->stream = sg_directives_level(cx, NULL);
+    cx->stream->stream_proxy = &sc->proxy;
+    return sg_directives_enter(cx, cx->stream, n, SG_CTX_STREAM);
+}
+
+static bool set_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_conf *c = cx->c;
+    sg_stream_conf *sc = c->stream;
     sg_stream_server_conf *s = sg_arena_alloc(&c->arena, sizeof(*s));
     memset(s, 0, sizeof(*s));
     s->pos = n->name.pos;
     s->pass_port = -1;
-    st->sc->servers = sg_conf_push(&c->arena, st->sc->servers, st->sc->nservers, sizeof(s));
-    st->sc->servers[st->sc->nservers++] = s;
-    st->srv = s;
-    bool ok = run_block(st, n, SC_SERVER);
-    st->srv = NULL;
-    if (!ok) return false;
-    if (s->nlistens == 0) return sg_cerr(st->cx, s->pos, "no \"listen\" is defined for server");
-    if (s->pass_host.p == NULL) return sg_cerr(st->cx, s->pos, "no handler for server");
+    sc->servers = sg_conf_push(&c->arena, sc->servers, sc->nservers, sizeof(s));
+    sc->servers[sc->nservers++] = s;
+    sg_lvl *l = sg_directives_level(cx, cx->stream);
+    l->stream_proxy = &s->proxy;
+    l->stream_server = s;
+    if (!sg_directives_enter(cx, l, n, SG_CTX_STREAM_SERVER)) return false;
+    if (s->nlistens == 0) return sg_cerr(cx, s->pos, "no \"listen\" is defined for server");
+    if (s->pass_host.p == NULL) return sg_cerr(cx, s->pos, "no handler for server");
     return true;
 }
 
-static bool listen_param(sstate *st, const sg_carg *a, sg_listen_conf *lc)
+static bool listen_param(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
 {
     static const char *const later[] = {
         "udp", "ssl", "proxy_protocol", "so_keepalive", "rcvbuf", "sndbuf", "fastopen",
@@ -263,117 +200,95 @@ static bool listen_param(sstate *st, const sg_carg *a, sg_listen_conf *lc)
     } else if (strcmp(p, "bind") == 0 || strcmp(p, "ipv6only=on") == 0) {
         /* every address is bound on its own already */
     } else if (starts(p, "backlog=")) {
-        if (!parse_u64(p + 8, INT32_MAX, &v) || v == 0)
-            return sg_cerr(st->cx, a->pos, "invalid backlog \"%s\"", p);
+        if (!sg_str_to_u64(sg_str_from(p + 8), &v) || v > INT32_MAX || v == 0)
+            return sg_cerr(cx, a->pos, "invalid backlog \"%s\"", p);
         lc->backlog = (int)v;
     } else {
         size_t keylen = strcspn(p, "=");
         for (int i = 0; later[i]; i++)
             if (strncmp(p, later[i], strlen(later[i])) == 0 && (strchr(later[i], '=') || keylen == strlen(later[i])))
-                return sg_cerr(st->cx, a->pos, "\"%.*s\" parameter of \"listen\" is not supported yet",
+                return sg_cerr(cx, a->pos, "\"%.*s\" parameter of \"listen\" is not supported yet",
                                (int)keylen, p);
-        return sg_cerr(st->cx, a->pos, "the invalid \"%s\" parameter", p);
+        return sg_cerr(cx, a->pos, "the invalid \"%s\" parameter", p);
     }
     return true;
 }
 
 /* ngx_stream_core_listen: one address may be listened on by one stream server only. */
-static bool listen_unique(sstate *st, const sg_carg *a, const sg_listen_conf *lc)
+static bool listen_unique(sg_cctx *cx, const sg_carg *a, const sg_listen_conf *lc)
 {
-    for (size_t i = 0; i < st->sc->nservers; i++) {
-        const sg_stream_server_conf *s = st->sc->servers[i];
+    const sg_stream_conf *sc = cx->c->stream;
+    for (size_t i = 0; i < sc->nservers; i++) {
+        const sg_stream_server_conf *s = sc->servers[i];
         for (size_t j = 0; j < s->nlistens; j++)
             if (sg_sockaddr_eq((const struct sockaddr *)&s->listens[j].addr, (const struct sockaddr *)&lc->addr))
-                return sg_cerr(st->cx, a->pos, "duplicate \"%s\" address and port pair", a->s);
+                return sg_cerr(cx, a->pos, "duplicate \"%s\" address and port pair", a->s);
     }
     return true;
 }
 
-static bool set_listen(sstate *st, const sg_cnode *n, const scmd *cmd)
+static bool set_listen(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const sg_carg *a = &n->args[0];
     if (starts(a->s, "unix:"))
-        return sg_cerr(st->cx, a->pos, "\"unix:\" addresses in \"listen\" are not supported yet");
+        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"listen\" are not supported yet");
     sg_listen_conf lc = { .backlog = 511, .pos = n->name.pos };
-    if (!sg_conf_listen_addr(st->cx, a, &lc, -1)) return false;
+    if (!sg_conf_listen_addr(cx, a, &lc, -1)) return false;
     for (size_t i = 1; i < n->nargs; i++)
-        if (!listen_param(st, &n->args[i], &lc)) return false;
-    if (!listen_unique(st, a, &lc)) return false;
-    sg_stream_server_conf *s = st->srv;
-    s->listens = sg_conf_push(&st->cx->c->arena, s->listens, s->nlistens, sizeof(lc));
+        if (!listen_param(cx, &n->args[i], &lc)) return false;
+    if (!listen_unique(cx, a, &lc)) return false;
+    sg_stream_server_conf *s = cx->cur->stream_server;
+    s->listens = sg_conf_push(&cx->c->arena, s->listens, s->nlistens, sizeof(lc));
     s->listens[s->nlistens++] = lc;
     return true;
 }
 
 /* proxy_pass NAME | HOST:PORT: bound by sg_stream_conf_finish() (upstream
  * blocks may come later in the file). */
-static bool set_proxy_pass(sstate *st, const sg_cnode *n, const scmd *cmd)
+static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const sg_carg *a = &n->args[0];
-    sg_stream_server_conf *s = st->srv;
+    sg_stream_server_conf *s = cx->cur->stream_server;
     if (strchr(a->s, '$'))
-        return sg_cerr(st->cx, a->pos, "variables in \"proxy_pass\" are not supported yet");
+        return sg_cerr(cx, a->pos, "variables in \"proxy_pass\" are not supported yet");
     if (starts(a->s, "unix:"))
-        return sg_cerr(st->cx, a->pos, "\"unix:\" addresses in \"proxy_pass\" are not supported yet");
+        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"proxy_pass\" are not supported yet");
     if (strstr(a->s, "://"))
-        return sg_cerr(st->cx, a->pos, "invalid host in upstream \"%s\"", a->s);
+        return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", a->s);
     if (!sg_conf_split_hostport(arg_str(a), &s->pass_host, &s->pass_port) || s->pass_port == 0)
-        return sg_cerr(st->cx, a->pos, "invalid port in upstream \"%s\"", a->s);
-    s->pass_host = sg_arena_str(&st->cx->c->arena, s->pass_host);
+        return sg_cerr(cx, a->pos, "invalid port in upstream \"%s\"", a->s);
+    s->pass_host = sg_arena_str(&cx->c->arena, s->pass_host);
     s->pass_pos = a->pos;
     return true;
 }
 
 /* ---------------- upstream ---------------- */
 
-static bool set_upstream(sstate *st, const sg_cnode *n, const scmd *cmd)
+static bool set_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
-    sg_conf *c = st->cx->c;
-    sg_stream_conf *sc = st->sc;
-    for (size_t i = 0; i < sc->nupstreams; i++)
-        if (!sc->upstreams[i]->implicit && strcasecmp(sc->upstreams[i]->name, n->args[0].s) == 0)
-            return sg_cerr(st->cx, n->args[0].pos, "duplicate upstream \"%s\"", n->args[0].s);
+    sg_conf *c = cx->c;
+    sg_stream_conf *sc = c->stream;
     sg_stream_upstream *su = sg_arena_alloc(&c->arena, sizeof(*su));
     memset(su, 0, sizeof(*su));
     sg_upstream_conf *u = &su->up;
-    u->name = n->args[0].s;
-    u->pos = n->name.pos;
     u->lb = SG_LB_ROUND_ROBIN;          /* no keepalive pool: a stream connection is one session */
-    sc->upstreams = sg_conf_push(&c->arena, sc->upstreams, sc->nupstreams, sizeof(u));
-    sc->upstreams[sc->nupstreams++] = u;
-    st->ups = su;
-    memset(st->ups_set, 0, sizeof(st->ups_set));
-    bool ok = run_block(st, n, SC_UPS);
-    st->ups = NULL;
-    if (!ok) return false;
-    if (u->nservers == 0) return sg_cerr(st->cx, u->pos, "no servers are inside upstream");
+    if (!sg_directives_upstream(cx, n, u, &sc->upstreams, &sc->nupstreams, SG_CTX_STREAM_UPSTREAM))
+        return false;
     bool hash = u->lb == SG_LB_HASH || u->lb == SG_LB_HASH_CONSISTENT;
     for (size_t i = 0; hash && i < u->nservers; i++)
         if (u->servers[i].backup)
-            return sg_cerr(st->cx, u->pos, "balancing method does not support parameter \"backup\"");
-    return true;
-}
-
-/* server ADDR:PORT [params]: the port is required in stream (nginx). */
-static bool set_ups_server(sstate *st, const sg_cnode *n, const scmd *cmd)
-{
-    return sg_conf_upstream_server(st->cx, n, &st->ups->up, -1);
-}
-
-static bool set_least_conn(sstate *st, const sg_cnode *n, const scmd *cmd)
-{
-    st->ups->up.lb = SG_LB_LEAST_CONN;   /* nginx: a later method wins */
+            return sg_cerr(cx, u->pos, "balancing method does not support parameter \"backup\"");
     return true;
 }
 
 /* hash KEY [consistent] (ngx_stream_upstream_hash_module). */
-static bool set_hash(sstate *st, const sg_cnode *n, const scmd *cmd)
+static bool set_hash(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
-    sg_stream_upstream *su = st->ups;
+    sg_stream_upstream *su = (sg_stream_upstream *)cx->ups;   /* stream's blocks embed `up` first */
     if (n->nargs == 2 && strcmp(n->args[1].s, "consistent") != 0)
-        return sg_cerr(st->cx, n->args[1].pos, "invalid parameter \"%s\"", n->args[1].s);
-    if (!sg_stream_val_compile(st->cx->c, arg_str(&n->args[0]), n->args[0].pos, &su->hash_key,
-                               st->cx->err, st->cx->errlen))
+        return sg_cerr(cx, n->args[1].pos, "invalid parameter \"%s\"", n->args[1].s);
+    if (!sg_stream_val_compile(cx->c, arg_str(&n->args[0]), n->args[0].pos, &su->hash_key,
+                               cx->err, cx->errlen))
         return false;
     su->up.lb = n->nargs == 2 ? SG_LB_HASH_CONSISTENT : SG_LB_HASH;
     return true;
@@ -381,35 +296,46 @@ static bool set_hash(sstate *st, const sg_cnode *n, const scmd *cmd)
 
 /* ---------------- the table ---------------- */
 
-#define PX(f) offsetof(sg_stream_proxy_conf, f), sizeof(((sg_stream_proxy_conf *)0)->f)
-#define NOFIELD 0, 0
+/* Buffer sizes: checked, no effect (the tunnel reads into the worker's
+ * scratch buffer and keeps only what the other side did not take). */
+static const sg_cmd_bounds nonzero = { 1, UINT64_MAX };
 
-static const scmd scmds[] = {
-    { "server", SC_STREAM, SG_ARG0 | SG_ARGBLOCK, set_server, NOFIELD, SG_CF_MULTI },
-    { "upstream", SC_STREAM, SG_ARG1 | SG_ARGBLOCK, set_upstream, NOFIELD, SG_CF_MULTI },
-    { "listen", SC_SERVER, SG_ARG1MORE, set_listen, NOFIELD, SG_CF_MULTI },
-    { "proxy_pass", SC_SERVER, SG_ARG1, set_proxy_pass, NOFIELD, 0 },
-    { "proxy_timeout", SC_SS, SG_ARG1, set_msec, PX(timeout_ms), 0 },
-    { "proxy_connect_timeout", SC_SS, SG_ARG1, set_msec, PX(connect_timeout_ms), 0 },
-    { "proxy_next_upstream", SC_SS, SG_ARG1, set_flag, PX(next_upstream), 0 },
-    { "proxy_next_upstream_tries", SC_SS, SG_ARG1, set_num, PX(next_upstream_tries), 0 },
-    { "proxy_next_upstream_timeout", SC_SS, SG_ARG1, set_msec, PX(next_upstream_timeout_ms), 0 },
-    { "proxy_half_close", SC_SS, SG_ARG1, set_flag, PX(half_close), 0 },
-    { "tcp_nodelay", SC_SS, SG_ARG1, set_flag, PX(tcp_nodelay), 0 },
-    { "proxy_buffer_size", SC_SS, SG_ARG1, set_size_noop, NOFIELD, 0 },
-    { "preread_buffer_size", SC_SS, SG_ARG1, set_size_noop, NOFIELD, 0 },
-    { "preread_timeout", SC_SS, SG_ARG1, set_msec, NOFIELD, 0 },
-    { "variables_hash_bucket_size", SC_STREAM, SG_ARG1, set_size_noop, NOFIELD, 0 },
-    { "variables_hash_max_size", SC_STREAM, SG_ARG1, set_size_noop, NOFIELD, 0 },
-    { "server", SC_UPS, SG_ARG1MORE, set_ups_server, NOFIELD, SG_CF_MULTI },
-    { "least_conn", SC_UPS, SG_ARG0, set_least_conn, NOFIELD, SG_CF_MULTI },
-    { "hash", SC_UPS, SG_ARG1 | SG_ARG2, set_hash, NOFIELD, SG_CF_MULTI },
+#define ST SG_CTX_STREAM
+#define SS (SG_CTX_STREAM | SG_CTX_STREAM_SERVER)
+#define SRV SG_CTX_STREAM_SERVER
+#define UPS SG_CTX_STREAM_UPSTREAM
+#define PX(f) SG_T_STREAM, 0, offsetof(sg_stream_proxy_conf, f), sizeof(((sg_stream_proxy_conf *)0)->f)
+/* no field: checked, remembered per level ("is duplicate"), not inherited */
+#define LEVEL(flags) SG_T_STREAM, flags, 0, 0
+#define UPSTREAM SG_T_UPS, SG_CF_MULTI, 0, 0
+
+static const sg_cmd cmds[] = {
+    { "stream", SG_CTX_MAIN, SG_ARG0 | SG_ARGBLOCK, set_stream, SG_T_MAIN, 0, 0, 0, NULL },  /* main: once */
+    { "server", ST, SG_ARG0 | SG_ARGBLOCK, set_server, LEVEL(SG_CF_MULTI), NULL },
+    { "upstream", ST, SG_ARG1 | SG_ARGBLOCK, set_upstream, LEVEL(SG_CF_MULTI), NULL },
+    { "listen", SRV, SG_ARG1MORE, set_listen, LEVEL(SG_CF_MULTI), NULL },
+    { "proxy_pass", SRV, SG_ARG1, set_proxy_pass, LEVEL(0), NULL },
+    { "proxy_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(timeout_ms), NULL },
+    { "proxy_connect_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(connect_timeout_ms), NULL },
+    { "proxy_next_upstream", SS, SG_ARG1, sg_conf_set_flag, PX(next_upstream), NULL },
+    { "proxy_next_upstream_tries", SS, SG_ARG1, sg_conf_set_num, PX(next_upstream_tries), NULL },
+    { "proxy_next_upstream_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(next_upstream_timeout_ms), NULL },
+    { "proxy_half_close", SS, SG_ARG1, sg_conf_set_flag, PX(half_close), NULL },
+    { "tcp_nodelay", SS, SG_ARG1, sg_conf_set_flag, PX(tcp_nodelay), NULL },
+    { "proxy_buffer_size", SS, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
+    { "preread_buffer_size", SS, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
+    { "preread_timeout", SS, SG_ARG1, sg_conf_set_msec, LEVEL(0), NULL },
+    { "variables_hash_bucket_size", ST, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
+    { "variables_hash_max_size", ST, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
+    { "server", UPS, SG_ARG1MORE, sg_conf_set_upstream_server, UPSTREAM, (const void *)(intptr_t)-1 },  /* port required */
+    { "least_conn", UPS, SG_ARG0, sg_conf_set_lb, UPSTREAM, (const void *)(intptr_t)SG_LB_LEAST_CONN },
+    { "hash", UPS, SG_ARG12, set_hash, UPSTREAM, NULL },
 };
 
-#define NSCMDS (sizeof(scmds) / sizeof(scmds[0]))
-_Static_assert(NSCMDS <= 64, "grow the stream `set` bitmaps");
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+_Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 
-/* nginx stream directives of later work. */
+/* nginx stream directives streamgate does not have yet. */
 static const char *const later_exact[] = {
     "ssl_preread", "proxy_protocol", "proxy_protocol_timeout", "access_log", "log_format",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "zone", "random",
@@ -423,112 +349,9 @@ static const char *const later_prefix[] = {
     "ssl_", "proxy_ssl", "limit_conn_", "geoip", "js_", "ssl_preread", NULL,
 };
 
-static bool stream_later(const char *name)
-{
-    for (int i = 0; later_exact[i]; i++)
-        if (strcmp(name, later_exact[i]) == 0) return true;
-    for (int i = 0; later_prefix[i]; i++)
-        if (starts(name, later_prefix[i])) return true;
-    return false;
-}
-
-bool sg_stream_conf_knows(const char *name)
-{
-    for (size_t i = 0; i < NSCMDS; i++)
-        if (strcmp(scmds[i].name, name) == 0) return true;
-    return false;
-}
-
-/* ---------------- dispatch ---------------- */
-
-static const scmd *find_cmd(sstate *st, const sg_cnode *n)
-{
-    const char *name = n->name.s;
-    bool named = false;
-    for (size_t i = 0; i < NSCMDS; i++) {
-        if (strcmp(scmds[i].name, name) != 0) continue;
-        if (scmds[i].ctx & st->ctx) return &scmds[i];
-        named = true;
-    }
-    if (!named && stream_later(name))
-        sg_cerr(st->cx, n->name.pos, "\"%s\" directive is not supported yet", name);
-    else if (named || sg_directives_lookup(name) != 0)
-        sg_cerr(st->cx, n->name.pos, "\"%s\" directive is not allowed here", name);
-    else
-        sg_cerr(st->cx, n->name.pos, "unknown directive \"%s\"", name);
-    return NULL;
-}
-
-static unsigned char *set_bits(sstate *st)
-{
-    if (st->ctx == SC_UPS) return st->ups_set;
-    return st->srv ? st->srv->set : st->sc->set;
-}
-
-static bool run_node(sstate *st, const sg_cnode *n)
-{
-    const scmd *cmd = find_cmd(st, n);
-    if (!cmd) return false;
-    const char *name = n->name.s;
-    if ((cmd->args & SG_ARGBLOCK) && !n->block)
-        return sg_cerr(st->cx, n->name.pos, "directive \"%s\" has no opening \"{\"", name);
-    if (!(cmd->args & SG_ARGBLOCK) && n->block)
-        return sg_cerr(st->cx, n->name.pos, "directive \"%s\" is not terminated by \";\"", name);
-    size_t na = n->nargs;
-    bool args_ok = (na <= 5 && (cmd->args & (1u << na))) || ((cmd->args & SG_ARG1MORE) && na >= 1);
-    if (!args_ok) return sg_cerr(st->cx, n->name.pos, "invalid number of arguments in \"%s\" directive", name);
-    size_t idx = (size_t)(cmd - scmds);
-    unsigned char *bits = set_bits(st);
-    if ((bits[idx / 8] & (1u << (idx % 8))) && !(cmd->flags & SG_CF_MULTI))
-        return sg_cerr(st->cx, n->name.pos, "\"%s\" directive is duplicate", name);
-    if (!cmd->set(st, n, cmd)) return false;
-    bits[idx / 8] |= (unsigned char)(1u << (idx % 8));
-    return true;
-}
-
-static bool run_block(sstate *st, const sg_cnode *blk, uint32_t ctx)
-{
-    uint32_t saved = st->ctx;
-    st->ctx = ctx;
-    for (size_t i = 0; i < blk->nkids; i++)
-        if (!run_node(st, &blk->kids[i])) return false;
-    st->ctx = saved;
-    return true;
-}
-
-/* ---------------- defaults, inheritance ---------------- */
-
-static void proxy_defaults(sg_stream_proxy_conf *p)
-{
-    p->timeout_ms = 3600000;           /* streamgate: 1h for long-lived connections (nginx: 10m) */
-    p->connect_timeout_ms = 60000;
-    p->next_upstream = true;
-    p->next_upstream_tries = 0;
-    p->next_upstream_timeout_ms = 0;
-    p->half_close = false;
-    p->tcp_nodelay = true;
-}
-
-static void merge_server(const sg_stream_conf *sc, sg_stream_server_conf *s)
-{
-    for (size_t i = 0; i < NSCMDS; i++) {
-        if (scmds[i].size == 0 || (s->set[i / 8] & (1u << (i % 8)))) continue;
-        memcpy((char *)&s->proxy + scmds[i].offset, (const char *)&sc->proxy + scmds[i].offset, scmds[i].size);
-    }
-}
-
-bool sg_stream_conf_block(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
-{
-    sg_conf *c = cx->c;
-    sg_stream_conf *sc = sg_arena_alloc(&c->arena, sizeof(*sc));
-    memset(sc, 0, sizeof(*sc));
-    proxy_defaults(&sc->proxy);
-    c->stream = sc;
-    sstate st = { .cx = cx, .sc = sc };
-    if (!run_block(&st, n, SC_STREAM)) return false;
-    for (size_t i = 0; i < sc->nservers; i++) merge_server(sc, sc->servers[i]);
-    return true;
-}
+const sg_cmd_module sg_stream_module = {
+    cmds, NCMDS, SG_CTX_STREAM | SG_CTX_STREAM_SERVER | SG_CTX_STREAM_UPSTREAM, later_exact, later_prefix,
+};
 
 /* ---------------- after the whole file ---------------- */
 

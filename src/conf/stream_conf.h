@@ -2,12 +2,13 @@
  * ngx_stream_core_module, ngx_stream_proxy_module and ngx_stream_upstream_*
  * that streamgate runs).
  *
- * stream{} has its own directive table (stream_conf.c), read when the
- * main table meets `stream`; its upstreams are a namespace of their own,
- * as in nginx, but reuse sg_upstream_conf and the balancers. After the
- * whole file is read, sg_stream_conf_finish() binds each server's
- * proxy_pass to an upstream and adds its listen addresses to the
- * generation's listen groups (sg_listen_group.stream_server). */
+ * stream{}'s directive table (stream_conf.c, sg_stream_module) is read by
+ * the directive engine of conf/directives.c, in contexts of its own; its
+ * upstreams are a namespace of their own, as in nginx, but reuse
+ * sg_upstream_conf and the balancers. After the whole file is read,
+ * sg_stream_conf_finish() binds each server's proxy_pass to an upstream
+ * and adds its listen addresses to the generation's listen groups
+ * (sg_listen_group.stream_server). */
 #ifndef SG_CONF_STREAM_CONF_H
 #define SG_CONF_STREAM_CONF_H
 
@@ -18,8 +19,6 @@
 #include "conf/conf.h"
 
 struct sg_cctx;
-struct sg_cnode;
-struct sg_cmd;
 
 /* Variables a stream value (the `hash` key) may use. */
 typedef enum sg_stream_var {
@@ -69,7 +68,6 @@ struct sg_stream_server_conf {
     sg_str pass_host;
     int pass_port;                     /* -1: none written */
     sg_conf_pos pass_pos;
-    unsigned char set[8];              /* stream directives set at this level */
 };
 typedef struct sg_stream_server_conf sg_stream_server_conf;
 
@@ -86,23 +84,13 @@ struct sg_stream_conf {
                                           each gets a runtime (upstream/pool.h) on activation */
     size_t nupstreams;
     sg_stream_proxy_conf proxy;        /* stream{}-level values (defaults filled in) */
-    unsigned char set[8];
 };
 typedef struct sg_stream_conf sg_stream_conf;
-
-/* The `stream` directive of the main table (an sg_cmd setter): reads the
- * block with the stream table into cx->c->stream. */
-bool sg_stream_conf_block(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd,
-                          void *base);
 
 /* After the whole file (and the http listen groups): binds proxy_pass,
  * adds a listen group per stream address to cx->c->listens, and refuses an
  * address (or port, with a wildcard on either side) that http uses too. */
 bool sg_stream_conf_finish(struct sg_cctx *cx);
-
-/* True when `name` is a directive of the stream table (whatever its
- * context): the main table says "not allowed here" for those. */
-bool sg_stream_conf_knows(const char *name);
 
 /* Compiles "text with $vars and ${vars}" into `out` (arena of c); false +
  * err ("file:line:col: unknown "x" variable") on an unknown variable. */

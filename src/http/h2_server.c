@@ -1280,7 +1280,7 @@ static void h2_want_body(sg_exchange *ex, bool on)
     st->body_ms = lc ? lc->client_body_timeout_ms : 60000;
     /* A gRPC stream may stay silent for hours between messages: only a
      * client_body_timeout the user wrote bounds it (0: none). */
-    if (lc && lc->grpc && !lc->client_body_timeout_set) st->body_ms = 0;
+    if (lc && lc->is_grpc && !lc->client_body_timeout_set) st->body_ms = 0;
     if (!st->in_ended && !st->connect && st->body_ms) {
         st->last_rx_ms = now_ms(c);
         arm(c, &st->read_timer, st->body_ms);

@@ -140,7 +140,7 @@ static void on_deadline(sg_timer *t)
 void sg_grpc_call_start(sg_exchange *ex)
 {
     const sg_loc_conf *lc = &ex->req.loc->conf;
-    if (ex->grpc || !lc->grpc || !sg_grpc_is_call(ex)) return;
+    if (ex->grpc || !lc->is_grpc || !sg_grpc_is_call(ex)) return;
     sg_grpc_call *g = sg_arena_alloc(&ex->req.arena, sizeof(*g));
     memset(g, 0, sizeof(*g));
     g->ex = ex;

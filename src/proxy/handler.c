@@ -81,7 +81,7 @@ void sg_handler_run_location(sg_exchange *ex)
         return;
     }
     /* A gRPC call's limit is per message (proxy/grpc.h), not its length. */
-    if (ex->req_length > 0 && lc->client_max_body_size && !(lc->grpc && sg_grpc_is_call(ex)) &&
+    if (ex->req_length > 0 && lc->client_max_body_size && !(lc->is_grpc && sg_grpc_is_call(ex)) &&
         (uint64_t)ex->req_length > lc->client_max_body_size) {
         sg_ex_log(ex, SG_LOG_ERROR, "client intended to send too large body: %lld bytes", (long long)ex->req_length);
         sg_respond_error(ex, 413);

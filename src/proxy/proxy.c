@@ -57,7 +57,7 @@ static sg_upstream_rt *runtime(const sg_exchange *ex)
  * as an extended CONNECT (RFC 8441 both sides), a 2xx opens the tunnel. */
 static bool connect_upstream(const sg_exchange *ex)
 {
-    return ex->req.protocol.n && loc_conf(ex)->proxy_http_version == 20;
+    return ex->req.protocol.n && loc_conf(ex)->pass_opts->http_version == 20;
 }
 
 static void append_list(sg_strbuf *b, const char *s, size_t n)
@@ -143,8 +143,8 @@ static sg_str upstream_target(sg_exchange *ex)
 
 static bool overridden(const sg_loc_conf *lc, sg_str name)
 {
-    for (size_t i = 0; i < lc->nproxy_headers; i++)
-        if (sg_str_caseeq(lc->proxy_headers[i].name, name)) return true;
+    for (size_t i = 0; i < lc->pass_opts->nheaders; i++)
+        if (sg_str_caseeq(lc->pass_opts->headers[i].name, name)) return true;
     return false;
 }
 
@@ -183,12 +183,12 @@ static size_t upstream_headers(sg_exchange *ex, sg_header **out)
 {
     sg_http_req *r = &ex->req;
     const sg_loc_conf *lc = loc_conf(ex);
-    sg_header *h = sg_arena_alloc(&r->arena, sizeof(sg_header) * (lc->nproxy_headers + r->nheaders + 4));
+    sg_header *h = sg_arena_alloc(&r->arena, sizeof(sg_header) * (lc->pass_opts->nheaders + r->nheaders + 4));
     size_t n = 0;
     bool upgrade_sent = false;
-    for (size_t i = 0; i < lc->nproxy_headers; i++) {
-        sg_str name = lc->proxy_headers[i].name;
-        sg_str v = sg_cval_eval(&lc->proxy_headers[i].value, r);
+    for (size_t i = 0; i < lc->pass_opts->nheaders; i++) {
+        sg_str name = lc->pass_opts->headers[i].name;
+        sg_str v = sg_cval_eval(&lc->pass_opts->headers[i].value, r);
         v = upgrade_header_value(ex, name, v, &upgrade_sent);
         if (v.n == 0) continue;   /* proxy_set_header X ""; removes X */
         h[n++] = (sg_header){ name, v, 0 };
@@ -223,7 +223,7 @@ static void send_request(sg_exchange *ex)
         .headers = h,
         .nheaders = n,
         .content_length = ex->req_length,
-        .http_minor = lc->proxy_http_version == 10 ? 0 : 1,
+        .http_minor = lc->pass_opts->http_version == 10 ? 0 : 1,
     };
     if (ex->upgrade) {
         /* Switching protocols is HTTP/1.1's; the h2 CONNECT's DATA is
@@ -267,11 +267,11 @@ static sg_link_opts link_opts(sg_exchange *ex)
         .tls = tls,
         /* proxy_ssl_name may use variables: made for this request */
         .tls_name = tls ? sg_ssl_upstream_name(lc, &ex->req) : SG_STR_NULL,
-        .connect_timeout_ms = lc->proxy_connect_timeout_ms,
-        .read_timeout_ms = lc->proxy_read_timeout_ms,
-        .send_timeout_ms = lc->proxy_send_timeout_ms,
+        .connect_timeout_ms = lc->pass_opts->connect_timeout_ms,
+        .read_timeout_ms = lc->pass_opts->read_timeout_ms,
+        .send_timeout_ms = lc->pass_opts->send_timeout_ms,
         .tunnel_timeout_ms = lc->proxy_tunnel_timeout_ms,
-        .read_timeout_set = lc->proxy_read_timeout_set,
+        .read_timeout_set = lc->pass_opts->read_timeout_set,
         .log = lc->error_log,
     };
     /* A gRPC server-streaming call (a watch, a subscription) may wait
@@ -279,7 +279,7 @@ static sg_link_opts link_opts(sg_exchange *ex)
      * user set grpc_read_timeout, nothing times a call's head either (its
      * own grpc-timeout and PING liveness stand guard). Other requests on
      * the location keep the 60 s. */
-    if (ex->grpc && !lc->proxy_read_timeout_set) o.read_timeout_ms = 0;
+    if (ex->grpc && !lc->pass_opts->read_timeout_set) o.read_timeout_ms = 0;
     return o;
 }
 
@@ -288,7 +288,7 @@ static sg_upstream_link *open_link(sg_exchange *ex, sg_peer *peer, bool *ready)
 {
     ex->up_reset = false;
     sg_link_opts o = link_opts(ex);
-    if (loc_conf(ex)->proxy_http_version == 20)
+    if (loc_conf(ex)->pass_opts->http_version == 20)
         return sg_h2_client_open(ex, &link_events, runtime(ex), peer, &o, ready);
     return sg_h1_client_open(ex, &link_events, runtime(ex), peer, &o, ready);
 }
@@ -303,11 +303,11 @@ static bool idempotent(sg_str m)
 static bool may_retry(sg_exchange *ex, uint32_t flag, bool request_sent)
 {
     const sg_loc_conf *lc = loc_conf(ex);
-    uint32_t mask = lc->next_upstream;
+    uint32_t mask = lc->pass_opts->next_upstream;
     if ((mask & SG_NU_OFF) || !(mask & flag)) return false;
     if (ex->resp_head_sent || ex->req_body_started) return false;
-    if (lc->next_upstream_tries && ex->tries >= lc->next_upstream_tries) return false;
-    if (lc->next_upstream_timeout_ms && now_ms(ex) - ex->first_try_ms >= lc->next_upstream_timeout_ms)
+    if (lc->pass_opts->next_upstream_tries && ex->tries >= lc->pass_opts->next_upstream_tries) return false;
+    if (lc->pass_opts->next_upstream_timeout_ms && now_ms(ex) - ex->first_try_ms >= lc->pass_opts->next_upstream_timeout_ms)
         return false;
     if (request_sent && !idempotent(ex->req.method) && !(mask & SG_NU_NON_IDEMPOTENT)) return false;
     return true;
@@ -360,7 +360,7 @@ static void up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
     bool connect_failed = err == SG_UP_CONNECT || err == SG_UP_CONNECT_TIMEOUT;
     /* A pooled connection the peer had closed: not the peer's fault, and
      * the request never reached it; try again on a fresh connection. */
-    bool replayable = idempotent(ex->req.method) || (loc_conf(ex)->next_upstream & SG_NU_NON_IDEMPOTENT);
+    bool replayable = idempotent(ex->req.method) || (loc_conf(ex)->pass_opts->next_upstream & SG_NU_NON_IDEMPOTENT);
     if (ex->up_reused && err == SG_UP_CLOSED && nothing_received && !ex->req_body_started &&
         !ex->resp_head_sent && replayable) {
         bool ready = false;
@@ -449,7 +449,7 @@ static void refuse_upgrade(sg_exchange *ex, sg_ws_check why)
 static bool prepare_h2_websocket(sg_exchange *ex)
 {
     sg_http_req *r = &ex->req;
-    if (!sg_str_caseeq_lit(r->protocol, "websocket") || !loc_conf(ex)->proxy_upgrade) {
+    if (!sg_str_caseeq_lit(r->protocol, "websocket") || !loc_conf(ex)->pass_opts->upgrade) {
         sg_respond_error(ex, 501);
         return false;
     }
@@ -470,7 +470,7 @@ static bool prepare_h2_websocket(sg_exchange *ex)
  * whatever :protocol the client asked for (the backend judges it). */
 static bool prepare_h2_connect(sg_exchange *ex)
 {
-    if (!loc_conf(ex)->proxy_upgrade) {
+    if (!loc_conf(ex)->pass_opts->upgrade) {
         sg_respond_error(ex, 501);
         return false;
     }
@@ -496,7 +496,7 @@ static bool prepare_upgrade(sg_exchange *ex)
     sg_http_req *r = &ex->req;
     /* Switching protocols needs an HTTP/1.1 upstream; an HTTP/2 one takes
      * extended CONNECT instead. */
-    bool h2_upstream = loc_conf(ex)->proxy_http_version == 20;
+    bool h2_upstream = loc_conf(ex)->pass_opts->http_version == 20;
     if (r->protocol.n) return h2_upstream ? prepare_h2_connect(ex) : prepare_h2_websocket(ex);
     sg_str offer;
     /* RFC 9110 7.8: Upgrade in an HTTP/1.0 request is ignored. */
@@ -504,7 +504,7 @@ static bool prepare_upgrade(sg_exchange *ex)
     sg_upgrade_kind kind = h11 ? sg_upgrade_offered(r, &r->arena, &offer) : SG_UPGRADE_NONE;
     /* Served as plain HTTP: upgrades turned off here, or a request with a
      * body (what follows a 101 could not be told from the body). */
-    if (kind == SG_UPGRADE_NONE || !loc_conf(ex)->proxy_upgrade || ex->req_length != 0 ||
+    if (kind == SG_UPGRADE_NONE || !loc_conf(ex)->pass_opts->upgrade || ex->req_length != 0 ||
         (h2_upstream && kind != SG_UPGRADE_WEBSOCKET))
         return true;
     if (kind == SG_UPGRADE_WEBSOCKET) {
@@ -577,7 +577,7 @@ static sg_str rewrite_location(sg_exchange *ex, sg_str v)
     const sg_proxy_pass *pp = lc->proxy_pass;
     sg_http_req *r = &ex->req;
     sg_str scheme = pp && pp->ssl ? SG_STR("https://") : SG_STR("http://");
-    if (!lc->proxy_redirect_off && pp && v.n > scheme.n && memcmp(v.p, scheme.p, scheme.n) == 0) {
+    if (!lc->pass_opts->redirect_off && pp && v.n > scheme.n && memcmp(v.p, scheme.p, scheme.n) == 0) {
         sg_str from_uri = pp->has_uri ? pp->uri : SG_STR("/");
         size_t plen = scheme.n + pp->host.n + from_uri.n;
         if (v.n >= plen && sg_str_caseeq((sg_str){ v.p + scheme.n, pp->host.n }, pp->host) &&
@@ -652,7 +652,7 @@ static void hand_over(sg_exchange *ex)
     const sg_loc_conf *lc = loc_conf(ex);
     sg_tunnel_opts o = {
         .idle_timeout_ms = lc->proxy_tunnel_timeout_ms,
-        .upstream_read_timeout_ms = lc->proxy_read_timeout_set ? lc->proxy_read_timeout_ms : 0,
+        .upstream_read_timeout_ms = lc->pass_opts->read_timeout_set ? lc->pass_opts->read_timeout_ms : 0,
         .tcp_keepalive = true,
         .gen = ex->req.gen,
         /* The peer stays in use while the tunnel lives (least_conn counts it). */
@@ -728,7 +728,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
         proxy_try(ex);
         return;
     }
-    if (lc->proxy_intercept_errors && status >= 300 && sg_respond_has_error_page(ex, status)) {
+    if (lc->pass_opts->intercept_errors && status >= 300 && sg_respond_has_error_page(ex, status)) {
         note_attempt_end(ex, status);
         sg_proxy_detach(ex, false);
         sg_respond_error(ex, status);
@@ -752,7 +752,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     bool streamed = has_body && m->content_length < 0;
     /* An HTTP/2 upstream may end a streamed body (gRPC: every one) with
      * trailers: the client's codec keeps room for them. */
-    ex->resp_trailers = lc->proxy_http_version == 20 && (streamed || lc->grpc);
+    ex->resp_trailers = lc->pass_opts->http_version == 20 && (streamed || lc->is_grpc);
     /* Without a body (HEAD), the length the peer announced goes on; 204
      * and 304 announce none. */
     int64_t clen = m->content_length;

@@ -94,15 +94,15 @@ Test(conf_seeds, seed09_keepalive_both_sides)
     cr_assert_eq(l->conf.keepalive_timeout_ms, 120000);   /* inherited from http */
     cr_assert_eq(l->conf.keepalive_header_s, 120);
     cr_assert_eq(l->conf.keepalive_requests, 10000);
-    cr_assert_eq(l->conf.proxy_http_version, 11);
+    cr_assert_eq(l->conf.pass_opts->http_version, 11);
     cr_assert_not_null(l->conf.proxy_pass);
     cr_assert_eq(l->conf.proxy_pass->upstream, u);
     cr_assert_not(l->conf.proxy_pass->has_uri);
     assert_str(l->conf.proxy_pass->host, "http_backend");
-    const sg_header_set *conn = hdr(l->conf.proxy_headers, l->conf.nproxy_headers, "Connection");
+    const sg_header_set *conn = hdr(l->conf.pass_opts->headers, l->conf.pass_opts->nheaders, "Connection");
     cr_assert_not_null(conn);
     assert_str(conn->value.text, "Keep-Alive");
-    const sg_header_set *host = hdr(l->conf.proxy_headers, l->conf.nproxy_headers, "Host");
+    const sg_header_set *host = hdr(l->conf.pass_opts->headers, l->conf.pass_opts->nheaders, "Host");
     cr_assert_not_null(host);
     assert_str(host->value.text, "$proxy_host");
     cr_assert_eq(c->nlistens, 1);
@@ -122,10 +122,10 @@ Test(conf_seeds, seed10_large_uploads)
     cr_assert_eq(l->match, SG_LOC_REGEX);
     assert_str(l->name, "/");
     cr_assert_eq(l->conf.client_max_body_size, 200ull * 1024 * 1024);
-    cr_assert_eq(l->conf.proxy_connect_timeout_ms, 120000);
-    cr_assert_eq(l->conf.proxy_send_timeout_ms, 120000);
-    cr_assert_eq(l->conf.proxy_read_timeout_ms, 120000);
-    const sg_header_set *conn = hdr(l->conf.proxy_headers, l->conf.nproxy_headers, "Connection");
+    cr_assert_eq(l->conf.pass_opts->connect_timeout_ms, 120000);
+    cr_assert_eq(l->conf.pass_opts->send_timeout_ms, 120000);
+    cr_assert_eq(l->conf.pass_opts->read_timeout_ms, 120000);
+    const sg_header_set *conn = hdr(l->conf.pass_opts->headers, l->conf.pass_opts->nheaders, "Connection");
     assert_str(conn->value.text, "");
     sg_conf_unref(c);
 }
@@ -169,11 +169,11 @@ Test(conf_seeds, seed08_websocket)
     assert_str(s->names[0].name, "im.91vh.com");
     sg_location *acc = s->root->children[0];
     assert_str(acc->name, "/acc");
-    assert_str(hdr(acc->conf.proxy_headers, acc->conf.nproxy_headers, "Host")->value.text, "$host");
-    assert_str(hdr(acc->conf.proxy_headers, acc->conf.nproxy_headers, "Connection")->value.text,
+    assert_str(hdr(acc->conf.pass_opts->headers, acc->conf.pass_opts->nheaders, "Host")->value.text, "$host");
+    assert_str(hdr(acc->conf.pass_opts->headers, acc->conf.pass_opts->nheaders, "Connection")->value.text,
                "$connection_upgrade");
-    cr_assert(acc->conf.proxy_redirect_off);
-    cr_assert(acc->conf.proxy_intercept_errors);
+    cr_assert(acc->conf.pass_opts->redirect_off);
+    cr_assert(acc->conf.pass_opts->intercept_errors);
     cr_assert_eq(acc->conf.client_max_body_size, 10u * 1024 * 1024);
     cr_assert_eq(ups(c, "go-acc")->keepalive, 16);
     cr_assert_eq(ups(c, "go-im")->servers[0].max_fails, 2);
@@ -192,12 +192,12 @@ Test(conf_seeds, seed07_grpc_pass)
     sg_conf *c = load_seed("07-grpc-bidi-lb.conf");
     cr_assert_not_null(c, "%s", err);
     const sg_loc_conf *lc = &c->servers[0]->root->children[0]->conf;
-    cr_assert(lc->grpc);
+    cr_assert(lc->is_grpc);
     cr_assert_eq(lc->proxy_pass->upstream, ups(c, "backend"));
-    cr_assert_eq(lc->proxy_http_version, 20);
-    cr_assert(!lc->proxy_read_timeout_set, "silent streams are not cut by default");
-    assert_str(hdr(lc->proxy_headers, lc->nproxy_headers, "TE")->value.text, "trailers");
-    assert_str(hdr(lc->proxy_headers, lc->nproxy_headers, "Host")->value.text, "$proxy_host");
+    cr_assert_eq(lc->pass_opts->http_version, 20);
+    cr_assert(!lc->pass_opts->read_timeout_set, "silent streams are not cut by default");
+    assert_str(hdr(lc->pass_opts->headers, lc->pass_opts->nheaders, "TE")->value.text, "trailers");
+    assert_str(hdr(lc->pass_opts->headers, lc->pass_opts->nheaders, "Host")->value.text, "$proxy_host");
     sg_conf_unref(c);
 }
 
@@ -211,23 +211,31 @@ Test(conf_grpc, grpc_directives_apart_from_proxy_ones)
     cr_assert_not_null(c, "%s", err);
     sg_location **locs = c->servers[0]->root->children;
     const sg_loc_conf *a = &locs[0]->conf, *b = &locs[1]->conf, *g = &locs[2]->conf;
-    cr_assert(a->grpc && !b->grpc && g->grpc);
-    cr_assert_eq(a->proxy_read_timeout_ms, 9000);
-    cr_assert(a->proxy_read_timeout_set);
-    cr_assert_eq(g->proxy_read_timeout_ms, 60000, "proxy_read_timeout does not apply to gRPC");
-    cr_assert(!g->proxy_read_timeout_set);
-    cr_assert_eq(b->proxy_read_timeout_ms, 5000);
-    cr_assert_eq(a->proxy_connect_timeout_ms, 3000);
-    cr_assert_eq(b->proxy_connect_timeout_ms, 60000);
-    cr_assert_eq(a->next_upstream, SG_NU_ERROR | SG_NU_HTTP_502);
-    cr_assert_eq(b->next_upstream, SG_NU_ERROR | SG_NU_TIMEOUT);
-    cr_assert(g->proxy_intercept_errors && !a->proxy_intercept_errors);
-    cr_assert_not_null(hdr(a->proxy_headers, a->nproxy_headers, "X-G"));
-    cr_assert_null(hdr(a->proxy_headers, a->nproxy_headers, "X-P"));
-    cr_assert_not_null(hdr(b->proxy_headers, b->nproxy_headers, "X-P"));
-    cr_assert_null(hdr(b->proxy_headers, b->nproxy_headers, "TE"));
-    cr_assert_eq(b->proxy_http_version, 11);
+    cr_assert(a->is_grpc && !b->is_grpc && g->is_grpc);
+    cr_assert_eq(a->pass_opts->read_timeout_ms, 9000);
+    cr_assert(a->pass_opts->read_timeout_set);
+    cr_assert_eq(g->pass_opts->read_timeout_ms, 60000, "proxy_read_timeout does not apply to gRPC");
+    cr_assert(!g->pass_opts->read_timeout_set);
+    cr_assert_eq(b->pass_opts->read_timeout_ms, 5000);
+    cr_assert_eq(a->pass_opts->connect_timeout_ms, 3000);
+    cr_assert_eq(b->pass_opts->connect_timeout_ms, 60000);
+    cr_assert_eq(a->pass_opts->next_upstream, SG_NU_ERROR | SG_NU_HTTP_502);
+    cr_assert_eq(b->pass_opts->next_upstream, SG_NU_ERROR | SG_NU_TIMEOUT);
+    cr_assert(g->pass_opts->intercept_errors && !a->pass_opts->intercept_errors);
+    cr_assert_not_null(hdr(a->pass_opts->headers, a->pass_opts->nheaders, "X-G"));
+    cr_assert_null(hdr(a->pass_opts->headers, a->pass_opts->nheaders, "X-P"));
+    cr_assert_not_null(hdr(b->pass_opts->headers, b->pass_opts->nheaders, "X-P"));
+    cr_assert_null(hdr(b->pass_opts->headers, b->pass_opts->nheaders, "TE"));
+    cr_assert_eq(b->pass_opts->http_version, 11);
     assert_str(g->proxy_pass->host, "127.0.0.1");   /* port 80 when none is written, as nginx */
+    /* one struct per prefix, nothing copied: the runtime reads pass_opts */
+    cr_assert_eq(a->pass_opts, &a->grpc);
+    cr_assert_eq(b->pass_opts, &b->proxy);
+    cr_assert_eq(a->proxy.read_timeout_ms, 5000, "a gRPC location keeps its proxy_* values");
+    cr_assert_eq(a->proxy.http_version, 11);
+    cr_assert(a->proxy.upgrade && !a->grpc.upgrade && a->grpc.redirect_off);
+    cr_assert_eq(b->grpc.http_version, 20);
+    cr_assert_eq(b->grpc.connect_timeout_ms, 3000, "grpc_* inherit on non-gRPC locations too");
     sg_conf_unref(c);
 }
 
@@ -273,9 +281,9 @@ Test(conf_upstream_tls, https_and_grpcs_default_to_port_443)
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->upstream->servers[0].addr;
     cr_assert_eq(ntohs(sin->sin_port), 443);
     cr_assert_eq(c->nupstreams, 3, "443, 8443 and 80: none left over for port 80 of the https:// passes");
-    cr_assert_not_null(l[0]->conf.proxy_ssl.ctx, "a client context for https://");
-    cr_assert_not_null(l[2]->conf.grpc_ssl.ctx, "and for grpcs://");
-    cr_assert_null(l[4]->conf.proxy_ssl.ctx, "none for a plain location");
+    cr_assert_not_null(l[0]->conf.proxy.ssl.ctx, "a client context for https://");
+    cr_assert_not_null(l[2]->conf.grpc.ssl.ctx, "and for grpcs://");
+    cr_assert_null(l[4]->conf.proxy.ssl.ctx, "none for a plain location");
     sg_conf_unref(c);
 }
 
@@ -287,7 +295,7 @@ Test(conf_upstream_tls, https_to_an_upstream_block)
     const sg_loc_conf *lc = first_loc(c);
     cr_assert_str_eq(lc->proxy_pass->upstream->name, "b");
     assert_str(lc->proxy_pass->host, "b");
-    cr_assert(lc->proxy_ssl.name_set);
+    cr_assert(lc->proxy.ssl.name_set);
     cr_assert_eq(c->nupstreams, 1);
     sg_conf_unref(c);
     expect_error(WRAP("upstream b { server 127.0.0.1:8443; }\nserver { location / { proxy_pass https://b:443; } }"),
@@ -439,9 +447,9 @@ Test(conf_values, times)
     sg_loc_conf *lc = &c->servers[0]->root->conf;
     cr_assert_eq(lc->client_body_timeout_ms, 90000);
     cr_assert_eq(lc->send_timeout_ms, 500);
-    cr_assert_eq(lc->proxy_read_timeout_ms, 3600000);
-    cr_assert_eq(lc->proxy_send_timeout_ms, 86400000);
-    cr_assert_eq(lc->proxy_connect_timeout_ms, 120000);
+    cr_assert_eq(lc->pass_opts->read_timeout_ms, 3600000);
+    cr_assert_eq(lc->pass_opts->send_timeout_ms, 86400000);
+    cr_assert_eq(lc->pass_opts->connect_timeout_ms, 120000);
     sg_conf_unref(c);
     expect_error(WRAP("send_timeout 1s1m;"), "t.conf:3:14: invalid value \"1s1m\" in \"send_timeout\" directive");
     expect_error(WRAP("send_timeout 100d;"), "t.conf:3:14: invalid value \"100d\" in \"send_timeout\" directive");
@@ -471,19 +479,19 @@ Test(conf_values, defaults)
     cr_assert_not(c->daemon);
     sg_location *l = c->servers[0]->root->children[0];
     sg_loc_conf *lc = &l->conf;
-    cr_assert_eq(lc->proxy_http_version, 11);
+    cr_assert_eq(lc->pass_opts->http_version, 11);
     cr_assert_eq(lc->keepalive_timeout_ms, 75000);
     cr_assert_eq(lc->keepalive_requests, 1000);
     cr_assert_eq(lc->client_max_body_size, 1024 * 1024);
-    cr_assert_eq(lc->next_upstream, SG_NU_ERROR | SG_NU_TIMEOUT);
+    cr_assert_eq(lc->pass_opts->next_upstream, SG_NU_ERROR | SG_NU_TIMEOUT);
     assert_str(lc->root, "/srv/sg/html");
     assert_str(lc->default_type, "text/plain");
     cr_assert_eq(lc->naccess_logs, 0);
     cr_assert(lc->access_log_off);
-    cr_assert_eq(lc->nproxy_headers, 2);
-    assert_str(lc->proxy_headers[0].name, "Host");
-    assert_str(lc->proxy_headers[1].name, "Connection");
-    assert_str(lc->proxy_headers[1].value.text, "");
+    cr_assert_eq(lc->pass_opts->nheaders, 2);
+    assert_str(lc->pass_opts->headers[0].name, "Host");
+    assert_str(lc->pass_opts->headers[1].name, "Connection");
+    assert_str(lc->pass_opts->headers[1].value.text, "");
     cr_assert(lc->proxy_pass->has_uri);
     assert_str(lc->proxy_pass->uri, "/");
     assert_str(lc->proxy_pass->host, "127.0.0.1:8081");
@@ -495,7 +503,7 @@ Test(conf_values, defaults)
     cr_assert_eq(c->nlistens, 1);
     cr_assert_str_eq(c->listens[0].text, "0.0.0.0:80");
     cr_assert_eq(c->listens[0].backlog, 511);
-    cr_assert_not_null(c->servers[0]->root->conf.proxy_headers);
+    cr_assert_not_null(c->servers[0]->root->conf.pass_opts->headers);
     cr_assert_eq(c->servers[0]->client_header_timeout_ms, 60000);
     cr_assert_eq(c->servers[0]->large_header_buffers, 4);
     cr_assert_eq(c->servers[0]->large_header_buffer_size, 8192);
@@ -532,10 +540,10 @@ Test(conf_values, inheritance)
     cr_assert_eq(d->conf.keepalive_timeout_ms, 33000);
     cr_assert_eq(b->conf.keepalive_timeout_ms, 0);
     /* proxy_set_header at /b replaces the inherited X-P; Host is the user's */
-    cr_assert_null(hdr(b->conf.proxy_headers, b->conf.nproxy_headers, "X-P"));
-    assert_str(hdr(b->conf.proxy_headers, b->conf.nproxy_headers, "Host")->value.text, "$host");
-    cr_assert_not_null(hdr(a->conf.proxy_headers, a->conf.nproxy_headers, "X-P"));
-    assert_str(hdr(a->conf.proxy_headers, a->conf.nproxy_headers, "Host")->value.text, "$proxy_host");
+    cr_assert_null(hdr(b->conf.pass_opts->headers, b->conf.pass_opts->nheaders, "X-P"));
+    assert_str(hdr(b->conf.pass_opts->headers, b->conf.pass_opts->nheaders, "Host")->value.text, "$host");
+    cr_assert_not_null(hdr(a->conf.pass_opts->headers, a->conf.pass_opts->nheaders, "X-P"));
+    assert_str(hdr(a->conf.pass_opts->headers, a->conf.pass_opts->nheaders, "Host")->value.text, "$proxy_host");
     /* http-level value written after the servers still applies */
     cr_assert_eq(s->large_header_buffers, 8);
     cr_assert_eq(s->large_header_buffer_size, 16384);

@@ -268,3 +268,26 @@ Test(stream_conf, errors)
     expect_error("events {}\nstream { upstream a { server 127.0.0.1:1; hash $host; } }",
                  "stream.conf:2:48: unknown \"host\" variable");
 }
+
+/* One directive engine reads http{} and stream{}: each table's names,
+ * later lists and per-level duplicates, wherever they are written. */
+Test(stream_conf, one_engine_for_both_tables)
+{
+    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; proxy_pass 127.0.0.1:3; } }",
+                 "stream.conf:2:53: \"proxy_pass\" directive is duplicate");
+    expect_error("events {}\nstream { preread_timeout 1s; preread_timeout 2s; }",
+                 "stream.conf:2:30: \"preread_timeout\" directive is duplicate");
+    expect_error("events {}\nstream { proxy_buffer_size 0; }",
+                 "stream.conf:2:28: invalid value \"0\" in \"proxy_buffer_size\" directive");
+    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; gzip on; } }",
+                 "stream.conf:2:53: \"gzip\" directive is not allowed here");
+    expect_error("events {}\nhttp { upstream u { server 127.0.0.1:1; hash $x; } }",
+                 "stream.conf:2:41: \"hash\" directive is not supported yet");
+    expect_error("events {}\nhttp { proxy_protocol on; }", "stream.conf:2:8: unknown directive \"proxy_protocol\"");
+    expect_error("events {}\nhttp { stream { } }", "stream.conf:2:8: \"stream\" directive is not allowed here");
+    expect_error("events {}\nstream { http { } }", "stream.conf:2:10: \"http\" directive is not allowed here");
+    sg_conf *c = sload("events {}\nhttp { proxy_buffer_size 0; }\n"
+                       "stream { server { listen 1; proxy_pass 127.0.0.1:2; proxy_buffer_size 64k; } }");
+    cr_expect_not_null(c, "http's proxy_buffer_size takes 0, stream's does not: %s", serr);
+    if (c) sg_conf_unref(c);
+}

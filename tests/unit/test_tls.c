@@ -666,25 +666,25 @@ Test(tls, upstream_verifies_name_and_chain)
                                     "grpc_ssl_trusted_certificate a-ec.pem;"));
     cr_assert_not_null(c, "%s", err);
     sg_loc_conf *lc = &c->servers[0]->root->conf;
-    cr_assert(lc->proxy_ssl.verify && lc->proxy_ssl.server_name);
-    cr_assert(sg_ssl_upstream_ctx(c, &lc->proxy_ssl, false, here, err, sizeof(err)), "%s", err);
-    cr_assert(sg_ssl_upstream_ctx(c, &lc->grpc_ssl, true, here, err, sizeof(err)), "%s", err);
+    cr_assert(lc->proxy.ssl.verify && lc->proxy.ssl.server_name);
+    cr_assert(sg_ssl_upstream_ctx(c, &lc->proxy.ssl, false, here, err, sizeof(err)), "%s", err);
+    cr_assert(sg_ssl_upstream_ctx(c, &lc->grpc.ssl, true, here, err, sizeof(err)), "%s", err);
     const sg_listen_group *h2 = group(c, "127.0.0.1:4431"), *h1 = group(c, "127.0.0.1:4432");
 
-    upstream_run ok = connect_upstream(lc->proxy_ssl.ctx, h1, "a.test", "a.test", NULL);
+    upstream_run ok = connect_upstream(lc->proxy.ssl.ctx, h1, "a.test", "a.test", NULL);
     cr_assert_eq(ok.client, SG_IO_DONE);
     cr_assert_str_eq(ok.alpn, "http/1.1");
-    upstream_run grpc = connect_upstream(lc->grpc_ssl.ctx, h2, "a.test", "a.test", NULL);
+    upstream_run grpc = connect_upstream(lc->grpc.ssl.ctx, h2, "a.test", "a.test", NULL);
     cr_assert_eq(grpc.client, SG_IO_DONE);
     cr_assert_str_eq(grpc.alpn, "h2", "grpcs:// speaks h2");
 
-    upstream_run bad = connect_upstream(lc->proxy_ssl.ctx, h1, "a.test", "wrong.test", NULL);
+    upstream_run bad = connect_upstream(lc->proxy.ssl.ctx, h1, "a.test", "wrong.test", NULL);
     cr_assert_eq(bad.client, SG_IO_ERROR, "a certificate for another name must fail");
     cr_assert_eq(bad.server, SG_IO_ERROR);
 
     /* session reuse: the next connection to the peer resumes */
     cr_assert_not_null(ok.session);
-    upstream_run again = connect_upstream(lc->proxy_ssl.ctx, h1, "a.test", "a.test", ok.session);
+    upstream_run again = connect_upstream(lc->proxy.ssl.ctx, h1, "a.test", "a.test", ok.session);
     cr_assert_eq(again.client, SG_IO_DONE);
     cr_assert(again.reused);
     sg_tls_session_free(ok.session);
@@ -714,7 +714,7 @@ Test(tls, pool_resumes_the_session_of_the_same_peer_and_name)
     sg_conf *c = load(UPSTREAM_CONF("proxy_ssl_verify on; proxy_ssl_trusted_certificate a-ec.pem; "
                                     "proxy_ssl_server_name on;"));
     cr_assert_not_null(c, "%s", err);
-    sg_ssl_upstream_conf *u = &c->servers[0]->root->conf.proxy_ssl;
+    sg_ssl_upstream_conf *u = &c->servers[0]->root->conf.proxy.ssl;
     cr_assert(sg_ssl_upstream_ctx(c, u, false, here, err, sizeof(err)), "%s", err);
     const sg_listen_group *h1 = group(c, "127.0.0.1:4432");
     sg_upstream_server_conf sc = { .name = "a.test:443" };
@@ -743,8 +743,8 @@ Test(tls, upstream_without_verification_and_shared_contexts)
                       "    location /y { proxy_ssl_session_reuse off; } } }\n");
     cr_assert_not_null(c, "%s", err);
     sg_location *root = c->servers[0]->root;
-    sg_ssl_upstream_conf *srv = &root->conf.proxy_ssl, *x = &root->children[0]->conf.proxy_ssl,
-                         *y = &root->children[1]->conf.proxy_ssl;
+    sg_ssl_upstream_conf *srv = &root->conf.proxy.ssl, *x = &root->children[0]->conf.proxy.ssl,
+                         *y = &root->children[1]->conf.proxy.ssl;
     cr_assert(x->name_set && !x->name.literal);
     cr_assert(!y->session_reuse && srv->session_reuse);
     cr_assert_eq(x->protocols, SG_SSL_TLSv1_2, "inherited from http");
@@ -765,9 +765,9 @@ Test(tls_conf, upstream_verify_needs_a_trusted_certificate)
     cr_assert_not_null(c, "%s", err);
     sg_loc_conf *lc = &c->servers[0]->root->conf;
     sg_conf_pos at = { "t.conf", 9, 3 };
-    cr_assert(!sg_ssl_upstream_ctx(c, &lc->grpc_ssl, true, at, err, sizeof(err)));
+    cr_assert(!sg_ssl_upstream_ctx(c, &lc->grpc.ssl, true, at, err, sizeof(err)));
     cr_assert_str_eq(err, "t.conf:9:3: no \"grpc_ssl_trusted_certificate\" for \"grpc_ssl_verify\"");
-    cr_assert(!sg_ssl_upstream_ctx(c, &lc->proxy_ssl, false, at, err, sizeof(err)));
+    cr_assert(!sg_ssl_upstream_ctx(c, &lc->proxy.ssl, false, at, err, sizeof(err)));
     cr_assert(strstr(err, "t.conf:5:"), "%s", err);
     cr_assert(strstr(err, "no \"proxy_ssl_certificate_key\" is defined for certificate"), "%s", err);
     sg_conf_unref(c);
@@ -1069,8 +1069,8 @@ Test(tls_conf, tls_seeds_get_past_the_ssl_directives)
         cr_assert_not_null(g->default_server->ssl.ctx, "%s", seeds[i]);
         if (i == 1) {
             const sg_loc_conf *lc = &g->default_server->root->children[0]->conf;
-            cr_assert(lc->grpc && lc->proxy_pass->ssl);
-            cr_assert_not_null(lc->grpc_ssl.ctx, "grpcs:// has its client context");
+            cr_assert(lc->is_grpc && lc->proxy_pass->ssl);
+            cr_assert_not_null(lc->grpc.ssl.ctx, "grpcs:// has its client context");
             cr_assert_str_eq(lc->proxy_pass->upstream->name, "localhost:50443");
         }
         sg_conf_unref(c);
