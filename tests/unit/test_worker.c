@@ -61,6 +61,15 @@ static void fake_shutdown(sg_conn_node *n, bool fast)
     if (fast) sg_worker_conn_del(c->w, n);   /* a fast stop closes at once */
 }
 
+static void add_conns(sg_worker *w, fake_conn *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        c[i].w = w;
+        c[i].node.shutdown = fake_shutdown;
+        sg_worker_conn_add(w, &c[i].node);
+    }
+}
+
 static void on_deadline(sg_timer *t)
 {
     cr_assert_fail("the loop did not stop when the last connection went");
@@ -70,11 +79,7 @@ Test(worker, quit_asks_every_connection_and_stops_after_the_last)
 {
     sg_worker *w = sg_worker_new(0);
     fake_conn c[3] = { 0 };
-    for (int i = 0; i < 3; i++) {
-        c[i].w = w;
-        c[i].node.shutdown = fake_shutdown;
-        sg_worker_conn_add(w, &c[i].node);
-    }
+    add_conns(w, c, 3);
     cr_assert_eq(sg_worker_conn_count(w), 3);
     sg_worker_conn_del(w, &c[1].node);
     sg_worker_conn_del(w, &c[1].node);     /* twice: counted once */
@@ -100,11 +105,7 @@ Test(worker, fast_quit_closes_everything)
 {
     sg_worker *w = sg_worker_new(0);
     fake_conn c[2] = { 0 };
-    for (int i = 0; i < 2; i++) {
-        c[i].w = w;
-        c[i].node.shutdown = fake_shutdown;
-        sg_worker_conn_add(w, &c[i].node);
-    }
+    add_conns(w, c, 2);
     sg_worker_quit(w, true);
     cr_assert_eq(c[0].fast, 1);
     cr_assert_eq(c[1].fast, 1);
