@@ -19,11 +19,11 @@
 
 #include "conf/conf.h"
 #include "core/log.h"
-#include "core/worker.h"
 #include "net/tls.h"
 #include "observe/access_log.h"
 #include "proxy/handler.h"
 #include "proxy/router.h"
+#include "server/server.h"
 
 #define SG_VERSION "0.1.0"
 
@@ -248,7 +248,7 @@ static void reload(const options *o)
         sg_log_error("reload failed, the old configuration stays: %s", err);
         return;
     }
-    if (!sg_workers_reload(c, err, sizeof(err))) {
+    if (!sg_server_reload(c, err, sizeof(err))) {
         sg_log_error("reload failed, the old configuration stays: %s", err);
         sg_conf_unref(c);
         return;
@@ -278,7 +278,7 @@ static int run(const options *o, sg_conf *c)
     char *pid_path = strdup(c->pid_path);
     if (!write_pid(pid_path)) sg_log_error("open() \"%s\" failed (%s)", pid_path, strerror(errno));
     sg_exchange_set_handler(&sg_handler_ops);
-    if (!sg_workers_start(c, n, err, sizeof(err))) {
+    if (!sg_server_start(c, n, err, sizeof(err))) {
         sg_log(SG_LOG_EMERG, "%s", err);
         unlink(pid_path);
         free(pid_path);
@@ -292,7 +292,7 @@ static int run(const options *o, sg_conf *c)
         if (sig == SIGHUP) {
             reload(o);
         } else if (sig == SIGUSR1) {
-            sg_workers_flush_logs();   /* lines logged before the signal go to the old file */
+            sg_server_flush_logs();   /* lines logged before the signal go to the old file */
             sg_log_reopen();
             sg_access_log_reopen_all();
             sg_log_notice("reopened log files");
@@ -306,7 +306,7 @@ static int run(const options *o, sg_conf *c)
         }
     }
     sg_log_notice("%s", graceful ? "gracefully shutting down" : "exiting");
-    sg_workers_stop(graceful);
+    sg_server_stop(graceful);
     stop_demo_backend();
     unlink(pid_path);
     free(pid_path);

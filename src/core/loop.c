@@ -29,8 +29,8 @@ struct sg_loop {
     bool stopping;
     uint64_t now_ms;
     uint64_t tick;                       /* last processed tick */
-    sg_timer *wheel[WHEEL_LEVELS][WHEEL_SLOTS];
-    sg_deferred *deferred;               /* run at the end of the iteration */
+    sg_list wheel[WHEEL_LEVELS][WHEEL_SLOTS];
+    sg_list deferred;                    /* run at the end of the iteration */
 };
 
 static uint64_t clock_ms(void)
@@ -103,24 +103,12 @@ static void wheel_insert(sg_loop *l, sg_timer *t)
         level++;
     uint64_t span = 1ull << (WHEEL_BITS * WHEEL_LEVELS);
     if (delta >= span) expire = l->tick + span - 1;   /* clamped; re-armed when it comes due */
-    sg_timer **slot = &l->wheel[level][(expire >> (WHEEL_BITS * level)) & WHEEL_MASK];
-    t->next = *slot;
-    if (t->next) t->next->pprev = &t->next;
-    t->pprev = slot;
-    *slot = t;
-}
-
-static void wheel_unlink(sg_timer *t)
-{
-    *t->pprev = t->next;
-    if (t->next) t->next->pprev = t->pprev;
-    t->next = NULL;
-    t->pprev = NULL;
+    sg_list_push(&l->wheel[level][(expire >> (WHEEL_BITS * level)) & WHEEL_MASK], &t->link);
 }
 
 void sg_timer_arm(sg_loop *l, sg_timer *t, uint64_t ms)
 {
-    if (t->pprev) wheel_unlink(t);
+    sg_list_remove(&t->link);
     t->expire_ms = l->now_ms + ms;
     wheel_insert(l, t);
 }
@@ -128,30 +116,30 @@ void sg_timer_arm(sg_loop *l, sg_timer *t, uint64_t ms)
 /* Disarming needs no loop: the slot list is doubly linked. */
 void sg_timer_disarm(sg_timer *t)
 {
-    if (t->pprev) wheel_unlink(t);
+    sg_list_remove(&t->link);
 }
 
 static void wheel_cascade(sg_loop *l, unsigned level, unsigned idx)
 {
-    sg_timer *t = l->wheel[level][idx];
-    l->wheel[level][idx] = NULL;
-    while (t) {
-        sg_timer *next = t->next;
-        t->next = NULL;
-        t->pprev = NULL;
-        wheel_insert(l, t);
-        t = next;
+    sg_list due;
+    sg_list_move(&due, &l->wheel[level][idx]);
+    sg_list_node *n;
+    while ((n = sg_list_first(&due)) != NULL) {
+        sg_list_remove(n);
+        wheel_insert(l, sg_list_entry(n, sg_timer, link));
     }
 }
 
 static void wheel_fire_slot(sg_loop *l, unsigned idx)
 {
-    sg_timer *t;
-    while ((t = l->wheel[0][idx]) != NULL) {
-        wheel_unlink(t);
+    sg_list *slot = &l->wheel[0][idx];
+    sg_list_node *n;
+    while ((n = sg_list_first(slot)) != NULL) {
+        sg_timer *t = sg_list_entry(n, sg_timer, link);
+        sg_list_remove(n);
         if (t->expire_ms > l->now_ms + TICK_MS) {   /* clamped long timer: not yet */
             wheel_insert(l, t);
-            if (l->wheel[0][idx] == t) break;        /* cannot happen, but never spin */
+            if (sg_list_first(slot) == n) break;     /* cannot happen, but never spin */
             continue;
         }
         t->cb(t);
@@ -182,7 +170,7 @@ static int wheel_wait_ms(sg_loop *l)
 {
     for (unsigned i = 1; i <= WHEEL_SLOTS; i++) {
         uint64_t t = l->tick + i;
-        if (l->wheel[0][t & WHEEL_MASK]) return (int)(i * TICK_MS);
+        if (!sg_list_empty(&l->wheel[0][t & WHEEL_MASK])) return (int)(i * TICK_MS);
         if ((t & WHEEL_MASK) == 0) return (int)(i * TICK_MS);
     }
     return (int)(WHEEL_SLOTS * TICK_MS);
@@ -196,20 +184,12 @@ static void run_deferred(sg_loop *l);
 
 void sg_loop_defer(sg_loop *l, sg_deferred *d)
 {
-    if (d->pprev) return;
-    d->next = l->deferred;
-    if (d->next) d->next->pprev = &d->next;
-    d->pprev = &l->deferred;
-    l->deferred = d;
+    if (!sg_list_linked(&d->link)) sg_list_push(&l->deferred, &d->link);
 }
 
 void sg_loop_cancel(sg_deferred *d)
 {
-    if (!d->pprev) return;
-    *d->pprev = d->next;
-    if (d->next) d->next->pprev = d->pprev;
-    d->next = NULL;
-    d->pprev = NULL;
+    sg_list_remove(&d->link);
 }
 
 void sg_loop_run_deferred(sg_loop *l)
@@ -220,9 +200,10 @@ void sg_loop_run_deferred(sg_loop *l)
 static void run_deferred(sg_loop *l)
 {
     /* Callbacks may queue more work; it runs in this same pass. */
-    sg_deferred *d;
-    while ((d = l->deferred) != NULL) {
-        sg_loop_cancel(d);
+    sg_list_node *n;
+    while ((n = sg_list_first(&l->deferred)) != NULL) {
+        sg_deferred *d = sg_list_entry(n, sg_deferred, link);
+        sg_list_remove(n);
         d->cb(d);
     }
 }
@@ -237,7 +218,7 @@ void sg_loop_stop(sg_loop *l)
 int sg_loop_run_once(sg_loop *l, int max_wait_ms)
 {
     struct epoll_event events[MAX_EVENTS];
-    int timeout = l->deferred ? 0 : wheel_wait_ms(l);
+    int timeout = !sg_list_empty(&l->deferred) ? 0 : wheel_wait_ms(l);
     if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms)) timeout = max_wait_ms;
     int n = epoll_wait(l->epfd, events, MAX_EVENTS, timeout);
     if (n < 0 && errno != EINTR) {

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "core/list.h"
 
 typedef struct sg_loop sg_loop;
 typedef struct sg_io sg_io;
@@ -28,13 +29,13 @@ struct sg_io {
 };
 
 struct sg_timer {
-    sg_timer *next, **pprev;    /* wheel slot list; pprev == NULL when not armed */
+    sg_list_node link;          /* in a wheel slot while armed */
     uint64_t expire_ms;
     sg_timer_cb cb;
 };
 
 struct sg_deferred {
-    sg_deferred *next, **pprev; /* pprev == NULL when not queued */
+    sg_list_node link;          /* in the loop's queue while queued */
     sg_deferred_cb cb;
 };
 
@@ -53,16 +54,16 @@ void sg_loop_update_time(sg_loop *l);
 
 static inline void sg_timer_init(sg_timer *t, sg_timer_cb cb)
 {
-    t->next = 0; t->pprev = 0; t->expire_ms = 0; t->cb = cb;
+    sg_list_node_init(&t->link); t->expire_ms = 0; t->cb = cb;
 }
-static inline bool sg_timer_armed(const sg_timer *t) { return t->pprev != 0; }
+static inline bool sg_timer_armed(const sg_timer *t) { return sg_list_linked(&t->link); }
 /* (Re)arms t to fire `ms` from now. O(1). */
 void sg_timer_arm(sg_loop *l, sg_timer *t, uint64_t ms);
 void sg_timer_disarm(sg_timer *t);
 
 static inline void sg_deferred_init(sg_deferred *d, sg_deferred_cb cb)
 {
-    d->next = 0; d->pprev = 0; d->cb = cb;
+    sg_list_node_init(&d->link); d->cb = cb;
 }
 /* Queues d to run once at the end of this iteration (idempotent). */
 void sg_loop_defer(sg_loop *l, sg_deferred *d);

@@ -1,38 +1,51 @@
-/* Worker threads. Each runs one event loop with its own listening sockets
- * (SO_REUSEPORT: the kernel spreads connections), its own upstream
- * connection pools and timers, so the request path shares nothing but the
- * configuration generation (read-only) and the balancers.
+/* The calling thread's worker: what every connection on a worker thread
+ * shares with the others of its thread. Its event loop and scratch
+ * buffer, its id (the index of its upstream pools), the configuration
+ * generation new work starts on, whether it is winding down, the client
+ * connections it serves (to close them on a graceful stop) and how many
+ * users each generation has on this thread.
+ *
+ * Only the thread that owns a worker touches it, so nothing here takes a
+ * lock. The layer that runs the workers (src/server/) creates them, binds
+ * each to its thread, switches their generation on reload and installs
+ * the hooks for what this one cannot do itself: taking and dropping the
+ * process-wide use of a generation.
  *
  * Generations: a worker serves new requests from its current generation.
  * Requests in flight keep the one they started on; the worker counts its
- * users of each generation locally and drops its (atomic) reference once
- * the old generation has no local users left. */
+ * users of each generation locally and calls the release hook once a
+ * generation has no local users left (being current counts as a use). */
 #ifndef SG_CORE_WORKER_H
 #define SG_CORE_WORKER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "core/list.h"
 #include "core/loop.h"
-#include "conf/conf.h"
 
 #define SG_SCRATCH_SIZE 65536
-#define SG_MAX_WORKERS 64
+
+struct sg_conf;
+struct sg_listen_group;
+struct sockaddr;
 
 /* A client connection as the worker sees it: enough to close idle ones
  * on graceful stop and to count them. */
 typedef struct sg_conn_node sg_conn_node;
 struct sg_conn_node {
-    sg_conn_node *next, **pprev;
+    sg_list_node link;
     /* Asked to wind down: close now if idle, else after the current
      * exchange. `fast` means close at once whatever the state. */
     void (*shutdown)(sg_conn_node *n, bool fast);
+    /* A connection that serves HTTP requests: the address it was accepted
+     * on and its listen group in the worker's current generation (NULL
+     * when a reload removed the address), which the server layer keeps
+     * current on every reload, so each request takes the group of the
+     * generation it starts on. Both NULL for other connections. */
+    const struct sockaddr *local;
+    const struct sg_listen_group *group;
 };
-
-typedef struct sg_worker_gen {
-    sg_conf *conf;
-    size_t users;
-} sg_worker_gen;
 
 typedef struct sg_worker sg_worker;
 
@@ -40,33 +53,39 @@ sg_worker *sg_worker_self(void);           /* the calling thread's worker */
 sg_loop *sg_worker_loop(sg_worker *w);
 int sg_worker_id(const sg_worker *w);
 char *sg_worker_scratch(sg_worker *w);     /* SG_SCRATCH_SIZE bytes, reused by every read */
-sg_conf *sg_worker_conf(sg_worker *w);     /* current generation */
+struct sg_conf *sg_worker_conf(sg_worker *w);   /* current generation */
 bool sg_worker_quitting(const sg_worker *w);
 
 /* A request or upstream connection starts/stops using generation c. */
-void sg_worker_gen_hold(sg_worker *w, sg_conf *c);
-void sg_worker_gen_release(sg_worker *w, sg_conf *c);
+void sg_worker_gen_hold(sg_worker *w, struct sg_conf *c);
+void sg_worker_gen_release(sg_worker *w, struct sg_conf *c);
 
 void sg_worker_conn_add(sg_worker *w, sg_conn_node *n);
 void sg_worker_conn_del(sg_worker *w, sg_conn_node *n);
+size_t sg_worker_conn_count(const sg_worker *w);
+/* Calls fn on every connection; fn may remove the one it is given. */
+void sg_worker_each_conn(sg_worker *w, void (*fn)(sg_conn_node *n, void *arg), void *arg);
 
-/* ---- the process: main thread API ---- */
+/* ---- for the layer that runs workers ---- */
 
-/* Starts `n` worker threads serving generation c (listeners opened here;
- * false + err if a listen address cannot be bound). */
-bool sg_workers_start(sg_conf *c, int n, char *err, size_t errlen);
-/* Activates a new generation (reload). False + err, and nothing changed,
- * if its listeners or log files cannot be opened. */
-bool sg_workers_reload(sg_conf *c, char *err, size_t errlen);
-/* Graceful (finish in-flight exchanges) or fast stop; returns when every
- * worker thread has exited. */
-void sg_workers_stop(bool graceful);
-int sg_workers_count(void);
-/* Every worker writes out its buffered access log lines (before a reopen). */
-void sg_workers_flush_logs(void);
+/* The process-wide side of the per-thread use counts: acquire(c) when a
+ * thread starts using generation c, release(c) when it no longer does.
+ * Installed once, before the first worker thread starts; they run on the
+ * worker's thread, off the fast path (a thread's first and last use). */
+void sg_worker_set_gen_hooks(void (*acquire)(struct sg_conf *c), void (*release)(struct sg_conf *c));
 
-/* Per-generation runtime that lives beside the immutable config:
- * balancers and per-thread pools of each upstream. Created on activation. */
-bool sg_runtime_attach(sg_conf *c, int nworkers);
+/* A worker with its own loop and scratch buffer; `id` in 0..n-1. */
+sg_worker *sg_worker_new(int id);
+/* Makes w the calling thread's worker (NULL: none). */
+void sg_worker_bind(sg_worker *w);
+/* Makes c the generation new work starts on, which counts as a use of c,
+ * and returns the previous one (NULL for the first). The caller ends the
+ * previous one's use (sg_worker_gen_release) once it has retired what the
+ * thread kept for it. */
+struct sg_conf *sg_worker_switch_conf(sg_worker *w, struct sg_conf *c);
+/* Winds the worker down: sg_worker_quitting() turns true, every
+ * connection is asked to close (at once if fast) and the loop stops once
+ * the last one is gone (at once if fast). */
+void sg_worker_quit(sg_worker *w, bool fast);
 
 #endif

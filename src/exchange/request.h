@@ -52,6 +52,9 @@ typedef struct sg_http_req {
 
     const struct sockaddr *peer;   /* client address */
     const struct sockaddr *local;  /* address the connection was accepted on */
+    /* Its listen group in gen, handed over by the codec (NULL when a
+     * reload removed the address while the connection lived). */
+    const struct sg_listen_group *group;
     bool https;
     /* Extended CONNECT (RFC 8441): the :protocol pseudo-header, e.g.
      * "websocket"; empty for every other request. */

@@ -714,7 +714,7 @@ static void upconn_stop(sg_h1_upconn *c)
     sg_timer_disarm(&c->wtimer);
     sg_loop_cancel(&c->flush);
     sg_loop_cancel(&c->resume);
-    if (c->node.pprev) sg_pool_remove(c->pool, &c->node);
+    if (sg_list_linked(&c->node.link)) sg_pool_remove(c->pool, &c->node);
     sg_loop_del(c->loop, &c->io);
     c->io.fd = -1;
     sg_loop_defer(c->loop, &c->reap);   /* callers up the stack may still look at c */

@@ -83,19 +83,6 @@ static void schedule_flush(sg_h1_conn *c);
 
 /* ---------- helpers ---------- */
 
-static const sg_listen_group *find_group(const sg_conf *gen, const struct sockaddr *local)
-{
-    const sg_listen_group *wild = NULL;
-    for (size_t i = 0; i < gen->nlistens; i++) {
-        const sg_listen_group *g = &gen->listens[i];
-        const struct sockaddr *a = (const struct sockaddr *)&g->addr;
-        if (sg_sockaddr_eq(a, local)) return g;
-        if (a->sa_family == local->sa_family && sg_sockaddr_port(a) == sg_sockaddr_port(local))
-            wild = g;   /* 0.0.0.0:port accepted it */
-    }
-    return wild;
-}
-
 static void out_str(sg_h1_conn *c, const char *s, size_t n)
 {
     sg_outq_append(&c->out, s, n);
@@ -291,6 +278,7 @@ static int build_request(sg_h1_conn *c, sg_exchange *ex, const char *buf, const 
     sg_http_req *r = &ex->req;
     r->peer = (const struct sockaddr *)&c->peer;
     r->local = (const struct sockaddr *)&c->local;
+    r->group = c->node.group;
     char *head = sg_arena_alloc(&r->arena, m->head_len);
     memcpy(head, buf, m->head_len);
 #define REBASE(s) ((sg_str){ (s).p ? head + ((s).p - buf) : NULL, (s).n })
@@ -358,7 +346,7 @@ static void start_exchange(sg_h1_conn *c, const char *buf, const sg_h1_message *
     sg_chunked_init(&c->chunked);
 
     int bad = build_request(c, ex, buf, m);
-    const sg_listen_group *g = find_group(gen, (struct sockaddr *)&c->local);
+    const sg_listen_group *g = c->node.group;
     const sg_server_conf *srv = g ? g->default_server : NULL;
     const sg_loc_conf *lc = srv ? &srv->root->conf : NULL;
     c->keepalive_timeout_ms = lc ? lc->keepalive_timeout_ms : 75000;
@@ -382,8 +370,7 @@ static size_t process_buf(sg_h1_conn *c, const char *buf, size_t len)
     while (off < len) {
         if (c->state == ST_IDLE || c->state == ST_HEAD) {
             if (c->shutting_down) return len;
-            sg_conf *gen = sg_worker_conf(c->w);
-            const sg_listen_group *g = find_group(gen, (struct sockaddr *)&c->local);
+            const sg_listen_group *g = c->node.group;
             const sg_server_conf *s = g ? g->default_server : NULL;
             size_t bufsz = s ? s->large_header_buffer_size : 8192;
             size_t nbuf = s ? s->large_header_buffers : 4;
@@ -821,7 +808,8 @@ static void on_shutdown(sg_conn_node *n, bool fast)
     }
 }
 
-static sg_h1_conn *conn_new(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+static sg_h1_conn *conn_new(sg_worker *w, const sg_listen_group *g, int fd,
+                            const struct sockaddr *peer, socklen_t peerlen,
                             const struct sockaddr *local, socklen_t locallen)
 {
     sg_h1_conn *c = sg_xcalloc(1, sizeof(*c));
@@ -837,12 +825,12 @@ static sg_h1_conn *conn_new(sg_worker *w, int fd, const struct sockaddr *peer, s
     sg_timer_init(&c->read_timer, on_read_timeout);
     sg_timer_init(&c->write_timer, on_write_timeout);
     c->node.shutdown = on_shutdown;
+    c->node.local = (const struct sockaddr *)&c->local;
+    c->node.group = g;
     c->writable = true;
     c->state = ST_IDLE;
     c->send_timeout_ms = 60000;
     c->body_timeout_ms = 60000;
-    sg_conf *gen = sg_worker_conf(w);
-    const sg_listen_group *g = find_group(gen, local);
     const sg_server_conf *s = g ? g->default_server : NULL;
     c->keepalive_timeout_ms = s ? s->root->conf.keepalive_timeout_ms : 75000;
     sg_sock_tune(fd);
@@ -857,16 +845,18 @@ static sg_h1_conn *conn_new(sg_worker *w, int fd, const struct sockaddr *peer, s
     return c;
 }
 
-void sg_h1_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+void sg_h1_server_accept(sg_worker *w, const sg_listen_group *g, int fd,
+                         const struct sockaddr *peer, socklen_t peerlen,
                          const struct sockaddr *local, socklen_t locallen)
 {
-    conn_new(w, fd, peer, peerlen, local, locallen);
+    conn_new(w, g, fd, peer, peerlen, local, locallen);
 }
 
-void sg_h1_server_accept_tls(sg_worker *w, int fd, sg_tls_conn *tls, const struct sockaddr *peer,
-                             socklen_t peerlen, const struct sockaddr *local, socklen_t locallen)
+void sg_h1_server_accept_tls(sg_worker *w, const sg_listen_group *g, int fd, sg_tls_conn *tls,
+                             const struct sockaddr *peer, socklen_t peerlen,
+                             const struct sockaddr *local, socklen_t locallen)
 {
-    sg_h1_conn *c = conn_new(w, fd, peer, peerlen, local, locallen);
+    sg_h1_conn *c = conn_new(w, g, fd, peer, peerlen, local, locallen);
     if (!c) {
         sg_tls_free(tls);
         return;
@@ -876,11 +866,12 @@ void sg_h1_server_accept_tls(sg_worker *w, int fd, sg_tls_conn *tls, const struc
     conn_read(c);
 }
 
-void sg_h1_server_accept_pre(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+void sg_h1_server_accept_pre(sg_worker *w, const sg_listen_group *g, int fd,
+                             const struct sockaddr *peer, socklen_t peerlen,
                              const struct sockaddr *local, socklen_t locallen,
                              const char *pre, size_t npre)
 {
-    sg_h1_conn *c = conn_new(w, fd, peer, peerlen, local, locallen);
+    sg_h1_conn *c = conn_new(w, g, fd, peer, peerlen, local, locallen);
     if (!c || !npre) return;
     sg_inbuf_append(&c->in, pre, npre);
     /* More may be waiting behind the bytes the other codec read, and the

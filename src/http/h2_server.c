@@ -198,18 +198,6 @@ static sg_io_result transport_write(h2_conn *c, size_t *written)
 
 /* ---------- configuration ---------- */
 
-static const sg_listen_group *group_for(const sg_conf *gen, const struct sockaddr *local)
-{
-    const sg_listen_group *wild = NULL;
-    for (size_t i = 0; i < gen->nlistens; i++) {
-        const struct sockaddr *a = (const struct sockaddr *)&gen->listens[i].addr;
-        if (sg_sockaddr_eq(a, local)) return &gen->listens[i];
-        if (a->sa_family == local->sa_family && sg_sockaddr_port(a) == sg_sockaddr_port(local))
-            wild = &gen->listens[i];
-    }
-    return wild;
-}
-
 static void settings_defaults(h2_settings *s)
 {
     *s = (h2_settings){
@@ -221,10 +209,9 @@ static void settings_defaults(h2_settings *s)
 
 /* nginx takes connection-level HTTP/2 values from the default server of
  * the address; the header limits default to large_client_header_buffers. */
-static void settings_from_conf(h2_settings *s, sg_worker *w, const struct sockaddr *local)
+static void settings_from_conf(h2_settings *s, const sg_listen_group *g)
 {
     settings_defaults(s);
-    const sg_listen_group *g = group_for(sg_worker_conf(w), local);
     const sg_server_conf *srv = g ? g->default_server : NULL;
     if (!srv) return;
     const sg_h2_conf *h = &srv->h2;
@@ -467,6 +454,7 @@ static int build_request(h2_conn *c, h2_stream *st)
     sg_http_req *r = &st->ex->req;
     r->peer = (const struct sockaddr *)&c->peer;
     r->local = (const struct sockaddr *)&c->local;
+    r->group = c->node.group;
     r->http_major = 2;
     r->http_minor = 0;
     r->uri = SG_STR("/");
@@ -910,7 +898,7 @@ static bool fallback_h1(h2_conn *c, const char *data, size_t n)
         c->pre = (sg_inbuf){ 0 };
         c->io.fd = -1;      /* the HTTP/1.1 codec owns the socket now */
         conn_close(c);
-        sg_h1_server_accept_pre(w, fd, (struct sockaddr *)&peer, sizeof(peer),
+        sg_h1_server_accept_pre(w, c->node.group, fd, (struct sockaddr *)&peer, sizeof(peer),
                                 (struct sockaddr *)&local, sizeof(local), in.p, in.len);
         sg_inbuf_free(&in);
         return false;
@@ -1556,27 +1544,40 @@ static h2_conn *conn_new(sg_worker *w, sg_loop *loop, int fd, const struct socka
     return c;
 }
 
-void sg_h2_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+/* The connection keeps its listen group (kept current across reloads by
+ * the server) for the requests it will carry. */
+static void conn_set_group(h2_conn *c, const sg_listen_group *g)
+{
+    c->node.local = (const struct sockaddr *)&c->local;
+    c->node.group = g;
+}
+
+void sg_h2_server_accept(sg_worker *w, const sg_listen_group *g, int fd,
+                         const struct sockaddr *peer, socklen_t peerlen,
                          const struct sockaddr *local, socklen_t locallen,
                          const char *pre, size_t npre)
 {
     h2_settings set;
-    settings_from_conf(&set, w, local);
+    settings_from_conf(&set, g);
     sg_sock_tune(fd);
     h2_conn *c = conn_new(w, sg_worker_loop(w), fd, peer, peerlen, local, locallen, &set);
-    if (c && npre) conn_input(c, pre, npre);
+    if (!c) return;
+    conn_set_group(c, g);
+    if (npre) conn_input(c, pre, npre);
 }
 
-void sg_h2_server_accept_tls(sg_worker *w, int fd, sg_tls_conn *tls, const struct sockaddr *peer,
-                             socklen_t peerlen, const struct sockaddr *local, socklen_t locallen)
+void sg_h2_server_accept_tls(sg_worker *w, const sg_listen_group *g, int fd, sg_tls_conn *tls,
+                             const struct sockaddr *peer, socklen_t peerlen,
+                             const struct sockaddr *local, socklen_t locallen)
 {
     h2_settings set;
-    settings_from_conf(&set, w, local);
+    settings_from_conf(&set, g);
     h2_conn *c = conn_new(w, sg_worker_loop(w), fd, peer, peerlen, local, locallen, &set);
     if (!c) {
         sg_tls_free(tls);
         return;
     }
+    conn_set_group(c, g);
     c->tls = tls;
     c->readable = true;
     conn_read(c);

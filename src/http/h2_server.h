@@ -9,16 +9,22 @@
 #include <sys/socket.h>
 #include "core/worker.h"
 
-/* Takes ownership of an accepted, non-blocking socket. `pre`/`npre`: bytes
- * already read from it by someone else (may be NULL/0); they are processed
- * first, as if just read. */
-void sg_h2_server_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+struct sg_listen_group;
+
+/* Takes ownership of a non-blocking socket accepted on listen group g of
+ * the worker's current generation (NULL: the address is no longer
+ * listened on), which the connection keeps (sg_conn_node.group).
+ * `pre`/`npre`: bytes already read from it by someone else (may be
+ * NULL/0); they are processed first, as if just read. */
+void sg_h2_server_accept(sg_worker *w, const struct sg_listen_group *g, int fd,
+                         const struct sockaddr *peer, socklen_t peerlen,
                          const struct sockaddr *local, socklen_t locallen,
                          const char *pre, size_t npre);
 
 typedef struct sg_tls_conn sg_tls_conn;
-void sg_h2_server_accept_tls(sg_worker *w, int fd, sg_tls_conn *tls, const struct sockaddr *peer,
-                             socklen_t peerlen, const struct sockaddr *local, socklen_t locallen);
+void sg_h2_server_accept_tls(sg_worker *w, const struct sg_listen_group *g, int fd, sg_tls_conn *tls,
+                             const struct sockaddr *peer, socklen_t peerlen,
+                             const struct sockaddr *local, socklen_t locallen);
 
 #ifdef SG_FUZZING
 #include <stdint.h>

@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "net/sock.h"
 #include "observe/access_log.h"
 #include "proxy/grpc.h"
 #include "proxy/proxy.h"
@@ -28,22 +27,10 @@ static void exchange_init(sg_exchange *ex)
     sg_deferred_init(&ex->resume, on_resume);
 }
 
-static const sg_listen_group *group_for(const sg_conf *gen, const struct sockaddr *local)
-{
-    const sg_listen_group *wild = NULL;
-    for (size_t i = 0; i < gen->nlistens; i++) {
-        const struct sockaddr *a = (const struct sockaddr *)&gen->listens[i].addr;
-        if (sg_sockaddr_eq(a, local)) return &gen->listens[i];
-        if (a->sa_family == local->sa_family && sg_sockaddr_port(a) == sg_sockaddr_port(local))
-            wild = &gen->listens[i];
-    }
-    return wild;
-}
-
 static void exchange_start(sg_exchange *ex)
 {
     sg_http_req *r = &ex->req;
-    const sg_listen_group *g = group_for(r->gen, r->local);
+    const sg_listen_group *g = r->group;
     if (!g || g->nservers == 0) {
         /* The address was removed by a reload while this connection lived. */
         ex->close_connection = true;

@@ -278,10 +278,11 @@ static sp_session *session_new(sg_worker *w, const sg_stream_server_conf *srv, i
     return s;
 }
 
-void sg_stream_proxy_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
-                            const struct sockaddr *local, socklen_t locallen,
-                            const struct sg_stream_server_conf *srv)
+void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
+                            const struct sockaddr *peer, socklen_t peerlen,
+                            const struct sockaddr *local, socklen_t locallen)
 {
+    const sg_stream_server_conf *srv = g->stream_server;
     if (!srv->upstream || !srv->upstream->runtime) {   /* not activated: cannot happen */
         close(fd);
         return;

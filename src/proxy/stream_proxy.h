@@ -7,11 +7,12 @@
 #include <sys/socket.h>
 #include "core/worker.h"
 
-struct sg_stream_server_conf;
+struct sg_listen_group;
 
-/* Takes ownership of an accepted, non-blocking socket. */
-void sg_stream_proxy_accept(sg_worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
-                            const struct sockaddr *local, socklen_t locallen,
-                            const struct sg_stream_server_conf *srv);
+/* Takes ownership of a non-blocking socket accepted on listen group g
+ * (a stream server's: g->stream_server). */
+void sg_stream_proxy_accept(sg_worker *w, const struct sg_listen_group *g, int fd,
+                            const struct sockaddr *peer, socklen_t peerlen,
+                            const struct sockaddr *local, socklen_t locallen);
 
 #endif

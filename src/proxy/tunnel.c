@@ -48,7 +48,7 @@ struct sg_tunnel {
     sg_tls_conn *tls[2];           /* NULL: a plain socket */
     sg_conn_node node;
     sg_timer timer;
-    sg_tunnel *next, **pprev;      /* the thread's live list, then its dead list */
+    sg_list_node link;             /* in the thread's live list, then its dead list */
     sg_conf *gen;
     uint64_t nread[2], nwritten[2];
     /* Loop milliseconds, truncated: only differences are used, and every
@@ -66,7 +66,7 @@ struct sg_tunnel {
 typedef struct tstate {
     sg_worker *w;
     sg_loop *loop;
-    sg_tunnel *live, *dead;
+    sg_list live, dead;
     size_t nlive;
     sg_deferred reap;
     sg_timer sweep;
@@ -95,28 +95,12 @@ static int other(int side)
 
 /* ---------- lists ---------- */
 
-static void list_push(sg_tunnel **head, sg_tunnel *t)
-{
-    t->next = *head;
-    if (t->next) t->next->pprev = &t->next;
-    t->pprev = head;
-    *head = t;
-}
-
-static void list_unlink(sg_tunnel *t)
-{
-    *t->pprev = t->next;
-    if (t->next) t->next->pprev = t->pprev;
-    t->next = NULL;
-    t->pprev = NULL;
-}
-
 static void on_reap(sg_deferred *d)
 {
-    sg_tunnel *t;
-    while ((t = ts.dead) != NULL) {
-        list_unlink(t);
-        free(t);
+    sg_list_node *n;
+    while ((n = sg_list_first(&ts.dead)) != NULL) {
+        sg_list_remove(n);
+        free(sg_list_entry(n, sg_tunnel, link));
     }
 }
 
@@ -198,8 +182,10 @@ static void on_sweep(sg_timer *tm)
     sg_conf *cur = sg_worker_conf(ts.w);
     if (cur != ts.seen) {
         ts.seen = cur;
-        for (sg_tunnel *t = ts.live; t; t = t->next)
+        for (sg_list_node *n = sg_list_first(&ts.live); n; n = n->next) {
+            sg_tunnel *t = sg_list_entry(n, sg_tunnel, link);
             if (t->gen != cur) retire(t);
+        }
     }
     if (ts.nlive) sg_timer_arm(ts.loop, &ts.sweep, SWEEP_MS);
 }
@@ -407,12 +393,12 @@ static void tunnel_end(sg_tunnel *t, sg_tunnel_end_reason why)
         sg_tls_free(t->tls[s]);
         t->tls[s] = NULL;
     }
-    list_unlink(t);
+    sg_list_remove(&t->link);
     ts.nlive--;
     if (ts.nlive == 0) sg_timer_disarm(&ts.sweep);
     /* Freed at the end of the iteration: the other socket may still have
      * an event in this epoll batch that points at t. */
-    list_push(&ts.dead, t);
+    sg_list_push(&ts.dead, &t->link);
     sg_loop_defer(ts.loop, &ts.reap);
     if (t->on_close) {
         sg_tunnel_end e = {
@@ -502,7 +488,7 @@ sg_tunnel *sg_tunnel_start_q(sg_worker *w, int client_fd, int upstream_fd, const
     sg_timer_init(&t->timer, on_timer);
     t->node.shutdown = on_shutdown;
     sg_worker_conn_add(w, &t->node);
-    list_push(&ts.live, t);
+    sg_list_push(&ts.live, &t->link);
     if (ts.nlive++ == 0) sg_timer_arm(ts.loop, &ts.sweep, SWEEP_MS);
     /* Started on a generation the worker already left (the upgrade
      * answer came after a reload): it is retiring from the start. */

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "conf/conf.h"
 #include "core/buf.h"
 #include "core/worker.h"
 

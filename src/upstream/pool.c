@@ -51,7 +51,8 @@ void sg_upstream_rt_free(sg_upstream_rt *rt)
 
 sg_pool_node *sg_pool_take(sg_pool *p, const sg_peer *peer, const sg_tls_key *tls)
 {
-    for (sg_pool_node *n = p->idle; n; n = n->next) {
+    for (sg_list_node *l = sg_list_first(&p->idle); l; l = l->next) {
+        sg_pool_node *n = sg_list_entry(l, sg_pool_node, link);
         if (n->peer == peer && sg_tls_key_eq(&n->tls, tls)) {
             sg_pool_remove(p, n);
             return n;
@@ -64,21 +65,15 @@ sg_pool_put_result sg_pool_put(sg_pool *p, sg_pool_node *n)
 {
     if (p->retired || p->max_idle == 0) return SG_POOL_REFUSED;
     sg_pool_put_result r = p->nidle >= p->max_idle ? SG_POOL_SURPLUS : SG_POOL_KEPT;
-    n->next = p->idle;
-    if (n->next) n->next->pprev = &n->next;
-    n->pprev = &p->idle;
-    p->idle = n;
+    sg_list_push(&p->idle, &n->link);
     p->nidle++;
     return r;
 }
 
 void sg_pool_remove(sg_pool *p, sg_pool_node *n)
 {
-    if (!n->pprev) return;
-    *n->pprev = n->next;
-    if (n->next) n->next->pprev = n->pprev;
-    n->next = NULL;
-    n->pprev = NULL;
+    if (!sg_list_linked(&n->link)) return;
+    sg_list_remove(&n->link);
     p->nidle--;
 }
 
@@ -87,8 +82,8 @@ void sg_pool_retire(sg_pool *p)
     p->retired = true;
     sessions_free(p);
     if (p->h2_retire) p->h2_retire(p);
-    while (p->idle) {
-        sg_pool_node *n = p->idle;
+    while (!sg_list_empty(&p->idle)) {
+        sg_pool_node *n = sg_list_entry(sg_list_first(&p->idle), sg_pool_node, link);
         sg_pool_remove(p, n);
         n->close(n);
     }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "conf/conf.h"
+#include "core/list.h"
 #include "net/tls.h"
 #include "upstream/balancer.h"
 
@@ -27,7 +28,7 @@ bool sg_tls_key_eq(const sg_tls_key *a, const sg_tls_key *b);
 
 typedef struct sg_pool_node sg_pool_node;
 struct sg_pool_node {
-    sg_pool_node *next, **pprev;
+    sg_list_node link;                /* in the pool's idle list while parked */
     sg_peer *peer;
     sg_tls_key tls;                   /* its name is the connection's to keep */
     void (*close)(sg_pool_node *n);   /* close an idle connection (pool retired) */
@@ -37,7 +38,7 @@ typedef struct sg_pool_session sg_pool_session;
 
 typedef struct sg_pool sg_pool;
 struct sg_pool {
-    sg_pool_node *idle;                /* most recently used first */
+    sg_list idle;                      /* sg_pool_node, most recently used first */
     size_t nidle;
     size_t max_idle;                   /* upstream `keepalive` */
     bool retired;                      /* its generation is no longer current */

@@ -279,3 +279,29 @@ def test_stop_via_command_line(setup):
     res = run_streamgate(["-c", p.conf_path, "-p", p.prefix, "-s", "stop"])
     assert res.returncode == 0, res.stderr
     assert p.wait(5) == 0
+
+
+def test_kept_connection_is_routed_by_each_new_generation(setup):
+    """A client connection kept alive across reloads is routed by the
+    servers its address has in the generation each request starts on,
+    also once the generation it was accepted on is gone."""
+    p, port, b = setup
+
+    def two_servers(gen):
+        text = conf(port, b.port)
+        end = text.rstrip().rfind("}")     # of http {}: the first server stays the default
+        return text[:end] + """  server {
+    listen 127.0.0.1:%d;
+    server_name gen%d.test;
+    location / { return 200 gen%d; }
+  }
+""" % (port, gen, gen) + text[end:]
+
+    with HttpConn(port, timeout=5) as kept:
+        assert kept.request("GET", "/").text.startswith("sgback ")
+        for gen in range(3):
+            assert p.reload(two_servers(gen)) is True
+            r = kept.request("GET", "/", headers={"Host": "gen%d.test" % gen})
+            assert r.status == 200 and r.body == b"gen%d" % gen
+            r = kept.request("GET", "/", headers={"Host": "gen%d.test" % (gen + 1)})
+            assert r.status == 200 and r.text.startswith("sgback ")

@@ -3,7 +3,9 @@ ALPN picks HTTP/2 or HTTP/1.1 on the same port, SNI picks the server block
 and its certificate, seed 12 runs unchanged, and a client that sends garbage
 instead of a ClientHello costs only its own connection."""
 import socket
+import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -89,6 +91,45 @@ def test_garbage_handshake_costs_only_that_connection(two_sites):
             pass
     rc, body, _, err = curl(port, "a.test", "/", "--cacert", str(certs["a.test"]))
     assert (rc, body) == (0, b"site a\n"), err
+
+
+def test_handshake_across_reloads_serves_the_current_generation(tmp_path, start_proxy):
+    """A connection accepted before reloads and handshaken after them is
+    served by the generation current when the handshake ends, and a
+    kept-alive one by the generation of each request."""
+    crt, key = make_cert(tmp_path, "a.test")
+    port = free_port()
+
+    def conf(gen):
+        return http_conf("""
+  server {
+    listen 127.0.0.1:%d ssl;
+    server_name a.test;
+    ssl_certificate %s; ssl_certificate_key %s;
+    location / { return 200 "gen%d"; }
+  }
+""" % (port, crt, key, gen), main="worker_processes 1;")
+
+    p = start_proxy(conf(0))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5 * sgtest.SLOW)
+    time.sleep(0.2)                        # accepted: the handshake waits for the ClientHello
+    assert p.reload(conf(1)) is True
+    assert p.reload(conf(2)) is True
+    ctx = ssl.create_default_context(cafile=str(crt))
+    ctx.set_alpn_protocols(["http/1.1"])
+    with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+        def ask():
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < 4:
+                chunk = s.recv(4096)
+                assert chunk, data
+                data += chunk
+            return data.partition(b"\r\n\r\n")[2]
+        assert ask() == b"gen2"
+        for gen in (3, 4):
+            assert p.reload(conf(gen)) is True
+            assert ask() == b"gen%d" % gen
 
 
 def test_seed_12_http2_tls_to_http1(seed_dir, tmp_prefix, start_proxy, start_backend):

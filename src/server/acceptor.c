@@ -1,0 +1,163 @@
+/* Accepting connections and handing them to their protocol. */
+#include "server/acceptor.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "http/h1_server.h"
+#include "http/h2_server.h"
+#include "net/sock.h"
+#include "net/tls.h"
+#include "proxy/stream_proxy.h"
+
+struct sg_acceptor_listener {
+    sg_io io;
+    sg_acceptor *a;
+    bool stale;                      /* replaced by a reload: ignore late events */
+    size_t group;                    /* index into the current generation's listens[] */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
+
+/* The group of generation c a connection accepted on `local` belongs to:
+ * the one listening on that address, else one on the same port (a
+ * wildcard address accepted it); NULL when c does not listen there. */
+static const sg_listen_group *group_in(const sg_conf *c, const struct sockaddr *local)
+{
+    const sg_listen_group *wild = NULL;
+    for (size_t i = 0; i < c->nlistens; i++) {
+        const sg_listen_group *g = &c->listens[i];
+        const struct sockaddr *a = (const struct sockaddr *)&g->addr;
+        if (sg_sockaddr_eq(a, local)) return g;
+        if (a->sa_family == local->sa_family && sg_sockaddr_port(a) == sg_sockaddr_port(local))
+            wild = g;
+    }
+    return wild;
+}
+
+static void regroup(sg_conn_node *n, void *arg)
+{
+    if (n->local) n->group = group_in(arg, n->local);
+}
+
+void sg_acceptor_regroup(sg_worker *w, const sg_conf *c)
+{
+    sg_worker_each_conn(w, regroup, (void *)c);
+}
+
+/* `arg` is the group of the handshake's generation; when a reload came
+ * during the handshake, the connection takes its group in the current one. */
+static void on_tls_ready(const sg_tls_accepted *a, void *arg)
+{
+    sg_worker *w = sg_worker_self();
+    const sg_conf *cur = sg_worker_conf(w);
+    const sg_listen_group *g = arg;
+    uintptr_t p = (uintptr_t)g, first = (uintptr_t)cur->listens;
+    if (p < first || p >= first + cur->nlistens * sizeof(*g)) g = group_in(cur, a->local);
+    sg_sock_tune(a->fd);
+    if (sg_tls_alpn_is_h2(a->tls))
+        sg_h2_server_accept_tls(w, g, a->fd, a->tls, a->peer, a->peerlen, a->local, a->locallen);
+    else
+        sg_h1_server_accept_tls(w, g, a->fd, a->tls, a->peer, a->peerlen, a->local, a->locallen);
+}
+
+static void on_accept(sg_io *io, uint32_t events)
+{
+    sg_acceptor_listener *l = (sg_acceptor_listener *)io;
+    sg_worker *w = l->a->w;
+    if (l->stale) return;
+    sg_conf *c = sg_worker_conf(w);
+    /* Accept a bounded batch per wake-up so one busy listener cannot
+     * starve the connections already open. */
+    for (int i = 0; i < 64 && !sg_worker_quitting(w); i++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                sg_log_error("accept4() failed: %s", strerror(errno));
+            return;
+        }
+        if (sg_worker_conn_count(w) >= c->worker_connections) {
+            sg_log_warn("%u worker_connections are not enough", c->worker_connections);
+            close(fd);
+            continue;
+        }
+        const sg_listen_group *g = &c->listens[l->group];
+        const struct sockaddr *local = (const struct sockaddr *)&l->addr;
+        if (g->stream_server)
+            sg_stream_proxy_accept(w, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen);
+        else if (g->ssl)
+            sg_tls_accept(sg_worker_loop(w), c, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen,
+                          g->default_server->client_header_timeout_ms, on_tls_ready, (void *)g);
+        else if (g->http2)
+            sg_h2_server_accept(w, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen, NULL, 0);
+        else
+            sg_h1_server_accept(w, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen);
+    }
+}
+
+static void on_free_old(sg_deferred *d)
+{
+    sg_acceptor *a = (sg_acceptor *)((char *)d - offsetof(sg_acceptor, free_old));
+    free(a->old);
+    a->old = NULL;
+}
+
+void sg_acceptor_init(sg_acceptor *a, sg_worker *w)
+{
+    memset(a, 0, sizeof(*a));
+    a->w = w;
+    sg_deferred_init(&a->free_old, on_free_old);
+}
+
+/* Events of the current epoll batch may still point at the old array, so
+ * it is marked stale and freed only once the batch is handled. */
+void sg_acceptor_set(sg_acceptor *a, const sg_conf *c, const int *fds)
+{
+    sg_loop *loop = sg_worker_loop(a->w);
+    for (size_t i = 0; i < a->nlisteners; i++) {
+        bool kept = false;
+        for (size_t j = 0; fds && j < c->nlistens; j++)
+            if (fds[j] == a->listeners[i].io.fd) kept = true;
+        if (!kept) sg_loop_del(loop, &a->listeners[i].io);
+        a->listeners[i].stale = true;
+    }
+    if (a->listeners) {
+        free(a->old);
+        a->old = a->listeners;
+        sg_loop_defer(loop, &a->free_old);
+    }
+    a->listeners = NULL;
+    a->nlisteners = 0;
+    if (!fds) return;
+    a->listeners = sg_xcalloc(c->nlistens, sizeof(sg_acceptor_listener));
+    for (size_t j = 0; j < c->nlistens; j++) {
+        sg_acceptor_listener *l = &a->listeners[j];
+        l->io.fd = fds[j];
+        l->io.on_event = on_accept;
+        l->a = a;
+        l->group = j;
+        memcpy(&l->addr, &c->listens[j].addr, c->listens[j].addrlen);
+        l->addrlen = c->listens[j].addrlen;
+        /* Re-adding a kept fd fails with EEXIST: its registration stays, but
+         * it must point at the new listener, so modify it instead. */
+        sg_loop_del(loop, &l->io);
+        sg_loop_add_reader(loop, &l->io);
+    }
+    a->nlisteners = c->nlistens;
+}
+
+void sg_acceptor_done(sg_acceptor *a)
+{
+    free(a->listeners);
+    free(a->old);
+    a->listeners = a->old = NULL;
+    a->nlisteners = 0;
+}

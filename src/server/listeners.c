@@ -1,0 +1,99 @@
+/* The main thread's listening sockets, one slot per address. */
+#include "server/listeners.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/str.h"
+#include "net/sock.h"
+#include "server/server.h"
+
+typedef struct listen_slot {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int fds[SG_MAX_WORKERS];
+    bool keep;
+} listen_slot;
+
+static listen_slot *slots;
+static size_t nslots;
+
+static listen_slot *find_slot(const struct sockaddr *a)
+{
+    for (size_t i = 0; i < nslots; i++)
+        if (sg_sockaddr_eq((struct sockaddr *)&slots[i].addr, a)) return &slots[i];
+    return NULL;
+}
+
+/* Closes the slots opened since `old_n` and forgets which slots the failed
+ * generation wanted: the running set stays exactly as it was. */
+void sg_listeners_rollback(size_t old_n, int n)
+{
+    for (size_t m = old_n; m < nslots; m++)
+        for (int q = 0; q < n; q++) close(slots[m].fds[q]);
+    nslots = old_n;
+    for (size_t m = 0; m < nslots; m++) slots[m].keep = true;
+}
+
+bool sg_listeners_open(const sg_conf *c, int n, size_t *old_n_out, char *err, size_t errlen)
+{
+    size_t old_n = nslots;
+    *old_n_out = old_n;
+    for (size_t i = 0; i < nslots; i++) slots[i].keep = false;
+    slots = sg_xrealloc(slots, sizeof(listen_slot) * (nslots + c->nlistens + 1));
+    for (size_t j = 0; j < c->nlistens; j++) {
+        const sg_listen_group *g = &c->listens[j];
+        listen_slot *s = find_slot((const struct sockaddr *)&g->addr);
+        if (s) {
+            s->keep = true;
+            continue;
+        }
+        s = &slots[nslots];
+        memset(s, 0, sizeof(*s));
+        memcpy(&s->addr, &g->addr, g->addrlen);
+        s->addrlen = g->addrlen;
+        s->keep = true;
+        for (int k = 0; k < n; k++) {
+            s->fds[k] = sg_listen_socket((const struct sockaddr *)&g->addr, g->addrlen, g->backlog);
+            if (s->fds[k] < 0) {
+                snprintf(err, errlen, "bind() to %s failed (%d: %s)", g->text, errno, strerror(errno));
+                for (int m = 0; m < k; m++) close(s->fds[m]);
+                sg_listeners_rollback(old_n, n);
+                return false;
+            }
+        }
+        nslots++;
+    }
+    return true;
+}
+
+void sg_listeners_close_unused(int n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < nslots; i++) {
+        if (!slots[i].keep) {
+            for (int j = 0; j < n; j++) close(slots[i].fds[j]);
+            continue;
+        }
+        slots[k++] = slots[i];
+    }
+    nslots = k;
+}
+
+void sg_listeners_close_all(int n)
+{
+    for (size_t i = 0; i < nslots; i++)
+        for (int j = 0; j < n; j++) close(slots[i].fds[j]);
+    nslots = 0;
+}
+
+int *sg_listeners_fds(const sg_conf *c, int worker)
+{
+    int *fds = sg_xcalloc(c->nlistens ? c->nlistens : 1, sizeof(int));
+    for (size_t j = 0; j < c->nlistens; j++)
+        fds[j] = find_slot((const struct sockaddr *)&c->listens[j].addr)->fds[worker];
+    return fds;
+}

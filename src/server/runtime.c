@@ -1,0 +1,43 @@
+/* Upstream runtimes of a generation. */
+#include "server/runtime.h"
+
+#include "conf/stream_conf.h"
+#include "upstream/pool.h"
+
+/* Stream upstreams' runtimes go with their generation (sg_conf_on_free). */
+static void stream_runtime_free(void *arg)
+{
+    sg_stream_conf *sc = arg;
+    for (size_t i = 0; i < sc->nupstreams; i++) {
+        sg_upstream_rt_free(sc->upstreams[i]->runtime);
+        sc->upstreams[i]->runtime = NULL;
+    }
+}
+
+bool sg_runtime_attach(sg_conf *c, int n)
+{
+    for (size_t i = 0; i < c->nupstreams; i++)
+        c->upstreams[i]->runtime = sg_upstream_rt_new(c->upstreams[i], n);
+    if (c->stream) {
+        for (size_t i = 0; i < c->stream->nupstreams; i++)
+            c->stream->upstreams[i]->runtime = sg_upstream_rt_new(c->stream->upstreams[i], n);
+        sg_conf_on_free(c, stream_runtime_free, c->stream);
+    }
+    return true;
+}
+
+void sg_runtime_free(sg_conf *c)
+{
+    for (size_t i = 0; i < c->nupstreams; i++) {
+        sg_upstream_rt_free(c->upstreams[i]->runtime);
+        c->upstreams[i]->runtime = NULL;
+    }
+}
+
+void sg_runtime_retire(sg_conf *c, int worker)
+{
+    for (size_t i = 0; i < c->nupstreams; i++) {
+        sg_upstream_rt *rt = c->upstreams[i]->runtime;
+        if (rt) sg_pool_retire(&rt->pools[worker]);
+    }
+}
