@@ -263,7 +263,7 @@ static h2_stream *stream_new(h2_conn *c, int32_t id)
     st->send_ms = c->set.send_ms;
     st->body_ms = 60000;
     st->last_rx_ms = now_ms(c);
-    sg_exchange_init(st->ex, c->w, c->w ? sg_worker_conf(c->w) : NULL, &h2_down_ops, st);
+    sg_exchange_init(st->ex, c->w, sg_worker_conf(c->w), &h2_down_ops, st);
     list_insert(&c->streams, st);
     c->nstreams++;
     sg_timer_disarm(&c->idle_timer);
@@ -890,20 +890,16 @@ static bool fallback_h1(h2_conn *c, const char *data, size_t n)
 {
     sg_inbuf_append(&c->pre, data, n);
     int fd = c->io.fd;
-    if (c->w) {
-        sg_worker *w = c->w;
-        sg_loop_del(c->loop, &c->io);
-        struct sockaddr_storage peer = c->peer, local = c->local;
-        sg_inbuf in = c->pre;
-        c->pre = (sg_inbuf){ 0 };
-        c->io.fd = -1;      /* the HTTP/1.1 codec owns the socket now */
-        conn_close(c);
-        sg_h1_server_accept_pre(w, c->node.group, fd, (struct sockaddr *)&peer, sizeof(peer),
-                                (struct sockaddr *)&local, sizeof(local), in.p, in.len);
-        sg_inbuf_free(&in);
-        return false;
-    }
-    conn_close(c);   /* fuzzing: no worker */
+    sg_worker *w = c->w;
+    sg_loop_del(c->loop, &c->io);
+    struct sockaddr_storage peer = c->peer, local = c->local;
+    sg_inbuf in = c->pre;
+    c->pre = (sg_inbuf){ 0 };
+    c->io.fd = -1;      /* the HTTP/1.1 codec owns the socket now */
+    conn_close(c);
+    sg_h1_server_accept_pre(w, c->node.group, fd, (struct sockaddr *)&peer, sizeof(peer),
+                            (struct sockaddr *)&local, sizeof(local), in.p, in.len);
+    sg_inbuf_free(&in);
     return false;
 }
 
@@ -926,7 +922,7 @@ static bool preface_input(h2_conn *c, const char *data, size_t n)
     return true;
 }
 
-/* Everything read goes through here (and the fuzz target). False if c is gone. */
+/* Everything read goes through here. False if c is gone. */
 static bool conn_input(h2_conn *c, const char *data, size_t n)
 {
     c->last_rx_ms = now_ms(c);
@@ -1499,7 +1495,7 @@ static void conn_close(h2_conn *c)
         close(c->io.fd);
         c->io.fd = -1;
     }
-    if (c->w) sg_worker_conn_del(c->w, &c->node);
+    sg_worker_conn_del(c->w, &c->node);
     /* freed at the end of the iteration: callers up the stack may still look at c */
     sg_deferred_init(&c->flush, on_free_deferred);
     sg_loop_defer(c->loop, &c->flush);
@@ -1540,7 +1536,7 @@ static h2_conn *conn_new(sg_worker *w, sg_loop *loop, int fd, const struct socka
         return NULL;
     }
     arm(c, &c->idle_timer, set->header_ms);   /* the preface must come in time */
-    if (w) sg_worker_conn_add(w, &c->node);
+    sg_worker_conn_add(w, &c->node);
     return c;
 }
 
@@ -1582,98 +1578,3 @@ void sg_h2_server_accept_tls(sg_worker *w, const sg_listen_group *g, int fd, sg_
     c->readable = true;
     conn_read(c);
 }
-
-/* ---------- fuzzing ---------- */
-
-#ifdef SG_FUZZING
-/* A stub core: answers each request at once, or after its body, or
- * aborts it, depending on the stream id, so that every path of the codec
- * (queues, deferred data, resets, drains) runs without a worker. */
-static void fuzz_respond(sg_exchange *ex)
-{
-    static const char body[] = "fuzz response body\n";
-    sg_header h = { SG_STR("X-Fuzz"), SG_STR("1"), 0 };
-    sg_response resp = { .status = ex->early_status ? ex->early_status : 200, .headers = &h,
-                         .nheaders = 1, .content_length = -1, .has_body = true };
-    ex->down->send_head(ex, &resp);
-    for (int i = 0; i < 4; i++) ex->down->send_data(ex, body, sizeof(body) - 1);
-    ex->down->send_end(ex);
-}
-
-static void fuzz_start(sg_exchange *ex)
-{
-    h2_stream *st = ex->down_ctx;
-    if (st->id % 7 == 0) ex->down->abort(ex);
-    else if (ex->req_length == 0 || st->id % 3 == 0) fuzz_respond(ex);
-    else ex->down->want_body(ex, true);
-}
-
-static void fuzz_on_body(sg_exchange *ex, const char *p, size_t n)
-{
-    h2_stream *st = ex->down_ctx;
-    ex->req_body_bytes += n;
-    if (ex->req_body_bytes > 4096 && st->id % 5 == 0) ex->down->want_body(ex, false);
-}
-
-static void fuzz_on_body_end(sg_exchange *ex)
-{
-    ex->req_body_done = true;
-    if (!ex->resp_head_sent) fuzz_respond(ex);
-}
-
-static void fuzz_nop(sg_exchange *ex)
-{
-}
-
-static const sg_exchange_handler fuzz_handler = {
-    .start = fuzz_start,
-    .on_body = fuzz_on_body,
-    .on_body_end = fuzz_on_body_end,
-    .on_drain = fuzz_nop,
-    .on_abort = fuzz_nop,
-    .finish = fuzz_nop,
-};
-
-static void fuzz_drain(int fd)
-{
-    char buf[65536];
-    while (read(fd, buf, sizeof(buf)) > 0) {
-    }
-}
-
-void sg_h2_server_fuzz(const uint8_t *data, size_t size)
-{
-    static sg_loop *loop;
-    if (!loop) loop = sg_loop_new();
-    sg_exchange_set_handler(&fuzz_handler);
-    int sv[2];
-    if (size < 1 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0) return;
-    h2_settings set;
-    settings_defaults(&set);
-    set.max_streams = 16;
-    set.preread = 4096;
-    set.max_header = 4096;
-    set.max_field = 2048;
-    struct sockaddr_storage sa = { .ss_family = AF_INET };
-    h2_conn *c = conn_new(NULL, loop, sv[0], (struct sockaddr *)&sa, sizeof(sa),
-                          (struct sockaddr *)&sa, sizeof(sa), &set);
-    if (!c) {
-        close(sv[1]);
-        return;
-    }
-    /* byte 0: low bit set = prepend the preface; the rest is split into
-     * pieces of 1..256 bytes so that frames straddle reads */
-    size_t step = (size_t)data[0] + 1;
-    if ((data[0] & 1) && !conn_input(c, PREFACE, PREFACE_LEN)) c = NULL;
-    sg_loop_run_deferred(loop);
-    for (size_t off = 1; c && !c->closed && off < size; off += step) {
-        size_t k = size - off < step ? size - off : step;
-        if (!conn_input(c, (const char *)data + off, k)) c = NULL;
-        sg_loop_run_deferred(loop);
-        fuzz_drain(sv[1]);
-    }
-    if (c) conn_close(c);
-    sg_loop_run_deferred(loop);
-    close(sv[1]);
-}
-#endif

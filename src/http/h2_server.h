@@ -26,11 +26,4 @@ void sg_h2_server_accept_tls(sg_worker *w, const struct sg_listen_group *g, int 
                              const struct sockaddr *peer, socklen_t peerlen,
                              const struct sockaddr *local, socklen_t locallen);
 
-#ifdef SG_FUZZING
-#include <stdint.h>
-/* Fuzzing only: one server session fed `data` as client input (first
- * byte: options), exchanges answered by a stub, then closed. */
-void sg_h2_server_fuzz(const uint8_t *data, size_t size);
-#endif
-
 #endif
