@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # streamgate's whole test run (what CI runs, through .ci/run):
 #   1. install dependencies (Debian 12 packages; skipped when all present)
-#   2. build with gcc (-Werror) and with clang (build-clang/)
+#   2. build with gcc (-Werror), check the layer order of src/'s includes
+#      (scripts/check_layers.py), build with clang (build-clang/)
 #   3. unit tests (Criterion) and integration tests (pytest) on build/
 #   4. ASan+UBSan build (build-asan/): unit + integration tests again
 #   5. libFuzzer targets (build-fuzz/fuzz_*), FUZZ_SECONDS each (default 30)
@@ -58,6 +59,10 @@ done_step
 
 step "build with gcc (-Werror)"
 make -j2 CC=gcc all
+done_step
+
+step "layering check (scripts/check_layers.py: includes point down)"
+/usr/bin/python3 scripts/check_layers.py
 done_step
 
 step "build with clang (build-clang/)"
