@@ -18,7 +18,9 @@ Fixtures (every process they start is killed at teardown, even on failure):
                       upstream_extra="", server_extra="", http_extra="")
                       → (Proxy, listen_port): one server proxying / to an upstream
                       group "backend" made of the given ports
-  seed_dir            Path of the seed configs (skip if absent)
+  seed_dir            Path of the seed configs (fails if absent)
+  seed_conf           factory: seed_conf(num) → sgtest.Seed (the seed copied into
+                      tmp_prefix on free ports; seed[8080] → the port used for 8080)
   start_echo          factory: start_echo(port=None) → EchoServer (Python backend whose
                       body is the raw request head it received; see sgtest)
   start_stub          factory: start_stub(port=None, mode="close") → TcpStub (a failing
@@ -28,8 +30,7 @@ Fixtures (every process they start is killed at teardown, even on failure):
                       → a grpcio channel without size limits, closed at teardown
 
 Helpers to import from sgtest: free_port, free_ports, port_busy, wait_for,
-http_conf, HttpConn, build_request, get, Backend, Proxy, run_streamgate,
-require_free_ports (skip the test when a fixed port is busy).
+http_conf, HttpConn, build_request, get, Backend, Proxy, run_streamgate.
 """
 
 import pytest
@@ -133,8 +134,21 @@ def simple_proxy(start_proxy):
 @pytest.fixture
 def seed_dir():
     if not sgtest.SEED_DIR.is_dir():
-        pytest.skip("seed configs not found at %s" % sgtest.SEED_DIR)
+        pytest.fail("seed configs not found at %s (they live in ../shared/seed-configs "
+                    "beside the clone; SG_SEED_DIR names another folder)" % sgtest.SEED_DIR,
+                    pytrace=False)
     return sgtest.SEED_DIR
+
+
+@pytest.fixture
+def seed_conf(seed_dir, tmp_prefix):
+    """factory: seed_conf(num) → sgtest.Seed: seed NUM copied into tmp_prefix
+    with its fixed ports replaced by free ones (seed[8080] is the port that
+    stands for 8080); start it with start_proxy(conf_file=seed.path,
+    prefix=tmp_prefix)."""
+    def make(num):
+        return sgtest.seed_with_free_ports(seed_dir, num, tmp_prefix)
+    return make
 
 
 @pytest.fixture

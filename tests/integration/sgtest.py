@@ -6,7 +6,9 @@ process is killed at teardown even when a test fails; prefer the fixtures
 (`backend`, `proxy`, `tmp_prefix`, ...) to constructing these classes by hand.
 
 Main pieces:
-  BUILD_DIR, STREAMGATE, SGBACK, REPO, SEED_DIR   paths (SG_BUILD picks the build folder)
+  BUILD_DIR, STREAMGATE, SGBACK, REPO, SEED_DIR   paths (SG_BUILD picks the build folder,
+                                                 SG_SEED_DIR the seed configs)
+  seed_with_free_ports(seed_dir, num, dir)       a seed config's copy on free ports (Seed)
   SANITIZED                                      True when SG_BUILD looks like an ASan build
   free_port(), free_ports(n), port_busy(p)       loopback port helpers
   wait_for(pred, timeout)                        poll until pred() is truthy
@@ -44,16 +46,9 @@ SANITIZED = "asan" in BUILD_DIR.name or os.environ.get("SG_SAN") == "1"
 SLOW = 3.0 if SANITIZED else 1.0
 
 
-def _find_seed_dir():
-    """The seed configs: ../shared/seed-configs beside the clone (CI), else /work/shared."""
-    for cand in (REPO.parent / "shared" / "seed-configs",
-                 Path("/work/shared/seed-configs")):
-        if cand.is_dir():
-            return cand
-    return REPO.parent / "shared" / "seed-configs"
-
-
-SEED_DIR = _find_seed_dir()
+# The seed configs: ../shared/seed-configs beside the clone (as in CI), or
+# $SG_SEED_DIR.
+SEED_DIR = Path(os.environ.get("SG_SEED_DIR") or REPO.parent / "shared" / "seed-configs").resolve()
 
 # Text that means a sanitizer found a bug (checked in stderr at stop).
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -693,12 +688,44 @@ def get(port, path="/", headers=None, method="GET", body=None, timeout=10.0, **k
         return c.request(method, path, headers=headers, body=body, **kw)
 
 
-def require_free_ports(*ports):
-    """pytest.skip the calling test if any of these fixed ports is busy."""
+def _private_netns_works():
+    try:
+        r = subprocess.run(["unshare", "-rn", "ip", "link", "set", "lo", "up"],
+                           capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def with_fixed_ports(request, ports):
+    """For a test that must bind fixed ports it cannot choose (the built-in
+    demo's): returns True when the test body should run here.
+
+    Outside, the test runs again (a pytest of its node id alone) in a
+    network namespace of its own (`unshare -rn`: an unprivileged user and
+    network namespace whose loopback is up), where no other process holds
+    those ports; this returns False once that run passed and fails the
+    test with its output when it did not. Inside (SG_PRIVATE_NETNS=1) it
+    returns True. Where namespaces are not allowed, the test runs here once
+    the ports are free (waiting up to 60 s), and fails if they stay busy."""
     import pytest
-    busy = [p for p in ports if port_busy(p)]
-    if busy:
-        pytest.skip("fixed port(s) busy: %s" % busy)
+    import sys
+    if os.environ.get("SG_PRIVATE_NETNS") == "1":
+        return True
+    if not _private_netns_works():
+        wait_for(lambda: not any(port_busy(p) for p in ports), 60, 0.5,
+                 "fixed ports %s to be free (no private network namespace here)" % (ports,))
+        return True
+    env = dict(os.environ, SG_PRIVATE_NETNS="1", SG_BUILD=str(BUILD_DIR))
+    cmd = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+           sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid]
+    r = subprocess.run(cmd, cwd=str(request.config.rootpath), env=env, capture_output=True,
+                       text=True, timeout=600 * SLOW)
+    out = r.stdout + r.stderr
+    if r.returncode != 0 or not re.search(r"(^|\s)1 passed\b", out):
+        pytest.fail("in a private network namespace (exit %d):\n%s" % (r.returncode, out[-6000:]),
+                    pytrace=False)
+    return False
 
 
 # ---------------------------------------------------------------- Python peers
@@ -1030,7 +1057,55 @@ def make_seed_certs(prefix):
 
 def seed_path(seed_dir, num):
     """The seed config numbered num ("05" -> SEED_DIR/05-*.conf)."""
-    return sorted(Path(seed_dir).glob("%s-*.conf" % num))[0]
+    files = sorted(Path(seed_dir).glob("%s-*.conf" % num))
+    if not files:
+        raise SgTestError("no seed file %s-*.conf in %s" % (num, seed_dir))
+    return files[0]
+
+
+# host:port in a seed configuration (all of them name 127.0.0.1 or localhost)
+_SEED_ADDR = re.compile(rb"(127\.0\.0\.1|localhost|\[::1\]):(\d+)\b")
+
+
+class Seed:
+    """A seed configuration copied with its fixed ports replaced by free ones.
+
+    path: the copy; ports: {port written in the seed: port in the copy};
+    seed[8080] is ports[8080]."""
+
+    def __init__(self, path, ports):
+        self.path = path
+        self.ports = ports
+
+    def __getitem__(self, port):
+        return self.ports[port]
+
+
+def seed_with_free_ports(seed_dir, num, dest_dir):
+    """Copy seed NUM into dest_dir (same file name) with every port of a
+    host:port outside comments replaced by a free port, the same free port
+    for each occurrence of a seed port; every other byte is kept. Returns a
+    Seed. The seeds' ports are fixed (8080, 50051...): run as they are, a
+    test would depend on nobody else using them."""
+    src = seed_path(seed_dir, num)
+    lines = src.read_bytes().splitlines(keepends=True)
+    fixed = []
+    for line in lines:
+        code = line.partition(b"#")[0]
+        for m in _SEED_ADDR.finditer(code):
+            if int(m.group(2)) not in fixed:
+                fixed.append(int(m.group(2)))
+    ports = dict(zip(fixed, free_ports(len(fixed))))
+
+    def swap(m):
+        return m.group(1) + b":" + str(ports[int(m.group(2))]).encode()
+    out = []
+    for line in lines:
+        code, mark, comment = line.partition(b"#")
+        out.append(_SEED_ADDR.sub(swap, code) + mark + comment)
+    dest = Path(dest_dir) / src.name
+    dest.write_bytes(b"".join(out))
+    return Seed(dest, ports)
 
 
 class RawH2:

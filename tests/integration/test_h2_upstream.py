@@ -35,7 +35,7 @@ import time
 import pytest
 
 from sgtest import (MB, SLOW, HttpConn, ConnectionClosed, free_port, free_ports, get, http_conf,
-                    pattern_bytes, require_free_ports, start_h2c_backend, wait_for)
+                    pattern_bytes, start_h2c_backend, wait_for)
 
 h2conn = pytest.importorskip("h2.connection")
 h2config = pytest.importorskip("h2.config")
@@ -754,13 +754,13 @@ def test_silent_connection_is_pinged_and_closed(start_stub, h2_proxy):
 
 # ---------------------------------------------------------------- seed 13
 
-def test_seed_13_runs_unchanged(seed_dir, tmp_prefix, start_proxy, start_h2back):
-    """13-proxy-http2-upstream.conf: 127.0.0.1:8000 -> h2c 127.0.0.1:9002."""
-    require_free_ports(8000, 9002)
-    b = start_h2back(9002)
-    path = sorted(seed_dir.glob("13-*.conf"))[0]
-    start_proxy(conf_file=path, prefix=tmp_prefix)
-    statuses = load(8000, 1000, 10)
+def test_seed_13_runs_unchanged(seed_conf, tmp_prefix, start_proxy, start_h2back):
+    """13-proxy-http2-upstream.conf (its ports made free ones):
+    127.0.0.1:8000 -> h2c 127.0.0.1:9002."""
+    seed = seed_conf("13")
+    b = start_h2back(seed[9002])
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
+    statuses = load(seed[8000], 1000, 10)
     assert len(statuses) == 10000 and set(statuses) == {200}
     st = b.stats()
     print("seed 13: %d upstream connections for 10000 requests" % st["accepted"])
