@@ -29,14 +29,80 @@ Fixtures (every process they start is killed at teardown, even on failure):
   grpc_channels       factory: grpc_channels(port, host="127.0.0.1", root_cert=None)
                       → a grpcio channel without size limits, closed at teardown
 
+A skip whose reason is not in allowed_skips.txt, and any xfail or xpass,
+fails the run (see the hooks below).
+
 Helpers to import from sgtest: free_port, free_ports, port_busy, wait_for,
 http_conf, HttpConn, build_request, get, Backend, Proxy, run_streamgate.
 """
+
+from pathlib import Path
 
 import pytest
 
 import sgtest
 from sgtest import Backend, Proxy, free_port, http_conf
+
+
+# ---------------------------------------------------------------- skips fail the run
+# A skipped test is a test that did not run: the run fails on any skip whose
+# reason is not declared in allowed_skips.txt (tools a machine may lack), and
+# on every xfail or xpass, so that a green run means every test ran.
+
+ALLOWED_SKIPS_FILE = Path(__file__).with_name("allowed_skips.txt")
+
+
+def allowed_skip_reasons():
+    lines = ALLOWED_SKIPS_FILE.read_text().splitlines()
+    return [l.strip() for l in lines if l.strip() and not l.lstrip().startswith("#")]
+
+
+_skip_outcomes = []      # (nodeid, kind, reason, allowed)
+
+
+def _skip_reason(report):
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        reason = report.longrepr[2]
+    else:
+        reason = str(report.longrepr)
+    return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+
+
+def pytest_runtest_logreport(report):
+    if hasattr(report, "wasxfail"):
+        kind = "xfailed" if report.skipped else "xpassed"
+        _skip_outcomes.append((report.nodeid, kind, report.wasxfail, False))
+    elif report.skipped:
+        reason = _skip_reason(report)
+        ok = any(reason.startswith(a) for a in allowed_skip_reasons())
+        _skip_outcomes.append((report.nodeid, "skipped", reason, ok))
+
+
+def pytest_collectreport(report):
+    """A module that skips as a whole (pytest.importorskip) skips at collection."""
+    if report.skipped:
+        reason = _skip_reason(report)
+        ok = any(reason.startswith(a) for a in allowed_skip_reasons())
+        _skip_outcomes.append((report.nodeid, "skipped", reason, ok))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) and \
+            any(not ok for _, _, _, ok in _skip_outcomes):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _skip_outcomes:
+        return
+    tr = terminalreporter
+    tr.section("skips and xfails")
+    for nodeid, kind, reason, ok in _skip_outcomes:
+        tr.write_line("%s %s %s: %s" % ("allowed:" if ok else "FAILS THE RUN:", kind, nodeid, reason))
+    bad = sum(1 for o in _skip_outcomes if not o[3])
+    if bad:
+        tr.write_line("%d test(s) did not run for a reason not declared in %s: the run fails"
+                      % (bad, ALLOWED_SKIPS_FILE.name), red=True, bold=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

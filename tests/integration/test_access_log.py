@@ -1,9 +1,10 @@
 """Access log: log_format variables, escaping, predefined formats, off, reopen.
 
 Lines must be exactly what nginx writes.  Each test states the expected line
-and, when the Debian nginx binary is installed, also runs nginx with the same
-http{} block and the same requests against the same sgback and compares the
-lines (after masking the clock: $time_*, $request_time).
+and also runs the Debian nginx (nginx-light, installed by
+scripts/install-deps.sh; missing, or failing to start, fails the test) with
+the same http{} block and the same requests against the same sgback and
+compares the lines (after masking the clock: $time_*, $request_time).
 """
 
 import os
@@ -68,7 +69,8 @@ def nginx_peer(tmp_path):
 
     def start(body):
         if not NGINX:
-            return None
+            pytest.fail("nginx is not installed (nginx-light: run scripts/install-deps.sh); "
+                        "every access-log line is compared with its own", pytrace=False)
         n = NginxPeer(body, tmp_path / ("nginx%d" % len(started)))
         started.append(n)
         return n
@@ -95,7 +97,7 @@ def run_case(start_proxy, nginx_peer, body, send, logs):
     """Run `send(port)` against streamgate (then stop it: flush) and nginx.
 
     body: http{} contents with @PORT@ for the listen port.  Returns
-    {log name: (streamgate lines, nginx lines or None)}.
+    {log name: (streamgate lines, nginx lines)}.
     """
     port = free_port()
     # One thread: lines of different connections keep their order (each
@@ -105,19 +107,17 @@ def run_case(start_proxy, nginx_peer, body, send, logs):
     p.stop()
     out = {name: [read_lines(p.prefix / "logs" / name), None] for name in logs}
     n = nginx_peer(body)
-    if n is not None:
-        send(n.port)
-        n.stop()
-        for name in logs:
-            out[name][1] = read_lines(n.prefix / "logs" / name)
+    send(n.port)
+    n.stop()
+    for name in logs:
+        out[name][1] = read_lines(n.prefix / "logs" / name)
     return out
 
 
 def same_as_nginx(out):
     for name, (sg, ng) in out.items():
-        if ng is not None:
-            assert [mask(l) for l in sg] == [mask(l) for l in ng], \
-                "%s differs from nginx:\nstreamgate: %r\nnginx:      %r" % (name, sg, ng)
+        assert [mask(l) for l in sg] == [mask(l) for l in ng], \
+            "%s differs from nginx:\nstreamgate: %r\nnginx:      %r" % (name, sg, ng)
 
 
 # ---------------------------------------------------------------- formats
@@ -251,11 +251,10 @@ def test_combined_and_main_are_predefined(backend, start_proxy, nginx_peer):
     [m] = read_lines(logs / "m.log")
     assert re.fullmatch(combined + r' "10\.1\.2\.3"', m), m
     n = nginx_peer(nginx_body)
-    if n is not None:
-        send(n.port)
-        n.stop()
-        for name, line in (("c.log", c), ("m.log", m), ("plain.log", plain)):
-            assert [mask(line)] == [mask(l) for l in read_lines(n.prefix / "logs" / name)]
+    send(n.port)
+    n.stop()
+    for name, line in (("c.log", c), ("m.log", m), ("plain.log", plain)):
+        assert [mask(line)] == [mask(l) for l in read_lines(n.prefix / "logs" / name)]
 
 
 def test_no_access_log_unless_configured(backend, start_proxy):
