@@ -21,6 +21,8 @@ Fixtures (every process they start is killed at teardown, even on failure):
   seed_dir            Path of the seed configs (fails if absent)
   seed_conf           factory: seed_conf(num) → sgtest.Seed (the seed copied into
                       tmp_prefix on free ports; seed[8080] → the port used for 8080)
+  start_nginx         factory: start_nginx(conf_text, ports) → sgtest.Nginx (the installed
+                      nginx as a reference; fails the test if it cannot start)
   start_echo          factory: start_echo(port=None) → EchoServer (Python backend whose
                       body is the raw request head it received; see sgtest)
   start_stub          factory: start_stub(port=None, mode="close") → TcpStub (a failing
@@ -215,6 +217,25 @@ def seed_conf(seed_dir, tmp_prefix):
     def make(num):
         return sgtest.seed_with_free_ports(seed_dir, num, tmp_prefix)
     return make
+
+
+@pytest.fixture
+def start_nginx(tmp_path):
+    """factory: start_nginx(conf_text, ports) → started sgtest.Nginx (the
+    installed nginx, the reference; fails the test when it is missing or
+    does not start).  Stopped at teardown."""
+    started = []
+
+    def start(conf_text, ports):
+        n = sgtest.Nginx(conf_text, tmp_path / ("nginx%d" % len(started)), ports)
+        started.append(n)
+        try:
+            return n.start()
+        except sgtest.SgTestError as e:
+            pytest.fail(str(e), pytrace=False)
+    yield start
+    for n in started:
+        n.stop()
 
 
 @pytest.fixture

@@ -426,6 +426,59 @@ class Proxy(_Process):
         return self.stop(signal.SIGQUIT, timeout, check)
 
 
+# ---------------------------------------------------------------- nginx, the reference
+
+NGINX = "/usr/sbin/nginx"
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+
+class Nginx(_Process):
+    """The installed nginx (Debian's nginx-light, installed by
+    scripts/install-deps.sh), the reference some tests compare with: one
+    process in the foreground (master_process off) with its own prefix.
+
+    Nginx(conf_text, prefix, ports).start() writes PREFIX/nginx.conf and
+    waits until every port accepts; it raises SgTestError when nginx is
+    missing or does not start (a comparison with nginx is never dropped).
+    `conf_text` is a whole configuration: its http{} needs `access_log off;`
+    or a log under the prefix (the built-in default is /var/log/nginx)."""
+
+    def __init__(self, conf_text, prefix, ports):
+        super().__init__()
+        self.prefix = Path(prefix)
+        (self.prefix / "logs").mkdir(parents=True, exist_ok=True)
+        self.conf_path = self.prefix / "nginx.conf"
+        self.conf_path.write_text(conf_text)
+        self.ports = list(ports)
+
+    @property
+    def error_log(self):
+        p = self.prefix / "logs" / "error.log"
+        return self.output() + (p.read_text(errors="replace") if p.exists() else "")
+
+    def start(self, timeout=10.0):
+        if not os.access(NGINX, os.X_OK):
+            raise SgTestError("%s is not installed (nginx-light): run scripts/install-deps.sh" % NGINX)
+        argv = [NGINX, "-p", str(self.prefix), "-c", str(self.conf_path),
+                "-e", str(self.prefix / "logs" / "error.log"),
+                "-g", "daemon off; master_process off; pid %s;" % (self.prefix / "nginx.pid")]
+        self._spawn(argv, self.prefix / "stderr.log")
+        try:
+            self._wait_ports(self.ports, timeout, "nginx")
+        except SgTestError:
+            raise SgTestError("nginx did not start:\n%s" % self.error_log[-3000:])
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.running():
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(10 * SLOW)
+            except subprocess.TimeoutExpired:
+                pass
+        self._reap()
+
+
 # ---------------------------------------------------------------- raw HTTP/1.1
 
 class Response:
@@ -830,18 +883,36 @@ class EchoServer(_ThreadedListener):
     `X-Echo-Header: Name: value` (repeatable).  Keep-alive and HEAD work;
     `Connection: close` from the proxy closes after the response.
     heads: every raw request head received, in order.  X-Backend: PORT is set.
+    received: how many bytes arrived, all connections together (counted as
+    read from the sockets, before any parsing); accepted: connections;
+    finished: connections whose serving ended (the peer closed).
     """
 
     def __init__(self, port=None):
         self.heads = []
         self.bodies = []
+        self.received = 0
+        self.finished = 0          # connections whose serving has ended
         super().__init__(port)
+
+    def _serve_safe(self, c):
+        try:
+            super()._serve_safe(c)
+        finally:
+            with self._lock:
+                self.finished += 1
+
+    def _recv(self, c):
+        d = c.recv(65536)
+        with self._lock:
+            self.received += len(d)
+        return d
 
     def serve(self, c):
         buf = b""
         while True:
             while b"\r\n\r\n" not in buf:
-                more = c.recv(65536)
+                more = self._recv(c)
                 if not more:
                     c.close()
                     return
@@ -858,7 +929,7 @@ class EchoServer(_ThreadedListener):
             elif "content-length" in h:
                 n = int(h["content-length"])
                 while len(buf) < n:
-                    more = c.recv(65536)
+                    more = self._recv(c)
                     if not more:
                         c.close()
                         return
@@ -880,17 +951,17 @@ class EchoServer(_ThreadedListener):
         body = b""
         while True:
             while b"\r\n" not in buf:
-                buf += c.recv(65536)
+                buf += self._recv(c)
             line, buf = buf.split(b"\r\n", 1)
             size = int(line.split(b";")[0], 16)
             if size == 0:
                 while not (buf.startswith(b"\r\n") or b"\r\n\r\n" in buf):
-                    buf += c.recv(65536)
+                    buf += self._recv(c)
                 if buf.startswith(b"\r\n"):
                     return body, buf[2:]
                 return body, buf[buf.index(b"\r\n\r\n") + 4:]
             while len(buf) < size + 2:
-                buf += c.recv(65536)
+                buf += self._recv(c)
             body += buf[:size]
             buf = buf[size + 2:]
 

@@ -9,17 +9,13 @@ compares the lines (after masking the clock: $time_*, $request_time).
 
 import os
 import re
-import shutil
 import signal
-import subprocess
 import time
 
 import pytest
 
-from sgtest import (HttpConn, build_request, free_port, get, http_conf, port_accepts,
+from sgtest import (HttpConn, build_request, free_port, get, http_conf,
                     run_streamgate, wait_for, SLOW)
-
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
 TIME_LOCAL = r"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
 TIME_ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
@@ -34,49 +30,16 @@ def mask(line):
     return line
 
 
-class NginxPeer:
-    """The Debian nginx, single process in the foreground, with its own prefix."""
-
-    def __init__(self, body, prefix):
-        self.prefix = prefix
-        (prefix / "logs").mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        (prefix / "nginx.conf").write_text(http_conf(body.replace("@PORT@", str(self.port))))
-        self.proc = subprocess.Popen(
-            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-             "-e", str(prefix / "logs" / "error.log"),
-             "-g", "daemon off; master_process off; pid %s;" % (prefix / "nginx.pid")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        wait_for(lambda: port_accepts(self.port) or self.proc.poll() is not None, 10,
-                 what="nginx listening")
-        if self.proc.poll() is not None:
-            raise AssertionError("nginx did not start: %s"
-                                 % (prefix / "logs" / "error.log").read_text())
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture
-def nginx_peer(tmp_path):
-    started = []
-
+def nginx_peer(start_nginx):
+    """nginx_peer(body) -> started sgtest.Nginx running http{body} with @PORT@
+    a free port (.port); fails when nginx is missing or does not start."""
     def start(body):
-        if not NGINX:
-            pytest.fail("nginx is not installed (nginx-light: run scripts/install-deps.sh); "
-                        "every access-log line is compared with its own", pytrace=False)
-        n = NginxPeer(body, tmp_path / ("nginx%d" % len(started)))
-        started.append(n)
+        port = free_port()
+        n = start_nginx(http_conf(body.replace("@PORT@", str(port))), [port])
+        n.port = port
         return n
-    yield start
-    for n in started:
-        n.stop()
+    return start
 
 
 def wait_pid_file(p):

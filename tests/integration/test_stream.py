@@ -12,10 +12,8 @@ peers (a missing nginx, or one that does not start, fails them).
 
 import hashlib
 import os
-import shutil
 import socket
 import struct
-import subprocess
 import threading
 import time
 import zlib
@@ -444,11 +442,10 @@ def test_consistent_hash_moves_only_the_removed_servers_keys(peers, start_stream
 
     def nginx_choices(servers):
         ngx_port = free_port()
-        proc = nginx_stream("%s  server { listen 127.0.0.1:%d; proxy_pass ch; }\n"
-                            % (ups(servers), ngx_port), [ngx_port])
+        ngx = nginx_stream("%s  server { listen 127.0.0.1:%d; proxy_pass ch; }\n"
+                           % (ups(servers), ngx_port), [ngx_port])
         choices = {src: tag_of(ngx_port, src) for src in SOURCES}
-        proc.kill()
-        proc.wait(10)
+        ngx.stop()
         return choices
 
     p, port = start_stream("proxy_pass ch;", ups(names))
@@ -471,41 +468,18 @@ def test_consistent_hash_moves_only_the_removed_servers_keys(peers, start_stream
 
 # ---------------------------------------------------------------- against nginx
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-NGX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so"
-
-
 @pytest.fixture
-def nginx_stream(tmp_path):
-    """nginx_stream(body, ports) -> started nginx (stream{body}); fails
-    without nginx and its stream module (scripts/install-deps.sh installs
-    them) or when nginx does not start."""
-    if not NGINX or not os.path.exists(NGX_STREAM):
-        pytest.fail("nginx with the stream module (nginx-light, libnginx-mod-stream) "
-                    "not installed: run scripts/install-deps.sh", pytrace=False)
-    procs = []
-
+def nginx_stream(start_nginx):
+    """nginx_stream(body, ports) -> started sgtest.Nginx (stream{body});
+    fails without nginx and its stream module (scripts/install-deps.sh
+    installs them) or when nginx does not start."""
     def start(body, ports):
-        prefix = tmp_path / ("nginx%d" % len(procs))
-        (prefix / "logs").mkdir(parents=True)
-        conf = "load_module %s;\nerror_log %s/error.log;\nevents {}\nstream {\n%s\n}\n" % (
-            NGX_STREAM, prefix, body)
-        (prefix / "nginx.conf").write_text(conf)
-        proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-                                 "-g", "daemon off; master_process off; pid %s/nginx.pid;" % prefix],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        procs.append(proc)
-        wait_for(lambda: all(sgtest.port_accepts(q) for q in ports) or proc.poll() is not None,
-                 10, what="nginx listening")
-        if proc.poll() is not None:
-            pytest.fail("nginx did not start: %s" % proc.stderr.read().decode()[-500:],
-                        pytrace=False)
-        return proc
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+        if not os.path.exists(sgtest.NGINX_STREAM_MODULE):
+            pytest.fail("nginx's stream module (libnginx-mod-stream) is not installed: "
+                        "run scripts/install-deps.sh", pytrace=False)
+        return start_nginx("load_module %s;\nevents {}\nstream {\n%s\n}\n"
+                           % (sgtest.NGINX_STREAM_MODULE, body), ports)
+    return start
 
 
 @pytest.mark.parametrize("method", ["hash $remote_addr", "hash $remote_addr consistent",
