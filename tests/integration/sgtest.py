@@ -970,6 +970,130 @@ class EchoServer(_ThreadedListener):
         return self.heads[-1].decode("latin-1")
 
 
+class RandomBody:
+    """`total` bytes of random data, in blocks. A random buffer of 8 MiB + 13
+    bytes (a length no block size divides) is read round and round, so a
+    block lost, repeated or swapped anywhere in the stream changes its
+    SHA-256. blocks(size) yields memoryviews; sha256() is the digest of all."""
+
+    PERIOD = 8 * (1 << 20) + 13
+
+    def __init__(self, total):
+        self.total = total
+        buf = os.urandom(self.PERIOD)
+        self._ring = memoryview(buf + buf)     # any slice up to PERIOD is contiguous
+        self._digest = None
+
+    def blocks(self, size=1 << 20):
+        off = sent = 0
+        while sent < self.total:
+            n = min(size, self.total - sent, self.PERIOD)
+            yield self._ring[off:off + n]
+            off = (off + n) % self.PERIOD
+            sent += n
+
+    def sha256(self):
+        if self._digest is None:
+            h = hashlib.sha256()
+            for b in self.blocks(4 << 20):
+                h.update(b)
+            self._digest = h.hexdigest()
+        return self._digest
+
+
+class HashingBackend(_ThreadedListener):
+    """A Python HTTP/1.1 backend for large bodies, with no code of the proxy's:
+
+      GET /random[?chunked=1]  200 with `body` (a RandomBody), Content-Length
+                               or chunked in 1 MiB chunks
+      POST (any path)          reads the body (Content-Length or chunked) and
+                               answers 200 "LENGTH SHA256HEX\n" of it
+      GET (anything else)      200 "ok"
+    Keep-alive; `answered` lists (request line, status) in order."""
+
+    def __init__(self, body=None):
+        self.body = body
+        self.answered = []
+        super().__init__()
+
+    def serve(self, c):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target = lines[0].split(" ")[:2]
+            h = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+            if method == "POST":
+                h256 = hashlib.sha256()
+                n, buf = self._read_body(c, buf, h, h256)
+                self._send(c, lines[0], b"%d %s\n" % (n, h256.hexdigest().encode()))
+            elif target.startswith("/random") and self.body is not None:
+                chunked = "chunked=1" in target
+                c.sendall(b"HTTP/1.1 200 OK\r\n" + (b"Transfer-Encoding: chunked\r\n" if chunked
+                          else b"Content-Length: %d\r\n" % self.body.total) + b"\r\n")
+                for block in self.body.blocks():
+                    if chunked:
+                        c.sendall(b"%x\r\n" % len(block))
+                    c.sendall(block)
+                    if chunked:
+                        c.sendall(b"\r\n")
+                if chunked:
+                    c.sendall(b"0\r\n\r\n")
+                self.answered.append((lines[0], 200))
+            else:
+                self._send(c, lines[0], b"ok")
+
+    def _send(self, c, line, body):
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        self.answered.append((line, 200))
+
+    @staticmethod
+    def _read_body(c, buf, h, h256):
+        def more():
+            d = c.recv(1 << 20)
+            if not d:
+                raise ConnectionError("peer closed inside a body")
+            return d
+        n = 0
+        if "chunked" in h.get("transfer-encoding", "").lower():
+            while True:
+                while b"\r\n" not in buf:
+                    buf += more()
+                line, _, buf = buf.partition(b"\r\n")
+                size = int(line.split(b";")[0], 16)
+                if size == 0:
+                    while not buf.startswith(b"\r\n") and b"\r\n\r\n" not in buf:
+                        buf += more()
+                    return n, buf[2:] if buf.startswith(b"\r\n") else buf.split(b"\r\n\r\n", 1)[1]
+                left = size
+                while left:
+                    if not buf:
+                        buf = more()
+                    take = buf[:left]
+                    h256.update(take)
+                    buf = buf[len(take):]
+                    left -= len(take)
+                    n += len(take)
+                while len(buf) < 2:
+                    buf += more()
+                buf = buf[2:]
+        left = int(h.get("content-length", "0"))
+        while left:
+            if not buf:
+                buf = more()
+            take = buf[:left]
+            h256.update(take)
+            buf = buf[len(take):]
+            left -= len(take)
+            n += len(take)
+        return n, buf
+
+
 def head_of(resp):
     """Split an EchoServer response body: (request line, [(name, value)...], body bytes)."""
     raw = resp.body
