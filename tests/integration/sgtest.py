@@ -19,6 +19,7 @@ Main pieces:
   HttpConn, Response                             raw-socket HTTP/1.1 client (exact bytes,
                                                  keep-alive, pipelining, close detection)
   get(port, path, ...)                           one request on a fresh connection
+  SgbackRequests(port)                           requests that reached an sgback (to wait on)
   EchoServer                                     Python backend echoing the raw request head
   TcpStub                                        a listener that counts connections and
                                                  closes / resets / holds them (failing peers)
@@ -739,6 +740,28 @@ def get(port, path="/", headers=None, method="GET", body=None, timeout=10.0, **k
     """One request on a fresh connection (closed afterwards) → Response."""
     with HttpConn(port, timeout=timeout) as c:
         return c.request(method, path, headers=headers, body=body, **kw)
+
+
+class SgbackRequests:
+    """Requests an sgback port has parsed since this was made, its own /stats
+    calls left out: `arrived = SgbackRequests(port)` before sending, then
+    wait_for(lambda: arrived() >= 1) to know a request reached the backend
+    (a wait on the event, not a sleep)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.calls = 0
+        self.base = self._read()
+
+    def _read(self):
+        self.calls += 1
+        r = get(self.port, "/stats")
+        if r.status != 200:
+            raise SgTestError("sgback /stats answered %d" % r.status)
+        return json.loads(r.body)["requests"]
+
+    def __call__(self):
+        return self._read() - self.base - (self.calls - 1)
 
 
 def _private_netns_works():

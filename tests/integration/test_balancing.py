@@ -180,7 +180,8 @@ def test_peer_back_after_fail_timeout(start_proxy, start_backend):
     a.stop()
     assert backends_seen(port, 4) == [b.port] * 4
     start_backend([pa])
-    time.sleep(2.1)  # fail_timeout=1, whole seconds
+    # fail_timeout=1 (whole seconds): within 3 s a request tries it again
+    sgtest.wait_for(lambda: pa in backends_seen(port, 1), 3, 0.1, "the peer to be tried again")
     seen = backends_seen(port, 6)
     assert pa in seen and b.port in seen, seen
 
@@ -366,9 +367,10 @@ def test_least_conn(start_proxy, three):
 
     def slow():
         held["r"] = get(port, "/delay/%d" % (1500 * sgtest.SLOW), timeout=20)
+    arrived = sgtest.SgbackRequests(a)
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.4 * sgtest.SLOW)
+    sgtest.wait_for(lambda: arrived() >= 1, 5, what="the slow request at the first peer")
     during = backends_seen(port, 4) + backends_seen(port, 3, keepalive=True)
     t.join(20)
     assert held["r"].status == 200
@@ -384,11 +386,12 @@ def test_least_conn_two_held(start_proxy, three):
     results = []
     threads = []
     hold = "/delay/%d" % (1500 * sgtest.SLOW)
-    for _ in range(2):
+    for i in range(2):
+        arrived = sgtest.SgbackRequests(three[i])
         t = threading.Thread(target=lambda: results.append(get(port, hold, timeout=20)))
         t.start()
         threads.append(t)
-        time.sleep(0.3 * sgtest.SLOW)
+        sgtest.wait_for(lambda: arrived() >= 1, 5, what="long request %d at its peer" % i)
     during = backends_seen(port, 3)
     for t in threads:
         t.join(20)

@@ -228,15 +228,16 @@ def test_half_close_on_passes_the_fin(peers, start_stream):
 
 def test_half_close_off_by_default_ends_the_session(peers, start_stream):
     """nginx's default (proxy_half_close off): the first FIN ends the session
-    once the bytes before it are written, so a late answer is not relayed."""
-    r = peers(ReplyAfterEof, 0.5)
+    once the bytes before it are written, so a late answer is not relayed.
+    The backend answers 10 s after the FIN: the session must end long before."""
+    r = peers(ReplyAfterEof, 10.0)
     p, port = start_stream("proxy_pass 127.0.0.1:%d;" % r.port)
-    with connect(port) as s:
+    with connect(port, timeout=20) as s:
         s.sendall(b"y" * 10)
         s.shutdown(socket.SHUT_WR)
         t0 = time.monotonic()
         assert recv_all(s) == b""
-        assert time.monotonic() - t0 < 0.45 * SLOW
+        assert time.monotonic() - t0 < 5.0
     assert r.saw_eof.wait(5)
 
 
@@ -312,7 +313,7 @@ def test_all_down_closes_the_client_promptly(start_stream):
         with connect(port) as s:
             t0 = time.monotonic()
             assert recv_all(s) == b""
-            assert time.monotonic() - t0 < 1.0 * SLOW
+            assert time.monotonic() - t0 < 3.0 * SLOW      # not proxy_connect_timeout's 60 s
     assert "no live upstreams while connecting to upstream" in p.error_log
 
 
@@ -544,10 +545,10 @@ def test_graceful_quit_waits_for_sessions(peers, start_stream):
     s = connect(port)
     assert s.recv(64) == b"%d\n" % t.port
     p.signal(sgtest.signal.SIGQUIT)
-    time.sleep(0.3 * SLOW)
-    assert p.running()
-    s.sendall(b"bye")
+    wait_for(lambda: "gracefully shutting down" in p.stderr, 5, what="the quit to be taken")
+    s.sendall(b"bye")                     # the session is still relayed
     assert recv_exact(s, 3) == b"bye"
+    assert p.running()
     s.close()
     assert p.wait(10) == 0
 
