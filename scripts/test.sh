@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # streamgate's whole test run (what CI runs, through .ci/run):
 #   1. install dependencies (Debian 12 packages; skipped when all present)
-#   2. build with gcc (-Werror) and with clang (build-clang/)
-#   3. unit tests (Criterion) and integration tests (pytest) on build/
+#   2. build with gcc (-Werror), check the layer order of src/'s includes
+#      (scripts/check_layers.py), build with clang (build-clang/)
+#   3. unit tests (Criterion) and integration tests (pytest) on build/; a
+#      skipped or xfailed test fails the run unless its reason is declared in
+#      tests/integration/allowed_skips.txt (printed before each pytest run)
 #   4. ASan+UBSan build (build-asan/): unit + integration tests again
 #   5. libFuzzer targets (build-fuzz/fuzz_*), FUZZ_SECONDS each (default 30)
 # Stops at the first failure.  Environment:
@@ -44,6 +47,9 @@ trap finish EXIT
 
 run_pytest() {   # run_pytest BUILD_DIR
     local rc=0
+    # conftest.py fails the run on any skip not declared here, and on any xfail.
+    echo "skips allowed (tests/integration/allowed_skips.txt), every other skip or xfail fails:"
+    grep -v '^[[:space:]]*#' tests/integration/allowed_skips.txt | sed '/^[[:space:]]*$/d; s/^/  - /'
     SG_BUILD="$1" timeout -k 30 "$PYTEST_TIMEOUT" \
         /usr/bin/python3 -m pytest -q tests/integration ${PYTEST_ARGS:-} || rc=$?
     if [[ $rc -eq 5 ]]; then
@@ -58,6 +64,10 @@ done_step
 
 step "build with gcc (-Werror)"
 make -j2 CC=gcc all
+done_step
+
+step "layering check (scripts/check_layers.py: includes point down)"
+/usr/bin/python3 scripts/check_layers.py
 done_step
 
 step "build with clang (build-clang/)"

@@ -18,7 +18,11 @@ Fixtures (every process they start is killed at teardown, even on failure):
                       upstream_extra="", server_extra="", http_extra="")
                       → (Proxy, listen_port): one server proxying / to an upstream
                       group "backend" made of the given ports
-  seed_dir            Path of the seed configs (skip if absent)
+  seed_dir            Path of the seed configs (fails if absent)
+  seed_conf           factory: seed_conf(num) → sgtest.Seed (the seed copied into
+                      tmp_prefix on free ports; seed[8080] → the port used for 8080)
+  start_nginx         factory: start_nginx(conf_text, ports) → sgtest.Nginx (the installed
+                      nginx as a reference; fails the test if it cannot start)
   start_echo          factory: start_echo(port=None) → EchoServer (Python backend whose
                       body is the raw request head it received; see sgtest)
   start_stub          factory: start_stub(port=None, mode="close") → TcpStub (a failing
@@ -27,15 +31,80 @@ Fixtures (every process they start is killed at teardown, even on failure):
   grpc_channels       factory: grpc_channels(port, host="127.0.0.1", root_cert=None)
                       → a grpcio channel without size limits, closed at teardown
 
+A skip whose reason is not in allowed_skips.txt, and any xfail or xpass,
+fails the run (see the hooks below).
+
 Helpers to import from sgtest: free_port, free_ports, port_busy, wait_for,
-http_conf, HttpConn, build_request, get, Backend, Proxy, run_streamgate,
-require_free_ports (skip the test when a fixed port is busy).
+http_conf, HttpConn, build_request, get, Backend, Proxy, run_streamgate.
 """
+
+from pathlib import Path
 
 import pytest
 
 import sgtest
 from sgtest import Backend, Proxy, free_port, http_conf
+
+
+# ---------------------------------------------------------------- skips fail the run
+# A skipped test is a test that did not run: the run fails on any skip whose
+# reason is not declared in allowed_skips.txt (tools a machine may lack), and
+# on every xfail or xpass, so that a green run means every test ran.
+
+ALLOWED_SKIPS_FILE = Path(__file__).with_name("allowed_skips.txt")
+
+
+def allowed_skip_reasons():
+    lines = ALLOWED_SKIPS_FILE.read_text().splitlines()
+    return [l.strip() for l in lines if l.strip() and not l.lstrip().startswith("#")]
+
+
+_skip_outcomes = []      # (nodeid, kind, reason, allowed)
+
+
+def _skip_reason(report):
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        reason = report.longrepr[2]
+    else:
+        reason = str(report.longrepr)
+    return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+
+
+def pytest_runtest_logreport(report):
+    if hasattr(report, "wasxfail"):
+        kind = "xfailed" if report.skipped else "xpassed"
+        _skip_outcomes.append((report.nodeid, kind, report.wasxfail, False))
+    elif report.skipped:
+        reason = _skip_reason(report)
+        ok = any(reason.startswith(a) for a in allowed_skip_reasons())
+        _skip_outcomes.append((report.nodeid, "skipped", reason, ok))
+
+
+def pytest_collectreport(report):
+    """A module that skips as a whole (pytest.importorskip) skips at collection."""
+    if report.skipped:
+        reason = _skip_reason(report)
+        ok = any(reason.startswith(a) for a in allowed_skip_reasons())
+        _skip_outcomes.append((report.nodeid, "skipped", reason, ok))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) and \
+            any(not ok for _, _, _, ok in _skip_outcomes):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _skip_outcomes:
+        return
+    tr = terminalreporter
+    tr.section("skips and xfails")
+    for nodeid, kind, reason, ok in _skip_outcomes:
+        tr.write_line("%s %s %s: %s" % ("allowed:" if ok else "FAILS THE RUN:", kind, nodeid, reason))
+    bad = sum(1 for o in _skip_outcomes if not o[3])
+    if bad:
+        tr.write_line("%d test(s) did not run for a reason not declared in %s: the run fails"
+                      % (bad, ALLOWED_SKIPS_FILE.name), red=True, bold=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -133,8 +202,40 @@ def simple_proxy(start_proxy):
 @pytest.fixture
 def seed_dir():
     if not sgtest.SEED_DIR.is_dir():
-        pytest.skip("seed configs not found at %s" % sgtest.SEED_DIR)
+        pytest.fail("seed configs not found at %s (they live in ../shared/seed-configs "
+                    "beside the clone; SG_SEED_DIR names another folder)" % sgtest.SEED_DIR,
+                    pytrace=False)
     return sgtest.SEED_DIR
+
+
+@pytest.fixture
+def seed_conf(seed_dir, tmp_prefix):
+    """factory: seed_conf(num) → sgtest.Seed: seed NUM copied into tmp_prefix
+    with its fixed ports replaced by free ones (seed[8080] is the port that
+    stands for 8080); start it with start_proxy(conf_file=seed.path,
+    prefix=tmp_prefix)."""
+    def make(num):
+        return sgtest.seed_with_free_ports(seed_dir, num, tmp_prefix)
+    return make
+
+
+@pytest.fixture
+def start_nginx(tmp_path):
+    """factory: start_nginx(conf_text, ports) → started sgtest.Nginx (the
+    installed nginx, the reference; fails the test when it is missing or
+    does not start).  Stopped at teardown."""
+    started = []
+
+    def start(conf_text, ports):
+        n = sgtest.Nginx(conf_text, tmp_path / ("nginx%d" % len(started)), ports)
+        started.append(n)
+        try:
+            return n.start()
+        except sgtest.SgTestError as e:
+            pytest.fail(str(e), pytrace=False)
+    yield start
+    for n in started:
+        n.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ process is killed at teardown even when a test fails; prefer the fixtures
 (`backend`, `proxy`, `tmp_prefix`, ...) to constructing these classes by hand.
 
 Main pieces:
-  BUILD_DIR, STREAMGATE, SGBACK, REPO, SEED_DIR   paths (SG_BUILD picks the build folder)
+  BUILD_DIR, STREAMGATE, SGBACK, REPO, SEED_DIR   paths (SG_BUILD picks the build folder,
+                                                 SG_SEED_DIR the seed configs)
+  seed_with_free_ports(seed_dir, num, dir)       a seed config's copy on free ports (Seed)
   SANITIZED                                      True when SG_BUILD looks like an ASan build
   free_port(), free_ports(n), port_busy(p)       loopback port helpers
   wait_for(pred, timeout)                        poll until pred() is truthy
@@ -17,6 +19,7 @@ Main pieces:
   HttpConn, Response                             raw-socket HTTP/1.1 client (exact bytes,
                                                  keep-alive, pipelining, close detection)
   get(port, path, ...)                           one request on a fresh connection
+  SgbackRequests(port)                           requests that reached an sgback (to wait on)
   EchoServer                                     Python backend echoing the raw request head
   TcpStub                                        a listener that counts connections and
                                                  closes / resets / holds them (failing peers)
@@ -44,16 +47,9 @@ SANITIZED = "asan" in BUILD_DIR.name or os.environ.get("SG_SAN") == "1"
 SLOW = 3.0 if SANITIZED else 1.0
 
 
-def _find_seed_dir():
-    """The seed configs: ../shared/seed-configs beside the clone (CI), else /work/shared."""
-    for cand in (REPO.parent / "shared" / "seed-configs",
-                 Path("/work/shared/seed-configs")):
-        if cand.is_dir():
-            return cand
-    return REPO.parent / "shared" / "seed-configs"
-
-
-SEED_DIR = _find_seed_dir()
+# The seed configs: ../shared/seed-configs beside the clone (as in CI), or
+# $SG_SEED_DIR.
+SEED_DIR = Path(os.environ.get("SG_SEED_DIR") or REPO.parent / "shared" / "seed-configs").resolve()
 
 # Text that means a sanitizer found a bug (checked in stderr at stop).
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -431,6 +427,59 @@ class Proxy(_Process):
         return self.stop(signal.SIGQUIT, timeout, check)
 
 
+# ---------------------------------------------------------------- nginx, the reference
+
+NGINX = "/usr/sbin/nginx"
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+
+class Nginx(_Process):
+    """The installed nginx (Debian's nginx-light, installed by
+    scripts/install-deps.sh), the reference some tests compare with: one
+    process in the foreground (master_process off) with its own prefix.
+
+    Nginx(conf_text, prefix, ports).start() writes PREFIX/nginx.conf and
+    waits until every port accepts; it raises SgTestError when nginx is
+    missing or does not start (a comparison with nginx is never dropped).
+    `conf_text` is a whole configuration: its http{} needs `access_log off;`
+    or a log under the prefix (the built-in default is /var/log/nginx)."""
+
+    def __init__(self, conf_text, prefix, ports):
+        super().__init__()
+        self.prefix = Path(prefix)
+        (self.prefix / "logs").mkdir(parents=True, exist_ok=True)
+        self.conf_path = self.prefix / "nginx.conf"
+        self.conf_path.write_text(conf_text)
+        self.ports = list(ports)
+
+    @property
+    def error_log(self):
+        p = self.prefix / "logs" / "error.log"
+        return self.output() + (p.read_text(errors="replace") if p.exists() else "")
+
+    def start(self, timeout=10.0):
+        if not os.access(NGINX, os.X_OK):
+            raise SgTestError("%s is not installed (nginx-light): run scripts/install-deps.sh" % NGINX)
+        argv = [NGINX, "-p", str(self.prefix), "-c", str(self.conf_path),
+                "-e", str(self.prefix / "logs" / "error.log"),
+                "-g", "daemon off; master_process off; pid %s;" % (self.prefix / "nginx.pid")]
+        self._spawn(argv, self.prefix / "stderr.log")
+        try:
+            self._wait_ports(self.ports, timeout, "nginx")
+        except SgTestError:
+            raise SgTestError("nginx did not start:\n%s" % self.error_log[-3000:])
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.running():
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(10 * SLOW)
+            except subprocess.TimeoutExpired:
+                pass
+        self._reap()
+
+
 # ---------------------------------------------------------------- raw HTTP/1.1
 
 class Response:
@@ -693,12 +742,66 @@ def get(port, path="/", headers=None, method="GET", body=None, timeout=10.0, **k
         return c.request(method, path, headers=headers, body=body, **kw)
 
 
-def require_free_ports(*ports):
-    """pytest.skip the calling test if any of these fixed ports is busy."""
+class SgbackRequests:
+    """Requests an sgback port has parsed since this was made, its own /stats
+    calls left out: `arrived = SgbackRequests(port)` before sending, then
+    wait_for(lambda: arrived() >= 1) to know a request reached the backend
+    (a wait on the event, not a sleep)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.calls = 0
+        self.base = self._read()
+
+    def _read(self):
+        self.calls += 1
+        r = get(self.port, "/stats")
+        if r.status != 200:
+            raise SgTestError("sgback /stats answered %d" % r.status)
+        return json.loads(r.body)["requests"]
+
+    def __call__(self):
+        return self._read() - self.base - (self.calls - 1)
+
+
+def _private_netns_works():
+    try:
+        r = subprocess.run(["unshare", "-rn", "ip", "link", "set", "lo", "up"],
+                           capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def with_fixed_ports(request, ports):
+    """For a test that must bind fixed ports it cannot choose (the built-in
+    demo's): returns True when the test body should run here.
+
+    Outside, the test runs again (a pytest of its node id alone) in a
+    network namespace of its own (`unshare -rn`: an unprivileged user and
+    network namespace whose loopback is up), where no other process holds
+    those ports; this returns False once that run passed and fails the
+    test with its output when it did not. Inside (SG_PRIVATE_NETNS=1) it
+    returns True. Where namespaces are not allowed, the test runs here once
+    the ports are free (waiting up to 60 s), and fails if they stay busy."""
     import pytest
-    busy = [p for p in ports if port_busy(p)]
-    if busy:
-        pytest.skip("fixed port(s) busy: %s" % busy)
+    import sys
+    if os.environ.get("SG_PRIVATE_NETNS") == "1":
+        return True
+    if not _private_netns_works():
+        wait_for(lambda: not any(port_busy(p) for p in ports), 60, 0.5,
+                 "fixed ports %s to be free (no private network namespace here)" % (ports,))
+        return True
+    env = dict(os.environ, SG_PRIVATE_NETNS="1", SG_BUILD=str(BUILD_DIR))
+    cmd = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+           sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid]
+    r = subprocess.run(cmd, cwd=str(request.config.rootpath), env=env, capture_output=True,
+                       text=True, timeout=600 * SLOW)
+    out = r.stdout + r.stderr
+    if r.returncode != 0 or not re.search(r"(^|\s)1 passed\b", out):
+        pytest.fail("in a private network namespace (exit %d):\n%s" % (r.returncode, out[-6000:]),
+                    pytrace=False)
+    return False
 
 
 # ---------------------------------------------------------------- Python peers
@@ -803,18 +906,36 @@ class EchoServer(_ThreadedListener):
     `X-Echo-Header: Name: value` (repeatable).  Keep-alive and HEAD work;
     `Connection: close` from the proxy closes after the response.
     heads: every raw request head received, in order.  X-Backend: PORT is set.
+    received: how many bytes arrived, all connections together (counted as
+    read from the sockets, before any parsing); accepted: connections;
+    finished: connections whose serving ended (the peer closed).
     """
 
     def __init__(self, port=None):
         self.heads = []
         self.bodies = []
+        self.received = 0
+        self.finished = 0          # connections whose serving has ended
         super().__init__(port)
+
+    def _serve_safe(self, c):
+        try:
+            super()._serve_safe(c)
+        finally:
+            with self._lock:
+                self.finished += 1
+
+    def _recv(self, c):
+        d = c.recv(65536)
+        with self._lock:
+            self.received += len(d)
+        return d
 
     def serve(self, c):
         buf = b""
         while True:
             while b"\r\n\r\n" not in buf:
-                more = c.recv(65536)
+                more = self._recv(c)
                 if not more:
                     c.close()
                     return
@@ -831,7 +952,7 @@ class EchoServer(_ThreadedListener):
             elif "content-length" in h:
                 n = int(h["content-length"])
                 while len(buf) < n:
-                    more = c.recv(65536)
+                    more = self._recv(c)
                     if not more:
                         c.close()
                         return
@@ -853,23 +974,147 @@ class EchoServer(_ThreadedListener):
         body = b""
         while True:
             while b"\r\n" not in buf:
-                buf += c.recv(65536)
+                buf += self._recv(c)
             line, buf = buf.split(b"\r\n", 1)
             size = int(line.split(b";")[0], 16)
             if size == 0:
                 while not (buf.startswith(b"\r\n") or b"\r\n\r\n" in buf):
-                    buf += c.recv(65536)
+                    buf += self._recv(c)
                 if buf.startswith(b"\r\n"):
                     return body, buf[2:]
                 return body, buf[buf.index(b"\r\n\r\n") + 4:]
             while len(buf) < size + 2:
-                buf += c.recv(65536)
+                buf += self._recv(c)
             body += buf[:size]
             buf = buf[size + 2:]
 
     def last_head(self):
         """The last request head received, as text."""
         return self.heads[-1].decode("latin-1")
+
+
+class RandomBody:
+    """`total` bytes of random data, in blocks. A random buffer of 8 MiB + 13
+    bytes (a length no block size divides) is read round and round, so a
+    block lost, repeated or swapped anywhere in the stream changes its
+    SHA-256. blocks(size) yields memoryviews; sha256() is the digest of all."""
+
+    PERIOD = 8 * (1 << 20) + 13
+
+    def __init__(self, total):
+        self.total = total
+        buf = os.urandom(self.PERIOD)
+        self._ring = memoryview(buf + buf)     # any slice up to PERIOD is contiguous
+        self._digest = None
+
+    def blocks(self, size=1 << 20):
+        off = sent = 0
+        while sent < self.total:
+            n = min(size, self.total - sent, self.PERIOD)
+            yield self._ring[off:off + n]
+            off = (off + n) % self.PERIOD
+            sent += n
+
+    def sha256(self):
+        if self._digest is None:
+            h = hashlib.sha256()
+            for b in self.blocks(4 << 20):
+                h.update(b)
+            self._digest = h.hexdigest()
+        return self._digest
+
+
+class HashingBackend(_ThreadedListener):
+    """A Python HTTP/1.1 backend for large bodies, with no code of the proxy's:
+
+      GET /random[?chunked=1]  200 with `body` (a RandomBody), Content-Length
+                               or chunked in 1 MiB chunks
+      POST (any path)          reads the body (Content-Length or chunked) and
+                               answers 200 "LENGTH SHA256HEX\n" of it
+      GET (anything else)      200 "ok"
+    Keep-alive; `answered` lists (request line, status) in order."""
+
+    def __init__(self, body=None):
+        self.body = body
+        self.answered = []
+        super().__init__()
+
+    def serve(self, c):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target = lines[0].split(" ")[:2]
+            h = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+            if method == "POST":
+                h256 = hashlib.sha256()
+                n, buf = self._read_body(c, buf, h, h256)
+                self._send(c, lines[0], b"%d %s\n" % (n, h256.hexdigest().encode()))
+            elif target.startswith("/random") and self.body is not None:
+                chunked = "chunked=1" in target
+                c.sendall(b"HTTP/1.1 200 OK\r\n" + (b"Transfer-Encoding: chunked\r\n" if chunked
+                          else b"Content-Length: %d\r\n" % self.body.total) + b"\r\n")
+                for block in self.body.blocks():
+                    if chunked:
+                        c.sendall(b"%x\r\n" % len(block))
+                    c.sendall(block)
+                    if chunked:
+                        c.sendall(b"\r\n")
+                if chunked:
+                    c.sendall(b"0\r\n\r\n")
+                self.answered.append((lines[0], 200))
+            else:
+                self._send(c, lines[0], b"ok")
+
+    def _send(self, c, line, body):
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        self.answered.append((line, 200))
+
+    @staticmethod
+    def _read_body(c, buf, h, h256):
+        def more():
+            d = c.recv(1 << 20)
+            if not d:
+                raise ConnectionError("peer closed inside a body")
+            return d
+        n = 0
+        if "chunked" in h.get("transfer-encoding", "").lower():
+            while True:
+                while b"\r\n" not in buf:
+                    buf += more()
+                line, _, buf = buf.partition(b"\r\n")
+                size = int(line.split(b";")[0], 16)
+                if size == 0:
+                    while not buf.startswith(b"\r\n") and b"\r\n\r\n" not in buf:
+                        buf += more()
+                    return n, buf[2:] if buf.startswith(b"\r\n") else buf.split(b"\r\n\r\n", 1)[1]
+                left = size
+                while left:
+                    if not buf:
+                        buf = more()
+                    take = buf[:left]
+                    h256.update(take)
+                    buf = buf[len(take):]
+                    left -= len(take)
+                    n += len(take)
+                while len(buf) < 2:
+                    buf += more()
+                buf = buf[2:]
+        left = int(h.get("content-length", "0"))
+        while left:
+            if not buf:
+                buf = more()
+            take = buf[:left]
+            h256.update(take)
+            buf = buf[len(take):]
+            left -= len(take)
+            n += len(take)
+        return n, buf
 
 
 def head_of(resp):
@@ -1030,7 +1275,55 @@ def make_seed_certs(prefix):
 
 def seed_path(seed_dir, num):
     """The seed config numbered num ("05" -> SEED_DIR/05-*.conf)."""
-    return sorted(Path(seed_dir).glob("%s-*.conf" % num))[0]
+    files = sorted(Path(seed_dir).glob("%s-*.conf" % num))
+    if not files:
+        raise SgTestError("no seed file %s-*.conf in %s" % (num, seed_dir))
+    return files[0]
+
+
+# host:port in a seed configuration (all of them name 127.0.0.1 or localhost)
+_SEED_ADDR = re.compile(rb"(127\.0\.0\.1|localhost|\[::1\]):(\d+)\b")
+
+
+class Seed:
+    """A seed configuration copied with its fixed ports replaced by free ones.
+
+    path: the copy; ports: {port written in the seed: port in the copy};
+    seed[8080] is ports[8080]."""
+
+    def __init__(self, path, ports):
+        self.path = path
+        self.ports = ports
+
+    def __getitem__(self, port):
+        return self.ports[port]
+
+
+def seed_with_free_ports(seed_dir, num, dest_dir):
+    """Copy seed NUM into dest_dir (same file name) with every port of a
+    host:port outside comments replaced by a free port, the same free port
+    for each occurrence of a seed port; every other byte is kept. Returns a
+    Seed. The seeds' ports are fixed (8080, 50051...): run as they are, a
+    test would depend on nobody else using them."""
+    src = seed_path(seed_dir, num)
+    lines = src.read_bytes().splitlines(keepends=True)
+    fixed = []
+    for line in lines:
+        code = line.partition(b"#")[0]
+        for m in _SEED_ADDR.finditer(code):
+            if int(m.group(2)) not in fixed:
+                fixed.append(int(m.group(2)))
+    ports = dict(zip(fixed, free_ports(len(fixed))))
+
+    def swap(m):
+        return m.group(1) + b":" + str(ports[int(m.group(2))]).encode()
+    out = []
+    for line in lines:
+        code, mark, comment = line.partition(b"#")
+        out.append(_SEED_ADDR.sub(swap, code) + mark + comment)
+    dest = Path(dest_dir) / src.name
+    dest.write_bytes(b"".join(out))
+    return Seed(dest, ports)
 
 
 class RawH2:

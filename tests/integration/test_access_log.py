@@ -1,24 +1,21 @@
 """Access log: log_format variables, escaping, predefined formats, off, reopen.
 
 Lines must be exactly what nginx writes.  Each test states the expected line
-and, when the Debian nginx binary is installed, also runs nginx with the same
-http{} block and the same requests against the same sgback and compares the
-lines (after masking the clock: $time_*, $request_time).
+and also runs the Debian nginx (nginx-light, installed by
+scripts/install-deps.sh; missing, or failing to start, fails the test) with
+the same http{} block and the same requests against the same sgback and
+compares the lines (after masking the clock: $time_*, $request_time).
 """
 
 import os
 import re
-import shutil
 import signal
-import subprocess
 import time
 
 import pytest
 
-from sgtest import (HttpConn, build_request, free_port, get, http_conf, port_accepts,
+from sgtest import (HttpConn, build_request, free_port, get, http_conf,
                     run_streamgate, wait_for, SLOW)
-
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
 TIME_LOCAL = r"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
 TIME_ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
@@ -33,48 +30,16 @@ def mask(line):
     return line
 
 
-class NginxPeer:
-    """The Debian nginx, single process in the foreground, with its own prefix."""
-
-    def __init__(self, body, prefix):
-        self.prefix = prefix
-        (prefix / "logs").mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        (prefix / "nginx.conf").write_text(http_conf(body.replace("@PORT@", str(self.port))))
-        self.proc = subprocess.Popen(
-            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-             "-e", str(prefix / "logs" / "error.log"),
-             "-g", "daemon off; master_process off; pid %s;" % (prefix / "nginx.pid")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        wait_for(lambda: port_accepts(self.port) or self.proc.poll() is not None, 10,
-                 what="nginx listening")
-        if self.proc.poll() is not None:
-            raise AssertionError("nginx did not start: %s"
-                                 % (prefix / "logs" / "error.log").read_text())
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture
-def nginx_peer(tmp_path):
-    started = []
-
+def nginx_peer(start_nginx):
+    """nginx_peer(body) -> started sgtest.Nginx running http{body} with @PORT@
+    a free port (.port); fails when nginx is missing or does not start."""
     def start(body):
-        if not NGINX:
-            return None
-        n = NginxPeer(body, tmp_path / ("nginx%d" % len(started)))
-        started.append(n)
+        port = free_port()
+        n = start_nginx(http_conf(body.replace("@PORT@", str(port))), [port])
+        n.port = port
         return n
-    yield start
-    for n in started:
-        n.stop()
+    return start
 
 
 def wait_pid_file(p):
@@ -95,7 +60,7 @@ def run_case(start_proxy, nginx_peer, body, send, logs):
     """Run `send(port)` against streamgate (then stop it: flush) and nginx.
 
     body: http{} contents with @PORT@ for the listen port.  Returns
-    {log name: (streamgate lines, nginx lines or None)}.
+    {log name: (streamgate lines, nginx lines)}.
     """
     port = free_port()
     # One thread: lines of different connections keep their order (each
@@ -105,19 +70,17 @@ def run_case(start_proxy, nginx_peer, body, send, logs):
     p.stop()
     out = {name: [read_lines(p.prefix / "logs" / name), None] for name in logs}
     n = nginx_peer(body)
-    if n is not None:
-        send(n.port)
-        n.stop()
-        for name in logs:
-            out[name][1] = read_lines(n.prefix / "logs" / name)
+    send(n.port)
+    n.stop()
+    for name in logs:
+        out[name][1] = read_lines(n.prefix / "logs" / name)
     return out
 
 
 def same_as_nginx(out):
     for name, (sg, ng) in out.items():
-        if ng is not None:
-            assert [mask(l) for l in sg] == [mask(l) for l in ng], \
-                "%s differs from nginx:\nstreamgate: %r\nnginx:      %r" % (name, sg, ng)
+        assert [mask(l) for l in sg] == [mask(l) for l in ng], \
+            "%s differs from nginx:\nstreamgate: %r\nnginx:      %r" % (name, sg, ng)
 
 
 # ---------------------------------------------------------------- formats
@@ -251,11 +214,10 @@ def test_combined_and_main_are_predefined(backend, start_proxy, nginx_peer):
     [m] = read_lines(logs / "m.log")
     assert re.fullmatch(combined + r' "10\.1\.2\.3"', m), m
     n = nginx_peer(nginx_body)
-    if n is not None:
-        send(n.port)
-        n.stop()
-        for name, line in (("c.log", c), ("m.log", m), ("plain.log", plain)):
-            assert [mask(line)] == [mask(l) for l in read_lines(n.prefix / "logs" / name)]
+    send(n.port)
+    n.stop()
+    for name, line in (("c.log", c), ("m.log", m), ("plain.log", plain)):
+        assert [mask(line)] == [mask(l) for l in read_lines(n.prefix / "logs" / name)]
 
 
 def test_no_access_log_unless_configured(backend, start_proxy):

@@ -1,7 +1,8 @@
 """Load balancing as nginx does it, on free ports with generated configs.
 
 Orders are exact: streamgate shares balancer state across worker threads, so
-nginx's smooth weighted round robin, ip_hash and least_conn sequences hold.
+nginx's smooth weighted round robin, ip_hash and least_conn sequences hold
+(ip_hash's choices are compared with the installed nginx's).
 Each test starts its own proxy, so state starts fresh.
 """
 
@@ -34,19 +35,6 @@ def upstream_conf(port, servers, upstream_extra="", location_extra="", name="poo
 
 def addr(port, params=""):
     return ("127.0.0.1:%d %s" % (port, params)).strip()
-
-
-def nginx_ip_hash(ip, weights):
-    """Index nginx's ip_hash picks for an IPv4 client (first three octets)."""
-    h = 89
-    for o in [int(x) for x in ip.split(".")][:3]:
-        h = (h * 113 + o) % 6271
-    w = h % sum(weights)
-    i = 0
-    while w >= weights[i]:
-        w -= weights[i]
-        i += 1
-    return i
 
 
 def backends_seen(port, n, path="/", keepalive=False, source=None, expect=200):
@@ -192,7 +180,8 @@ def test_peer_back_after_fail_timeout(start_proxy, start_backend):
     a.stop()
     assert backends_seen(port, 4) == [b.port] * 4
     start_backend([pa])
-    time.sleep(2.1)  # fail_timeout=1, whole seconds
+    # fail_timeout=1 (whole seconds): within 3 s a request tries it again
+    sgtest.wait_for(lambda: pa in backends_seen(port, 1), 3, 0.1, "the peer to be tried again")
     seen = backends_seen(port, 6)
     assert pa in seen and b.port in seen, seen
 
@@ -328,21 +317,41 @@ def test_ip_hash_stable_per_client(start_proxy, three):
     assert backends_seen(port, 2, source="127.0.5.77") == [mapping["127.0.5.1"]] * 2
 
 
-def test_ip_hash_matches_nginx(start_proxy, three):
+def nginx_picks(start_nginx, servers, sources):
+    """{source address: backend port} as the installed nginx's ip_hash
+    picks them, with the same upstream block."""
+    port = free_port()
+    lines = "".join("    server %s;\n" % s for s in servers)
+    start_nginx(http_conf("""
+  access_log off;
+  upstream pool {
+%s    ip_hash;
+  }
+  server {
+    listen 127.0.0.1:%d;
+    location / { proxy_pass http://pool; }
+  }
+""" % (lines, port)), [port])
+    return {src: backends_seen(port, 1, source=src)[0] for src in sources}
+
+
+def test_ip_hash_matches_nginx(start_proxy, start_nginx, three):
     a, b, c = three
+    servers = [addr(a), addr(b), addr(c, "weight=2")]
+    want = nginx_picks(start_nginx, servers, SOURCES)
+    assert set(want.values()) == {a, b, c}, want      # every peer is someone's pick
     port = free_port()
-    start_proxy(upstream_conf(port, [addr(a), addr(b), addr(c, "weight=2")],
-                              upstream_extra="ip_hash;"))
-    ports = [a, b, c]
+    start_proxy(upstream_conf(port, servers, upstream_extra="ip_hash;"))
     for src in SOURCES:
-        assert backends_seen(port, 1, source=src) == [ports[nginx_ip_hash(src, [1, 1, 2])]], src
+        assert backends_seen(port, 1, source=src) == [want[src]], src
 
 
-def test_ip_hash_skips_failed_peer(start_proxy, start_backend):
+def test_ip_hash_skips_failed_peer(start_proxy, start_nginx, start_backend):
     a, b = start_backend(), start_backend()
+    servers = [addr(a.port), addr(b.port)]
+    src = next(s for s, p in nginx_picks(start_nginx, servers, SOURCES).items() if p == a.port)
     port = free_port()
-    start_proxy(upstream_conf(port, [addr(a.port), addr(b.port)], upstream_extra="ip_hash;"))
-    src = next(s for s in SOURCES if nginx_ip_hash(s, [1, 1]) == 0)
+    start_proxy(upstream_conf(port, servers, upstream_extra="ip_hash;"))
     assert backends_seen(port, 2, source=src) == [a.port] * 2
     a.stop()
     assert backends_seen(port, 3, source=src) == [b.port] * 3
@@ -358,9 +367,10 @@ def test_least_conn(start_proxy, three):
 
     def slow():
         held["r"] = get(port, "/delay/%d" % (1500 * sgtest.SLOW), timeout=20)
+    arrived = sgtest.SgbackRequests(a)
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.4 * sgtest.SLOW)
+    sgtest.wait_for(lambda: arrived() >= 1, 5, what="the slow request at the first peer")
     during = backends_seen(port, 4) + backends_seen(port, 3, keepalive=True)
     t.join(20)
     assert held["r"].status == 200
@@ -376,11 +386,12 @@ def test_least_conn_two_held(start_proxy, three):
     results = []
     threads = []
     hold = "/delay/%d" % (1500 * sgtest.SLOW)
-    for _ in range(2):
+    for i in range(2):
+        arrived = sgtest.SgbackRequests(three[i])
         t = threading.Thread(target=lambda: results.append(get(port, hold, timeout=20)))
         t.start()
         threads.append(t)
-        time.sleep(0.3 * sgtest.SLOW)
+        sgtest.wait_for(lambda: arrived() >= 1, 5, what="long request %d at its peer" % i)
     during = backends_seen(port, 3)
     for t in threads:
         t.join(20)

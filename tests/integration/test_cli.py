@@ -11,7 +11,7 @@ import pytest
 
 import sgtest
 from sgtest import (HttpConn, free_port, get, http_conf, port_accepts,
-                    require_free_ports, run_streamgate, wait_for)
+                    run_streamgate, wait_for)
 
 LOG_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[[a-z]+\] \d+#\d+: ")
 
@@ -338,10 +338,12 @@ def demo_grpc_backends(port):
     return seen
 
 
-def test_demo_mode_round_robin(tmp_path):
+def test_demo_mode_round_robin(tmp_path, request):
     """No -c: the built-in demo on :8080 balancing sgback :9001 and :9002,
-    and gRPC calls (h2c on the same port) over sgback's :9101 and :9102."""
-    require_free_ports(8080, 9001, 9002, 9101, 9102)
+    and gRPC calls (h2c on the same port) over sgback's :9101 and :9102.
+    Those ports are fixed: the test runs in a network namespace of its own."""
+    if not sgtest.with_fixed_ports(request, (8080, 9001, 9002, 9101, 9102)):
+        return
     log = open(tmp_path / "demo.log", "wb")
     proc = subprocess.Popen([str(sgtest.STREAMGATE)], cwd=tmp_path, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -12,7 +12,7 @@ PERMISSION_DENIED; an upstream timeout -> DEADLINE_EXCEEDED), while a
 configured error_page still wins (seed 05's form); two backends share 100
 calls of one channel; the request reaches the backend with its URI
 `te: trailers`; HTTP/1.1 clients get trailers in a chunked
-body; seeds 01, 04 and 07 run unchanged (fixed ports: skipped when busy).
+body; seeds 01, 04 and 07 run unchanged but for their ports (free ones).
 """
 
 import os
@@ -22,7 +22,7 @@ import time
 import pytest
 
 from sgtest import (FAIL_DETAIL, FAIL_MESSAGE, SLOW, free_port, free_ports, grpc_bidi, grpc_conf,
-                    grpc_msg as msg, http_conf, require_free_ports, seed_path,
+                    grpc_msg as msg, http_conf,
                     start_h2c_backend, wait_for)
 
 grpc = pytest.importorskip("grpc")
@@ -236,30 +236,30 @@ def test_http1_client_gets_trailers_in_a_chunked_body(h2c_backends, start_proxy)
 
 # ---------------------------------------------------------------- seeds
 
-def test_seed_01_plaintext(seed_dir, tmp_prefix, start_proxy, start_backend, grpc_channels):
+def test_seed_01_plaintext(seed_conf, tmp_prefix, start_proxy, start_backend, grpc_channels):
     """grpc_pass grpc://localhost:50051 on 127.0.0.1:8080 http2."""
-    require_free_ports(8080, 50051)
-    start_h2c_backend(start_backend, 50051)
-    start_proxy(conf_file=seed_path(seed_dir, "01"), prefix=tmp_prefix)
-    ch = grpc_channels(8080)
+    seed = seed_conf("01")
+    start_h2c_backend(start_backend, seed[50051])
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
+    ch = grpc_channels(seed[8080])
     resp, call = ch.unary_unary("/chat.Chat/Echo").with_call(msg("seed 01"), timeout=5 * SLOW)
     assert resp == msg("seed 01")
-    assert dict(call.initial_metadata())["x-backend"] == "50051"
+    assert dict(call.initial_metadata())["x-backend"] == str(seed[50051])
     wait_for(lambda: "/chat.Chat/Echo" in (tmp_prefix / "logs" / "access.log").read_text(), 5,
              what="the call in logs/access.log")
 
 
-def test_seed_04_route_by_service(seed_dir, tmp_prefix, start_proxy, start_backend, grpc_channels):
+def test_seed_04_route_by_service(seed_conf, tmp_prefix, start_proxy, start_backend, grpc_channels):
     """/helloworld.Greeter/* -> 50051, /helloworld.Dispatcher/* -> 50052,
     anything else from html/ (here: nothing there, so gRPC UNIMPLEMENTED)."""
-    require_free_ports(8080, 50051, 50052)
-    start_h2c_backend(start_backend, 50051)
-    start_h2c_backend(start_backend, 50052)
-    start_proxy(conf_file=seed_path(seed_dir, "04"), prefix=tmp_prefix)
-    ch = grpc_channels(8080)
+    seed = seed_conf("04")
+    start_h2c_backend(start_backend, seed[50051])
+    start_h2c_backend(start_backend, seed[50052])
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
+    ch = grpc_channels(seed[8080])
     # sgback serves chat.Chat only: the backend answers UNIMPLEMENTED, with its x-backend.
-    for path, backend in (("/helloworld.Greeter/SayHello", "50051"),
-                          ("/helloworld.Dispatcher/Dispatch", "50052")):
+    for path, backend in (("/helloworld.Greeter/SayHello", str(seed[50051])),
+                          ("/helloworld.Dispatcher/Dispatch", str(seed[50052]))):
         with pytest.raises(grpc.RpcError) as ei:
             ch.unary_unary(path)(b"", timeout=5 * SLOW)
         assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -270,25 +270,25 @@ def test_seed_04_route_by_service(seed_dir, tmp_prefix, start_proxy, start_backe
     assert "x-backend" not in dict(ei.value.trailing_metadata())
 
 
-def test_seed_07_bidi_streams_spread_over_both(seed_dir, tmp_prefix, start_proxy, start_backend,
+def test_seed_07_bidi_streams_spread_over_both(seed_conf, tmp_prefix, start_proxy, start_backend,
                                                grpc_channels):
     """Many clients' streams spread over 3000 and 3001; a silent stream
     stays open (the 70 s silence of the issue: SG_SLOW_TESTS=1)."""
-    require_free_ports(8080, 3000, 3001)
-    start_h2c_backend(start_backend, 3000)
-    start_h2c_backend(start_backend, 3001)
-    start_proxy(conf_file=seed_path(seed_dir, "07"), prefix=tmp_prefix)
+    seed = seed_conf("07")
+    start_h2c_backend(start_backend, seed[3000])
+    start_h2c_backend(start_backend, seed[3001])
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
     seen = {}
     streams = []
     for i in range(10):
-        ch = grpc_channels(8080)
+        ch = grpc_channels(seed[8080])
         outbox, replies = grpc_bidi(ch, 120 * SLOW)
         outbox.put(msg("hi %d" % i))
         assert next(replies) == msg("hi %d" % i)
         b = dict(replies.initial_metadata())["x-backend"]
         seen[b] = seen.get(b, 0) + 1
         streams.append((outbox, replies))
-    assert set(seen) == {"3000", "3001"}, seen
+    assert set(seen) == {str(seed[3000]), str(seed[3001])}, seen
     silence = 70 if os.environ.get("SG_SLOW_TESTS") else 2
     time.sleep(silence)
     for i, (outbox, replies) in enumerate(streams):

@@ -13,7 +13,7 @@ Checked, each with the default configuration unless said otherwise:
 - seed 02 (TLS + ALPN h2 on 1443): unary and bidi; seed 05 (TLS, two
   h2c_backends, error_page 502 -> grpc-status 14): calls spread over both, all
   down -> UNAVAILABLE "unavailable"; seed 06 (plaintext 8080): up, down
-  (UNAVAILABLE), up again. Fixed ports: skipped when busy;
+  (UNAVAILABLE), up again. Their fixed ports become free ones;
 - three reloads and then a graceful stop (SIGQUIT) under a gRPC load: no
   call fails, bidi streams opened before survive both, calls in flight at
   SIGQUIT complete OK, and the process exits 0.
@@ -27,7 +27,7 @@ import pytest
 
 from sgtest import (MB, SLOW, free_port, grpc_bidi as bidi, grpc_conf,
                     grpc_msg as msg, h2_stats, http_conf, make_seed_certs,
-                    pattern_bytes, port_accepts, require_free_ports, seed_path,
+                    pattern_bytes, port_accepts,
                     start_h2c_backend, wait_for)
 
 grpc = pytest.importorskip("grpc")
@@ -175,36 +175,36 @@ def make_other_cert(tmp_prefix):
     return (other / "certs" / "cert.pem").read_bytes()
 
 
-def test_seed_02_tls_alpn_h2(seed_dir, tmp_prefix, start_proxy, start_backend, grpc_channels):
-    """Seed 02 unchanged: gRPC over TLS on 1443 (grpcio insists on ALPN h2),
-    plaintext to 50051."""
-    require_free_ports(1443, 50051)
+def test_seed_02_tls_alpn_h2(seed_conf, tmp_prefix, start_proxy, start_backend, grpc_channels):
+    """Seed 02 unchanged but for its ports: gRPC over TLS on 1443 (grpcio
+    insists on ALPN h2), plaintext to 50051."""
+    seed = seed_conf("02")
     cert = make_seed_certs(tmp_prefix).read_bytes()
-    start_h2c_backend(start_backend, 50051)
-    start_proxy(conf_file=seed_path(seed_dir, "02"), prefix=tmp_prefix)
-    ch = grpc_channels(1443, "localhost", root_cert=cert)
+    start_h2c_backend(start_backend, seed[50051])
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
+    ch = grpc_channels(seed[1443], "localhost", root_cert=cert)
     resp, call = ch.unary_unary("/chat.Chat/Echo").with_call(msg("over TLS"), timeout=10 * SLOW)
     assert resp == msg("over TLS") and call.code() == OK
-    assert backend_of(call) == "50051"
-    assert talk_ok(ch, ["one", "two", "三"]) == "50051"
+    assert backend_of(call) == str(seed[50051])
+    assert talk_ok(ch, ["one", "two", "三"]) == str(seed[50051])
     # A client that does not trust the certificate gets nothing.
-    bad = grpc_channels(1443, "localhost", root_cert=make_other_cert(tmp_prefix))
+    bad = grpc_channels(seed[1443], "localhost", root_cert=make_other_cert(tmp_prefix))
     with pytest.raises(grpc.RpcError) as ei:
         bad.unary_unary("/chat.Chat/Echo")(msg("x"), timeout=5 * SLOW)
     assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_seed_05_tls_two_backends_and_all_down(seed_dir, tmp_prefix, start_proxy, start_backend,
+def test_seed_05_tls_two_backends_and_all_down(seed_conf, tmp_prefix, start_proxy, start_backend,
                                                grpc_channels):
-    """Seed 05 unchanged. sgback serves chat.Chat only, so the seed's
+    """Seed 05 unchanged but for its ports. sgback serves chat.Chat only, so the seed's
     /helloworld.Greeter calls reach a backend and come back UNIMPLEMENTED
     with its x-backend; with both backends down the error_page answers
     grpc-status 14 "unavailable"."""
-    require_free_ports(1443, 50051, 50052)
+    seed = seed_conf("05")
     cert = make_seed_certs(tmp_prefix).read_bytes()
-    backs = [start_h2c_backend(start_backend, p) for p in (50051, 50052)]
-    start_proxy(conf_file=seed_path(seed_dir, "05"), prefix=tmp_prefix)
-    ch = grpc_channels(1443, "localhost", root_cert=cert)
+    backs = [start_h2c_backend(start_backend, seed[p]) for p in (50051, 50052)]
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
+    ch = grpc_channels(seed[1443], "localhost", root_cert=cert)
     hello = ch.unary_unary("/helloworld.Greeter/SayHello")
     seen = {}
     for _ in range(20):
@@ -213,7 +213,7 @@ def test_seed_05_tls_two_backends_and_all_down(seed_dir, tmp_prefix, start_proxy
         assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
         b = backend_of(ei.value)
         seen[b] = seen.get(b, 0) + 1
-    assert set(seen) == {"50051", "50052"}, seen
+    assert set(seen) == {str(seed[50051]), str(seed[50052])}, seen
     assert min(seen.values()) >= 5, seen
 
     for b in backs:
@@ -225,15 +225,16 @@ def test_seed_05_tls_two_backends_and_all_down(seed_dir, tmp_prefix, start_proxy
         assert ei.value.details() == "unavailable"
 
 
-def test_seed_06_plaintext_up_down_up(seed_dir, tmp_prefix, start_proxy, start_backend, grpc_channels):
-    require_free_ports(8080, 31320)
-    back = start_h2c_backend(start_backend, 31320)
-    start_proxy(conf_file=seed_path(seed_dir, "06"), prefix=tmp_prefix)
-    ch = grpc_channels(8080)
+def test_seed_06_plaintext_up_down_up(seed_conf, tmp_prefix, start_proxy, start_backend, grpc_channels):
+    seed = seed_conf("06")
+    oap = seed[31320]
+    back = start_h2c_backend(start_backend, oap)
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
+    ch = grpc_channels(seed[8080])
     echo = ch.unary_unary("/chat.Chat/Echo")
     resp, call = echo.with_call(msg("agent"), timeout=10 * SLOW)
-    assert resp == msg("agent") and backend_of(call) == "31320"
-    assert talk_ok(ch, ["segment 1", "segment 2"]) == "31320"
+    assert resp == msg("agent") and backend_of(call) == str(oap)
+    assert talk_ok(ch, ["segment 1", "segment 2"]) == str(oap)
 
     back.stop()
     for _ in range(3):
@@ -242,9 +243,9 @@ def test_seed_06_plaintext_up_down_up(seed_dir, tmp_prefix, start_proxy, start_b
         assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
         assert ei.value.details() == "unavailable"
 
-    start_h2c_backend(start_backend, 31320)
+    start_h2c_backend(start_backend, oap)
     resp, call = echo.with_call(msg("agent again"), timeout=10 * SLOW)
-    assert resp == msg("agent again") and backend_of(call) == "31320"
+    assert resp == msg("agent again") and backend_of(call) == str(oap)
 
 
 # ---------------------------------------------------------------- 7. reload and graceful stop

@@ -19,7 +19,7 @@ import pytest
 from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame,
                               PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame)
 
-from sgtest import SLOW, HttpConn, free_port, get, http_conf, pattern_bytes, wait_for
+from sgtest import SANITIZED, SLOW, HttpConn, free_port, get, http_conf, pattern_bytes, wait_for
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -461,8 +461,10 @@ def test_zero_window_rss(backend, start_proxy):
     c.pump(0.5)
     grown = proxy.rss_kb() - before
     # 20 streams of 100 MB each: what is held is bounded by the per-connection
-    # queue cap and one upstream read per stream, not by the bodies
-    assert grown < 48 * 1024, "proxy grew by %d KiB" % grown
+    # queue cap and one upstream read per stream, not by the bodies (not
+    # under ASan, whose quarantine keeps freed memory on purpose)
+    if not SANITIZED:
+        assert grown < 48 * 1024, "proxy grew by %d KiB" % grown
     st = RawH2(port)
     s2 = st.response(st.request("/"))
     assert s2.status == 200

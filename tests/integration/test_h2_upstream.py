@@ -34,8 +34,8 @@ import time
 
 import pytest
 
-from sgtest import (MB, SLOW, HttpConn, ConnectionClosed, free_port, free_ports, get, http_conf,
-                    pattern_bytes, require_free_ports, start_h2c_backend, wait_for)
+from sgtest import (MB, SANITIZED, SLOW, HttpConn, ConnectionClosed, free_port, free_ports, get, http_conf,
+                    pattern_bytes, start_h2c_backend, wait_for)
 
 h2conn = pytest.importorskip("h2.connection")
 h2config = pytest.importorskip("h2.config")
@@ -105,6 +105,7 @@ class H2Stub:
       /refuse-once   the first: RST_STREAM REFUSED_STREAM; then 200 "ok"
       /goaway-once   the first: GOAWAY(last_stream_id 0) and close; then 200 "ok"
       /hold/MS       200 "ok" after MS ms
+      /wait          200 "ok" once release() is called (`waiting`: how many wait)
       /pause/MS      head and "a", MS ms later "b" and the end
       /trailers      200 "body" then trailers x-t: 1
       /silent        head and "a", then the connection goes silent (no reads,
@@ -125,6 +126,7 @@ class H2Stub:
         self.max_open = []
         self.once = set()
         self.conns = []
+        self.held = []             # answers of /wait requests, run by release()
         self.stopped = False
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
@@ -132,6 +134,18 @@ class H2Stub:
     @property
     def connections(self):
         return len(self.max_open)
+
+    @property
+    def waiting(self):
+        with self.lock:
+            return len(self.held)
+
+    def release(self):
+        """Answer every /wait request held so far."""
+        with self.lock:
+            held, self.held = self.held, []
+        for fn in held:
+            fn()
 
     def _accept(self):
         while not self.stopped:
@@ -210,6 +224,16 @@ class H2Stub:
                 return "close"
             elif path.startswith("/hold/"):
                 later(int(path[6:]), lambda: answer(sid))
+            elif path == "/wait":
+                def release():
+                    with wlock:
+                        try:
+                            answer(sid)
+                            flush()
+                        except Exception:
+                            pass
+                with self.lock:
+                    self.held.append(release)
             elif path.startswith("/pause/"):
                 conn.send_headers(sid, [(":status", "200"), ("content-length", "2")])
                 conn.send_data(sid, b"a")
@@ -521,16 +545,24 @@ def test_two_backends_share_the_streams(start_h2back, h2_proxy):
 
 
 def test_peer_stream_limit_is_respected(start_stub, h2_proxy):
+    """Six requests the peer holds until released, at most 2 streams per
+    connection: all six reach the peer at once (more connections), none
+    is queued behind another."""
     stub = start_stub(max_streams=2)
     p, port = h2_proxy([stub.port])
     get(port, "/")                       # a connection that knows the limit
-    t0 = time.monotonic()
-    rs = parallel(lambda: get(port, "/hold/1000", timeout=20), [()] * 6)
-    elapsed = time.monotonic() - t0
+    rs = []
+    t = threading.Thread(target=lambda: rs.extend(
+        parallel(lambda: get(port, "/wait", timeout=30), [()] * 6)))
+    t.start()
+    try:
+        wait_for(lambda: stub.waiting == 6, 10, what="all six requests held by the peer at once")
+    finally:
+        stub.release()
+        t.join(30 * SLOW)
     assert [getattr(r, "status", r) for r in rs] == [200] * 6, rs
     assert max(stub.max_open) <= 2, stub.max_open
     assert stub.connections >= 3, stub.max_open
-    assert elapsed < 2.5 * SLOW, elapsed   # not queued behind each other
 
 
 def test_peer_allowing_no_stream_is_502_after_a_few_tries(start_stub, h2_proxy):
@@ -577,7 +609,8 @@ def test_paused_client_stalls_the_backend(start_h2back, h2_proxy):
     s.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: x\r\n\r\n" % n)
     time.sleep(1.5)                      # not reading
     grown = p.rss_kb() - rss0
-    assert grown < 32 * 1024, "streamgate grew %d KB for a paused client" % grown
+    if not SANITIZED:                    # ASan's quarantine keeps freed memory on purpose
+        assert grown < 32 * 1024, "streamgate grew %d KB for a paused client" % grown
     # Other streams on the same connection are not held up meanwhile.
     r = get(port, "/bytes/100000", timeout=5)
     assert r.status == 200 and len(r.body) == 100000
@@ -599,7 +632,8 @@ def test_read_timeout_for_the_head_and_between_data_when_set(start_stub, h2_prox
     p, port = h2_proxy([stub.port], location_extra="proxy_read_timeout 1s;")
     t0 = time.monotonic()
     r = get(port, "/hold/3000", timeout=10)
-    assert r.status == 504 and time.monotonic() - t0 < 2.5 * SLOW
+    assert r.status == 504                    # before the answer came at 3 s
+    assert time.monotonic() - t0 >= 0.9
     with HttpConn(port, timeout=10) as c:
         c.send(b"GET /pause/3000 HTTP/1.1\r\nHost: x\r\n\r\n")
         head = c.read_head()
@@ -620,12 +654,12 @@ def test_pause_between_data_is_fine_within_the_timeout(start_stub, h2_proxy):
 
 def test_idle_connection_closes_after_keepalive_timeout(start_h2back, h2_proxy):
     b = start_h2back()
-    p, port = h2_proxy([b.port], upstream_extra="keepalive_timeout 1s;")
+    p, port = h2_proxy([b.port], upstream_extra="keepalive_timeout 3s;")
     assert get(port, "/").status == 200
+    idle_since = time.monotonic()
     assert b.stats()["open"] == 1
-    time.sleep(0.5)
-    assert b.stats()["open"] == 1
-    wait_for(lambda: b.stats()["open"] == 0, 5, 0.1, "idle h2 connection closed")
+    wait_for(lambda: b.stats()["open"] == 0, 10, 0.1, "idle h2 connection closed")
+    assert time.monotonic() - idle_since >= 2.5, "closed before keepalive_timeout"
 
 
 def test_keepalive_0_still_keeps_one_connection(start_h2back, h2_proxy):
@@ -658,7 +692,8 @@ def test_reload_and_quit_let_streams_in_flight_finish(start_h2back, h2_proxy):
     t = threading.Thread(target=lambda: rs.extend(parallel(lambda: get(port, "/delay/1500", timeout=20),
                                                            [(), ()])))
     t.start()
-    time.sleep(0.5)
+    # two streams in flight at the backend (open_streams counts /stats too)
+    wait_for(lambda: b.stats()["open_streams"] == 3, 5, what="both requests at the backend")
     assert p.reload()                    # the old connection carries two streams
     assert get(port, "/").status == 200  # new generation, new connection
     t.join(20)
@@ -667,7 +702,7 @@ def test_reload_and_quit_let_streams_in_flight_finish(start_h2back, h2_proxy):
     t = threading.Thread(target=lambda: rs.extend(parallel(lambda: get(port, "/delay/1000", timeout=20),
                                                            [()])))
     t.start()
-    time.sleep(0.3)
+    wait_for(lambda: b.stats()["open_streams"] == 2, 5, what="the request at the backend")
     p.quit()                             # graceful: the stream in flight finishes
     t.join(20)
     assert getattr(rs[-1], "status", rs[-1]) == 200
@@ -754,13 +789,13 @@ def test_silent_connection_is_pinged_and_closed(start_stub, h2_proxy):
 
 # ---------------------------------------------------------------- seed 13
 
-def test_seed_13_runs_unchanged(seed_dir, tmp_prefix, start_proxy, start_h2back):
-    """13-proxy-http2-upstream.conf: 127.0.0.1:8000 -> h2c 127.0.0.1:9002."""
-    require_free_ports(8000, 9002)
-    b = start_h2back(9002)
-    path = sorted(seed_dir.glob("13-*.conf"))[0]
-    start_proxy(conf_file=path, prefix=tmp_prefix)
-    statuses = load(8000, 1000, 10)
+def test_seed_13_runs_unchanged(seed_conf, tmp_prefix, start_proxy, start_h2back):
+    """13-proxy-http2-upstream.conf (its ports made free ones):
+    127.0.0.1:8000 -> h2c 127.0.0.1:9002."""
+    seed = seed_conf("13")
+    b = start_h2back(seed[9002])
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
+    statuses = load(seed[8000], 1000, 10)
     assert len(statuses) == 10000 and set(statuses) == {200}
     st = b.stats()
     print("seed 13: %d upstream connections for 10000 requests" % st["accepted"])

@@ -3,15 +3,19 @@
 1 GB down and up (Content-Length and chunked), a slow reader (backpressure),
 and client_max_body_size (0 = unlimited; nginx's default is 1m).  The
 proxy's resident memory (VmRSS) is sampled every 100 ms during each transfer.
+Bodies are random data (sgtest.RandomBody) checked by SHA-256 at the other
+end, computed by a Python backend (sgtest.HashingBackend) or by the client:
+a block lost, repeated or swapped anywhere fails the test.
 """
 
+import hashlib
 import socket
 import threading
 import time
 
 import pytest
 
-from sgtest import HttpConn, build_request, get, SANITIZED
+from sgtest import HashingBackend, HttpConn, RandomBody, build_request, get, SANITIZED
 
 GB = 1 << 30
 MB = 1 << 20
@@ -52,90 +56,97 @@ class RssSampler:
         assert self.peak_kb < RSS_LIMIT_KB, "proxy RSS peaked at %d KB" % self.peak_kb
 
 
+def big_proxy(simple_proxy, backend_port):
+    return simple_proxy([backend_port], main=MAIN,
+                        server_extra="client_max_body_size 0;",
+                        location_extra="proxy_read_timeout 60s; proxy_send_timeout 60s;")
+
+
 @pytest.fixture
 def big(backend, simple_proxy):
-    proxy, port = simple_proxy([backend.port], main=MAIN,
-                               server_extra="client_max_body_size 0;",
-                               location_extra="proxy_read_timeout 60s; proxy_send_timeout 60s;")
-    return proxy, port
+    """(proxy, port) in front of sgback (its /echo and /bytes)."""
+    return big_proxy(simple_proxy, backend.port)
 
 
-def pattern(port):
-    """sgback's /bytes pattern: byte i of any /bytes body is pattern[i % 16]."""
-    r = get(port, "/bytes/16")
-    assert r.status == 200 and len(r.body) == 16
-    return r.body
+@pytest.fixture
+def hashing(simple_proxy):
+    """hashing(body=None) -> (proxy, port, backend): a proxy in front of a
+    sgtest.HashingBackend serving `body` (a RandomBody) at /random."""
+    started = []
+
+    def make(body=None):
+        b = HashingBackend(body)
+        started.append(b)
+        proxy, port = big_proxy(simple_proxy, b.port)
+        return proxy, port, b
+    yield make
+    for b in started:
+        b.stop()
 
 
-def download(port, path, total, reader=None):
-    """GET path on a raw socket; returns (received byte count, first 64 KB, last 64 KB)."""
+def download_sha256(port, path, total):
+    """GET path on a raw socket, reading a Content-Length body of `total`
+    bytes; returns (bytes received, SHA-256 hex of them)."""
+    h = hashlib.sha256()
     with HttpConn(port, timeout=30) as c:
         c.send(build_request("GET", path))
         r = c.read_head()
         assert r.status == 200
         assert int(r.header("Content-Length")) == total
         got = len(c.buf)
-        head, tail = c.buf[:65536], c.buf[-65536:]
+        h.update(c.buf)
         c.buf = b""
         buf = bytearray(MB)
         view = memoryview(buf)
         while got < total:
-            if reader:
-                reader(got)
             n = c.sock.recv_into(view, min(MB, total - got))
             assert n > 0, "connection closed after %d of %d bytes" % (got, total)
-            if len(head) < 65536:
-                head += bytes(view[:min(n, 65536 - len(head))])
+            h.update(view[:n])
             got += n
-            tail = (tail + bytes(view[max(0, n - 65536):n]))[-65536:]
         # Nothing more must follow the body: the connection stays usable.
         r2 = c.request("GET", "/")
         assert r2.status == 200
-        return got, head, tail
+        return got, h.hexdigest()
 
 
-def check_pattern(data, offset, pat):
-    expect = (pat * (len(data) // 16 + 2))[offset % 16:offset % 16 + len(data)]
-    assert data == expect, "body bytes differ from sgback's pattern near offset %d" % offset
-
-
-def test_download_1gb(big):
-    proxy, port = big
-    pat = pattern(port)
+def test_download_1gb(hashing):
+    body = RandomBody(GB)
+    proxy, port, _ = hashing(body)
     with RssSampler(proxy) as rss:
-        got, head, tail = download(port, "/bytes/%d" % GB, GB)
+        got, digest = download_sha256(port, "/random", GB)
     assert got == GB
-    check_pattern(head, 0, pat)
-    check_pattern(tail, GB - len(tail), pat)
+    assert digest == body.sha256(), "the body differs from what the backend sent"
     assert rss.samples > 0
     rss.check()
 
 
-def test_download_chunked_64mb(big):
-    proxy, port = big
+def test_download_chunked_64mb(hashing):
     n = 64 * MB
+    body = RandomBody(n)
+    proxy, port, _ = hashing(body)
     with RssSampler(proxy) as rss:
         with HttpConn(port, timeout=30) as c:
-            r = c.request("GET", "/bytes/%d?chunked=1" % n)
+            r = c.request("GET", "/random?chunked=1")
     assert r.status == 200
     assert r.chunked
     assert len(r.body) == n
+    assert hashlib.sha256(r.body).hexdigest() == body.sha256()
     rss.check()
 
 
-def upload(port, total, chunked, block=MB):
-    """POST total bytes to /sink in `block`-sized sendall()s; returns the Response."""
+def upload(port, body, chunked):
+    """POST a RandomBody to /sink in 1 MiB sendall()s; returns the Response."""
     with HttpConn(port, timeout=60) as c:
         if chunked:
             c.send(build_request("POST", "/sink", headers={"Transfer-Encoding": "chunked"}))
         else:
-            c.send(build_request("POST", "/sink", headers={"Content-Length": str(total)}))
-        data = bytes(range(256)) * (block // 256)
-        frame = (b"%x\r\n" % block) + data + b"\r\n" if chunked else data
-        sent = 0
-        while sent < total:
-            c.sock.sendall(frame)
-            sent += block
+            c.send(build_request("POST", "/sink", headers={"Content-Length": str(body.total)}))
+        for block in body.blocks(MB):
+            if chunked:
+                c.sock.sendall(b"%x\r\n" % len(block))
+            c.sock.sendall(block)
+            if chunked:
+                c.sock.sendall(b"\r\n")
         if chunked:
             c.sock.sendall(b"0\r\n\r\n")
         r = c.read_response()
@@ -144,22 +155,24 @@ def upload(port, total, chunked, block=MB):
         return r
 
 
-def test_upload_1gb_content_length(big):
-    proxy, port = big
+def test_upload_1gb_content_length(hashing):
+    proxy, port, _ = hashing()
+    body = RandomBody(GB)
     with RssSampler(proxy) as rss:
-        r = upload(port, GB, chunked=False)
+        r = upload(port, body, chunked=False)
     assert r.status == 200
-    assert r.text == "received %d\n" % GB
+    assert r.text == "%d %s\n" % (GB, body.sha256())
     rss.check()
 
 
-def test_upload_256mb_chunked(big):
-    proxy, port = big
+def test_upload_256mb_chunked(hashing):
+    proxy, port, _ = hashing()
     n = 256 * MB
+    body = RandomBody(n)
     with RssSampler(proxy) as rss:
-        r = upload(port, n, chunked=True)
+        r = upload(port, body, chunked=True)
     assert r.status == 200
-    assert r.text == "received %d\n" % n
+    assert r.text == "%d %s\n" % (n, body.sha256())
     rss.check()
 
 
@@ -170,35 +183,34 @@ def test_echo_16mb_both_directions_at_once(big):
     buffer shows up as a stall (the read times out) or a short body."""
     proxy, port = big
     n = 16 * MB
-    block = bytes(range(256)) * 256          # 64 KB
     with HttpConn(port, timeout=10) as c:
         for _ in range(4):
+            body = RandomBody(n)
             c.send(build_request("POST", "/echo", headers={"Content-Length": str(n)}))
             sent = [0]
 
             def send():
-                for _ in range(n // len(block)):
+                for block in body.blocks(64 * 1024):
                     c.sock.sendall(block)
                     sent[0] += len(block)
             t = threading.Thread(target=send, daemon=True)
             t.start()
             r = c.read_head()
             assert r.status == 200
-            got, first, last = len(c.buf), c.buf[:len(block)], b""
+            got = len(c.buf)
+            h = hashlib.sha256(c.buf)
             c.buf = b""
             try:
                 while got < n:
                     d = c.sock.recv(MB)
                     assert d, "connection closed"
-                    if len(first) < len(block):
-                        first += d[:len(block) - len(first)]
-                    last = (last + d)[-len(block):]
+                    h.update(d)
                     got += len(d)
             except socket.timeout:
                 pytest.fail("echo stalled: %d of %d bytes back, %d sent" % (got, n, sent[0]))
             t.join(10)
             assert got == n
-            assert first == block and last == block
+            assert h.hexdigest() == body.sha256(), "the echoed body differs from the one sent"
 
 
 def test_slow_reader_backpressure(big, backend):

@@ -4,17 +4,16 @@ Python TCP peers on free 127.0.0.1 ports play the backends.  Proxies are
 started without probing their stream ports (a probe connection would be a
 session and take a balancer turn): they are ready once the log says
 "started".  Hash tests use client source addresses 127.0.0.x (the whole
-127/8 is loopback) so that $remote_addr varies; when Debian's nginx with
-its stream module is installed (nginx-light + libnginx-mod-stream), they
-also run nginx with the same upstream and expect the same peers.
+127/8 is loopback) so that $remote_addr varies; they also run Debian's
+nginx with its stream module (nginx-light + libnginx-mod-stream, installed
+by scripts/install-deps.sh) with the same upstream and expect the same
+peers (a missing nginx, or one that does not start, fails them).
 """
 
 import hashlib
 import os
-import shutil
 import socket
 import struct
-import subprocess
 import threading
 import time
 import zlib
@@ -229,15 +228,16 @@ def test_half_close_on_passes_the_fin(peers, start_stream):
 
 def test_half_close_off_by_default_ends_the_session(peers, start_stream):
     """nginx's default (proxy_half_close off): the first FIN ends the session
-    once the bytes before it are written, so a late answer is not relayed."""
-    r = peers(ReplyAfterEof, 0.5)
+    once the bytes before it are written, so a late answer is not relayed.
+    The backend answers 10 s after the FIN: the session must end long before."""
+    r = peers(ReplyAfterEof, 10.0)
     p, port = start_stream("proxy_pass 127.0.0.1:%d;" % r.port)
-    with connect(port) as s:
+    with connect(port, timeout=20) as s:
         s.sendall(b"y" * 10)
         s.shutdown(socket.SHUT_WR)
         t0 = time.monotonic()
         assert recv_all(s) == b""
-        assert time.monotonic() - t0 < 0.45 * SLOW
+        assert time.monotonic() - t0 < 5.0
     assert r.saw_eof.wait(5)
 
 
@@ -313,7 +313,7 @@ def test_all_down_closes_the_client_promptly(start_stream):
         with connect(port) as s:
             t0 = time.monotonic()
             assert recv_all(s) == b""
-            assert time.monotonic() - t0 < 1.0 * SLOW
+            assert time.monotonic() - t0 < 3.0 * SLOW      # not proxy_connect_timeout's 60 s
     assert "no live upstreams while connecting to upstream" in p.error_log
 
 
@@ -430,59 +430,57 @@ def test_hash_failover_follows_nginx_rehash(peers, start_stream):
         assert tag_of(port, src) == ts[want].port, src
 
 
-def test_consistent_hash_moves_only_the_removed_servers_keys(peers, start_stream):
+def test_consistent_hash_moves_only_the_removed_servers_keys(peers, start_stream, nginx_stream):
+    """Before and after a reload that removes one server, every key goes
+    where nginx (same upstream, same ports) sends it, and only the removed
+    server's keys move. The server removed is the one that holds the most
+    keys, so that some keys move whatever ports the servers got."""
     ts = [peers() for _ in range(4)]
     names = [addr(t.port) for t in ts]
-    ups = upstream("ch", names, "hash $remote_addr consistent;")
-    p, port = start_stream("proxy_pass ch;", ups)
+
+    def ups(servers):
+        return upstream("ch", servers, "hash $remote_addr consistent;")
+
+    def nginx_choices(servers):
+        ngx_port = free_port()
+        ngx = nginx_stream("%s  server { listen 127.0.0.1:%d; proxy_pass ch; }\n"
+                           % (ups(servers), ngx_port), [ngx_port])
+        choices = {src: tag_of(ngx_port, src) for src in SOURCES}
+        ngx.stop()
+        return choices
+
+    p, port = start_stream("proxy_pass ch;", ups(names))
     before = {src: tag_of(port, src) for src in SOURCES}
+    assert before == nginx_choices(names)
     for src in SOURCES:
         assert before[src] == ts[nginx_chash(src, names, [1] * 4)].port, src
         assert tag_of(port, src) == before[src]
-    # reload without the third server: only its keys move
-    gone = ts[2].port
-    ups2 = upstream("ch", [n for n in names if not n.endswith(":%d" % gone)], "hash $remote_addr consistent;")
-    body = "%s\n  server {\n    listen 127.0.0.1:%d;\n    proxy_pass ch;\n  }\n" % (ups2, port)
+    # reload without the server that holds the most keys: only its keys move
+    gone = max((t.port for t in ts), key=lambda q: (list(before.values()).count(q), q))
+    kept = [n for n in names if not n.endswith(":%d" % gone)]
+    body = "%s\n  server {\n    listen 127.0.0.1:%d;\n    proxy_pass ch;\n  }\n" % (ups(kept), port)
     assert p.reload(stream_conf(body))
     after = {src: tag_of(port, src) for src in SOURCES}
+    assert after == nginx_choices(kept)
     moved = [s for s in SOURCES if after[s] != before[s]]
     assert moved == [s for s in SOURCES if before[s] == gone]
-    assert 0 < len(moved) < len(SOURCES) / 2
+    assert len(moved) >= len(SOURCES) // 4      # the biggest share of 4
 
 
 # ---------------------------------------------------------------- against nginx
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-NGX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so"
-
-
 @pytest.fixture
-def nginx_stream(tmp_path):
-    """nginx_stream(body) -> started nginx (stream{body}); skip without nginx
-    and its stream module."""
-    if not NGINX or not os.path.exists(NGX_STREAM):
-        pytest.skip("nginx with the stream module (libnginx-mod-stream) not installed")
-    procs = []
-
+def nginx_stream(start_nginx):
+    """nginx_stream(body, ports) -> started sgtest.Nginx (stream{body});
+    fails without nginx and its stream module (scripts/install-deps.sh
+    installs them) or when nginx does not start."""
     def start(body, ports):
-        prefix = tmp_path / ("nginx%d" % len(procs))
-        (prefix / "logs").mkdir(parents=True)
-        conf = "load_module %s;\nerror_log %s/error.log;\nevents {}\nstream {\n%s\n}\n" % (
-            NGX_STREAM, prefix, body)
-        (prefix / "nginx.conf").write_text(conf)
-        proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-                                 "-g", "daemon off; master_process off; pid %s/nginx.pid;" % prefix],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        procs.append(proc)
-        wait_for(lambda: all(sgtest.port_accepts(q) for q in ports) or proc.poll() is not None,
-                 10, what="nginx listening")
-        if proc.poll() is not None:
-            pytest.skip("nginx did not start: %s" % proc.stderr.read().decode()[-500:])
-        return proc
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait(10)
+        if not os.path.exists(sgtest.NGINX_STREAM_MODULE):
+            pytest.fail("nginx's stream module (libnginx-mod-stream) is not installed: "
+                        "run scripts/install-deps.sh", pytrace=False)
+        return start_nginx("load_module %s;\nevents {}\nstream {\n%s\n}\n"
+                           % (sgtest.NGINX_STREAM_MODULE, body), ports)
+    return start
 
 
 @pytest.mark.parametrize("method", ["hash $remote_addr", "hash $remote_addr consistent",
@@ -547,10 +545,10 @@ def test_graceful_quit_waits_for_sessions(peers, start_stream):
     s = connect(port)
     assert s.recv(64) == b"%d\n" % t.port
     p.signal(sgtest.signal.SIGQUIT)
-    time.sleep(0.3 * SLOW)
-    assert p.running()
-    s.sendall(b"bye")
+    wait_for(lambda: "gracefully shutting down" in p.stderr, 5, what="the quit to be taken")
+    s.sendall(b"bye")                     # the session is still relayed
     assert recv_exact(s, 3) == b"bye"
+    assert p.running()
     s.close()
     assert p.wait(10) == 0
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import sgtest
-from sgtest import free_port, http_conf, require_free_ports
+from sgtest import free_port, http_conf
 
 
 def make_cert(dirpath, name):
@@ -132,23 +132,23 @@ def test_handshake_across_reloads_serves_the_current_generation(tmp_path, start_
             assert ask() == b"gen%d" % gen
 
 
-def test_seed_12_http2_tls_to_http1(seed_dir, tmp_prefix, start_proxy, start_backend):
-    """Seed 12 unchanged (its certificate generated as certs/README.md says):
-    curl --http2 on https://127.0.0.1:8443 gets the HTTP/1.1 backend's answer."""
-    require_free_ports(8443, 8008)
+def test_seed_12_http2_tls_to_http1(seed_conf, tmp_prefix, start_proxy, start_backend):
+    """Seed 12 unchanged but for its ports (its certificate generated as
+    certs/README.md says): curl --http2 on https://127.0.0.1:8443 gets the
+    HTTP/1.1 backend's answer."""
+    seed = seed_conf("12")
     certs = tmp_prefix / "certs"
     certs.mkdir()
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                     "-keyout", str(certs / "key.pem"), "-out", str(certs / "cert.pem")],
                    check=True, capture_output=True, timeout=60)
-    start_backend([8008])
-    path = sorted(seed_dir.glob("12-*.conf"))[0]
-    start_proxy(conf_file=path, prefix=tmp_prefix)
+    start_backend([seed[8008]])
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
     r = subprocess.run(["curl", "-sS", "-i", "--http2", "--cacert", str(certs / "cert.pem"),
-                        "--max-time", "10", "https://127.0.0.1:8443/"],
+                        "--max-time", "10", "https://127.0.0.1:%d/" % seed[8443]],
                        capture_output=True, timeout=30)
     assert r.returncode == 0, r.stderr
     head = r.stdout.decode(errors="replace").lower()
     assert head.startswith("http/2 200"), head[:200]
-    assert "x-backend: 8008" in head and "access-control-allow-methods: get,post,options" in head
+    assert "x-backend: %d" % seed[8008] in head and "access-control-allow-methods: get,post,options" in head

@@ -31,7 +31,7 @@ from concurrent import futures
 import pytest
 
 import sgtest
-from sgtest import HttpConn, free_port, get, http_conf, require_free_ports, run_streamgate, wait_for
+from sgtest import HttpConn, free_port, get, http_conf, run_streamgate, wait_for
 
 
 # ---------------------------------------------------------------- certificates
@@ -611,23 +611,23 @@ def test_grpcs_to_a_cleartext_server_is_unavailable(plain_server, start_proxy):
     assert p.running()
 
 
-def test_seed_03_grpcs_backend(seed_dir, tmp_prefix, start_proxy, grpc_servers):
-    """Seed 03 unchanged (certificate made as certs/README.md says): a TLS
-    gRPC client on localhost:1443 reaches the TLS backend on localhost:50443."""
+def test_seed_03_grpcs_backend(seed_conf, tmp_prefix, start_proxy, grpc_servers):
+    """Seed 03 unchanged but for its ports (certificate made as
+    certs/README.md says): a TLS gRPC client on localhost:1443 reaches the
+    TLS backend on localhost:50443."""
     grpc, start = grpc_servers
-    require_free_ports(1443, 50443)
+    seed = seed_conf("03")
     certs = tmp_prefix / "certs"
     certs.mkdir()
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
             "-keyout", str(certs / "key.pem"), "-out", str(certs / "cert.pem"))
-    path = sorted(seed_dir.glob("03-*.conf"))[0]
-    r = run_streamgate(["-t", "-c", path, "-p", tmp_prefix])
+    r = run_streamgate(["-t", "-c", seed.path, "-p", tmp_prefix])
     assert r.returncode == 0, r.stderr
-    srv = start("localhost:50443", certs / "cert.pem", certs / "key.pem")
-    start_proxy(conf_file=path, prefix=tmp_prefix)
+    srv = start("localhost:%d" % seed[50443], certs / "cert.pem", certs / "key.pem")
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
     creds = grpc.ssl_channel_credentials(root_certificates=(certs / "cert.pem").read_bytes())
-    with grpc.secure_channel("localhost:1443", creds) as ch:
+    with grpc.secure_channel("localhost:%d" % seed[1443], creds) as ch:
         assert ch.unary_unary("/test.Echo/Unary")(b"seed 03", timeout=10 * sgtest.SLOW) == b"seed 03"
         bidi = ch.stream_stream("/test.Echo/Bidi")
         assert list(bidi(iter([b"x", b"y"]), timeout=10 * sgtest.SLOW)) == [b"x!", b"y!"]

@@ -33,7 +33,7 @@ import websockets
 import websockets.exceptions
 
 import sgtest
-from sgtest import (HttpConn, Proxy, count_until_eof, free_port, http_conf, require_free_ports,
+from sgtest import (HttpConn, Proxy, count_until_eof, free_port, http_conf,
                     wait_for, ws_accept)
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -627,16 +627,16 @@ def test_slow_reader_keeps_memory_bounded(start_proxy, ws_backend):
         assert rss < 40 * 1024, rss
 
 
-def test_seed_08_websocket(seed_dir, tmp_prefix, start_proxy, ws_backend):
-    """Seed 08 with its map and proxy_set_header Upgrade/Connection lines:
-    ws://127.0.0.1:8000/acc is upgraded and relayed both ways to 8089."""
-    require_free_ports(8000, 8080, 8089)
-    acc = ws_backend(8089)
-    path = sorted(seed_dir.glob("08-*.conf"))[0]
-    start_proxy(conf_file=path, prefix=tmp_prefix)
+def test_seed_08_websocket(seed_conf, tmp_prefix, start_proxy, ws_backend):
+    """Seed 08 with its map and proxy_set_header Upgrade/Connection lines
+    (its ports made free ones): ws://127.0.0.1:8000/acc is upgraded and
+    relayed both ways to 8089."""
+    seed = seed_conf("08")
+    acc = ws_backend(seed[8089])
+    start_proxy(conf_file=seed.path, prefix=tmp_prefix)
 
     async def go():
-        async with connect(8000, "/acc", extra_headers={"Origin": "http://im.91vh.com"}) as ws:
+        async with connect(seed[8000], "/acc", extra_headers={"Origin": "http://im.91vh.com"}) as ws:
             await ws.send('{"seq":"1","cmd":"login"}')
             return await ws.recv()
     assert run(go()) == '{"seq":"1","cmd":"login"}'

@@ -11,13 +11,9 @@
 
 #include "conf/conf.h"
 
-static char err[2048];
+#include "seed_dir.h"
 
-static const char *seed_dir(void)
-{
-    const char *d = getenv("SG_SEED_DIR");
-    return d ? d : "/work/shared/seed-configs";
-}
+static char err[2048];
 
 static char *tmp_prefix(void)
 {
@@ -30,8 +26,8 @@ static char *tmp_prefix(void)
 static sg_conf *load_seed(const char *name)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/%s", seed_dir(), name);
-    if (access(path, R_OK) != 0) cr_skip_test("seed %s not found", path);
+    snprintf(path, sizeof(path), "%s/%s", sg_test_seed_dir(), name);
+    if (access(path, R_OK) != 0) cr_assert_fail("seed %s not found (SG_SEED_DIR names another folder)", path);
     return sg_conf_load(path, tmp_prefix(), err, sizeof(err));
 }
 

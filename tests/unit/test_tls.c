@@ -29,6 +29,8 @@
 #include "proxy/router.h"
 #include "upstream/pool.h"
 
+#include "seed_dir.h"
+
 /* ---------------- certificates (once per run) ---------------- */
 
 static const char *const gen_cmds[] = {
@@ -1043,12 +1045,6 @@ Test(tls_conf, refused_values)
 
 /* ---------------- the seed configurations ---------------- */
 
-static const char *seed_dir(void)
-{
-    const char *d = getenv("SG_SEED_DIR");
-    return d ? d : "/work/shared/seed-configs";
-}
-
 /* With certs/cert.pem and certs/key.pem under the prefix, the TLS seeds
  * load, 03 with the client context of its grpc_pass grpcs://. */
 Test(tls_conf, tls_seeds_get_past_the_ssl_directives)
@@ -1059,8 +1055,8 @@ Test(tls_conf, tls_seeds_get_past_the_ssl_directives)
     };
     for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
         char path[512];
-        snprintf(path, sizeof(path), "%s/%s", seed_dir(), seeds[i]);
-        if (access(path, R_OK) != 0) cr_skip_test("seed %s not found", path);
+        snprintf(path, sizeof(path), "%s/%s", sg_test_seed_dir(), seeds[i]);
+        if (access(path, R_OK) != 0) cr_assert_fail("seed %s not found (SG_SEED_DIR names another folder)", path);
         err[0] = '\0';
         sg_conf *c = sg_conf_load(path, certdir(), err, sizeof(err));
         cr_assert_not_null(c, "%s: %s", seeds[i], err);
@@ -1078,7 +1074,7 @@ Test(tls_conf, tls_seeds_get_past_the_ssl_directives)
     /* and without the files, -t names the line */
     err[0] = '\0';
     char path[512];
-    snprintf(path, sizeof(path), "%s/12-http2-tls-to-http1.conf", seed_dir());
+    snprintf(path, sizeof(path), "%s/12-http2-tls-to-http1.conf", sg_test_seed_dir());
     sg_conf *c = sg_conf_load(path, "/nonexistent", err, sizeof(err));
     cr_assert_null(c);
     cr_assert(strstr(err, "12-http2-tls-to-http1.conf:10:27: cannot load certificate \"/nonexistent/certs/cert.pem\""),

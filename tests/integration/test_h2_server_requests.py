@@ -1,5 +1,7 @@
-"""Review of the HTTP/2 server codec (src/http/h2_server.c): regressions for
-bugs a user would hit. Each test failed before its fix.
+"""HTTP/2 server codec (src/http/h2_server.c) requests: :authority checked
+as HTTP/1.1 checks Host, request bodies under a small preread window, and
+downloads that starved streams must not stall. Each test failed before its
+fix.
 
 Uses the raw-frame client of test_h2_server.py (RawH2) so that the exact
 frames and flow-control windows are under the test's control.

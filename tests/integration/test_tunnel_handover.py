@@ -1,4 +1,5 @@
-"""Review regressions for tunnels, upgrades and stream{} sessions.
+"""Tunnels: the handover from an HTTP exchange to a tunnel (upgrades,
+HTTP/2 tunnels), byte by byte; each test is a bug's symptom.
 
 Raw sockets on both sides of the real binary: a hand-written WebSocket peer
 (answers the handshake itself, then does what each test needs) so the
