@@ -8,7 +8,7 @@
  * line with a generic setter. */
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
-#include "net/sock.h"
+#include "core/sockaddr.h"
 
 #include <netinet/in.h>
 #include <stdio.h>
@@ -96,50 +96,6 @@ bool sg_stream_val_compile(sg_conf *c, sg_str text, sg_conf_pos pos, sg_stream_v
     }
     val_push(c, out, -1, (sg_str){ text.p + lit, text.n - lit });
     return true;
-}
-
-static size_t put(char *buf, size_t n, const void *p, size_t len)
-{
-    if (len > SG_STREAM_VAL_MAX - n) len = SG_STREAM_VAL_MAX - n;
-    memcpy(buf + n, p, len);
-    return n + len;
-}
-
-static size_t put_var(char *buf, size_t n, int var, const struct sockaddr *client,
-                      const struct sockaddr *local)
-{
-    char tmp[64];
-    switch (var) {
-    case SG_SVAR_REMOTE_ADDR:
-    case SG_SVAR_SERVER_ADDR:
-        sg_sockaddr_host(var == SG_SVAR_REMOTE_ADDR ? client : local, tmp, sizeof(tmp));
-        return put(buf, n, tmp, strlen(tmp));
-    case SG_SVAR_REMOTE_PORT:
-    case SG_SVAR_SERVER_PORT:
-        snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(var == SG_SVAR_REMOTE_PORT ? client : local));
-        return put(buf, n, tmp, strlen(tmp));
-    case SG_SVAR_BINARY_REMOTE_ADDR:
-        if (client->sa_family == AF_INET)
-            return put(buf, n, &((const struct sockaddr_in *)client)->sin_addr, 4);
-        if (client->sa_family == AF_INET6)
-            return put(buf, n, &((const struct sockaddr_in6 *)client)->sin6_addr, 16);
-        return n;
-    case SG_SVAR_PROTOCOL:
-        return put(buf, n, "TCP", 3);
-    default:
-        return n;
-    }
-}
-
-size_t sg_stream_val_eval(const sg_stream_val *v, const struct sockaddr *client,
-                          const struct sockaddr *local, char *buf)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < v->nparts; i++) {
-        const sg_stream_val_part *p = &v->parts[i];
-        n = p->var < 0 ? put(buf, n, p->lit.p, p->lit.n) : put_var(buf, n, p->var, client, local);
-    }
-    return n;
 }
 
 /* ---------------- stream, server, listen, proxy_pass ---------------- */

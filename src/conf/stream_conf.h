@@ -42,7 +42,7 @@ typedef struct sg_stream_val {
     sg_str text;                       /* as written */
 } sg_stream_val;
 
-/* Longest value sg_stream_val_eval() produces (longer ones are cut). */
+/* Longest value a stream value evaluates to (longer ones are cut). */
 #define SG_STREAM_VAL_MAX 1024
 
 /* Values of ngx_stream_proxy_module and ngx_stream_core_module settable at
@@ -97,10 +97,5 @@ bool sg_stream_conf_finish(struct sg_cctx *cx);
 bool sg_stream_val_compile(sg_conf *c, sg_str text, sg_conf_pos pos, sg_stream_val *out,
                            char *err, size_t errlen);
 
-/* Evaluates v for a connection into buf (SG_STREAM_VAL_MAX bytes); returns
- * the length. `local` is the address that accepted the connection (not a
- * wildcard: callers use getsockname() for those). */
-size_t sg_stream_val_eval(const sg_stream_val *v, const struct sockaddr *client,
-                          const struct sockaddr *local, char *buf);
 
 #endif

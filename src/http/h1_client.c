@@ -33,6 +33,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "http/h1_write.h"
+#include "core/sockaddr.h"
 #include "net/sock.h"
 #include "net/tls.h"
 #include "exchange/exchange.h"

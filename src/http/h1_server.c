@@ -28,6 +28,7 @@
 #include "http/h1_write.h"
 #include "http/status.h"
 #include "http/target.h"
+#include "core/sockaddr.h"
 #include "net/sock.h"
 #include "net/tls.h"
 #include "exchange/exchange.h"

@@ -47,6 +47,7 @@
 #include "http/h2_limits.h"
 #include "http/status.h"
 #include "http/target.h"
+#include "core/sockaddr.h"
 #include "net/sock.h"
 #include "exchange/exchange.h"
 

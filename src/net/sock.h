@@ -1,17 +1,11 @@
-/* Socket helpers: non-blocking setup, addresses as text, connect. */
+/* Socket helpers: non-blocking setup, listen, connect (addresses as
+ * text: core/sockaddr.h). */
 #ifndef SG_NET_SOCK_H
 #define SG_NET_SOCK_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
-
-/* "127.0.0.1:8080" / "[::1]:8080" into buf; returns buf. */
-char *sg_sockaddr_str(const struct sockaddr *sa, char *buf, size_t len);
-/* Address only ("127.0.0.1"), and the port. */
-char *sg_sockaddr_host(const struct sockaddr *sa, char *buf, size_t len);
-int sg_sockaddr_port(const struct sockaddr *sa);
-bool sg_sockaddr_eq(const struct sockaddr *a, const struct sockaddr *b);
 
 /* Opens a listening socket with SO_REUSEADDR and SO_REUSEPORT (one per
  * worker thread on the same address). -1 + errno on failure. */

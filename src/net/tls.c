@@ -17,6 +17,7 @@
 
 #include "conf/ssl_ctx.h"
 #include "core/log.h"
+#include "core/sockaddr.h"
 #include "net/sock.h"
 
 struct sg_tls_conn {

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "exchange/vars.h"
 #include "http/status.h"
+#include "core/sockaddr.h"
 #include "net/sock.h"
 #include "proxy/grpc.h"
 #include "proxy/proxy.h"

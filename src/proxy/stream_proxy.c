@@ -23,6 +23,7 @@
 
 #include "conf/stream_conf.h"
 #include "core/log.h"
+#include "core/sockaddr.h"
 #include "net/sock.h"
 #include "proxy/tunnel.h"
 #include "upstream/pool.h"
@@ -46,6 +47,52 @@ typedef struct sp_session {
     uint64_t *tried;             /* points into the allocation, after the key */
     char key[];                  /* the hash key, if the upstream uses `hash` */
 } sp_session;
+
+/* ---- values of stream{} (the hash key) for a connection ---- */
+
+static size_t put(char *buf, size_t n, const void *p, size_t len)
+{
+    if (len > SG_STREAM_VAL_MAX - n) len = SG_STREAM_VAL_MAX - n;
+    memcpy(buf + n, p, len);
+    return n + len;
+}
+
+static size_t put_var(char *buf, size_t n, int var, const struct sockaddr *client,
+                      const struct sockaddr *local)
+{
+    char tmp[64];
+    switch (var) {
+    case SG_SVAR_REMOTE_ADDR:
+    case SG_SVAR_SERVER_ADDR:
+        sg_sockaddr_host(var == SG_SVAR_REMOTE_ADDR ? client : local, tmp, sizeof(tmp));
+        return put(buf, n, tmp, strlen(tmp));
+    case SG_SVAR_REMOTE_PORT:
+    case SG_SVAR_SERVER_PORT:
+        snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(var == SG_SVAR_REMOTE_PORT ? client : local));
+        return put(buf, n, tmp, strlen(tmp));
+    case SG_SVAR_BINARY_REMOTE_ADDR:
+        if (client->sa_family == AF_INET)
+            return put(buf, n, &((const struct sockaddr_in *)client)->sin_addr, 4);
+        if (client->sa_family == AF_INET6)
+            return put(buf, n, &((const struct sockaddr_in6 *)client)->sin6_addr, 16);
+        return n;
+    case SG_SVAR_PROTOCOL:
+        return put(buf, n, "TCP", 3);
+    default:
+        return n;
+    }
+}
+
+size_t sg_stream_proxy_value(const sg_stream_val *v, const struct sockaddr *client,
+                             const struct sockaddr *local, char *buf)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < v->nparts; i++) {
+        const sg_stream_val_part *p = &v->parts[i];
+        n = p->var < 0 ? put(buf, n, p->lit.p, p->lit.n) : put_var(buf, n, p->var, client, local);
+    }
+    return n;
+}
 
 static void connect_next(sp_session *s);
 
@@ -265,7 +312,7 @@ static sp_session *session_new(sg_worker *w, const sg_stream_server_conf *srv, i
     if (srv->hash_key && is_wildcard(local)) getsockname(fd, (struct sockaddr *)&here, &hl);
     struct sockaddr_storage client = { 0 };
     memcpy(&client, peer, peerlen < sizeof(client) ? peerlen : sizeof(client));
-    size_t klen = srv->hash_key ? sg_stream_val_eval(srv->hash_key, (const struct sockaddr *)&client,
+    size_t klen = srv->hash_key ? sg_stream_proxy_value(srv->hash_key, (const struct sockaddr *)&client,
                                                      (const struct sockaddr *)&here, key) : 0;
     size_t off = (sizeof(sp_session) + klen + 7) & ~(size_t)7;
     sp_session *s = sg_xcalloc(1, off + words * sizeof(uint64_t));

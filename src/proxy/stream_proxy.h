@@ -5,6 +5,7 @@
 #define SG_PROXY_STREAM_PROXY_H
 
 #include <sys/socket.h>
+#include "conf/stream_conf.h"
 #include "core/worker.h"
 
 struct sg_listen_group;
@@ -14,5 +15,11 @@ struct sg_listen_group;
 void sg_stream_proxy_accept(sg_worker *w, const struct sg_listen_group *g, int fd,
                             const struct sockaddr *peer, socklen_t peerlen,
                             const struct sockaddr *local, socklen_t locallen);
+
+/* Evaluates a stream{} value (the hash key) for a connection into buf
+ * (SG_STREAM_VAL_MAX bytes); returns the length. `local` is the address
+ * that accepted the connection (not a wildcard: getsockname() for those). */
+size_t sg_stream_proxy_value(const sg_stream_val *v, const struct sockaddr *client,
+                             const struct sockaddr *local, char *buf);
 
 #endif

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/sockaddr.h"
 #include "net/sock.h"
 #include "net/tls.h"
 #include "exchange/exchange.h"

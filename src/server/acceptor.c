@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "http/h1_server.h"
 #include "http/h2_server.h"
+#include "core/sockaddr.h"
 #include "net/sock.h"
 #include "net/tls.h"
 #include "proxy/stream_proxy.h"

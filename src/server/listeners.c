@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/str.h"
+#include "core/sockaddr.h"
 #include "net/sock.h"
 #include "server/server.h"
 

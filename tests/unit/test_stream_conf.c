@@ -8,6 +8,7 @@
 
 #include "conf/conf.h"
 #include "conf/stream_conf.h"
+#include "proxy/stream_proxy.h"
 
 static char serr[2048];
 
@@ -167,7 +168,7 @@ Test(stream_conf, hash_key_is_compiled)
     inet_pton(AF_INET, "10.1.2.3", &client.sin_addr);
     inet_pton(AF_INET, "127.0.0.1", &local.sin_addr);
     char buf[SG_STREAM_VAL_MAX];
-    size_t n = sg_stream_val_eval(s->hash_key, (struct sockaddr *)&client, (struct sockaddr *)&local, buf);
+    size_t n = sg_stream_proxy_value(s->hash_key, (struct sockaddr *)&client, (struct sockaddr *)&local, buf);
     cr_expect_eq(n, strlen("10.1.2.3-7000"));
     cr_expect(memcmp(buf, "10.1.2.3-7000", n) == 0, "%.*s", (int)n, buf);
     sg_conf_unref(c);
@@ -185,7 +186,7 @@ Test(stream_conf, stream_variables)
     inet_pton(AF_INET6, "2001:db8::1", &client.sin6_addr);
     inet_pton(AF_INET6, "::1", &local.sin6_addr);
     char buf[SG_STREAM_VAL_MAX];
-    size_t n = sg_stream_val_eval(&v, (struct sockaddr *)&client, (struct sockaddr *)&local, buf);
+    size_t n = sg_stream_proxy_value(&v, (struct sockaddr *)&client, (struct sockaddr *)&local, buf);
     char want[64];
     memcpy(want, &client.sin6_addr, 16);
     memcpy(want + 16, "|40000|::1|TCP", 14);

@@ -1,0 +1,50 @@
+/* Socket addresses as text, and compared. */
+#include "core/sockaddr.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+char *sg_sockaddr_host(const struct sockaddr *sa, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
+    else
+        snprintf(buf, len, "unix:");
+    return buf;
+}
+
+int sg_sockaddr_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+char *sg_sockaddr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[64];
+    sg_sockaddr_host(sa, host, sizeof(host));
+    if (sa->sa_family == AF_INET6) snprintf(buf, len, "[%s]:%d", host, sg_sockaddr_port(sa));
+    else snprintf(buf, len, "%s:%d", host, sg_sockaddr_port(sa));
+    return buf;
+}
+
+bool sg_sockaddr_eq(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family) return false;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return false;
+}
