@@ -63,6 +63,7 @@
 #include "conf/ssl_conf.h"
 #include "core/blockcache.h"
 #include "core/buf.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "net/sock.h"
 #include "net/tls.h"
@@ -136,7 +137,7 @@ typedef struct h2_conn h2_conn;
 
 typedef struct h2_stream {
     sg_upstream_link link;            /* first: the core's handle */
-    struct h2_stream *next, **pprev;  /* c->waiting or c->streams */
+    sg_list_node node;                /* on c->waiting or c->streams */
     h2_conn *c;                       /* NULL once nghttp2 is done with it */
     sg_upstream_rt *rt;
     sg_peer *peer;
@@ -194,7 +195,7 @@ struct h2_conn {
     sg_deferred flush, resume, reap;
     sg_timer timer;                   /* connect (until SETTINGS), then idle */
     sg_timer ping_timer;
-    h2_stream *waiting, *streams;
+    sg_list waiting, streams;
     size_t nwaiting;
     uint64_t last_rx_ms;
     conn_state state;
@@ -225,21 +226,17 @@ static const char *peer_name(const sg_peer *p)
 
 /* ---------- stream bookkeeping ---------- */
 
-static void list_push(h2_stream **list, h2_stream *st)
+#define STREAM_OF(n) sg_list_entry((n), h2_stream, node)
+
+static void list_push(sg_list *list, h2_stream *st)
 {
-    st->next = *list;
-    if (st->next) st->next->pprev = &st->next;
-    st->pprev = list;
-    *list = st;
+    sg_list_push(list, &st->node);
 }
 
 static void list_unlink(h2_conn *c, h2_stream *st)
 {
-    if (!st->pprev) return;
-    *st->pprev = st->next;
-    if (st->next) st->next->pprev = st->pprev;
-    st->next = NULL;
-    st->pprev = NULL;
+    if (!sg_list_linked(&st->node)) return;
+    sg_list_remove(&st->node);
     if (st->waiting) c->nwaiting--;
     st->waiting = false;
 }
@@ -848,8 +845,8 @@ static void conn_ready(h2_conn *c)
     c->state = C_READY;
     sg_timer_disarm(&c->timer);
     sg_timer_arm(c->loop, &c->ping_timer, PING_IDLE_MS);
-    while (c->waiting && c->state == C_READY) {
-        h2_stream *st = c->waiting;
+    while (!sg_list_empty(&c->waiting) && c->state == C_READY) {
+        h2_stream *st = STREAM_OF(sg_list_first(&c->waiting));
         list_unlink(c, st);
         if (!c->m.closing && c->m.streams - c->nwaiting <= c->m.max_streams) {
             list_push(&c->streams, st);
@@ -875,10 +872,10 @@ static void conn_ready(h2_conn *c)
 }
 
 /* Streams of a closing connection fail; the core decides about retries. */
-static void fail_list(h2_conn *c, h2_stream **list, sg_up_error err)
+static void fail_list(h2_conn *c, sg_list *list, sg_up_error err)
 {
-    while (*list) {
-        h2_stream *st = *list;
+    while (!sg_list_empty(list)) {
+        h2_stream *st = STREAM_OF(sg_list_first(list));
         list_unlink(c, st);
         st->c = NULL;
         st->id = 0;
@@ -1194,10 +1191,10 @@ static void on_ping(sg_timer *t)
 static void member_retire(sg_h2_member *m)
 {
     h2_conn *c = CONN_OF(m);
-    for (h2_stream *st = c->streams; st; st = st->next)
-        if (st->link.ex) return;   /* closes when idle (m->closing) */
-    for (h2_stream *st = c->waiting; st; st = st->next)
-        if (st->link.ex) return;
+    for (sg_list_node *n = sg_list_first(&c->streams); n; n = n->next)
+        if (STREAM_OF(n)->link.ex) return;   /* closes when idle (m->closing) */
+    for (sg_list_node *n = sg_list_first(&c->waiting); n; n = n->next)
+        if (STREAM_OF(n)->link.ex) return;
     conn_shutdown(c);
 }
 

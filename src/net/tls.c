@@ -16,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include "conf/ssl_ctx.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/sockaddr.h"
 #include "net/sock.h"
@@ -522,18 +523,17 @@ struct hs_conn {
     void *arg;
     struct sockaddr_storage peer, local;
     socklen_t peerlen, locallen;
-    hs_conn *next, **pprev;            /* the thread's handshakes */
+    sg_list_node link;                 /* the thread's handshakes */
 };
 
-static _Thread_local hs_conn *hs_list;
+static _Thread_local sg_list hs_list;
 static _Thread_local size_t hs_count;
 
 static void hs_end(hs_conn *h, bool close_fd)
 {
     sg_timer_disarm(&h->timer);
     sg_loop_del(h->loop, &h->io);
-    *h->pprev = h->next;
-    if (h->next) h->next->pprev = h->pprev;
+    sg_list_remove(&h->link);
     hs_count--;
     if (close_fd) {
         sg_tls_free(h->tls);
@@ -603,10 +603,7 @@ void sg_tls_accept(sg_loop *l, sg_conf *gen, const sg_listen_group *g, int fd,
     if (locallen) memcpy(&h->local, local, locallen);
     h->peerlen = peerlen;
     h->locallen = locallen;
-    h->next = hs_list;
-    if (hs_list) hs_list->pprev = &h->next;
-    h->pprev = &hs_list;
-    hs_list = h;
+    sg_list_push(&hs_list, &h->link);
     hs_count++;
     sg_timer_init(&h->timer, hs_on_timeout);
     if (sg_loop_add(l, &h->io) < 0) {
@@ -625,5 +622,5 @@ size_t sg_tls_accept_count(void)
 
 void sg_tls_accept_close_all(void)
 {
-    while (hs_list) hs_end(hs_list, true);
+    while (!sg_list_empty(&hs_list)) hs_end(sg_list_entry(sg_list_first(&hs_list), hs_conn, link), true);
 }
