@@ -45,6 +45,7 @@
 #include "http/h1_parser.h"
 #include "http/h1_server.h"
 #include "http/h2_limits.h"
+#include "http/h2_scan.h"
 #include "http/status.h"
 #include "http/target.h"
 #include "core/sockaddr.h"
@@ -53,6 +54,7 @@
 
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define PREFACE_LEN 24
+#define PEEK_MAX 4096                 /* first bytes looked at to tell HTTP/1.x from HTTP/2 */
 #define OUT_CAP (256 * 1024)          /* frames serialized ahead of the socket */
 #define QUEUE_CAP (1024 * 1024)       /* response bytes waiting on all streams of a connection */
 #define CONN_WINDOW (1024 * 1024)     /* connection receive window (streams bound memory) */
@@ -60,6 +62,7 @@
 #define BODY_WINDOW 65536             /* stream receive window once the core reads the body */
 #define GOAWAY_RTT_MS 1000            /* graceful GOAWAY: wait this long for the PING ACK */
 #define LINGER_MS 2000
+#define STOP_GRACE_MS 1000            /* response out, request open: RST_STREAM NO_ERROR after this */
 #define MAX_SEND_HEADERS (128 * 1024)
 #define PING_ALIVE "sg-alive"         /* 8-byte PING payloads */
 #define PING_DRAIN "sg-drain"
@@ -95,7 +98,7 @@ typedef struct h2_stream {
     sg_inbuf in;                       /* request DATA held while the exchange does not want it */
     sg_outq out;                        /* response DATA not framed yet */
     sg_timer read_timer;               /* header block, then request body */
-    sg_timer send_timer;               /* queued response bytes not moving */
+    sg_timer send_timer;               /* queued response bytes not moving; then STOP_GRACE_MS */
     uint64_t last_rx_ms, last_tx_ms;
     uint32_t chunk, send_ms, body_ms;
     bool started;                      /* the exchange has its request */
@@ -113,6 +116,7 @@ typedef struct h2_stream {
     bool closed;                       /* nghttp2 closed the stream */
     bool feed;                         /* held bytes to hand over at the next resume */
     bool reading;                      /* the core asked for the body at least once */
+    bool stop_pending;                 /* response out, request open: RST_STREAM NO_ERROR soon */
     nghttp2_nv *trailers;              /* send_trailers: submitted after the last DATA */
     size_t ntrailers;
 } h2_stream;
@@ -136,6 +140,9 @@ struct h2_conn {
     h2_settings set;
     sg_h2_hblock hblock;
     sg_h2_bucket resets, glitches, control;
+    sg_h2_scan scan;                   /* the client's frame headers, seen before nghttp2 sees them */
+    int32_t scan_top;                  /* highest stream id of a HEADERS frame scanned */
+    sg_h2_closed ended;                /* what RFC 9113 5.1 needs to know of closed streams */
     const char *fail_reason;           /* why a callback failed the session */
     bool readable, writable, rdhup;
     bool in_lib;                       /* inside nghttp2_session_mem_recv/mem_send */
@@ -572,11 +579,20 @@ static bool body_useless(const h2_stream *st)
     return st->ex_aborted || st->closed || (st->ex->resp_done && !st->ex->up);
 }
 
+/* The response is out (stop_pending) and the client cannot send more on
+ * the stream without a WINDOW_UPDATE: ask it to stop now, not after the
+ * grace period. */
+static void stop_if_blocked(h2_stream *st)
+{
+    if (st->stop_pending && nghttp2_session_get_stream_local_window_size(st->c->sess, st->id) <= 0)
+        reset_stream(st, NGHTTP2_NO_ERROR);
+}
+
 static void on_request_data(h2_conn *c, h2_stream *st, const uint8_t *data, size_t len)
 {
     st->last_rx_ms = now_ms(c);
     if (body_useless(st)) {
-        nghttp2_session_consume_stream(c->sess, st->id, len);
+        if (!st->stop_pending) nghttp2_session_consume_stream(c->sess, st->id, len);
         return;
     }
     if (body_wanted(st) && st->in.len == 0) deliver(st, (const char *)data, len);
@@ -590,6 +606,8 @@ static h2_stream *stream_of(nghttp2_session *s, int32_t id)
     return id > 0 ? nghttp2_session_get_stream_user_data(s, id) : NULL;
 }
 
+static bool take(h2_conn *c, sg_h2_bucket *b);
+
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud)
 {
     h2_conn *c = ud;
@@ -600,6 +618,9 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
         v = sg_h2_hblock_frame(&c->hblock, false, hd->length);
     } else if (hd->type == NGHTTP2_CONTINUATION) {
         v = sg_h2_hblock_frame(&c->hblock, true, hd->length);
+    } else if (hd->type == NGHTTP2_PRIORITY && !take(c, &c->control)) {
+        /* counted here: with RFC 9218 priorities nghttp2 reports no PRIORITY frame received */
+        return fail_calm(c, "too many PRIORITY frames");
     }
     if (v == SG_H2_CALM)
         return fail_calm(c, c->hblock.continuations > SG_H2_MAX_CONTINUATIONS
@@ -613,6 +634,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     h2_stream *st = stream_new(c, f->hd.stream_id);
     nghttp2_session_set_stream_user_data(s, st->id, st);
+    sg_h2_closed_opened(&c->ended, st->id);
     arm(c, &st->read_timer, c->set.header_ms);
     return 0;
 }
@@ -681,9 +703,6 @@ static int on_control_frame(h2_conn *c, const nghttp2_frame *f)
             return fail_calm(c, "too many SETTINGS frames");
         }
         return 0;
-    case NGHTTP2_PRIORITY:
-        if (!take(c, &c->control)) return fail_calm(c, "too many PRIORITY frames");
-        return 0;
     default:
         return 0;
     }
@@ -706,6 +725,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         st->in_ended = true;
         try_body_end(st);
     }
+    if (!end && f->hd.type == NGHTTP2_DATA) stop_if_blocked(st);
     return 0;
 }
 
@@ -772,16 +792,36 @@ static ssize_t on_data_length(nghttp2_session *s, uint8_t type, int32_t id, int3
     return n > 0 ? (ssize_t)n : 1;
 }
 
+/* Our RST_STREAM crosses whatever the client already sent on the stream:
+ * those frames are to be ignored (RFC 9113 5.1), not errors. Not so if
+ * the client had ended its side (nghttp2 still has the stream, in
+ * half-closed remote): nothing of it can be in flight. */
+static void note_reset(h2_conn *c, int32_t id)
+{
+    nghttp2_stream *ns = nghttp2_session_find_stream(c->sess, id);
+    if (!ns || nghttp2_stream_get_state(ns) != NGHTTP2_STREAM_STATE_HALF_CLOSED_REMOTE)
+        sg_h2_closed_reset(&c->ended, id);
+}
+
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     h2_conn *c = ud;
     if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.last_stream_id != INT32_MAX) c->goaway_sent = true;
+    if (f->hd.type == NGHTTP2_RST_STREAM) note_reset(c, f->hd.stream_id);
     bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
     h2_stream *st = end ? stream_of(s, f->hd.stream_id) : NULL;
     /* The response is complete but the client still has the request side
-     * open: tell it to stop sending (RFC 9113 8.1), as nginx does. */
-    if (st && !st->in_ended && !st->closed)
-        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+     * open: tell it to stop sending (RFC 9113 8.1), as nginx does, once it
+     * cannot send more without a WINDOW_UPDATE (the window is no longer
+     * given back), or after a grace period. Until then the stream stays
+     * open, so what the client sent meanwhile is still checked by nghttp2
+     * (and a request that ends closes it cleanly), where after our
+     * RST_STREAM it would have to be ignored (RFC 9113 5.1). */
+    if (st && !st->in_ended && !st->closed) {
+        st->stop_pending = true;
+        arm(c, &st->send_timer, STOP_GRACE_MS);
+        stop_if_blocked(st);
+    }
     return 0;
 }
 
@@ -857,6 +897,8 @@ static bool session_start(h2_conn *c)
     sg_h2_bucket_init(&c->resets, SG_H2_RESET_BURST, SG_H2_RESET_RATE, now);
     sg_h2_bucket_init(&c->glitches, SG_H2_GLITCH_BURST, SG_H2_GLITCH_RATE, now);
     sg_h2_bucket_init(&c->control, SG_H2_CONTROL_BURST, SG_H2_CONTROL_RATE, now);
+    sg_h2_scan_init(&c->scan, PREFACE_LEN);
+    sg_h2_closed_init(&c->ended, c->set.max_streams < 1024 ? c->set.max_streams : 1024);
     arm(c, &c->idle_timer, c->set.idle_ms);
     arm(c, &c->ping_timer, c->set.ping_interval_ms);
     return true;
@@ -864,14 +906,16 @@ static bool session_start(h2_conn *c)
 
 /* ---------- input ---------- */
 
-/* Feeds bytes to nghttp2; a failed session gets its GOAWAY. */
-static void session_input(h2_conn *c, const char *data, size_t n)
+/* Feeds bytes to nghttp2; a failed session gets its GOAWAY. False if
+ * the connection is failing. */
+static bool session_feed(h2_conn *c, const uint8_t *data, size_t n)
 {
-    if (c->dying) return;
+    if (c->dying) return false;
+    if (n == 0) return true;
     c->in_lib = true;
-    ssize_t r = nghttp2_session_mem_recv(c->sess, (const uint8_t *)data, n);
+    ssize_t r = nghttp2_session_mem_recv(c->sess, data, n);
     c->in_lib = false;
-    if (r >= 0) return;
+    if (r >= 0) return !c->dying;
     char host[64];
     uint32_t code = NGHTTP2_PROTOCOL_ERROR;
     if (c->fail_reason || r == NGHTTP2_ERR_FLOODED || r == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
@@ -883,13 +927,83 @@ static void session_input(h2_conn *c, const char *data, size_t n)
                     nghttp2_strerror((int)r));
     }
     conn_fail(c, code);
+    return false;
 }
 
-/* A client that does not speak HTTP/2: hand it to the HTTP/1.1 codec
- * with what was read. Returns false: c is gone either way. */
-static bool fallback_h1(h2_conn *c, const char *data, size_t n)
+/* The RFC 9113 rules nghttp2 leaves to us (h2_scan.h), checked on a frame
+ * before nghttp2 sees it and after it has processed every earlier frame.
+ * Returns the connection error to answer with, or 0. */
+static uint32_t frame_check(h2_conn *c, const sg_h2_frame *f, const char **why)
 {
-    sg_inbuf_append(&c->pre, data, n);
+    switch (f->type) {
+    case SG_H2_T_PRIORITY:
+        /* RFC 9113 6.3 and 5.3.1; the latter is a stream error, but the
+         * stream may be idle, where RST_STREAM may not be sent (5.1) */
+        *why = f->stream_id == 0 ? "PRIORITY on stream 0" : "a stream that depends on itself";
+        return f->stream_id == 0 || f->dep == f->stream_id ? NGHTTP2_PROTOCOL_ERROR : 0;
+    case SG_H2_T_DATA:
+    case SG_H2_T_HEADERS:
+        break;
+    default:
+        return 0;
+    }
+    if (f->stream_id > c->ended.last || nghttp2_session_find_stream(c->sess, f->stream_id)) return 0;
+    bool headers = f->type == SG_H2_T_HEADERS;
+    switch (sg_h2_closed_frame(&c->ended, f->stream_id, headers)) {
+    case SG_H2_CLOSED_BAD_ID:
+        *why = "a new stream numbered below an earlier one";
+        return NGHTTP2_PROTOCOL_ERROR;
+    case SG_H2_CLOSED_STREAM:
+        *why = headers ? "HEADERS on a closed stream" : "DATA on a closed stream";
+        return NGHTTP2_STREAM_CLOSED;
+    default:   /* late, after our RST_STREAM: nghttp2 ignores it */
+        if (f->flags & SG_H2_F_END_STREAM) sg_h2_closed_peer_done(&c->ended, f->stream_id);
+        return 0;
+    }
+}
+
+/* Input goes to nghttp2 in one piece, or cut just before each frame that
+ * frame_check must judge (it asks nghttp2 about the stream). */
+static void session_input(h2_conn *c, const char *data, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)data;
+    size_t off = 0, fed = 0;
+    while (off < n) {
+        sg_h2_frame f;
+        size_t start;
+        bool found;
+        size_t k = sg_h2_scan_next(&c->scan, p + off, n - off, &f, &start, &found);
+        start += off;
+        off += k;
+        if (!found) break;
+        if (f.type == SG_H2_T_RST_STREAM) {
+            sg_h2_closed_peer_done(&c->ended, f.stream_id);
+            continue;
+        }
+        bool on_stream = f.type == SG_H2_T_DATA || f.type == SG_H2_T_HEADERS;
+        /* streams above every HEADERS so far are new or idle: nghttp2's */
+        bool seen = on_stream && f.stream_id <= c->scan_top;
+        if (f.type == SG_H2_T_HEADERS && f.stream_id > c->scan_top) c->scan_top = f.stream_id;
+        if (!seen && f.type != SG_H2_T_PRIORITY) continue;
+        if (!session_feed(c, p + fed, start - fed)) return;
+        fed = start;
+        const char *why = NULL;
+        uint32_t code = frame_check(c, &f, &why);
+        if (code) {
+            char host[64];
+            sg_log_info("client %s sent %s (stream %d), closing HTTP/2 connection",
+                        peer_host(c, host, sizeof(host)), why, f.stream_id);
+            conn_fail(c, code);
+            return;
+        }
+    }
+    session_feed(c, p + fed, n - fed);
+}
+
+/* A client that speaks HTTP/1.x: hand it to the HTTP/1.1 codec with what
+ * was read (c->pre). Returns false: c is gone either way. */
+static bool fallback_h1(h2_conn *c)
+{
     int fd = c->io.fd;
     sg_worker *w = c->w;
     sg_loop_del(c->loop, &c->io);
@@ -904,13 +1018,40 @@ static bool fallback_h1(h2_conn *c, const char *data, size_t n)
     return false;
 }
 
+typedef enum { FIRST_WAIT, FIRST_H2, FIRST_H1 } first_bytes;
+
+/* What the first bytes on an `http2` listener are. Over TLS, ALPN chose h2:
+ * they are the preface. On a plain listener, HTTP/1.x is told
+ * by its request line: a method token, a space, and a line that ends with
+ * an HTTP/ version (the HTTP/1.1 codec judges the rest). Anything else is
+ * an HTTP/2 connection preface, right or wrong, "PRI" first of all (RFC
+ * 9113 3.4 reserves it for the preface): nghttp2 checks it, and a wrong
+ * one is a connection error, GOAWAY PROTOCOL_ERROR (3.4), not a 400 from
+ * a codec the client does not speak. */
+static first_bytes first_bytes_kind(const char *p, size_t n, bool tls)
+{
+    size_t k = n < PREFACE_LEN ? n : PREFACE_LEN;
+    if (memcmp(p, PREFACE, k) == 0) return n < PREFACE_LEN ? FIRST_WAIT : FIRST_H2;
+    if (tls || (n >= 4 && memcmp(p, "PRI ", 4) == 0)) return FIRST_H2;
+    size_t i = 0;
+    while (i < n && (p[i] == '\r' || p[i] == '\n')) i++;   /* RFC 9112 2.2: empty lines first */
+    size_t m = i;
+    while (m < n && sg_h1_is_tchar((unsigned char)p[m])) m++;
+    const char *eol = m < n ? memchr(p + m, '\n', n - m) : NULL;
+    if (m < n && (m == i || p[m] != ' ')) return FIRST_H2;
+    if (!eol) return n < PEEK_MAX ? FIRST_WAIT : FIRST_H1;   /* a long line: the codec's limits */
+    const char *end = eol > p && eol[-1] == '\r' ? eol - 1 : eol, *v = end;
+    while (v > p + m && v[-1] != ' ') v--;
+    return end - v >= 5 && memcmp(v, "HTTP/", 5) == 0 ? FIRST_H1 : FIRST_H2;
+}
+
 /* Input before the preface is recognised. Returns false if c is gone. */
 static bool preface_input(h2_conn *c, const char *data, size_t n)
 {
-    size_t have = c->pre.len, k = PREFACE_LEN - have < n ? PREFACE_LEN - have : n;
-    if (memcmp(data, &PREFACE[have], k) != 0) return fallback_h1(c, data, n);
     sg_inbuf_append(&c->pre, data, n);
-    if (c->pre.len < PREFACE_LEN) return true;
+    first_bytes kind = first_bytes_kind(c->pre.p, c->pre.len, c->tls != NULL);
+    if (kind == FIRST_WAIT) return true;
+    if (kind == FIRST_H1) return fallback_h1(c);
     if (!session_start(c)) {
         sg_log_error("HTTP/2 session could not be created");
         conn_close(c);
@@ -1329,6 +1470,10 @@ static void on_stream_send_timeout(sg_timer *t)
 {
     h2_stream *st = (h2_stream *)((char *)t - offsetof(h2_stream, send_timer));
     h2_conn *c = st->c;
+    if (st->stop_pending) {
+        reset_stream(st, NGHTTP2_NO_ERROR);
+        return;
+    }
     if (st->out.bytes == 0) return;
     uint64_t idle = now_ms(c) - st->last_tx_ms;
     if (idle < st->send_ms) {
@@ -1454,6 +1599,7 @@ static void on_event(sg_io *io, uint32_t events)
 static void conn_free(h2_conn *c)
 {
     sg_inbuf_free(&c->pre);
+    sg_h2_closed_free(&c->ended);
     sg_outq_clear(&c->out);
     free(c);
 }
