@@ -332,6 +332,7 @@ typedef struct sg_server_conf {
     uint32_t client_header_timeout_ms; /* default 60 s */
     size_t large_header_buffers;       /* number, default 4 */
     size_t large_header_buffer_size;   /* size, default 8k */
+    uint32_t max_headers;              /* request header fields, HTTP/1.1 and HTTP/2 (nginx 1.29.8), default 100 */
     sg_h2_conf h2;
     sg_ssl_conf ssl;                   /* ssl_* (http and server level) */
 } sg_server_conf;

@@ -1195,6 +1195,7 @@ static const sg_cmd cmds[] = {
     { "large_client_header_buffers", H | S, A2, set_large_buffers,
       SRV_RANGE(large_header_buffers, large_header_buffer_size), NULL },
     { "client_header_buffer_size", H | S, A1, sg_conf_set_size, NONE, NULL },
+    { "max_headers", H | S, A1, sg_conf_set_num, SRV_RANGE(max_headers, max_headers), NULL },
     /* http, server, location */
     { "default_type", HSL, A1, set_str, LOC(default_type), NULL },
     { "keepalive_timeout", HSL, SG_ARG12, set_keepalive_timeout,
@@ -1490,6 +1491,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     srv->client_header_timeout_ms = 60000;
     srv->large_header_buffers = 4;
     srv->large_header_buffer_size = 8192;
+    srv->max_headers = 100;
     lc->http2_chunk_size = 8192;
     sg_ssl_conf_defaults(lc, srv);
     srv->h2.max_concurrent_streams = 128;
@@ -1555,6 +1557,7 @@ static void finish_tree(sg_cctx *cx, sg_lvl *l, const sg_header_set *defs, size_
         l->server->client_header_timeout_ms = l->srv.client_header_timeout_ms;
         l->server->large_header_buffers = l->srv.large_header_buffers;
         l->server->large_header_buffer_size = l->srv.large_header_buffer_size;
+        l->server->max_headers = l->srv.max_headers;
         l->server->h2 = l->srv.h2;
         l->server->ssl = l->srv.ssl;
         /* `http2 on` (nginx 1.25): h2 on every address of the server */

@@ -103,6 +103,11 @@ typedef struct sg_upstream_events {
      * releases or closes the link in it. */
     void (*end)(sg_exchange *ex, const sg_header *trailers, size_t ntrailers);
     void (*drain)(sg_exchange *ex);
+    /* Asked before each read of response bytes, the first included: false
+     * when the client cannot take more now (the handler has turned
+     * want_response off until it drains), so that nothing is read for a
+     * client over its output cap. NULL: always true. */
+    bool (*may_read)(sg_exchange *ex);
 } sg_upstream_events;
 
 typedef struct sg_upstream_link_ops {

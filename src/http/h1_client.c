@@ -526,6 +526,7 @@ static void upconn_read(sg_h1_upconn *c)
     if (c->in.len && c->want_resp && c->link.ex) process_input(c, NULL, 0);
     while (c->state == C_ACTIVE && c->readable && c->want_resp && c->link.ex &&
            c->in.len < 256 * 1024) {
+        if (c->link.ev->may_read && !c->link.ev->may_read(c->link.ex)) break;
         char *scratch = sg_worker_scratch(c->w);
         ssize_t n = c->tls ? sg_tls_read(c->tls, scratch, SG_SCRATCH_SIZE) : read(c->io.fd, scratch, SG_SCRATCH_SIZE);
         if (n > 0) {

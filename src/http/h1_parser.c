@@ -471,7 +471,7 @@ static int parse_fields(const char *b, size_t p, size_t end, size_t max_line, si
     for (;;) {
         if (b[p] == '\n' || (b[p] == '\r' && b[p + 1] == '\n')) return 0;
         if (is_ows(b[p])) return err;            /* obs-fold, or SP after start line */
-        if (m->num_headers >= max_fields) return too_long;
+        if (m->num_headers >= max_fields) return err;   /* nginx's max_headers: 400 */
         sg_h1_header *h = &m->headers[m->num_headers];
         int r = parse_header_line(b, &p, end, max_line, h);
         if (r) return r == -431 ? too_long : err;

@@ -51,7 +51,7 @@ typedef struct sg_h1_limits {
     size_t max_request_line;   /* longer -> 414 */
     size_t max_header_line;    /* one header field longer -> 431 (nginx: 400 "Request Header Or Cookie Too Large"); we answer 431 */
     size_t max_head;           /* whole head longer -> 431 */
-    size_t max_headers;        /* more fields -> 431; <= SG_H1_MAX_HEADERS */
+    size_t max_headers;        /* more fields -> 400, as nginx's max_headers; SG_H1_MAX_HEADERS at most */
 } sg_h1_limits;
 
 typedef struct sg_h1_message {

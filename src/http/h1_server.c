@@ -375,7 +375,8 @@ static size_t process_buf(sg_h1_conn *c, const char *buf, size_t len)
             const sg_server_conf *s = g ? g->default_server : NULL;
             size_t bufsz = s ? s->large_header_buffer_size : 8192;
             size_t nbuf = s ? s->large_header_buffers : 4;
-            sg_h1_limits lim = { bufsz, bufsz, bufsz * nbuf, SG_H1_MAX_HEADERS };
+            size_t maxh = s ? s->max_headers : 100;
+            sg_h1_limits lim = { bufsz, bufsz, bufsz * nbuf, maxh };
             sg_h1_message m;
             int r = sg_h1_parse_request(buf + off, len - off, c->scanned, &lim, &m);
             if (r == 0) {

@@ -18,9 +18,13 @@
  *   payloads copied straight from the stream queue: NO_COPY) and written
  *   once per loop iteration in one writev. The serialized backlog and the
  *   bytes queued on all streams are both capped, so a client that does
- *   not read only makes its streams report `pending` and stall upstreams.
+ *   not read only makes its streams report `pending` and stall upstreams
+ *   (before their first read too); all connections of a worker together
+ *   hold at most WORKER_OUTPUT_BUDGET.
  * - Streams end in nghttp2's on_stream_close; the exchange is finished at
- *   the end of that iteration, never under the core's feet.
+ *   the end of that iteration, never under the core's feet, or as soon as
+ *   the core has produced the whole answer (retire_ex): a stream waiting
+ *   on a slow client keeps its unsent bytes, not its request.
  * - Abuse (h2_limits.h) costs the attacker its connection, nothing else.
  *
  * Socket I/O is in transport_read() and transport_write(), so that TLS
@@ -41,6 +45,7 @@
 
 #include "core/blockcache.h"
 #include "core/buf.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "http/h1_parser.h"
 #include "http/h1_server.h"
@@ -57,6 +62,15 @@
 #define PEEK_MAX 4096                 /* first bytes looked at to tell HTTP/1.x from HTTP/2 */
 #define OUT_CAP (256 * 1024)          /* frames serialized ahead of the socket */
 #define QUEUE_CAP (1024 * 1024)       /* response bytes waiting on all streams of a connection */
+/* Output held for clients by one worker thread: response bytes queued on
+ * streams and frames serialized ahead of sockets, over all its HTTP/2
+ * connections. One connection holds at most about QUEUE_CAP + OUT_CAP
+ * (no stream reads from its backend while the connection is over
+ * QUEUE_CAP), but a crowd of clients that do not read would add those up:
+ * above this budget the connection holding the most is closed, then the
+ * next, until the total is back under it. 64 MB is some fifty connections
+ * at their cap; clients that read keep far less queued. */
+#define WORKER_OUTPUT_BUDGET (64ull * 1024 * 1024)
 #define CONN_WINDOW (1024 * 1024)     /* connection receive window (streams bound memory) */
 #define FEED_CHUNK 16384              /* held request bytes handed to the exchange per call */
 #define BODY_WINDOW 65536             /* stream receive window once the core reads the body */
@@ -82,7 +96,7 @@ extern void nghttp2_option_set_max_continuations(nghttp2_option *option, size_t 
 /* Connection-wide values, copied from the configuration at accept (the
  * generation may be replaced while the connection lives). */
 typedef struct h2_settings {
-    uint32_t max_streams, preread, max_field, max_header, recv_budget, max_requests;
+    uint32_t max_streams, preread, max_field, max_header, max_headers, recv_budget, max_requests;
     uint32_t idle_ms, header_ms, send_ms, ping_interval_ms, ping_timeout_ms;
 } h2_settings;
 
@@ -94,6 +108,7 @@ typedef struct h2_stream {
     sg_exchange *ex;
     int32_t id;
     uint32_t nhdrs, caphdrs;
+    uint32_t cookie_at;                /* 1 + index of the Cookie field the crumbs join into; 0: none */
     sg_str authority;
     sg_inbuf in;                       /* request DATA held while the exchange does not want it */
     sg_outq out;                        /* response DATA not framed yet */
@@ -109,7 +124,7 @@ typedef struct h2_stream {
     bool connect;                      /* extended CONNECT: a tunnel, no body timeout */
     bool saw_priority;                 /* the client sent a priority header (RFC 9218) */
     bool has_host;
-    bool too_large;                    /* header list over the limit: 431 */
+    int refused;                       /* the header block was refused: 400 (max_headers) or 431 */
     bool head_sent, no_body, out_eof;
     bool deferred;                     /* the data provider is waiting for bytes */
     bool ex_aborted;                   /* the core knows the response will not complete */
@@ -117,7 +132,7 @@ typedef struct h2_stream {
     bool feed;                         /* held bytes to hand over at the next resume */
     bool reading;                      /* the core asked for the body at least once */
     bool stop_pending;                 /* response out, request open: RST_STREAM NO_ERROR soon */
-    nghttp2_nv *trailers;              /* send_trailers: submitted after the last DATA */
+    nghttp2_nv *trailers;              /* send_trailers: submitted after the last DATA (one malloc) */
     size_t ntrailers;
 } h2_stream;
 
@@ -136,6 +151,11 @@ struct h2_conn {
     h2_stream *streams, *dead;
     uint32_t nstreams, requests;
     uint64_t queued;                   /* bytes in all streams' `out` */
+    uint64_t held;                     /* queued + out.bytes, as the worker's budget last counted it */
+    sg_list_node budget_link;          /* in this thread's list of HTTP/2 connections */
+    sg_deferred budget_check;
+    sg_inbuf cookies;                  /* the crumbs of the header block being received, joined */
+    uint32_t refused;                  /* header blocks refused so far */
     uint64_t last_rx_ms, rx_frames, ping_sent_ms, ping_rx_mark;
     h2_settings set;
     sg_h2_hblock hblock;
@@ -210,6 +230,7 @@ static void settings_defaults(h2_settings *s)
 {
     *s = (h2_settings){
         .max_streams = 128, .preread = 65536, .max_field = 8192, .max_header = 32768,
+        .max_headers = SG_H2_DEFAULT_MAX_HEADERS,
         .recv_budget = 256 * 1024, .idle_ms = 75000, .header_ms = 60000, .send_ms = 60000,
         .ping_interval_ms = 30000, .ping_timeout_ms = 20000,
     };
@@ -229,6 +250,7 @@ static void settings_from_conf(h2_settings *s, const sg_listen_group *g)
     s->max_field = h->max_field_size ? h->max_field_size : (uint32_t)bsz;
     s->max_header = h->max_header_size ? h->max_header_size
                   : (uint32_t)(bsz * bnum > UINT32_MAX / 2 ? UINT32_MAX / 2 : bsz * bnum);
+    s->max_headers = srv->max_headers;
     s->recv_budget = h->recv_buffer_size;
     s->max_requests = h->max_requests;
     s->idle_ms = h->idle_timeout_ms != SG_UNSET_MS ? h->idle_timeout_ms : srv->root->conf.keepalive_timeout_ms;
@@ -236,6 +258,39 @@ static void settings_from_conf(h2_settings *s, const sg_listen_group *g)
     s->send_ms = srv->root->conf.send_timeout_ms;
     s->ping_interval_ms = h->ping_interval_ms;
     s->ping_timeout_ms = h->ping_timeout_ms;
+}
+
+/* ---------- the worker's output budget (WORKER_OUTPUT_BUDGET) ---------- */
+
+static _Thread_local sg_list worker_conns;   /* this thread's HTTP/2 connections (budget_link) */
+static _Thread_local uint64_t worker_held;   /* the sum of their `held` */
+
+/* Brings c's share of its worker's total up to date; over the budget, the
+ * check runs at the end of the iteration (never under the core's feet). */
+static void account(h2_conn *c)
+{
+    uint64_t now = c->closed ? 0 : c->queued + c->out.bytes;
+    worker_held = worker_held - c->held + now;
+    c->held = now;
+    if (worker_held > WORKER_OUTPUT_BUDGET && !c->closed) sg_loop_defer(c->loop, &c->budget_check);
+}
+
+static void on_budget_check(sg_deferred *d)
+{
+    while (worker_held > WORKER_OUTPUT_BUDGET) {
+        h2_conn *big = NULL;
+        for (sg_list_node *n = sg_list_first(&worker_conns); n; n = n->next) {
+            h2_conn *c = sg_list_entry(n, h2_conn, budget_link);
+            if (!big || c->held > big->held) big = c;
+        }
+        if (!big || big->held == 0) return;
+        char host[64];
+        sg_log_warn("client %s: %llu bytes of output held, over the worker's budget of %llu MB: "
+                    "closing HTTP/2 connection", peer_host(big, host, sizeof(host)),
+                    (unsigned long long)big->held, WORKER_OUTPUT_BUDGET >> 20);
+        conn_close(big);
+        if (!big->closed) return;   /* defensive: inside nghttp2, it closes once out */
+    }
 }
 
 /* ---------- stream lifecycle ---------- */
@@ -278,19 +333,26 @@ static h2_stream *stream_new(h2_conn *c, int32_t id)
     return st;
 }
 
-/* The exchange is over for the core (or never started): log it, free it. */
+/* The exchange is over for the core (or never started): log it, free it
+ * with the request it holds (fields, arena). */
+static void ex_free(h2_stream *st)
+{
+    if (!st->ex) return;
+    sg_exchange_finish(st->ex);
+    sg_arena_free(&st->ex->req.arena);
+    free(st->ex);
+    st->ex = NULL;
+}
+
 static void stream_free(h2_stream *st)
 {
     sg_timer_disarm(&st->read_timer);
     sg_timer_disarm(&st->send_timer);
-    if (st->ex) {
-        sg_exchange_finish(st->ex);
-        sg_arena_free(&st->ex->req.arena);
-        free(st->ex);
-    }
+    ex_free(st);
     st->c->queued -= st->out.bytes;
     sg_outq_clear(&st->out);
     sg_inbuf_free(&st->in);
+    free(st->trailers);
     list_remove(st);
     free(st);
 }
@@ -298,10 +360,11 @@ static void stream_free(h2_stream *st)
 /* Tells the core, once, that the response will not complete. */
 static void stream_abort_ex(h2_stream *st)
 {
-    if (!st->started || st->ex_aborted || st->ex->resp_done) return;
+    if (!st->ex || !st->started || st->ex_aborted || st->ex->resp_done) return;
     st->ex_aborted = true;
     st->ex->aborted = true;
     sg_exchange_on_abort(st->ex);
+    if (!st->c->closed) sg_loop_defer(st->c->loop, &st->c->reap);   /* retire_ex */
 }
 
 /* nghttp2 is done with the stream: end the exchange at the end of the
@@ -374,8 +437,37 @@ static void store_pseudo(h2_stream *st, sg_str name, sg_str v)
     /* :scheme is checked by nghttp2; the connection decides $scheme */
 }
 
-static void store_field(h2_stream *st, sg_str name, sg_str value)
+/* RFC 9113 8.2.3: cookie crumbs are joined with "; " for HTTP/1.1 peers.
+ * They are joined as they come, in the connection's buffer (one header
+ * block at a time), into one field at the place of the first: a block of
+ * a thousand crumbs costs their bytes, not a thousand fields. */
+static void store_cookie(h2_conn *c, h2_stream *st, sg_str value)
 {
+    if (!st->cookie_at) {
+        add_header(st, SG_STR("cookie"), SG_STR(""));
+        st->cookie_at = st->nhdrs;
+        c->cookies.len = 0;
+    } else {
+        sg_inbuf_append(&c->cookies, "; ", 2);
+    }
+    sg_inbuf_append(&c->cookies, value.p, value.n);
+}
+
+static void join_cookies(h2_conn *c, h2_stream *st)
+{
+    if (!st->cookie_at) return;
+    sg_http_req *r = &st->ex->req;
+    if (c->cookies.len)
+        r->headers[st->cookie_at - 1].value = sg_arena_str(&r->arena, (sg_str){ c->cookies.p, c->cookies.len });
+    sg_inbuf_free(&c->cookies);
+}
+
+static void store_field(h2_conn *c, h2_stream *st, sg_str name, sg_str value)
+{
+    if (STR_EQ(name, "cookie")) {
+        store_cookie(c, st, value);
+        return;
+    }
     sg_arena *a = &st->ex->req.arena;
     sg_str v = sg_arena_str(a, value);
     if (name.n && name.p[0] == ':') {
@@ -387,35 +479,6 @@ static void store_field(h2_stream *st, sg_str name, sg_str value)
     else if (STR_EQ(name, "expect") && value.n == 12 && strncasecmp(value.p, "100-continue", 12) == 0)
         st->expect_continue = true;
     add_header(st, sg_arena_str(a, name), v);
-}
-
-/* RFC 9113 8.2.3: cookie crumbs are joined with "; " for HTTP/1.1 peers. */
-static void join_cookies(h2_stream *st)
-{
-    sg_http_req *r = &st->ex->req;
-    size_t first = SIZE_MAX, total = 0, count = 0;
-    for (size_t i = 0; i < r->nheaders; i++) {
-        if (!STR_EQ(r->headers[i].name, "cookie")) continue;
-        if (first == SIZE_MAX) first = i;
-        total += r->headers[i].value.n + 2;
-        count++;
-    }
-    if (count < 2) return;
-    char *p = sg_arena_alloc(&r->arena, total);
-    size_t n = 0, out = 0;
-    for (size_t i = 0; i < r->nheaders; i++) {
-        sg_header h = r->headers[i];
-        if (!STR_EQ(h.name, "cookie")) {
-            r->headers[out++] = h;
-            continue;
-        }
-        if (n) { memcpy(p + n, "; ", 2); n += 2; }
-        memcpy(p + n, h.value.p, h.value.n);
-        n += h.value.n;
-        if (i == first) r->headers[out++] = h;
-    }
-    r->headers[first].value = (sg_str){ p, n };
-    r->nheaders = st->nhdrs = (uint32_t)out;
 }
 
 /* $host: the authority without port, lowercased, without trailing dots. */
@@ -467,7 +530,7 @@ static int build_request(h2_conn *c, h2_stream *st)
     r->http_minor = 0;
     r->uri = SG_STR("/");
     if (!r->headers) r->headers = sg_arena_alloc(&r->arena, sizeof(sg_header));
-    join_cookies(st);
+    join_cookies(c, st);
     sg_str host = st->authority;
     const sg_header *hh = sg_req_find_header(r, SG_STR("host"));
     bool bad_host = hh && !host_valid(hh->value);
@@ -479,7 +542,7 @@ static int build_request(h2_conn *c, h2_stream *st)
     }
     bad_host = bad_host || (host.n && !host_valid(host));
     r->host = bad_host ? SG_STR_NULL : host_of(&r->arena, host);
-    if (st->too_large) return 431;
+    if (st->refused) return st->refused;
     if (!r->method.n || bad_host) return 400;
     bool connect = STR_EQ(r->method, "CONNECT");
     if (connect && !r->protocol.n) {
@@ -549,7 +612,7 @@ static void open_body_window(h2_stream *st)
 
 static bool body_wanted(const h2_stream *st)
 {
-    return st->started && st->want_body && !st->ex_aborted && !st->closed;
+    return st->ex && st->started && st->want_body && !st->ex_aborted && !st->closed;
 }
 
 static void try_body_end(h2_stream *st)
@@ -576,7 +639,7 @@ static void feed_held(h2_stream *st)
  * (the stream is reset once the response is out). */
 static bool body_useless(const h2_stream *st)
 {
-    return st->ex_aborted || st->closed || (st->ex->resp_done && !st->ex->up);
+    return !st->ex || st->ex_aborted || st->closed || (st->ex->resp_done && !st->ex->up);
 }
 
 /* The response is out (stop_pending) and the client cannot send more on
@@ -614,7 +677,7 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
     c->rx_frames++;
     sg_h2_verdict v = SG_H2_OK;
     if (hd->type == NGHTTP2_HEADERS) {
-        sg_h2_hblock_begin(&c->hblock, c->set.max_field, c->set.max_header);
+        sg_h2_hblock_begin(&c->hblock, c->set.max_field, c->set.max_header, c->set.max_headers);
         v = sg_h2_hblock_frame(&c->hblock, false, hd->length);
     } else if (hd->type == NGHTTP2_CONTINUATION) {
         v = sg_h2_hblock_frame(&c->hblock, true, hd->length);
@@ -635,7 +698,21 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     h2_stream *st = stream_new(c, f->hd.stream_id);
     nghttp2_session_set_stream_user_data(s, st->id, st);
     sg_h2_closed_opened(&c->ended, st->id);
+    sg_inbuf_free(&c->cookies);   /* a block cut short before may have left crumbs */
     arm(c, &st->read_timer, c->set.header_ms);
+    return 0;
+}
+
+/* A request's header block is over max_headers or the list size: it is
+ * answered (400 / 431) without its fields. nghttp2 goes on decoding the
+ * rest of the block, which keeps HPACK in step, and none of it is kept. */
+static int refuse_block(h2_conn *c, h2_stream *st, sg_h2_verdict v)
+{
+    char host[64];
+    st->refused = v == SG_H2_TOO_MANY ? 400 : 431;
+    if (v == SG_H2_TOO_MANY)
+        sg_log_info("client %s sent too many header lines", peer_host(c, host, sizeof(host)));
+    if (++c->refused >= SG_H2_MAX_REFUSED) return fail_calm(c, "too many refused header blocks");
     return 0;
 }
 
@@ -643,15 +720,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
     h2_conn *c = ud;
-    sg_h2_verdict v = sg_h2_hblock_field(&c->hblock, namelen, valuelen);
+    sg_h2_verdict v = sg_h2_hblock_field(&c->hblock, name, namelen, valuelen);
     if (v == SG_H2_CALM) return fail_calm(c, "header list far over the limit (HPACK bomb)");
     h2_stream *st = stream_of(s, f->hd.stream_id);
     if (!st || st->started) return 0;      /* trailers are counted, not kept */
-    if (v == SG_H2_TOO_LARGE) {
-        st->too_large = true;
-        return 0;
-    }
-    store_field(st, nv_str(name, namelen), nv_str(value, valuelen));
+    if (v != SG_H2_OK) return st->refused ? 0 : refuse_block(c, st, v);
+    store_field(c, st, nv_str(name, namelen), nv_str(value, valuelen));
     return 0;
 }
 
@@ -763,7 +837,9 @@ static ssize_t on_read_data(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
          * which carries END_STREAM (nghttp2 queues it after this frame). */
         if (st->ntrailers && nghttp2_submit_trailer(s, id, st->trailers, st->ntrailers) == 0)
             *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        st->ntrailers = 0;
+        st->ntrailers = 0;          /* nghttp2 copied them */
+        free(st->trailers);
+        st->trailers = NULL;
     }
     return (ssize_t)n;
 }
@@ -1151,7 +1227,7 @@ static void wake_drained(h2_conn *c)
 {
     for (h2_stream *st = c->streams; st && c->queued < QUEUE_CAP; st = st->next) {
         sg_exchange *ex = st->ex;
-        if (st->started && ex->waiting_drain && st->out.bytes < SG_LOW_WATER && !st->ex_aborted) {
+        if (ex && st->started && ex->waiting_drain && st->out.bytes < SG_LOW_WATER && !st->ex_aborted) {
             ex->waiting_drain = false;
             sg_exchange_on_drain(ex);
         }
@@ -1200,6 +1276,7 @@ static void do_flush(h2_conn *c)
         }
     }
     if (c->out.bytes == 0) sg_timer_disarm(&c->write_timer);
+    account(c);
     if (c->sess) wake_drained(c);
     if (was_paused && !input_paused(c)) sg_loop_defer(c->loop, &c->resume);
     check_done(c);
@@ -1226,11 +1303,32 @@ static void on_resume(sg_deferred *d)
     conn_read(c);
 }
 
+/* The core has produced the whole answer, or given up on it, and holds no
+ * upstream for it: what is left of the stream is its output queue, which
+ * may wait long for a client that does not read (a refused request's
+ * answer to a window of 0). The request's state goes now, not when the
+ * answer is out: a stalled stream costs its unsent bytes and little else. */
+static bool ex_retirable(const h2_stream *st)
+{
+    return st->ex && st->started && !st->closed && (st->ex_aborted || (st->out_eof && !st->ex->up));
+}
+
+static void retire_ex(h2_conn *c, h2_stream *st)
+{
+    sg_timer_disarm(&st->read_timer);
+    if (st->in.len && c->sess) nghttp2_session_consume_stream(c->sess, st->id, st->in.len);
+    sg_inbuf_free(&st->in);
+    st->feed = false;
+    ex_free(st);
+}
+
 static void on_reap(sg_deferred *d)
 {
     h2_conn *c = (h2_conn *)((char *)d - offsetof(h2_conn, reap));
     while (c->dead) stream_free(c->dead);
     if (c->closed) return;
+    for (h2_stream *st = c->streams; st; st = st->next)
+        if (ex_retirable(st)) retire_ex(c, st);
     if (c->nstreams == 0 && !c->draining) arm(c, &c->idle_timer, c->set.idle_ms);
     schedule_flush(c);
 }
@@ -1341,6 +1439,7 @@ static void h2_send_data(sg_exchange *ex, const char *p, size_t n)
     }
     sg_outq_append(&st->out, p, n);
     c->queued += n;
+    account(c);
     resume_data(st);
     schedule_flush(c);
 }
@@ -1352,6 +1451,7 @@ static void h2_send_end(sg_exchange *ex)
     st->out_eof = true;
     st->want_body = false;
     if (st->closed) return;
+    sg_loop_defer(st->c->loop, &st->c->reap);   /* retire_ex */
     if (!st->head_sent) {   /* nothing to end: never leave the client waiting */
         reset_stream(st, NGHTTP2_INTERNAL_ERROR);
         return;
@@ -1369,16 +1469,33 @@ static bool skip_trailer(sg_str name)
 }
 
 /* The trailers wait for the data provider to reach the end of the queue
- * (on_read_data): submitted now they could overtake queued DATA. */
+ * (on_read_data): submitted now they could overtake queued DATA. They are
+ * copied out of the exchange (one block: the array, then the strings),
+ * which may be gone by then (retire_ex). */
 static void h2_send_trailers(sg_exchange *ex, const sg_header *h, size_t n)
 {
     h2_stream *st = ex->down_ctx;
     if (!st->closed && !st->ex_aborted && st->head_sent && !st->no_body && !st->out_eof && n) {
-        sg_arena *a = &ex->req.arena;
-        nghttp2_nv *nv = sg_arena_alloc(a, sizeof(nghttp2_nv) * n);
-        size_t k = 0;
+        size_t k = 0, bytes = 0;
         for (size_t i = 0; i < n; i++)
-            if (!skip_trailer(h[i].name)) nv[k++] = make_nv(lower_copy(a, h[i].name), h[i].value);
+            if (!skip_trailer(h[i].name)) k++, bytes += h[i].name.n + h[i].value.n;
+        nghttp2_nv *nv = sg_xmalloc(sizeof(nghttp2_nv) * k + bytes + 1);
+        char *p = (char *)(nv + k);
+        k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (skip_trailer(h[i].name)) continue;
+            sg_str name = { p, h[i].name.n }, value;
+            for (size_t j = 0; j < name.n; j++) {
+                char ch = h[i].name.p[j];
+                p[j] = (ch >= 'A' && ch <= 'Z') ? (char)(ch | 0x20) : ch;
+            }
+            p += name.n;
+            if (h[i].value.n) memcpy(p, h[i].value.p, h[i].value.n);
+            value = (sg_str){ p, h[i].value.n };
+            p += value.n;
+            nv[k++] = make_nv(name, value);
+        }
+        free(st->trailers);
         st->trailers = nv;
         st->ntrailers = k;
     }
@@ -1430,6 +1547,7 @@ static void h2_abort(sg_exchange *ex)
     ex->aborted = true;
     st->ex_aborted = true;
     st->want_body = false;
+    sg_loop_defer(st->c->loop, &st->c->reap);   /* retire_ex */
     reset_stream(st, ex->abort_code ? ex->abort_code : NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -1600,6 +1718,7 @@ static void conn_free(h2_conn *c)
 {
     sg_inbuf_free(&c->pre);
     sg_h2_closed_free(&c->ended);
+    sg_inbuf_free(&c->cookies);
     sg_outq_clear(&c->out);
     free(c);
 }
@@ -1635,6 +1754,9 @@ static void conn_close(h2_conn *c)
     sg_loop_cancel(&c->resume);
     sg_loop_cancel(&c->reap);
     sg_loop_cancel(&c->flush);
+    sg_loop_cancel(&c->budget_check);
+    account(c);
+    sg_list_remove(&c->budget_link);
     if (c->io.fd >= 0) {
         sg_loop_del(c->loop, &c->io);
         sg_tls_free(c->tls);
@@ -1670,6 +1792,8 @@ static h2_conn *conn_new(sg_worker *w, sg_loop *loop, int fd, const struct socka
     sg_deferred_init(&c->flush, on_flush);
     sg_deferred_init(&c->resume, on_resume);
     sg_deferred_init(&c->reap, on_reap);
+    sg_deferred_init(&c->budget_check, on_budget_check);
+    sg_list_node_init(&c->budget_link);
     sg_timer_init(&c->idle_timer, on_idle_timeout);
     sg_timer_init(&c->write_timer, on_write_timeout);
     sg_timer_init(&c->ping_timer, on_ping_timer);
@@ -1684,6 +1808,7 @@ static h2_conn *conn_new(sg_worker *w, sg_loop *loop, int fd, const struct socka
     }
     arm(c, &c->idle_timer, set->header_ms);   /* the preface must come in time */
     sg_worker_conn_add(w, &c->node);
+    sg_list_push(&worker_conns, &c->budget_link);
     return c;
 }
 

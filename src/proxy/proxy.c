@@ -803,6 +803,18 @@ static void up_drain(sg_exchange *ex)
     if (!ex->req_body_done) ex->down->want_body(ex, true);
 }
 
+/* up_data stops the reads after a client's queue went over the mark; this
+ * stops them before, the first one included: an HTTP/2 client connection
+ * over its output cap reports every stream full, and its streams whose
+ * answers have not come yet would otherwise each queue one more read. */
+static bool up_may_read(sg_exchange *ex)
+{
+    if (!ex->up || ex->down->pending(ex) <= SG_HIGH_WATER) return true;
+    ex->up->ops->want_response(ex->up, false);
+    ex->waiting_drain = true;
+    return false;
+}
+
 /* What upstream codecs report to the core. */
 static const sg_upstream_events link_events = {
     .connected = up_connected,
@@ -811,4 +823,5 @@ static const sg_upstream_events link_events = {
     .data = up_data,
     .end = up_end,
     .drain = up_drain,
+    .may_read = up_may_read,
 };

@@ -546,6 +546,23 @@ Test(conf_values, inheritance)
     sg_conf_unref(c);
 }
 
+Test(conf_values, max_headers)
+{
+    /* nginx 1.29.8: http and server level, inherited; 100 by default */
+    sg_conf *c = load_ok(WRAP("server { listen 81; }\n"
+                              "server { listen 82; max_headers 7; }\n"
+                              "max_headers 50;\n"));
+    cr_assert_eq(c->servers[0]->max_headers, 50);
+    cr_assert_eq(c->servers[1]->max_headers, 7);
+    sg_conf_unref(c);
+    c = load_ok(WRAP("server { listen 81; }"));
+    cr_assert_eq(c->servers[0]->max_headers, 100);
+    sg_conf_unref(c);
+    expect_error(WRAP("server { location / { max_headers 10; } }"),
+                 "t.conf:3:23: \"max_headers\" directive is not allowed here");
+    expect_error(WRAP("max_headers many;"), "t.conf:3:13: invalid value \"many\" in \"max_headers\" directive");
+}
+
 Test(conf_values, location_modifiers)
 {
     sg_conf *c = load_ok(WRAP("server {\n"
