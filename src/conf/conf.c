@@ -174,6 +174,8 @@ static sg_upstream_conf *implicit_upstream(sg_cctx *cx, const sg_pending_pass *p
     u->keepalive = 32;                      /* same as an upstream{} block without "keepalive" */
     u->keepalive_timeout_ms = 60000;
     u->keepalive_requests = 1000;
+    u->h2_ping_interval_ms = SG_UPSTREAM_PING_INTERVAL_MS;
+    u->h2_ping_timeout_ms = SG_UPSTREAM_PING_TIMEOUT_MS;
     c->upstreams = sg_conf_push(&c->arena, c->upstreams, c->nupstreams, sizeof(*c->upstreams));
     c->upstreams[c->nupstreams++] = u;
     return u;

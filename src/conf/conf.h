@@ -40,6 +40,10 @@ typedef enum sg_lb_method {
     SG_LB_HASH_CONSISTENT,             /* hash KEY consistent: ketama points */
 } sg_lb_method;
 
+/* http2_ping_interval / http2_ping_timeout in upstream{} (HTTP/2 peers) */
+#define SG_UPSTREAM_PING_INTERVAL_MS 30000
+#define SG_UPSTREAM_PING_TIMEOUT_MS 20000
+
 typedef struct sg_upstream_conf {
     char *name;
     sg_conf_pos pos;
@@ -49,6 +53,11 @@ typedef struct sg_upstream_conf {
     uint32_t keepalive;                /* idle connections kept per worker thread */
     uint32_t keepalive_timeout_ms;     /* default 60 s (nginx) */
     uint32_t keepalive_requests;       /* default 1000 (nginx >= 1.19.10) */
+    /* HTTP/2 connections to the peers (streamgate): PING one silent this
+     * long (0: never), close it without the ACK within the timeout (0:
+     * within the interval), as the server-side directives do. */
+    uint32_t h2_ping_interval_ms;      /* http2_ping_interval, default 30 s */
+    uint32_t h2_ping_timeout_ms;       /* http2_ping_timeout, default 20 s */
     bool implicit;                     /* made by proxy_pass http://ADDR, not an upstream{} block */
     void *runtime;                     /* upstream layer's shared peer state (upstream/peer.h) */
 } sg_upstream_conf;

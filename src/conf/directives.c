@@ -596,6 +596,8 @@ static void upstream_defaults(sg_upstream_conf *u)
     u->keepalive = 32;                  /* streamgate: nginx keeps none without "keepalive" */
     u->keepalive_timeout_ms = 60000;
     u->keepalive_requests = 1000;
+    u->h2_ping_interval_ms = SG_UPSTREAM_PING_INTERVAL_MS;
+    u->h2_ping_timeout_ms = SG_UPSTREAM_PING_TIMEOUT_MS;
 }
 
 bool sg_directives_upstream(sg_cctx *cx, const sg_cnode *n, sg_upstream_conf *u,
@@ -1276,6 +1278,9 @@ static const sg_cmd cmds[] = {
     { "keepalive", U, A1, sg_conf_set_num, UPS(keepalive), NULL },
     { "keepalive_timeout", U, A1, sg_conf_set_msec, UPS(keepalive_timeout_ms), NULL },
     { "keepalive_requests", U, A1, sg_conf_set_num, UPS(keepalive_requests), NULL },
+    /* streamgate: the server-side directives' names, for HTTP/2 peers */
+    { "http2_ping_interval", U, A1, sg_conf_set_msec, UPS(h2_ping_interval_ms), NULL },
+    { "http2_ping_timeout", U, A1, sg_conf_set_msec, UPS(h2_ping_timeout_ms), NULL },
     { "least_conn", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_LEAST_CONN },
     { "ip_hash", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
 };

@@ -69,11 +69,15 @@ typedef struct sg_h1_upconn {
     bool upgrade_req;               /* the request asks to switch protocols */
     bool raw;                       /* after its 101: no HTTP framing any more */
     bool fin_pending;               /* raw: shutdown(SHUT_WR) once `out` is written */
+    bool fin_due;                   /* raw: `out` is written, the FIN (after close_notify) is next */
+    bool notify_due;                /* raw over TLS: close_notify waits for EPOLLOUT */
+    bool lingering;                 /* raw, let go by the core: close once the FIN is out */
     const char *rest;               /* bytes after the 101 head, for link_detach */
     size_t nrest;
     sg_h1_body_kind body_kind;
     uint64_t body_left;
     sg_chunked_decoder chunked;
+    sg_strbuf trailers;             /* a chunked response's raw trailer section */
     size_t scanned;
     uint32_t read_timeout_ms, send_timeout_ms;
     uint32_t tunnel_timeout_ms;     /* after a 101, unless the read timeout was set */
@@ -110,14 +114,32 @@ static void report_error(sg_h1_upconn *c, sg_up_error err)
 /* ---------- output ---------- */
 
 /* Raw mode: the client ended its byte stream; pass the FIN on once
- * every byte before it is written. */
+ * every byte before it is written, after TLS's close_notify. With the
+ * socket full, both wait for EPOLLOUT (a FIN first would read as a
+ * truncation attack), as in proxy/tunnel.c; proxy_send_timeout bounds
+ * the wait. A link the core let go (lingering) closes once it is out. */
 static void fin_if_drained(sg_h1_upconn *c)
 {
-    if (c->fin_pending && c->state == C_ACTIVE && c->out.bytes == 0) {
+    if (c->state != C_ACTIVE) return;
+    if (c->fin_pending && c->out.bytes == 0) {
         c->fin_pending = false;
-        if (c->tls) sg_tls_shutdown(c->tls);   /* close_notify, then the FIN */
-        shutdown(c->io.fd, SHUT_WR);
+        c->fin_due = true;
+        c->notify_due = c->tls != NULL;
     }
+    if (!c->fin_due) return;
+    if (c->notify_due) {
+        if (!c->writable) return;
+        if (sg_tls_shutdown(c->tls) == SG_IO_AGAIN) {
+            c->writable = false;
+            if (!sg_timer_armed(&c->wtimer)) sg_timer_arm(c->loop, &c->wtimer, c->send_timeout_ms);
+            return;
+        }
+        c->notify_due = false;
+    }
+    c->fin_due = false;
+    sg_timer_disarm(&c->wtimer);
+    shutdown(c->io.fd, SHUT_WR);
+    if (c->lingering) upconn_close(c);
 }
 
 static void do_flush(sg_h1_upconn *c)
@@ -233,6 +255,9 @@ static void link_send_data(sg_upstream_link *l, const char *p, size_t n)
     } else {
         out_append(c, p, n);
     }
+    /* A half-closed tunnel (the peer sent its FIN): the client's silence
+     * is what the tunnel timeout bounds now. */
+    if (c->raw && c->resp_done) arm_read_timeout(c);
 }
 
 static void link_send_end(sg_upstream_link *l)
@@ -293,6 +318,16 @@ static void link_release(sg_upstream_link *l)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)l;
     c->link.ex = NULL;
+    /* A raw link let go once both sides ended: the client's last bytes
+     * still go out, then close_notify and the FIN (fin_if_drained), then
+     * the socket closes; proxy_send_timeout bounds it. */
+    if (c->raw && c->state == C_ACTIVE && (c->fin_pending || c->fin_due)) {
+        c->lingering = true;
+        c->want_resp = false;
+        sg_timer_disarm(&c->timer);
+        sg_loop_defer(c->loop, &c->flush);
+        return;
+    }
     bool clean = c->state == C_ACTIVE && c->req_done && c->resp_done && c->resp_keep_alive &&
                  !c->no_reuse && c->in.len == 0 && c->out.bytes == 0 &&
                  c->requests < c->u->keepalive_requests && socket_drained(c);
@@ -304,7 +339,7 @@ static void link_release(sg_upstream_link *l)
     c->state = C_IDLE;
     c->req_chunked = c->req_done = c->head_parsed = c->resp_done = false;
     c->want_resp = c->got_bytes = c->is_head = c->head_queued = false;
-    c->upgrade_req = c->raw = c->fin_pending = false;
+    c->upgrade_req = c->raw = c->fin_pending = c->fin_due = c->notify_due = false;
     c->scanned = 0;
     sg_timer_disarm(&c->wtimer);
     c->timer.cb = on_idle_timeout;
@@ -366,12 +401,60 @@ static void keep_session(sg_h1_upconn *c)
         c->session_kept = sg_pool_tls_keep_session(c->pool, c->node.peer, c->tls_conf, &c->node.tls, c->tls);
 }
 
+/* Trailer fields not relayed (RFC 9110 6.5.1): those that frame or route
+ * the message or belong to this connection, which a recipient would take
+ * for the message's own (HTTP/2 forbids the connection-specific ones),
+ * and the ones that describe the content (its type, coding or range),
+ * which must be known before it. Everything else goes on as it came. */
+static bool trailer_dropped(sg_str name)
+{
+    static const char *const drop[] = {
+        "content-length", "transfer-encoding", "trailer", "host", "connection", "keep-alive",
+        "proxy-connection", "te", "upgrade", "content-type", "content-encoding", "content-range",
+    };
+    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+        if (sg_str_caseeq_lit(name, drop[i])) return true;
+    return false;
+}
+
+/* Splits the trailer section the decoder checked (lines of `token ":"
+ * value CRLF`, no obs-fold) into fields: names lowercased in place (as
+ * HTTP/2 carries them), values without surrounding whitespace. */
+static size_t parse_trailers(sg_strbuf *b, sg_header *h, size_t max)
+{
+    size_t n = 0, i = 0;
+    while (i < b->n && n < max) {
+        char *line = b->p + i;
+        char *eol = memchr(line, '\r', b->n - i);
+        if (!eol) break;
+        i = (size_t)(eol - b->p) + 2;
+        char *colon = memchr(line, ':', (size_t)(eol - line));
+        if (!colon || colon == line) continue;
+        for (char *q = line; q < colon; q++)
+            if (*q >= 'A' && *q <= 'Z') *q = (char)(*q + 32);
+        char *v = colon + 1, *ve = eol;
+        while (v < ve && (*v == ' ' || *v == '\t')) v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        sg_str name = { line, (size_t)(colon - line) };
+        if (trailer_dropped(name)) continue;
+        h[n++] = (sg_header){ name, { v, (size_t)(ve - v) }, 0 };
+    }
+    return n;
+}
+
 static void response_end(sg_h1_upconn *c)
 {
     keep_session(c);
     c->resp_done = true;
     sg_timer_disarm(&c->timer);
-    c->link.ev->end(c->link.ex, NULL, 0);   /* the core releases or closes the link */
+    sg_header t[SG_H1_MAX_HEADERS];
+    size_t nt = c->trailers.n ? parse_trailers(&c->trailers, t, SG_H1_MAX_HEADERS) : 0;
+    sg_exchange *ex = c->link.ex;
+    c->link.ev->end(ex, t, nt);   /* the core releases or closes the link... */
+    c->trailers.n = 0;            /* (c may be closed, not freed: that is at reap) */
+    /* ...or keeps a raw one: a half-closed tunnel, whose client may still
+     * send; its silence is bounded as the tunnel's was. */
+    if (c->raw && still_ours(c, ex)) arm_read_timeout(c);
 }
 
 static size_t process_body(sg_h1_upconn *c, const char *p, size_t n)
@@ -393,7 +476,7 @@ static size_t process_body(sg_h1_upconn *c, const char *p, size_t n)
         size_t consumed = 0, dlen = 0;
         const char *data = NULL;
         sg_chunked_result r = sg_chunked_decode(&c->chunked, p + used, n - used, &consumed,
-                                                &data, &dlen, NULL);
+                                                &data, &dlen, &c->trailers);
         used += consumed;
         if (r == SG_CHUNKED_ERROR) {
             report_error(c, SG_UP_INVALID);
@@ -497,6 +580,7 @@ static size_t process_buf(sg_h1_upconn *c, const char *buf, size_t len)
             c->body_left = m.body == SG_H1_BODY_LENGTH ? m.content_length : 0;
             c->resp_keep_alive = m.keep_alive && m.body != SG_H1_BODY_UNTIL_CLOSE;
             sg_chunked_init(&c->chunked);
+            c->trailers.n = 0;
             report_head(c, &m);
             if (still_ours(c, ex) && m.body == SG_H1_BODY_NONE) response_end(c);
             continue;
@@ -521,7 +605,7 @@ static void process_input(sg_h1_upconn *c, const char *data, size_t n)
 
 static void upconn_read(sg_h1_upconn *c)
 {
-    if (c->processing) return;
+    if (c->processing || (c->raw && c->resp_done)) return;   /* a raw link after the peer's FIN */
     c->processing = true;
     if (c->in.len && c->want_resp && c->link.ex) process_input(c, NULL, 0);
     while (c->state == C_ACTIVE && c->readable && c->want_resp && c->link.ex &&
@@ -649,6 +733,12 @@ static void on_event(sg_io *io, uint32_t events)
         tls_handshake(c);
         return;
     }
+    /* A half-closed tunnel reads no more: a reset from the peer (a socket
+     * error) ends it now, not at the next write. */
+    if (c->raw && c->resp_done && (events & EPOLLERR)) {
+        report_error(c, SG_UP_CLOSED);
+        return;
+    }
     if (events & EPOLLOUT) {
         c->writable = true;
         do_flush(c);
@@ -678,14 +768,18 @@ static void on_timeout(sg_timer *t)
         report_error(c, SG_UP_CONNECT_TIMEOUT);
         return;
     }
-    sg_log_to(up_log(c), SG_LOG_ERROR, "upstream timed out (110: Connection timed out) while reading response header from upstream %s",
-                 c->node.peer->conf->name);
+    sg_log_to(up_log(c), SG_LOG_ERROR, "upstream timed out (110: Connection timed out) while %s upstream %s",
+                 c->raw ? "proxying upgraded connection to" : "reading response header from", c->node.peer->conf->name);
     report_error(c, SG_UP_TIMEOUT);
 }
 
 static void on_send_timeout(sg_timer *t)
 {
     sg_h1_upconn *c = (sg_h1_upconn *)((char *)t - offsetof(sg_h1_upconn, wtimer));
+    if (c->lingering) {   /* nobody waits for it, and its peer's conf may be gone (a reload) */
+        upconn_close(c);
+        return;
+    }
     sg_log_to(up_log(c), SG_LOG_ERROR, "upstream timed out (110: Connection timed out) while sending request to upstream %s",
                  c->node.peer->conf->name);
     report_error(c, SG_UP_TIMEOUT);
@@ -705,6 +799,7 @@ static void on_reap(sg_deferred *d)
     sg_tls_key_free(&c->node.tls);
     sg_inbuf_free(&c->in);
     sg_outq_clear(&c->out);
+    sg_strbuf_free(&c->trailers);
     free(c);
 }
 

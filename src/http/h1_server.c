@@ -71,6 +71,7 @@ typedef struct sg_h1_conn {
     uint64_t body_left;
     sg_chunked_decoder chunked;
     bool expect_continue, continue_sent;
+    bool te_trailers;                /* the client sent TE: trailers (it takes a trailer section) */
     bool keep_alive;                 /* client asked for it and nothing forbids it */
     bool resp_chunked, resp_no_body, resp_ended, resp_until_close;
     int minor;
@@ -344,6 +345,7 @@ static void start_exchange(sg_h1_conn *c, const char *buf, const sg_h1_message *
     c->body_kind = m->body;
     c->body_left = m->body == SG_H1_BODY_LENGTH ? m->content_length : 0;
     c->expect_continue = m->expect_continue && m->minor_version == 1;
+    c->te_trailers = m->has_te_trailers && m->minor_version == 1;
     sg_chunked_init(&c->chunked);
 
     int bad = build_request(c, ex, buf, m);
@@ -522,8 +524,9 @@ static void h1_send_head(sg_exchange *ex, const sg_response *resp)
     for (size_t i = 0; i < resp->nheaders; i++)
         sg_h1_write_header(&c->out, resp->headers[i].name, resp->headers[i].value);
     bool no_framing = resp->status == 204 || resp->status == 304 || resp->status < 200;
-    /* Trailers need a chunked body, even one of a known length. */
-    bool chunk_for_trailers = resp->trailers && c->minor >= 1 && !c->resp_no_body;
+    /* Trailers need a chunked body, even one of a known length; only a
+     * client that said it takes them (TE: trailers) gets them (nginx). */
+    bool chunk_for_trailers = resp->trailers && c->te_trailers && !c->resp_no_body;
     if (!no_framing) {
         if (resp->content_length >= 0 && !chunk_for_trailers) {
             out_fmt(c, "Content-Length: %lld\r\n", (long long)resp->content_length);
@@ -599,12 +602,13 @@ static bool skip_trailer(sg_str name)
     return false;
 }
 
-/* The trailer section of a chunked body; without chunked framing there
- * is nowhere to put them and they are dropped, as nginx does. */
+/* The trailer section of a chunked body, for a client that sent TE:
+ * trailers; otherwise (or without chunked framing, where there is nowhere
+ * to put them) they are dropped, as nginx does. */
 static void h1_send_trailers(sg_exchange *ex, const sg_header *h, size_t n)
 {
     sg_h1_conn *c = ex->down_ctx;
-    if (c->resp_chunked && !c->resp_no_body && !c->resp_ended) {
+    if (c->te_trailers && c->resp_chunked && !c->resp_no_body && !c->resp_ended) {
         out_str(c, "0\r\n", 3);
         for (size_t i = 0; i < n; i++)
             if (!skip_trailer(h[i].name)) sg_h1_write_header(&c->out, h[i].name, h[i].value);

@@ -33,8 +33,9 @@
  * - Refused streams (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last
  *   stream id: never processed, RFC 9113 8.7) are reopened on another
  *   connection without the core knowing, while no body byte was framed.
- * - A connection silent for PING_IDLE_MS is PINGed; without the ACK within
- *   PING_ACK_MS it is closed and its streams fail (SG_UP_CLOSED).
+ * - A connection silent for the upstream's http2_ping_interval (30 s) is
+ *   PINGed; without the ACK within http2_ping_timeout (20 s) it is closed
+ *   and its streams fail (SG_UP_CLOSED).
  * - proxy_read_timeout bounds the wait for the response head, and the gaps
  *   between DATA frames only when the user set it (s3 design: long-lived
  *   streams are not cut by default).
@@ -75,8 +76,6 @@
 #define OUT_CAP (256 * 1024)                          /* frames serialized ahead of the socket */
 #define READ_BUDGET (1024 * 1024)                     /* per connection and loop iteration */
 #define FEED_CHUNK (64 * 1024)                        /* held bytes handed over per call */
-#define PING_IDLE_MS 30000
-#define PING_ACK_MS 20000
 #define MAX_REOPENS 3
 /* Stop opening streams a little before the 31-bit id space runs out. */
 #define LAST_STREAM_ID (0x7fffffffu - 2u * SG_H2_MAX_STREAMS)
@@ -362,9 +361,11 @@ static void arm_read(h2_stream *st)
     uint32_t ms = st->read_timeout_ms;
     bool head_wait = !st->head_done && (st->end_given || st->connect);
     bool data_wait = st->head_done && !st->ended && st->read_timeout_set;
-    if (st->connect && st->head_done && !st->read_timeout_set) {
-        ms = st->tunnel_timeout_ms;
-        data_wait = !st->ended && ms;
+    if (st->connect && st->head_done) {
+        if (!st->read_timeout_set) ms = st->tunnel_timeout_ms;
+        /* ...also once the peer ended its side while the client's is
+         * still open (a half-closed tunnel): nothing else bounds it. */
+        data_wait = !(st->ended && st->end_given) && ms;
     }
     if (st->link.ex && st->want_resp && ms && (head_wait || data_wait))
         sg_timer_arm(st->loop, &st->rtimer, ms);
@@ -493,7 +494,7 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     if (n) {
         st->body_framed = true;
         /* proxy_send_timeout: queued bytes that stop moving */
-        if (st->body.bytes && st->link.ex) sg_timer_arm(st->loop, &st->wtimer, st->send_timeout_ms);
+        if (st->body.bytes && (st->link.ex || st->end_given)) sg_timer_arm(st->loop, &st->wtimer, st->send_timeout_ms);
         else sg_timer_disarm(&st->wtimer);
         if (before >= SG_LOW_WATER && st->body.bytes < SG_LOW_WATER && st->link.ex) {
             st->drain_due = true;   /* told after nghttp2 returned */
@@ -844,7 +845,7 @@ static void conn_ready(h2_conn *c)
     conn_keep_session(c);
     c->state = C_READY;
     sg_timer_disarm(&c->timer);
-    sg_timer_arm(c->loop, &c->ping_timer, PING_IDLE_MS);
+    if (c->u->h2_ping_interval_ms) sg_timer_arm(c->loop, &c->ping_timer, c->u->h2_ping_interval_ms);
     while (!sg_list_empty(&c->waiting) && c->state == C_READY) {
         h2_stream *st = STREAM_OF(sg_list_first(&c->waiting));
         list_unlink(c, st);
@@ -1166,24 +1167,28 @@ static void on_idle_timeout(sg_timer *t)
     conn_shutdown((h2_conn *)((char *)t - offsetof(h2_conn, timer)));
 }
 
-/* Liveness: a silent connection gets a PING; no ACK in time, it is dead. */
+/* Liveness: a silent connection gets a PING; no ACK in time, it is dead.
+ * The upstream's http2_ping_interval / http2_ping_timeout (c->u lives as
+ * long as the connection holds its generation). */
 static void on_ping(sg_timer *t)
 {
     h2_conn *c = (h2_conn *)((char *)t - offsetof(h2_conn, ping_timer));
+    uint32_t idle_ms = c->u->h2_ping_interval_ms;
+    uint32_t ack_ms = c->u->h2_ping_timeout_ms ? c->u->h2_ping_timeout_ms : idle_ms;
     if (c->ping_out) {
-        sg_log_error("upstream %s did not answer a PING within %d s: connection closed", peer_name(c->m.peer),
-                     PING_ACK_MS / 1000);
+        sg_log_error("upstream %s did not answer a PING within %u ms: connection closed", peer_name(c->m.peer),
+                     ack_ms);
         conn_close(c, SG_UP_CLOSED, SG_UP_CONNECT);
         return;
     }
     uint64_t now = sg_loop_now(c->loop), silent = now - c->last_rx_ms;
-    if (silent < PING_IDLE_MS) {
-        sg_timer_arm(c->loop, t, PING_IDLE_MS - silent);
+    if (silent < idle_ms) {
+        sg_timer_arm(c->loop, t, idle_ms - silent);
         return;
     }
     nghttp2_submit_ping(c->sess, NGHTTP2_FLAG_NONE, NULL);
     c->ping_out = true;
-    sg_timer_arm(c->loop, t, PING_ACK_MS);
+    sg_timer_arm(c->loop, t, ack_ms);
     schedule_flush(c);
 }
 
@@ -1332,9 +1337,22 @@ static void link_want_response(sg_upstream_link *l, bool on)
         sg_loop_defer(st->loop, &st->notify);
 }
 
+/* A tunnel whose sides both ended (a half-closed one whose client ended
+ * too) may still have the client's last bytes and END_STREAM to frame:
+ * the stream finishes them, within proxy_send_timeout, and is freed when
+ * nghttp2 closes it. */
 static void link_release(sg_upstream_link *l)
 {
-    link_drop((h2_stream *)l);
+    h2_stream *st = (h2_stream *)l;
+    if (st->connect && st->ended && st->end_given && !st->eof_sent && st->c && st->id > 0) {
+        st->link.ex = NULL;
+        st->fail_due = st->drain_due = false;
+        sg_timer_disarm(&st->rtimer);
+        sg_timer_arm(st->loop, &st->wtimer, st->send_timeout_ms);
+        resume_body(st);
+        return;
+    }
+    link_drop(st);
 }
 
 static void link_close(sg_upstream_link *l)

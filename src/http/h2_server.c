@@ -367,6 +367,13 @@ static void stream_abort_ex(h2_stream *st)
     if (!st->c->closed) sg_loop_defer(st->c->loop, &st->c->reap);   /* retire_ex */
 }
 
+/* RFC 8441: the backend ended its side of a tunnel first (the core keeps
+ * its link): the client's side stays open, its bytes still go on. */
+static bool tunnel_half_closed(const h2_stream *st)
+{
+    return st->ex && st->ex->tunnel && st->ex->up && !st->ex_aborted;
+}
+
 /* nghttp2 is done with the stream: end the exchange at the end of the
  * iteration (the core may be on the stack of the frame that closed it). */
 static void stream_closed(h2_conn *c, h2_stream *st)
@@ -815,6 +822,14 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int err,
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 {
     h2_stream *st = stream_of(s, id);
+    if (st && st->in_ended && !st->body_end_sent && tunnel_half_closed(st)) {
+        /* Its client ended a half-closed tunnel while its last bytes
+         * waited for the backend (a window at most): they go with the end. */
+        if (st->in.len) sg_exchange_on_body(st->ex, st->in.p, st->in.len);
+        sg_inbuf_consume(&st->in, st->in.len);
+        st->body_end_sent = true;
+        if (st->ex->up) sg_exchange_on_body_end(st->ex);
+    }
     if (st) stream_closed(ud, st);
     return 0;
 }
@@ -889,11 +904,12 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     /* The response is complete but the client still has the request side
      * open: tell it to stop sending (RFC 9113 8.1), as nginx does, once it
      * cannot send more without a WINDOW_UPDATE (the window is no longer
-     * given back), or after a grace period. Until then the stream stays
-     * open, so what the client sent meanwhile is still checked by nghttp2
-     * (and a request that ends closes it cleanly), where after our
-     * RST_STREAM it would have to be ignored (RFC 9113 5.1). */
-    if (st && !st->in_ended && !st->closed) {
+     * given back), or after a grace period; never a half-closed tunnel's
+     * client, whose bytes still go on. Until then the stream stays open,
+     * so what the client sent meanwhile is still checked by nghttp2 (and
+     * a request that ends closes it cleanly), where after our RST_STREAM
+     * it would have to be ignored (RFC 9113 5.1). */
+    if (st && !st->in_ended && !st->closed && !tunnel_half_closed(st)) {
         st->stop_pending = true;
         arm(c, &st->send_timer, STOP_GRACE_MS);
         stop_if_blocked(st);
@@ -1449,7 +1465,7 @@ static void h2_send_end(sg_exchange *ex)
     h2_stream *st = ex->down_ctx;
     ex->resp_done = true;
     st->out_eof = true;
-    st->want_body = false;
+    if (!tunnel_half_closed(st)) st->want_body = false;
     if (st->closed) return;
     sg_loop_defer(st->c->loop, &st->c->reap);   /* retire_ex */
     if (!st->head_sent) {   /* nothing to end: never leave the client waiting */

@@ -84,7 +84,11 @@ void sg_proxy_detach(sg_exchange *ex, bool failed)
     if (ex->up) {
         sg_upstream_link *l = ex->up;
         ex->up = NULL;
-        l->ops->close(l);
+        /* A half-closed tunnel (up_end) that the client ended too: what
+         * it sent last still goes to the backend, then its FIN. */
+        bool both_ended = ex->tunnel && ex->resp_done && ex->req_body_done && !ex->aborted && !failed;
+        if (both_ended) l->ops->release(l);
+        else l->ops->close(l);
     }
     if (ex->peer) {
         sg_balancer_done(runtime(ex)->balancer, ex->peer, failed, now_ms(ex));
@@ -384,7 +388,7 @@ static void up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
     bool timeout = err == SG_UP_TIMEOUT || err == SG_UP_CONNECT_TIMEOUT;
     int status = timeout ? 504 : 502;
     ex->up_connect_failed = connect_failed;
-    note_attempt_end(ex, status);
+    if (!ex->resp_done) note_attempt_end(ex, status);   /* a half-closed tunnel's end was noted */
     /* A tunnel the peer reset or left silent was a success until then. */
     sg_balancer_done(runtime(ex)->balancer, ex->peer, !ex->tunnel, now_ms(ex));
     ex->peer = NULL;
@@ -751,8 +755,10 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     bool has_body = m->has_body;
     bool streamed = has_body && m->content_length < 0;
     /* An HTTP/2 upstream may end a streamed body (gRPC: every one) with
-     * trailers: the client's codec keeps room for them. */
-    ex->resp_trailers = lc->pass_opts->http_version == 20 && (streamed || lc->is_grpc);
+     * trailers, an HTTP/1.1 one a chunked body (streamed too: its length
+     * is not announced): the client's codec keeps room for them, if its
+     * client takes them (an HTTP/1.1 client that sent TE: trailers). */
+    ex->resp_trailers = lc->pass_opts->http_version == 20 ? streamed || lc->is_grpc : streamed;
     /* Without a body (HEAD), the length the peer announced goes on; 204
      * and 304 announce none. */
     int64_t clen = m->content_length;
@@ -784,6 +790,15 @@ static size_t take_trailers(sg_exchange *ex, const sg_header *t, size_t n, sg_he
 static void up_end(sg_exchange *ex, const sg_header *t, size_t nt)
 {
     note_attempt_end(ex, 0);
+    if (ex->tunnel && !ex->req_body_done && ex->up) {
+        /* The backend ended its side of a tunnel first: the client's
+         * stream is half-closed (END_STREAM), not reset; its bytes still
+         * go to the backend until it ends too (or fails, or the tunnel
+         * times out), and the link is let go when the exchange finishes
+         * (sg_proxy_detach). The peer stays in use until then. */
+        ex->down->send_end(ex);
+        return;
+    }
     if (ex->peer) {
         sg_balancer_done(runtime(ex)->balancer, ex->peer, false, now_ms(ex));
         ex->peer = NULL;

@@ -181,7 +181,8 @@ static void cleanup(sg_loop *loop, sg_pool *p, int lfd)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static sg_loop *loop;
-    static sg_upstream_conf u = { .name = "fuzz", .keepalive = 1, .keepalive_timeout_ms = 60000 };
+    static sg_upstream_conf u = { .name = "fuzz", .keepalive = 1, .keepalive_timeout_ms = 60000,
+                                  .h2_ping_interval_ms = 30000, .h2_ping_timeout_ms = 20000 };
     static sg_upstream_server_conf sc = { .name = "fuzz" };
     static sg_peer peer = { .conf = &sc };
     static sg_upstream_rt *rt;

@@ -1,10 +1,16 @@
 """WebSocket over HTTP/2 (RFC 8441) through streamgate: the same user-visible
 checks as test_websocket.py, with an extended-CONNECT client (python3-h2
 framing WebSocket by hand) in front and a python3-websockets server behind.
-(The 70 s idle check over HTTP/2 rides on test_websocket.py's idle probe.)"""
+(The 70 s idle check over HTTP/2 rides on test_websocket.py's idle probe.)
+A backend that ends its side first half-closes the client's stream
+(END_STREAM, no RST_STREAM): the client may still send until it ends too,
+with a plain-socket HTTP/1.1 backend and with an RFC 8441 HTTP/2 one."""
+import base64
+import hashlib
 import os
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -18,6 +24,7 @@ import h2.settings
 import sgtest
 from sgtest import HttpConn, free_port, http_conf
 from test_websocket import H2Client, WsBackend, client_frame
+from test_websocket_tls import make_cert
 
 
 def frame(payload, opcode, fin=True):
@@ -123,6 +130,7 @@ class H2ConnectBackend:
         self.heads = []            # request headers (dict) of each stream
         self.ended = []            # paths whose client side ended (END_STREAM)
         self.resets = []           # paths the proxy reset
+        self.received = {}         # path -> every DATA byte the stream carried
         self.max_open = 0          # most streams open at once on one connection
         self.stop_ev = threading.Event()
         self.threads = [threading.Thread(target=self._accept, daemon=True)]
@@ -190,6 +198,9 @@ class H2ConnectBackend:
                         out.pop(sid)
                 elif isinstance(e, h2.events.DataReceived):
                     conn.acknowledge_received_data(e.flow_controlled_length, sid)
+                    with self.lock:
+                        path = paths.get(sid)
+                        self.received[path] = self.received.get(path, b"") + e.data
                     if paths.get(sid) == "/reset":
                         conn.reset_stream(sid, error_code=8)
                         out.pop(sid, None)
@@ -434,3 +445,359 @@ def test_h2_upstream_tunnel_timeouts(start_proxy):
             c.close()
     finally:
         b.stop()
+
+
+# ---- half-close: the backend ends its side first ----
+
+
+class _PlainSide:
+    """The backend's socket as it is."""
+
+    def __init__(self, s):
+        self.s = s
+
+    def recv(self):
+        return self.s.recv(65536)
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def end(self):
+        self.s.shutdown(socket.SHUT_WR)
+
+
+class _TlsSide:
+    """TLS over a socket through memory BIOs, so that the backend sends
+    its close_notify and FIN without waiting for the proxy's, and tells a
+    clean end (close_notify, then FIN) from a bare FIN."""
+
+    def __init__(self, s, crt, key):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(crt), str(key))
+        self.s, self.inc, self.out = s, ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_side=True)
+        self.clean_end = None      # True: close_notify came before the FIN
+        self._call(self.obj.do_handshake)
+
+    def _flush(self):
+        d = self.out.read()
+        if d:
+            self.s.sendall(d)
+
+    def _call(self, fn, *args):
+        while True:
+            try:
+                r = fn(*args)
+                self._flush()
+                return r
+            except ssl.SSLWantReadError:
+                self._flush()
+                d = self.s.recv(65536)
+                if d:
+                    self.inc.write(d)
+                else:
+                    self.inc.write_eof()
+
+    def recv(self):
+        try:
+            d = self._call(self.obj.read, 65536)
+        except ssl.SSLZeroReturnError:
+            d = b""
+        except ssl.SSLEOFError:
+            self.clean_end = False
+            return b""
+        if not d and self.clean_end is None:
+            self.clean_end = self.s.recv(1) == b""   # the FIN right after close_notify
+        return d
+
+    def send(self, data):
+        self._call(self.obj.write, data)
+
+    def end(self):
+        try:
+            self.obj.unwrap()          # close_notify; the answer is not awaited
+        except ssl.SSLWantReadError:
+            pass
+        self._flush()
+        self.s.shutdown(socket.SHUT_WR)
+
+
+class HalfCloseBackend:
+    """A plain-socket HTTP/1.1 WebSocket backend (TLS with `tls=(crt,
+    key)`): answers the handshake 101 (Sec-WebSocket-Accept of the proxy's
+    key), sends one text frame "bye", then ends its side (FIN, after
+    close_notify over TLS) and keeps reading; with `hold`, only once
+    go() was called; with `reset`, it resets the connection (RST) at the
+    first bytes it reads. For the first connection, `got` is every byte
+    that arrives after the handshake and `eof` is set at the proxy's end
+    (`clean_end`: over TLS, close_notify came before the FIN); later ones
+    are served alike."""
+
+    def __init__(self, hold=False, tls=None, reset=False):
+        self.hold, self.tls, self.reset = hold, tls, reset
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # a fixed receive buffer (no autotuning; accepted sockets inherit
+        # it): a backend that does not read stops the proxy sooner
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.got = b""
+        self.clean_end = None
+        self.eof = threading.Event()
+        self._go = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def go(self):
+        self._go.set()
+
+    def _accept(self):
+        first = True
+        while True:
+            try:
+                s, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(s, first), daemon=True).start()
+            first = False
+
+    def _serve(self, s, first):
+        with s:
+            side = _TlsSide(s, *self.tls) if self.tls else _PlainSide(s)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = side.recv()
+                if not d:
+                    return
+                buf += d
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
+                   if l.lower().startswith(b"sec-websocket-key:")][0]
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            side.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + b"\x81\x03bye")
+            side.end()
+            if not first:
+                return
+            if self.hold:
+                self._go.wait(60)
+            with self.lock:
+                self.got += rest
+            while True:
+                d = side.recv()
+                if not d:
+                    break
+                with self.lock:
+                    self.got += d
+                if self.reset:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    break                        # the close below is a reset
+            if self.tls:
+                self.clean_end = side.clean_end
+            self.eof.set()
+
+    def stop(self):
+        self._go.set()
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)   # wakes the accept()
+        except OSError:
+            pass
+        self.lsock.close()
+        self.thread.join(5)
+
+
+def test_h1_backend_closing_first_half_closes_the_stream(start_proxy):
+    """The backend's FIN after its frame: the client gets the frame, then
+    END_STREAM (not RST_STREAM); what it sends afterwards, 300 KB
+    included (more than a stream window: flow control keeps working),
+    still reaches the backend, and its own END_STREAM arrives there as
+    the FIN. The connection serves on, with no reset of that stream."""
+    b = HalfCloseBackend()
+    try:
+        port = h2_ws_proxy(start_proxy, [b.port])
+        c = H2Client(port)
+        try:
+            sid = c.connect("/half")
+            st = c.streams[sid]
+            assert st["headers"][":status"] == "200"
+            c.wait(lambda: st["ended"] or st["reset"] is not None, "the backend's end")
+            assert st["reset"] is None
+            assert st["ended"] and st["data"] == b"\x81\x03bye"
+            first = client_frame(b"after your FIN")
+            c.send(sid, first)
+            sgtest.wait_for(lambda: b.got == first, timeout=10 * sgtest.SLOW, what="the frame at the backend")
+            big = client_frame(os.urandom(300 * 1024), opcode=0x2)
+            last = client_frame(struct.pack("!H", 1000), opcode=0x8)
+            c.send(sid, big)
+            c.send(sid, last, end=True)
+            assert b.eof.wait(10 * sgtest.SLOW), "no FIN at the backend"
+            assert b.got == first + big + last
+            # frames on a connection arrive in order: a reset of the old
+            # stream would come before this answer
+            c2 = c.connect("/again")
+            assert c.streams[c2]["headers"][":status"] == "200"
+            assert st["reset"] is None
+        finally:
+            c.close()
+    finally:
+        b.stop()
+
+
+def test_backend_reset_ends_a_half_closed_stream(start_proxy):
+    """Half-closed, the backend resets the connection when the client's
+    next bytes arrive: the client's stream is reset at once (it need not
+    write again to find out), and the connection serves on."""
+    b = HalfCloseBackend(reset=True)
+    try:
+        port = h2_ws_proxy(start_proxy, [b.port])
+        c = H2Client(port)
+        try:
+            sid = c.connect("/reset")
+            st = c.streams[sid]
+            c.wait(lambda: st["ended"] or st["reset"] is not None, "the backend's end")
+            assert st["reset"] is None and st["data"] == b"\x81\x03bye"
+            c.send(sid, client_frame(b"are you there"))
+            c.wait(lambda: st["reset"] is not None, "RST_STREAM after the backend's reset")
+            again = c.connect("/again")
+            assert c.streams[again]["headers"][":status"] == "200"
+        finally:
+            c.close()
+    finally:
+        b.stop()
+
+
+def test_h2_backend_ending_first_half_closes_the_stream(start_proxy):
+    """RFC 8441 on both sides: the backend's END_STREAM reaches the
+    client as END_STREAM without a reset either way, and the client's
+    later DATA and END_STREAM still reach the backend."""
+    b = H2ConnectBackend()
+    try:
+        proxy, port = h2_upstream_proxy(start_proxy, b.port)
+        c = H2Client(port)
+        try:
+            bye = c.connect("/bye")
+            st = c.streams[bye]
+            c.wait(lambda: st["ended"] or st["reset"] is not None, "END_STREAM from /bye")
+            assert st["reset"] is None and st["data"] == b"bye"
+            c.send(bye, b"still talking", end=True)
+            sgtest.wait_for(lambda: "/bye" in b.ended, timeout=10 * sgtest.SLOW, what="END_STREAM at the backend")
+            assert b.received.get("/bye") == b"still talking"
+            again = c.connect("/again")
+            c.send(again, b"ping")
+            assert wait_bytes(c, again, 4) == b"ping"
+            assert st["reset"] is None and "/bye" not in b.resets
+        finally:
+            c.close()
+    finally:
+        b.stop()
+
+
+def send_until_held(c, sid):
+    """Sends DATA until the proxy stops giving the stream window back (its
+    backend reads nothing): two PING round trips in a row bring no
+    WINDOW_UPDATE. Returns the bytes sent."""
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # PINGs go at once
+    acks = []
+    receive = c.conn.receive_data
+
+    def recording(data):
+        events = receive(data)
+        acks.extend(e for e in events if isinstance(e, h2.events.PingAckReceived))
+        return events
+    c.conn.receive_data = recording
+    sent, quiet = [], 0
+    total = 0
+    while quiet < 2:
+        n = min(c.conn.local_flow_control_window(sid), c.conn.max_outbound_frame_size)
+        if n > 0:
+            chunk = os.urandom(n)
+            c.conn.send_data(sid, chunk)
+            c.flush()
+            sent.append(chunk)
+            total += n
+            quiet = 0
+            assert total < 64 * 1024 * 1024, "the proxy never stopped taking bytes"
+            continue
+        before = len(acks)
+        c.conn.ping(os.urandom(8))
+        c.flush()
+        c.wait(lambda: len(acks) > before, "a PING ACK")
+        if c.conn.local_flow_control_window(sid) == 0:
+            quiet += 1
+    c.conn.receive_data = receive
+    return b"".join(sent)
+
+
+def test_client_ending_while_its_bytes_wait_for_the_backend(start_proxy):
+    """Half-closed, the client sends until the proxy holds its bytes (the
+    backend reads nothing), then ends the stream with an empty DATA frame:
+    the stream closes at once, yet every byte it sent and then the FIN
+    still reach the backend once it reads."""
+    b = HalfCloseBackend(hold=True)
+    try:
+        port = h2_ws_proxy(start_proxy, [b.port])
+        c = H2Client(port)
+        try:
+            sid = c.connect("/held")
+            st = c.streams[sid]
+            c.wait(lambda: st["ended"] or st["reset"] is not None, "the backend's end")
+            assert st["reset"] is None and st["data"] == b"\x81\x03bye"
+            sent = send_until_held(c, sid)
+            c.send(sid, b"", end=True)
+            again = c.connect("/again")          # the stream is closed: no reset came first
+            assert c.streams[again]["headers"][":status"] == "200"
+            assert st["reset"] is None
+            b.go()
+            assert b.eof.wait(20 * sgtest.SLOW), "no FIN at the backend"
+            assert len(b.got) == len(sent) and b.got == sent
+        finally:
+            c.close()
+    finally:
+        b.stop()
+
+
+def test_tls_backend_gets_close_notify_before_the_fin(start_proxy, tmp_path):
+    """proxy_pass https://: the backend (TLS) ends first; the client's
+    later bytes reach it, and the client's end arrives as close_notify and
+    then the FIN, also when the client ended while its bytes still waited
+    for the backend (the link outlives its exchange to write them).
+    Not checked: the moment the socket is full right when close_notify is
+    due (Linux reports a socket writable only with a third of its buffer
+    free, and the queue is empty only after a write the socket took whole,
+    so a 24-byte alert practically always fits); the retry on EPOLLOUT is
+    the same as proxy/tunnel.c's."""
+    crt, key = make_cert(tmp_path)
+    for hold in (False, True):
+        b = HalfCloseBackend(hold=hold, tls=(crt, key))
+        try:
+            port = free_port()
+            start_proxy(http_conf("""
+  server {
+    listen 127.0.0.1:%d http2;
+    location / { proxy_pass https://127.0.0.1:%d; }
+  }
+""" % (port, b.port)))
+            c = H2Client(port)
+            try:
+                sid = c.connect("/tls")
+                st = c.streams[sid]
+                assert st["headers"][":status"] == "200"
+                c.wait(lambda: st["ended"] or st["reset"] is not None, "the backend's end")
+                assert st["reset"] is None and st["data"] == b"\x81\x03bye"
+                if hold:
+                    sent = send_until_held(c, sid)
+                    c.send(sid, b"", end=True)
+                else:
+                    sent = client_frame(os.urandom(100000), opcode=0x2)
+                    c.send(sid, sent, end=True)
+                b.go()
+                assert b.eof.wait(20 * sgtest.SLOW), "no end at the backend"
+                assert b.got == sent
+                assert b.clean_end is True, "FIN without close_notify"
+            finally:
+                c.close()
+        finally:
+            b.stop()
