@@ -43,6 +43,16 @@ sg_worker *sg_worker_new(int id)
     return w;
 }
 
+void sg_worker_free(sg_worker *w)
+{
+    if (!w) return;
+    if (tls_worker == w) tls_worker = NULL;
+    sg_loop_free(w->loop);
+    free(w->scratch);
+    free(w->gens);
+    free(w);
+}
+
 void sg_worker_bind(sg_worker *w) { tls_worker = w; }
 sg_worker *sg_worker_self(void) { return tls_worker; }
 sg_loop *sg_worker_loop(sg_worker *w) { return w->loop; }

@@ -76,6 +76,9 @@ void sg_worker_set_gen_hooks(void (*acquire)(struct sg_conf *c), void (*release)
 
 /* A worker with its own loop and scratch buffer; `id` in 0..n-1. */
 sg_worker *sg_worker_new(int id);
+/* Frees a worker whose connections are gone and whose generations were
+ * released (its loop too). */
+void sg_worker_free(sg_worker *w);
 /* Makes w the calling thread's worker (NULL: none). */
 void sg_worker_bind(sg_worker *w);
 /* Makes c the generation new work starts on, which counts as a use of c,

@@ -45,6 +45,7 @@ Test(worker, generation_hooks_see_first_and_last_use_only)
     cr_assert_eq(acquired_a, 1);
     cr_assert_eq(released_b, 0);
     sg_worker_set_gen_hooks(NULL, NULL);
+    sg_worker_free(w);
 }
 
 typedef struct fake_conn {
@@ -99,6 +100,7 @@ Test(worker, quit_asks_every_connection_and_stops_after_the_last)
     sg_timer_arm(sg_worker_loop(w), &deadline, 2000);
     sg_loop_run(sg_worker_loop(w));        /* returns at once: already stopped */
     sg_timer_disarm(&deadline);
+    sg_worker_free(w);
 }
 
 Test(worker, fast_quit_closes_everything)
@@ -110,4 +112,5 @@ Test(worker, fast_quit_closes_everything)
     cr_assert_eq(c[0].fast, 1);
     cr_assert_eq(c[1].fast, 1);
     cr_assert_eq(sg_worker_conn_count(w), 0);
+    sg_worker_free(w);
 }
