@@ -170,6 +170,7 @@ void sg_outq_clear(sg_outq *q)
 
 void sg_inbuf_append(sg_inbuf *b, const char *p, size_t n)
 {
+    if (n == 0) return;   /* an empty buffer has no memory: b->p + 0 would be NULL + 0 */
     if (b->cap - b->len < n) {
         size_t cap = b->cap ? b->cap : 1024;
         while (cap - b->len < n) cap *= 2;

@@ -90,3 +90,16 @@ Test(inbuf, consume_keeps_the_tail_and_frees_when_empty)
     cr_assert_null(b.p);
     cr_assert_eq(b.cap, 0);
 }
+
+/* An empty append to a buffer that has no memory yet (an HTTP/2 cookie
+ * crumb of zero bytes): nothing happens, and no NULL + 0 (UBSan). */
+Test(inbuf, empty_append_to_an_empty_buffer_allocates_nothing)
+{
+    sg_inbuf b = { 0 };
+    sg_inbuf_append(&b, "", 0);
+    cr_assert_null(b.p);
+    cr_assert_eq(b.len, 0);
+    sg_inbuf_append(&b, "x", 1);
+    cr_assert_eq(b.len, 1);
+    sg_inbuf_free(&b);
+}
