@@ -332,6 +332,8 @@ int main(int argc, char **argv)
         if (o.test) fprintf(stderr, "streamgate: configuration file %s test failed\n", name);
         return 1;
     }
+    for (size_t i = 0; o.test && i < c->nnotices; i++)
+        fprintf(stderr, "streamgate: [notice] %s\n", c->notices[i]);
     if (o.test) {
         fprintf(stderr, "streamgate: the configuration file %s syntax is ok\n", name);
         fprintf(stderr, "streamgate: configuration file %s test is successful\n", name);

@@ -394,6 +394,10 @@ typedef struct sg_conf {
     /* TLS contexts of this generation (conf/ssl_conf.c), freed with it */
     struct sg_ssl_state *ssl;
 
+    char **notices;                    /* "file:line:col: text" for -t and the start log:
+                                        * what is accepted but done differently (sg_cnotice) */
+    size_t nnotices;
+
     char **files;                      /* every file read, in order (for -T) */
     size_t nfiles;
 

@@ -55,6 +55,22 @@ bool sg_cerr(sg_cctx *cx, sg_conf_pos pos, const char *fmt, ...)
     return false;
 }
 
+void sg_cnotice(sg_cctx *cx, sg_conf_pos pos, const char *fmt, ...)
+{
+    char msg[768], line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int n = snprintf(line, sizeof(line), "%s:%d:%d: %s", pos.file ? pos.file : cx->c->file,
+                     pos.line, pos.col, msg);
+    sg_conf *c = cx->c;
+    char **v = sg_arena_alloc(&c->arena, (c->nnotices + 1) * sizeof(*v));
+    if (c->nnotices) memcpy(v, c->notices, c->nnotices * sizeof(*v));
+    v[c->nnotices++] = sg_arena_strndup(&c->arena, line, n < (int)sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    c->notices = v;
+}
+
 static bool bad_value(sg_cctx *cx, const sg_cnode *n, const sg_carg *a)
 {
     return sg_cerr(cx, a->pos, "invalid value \"%s\" in \"%s\" directive", a->s, n->name.s);
@@ -277,6 +293,18 @@ static bool set_enum(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
 /* Accepted for compatibility and checked loosely; see docs/directives.md. */
 static bool set_noop(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
+    return true;
+}
+
+/* client_body_temp_path, proxy_temp_path: streamgate streams bodies and
+ * writes no temporary files, so the folder is accepted and not used. */
+static bool set_temp_path(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    (void)cmd; (void)base;
+    if (n->nargs > 4)
+        return sg_cerr(cx, n->name.pos, "invalid number of arguments in \"%s\" directive", n->name.s);
+    sg_cnotice(cx, n->name.pos, "\"%s\" is accepted and not used: streamgate streams bodies "
+               "and writes no temporary files", n->name.s);
     return true;
 }
 
@@ -1208,6 +1236,7 @@ static const sg_cmd cmds[] = {
     { "client_body_timeout", HSL, A1, set_msec_flagged,
       LOC_RANGE(0, client_body_timeout_ms, client_body_timeout_set), NULL },
     { "client_body_buffer_size", HSL, A1, sg_conf_set_size, NONE, NULL },
+    { "client_body_temp_path", HSL, A1P, set_temp_path, NONE, NULL },
     { "send_timeout", HSL, A1, sg_conf_set_msec, LOC(send_timeout_ms), NULL },
     { "access_log", HSL, A1P, set_access_log, LOC_RANGE(SG_CF_MULTI, access_logs, access_log_off), NULL },
     { "root", HSL, A1, set_path, LOC(root), NULL },
@@ -1236,6 +1265,8 @@ static const sg_cmd cmds[] = {
     { "proxy_buffers", HSL, A2, set_proxy_buffers, NONE, NULL },
     { "proxy_busy_buffers_size", HSL, A1, sg_conf_set_size, NONE, NULL },
     { "proxy_max_temp_file_size", HSL, A1, sg_conf_set_size, NONE, NULL },
+    { "proxy_temp_path", HSL, A1P, set_temp_path, NONE, NULL },
+    { "proxy_temp_file_write_size", HSL, A1, sg_conf_set_size, NONE, NULL },
     /* grpc (nginx's ngx_http_grpc_module; its other directives are
      * refused as not supported yet) */
     { "grpc_pass", L, A1, set_pass, LOC_NM(proxy_pass), &grpc_pass_kind },
@@ -1306,7 +1337,7 @@ static const char *const later_exact[] = {
     "open_log_file_cache", "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
     "msie_refresh", "port_in_redirect", "server_name_in_redirect", "absolute_redirect",
     "recursive_error_pages", "satisfy", "limit_except", "client_body_in_file_only",
-    "client_body_in_single_buffer", "client_body_temp_path", "subrequest_output_buffer_size",
+    "client_body_in_single_buffer", "subrequest_output_buffer_size",
     "uninitialized_variable_warn", "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout", "zone",
     "sticky", "health_check", "ntlm", "queue", "split_clients", "geo", "ssi", "sub_filter",

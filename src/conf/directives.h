@@ -169,6 +169,11 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
 bool sg_cerr(sg_cctx *cx, sg_conf_pos pos, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A [notice] for -t and the start log, "file:line:col: message": the
+ * directive is accepted, but streamgate does its work another way. */
+void sg_cnotice(sg_cctx *cx, sg_conf_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Resolves a host name or numeric address (no brackets) with `port`:
  * one entry per address, appended to the arena arrays *out / *lens.
  * False when it does not resolve (the caller words the message). In
