@@ -36,7 +36,7 @@ typedef enum sg_lb_method {
     SG_LB_ROUND_ROBIN = 0,
     SG_LB_LEAST_CONN,
     SG_LB_IP_HASH,
-    SG_LB_HASH,                        /* hash KEY (stream upstreams; upstream/hash.c) */
+    SG_LB_HASH,                        /* hash KEY (upstream/hash.c) */
     SG_LB_HASH_CONSISTENT,             /* hash KEY consistent: ketama points */
 } sg_lb_method;
 
@@ -59,6 +59,7 @@ typedef struct sg_upstream_conf {
     uint32_t h2_ping_interval_ms;      /* http2_ping_interval, default 30 s */
     uint32_t h2_ping_timeout_ms;       /* http2_ping_timeout, default 20 s */
     bool implicit;                     /* made by proxy_pass http://ADDR, not an upstream{} block */
+    sg_cval hash_key;                  /* http upstreams' hash KEY (stream ones keep theirs in sg_stream_upstream) */
     void *runtime;                     /* upstream layer's shared peer state (upstream/peer.h) */
 } sg_upstream_conf;
 

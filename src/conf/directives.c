@@ -653,7 +653,25 @@ static bool set_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void
     sg_upstream_conf *u = sg_arena_alloc(&c->arena, sizeof(*u));
     memset(u, 0, sizeof(*u));
     upstream_defaults(u);
-    return sg_directives_upstream(cx, n, u, &c->upstreams, &c->nupstreams, SG_CTX_UPSTREAM);
+    if (!sg_directives_upstream(cx, n, u, &c->upstreams, &c->nupstreams, SG_CTX_UPSTREAM)) return false;
+    bool hash = u->lb == SG_LB_HASH || u->lb == SG_LB_HASH_CONSISTENT;
+    for (size_t i = 0; hash && i < u->nservers; i++)
+        if (u->servers[i].backup)
+            return sg_cerr(cx, u->pos, "balancing method does not support parameter \"backup\"");
+    return true;
+}
+
+/* hash KEY [consistent] (ngx_http_upstream_hash_module): the same choices
+ * as nginx's, from the key evaluated for each request. */
+static bool set_http_hash(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (n->nargs == 2 && strcmp(n->args[1].s, "consistent") != 0)
+        return sg_cerr(cx, n->args[1].pos, "invalid parameter \"%s\"", n->args[1].s);
+    if (!sg_cval_compile(cx->c, arg_str(&n->args[0]), n->args[0].pos, &cx->ups->hash_key,
+                         cx->err, cx->errlen))
+        return false;
+    cx->ups->lb = n->nargs == 2 ? SG_LB_HASH_CONSISTENT : SG_LB_HASH;
+    return true;
 }
 
 static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
@@ -1314,6 +1332,7 @@ static const sg_cmd cmds[] = {
     { "http2_ping_timeout", U, A1, sg_conf_set_msec, UPS(h2_ping_timeout_ms), NULL },
     { "least_conn", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_LEAST_CONN },
     { "ip_hash", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
+    { "hash", U, SG_ARG12, set_http_hash, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1324,7 +1343,7 @@ _Static_assert(NCMDS <= SG_MAX_CMDS - SG_STREAM_MAX_CMDS, "raise SG_MAX_CMDS");
  * has them in other contexts). */
 static const char *const later_exact[] = {
     "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
-    "break", "charset", "alias", "try_files", "allow", "deny", "expires", "hash", "random",
+    "break", "charset", "alias", "try_files", "allow", "deny", "expires", "random",
     "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",

@@ -357,6 +357,74 @@ def test_ip_hash_skips_failed_peer(start_proxy, start_nginx, start_backend):
     assert backends_seen(port, 3, source=src) == [b.port] * 3
 
 
+# ---------------------------------------------------------------- hash KEY [consistent]
+
+HASH_KEYS = ["k%d" % i for i in range(40)]
+
+
+def nginx_hash_picks(start_nginx, servers, method, keys):
+    """{key: backend port} as the installed nginx's `hash $arg_k [consistent]`
+    picks them, with the same upstream block."""
+    port = free_port()
+    lines = "".join("    server %s;\n" % s for s in servers)
+    start_nginx(http_conf("""
+  access_log off;
+  upstream pool {
+%s    %s;
+  }
+  server {
+    listen 127.0.0.1:%d;
+    location / { proxy_pass http://pool; }
+  }
+""" % (lines, method, port)), [port])
+    return {k: backends_seen(port, 1, path="/?k=" + k)[0] for k in keys}
+
+
+@pytest.mark.parametrize("method", ["hash $arg_k", "hash $arg_k consistent"])
+def test_hash_matches_nginx(start_proxy, start_nginx, three, method):
+    """An http upstream's `hash` sends each key where nginx sends it, on
+    fresh and kept-alive connections alike."""
+    a, b, c = three
+    servers = [addr(a), addr(b), addr(c, "weight=2")]
+    want = nginx_hash_picks(start_nginx, servers, method, HASH_KEYS)
+    assert set(want.values()) == {a, b, c}, want      # every peer is some key's pick
+    port = free_port()
+    start_proxy(upstream_conf(port, servers, upstream_extra=method + ";"))
+    got = {k: backends_seen(port, 1, path="/?k=" + k)[0] for k in HASH_KEYS}
+    assert got == want
+    with HttpConn(port) as conn:
+        for k in HASH_KEYS[:10]:
+            assert conn.request("GET", "/?k=" + k).backend == want[k], k
+
+
+def test_hash_moves_a_failed_peers_keys_only(start_proxy, start_nginx, start_backend):
+    """With `hash ... consistent`, keys of a stopped server go elsewhere and
+    every other key stays where it was."""
+    backs = [start_backend() for _ in range(3)]
+    servers = [addr(b.port) for b in backs]
+    port = free_port()
+    start_proxy(upstream_conf(port, servers, upstream_extra="hash $arg_k consistent;"))
+    before = {k: backends_seen(port, 1, path="/?k=" + k)[0] for k in HASH_KEYS}
+    gone = backs[0].port
+    assert gone in before.values(), before
+    backs[0].stop()
+    after = {k: backends_seen(port, 1, path="/?k=" + k)[0] for k in HASH_KEYS}
+    for k in HASH_KEYS:
+        if before[k] == gone:
+            assert after[k] != gone, k
+        else:
+            assert after[k] == before[k], k
+
+
+def test_hash_refuses_backup(tmp_path):
+    conf = tmp_path / "h.conf"
+    conf.write_text(upstream_conf(1, ["127.0.0.1:1", "127.0.0.1:2 backup"],
+                                  upstream_extra="hash $arg_k;"))
+    r = sgtest.run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
+    assert r.returncode == 1
+    assert 'balancing method does not support parameter "backup"' in r.stderr
+
+
 # ---------------------------------------------------------------- least_conn
 
 def test_least_conn(start_proxy, three):
