@@ -30,6 +30,7 @@ typedef struct sg_upstream_server_conf {
     int max_fails;                     /* default 1; 0 disables failure accounting */
     uint32_t fail_timeout_ms;          /* default 10 s */
     bool backup, down;
+    uint32_t max_conns;                /* max_conns=N: open exchanges/tunnels at once, all threads; 0 = no limit */
 } sg_upstream_server_conf;
 
 typedef enum sg_lb_method {
@@ -38,6 +39,8 @@ typedef enum sg_lb_method {
     SG_LB_IP_HASH,
     SG_LB_HASH,                        /* hash KEY (upstream/hash.c) */
     SG_LB_HASH_CONSISTENT,             /* hash KEY consistent: ketama points */
+    SG_LB_RANDOM,                      /* random (upstream/random.c) */
+    SG_LB_RANDOM_TWO,                  /* random two [least_conn]: the less loaded of two random picks */
 } sg_lb_method;
 
 /* http2_ping_interval / http2_ping_timeout in upstream{} (HTTP/2 peers) */

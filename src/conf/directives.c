@@ -654,10 +654,41 @@ static bool set_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void
     memset(u, 0, sizeof(*u));
     upstream_defaults(u);
     if (!sg_directives_upstream(cx, n, u, &c->upstreams, &c->nupstreams, SG_CTX_UPSTREAM)) return false;
-    bool hash = u->lb == SG_LB_HASH || u->lb == SG_LB_HASH_CONSISTENT;
-    for (size_t i = 0; hash && i < u->nservers; i++)
+    return sg_conf_check_backup(cx, u);
+}
+
+bool sg_conf_check_backup(sg_cctx *cx, const sg_upstream_conf *u)
+{
+    bool no_backup = u->lb == SG_LB_HASH || u->lb == SG_LB_HASH_CONSISTENT ||
+                     u->lb == SG_LB_RANDOM || u->lb == SG_LB_RANDOM_TWO;
+    for (size_t i = 0; no_backup && i < u->nservers; i++)
         if (u->servers[i].backup)
             return sg_cerr(cx, u->pos, "balancing method does not support parameter \"backup\"");
+    return true;
+}
+
+/* random [two [least_conn]] (ngx_http_upstream_random_module): `two`
+ * compares its two picks by least_conn, the only method nginx has for it. */
+bool sg_conf_set_random(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (n->nargs >= 1 && strcmp(n->args[0].s, "two") != 0)
+        return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
+    if (n->nargs == 2 && strcmp(n->args[1].s, "least_conn") != 0)
+        return sg_cerr(cx, n->args[1].pos, "invalid parameter \"%s\"", n->args[1].s);
+    cx->ups->lb = n->nargs ? SG_LB_RANDOM_TWO : SG_LB_RANDOM;
+    return true;
+}
+
+/* zone NAME [SIZE]: streamgate's peer state (failures, open connections)
+ * is shared by all worker threads anyway, which is what a zone gives nginx;
+ * the name and size are checked and kept for nothing else. */
+bool sg_conf_set_zone(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (n->nargs == 2) {
+        uint64_t v;
+        if (!sg_conf_parse_size(n->args[1].s, &v))
+            return sg_cerr(cx, n->args[1].pos, "invalid zone size \"%s\"", n->args[1].s);
+    }
     return true;
 }
 
@@ -678,7 +709,7 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
                              sg_upstream_server_conf *t)
 {
     static const char *const later[] = {
-        "resolve", "slow_start", "max_conns", "service", "route", "drain", NULL,
+        "resolve", "slow_start", "service", "route", "drain", NULL,
     };
     const char *p = a->s;
     size_t keylen = strcspn(p, "=");
@@ -692,6 +723,9 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
     } else if (starts(p, "fail_timeout=")) {
         if (!parse_time_ms(p + 13, &v) || v >= SG_UNSET_MS) return bad_param(cx, a);
         t->fail_timeout_ms = (uint32_t)v;
+    } else if (starts(p, "max_conns=")) {
+        if (!parse_num(p + 10, UINT32_MAX, &v)) return bad_param(cx, a);
+        t->max_conns = (uint32_t)v;
     } else if (strcmp(p, "backup") == 0) {
         t->backup = true;
     } else if (strcmp(p, "down") == 0) {
@@ -1333,6 +1367,8 @@ static const sg_cmd cmds[] = {
     { "least_conn", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_LEAST_CONN },
     { "ip_hash", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
     { "hash", U, SG_ARG12, set_http_hash, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "random", U, SG_ARG0 | SG_ARG12, sg_conf_set_random, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "zone", U, SG_ARG12, sg_conf_set_zone, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1343,7 +1379,7 @@ _Static_assert(NCMDS <= SG_MAX_CMDS - SG_STREAM_MAX_CMDS, "raise SG_MAX_CMDS");
  * has them in other contexts). */
 static const char *const later_exact[] = {
     "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
-    "break", "charset", "alias", "try_files", "allow", "deny", "expires", "random",
+    "break", "charset", "alias", "try_files", "allow", "deny", "expires",
     "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
@@ -1358,7 +1394,7 @@ static const char *const later_exact[] = {
     "recursive_error_pages", "satisfy", "limit_except", "client_body_in_file_only",
     "client_body_in_single_buffer", "subrequest_output_buffer_size",
     "uninitialized_variable_warn", "debug_connection", "worker_aio_requests", "accept_mutex_delay",
-    "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout", "zone",
+    "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout",
     "sticky", "health_check", "ntlm", "queue", "split_clients", "geo", "ssi", "sub_filter",
     "mirror", "empty_gif",
     NULL,

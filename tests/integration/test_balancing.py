@@ -425,6 +425,93 @@ def test_hash_refuses_backup(tmp_path):
     assert 'balancing method does not support parameter "backup"' in r.stderr
 
 
+# ---------------------------------------------------------------- random, max_conns, zone
+
+def hold_request(port, backend_port, held):
+    """Starts a slow request through the proxy and returns once
+    `backend_port` (sgback) has it; the thread fills held["r"]."""
+    def slow():
+        held["r"] = get(port, "/delay/%d" % (1500 * sgtest.SLOW), timeout=20)
+    arrived = sgtest.SgbackRequests(backend_port)
+    t = threading.Thread(target=slow)
+    t.start()
+    sgtest.wait_for(lambda: arrived() >= 1, 5, what="the slow request at its peer")
+    return t
+
+
+def test_random_uses_every_live_peer_and_never_a_down_one(start_proxy, three):
+    a, b, c = three
+    port = free_port()
+    start_proxy(upstream_conf(port, [addr(a), addr(b), addr(c, "down")],
+                              upstream_extra="zone pool 64k; random;"))
+    seen = backends_seen(port, 40) + backends_seen(port, 20, keepalive=True)
+    assert c not in seen
+    assert set(seen) == {a, b}      # 60 draws all on one side: chance 2^-59
+
+
+def test_random_two_avoids_the_busier_peer(start_proxy, three):
+    """`random two` draws two different peers and takes the one with fewer
+    open requests: while one peer holds a request, every new one goes to the
+    other."""
+    a, b, _ = three
+    port = free_port()
+    start_proxy(upstream_conf(port, [addr(a), addr(b)], upstream_extra="random two least_conn;"))
+    held = {}
+    # Hold a request on whichever peer gets it (a tie between idle peers is random).
+    def slow():
+        held["r"] = get(port, "/delay/%d" % (1500 * sgtest.SLOW), timeout=20)
+    counts = {p: sgtest.SgbackRequests(p) for p in (a, b)}
+    before = {p: counts[p]() for p in (a, b)}
+    t = threading.Thread(target=slow)
+    t.start()
+    sgtest.wait_for(lambda: any(counts[p]() > before[p] for p in (a, b)), 5,
+                    what="the slow request at a peer")
+    busy = a if counts[a]() > before[a] else b
+    free = b if busy == a else a
+    during = backends_seen(port, 6)
+    t.join(20)
+    assert held["r"].status == 200 and held["r"].backend == busy
+    assert during == [free] * 6, during
+
+
+def test_max_conns_caps_open_requests_per_server(start_proxy, three):
+    """max_conns=1: while a server holds one request it gets no other; when
+    every server is full the request is a 502 (no live upstreams)."""
+    a, b, _ = three
+    port = free_port()
+    start_proxy(upstream_conf(port, [addr(a, "max_conns=1"), addr(b)]))
+    held = {}
+    t = hold_request(port, a, held)          # round robin: the first request goes to a
+    during = backends_seen(port, 4)
+    t.join(20)
+    assert held["r"].backend == a
+    assert during == [b] * 4, during
+    assert sorted(backends_seen(port, 2)) == [a, b]     # a takes requests again
+
+    port2 = free_port()
+    proxy2 = start_proxy(upstream_conf(port2, [addr(a, "max_conns=1")]))
+    held2 = {}
+    t2 = hold_request(port2, a, held2)
+    r = get(port2, "/")
+    t2.join(20)
+    assert held2["r"].status == 200
+    assert r.status == 502
+    assert 'no live upstreams while connecting to upstream "pool"' in proxy2.error_log
+
+
+def test_random_refuses_backup_and_bad_parameters(tmp_path):
+    cases = [("random;", "127.0.0.1:2 backup", 'balancing method does not support parameter "backup"'),
+             ("random three;", "127.0.0.1:2", 'invalid parameter "three"'),
+             ("random two fastest;", "127.0.0.1:2", 'invalid parameter "fastest"'),
+             ("zone z 1q;", "127.0.0.1:2", 'invalid zone size "1q"')]
+    for extra, second, needle in cases:
+        conf = tmp_path / "r.conf"
+        conf.write_text(upstream_conf(1, ["127.0.0.1:1", second], upstream_extra=extra))
+        r = sgtest.run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
+        assert r.returncode == 1, extra
+        assert needle in r.stderr, (extra, r.stderr)
+
+
 # ---------------------------------------------------------------- least_conn
 
 def test_least_conn(start_proxy, three):
