@@ -217,6 +217,14 @@ typedef struct sg_upstream_opts {
 
 /* Values a location sees after merging http -> server -> location.
  * Every field is set (defaults filled in) once the generation is built. */
+/* allow / deny (ngx_http_access_module): the first rule that matches the
+ * client address decides. family 0 is `all`; AF_UNIX is `unix:`. */
+typedef struct sg_access_rule {
+    int family;
+    uint8_t addr[16], mask[16];        /* network order; 4 bytes used for AF_INET */
+    bool deny;
+} sg_access_rule;
+
 typedef struct sg_loc_conf {
     /* core */
     uint64_t client_max_body_size;     /* bytes, 0 = unlimited; default 1m (nginx) */
@@ -267,6 +275,9 @@ typedef struct sg_loc_conf {
     sg_mime_type *types;               /* `types {}`: extension -> type; none: a built-in table */
     size_t ntypes;
     uint32_t http2_chunk_size;         /* largest DATA frame sent, default 8k (nginx) */
+    /* access control: allow / deny, one list inherited as a whole */
+    sg_access_rule *access_rules;
+    size_t naccess_rules;
 } sg_loc_conf;
 
 typedef enum sg_loc_match {

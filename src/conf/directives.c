@@ -12,6 +12,7 @@
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -692,6 +693,75 @@ bool sg_conf_set_zone(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *b
     return true;
 }
 
+/* allow / deny ADDRESS | CIDR | unix: | all. Both directives fill one
+ * list, so a level that has either replaces all the rules it inherits,
+ * as nginx's access module merges them. */
+bool sg_conf_parse_access_rule(const char *s, bool deny, sg_access_rule *r, bool *low_bits)
+{
+    memset(r, 0, sizeof(*r));
+    r->deny = deny;
+    *low_bits = false;
+    if (strcmp(s, "all") == 0) return true;
+    if (strcmp(s, "unix:") == 0) {
+        r->family = AF_UNIX;
+        return true;
+    }
+    char buf[INET6_ADDRSTRLEN + 8];
+    size_t len = strlen(s);
+    if (len >= sizeof(buf)) return false;
+    memcpy(buf, s, len + 1);
+    char *slash = strchr(buf, '/');
+    long bits = -1;
+    if (slash) {
+        *slash = '\0';
+        char *end;
+        if (!slash[1] || slash[1] == '-' || slash[1] == '+') return false;
+        bits = strtol(slash + 1, &end, 10);
+        if (*end) return false;
+    }
+    size_t alen;
+    if (inet_pton(AF_INET, buf, r->addr) == 1) {
+        r->family = AF_INET;
+        alen = 4;
+    } else if (inet_pton(AF_INET6, buf, r->addr) == 1) {
+        r->family = AF_INET6;
+        alen = 16;
+    } else {
+        return false;
+    }
+    if (bits < 0) bits = (long)alen * 8;
+    if (bits > (long)alen * 8) return false;
+    for (size_t i = 0; i < alen; i++) {
+        long b = bits - (long)i * 8;
+        r->mask[i] = b >= 8 ? 0xff : b <= 0 ? 0 : (uint8_t)(0xff << (8 - b));
+        if (r->addr[i] & ~r->mask[i]) *low_bits = true;
+        r->addr[i] &= r->mask[i];
+    }
+    return true;
+}
+
+static bool access_other_set(sg_cctx *cx, const sg_cmd *cmd);
+static void access_mark_set(sg_cctx *cx);
+
+static bool set_access(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = base;
+    if (cx->first && !access_other_set(cx, cmd)) {
+        lc->access_rules = NULL;
+        lc->naccess_rules = 0;
+    }
+    sg_access_rule r;
+    bool low_bits;
+    if (!sg_conf_parse_access_rule(n->args[0].s, strcmp(n->name.s, "deny") == 0, &r, &low_bits))
+        return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
+    if (low_bits)
+        sg_cnotice(cx, n->args[0].pos, "low address bits of %s are meaningless", n->args[0].s);
+    lc->access_rules = sg_conf_push(&cx->c->arena, lc->access_rules, lc->naccess_rules, sizeof(r));
+    lc->access_rules[lc->naccess_rules++] = r;
+    access_mark_set(cx);
+    return true;
+}
+
 /* hash KEY [consistent] (ngx_http_upstream_hash_module): the same choices
  * as nginx's, from the key evaluated for each request. */
 static bool set_http_hash(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
@@ -1368,18 +1438,38 @@ static const sg_cmd cmds[] = {
     { "ip_hash", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
     { "hash", U, SG_ARG12, set_http_hash, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "random", U, SG_ARG0 | SG_ARG12, sg_conf_set_random, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    /* access control (ngx_http_access_module) */
+    { "allow", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "deny", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "zone", U, SG_ARG12, sg_conf_set_zone, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 _Static_assert(NCMDS <= SG_MAX_CMDS - SG_STREAM_MAX_CMDS, "raise SG_MAX_CMDS");
 
+/* Whether the other of allow/deny already added rules at this level. */
+static bool access_other_set(sg_cctx *cx, const sg_cmd *cmd)
+{
+    for (size_t i = 0; i < NCMDS; i++)
+        if (cmds[i].set == set_access && &cmds[i] != cmd && (cx->cur->set[i / 8] & (1u << (i % 8))))
+            return true;
+    return false;
+}
+
+/* Both directives count as set at this level, so neither inherits over
+ * the list the level wrote. */
+static void access_mark_set(sg_cctx *cx)
+{
+    for (size_t i = 0; i < NCMDS; i++)
+        if (cmds[i].set == set_access) cx->cur->set[i / 8] |= (unsigned char)(1u << (i % 8));
+}
+
 /* nginx directives streamgate does not have yet: "NAME" directive is not
  * supported yet. Written in stream{}, they are "not allowed here" (nginx
  * has them in other contexts). */
 static const char *const later_exact[] = {
     "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
-    "break", "charset", "alias", "try_files", "allow", "deny", "expires",
+    "break", "charset", "alias", "try_files", "expires",
     "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",

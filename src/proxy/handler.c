@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "observe/access_log.h"
+#include "proxy/access.h"
 #include "proxy/grpc.h"
 #include "proxy/proxy.h"
 #include "proxy/respond.h"
@@ -58,8 +59,9 @@ static void exchange_start(sg_exchange *ex)
 }
 
 /* The location chosen in ex->req.loc answers: `internal` and the
- * announced body size are checked first (nginx's access and content
- * phases), then `return`, proxy_pass/grpc_pass, or a static file. */
+ * announced body size are checked first, then `return` (nginx's rewrite
+ * phase), allow/deny (its access phase), then proxy_pass/grpc_pass or a
+ * static file (content). */
 void sg_handler_run_location(sg_exchange *ex)
 {
     const sg_loc_conf *lc = &ex->req.loc->conf;
@@ -74,8 +76,16 @@ void sg_handler_run_location(sg_exchange *ex)
         sg_respond_error(ex, 413);
         return;
     }
-    if (lc->has_return) sg_respond_return(ex);
-    else if (lc->proxy_pass) sg_proxy_start(ex);
+    if (lc->has_return) {          /* nginx's rewrite phase comes before access */
+        sg_respond_return(ex);
+        return;
+    }
+    if (lc->naccess_rules && !sg_access_allows(lc->access_rules, lc->naccess_rules, ex->req.peer)) {
+        sg_ex_log(ex, SG_LOG_ERROR, "access forbidden by rule");
+        sg_respond_error(ex, 403);   /* a gRPC call: PERMISSION_DENIED (7) */
+        return;
+    }
+    if (lc->proxy_pass) sg_proxy_start(ex);
     else sg_respond_static(ex);
 }
 
