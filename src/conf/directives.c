@@ -9,6 +9,7 @@
  * set is copied from the level above (sg_directives_merge), so a new
  * inheritable directive needs no merge code. */
 #include "conf/directives.h"
+#include "conf/geo.h"
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
 
@@ -886,6 +887,29 @@ static bool set_map(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
     return false;
 }
 
+/* geo [$address] $variable { default V; NET V; delete NET; ranges; A-B V; } */
+static bool set_geo(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const sg_carg *dst = &n->args[n->nargs - 1];
+    if (dst->n < 2 || dst->s[0] != '$')
+        return sg_cerr(cx, dst->pos, "invalid variable name \"%s\"", dst->s);
+    bool client = n->nargs == 1;
+    sg_map *m = sg_map_new(cx->c, client ? SG_STR("") : arg_str(&n->args[0]), n->args[0].pos,
+                           cx->err, cx->errlen);
+    if (!m) return false;
+    sg_geo *g = sg_geo_new(cx->c);
+    sg_map_set_geo(m, g, client);
+    for (size_t i = 0; i < n->nkids; i++) {
+        const sg_cnode *k = &n->kids[i];
+        if (k->block) return sg_cerr(cx, k->name.pos, "unexpected \"{\"");
+        if (k->nargs > 1) return sg_cerr(cx, k->name.pos, "invalid number of the geo parameters");
+        sg_str v = k->nargs ? arg_str(&k->args[0]) : SG_STR_NULL;
+        if (!sg_geo_line(g, arg_str(&k->name), k->nargs ? &v : NULL, k->name.pos, cx->err, cx->errlen))
+            return false;
+    }
+    return sg_var_define_map(cx->c, (sg_str){ dst->s + 1, dst->n - 1 }, m, cx->err, cx->errlen);
+}
+
 /* types { text/html html htm; ... }: as nginx, a level with a types block
  * uses only its own list (replacing the inherited one). */
 static bool set_types(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
@@ -1327,6 +1351,7 @@ static const sg_cmd cmds[] = {
     { "server", H, A0 | BLK, set_server, NONE, NULL },
     { "upstream", H, A1 | BLK, set_upstream, NONE, NULL },
     { "map", H, A2 | BLK, set_map, NONE, NULL },
+    { "geo", H, SG_ARG12 | BLK, set_geo, NONE, NULL },
     { "log_format", H, A2P, set_log_format, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "types", HSL, A0 | BLK, set_types, LOC_RANGE(SG_CF_MULTI, types, ntypes), NULL },
     { "server_names_hash_bucket_size", H, A1, sg_conf_set_size, NONE, NULL },
@@ -1485,7 +1510,7 @@ static const char *const later_exact[] = {
     "client_body_in_single_buffer", "subrequest_output_buffer_size",
     "uninitialized_variable_warn", "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout",
-    "sticky", "health_check", "ntlm", "queue", "split_clients", "geo", "ssi", "sub_filter",
+    "sticky", "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
     "mirror", "empty_gif",
     NULL,
 };
