@@ -763,6 +763,34 @@ static bool set_access(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     return true;
 }
 
+/* set_real_ip_from ADDRESS | CIDR | unix: (ngx_http_realip_module) */
+static bool set_realip_from(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_access_rule **list = (sg_access_rule **)((char *)base + cmd->offset);
+    size_t *count = (size_t *)((char *)base + cmd->offset + sizeof(sg_access_rule *));
+    if (cx->first) {
+        *list = NULL;
+        *count = 0;
+    }
+    sg_access_rule r;
+    bool low_bits;
+    if (strcmp(n->args[0].s, "all") == 0 ||
+        !sg_conf_parse_access_rule(n->args[0].s, false, &r, &low_bits))
+        return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
+    if (low_bits)
+        sg_cnotice(cx, n->args[0].pos, "low address bits of %s are meaningless", n->args[0].s);
+    *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(r));
+    (*list)[(*count)++] = r;
+    return true;
+}
+
+static bool set_realip_header(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (strcmp(n->args[0].s, "proxy_protocol") == 0)
+        return sg_cerr(cx, n->args[0].pos, "\"real_ip_header proxy_protocol\" is not supported yet");
+    return set_str(cx, n, cmd, base);
+}
+
 /* hash KEY [consistent] (ngx_http_upstream_hash_module): the same choices
  * as nginx's, from the key evaluated for each request. */
 static bool set_http_hash(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
@@ -1463,6 +1491,10 @@ static const sg_cmd cmds[] = {
     { "ip_hash", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
     { "hash", U, SG_ARG12, set_http_hash, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "random", U, SG_ARG0 | SG_ARG12, sg_conf_set_random, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    /* real client address (ngx_http_realip_module) */
+    { "set_real_ip_from", HSL, A1, set_realip_from, LOC_RANGE(SG_CF_MULTI, realip_from, nrealip_from), NULL },
+    { "real_ip_header", HSL, A1, set_realip_header, LOC(realip_header), NULL },
+    { "real_ip_recursive", HSL, A1, sg_conf_set_flag, LOC(realip_recursive), NULL },
     /* access control (ngx_http_access_module) */
     { "allow", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "deny", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
@@ -1520,7 +1552,7 @@ static const char *const later_prefix[] = {
     "auth_", "sub_filter_", "open_file_cache", "ssi_", "autoindex", "mirror_", "uwsgi_",
     "fastcgi_", "scgi_", "memcached_", "charset_", "secure_link", "userid", "geoip", "image_filter",
     "xslt_", "dav_", "mp4", "flv", "hls", "slice", "aio", "directio", "addition_", "random_index",
-    "real_ip", "set_real_ip_from", "perl", "spdy_", "resolver_",
+    "perl", "spdy_", "resolver_",
     NULL,
 };
 
@@ -1683,6 +1715,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->keepalive_timeout_ms = 75000;
     lc->keepalive_requests = 1000;
     lc->default_type = SG_STR("text/plain");
+    lc->realip_header = SG_STR("X-Real-IP");
     lc->root = sg_str_from(sg_conf_full_path(c, "html"));
     lc->index = sg_arena_alloc(&c->arena, sizeof(sg_str));
     lc->index[0] = SG_STR("index.html");
