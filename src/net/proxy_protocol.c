@@ -1,0 +1,155 @@
+/* PROXY protocol v1 and v2 parsing; see proxy_protocol.h. The parser is a
+ * pure function of the bytes read so far, so a header split across reads
+ * is simply parsed again when more arrives (it is at most a few hundred
+ * bytes, once per connection). */
+#include "net/proxy_protocol.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/un.h>
+
+static const uint8_t v2_sig[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A };
+
+/* ---------------- version 1: "PROXY TCP4 SRC DST SPORT DPORT\r\n" ---------------- */
+
+#define V1_MAX 107
+
+/* The next space-separated word of line[*i..n); false if empty. */
+static bool word(const char *line, size_t n, size_t *i, char *out, size_t cap)
+{
+    size_t s = *i, e = s;
+    while (e < n && line[e] != ' ') e++;
+    if (e == s || e - s >= cap) return false;
+    memcpy(out, line + s, e - s);
+    out[e - s] = '\0';
+    *i = e < n ? e + 1 : e;
+    return true;
+}
+
+static bool port_of(const char *s, uint16_t *port)
+{
+    /* 0..65535, decimal, no sign, no leading zeros (the spec's form) */
+    size_t len = strlen(s);
+    if (len == 0 || len > 5 || (len > 1 && s[0] == '0')) return false;
+    unsigned v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v > 65535) return false;
+    *port = (uint16_t)v;
+    return true;
+}
+
+static bool set_addr(int family, const char *text, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        if (inet_pton(AF_INET, text, &sin->sin_addr) != 1) return false;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        *len = sizeof(*sin);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        if (inet_pton(AF_INET6, text, &sin6->sin6_addr) != 1) return false;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        *len = sizeof(*sin6);
+    }
+    return true;
+}
+
+static sg_pp_result parse_v1(const uint8_t *p, size_t n, sg_pp_info *out, size_t *used)
+{
+    size_t lim = n < V1_MAX ? n : V1_MAX;
+    size_t eol = 0;
+    while (eol + 1 < lim && !(p[eol] == '\r' && p[eol + 1] == '\n')) eol++;
+    if (eol + 1 >= lim) return n < V1_MAX ? SG_PP_MORE : SG_PP_INVALID;
+    const char *line = (const char *)p;
+    size_t i = 6;   /* after "PROXY " */
+    char proto[8], src[48], dst[48], sport[8], dport[8];
+    if (!word(line, eol, &i, proto, sizeof(proto))) return SG_PP_INVALID;
+    memset(out, 0, sizeof(*out));
+    *used = eol + 2;
+    if (strcmp(proto, "UNKNOWN") == 0) return SG_PP_DONE;   /* the rest of the line is ignored */
+    int family = strcmp(proto, "TCP4") == 0 ? AF_INET : strcmp(proto, "TCP6") == 0 ? AF_INET6 : 0;
+    uint16_t sp, dp;
+    if (!family || !word(line, eol, &i, src, sizeof(src)) || !word(line, eol, &i, dst, sizeof(dst)) ||
+        !word(line, eol, &i, sport, sizeof(sport)) || !word(line, eol, &i, dport, sizeof(dport)) ||
+        i != eol || line[eol - 1] == ' ' || !port_of(sport, &sp) || !port_of(dport, &dp) ||
+        !set_addr(family, src, sp, &out->src, &out->srclen) ||
+        !set_addr(family, dst, dp, &out->dst, &out->dstlen))
+        return SG_PP_INVALID;
+    out->has_addrs = true;
+    return SG_PP_DONE;
+}
+
+/* ---------------- version 2: binary ---------------- */
+
+static sg_pp_result parse_v2(const uint8_t *p, size_t n, sg_pp_info *out, size_t *used)
+{
+    if (n < 16) return SG_PP_MORE;
+    uint8_t ver_cmd = p[12], fam = p[13];
+    size_t len = (size_t)p[14] << 8 | p[15];
+    if ((ver_cmd >> 4) != 2 || (ver_cmd & 0x0F) > 1) return SG_PP_INVALID;
+    if (16 + len > SG_PP_MAX_HEADER) return SG_PP_INVALID;
+    if (n < 16 + len) return SG_PP_MORE;
+    const uint8_t *a = p + 16;
+    size_t alen;
+    memset(out, 0, sizeof(*out));
+    switch (fam >> 4) {
+    case 0: alen = 0; break;                /* AF_UNSPEC */
+    case 1: alen = 12; break;               /* AF_INET: 4 + 4 + 2 + 2 */
+    case 2: alen = 36; break;               /* AF_INET6: 16 + 16 + 2 + 2 */
+    case 3: alen = 216; break;              /* AF_UNIX: 108 + 108 */
+    default: return SG_PP_INVALID;
+    }
+    uint8_t transport = fam & 0x0F;
+    if (transport > 2 || len < alen) return SG_PP_INVALID;
+    /* TLVs: type, 2-byte length, value; each must fit in what is left */
+    for (size_t t = alen; t < len;) {
+        if (len - t < 3) return SG_PP_INVALID;
+        size_t tl = (size_t)a[t + 1] << 8 | a[t + 2];
+        if (len - t - 3 < tl) return SG_PP_INVALID;
+        t += 3 + tl;
+    }
+    *used = 16 + len;
+    bool local = (ver_cmd & 0x0F) == 0;
+    if (local || alen == 0 || transport == 0) return SG_PP_DONE;   /* the balancer's own connection */
+    if ((fam >> 4) == 1) {
+        struct sockaddr_in *s = (struct sockaddr_in *)&out->src, *d = (struct sockaddr_in *)&out->dst;
+        s->sin_family = d->sin_family = AF_INET;
+        memcpy(&s->sin_addr, a, 4);
+        memcpy(&d->sin_addr, a + 4, 4);
+        memcpy(&s->sin_port, a + 8, 2);
+        memcpy(&d->sin_port, a + 10, 2);
+        out->srclen = out->dstlen = sizeof(struct sockaddr_in);
+    } else if ((fam >> 4) == 2) {
+        struct sockaddr_in6 *s = (struct sockaddr_in6 *)&out->src, *d = (struct sockaddr_in6 *)&out->dst;
+        s->sin6_family = d->sin6_family = AF_INET6;
+        memcpy(&s->sin6_addr, a, 16);
+        memcpy(&d->sin6_addr, a + 16, 16);
+        memcpy(&s->sin6_port, a + 32, 2);
+        memcpy(&d->sin6_port, a + 34, 2);
+        out->srclen = out->dstlen = sizeof(struct sockaddr_in6);
+    } else {
+        struct sockaddr_un *s = (struct sockaddr_un *)&out->src, *d = (struct sockaddr_un *)&out->dst;
+        s->sun_family = d->sun_family = AF_UNIX;
+        memcpy(s->sun_path, a, sizeof(s->sun_path) - 1);
+        memcpy(d->sun_path, a + 108, sizeof(d->sun_path) - 1);
+        out->srclen = out->dstlen = sizeof(struct sockaddr_un);
+    }
+    out->has_addrs = true;
+    return SG_PP_DONE;
+}
+
+sg_pp_result sg_pp_parse(const uint8_t *p, size_t n, sg_pp_info *out, size_t *used)
+{
+    static const char v1_sig[6] = { 'P', 'R', 'O', 'X', 'Y', ' ' };
+    size_t k1 = n < 6 ? n : 6, k2 = n < 12 ? n : 12;
+    if (memcmp(p, v1_sig, k1) == 0) return n < 6 ? SG_PP_MORE : parse_v1(p, n, out, used);
+    if (memcmp(p, v2_sig, k2) == 0) return n < 12 ? SG_PP_MORE : parse_v2(p, n, out, used);
+    return SG_PP_INVALID;
+}

@@ -1,0 +1,91 @@
+/* PROXY protocol v1/v2 headers as HAProxy sends them. */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "net/proxy_protocol.h"
+
+static sg_pp_result parse(const void *p, size_t n, sg_pp_info *info, size_t *used)
+{
+    return sg_pp_parse(p, n, info, used);
+}
+
+static const char *addr_of(const struct sockaddr_storage *ss, char *buf, size_t cap, unsigned *port)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const void *)ss;
+        *port = ntohs(s->sin_port);
+        return inet_ntop(AF_INET, &s->sin_addr, buf, (socklen_t)cap);
+    }
+    const struct sockaddr_in6 *s = (const void *)ss;
+    *port = ntohs(s->sin6_port);
+    return inet_ntop(AF_INET6, &s->sin6_addr, buf, (socklen_t)cap);
+}
+
+Test(proxy_protocol, v1_tcp4_and_tcp6)
+{
+    const char *h = "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nGET / HTTP/1.1\r\n";
+    sg_pp_info info;
+    size_t used;
+    cr_assert_eq(parse(h, strlen(h), &info, &used), SG_PP_DONE);
+    cr_assert_eq(used, strlen("PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"));
+    char buf[64];
+    unsigned port;
+    cr_assert_str_eq(addr_of(&info.src, buf, sizeof(buf), &port), "192.0.2.1");
+    cr_assert_eq(port, 56324);
+    cr_assert_str_eq(addr_of(&info.dst, buf, sizeof(buf), &port), "198.51.100.2");
+    cr_assert_eq(port, 443);
+
+    h = "PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n";
+    cr_assert_eq(parse(h, strlen(h), &info, &used), SG_PP_DONE);
+    cr_assert_str_eq(addr_of(&info.src, buf, sizeof(buf), &port), "2001:db8::1");
+    cr_assert_eq(port, 1);
+}
+
+Test(proxy_protocol, v1_unknown_and_partial_and_bad)
+{
+    sg_pp_info info;
+    size_t used;
+    cr_assert_eq(parse("PROXY UNKNOWN\r\n", 15, &info, &used), SG_PP_DONE);
+    cr_assert_not(info.has_addrs);
+    cr_assert_eq(parse("PROXY TCP4 1.2.3.4", 18, &info, &used), SG_PP_MORE);
+    cr_assert_eq(parse("PRO", 3, &info, &used), SG_PP_MORE);
+    const char *bad[] = {
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n",
+        "PROXY TCP4 ::1 ::1 1 2\r\n", "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n", "GET / HTTP/1.1\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(parse(bad[i], strlen(bad[i]), &info, &used), SG_PP_INVALID, "%s", bad[i]);
+    char longline[200];
+    memset(longline, 'x', sizeof(longline));
+    memcpy(longline, "PROXY TCP4 ", 11);
+    cr_assert_eq(parse(longline, sizeof(longline), &info, &used), SG_PP_INVALID);   /* no CRLF in 107 bytes */
+}
+
+Test(proxy_protocol, v2_tcp4_with_tlvs_and_local)
+{
+    uint8_t h[64] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+                      0x21, 0x11, 0x00, 12 + 7,
+                      192, 0, 2, 9, 10, 0, 0, 1, 0x1F, 0x90, 0x01, 0xBB,
+                      0x04, 0x00, 0x04, 'a', 'b', 'c', 'd' };      /* one TLV (NOOP) */
+    size_t n = 16 + 12 + 7;
+    sg_pp_info info;
+    size_t used;
+    cr_assert_eq(parse(h, n, &info, &used), SG_PP_DONE);
+    cr_assert_eq(used, n);
+    char buf[64];
+    unsigned port;
+    cr_assert_str_eq(addr_of(&info.src, buf, sizeof(buf), &port), "192.0.2.9");
+    cr_assert_eq(port, 8080);
+    cr_assert_eq(parse(h, n - 1, &info, &used), SG_PP_MORE);
+    h[30] = 0x05;   /* the TLV claims more than is left */
+    cr_assert_eq(parse(h, n, &info, &used), SG_PP_INVALID);
+    h[30] = 0x04;
+    h[12] = 0x20;   /* LOCAL: the balancer's own health check */
+    cr_assert_eq(parse(h, n, &info, &used), SG_PP_DONE);
+    cr_assert_not(info.has_addrs);
+    h[12] = 0x31;   /* version 3 */
+    cr_assert_eq(parse(h, n, &info, &used), SG_PP_INVALID);
+}
