@@ -285,6 +285,8 @@ static bool finish_stream(sg_gzip_filter *g)
         fail(g);
         return false;
     }
+    g->ex->req.gzip_in = g->z.total_in;
+    g->ex->req.gzip_out = g->z.total_out;
     return true;
 }
 

@@ -443,3 +443,93 @@ def test_config_errors_and_notices(tmp_path):
                 "gzip_proxied expired no-cache no-store private no_last_modified no_etag auth;")
     assert out.returncode == 0, out.stderr
     assert "[notice]" in out.stderr and "gzip_buffers" in out.stderr
+
+
+def test_gzip_ratio_in_the_access_log(backend, start_proxy, tmp_path):
+    port = free_port()
+    log = tmp_path / "access.log"
+    conf = http_conf("""
+  log_format gz "$request_uri $status $gzip_ratio $body_bytes_sent";
+  server {
+    listen 127.0.0.1:%d;
+    gzip on;
+    access_log %s gz;
+    location / { proxy_pass http://127.0.0.1:%d/; }
+  }
+""" % (port, log, backend.port))
+    start_proxy(conf)
+    r = get(port, "/html", headers=GZ)
+    assert gunzip(r) == TEXT
+    get(port, "/short", headers=GZ)
+    wait_for(lambda: log.exists() and log.read_text().count("\n") >= 2, 10, what="two access log lines")
+    lines = log.read_text().splitlines()
+    uri, status, ratio, sent = lines[0].split(" ")
+    assert (uri, status, sent) == ("/html", "200", str(len(r.body)))
+    want = len(TEXT) / len(r.body)
+    assert abs(float(ratio) - want) < 0.006 and len(ratio.split(".")[1]) == 2, (ratio, want)
+    assert lines[1] == "/short 200 - 4"   # not compressed: not found
+
+
+# ---------------------------------------------------------------- clients that leave
+
+def test_http1_client_gone_mid_stream(gz, backend):
+    port, _, _ = gz
+    with HttpConn(port) as c:
+        c.send(sgtest.build_request("GET", "/types/stream", headers=GZ))
+        r = c.read_head()
+        assert r.header("Content-Encoding") == "gzip"
+        while not c.buf:   # the first event's compressed bytes
+            assert c._fill()
+    backend.release.set()
+    assert backend.stream_done.wait(10 * sgtest.SLOW)
+    assert gunzip(get(port, "/b/html", headers=GZ)) == TEXT
+
+
+def test_http2_stream_reset_mid_stream(gz, backend):
+    import h2.connection
+    import h2.events
+    _, h2port, _ = gz
+    s = socket.create_connection(("127.0.0.1", h2port), timeout=10 * sgtest.SLOW)
+    conn = h2.connection.H2Connection()
+    conn.initiate_connection()
+
+    def request(sid, path):
+        conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"),
+                                (":path", path), ("accept-encoding", "gzip")], end_stream=True)
+        s.sendall(conn.data_to_send())
+
+    pending = []
+
+    def events_until(pred):
+        while True:
+            while pending:
+                ev = pending.pop(0)
+                if pred(ev):
+                    return ev
+            data = s.recv(65536)
+            assert data, "connection closed"
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.DataReceived):
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                pending.append(ev)
+            s.sendall(conn.data_to_send())
+
+    request(1, "/types/stream")
+    ev = events_until(lambda e: isinstance(e, h2.events.ResponseReceived))
+    assert (b"content-encoding", b"gzip") in ev.headers
+    events_until(lambda e: isinstance(e, h2.events.DataReceived) and e.stream_id == 1)
+    conn.reset_stream(1)
+    s.sendall(conn.data_to_send())
+    backend.release.set()
+    assert backend.stream_done.wait(10 * sgtest.SLOW)
+    # the connection goes on: a new stream is answered, compressed
+    body = b""
+    request(3, "/b/html")
+    while True:
+        ev = events_until(lambda e: getattr(e, "stream_id", 0) == 3 and
+                          isinstance(e, (h2.events.DataReceived, h2.events.StreamEnded)))
+        if isinstance(ev, h2.events.StreamEnded):
+            break
+        body += ev.data
+    assert gzip.decompress(body) == TEXT
+    s.close()
