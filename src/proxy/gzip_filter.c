@@ -171,20 +171,18 @@ static bool cache_control_has(const sg_response *resp, const char *dir)
     return false;
 }
 
-/* gzip_proxied, for a request that came through a proxy (ngx_http_gzip_ok). */
-static bool proxied_ok(const sg_exchange *ex, const sg_loc_conf *lc, const sg_response *resp)
+bool sg_gzip_proxied_ok(uint32_t p, bool authorization, const sg_response *resp, time_t now)
 {
-    uint32_t p = lc->gzip_proxied;
     if (p & SG_GZIP_PROXIED_OFF) return false;
     if (p & SG_GZIP_PROXIED_ANY) return true;
-    if ((p & SG_GZIP_PROXIED_AUTH) && sg_req_find_header(&ex->req, SG_STR("authorization"))) return true;
+    if ((p & SG_GZIP_PROXIED_AUTH) && authorization) return true;
     const sg_header *e = resp_header(resp, "expires");
     if (e) {
         if (!(p & SG_GZIP_PROXIED_EXPIRED)) return false;
         time_t expires = http_time(e->value);
         if (expires == -1) return false;
         const sg_header *d = resp_header(resp, "date");
-        time_t date = d ? http_time(d->value) : time(NULL);
+        time_t date = d ? http_time(d->value) : now;
         if (date == -1) return false;
         return expires < date;
     }
@@ -207,7 +205,9 @@ static bool request_ok(const sg_exchange *ex, const sg_loc_conf *lc, const sg_re
     const sg_header *ua = sg_req_find_header(r, SG_STR("user-agent"));
     if (ua && lc->gzip_disable_msie6 && sg_gzip_msie6(ua->value)) return false;
     if ((uint32_t)(r->http_major * 10 + r->http_minor) < lc->gzip_http_version) return false;
-    if (sg_req_find_header(r, SG_STR("via")) && !proxied_ok(ex, lc, resp)) return false;
+    if (sg_req_find_header(r, SG_STR("via")) &&
+        !sg_gzip_proxied_ok(lc->gzip_proxied, sg_req_find_header(r, SG_STR("authorization")) != NULL, resp, time(NULL)))
+        return false;
     for (size_t i = 0; ua && i < lc->ngzip_disable; i++)
         if (sg_regex_exec(lc->gzip_disable[i], ua->value, NULL)) return false;
     return true;

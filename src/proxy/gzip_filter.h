@@ -19,6 +19,7 @@
 #define SG_PROXY_GZIP_FILTER_H
 
 #include <stdbool.h>
+#include <time.h>
 #include "exchange/exchange.h"
 
 typedef struct sg_gzip_filter sg_gzip_filter;
@@ -39,5 +40,10 @@ bool sg_gzip_accepts(sg_str accept_encoding);
 bool sg_gzip_msie6(sg_str user_agent);
 /* The media type (before any ';', lowercased) is text/html or in gzip_types. */
 bool sg_gzip_type_ok(const sg_loc_conf *lc, sg_str content_type);
+/* gzip_proxied `mask` lets a request that came through a proxy (Via) have
+ * this response compressed: its Expires (against its Date, else `now`),
+ * Cache-Control, Last-Modified, ETag, and whether the request had
+ * Authorization. */
+bool sg_gzip_proxied_ok(uint32_t mask, bool authorization, const sg_response *resp, time_t now);
 
 #endif
