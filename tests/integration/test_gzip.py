@@ -76,6 +76,9 @@ class Backend(sgtest._ThreadedListener):
                       b"Connection: close\r\n\r\n")
             if body_ok:
                 c.sendall(b"5\r\nhello\r\n0\r\n\r\n")
+        elif path == "/trailers":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n"
+                      b"Connection: close\r\n\r\n%x\r\n%s\r\n0\r\nX-Checksum: abc123\r\n\r\n" % (len(TEXT), TEXT))
         elif path == "/stream":
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
                       b"Connection: close\r\n\r\n")
@@ -534,3 +537,44 @@ def test_http2_stream_reset_mid_stream(gz, backend):
         body += ev.data
     assert gzip.decompress(body) == TEXT
     s.close()
+
+
+# ---------------------------------------------------------------- trailers
+
+def test_trailers_follow_the_compressed_body(gz):
+    """A backend's chunked trailer section goes after the gzip stream's end:
+    to an HTTP/1.1 client that sent TE: trailers, and to an HTTP/2 client."""
+    import h2.connection
+    import h2.events
+    port, h2port, _ = gz
+    with HttpConn(port) as c:
+        r = c.request("GET", "/b/trailers", headers=dict(GZ, TE="trailers"))
+    assert gunzip(r) == TEXT and r.chunked
+    assert [(k.lower(), v.strip()) for k, v in r.trailers] == [("x-checksum", "abc123")]
+
+    s = socket.create_connection(("127.0.0.1", h2port), timeout=10 * sgtest.SLOW)
+    conn = h2.connection.H2Connection()
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"),
+                          (":path", "/b/trailers"), ("accept-encoding", "gzip"), ("te", "trailers")],
+                      end_stream=True)
+    s.sendall(conn.data_to_send())
+    body, head, trailers, ended = b"", None, None, False
+    while not ended:
+        data = s.recv(65536)
+        assert data, "connection closed"
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                head = dict(ev.headers)
+            elif isinstance(ev, h2.events.DataReceived):
+                body += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                trailers = dict(ev.headers)
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended = True
+        s.sendall(conn.data_to_send())
+    s.close()
+    assert head[b"content-encoding"] == b"gzip"
+    assert gzip.decompress(body) == TEXT
+    assert trailers == {b"x-checksum": b"abc123"}
