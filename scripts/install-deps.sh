@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PKGS=(gcc make pkg-config clang libclang-rt-14-dev
-      libpcre2-dev libnghttp2-dev libssl-dev libc-ares-dev libcriterion-dev
+      libpcre2-dev libnghttp2-dev libssl-dev libc-ares-dev libcriterion-dev zlib1g-dev
       python3 python3-pytest python3-requests
       curl wrk ca-certificates procps iproute2 openssl
       nginx-light libnginx-mod-stream  # a real nginx: access-log lines and stream hash choices are checked against its own

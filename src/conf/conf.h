@@ -284,7 +284,34 @@ typedef struct sg_loc_conf {
     size_t nrealip_from;
     sg_str realip_header;              /* default "X-Real-IP"; "proxy_protocol" is refused for now */
     bool realip_recursive;
+
+    /* gzip (conf/gzip_conf.c; applied by proxy/gzip_filter.c) */
+    bool gzip;                         /* default off */
+    bool gzip_vary;                    /* Vary: Accept-Encoding on responses gzip may apply to */
+    uint32_t gzip_comp_level;          /* 1..9, default 1 */
+    uint64_t gzip_min_length;          /* bytes of a known Content-Length, default 20 */
+    uint32_t gzip_http_version;        /* 10 or 11 (default): lowest request version compressed */
+    uint32_t gzip_proxied;             /* SG_GZIP_PROXIED_* for requests with Via, default off */
+    sg_str *gzip_types;                /* lowercased MIME types besides text/html (always in) */
+    size_t ngzip_types;
+    bool gzip_types_any;               /* gzip_types * */
+    void **gzip_disable;               /* pcre2_code * (caseless) tried on User-Agent */
+    size_t ngzip_disable;
+    bool gzip_disable_msie6;           /* gzip_disable msie6 */
 } sg_loc_conf;
+
+/* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */
+enum {
+    SG_GZIP_PROXIED_OFF = 1u << 1,
+    SG_GZIP_PROXIED_EXPIRED = 1u << 2,
+    SG_GZIP_PROXIED_NO_CACHE = 1u << 3,
+    SG_GZIP_PROXIED_NO_STORE = 1u << 4,
+    SG_GZIP_PROXIED_PRIVATE = 1u << 5,
+    SG_GZIP_PROXIED_NO_LM = 1u << 6,
+    SG_GZIP_PROXIED_NO_ETAG = 1u << 7,
+    SG_GZIP_PROXIED_AUTH = 1u << 8,
+    SG_GZIP_PROXIED_ANY = 1u << 9,
+};
 
 typedef enum sg_loc_match {
     SG_LOC_PREFIX = 0,

@@ -10,6 +10,7 @@
  * inheritable directive needs no merge code. */
 #include "conf/directives.h"
 #include "conf/geo.h"
+#include "conf/gzip_conf.h"
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
 
@@ -1499,6 +1500,16 @@ static const sg_cmd cmds[] = {
     { "allow", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "deny", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "zone", U, SG_ARG12, sg_conf_set_zone, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    /* gzip (conf/gzip_conf.c, proxy/gzip_filter.c) */
+    { "gzip", HSL, A1, sg_conf_set_flag, LOC(gzip), NULL },
+    { "gzip_vary", HSL, A1, sg_conf_set_flag, LOC(gzip_vary), NULL },
+    { "gzip_comp_level", HSL, A1, sg_gzip_set_comp_level, LOC(gzip_comp_level), NULL },
+    { "gzip_min_length", HSL, A1, sg_conf_set_size, LOC(gzip_min_length), NULL },
+    { "gzip_http_version", HSL, A1, sg_gzip_set_http_version, LOC(gzip_http_version), NULL },
+    { "gzip_proxied", HSL, A1P, sg_gzip_set_proxied, LOC(gzip_proxied), NULL },
+    { "gzip_types", HSL, A1P, sg_gzip_set_types, LOC_RANGE(0, gzip_types, gzip_types_any), NULL },
+    { "gzip_disable", HSL, A1P, sg_gzip_set_disable, LOC_RANGE(0, gzip_disable, gzip_disable_msie6), NULL },
+    { "gzip_buffers", HSL, A2, sg_gzip_set_buffers, NONE, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1544,11 +1555,12 @@ static const char *const later_exact[] = {
     "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout",
     "sticky", "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
     "mirror", "empty_gif",
+    "gzip_static",   /* gzip: ngx_http_gzip_static_module */
     NULL,
 };
 static const char *const later_prefix[] = {
     "grpc_", "ssl_", "proxy_ssl_", "http2_", "http3_", "quic_", "limit_req", "limit_conn",
-    "limit_rate", "proxy_cache", "proxy_store", "proxy_temp", "proxy_cookie_", "gzip", "gunzip",
+    "limit_rate", "proxy_cache", "proxy_store", "proxy_temp", "proxy_cookie_", "gunzip",
     "auth_", "sub_filter_", "open_file_cache", "ssi_", "autoindex", "mirror_", "uwsgi_",
     "fastcgi_", "scgi_", "memcached_", "charset_", "secure_link", "userid", "geoip", "image_filter",
     "xslt_", "dav_", "mp4", "flv", "hls", "slice", "aio", "directio", "addition_", "random_index",
@@ -1733,6 +1745,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     srv->max_headers = 100;
     lc->http2_chunk_size = 8192;
     sg_ssl_conf_defaults(lc, srv);
+    sg_gzip_conf_defaults(lc);
     srv->h2.max_concurrent_streams = 128;
     srv->h2.recv_buffer_size = 256 * 1024;
     srv->h2.body_preread_size = 65536;

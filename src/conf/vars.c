@@ -81,6 +81,7 @@ static void var_classify(sg_conf *c, sg_var_def *d)
     sg_str rest;
     for (size_t k = 0; k < NBUILTINS; k++)
         if (sg_str_eq_lit(d->name, builtin_names[k])) { d->kind = (sg_var_kind)k; return; }
+    if (sg_str_eq_lit(d->name, "gzip_ratio")) { d->kind = SG_VAR_GZIP_RATIO; return; }   /* gzip */
     if (d->name.n == 1 && d->name.p[0] >= '0' && d->name.p[0] <= '9') {
         d->kind = SG_VAR_CAPTURE;
         d->capture = d->name.p[0] - '0';
@@ -139,7 +140,7 @@ static bool nginx_knows(sg_str name)
         "upstream_connect_time", "upstream_header_time", "upstream_bytes_received",
         "upstream_bytes_sent", "upstream_response_length", "upstream_cache_status",
         "upstream_queue_time", "upstream_trailer_", "upstream_http_", "upstream_cookie_",
-        "sent_http_", "sent_trailer_", "gzip_ratio", "proxy_protocol_addr",
+        "sent_http_", "sent_trailer_", "proxy_protocol_addr",
         "proxy_protocol_port", "http2", "http3", "date_local", "date_gmt", NULL,
     };
     for (size_t i = 0; names[i]; i++) {

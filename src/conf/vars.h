@@ -38,6 +38,7 @@ typedef enum sg_var_kind {
     SG_VAR_COOKIE,                      /* $cookie_NAME */
     SG_VAR_CAPTURE,                     /* $1..$9 */
     SG_VAR_MAP,                         /* result of a map block */
+    SG_VAR_GZIP_RATIO,                  /* gzip: $gzip_ratio */
 } sg_var_kind;
 
 typedef struct sg_var_def {

@@ -145,6 +145,10 @@ struct sg_exchange {
     sg_deferred resume;          /* re-pump a body source after the client drained */
 
     const struct sg_exchange_handler *handler;   /* who answers (sg_exchange_init) */
+
+    /* gzip: the response's compressor (proxy/gzip_filter.h), which then
+     * owns ex->down and forwards to the codec's ops; NULL otherwise. */
+    struct sg_gzip_filter *gzip;
 };
 
 /* Logs a message about this exchange to its location's error_log. */

@@ -83,6 +83,10 @@ typedef struct sg_http_req {
     uint8_t *var_cached;
 
     sg_arena arena;
+
+    /* gzip (proxy/gzip_filter.c): bytes into and out of the compressor of
+     * a completed compressed response, for $gzip_ratio; 0 otherwise. */
+    uint64_t gzip_in, gzip_out;
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

@@ -318,6 +318,20 @@ static sg_str var_get_request(sg_http_req *r, const sg_var_def *d)
     }
 }
 
+/* gzip: "3.45", rounded as nginx (ngx_http_gzip_ratio_variable); not
+ * found unless a compressed response completed. */
+static sg_str gzip_ratio(sg_http_req *r)
+{
+    if (!r->gzip_in || !r->gzip_out) return NOT_FOUND;
+    unsigned long long zint = r->gzip_in / r->gzip_out;
+    unsigned long long zfrac = r->gzip_in * 100 / r->gzip_out % 100;
+    if (r->gzip_in * 1000 / r->gzip_out % 10 > 4 && ++zfrac > 99) {
+        zint++;
+        zfrac = 0;
+    }
+    return arena_printf(r, 48, "%llu.%02llu", zint, zfrac);
+}
+
 static sg_str var_get_response(sg_http_req *r, const sg_var_def *d)
 {
     const time_cache *t;
@@ -339,6 +353,7 @@ static sg_str var_get_response(sg_http_req *r, const sg_var_def *d)
         return sg_arena_str(&r->arena, (sg_str){ t->iso, t->niso });
     case SG_VAR_MSEC: return msec_now(r);
     case SG_VAR_REMOTE_USER: return NOT_FOUND;   /* no auth modules yet */
+    case SG_VAR_GZIP_RATIO: return gzip_ratio(r);
     default: return var_get_request(r, d);
     }
 }

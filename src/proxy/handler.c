@@ -12,6 +12,7 @@
 #include "observe/access_log.h"
 #include "proxy/access.h"
 #include "proxy/grpc.h"
+#include "proxy/gzip_filter.h"
 #include "proxy/proxy.h"
 #include "proxy/realip.h"
 #include "proxy/respond.h"
@@ -154,6 +155,7 @@ static void exchange_finish(sg_exchange *ex)
     sg_grpc_call_end(ex);
     sg_proxy_detach(ex, false);
     release_file(ex);
+    sg_gzip_release(ex);
     /* nginx's 499: the client went away before it got a response */
     if (ex->aborted && !ex->resp_head_sent && ex->req.status == 0) ex->req.status = 499;
     if (ex->req.loc) sg_access_log_write(&ex->req);

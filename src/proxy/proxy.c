@@ -767,10 +767,11 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
      * is not announced): the client's codec keeps room for them, if its
      * client takes them (an HTTP/1.1 client that sent TE: trailers). */
     ex->resp_trailers = lc->pass_opts->http_version == 20 ? streamed || lc->is_grpc : streamed;
-    /* Without a body (HEAD), the length the peer announced goes on; 204
-     * and 304 announce none. */
+    /* Without a body (HEAD), the length the peer announced goes on, and
+     * none when it announced none (a chunked answer: nginx sends neither);
+     * 204 and 304 announce none. */
     int64_t clen = m->content_length;
-    if (!has_body) clen = status == 204 || status == 304 ? -1 : clen < 0 ? 0 : clen;
+    if (!has_body && (status == 204 || status == 304)) clen = -1;
     sg_respond_head(ex, status, h, n, clen, has_body);
 }
 

@@ -17,6 +17,7 @@
 #include "core/sockaddr.h"
 #include "net/sock.h"
 #include "proxy/grpc.h"
+#include "proxy/gzip_filter.h"
 #include "proxy/proxy.h"
 #include "proxy/router.h"
 
@@ -62,6 +63,7 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
         .status = status, .headers = h, .nheaders = n,
         .content_length = content_length, .has_body = has_body, .trailers = ex->resp_trailers && has_body,
     };
+    sg_gzip_head(ex, &resp);   /* may compress the body: then ex->down is the filter */
     ex->down->send_head(ex, &resp);
 }
 
