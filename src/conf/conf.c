@@ -255,6 +255,7 @@ static bool build_listen_groups(sg_cctx *cx)
             if (l->backlog != 511) g->backlog = l->backlog;
             if (l->http2) g->http2 = true;
             if (l->ssl) g->ssl = true;
+            if (l->proxy_protocol) g->proxy_protocol = true;
             g->servers = sg_conf_push(&c->arena, g->servers, g->nservers, sizeof(*g->servers));
             g->servers[g->nservers++] = s;
         }

@@ -357,6 +357,7 @@ typedef struct sg_listen_conf {
     int backlog;                       /* default 511 (nginx) */
     bool http2;                        /* listen ... http2 (or `http2 on` in the server) */
     bool ssl;                          /* listen ... ssl */
+    bool proxy_protocol;               /* listen ... proxy_protocol */
     sg_conf_pos pos;
 } sg_listen_conf;
 
@@ -405,6 +406,7 @@ typedef struct sg_listen_group {
     sg_server_conf *default_server;    /* the "default_server" one, else the first */
     bool http2;                        /* any server on it says http2: h2 (prior knowledge) served there */
     bool ssl;                          /* any server on it says ssl: TLS served there */
+    bool proxy_protocol;               /* connections start with a PROXY protocol header */
     /* An L4 `stream {}` server listening here instead of HTTP (servers
      * is then empty): the worker hands accepted sockets to the stream proxy. */
     const struct sg_stream_server_conf *stream_server;

@@ -440,7 +440,7 @@ bool sg_conf_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc, int 
 static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_listen_conf *lc)
 {
     static const char *const later[] = {
-        "http3", "quic", "proxy_protocol", "spdy", "so_keepalive", "rcvbuf",
+        "http3", "quic", "spdy", "so_keepalive", "rcvbuf",
         "sndbuf", "fastopen", "accept_filter", "setfib", NULL,
     };
     const char *p = a->s;
@@ -450,6 +450,7 @@ static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_li
     else if (strcmp(p, "reuseport") == 0) lc->reuseport = true;
     else if (strcmp(p, "http2") == 0) lc->http2 = true;
     else if (strcmp(p, "ssl") == 0) lc->ssl = true;
+    else if (strcmp(p, "proxy_protocol") == 0) lc->proxy_protocol = true;
     else if (starts(p, "backlog=")) {
         if (!parse_num(p + 8, INT32_MAX, &v) || v == 0) return sg_cerr(cx, a->pos, "invalid backlog \"%s\"", p + 8);
         lc->backlog = (int)v;
@@ -783,13 +784,6 @@ static bool set_realip_from(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, v
     *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(r));
     (*list)[(*count)++] = r;
     return true;
-}
-
-static bool set_realip_header(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
-{
-    if (strcmp(n->args[0].s, "proxy_protocol") == 0)
-        return sg_cerr(cx, n->args[0].pos, "\"real_ip_header proxy_protocol\" is not supported yet");
-    return set_str(cx, n, cmd, base);
 }
 
 /* hash KEY [consistent] (ngx_http_upstream_hash_module): the same choices
@@ -1494,7 +1488,7 @@ static const sg_cmd cmds[] = {
     { "random", U, SG_ARG0 | SG_ARG12, sg_conf_set_random, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     /* real client address (ngx_http_realip_module) */
     { "set_real_ip_from", HSL, A1, set_realip_from, LOC_RANGE(SG_CF_MULTI, realip_from, nrealip_from), NULL },
-    { "real_ip_header", HSL, A1, set_realip_header, LOC(realip_header), NULL },
+    { "real_ip_header", HSL, A1, set_str, LOC(realip_header), NULL },
     { "real_ip_recursive", HSL, A1, sg_conf_set_flag, LOC(realip_recursive), NULL },
     /* access control (ngx_http_access_module) */
     { "allow", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },

@@ -22,6 +22,7 @@ static const char *const builtin_names[] = {
     "time_local", "time_iso8601", "msec", "remote_user",
     "http_referer", "http_user_agent",
     "realip_remote_addr", "realip_remote_port",
+    "proxy_protocol_addr", "proxy_protocol_port", "proxy_protocol_server_addr", "proxy_protocol_server_port",
 };
 #define NBUILTINS (sizeof(builtin_names) / sizeof(builtin_names[0]))
 _Static_assert(NBUILTINS == SG_VAR_HTTP_HEADER, "builtin_names matches sg_var_kind");
@@ -140,8 +141,7 @@ static bool nginx_knows(sg_str name)
         "upstream_connect_time", "upstream_header_time", "upstream_bytes_received",
         "upstream_bytes_sent", "upstream_response_length", "upstream_cache_status",
         "upstream_queue_time", "upstream_trailer_", "upstream_http_", "upstream_cookie_",
-        "sent_http_", "sent_trailer_", "proxy_protocol_addr",
-        "proxy_protocol_port", "http2", "http3", "date_local", "date_gmt", NULL,
+        "sent_http_", "sent_trailer_", "http2", "http3", "date_local", "date_gmt", NULL,
     };
     for (size_t i = 0; names[i]; i++) {
         size_t n = strlen(names[i]);

@@ -22,6 +22,7 @@ struct sg_worker {
     sg_list conns;
     size_t nconns;
     bool quitting;
+    struct sockaddr_storage *next_proxy;   /* sg_worker_pass_proxy */
 };
 
 static _Thread_local sg_worker *tls_worker;
@@ -50,6 +51,7 @@ void sg_worker_free(sg_worker *w)
     sg_loop_free(w->loop);
     free(w->scratch);
     free(w->gens);
+    free(w->next_proxy);
     free(w);
 }
 
@@ -106,12 +108,23 @@ void sg_worker_conn_add(sg_worker *w, sg_conn_node *n)
 {
     sg_list_push(&w->conns, &n->link);
     w->nconns++;
+    n->proxy = w->next_proxy;
+    w->next_proxy = NULL;
+}
+
+struct sockaddr_storage *sg_worker_pass_proxy(sg_worker *w, struct sockaddr_storage *proxy)
+{
+    struct sockaddr_storage *old = w->next_proxy;
+    w->next_proxy = proxy;
+    return old;
 }
 
 void sg_worker_conn_del(sg_worker *w, sg_conn_node *n)
 {
     if (!sg_list_linked(&n->link)) return;
     sg_list_remove(&n->link);
+    free(n->proxy);
+    n->proxy = NULL;
     w->nconns--;
     if (w->quitting && w->nconns == 0) sg_loop_stop(w->loop);
 }

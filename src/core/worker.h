@@ -45,6 +45,10 @@ struct sg_conn_node {
      * generation it starts on. Both NULL for other connections. */
     const struct sockaddr *local;
     const struct sg_listen_group *group;
+    /* The addresses a PROXY protocol header gave (proxy[0] the client,
+     * proxy[1] the address it connected to); heap, freed with the node by
+     * sg_worker_conn_del. NULL without a header. */
+    struct sockaddr_storage *proxy;
 };
 
 typedef struct sg_worker sg_worker;
@@ -61,6 +65,11 @@ void sg_worker_gen_hold(sg_worker *w, struct sg_conf *c);
 void sg_worker_gen_release(sg_worker *w, struct sg_conf *c);
 
 void sg_worker_conn_add(sg_worker *w, sg_conn_node *n);
+/* Hands `proxy` (see sg_conn_node) to the next connection this thread's
+ * codecs add with sg_worker_conn_add, which takes it over; returns what
+ * was pending before (NULL, or a block no connection took: the caller
+ * frees it). Called around a codec's accept function. */
+struct sockaddr_storage *sg_worker_pass_proxy(sg_worker *w, struct sockaddr_storage *proxy);
 void sg_worker_conn_del(sg_worker *w, sg_conn_node *n);
 size_t sg_worker_conn_count(const sg_worker *w);
 /* Calls fn on every connection; fn may remove the one it is given. */

@@ -52,6 +52,9 @@ typedef struct sg_http_req {
 
     const struct sockaddr *peer;   /* client address ($remote_addr; realip may replace it) */
     const struct sockaddr *conn_peer;  /* the connection's own peer, when realip replaced `peer` */
+    /* From the connection's PROXY protocol header: [0] the client, [1] the
+     * address it connected to ($proxy_protocol_*). NULL without one. */
+    const struct sockaddr_storage *proxy_protocol;
     const struct sockaddr *local;  /* address the connection was accepted on */
     /* Its listen group in gen, handed over by the codec (NULL when a
      * reload removed the address while the connection lived). */

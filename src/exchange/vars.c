@@ -285,6 +285,14 @@ static sg_str var_get_conn(sg_http_req *r, const sg_var_def *d)
     case SG_VAR_REMOTE_ADDR: return addr_text(r, r->peer);
     case SG_VAR_BINARY_REMOTE_ADDR: return addr_binary(r->peer);
     case SG_VAR_REMOTE_PORT: return port_text(r, r->peer);
+    case SG_VAR_PROXY_PROTOCOL_ADDR:
+        return r->proxy_protocol ? addr_text(r, (const struct sockaddr *)&r->proxy_protocol[0]) : EMPTY;
+    case SG_VAR_PROXY_PROTOCOL_PORT:
+        return r->proxy_protocol ? port_text(r, (const struct sockaddr *)&r->proxy_protocol[0]) : EMPTY;
+    case SG_VAR_PROXY_PROTOCOL_SERVER_ADDR:
+        return r->proxy_protocol ? addr_text(r, (const struct sockaddr *)&r->proxy_protocol[1]) : EMPTY;
+    case SG_VAR_PROXY_PROTOCOL_SERVER_PORT:
+        return r->proxy_protocol ? port_text(r, (const struct sockaddr *)&r->proxy_protocol[1]) : EMPTY;
     case SG_VAR_REALIP_REMOTE_ADDR: return addr_text(r, r->conn_peer ? r->conn_peer : r->peer);
     case SG_VAR_REALIP_REMOTE_PORT: return port_text(r, r->conn_peer ? r->conn_peer : r->peer);
     case SG_VAR_SERVER_ADDR: return addr_text(r, r->local);

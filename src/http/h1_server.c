@@ -280,6 +280,7 @@ static int build_request(sg_h1_conn *c, sg_exchange *ex, const char *buf, const 
     sg_http_req *r = &ex->req;
     r->peer = (const struct sockaddr *)&c->peer;
     r->local = (const struct sockaddr *)&c->local;
+    r->proxy_protocol = c->node.proxy;
     r->group = c->node.group;
     char *head = sg_arena_alloc(&r->arena, m->head_len);
     memcpy(head, buf, m->head_len);

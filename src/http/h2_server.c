@@ -532,6 +532,7 @@ static int build_request(h2_conn *c, h2_stream *st)
     sg_http_req *r = &st->ex->req;
     r->peer = (const struct sockaddr *)&c->peer;
     r->local = (const struct sockaddr *)&c->local;
+    r->proxy_protocol = c->node.proxy;
     r->group = c->node.group;
     r->http_major = 2;
     r->http_minor = 0;
@@ -1103,9 +1104,13 @@ static bool fallback_h1(h2_conn *c)
     sg_inbuf in = c->pre;
     c->pre = (sg_inbuf){ 0 };
     c->io.fd = -1;      /* the HTTP/1.1 codec owns the socket now */
+    struct sockaddr_storage *proxy = c->node.proxy;   /* so is the PROXY header's news */
+    c->node.proxy = NULL;
     conn_close(c);
+    free(sg_worker_pass_proxy(w, proxy));
     sg_h1_server_accept_pre(w, c->node.group, fd, (struct sockaddr *)&peer, sizeof(peer),
                             (struct sockaddr *)&local, sizeof(local), in.p, in.len);
+    free(sg_worker_pass_proxy(w, NULL));   /* not taken: the codec refused the connection */
     sg_inbuf_free(&in);
     return false;
 }

@@ -104,10 +104,12 @@ static sg_pp_result parse_v2(const uint8_t *p, size_t n, sg_pp_info *out, size_t
     case 1: alen = 12; break;               /* AF_INET: 4 + 4 + 2 + 2 */
     case 2: alen = 36; break;               /* AF_INET6: 16 + 16 + 2 + 2 */
     case 3: alen = 216; break;              /* AF_UNIX: 108 + 108 */
-    default: return SG_PP_INVALID;
+    default:                                /* a family of a later revision: as UNSPEC, as nginx */
+        *used = 16 + len;
+        return SG_PP_DONE;
     }
     uint8_t transport = fam & 0x0F;
-    if (transport > 2 || len < alen) return SG_PP_INVALID;
+    if (len < alen) return SG_PP_INVALID;
     /* TLVs: type, 2-byte length, value; each must fit in what is left */
     for (size_t t = alen; t < len;) {
         if (len - t < 3) return SG_PP_INVALID;
@@ -117,7 +119,8 @@ static sg_pp_result parse_v2(const uint8_t *p, size_t n, sg_pp_info *out, size_t
     }
     *used = 16 + len;
     bool local = (ver_cmd & 0x0F) == 0;
-    if (local || alen == 0 || transport == 0) return SG_PP_DONE;   /* the balancer's own connection */
+    /* LOCAL: the balancer's own connection; UNSPEC or an unknown transport: no addresses */
+    if (local || alen == 0 || transport == 0 || transport > 2) return SG_PP_DONE;
     if ((fam >> 4) == 1) {
         struct sockaddr_in *s = (struct sockaddr_in *)&out->src, *d = (struct sockaddr_in *)&out->dst;
         s->sin_family = d->sin_family = AF_INET;

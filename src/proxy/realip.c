@@ -94,6 +94,12 @@ static sg_str header_values(sg_http_req *r, sg_str name)
 void sg_realip_apply(sg_http_req *r, const sg_loc_conf *lc)
 {
     if (r->conn_peer || lc->nrealip_from == 0 || !r->peer || !trusted(lc, r->peer)) return;
+    if (sg_str_caseeq(lc->realip_header, SG_STR("proxy_protocol"))) {
+        if (!r->proxy_protocol || r->proxy_protocol[0].ss_family == AF_UNSPEC) return;
+        r->conn_peer = r->peer;
+        r->peer = (const struct sockaddr *)&r->proxy_protocol[0];
+        return;
+    }
     sg_str v = header_values(r, lc->realip_header);
     if (!v.p) return;
     struct sockaddr_storage found, cand;

@@ -15,6 +15,7 @@
 #include "net/sock.h"
 #include "net/tls.h"
 #include "proxy/stream_proxy.h"
+#include "server/proxy_header.h"
 
 struct sg_acceptor_listener {
     sg_io io;
@@ -53,18 +54,92 @@ void sg_acceptor_regroup(sg_worker *w, const sg_conf *c)
 
 /* `arg` is the group of the handshake's generation; when a reload came
  * during the handshake, the connection takes its group in the current one. */
+/* PROXY protocol addresses of connections on `listen ... ssl
+ * proxy_protocol` while their TLS handshake runs, by socket: the handshake
+ * layer carries only the group. An entry a failed handshake left behind is
+ * dropped when its fd number is accepted again. */
+typedef struct pending_proxy {
+    int fd;
+    struct sockaddr_storage *proxy;
+} pending_proxy;
+static _Thread_local pending_proxy *pending;
+static _Thread_local size_t npending;
+
+static struct sockaddr_storage *pending_take(int fd)
+{
+    for (size_t i = 0; i < npending; i++) {
+        if (pending[i].fd != fd) continue;
+        struct sockaddr_storage *p = pending[i].proxy;
+        pending[i] = pending[--npending];
+        return p;
+    }
+    return NULL;
+}
+
+static void pending_put(int fd, struct sockaddr_storage *proxy)
+{
+    free(pending_take(fd));
+    pending = sg_xrealloc(pending, (npending + 1) * sizeof(*pending));
+    pending[npending++] = (pending_proxy){ fd, proxy };
+}
+
+/* An HTTP codec takes the connection; `proxy` (heap or NULL) goes with it. */
+static void start_http(sg_worker *w, const sg_listen_group *g, int fd, sg_tls_conn *tls,
+                       const struct sockaddr *peer, socklen_t peerlen,
+                       const struct sockaddr *local, socklen_t locallen,
+                       struct sockaddr_storage *proxy)
+{
+    free(sg_worker_pass_proxy(w, proxy));
+    if (tls && sg_tls_alpn_is_h2(tls))
+        sg_h2_server_accept_tls(w, g, fd, tls, peer, peerlen, local, locallen);
+    else if (tls)
+        sg_h1_server_accept_tls(w, g, fd, tls, peer, peerlen, local, locallen);
+    else if (g->http2)
+        sg_h2_server_accept(w, g, fd, peer, peerlen, local, locallen, NULL, 0);
+    else
+        sg_h1_server_accept(w, g, fd, peer, peerlen, local, locallen);
+    free(sg_worker_pass_proxy(w, NULL));   /* not taken: the codec refused the connection */
+}
+
+/* A group pointer kept across a wait (TLS handshake, PROXY header) may be
+ * of a generation a reload replaced: then the current one's is used. */
+static const sg_listen_group *current_group(const sg_listen_group *g, const struct sockaddr *local)
+{
+    const sg_conf *cur = sg_worker_conf(sg_worker_self());
+    uintptr_t p = (uintptr_t)g, first = (uintptr_t)cur->listens;
+    if (p < first || p >= first + cur->nlistens * sizeof(*g)) g = group_in(cur, local);
+    return g;
+}
+
 static void on_tls_ready(const sg_tls_accepted *a, void *arg)
 {
     sg_worker *w = sg_worker_self();
-    const sg_conf *cur = sg_worker_conf(w);
-    const sg_listen_group *g = arg;
-    uintptr_t p = (uintptr_t)g, first = (uintptr_t)cur->listens;
-    if (p < first || p >= first + cur->nlistens * sizeof(*g)) g = group_in(cur, a->local);
+    const sg_listen_group *g = current_group(arg, a->local);
+    struct sockaddr_storage *proxy = npending ? pending_take(a->fd) : NULL;
     sg_sock_tune(a->fd);
-    if (sg_tls_alpn_is_h2(a->tls))
-        sg_h2_server_accept_tls(w, g, a->fd, a->tls, a->peer, a->peerlen, a->local, a->locallen);
-    else
-        sg_h1_server_accept_tls(w, g, a->fd, a->tls, a->peer, a->peerlen, a->local, a->locallen);
+    start_http(w, g, a->fd, a->tls, a->peer, a->peerlen, a->local, a->locallen, proxy);
+}
+
+/* After the PROXY header if the listener wants one: TLS, then a codec. */
+static void start_connection(sg_worker *w, const sg_listen_group *g, int fd,
+                             const struct sockaddr *peer, socklen_t peerlen,
+                             const struct sockaddr *local, socklen_t locallen,
+                             struct sockaddr_storage *proxy)
+{
+    sg_conf *c = sg_worker_conf(w);
+    g = current_group(g, local);
+    if (!g) {                           /* a reload stopped listening there */
+        free(proxy);
+        close(fd);
+        return;
+    }
+    if (g->ssl) {
+        if (proxy) pending_put(fd, proxy);
+        sg_tls_accept(sg_worker_loop(w), c, g, fd, peer, peerlen, local, locallen,
+                      g->default_server->client_header_timeout_ms, on_tls_ready, (void *)g);
+    } else {
+        start_http(w, g, fd, NULL, peer, peerlen, local, locallen, proxy);
+    }
 }
 
 static void on_accept(sg_io *io, uint32_t events)
@@ -85,6 +160,7 @@ static void on_accept(sg_io *io, uint32_t events)
                 sg_log_error("accept4() failed: %s", strerror(errno));
             return;
         }
+        if (npending) free(pending_take(fd));   /* left by a handshake that failed */
         if (sg_worker_conn_count(w) >= c->worker_connections) {
             sg_log_warn("%u worker_connections are not enough", c->worker_connections);
             close(fd);
@@ -94,13 +170,11 @@ static void on_accept(sg_io *io, uint32_t events)
         const struct sockaddr *local = (const struct sockaddr *)&l->addr;
         if (g->stream_server)
             sg_stream_proxy_accept(w, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen);
-        else if (g->ssl)
-            sg_tls_accept(sg_worker_loop(w), c, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen,
-                          g->default_server->client_header_timeout_ms, on_tls_ready, (void *)g);
-        else if (g->http2)
-            sg_h2_server_accept(w, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen, NULL, 0);
+        else if (g->proxy_protocol)
+            sg_proxy_header_read(w, c, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen,
+                                 g->default_server->client_header_timeout_ms, start_connection);
         else
-            sg_h1_server_accept(w, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen);
+            start_connection(w, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen, NULL);
     }
 }
 
@@ -153,6 +227,14 @@ void sg_acceptor_set(sg_acceptor *a, const sg_conf *c, const int *fds)
         sg_loop_add_reader(loop, &l->io);
     }
     a->nlisteners = c->nlistens;
+}
+
+void sg_acceptor_thread_done(void)
+{
+    for (size_t i = 0; i < npending; i++) free(pending[i].proxy);
+    free(pending);
+    pending = NULL;
+    npending = 0;
 }
 
 void sg_acceptor_done(sg_acceptor *a)

@@ -31,5 +31,8 @@ void sg_acceptor_set(sg_acceptor *a, const sg_conf *c, const int *fds);
 void sg_acceptor_regroup(sg_worker *w, const sg_conf *c);
 /* The worker thread ends: frees what is left. */
 void sg_acceptor_done(sg_acceptor *a);
+/* Frees what the calling worker thread kept for TLS handshakes that never
+ * finished (PROXY protocol addresses). */
+void sg_acceptor_thread_done(void);
 
 #endif

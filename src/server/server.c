@@ -17,6 +17,7 @@
 #include "net/tls.h"
 #include "observe/access_log.h"
 #include "server/acceptor.h"
+#include "server/proxy_header.h"
 #include "server/generations.h"
 #include "server/listeners.h"
 #include "server/runtime.h"
@@ -93,6 +94,7 @@ static void on_wake(sg_io *io, uint32_t events)
         sg_acceptor_set(&sw->acceptor, sg_worker_conf(w), NULL);
         ack();   /* the main thread may now close the listening sockets */
         sg_tls_accept_close_all();   /* handshakes in progress are idle connections */
+        sg_proxy_header_close_all();
         uint32_t ms = sg_worker_conf(w)->worker_shutdown_timeout_ms;
         sg_worker_quit(w, false);
         if (ms) sg_timer_arm(sg_worker_loop(w), &sw->quit_timer, ms);
@@ -102,6 +104,7 @@ static void on_wake(sg_io *io, uint32_t events)
     } else if (cmd == CMD_STOP) {
         sg_acceptor_set(&sw->acceptor, sg_worker_conf(w), NULL);
         sg_tls_accept_close_all();
+    sg_proxy_header_close_all();
         sg_worker_quit(w, true);
     }
 }
@@ -122,6 +125,8 @@ static void *worker_main(void *arg)
     sg_timer_arm(loop, &sw->log_timer, 1000);
     sg_loop_run(loop);
     sg_tls_accept_close_all();
+    sg_proxy_header_close_all();
+    sg_acceptor_thread_done();
     /* Let closed connections' deferred frees run, then tidy up. */
     sg_runtime_retire(sg_worker_conf(w), sg_worker_id(w));
     sg_loop_run_deferred(loop);   /* frees of what sg_runtime_retire closed */
