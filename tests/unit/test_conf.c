@@ -396,8 +396,8 @@ Test(conf_errors, not_supported_yet)
                  "t.conf:3:1: \"limit_req_zone\" directive is not supported yet");
     expect_error(WRAP("server { location / { if ($x) { return 404; } } }"),
                  "t.conf:3:23: \"if\" directive is not supported yet");
-    expect_error(WRAP("server { listen 80 proxy_protocol; }"),
-                 "t.conf:3:20: \"proxy_protocol\" parameter of \"listen\" is not supported yet");
+    expect_error(WRAP("server { listen 80 fastopen=10; }"),
+                 "t.conf:3:20: \"fastopen\" parameter of \"listen\" is not supported yet");
     expect_error(WRAP("server { location / { proxy_pass http://$host; } }"),
                  "t.conf:3:34: variables in \"proxy_pass\" are not supported yet");
     expect_error(WRAP("upstream u { server 127.0.0.1 slow_start=3s; }"),
