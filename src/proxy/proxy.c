@@ -413,9 +413,14 @@ static void proxy_try(sg_exchange *ex)
     }
     sg_peer *peer = sg_balancer_pick(rt->balancer, &ctx);
     if (!peer) {
-        sg_ex_log(ex, SG_LOG_ERROR, "no live upstreams while connecting to upstream \"%s\"", ex->upstream->name);
-        /* nginx names the upstream itself in $upstream_addr then */
-        append_list(&ex->req.upstream_addr, ex->upstream->name, strlen(ex->upstream->name));
+        /* Every server tried already is the end of the retries, not "no
+         * live upstreams" (nginx's peer.tries); otherwise nginx names the
+         * upstream itself in $upstream_addr. */
+        const sg_balancer *b = rt->balancer;
+        if ((size_t)ex->tries < b->nprimary + b->nbackup) {
+            sg_ex_log(ex, SG_LOG_ERROR, "no live upstreams while connecting to upstream \"%s\"", ex->upstream->name);
+            append_list(&ex->req.upstream_addr, ex->upstream->name, strlen(ex->upstream->name));
+        }
         int status = 502;
         if (ex->req.upstream_status.n >= 3 &&
             memcmp(ex->req.upstream_status.p + ex->req.upstream_status.n - 3, "504", 3) == 0)

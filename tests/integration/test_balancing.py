@@ -486,7 +486,7 @@ def test_max_conns_caps_open_requests_per_server(start_proxy, three):
     t.join(20)
     assert held["r"].backend == a
     assert during == [b] * 4, during
-    assert sorted(backends_seen(port, 2)) == [a, b]     # a takes requests again
+    assert sorted(backends_seen(port, 2)) == sorted([a, b])     # a takes requests again
 
     port2 = free_port()
     proxy2 = start_proxy(upstream_conf(port2, [addr(a, "max_conns=1")]))

@@ -97,9 +97,3 @@ def test_access_rules_see_the_real_address(proxy):
     assert answer(proxy.port, "/deny/", {"X-Forwarded-For": "192.0.2.7"})[0] == 403
     assert "access forbidden by rule" in proxy.error_log
 
-
-def test_real_ip_header_proxy_protocol_is_refused_for_now(tmp_path):
-    conf = tmp_path / "r.conf"
-    conf.write_text(http_conf("server { listen 127.0.0.1:1; real_ip_header proxy_protocol; return 204; }"))
-    r = sgtest.run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
-    assert r.returncode == 1 and "not supported yet" in r.stderr
