@@ -37,6 +37,8 @@ typedef enum sg_var_kind {
     SG_VAR_COOKIE,                      /* $cookie_NAME */
     SG_VAR_CAPTURE,                     /* $1..$9 */
     SG_VAR_MAP,                         /* result of a map block */
+    /* request body (area: body) */
+    SG_VAR_REQUEST_BODY, SG_VAR_REQUEST_BODY_FILE, SG_VAR_REQUEST_LENGTH,
 } sg_var_kind;
 
 typedef struct sg_var_def {

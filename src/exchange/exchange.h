@@ -145,6 +145,10 @@ struct sg_exchange {
     sg_deferred resume;          /* re-pump a body source after the client drained */
 
     const struct sg_exchange_handler *handler;   /* who answers (sg_exchange_init) */
+
+    /* request body (area: body): the proxy's store of it (proxy/reqbody.h),
+     * NULL when the body is only streamed */
+    struct sg_reqbody *rbody;
 };
 
 /* Logs a message about this exchange to its location's error_log. */
