@@ -296,15 +296,15 @@ static bool set_noop(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     return true;
 }
 
-/* client_body_temp_path, proxy_temp_path: streamgate streams bodies and
- * writes no temporary files, so the folder is accepted and not used. */
+/* proxy_temp_path: streamgate streams responses and writes no temporary
+ * files for them, so the folder is accepted and not used. */
 static bool set_temp_path(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     (void)cmd; (void)base;
     if (n->nargs > 4)
         return sg_cerr(cx, n->name.pos, "invalid number of arguments in \"%s\" directive", n->name.s);
-    sg_cnotice(cx, n->name.pos, "\"%s\" is accepted and not used: streamgate streams bodies "
-               "and writes no temporary files", n->name.s);
+    sg_cnotice(cx, n->name.pos, "\"%s\" is accepted and not used: streamgate streams responses "
+               "and writes no temporary files for them", n->name.s);
     return true;
 }
 
