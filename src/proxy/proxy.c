@@ -236,6 +236,10 @@ static void send_request(sg_exchange *ex)
         .content_length = stored ? stored_len : ex->req_length,
         .http_minor = lc->pass_opts->http_version == 10 ? 0 : 1,
     };
+    /* an empty body read whole is still a body (a chunked one, an HTTP/2
+     * stream with an empty DATA, Content-Length: 0) */
+    req.empty_body = stored && stored_len == 0 &&
+                     (ex->req_length != 0 || sg_req_find_header(&ex->req, SG_STR("content-length")));
     if (lc->has_method) {   /* proxy_method; empty: the client's */
         sg_str m = sg_cval_eval(&lc->method, &ex->req);
         if (m.n) req.method = m;

@@ -185,6 +185,14 @@ bool sg_reqbody_on_end(sg_exchange *ex)
         return false;
     }
     if (rb->failed) return true;
+    /* client_body_in_file_only: an empty body gets its (empty) file too */
+    if (!rb->to_file && loc_conf(ex)->body_in_file_only != SG_BODY_FILE_OFF) {
+        if (!open_file(ex, rb)) {
+            store_failed(ex, rb);
+            return true;
+        }
+        rb->to_file = true;
+    }
     if (rb->to_file) ex->req.request_body_file = sg_str_from(rb->path);
     else if (rb->mem.n) ex->req.request_body = (sg_str){ rb->mem.p, rb->mem.n };
     if (rb->reading) {
