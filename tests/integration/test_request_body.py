@@ -264,3 +264,85 @@ def test_bad_directive_values_are_refused(tmp_path):
         r = sgtest.run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
         assert r.returncode != 0
         assert what in r.stderr
+
+
+class RawBackend(sgtest._ThreadedListener):
+    """Keeps the raw bytes of each request (head and chunked framing as they
+    came) and answers 200 once the chunked body's last chunk arrived."""
+
+    def __init__(self):
+        self.raw = []
+        super().__init__(None)
+
+    def serve(self, c):
+        buf = b""
+        while not buf.endswith(b"0\r\n\r\n"):
+            more = c.recv(65536)
+            if not more:
+                break
+            buf += more
+        with self._lock:
+            self.raw.append(buf)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        c.close()
+
+
+def test_chunks_sent_at_once_go_upstream_as_one_chunk(start_proxy):
+    b = RawBackend()
+    try:
+        _, port = serve(start_proxy, """
+    location / {
+        proxy_request_buffering off;
+        proxy_pass http://127.0.0.1:%d;
+    }""" % b.port)
+        with HttpConn(port) as c:
+            r = c.request("POST", "/", body=[b"01234", b"many", b"x"], chunked=True)
+        assert r.status == 200
+        raw = b.raw[0]
+        body = raw[raw.index(b"\r\n\r\n") + 4:]
+        assert body == b"a\r\n01234manyx\r\n0\r\n\r\n"
+    finally:
+        b.stop()
+
+
+def test_empty_chunked_body_read_whole_goes_with_content_length_0(start_proxy, start_echo):
+    e = start_echo()
+    _, port = serve(start_proxy, """
+    location / {
+        client_body_in_file_only clean;
+        add_header X-Body-File "$request_body_file";
+        proxy_pass http://127.0.0.1:%d;
+    }""" % e.port)
+    with HttpConn(port) as c:
+        r = c.request("POST", "/", body=[], chunked=True)
+    assert r.status == 200
+    assert r.header("X-Body-File")              # an empty file, as nginx
+    _, h, body = upstream_head(r)
+    assert h.get("content-length") == "0" and body == b""
+    r = get(port, "/")                          # no body at all: no file, no length
+    assert r.status == 200 and r.header("X-Body-File") is None
+    assert "content-length" not in upstream_head(r)[1]
+
+
+def test_large_buffered_body_is_sent_from_its_file_with_backpressure(start_proxy, start_echo, start_backend):
+    e = start_echo()
+    h2port = free_port()
+    sgtest.start_h2c_backend(start_backend, h2port)
+    _, port = serve(start_proxy, """
+    client_max_body_size 20m;
+    location /h1/ {
+        client_body_in_single_buffer on;
+        proxy_pass http://127.0.0.1:%d/;
+    }
+    location /h2/ {
+        client_body_in_single_buffer on;
+        proxy_http_version 2;
+        proxy_pass http://127.0.0.1:%d/;
+    }""" % (e.port, h2port))
+    payload = sgtest.pattern_bytes(5 * 1024 * 1024 + 123)
+    r = get(port, "/h1/", method="POST", body=payload, timeout=60)
+    assert r.status == 200
+    _, h, body = upstream_head(r)
+    assert h["content-length"] == str(len(payload)) and body == payload
+    r = get(port, "/h2/echo", method="POST", body=payload, timeout=60)
+    assert r.status == 200 and r.body == payload
