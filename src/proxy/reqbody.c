@@ -57,6 +57,16 @@ static bool wants_buffering(const sg_exchange *ex, const sg_loc_conf *lc)
 bool sg_reqbody_setup(sg_exchange *ex)
 {
     const sg_loc_conf *lc = loc_conf(ex);
+    if (ex->rbody) {
+        /* An internal redirect (error_page) to a proxied location: a body
+         * read whole goes there too, as nginx's kept request body does;
+         * anything else of the first location's is let go. */
+        sg_reqbody *old = ex->rbody;
+        if (old->mode == RB_BUFFER && !old->reading && !old->failed && ex->req_body_done &&
+            !lc->has_set_body && lc->pass_request_body)
+            return false;
+        sg_reqbody_free(ex);
+    }
     /* Tunnels and gRPC streams are no bodies to hold. */
     if (ex->upgrade || ex->req.protocol.n || ex->grpc || lc->is_grpc) return false;
     rb_mode mode;

@@ -346,3 +346,25 @@ def test_large_buffered_body_is_sent_from_its_file_with_backpressure(start_proxy
     assert h["content-length"] == str(len(payload)) and body == payload
     r = get(port, "/h2/echo", method="POST", body=payload, timeout=60)
     assert r.status == 200 and r.body == payload
+
+
+def test_body_read_whole_follows_an_error_page_to_another_backend(start_proxy, start_echo, backend):
+    e = start_echo()
+    _, port = serve(start_proxy, """
+    location /a {
+        client_body_in_file_only clean;
+        proxy_intercept_errors on;
+        error_page 404 = /b;
+        add_header X-Body-File "$request_body_file";
+        proxy_pass http://127.0.0.1:%d/status/404;
+    }
+    location /b {
+        proxy_pass http://127.0.0.1:%d;
+    }""" % (backend.port, e.port))
+    with HttpConn(port) as c:
+        r = c.request("POST", "/a", body=b"kept for the error page")
+        assert r.status == 200
+        line, h, body = upstream_head(r)
+        assert line.startswith("GET /b ")
+        assert body == b"kept for the error page"
+        assert c.request("GET", "/b").status == 200   # the connection stays in step
