@@ -43,10 +43,10 @@ bool sg_reqbody_on_end(sg_exchange *ex);
 bool sg_reqbody_stored(sg_exchange *ex, int64_t *len);
 /* May an attempt whose body bytes already went out be retried? */
 bool sg_reqbody_replayable(const sg_exchange *ex);
-/* After the request head went to a new link: sends the stored body (or
- * what was copied of a streamed one, then streams the rest) from its
- * start, as far as the link's queue allows, and ends the request when
- * all of it went. */
+/* After the request head went to a new link: sends the stored body from
+ * its start (proxy_set_body's, or none), as far as the link's queue
+ * allows, and ends the request when all of it went; a streamed body
+ * (copied or not) starts streaming. */
 void sg_reqbody_send(sg_exchange *ex);
 /* The link's queue drained: true if the store was sending and went on. */
 bool sg_reqbody_on_drain(sg_exchange *ex);
