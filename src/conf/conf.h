@@ -298,6 +298,19 @@ typedef struct sg_loc_conf {
     void **gzip_disable;               /* pcre2_code * (caseless) tried on User-Agent */
     size_t ngzip_disable;
     bool gzip_disable_msie6;           /* gzip_disable msie6 */
+
+    /* request body and request controls (area: body; proxy/reqbody.h) */
+    int request_buffering;             /* proxy_request_buffering: SG_RBUF_* (not written: streamed) */
+    int body_in_file_only;             /* client_body_in_file_only: SG_BODY_FILE_* */
+    bool body_in_single_buffer;        /* client_body_in_single_buffer */
+    uint64_t client_body_buffer_size;  /* default 16k: a larger buffered body goes to a file */
+    sg_str client_body_temp_path;      /* default PREFIX/client_body_temp */
+    bool pass_request_body;            /* proxy_pass_request_body, default on */
+    bool pass_request_headers;         /* proxy_pass_request_headers, default on */
+    sg_cval set_body;                  /* proxy_set_body */
+    bool has_set_body;
+    sg_cval method;                    /* proxy_method */
+    bool has_method;
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */
@@ -312,6 +325,11 @@ enum {
     SG_GZIP_PROXIED_AUTH = 1u << 8,
     SG_GZIP_PROXIED_ANY = 1u << 9,
 };
+
+/* sg_loc_conf.request_buffering */
+enum { SG_RBUF_UNSET = 0, SG_RBUF_OFF, SG_RBUF_ON };
+/* sg_loc_conf.body_in_file_only */
+enum { SG_BODY_FILE_OFF = 0, SG_BODY_FILE_ON, SG_BODY_FILE_CLEAN };
 
 typedef enum sg_loc_match {
     SG_LOC_PREFIX = 0,
@@ -459,6 +477,9 @@ typedef struct sg_conf {
     void **regexes;                    /* pcre2_code * owned by this generation: freed by the last unref */
     size_t nregexes;
     struct sg_conf_cleanup *cleanups;  /* sg_conf_on_free() hooks, run by the last unref */
+
+    /* request body (area: body) */
+    bool uses_request_body;            /* $request_body or $request_body_file appears somewhere */
 } sg_conf;
 
 /* Loads, checks and compiles a configuration file. `prefix` may be NULL

@@ -299,15 +299,55 @@ static bool set_noop(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     return true;
 }
 
-/* client_body_temp_path, proxy_temp_path: streamgate streams bodies and
- * writes no temporary files, so the folder is accepted and not used. */
+/* proxy_temp_path: streamgate streams responses and writes no temporary
+ * files for them, so the folder is accepted and not used. */
 static bool set_temp_path(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     (void)cmd; (void)base;
     if (n->nargs > 4)
         return sg_cerr(cx, n->name.pos, "invalid number of arguments in \"%s\" directive", n->name.s);
-    sg_cnotice(cx, n->name.pos, "\"%s\" is accepted and not used: streamgate streams bodies "
-               "and writes no temporary files", n->name.s);
+    sg_cnotice(cx, n->name.pos, "\"%s\" is accepted and not used: streamgate streams responses "
+               "and writes no temporary files for them", n->name.s);
+    return true;
+}
+
+/* ---------------- request body (area: body) ---------------- */
+
+/* set_enum writes an int */
+static const enum_val request_buffering_vals[] = {
+    { "on", SG_RBUF_ON }, { "off", SG_RBUF_OFF }, { NULL, 0 },
+};
+static const enum_val body_file_vals[] = {
+    { "on", SG_BODY_FILE_ON }, { "clean", SG_BODY_FILE_CLEAN }, { "off", SG_BODY_FILE_OFF }, { NULL, 0 },
+};
+static const sg_cmd_bounds body_buffer_bounds = { 1, 1ull << 31 };
+
+/* client_body_temp_path PATH [level1 [level2 [level3]]]: bodies read
+ * before proxying that outgrow client_body_buffer_size (or all of them
+ * with client_body_in_file_only) go there. The levels are checked and
+ * not used: files are created directly in PATH. */
+static bool set_body_temp_path(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (n->nargs > 4)
+        return sg_cerr(cx, n->name.pos, "invalid number of arguments in \"%s\" directive", n->name.s);
+    for (size_t i = 1; i < n->nargs; i++) {
+        uint64_t v;
+        if (!parse_num(n->args[i].s, 2, &v) || v == 0) return bad_value(cx, n, &n->args[i]);
+    }
+    if (base) *(sg_str *)((char *)base + cmd->offset) = sg_str_from(sg_conf_full_path(cx->c, n->args[0].s));
+    return true;
+}
+
+/* A complex value followed by a bool that records it was written (a
+ * LOC_RANGE from the sg_cval to the flag). */
+static bool set_cval_flagged(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_cval cv;
+    if (!sg_cval_compile(cx->c, arg_str(&n->args[0]), n->args[0].pos, &cv, cx->err, cx->errlen)) return false;
+    if (!base) return true;
+    char *f = (char *)base + cmd->offset;
+    *(sg_cval *)f = cv;
+    *(bool *)(f + cmd->size - sizeof(bool)) = true;
     return true;
 }
 
@@ -1405,8 +1445,6 @@ static const sg_cmd cmds[] = {
       LOC_RANGE(0, client_max_body_size, client_max_body_size_set), NULL },
     { "client_body_timeout", HSL, A1, set_msec_flagged,
       LOC_RANGE(0, client_body_timeout_ms, client_body_timeout_set), NULL },
-    { "client_body_buffer_size", HSL, A1, sg_conf_set_size, NONE, NULL },
-    { "client_body_temp_path", HSL, A1P, set_temp_path, NONE, NULL },
     { "send_timeout", HSL, A1, sg_conf_set_msec, LOC(send_timeout_ms), NULL },
     { "access_log", HSL, A1P, set_access_log, LOC_RANGE(SG_CF_MULTI, access_logs, access_log_off), NULL },
     { "root", HSL, A1, set_path, LOC(root), NULL },
@@ -1430,7 +1468,6 @@ static const sg_cmd cmds[] = {
     { "proxy_upgrade", HSL, A1, sg_conf_set_flag, LOC(proxy.upgrade), NULL },
     { "proxy_buffering", HSL, A1, sg_conf_set_flag, LOC(proxy_buffering), NULL },
     { "proxy_tunnel_timeout", HSL, A1, sg_conf_set_msec, LOC(proxy_tunnel_timeout_ms), NULL },
-    { "proxy_request_buffering", HSL, A1, sg_conf_set_flag, NONE, NULL },  /* always streamed */
     { "proxy_buffer_size", HSL, A1, sg_conf_set_size, NONE, NULL },
     { "proxy_buffers", HSL, A2, set_proxy_buffers, NONE, NULL },
     { "proxy_busy_buffers_size", HSL, A1, sg_conf_set_size, NONE, NULL },
@@ -1504,6 +1541,16 @@ static const sg_cmd cmds[] = {
     { "gzip_types", HSL, A1P, sg_gzip_set_types, LOC_RANGE(0, gzip_types, gzip_types_any), NULL },
     { "gzip_disable", HSL, A1P, sg_gzip_set_disable, LOC_RANGE(0, gzip_disable, gzip_disable_msie6), NULL },
     { "gzip_buffers", HSL, A2, sg_gzip_set_buffers, NONE, NULL },
+    /* request body and request controls (area: body; proxy/reqbody.c) */
+    { "proxy_request_buffering", HSL, A1, set_enum, LOC(request_buffering), request_buffering_vals },
+    { "client_body_in_file_only", HSL, A1, set_enum, LOC(body_in_file_only), body_file_vals },
+    { "client_body_in_single_buffer", HSL, A1, sg_conf_set_flag, LOC(body_in_single_buffer), NULL },
+    { "client_body_buffer_size", HSL, A1, sg_conf_set_size, LOC(client_body_buffer_size), &body_buffer_bounds },
+    { "client_body_temp_path", HSL, A1P, set_body_temp_path, LOC(client_body_temp_path), NULL },
+    { "proxy_pass_request_body", HSL, A1, sg_conf_set_flag, LOC(pass_request_body), NULL },
+    { "proxy_pass_request_headers", HSL, A1, sg_conf_set_flag, LOC(pass_request_headers), NULL },
+    { "proxy_set_body", HSL, A1, set_cval_flagged, LOC_RANGE(0, set_body, has_set_body), NULL },
+    { "proxy_method", HSL, A1, set_cval_flagged, LOC_RANGE(0, method, has_method), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1533,7 +1580,6 @@ static const char *const later_exact[] = {
     "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
     "break", "charset", "alias", "try_files", "expires",
     "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
-    "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
     "proxy_limit_rate", "stub_status", "underscores_in_headers",
     "ignore_invalid_headers", "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
@@ -1543,8 +1589,7 @@ static const char *const later_exact[] = {
     "chunked_transfer_encoding", "etag", "if_modified_since", "add_trailer", "log_subrequest",
     "open_log_file_cache", "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
     "msie_refresh", "port_in_redirect", "server_name_in_redirect", "absolute_redirect",
-    "recursive_error_pages", "satisfy", "limit_except", "client_body_in_file_only",
-    "client_body_in_single_buffer", "subrequest_output_buffer_size",
+    "recursive_error_pages", "satisfy", "limit_except", "subrequest_output_buffer_size",
     "uninitialized_variable_warn", "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout",
     "sticky", "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
@@ -1738,6 +1783,11 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     srv->large_header_buffer_size = 8192;
     srv->max_headers = 100;
     lc->http2_chunk_size = 8192;
+    /* request body (area: body) */
+    lc->client_body_buffer_size = 16 * 1024;
+    lc->client_body_temp_path = sg_str_from(sg_conf_full_path(c, "client_body_temp"));
+    lc->pass_request_body = true;
+    lc->pass_request_headers = true;
     sg_ssl_conf_defaults(lc, srv);
     sg_gzip_conf_defaults(lc);
     srv->h2.max_concurrent_streams = 128;

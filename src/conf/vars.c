@@ -77,12 +77,28 @@ static sg_str header_param(sg_conf *c, sg_str rest)
     return (sg_str){ p, rest.n };
 }
 
+/* request body (area: body): built-ins appended after SG_VAR_MAP */
+static const struct { const char *name; sg_var_kind kind; } body_vars[] = {
+    { "request_body", SG_VAR_REQUEST_BODY },
+    { "request_body_file", SG_VAR_REQUEST_BODY_FILE },
+    { "request_length", SG_VAR_REQUEST_LENGTH },
+};
+
 static void var_classify(sg_conf *c, sg_var_def *d)
 {
     sg_str rest;
     for (size_t k = 0; k < NBUILTINS; k++)
         if (sg_str_eq_lit(d->name, builtin_names[k])) { d->kind = (sg_var_kind)k; return; }
     if (sg_str_eq_lit(d->name, "gzip_ratio")) { d->kind = SG_VAR_GZIP_RATIO; return; }   /* gzip */
+    for (size_t k = 0; k < sizeof(body_vars) / sizeof(body_vars[0]); k++) {
+        if (sg_str_eq_lit(d->name, body_vars[k].name)) {
+            d->kind = body_vars[k].kind;
+            /* a configuration that reads the body gets nginx's default
+             * (proxy/reqbody.h) */
+            if (d->kind != SG_VAR_REQUEST_LENGTH) c->uses_request_body = true;
+            return;
+        }
+    }
     if (d->name.n == 1 && d->name.p[0] >= '0' && d->name.p[0] <= '9') {
         d->kind = SG_VAR_CAPTURE;
         d->capture = d->name.p[0] - '0';
@@ -132,9 +148,9 @@ bool sg_var_define_map(sg_conf *c, sg_str name, struct sg_map *map, char *err, s
 static bool nginx_knows(sg_str name)
 {
     static const char *const names[] = {
-        "request_length", "request_id", "hostname", "pid", "connection", "connection_requests",
+        "request_id", "hostname", "pid", "connection", "connection_requests",
         "connection_time", "content_length", "content_type", "document_root", "realpath_root",
-        "request_body", "request_body_file", "request_completion", "request_filename",
+        "request_completion", "request_filename",
         "nginx_version", "pipe", "tcpinfo_rtt", "tcpinfo_rttvar", "tcpinfo_snd_cwnd",
         "tcpinfo_rcv_space", "limit_rate", "https", "ssl_protocol", "ssl_cipher",
         "ssl_server_name", "ssl_client_verify",

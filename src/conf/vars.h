@@ -41,6 +41,8 @@ typedef enum sg_var_kind {
     SG_VAR_CAPTURE,                     /* $1..$9 */
     SG_VAR_MAP,                         /* result of a map block */
     SG_VAR_GZIP_RATIO,                  /* gzip: $gzip_ratio */
+    /* request body (area: body) */
+    SG_VAR_REQUEST_BODY, SG_VAR_REQUEST_BODY_FILE, SG_VAR_REQUEST_LENGTH,
 } sg_var_kind;
 
 typedef struct sg_var_def {

@@ -149,6 +149,9 @@ struct sg_exchange {
     /* gzip: the response's compressor (proxy/gzip_filter.h), which then
      * owns ex->down and forwards to the codec's ops; NULL otherwise. */
     struct sg_gzip_filter *gzip;
+    /* request body (area: body): the proxy's store of it (proxy/reqbody.h),
+     * NULL when the body is only streamed */
+    struct sg_reqbody *rbody;
 };
 
 /* Logs a message about this exchange to its location's error_log. */

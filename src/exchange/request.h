@@ -90,6 +90,11 @@ typedef struct sg_http_req {
     /* gzip (proxy/gzip_filter.c): bytes into and out of the compressor of
      * a completed compressed response, for $gzip_ratio; 0 otherwise. */
     uint64_t gzip_in, gzip_out;
+    /* request body (area: body) */
+    sg_str request_body;       /* $request_body: the whole body when it was kept in memory (proxy/reqbody.c) */
+    sg_str request_body_file;  /* $request_body_file: the file a body read before proxying went to */
+    uint64_t head_length;      /* request line and header bytes as received (the codec) */
+    uint64_t body_received;    /* body bytes received so far; with head_length, $request_length */
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

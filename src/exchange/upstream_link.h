@@ -60,6 +60,10 @@ typedef struct sg_upstream_request {
      * content length, send_data carries tunnel bytes, send_end is the
      * END_STREAM; a 2xx head opens it, DATA after it is tunnel data. */
     sg_str protocol;
+    /* request body (area: body): content_length is 0 and the request has
+     * a body all the same (an empty one read whole): Content-Length: 0
+     * goes with it, as nginx sends it. */
+    bool empty_body;
 } sg_upstream_request;
 
 /* A response head as an upstream codec reports it. `headers` are every

@@ -362,6 +362,11 @@ static sg_str var_get_response(sg_http_req *r, const sg_var_def *d)
     case SG_VAR_MSEC: return msec_now(r);
     case SG_VAR_REMOTE_USER: return NOT_FOUND;   /* no auth modules yet */
     case SG_VAR_GZIP_RATIO: return gzip_ratio(r);
+    /* request body (area: body) */
+    case SG_VAR_REQUEST_BODY: return r->request_body.n ? r->request_body : NOT_FOUND;
+    case SG_VAR_REQUEST_BODY_FILE: return r->request_body_file.n ? r->request_body_file : NOT_FOUND;
+    case SG_VAR_REQUEST_LENGTH:
+        return arena_printf(r, 24, "%llu", (unsigned long long)(r->head_length + r->body_received));
     default: return var_get_request(r, d);
     }
 }

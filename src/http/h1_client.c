@@ -65,6 +65,10 @@ typedef struct sg_h1_upconn {
     /* the exchange in progress */
     bool req_chunked, req_done, head_parsed, resp_done, want_resp, got_bytes, no_reuse;
     bool head_queued;               /* the request head is in `out`: body bytes may follow */
+    /* A chunked request body's bytes of this loop iteration, sent as one
+     * chunk at the flush: what the client sent at once goes as one chunk,
+     * as nginx does, however many chunks or frames it came in. */
+    sg_strbuf chunk;
     bool is_head, resp_keep_alive;
     bool upgrade_req;               /* the request asks to switch protocols */
     bool raw;                       /* after its 101: no HTTP framing any more */
@@ -142,8 +146,20 @@ static void fin_if_drained(sg_h1_upconn *c)
     if (c->lingering) upconn_close(c);
 }
 
+static void emit_chunk(sg_h1_upconn *c)
+{
+    if (!c->chunk.n) return;
+    char hdr[24];
+    int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", c->chunk.n);
+    sg_outq_append(&c->out, hdr, (size_t)k);
+    sg_outq_append(&c->out, c->chunk.p, c->chunk.n);
+    sg_outq_append(&c->out, "\r\n", 2);
+    c->chunk.n = 0;
+}
+
 static void do_flush(sg_h1_upconn *c)
 {
+    emit_chunk(c);
     if (c->state != C_ACTIVE || !c->writable || c->out.bytes == 0) {
         if (c->out.bytes == 0) sg_timer_disarm(&c->wtimer);
         fin_if_drained(c);
@@ -206,7 +222,7 @@ static void link_send_head(sg_upstream_link *l, const sg_upstream_request *req)
         /* The head is the whole request; whatever follows a 101 is no
          * longer HTTP. Never pooled: the peer may switch at any time. */
         c->no_reuse = true;
-    } else if (req->content_length > 0) {
+    } else if (req->content_length > 0 || (req->content_length == 0 && req->empty_body)) {
         char num[24];
         int k = snprintf(num, sizeof(num), "%lld", (long long)req->content_length);
         sg_h1_write_header(&c->out, SG_STR("Content-Length"), (sg_str){ num, (size_t)k });
@@ -247,11 +263,8 @@ static void link_send_data(sg_upstream_link *l, const char *p, size_t n)
         return;
     }
     if (c->req_chunked && !c->raw) {
-        char hdr[24];
-        int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
-        sg_outq_append(&c->out, hdr, (size_t)k);
-        sg_outq_append(&c->out, p, n);
-        out_append(c, "\r\n", 2);
+        sg_strbuf_append(&c->chunk, p, n);
+        sg_loop_defer(c->loop, &c->flush);
     } else {
         out_append(c, p, n);
     }
@@ -269,7 +282,10 @@ static void link_send_end(sg_upstream_link *l)
         sg_loop_defer(c->loop, &c->flush);
         return;
     }
-    if (c->req_chunked) out_append(c, "0\r\n\r\n", 5);
+    if (c->req_chunked) {
+        emit_chunk(c);
+        out_append(c, "0\r\n\r\n", 5);
+    }
     c->req_done = true;
     /* Not while we hold the response back for a slow client: that wait is
      * ours, not the peer's silence. */
@@ -279,7 +295,8 @@ static void link_send_end(sg_upstream_link *l)
 
 static size_t link_pending(sg_upstream_link *l)
 {
-    return ((sg_h1_upconn *)l)->out.bytes;
+    sg_h1_upconn *c = (sg_h1_upconn *)l;
+    return c->out.bytes + c->chunk.n;
 }
 
 static void link_want_response(sg_upstream_link *l, bool on)
@@ -799,6 +816,7 @@ static void on_reap(sg_deferred *d)
     sg_tls_key_free(&c->node.tls);
     sg_inbuf_free(&c->in);
     sg_outq_clear(&c->out);
+    sg_strbuf_free(&c->chunk);
     sg_strbuf_free(&c->trailers);
     free(c);
 }

@@ -336,6 +336,7 @@ static void start_exchange(sg_h1_conn *c, const char *buf, const sg_h1_message *
     sg_conf *gen = sg_worker_conf(c->w);
     sg_exchange *ex = sg_xcalloc(1, sizeof(*ex));
     sg_exchange_init(ex, c->w, gen, &h1_down_ops, c);
+    ex->req.head_length = m->head_len;   /* $request_length */
     c->ex = ex;
     c->state = ST_ACTIVE;
     c->scanned = 0;

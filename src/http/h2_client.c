@@ -466,7 +466,7 @@ static void build_request(h2_stream *st, const sg_upstream_request *req)
         if (!authority.p && sg_str_caseeq_lit(h->name, "host")) authority = h->value;
         total += h->name.n + h->value.n;
     }
-    if (st->has_body && req->content_length > 0)
+    if ((st->has_body && req->content_length > 0) || (req->content_length == 0 && req->empty_body))
         clen_n = (size_t)snprintf(clen, sizeof(clen), "%lld", (long long)req->content_length);
     total += authority.n + clen_n;
     total += req->protocol.n;

@@ -581,6 +581,7 @@ static void request_ready(h2_conn *c, h2_stream *st, const nghttp2_frame *f)
     st->in_ended = end;
     sg_exchange *ex = st->ex;
     int bad = build_request(c, st);
+    ex->req.head_length = c->hblock.wire_bytes;   /* $request_length counts the block as nginx: its payloads */
     ex->req_length = bad ? (end ? 0 : -1) : request_length(st, end);
     if (bad) ex->early_status = bad;
     if (!st->saw_priority) {

@@ -15,6 +15,7 @@
 #include "proxy/gzip_filter.h"
 #include "proxy/proxy.h"
 #include "proxy/realip.h"
+#include "proxy/reqbody.h"
 #include "proxy/respond.h"
 #include "proxy/router.h"
 #include "exchange/upstream_link.h"
@@ -106,6 +107,7 @@ static void body_too_large(sg_exchange *ex)
 static void exchange_on_body(sg_exchange *ex, const char *p, size_t n)
 {
     ex->req_body_bytes += n;
+    ex->req.body_received += n;
     /* A gRPC stream is not one body: counting all its messages against
      * client_max_body_size would end long streams (nginx's 413), so there
      * it bounds each message instead. */
@@ -116,7 +118,9 @@ static void exchange_on_body(sg_exchange *ex, const char *p, size_t n)
         body_too_large(ex);
         return;
     }
-    if (!ex->up || ex->req_body_dropped) return;   /* not needed (local answer, or redirected) */
+    if (ex->req_body_dropped) return;   /* redirected: not needed */
+    if (sg_reqbody_on_data(ex, p, n)) return;   /* kept whole, or dropped */
+    if (!ex->up) return;   /* not needed (local answer) */
     ex->req_body_started = true;
     ex->up->ops->send_data(ex->up, p, n);
     if (ex->up->ops->pending(ex->up) > SG_HIGH_WATER) ex->down->want_body(ex, false);
@@ -125,6 +129,7 @@ static void exchange_on_body(sg_exchange *ex, const char *p, size_t n)
 static void exchange_on_body_end(sg_exchange *ex)
 {
     ex->req_body_done = true;
+    if (!ex->req_body_dropped && sg_reqbody_on_end(ex)) return;
     if (ex->up) ex->up->ops->send_end(ex->up);
 }
 
@@ -159,6 +164,7 @@ static void exchange_finish(sg_exchange *ex)
     /* nginx's 499: the client went away before it got a response */
     if (ex->aborted && !ex->resp_head_sent && ex->req.status == 0) ex->req.status = 499;
     if (ex->req.loc) sg_access_log_write(&ex->req);
+    sg_reqbody_free(ex);
 }
 
 const sg_exchange_handler sg_handler_ops = {

@@ -32,6 +32,7 @@
 #include "exchange/vars.h"
 #include "http/status.h"
 #include "proxy/grpc.h"
+#include "proxy/reqbody.h"
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
 #include "proxy/upgrade.h"
@@ -200,7 +201,9 @@ static size_t upstream_headers(sg_exchange *ex, sg_header **out)
     if (ex->upgrade && !upgrade_sent)
         h[n++] = (sg_header){ SG_STR("Upgrade"), ex->upgrade_offer, 0 };
     bool h2_ws = ex->upgrade && ex->req.protocol.n;
-    for (size_t i = 0; i < r->nheaders; i++) {
+    /* proxy_pass_request_headers off: only the proxy_set_header ones */
+    size_t nclient = lc->pass_request_headers ? r->nheaders : 0;
+    for (size_t i = 0; i < nclient; i++) {
         const sg_header *c = &r->headers[i];
         if (c->flags & SG_HDR_HOP) continue;
         if (sg_str_caseeq_lit(c->name, "content-length") || sg_str_caseeq_lit(c->name, "expect"))
@@ -221,14 +224,26 @@ static void send_request(sg_exchange *ex)
     const sg_loc_conf *lc = loc_conf(ex);
     sg_header *h;
     size_t n = upstream_headers(ex, &h);
+    /* A body read whole first, proxy_set_body's or none goes with its
+     * length; the client's streams as it came. */
+    int64_t stored_len = 0;
+    bool stored = sg_reqbody_stored(ex, &stored_len);
     sg_upstream_request req = {
         .method = ex->req.method,
         .target = upstream_target(ex),
         .headers = h,
         .nheaders = n,
-        .content_length = ex->req_length,
+        .content_length = stored ? stored_len : ex->req_length,
         .http_minor = lc->pass_opts->http_version == 10 ? 0 : 1,
     };
+    /* an empty body read whole is still a body (a chunked one, an HTTP/2
+     * stream with an empty DATA, Content-Length: 0) */
+    req.empty_body = stored && stored_len == 0 &&
+                     (ex->req_length != 0 || sg_req_find_header(&ex->req, SG_STR("content-length")));
+    if (lc->has_method) {   /* proxy_method; empty: the client's */
+        sg_str m = sg_cval_eval(&lc->method, &ex->req);
+        if (m.n) req.method = m;
+    }
     if (ex->upgrade) {
         /* Switching protocols is HTTP/1.1's; the h2 CONNECT's DATA is
          * tunnel data, sent only after the 101. */
@@ -246,6 +261,10 @@ static void send_request(sg_exchange *ex)
     sg_upstream_link *l = ex->up;
     l->ops->send_head(l, &req);
     if (ex->req.protocol.n) return;
+    if (ex->rbody) {
+        if (ex->up == l) sg_reqbody_send(ex);
+        return;
+    }
     if (ex->req_length == 0 || ex->req_body_done) {
         if (ex->up == l) l->ops->send_end(l);
         return;
@@ -309,7 +328,7 @@ static bool may_retry(sg_exchange *ex, uint32_t flag, bool request_sent)
     const sg_loc_conf *lc = loc_conf(ex);
     uint32_t mask = lc->pass_opts->next_upstream;
     if ((mask & SG_NU_OFF) || !(mask & flag)) return false;
-    if (ex->resp_head_sent || ex->req_body_started) return false;
+    if (ex->resp_head_sent || (ex->req_body_started && !sg_reqbody_replayable(ex))) return false;
     if (lc->pass_opts->next_upstream_tries && ex->tries >= lc->pass_opts->next_upstream_tries) return false;
     if (lc->pass_opts->next_upstream_timeout_ms && now_ms(ex) - ex->first_try_ms >= lc->pass_opts->next_upstream_timeout_ms)
         return false;
@@ -365,7 +384,8 @@ static void up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
     /* A pooled connection the peer had closed: not the peer's fault, and
      * the request never reached it; try again on a fresh connection. */
     bool replayable = idempotent(ex->req.method) || (loc_conf(ex)->pass_opts->next_upstream & SG_NU_NON_IDEMPOTENT);
-    if (ex->up_reused && err == SG_UP_CLOSED && nothing_received && !ex->req_body_started &&
+    if (ex->up_reused && err == SG_UP_CLOSED && nothing_received &&
+        (!ex->req_body_started || sg_reqbody_replayable(ex)) &&
         !ex->resp_head_sent && replayable) {
         bool ready = false;
         ex->up_reused = false;
@@ -566,6 +586,12 @@ void sg_proxy_start(sg_exchange *ex)
     memset(ex->tried, 0, sizeof(uint64_t) * (words ? words : 1));
     ex->first_try_ms = now_ms(ex);
     sg_grpc_call_start(ex);
+    if (sg_reqbody_setup(ex)) return;   /* the body is read whole first */
+    proxy_try(ex);
+}
+
+void sg_proxy_body_ready(sg_exchange *ex)
+{
     proxy_try(ex);
 }
 
@@ -829,6 +855,7 @@ static void up_end(sg_exchange *ex, const sg_header *t, size_t nt)
 
 static void up_drain(sg_exchange *ex)
 {
+    if (sg_reqbody_on_drain(ex)) return;
     if (!ex->req_body_done) ex->down->want_body(ex, true);
 }
 

@@ -54,8 +54,8 @@ def test_directives_that_would_not_be_honoured_are_refused(tmp_path):
     cases = [
         ("server { listen [::1]:%d ipv6only=off; }" % free_port(),
          '"ipv6only=off" parameter of "listen" is not supported yet'),
-        ("log_format x '$request_length'; server { listen 127.0.0.1:%d; access_log logs/x x; }"
-         % free_port(), 'variable "$request_length" is not supported yet'),
+        ("log_format x '$tcpinfo_rtt'; server { listen 127.0.0.1:%d; access_log logs/x x; }"
+         % free_port(), 'variable "$tcpinfo_rtt" is not supported yet'),
     ]
     for body, message in cases:
         conf = tmp_path / "t.conf"
