@@ -26,78 +26,6 @@ static sg_str arg_str(const sg_carg *a)
     return (sg_str){ a->s, a->n };
 }
 
-/* ---------------- stream values ($remote_addr ...) ---------------- */
-
-static const struct { const char *name; sg_stream_var var; } svars[] = {
-    { "remote_addr", SG_SVAR_REMOTE_ADDR }, { "remote_port", SG_SVAR_REMOTE_PORT },
-    { "binary_remote_addr", SG_SVAR_BINARY_REMOTE_ADDR }, { "server_addr", SG_SVAR_SERVER_ADDR },
-    { "server_port", SG_SVAR_SERVER_PORT }, { "protocol", SG_SVAR_PROTOCOL },
-};
-
-static bool var_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
-}
-
-static void val_push(sg_conf *c, sg_stream_val *out, int var, sg_str lit)
-{
-    if (var < 0 && lit.n == 0) return;
-    out->parts = sg_conf_push(&c->arena, out->parts, out->nparts, sizeof(*out->parts));
-    out->parts[out->nparts++] = (sg_stream_val_part){ var, sg_arena_str(&c->arena, lit) };
-}
-
-/* One "$name" or "${name}" at text.p[*i] ('$'): appends the variable, or
- * writes nginx's message into msg. */
-static bool val_var(sg_conf *c, sg_str text, size_t *i, sg_stream_val *out, char *msg, size_t msglen)
-{
-    size_t j = *i + 1;
-    bool braced = j < text.n && text.p[j] == '{';
-    if (braced) j++;
-    size_t start = j;
-    while (j < text.n && var_char(text.p[j])) j++;
-    sg_str name = { text.p + start, j - start };
-    if (braced && j >= text.n) {
-        snprintf(msg, msglen, "the closing bracket in \"%.*s\" variable is missing", (int)name.n, name.p);
-        return false;
-    }
-    if (name.n == 0 || (braced && text.p[j] != '}')) {
-        snprintf(msg, msglen, "invalid variable name in \"%.*s\"", (int)text.n, text.p);
-        return false;
-    }
-    for (size_t k = 0; k < sizeof(svars) / sizeof(svars[0]); k++) {
-        if (sg_str_eq_lit(name, svars[k].name)) {
-            val_push(c, out, (int)svars[k].var, SG_STR_NULL);
-            *i = braced ? j + 1 : j;
-            return true;
-        }
-    }
-    snprintf(msg, msglen, "unknown \"%.*s\" variable", (int)name.n, name.p);
-    return false;
-}
-
-bool sg_stream_val_compile(sg_conf *c, sg_str text, sg_conf_pos pos, sg_stream_val *out,
-                           char *err, size_t errlen)
-{
-    memset(out, 0, sizeof(*out));
-    out->text = sg_arena_str(&c->arena, text);
-    size_t lit = 0, i = 0;
-    while (i < text.n) {
-        if (text.p[i] != '$') {
-            i++;
-            continue;
-        }
-        val_push(c, out, -1, (sg_str){ text.p + lit, i - lit });
-        char msg[512];
-        if (!val_var(c, text, &i, out, msg, sizeof(msg))) {
-            snprintf(err, errlen, "%s:%d:%d: %s", pos.file ? pos.file : "<config>", pos.line, pos.col, msg);
-            return false;
-        }
-        lit = i;
-    }
-    val_push(c, out, -1, (sg_str){ text.p + lit, text.n - lit });
-    return true;
-}
-
 /* ---------------- stream, server, listen, proxy_pass ---------------- */
 
 static void proxy_defaults(sg_stream_proxy_conf *p)
@@ -109,6 +37,8 @@ static void proxy_defaults(sg_stream_proxy_conf *p)
     p->next_upstream_timeout_ms = 0;
     p->half_close = false;
     p->tcp_nodelay = true;
+    p->preread_timeout_ms = 30000;
+    p->ssl_handshake_timeout_ms = 60000;
 }
 
 /* stream { }: reads the block into cx->c->stream. */
@@ -139,7 +69,7 @@ static bool set_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     l->stream_server = s;
     if (!sg_directives_enter(cx, l, n, SG_CTX_STREAM_SERVER)) return false;
     if (s->nlistens == 0) return sg_cerr(cx, s->pos, "no \"listen\" is defined for server");
-    if (s->pass_host.p == NULL) return sg_cerr(cx, s->pos, "no handler for server");
+    if (s->pass_host.p == NULL && !s->ret) return sg_cerr(cx, s->pos, "no handler for server");
     return true;
 }
 
@@ -205,8 +135,13 @@ static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
 {
     const sg_carg *a = &n->args[0];
     sg_stream_server_conf *s = cx->cur->stream_server;
-    if (strchr(a->s, '$'))
-        return sg_cerr(cx, a->pos, "variables in \"proxy_pass\" are not supported yet");
+    if (strchr(a->s, '$')) {           /* evaluated per session: an upstream{} name or an address */
+        s->pass_val = sg_arena_alloc(&cx->c->arena, sizeof(*s->pass_val));
+        if (!sg_stream_val_compile(cx->c, arg_str(a), a->pos, s->pass_val, cx->err, cx->errlen)) return false;
+        s->pass_host = sg_arena_str(&cx->c->arena, arg_str(a));
+        s->pass_pos = a->pos;
+        return true;
+    }
     if (starts(a->s, "unix:"))
         return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"proxy_pass\" are not supported yet");
     if (strstr(a->s, "://"))
@@ -250,6 +185,104 @@ static bool set_hash(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     return true;
 }
 
+/* ---------------- stream modules: return, log_format, access_log ---------------- */
+
+/* return VALUE (ngx_stream_return_module): the value is sent and the
+ * connection closed. */
+static bool set_return(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_server_conf *s = cx->cur->stream_server;
+    if (s->pass_host.p) return sg_cerr(cx, n->name.pos, "\"return\" directive is duplicate");
+    s->ret = sg_arena_alloc(&cx->c->arena, sizeof(*s->ret));
+    return sg_stream_val_compile(cx->c, arg_str(&n->args[0]), n->args[0].pos, s->ret, cx->err, cx->errlen);
+}
+
+static const sg_stream_log_format *find_format(const sg_stream_conf *sc, const char *name)
+{
+    for (size_t i = 0; i < sc->nlog_formats; i++)
+        if (sg_str_eq_lit(sc->log_formats[i]->name, name)) return sc->log_formats[i];
+    return NULL;
+}
+
+static bool add_format(sg_cctx *cx, const char *name, sg_str text, sg_conf_pos pos, bool json, bool none)
+{
+    sg_stream_conf *sc = cx->c->stream;
+    sg_stream_log_format *f = sg_arena_alloc(&cx->c->arena, sizeof(*f));
+    memset(f, 0, sizeof(*f));
+    f->name = sg_arena_str(&cx->c->arena, sg_str_from(name));
+    f->escape_json = json;
+    f->escape_none = none;
+    if (!sg_stream_val_compile(cx->c, text, pos, &f->val, cx->err, cx->errlen)) return false;
+    sc->log_formats = sg_conf_push(&cx->c->arena, sc->log_formats, sc->nlog_formats, sizeof(f));
+    sc->log_formats[sc->nlog_formats++] = f;
+    return true;
+}
+
+/* log_format NAME [escape=default|json|none] STRING ... */
+static bool set_log_format(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_conf *sc = cx->c->stream;
+    if (find_format(sc, n->args[0].s))
+        return sg_cerr(cx, n->args[0].pos, "duplicate \"log_format\" name \"%s\"", n->args[0].s);
+    size_t i = 1;
+    bool json = false, none = false;
+    if (n->nargs > 2 && starts(n->args[1].s, "escape=")) {
+        const char *e = n->args[1].s + 7;
+        if (strcmp(e, "json") == 0) json = true;
+        else if (strcmp(e, "none") == 0) none = true;
+        else if (strcmp(e, "default") != 0)
+            return sg_cerr(cx, n->args[1].pos, "unknown log format escaping \"%s\"", e);
+        i = 2;
+    }
+    size_t len = 0;
+    for (size_t k = i; k < n->nargs; k++) len += n->args[k].n;
+    char *text = sg_arena_alloc(&cx->c->arena, len + 1);
+    len = 0;
+    for (size_t k = i; k < n->nargs; k++) {
+        memcpy(text + len, n->args[k].s, n->args[k].n);
+        len += n->args[k].n;
+    }
+    return add_format(cx, n->args[0].s, (sg_str){ text, len }, n->args[i].pos, json, none);
+}
+
+/* access_log off | PATH [FORMAT [buffer=SIZE] [gzip[=LEVEL]] [flush=TIME] [if=COND]]:
+ * lines are written when the session ends; a level with any access_log
+ * replaces the inherited list. FORMAT is required in stream (nginx). */
+static bool set_access_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_proxy_conf *p = base;
+    if (cx->first) {
+        p->logs = NULL;
+        p->nlogs = 0;
+        p->logs_off = false;
+    }
+    if (strcmp(n->args[0].s, "off") == 0) {
+        if (n->nargs > 1) return sg_cerr(cx, n->args[1].pos, "invalid parameter \"%s\"", n->args[1].s);
+        p->logs_off = true;
+        return true;
+    }
+    if (n->nargs < 2) return sg_cerr(cx, n->name.pos, "log format is not specified");
+    sg_stream_log l = { 0 };
+    l.format = find_format(cx->c->stream, n->args[1].s);
+    if (!l.format) return sg_cerr(cx, n->args[1].pos, "unknown log format \"%s\"", n->args[1].s);
+    for (size_t i = 2; i < n->nargs; i++) {
+        const char *a = n->args[i].s;
+        if (starts(a, "buffer=") || starts(a, "flush=") || starts(a, "gzip")) {
+            sg_cnotice(cx, n->args[i].pos, "\"%s\" is accepted: stream lines are written when each session ends", a);
+        } else if (starts(a, "if=")) {
+            return sg_cerr(cx, n->args[i].pos, "\"if=\" of \"access_log\" is not supported yet in stream");
+        } else {
+            return sg_cerr(cx, n->args[i].pos, "invalid parameter \"%s\"", a);
+        }
+    }
+    l.path = sg_conf_full_path(cx->c, n->args[0].s);
+    if (strchr(n->args[0].s, '$'))
+        return sg_cerr(cx, n->args[0].pos, "variables in the \"access_log\" path are not supported yet");
+    p->logs = sg_conf_push(&cx->c->arena, p->logs, p->nlogs, sizeof(l));
+    p->logs[p->nlogs++] = l;
+    return true;
+}
+
 /* ---------------- the table ---------------- */
 
 /* Buffer sizes: checked, no effect (the tunnel reads into the worker's
@@ -280,12 +313,18 @@ static const sg_cmd cmds[] = {
     { "tcp_nodelay", SS, SG_ARG1, sg_conf_set_flag, PX(tcp_nodelay), NULL },
     { "proxy_buffer_size", SS, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
     { "preread_buffer_size", SS, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
-    { "preread_timeout", SS, SG_ARG1, sg_conf_set_msec, LEVEL(0), NULL },
+    { "preread_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(preread_timeout_ms), NULL },
     { "variables_hash_bucket_size", ST, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
     { "variables_hash_max_size", ST, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
     { "server", UPS, SG_ARG1MORE, sg_conf_set_upstream_server, UPSTREAM, (const void *)(intptr_t)-1 },  /* port required */
     { "least_conn", UPS, SG_ARG0, sg_conf_set_lb, UPSTREAM, (const void *)(intptr_t)SG_LB_LEAST_CONN },
     { "hash", UPS, SG_ARG12, set_hash, UPSTREAM, NULL },
+    /* stream modules: return, map, log_format, access_log */
+    { "return", SRV, SG_ARG1, set_return, LEVEL(0), NULL },
+    { "map", ST, SG_ARG2 | SG_ARGBLOCK, sg_stream_set_map, LEVEL(SG_CF_MULTI), NULL },
+    { "log_format", ST, SG_ARG2MORE, set_log_format, LEVEL(SG_CF_MULTI), NULL },
+    { "access_log", SS, SG_ARG1MORE, set_access_log, SG_T_STREAM, SG_CF_MULTI, offsetof(sg_stream_proxy_conf, logs),
+      offsetof(sg_stream_proxy_conf, logs_off) + sizeof(bool) - offsetof(sg_stream_proxy_conf, logs), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -293,10 +332,10 @@ _Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 
 /* nginx stream directives streamgate does not have yet. */
 static const char *const later_exact[] = {
-    "ssl_preread", "proxy_protocol", "proxy_protocol_timeout", "access_log", "log_format",
+    "ssl_preread", "proxy_protocol", "proxy_protocol_timeout",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "zone", "random",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
-    "proxy_requests", "proxy_responses", "return", "set", "map", "geo", "split_clients",
+    "proxy_requests", "proxy_responses", "set", "geo", "split_clients",
     "allow", "deny", "ssl", "set_real_ip_from", "pass", "server_name", "server_names_hash_max_size",
     "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",
     "match", "keyval", "keyval_zone", "mqtt", "limit_conn_zone", "limit_conn", NULL,
@@ -338,6 +377,7 @@ static sg_upstream_conf *implicit_upstream(sg_cctx *cx, sg_stream_server_conf *s
 static bool bind_pass(sg_cctx *cx, sg_stream_server_conf *s)
 {
     sg_stream_conf *sc = cx->c->stream;
+    if (s->ret || s->pass_val) return true;   /* return, or a target chosen per session */
     for (size_t i = 0; i < sc->nupstreams; i++) {
         sg_upstream_conf *u = sc->upstreams[i];
         if (u->implicit || !sg_str_caseeq(s->pass_host, sg_str_from(u->name))) continue;
@@ -390,6 +430,7 @@ bool sg_stream_conf_finish(sg_cctx *cx)
 {
     sg_stream_conf *sc = cx->c->stream;
     if (!sc) return true;
+    if (!sg_stream_vars_finish(cx)) return false;
     for (size_t i = 0; i < sc->nservers; i++)
         if (!bind_pass(cx, sc->servers[i])) return false;
     for (size_t i = 0; i < sc->nservers; i++)

@@ -19,6 +19,8 @@
 #include "conf/conf.h"
 
 struct sg_cctx;
+struct sg_cnode;
+struct sg_cmd;
 
 /* Variables a stream value (the `hash` key) may use. */
 typedef enum sg_stream_var {
@@ -28,11 +30,23 @@ typedef enum sg_stream_var {
     SG_SVAR_SERVER_ADDR,               /* address that accepted the connection */
     SG_SVAR_SERVER_PORT,
     SG_SVAR_PROTOCOL,                  /* "TCP" */
+    /* stream modules: return, access_log, map, ssl, ssl_preread */
+    SG_SVAR_CONNECTION, SG_SVAR_NGINX_VERSION, SG_SVAR_HOSTNAME, SG_SVAR_PID,
+    SG_SVAR_BYTES_SENT, SG_SVAR_BYTES_RECEIVED, SG_SVAR_SESSION_TIME, SG_SVAR_STATUS,
+    SG_SVAR_MSEC, SG_SVAR_TIME_LOCAL, SG_SVAR_TIME_ISO8601,
+    SG_SVAR_UPSTREAM_ADDR, SG_SVAR_UPSTREAM_BYTES_SENT, SG_SVAR_UPSTREAM_BYTES_RECEIVED,
+    SG_SVAR_UPSTREAM_CONNECT_TIME, SG_SVAR_UPSTREAM_FIRST_BYTE_TIME, SG_SVAR_UPSTREAM_SESSION_TIME,
+    SG_SVAR_SSL_PROTOCOL, SG_SVAR_SSL_CIPHER, SG_SVAR_SSL_SERVER_NAME, SG_SVAR_SSL_ALPN_PROTOCOL,
+    SG_SVAR_SSL_SESSION_REUSED,
+    SG_SVAR_SSL_PREREAD_SERVER_NAME, SG_SVAR_SSL_PREREAD_ALPN_PROTOCOLS, SG_SVAR_SSL_PREREAD_PROTOCOL,
+    SG_SVAR_CAPTURE,                   /* $1..$9 or a named capture, in a map value (arg: its number) */
+    SG_SVAR_MAP,                       /* a map's result (arg: index in sg_stream_conf.maps) */
 } sg_stream_var;
 
 typedef struct sg_stream_val_part {
     int var;                           /* sg_stream_var, or -1 for the literal `lit` */
     sg_str lit;
+    int arg;                           /* SG_SVAR_CAPTURE: the group; SG_SVAR_MAP: the map */
 } sg_stream_val_part;
 
 /* A string with stream variables, compiled once ("$remote_addr:$server_port"). */
@@ -45,6 +59,40 @@ typedef struct sg_stream_val {
 /* Longest value a stream value evaluates to (longer ones are cut). */
 #define SG_STREAM_VAL_MAX 1024
 
+/* ngx_stream_map_module: exact keys (case-sensitive), "~re"/"~*re" keys
+ * tried in order, and a default. Values are stream values; a regex key's
+ * value may use its captures ($1, $name). */
+typedef struct sg_stream_map_entry {
+    sg_str key;
+    void *re;                          /* pcre2_code * for regex keys, else NULL */
+    sg_stream_val val;
+} sg_stream_map_entry;
+
+typedef struct sg_stream_map {
+    sg_str name;                       /* the variable, without '$' */
+    bool defined;                      /* false: used before (or without) its map block */
+    sg_conf_pos first_use;
+    sg_stream_val source;
+    sg_stream_map_entry *exact, *regex;
+    size_t nexact, nregex;
+    sg_stream_val def;
+    bool has_default;
+} sg_stream_map;
+
+/* log_format NAME STRING... (stream's own namespace, as nginx's). */
+typedef struct sg_stream_log_format {
+    sg_str name;
+    sg_stream_val val;
+    bool escape_json, escape_none;
+} sg_stream_log_format;
+
+/* access_log PATH FORMAT (stream{} or server{}). */
+typedef struct sg_stream_log {
+    char *path;                        /* absolute */
+    const sg_stream_log_format *format;
+    sg_log_file *file;                 /* opened with the generation (observe/access_log.c) */
+} sg_stream_log;
+
 /* Values of ngx_stream_proxy_module and ngx_stream_core_module settable at
  * stream{} and server{} level; a server inherits what it does not set. */
 typedef struct sg_stream_proxy_conf {
@@ -55,6 +103,18 @@ typedef struct sg_stream_proxy_conf {
     uint32_t next_upstream_timeout_ms; /* 0 = unlimited (default) */
     bool half_close;                   /* proxy_half_close: default off (nginx) */
     bool tcp_nodelay;                  /* default on */
+    /* stream modules: access_log (a level with any replaces the inherited list), TLS, preread */
+    sg_stream_log *logs;
+    size_t nlogs;
+    bool logs_off;
+    sg_ssl_conf ssl;                   /* listen ... ssl: ssl_certificate ... */
+    uint32_t ssl_handshake_timeout_ms; /* default 60 s */
+    sg_str *alpn;                      /* ssl_alpn */
+    size_t nalpn;
+    bool proxy_ssl_on;                 /* proxy_ssl */
+    sg_ssl_upstream_conf proxy_ssl;
+    bool ssl_preread;
+    uint32_t preread_timeout_ms;       /* default 30 s */
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {
@@ -68,6 +128,10 @@ struct sg_stream_server_conf {
     sg_str pass_host;
     int pass_port;                     /* -1: none written */
     sg_conf_pos pass_pos;
+    /* stream modules */
+    sg_stream_val *ret;                /* return VALUE; NULL: proxy_pass */
+    sg_stream_val *pass_val;           /* proxy_pass with variables: evaluated per session */
+    bool ssl;                          /* some listen has `ssl` */
 };
 typedef struct sg_stream_server_conf sg_stream_server_conf;
 
@@ -84,6 +148,11 @@ struct sg_stream_conf {
                                           each gets a runtime (upstream/pool.h) on activation */
     size_t nupstreams;
     sg_stream_proxy_conf proxy;        /* stream{}-level values (defaults filled in) */
+    /* stream modules */
+    sg_stream_map **maps;
+    size_t nmaps;
+    sg_stream_log_format **log_formats;
+    size_t nlog_formats;
 };
 typedef struct sg_stream_conf sg_stream_conf;
 
@@ -96,6 +165,17 @@ bool sg_stream_conf_finish(struct sg_cctx *cx);
  * err ("file:line:col: unknown "x" variable") on an unknown variable. */
 bool sg_stream_val_compile(sg_conf *c, sg_str text, sg_conf_pos pos, sg_stream_val *out,
                            char *err, size_t errlen);
+
+/* The same inside a map value of regex `re` (pcre2_code *, or NULL):
+ * $1..$9 and the regex's named groups are its captures. */
+bool sg_stream_val_compile_re(sg_conf *c, sg_str text, sg_conf_pos pos, const void *re,
+                              sg_stream_val *out, char *err, size_t errlen);
+
+/* map SOURCE $VAR { ... } (stream_vars.c). */
+bool sg_stream_set_map(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);
+
+/* After the whole file: "unknown "x" variable" for a map variable used but never defined. */
+bool sg_stream_vars_finish(struct sg_cctx *cx);
 
 
 #endif

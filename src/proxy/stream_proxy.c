@@ -9,15 +9,21 @@
  * reset. Once connected, both sockets go to a tunnel (proxy/tunnel.h) and
  * the session's memory is freed: what stays is the tunnel, whose close
  * callback ends the peer's use (least_conn counts open sessions, as
- * nginx's peer.free at session end does). */
+ * nginx's peer.free at session end does). With an access_log the session
+ * stays allocated (small) until the tunnel ends, to log what it did.
+ *
+ * `return VALUE` servers write the value and close; `proxy_pass` with
+ * variables picks an upstream{} by name or an address per session. */
 #include "proxy/stream_proxy.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -25,73 +31,51 @@
 #include "core/log.h"
 #include "core/sockaddr.h"
 #include "net/sock.h"
+#include "observe/access_log.h"
+#include "proxy/stream_vars.h"
 #include "proxy/tunnel.h"
 #include "upstream/pool.h"
 
+typedef enum sp_phase {
+    SP_CONNECTING = 0,           /* connecting to the upstream (up.fd) */
+    SP_RETURN,                   /* writing the `return` value */
+} sp_phase;
+
 typedef struct sp_session {
-    sg_conn_node node;           /* counted as a worker connection while connecting */
-    sg_io client;                /* registered for hang-up detection only */
+    sg_conn_node node;           /* counted as a worker connection until the tunnel starts */
+    sg_io client;                /* hang-up detection while connecting; writes for `return` */
     sg_io up;                    /* the connect in progress; fd -1 between attempts */
-    sg_timer timer;              /* proxy_connect_timeout */
+    sg_timer timer;              /* proxy_connect_timeout; proxy_timeout for `return` */
     sg_deferred reap;            /* frees the session after the event batch */
     bool dead;                   /* ended: events still queued in this batch are ignored */
+    bool detached;               /* the tunnel runs; the session waits for its end to log */
+    sp_phase phase;
     sg_worker *w;
     sg_conf *gen;
     const sg_stream_server_conf *srv;
-    sg_balancer *b;
+    sg_balancer *b;              /* NULL: one address (proxy_pass with variables) */
     sg_peer *peer;               /* the current attempt's peer */
-    uint64_t start_ms;
+    struct sockaddr_storage direct;   /* the address when b is NULL */
+    socklen_t direct_len;
+    char direct_name[80];
+    uint64_t attempt_start_ms;
     unsigned attempts;
     struct sockaddr_storage client_addr, local_addr;
+    sg_stream_info info;         /* what the variables read */
+    char *out;                   /* `return`: the value, and how much is written */
+    size_t out_len, out_off;
     size_t key_len;
-    uint64_t *tried;             /* points into the allocation, after the key */
-    char key[];                  /* the hash key, if the upstream uses `hash` */
+    uint64_t *tried;             /* sg_balancer_tried_words() words */
+    char key[SG_STREAM_VAL_MAX]; /* the hash key, if the upstream uses `hash` */
 } sp_session;
 
 /* ---- values of stream{} (the hash key) for a connection ---- */
 
-static size_t put(char *buf, size_t n, const void *p, size_t len)
-{
-    if (len > SG_STREAM_VAL_MAX - n) len = SG_STREAM_VAL_MAX - n;
-    memcpy(buf + n, p, len);
-    return n + len;
-}
-
-static size_t put_var(char *buf, size_t n, int var, const struct sockaddr *client,
-                      const struct sockaddr *local)
-{
-    char tmp[64];
-    switch (var) {
-    case SG_SVAR_REMOTE_ADDR:
-    case SG_SVAR_SERVER_ADDR:
-        sg_sockaddr_host(var == SG_SVAR_REMOTE_ADDR ? client : local, tmp, sizeof(tmp));
-        return put(buf, n, tmp, strlen(tmp));
-    case SG_SVAR_REMOTE_PORT:
-    case SG_SVAR_SERVER_PORT:
-        snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(var == SG_SVAR_REMOTE_PORT ? client : local));
-        return put(buf, n, tmp, strlen(tmp));
-    case SG_SVAR_BINARY_REMOTE_ADDR:
-        if (client->sa_family == AF_INET)
-            return put(buf, n, &((const struct sockaddr_in *)client)->sin_addr, 4);
-        if (client->sa_family == AF_INET6)
-            return put(buf, n, &((const struct sockaddr_in6 *)client)->sin6_addr, 16);
-        return n;
-    case SG_SVAR_PROTOCOL:
-        return put(buf, n, "TCP", 3);
-    default:
-        return n;
-    }
-}
-
 size_t sg_stream_proxy_value(const sg_stream_val *v, const struct sockaddr *client,
                              const struct sockaddr *local, char *buf)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < v->nparts; i++) {
-        const sg_stream_val_part *p = &v->parts[i];
-        n = p->var < 0 ? put(buf, n, p->lit.p, p->lit.n) : put_var(buf, n, p->var, client, local);
-    }
-    return n;
+    sg_stream_info in = { .client = client, .local = local };
+    return sg_stream_eval(v, &in, buf);
 }
 
 static void connect_next(sp_session *s);
@@ -101,19 +85,48 @@ static uint64_t now_ms(const sp_session *s)
     return sg_loop_now(sg_worker_loop(s->w));
 }
 
+static const char *up_name(const sp_session *s)
+{
+    if (s->peer && s->peer->conf->name) return s->peer->conf->name;
+    if (!s->b) return s->direct_name;
+    return s->srv->upstream ? s->srv->upstream->name : "";
+}
+
 /* ", client: 1.2.3.4, server: 0.0.0.0:12345, upstream: "10.0.0.1:80"" as nginx's stream log lines. */
 static void log_error(const sp_session *s, int err, const char *what)
 {
     char client[64], server[80];
     sg_sockaddr_host((const struct sockaddr *)&s->client_addr, client, sizeof(client));
     sg_sockaddr_str((const struct sockaddr *)&s->local_addr, server, sizeof(server));
-    const char *up = s->peer && s->peer->conf->name ? s->peer->conf->name : s->srv->upstream->name;
+    const char *up = up_name(s);
     if (err)
         sg_log_error("%s (%d: %s) while connecting to upstream, client: %s, server: %s, upstream: \"%s\"",
                      what, err, strerror(err), client, server, up);
     else
         sg_log_error("%s while connecting to upstream, client: %s, server: %s, upstream: \"%s\"",
                      what, client, server, up);
+}
+
+/* ---------------- access_log ---------------- */
+
+static void write_logs(sp_session *s)
+{
+    const sg_stream_proxy_conf *pc = &s->srv->proxy;
+    if (pc->logs_off || pc->nlogs == 0) return;
+    s->info.now_ms = now_ms(s);
+    for (size_t i = 0; i < pc->nlogs; i++) {
+        const sg_stream_log *l = &pc->logs[i];
+        if (!l->file || !l->format) continue;
+        char line[SG_STREAM_VAL_MAX + 1];
+        size_t n = sg_stream_eval(&l->format->val, &s->info, line);
+        line[n++] = '\n';
+        sg_access_log_write_now(l->file, line, n);
+    }
+}
+
+static bool has_logs(const sp_session *s)
+{
+    return !s->srv->proxy.logs_off && s->srv->proxy.nlogs > 0;
 }
 
 /* ---------------- ending a session ---------------- */
@@ -124,6 +137,11 @@ static void close_io(sp_session *s, sg_io *io)
     sg_loop_del(sg_worker_loop(s->w), io);
     close(io->fd);
     io->fd = -1;
+}
+
+static sg_stream_try *cur_try(sp_session *s)
+{
+    return s->info.ntries ? &s->info.tries[s->info.ntries - 1] : NULL;
 }
 
 /* The current attempt is over (`failed`: it counts towards max_fails). */
@@ -137,16 +155,22 @@ static void end_attempt(sp_session *s, bool failed)
 
 static void on_reap(sg_deferred *d)
 {
-    free((char *)d - offsetof(sp_session, reap));
+    sp_session *s = (sp_session *)((char *)d - offsetof(sp_session, reap));
+    free(s->tried);
+    free(s->out);
+    free(s);
 }
 
-/* Freed at the end of the iteration: the other socket may still have an
- * event in this epoll batch that points into the session. */
-static void session_free(sp_session *s)
+/* Logs the session (status `status`) and frees it at the end of the
+ * iteration: the other socket may still have an event in this epoll batch
+ * that points into the session. */
+static void session_free(sp_session *s, int status)
 {
     end_attempt(s, false);
     close_io(s, &s->client);
     s->dead = true;
+    if (!s->info.status) s->info.status = status;
+    write_logs(s);
     sg_loop_defer(sg_worker_loop(s->w), &s->reap);
     sg_worker_gen_release(s->w, s->gen);
     sg_worker_conn_del(s->w, &s->node);   /* last: may stop a quitting loop */
@@ -160,6 +184,27 @@ static void on_tunnel_close(const sg_tunnel_end *e, void *arg, void *arg2)
     sg_balancer_done(arg, arg2, false, sg_loop_now(sg_worker_loop(w)));
 }
 
+/* With an access log: the session learns what the tunnel did, logs, and goes. */
+static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
+{
+    sp_session *s = arg;
+    uint64_t now = now_ms(s);
+    if (arg2) sg_balancer_done(s->b, arg2, false, now);
+    s->info.bytes_sent = e->client_written;
+    s->info.bytes_received = e->client_read;
+    sg_stream_try *t = cur_try(s);
+    if (t) {
+        t->sent = e->upstream_written;
+        t->received = e->upstream_read;
+        t->session_ms = (int64_t)(now - s->attempt_start_ms);
+    }
+    s->info.status = 200;
+    write_logs(s);
+    free(s->tried);
+    free(s->out);
+    free(s);
+}
+
 static void set_nodelay(int fd, int on)
 {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
@@ -171,27 +216,40 @@ static void connected(sp_session *s)
     sg_loop *loop = sg_worker_loop(s->w);
     char client[80], what[200];
     sg_sockaddr_str((const struct sockaddr *)&s->client_addr, client, sizeof(client));
-    snprintf(what, sizeof(what), "client %s, upstream %s", client, s->peer->conf->name);
+    snprintf(what, sizeof(what), "client %s, upstream %s", client, up_name(s));
+    sg_stream_try *t = cur_try(s);
+    if (t) t->connect_ms = (int64_t)(now_ms(s) - s->attempt_start_ms);
     sg_timer_disarm(&s->timer);
     sg_loop_del(loop, &s->up);
     sg_loop_del(loop, &s->client);
     set_nodelay(s->client.fd, s->srv->proxy.tcp_nodelay);
     set_nodelay(s->up.fd, s->srv->proxy.tcp_nodelay);   /* sg_connect_nonblock set it on */
+    bool log = has_logs(s);
     sg_tunnel_opts o = {
         .idle_timeout_ms = s->srv->proxy.timeout_ms,
         .tcp_keepalive = true,
         .gen = s->gen,
         .what = what,
         .close_on_eof = !s->srv->proxy.half_close,
-        .on_close = on_tunnel_close,
-        .arg = s->b,
+        .on_close = log ? on_tunnel_close_log : s->peer ? on_tunnel_close : NULL,
+        .arg = log ? (void *)s : (void *)s->b,
         .arg2 = s->peer,
     };
     int cfd = s->client.fd, ufd = s->up.fd;
     s->client.fd = s->up.fd = -1;            /* the tunnel owns them now, even on failure */
-    if (sg_tunnel_start(s->w, cfd, ufd, &o, NULL, 0, NULL, 0))
-        s->peer = NULL;                      /* released by on_tunnel_close */
-    session_free(s);
+    if (!sg_tunnel_start(s->w, cfd, ufd, &o, NULL, 0, NULL, 0)) {
+        session_free(s, 500);
+        return;
+    }
+    s->peer = NULL;                          /* released by the tunnel's on_close */
+    if (!log) {
+        session_free(s, 200);
+        return;
+    }
+    /* the tunnel holds the generation and counts as the connection now */
+    s->detached = true;
+    sg_worker_gen_release(s->w, s->gen);
+    sg_worker_conn_del(s->w, &s->node);
 }
 
 /* ---------------- connecting ---------------- */
@@ -215,10 +273,28 @@ static void on_upstream(sg_io *io, uint32_t events)
     attempt_failed(s, err ? err : ECONNRESET, "connect() failed");
 }
 
-static void on_connect_timeout(sg_timer *t)
+static void on_timer(sg_timer *t)
 {
     sp_session *s = (sp_session *)((char *)t - offsetof(sp_session, timer));
+    if (s->phase == SP_RETURN) {
+        session_free(s, 200);
+        return;
+    }
     attempt_failed(s, ETIMEDOUT, "upstream timed out");
+}
+
+/* `return`: writes what is left of the value; the session ends when all is written. */
+static void write_return(sp_session *s)
+{
+    while (s->out_off < s->out_len) {
+        ssize_t w = send(s->client.fd, s->out + s->out_off, s->out_len - s->out_off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN) return;     /* edge-triggered: EPOLLOUT comes */
+        if (w <= 0) break;
+        s->out_off += (size_t)w;
+        s->info.bytes_sent += (size_t)w;
+    }
+    session_free(s, 200);
 }
 
 /* A reset or a full close of the client while connecting ends the
@@ -227,7 +303,12 @@ static void on_connect_timeout(sg_timer *t)
 static void on_client(sg_io *io, uint32_t events)
 {
     sp_session *s = (sp_session *)((char *)io - offsetof(sp_session, client));
-    if (!s->dead && io->fd >= 0 && (events & (EPOLLHUP | EPOLLERR))) session_free(s);
+    if (s->dead || io->fd < 0) return;
+    if (s->phase == SP_RETURN && (events & EPOLLOUT)) {
+        write_return(s);
+        return;
+    }
+    if (events & (EPOLLHUP | EPOLLERR)) session_free(s, s->phase == SP_RETURN ? 200 : 499);
 }
 
 /* nginx's ngx_stream_proxy_next_upstream: another try unless turned off,
@@ -236,9 +317,9 @@ static bool may_retry(const sp_session *s)
 {
     const sg_stream_proxy_conf *pc = &s->srv->proxy;
     if (s->attempts == 0) return true;
-    if (!pc->next_upstream) return false;
+    if (!s->b || !pc->next_upstream) return false;
     if (pc->next_upstream_tries && s->attempts >= pc->next_upstream_tries) return false;
-    return !pc->next_upstream_timeout_ms || now_ms(s) - s->start_ms < pc->next_upstream_timeout_ms;
+    return !pc->next_upstream_timeout_ms || now_ms(s) - s->info.start_ms < pc->next_upstream_timeout_ms;
 }
 
 static sg_peer *pick(sp_session *s)
@@ -257,14 +338,27 @@ static sg_peer *pick(sp_session *s)
 static void connect_next(sp_session *s)
 {
     while (may_retry(s)) {
-        s->peer = pick(s);
-        if (!s->peer) {
-            log_error(s, 0, "no live upstreams");
-            break;
+        const struct sockaddr *sa;
+        socklen_t salen;
+        if (s->b) {
+            s->peer = pick(s);
+            if (!s->peer) {
+                log_error(s, 0, "no live upstreams");
+                break;
+            }
+            sa = (const struct sockaddr *)&s->peer->conf->addr;
+            salen = s->peer->conf->addrlen;
+        } else {
+            sa = (const struct sockaddr *)&s->direct;
+            salen = s->direct_len;
         }
         s->attempts++;
-        const sg_upstream_server_conf *sc = s->peer->conf;
-        s->up.fd = sg_connect_nonblock((const struct sockaddr *)&sc->addr, sc->addrlen);
+        s->attempt_start_ms = now_ms(s);
+        if (s->info.ntries < SG_STREAM_MAX_TRIES) {
+            s->info.tries[s->info.ntries++] = (sg_stream_try){ .name = up_name(s), .connect_ms = -1,
+                                                               .first_byte_ms = -1, .session_ms = -1 };
+        }
+        s->up.fd = sg_connect_nonblock(sa, salen);
         if (s->up.fd < 0 || sg_loop_add(sg_worker_loop(s->w), &s->up) < 0) {
             int err = errno;
             log_error(s, err, "connect() failed");
@@ -276,7 +370,7 @@ static void connect_next(sp_session *s)
         sg_timer_arm(sg_worker_loop(s->w), &s->timer, s->srv->proxy.connect_timeout_ms);
         return;
     }
-    session_free(s);
+    session_free(s, 502);
 }
 
 /* Graceful stop lets a connecting session become its tunnel (which then
@@ -285,7 +379,103 @@ static void connect_next(sp_session *s)
 static void on_shutdown(sg_conn_node *n, bool fast)
 {
     sp_session *s = (sp_session *)((char *)n - offsetof(sp_session, node));
-    if (fast) session_free(s);
+    if (fast) session_free(s, 499);
+}
+
+/* ---------------- choosing the target ---------------- */
+
+static void use_balancer(sp_session *s, const sg_upstream_conf *u, const sg_stream_val *hash_key)
+{
+    s->b = ((sg_upstream_rt *)u->runtime)->balancer;
+    s->tried = sg_xcalloc(sg_balancer_tried_words(s->b) + 1, sizeof(uint64_t));
+    if (hash_key) s->key_len = sg_stream_eval(hash_key, &s->info, s->key);
+}
+
+/* "1.2.3.4:80" or "[::1]:80" (no resolver: names other than upstream{}
+ * blocks are refused, as nginx does without `resolver`). */
+static bool parse_addr(const char *v, size_t n, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[64];
+    const char *colon = NULL;
+    for (size_t i = n; i > 0; i--)
+        if (v[i - 1] == ':') { colon = v + i - 1; break; }
+    if (!colon || colon == v) return false;
+    size_t hl = (size_t)(colon - v);
+    const char *h = v;
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') { h++; hl -= 2; }
+    if (hl >= sizeof(host)) return false;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    char *end;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (end != v + n || colon + 1 == end || port == 0 || port > 65535) return false;
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof(*in4);
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*in6);
+        return true;
+    }
+    return false;
+}
+
+/* proxy_pass with variables: an upstream{} of this stream{} by name, or an address. */
+static bool choose_target(sp_session *s)
+{
+    const sg_stream_server_conf *srv = s->srv;
+    if (!srv->pass_val) {
+        use_balancer(s, srv->upstream, srv->hash_key);
+        return true;
+    }
+    char v[SG_STREAM_VAL_MAX + 1];
+    size_t n = sg_stream_eval(srv->pass_val, &s->info, v);
+    v[n] = 0;
+    const sg_stream_conf *sc = s->info.sc;
+    for (size_t i = 0; i < sc->nupstreams; i++) {
+        const sg_upstream_conf *u = sc->upstreams[i];
+        if (u->implicit || !u->runtime || strlen(u->name) != n || strncasecmp(u->name, v, n) != 0) continue;
+        const sg_stream_val *key = (u->lb == SG_LB_HASH || u->lb == SG_LB_HASH_CONSISTENT)
+                                       ? &((const sg_stream_upstream *)u)->hash_key : NULL;
+        use_balancer(s, u, key);
+        return true;
+    }
+    if (!parse_addr(v, n, &s->direct, &s->direct_len)) {
+        char client[64];
+        sg_sockaddr_host((const struct sockaddr *)&s->client_addr, client, sizeof(client));
+        sg_log_error("no upstream and no address in \"%s\" (no resolver), client: %s", v, client);
+        return false;
+    }
+    sg_sockaddr_str((const struct sockaddr *)&s->direct, s->direct_name, sizeof(s->direct_name));
+    return true;
+}
+
+/* The session's work, once the client side is ready: `return` or proxying. */
+static void run(sp_session *s)
+{
+    const sg_stream_server_conf *srv = s->srv;
+    if (srv->ret) {
+        char v[SG_STREAM_VAL_MAX];
+        s->out_len = sg_stream_eval(srv->ret, &s->info, v);
+        s->out = sg_xmalloc(s->out_len + 1);
+        memcpy(s->out, v, s->out_len);
+        s->phase = SP_RETURN;
+        sg_timer_arm(sg_worker_loop(s->w), &s->timer, srv->proxy.timeout_ms);
+        write_return(s);
+        return;
+    }
+    if (!choose_target(s)) {
+        session_free(s, 502);
+        return;
+    }
+    connect_next(s);
 }
 
 /* ---------------- accepting ---------------- */
@@ -299,57 +489,39 @@ static bool is_wildcard(const struct sockaddr *sa)
     return false;
 }
 
-static sp_session *session_new(sg_worker *w, const sg_stream_server_conf *srv, int fd,
-                               const struct sockaddr *peer, socklen_t peerlen,
-                               const struct sockaddr *local, socklen_t locallen)
-{
-    sg_balancer *b = ((sg_upstream_rt *)srv->upstream->runtime)->balancer;
-    size_t words = sg_balancer_tried_words(b);
-    char key[SG_STREAM_VAL_MAX];
-    struct sockaddr_storage here = { 0 };
-    memcpy(&here, local, locallen < sizeof(here) ? locallen : sizeof(here));
-    socklen_t hl = sizeof(here);
-    if (srv->hash_key && is_wildcard(local)) getsockname(fd, (struct sockaddr *)&here, &hl);
-    struct sockaddr_storage client = { 0 };
-    memcpy(&client, peer, peerlen < sizeof(client) ? peerlen : sizeof(client));
-    size_t klen = srv->hash_key ? sg_stream_proxy_value(srv->hash_key, (const struct sockaddr *)&client,
-                                                     (const struct sockaddr *)&here, key) : 0;
-    size_t off = (sizeof(sp_session) + klen + 7) & ~(size_t)7;
-    sp_session *s = sg_xcalloc(1, off + words * sizeof(uint64_t));
-    s->tried = (uint64_t *)((char *)s + off);
-    memcpy(s->key, key, klen);
-    s->key_len = klen;
-    s->client_addr = client;
-    s->local_addr = here;
-    s->b = b;
-    return s;
-}
-
 void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
                             const struct sockaddr *peer, socklen_t peerlen,
                             const struct sockaddr *local, socklen_t locallen)
 {
     const sg_stream_server_conf *srv = g->stream_server;
-    if (!srv->upstream || !srv->upstream->runtime) {   /* not activated: cannot happen */
+    if (!srv->ret && !srv->pass_val && (!srv->upstream || !srv->upstream->runtime)) {   /* cannot happen */
         close(fd);
         return;
     }
-    sp_session *s = session_new(w, srv, fd, peer, peerlen, local, locallen);
+    sp_session *s = sg_xcalloc(1, sizeof(*s));
+    memcpy(&s->local_addr, local, locallen < sizeof(s->local_addr) ? locallen : sizeof(s->local_addr));
+    socklen_t hl = sizeof(s->local_addr);
+    if (is_wildcard(local)) getsockname(fd, (struct sockaddr *)&s->local_addr, &hl);
+    memcpy(&s->client_addr, peer, peerlen < sizeof(s->client_addr) ? peerlen : sizeof(s->client_addr));
     s->w = w;
     s->gen = sg_worker_conf(w);
     s->srv = srv;
-    s->start_ms = now_ms(s);
+    s->info.sc = s->gen->stream;
+    s->info.client = (const struct sockaddr *)&s->client_addr;
+    s->info.local = (const struct sockaddr *)&s->local_addr;
+    s->info.connection = sg_stream_next_connection();
+    s->info.start_ms = s->info.now_ms = now_ms(s);
     s->client = (sg_io){ fd, on_client };
     s->up = (sg_io){ -1, on_upstream };
-    sg_timer_init(&s->timer, on_connect_timeout);
+    sg_timer_init(&s->timer, on_timer);
     sg_deferred_init(&s->reap, on_reap);
     s->node.shutdown = on_shutdown;
     sg_worker_gen_hold(w, s->gen);
     sg_worker_conn_add(w, &s->node);
     if (sg_loop_add(sg_worker_loop(w), &s->client) < 0) {
         sg_log_error("epoll_ctl() failed for a stream connection: %s", strerror(errno));
-        session_free(s);
+        session_free(s, 500);
         return;
     }
-    connect_next(s);
+    run(s);
 }

@@ -261,9 +261,15 @@ Test(stream_conf, errors)
     expect_error("events {}\nstream { proxy_timeout 1s; proxy_timeout 2s; }",
                  "\"proxy_timeout\" directive is duplicate");
     expect_error("events {}\nstream { server { listen 1; proxy_pass $x; } }",
-                 "variables in \"proxy_pass\" are not supported yet");
+                 "stream.conf:2:40: unknown \"x\" variable");
     expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; access_log /x; } }",
-                 "\"access_log\" directive is not supported yet");
+                 "log format is not specified");
+    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; access_log /x nosuch; } }",
+                 "unknown log format \"nosuch\"");
+    expect_error("events {}\nstream { map $server_port $remote_addr { default 1; } }",
+                 "the duplicate \"remote_addr\" variable");
+    expect_error("events {}\nstream { server { listen 1; return $host; } }",
+                 "stream.conf:2:36: unknown \"host\" variable");
     expect_error("events {}\nstream { server { listen 127.0.0.1; proxy_pass 127.0.0.1:2; } }",
                  "no port in \"127.0.0.1\" of the \"listen\" directive");
     expect_error("events {}\nstream { upstream a { server 127.0.0.1:1; hash $host; } }",

@@ -1,0 +1,50 @@
+/* Evaluating stream{} values for a session: the variables of
+ * ngx_stream_core_module, _upstream_, _ssl_, _ssl_preread_ and map
+ * results (conf/stream_conf.h compiles them). */
+#ifndef SG_PROXY_STREAM_VARS_H
+#define SG_PROXY_STREAM_VARS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include "conf/stream_conf.h"
+
+struct sg_tls_conn;
+
+/* Upstream attempts remembered for $upstream_* (nginx lists each try). */
+#define SG_STREAM_MAX_TRIES 16
+
+typedef struct sg_stream_try {
+    const char *name;                  /* "127.0.0.1:8081" */
+    int64_t connect_ms;                /* -1: not connected */
+    int64_t first_byte_ms;             /* -1: none */
+    int64_t session_ms;
+    uint64_t sent, received;
+} sg_stream_try;
+
+/* What a session knows about itself, read by the evaluator. */
+typedef struct sg_stream_info {
+    const sg_stream_conf *sc;
+    const struct sockaddr *client, *local;   /* local: not a wildcard (getsockname) */
+    uint64_t connection;
+    uint64_t start_ms, now_ms;               /* loop times: $session_time */
+    uint64_t bytes_sent, bytes_received;     /* to / from the client */
+    int status;                              /* 200, 400, 403, 500, 502, 503 */
+    bool udp;
+    unsigned ntries;
+    sg_stream_try tries[SG_STREAM_MAX_TRIES];
+    const struct sg_tls_conn *tls;           /* listen ... ssl: the client's TLS */
+    const char *preread_server_name;         /* ssl_preread: NULL until parsed */
+    const char *preread_alpn;                /* "h2,http/1.1" */
+    const char *preread_protocol;            /* "TLSv1.2", "" for a non-TLS client */
+} sg_stream_info;
+
+/* Evaluates v into buf (SG_STREAM_VAL_MAX bytes, longer values are cut);
+ * returns the length. */
+size_t sg_stream_eval(const sg_stream_val *v, const sg_stream_info *in, char *buf);
+
+/* A number for $connection (per process, as nginx's per worker). */
+uint64_t sg_stream_next_connection(void);
+
+#endif
