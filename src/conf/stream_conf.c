@@ -8,6 +8,8 @@
  * line with a generic setter. */
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
+#include "conf/ssl_conf.h"
+#include "conf/ssl_ctx.h"
 #include "core/sockaddr.h"
 
 #include <netinet/in.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 static bool starts(const char *s, const char *prefix)
 {
@@ -38,7 +41,19 @@ static void proxy_defaults(sg_stream_proxy_conf *p)
     p->half_close = false;
     p->tcp_nodelay = true;
     p->preread_timeout_ms = 30000;
+    p->preread_buffer_size = 16384;
     p->ssl_handshake_timeout_ms = 60000;
+    /* the defaults of nginx's stream ssl and proxy_ssl (as conf/ssl_conf.c's for http) */
+    p->ssl.protocols = SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3;
+    p->ssl.ciphers.s = "HIGH:!aNULL:!MD5";
+    p->ssl.session_cache = SG_SSL_CACHE_NONE;
+    p->ssl.session_timeout_ms = 5 * 60 * 1000;
+    p->ssl.session_tickets = true;
+    p->ssl.ecdh_curve.s = "auto";
+    p->proxy_ssl.verify_depth = 1;
+    p->proxy_ssl.protocols = SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3;
+    p->proxy_ssl.ciphers.s = "DEFAULT";
+    p->proxy_ssl.session_reuse = true;
 }
 
 /* stream { }: reads the block into cx->c->stream. */
@@ -76,13 +91,15 @@ static bool set_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
 static bool listen_param(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
 {
     static const char *const later[] = {
-        "udp", "ssl", "proxy_protocol", "so_keepalive", "rcvbuf", "sndbuf", "fastopen",
+        "udp", "proxy_protocol", "so_keepalive", "rcvbuf", "sndbuf", "fastopen",
         "ipv6only=off", "setfib", "accept_filter", "deferred", NULL,
     };
     const char *p = a->s;
     uint64_t v;
     if (strcmp(p, "reuseport") == 0) {
         lc->reuseport = true;
+    } else if (strcmp(p, "ssl") == 0) {
+        lc->ssl = true;
     } else if (strcmp(p, "bind") == 0 || strcmp(p, "ipv6only=on") == 0) {
         /* every address is bound on its own already */
     } else if (starts(p, "backlog=")) {
@@ -124,6 +141,7 @@ static bool set_listen(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
         if (!listen_param(cx, &n->args[i], &lc)) return false;
     if (!listen_unique(cx, a, &lc)) return false;
     sg_stream_server_conf *s = cx->cur->stream_server;
+    if (lc.ssl) s->ssl = true;
     s->listens = sg_conf_push(&cx->c->arena, s->listens, s->nlistens, sizeof(lc));
     s->listens[s->nlistens++] = lc;
     return true;
@@ -283,6 +301,38 @@ static bool set_access_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
     return true;
 }
 
+/* ---------------- stream modules: TLS ---------------- */
+
+/* ssl_alpn PROTOCOL ...: kept in ALPN's wire format for OpenSSL. */
+static bool set_alpn(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_proxy_conf *p = base;
+    size_t len = 0;
+    for (size_t i = 0; i < n->nargs; i++) {
+        if (n->args[i].n == 0 || n->args[i].n > 255)
+            return sg_cerr(cx, n->args[i].pos, "invalid value \"%s\"", n->args[i].s);
+        len += 1 + n->args[i].n;
+    }
+    p->alpn = sg_arena_alloc(&cx->c->arena, len);
+    p->alpn_len = 0;
+    for (size_t i = 0; i < n->nargs; i++) {
+        p->alpn[p->alpn_len++] = (unsigned char)n->args[i].n;
+        memcpy(p->alpn + p->alpn_len, n->args[i].s, n->args[i].n);
+        p->alpn_len += n->args[i].n;
+    }
+    return true;
+}
+
+/* proxy_ssl_name VALUE (stream variables). */
+static bool set_proxy_ssl_name(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_proxy_conf *p = base;
+    sg_stream_val *v = sg_arena_alloc(&cx->c->arena, sizeof(*v));
+    if (!sg_stream_val_compile(cx->c, arg_str(&n->args[0]), n->args[0].pos, v, cx->err, cx->errlen)) return false;
+    p->proxy_ssl_name = v;
+    return true;
+}
+
 /* ---------------- the table ---------------- */
 
 /* Buffer sizes: checked, no effect (the tunnel reads into the worker's
@@ -294,6 +344,9 @@ static const sg_cmd_bounds nonzero = { 1, UINT64_MAX };
 #define SRV SG_CTX_STREAM_SERVER
 #define UPS SG_CTX_STREAM_UPSTREAM
 #define PX(f) SG_T_STREAM, 0, offsetof(sg_stream_proxy_conf, f), sizeof(((sg_stream_proxy_conf *)0)->f)
+/* a run of adjacent fields, a..b, inherited together */
+#define PXR(flags, a, b) SG_T_STREAM, flags, offsetof(sg_stream_proxy_conf, a), \
+    offsetof(sg_stream_proxy_conf, b) + sizeof(((sg_stream_proxy_conf *)0)->b) - offsetof(sg_stream_proxy_conf, a)
 /* no field: checked, remembered per level ("is duplicate"), not inherited */
 #define LEVEL(flags) SG_T_STREAM, flags, 0, 0
 #define UPSTREAM SG_T_UPS, SG_CF_MULTI, 0, 0
@@ -312,7 +365,7 @@ static const sg_cmd cmds[] = {
     { "proxy_half_close", SS, SG_ARG1, sg_conf_set_flag, PX(half_close), NULL },
     { "tcp_nodelay", SS, SG_ARG1, sg_conf_set_flag, PX(tcp_nodelay), NULL },
     { "proxy_buffer_size", SS, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
-    { "preread_buffer_size", SS, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
+    { "preread_buffer_size", SS, SG_ARG1, sg_conf_set_size, PX(preread_buffer_size), &nonzero },
     { "preread_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(preread_timeout_ms), NULL },
     { "variables_hash_bucket_size", ST, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
     { "variables_hash_max_size", ST, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
@@ -325,6 +378,32 @@ static const sg_cmd cmds[] = {
     { "log_format", ST, SG_ARG2MORE, set_log_format, LEVEL(SG_CF_MULTI), NULL },
     { "access_log", SS, SG_ARG1MORE, set_access_log, SG_T_STREAM, SG_CF_MULTI, offsetof(sg_stream_proxy_conf, logs),
       offsetof(sg_stream_proxy_conf, logs_off) + sizeof(bool) - offsetof(sg_stream_proxy_conf, logs), NULL },
+    /* stream modules: TLS termination (listen ... ssl), TLS toward the upstream, ssl_preread */
+    { "ssl_certificate", SS, SG_ARG1, sg_ssl_set_certificate, PXR(SG_CF_MULTI, ssl.certs, ssl.ncerts), NULL },
+    { "ssl_certificate_key", SS, SG_ARG1, sg_ssl_set_certificate, PXR(SG_CF_MULTI, ssl.keys, ssl.nkeys), NULL },
+    { "ssl_protocols", SS, SG_ARG1MORE, sg_ssl_set_protocols, PX(ssl.protocols), NULL },
+    { "ssl_ciphers", SS, SG_ARG1, sg_ssl_set_string, PX(ssl.ciphers), NULL },
+    { "ssl_prefer_server_ciphers", SS, SG_ARG1, sg_conf_set_flag, PX(ssl.prefer_server_ciphers), NULL },
+    { "ssl_session_cache", SS, SG_ARG1MORE, sg_ssl_set_session_cache,
+      PXR(0, ssl.session_cache, ssl.session_cache_size), NULL },
+    { "ssl_session_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(ssl.session_timeout_ms), NULL },
+    { "ssl_session_tickets", SS, SG_ARG1, sg_conf_set_flag, PX(ssl.session_tickets), NULL },
+    { "ssl_dhparam", SS, SG_ARG1, sg_ssl_set_file, PX(ssl.dhparam), NULL },
+    { "ssl_ecdh_curve", SS, SG_ARG1, sg_ssl_set_string, PX(ssl.ecdh_curve), NULL },
+    { "ssl_handshake_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(ssl_handshake_timeout_ms), NULL },
+    { "ssl_alpn", SS, SG_ARG1MORE, set_alpn, PXR(0, alpn, alpn_len), NULL },
+    { "ssl_preread", SS, SG_ARG1, sg_conf_set_flag, PX(ssl_preread), NULL },
+    { "proxy_ssl", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_ssl_on), NULL },
+    { "proxy_ssl_verify", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_ssl.verify), NULL },
+    { "proxy_ssl_verify_depth", SS, SG_ARG1, sg_conf_set_num, PX(proxy_ssl.verify_depth), NULL },
+    { "proxy_ssl_trusted_certificate", SS, SG_ARG1, sg_ssl_set_file, PX(proxy_ssl.trusted_certificate), NULL },
+    { "proxy_ssl_server_name", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_ssl.server_name), NULL },
+    { "proxy_ssl_name", SS, SG_ARG1, set_proxy_ssl_name, PX(proxy_ssl_name), NULL },
+    { "proxy_ssl_certificate", SS, SG_ARG1, sg_ssl_set_file, PX(proxy_ssl.certificate), NULL },
+    { "proxy_ssl_certificate_key", SS, SG_ARG1, sg_ssl_set_file, PX(proxy_ssl.certificate_key), NULL },
+    { "proxy_ssl_protocols", SS, SG_ARG1MORE, sg_ssl_set_protocols, PX(proxy_ssl.protocols), NULL },
+    { "proxy_ssl_ciphers", SS, SG_ARG1, sg_ssl_set_string, PX(proxy_ssl.ciphers), NULL },
+    { "proxy_ssl_session_reuse", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_ssl.session_reuse), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -332,7 +411,7 @@ _Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 
 /* nginx stream directives streamgate does not have yet. */
 static const char *const later_exact[] = {
-    "ssl_preread", "proxy_protocol", "proxy_protocol_timeout",
+    "proxy_protocol", "proxy_protocol_timeout",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "zone", "random",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
     "proxy_requests", "proxy_responses", "set", "geo", "split_clients",
@@ -341,7 +420,7 @@ static const char *const later_exact[] = {
     "match", "keyval", "keyval_zone", "mqtt", "limit_conn_zone", "limit_conn", NULL,
 };
 static const char *const later_prefix[] = {
-    "ssl_", "proxy_ssl", "limit_conn_", "geoip", "js_", "ssl_preread", NULL,
+    "ssl_", "proxy_ssl", "limit_conn_", "geoip", "js_", NULL,
 };
 
 const sg_cmd_module sg_stream_module = {
@@ -421,9 +500,39 @@ static bool check_http_overlap(sg_cctx *cx, const sg_listen_conf *l)
     return true;
 }
 
+static void ctx_free(void *ctx)
+{
+    sg_ssl_ctx_free(ctx);
+}
+
+/* listen ... ssl: the server's context (freed with the generation);
+ * proxy_ssl on: its client context (conf/ssl_conf.c shares and frees it). */
+static bool server_tls(sg_cctx *cx, sg_stream_server_conf *s, const unsigned char keys[80])
+{
+    sg_stream_proxy_conf *p = &s->proxy;
+    if (s->ssl) {
+        if (p->ssl.ncerts == 0)
+            return sg_cerr(cx, s->pos, "no \"ssl_certificate\" is defined for server in stream");
+        if (p->ssl.nkeys < p->ssl.ncerts)
+            return sg_cerr(cx, p->ssl.certs[p->ssl.nkeys].pos,
+                           "no \"ssl_certificate_key\" is defined for certificate \"%s\"", p->ssl.certs[p->ssl.nkeys].s);
+        char msg[1024];
+        sg_conf_pos where = s->pos;
+        p->ssl.ctx = sg_ssl_server_ctx_new(&p->ssl, keys, msg, sizeof(msg), &where);
+        if (!p->ssl.ctx) return sg_cerr(cx, where, "%s", msg);
+        sg_conf_on_free(cx->c, ctx_free, p->ssl.ctx);
+    }
+    if (p->proxy_ssl_on && !s->ret &&
+        !sg_ssl_upstream_ctx(cx->c, &p->proxy_ssl, false, s->pass_pos, cx->err, cx->errlen))
+        return false;
+    return true;
+}
+
 static void add_group(sg_conf *c, const sg_listen_conf *l, const sg_stream_server_conf *s)
 {
-    sg_conf_new_group(c, l)->stream_server = s;
+    sg_listen_group *g = sg_conf_new_group(c, l);
+    g->stream_server = s;
+    g->ssl = l->ssl;                   /* the session does the handshake (proxy/stream_proxy.c) */
 }
 
 bool sg_stream_conf_finish(sg_cctx *cx)
@@ -433,6 +542,11 @@ bool sg_stream_conf_finish(sg_cctx *cx)
     if (!sg_stream_vars_finish(cx)) return false;
     for (size_t i = 0; i < sc->nservers; i++)
         if (!bind_pass(cx, sc->servers[i])) return false;
+    unsigned char keys[80];            /* session ticket keys: random per generation */
+    if (getrandom(keys, sizeof(keys), 0) != (ssize_t)sizeof(keys))
+        return sg_cerr(cx, (sg_conf_pos){ cx->c->file, 0, 0 }, "getrandom() failed");
+    for (size_t i = 0; i < sc->nservers; i++)
+        if (!server_tls(cx, sc->servers[i], keys)) return false;
     for (size_t i = 0; i < sc->nservers; i++)
         for (size_t j = 0; j < sc->servers[i]->nlistens; j++)
             if (!check_http_overlap(cx, &sc->servers[i]->listens[j])) return false;

@@ -109,12 +109,14 @@ typedef struct sg_stream_proxy_conf {
     bool logs_off;
     sg_ssl_conf ssl;                   /* listen ... ssl: ssl_certificate ... */
     uint32_t ssl_handshake_timeout_ms; /* default 60 s */
-    sg_str *alpn;                      /* ssl_alpn */
-    size_t nalpn;
+    unsigned char *alpn;               /* ssl_alpn, wire format (NULL: no ALPN) */
+    size_t alpn_len;
     bool proxy_ssl_on;                 /* proxy_ssl */
-    sg_ssl_upstream_conf proxy_ssl;
+    sg_ssl_upstream_conf proxy_ssl;    /* its `name` is unused: proxy_ssl_name is stream's value below */
+    const sg_stream_val *proxy_ssl_name;   /* NULL: the host of proxy_pass */
     bool ssl_preread;
     uint32_t preread_timeout_ms;       /* default 30 s */
+    uint32_t preread_buffer_size;      /* default 16k */
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

@@ -34,6 +34,9 @@ struct sg_tls_conn {
     int err;                           /* errno reported again after a fatal error */
     const sg_log_target *log;          /* client side: the location's error_log (NULL: main) */
     char peer[56];                     /* "1.2.3.4:5678" / "[v6]:port" for log lines */
+    /* stream{} servers (no group): their ssl_alpn list, wire format */
+    const unsigned char *stream_alpn;
+    unsigned stream_alpn_len;
 };
 
 /* ---------------- errors ---------------- */
@@ -125,6 +128,13 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     static const unsigned char with_h2[] = "\x02h2\x08http/1.1\x08http/1.0\x08http/0.9";
     static const unsigned char h1_only[] = "\x08http/1.1\x08http/1.0\x08http/0.9";
     sg_tls_conn *c = SSL_get_app_data(ssl);
+    if (c && !c->group) {              /* stream{}: ssl_alpn, in the server's order (nginx) */
+        if (!c->stream_alpn) return SSL_TLSEXT_ERR_NOACK;
+        if (SSL_select_next_proto((unsigned char **)out, outlen, c->stream_alpn, c->stream_alpn_len,
+                                  in, inlen) != OPENSSL_NPN_NEGOTIATED)
+            return SSL_TLSEXT_ERR_ALERT_FATAL;
+        return SSL_TLSEXT_ERR_OK;
+    }
     bool h2 = c && c->group && c->group->http2;
     const unsigned char *srv = h2 ? with_h2 : h1_only;
     unsigned int srvlen = h2 ? sizeof(with_h2) - 1 : sizeof(h1_only) - 1;
@@ -181,6 +191,16 @@ sg_tls_conn *sg_tls_server_new(const sg_listen_group *g, int fd, const struct so
     if (!c) return NULL;
     c->group = g;
     c->server = s;
+    return c;
+}
+
+sg_tls_conn *sg_tls_server_new_ctx(SSL_CTX *ctx, int fd, const struct sockaddr *peer,
+                                   const unsigned char *alpn, size_t alpnlen)
+{
+    sg_tls_conn *c = conn_new(ctx, fd, peer, true);
+    if (!c) return NULL;
+    c->stream_alpn = alpn;
+    c->stream_alpn_len = (unsigned)alpnlen;
     return c;
 }
 

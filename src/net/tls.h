@@ -62,6 +62,12 @@ void sg_tls_init(sg_tls_sni_fn choose);
  * for log lines. NULL if OpenSSL cannot allocate. Does not own fd. */
 sg_tls_conn *sg_tls_server_new(const sg_listen_group *g, int fd, const struct sockaddr *peer);
 
+/* Server side for a stream{} server (listen ... ssl): its own context,
+ * no SNI switching; `alpn` (wire format, kept by the caller; NULL: none)
+ * is its ssl_alpn list: a client offering none of them is refused. */
+sg_tls_conn *sg_tls_server_new_ctx(struct ssl_ctx_st *ctx, int fd, const struct sockaddr *peer,
+                                   const unsigned char *alpn, size_t alpnlen);
+
 /* Client side on connected (or connecting) socket fd. `sni`: the name sent
  * as server_name (NULL: none); `verify_name`: the name or IP address the
  * certificate must match when the context verifies (NULL: any); `reuse`:

@@ -31,6 +31,8 @@
 #include "core/log.h"
 #include "core/sockaddr.h"
 #include "net/sock.h"
+#include "net/ssl_preread.h"
+#include "net/tls.h"
 #include "observe/access_log.h"
 #include "proxy/stream_vars.h"
 #include "proxy/tunnel.h"
@@ -39,6 +41,9 @@
 typedef enum sp_phase {
     SP_CONNECTING = 0,           /* connecting to the upstream (up.fd) */
     SP_RETURN,                   /* writing the `return` value */
+    SP_HANDSHAKE,                /* listen ... ssl: the client's handshake */
+    SP_PREREAD,                  /* ssl_preread: reading the ClientHello */
+    SP_UP_HANDSHAKE,             /* proxy_ssl: the upstream's handshake */
 } sp_phase;
 
 typedef struct sp_session {
@@ -64,6 +69,12 @@ typedef struct sp_session {
     sg_stream_info info;         /* what the variables read */
     char *out;                   /* `return`: the value, and how much is written */
     size_t out_len, out_off;
+    sg_tls_conn *tls;            /* listen ... ssl: the client's TLS (the tunnel's once it runs) */
+    sg_tls_conn *up_tls;         /* proxy_ssl: the upstream's */
+    bool listen_ssl;
+    unsigned char *pre;          /* ssl_preread: what the client sent so far, for the upstream */
+    size_t pre_len;
+    sg_preread_info pinfo;
     size_t key_len;
     uint64_t *tried;             /* sg_balancer_tried_words() words */
     char key[SG_STREAM_VAL_MAX]; /* the hash key, if the upstream uses `hash` */
@@ -79,6 +90,8 @@ size_t sg_stream_proxy_value(const sg_stream_val *v, const struct sockaddr *clie
 }
 
 static void connect_next(sp_session *s);
+static void step_handshake(sp_session *s);
+static void step_preread(sp_session *s);
 
 static uint64_t now_ms(const sp_session *s)
 {
@@ -148,6 +161,10 @@ static sg_stream_try *cur_try(sp_session *s)
 static void end_attempt(sp_session *s, bool failed)
 {
     sg_timer_disarm(&s->timer);
+    if (s->up_tls) {
+        sg_tls_free(s->up_tls);
+        s->up_tls = NULL;
+    }
     close_io(s, &s->up);
     if (s->peer) sg_balancer_done(s->b, s->peer, failed, now_ms(s));
     s->peer = NULL;
@@ -158,6 +175,7 @@ static void on_reap(sg_deferred *d)
     sp_session *s = (sp_session *)((char *)d - offsetof(sp_session, reap));
     free(s->tried);
     free(s->out);
+    free(s->pre);
     free(s);
 }
 
@@ -166,11 +184,17 @@ static void on_reap(sg_deferred *d)
  * that points into the session. */
 static void session_free(sp_session *s, int status)
 {
+    if (!s->info.status) s->info.status = status;
+    write_logs(s);                     /* first: $ssl_* still read the client's TLS */
     end_attempt(s, false);
+    if (s->tls) {
+        if (s->phase == SP_RETURN) sg_tls_shutdown(s->tls);   /* close_notify after the value */
+        sg_tls_free(s->tls);
+        s->tls = NULL;
+        s->info.tls = NULL;
+    }
     close_io(s, &s->client);
     s->dead = true;
-    if (!s->info.status) s->info.status = status;
-    write_logs(s);
     sg_loop_defer(sg_worker_loop(s->w), &s->reap);
     sg_worker_gen_release(s->w, s->gen);
     sg_worker_conn_del(s->w, &s->node);   /* last: may stop a quitting loop */
@@ -202,6 +226,7 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
     write_logs(s);
     free(s->tried);
     free(s->out);
+    free(s->pre);
     free(s);
 }
 
@@ -210,15 +235,14 @@ static void set_nodelay(int fd, int on)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
 
-/* Connected: both sockets go to a tunnel, which now holds the peer. */
-static void connected(sp_session *s)
+/* Ready (connected, and TLS done if proxy_ssl): both sockets go to a
+ * tunnel, which now holds the peer. */
+static void start_tunnel(sp_session *s)
 {
     sg_loop *loop = sg_worker_loop(s->w);
     char client[80], what[200];
     sg_sockaddr_str((const struct sockaddr *)&s->client_addr, client, sizeof(client));
     snprintf(what, sizeof(what), "client %s, upstream %s", client, up_name(s));
-    sg_stream_try *t = cur_try(s);
-    if (t) t->connect_ms = (int64_t)(now_ms(s) - s->attempt_start_ms);
     sg_timer_disarm(&s->timer);
     sg_loop_del(loop, &s->up);
     sg_loop_del(loop, &s->client);
@@ -234,10 +258,14 @@ static void connected(sp_session *s)
         .on_close = log ? on_tunnel_close_log : s->peer ? on_tunnel_close : NULL,
         .arg = log ? (void *)s : (void *)s->b,
         .arg2 = s->peer,
+        .client_tls = s->tls,
+        .upstream_tls = s->up_tls,
     };
     int cfd = s->client.fd, ufd = s->up.fd;
     s->client.fd = s->up.fd = -1;            /* the tunnel owns them now, even on failure */
-    if (!sg_tunnel_start(s->w, cfd, ufd, &o, NULL, 0, NULL, 0)) {
+    s->tls = s->up_tls = NULL;
+    s->info.tls = NULL;                      /* freed by the tunnel: $ssl_* are empty in its log line */
+    if (!sg_tunnel_start(s->w, cfd, ufd, &o, (const char *)s->pre, s->pre_len, NULL, 0)) {
         session_free(s, 500);
         return;
     }
@@ -258,13 +286,84 @@ static void attempt_failed(sp_session *s, int err, const char *what)
 {
     log_error(s, err, what);
     end_attempt(s, true);
+    s->phase = SP_CONNECTING;
     connect_next(s);
+}
+
+static void step_up_tls(sp_session *s)
+{
+    sg_io_result r = sg_tls_handshake(s->up_tls);
+    if (r == SG_IO_AGAIN) return;
+    if (r == SG_IO_ERROR) {
+        attempt_failed(s, 0, "SSL handshake failed");   /* the reason is logged by net/tls.c */
+        return;
+    }
+    start_tunnel(s);
+}
+
+/* The name proxy_ssl sends (SNI) and verifies: proxy_ssl_name, else the
+ * host of proxy_pass. */
+static void ssl_name(sp_session *s, char *buf)
+{
+    const sg_stream_proxy_conf *pc = &s->srv->proxy;
+    size_t n;
+    if (pc->proxy_ssl_name) {
+        n = sg_stream_eval(pc->proxy_ssl_name, &s->info, buf);
+    } else if (s->srv->pass_val) {
+        n = sg_stream_eval(s->srv->pass_val, &s->info, buf);
+        if (!s->b) {                               /* an address: its host part */
+            while (n > 0 && buf[n - 1] != ':') n--;
+            if (n > 0) n--;
+            if (n >= 2 && buf[0] == '[' && buf[n - 1] == ']') {
+                memmove(buf, buf + 1, n - 2);
+                n -= 2;
+            }
+        }
+    } else {
+        n = s->srv->pass_host.n < SG_STREAM_VAL_MAX - 1 ? s->srv->pass_host.n : SG_STREAM_VAL_MAX - 1;
+        memcpy(buf, s->srv->pass_host.p, n);
+        if (n >= 2 && buf[0] == '[' && buf[n - 1] == ']') {
+            memmove(buf, buf + 1, n - 2);
+            n -= 2;
+        }
+    }
+    buf[n < SG_STREAM_VAL_MAX ? n : SG_STREAM_VAL_MAX - 1] = 0;
+}
+
+/* Connected: straight to the tunnel, or first TLS with the upstream
+ * (within what is left of proxy_connect_timeout, as nginx). */
+static void connected(sp_session *s)
+{
+    sg_stream_try *t = cur_try(s);
+    if (t) t->connect_ms = (int64_t)(now_ms(s) - s->attempt_start_ms);
+    const sg_stream_proxy_conf *pc = &s->srv->proxy;
+    if (!pc->proxy_ssl_on) {
+        start_tunnel(s);
+        return;
+    }
+    char name[SG_STREAM_VAL_MAX];
+    ssl_name(s, name);
+    const struct sockaddr *sa = s->peer ? (const struct sockaddr *)&s->peer->conf->addr
+                                        : (const struct sockaddr *)&s->direct;
+    s->up_tls = sg_tls_client_new(pc->proxy_ssl.ctx, s->up.fd, pc->proxy_ssl.server_name ? name : NULL,
+                                  name, NULL, sa);
+    if (!s->up_tls) {
+        attempt_failed(s, 0, "SSL_new() failed");
+        return;
+    }
+    s->phase = SP_UP_HANDSHAKE;
+    step_up_tls(s);
 }
 
 static void on_upstream(sg_io *io, uint32_t events)
 {
     sp_session *s = (sp_session *)((char *)io - offsetof(sp_session, up));
-    if (s->dead || io->fd < 0 || !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    if (s->dead || io->fd < 0) return;
+    if (s->phase == SP_UP_HANDSHAKE) {
+        step_up_tls(s);
+        return;
+    }
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     int err = sg_connect_result(io->fd);
     if (err == 0 && (events & EPOLLOUT) && !(events & EPOLLERR)) {
         connected(s);
@@ -276,18 +375,32 @@ static void on_upstream(sg_io *io, uint32_t events)
 static void on_timer(sg_timer *t)
 {
     sp_session *s = (sp_session *)((char *)t - offsetof(sp_session, timer));
-    if (s->phase == SP_RETURN) {
+    switch (s->phase) {
+    case SP_RETURN:
         session_free(s, 200);
         return;
+    case SP_HANDSHAKE:
+        session_free(s, 500);   /* nginx: "SSL handshake timed out" */
+        return;
+    case SP_PREREAD:
+        session_free(s, 200);   /* nginx ends the session (NGX_STREAM_OK) */
+        return;
+    default:
+        attempt_failed(s, ETIMEDOUT, "upstream timed out");
     }
-    attempt_failed(s, ETIMEDOUT, "upstream timed out");
 }
 
 /* `return`: writes what is left of the value; the session ends when all is written. */
 static void write_return(sp_session *s)
 {
     while (s->out_off < s->out_len) {
-        ssize_t w = send(s->client.fd, s->out + s->out_off, s->out_len - s->out_off, MSG_NOSIGNAL);
+        ssize_t w;
+        if (s->tls) {
+            struct iovec iov = { s->out + s->out_off, s->out_len - s->out_off };
+            w = sg_tls_writev(s->tls, &iov, 1);
+        } else {
+            w = send(s->client.fd, s->out + s->out_off, s->out_len - s->out_off, MSG_NOSIGNAL);
+        }
         if (w < 0 && errno == EINTR) continue;
         if (w < 0 && errno == EAGAIN) return;     /* edge-triggered: EPOLLOUT comes */
         if (w <= 0) break;
@@ -304,8 +417,16 @@ static void on_client(sg_io *io, uint32_t events)
 {
     sp_session *s = (sp_session *)((char *)io - offsetof(sp_session, client));
     if (s->dead || io->fd < 0) return;
-    if (s->phase == SP_RETURN && (events & EPOLLOUT)) {
+    if (s->phase == SP_RETURN && (events & EPOLLOUT || s->tls)) {
         write_return(s);
+        return;
+    }
+    if (s->phase == SP_HANDSHAKE) {
+        step_handshake(s);
+        return;
+    }
+    if (s->phase == SP_PREREAD) {
+        step_preread(s);
         return;
     }
     if (events & (EPOLLHUP | EPOLLERR)) session_free(s, s->phase == SP_RETURN ? 200 : 499);
@@ -478,6 +599,78 @@ static void run(sp_session *s)
     connect_next(s);
 }
 
+/* ---------------- before run: TLS handshake, ssl_preread ---------------- */
+
+static void after_tls(sp_session *s)
+{
+    if (!s->tls && s->srv->proxy.ssl_preread) {
+        s->phase = SP_PREREAD;
+        s->pre = sg_xmalloc(s->srv->proxy.preread_buffer_size);
+        sg_timer_arm(sg_worker_loop(s->w), &s->timer, s->srv->proxy.preread_timeout_ms);
+        step_preread(s);
+        return;
+    }
+    s->phase = SP_CONNECTING;
+    run(s);
+}
+
+static void step_handshake(sp_session *s)
+{
+    sg_io_result r = sg_tls_handshake(s->tls);
+    if (r == SG_IO_AGAIN) return;
+    sg_timer_disarm(&s->timer);
+    if (r == SG_IO_ERROR) {            /* logged by net/tls.c */
+        session_free(s, 500);
+        return;
+    }
+    s->info.tls = s->tls;
+    after_tls(s);
+}
+
+static void preread_done(sp_session *s, sg_preread_status st)
+{
+    sg_timer_disarm(&s->timer);
+    if (st == SG_PREREAD_DONE) {
+        s->info.preread_server_name = s->pinfo.server_name;
+        s->info.preread_alpn = s->pinfo.alpn;
+        s->info.preread_protocol = s->pinfo.protocol;
+    }
+    s->phase = SP_CONNECTING;
+    run(s);
+}
+
+/* Reads what the client sent until the parser has a ClientHello or knows
+ * there is none; the bytes go to the upstream first. A hello larger than
+ * preread_buffer_size ends the session (400), as in nginx. */
+static void step_preread(sp_session *s)
+{
+    size_t cap = s->srv->proxy.preread_buffer_size;
+    for (;;) {
+        if (s->pre_len == cap) {
+            char client[64];
+            sg_sockaddr_host((const struct sockaddr *)&s->client_addr, client, sizeof(client));
+            sg_log_error("preread buffer full while prereading client data, client: %s", client);
+            session_free(s, 400);
+            return;
+        }
+        ssize_t n = recv(s->client.fd, s->pre + s->pre_len, cap - s->pre_len, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return;
+        if (n <= 0) {                  /* the client closed: go on with what it sent */
+            sg_preread_status st = sg_ssl_preread_parse(s->pre, s->pre_len, &s->pinfo);
+            if (st == SG_PREREAD_AGAIN) session_free(s, 200);
+            else preread_done(s, st);
+            return;
+        }
+        s->pre_len += (size_t)n;
+        sg_preread_status st = sg_ssl_preread_parse(s->pre, s->pre_len, &s->pinfo);
+        if (st != SG_PREREAD_AGAIN) {
+            preread_done(s, st);
+            return;
+        }
+    }
+}
+
 /* ---------------- accepting ---------------- */
 
 static bool is_wildcard(const struct sockaddr *sa)
@@ -523,5 +716,17 @@ void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
         session_free(s, 500);
         return;
     }
-    run(s);
+    if (g->ssl) {
+        const sg_stream_proxy_conf *pc = &srv->proxy;
+        s->tls = sg_tls_server_new_ctx(pc->ssl.ctx, fd, peer, pc->alpn, pc->alpn_len);
+        if (!s->tls) {
+            session_free(s, 500);
+            return;
+        }
+        s->phase = SP_HANDSHAKE;
+        sg_timer_arm(sg_worker_loop(w), &s->timer, pc->ssl_handshake_timeout_ms);
+        step_handshake(s);
+        return;
+    }
+    after_tls(s);
 }
