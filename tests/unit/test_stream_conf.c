@@ -217,8 +217,12 @@ Test(stream_conf, errors)
     expect_error("events {}\nhttp { server { listen 1; location / { proxy_timeout 5s; } } }",
                  "\"proxy_timeout\" directive is not allowed here");
     expect_error("events {}\nstream { listen 1; }", "\"listen\" directive is not allowed here");
-    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; ssl_preread on; } }",
-                 "\"ssl_preread\" directive is not supported yet");
+    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; ssl_password_file x; } }",
+                 "\"ssl_password_file\" directive is not supported yet");
+    expect_error("events {}\nstream { server { listen 1 ssl; proxy_pass 127.0.0.1:2; } }",
+                 "no \"ssl_certificate\" is defined for server in stream");
+    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; ssl_alpn \"\"; } }",
+                 "invalid value \"\"");
     expect_error("events {}\nstream { server { listen 1 proxy_protocol; proxy_pass 127.0.0.1:2; } }",
                  "\"proxy_protocol\" parameter of \"listen\" is not supported yet");
     expect_error("events {}\nstream { server { listen 1 udp; proxy_pass 127.0.0.1:2; } }",
