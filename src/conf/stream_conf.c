@@ -333,6 +333,18 @@ static bool set_proxy_ssl_name(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd
     return true;
 }
 
+/* zone NAME [SIZE] (stream upstream): nginx shares an upstream's state
+ * between worker processes through it; streamgate's balancer state is
+ * already shared by all worker threads of its one process, so the zone
+ * is implicit and the line is checked, then has no effect. */
+static bool set_zone(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint64_t v;
+    if (n->nargs == 2 && !sg_conf_parse_size(n->args[1].s, &v))
+        return sg_cerr(cx, n->args[1].pos, "invalid zone size \"%s\"", n->args[1].s);
+    return true;
+}
+
 /* ---------------- the table ---------------- */
 
 /* Buffer sizes: checked, no effect (the tunnel reads into the worker's
@@ -372,7 +384,8 @@ static const sg_cmd cmds[] = {
     { "server", UPS, SG_ARG1MORE, sg_conf_set_upstream_server, UPSTREAM, (const void *)(intptr_t)-1 },  /* port required */
     { "least_conn", UPS, SG_ARG0, sg_conf_set_lb, UPSTREAM, (const void *)(intptr_t)SG_LB_LEAST_CONN },
     { "hash", UPS, SG_ARG12, set_hash, UPSTREAM, NULL },
-    /* stream modules: return, map, log_format, access_log */
+    /* stream modules: return, map, log_format, access_log, zone */
+    { "zone", UPS, SG_ARG12, set_zone, UPSTREAM, NULL },
     { "return", SRV, SG_ARG1, set_return, LEVEL(0), NULL },
     { "map", ST, SG_ARG2 | SG_ARGBLOCK, sg_stream_set_map, LEVEL(SG_CF_MULTI), NULL },
     { "log_format", ST, SG_ARG2MORE, set_log_format, LEVEL(SG_CF_MULTI), NULL },
@@ -412,7 +425,7 @@ _Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 /* nginx stream directives streamgate does not have yet. */
 static const char *const later_exact[] = {
     "proxy_protocol", "proxy_protocol_timeout",
-    "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "zone", "random",
+    "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
     "proxy_requests", "proxy_responses", "set", "geo", "split_clients",
     "allow", "deny", "ssl", "set_real_ip_from", "pass", "server_name", "server_names_hash_max_size",

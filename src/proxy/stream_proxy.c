@@ -59,6 +59,7 @@ typedef struct sp_session {
     sg_conf *gen;
     const sg_stream_server_conf *srv;
     sg_balancer *b;              /* NULL: one address (proxy_pass with variables) */
+    const sg_upstream_conf *ups; /* the upstream of b */
     sg_peer *peer;               /* the current attempt's peer */
     struct sockaddr_storage direct;   /* the address when b is NULL */
     socklen_t direct_len;
@@ -102,7 +103,7 @@ static const char *up_name(const sp_session *s)
 {
     if (s->peer && s->peer->conf->name) return s->peer->conf->name;
     if (!s->b) return s->direct_name;
-    return s->srv->upstream ? s->srv->upstream->name : "";
+    return s->ups && s->ups->name ? s->ups->name : "";
 }
 
 /* ", client: 1.2.3.4, server: 0.0.0.0:12345, upstream: "10.0.0.1:80"" as nginx's stream log lines. */
@@ -465,6 +466,9 @@ static void connect_next(sp_session *s)
             s->peer = pick(s);
             if (!s->peer) {
                 log_error(s, 0, "no live upstreams");
+                if (s->info.ntries < SG_STREAM_MAX_TRIES)   /* $upstream_addr: the upstream's name, as nginx */
+                    s->info.tries[s->info.ntries++] = (sg_stream_try){ .name = up_name(s), .connect_ms = -1,
+                                                                       .first_byte_ms = -1, .session_ms = -1 };
                 break;
             }
             sa = (const struct sockaddr *)&s->peer->conf->addr;
@@ -508,6 +512,7 @@ static void on_shutdown(sg_conn_node *n, bool fast)
 static void use_balancer(sp_session *s, const sg_upstream_conf *u, const sg_stream_val *hash_key)
 {
     s->b = ((sg_upstream_rt *)u->runtime)->balancer;
+    s->ups = u;
     s->tried = sg_xcalloc(sg_balancer_tried_words(s->b) + 1, sizeof(uint64_t));
     if (hash_key) s->key_len = sg_stream_eval(hash_key, &s->info, s->key);
 }

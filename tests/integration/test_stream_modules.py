@@ -321,3 +321,15 @@ def test_ssl_preread_buffer_full_ends_the_session_with_400(run, tmp_path):
         s.sendall(b"\x16\x03\x01\x01\x00\x01\x00\x00\xfc" + b"\x03\x03" + b"r" * 20)
         assert read_all(s) == b""
     assert log_lines(log, 1) == ["400"]
+
+
+def test_zone_is_accepted_and_no_live_upstreams_logs_the_upstream_name(run, tmp_path):
+    dead, front = free_ports(2)
+    log = tmp_path / "s.log"
+    run("""
+  log_format t "$status $upstream_addr";
+  upstream gone { zone gone 64k; server 127.0.0.1:%d down; }
+  server { listen 127.0.0.1:%d; proxy_pass gone; access_log %s t; }
+""" % (dead, front, log))
+    assert fetch(front) == b""
+    assert log_lines(log, 1) == ["502 gone"]
