@@ -466,7 +466,9 @@ static void connect_next(sp_session *s)
             s->peer = pick(s);
             if (!s->peer) {
                 log_error(s, 0, "no live upstreams");
-                if (s->info.ntries < SG_STREAM_MAX_TRIES)   /* $upstream_addr: the upstream's name, as nginx */
+                /* $upstream_addr: the upstream's name, as nginx, when no try was made at all
+                 * (after tries nginx stops when its count of peers is spent instead) */
+                if (s->attempts == 0 && s->info.ntries < SG_STREAM_MAX_TRIES)
                     s->info.tries[s->info.ntries++] = (sg_stream_try){ .name = up_name(s), .connect_ms = -1,
                                                                        .first_byte_ms = -1, .session_ms = -1 };
                 break;
