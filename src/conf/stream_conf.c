@@ -42,6 +42,7 @@ static void proxy_defaults(sg_stream_proxy_conf *p)
     p->tcp_nodelay = true;
     p->preread_timeout_ms = 30000;
     p->preread_buffer_size = 16384;
+    p->proxy_responses = UINT32_MAX;
     p->ssl_handshake_timeout_ms = 60000;
     /* the defaults of nginx's stream ssl and proxy_ssl (as conf/ssl_conf.c's for http) */
     p->ssl.protocols = SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3;
@@ -91,7 +92,7 @@ static bool set_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
 static bool listen_param(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
 {
     static const char *const later[] = {
-        "udp", "proxy_protocol", "so_keepalive", "rcvbuf", "sndbuf", "fastopen",
+        "proxy_protocol", "so_keepalive", "rcvbuf", "sndbuf", "fastopen",
         "ipv6only=off", "setfib", "accept_filter", "deferred", NULL,
     };
     const char *p = a->s;
@@ -100,6 +101,8 @@ static bool listen_param(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
         lc->reuseport = true;
     } else if (strcmp(p, "ssl") == 0) {
         lc->ssl = true;
+    } else if (strcmp(p, "udp") == 0) {
+        lc->udp = true;
     } else if (strcmp(p, "bind") == 0 || strcmp(p, "ipv6only=on") == 0) {
         /* every address is bound on its own already */
     } else if (starts(p, "backlog=")) {
@@ -124,7 +127,8 @@ static bool listen_unique(sg_cctx *cx, const sg_carg *a, const sg_listen_conf *l
     for (size_t i = 0; i < sc->nservers; i++) {
         const sg_stream_server_conf *s = sc->servers[i];
         for (size_t j = 0; j < s->nlistens; j++)
-            if (sg_sockaddr_eq((const struct sockaddr *)&s->listens[j].addr, (const struct sockaddr *)&lc->addr))
+            if (s->listens[j].udp == lc->udp &&
+                sg_sockaddr_eq((const struct sockaddr *)&s->listens[j].addr, (const struct sockaddr *)&lc->addr))
                 return sg_cerr(cx, a->pos, "duplicate \"%s\" address and port pair", a->s);
     }
     return true;
@@ -140,6 +144,7 @@ static bool set_listen(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     for (size_t i = 1; i < n->nargs; i++)
         if (!listen_param(cx, &n->args[i], &lc)) return false;
     if (!listen_unique(cx, a, &lc)) return false;
+    if (lc.udp && lc.ssl) return sg_cerr(cx, a->pos, "\"ssl\" parameter is incompatible with \"udp\"");
     sg_stream_server_conf *s = cx->cur->stream_server;
     if (lc.ssl) s->ssl = true;
     s->listens = sg_conf_push(&cx->c->arena, s->listens, s->nlistens, sizeof(lc));
@@ -386,6 +391,8 @@ static const sg_cmd cmds[] = {
     { "hash", UPS, SG_ARG12, set_hash, UPSTREAM, NULL },
     /* stream modules: return, map, log_format, access_log, zone */
     { "zone", UPS, SG_ARG12, set_zone, UPSTREAM, NULL },
+    { "proxy_responses", SS, SG_ARG1, sg_conf_set_num, PX(proxy_responses), NULL },
+    { "proxy_requests", SS, SG_ARG1, sg_conf_set_num, PX(proxy_requests), NULL },
     { "return", SRV, SG_ARG1, set_return, LEVEL(0), NULL },
     { "map", ST, SG_ARG2 | SG_ARGBLOCK, sg_stream_set_map, LEVEL(SG_CF_MULTI), NULL },
     { "log_format", ST, SG_ARG2MORE, set_log_format, LEVEL(SG_CF_MULTI), NULL },
@@ -427,7 +434,7 @@ static const char *const later_exact[] = {
     "proxy_protocol", "proxy_protocol_timeout",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
-    "proxy_requests", "proxy_responses", "set", "geo", "split_clients",
+    "set", "geo", "split_clients",
     "allow", "deny", "ssl", "set_real_ip_from", "pass", "server_name", "server_names_hash_max_size",
     "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",
     "match", "keyval", "keyval_zone", "mqtt", "limit_conn_zone", "limit_conn", NULL,
@@ -500,9 +507,10 @@ static bool is_wildcard(const struct sockaddr_storage *a)
 static bool check_http_overlap(sg_cctx *cx, const sg_listen_conf *l)
 {
     const sg_conf *c = cx->c;
+    if (l->udp) return true;           /* http is TCP only */
     for (size_t i = 0; i < c->nlistens; i++) {
         const sg_listen_group *g = &c->listens[i];
-        if (g->stream_server || g->addr.ss_family != l->addr.ss_family ||
+        if (g->stream_server || g->udp || g->addr.ss_family != l->addr.ss_family ||
             sg_sockaddr_port((const struct sockaddr *)&g->addr) != sg_sockaddr_port((const struct sockaddr *)&l->addr))
             continue;
         if (sg_sockaddr_eq((const struct sockaddr *)&g->addr, (const struct sockaddr *)&l->addr))
@@ -546,6 +554,7 @@ static void add_group(sg_conf *c, const sg_listen_conf *l, const sg_stream_serve
     sg_listen_group *g = sg_conf_new_group(c, l);
     g->stream_server = s;
     g->ssl = l->ssl;                   /* the session does the handshake (proxy/stream_proxy.c) */
+    g->udp = l->udp;
 }
 
 bool sg_stream_conf_finish(sg_cctx *cx)

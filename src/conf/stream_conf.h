@@ -117,6 +117,8 @@ typedef struct sg_stream_proxy_conf {
     bool ssl_preread;
     uint32_t preread_timeout_ms;       /* default 30 s */
     uint32_t preread_buffer_size;      /* default 16k */
+    uint32_t proxy_responses;          /* UDP: replies that end a session; UINT32_MAX: no limit */
+    uint32_t proxy_requests;           /* UDP: datagrams per session; 0: no limit */
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

@@ -76,6 +76,13 @@ typedef struct sp_session {
     unsigned char *pre;          /* ssl_preread: what the client sent so far, for the upstream */
     size_t pre_len;
     sg_preread_info pinfo;
+    /* listen ... udp: replies go out through the listening socket lfd */
+    bool udp;
+    bool udp_linked;             /* in udp_sessions: takes its client's next datagrams */
+    int lfd;
+    socklen_t client_len;
+    unsigned requests, responses;
+    struct sp_session *udp_next;         /* this thread's UDP sessions */
     size_t key_len;
     uint64_t *tried;             /* sg_balancer_tried_words() words */
     char key[SG_STREAM_VAL_MAX]; /* the hash key, if the upstream uses `hash` */
@@ -91,6 +98,7 @@ size_t sg_stream_proxy_value(const sg_stream_val *v, const struct sockaddr *clie
 }
 
 static void connect_next(sp_session *s);
+static void udp_unlink(sp_session *s);
 static void step_handshake(sp_session *s);
 static void step_preread(sp_session *s);
 
@@ -185,6 +193,7 @@ static void on_reap(sg_deferred *d)
  * that points into the session. */
 static void session_free(sp_session *s, int status)
 {
+    if (s->udp_linked) udp_unlink(s);
     if (!s->info.status) s->info.status = status;
     write_logs(s);                     /* first: $ssl_* still read the client's TLS */
     end_attempt(s, false);
@@ -356,10 +365,16 @@ static void connected(sp_session *s)
     step_up_tls(s);
 }
 
+static void udp_on_upstream(sp_session *s);
+
 static void on_upstream(sg_io *io, uint32_t events)
 {
     sp_session *s = (sp_session *)((char *)io - offsetof(sp_session, up));
     if (s->dead || io->fd < 0) return;
+    if (s->udp) {
+        udp_on_upstream(s);
+        return;
+    }
     if (s->phase == SP_UP_HANDSHAKE) {
         step_up_tls(s);
         return;
@@ -376,6 +391,10 @@ static void on_upstream(sg_io *io, uint32_t events)
 static void on_timer(sg_timer *t)
 {
     sp_session *s = (sp_session *)((char *)t - offsetof(sp_session, timer));
+    if (s->udp) {                      /* proxy_timeout: the session is over */
+        session_free(s, 200);
+        return;
+    }
     switch (s->phase) {
     case SP_RETURN:
         session_free(s, 200);
@@ -456,6 +475,8 @@ static sg_peer *pick(sp_session *s)
     return sg_balancer_pick(s->b, &ctx);
 }
 
+static bool udp_started(sp_session *s);
+
 /* Starts the next attempt, or ends the session (the client sees a close). */
 static void connect_next(sp_session *s)
 {
@@ -485,7 +506,7 @@ static void connect_next(sp_session *s)
             s->info.tries[s->info.ntries++] = (sg_stream_try){ .name = up_name(s), .connect_ms = -1,
                                                                .first_byte_ms = -1, .session_ms = -1 };
         }
-        s->up.fd = sg_connect_nonblock(sa, salen);
+        s->up.fd = s->udp ? sg_connect_udp(sa, salen) : sg_connect_nonblock(sa, salen);
         if (s->up.fd < 0 || sg_loop_add(sg_worker_loop(s->w), &s->up) < 0) {
             int err = errno;
             log_error(s, err, "connect() failed");
@@ -493,6 +514,10 @@ static void connect_next(sp_session *s)
             s->up.fd = -1;
             end_attempt(s, true);
             continue;
+        }
+        if (s->udp) {                  /* a datagram socket is ready at once */
+            if (!udp_started(s)) continue;
+            return;
         }
         sg_timer_arm(sg_worker_loop(s->w), &s->timer, s->srv->proxy.connect_timeout_ms);
         return;
@@ -736,4 +761,154 @@ void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
         return;
     }
     after_tls(s);
+}
+
+/* ---------------- UDP (listen ... udp) ---------------- */
+
+/* A UDP session is the datagrams of one client address on one listening
+ * socket (nginx's), until proxy_timeout of silence, proxy_responses
+ * replies or proxy_requests datagrams. Its upstream socket is a
+ * connected datagram socket. A peer that refuses the first datagram
+ * (ICMP port unreachable, seen as ECONNREFUSED) counts as failed, and the
+ * session ends: as in nginx, a datagram already sent is not sent to
+ * the next peer. */
+
+static _Thread_local sp_session *udp_sessions;
+
+static void udp_unlink(sp_session *s)
+{
+    for (sp_session **pp = &udp_sessions; *pp; pp = &(*pp)->udp_next) {
+        if (*pp == s) {
+            *pp = s->udp_next;
+            break;
+        }
+    }
+    s->udp_linked = false;
+}
+
+static sp_session *udp_find(int lfd, const struct sockaddr *peer, socklen_t plen)
+{
+    for (sp_session *s = udp_sessions; s; s = s->udp_next)
+        if (s->lfd == lfd && s->client_len == plen && memcmp(&s->client_addr, peer, plen) == 0) return s;
+    return NULL;
+}
+
+static bool udp_send_up(sp_session *s, const char *data, size_t n)
+{
+    if (send(s->up.fd, data, n, 0) < 0 && errno != EAGAIN) return false;   /* a full socket drops, as UDP does */
+    sg_stream_try *t = cur_try(s);
+    if (t) t->sent += n;
+    return true;
+}
+
+/* The peer's socket is connected: the first datagram goes out. */
+static bool udp_started(sp_session *s)
+{
+    sg_stream_try *t = cur_try(s);
+    if (t) t->connect_ms = 0;
+    if (!udp_send_up(s, (const char *)s->pre, s->pre_len)) {
+        log_error(s, errno, "send() failed");
+        end_attempt(s, true);
+        return false;
+    }
+    const sg_stream_proxy_conf *pc = &s->srv->proxy;
+    if (pc->proxy_responses == 0) {    /* no reply expected: done */
+        session_free(s, 200);
+        return true;
+    }
+    sg_timer_arm(sg_worker_loop(s->w), &s->timer, pc->timeout_ms);
+    return true;
+}
+
+static void udp_on_upstream(sp_session *s)
+{
+    static _Thread_local char buf[65536];
+    const sg_stream_proxy_conf *pc = &s->srv->proxy;
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = recv(s->up.fd, buf, sizeof(buf), 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return;
+            /* refused (ICMP): the peer failed; as nginx, no next upstream for a
+             * datagram already sent */
+            log_error(s, errno, "recv() failed");
+            end_attempt(s, s->responses == 0);
+            session_free(s, 502);
+            return;
+        }
+        sendto(s->lfd, buf, (size_t)n, MSG_NOSIGNAL, (const struct sockaddr *)&s->client_addr, s->client_len);
+        s->info.bytes_sent += (size_t)n;
+        sg_stream_try *t = cur_try(s);
+        if (t) t->received += (size_t)n;
+        s->responses++;
+        if (pc->proxy_responses != UINT32_MAX && s->responses >= pc->proxy_responses) {
+            session_free(s, 200);
+            return;
+        }
+        sg_timer_arm(sg_worker_loop(s->w), &s->timer, pc->timeout_ms);
+    }
+}
+
+void sg_stream_udp_datagram(sg_worker *w, const sg_listen_group *g, int lfd, const char *data, size_t n,
+                            const struct sockaddr *peer, socklen_t peerlen,
+                            const struct sockaddr *local, socklen_t locallen)
+{
+    const sg_stream_server_conf *srv = g->stream_server;
+    if (peerlen > sizeof(struct sockaddr_storage)) return;
+    sp_session *s = udp_find(lfd, peer, peerlen);
+    if (s && !s->dead && s->srv == srv && s->up.fd >= 0) {
+        s->requests++;
+        s->info.bytes_received += n;
+        udp_send_up(s, data, n);
+        const sg_stream_proxy_conf *pc = &srv->proxy;
+        if (pc->proxy_requests && s->requests >= pc->proxy_requests && pc->proxy_responses == UINT32_MAX)
+            udp_unlink(s);             /* the next datagram starts a new session */
+        return;
+    }
+    if (!srv->ret && !srv->pass_val && (!srv->upstream || !srv->upstream->runtime)) return;
+    s = sg_xcalloc(1, sizeof(*s));
+    memcpy(&s->local_addr, local, locallen < sizeof(s->local_addr) ? locallen : sizeof(s->local_addr));
+    socklen_t hl = sizeof(s->local_addr);
+    if (is_wildcard(local)) getsockname(lfd, (struct sockaddr *)&s->local_addr, &hl);
+    memcpy(&s->client_addr, peer, peerlen);
+    s->client_len = peerlen;
+    s->udp = true;
+    s->lfd = lfd;
+    s->requests = 1;
+    s->w = w;
+    s->gen = sg_worker_conf(w);
+    s->srv = srv;
+    s->info.sc = s->gen->stream;
+    s->info.udp = true;
+    s->info.client = (const struct sockaddr *)&s->client_addr;
+    s->info.local = (const struct sockaddr *)&s->local_addr;
+    s->info.connection = sg_stream_next_connection();
+    s->info.start_ms = s->info.now_ms = now_ms(s);
+    s->info.bytes_received = n;
+    s->client = (sg_io){ -1, on_client };
+    s->up = (sg_io){ -1, on_upstream };
+    sg_timer_init(&s->timer, on_timer);
+    sg_deferred_init(&s->reap, on_reap);
+    s->node.shutdown = on_shutdown;
+    sg_worker_gen_hold(w, s->gen);
+    sg_worker_conn_add(w, &s->node);
+    s->udp_next = udp_sessions;
+    udp_sessions = s;
+    s->udp_linked = true;
+    if (srv->ret) {                    /* the value is the reply datagram */
+        char v[SG_STREAM_VAL_MAX];
+        size_t len = sg_stream_eval(srv->ret, &s->info, v);
+        if (sendto(lfd, v, len, MSG_NOSIGNAL, peer, peerlen) >= 0) s->info.bytes_sent = len;
+        s->phase = SP_RETURN;
+        session_free(s, 200);
+        return;
+    }
+    s->pre = sg_xmalloc(n ? n : 1);
+    memcpy(s->pre, data, n);
+    s->pre_len = n;
+    if (!choose_target(s)) {
+        session_free(s, 502);
+        return;
+    }
+    connect_next(s);
 }

@@ -333,3 +333,42 @@ def test_zone_is_accepted_and_no_live_upstreams_logs_the_upstream_name(run, tmp_
 """ % (dead, front, log))
     assert fetch(front) == b""
     assert log_lines(log, 1) == ["502 gone"]
+
+
+# ---------------------------------------------------------------- UDP
+
+def udp_socket():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5 * SLOW)
+    return s
+
+
+def test_udp_return_answers_each_datagram(run):
+    port = free_port()
+    run('server { listen 127.0.0.1:%d udp; return "$protocol $remote_addr"; }' % port)
+    with udp_socket() as s:
+        for _ in range(2):
+            s.sendto(b"ping", ("127.0.0.1", port))
+            assert s.recv(100) == b"UDP 127.0.0.1"
+
+
+def test_udp_proxy_relays_replies_until_proxy_responses(run, tmp_path):
+    back = udp_socket()
+    back.bind(("127.0.0.1", 0))
+    front = free_port()
+    log = tmp_path / "s.log"
+    run("""
+  log_format t "$protocol $status $bytes_received $bytes_sent $upstream_addr";
+  server { listen 127.0.0.1:%d udp; proxy_pass 127.0.0.1:%d; proxy_responses 2; proxy_timeout 10s;
+           access_log %s t; }
+""" % (front, back.getsockname()[1], log))
+    with udp_socket() as c, back:
+        c.sendto(b"hello", ("127.0.0.1", front))
+        data, proxy_addr = back.recvfrom(100)
+        assert data == b"hello"
+        back.sendto(b"one", proxy_addr)
+        back.sendto(b"two", proxy_addr)
+        assert c.recv(100) == b"one"
+        assert c.recv(100) == b"two"
+        # two replies end the session: the log line is written
+        assert log_lines(log, 1) == ["UDP 200 5 6 127.0.0.1:%d" % back.getsockname()[1]]

@@ -225,8 +225,8 @@ Test(stream_conf, errors)
                  "invalid value \"\"");
     expect_error("events {}\nstream { server { listen 1 proxy_protocol; proxy_pass 127.0.0.1:2; } }",
                  "\"proxy_protocol\" parameter of \"listen\" is not supported yet");
-    expect_error("events {}\nstream { server { listen 1 udp; proxy_pass 127.0.0.1:2; } }",
-                 "\"udp\" parameter of \"listen\" is not supported yet");
+    expect_error("events {}\nstream { server { listen 1 udp ssl; proxy_pass 127.0.0.1:2; } }",
+                 "\"ssl\" parameter is incompatible with \"udp\"");
     expect_error("events {}\nstream { server { listen 1 foo; proxy_pass 127.0.0.1:2; } }",
                  "the invalid \"foo\" parameter");
     expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; proxy_protocol on; } }",
