@@ -41,6 +41,7 @@ typedef enum sg_stream_var {
     SG_SVAR_SSL_PREREAD_SERVER_NAME, SG_SVAR_SSL_PREREAD_ALPN_PROTOCOLS, SG_SVAR_SSL_PREREAD_PROTOCOL,
     SG_SVAR_CAPTURE,                   /* $1..$9 or a named capture, in a map value (arg: its number) */
     SG_SVAR_MAP,                       /* a map's result (arg: index in sg_stream_conf.maps) */
+    SG_SVAR_SSL_SESSION_ID,
 } sg_stream_var;
 
 typedef struct sg_stream_val_part {

@@ -33,7 +33,7 @@ static const struct { const char *name; sg_stream_var var; } svars[] = {
     { "upstream_session_time", SG_SVAR_UPSTREAM_SESSION_TIME },
     { "ssl_protocol", SG_SVAR_SSL_PROTOCOL }, { "ssl_cipher", SG_SVAR_SSL_CIPHER },
     { "ssl_server_name", SG_SVAR_SSL_SERVER_NAME }, { "ssl_alpn_protocol", SG_SVAR_SSL_ALPN_PROTOCOL },
-    { "ssl_session_reused", SG_SVAR_SSL_SESSION_REUSED },
+    { "ssl_session_reused", SG_SVAR_SSL_SESSION_REUSED }, { "ssl_session_id", SG_SVAR_SSL_SESSION_ID },
     { "ssl_preread_server_name", SG_SVAR_SSL_PREREAD_SERVER_NAME },
     { "ssl_preread_alpn_protocols", SG_SVAR_SSL_PREREAD_ALPN_PROTOCOLS },
     { "ssl_preread_protocol", SG_SVAR_SSL_PREREAD_PROTOCOL },

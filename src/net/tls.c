@@ -488,6 +488,21 @@ const char *sg_tls_cipher(const sg_tls_conn *c)
     return SSL_get_cipher_name(c->ssl);
 }
 
+size_t sg_tls_session_id(const sg_tls_conn *c, char *hex, size_t n)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    const SSL_SESSION *sess = SSL_get_session(c->ssl);
+    unsigned int len = 0;
+    const unsigned char *id = sess ? SSL_SESSION_get_id(sess, &len) : NULL;
+    size_t k = 0;
+    for (unsigned int i = 0; id && i < len && k + 2 < n; i++) {
+        hex[k++] = digits[id[i] >> 4];
+        hex[k++] = digits[id[i] & 0xf];
+    }
+    if (n) hex[k] = 0;
+    return k;
+}
+
 bool sg_tls_session_reused(const sg_tls_conn *c)
 {
     return SSL_session_reused(c->ssl) == 1;

@@ -124,6 +124,8 @@ const sg_server_conf *sg_tls_server(const sg_tls_conn *c);
 const char *sg_tls_protocol(const sg_tls_conn *c);
 const char *sg_tls_cipher(const sg_tls_conn *c);
 bool sg_tls_session_reused(const sg_tls_conn *c);
+/* The session id in upper-case hex (as nginx's $ssl_session_id), NUL-terminated; its length. */
+size_t sg_tls_session_id(const sg_tls_conn *c, char *hex, size_t n);
 
 /* Client side: the session to offer on the next connection to this peer
  * (NULL if not resumable). With TLS 1.3 the ticket arrives after the

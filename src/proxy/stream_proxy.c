@@ -140,7 +140,7 @@ static void write_logs(sp_session *s)
         const sg_stream_log *l = &pc->logs[i];
         if (!l->file || !l->format) continue;
         char line[SG_STREAM_VAL_MAX + 1];
-        size_t n = sg_stream_eval(&l->format->val, &s->info, line);
+        size_t n = sg_stream_eval_log(l->format, &s->info, line);
         line[n++] = '\n';
         sg_access_log_write_now(l->file, line, n);
     }

@@ -44,6 +44,10 @@ typedef struct sg_stream_info {
  * returns the length. */
 size_t sg_stream_eval(const sg_stream_val *v, const sg_stream_info *in, char *buf);
 
+/* A log_format line for the session: variables escaped as the format
+ * says (default: \xHH, and "-" for an empty value; json; none). */
+size_t sg_stream_eval_log(const sg_stream_log_format *f, const sg_stream_info *in, char *buf);
+
 /* A number for $connection (per process, as nginx's per worker). */
 uint64_t sg_stream_next_connection(void);
 
