@@ -17,6 +17,8 @@
 #include "proxy/stream_proxy.h"
 
 #include <arpa/inet.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -37,6 +39,13 @@
 #include "proxy/stream_vars.h"
 #include "proxy/tunnel.h"
 #include "upstream/pool.h"
+
+typedef struct kept_session {
+    const void *srv, *ups;
+    struct sockaddr_storage addr;
+    char name[128];
+    sg_tls_session *session;
+} kept_session;
 
 typedef enum sp_phase {
     SP_CONNECTING = 0,           /* connecting to the upstream (up.fd) */
@@ -72,6 +81,8 @@ typedef struct sp_session {
     size_t out_len, out_off;
     sg_tls_conn *tls;            /* listen ... ssl: the client's TLS (the tunnel's once it runs) */
     sg_tls_conn *up_tls;         /* proxy_ssl: the upstream's */
+    struct sockaddr_storage up_addr;   /* the current try's address */
+    kept_session up_key;               /* proxy_ssl_session_reuse: where its session is kept */
     bool listen_ssl;
     unsigned char *pre;          /* ssl_preread: what the client sent so far, for the upstream */
     size_t pre_len;
@@ -151,6 +162,68 @@ static bool has_logs(const sp_session *s)
     return !s->srv->proxy.logs_off && s->srv->proxy.nlogs > 0;
 }
 
+static bool reuses_sessions(const sp_session *s)
+{
+    return s->srv->proxy.proxy_ssl_on && s->srv->proxy.proxy_ssl.session_reuse;
+}
+
+/* ---------------- proxy_ssl_session_reuse ---------------- */
+
+/* The last TLS session per stream server, upstream, peer address and
+ * name (so a session verified for one name is never offered for
+ * another), shared by the worker threads as nginx's per-peer sessions
+ * are by a process: offered on the next handshake. */
+#define SESSIONS_KEPT 64
+
+
+static kept_session sessions[SESSIONS_KEPT];
+static unsigned sessions_next;
+static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int session_find(const kept_session *k)
+{
+    for (int i = 0; i < SESSIONS_KEPT; i++)
+        if (sessions[i].session && sessions[i].srv == k->srv && sessions[i].ups == k->ups &&
+            strcmp(sessions[i].name, k->name) == 0 &&
+            sg_sockaddr_eq((const struct sockaddr *)&sessions[i].addr, (const struct sockaddr *)&k->addr))
+            return i;
+    return -1;
+}
+
+static void session_key(const sp_session *s, const char *name, kept_session *k)
+{
+    memset(k, 0, sizeof(*k));
+    k->srv = s->srv;
+    k->ups = s->ups;
+    k->addr = s->up_addr;
+    size_t n = strnlen(name, sizeof(k->name) - 1);   /* a longer name is cut: still one key per name */
+    memcpy(k->name, name, n);
+    k->name[n] = 0;
+}
+
+/* A reference to the kept session (SSL_SESSION is reference counted), or NULL. */
+static sg_tls_session *session_take(const kept_session *k)
+{
+    pthread_mutex_lock(&sessions_lock);
+    int i = session_find(k);
+    sg_tls_session *r = i >= 0 ? sessions[i].session : NULL;
+    if (r) SSL_SESSION_up_ref(r);
+    pthread_mutex_unlock(&sessions_lock);
+    return r;
+}
+
+static void session_keep(const kept_session *k, sg_tls_session *session)
+{
+    pthread_mutex_lock(&sessions_lock);
+    int i = session_find(k);
+    if (i < 0) i = (int)(sessions_next++ % SESSIONS_KEPT);
+    sg_tls_session *old = sessions[i].session;
+    sessions[i] = *k;
+    sessions[i].session = session;
+    pthread_mutex_unlock(&sessions_lock);
+    sg_tls_session_free(old);
+}
+
 /* ---------------- ending a session ---------------- */
 
 static void close_io(sp_session *s, sg_io *io)
@@ -224,6 +297,7 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
     sp_session *s = arg;
     uint64_t now = now_ms(s);
     if (arg2) sg_balancer_done(s->b, arg2, false, now);
+    if (e->upstream_session) session_keep(&s->up_key, e->upstream_session);
     s->info.bytes_sent = e->client_written;
     s->info.bytes_received = e->client_read;
     sg_stream_try *t = cur_try(s);
@@ -258,7 +332,7 @@ static void start_tunnel(sp_session *s)
     sg_loop_del(loop, &s->client);
     set_nodelay(s->client.fd, s->srv->proxy.tcp_nodelay);
     set_nodelay(s->up.fd, s->srv->proxy.tcp_nodelay);   /* sg_connect_nonblock set it on */
-    bool log = has_logs(s);
+    bool log = has_logs(s) || (s->up_tls && reuses_sessions(s));   /* the session waits for the tunnel's end */
     sg_tunnel_opts o = {
         .idle_timeout_ms = s->srv->proxy.timeout_ms,
         .tcp_keepalive = true,
@@ -270,6 +344,7 @@ static void start_tunnel(sp_session *s)
         .arg2 = s->peer,
         .client_tls = s->tls,
         .upstream_tls = s->up_tls,
+        .keep_upstream_session = s->up_tls && reuses_sessions(s),
     };
     int cfd = s->client.fd, ufd = s->up.fd;
     s->client.fd = s->up.fd = -1;            /* the tunnel owns them now, even on failure */
@@ -355,8 +430,16 @@ static void connected(sp_session *s)
     ssl_name(s, name);
     const struct sockaddr *sa = s->peer ? (const struct sockaddr *)&s->peer->conf->addr
                                         : (const struct sockaddr *)&s->direct;
+    memset(&s->up_addr, 0, sizeof(s->up_addr));
+    memcpy(&s->up_addr, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    sg_tls_session *kept = NULL;
+    if (reuses_sessions(s)) {
+        session_key(s, name, &s->up_key);
+        kept = session_take(&s->up_key);
+    }
     s->up_tls = sg_tls_client_new(pc->proxy_ssl.ctx, s->up.fd, pc->proxy_ssl.server_name ? name : NULL,
-                                  name, NULL, sa);
+                                  name, kept, sa);
+    sg_tls_session_free(kept);         /* SSL_set_session took its own reference */
     if (!s->up_tls) {
         attempt_failed(s, 0, "SSL_new() failed");
         return;

@@ -372,3 +372,23 @@ def test_udp_proxy_relays_replies_until_proxy_responses(run, tmp_path):
         assert c.recv(100) == b"two"
         # two replies end the session: the log line is written
         assert log_lines(log, 1) == ["UDP 200 5 6 127.0.0.1:%d" % back.getsockname()[1]]
+
+
+def test_proxy_ssl_session_reuse_resumes_the_next_handshake(run, certs, tmp_path):
+    front, front_off, back = free_ports(3)
+    crt, key = certs["a.test"]
+    log = tmp_path / "s.log"
+    run("""
+  log_format t "$server_port";
+  server { listen 127.0.0.1:%d ssl; ssl_certificate %s; ssl_certificate_key %s;
+           ssl_session_cache builtin; return $ssl_session_reused; }
+  server { listen 127.0.0.1:%d; proxy_pass 127.0.0.1:%d; proxy_ssl on; access_log %s t; }
+  server { listen 127.0.0.1:%d; proxy_pass 127.0.0.1:%d; proxy_ssl on; proxy_ssl_session_reuse off;
+           access_log %s t; }
+""" % (back, crt, key, front, back, log, front_off, back, log))
+    assert fetch(front) == b"."
+    log_lines(log, 1)                  # the session is kept when the first one ends
+    assert fetch(front) == b"r"
+    assert fetch(front_off) == b"."
+    log_lines(log, 3)
+    assert fetch(front_off) == b"."
