@@ -72,6 +72,7 @@ typedef struct sg_stream_map_entry {
 typedef struct sg_stream_map {
     sg_str name;                       /* the variable, without '$' */
     bool defined;                      /* false: used before (or without) its map block */
+    bool settable;                     /* some server `set`s it (empty where none does) */
     sg_conf_pos first_use;
     sg_stream_val source;
     sg_stream_map_entry *exact, *regex;
@@ -79,6 +80,12 @@ typedef struct sg_stream_map {
     sg_stream_val def;
     bool has_default;
 } sg_stream_map;
+
+/* set $var VALUE (ngx_stream_set_module): var is an index in sg_stream_conf.maps. */
+typedef struct sg_stream_set {
+    int var;
+    sg_stream_val val;
+} sg_stream_set;
 
 /* log_format NAME STRING... (stream's own namespace, as nginx's). */
 typedef struct sg_stream_log_format {
@@ -137,6 +144,8 @@ struct sg_stream_server_conf {
     sg_stream_val *ret;                /* return VALUE; NULL: proxy_pass */
     sg_stream_val *pass_val;           /* proxy_pass with variables: evaluated per session */
     bool ssl;                          /* some listen has `ssl` */
+    struct sg_stream_set *sets;        /* set $var value; in order, at session start */
+    size_t nsets;
 };
 typedef struct sg_stream_server_conf sg_stream_server_conf;
 
@@ -178,6 +187,9 @@ bool sg_stream_val_compile_re(sg_conf *c, sg_str text, sg_conf_pos pos, const vo
 
 /* map SOURCE $VAR { ... } (stream_vars.c). */
 bool sg_stream_set_map(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);
+
+/* set $var VALUE (stream_vars.c). */
+bool sg_stream_set_set(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);
 
 /* After the whole file: "unknown "x" variable" for a map variable used but never defined. */
 bool sg_stream_vars_finish(struct sg_cctx *cx);

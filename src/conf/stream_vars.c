@@ -221,11 +221,31 @@ bool sg_stream_set_map(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     return true;
 }
 
+bool sg_stream_set_set(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const sg_carg *dst = &n->args[0];
+    if (dst->n < 2 || dst->s[0] != '$')
+        return sg_cerr(cx, dst->pos, "invalid variable name \"%s\"", dst->s);
+    sg_str name = { dst->s + 1, dst->n - 1 };
+    for (size_t k = 0; k < sizeof(svars) / sizeof(svars[0]); k++)
+        if (sg_str_eq_lit(name, svars[k].name))
+            return sg_cerr(cx, dst->pos, "the \"%s\" variable is not changeable", dst->s + 1);
+    sg_stream_set st;
+    if (!sg_stream_val_compile(cx->c, arg_str(&n->args[1]), n->args[1].pos, &st.val, cx->err, cx->errlen))
+        return false;
+    st.var = map_index(cx->c, name, dst->pos);
+    cx->c->stream->maps[st.var]->settable = true;
+    sg_stream_server_conf *s = cx->cur->stream_server;
+    s->sets = sg_conf_push(&cx->c->arena, s->sets, s->nsets, sizeof(st));
+    s->sets[s->nsets++] = st;
+    return true;
+}
+
 bool sg_stream_vars_finish(sg_cctx *cx)
 {
     const sg_stream_conf *sc = cx->c->stream;
     for (size_t i = 0; sc && i < sc->nmaps; i++)
-        if (!sc->maps[i]->defined)
+        if (!sc->maps[i]->defined && !sc->maps[i]->settable)
             return sg_cerr(cx, sc->maps[i]->first_use, "unknown \"%.*s\" variable",
                            (int)sc->maps[i]->name.n, sc->maps[i]->name.p);
     return true;

@@ -255,6 +255,7 @@ static void end_attempt(sp_session *s, bool failed)
 static void on_reap(sg_deferred *d)
 {
     sp_session *s = (sp_session *)((char *)d - offsetof(sp_session, reap));
+    sg_stream_sets_free(&s->info);
     free(s->tried);
     free(s->out);
     free(s->pre);
@@ -308,6 +309,7 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
     }
     s->info.status = 200;
     write_logs(s);
+    sg_stream_sets_free(&s->info);
     free(s->tried);
     free(s->out);
     free(s->pre);
@@ -824,6 +826,7 @@ void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
     sg_timer_init(&s->timer, on_timer);
     sg_deferred_init(&s->reap, on_reap);
     s->node.shutdown = on_shutdown;
+    sg_stream_sets_apply(srv, &s->info);
     sg_worker_gen_hold(w, s->gen);
     sg_worker_conn_add(w, &s->node);
     if (sg_loop_add(sg_worker_loop(w), &s->client) < 0) {
@@ -973,6 +976,7 @@ void sg_stream_udp_datagram(sg_worker *w, const sg_listen_group *g, int lfd, con
     sg_timer_init(&s->timer, on_timer);
     sg_deferred_init(&s->reap, on_reap);
     s->node.shutdown = on_shutdown;
+    sg_stream_sets_apply(srv, &s->info);
     sg_worker_gen_hold(w, s->gen);
     sg_worker_conn_add(w, &s->node);
     s->udp_next = udp_sessions;

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -209,7 +210,10 @@ static size_t put_var(char *buf, size_t n, const sg_stream_val_part *p, ev_ctx *
             return put(buf, n, x->subj + x->ovec[2 * p->arg], x->ovec[2 * p->arg + 1] - x->ovec[2 * p->arg]);
         return n;
     case SG_SVAR_MAP:
-        if (in->sc && (size_t)p->arg < in->sc->nmaps) return put_map(buf, n, in->sc->maps[p->arg], x);
+        for (size_t i = in->nsets; i > 0; i--)
+            if (in->sets[i - 1].var == p->arg) return put(buf, n, in->sets[i - 1].p, in->sets[i - 1].n);
+        if (in->sc && (size_t)p->arg < in->sc->nmaps && in->sc->maps[p->arg]->defined)
+            return put_map(buf, n, in->sc->maps[p->arg], x);
         return n;
     default:
         return n;
@@ -296,4 +300,29 @@ size_t sg_stream_eval_log(const sg_stream_log_format *f, const sg_stream_info *i
         else n = escape_default(buf, n, v, len);
     }
     return n;
+}
+
+void sg_stream_sets_apply(const sg_stream_server_conf *srv, sg_stream_info *in)
+{
+    if (!srv->nsets) return;
+    in->sets = sg_xcalloc(srv->nsets, sizeof(*in->sets));
+    in->nsets = 0;
+    for (size_t i = 0; i < srv->nsets; i++) {
+        char v[SG_STREAM_VAL_MAX];
+        size_t n = sg_stream_eval(&srv->sets[i].val, in, v);   /* earlier sets are visible */
+        sg_stream_setval *sv = &in->sets[in->nsets];
+        sv->p = sg_xmalloc(n ? n : 1);
+        memcpy(sv->p, v, n);
+        sv->n = n;
+        sv->var = srv->sets[i].var;
+        in->nsets++;
+    }
+}
+
+void sg_stream_sets_free(sg_stream_info *in)
+{
+    for (size_t i = 0; i < in->nsets; i++) free(in->sets[i].p);
+    free(in->sets);
+    in->sets = NULL;
+    in->nsets = 0;
 }

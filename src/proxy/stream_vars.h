@@ -23,6 +23,13 @@ typedef struct sg_stream_try {
     uint64_t sent, received;
 } sg_stream_try;
 
+/* A `set` variable's value in a session. */
+typedef struct sg_stream_setval {
+    int var;                                 /* index in sg_stream_conf.maps */
+    char *p;
+    size_t n;
+} sg_stream_setval;
+
 /* What a session knows about itself, read by the evaluator. */
 typedef struct sg_stream_info {
     const sg_stream_conf *sc;
@@ -38,6 +45,8 @@ typedef struct sg_stream_info {
     const char *preread_server_name;         /* ssl_preread: NULL until parsed */
     const char *preread_alpn;                /* "h2,http/1.1" */
     const char *preread_protocol;            /* "TLSv1.2", "" for a non-TLS client */
+    sg_stream_setval *sets;                  /* `set` values, in order (the last one wins) */
+    size_t nsets;
 } sg_stream_info;
 
 /* Evaluates v into buf (SG_STREAM_VAL_MAX bytes, longer values are cut);
@@ -47,6 +56,11 @@ size_t sg_stream_eval(const sg_stream_val *v, const sg_stream_info *in, char *bu
 /* A log_format line for the session: variables escaped as the format
  * says (default: \xHH, and "-" for an empty value; json; none). */
 size_t sg_stream_eval_log(const sg_stream_log_format *f, const sg_stream_info *in, char *buf);
+
+/* Runs the server's `set` lines for a session (in->sets: malloc'ed;
+ * sg_stream_sets_free frees them). */
+void sg_stream_sets_apply(const sg_stream_server_conf *srv, sg_stream_info *in);
+void sg_stream_sets_free(sg_stream_info *in);
 
 /* A number for $connection (per process, as nginx's per worker). */
 uint64_t sg_stream_next_connection(void);

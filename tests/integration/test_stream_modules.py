@@ -392,3 +392,14 @@ def test_proxy_ssl_session_reuse_resumes_the_next_handshake(run, certs, tmp_path
     assert fetch(front_off) == b"."
     log_lines(log, 3)
     assert fetch(front_off) == b"."
+
+
+def test_set_assigns_in_order_and_overrides_a_map(run):
+    a, b = free_ports(2)
+    run("""
+  map $server_port $m { default original; }
+  server { listen 127.0.0.1:%d; set $copy $m; set $m "new $remote_addr"; return "$m|$copy"; }
+  server { listen 127.0.0.1:%d; return "[$copy]"; }
+""" % (a, b))
+    assert fetch(a) == b"new 127.0.0.1|original"
+    assert fetch(b) == b"[]"
