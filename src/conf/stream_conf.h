@@ -79,6 +79,10 @@ typedef struct sg_stream_map {
     size_t nexact, nregex;
     sg_stream_val def;
     bool has_default;
+    /* split_clients: the source's MurmurHash2 below split_limit[i] picks
+     * exact[i].val (0: the "*" part, takes the rest) */
+    bool split;
+    uint32_t *split_limit;
 } sg_stream_map;
 
 /* set $var VALUE (ngx_stream_set_module): var is an index in sg_stream_conf.maps. */
@@ -187,6 +191,9 @@ bool sg_stream_val_compile_re(sg_conf *c, sg_str text, sg_conf_pos pos, const vo
 
 /* map SOURCE $VAR { ... } (stream_vars.c). */
 bool sg_stream_set_map(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);
+
+/* split_clients SOURCE $VAR { PERCENT% VALUE; ... * VALUE; } (stream_vars.c). */
+bool sg_stream_set_split_clients(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);
 
 /* set $var VALUE (stream_vars.c). */
 bool sg_stream_set_set(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);

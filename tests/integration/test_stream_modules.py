@@ -403,3 +403,41 @@ def test_set_assigns_in_order_and_overrides_a_map(run):
 """ % (a, b))
     assert fetch(a) == b"new 127.0.0.1|original"
     assert fetch(b) == b"[]"
+
+
+def murmur2(data):
+    """nginx's ngx_murmur_hash2."""
+    m, h, n = 0x5bd1e995, len(data), len(data)
+    i = 0
+    while n >= 4:
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xffffffff
+        k ^= k >> 24
+        k = (k * m) & 0xffffffff
+        h = ((h * m) & 0xffffffff) ^ k
+        i += 4
+        n -= 4
+    if n == 3:
+        h ^= data[i + 2] << 16
+    if n >= 2:
+        h ^= data[i + 1] << 8
+    if n >= 1:
+        h ^= data[i]
+        h = (h * m) & 0xffffffff
+    h ^= h >> 13
+    h = (h * m) & 0xffffffff
+    return h ^ (h >> 15)
+
+
+def test_split_clients_splits_as_nginx(run):
+    ports = free_ports(8)
+    run("""
+  split_clients "k$server_port" $variant { 30%% first; 20.5%% second; * third; }
+  server { %s return $variant; }
+""" % "".join("listen 127.0.0.1:%d; " % p for p in ports))
+    first = 3000 * 0xffffffff // 10000          # nginx adds each part's share in turn
+    limits = [first, first + 2050 * 0xffffffff // 10000]
+    for p in ports:
+        h = murmur2(b"k%d" % p)
+        want = b"first" if h < limits[0] else b"second" if h < limits[1] else b"third"
+        assert fetch(p) == want
