@@ -927,7 +927,8 @@ static void udp_on_upstream(sp_session *s)
         sg_stream_try *t = cur_try(s);
         if (t) t->received += (size_t)n;
         s->responses++;
-        if (pc->proxy_responses != UINT32_MAX && s->responses >= pc->proxy_responses) {
+        /* proxy_responses is per client datagram, as nginx counts it */
+        if (pc->proxy_responses != UINT32_MAX && s->responses >= (uint64_t)pc->proxy_responses * s->requests) {
             session_free(s, 200);
             return;
         }
@@ -947,8 +948,8 @@ void sg_stream_udp_datagram(sg_worker *w, const sg_listen_group *g, int lfd, con
         s->info.bytes_received += n;
         udp_send_up(s, data, n);
         const sg_stream_proxy_conf *pc = &srv->proxy;
-        if (pc->proxy_requests && s->requests >= pc->proxy_requests && pc->proxy_responses == UINT32_MAX)
-            udp_unlink(s);             /* the next datagram starts a new session */
+        if (pc->proxy_requests && s->requests >= pc->proxy_requests)
+            udp_unlink(s);             /* the next datagram starts a new session; this one waits for replies */
         return;
     }
     if (!srv->ret && !srv->pass_val && (!srv->upstream || !srv->upstream->runtime)) return;
@@ -993,6 +994,7 @@ void sg_stream_udp_datagram(sg_worker *w, const sg_listen_group *g, int lfd, con
     s->pre = sg_xmalloc(n ? n : 1);
     memcpy(s->pre, data, n);
     s->pre_len = n;
+    if (srv->proxy.proxy_requests == 1) udp_unlink(s);
     if (!choose_target(s)) {
         session_free(s, 502);
         return;
