@@ -616,7 +616,9 @@ static void connect_next(sp_session *s)
 static void on_shutdown(sg_conn_node *n, bool fast)
 {
     sp_session *s = (sp_session *)((char *)n - offsetof(sp_session, node));
-    if (fast) session_free(s, 499);
+    /* a UDP session has no connection to finish: it would only wait for
+     * proxy_timeout, so a graceful stop ends it too */
+    if (fast || s->udp) session_free(s, s->udp ? 200 : 499);
 }
 
 /* ---------------- choosing the target ---------------- */

@@ -441,3 +441,19 @@ def test_split_clients_splits_as_nginx(run):
         h = murmur2(b"k%d" % p)
         want = b"first" if h < limits[0] else b"second" if h < limits[1] else b"third"
         assert fetch(p) == want
+
+
+def test_udp_proxy_requests_1_gives_each_datagram_its_own_session(run):
+    back = udp_socket()
+    back.bind(("127.0.0.1", 0))
+    front = free_port()
+    run("server { listen 127.0.0.1:%d udp; proxy_pass 127.0.0.1:%d; proxy_requests 1; proxy_timeout 10s; }"
+        % (front, back.getsockname()[1]))
+    with udp_socket() as c, back:
+        c.sendto(b"a", ("127.0.0.1", front))
+        _, src1 = back.recvfrom(10)
+        c.sendto(b"b", ("127.0.0.1", front))
+        _, src2 = back.recvfrom(10)
+        assert src1 != src2             # a new upstream socket: a new session
+        back.sendto(b"late", src1)      # the first session still relays its reply
+        assert c.recv(10) == b"late"
