@@ -393,6 +393,7 @@ static const sg_cmd cmds[] = {
     { "zone", UPS, SG_ARG12, set_zone, UPSTREAM, NULL },
     { "proxy_responses", SS, SG_ARG1, sg_conf_set_num, PX(proxy_responses), NULL },
     { "set", SRV, SG_ARG2, sg_stream_set_set, LEVEL(SG_CF_MULTI), NULL },
+    { "geo", ST, SG_ARG12 | SG_ARGBLOCK, sg_stream_set_geo, LEVEL(SG_CF_MULTI), NULL },
     { "split_clients", ST, SG_ARG2 | SG_ARGBLOCK, sg_stream_set_split_clients, LEVEL(SG_CF_MULTI), NULL },
     { "proxy_requests", SS, SG_ARG1, sg_conf_set_num, PX(proxy_requests), NULL },
     { "return", SRV, SG_ARG1, set_return, LEVEL(0), NULL },
@@ -436,7 +437,7 @@ static const char *const later_exact[] = {
     "proxy_protocol", "proxy_protocol_timeout",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
-    "geo",
+
     "allow", "deny", "ssl", "set_real_ip_from", "pass", "server_name", "server_names_hash_max_size",
     "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",
     "match", "keyval", "keyval_zone", "mqtt", "limit_conn_zone", "limit_conn", NULL,

@@ -140,6 +140,26 @@ static size_t put_map(char *buf, size_t n, const sg_stream_map *m, ev_ctx *x)
     char src[SG_STREAM_VAL_MAX];
     ev_ctx sub = { x->in, NULL, NULL, 0, x->depth + 1 };
     size_t sn = eval(&m->source, &sub, src, 0);
+    if (m->geo) {
+        src[sn < SG_STREAM_VAL_MAX ? sn : SG_STREAM_VAL_MAX - 1] = 0;
+        unsigned char a[16];
+        bool v6;
+        if (!sg_stream_geo_addr(src, a, &v6)) {   /* not an address: 255.255.255.255, as nginx */
+            sg_stream_geo_addr("255.255.255.255", a, &v6);
+        }
+        const sg_stream_geo_entry *best = NULL;
+        for (size_t i = m->ngeo; i > 0; i--) {   /* the last line first */
+            const sg_stream_geo_entry *e = &m->geo_entries[i - 1];
+            if (e->v6 != v6 || memcmp(a, e->lo, 16) < 0 || memcmp(a, e->hi, 16) > 0) continue;
+            if (m->geo_ranges) {
+                best = e;
+                break;
+            }
+            if (!best || e->prefix > best->prefix) best = e;
+        }
+        if (best && !best->del) return eval(&best->val, &sub, buf, n);
+        return m->has_default ? eval(&m->def, &sub, buf, n) : n;
+    }
     if (m->split) {
         uint32_t h = murmur2((const unsigned char *)src, sn);
         for (size_t i = 0; i < m->nexact; i++)

@@ -457,3 +457,17 @@ def test_udp_proxy_requests_1_gives_each_datagram_its_own_session(run):
         assert src1 != src2             # a new upstream socket: a new session
         back.sendto(b"late", src1)      # the first session still relays its reply
         assert c.recv(10) == b"late"
+
+
+def test_geo_cidr_longest_prefix_and_ranges_last_line_wins(run):
+    a, b, c = free_ports(3)
+    run("""
+  map $server_port $addr { %d 10.1.2.3; %d 10.9.0.1; default junk; }
+  geo $addr $net { default none; 10.0.0.0/8 wide; 10.1.0.0/16 narrow; 10.9.0.0/16 gone; delete 10.9.0.0/16; }
+  geo $addr $rng { ranges; default none; 10.0.0.0-10.255.255.255 all; 10.1.2.0-10.1.2.255 some; }
+  geo $client { 127.0.0.0/8 loopback; }
+  server { listen 127.0.0.1:%d; listen 127.0.0.1:%d; listen 127.0.0.1:%d; return "$net $rng $client"; }
+""" % (a, b, a, b, c))
+    assert fetch(a) == b"narrow some loopback"
+    assert fetch(b) == b"wide all loopback"
+    assert fetch(c) == b"none none loopback"    # not an address
