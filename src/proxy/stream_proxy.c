@@ -63,6 +63,8 @@ typedef struct sp_session {
     sg_deferred reap;            /* frees the session after the event batch */
     bool dead;                   /* ended: events still queued in this batch are ignored */
     bool detached;               /* the tunnel runs; the session waits for its end to log */
+    bool starting;               /* inside sg_tunnel_start: its on_close may run there */
+    bool closed_early;           /* ... and did: the session ends when the start returns */
     sp_phase phase;
     sg_worker *w;
     sg_conf *gen;
@@ -308,6 +310,10 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
         t->session_ms = (int64_t)(now - s->attempt_start_ms);
     }
     s->info.status = 200;
+    if (s->starting) {                 /* inside sg_tunnel_start: start_tunnel ends the session */
+        s->closed_early = true;
+        return;
+    }
     write_logs(s);
     sg_stream_sets_free(&s->info);
     free(s->tried);
@@ -352,12 +358,15 @@ static void start_tunnel(sp_session *s)
     s->client.fd = s->up.fd = -1;            /* the tunnel owns them now, even on failure */
     s->tls = s->up_tls = NULL;
     s->info.tls = NULL;                      /* freed by the tunnel: $ssl_* are empty in its log line */
-    if (!sg_tunnel_start(s->w, cfd, ufd, &o, (const char *)s->pre, s->pre_len, NULL, 0)) {
+    s->starting = true;
+    sg_tunnel *t = sg_tunnel_start(s->w, cfd, ufd, &o, (const char *)s->pre, s->pre_len, NULL, 0);
+    s->starting = false;
+    if (!t) {                                /* on_close was not called */
         session_free(s, 500);
         return;
     }
     s->peer = NULL;                          /* released by the tunnel's on_close */
-    if (!log) {
+    if (!log || s->closed_early) {           /* closed_early: it ended already, its line is due */
         session_free(s, 200);
         return;
     }
