@@ -37,6 +37,9 @@ struct sg_tls_conn {
     /* stream{} servers (no group): their ssl_alpn list, wire format */
     const unsigned char *stream_alpn;
     unsigned stream_alpn_len;
+    /* client side: sg_tls_on_session's callback */
+    void (*on_session)(void *arg, sg_tls_session *s);
+    void *on_session_arg;
 };
 
 /* ---------------- errors ---------------- */
@@ -150,10 +153,40 @@ static void server_ctx_setup(SSL_CTX *ctx)
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
 }
 
+/* A session the server sent (a TLS 1.3 ticket after the handshake, or a
+ * TLS 1.2 session at its end): to the connection's callback, if any. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    sg_tls_conn *c = SSL_get_app_data(ssl);
+    if (!c || !c->on_session || !SSL_SESSION_is_resumable(sess)) return 0;
+    c->on_session(c->on_session_arg, sess);
+    return 1;                          /* the callback owns the reference */
+}
+
+/* Client contexts: sessions are announced (not stored internally; the
+ * pools keep theirs with sg_tls_session_get). */
+static void client_ctx_setup(SSL_CTX *ctx)
+{
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+}
+
 void sg_tls_init(sg_tls_sni_fn choose)
 {
     sni_choose = choose;
     sg_ssl_set_server_setup(server_ctx_setup);
+    sg_ssl_set_client_setup(client_ctx_setup);
+}
+
+void sg_tls_on_session(sg_tls_conn *c, void (*cb)(void *arg, sg_tls_session *s), void *arg)
+{
+    c->on_session = cb;
+    c->on_session_arg = arg;
+}
+
+void sg_tls_no_alpn(sg_tls_conn *c)
+{
+    SSL_set_alpn_protos(c->ssl, NULL, 0);
 }
 
 /* ---------------- connections ---------------- */

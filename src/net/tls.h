@@ -76,6 +76,15 @@ sg_tls_conn *sg_tls_server_new_ctx(struct ssl_ctx_st *ctx, int fd, const struct 
 sg_tls_conn *sg_tls_client_new(struct ssl_ctx_st *ctx, int fd, const char *sni, const char *verify_name,
                                sg_tls_session *reuse, const struct sockaddr *peer);
 
+/* Client side: cb(arg, session) whenever the server sends a resumable
+ * session (TLS 1.3 tickets arrive after the handshake, while reading);
+ * cb owns it (sg_tls_session_free). arg must outlive the connection. */
+void sg_tls_on_session(sg_tls_conn *c, void (*cb)(void *arg, sg_tls_session *s), void *arg);
+
+/* Client side, before the handshake: offer no ALPN (stream's proxy_ssl,
+ * as nginx without proxy_ssl_alpn; the shared contexts offer http/1.1). */
+void sg_tls_no_alpn(sg_tls_conn *c);
+
 /* Where a client connection's failures are logged: the error_log of the
  * location it serves (NULL, the default: the main log). */
 void sg_tls_set_log(sg_tls_conn *c, const sg_log_target *log);

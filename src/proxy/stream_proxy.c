@@ -214,6 +214,13 @@ static sg_tls_session *session_take(const kept_session *k)
     return r;
 }
 
+static void session_keep(const kept_session *k, sg_tls_session *session);
+
+static void on_up_session(void *arg, sg_tls_session *session)
+{
+    session_keep(arg, session);
+}
+
 static void session_keep(const kept_session *k, sg_tls_session *session)
 {
     pthread_mutex_lock(&sessions_lock);
@@ -300,7 +307,6 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
     sp_session *s = arg;
     uint64_t now = now_ms(s);
     if (arg2) sg_balancer_done(s->b, arg2, false, now);
-    if (e->upstream_session) session_keep(&s->up_key, e->upstream_session);
     s->info.bytes_sent = e->client_written;
     s->info.bytes_received = e->client_read;
     sg_stream_try *t = cur_try(s);
@@ -352,7 +358,6 @@ static void start_tunnel(sp_session *s)
         .arg2 = s->peer,
         .client_tls = s->tls,
         .upstream_tls = s->up_tls,
-        .keep_upstream_session = s->up_tls && reuses_sessions(s),
     };
     int cfd = s->client.fd, ufd = s->up.fd;
     s->client.fd = s->up.fd = -1;            /* the tunnel owns them now, even on failure */
@@ -451,6 +456,11 @@ static void connected(sp_session *s)
     s->up_tls = sg_tls_client_new(pc->proxy_ssl.ctx, s->up.fd, pc->proxy_ssl.server_name ? name : NULL,
                                   name, kept, sa);
     sg_tls_session_free(kept);         /* SSL_set_session took its own reference */
+    if (s->up_tls) {
+        sg_tls_no_alpn(s->up_tls);
+        /* up_key lives as long as the connection: the session stays until the tunnel ends */
+        if (reuses_sessions(s)) sg_tls_on_session(s->up_tls, on_up_session, &s->up_key);
+    }
     if (!s->up_tls) {
         attempt_failed(s, 0, "SSL_new() failed");
         return;

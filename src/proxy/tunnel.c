@@ -61,7 +61,6 @@ struct sg_tunnel {
     uint8_t readable, writable, rdhup, eof, shut;   /* BIT(side) masks */
     uint8_t notify_due;            /* BIT(side): its close_notify (and FIN) wait for EPOLLOUT */
     bool closed, close_on_eof, retiring;
-    bool keep_up_session;        /* sg_tunnel_opts.keep_upstream_session */
 };
 
 /* Per worker thread. */
@@ -385,8 +384,6 @@ static void tunnel_end(sg_tunnel *t, sg_tunnel_end_reason why)
     if (t->closed) return;
     t->closed = true;
     sg_timer_disarm(&t->timer);
-    sg_tls_session *up_session = NULL;
-    if (t->keep_up_session && t->tls[UP] && t->on_close) up_session = sg_tls_session_get(t->tls[UP]);
     for (int s = 0; s < 2; s++) {
         if (t->io[s].fd >= 0) {
             sg_loop_del(ts.loop, &t->io[s]);
@@ -409,7 +406,6 @@ static void tunnel_end(sg_tunnel *t, sg_tunnel_end_reason why)
             .reason = why,
             .client_read = t->nread[CL], .client_written = t->nwritten[CL],
             .upstream_read = t->nread[UP], .upstream_written = t->nwritten[UP],
-            .upstream_session = up_session,
         };
         t->on_close(&e, t->arg, t->arg2);
     }
@@ -485,7 +481,6 @@ sg_tunnel *sg_tunnel_start_q(sg_worker *w, int client_fd, int upstream_fd, const
     t->up_read_ms = o->upstream_read_timeout_ms == SG_UNSET_MS ? 0 : o->upstream_read_timeout_ms;
     t->active_ms = t->up_rx_ms = now32();
     t->close_on_eof = o->close_on_eof;
-    t->keep_up_session = o->keep_upstream_session;
     t->on_close = o->on_close;
     t->arg = o->arg;
     t->arg2 = o->arg2;

@@ -39,10 +39,6 @@ typedef struct sg_tunnel_end {
     sg_tunnel_end_reason reason;
     uint64_t client_read, client_written;       /* bytes from / to the client socket */
     uint64_t upstream_read, upstream_written;   /* bytes from / to the upstream socket */
-    /* With keep_upstream_session: the upstream TLS session if resumable
-     * (taken before the TLS state is freed; TLS 1.3 tickets arrive after
-     * the handshake), else NULL. on_close owns it (sg_tls_session_free). */
-    struct ssl_session_st *upstream_session;
 } sg_tunnel_end;
 
 typedef struct sg_tunnel_opts {
@@ -74,8 +70,6 @@ typedef struct sg_tunnel_opts {
      * an ssl listener): the tunnel reads and writes through it, sends
      * close_notify for a FIN, and frees it. NULL: a plain socket. */
     struct sg_tls_conn *client_tls, *upstream_tls;
-    /* stream's proxy_ssl_session_reuse: hand the upstream session to on_close */
-    bool keep_upstream_session;
 } sg_tunnel_opts;
 
 /* Starts relaying between two connected, non-blocking sockets that are
