@@ -388,7 +388,7 @@ def test_proxy_ssl_session_reuse_resumes_the_next_handshake(run, certs, tmp_path
 """ % (back, crt, key, front, back, log, front_off, back, log))
     # the backend's ticket comes before its reply: kept by the time the client reads
     assert fetch(front) == b"."
-    assert fetch(front) == b"r""
+    assert fetch(front) == b"r"
     assert fetch(front_off) == b"."
     log_lines(log, 3)
     assert fetch(front_off) == b"."
