@@ -377,6 +377,8 @@ typedef struct sg_listen_conf {
     bool ssl;                          /* listen ... ssl */
     bool proxy_protocol;               /* listen ... proxy_protocol */
     sg_conf_pos pos;
+    /* stream modules */
+    bool udp;                          /* stream listen ... udp: a datagram socket */
 } sg_listen_conf;
 
 /* HTTP/2 server settings (http2_* directives, http and server level).
@@ -428,6 +430,8 @@ typedef struct sg_listen_group {
     /* An L4 `stream {}` server listening here instead of HTTP (servers
      * is then empty): the worker hands accepted sockets to the stream proxy. */
     const struct sg_stream_server_conf *stream_server;
+    /* stream modules */
+    bool udp;                          /* a datagram socket (stream listen ... udp) */
 } sg_listen_group;
 
 typedef struct sg_conf {

@@ -24,6 +24,13 @@ void sg_ssl_set_server_setup(sg_ssl_server_setup_fn fn)
     server_setup = fn;
 }
 
+static sg_ssl_server_setup_fn client_setup;
+
+void sg_ssl_set_client_setup(sg_ssl_server_setup_fn fn)
+{
+    client_setup = fn;
+}
+
 /* ---------------- errors ---------------- */
 
 void sg_ssl_errors(char *buf, size_t n)
@@ -287,6 +294,7 @@ SSL_CTX *sg_ssl_client_ctx_new(const sg_ssl_upstream_conf *u, bool h2, sg_conf_p
      * in an internal cache. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (!u->session_reuse) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    if (client_setup) client_setup(ctx);
     ERR_clear_error();
     return ctx;
 }

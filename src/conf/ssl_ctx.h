@@ -28,6 +28,9 @@ struct ssl_ctx_st;
  * which is enough to check a configuration. */
 typedef void (*sg_ssl_server_setup_fn)(struct ssl_ctx_st *ctx);
 void sg_ssl_set_server_setup(sg_ssl_server_setup_fn fn);
+/* The same for client (upstream) contexts: net/tls.c's session callback
+ * (sg_tls_on_session), for stream's proxy_ssl_session_reuse. */
+void sg_ssl_set_client_setup(sg_ssl_server_setup_fn fn);
 
 /* Server context for one server block's ssl_* values. `ticket_keys`: the
  * generation's 80 random bytes (name, HMAC and AES keys), the same for

@@ -8,6 +8,8 @@
  * line with a generic setter. */
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
+#include "conf/ssl_conf.h"
+#include "conf/ssl_ctx.h"
 #include "core/sockaddr.h"
 
 #include <netinet/in.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 static bool starts(const char *s, const char *prefix)
 {
@@ -24,78 +27,6 @@ static bool starts(const char *s, const char *prefix)
 static sg_str arg_str(const sg_carg *a)
 {
     return (sg_str){ a->s, a->n };
-}
-
-/* ---------------- stream values ($remote_addr ...) ---------------- */
-
-static const struct { const char *name; sg_stream_var var; } svars[] = {
-    { "remote_addr", SG_SVAR_REMOTE_ADDR }, { "remote_port", SG_SVAR_REMOTE_PORT },
-    { "binary_remote_addr", SG_SVAR_BINARY_REMOTE_ADDR }, { "server_addr", SG_SVAR_SERVER_ADDR },
-    { "server_port", SG_SVAR_SERVER_PORT }, { "protocol", SG_SVAR_PROTOCOL },
-};
-
-static bool var_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
-}
-
-static void val_push(sg_conf *c, sg_stream_val *out, int var, sg_str lit)
-{
-    if (var < 0 && lit.n == 0) return;
-    out->parts = sg_conf_push(&c->arena, out->parts, out->nparts, sizeof(*out->parts));
-    out->parts[out->nparts++] = (sg_stream_val_part){ var, sg_arena_str(&c->arena, lit) };
-}
-
-/* One "$name" or "${name}" at text.p[*i] ('$'): appends the variable, or
- * writes nginx's message into msg. */
-static bool val_var(sg_conf *c, sg_str text, size_t *i, sg_stream_val *out, char *msg, size_t msglen)
-{
-    size_t j = *i + 1;
-    bool braced = j < text.n && text.p[j] == '{';
-    if (braced) j++;
-    size_t start = j;
-    while (j < text.n && var_char(text.p[j])) j++;
-    sg_str name = { text.p + start, j - start };
-    if (braced && j >= text.n) {
-        snprintf(msg, msglen, "the closing bracket in \"%.*s\" variable is missing", (int)name.n, name.p);
-        return false;
-    }
-    if (name.n == 0 || (braced && text.p[j] != '}')) {
-        snprintf(msg, msglen, "invalid variable name in \"%.*s\"", (int)text.n, text.p);
-        return false;
-    }
-    for (size_t k = 0; k < sizeof(svars) / sizeof(svars[0]); k++) {
-        if (sg_str_eq_lit(name, svars[k].name)) {
-            val_push(c, out, (int)svars[k].var, SG_STR_NULL);
-            *i = braced ? j + 1 : j;
-            return true;
-        }
-    }
-    snprintf(msg, msglen, "unknown \"%.*s\" variable", (int)name.n, name.p);
-    return false;
-}
-
-bool sg_stream_val_compile(sg_conf *c, sg_str text, sg_conf_pos pos, sg_stream_val *out,
-                           char *err, size_t errlen)
-{
-    memset(out, 0, sizeof(*out));
-    out->text = sg_arena_str(&c->arena, text);
-    size_t lit = 0, i = 0;
-    while (i < text.n) {
-        if (text.p[i] != '$') {
-            i++;
-            continue;
-        }
-        val_push(c, out, -1, (sg_str){ text.p + lit, i - lit });
-        char msg[512];
-        if (!val_var(c, text, &i, out, msg, sizeof(msg))) {
-            snprintf(err, errlen, "%s:%d:%d: %s", pos.file ? pos.file : "<config>", pos.line, pos.col, msg);
-            return false;
-        }
-        lit = i;
-    }
-    val_push(c, out, -1, (sg_str){ text.p + lit, text.n - lit });
-    return true;
 }
 
 /* ---------------- stream, server, listen, proxy_pass ---------------- */
@@ -109,6 +40,21 @@ static void proxy_defaults(sg_stream_proxy_conf *p)
     p->next_upstream_timeout_ms = 0;
     p->half_close = false;
     p->tcp_nodelay = true;
+    p->preread_timeout_ms = 30000;
+    p->preread_buffer_size = 16384;
+    p->proxy_responses = UINT32_MAX;
+    p->ssl_handshake_timeout_ms = 60000;
+    /* the defaults of nginx's stream ssl and proxy_ssl (as conf/ssl_conf.c's for http) */
+    p->ssl.protocols = SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3;
+    p->ssl.ciphers.s = "HIGH:!aNULL:!MD5";
+    p->ssl.session_cache = SG_SSL_CACHE_NONE;
+    p->ssl.session_timeout_ms = 5 * 60 * 1000;
+    p->ssl.session_tickets = true;
+    p->ssl.ecdh_curve.s = "auto";
+    p->proxy_ssl.verify_depth = 1;
+    p->proxy_ssl.protocols = SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3;
+    p->proxy_ssl.ciphers.s = "DEFAULT";
+    p->proxy_ssl.session_reuse = true;
 }
 
 /* stream { }: reads the block into cx->c->stream. */
@@ -139,20 +85,24 @@ static bool set_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     l->stream_server = s;
     if (!sg_directives_enter(cx, l, n, SG_CTX_STREAM_SERVER)) return false;
     if (s->nlistens == 0) return sg_cerr(cx, s->pos, "no \"listen\" is defined for server");
-    if (s->pass_host.p == NULL) return sg_cerr(cx, s->pos, "no handler for server");
+    if (s->pass_host.p == NULL && !s->ret) return sg_cerr(cx, s->pos, "no handler for server");
     return true;
 }
 
 static bool listen_param(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
 {
     static const char *const later[] = {
-        "udp", "ssl", "proxy_protocol", "so_keepalive", "rcvbuf", "sndbuf", "fastopen",
+        "proxy_protocol", "so_keepalive", "rcvbuf", "sndbuf", "fastopen",
         "ipv6only=off", "setfib", "accept_filter", "deferred", NULL,
     };
     const char *p = a->s;
     uint64_t v;
     if (strcmp(p, "reuseport") == 0) {
         lc->reuseport = true;
+    } else if (strcmp(p, "ssl") == 0) {
+        lc->ssl = true;
+    } else if (strcmp(p, "udp") == 0) {
+        lc->udp = true;
     } else if (strcmp(p, "bind") == 0 || strcmp(p, "ipv6only=on") == 0) {
         /* every address is bound on its own already */
     } else if (starts(p, "backlog=")) {
@@ -177,7 +127,8 @@ static bool listen_unique(sg_cctx *cx, const sg_carg *a, const sg_listen_conf *l
     for (size_t i = 0; i < sc->nservers; i++) {
         const sg_stream_server_conf *s = sc->servers[i];
         for (size_t j = 0; j < s->nlistens; j++)
-            if (sg_sockaddr_eq((const struct sockaddr *)&s->listens[j].addr, (const struct sockaddr *)&lc->addr))
+            if (s->listens[j].udp == lc->udp &&
+                sg_sockaddr_eq((const struct sockaddr *)&s->listens[j].addr, (const struct sockaddr *)&lc->addr))
                 return sg_cerr(cx, a->pos, "duplicate \"%s\" address and port pair", a->s);
     }
     return true;
@@ -193,7 +144,9 @@ static bool set_listen(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     for (size_t i = 1; i < n->nargs; i++)
         if (!listen_param(cx, &n->args[i], &lc)) return false;
     if (!listen_unique(cx, a, &lc)) return false;
+    if (lc.udp && lc.ssl) return sg_cerr(cx, a->pos, "\"ssl\" parameter is incompatible with \"udp\"");
     sg_stream_server_conf *s = cx->cur->stream_server;
+    if (lc.ssl) s->ssl = true;
     s->listens = sg_conf_push(&cx->c->arena, s->listens, s->nlistens, sizeof(lc));
     s->listens[s->nlistens++] = lc;
     return true;
@@ -205,8 +158,13 @@ static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
 {
     const sg_carg *a = &n->args[0];
     sg_stream_server_conf *s = cx->cur->stream_server;
-    if (strchr(a->s, '$'))
-        return sg_cerr(cx, a->pos, "variables in \"proxy_pass\" are not supported yet");
+    if (strchr(a->s, '$')) {           /* evaluated per session: an upstream{} name or an address */
+        s->pass_val = sg_arena_alloc(&cx->c->arena, sizeof(*s->pass_val));
+        if (!sg_stream_val_compile(cx->c, arg_str(a), a->pos, s->pass_val, cx->err, cx->errlen)) return false;
+        s->pass_host = sg_arena_str(&cx->c->arena, arg_str(a));
+        s->pass_pos = a->pos;
+        return true;
+    }
     if (starts(a->s, "unix:"))
         return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"proxy_pass\" are not supported yet");
     if (strstr(a->s, "://"))
@@ -246,6 +204,136 @@ static bool set_hash(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     return true;
 }
 
+/* ---------------- stream modules: return, log_format, access_log ---------------- */
+
+/* return VALUE (ngx_stream_return_module): the value is sent and the
+ * connection closed. */
+static bool set_return(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_server_conf *s = cx->cur->stream_server;
+    if (s->pass_host.p) return sg_cerr(cx, n->name.pos, "\"return\" directive is duplicate");
+    s->ret = sg_arena_alloc(&cx->c->arena, sizeof(*s->ret));
+    return sg_stream_val_compile(cx->c, arg_str(&n->args[0]), n->args[0].pos, s->ret, cx->err, cx->errlen);
+}
+
+static const sg_stream_log_format *find_format(const sg_stream_conf *sc, const char *name)
+{
+    for (size_t i = 0; i < sc->nlog_formats; i++)
+        if (sg_str_eq_lit(sc->log_formats[i]->name, name)) return sc->log_formats[i];
+    return NULL;
+}
+
+static bool add_format(sg_cctx *cx, const char *name, sg_str text, sg_conf_pos pos, bool json, bool none)
+{
+    sg_stream_conf *sc = cx->c->stream;
+    sg_stream_log_format *f = sg_arena_alloc(&cx->c->arena, sizeof(*f));
+    memset(f, 0, sizeof(*f));
+    f->name = sg_arena_str(&cx->c->arena, sg_str_from(name));
+    f->escape_json = json;
+    f->escape_none = none;
+    if (!sg_stream_val_compile(cx->c, text, pos, &f->val, cx->err, cx->errlen)) return false;
+    sc->log_formats = sg_conf_push(&cx->c->arena, sc->log_formats, sc->nlog_formats, sizeof(f));
+    sc->log_formats[sc->nlog_formats++] = f;
+    return true;
+}
+
+/* log_format NAME [escape=default|json|none] STRING ... */
+static bool set_log_format(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_conf *sc = cx->c->stream;
+    if (find_format(sc, n->args[0].s))
+        return sg_cerr(cx, n->args[0].pos, "duplicate \"log_format\" name \"%s\"", n->args[0].s);
+    size_t i = 1;
+    bool json = false, none = false;
+    if (n->nargs > 2 && starts(n->args[1].s, "escape=")) {
+        const char *e = n->args[1].s + 7;
+        if (strcmp(e, "json") == 0) json = true;
+        else if (strcmp(e, "none") == 0) none = true;
+        else if (strcmp(e, "default") != 0)
+            return sg_cerr(cx, n->args[1].pos, "unknown log format escaping \"%s\"", e);
+        i = 2;
+    }
+    size_t len = 0;
+    for (size_t k = i; k < n->nargs; k++) len += n->args[k].n;
+    char *text = sg_arena_alloc(&cx->c->arena, len + 1);
+    len = 0;
+    for (size_t k = i; k < n->nargs; k++) {
+        memcpy(text + len, n->args[k].s, n->args[k].n);
+        len += n->args[k].n;
+    }
+    return add_format(cx, n->args[0].s, (sg_str){ text, len }, n->args[i].pos, json, none);
+}
+
+/* access_log off | PATH [FORMAT [buffer=SIZE] [gzip[=LEVEL]] [flush=TIME] [if=COND]]:
+ * lines are written when the session ends; a level with any access_log
+ * replaces the inherited list. FORMAT is required in stream (nginx). */
+static bool set_access_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_proxy_conf *p = base;
+    if (cx->first) {
+        p->logs = NULL;
+        p->nlogs = 0;
+        p->logs_off = false;
+    }
+    if (strcmp(n->args[0].s, "off") == 0) {
+        if (n->nargs > 1) return sg_cerr(cx, n->args[1].pos, "invalid parameter \"%s\"", n->args[1].s);
+        p->logs_off = true;
+        return true;
+    }
+    if (n->nargs < 2) return sg_cerr(cx, n->name.pos, "log format is not specified");
+    sg_stream_log l = { 0 };
+    l.format = find_format(cx->c->stream, n->args[1].s);
+    if (!l.format) return sg_cerr(cx, n->args[1].pos, "unknown log format \"%s\"", n->args[1].s);
+    for (size_t i = 2; i < n->nargs; i++) {
+        const char *a = n->args[i].s;
+        if (starts(a, "buffer=") || starts(a, "flush=") || starts(a, "gzip")) {
+            sg_cnotice(cx, n->args[i].pos, "\"%s\" is accepted: stream lines are written when each session ends", a);
+        } else if (starts(a, "if=")) {
+            return sg_cerr(cx, n->args[i].pos, "\"if=\" of \"access_log\" is not supported yet in stream");
+        } else {
+            return sg_cerr(cx, n->args[i].pos, "invalid parameter \"%s\"", a);
+        }
+    }
+    l.path = sg_conf_full_path(cx->c, n->args[0].s);
+    if (strchr(n->args[0].s, '$'))
+        return sg_cerr(cx, n->args[0].pos, "variables in the \"access_log\" path are not supported yet");
+    p->logs = sg_conf_push(&cx->c->arena, p->logs, p->nlogs, sizeof(l));
+    p->logs[p->nlogs++] = l;
+    return true;
+}
+
+/* ---------------- stream modules: TLS ---------------- */
+
+/* ssl_alpn PROTOCOL ...: kept in ALPN's wire format for OpenSSL. */
+static bool set_alpn(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_proxy_conf *p = base;
+    size_t len = 0;
+    for (size_t i = 0; i < n->nargs; i++) {
+        if (n->args[i].n == 0 || n->args[i].n > 255)
+            return sg_cerr(cx, n->args[i].pos, "invalid value \"%s\"", n->args[i].s);
+        len += 1 + n->args[i].n;
+    }
+    p->alpn = sg_arena_alloc(&cx->c->arena, len);
+    p->alpn_len = 0;
+    for (size_t i = 0; i < n->nargs; i++) {
+        p->alpn[p->alpn_len++] = (unsigned char)n->args[i].n;
+        memcpy(p->alpn + p->alpn_len, n->args[i].s, n->args[i].n);
+        p->alpn_len += n->args[i].n;
+    }
+    return true;
+}
+
+/* proxy_ssl_name VALUE (stream variables). */
+static bool set_proxy_ssl_name(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_proxy_conf *p = base;
+    sg_stream_val *v = sg_arena_alloc(&cx->c->arena, sizeof(*v));
+    if (!sg_stream_val_compile(cx->c, arg_str(&n->args[0]), n->args[0].pos, v, cx->err, cx->errlen)) return false;
+    p->proxy_ssl_name = v;
+    return true;
+}
+
 /* ---------------- the table ---------------- */
 
 /* Buffer sizes: checked, no effect (the tunnel reads into the worker's
@@ -257,6 +345,9 @@ static const sg_cmd_bounds nonzero = { 1, UINT64_MAX };
 #define SRV SG_CTX_STREAM_SERVER
 #define UPS SG_CTX_STREAM_UPSTREAM
 #define PX(f) SG_T_STREAM, 0, offsetof(sg_stream_proxy_conf, f), sizeof(((sg_stream_proxy_conf *)0)->f)
+/* a run of adjacent fields, a..b, inherited together */
+#define PXR(flags, a, b) SG_T_STREAM, flags, offsetof(sg_stream_proxy_conf, a), \
+    offsetof(sg_stream_proxy_conf, b) + sizeof(((sg_stream_proxy_conf *)0)->b) - offsetof(sg_stream_proxy_conf, a)
 /* no field: checked, remembered per level ("is duplicate"), not inherited */
 #define LEVEL(flags) SG_T_STREAM, flags, 0, 0
 #define UPSTREAM SG_T_UPS, SG_CF_MULTI, 0, 0
@@ -275,8 +366,8 @@ static const sg_cmd cmds[] = {
     { "proxy_half_close", SS, SG_ARG1, sg_conf_set_flag, PX(half_close), NULL },
     { "tcp_nodelay", SS, SG_ARG1, sg_conf_set_flag, PX(tcp_nodelay), NULL },
     { "proxy_buffer_size", SS, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
-    { "preread_buffer_size", SS, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
-    { "preread_timeout", SS, SG_ARG1, sg_conf_set_msec, LEVEL(0), NULL },
+    { "preread_buffer_size", SS, SG_ARG1, sg_conf_set_size, PX(preread_buffer_size), &nonzero },
+    { "preread_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(preread_timeout_ms), NULL },
     { "variables_hash_bucket_size", ST, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
     { "variables_hash_max_size", ST, SG_ARG1, sg_conf_set_size, LEVEL(0), &nonzero },
     { "server", UPS, SG_ARG1MORE, sg_conf_set_upstream_server, UPSTREAM, (const void *)(intptr_t)-1 },  /* port required */
@@ -284,6 +375,43 @@ static const sg_cmd cmds[] = {
     { "hash", UPS, SG_ARG12, set_hash, UPSTREAM, NULL },
     { "random", UPS, SG_ARG0 | SG_ARG12, sg_conf_set_random, UPSTREAM, NULL },
     { "zone", UPS, SG_ARG12, sg_conf_set_zone, UPSTREAM, NULL },
+    /* stream modules: return, map, log_format, access_log, zone */
+    { "proxy_responses", SS, SG_ARG1, sg_conf_set_num, PX(proxy_responses), NULL },
+    { "set", SRV, SG_ARG2, sg_stream_set_set, LEVEL(SG_CF_MULTI), NULL },
+    { "geo", ST, SG_ARG12 | SG_ARGBLOCK, sg_stream_set_geo, LEVEL(SG_CF_MULTI), NULL },
+    { "split_clients", ST, SG_ARG2 | SG_ARGBLOCK, sg_stream_set_split_clients, LEVEL(SG_CF_MULTI), NULL },
+    { "proxy_requests", SS, SG_ARG1, sg_conf_set_num, PX(proxy_requests), NULL },
+    { "return", SRV, SG_ARG1, set_return, LEVEL(0), NULL },
+    { "map", ST, SG_ARG2 | SG_ARGBLOCK, sg_stream_set_map, LEVEL(SG_CF_MULTI), NULL },
+    { "log_format", ST, SG_ARG2MORE, set_log_format, LEVEL(SG_CF_MULTI), NULL },
+    { "access_log", SS, SG_ARG1MORE, set_access_log, SG_T_STREAM, SG_CF_MULTI, offsetof(sg_stream_proxy_conf, logs),
+      offsetof(sg_stream_proxy_conf, logs_off) + sizeof(bool) - offsetof(sg_stream_proxy_conf, logs), NULL },
+    /* stream modules: TLS termination (listen ... ssl), TLS toward the upstream, ssl_preread */
+    { "ssl_certificate", SS, SG_ARG1, sg_ssl_set_certificate, PXR(SG_CF_MULTI, ssl.certs, ssl.ncerts), NULL },
+    { "ssl_certificate_key", SS, SG_ARG1, sg_ssl_set_certificate, PXR(SG_CF_MULTI, ssl.keys, ssl.nkeys), NULL },
+    { "ssl_protocols", SS, SG_ARG1MORE, sg_ssl_set_protocols, PX(ssl.protocols), NULL },
+    { "ssl_ciphers", SS, SG_ARG1, sg_ssl_set_string, PX(ssl.ciphers), NULL },
+    { "ssl_prefer_server_ciphers", SS, SG_ARG1, sg_conf_set_flag, PX(ssl.prefer_server_ciphers), NULL },
+    { "ssl_session_cache", SS, SG_ARG1MORE, sg_ssl_set_session_cache,
+      PXR(0, ssl.session_cache, ssl.session_cache_size), NULL },
+    { "ssl_session_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(ssl.session_timeout_ms), NULL },
+    { "ssl_session_tickets", SS, SG_ARG1, sg_conf_set_flag, PX(ssl.session_tickets), NULL },
+    { "ssl_dhparam", SS, SG_ARG1, sg_ssl_set_file, PX(ssl.dhparam), NULL },
+    { "ssl_ecdh_curve", SS, SG_ARG1, sg_ssl_set_string, PX(ssl.ecdh_curve), NULL },
+    { "ssl_handshake_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(ssl_handshake_timeout_ms), NULL },
+    { "ssl_alpn", SS, SG_ARG1MORE, set_alpn, PXR(0, alpn, alpn_len), NULL },
+    { "ssl_preread", SS, SG_ARG1, sg_conf_set_flag, PX(ssl_preread), NULL },
+    { "proxy_ssl", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_ssl_on), NULL },
+    { "proxy_ssl_verify", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_ssl.verify), NULL },
+    { "proxy_ssl_verify_depth", SS, SG_ARG1, sg_conf_set_num, PX(proxy_ssl.verify_depth), NULL },
+    { "proxy_ssl_trusted_certificate", SS, SG_ARG1, sg_ssl_set_file, PX(proxy_ssl.trusted_certificate), NULL },
+    { "proxy_ssl_server_name", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_ssl.server_name), NULL },
+    { "proxy_ssl_name", SS, SG_ARG1, set_proxy_ssl_name, PX(proxy_ssl_name), NULL },
+    { "proxy_ssl_certificate", SS, SG_ARG1, sg_ssl_set_file, PX(proxy_ssl.certificate), NULL },
+    { "proxy_ssl_certificate_key", SS, SG_ARG1, sg_ssl_set_file, PX(proxy_ssl.certificate_key), NULL },
+    { "proxy_ssl_protocols", SS, SG_ARG1MORE, sg_ssl_set_protocols, PX(proxy_ssl.protocols), NULL },
+    { "proxy_ssl_ciphers", SS, SG_ARG1, sg_ssl_set_string, PX(proxy_ssl.ciphers), NULL },
+    { "proxy_ssl_session_reuse", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_ssl.session_reuse), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -293,14 +421,16 @@ _Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 static const char *const later_exact[] = {
     "ssl_preread", "proxy_protocol", "proxy_protocol_timeout", "access_log", "log_format",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout",
+    "proxy_protocol", "proxy_protocol_timeout",
+    "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
-    "proxy_requests", "proxy_responses", "return", "set", "map", "geo", "split_clients",
+
     "allow", "deny", "ssl", "set_real_ip_from", "pass", "server_name", "server_names_hash_max_size",
     "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",
     "match", "keyval", "keyval_zone", "mqtt", "limit_conn_zone", "limit_conn", NULL,
 };
 static const char *const later_prefix[] = {
-    "ssl_", "proxy_ssl", "limit_conn_", "geoip", "js_", "ssl_preread", NULL,
+    "ssl_", "proxy_ssl", "limit_conn_", "geoip", "js_", NULL,
 };
 
 const sg_cmd_module sg_stream_module = {
@@ -336,6 +466,7 @@ static sg_upstream_conf *implicit_upstream(sg_cctx *cx, sg_stream_server_conf *s
 static bool bind_pass(sg_cctx *cx, sg_stream_server_conf *s)
 {
     sg_stream_conf *sc = cx->c->stream;
+    if (s->ret || s->pass_val) return true;   /* return, or a target chosen per session */
     for (size_t i = 0; i < sc->nupstreams; i++) {
         sg_upstream_conf *u = sc->upstreams[i];
         if (u->implicit || !sg_str_caseeq(s->pass_host, sg_str_from(u->name))) continue;
@@ -366,9 +497,10 @@ static bool is_wildcard(const struct sockaddr_storage *a)
 static bool check_http_overlap(sg_cctx *cx, const sg_listen_conf *l)
 {
     const sg_conf *c = cx->c;
+    if (l->udp) return true;           /* http is TCP only */
     for (size_t i = 0; i < c->nlistens; i++) {
         const sg_listen_group *g = &c->listens[i];
-        if (g->stream_server || g->addr.ss_family != l->addr.ss_family ||
+        if (g->stream_server || g->udp || g->addr.ss_family != l->addr.ss_family ||
             sg_sockaddr_port((const struct sockaddr *)&g->addr) != sg_sockaddr_port((const struct sockaddr *)&l->addr))
             continue;
         if (sg_sockaddr_eq((const struct sockaddr *)&g->addr, (const struct sockaddr *)&l->addr))
@@ -379,17 +511,54 @@ static bool check_http_overlap(sg_cctx *cx, const sg_listen_conf *l)
     return true;
 }
 
+static void ctx_free(void *ctx)
+{
+    sg_ssl_ctx_free(ctx);
+}
+
+/* listen ... ssl: the server's context (freed with the generation);
+ * proxy_ssl on: its client context (conf/ssl_conf.c shares and frees it). */
+static bool server_tls(sg_cctx *cx, sg_stream_server_conf *s, const unsigned char keys[80])
+{
+    sg_stream_proxy_conf *p = &s->proxy;
+    if (s->ssl) {
+        if (p->ssl.ncerts == 0)
+            return sg_cerr(cx, s->pos, "no \"ssl_certificate\" is defined for server in stream");
+        if (p->ssl.nkeys < p->ssl.ncerts)
+            return sg_cerr(cx, p->ssl.certs[p->ssl.nkeys].pos,
+                           "no \"ssl_certificate_key\" is defined for certificate \"%s\"", p->ssl.certs[p->ssl.nkeys].s);
+        char msg[1024];
+        sg_conf_pos where = s->pos;
+        p->ssl.ctx = sg_ssl_server_ctx_new(&p->ssl, keys, msg, sizeof(msg), &where);
+        if (!p->ssl.ctx) return sg_cerr(cx, where, "%s", msg);
+        sg_conf_on_free(cx->c, ctx_free, p->ssl.ctx);
+    }
+    if (p->proxy_ssl_on && !s->ret &&
+        !sg_ssl_upstream_ctx(cx->c, &p->proxy_ssl, false, s->pass_pos, cx->err, cx->errlen))
+        return false;
+    return true;
+}
+
 static void add_group(sg_conf *c, const sg_listen_conf *l, const sg_stream_server_conf *s)
 {
-    sg_conf_new_group(c, l)->stream_server = s;
+    sg_listen_group *g = sg_conf_new_group(c, l);
+    g->stream_server = s;
+    g->ssl = l->ssl;                   /* the session does the handshake (proxy/stream_proxy.c) */
+    g->udp = l->udp;
 }
 
 bool sg_stream_conf_finish(sg_cctx *cx)
 {
     sg_stream_conf *sc = cx->c->stream;
     if (!sc) return true;
+    if (!sg_stream_vars_finish(cx)) return false;
     for (size_t i = 0; i < sc->nservers; i++)
         if (!bind_pass(cx, sc->servers[i])) return false;
+    unsigned char keys[80];            /* session ticket keys: random per generation */
+    if (getrandom(keys, sizeof(keys), 0) != (ssize_t)sizeof(keys))
+        return sg_cerr(cx, (sg_conf_pos){ cx->c->file, 0, 0 }, "getrandom() failed");
+    for (size_t i = 0; i < sc->nservers; i++)
+        if (!server_tls(cx, sc->servers[i], keys)) return false;
     for (size_t i = 0; i < sc->nservers; i++)
         for (size_t j = 0; j < sc->servers[i]->nlistens; j++)
             if (!check_http_overlap(cx, &sc->servers[i]->listens[j])) return false;

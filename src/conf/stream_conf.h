@@ -19,6 +19,8 @@
 #include "conf/conf.h"
 
 struct sg_cctx;
+struct sg_cnode;
+struct sg_cmd;
 
 /* Variables a stream value (the `hash` key) may use. */
 typedef enum sg_stream_var {
@@ -28,11 +30,24 @@ typedef enum sg_stream_var {
     SG_SVAR_SERVER_ADDR,               /* address that accepted the connection */
     SG_SVAR_SERVER_PORT,
     SG_SVAR_PROTOCOL,                  /* "TCP" */
+    /* stream modules: return, access_log, map, ssl, ssl_preread */
+    SG_SVAR_CONNECTION, SG_SVAR_NGINX_VERSION, SG_SVAR_HOSTNAME, SG_SVAR_PID,
+    SG_SVAR_BYTES_SENT, SG_SVAR_BYTES_RECEIVED, SG_SVAR_SESSION_TIME, SG_SVAR_STATUS,
+    SG_SVAR_MSEC, SG_SVAR_TIME_LOCAL, SG_SVAR_TIME_ISO8601,
+    SG_SVAR_UPSTREAM_ADDR, SG_SVAR_UPSTREAM_BYTES_SENT, SG_SVAR_UPSTREAM_BYTES_RECEIVED,
+    SG_SVAR_UPSTREAM_CONNECT_TIME, SG_SVAR_UPSTREAM_FIRST_BYTE_TIME, SG_SVAR_UPSTREAM_SESSION_TIME,
+    SG_SVAR_SSL_PROTOCOL, SG_SVAR_SSL_CIPHER, SG_SVAR_SSL_SERVER_NAME, SG_SVAR_SSL_ALPN_PROTOCOL,
+    SG_SVAR_SSL_SESSION_REUSED,
+    SG_SVAR_SSL_PREREAD_SERVER_NAME, SG_SVAR_SSL_PREREAD_ALPN_PROTOCOLS, SG_SVAR_SSL_PREREAD_PROTOCOL,
+    SG_SVAR_CAPTURE,                   /* $1..$9 or a named capture, in a map value (arg: its number) */
+    SG_SVAR_MAP,                       /* a map's result (arg: index in sg_stream_conf.maps) */
+    SG_SVAR_SSL_SESSION_ID,
 } sg_stream_var;
 
 typedef struct sg_stream_val_part {
     int var;                           /* sg_stream_var, or -1 for the literal `lit` */
     sg_str lit;
+    int arg;                           /* SG_SVAR_CAPTURE: the group; SG_SVAR_MAP: the map */
 } sg_stream_val_part;
 
 /* A string with stream variables, compiled once ("$remote_addr:$server_port"). */
@@ -45,6 +60,65 @@ typedef struct sg_stream_val {
 /* Longest value a stream value evaluates to (longer ones are cut). */
 #define SG_STREAM_VAL_MAX 1024
 
+/* ngx_stream_map_module: exact keys (case-sensitive), "~re"/"~*re" keys
+ * tried in order, and a default. Values are stream values; a regex key's
+ * value may use its captures ($1, $name). */
+typedef struct sg_stream_map_entry {
+    sg_str key;
+    void *re;                          /* pcre2_code * for regex keys, else NULL */
+    sg_stream_val val;
+} sg_stream_map_entry;
+
+/* One line of a geo block: addresses lo..hi (IPv4 as ::ffff:a.b.c.d). */
+typedef struct sg_stream_geo_entry {
+    unsigned char lo[16], hi[16];
+    int prefix;                        /* CIDR: prefix length in the 128-bit space (longest wins) */
+    bool v6;                           /* an IPv6 network (IPv4 clients never match it) */
+    bool del;                          /* ranges: `delete lo-hi` (a later line wins) */
+    sg_stream_val val;
+} sg_stream_geo_entry;
+
+typedef struct sg_stream_map {
+    sg_str name;                       /* the variable, without '$' */
+    bool defined;                      /* false: used before (or without) its map block */
+    bool settable;                     /* some server `set`s it (empty where none does) */
+    sg_conf_pos first_use;
+    sg_stream_val source;
+    sg_stream_map_entry *exact, *regex;
+    size_t nexact, nregex;
+    sg_stream_val def;
+    bool has_default;
+    /* split_clients: the source's MurmurHash2 below split_limit[i] picks
+     * exact[i].val (0: the "*" part, takes the rest) */
+    bool split;
+    uint32_t *split_limit;
+    /* geo: the source parsed as an address; CIDR lines (longest prefix)
+     * or, with `ranges`, ranges where the last line holding it decides */
+    bool geo, geo_ranges;
+    sg_stream_geo_entry *geo_entries;
+    size_t ngeo;
+} sg_stream_map;
+
+/* set $var VALUE (ngx_stream_set_module): var is an index in sg_stream_conf.maps. */
+typedef struct sg_stream_set {
+    int var;
+    sg_stream_val val;
+} sg_stream_set;
+
+/* log_format NAME STRING... (stream's own namespace, as nginx's). */
+typedef struct sg_stream_log_format {
+    sg_str name;
+    sg_stream_val val;
+    bool escape_json, escape_none;
+} sg_stream_log_format;
+
+/* access_log PATH FORMAT (stream{} or server{}). */
+typedef struct sg_stream_log {
+    char *path;                        /* absolute */
+    const sg_stream_log_format *format;
+    sg_log_file *file;                 /* opened with the generation (observe/access_log.c) */
+} sg_stream_log;
+
 /* Values of ngx_stream_proxy_module and ngx_stream_core_module settable at
  * stream{} and server{} level; a server inherits what it does not set. */
 typedef struct sg_stream_proxy_conf {
@@ -55,6 +129,22 @@ typedef struct sg_stream_proxy_conf {
     uint32_t next_upstream_timeout_ms; /* 0 = unlimited (default) */
     bool half_close;                   /* proxy_half_close: default off (nginx) */
     bool tcp_nodelay;                  /* default on */
+    /* stream modules: access_log (a level with any replaces the inherited list), TLS, preread */
+    sg_stream_log *logs;
+    size_t nlogs;
+    bool logs_off;
+    sg_ssl_conf ssl;                   /* listen ... ssl: ssl_certificate ... */
+    uint32_t ssl_handshake_timeout_ms; /* default 60 s */
+    unsigned char *alpn;               /* ssl_alpn, wire format (NULL: no ALPN) */
+    size_t alpn_len;
+    bool proxy_ssl_on;                 /* proxy_ssl */
+    sg_ssl_upstream_conf proxy_ssl;    /* its `name` is unused: proxy_ssl_name is stream's value below */
+    const sg_stream_val *proxy_ssl_name;   /* NULL: the host of proxy_pass */
+    bool ssl_preread;
+    uint32_t preread_timeout_ms;       /* default 30 s */
+    uint32_t preread_buffer_size;      /* default 16k */
+    uint32_t proxy_responses;          /* UDP: replies that end a session; UINT32_MAX: no limit */
+    uint32_t proxy_requests;           /* UDP: datagrams per session; 0: no limit */
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {
@@ -68,6 +158,12 @@ struct sg_stream_server_conf {
     sg_str pass_host;
     int pass_port;                     /* -1: none written */
     sg_conf_pos pass_pos;
+    /* stream modules */
+    sg_stream_val *ret;                /* return VALUE; NULL: proxy_pass */
+    sg_stream_val *pass_val;           /* proxy_pass with variables: evaluated per session */
+    bool ssl;                          /* some listen has `ssl` */
+    struct sg_stream_set *sets;        /* set $var value; in order, at session start */
+    size_t nsets;
 };
 typedef struct sg_stream_server_conf sg_stream_server_conf;
 
@@ -84,6 +180,11 @@ struct sg_stream_conf {
                                           each gets a runtime (upstream/pool.h) on activation */
     size_t nupstreams;
     sg_stream_proxy_conf proxy;        /* stream{}-level values (defaults filled in) */
+    /* stream modules */
+    sg_stream_map **maps;
+    size_t nmaps;
+    sg_stream_log_format **log_formats;
+    size_t nlog_formats;
 };
 typedef struct sg_stream_conf sg_stream_conf;
 
@@ -96,6 +197,30 @@ bool sg_stream_conf_finish(struct sg_cctx *cx);
  * err ("file:line:col: unknown "x" variable") on an unknown variable. */
 bool sg_stream_val_compile(sg_conf *c, sg_str text, sg_conf_pos pos, sg_stream_val *out,
                            char *err, size_t errlen);
+
+/* The same inside a map value of regex `re` (pcre2_code *, or NULL):
+ * $1..$9 and the regex's named groups are its captures. */
+bool sg_stream_val_compile_re(sg_conf *c, sg_str text, sg_conf_pos pos, const void *re,
+                              sg_stream_val *out, char *err, size_t errlen);
+
+/* map SOURCE $VAR { ... } (stream_vars.c). */
+bool sg_stream_set_map(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);
+
+/* split_clients SOURCE $VAR { PERCENT% VALUE; ... * VALUE; } (stream_vars.c). */
+bool sg_stream_set_split_clients(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);
+
+/* geo [SOURCE] $VAR { ... } (stream_vars.c). */
+bool sg_stream_set_geo(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);
+
+/* An address as geo compares it: IPv4 (and IPv4-mapped IPv6) as
+ * ::ffff:a.b.c.d with *v6 false. False if the text is no address. */
+bool sg_stream_geo_addr(const char *text, unsigned char out[16], bool *v6);
+
+/* set $var VALUE (stream_vars.c). */
+bool sg_stream_set_set(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);
+
+/* After the whole file: "unknown "x" variable" for a map variable used but never defined. */
+bool sg_stream_vars_finish(struct sg_cctx *cx);
 
 
 #endif

@@ -11,6 +11,13 @@
  * worker thread on the same address). -1 + errno on failure. */
 int sg_listen_socket(const struct sockaddr *sa, socklen_t len, int backlog);
 
+/* A bound datagram socket (stream `listen ... udp`), SO_REUSEPORT like
+ * the above: the kernel keeps each client on one worker's socket.
+ * connect_udp: a non-blocking datagram socket connected to sa (toward a
+ * UDP upstream). -1 + errno on failure. */
+int sg_udp_socket(const struct sockaddr *sa, socklen_t len);
+int sg_connect_udp(const struct sockaddr *sa, socklen_t len);
+
 /* Starts a non-blocking connect. Returns the fd (connect in progress or
  * done), -1 + errno on immediate failure. */
 int sg_connect_nonblock(const struct sockaddr *sa, socklen_t len);

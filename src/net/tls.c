@@ -34,6 +34,12 @@ struct sg_tls_conn {
     int err;                           /* errno reported again after a fatal error */
     const sg_log_target *log;          /* client side: the location's error_log (NULL: main) */
     char peer[56];                     /* "1.2.3.4:5678" / "[v6]:port" for log lines */
+    /* stream{} servers (no group): their ssl_alpn list, wire format */
+    const unsigned char *stream_alpn;
+    unsigned stream_alpn_len;
+    /* client side: sg_tls_on_session's callback */
+    void (*on_session)(void *arg, sg_tls_session *s);
+    void *on_session_arg;
 };
 
 /* ---------------- errors ---------------- */
@@ -125,6 +131,13 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     static const unsigned char with_h2[] = "\x02h2\x08http/1.1\x08http/1.0\x08http/0.9";
     static const unsigned char h1_only[] = "\x08http/1.1\x08http/1.0\x08http/0.9";
     sg_tls_conn *c = SSL_get_app_data(ssl);
+    if (c && !c->group) {              /* stream{}: ssl_alpn, in the server's order (nginx) */
+        if (!c->stream_alpn) return SSL_TLSEXT_ERR_NOACK;
+        if (SSL_select_next_proto((unsigned char **)out, outlen, c->stream_alpn, c->stream_alpn_len,
+                                  in, inlen) != OPENSSL_NPN_NEGOTIATED)
+            return SSL_TLSEXT_ERR_ALERT_FATAL;
+        return SSL_TLSEXT_ERR_OK;
+    }
     bool h2 = c && c->group && c->group->http2;
     const unsigned char *srv = h2 ? with_h2 : h1_only;
     unsigned int srvlen = h2 ? sizeof(with_h2) - 1 : sizeof(h1_only) - 1;
@@ -140,10 +153,40 @@ static void server_ctx_setup(SSL_CTX *ctx)
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
 }
 
+/* A session the server sent (a TLS 1.3 ticket after the handshake, or a
+ * TLS 1.2 session at its end): to the connection's callback, if any. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    sg_tls_conn *c = SSL_get_app_data(ssl);
+    if (!c || !c->on_session || !SSL_SESSION_is_resumable(sess)) return 0;
+    c->on_session(c->on_session_arg, sess);
+    return 1;                          /* the callback owns the reference */
+}
+
+/* Client contexts: sessions are announced (not stored internally; the
+ * pools keep theirs with sg_tls_session_get). */
+static void client_ctx_setup(SSL_CTX *ctx)
+{
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+}
+
 void sg_tls_init(sg_tls_sni_fn choose)
 {
     sni_choose = choose;
     sg_ssl_set_server_setup(server_ctx_setup);
+    sg_ssl_set_client_setup(client_ctx_setup);
+}
+
+void sg_tls_on_session(sg_tls_conn *c, void (*cb)(void *arg, sg_tls_session *s), void *arg)
+{
+    c->on_session = cb;
+    c->on_session_arg = arg;
+}
+
+void sg_tls_no_alpn(sg_tls_conn *c)
+{
+    SSL_set_alpn_protos(c->ssl, NULL, 0);
 }
 
 /* ---------------- connections ---------------- */
@@ -181,6 +224,16 @@ sg_tls_conn *sg_tls_server_new(const sg_listen_group *g, int fd, const struct so
     if (!c) return NULL;
     c->group = g;
     c->server = s;
+    return c;
+}
+
+sg_tls_conn *sg_tls_server_new_ctx(SSL_CTX *ctx, int fd, const struct sockaddr *peer,
+                                   const unsigned char *alpn, size_t alpnlen)
+{
+    sg_tls_conn *c = conn_new(ctx, fd, peer, true);
+    if (!c) return NULL;
+    c->stream_alpn = alpn;
+    c->stream_alpn_len = (unsigned)alpnlen;
     return c;
 }
 
@@ -466,6 +519,21 @@ const char *sg_tls_protocol(const sg_tls_conn *c)
 const char *sg_tls_cipher(const sg_tls_conn *c)
 {
     return SSL_get_cipher_name(c->ssl);
+}
+
+size_t sg_tls_session_id(const sg_tls_conn *c, char *hex, size_t n)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    const SSL_SESSION *sess = SSL_get_session(c->ssl);
+    unsigned int len = 0;
+    const unsigned char *id = sess ? SSL_SESSION_get_id(sess, &len) : NULL;
+    size_t k = 0;
+    for (unsigned int i = 0; id && i < len && k + 2 < n; i++) {
+        hex[k++] = digits[id[i] >> 4];
+        hex[k++] = digits[id[i] & 0xf];
+    }
+    if (n) hex[k] = 0;
+    return k;
 }
 
 bool sg_tls_session_reused(const sg_tls_conn *c)

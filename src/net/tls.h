@@ -62,6 +62,12 @@ void sg_tls_init(sg_tls_sni_fn choose);
  * for log lines. NULL if OpenSSL cannot allocate. Does not own fd. */
 sg_tls_conn *sg_tls_server_new(const sg_listen_group *g, int fd, const struct sockaddr *peer);
 
+/* Server side for a stream{} server (listen ... ssl): its own context,
+ * no SNI switching; `alpn` (wire format, kept by the caller; NULL: none)
+ * is its ssl_alpn list: a client offering none of them is refused. */
+sg_tls_conn *sg_tls_server_new_ctx(struct ssl_ctx_st *ctx, int fd, const struct sockaddr *peer,
+                                   const unsigned char *alpn, size_t alpnlen);
+
 /* Client side on connected (or connecting) socket fd. `sni`: the name sent
  * as server_name (NULL: none); `verify_name`: the name or IP address the
  * certificate must match when the context verifies (NULL: any); `reuse`:
@@ -69,6 +75,15 @@ sg_tls_conn *sg_tls_server_new(const sg_listen_group *g, int fd, const struct so
  * to the same peer), or NULL. */
 sg_tls_conn *sg_tls_client_new(struct ssl_ctx_st *ctx, int fd, const char *sni, const char *verify_name,
                                sg_tls_session *reuse, const struct sockaddr *peer);
+
+/* Client side: cb(arg, session) whenever the server sends a resumable
+ * session (TLS 1.3 tickets arrive after the handshake, while reading);
+ * cb owns it (sg_tls_session_free). arg must outlive the connection. */
+void sg_tls_on_session(sg_tls_conn *c, void (*cb)(void *arg, sg_tls_session *s), void *arg);
+
+/* Client side, before the handshake: offer no ALPN (stream's proxy_ssl,
+ * as nginx without proxy_ssl_alpn; the shared contexts offer http/1.1). */
+void sg_tls_no_alpn(sg_tls_conn *c);
 
 /* Where a client connection's failures are logged: the error_log of the
  * location it serves (NULL, the default: the main log). */
@@ -118,6 +133,8 @@ const sg_server_conf *sg_tls_server(const sg_tls_conn *c);
 const char *sg_tls_protocol(const sg_tls_conn *c);
 const char *sg_tls_cipher(const sg_tls_conn *c);
 bool sg_tls_session_reused(const sg_tls_conn *c);
+/* The session id in upper-case hex (as nginx's $ssl_session_id), NUL-terminated; its length. */
+size_t sg_tls_session_id(const sg_tls_conn *c, char *hex, size_t n);
 
 /* Client side: the session to offer on the next connection to this peer
  * (NULL if not resumable). With TLS 1.3 the ticket arrives after the

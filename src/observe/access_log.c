@@ -8,6 +8,7 @@
  * live generation and by every thread buffer that holds lines for it; it is
  * closed when the last reference goes. */
 #include "observe/access_log.h"
+#include "conf/stream_conf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -186,10 +187,46 @@ static bool open_error_logs(sg_conf *c, char *err, size_t errlen)
     return true;
 }
 
+/* stream{}'s access logs (stream level and servers; a server's list may
+ * be the inherited one, so `file` set means already held). Stream lines
+ * are written unbuffered, one write() per session. */
+static bool walk_stream_list(sg_stream_log *l, size_t n, bool open, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (open && !l[i].file) {
+            l[i].file = file_acquire(l[i].path, true);
+            if (!l[i].file) {
+                snprintf(err, errlen, "open() \"%s\" failed (%d: %s)", l[i].path, errno, strerror(errno));
+                return false;
+            }
+        } else if (!open && l[i].file) {
+            file_release(l[i].file, true);
+            l[i].file = NULL;
+        }
+    }
+    return true;
+}
+
+static bool walk_stream_logs(sg_conf *c, bool open, char *err, size_t errlen)
+{
+    sg_stream_conf *sc = c->stream;
+    if (!sc) return true;
+    if (!walk_stream_list(sc->proxy.logs, sc->proxy.nlogs, open, err, errlen)) return false;
+    for (size_t i = 0; i < sc->nservers; i++)
+        if (!walk_stream_list(sc->servers[i]->proxy.logs, sc->servers[i]->proxy.nlogs, open, err, errlen))
+            return false;
+    return true;
+}
+
+void sg_access_log_write_now(sg_log_file *f, const char *p, size_t n)
+{
+    write_all(f, p, n);
+}
+
 bool sg_access_log_open_all(sg_conf *c, char *err, size_t errlen)
 {
     if (!open_error_logs(c, err, errlen)) return false;
-    if (walk_logs(c, open_one, err, errlen)) return true;
+    if (walk_logs(c, open_one, err, errlen) && walk_stream_logs(c, true, err, errlen)) return true;
     sg_access_log_close_all(c);
     return false;
 }
@@ -197,6 +234,7 @@ bool sg_access_log_open_all(sg_conf *c, char *err, size_t errlen)
 void sg_access_log_close_all(sg_conf *c)
 {
     walk_logs(c, close_one, NULL, 0);
+    walk_stream_logs(c, false, NULL, 0);
 }
 
 /* ---------------- writing ---------------- */

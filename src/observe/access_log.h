@@ -16,6 +16,9 @@ bool sg_access_log_open_all(sg_conf *c, char *err, size_t errlen);
 /* Logs request r to every log of its location (r->loc->conf.access_logs). */
 void sg_access_log_write(sg_http_req *r);
 
+/* Writes one line (or several) to f now, unbuffered: stream{} sessions. */
+void sg_access_log_write_now(sg_log_file *f, const char *p, size_t n);
+
 /* Writes out this thread's buffered lines (called by the loop's timer
  * and at exit). */
 void sg_access_log_flush_thread(void);

@@ -16,6 +16,13 @@ void sg_stream_proxy_accept(sg_worker *w, const struct sg_listen_group *g, int f
                             const struct sockaddr *peer, socklen_t peerlen,
                             const struct sockaddr *local, socklen_t locallen);
 
+/* One datagram received on stream `listen ... udp` socket lfd (group g):
+ * it goes to the session of its client address, or starts one. The
+ * replies go out through lfd. */
+void sg_stream_udp_datagram(sg_worker *w, const struct sg_listen_group *g, int lfd, const char *data, size_t n,
+                            const struct sockaddr *peer, socklen_t peerlen,
+                            const struct sockaddr *local, socklen_t locallen);
+
 /* Evaluates a stream{} value (the hash key) for a connection into buf
  * (SG_STREAM_VAL_MAX bytes); returns the length. `local` is the address
  * that accepted the connection (not a wildcard: getsockname() for those). */

@@ -142,12 +142,36 @@ static void start_connection(sg_worker *w, const sg_listen_group *g, int fd,
     }
 }
 
+/* A stream `listen ... udp` socket: each datagram goes to the stream
+ * proxy, which keeps a session per client address. */
+static void on_datagrams(sg_acceptor_listener *l, sg_worker *w, sg_conf *c)
+{
+    static _Thread_local char buf[65536];
+    for (int i = 0; i < 64 && !sg_worker_quitting(w); i++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        ssize_t n = recvfrom(l->io.fd, buf, sizeof(buf), 0, (struct sockaddr *)&peer, &plen);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNREFUSED)
+                sg_log_error("recvfrom() failed: %s", strerror(errno));
+            return;
+        }
+        sg_stream_udp_datagram(w, &c->listens[l->group], l->io.fd, buf, (size_t)n, (struct sockaddr *)&peer,
+                               plen, (const struct sockaddr *)&l->addr, l->addrlen);
+    }
+}
+
 static void on_accept(sg_io *io, uint32_t events)
 {
     sg_acceptor_listener *l = (sg_acceptor_listener *)io;
     sg_worker *w = l->a->w;
     if (l->stale) return;
     sg_conf *c = sg_worker_conf(w);
+    if (c->listens[l->group].udp) {
+        on_datagrams(l, w, c);
+        return;
+    }
     /* Accept a bounded batch per wake-up so one busy listener cannot
      * starve the connections already open. */
     for (int i = 0; i < 64 && !sg_worker_quitting(w); i++) {

@@ -17,15 +17,16 @@ typedef struct listen_slot {
     socklen_t addrlen;
     int fds[SG_MAX_WORKERS];
     bool keep;
+    bool udp;                    /* a datagram socket: another slot than TCP's on the same address */
 } listen_slot;
 
 static listen_slot *slots;
 static size_t nslots;
 
-static listen_slot *find_slot(const struct sockaddr *a)
+static listen_slot *find_slot(const struct sockaddr *a, bool udp)
 {
     for (size_t i = 0; i < nslots; i++)
-        if (sg_sockaddr_eq((struct sockaddr *)&slots[i].addr, a)) return &slots[i];
+        if (slots[i].udp == udp && sg_sockaddr_eq((struct sockaddr *)&slots[i].addr, a)) return &slots[i];
     return NULL;
 }
 
@@ -47,7 +48,7 @@ bool sg_listeners_open(const sg_conf *c, int n, size_t *old_n_out, char *err, si
     slots = sg_xrealloc(slots, sizeof(listen_slot) * (nslots + c->nlistens + 1));
     for (size_t j = 0; j < c->nlistens; j++) {
         const sg_listen_group *g = &c->listens[j];
-        listen_slot *s = find_slot((const struct sockaddr *)&g->addr);
+        listen_slot *s = find_slot((const struct sockaddr *)&g->addr, g->udp);
         if (s) {
             s->keep = true;
             continue;
@@ -57,8 +58,10 @@ bool sg_listeners_open(const sg_conf *c, int n, size_t *old_n_out, char *err, si
         memcpy(&s->addr, &g->addr, g->addrlen);
         s->addrlen = g->addrlen;
         s->keep = true;
+        s->udp = g->udp;
         for (int k = 0; k < n; k++) {
-            s->fds[k] = sg_listen_socket((const struct sockaddr *)&g->addr, g->addrlen, g->backlog);
+            s->fds[k] = g->udp ? sg_udp_socket((const struct sockaddr *)&g->addr, g->addrlen)
+                               : sg_listen_socket((const struct sockaddr *)&g->addr, g->addrlen, g->backlog);
             if (s->fds[k] < 0) {
                 snprintf(err, errlen, "bind() to %s failed (%d: %s)", g->text, errno, strerror(errno));
                 for (int m = 0; m < k; m++) close(s->fds[m]);
@@ -95,6 +98,6 @@ int *sg_listeners_fds(const sg_conf *c, int worker)
 {
     int *fds = sg_xcalloc(c->nlistens ? c->nlistens : 1, sizeof(int));
     for (size_t j = 0; j < c->nlistens; j++)
-        fds[j] = find_slot((const struct sockaddr *)&c->listens[j].addr)->fds[worker];
+        fds[j] = find_slot((const struct sockaddr *)&c->listens[j].addr, c->listens[j].udp)->fds[worker];
     return fds;
 }

@@ -217,12 +217,16 @@ Test(stream_conf, errors)
     expect_error("events {}\nhttp { server { listen 1; location / { proxy_timeout 5s; } } }",
                  "\"proxy_timeout\" directive is not allowed here");
     expect_error("events {}\nstream { listen 1; }", "\"listen\" directive is not allowed here");
-    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; ssl_preread on; } }",
-                 "\"ssl_preread\" directive is not supported yet");
+    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; ssl_password_file x; } }",
+                 "\"ssl_password_file\" directive is not supported yet");
+    expect_error("events {}\nstream { server { listen 1 ssl; proxy_pass 127.0.0.1:2; } }",
+                 "no \"ssl_certificate\" is defined for server in stream");
+    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; ssl_alpn \"\"; } }",
+                 "invalid value \"\"");
     expect_error("events {}\nstream { server { listen 1 proxy_protocol; proxy_pass 127.0.0.1:2; } }",
                  "\"proxy_protocol\" parameter of \"listen\" is not supported yet");
-    expect_error("events {}\nstream { server { listen 1 udp; proxy_pass 127.0.0.1:2; } }",
-                 "\"udp\" parameter of \"listen\" is not supported yet");
+    expect_error("events {}\nstream { server { listen 1 udp ssl; proxy_pass 127.0.0.1:2; } }",
+                 "\"ssl\" parameter is incompatible with \"udp\"");
     expect_error("events {}\nstream { server { listen 1 foo; proxy_pass 127.0.0.1:2; } }",
                  "the invalid \"foo\" parameter");
     expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; proxy_protocol on; } }",
@@ -263,9 +267,15 @@ Test(stream_conf, errors)
     expect_error("events {}\nstream { proxy_timeout 1s; proxy_timeout 2s; }",
                  "\"proxy_timeout\" directive is duplicate");
     expect_error("events {}\nstream { server { listen 1; proxy_pass $x; } }",
-                 "variables in \"proxy_pass\" are not supported yet");
+                 "stream.conf:2:40: unknown \"x\" variable");
     expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; access_log /x; } }",
-                 "\"access_log\" directive is not supported yet");
+                 "log format is not specified");
+    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; access_log /x nosuch; } }",
+                 "unknown log format \"nosuch\"");
+    expect_error("events {}\nstream { map $server_port $remote_addr { default 1; } }",
+                 "the duplicate \"remote_addr\" variable");
+    expect_error("events {}\nstream { server { listen 1; return $host; } }",
+                 "stream.conf:2:36: unknown \"host\" variable");
     expect_error("events {}\nstream { server { listen 127.0.0.1; proxy_pass 127.0.0.1:2; } }",
                  "no port in \"127.0.0.1\" of the \"listen\" directive");
     expect_error("events {}\nstream { upstream a { server 127.0.0.1:1; hash $host; } }",
