@@ -82,6 +82,10 @@ typedef struct sg_http_req {
     uint8_t *var_cached;
 
     sg_arena arena;
+
+    /* tls: the connection's TLS state (NULL: plain), for $ssl_* and the
+     * client-certificate check; cleared by a codec that gives it away */
+    struct sg_tls_conn *tls;
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

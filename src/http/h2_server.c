@@ -533,6 +533,8 @@ static int build_request(h2_conn *c, h2_stream *st)
     r->peer = (const struct sockaddr *)&c->peer;
     r->local = (const struct sockaddr *)&c->local;
     r->group = c->node.group;
+    r->tls = c->tls;                   /* tls */
+    r->https = c->tls != NULL;
     r->http_major = 2;
     r->http_minor = 0;
     r->uri = SG_STR("/");

@@ -118,6 +118,8 @@ const sg_server_conf *sg_tls_server(const sg_tls_conn *c);
 const char *sg_tls_protocol(const sg_tls_conn *c);
 const char *sg_tls_cipher(const sg_tls_conn *c);
 bool sg_tls_session_reused(const sg_tls_conn *c);
+/* tls: OpenSSL's SSL object of the connection (for net/tls_vars.c). */
+struct ssl_st *sg_tls_ssl(const sg_tls_conn *c);
 
 /* Client side: the session to offer on the next connection to this peer
  * (NULL if not resumable). With TLS 1.3 the ticket arrives after the
