@@ -76,13 +76,9 @@ static bool host_char(unsigned char ch)
     return isalnum(ch) || ch == '-' || ch == '.' || ch == '_';
 }
 
-/* The server_name of a ClientHello (RFC 6066 3): the first host_name
- * entry, or NULL when there is none. */
-static bool hello_server_name(SSL *ssl, const unsigned char **name, size_t *len)
+bool sg_tls_sni_parse(const unsigned char *p, size_t n, const unsigned char **name, size_t *len)
 {
-    const unsigned char *p;
-    size_t n;
-    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &n) || n < 2) return false;
+    if (!p || n < 2) return false;
     size_t list = ((size_t)p[0] << 8) | p[1];
     if (list + 2 != n) return false;
     p += 2;
@@ -99,6 +95,14 @@ static bool hello_server_name(SSL *ssl, const unsigned char **name, size_t *len)
         n -= 3 + k;
     }
     return false;
+}
+
+static bool hello_server_name(SSL *ssl, const unsigned char **name, size_t *len)
+{
+    const unsigned char *p;
+    size_t n;
+    return SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &n) == 1 &&
+           sg_tls_sni_parse(p, n, name, len);
 }
 
 /* Moves the handshake to the context of server s: certificates, then
@@ -580,6 +584,7 @@ struct hs_conn {
     struct sockaddr_storage peer, local;
     socklen_t peerlen, locallen;
     sg_list_node link;                 /* the thread's handshakes */
+    bool peeked;                       /* tls: the first byte was looked at */
 };
 
 static _Thread_local sg_list hs_list;
@@ -599,8 +604,41 @@ static void hs_end(hs_conn *h, bool close_fd)
     free(h);
 }
 
+/* tls: a client speaking plain HTTP to a TLS port gets nginx's answer
+ * (its 497 page, as a 400) instead of a TLS alert it cannot read. What it
+ * sent is read first, so that closing does not reset the answer away. */
+static void plain_http(hs_conn *h)
+{
+    static const char body[] =
+        "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n<body>\r\n"
+        "<center><h1>400 Bad Request</h1></center>\r\n"
+        "<center>The plain HTTP request was sent to HTTPS port</center>\r\n"
+        "<hr><center>streamgate</center>\r\n</body>\r\n</html>\r\n";
+    char head[160], buf[4096];
+    int n = snprintf(head, sizeof(head), "HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n", sizeof(body) - 1);
+    sg_log(SG_LOG_INFO, "client sent plain HTTP request to HTTPS port, client: %s", h->tls->peer);
+    for (int i = 0; i < 16 && read(h->io.fd, buf, sizeof(buf)) == (ssize_t)sizeof(buf); i++) {}
+    struct iovec iov[2] = { { head, (size_t)n }, { (void *)body, sizeof(body) - 1 } };
+    struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+    (void)!sendmsg(h->io.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(h->io.fd, SHUT_WR);
+    hs_end(h, true);
+}
+
 static void hs_step(hs_conn *h)
 {
+    if (!h->peeked) {
+        unsigned char b;
+        ssize_t k = recv(h->io.fd, &b, 1, MSG_PEEK);
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        h->peeked = true;
+        /* a TLS record (handshake: 22) or an SSLv2-style hello (high bit) */
+        if (k == 1 && b != 0x16 && !(b & 0x80)) {
+            plain_http(h);
+            return;
+        }
+    }
     sg_io_result r = sg_tls_handshake(h->tls);
     if (r == SG_IO_AGAIN) return;
     if (r == SG_IO_ERROR) {

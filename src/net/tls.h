@@ -54,6 +54,12 @@ typedef const sg_server_conf *(*sg_tls_sni_fn)(const sg_listen_group *g, sg_str 
  * call handshakes get neither: the default server, no ALPN. */
 void sg_tls_init(sg_tls_sni_fn choose);
 
+/* tls: the host_name of a ClientHello's server_name extension body (RFC
+ * 6066 3), as the peer sent it: a pointer into p and its length; false
+ * when the extension is malformed or names no host. Network input: any
+ * bytes are safe (tests/fuzz/fuzz_sni.c). */
+bool sg_tls_sni_parse(const unsigned char *p, size_t n, const unsigned char **name, size_t *len);
+
 /* ---------------- connections ---------------- */
 
 /* Server side of accepted socket fd on listen group g (SNI picks the
