@@ -178,10 +178,20 @@ bool sg_ssl_set_conf_command(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, 
         *list = NULL;
         *count = 0;
     }
+    /* OpenSSL's commands that name a file: relative to the prefix, as
+     * every other path of the configuration */
+    static const char *const file_cmds[] = {
+        "Certificate", "PrivateKey", "ServerInfoFile", "DHParameters", "ChainCAFile", "ChainCAPath",
+        "VerifyCAFile", "VerifyCAPath", "RequestCAFile", "RequestCAPath", "ClientCAFile", "ClientCAPath",
+    };
+    bool is_file = false;
+    for (size_t i = 0; i < sizeof(file_cmds) / sizeof(file_cmds[0]); i++)
+        is_file = is_file || strcasecmp(n->args[0].s, file_cmds[i]) == 0;
     for (size_t i = 0; i < 2; i++) {
+        char *v = i == 1 && is_file ? sg_conf_full_path(cx->c, n->args[1].s)
+                                    : sg_arena_strndup(&cx->c->arena, n->args[i].s, n->args[i].n);
         *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(sg_ssl_value));
-        (*list)[(*count)++] = (sg_ssl_value){ sg_arena_strndup(&cx->c->arena, n->args[i].s, n->args[i].n),
-                                              n->args[i].pos };
+        (*list)[(*count)++] = (sg_ssl_value){ v, n->args[i].pos };
     }
     return true;
 }
@@ -296,9 +306,11 @@ static bool server_ctx(sg_cctx *cx, size_t idx, const unsigned char keys[80])
     if (sc->nkeys < sc->ncerts)
         return sg_cerr(cx, sc->certs[sc->nkeys].pos, "no \"ssl_certificate_key\" is defined for certificate \"%s\"",
                        sc->certs[sc->nkeys].s);
-    /* A server that rejects handshakes needs no certificate: its context
-     * only has to read the ClientHello. */
-    if ((sc->ncerts == 0 && !sc->reject_handshake) || !on_ssl_address(c, s)) return true;
+    /* As nginx, every server with certificates gets its context, on an
+     * ssl address or not: -t checks them all, and password files (a FIFO
+     * a script writes to) are read. A server that rejects handshakes
+     * needs no certificate: its context only has to read the ClientHello. */
+    if (sc->ncerts == 0 && !(sc->reject_handshake && on_ssl_address(c, s))) return true;
     if (sc->ncerts > 0 && sc->verify_client != SG_SSL_VERIFY_OFF && sc->verify_client != SG_SSL_VERIFY_OPTIONAL_NO_CA &&
         !sc->client_certificate.s && !sc->trusted_certificate.s)
         return sg_cerr(cx, s->pos, "no ssl_client_certificate or ssl_trusted_certificate for ssl_verify_client");

@@ -271,6 +271,33 @@ static int verify_always(int ok, X509_STORE_CTX *x)
     return 1;
 }
 
+/* The names sent in CertificateRequest: the subjects of the file's
+ * certificates, in order, each once. Read as nginx >= 1.27.2 does, so
+ * that "TRUSTED CERTIFICATE" PEMs (trust settings) load too, which
+ * SSL_load_client_CA_file() refuses. NULL if the file has none. */
+static STACK_OF(X509_NAME) *ca_names(const char *path)
+{
+    BIO *b = BIO_new_file(path, "r");
+    STACK_OF(X509_NAME) *names = b ? sk_X509_NAME_new_null() : NULL;
+    X509 *x;
+    while (names && (x = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL)) != NULL) {
+        const X509_NAME *n = X509_get_subject_name(x);
+        bool seen = false;
+        for (int i = 0; !seen && i < sk_X509_NAME_num(names); i++)
+            seen = X509_NAME_cmp(sk_X509_NAME_value(names, i), n) == 0;
+        X509_NAME *dup = seen ? NULL : X509_NAME_dup(n);
+        if (dup && !sk_X509_NAME_push(names, dup)) X509_NAME_free(dup);
+        X509_free(x);
+    }
+    BIO_free(b);
+    if (names && sk_X509_NAME_num(names) == 0) {
+        sk_X509_NAME_free(names);
+        return NULL;
+    }
+    ERR_clear_error();                     /* the read that ended the loop */
+    return names;
+}
+
 static bool set_client_verify(SSL_CTX *ctx, const sg_ssl_conf *sc, char *msg, size_t msglen, sg_conf_pos *where)
 {
     if (sc->verify_client == SG_SSL_VERIFY_OFF) return true;
@@ -282,9 +309,8 @@ static bool set_client_verify(SSL_CTX *ctx, const sg_ssl_conf *sc, char *msg, si
         if (!readable(v, "client certificate", msg, msglen, where)) return false;
         if (SSL_CTX_load_verify_locations(ctx, v->s, NULL) != 1)
             return ctx_fail(msg, msglen, where, v->pos, "SSL_CTX_load_verify_locations(\"%s\") failed", v->s);
-        /* the names sent in CertificateRequest; OpenSSL drops duplicates */
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(v->s);
-        if (!names) return ctx_fail(msg, msglen, where, v->pos, "SSL_load_client_CA_file(\"%s\") failed", v->s);
+        STACK_OF(X509_NAME) *names = ca_names(v->s);
+        if (!names) return ctx_fail(msg, msglen, where, v->pos, "cannot load CA names from \"%s\"", v->s);
         SSL_CTX_set_client_CA_list(ctx, names);
     }
     if (sc->trusted_certificate.s) {
