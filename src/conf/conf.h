@@ -195,8 +195,11 @@ typedef struct sg_ssl_upstream_conf {
     sg_ssl_value ciphers;              /* default "DEFAULT" */
     bool session_reuse;                /* default on */
     struct ssl_ctx_st *ctx;            /* sg_ssl_upstream_ctx() builds it for locations that need it */
-    /* tls: proxy_ssl_password_file / grpc_ssl_password_file */
+    /* tls: proxy_ssl_password_file, proxy_ssl_crl, proxy_ssl_conf_command (and grpc_) */
     sg_ssl_value password_file;
+    sg_ssl_value crl;
+    sg_ssl_value *conf_commands;       /* name, value, name, value... */
+    size_t nconf_commands;
 } sg_ssl_upstream_conf;
 
 /* The upstream settings proxy_pass and grpc_pass share (nginx's

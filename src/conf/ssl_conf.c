@@ -367,7 +367,9 @@ static bool same_upstream_ssl(const sg_ssl_upstream_conf *a, const sg_ssl_upstre
            same_str(a->trusted_certificate.s, b->trusted_certificate.s) &&
            same_str(a->certificate.s, b->certificate.s) && same_str(a->certificate_key.s, b->certificate_key.s) &&
            a->protocols == b->protocols && same_str(a->ciphers.s, b->ciphers.s) &&
-           a->session_reuse == b->session_reuse && same_str(a->password_file.s, b->password_file.s);
+           a->session_reuse == b->session_reuse && same_str(a->password_file.s, b->password_file.s) &&
+           same_str(a->crl.s, b->crl.s) &&
+           same_values(a->conf_commands, a->nconf_commands, b->conf_commands, b->nconf_commands);
 }
 
 bool sg_ssl_upstream_ctx(sg_conf *c, sg_ssl_upstream_conf *u, bool h2, sg_conf_pos at,

@@ -271,6 +271,18 @@ static int verify_always(int ok, X509_STORE_CTX *x)
     return 1;
 }
 
+/* tls: ssl_crl / proxy_ssl_crl: revocation lists checked for the whole chain. */
+static bool load_crl(SSL_CTX *ctx, const sg_ssl_value *v, char *msg, size_t msglen, sg_conf_pos *where)
+{
+    if (!readable(v, "CRL", msg, msglen, where)) return false;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509_LOOKUP *lk = store ? X509_STORE_add_lookup(store, X509_LOOKUP_file()) : NULL;
+    if (!lk || X509_load_crl_file(lk, v->s, X509_FILETYPE_PEM) <= 0)
+        return ctx_fail(msg, msglen, where, v->pos, "X509_load_crl_file(\"%s\") failed", v->s);
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    return true;
+}
+
 /* The names sent in CertificateRequest: the subjects of the file's
  * certificates, in order, each once. Read as nginx >= 1.27.2 does, so
  * that "TRUSTED CERTIFICATE" PEMs (trust settings) load too, which
@@ -319,36 +331,30 @@ static bool set_client_verify(SSL_CTX *ctx, const sg_ssl_conf *sc, char *msg, si
         if (SSL_CTX_load_verify_locations(ctx, v->s, NULL) != 1)
             return ctx_fail(msg, msglen, where, v->pos, "SSL_CTX_load_verify_locations(\"%s\") failed", v->s);
     }
-    if (sc->crl.s) {
-        const sg_ssl_value *v = &sc->crl;
-        if (!readable(v, "CRL", msg, msglen, where)) return false;
-        X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-        X509_LOOKUP *lk = store ? X509_STORE_add_lookup(store, X509_LOOKUP_file()) : NULL;
-        if (!lk || X509_LOOKUP_load_file(lk, v->s, X509_FILETYPE_PEM) != 1)
-            return ctx_fail(msg, msglen, where, v->pos, "X509_LOOKUP_load_file(\"%s\") failed", v->s);
-        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-    }
+    if (sc->crl.s && !load_crl(ctx, &sc->crl, msg, msglen, where)) return false;
     ERR_clear_error();
     return true;
 }
 
-/* tls: ssl_conf_command, through OpenSSL's SSL_CONF interface. */
-static bool apply_conf_commands(SSL_CTX *ctx, const sg_ssl_conf *sc, char *msg, size_t msglen, sg_conf_pos *where)
+/* tls: ssl_conf_command / proxy_ssl_conf_command, through OpenSSL's
+ * SSL_CONF interface (cmds: name, value, name, value...). */
+static bool conf_commands(SSL_CTX *ctx, const sg_ssl_value *cmds, size_t ncmds, bool server,
+                          char *msg, size_t msglen, sg_conf_pos *where)
 {
-    if (sc->nconf_commands == 0) return true;
+    if (ncmds == 0) return true;
     SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
-    if (!cc) return ctx_fail(msg, msglen, where, sc->conf_commands[0].pos, "SSL_CONF_CTX_new() failed");
-    SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_SERVER | SSL_CONF_FLAG_CERTIFICATE |
-                               SSL_CONF_FLAG_SHOW_ERRORS);
+    if (!cc) return ctx_fail(msg, msglen, where, cmds[0].pos, "SSL_CONF_CTX_new() failed");
+    SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | (server ? SSL_CONF_FLAG_SERVER : SSL_CONF_FLAG_CLIENT) |
+                               SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS);
     SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
     bool ok = true;
-    for (size_t i = 0; ok && i + 1 < sc->nconf_commands; i += 2) {
-        const sg_ssl_value *k = &sc->conf_commands[i], *v = &sc->conf_commands[i + 1];
+    for (size_t i = 0; ok && i + 1 < ncmds; i += 2) {
+        const sg_ssl_value *k = &cmds[i], *v = &cmds[i + 1];
         if (SSL_CONF_cmd(cc, k->s, v->s) <= 0)
             ok = ctx_fail(msg, msglen, where, k->pos, "SSL_CONF_cmd(\"%s\", \"%s\") failed", k->s, v->s);
     }
     if (ok && SSL_CONF_CTX_finish(cc) != 1)
-        ok = ctx_fail(msg, msglen, where, sc->conf_commands[0].pos, "SSL_CONF_finish() failed");
+        ok = ctx_fail(msg, msglen, where, cmds[0].pos, "SSL_CONF_finish() failed");
     SSL_CONF_CTX_free(cc);
     return ok;
 }
@@ -363,7 +369,8 @@ SSL_CTX *sg_ssl_server_ctx_new(const sg_ssl_conf *sc, const unsigned char ticket
     for (size_t i = 0; ok && i < sc->ncerts; i++) ok = load_pair(ctx, &sc->certs[i], &sc->keys[i], &sc->password_file, msg, msglen, where);
     ok = ok && set_dh_and_curves(ctx, sc, msg, msglen, where) &&
          set_session_cache(ctx, sc, ticket_keys, msg, msglen, where) &&
-         set_client_verify(ctx, sc, msg, msglen, where) && apply_conf_commands(ctx, sc, msg, msglen, where);
+         set_client_verify(ctx, sc, msg, msglen, where) &&
+         conf_commands(ctx, sc->conf_commands, sc->nconf_commands, true, msg, msglen, where);
     if (!ok) {
         SSL_CTX_free(ctx);
         return NULL;
@@ -399,6 +406,8 @@ SSL_CTX *sg_ssl_client_ctx_new(const sg_ssl_upstream_conf *u, bool h2, sg_conf_p
                           "SSL_CTX_load_verify_locations(\"%s\") failed", u->trusted_certificate.s);
     }
     if (ok && u->certificate.s) ok = load_pair(ctx, &u->certificate, &u->certificate_key, &u->password_file, msg, msglen, where);
+    if (ok && u->crl.s) ok = load_crl(ctx, &u->crl, msg, msglen, where);
+    if (ok) ok = conf_commands(ctx, u->conf_commands, u->nconf_commands, false, msg, msglen, where);
     static const unsigned char alpn_h2[] = "\x02h2", alpn_h1[] = "\x08http/1.1";
     if (ok && SSL_CTX_set_alpn_protos(ctx, h2 ? alpn_h2 : alpn_h1, h2 ? 3 : 9) != 0)  /* 0 is success */
         ok = ctx_fail(msg, msglen, where, at, "SSL_CTX_set_alpn_protos() failed");
