@@ -307,3 +307,75 @@ def test_verify_without_ca_is_refused(pki, tmp_path):
     r = run_streamgate(["-t", "-c", tmp_path / "v.conf"])
     assert r.returncode != 0
     assert "no ssl_client_certificate or ssl_trusted_certificate for ssl_verify_client" in r.stderr
+
+
+def test_crl_revokes_a_client_certificate(pki, start_proxy, tmp_path):
+    d = tmp_path / "ca"
+    d.mkdir()
+    (d / "index.txt").write_text("")
+    (d / "ca.conf").write_text("""[ ca ]
+default_ca = myca
+[ myca ]
+new_certs_dir = %(d)s
+database = %(d)s/index.txt
+default_md = sha256
+policy = pol
+serial = %(d)s/serial
+default_days = 2
+default_crl_days = 2
+[ pol ]
+commonName = supplied
+""" % {"d": d})
+    (d / "serial").write_text("1000\n")
+    for who in ("bob", "eve"):
+        openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % who,
+                "-keyout", str(d / ("%s.key" % who)), "-out", str(d / ("%s.csr" % who)))
+        openssl("ca", "-batch", "-config", str(d / "ca.conf"), "-keyfile", str(pki / "ca.key"),
+                "-cert", str(pki / "ca.crt"), "-in", str(d / ("%s.csr" % who)), "-out", str(d / ("%s.crt" % who)))
+    openssl("ca", "-config", str(d / "ca.conf"), "-keyfile", str(pki / "ca.key"), "-cert", str(pki / "ca.crt"),
+            "-revoke", str(d / "eve.crt"))
+    openssl("ca", "-gencrl", "-config", str(d / "ca.conf"), "-keyfile", str(pki / "ca.key"),
+            "-cert", str(pki / "ca.crt"), "-out", str(d / "ca.crl"))
+    port = free_port()
+    start_proxy(http_conf("""
+  server {
+    listen 127.0.0.1:%(port)d ssl;
+    ssl_certificate %(p)s/srv.crt; ssl_certificate_key %(p)s/srv.key;
+    ssl_verify_client on;
+    ssl_client_certificate %(p)s/ca.crt;
+    ssl_crl %(d)s/ca.crl;
+    location / { return 200 "$ssl_client_verify\\n"; }
+  }
+""" % {"p": pki, "d": d, "port": port}))
+    assert curl(port, "a.test", "/", *cert_args(d, "bob"))[1:4:2] == (200, "SUCCESS\n")
+    rc, status, _, body = curl(port, "a.test", "/", *cert_args(d, "eve"))
+    assert status == 400 and "The SSL certificate error" in body
+
+
+def test_accepted_directives_say_what_they_do(pki, tmp_path):
+    (tmp_path / "n.conf").write_text(http_conf("""
+  lingering_close always;
+  lingering_time 30s;
+  lingering_timeout 5s;
+  server {
+    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s/srv.crt; ssl_certificate_key %s/srv.key;
+    ssl_early_data on;
+    ssl_buffer_size 4k;
+    ssl_conf_command Options -SessionTicket;
+  }
+""" % (free_port(), pki, pki)))
+    r = run_streamgate(["-t", "-c", tmp_path / "n.conf"])
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert '"lingering_close" has no effect' in out
+    assert '"ssl_early_data" is accepted' in out
+    (tmp_path / "bad.conf").write_text(http_conf("""
+  server {
+    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s/srv.crt; ssl_certificate_key %s/srv.key;
+    ssl_conf_command NoSuchCommand on;
+  }
+""" % (free_port(), pki, pki)))
+    r = run_streamgate(["-t", "-c", tmp_path / "bad.conf"])
+    assert r.returncode != 0 and "NoSuchCommand" in r.stderr
