@@ -167,7 +167,23 @@ typedef struct sg_ssl_conf {
     sg_ssl_value dhparam;              /* NULL: none (ECDHE and TLS 1.3 need none) */
     sg_ssl_value ecdh_curve;           /* default "auto": OpenSSL's groups */
     struct ssl_ctx_st *ctx;            /* built at load for servers on an ssl address, else NULL */
+    /* tls: client certificates and handshake controls (conf/ssl_conf.c) */
+    int verify_client;                 /* SG_SSL_VERIFY_*; default off */
+    uint32_t verify_depth;             /* default 1 (nginx) */
+    sg_ssl_value client_certificate;   /* CAs that verify clients, and the list sent to them */
+    sg_ssl_value trusted_certificate;  /* CAs that verify clients, not sent */
+    sg_ssl_value crl;                  /* revocation lists (PEM) checked for the whole chain */
+    bool reject_handshake;             /* ssl_reject_handshake: alert unrecognized_name */
+    sg_ssl_value password_file;        /* passphrases of encrypted keys, one per line */
+    uint32_t buffer_size;              /* ssl_buffer_size: largest record written, default 16k */
+    bool early_data;                   /* ssl_early_data: accepted, 0-RTT data is not */
+    sg_ssl_value *conf_commands;       /* ssl_conf_command: name, value, name, value... */
+    size_t nconf_commands;
 } sg_ssl_conf;
+
+enum {                                 /* ssl_verify_client */
+    SG_SSL_VERIFY_OFF = 0, SG_SSL_VERIFY_ON, SG_SSL_VERIFY_OPTIONAL, SG_SSL_VERIFY_OPTIONAL_NO_CA,
+};
 
 /* Upstream side (proxy_ssl_* / grpc_ssl_*), per location. */
 typedef struct sg_ssl_upstream_conf {
@@ -183,6 +199,11 @@ typedef struct sg_ssl_upstream_conf {
     sg_ssl_value ciphers;              /* default "DEFAULT" */
     bool session_reuse;                /* default on */
     struct ssl_ctx_st *ctx;            /* sg_ssl_upstream_ctx() builds it for locations that need it */
+    /* tls: proxy_ssl_password_file, proxy_ssl_crl, proxy_ssl_conf_command (and grpc_) */
+    sg_ssl_value password_file;
+    sg_ssl_value crl;
+    sg_ssl_value *conf_commands;       /* name, value, name, value... */
+    size_t nconf_commands;
 } sg_ssl_upstream_conf;
 
 /* The upstream settings proxy_pass and grpc_pass share (nginx's

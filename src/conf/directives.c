@@ -1343,6 +1343,19 @@ static bool set_proxy_redirect(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd
     return true;
 }
 
+/* tls helper: lingering_close on|off|always, lingering_time, lingering_timeout
+ * are checked and have no effect: a connection is closed once its last
+ * response is written (a [notice] says so). */
+static bool set_lingering(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    static const enum_val vals[] = { { "on", 1 }, { "off", 0 }, { "always", 2 }, { NULL, 0 } };
+    const sg_cmd check = { .post = vals };
+    bool ok = strcmp(n->name.s, "lingering_close") == 0 ? set_enum(cx, n, &check, NULL)
+                                                        : sg_conf_set_msec(cx, n, cmd, NULL);
+    if (ok) sg_cnotice(cx, n->name.pos, "\"%s\" has no effect: streamgate does no lingering close", n->name.s);
+    return ok;
+}
+
 /* ---------------- the table ---------------- */
 
 static const enum_val on_off_build[] = { { "on", 1 }, { "off", 0 }, { "build", 1 }, { NULL, 0 } };
@@ -1551,6 +1564,31 @@ static const sg_cmd cmds[] = {
     { "proxy_pass_request_headers", HSL, A1, sg_conf_set_flag, LOC(pass_request_headers), NULL },
     { "proxy_set_body", HSL, A1, set_cval_flagged, LOC_RANGE(0, set_body, has_set_body), NULL },
     { "proxy_method", HSL, A1, set_cval_flagged, LOC_RANGE(0, method, has_method), NULL },
+    /* tls: client certificates and handshake controls (conf/ssl_conf.c), lingering_* */
+    { "ssl_verify_client", H | S, A1, sg_ssl_set_verify_client, SRV_RANGE(ssl.verify_client, ssl.verify_client), NULL },
+    { "ssl_verify_depth", H | S, A1, sg_conf_set_num, SRV_RANGE(ssl.verify_depth, ssl.verify_depth), NULL },
+    { "ssl_client_certificate", H | S, A1, sg_ssl_set_file,
+      SRV_RANGE(ssl.client_certificate, ssl.client_certificate), NULL },
+    { "ssl_trusted_certificate", H | S, A1, sg_ssl_set_file,
+      SRV_RANGE(ssl.trusted_certificate, ssl.trusted_certificate), NULL },
+    { "ssl_crl", H | S, A1, sg_ssl_set_file, SRV_RANGE(ssl.crl, ssl.crl), NULL },
+    { "ssl_reject_handshake", H | S, A1, sg_conf_set_flag, SRV_RANGE(ssl.reject_handshake, ssl.reject_handshake), NULL },
+    { "ssl_password_file", H | S, A1, sg_ssl_set_file, SRV_RANGE(ssl.password_file, ssl.password_file), NULL },
+    { "ssl_buffer_size", H | S, A1, sg_conf_set_size, SRV_RANGE(ssl.buffer_size, ssl.buffer_size), NULL },
+    { "ssl_early_data", H | S, A1, sg_ssl_set_early_data, SRV_RANGE(ssl.early_data, ssl.early_data), NULL },
+    { "ssl_conf_command", H | S, A2, sg_ssl_set_conf_command,
+      SRV_RANGE_F(SG_CF_MULTI, ssl.conf_commands, ssl.nconf_commands), NULL },
+    { "proxy_ssl_password_file", HSL, A1, sg_ssl_set_file, LOC(proxy.ssl.password_file), NULL },
+    { "grpc_ssl_password_file", HSL, A1, sg_ssl_set_file, LOC(grpc.ssl.password_file), NULL },
+    { "proxy_ssl_crl", HSL, A1, sg_ssl_set_file, LOC(proxy.ssl.crl), NULL },
+    { "grpc_ssl_crl", HSL, A1, sg_ssl_set_file, LOC(grpc.ssl.crl), NULL },
+    { "proxy_ssl_conf_command", HSL, A2, sg_ssl_set_conf_command,
+      LOC_RANGE(SG_CF_MULTI, proxy.ssl.conf_commands, proxy.ssl.nconf_commands), NULL },
+    { "grpc_ssl_conf_command", HSL, A2, sg_ssl_set_conf_command,
+      LOC_RANGE(SG_CF_MULTI, grpc.ssl.conf_commands, grpc.ssl.nconf_commands), NULL },
+    { "lingering_close", HSL, A1, set_lingering, NONE, NULL },
+    { "lingering_time", HSL, A1, set_lingering, NONE, NULL },
+    { "lingering_timeout", HSL, A1, set_lingering, NONE, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1584,8 +1622,7 @@ static const char *const later_exact[] = {
     "proxy_limit_rate", "stub_status", "underscores_in_headers",
     "ignore_invalid_headers", "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
     "working_directory", "load_module", "env", "lock_file", "thread_pool", "timer_resolution",
-    "master_process", "debug_points", "worker_rlimit_core", "lingering_close", "lingering_time",
-    "lingering_timeout", "keepalive_disable", "send_lowat", "postpone_output", "output_buffers",
+    "master_process", "debug_points", "worker_rlimit_core", "keepalive_disable", "send_lowat", "postpone_output", "output_buffers",
     "chunked_transfer_encoding", "etag", "if_modified_since", "add_trailer", "log_subrequest",
     "open_log_file_cache", "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
     "msie_refresh", "port_in_redirect", "server_name_in_redirect", "absolute_redirect",

@@ -157,6 +157,54 @@ bool sg_ssl_set_obsolete(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void
                    "use the \"ssl\" parameter of the \"listen\" directive instead");
 }
 
+bool sg_ssl_set_verify_client(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    static const char *const v[] = { "off", "on", "optional", "optional_no_ca" };
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(n->args[0].s, v[i]) == 0) {
+            *(int *)((char *)base + cmd->offset) = i;   /* SG_SSL_VERIFY_* in this order */
+            return true;
+        }
+    }
+    return sg_cerr(cx, n->args[0].pos, "invalid value \"%s\" in \"%s\" directive, it must be \"on\", \"off\", "
+                   "\"optional\" or \"optional_no_ca\"", n->args[0].s, n->name.s);
+}
+
+bool sg_ssl_set_conf_command(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_ssl_value **list = (sg_ssl_value **)((char *)base + cmd->offset);
+    size_t *count = (size_t *)((char *)base + cmd->offset + sizeof(sg_ssl_value *));
+    if (cx->first) {                       /* a level's own list replaces the inherited one */
+        *list = NULL;
+        *count = 0;
+    }
+    /* OpenSSL's commands that name a file: relative to the prefix, as
+     * every other path of the configuration */
+    static const char *const file_cmds[] = {
+        "Certificate", "PrivateKey", "ServerInfoFile", "DHParameters", "ChainCAFile", "ChainCAPath",
+        "VerifyCAFile", "VerifyCAPath", "RequestCAFile", "RequestCAPath", "ClientCAFile", "ClientCAPath",
+    };
+    bool is_file = false;
+    for (size_t i = 0; i < sizeof(file_cmds) / sizeof(file_cmds[0]); i++)
+        is_file = is_file || strcasecmp(n->args[0].s, file_cmds[i]) == 0;
+    for (size_t i = 0; i < 2; i++) {
+        char *v = i == 1 && is_file ? sg_conf_full_path(cx->c, n->args[1].s)
+                                    : sg_arena_strndup(&cx->c->arena, n->args[i].s, n->args[i].n);
+        *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(sg_ssl_value));
+        (*list)[(*count)++] = (sg_ssl_value){ v, n->args[i].pos };
+    }
+    return true;
+}
+
+bool sg_ssl_set_early_data(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (!sg_conf_set_flag(cx, n, cmd, base)) return false;
+    if (*(bool *)((char *)base + cmd->offset))
+        sg_cnotice(cx, n->name.pos, "\"ssl_early_data\" is accepted, but streamgate accepts no TLS 1.3 early data: "
+                   "clients send it again after the handshake ($ssl_early_data is always empty)");
+    return true;
+}
+
 /* ---------------- defaults ---------------- */
 
 static void upstream_defaults(sg_ssl_upstream_conf *u)
@@ -178,6 +226,8 @@ void sg_ssl_conf_defaults(sg_loc_conf *lc, sg_server_conf *srv)
     sc->session_timeout_ms = 5 * 60 * 1000;
     sc->session_tickets = true;
     sc->ecdh_curve.s = "auto";
+    sc->verify_depth = 1;
+    sc->buffer_size = 16384;
     upstream_defaults(&lc->proxy.ssl);
     upstream_defaults(&lc->grpc.ssl);
 }
@@ -230,7 +280,12 @@ static bool same_server_ssl(const sg_ssl_conf *a, const sg_ssl_conf *b)
            same_str(a->ciphers.s, b->ciphers.s) && a->prefer_server_ciphers == b->prefer_server_ciphers &&
            a->session_cache == b->session_cache && a->session_cache_size == b->session_cache_size &&
            a->session_timeout_ms == b->session_timeout_ms && a->session_tickets == b->session_tickets &&
-           same_str(a->dhparam.s, b->dhparam.s) && same_str(a->ecdh_curve.s, b->ecdh_curve.s);
+           same_str(a->dhparam.s, b->dhparam.s) && same_str(a->ecdh_curve.s, b->ecdh_curve.s) &&
+           a->verify_client == b->verify_client && a->verify_depth == b->verify_depth &&
+           same_str(a->client_certificate.s, b->client_certificate.s) &&
+           same_str(a->trusted_certificate.s, b->trusted_certificate.s) && same_str(a->crl.s, b->crl.s) &&
+           a->reject_handshake == b->reject_handshake && same_str(a->password_file.s, b->password_file.s) &&
+           same_values(a->conf_commands, a->nconf_commands, b->conf_commands, b->nconf_commands);
 }
 
 static bool on_ssl_address(const sg_conf *c, const sg_server_conf *s)
@@ -251,7 +306,14 @@ static bool server_ctx(sg_cctx *cx, size_t idx, const unsigned char keys[80])
     if (sc->nkeys < sc->ncerts)
         return sg_cerr(cx, sc->certs[sc->nkeys].pos, "no \"ssl_certificate_key\" is defined for certificate \"%s\"",
                        sc->certs[sc->nkeys].s);
-    if (sc->ncerts == 0 || !on_ssl_address(c, s)) return true;
+    /* As nginx, every server with certificates gets its context, on an
+     * ssl address or not: -t checks them all, and password files (a FIFO
+     * a script writes to) are read. A server that rejects handshakes
+     * needs no certificate: its context only has to read the ClientHello. */
+    if (sc->ncerts == 0 && !(sc->reject_handshake && on_ssl_address(c, s))) return true;
+    if (sc->ncerts > 0 && sc->verify_client != SG_SSL_VERIFY_OFF && sc->verify_client != SG_SSL_VERIFY_OPTIONAL_NO_CA &&
+        !sc->client_certificate.s && !sc->trusted_certificate.s)
+        return sg_cerr(cx, s->pos, "no ssl_client_certificate or ssl_trusted_certificate for ssl_verify_client");
     for (size_t i = 0; i < idx; i++) {
         const sg_ssl_conf *o = &c->servers[i]->ssl;
         if (o->ctx && same_server_ssl(o, sc)) {
@@ -305,7 +367,9 @@ static bool same_upstream_ssl(const sg_ssl_upstream_conf *a, const sg_ssl_upstre
            same_str(a->trusted_certificate.s, b->trusted_certificate.s) &&
            same_str(a->certificate.s, b->certificate.s) && same_str(a->certificate_key.s, b->certificate_key.s) &&
            a->protocols == b->protocols && same_str(a->ciphers.s, b->ciphers.s) &&
-           a->session_reuse == b->session_reuse;
+           a->session_reuse == b->session_reuse && same_str(a->password_file.s, b->password_file.s) &&
+           same_str(a->crl.s, b->crl.s) &&
+           same_values(a->conf_commands, a->nconf_commands, b->conf_commands, b->nconf_commands);
 }
 
 bool sg_ssl_upstream_ctx(sg_conf *c, sg_ssl_upstream_conf *u, bool h2, sg_conf_pos at,

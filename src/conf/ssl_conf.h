@@ -32,6 +32,13 @@ bool sg_ssl_set_name(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
 /* `ssl on|off`: removed in nginx 1.25.1; refused with a pointer to `listen ... ssl`. */
 bool sg_ssl_set_obsolete(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 
+/* tls: ssl_verify_client on | off | optional | optional_no_ca (an int). */
+bool sg_ssl_set_verify_client(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+/* tls: ssl_conf_command NAME VALUE: appended to the level's list. */
+bool sg_ssl_set_conf_command(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+/* tls: ssl_early_data on|off: accepted; 0-RTT data is never accepted (a notice says so). */
+bool sg_ssl_set_early_data(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+
 /* Defaults of the http level (nginx's). */
 void sg_ssl_conf_defaults(sg_loc_conf *lc, sg_server_conf *srv);
 

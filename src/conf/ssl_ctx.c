@@ -118,11 +118,16 @@ static SSL_CTX *ctx_base(const SSL_METHOD *method, uint32_t protocols, const sg_
     return ctx;
 }
 
-/* Encrypted keys would make OpenSSL prompt on the terminal: refuse them
- * instead (ssl_password_file is not supported). */
-static int no_password(char *buf, int size, int rwflag, void *u)
+/* The passphrase tried on an encrypted key: never a prompt on the
+ * terminal (OpenSSL's default), only a line of ssl_password_file. */
+static int give_password(char *buf, int size, int rwflag, void *u)
 {
-    return 0;
+    const char *pw = u;
+    if (!pw) return 0;
+    int n = (int)strlen(pw);
+    if (n > size) n = size;
+    memcpy(buf, pw, (size_t)n);
+    return n;
 }
 
 static bool readable(const sg_ssl_value *v, const char *what, char *msg, size_t msglen, sg_conf_pos *where)
@@ -137,18 +142,47 @@ static bool readable(const sg_ssl_value *v, const char *what, char *msg, size_t 
                     what, v->s, e, strerror(e));
 }
 
-static EVP_PKEY *read_key(const char *path)
+static EVP_PKEY *read_key_with(const char *path, const char *pw)
 {
     BIO *b = BIO_new_file(path, "r");
     if (!b) return NULL;
-    EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, no_password, NULL);
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, give_password, (void *)pw);
     BIO_free(b);
+    return k;
+}
+
+/* tls: the key, trying each line of the password file in turn (nginx's
+ * ssl_password_file), as is without one. */
+static EVP_PKEY *read_key(const char *path, const sg_ssl_value *password_file, char *msg, size_t msglen,
+                          sg_conf_pos *where)
+{
+    if (!password_file || !password_file->s) return read_key_with(path, NULL);
+    FILE *f = fopen(password_file->s, "r");
+    if (!f) {
+        int e = errno;
+        ctx_fail(msg, msglen, where, password_file->pos, "cannot open \"%s\": open() failed (%d: %s)",
+                 password_file->s, e, strerror(e));
+        return NULL;
+    }
+    char line[1024];
+    EVP_PKEY *k = NULL;
+    bool any = false;
+    while (!k && fgets(line, sizeof(line), f)) {
+        size_t n = strlen(line);
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+        any = true;
+        ERR_clear_error();
+        k = read_key_with(path, line);
+    }
+    fclose(f);
+    OPENSSL_cleanse(line, sizeof(line));
+    if (!any) ctx_fail(msg, msglen, where, password_file->pos, "empty password file \"%s\"", password_file->s);
     return k;
 }
 
 /* One ssl_certificate + ssl_certificate_key pair; OpenSSL files it by key
  * type, so an RSA and an ECDSA pair live side by side. */
-static bool load_pair(SSL_CTX *ctx, const sg_ssl_value *cert, const sg_ssl_value *key,
+static bool load_pair(SSL_CTX *ctx, const sg_ssl_value *cert, const sg_ssl_value *key, const sg_ssl_value *pwfile,
                       char *msg, size_t msglen, sg_conf_pos *where)
 {
     ERR_clear_error();
@@ -157,7 +191,9 @@ static bool load_pair(SSL_CTX *ctx, const sg_ssl_value *cert, const sg_ssl_value
         return ctx_fail(msg, msglen, where, cert->pos, "cannot load certificate \"%s\"", cert->s);
     X509 *x = SSL_CTX_get0_certificate(ctx);          /* the one just loaded */
     if (!readable(key, "certificate key", msg, msglen, where)) return false;
-    EVP_PKEY *k = read_key(key->s);
+    msg[0] = '\0';
+    EVP_PKEY *k = read_key(key->s, pwfile, msg, msglen, where);
+    if (!k && msg[0]) return false;
     if (!k) return ctx_fail(msg, msglen, where, key->pos, "cannot load certificate key \"%s\"", key->s);
     bool ok = true;
     if (!x || X509_check_private_key(x, k) != 1)
@@ -234,6 +270,102 @@ static bool set_dh_and_curves(SSL_CTX *ctx, const sg_ssl_conf *sc, char *msg, si
     return true;
 }
 
+/* tls: nginx checks client certificates itself, per request (400 "The
+ * SSL certificate error" or "No required SSL certificate was sent"), so
+ * the handshake goes on whatever the verification found. */
+static int verify_always(int ok, X509_STORE_CTX *x)
+{
+    return 1;
+}
+
+/* tls: ssl_crl / proxy_ssl_crl: revocation lists checked for the whole chain. */
+static bool load_crl(SSL_CTX *ctx, const sg_ssl_value *v, char *msg, size_t msglen, sg_conf_pos *where)
+{
+    if (!readable(v, "CRL", msg, msglen, where)) return false;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509_LOOKUP *lk = store ? X509_STORE_add_lookup(store, X509_LOOKUP_file()) : NULL;
+    if (!lk || X509_load_crl_file(lk, v->s, X509_FILETYPE_PEM) <= 0)
+        return ctx_fail(msg, msglen, where, v->pos, "X509_load_crl_file(\"%s\") failed", v->s);
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    return true;
+}
+
+/* The names sent in CertificateRequest: the subjects of the file's
+ * certificates, in order, each once. Read as nginx >= 1.27.2 does, so
+ * that "TRUSTED CERTIFICATE" PEMs (trust settings) load too, which
+ * SSL_load_client_CA_file() refuses. NULL if the file has none. */
+static STACK_OF(X509_NAME) *ca_names(const char *path)
+{
+    BIO *b = BIO_new_file(path, "r");
+    STACK_OF(X509_NAME) *names = b ? sk_X509_NAME_new_null() : NULL;
+    X509 *x;
+    while (names && (x = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL)) != NULL) {
+        const X509_NAME *n = X509_get_subject_name(x);
+        bool seen = false;
+        for (int i = 0; !seen && i < sk_X509_NAME_num(names); i++)
+            seen = X509_NAME_cmp(sk_X509_NAME_value(names, i), n) == 0;
+        X509_NAME *dup = seen ? NULL : X509_NAME_dup(n);
+        if (dup && !sk_X509_NAME_push(names, dup)) X509_NAME_free(dup);
+        X509_free(x);
+    }
+    BIO_free(b);
+    if (names && sk_X509_NAME_num(names) == 0) {
+        sk_X509_NAME_free(names);
+        return NULL;
+    }
+    ERR_clear_error();                     /* the read that ended the loop */
+    return names;
+}
+
+static bool set_client_verify(SSL_CTX *ctx, const sg_ssl_conf *sc, char *msg, size_t msglen, sg_conf_pos *where)
+{
+    if (sc->verify_client == SG_SSL_VERIFY_OFF) return true;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_always);
+    /* the certificate itself counts in OpenSSL's depth, as in nginx */
+    SSL_CTX_set_verify_depth(ctx, (int)sc->verify_depth);
+    if (sc->client_certificate.s) {
+        const sg_ssl_value *v = &sc->client_certificate;
+        if (!readable(v, "client certificate", msg, msglen, where)) return false;
+        if (SSL_CTX_load_verify_locations(ctx, v->s, NULL) != 1)
+            return ctx_fail(msg, msglen, where, v->pos, "SSL_CTX_load_verify_locations(\"%s\") failed", v->s);
+        STACK_OF(X509_NAME) *names = ca_names(v->s);
+        if (!names) return ctx_fail(msg, msglen, where, v->pos, "cannot load CA names from \"%s\"", v->s);
+        SSL_CTX_set_client_CA_list(ctx, names);
+    }
+    if (sc->trusted_certificate.s) {
+        const sg_ssl_value *v = &sc->trusted_certificate;
+        if (!readable(v, "trusted certificate", msg, msglen, where)) return false;
+        if (SSL_CTX_load_verify_locations(ctx, v->s, NULL) != 1)
+            return ctx_fail(msg, msglen, where, v->pos, "SSL_CTX_load_verify_locations(\"%s\") failed", v->s);
+    }
+    if (sc->crl.s && !load_crl(ctx, &sc->crl, msg, msglen, where)) return false;
+    ERR_clear_error();
+    return true;
+}
+
+/* tls: ssl_conf_command / proxy_ssl_conf_command, through OpenSSL's
+ * SSL_CONF interface (cmds: name, value, name, value...). */
+static bool conf_commands(SSL_CTX *ctx, const sg_ssl_value *cmds, size_t ncmds, bool server,
+                          char *msg, size_t msglen, sg_conf_pos *where)
+{
+    if (ncmds == 0) return true;
+    SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
+    if (!cc) return ctx_fail(msg, msglen, where, cmds[0].pos, "SSL_CONF_CTX_new() failed");
+    SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | (server ? SSL_CONF_FLAG_SERVER : SSL_CONF_FLAG_CLIENT) |
+                               SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS);
+    SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
+    bool ok = true;
+    for (size_t i = 0; ok && i + 1 < ncmds; i += 2) {
+        const sg_ssl_value *k = &cmds[i], *v = &cmds[i + 1];
+        if (SSL_CONF_cmd(cc, k->s, v->s) <= 0)
+            ok = ctx_fail(msg, msglen, where, k->pos, "SSL_CONF_cmd(\"%s\", \"%s\") failed", k->s, v->s);
+    }
+    if (ok && SSL_CONF_CTX_finish(cc) != 1)
+        ok = ctx_fail(msg, msglen, where, cmds[0].pos, "SSL_CONF_finish() failed");
+    SSL_CONF_CTX_free(cc);
+    return ok;
+}
+
 SSL_CTX *sg_ssl_server_ctx_new(const sg_ssl_conf *sc, const unsigned char ticket_keys[80],
                                char *msg, size_t msglen, sg_conf_pos *where)
 {
@@ -241,9 +373,11 @@ SSL_CTX *sg_ssl_server_ctx_new(const sg_ssl_conf *sc, const unsigned char ticket
     if (!ctx) return NULL;
     if (sc->prefer_server_ciphers) SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     bool ok = true;
-    for (size_t i = 0; ok && i < sc->ncerts; i++) ok = load_pair(ctx, &sc->certs[i], &sc->keys[i], msg, msglen, where);
+    for (size_t i = 0; ok && i < sc->ncerts; i++) ok = load_pair(ctx, &sc->certs[i], &sc->keys[i], &sc->password_file, msg, msglen, where);
     ok = ok && set_dh_and_curves(ctx, sc, msg, msglen, where) &&
-         set_session_cache(ctx, sc, ticket_keys, msg, msglen, where);
+         set_session_cache(ctx, sc, ticket_keys, msg, msglen, where) &&
+         set_client_verify(ctx, sc, msg, msglen, where) &&
+         conf_commands(ctx, sc->conf_commands, sc->nconf_commands, true, msg, msglen, where);
     if (!ok) {
         SSL_CTX_free(ctx);
         return NULL;
@@ -278,7 +412,9 @@ SSL_CTX *sg_ssl_client_ctx_new(const sg_ssl_upstream_conf *u, bool h2, sg_conf_p
             ok = ctx_fail(msg, msglen, where, u->trusted_certificate.pos,
                           "SSL_CTX_load_verify_locations(\"%s\") failed", u->trusted_certificate.s);
     }
-    if (ok && u->certificate.s) ok = load_pair(ctx, &u->certificate, &u->certificate_key, msg, msglen, where);
+    if (ok && u->certificate.s) ok = load_pair(ctx, &u->certificate, &u->certificate_key, &u->password_file, msg, msglen, where);
+    if (ok && u->crl.s) ok = load_crl(ctx, &u->crl, msg, msglen, where);
+    if (ok) ok = conf_commands(ctx, u->conf_commands, u->nconf_commands, false, msg, msglen, where);
     static const unsigned char alpn_h2[] = "\x02h2", alpn_h1[] = "\x08http/1.1";
     if (ok && SSL_CTX_set_alpn_protos(ctx, h2 ? alpn_h2 : alpn_h1, h2 ? 3 : 9) != 0)  /* 0 is success */
         ok = ctx_fail(msg, msglen, where, at, "SSL_CTX_set_alpn_protos() failed");

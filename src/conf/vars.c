@@ -27,6 +27,22 @@ static const char *const builtin_names[] = {
 #define NBUILTINS (sizeof(builtin_names) / sizeof(builtin_names[0]))
 _Static_assert(NBUILTINS == SG_VAR_HTTP_HEADER, "builtin_names matches sg_var_kind");
 
+/* tls: indexed by sg_tls_var_id. */
+static const char *const tls_names[] = {
+    "https", "ssl_protocol", "ssl_cipher", "ssl_ciphers", "ssl_curve",
+    "ssl_curves", "ssl_server_name", "ssl_session_id", "ssl_session_reused",
+    "ssl_alpn_protocol", "ssl_early_data", "ssl_client_verify", "ssl_client_s_dn",
+    "ssl_client_i_dn", "ssl_client_s_dn_legacy", "ssl_client_i_dn_legacy", "ssl_client_cert",
+    "ssl_client_raw_cert", "ssl_client_escaped_cert", "ssl_client_fingerprint",
+    "ssl_client_serial", "ssl_client_v_start", "ssl_client_v_end", "ssl_client_v_remain",
+};
+_Static_assert(sizeof(tls_names) / sizeof(tls_names[0]) == SG_TLS_VAR_COUNT, "tls_names matches sg_tls_var_id");
+
+const char *sg_tls_var_name(int id)
+{
+    return id >= 0 && id < SG_TLS_VAR_COUNT ? tls_names[id] : "";
+}
+
 static const char *pos_file(sg_conf_pos pos)
 {
     return pos.file ? pos.file : "<config>";
@@ -99,6 +115,8 @@ static void var_classify(sg_conf *c, sg_var_def *d)
             return;
         }
     }
+    for (int k = 0; k < SG_TLS_VAR_COUNT; k++)        /* tls */
+        if (sg_str_eq_lit(d->name, tls_names[k])) { d->kind = SG_VAR_TLS; d->tls = k; return; }
     if (d->name.n == 1 && d->name.p[0] >= '0' && d->name.p[0] <= '9') {
         d->kind = SG_VAR_CAPTURE;
         d->capture = d->name.p[0] - '0';
@@ -152,8 +170,7 @@ static bool nginx_knows(sg_str name)
         "connection_time", "content_length", "content_type", "document_root", "realpath_root",
         "request_completion", "request_filename",
         "nginx_version", "pipe", "tcpinfo_rtt", "tcpinfo_rttvar", "tcpinfo_snd_cwnd",
-        "tcpinfo_rcv_space", "limit_rate", "https", "ssl_protocol", "ssl_cipher",
-        "ssl_server_name", "ssl_client_verify",
+        "tcpinfo_rcv_space", "limit_rate",
         "upstream_connect_time", "upstream_header_time", "upstream_bytes_received",
         "upstream_bytes_sent", "upstream_response_length", "upstream_cache_status",
         "upstream_queue_time", "upstream_trailer_", "upstream_http_", "upstream_cookie_",

@@ -43,7 +43,23 @@ typedef enum sg_var_kind {
     SG_VAR_GZIP_RATIO,                  /* gzip: $gzip_ratio */
     /* request body (area: body) */
     SG_VAR_REQUEST_BODY, SG_VAR_REQUEST_BODY_FILE, SG_VAR_REQUEST_LENGTH,
+    /* tls: $https and $ssl_* (the connection's TLS state; sg_var_def.tls says which) */
+    SG_VAR_TLS,
 } sg_var_kind;
+
+/* tls: which TLS variable an SG_VAR_TLS is (net/tls_vars.h computes them). */
+typedef enum sg_tls_var_id {
+    SG_TLS_VAR_HTTPS = 0, SG_TLS_VAR_PROTOCOL, SG_TLS_VAR_CIPHER, SG_TLS_VAR_CIPHERS, SG_TLS_VAR_CURVE,
+    SG_TLS_VAR_CURVES, SG_TLS_VAR_SERVER_NAME, SG_TLS_VAR_SESSION_ID, SG_TLS_VAR_SESSION_REUSED,
+    SG_TLS_VAR_ALPN_PROTOCOL, SG_TLS_VAR_EARLY_DATA, SG_TLS_VAR_CLIENT_VERIFY, SG_TLS_VAR_CLIENT_S_DN,
+    SG_TLS_VAR_CLIENT_I_DN, SG_TLS_VAR_CLIENT_S_DN_LEGACY, SG_TLS_VAR_CLIENT_I_DN_LEGACY, SG_TLS_VAR_CLIENT_CERT,
+    SG_TLS_VAR_CLIENT_RAW_CERT, SG_TLS_VAR_CLIENT_ESCAPED_CERT, SG_TLS_VAR_CLIENT_FINGERPRINT,
+    SG_TLS_VAR_CLIENT_SERIAL, SG_TLS_VAR_CLIENT_V_START, SG_TLS_VAR_CLIENT_V_END, SG_TLS_VAR_CLIENT_V_REMAIN,
+    SG_TLS_VAR_COUNT
+} sg_tls_var_id;
+
+/* tls: the name of TLS variable id (without '$'). */
+const char *sg_tls_var_name(int id);
 
 typedef struct sg_var_def {
     sg_var_kind kind;
@@ -53,6 +69,8 @@ typedef struct sg_var_def {
     int capture;                        /* for SG_VAR_CAPTURE */
     struct sg_map *map;                 /* for SG_VAR_MAP; NULL while a map var is used before its map */
     sg_conf_pos first_use;              /* for "unknown variable" errors reported at the end */
+    /* tls */
+    int tls;                            /* for SG_VAR_TLS: an sg_tls_var_id */
 } sg_var_def;
 
 typedef struct sg_var_table {

@@ -95,6 +95,9 @@ typedef struct sg_http_req {
     sg_str request_body_file;  /* $request_body_file: the file a body read before proxying went to */
     uint64_t head_length;      /* request line and header bytes as received (the codec) */
     uint64_t body_received;    /* body bytes received so far; with head_length, $request_length */
+    /* tls: the connection's TLS state (NULL: plain), for $ssl_* and the
+     * client-certificate check; cleared by a codec that gives it away */
+    struct sg_tls_conn *tls;
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

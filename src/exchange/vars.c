@@ -20,6 +20,7 @@
 #include "conf/geo.h"
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
+#include "net/tls_vars.h"
 
 #define NOT_FOUND ((sg_str){ NULL, 0 })
 #define EMPTY ((sg_str){ "", 0 })
@@ -376,6 +377,7 @@ sg_str sg_var_get(sg_http_req *r, int index)
     if (!r->gen || index < 0 || (size_t)index >= r->gen->vars.n) return NOT_FOUND;
     const sg_var_def *d = &r->gen->vars.defs[index];
     if (d->kind == SG_VAR_MAP) return map_var(r, index, d);
+    if (d->kind == SG_VAR_TLS) return sg_tls_var(r->tls, d->tls, &r->arena);   /* tls */
     return var_get_response(r, d);
 }
 

@@ -282,6 +282,8 @@ static int build_request(sg_h1_conn *c, sg_exchange *ex, const char *buf, const 
     r->local = (const struct sockaddr *)&c->local;
     r->proxy_protocol = c->node.proxy;
     r->group = c->node.group;
+    r->tls = c->tls;                   /* tls */
+    r->https = c->tls != NULL;
     char *head = sg_arena_alloc(&r->arena, m->head_len);
     memcpy(head, buf, m->head_len);
 #define REBASE(s) ((sg_str){ (s).p ? head + ((s).p - buf) : NULL, (s).n })
@@ -669,6 +671,7 @@ static int h1_detach(sg_exchange *ex, sg_outq *to_client, sg_inbuf *from_client,
      * partial TLS write was given first, as the next write must offer. */
     *tls = c->tls;
     c->tls = NULL;
+    ex->req.tls = NULL;                /* the tunnel owns it now, and may free it first */
     *to_client = c->out;
     c->out = (sg_outq){ 0 };
     *from_client = c->in;

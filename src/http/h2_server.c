@@ -534,6 +534,8 @@ static int build_request(h2_conn *c, h2_stream *st)
     r->local = (const struct sockaddr *)&c->local;
     r->proxy_protocol = c->node.proxy;
     r->group = c->node.group;
+    r->tls = c->tls;                   /* tls */
+    r->https = c->tls != NULL;
     r->http_major = 2;
     r->http_minor = 0;
     r->uri = SG_STR("/");

@@ -56,6 +56,17 @@ sg_str sg_http_error_body(int status)
     static _Thread_local char buf[512];
     static _Thread_local int cached;
     if (status < 300 || status == 304) return SG_STR("");
+    if (cached != status && status >= 495 && status <= 497) {
+        /* tls: nginx's pages for its internal codes, sent as 400 */
+        static const char *const why[] = { "The SSL certificate error", "No required SSL certificate was sent",
+                                           "The plain HTTP request was sent to HTTPS port" };
+        snprintf(buf, sizeof(buf),
+                 "<html>\r\n<head><title>400 %s</title></head>\r\n<body>\r\n"
+                 "<center><h1>400 Bad Request</h1></center>\r\n<center>%s</center>\r\n"
+                 "<hr><center>streamgate</center>\r\n</body>\r\n</html>\r\n",
+                 why[status - 495], why[status - 495]);
+        cached = status;
+    }
     if (cached != status) {
         const char *r = sg_http_reason(status);
         snprintf(buf, sizeof(buf),

@@ -40,6 +40,7 @@ struct sg_tls_conn {
     /* client side: sg_tls_on_session's callback */
     void (*on_session)(void *arg, sg_tls_session *s);
     void *on_session_arg;
+    size_t record;                     /* largest record written: ssl_buffer_size, at most SG_TLS_RECORD */
 };
 
 /* ---------------- errors ---------------- */
@@ -81,45 +82,97 @@ static bool host_char(unsigned char ch)
     return isalnum(ch) || ch == '-' || ch == '.' || ch == '_';
 }
 
+bool sg_tls_sni_parse(const unsigned char *p, size_t n, const unsigned char **name, size_t *len)
+{
+    if (!p || n < 2) return false;
+    size_t list = ((size_t)p[0] << 8) | p[1];
+    if (list + 2 != n) return false;
+    p += 2;
+    n -= 2;
+    while (n >= 3) {
+        size_t k = ((size_t)p[1] << 8) | p[2];
+        if (k + 3 > n) return false;
+        if (p[0] == TLSEXT_NAMETYPE_host_name) {
+            *name = p + 3;
+            *len = k;
+            return true;
+        }
+        p += 3 + k;
+        n -= 3 + k;
+    }
+    return false;
+}
+
+static bool hello_server_name(SSL *ssl, const unsigned char **name, size_t *len)
+{
+    const unsigned char *p;
+    size_t n;
+    return SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &n) == 1 &&
+           sg_tls_sni_parse(p, n, name, len);
+}
+
+/* Moves the handshake to the context of server s: certificates, then
+ * what SSL_set_SSL_CTX does not carry over (options, protocol versions,
+ * ciphers, client verification), as nginx does. Runs on the ClientHello,
+ * before the protocol version is chosen, so ssl_protocols of the server
+ * SNI names apply. */
+static bool switch_ctx(SSL *ssl, const sg_server_conf *s)
+{
+    SSL_CTX *ctx = s->ssl.ctx;
+    if (!ctx || ctx == SSL_get_SSL_CTX(ssl)) return true;
+    if (!SSL_set_SSL_CTX(ssl, ctx)) return false;
+    SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
+    SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+    SSL_set_min_proto_version(ssl, SSL_CTX_get_min_proto_version(ctx));
+    SSL_set_max_proto_version(ssl, SSL_CTX_get_max_proto_version(ctx));
+    if (s->ssl.ciphers.s) SSL_set_cipher_list(ssl, s->ssl.ciphers.s);
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+    SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
+    return true;
+}
+
 /* Given once at start (sg_tls_init), read by every worker thread. */
 static sg_tls_sni_fn sni_choose;
 
-/* SNI: the server block of the connection's listen group for that name
- * (as sni_choose finds it: the router's server_name rules), and its
- * context if it has its own certificates. */
-static int on_servername(SSL *ssl, int *alert, void *arg)
+/* SNI, on the ClientHello: the server block of the connection's listen
+ * group for that name (as sni_choose finds it: the router's server_name
+ * rules), and its context if it has its own certificates. A server with
+ * ssl_reject_handshake (the default server too, when no name or an
+ * unknown one was sent) ends the handshake with unrecognized_name. */
+static int on_client_hello(SSL *ssl, int *alert, void *arg)
 {
     sg_tls_conn *c = SSL_get_app_data(ssl);
-    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (!c || !c->group || !name) return SSL_TLSEXT_ERR_OK;
-    char host[256];
-    size_t n = strlen(name);
-    if (n > 0 && name[n - 1] == '.') n--;  /* "a.test." is "a.test" */
-    if (n == 0 || n >= sizeof(host)) goto bad;
-    for (size_t i = 0; i < n; i++) {
-        if (!host_char((unsigned char)name[i])) goto bad;
-        host[i] = (char)tolower((unsigned char)name[i]);
+    if (!c || !c->group) return SSL_CLIENT_HELLO_SUCCESS;
+    const unsigned char *name;
+    size_t n;
+    if (hello_server_name(ssl, &name, &n)) {
+        char host[256];
+        if (n > 0 && name[n - 1] == '.') n--;  /* "a.test." is "a.test" */
+        if (n == 0 || n >= sizeof(host)) goto bad;
+        for (size_t i = 0; i < n; i++) {
+            if (!host_char(name[i])) goto bad;
+            host[i] = (char)tolower(name[i]);
+        }
+        host[n] = '\0';
+        const sg_server_conf *s = sni_choose ? sni_choose(c->group, (sg_str){ host, n }) : NULL;
+        if (s) {
+            c->server = s;
+            c->record = s->ssl.buffer_size && s->ssl.buffer_size < SG_TLS_RECORD ? s->ssl.buffer_size : SG_TLS_RECORD;
+            if (!switch_ctx(ssl, s)) {
+                *alert = SSL_AD_INTERNAL_ERROR;
+                return SSL_CLIENT_HELLO_ERROR;
+            }
+        }
     }
-    host[n] = '\0';
-    const sg_server_conf *s = sni_choose ? sni_choose(c->group, (sg_str){ host, n }) : NULL;
-    if (!s) return SSL_TLSEXT_ERR_OK;
-    c->server = s;
-    SSL_CTX *ctx = s->ssl.ctx;
-    if (!ctx || ctx == SSL_get_SSL_CTX(ssl)) return SSL_TLSEXT_ERR_OK;
-    if (!SSL_set_SSL_CTX(ssl, ctx)) {
-        *alert = SSL_AD_INTERNAL_ERROR;
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
-    }
-    /* SSL_set_SSL_CTX swaps certificates only: options and ciphers of the
-     * chosen server are copied by hand, as nginx does. */
-    SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
-    SSL_set_options(ssl, SSL_CTX_get_options(ctx));
-    if (s->ssl.ciphers.s) SSL_set_cipher_list(ssl, s->ssl.ciphers.s);
     ERR_clear_error();
-    return SSL_TLSEXT_ERR_OK;
+    if (c->server && c->server->ssl.reject_handshake) {
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
 bad:
     *alert = SSL_AD_UNRECOGNIZED_NAME;
-    return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return SSL_CLIENT_HELLO_ERROR;
 }
 
 /* ALPN: "h2" first where the address serves HTTP/2, then HTTP/1.x. A
@@ -149,7 +202,7 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 /* Installed on every server context conf builds (sg_ssl_set_server_setup). */
 static void server_ctx_setup(SSL_CTX *ctx)
 {
-    SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
 }
 
@@ -208,6 +261,7 @@ static sg_tls_conn *conn_new(SSL_CTX *ctx, int fd, const struct sockaddr *peer, 
         return NULL;
     }
     SSL_set_app_data(c->ssl, c);
+    c->record = SG_TLS_RECORD;
     if (server) SSL_set_accept_state(c->ssl);
     else SSL_set_connect_state(c->ssl);
     return c;
@@ -224,6 +278,7 @@ sg_tls_conn *sg_tls_server_new(const sg_listen_group *g, int fd, const struct so
     if (!c) return NULL;
     c->group = g;
     c->server = s;
+    c->record = s->ssl.buffer_size && s->ssl.buffer_size < SG_TLS_RECORD ? s->ssl.buffer_size : SG_TLS_RECORD;
     return c;
 }
 
@@ -377,17 +432,17 @@ static _Thread_local unsigned char wbuf[SG_TLS_RECORD];
 
 /* The next record's plaintext from position (i, off) of iov: a slice of
  * one big piece as is, or small pieces copied together into wbuf. */
-static size_t next_record(const struct iovec *iov, int iovcnt, int i, size_t off, const void **p)
+static size_t next_record(const struct iovec *iov, int iovcnt, int i, size_t off, const void **p, size_t rec)
 {
     size_t left = iov[i].iov_len - off;
-    if (left >= SG_TLS_RECORD) {
+    if (left >= rec) {
         *p = (const char *)iov[i].iov_base + off;
-        return SG_TLS_RECORD;
+        return rec;
     }
     size_t n = 0;
-    for (; i < iovcnt && n < SG_TLS_RECORD; i++, off = 0) {
+    for (; i < iovcnt && n < rec; i++, off = 0) {
         size_t k = iov[i].iov_len - off;
-        if (k > SG_TLS_RECORD - n) k = SG_TLS_RECORD - n;
+        if (k > rec - n) k = rec - n;
         memcpy(wbuf + n, (const char *)iov[i].iov_base + off, k);
         n += k;
     }
@@ -429,7 +484,7 @@ ssize_t sg_tls_writev(sg_tls_conn *c, const struct iovec *iov, int iovcnt)
         }
         if (i == iovcnt) break;
         const void *p;
-        size_t n = next_record(iov, iovcnt, i, off, &p), w = 0;
+        size_t n = next_record(iov, iovcnt, i, off, &p, c->record), w = 0;
         int r = write_once(c, p, n, &w);
         if (r < 0) {
             if (total > 0) break;          /* report the bytes taken; the error comes next call */
@@ -541,6 +596,11 @@ bool sg_tls_session_reused(const sg_tls_conn *c)
     return SSL_session_reused(c->ssl) == 1;
 }
 
+SSL *sg_tls_ssl(const sg_tls_conn *c)
+{
+    return c->ssl;
+}
+
 sg_tls_session *sg_tls_session_get(sg_tls_conn *c)
 {
     SSL_SESSION *s = SSL_get1_session(c->ssl);
@@ -592,6 +652,7 @@ struct hs_conn {
     struct sockaddr_storage peer, local;
     socklen_t peerlen, locallen;
     sg_list_node link;                 /* the thread's handshakes */
+    bool peeked;                       /* tls: the first byte was looked at */
 };
 
 static _Thread_local sg_list hs_list;
@@ -611,8 +672,41 @@ static void hs_end(hs_conn *h, bool close_fd)
     free(h);
 }
 
+/* tls: a client speaking plain HTTP to a TLS port gets nginx's answer
+ * (its 497 page, as a 400) instead of a TLS alert it cannot read. What it
+ * sent is read first, so that closing does not reset the answer away. */
+static void plain_http(hs_conn *h)
+{
+    static const char body[] =
+        "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n<body>\r\n"
+        "<center><h1>400 Bad Request</h1></center>\r\n"
+        "<center>The plain HTTP request was sent to HTTPS port</center>\r\n"
+        "<hr><center>streamgate</center>\r\n</body>\r\n</html>\r\n";
+    char head[160], buf[4096];
+    int n = snprintf(head, sizeof(head), "HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n", sizeof(body) - 1);
+    sg_log(SG_LOG_INFO, "client sent plain HTTP request to HTTPS port, client: %s", h->tls->peer);
+    for (int i = 0; i < 16 && read(h->io.fd, buf, sizeof(buf)) == (ssize_t)sizeof(buf); i++) {}
+    struct iovec iov[2] = { { head, (size_t)n }, { (void *)body, sizeof(body) - 1 } };
+    struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+    (void)!sendmsg(h->io.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(h->io.fd, SHUT_WR);
+    hs_end(h, true);
+}
+
 static void hs_step(hs_conn *h)
 {
+    if (!h->peeked) {
+        unsigned char b;
+        ssize_t k = recv(h->io.fd, &b, 1, MSG_PEEK);
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        h->peeked = true;
+        /* a TLS record (handshake: 22) or an SSLv2-style hello (high bit) */
+        if (k == 1 && b != 0x16 && !(b & 0x80)) {
+            plain_http(h);
+            return;
+        }
+    }
     sg_io_result r = sg_tls_handshake(h->tls);
     if (r == SG_IO_AGAIN) return;
     if (r == SG_IO_ERROR) {

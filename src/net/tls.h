@@ -54,6 +54,12 @@ typedef const sg_server_conf *(*sg_tls_sni_fn)(const sg_listen_group *g, sg_str 
  * call handshakes get neither: the default server, no ALPN. */
 void sg_tls_init(sg_tls_sni_fn choose);
 
+/* tls: the host_name of a ClientHello's server_name extension body (RFC
+ * 6066 3), as the peer sent it: a pointer into p and its length; false
+ * when the extension is malformed or names no host. Network input: any
+ * bytes are safe (tests/fuzz/fuzz_sni.c). */
+bool sg_tls_sni_parse(const unsigned char *p, size_t n, const unsigned char **name, size_t *len);
+
 /* ---------------- connections ---------------- */
 
 /* Server side of accepted socket fd on listen group g (SNI picks the
@@ -135,6 +141,8 @@ const char *sg_tls_cipher(const sg_tls_conn *c);
 bool sg_tls_session_reused(const sg_tls_conn *c);
 /* The session id in upper-case hex (as nginx's $ssl_session_id), NUL-terminated; its length. */
 size_t sg_tls_session_id(const sg_tls_conn *c, char *hex, size_t n);
+/* tls: OpenSSL's SSL object of the connection (for net/tls_vars.c). */
+struct ssl_st *sg_tls_ssl(const sg_tls_conn *c);
 
 /* Client side: the session to offer on the next connection to this peer
  * (NULL if not resumable). With TLS 1.3 the ticket arrives after the

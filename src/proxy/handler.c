@@ -18,6 +18,7 @@
 #include "proxy/reqbody.h"
 #include "proxy/respond.h"
 #include "proxy/router.h"
+#include "proxy/tls_request.h"
 #include "exchange/upstream_link.h"
 
 static void on_resume(sg_deferred *d)
@@ -41,12 +42,19 @@ static void exchange_start(sg_exchange *ex)
         ex->down->abort(ex);
         return;
     }
-    r->srv = sg_router_server(g, r->host, r);
+    int tls_status = 0;
+    r->srv = r->tls ? sg_tls_request_server(r, &tls_status) : NULL;
+    if (!r->srv) r->srv = sg_router_server(g, r->host, r);
     if (!r->srv) r->srv = g->default_server;
     r->loc = r->srv->root;
     sg_realip_apply(r, &r->srv->root->conf);
     if (ex->early_status) {
         sg_respond_error(ex, ex->early_status);
+        return;
+    }
+    if (r->tls && !tls_status) tls_status = sg_tls_request_check(ex);
+    if (tls_status) {
+        sg_respond_error(ex, tls_status);
         return;
     }
     /* A server-level `return` runs before locations are searched (nginx's

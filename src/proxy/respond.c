@@ -121,7 +121,7 @@ bool sg_respond_has_error_page(const sg_exchange *ex, int status)
 static bool closes_connection(int status)
 {
     switch (status) {
-    case 400: case 408: case 413: case 414: case 431: case 494: case 500: case 501:
+    case 400: case 408: case 413: case 414: case 431: case 494: case 495: case 496: case 497: case 500: case 501:
         return true;
     default:
         return false;
@@ -204,11 +204,13 @@ void sg_respond_error(sg_exchange *ex, int status)
         ex->down->abort(ex);
         return;
     }
+    /* tls: nginx's 495/496/497 go out as 400 with their own page */
+    int wire = status >= 495 && status <= 497 ? 400 : status;
     if (sg_grpc_is_call(ex)) {
-        respond_grpc_error(ex, status);
+        respond_grpc_error(ex, wire);
         return;
     }
-    sg_respond_simple(ex, status, SG_STR("text/html"), sg_http_error_body(status), SG_STR_NULL);
+    sg_respond_simple(ex, wire, SG_STR("text/html"), sg_http_error_body(status), SG_STR_NULL);
 }
 
 void sg_respond_return(sg_exchange *ex)
