@@ -25,6 +25,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "http/h1_parser.h"
+#include "http/host.h"
 #include "http/h1_write.h"
 #include "http/status.h"
 #include "http/target.h"
@@ -297,36 +298,45 @@ static int build_request(sg_h1_conn *c, sg_exchange *ex, const char *buf, const 
     }
     sg_str host = REBASE(m->host);
 #undef REBASE
-    /* Split the target into path and arguments; absolute-form carries the host. */
+    /* nginx refuses TRACE (405), and CONNECT too since 1.29.3: it proxies
+     * no tunnels over HTTP/1.1 (the parser already answered 400 to a
+     * CONNECT target that is not host:port). */
+    if (sg_str_eq_lit(r->method, "TRACE") || sg_str_eq_lit(r->method, "CONNECT")) {
+        r->uri = SG_STR("/");
+        return 405;
+    }
+    /* Split the target into path and arguments; absolute-form carries the
+     * host, which then wins over the Host field (RFC 9112 3.2.2). The
+     * authority ends at "/" or "?": "http://h?a" is "/?a" on host h. */
     sg_str target = r->request_uri;
     if (target.n && target.p[0] != '/' && target.p[0] != '*') {
         const char *scheme_end = memchr(target.p, ':', target.n);
         if (!scheme_end || (size_t)(scheme_end - target.p) + 3 > target.n || scheme_end[1] != '/' ||
             scheme_end[2] != '/')
             return 400;
-        const char *auth = scheme_end + 3, *end = target.p + target.n;
-        const char *slash = memchr(auth, '/', (size_t)(end - auth));
-        host = (sg_str){ auth, (size_t)((slash ? slash : end) - auth) };
-        target = slash ? (sg_str){ slash, (size_t)(end - slash) } : SG_STR("/");
+        const char *auth = scheme_end + 3, *end = target.p + target.n, *a = auth;
+        const char *frag = memchr(auth, '#', (size_t)(end - auth));
+        if (frag) end = frag;     /* a fragment is the client's, never sent */
+        while (a < end && *a != '/' && *a != '?') a++;
+        host = (sg_str){ auth, (size_t)(a - auth) };
+        if (a < end && *a == '/') {
+            target = (sg_str){ a, (size_t)(end - a) };
+        } else {
+            char *t = sg_arena_alloc(&r->arena, (size_t)(end - a) + 1);
+            t[0] = '/';
+            memcpy(t + 1, a, (size_t)(end - a));
+            target = (sg_str){ t, (size_t)(end - a) + 1 };
+        }
+        if (sg_http_host_check(host) < 0) return 400;
     }
     if (sg_http_target_split(r, target)) return 400;
-    /* $host: without port, lowercased. */
-    size_t hl = host.n;
-    if (hl && host.p[0] != '[') {
-        const char *colon = memchr(host.p, ':', hl);
-        if (colon) hl = (size_t)(colon - host.p);
-    } else if (hl) {
-        const char *rb = memchr(host.p, ']', hl);
-        if (rb) hl = (size_t)(rb - host.p) + 1;
-    }
-    char *lh = sg_arena_alloc(&r->arena, hl + 1);
-    for (size_t i = 0; i < hl; i++) {
-        char ch = host.p[i];
-        lh[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch | 0x20) : ch;
-    }
-    while (hl > 0 && lh[hl - 1] == '.') hl--;   /* "example.com." is example.com */
+    /* $host: without port and trailing dot, lowercased (the parser checked
+     * the Host field; an HTTP/1.0 request may have none). */
+    char *lh = sg_arena_alloc(&r->arena, host.n + 1);
+    long hl = host.n ? sg_http_host_lower(host, lh) : 0;
+    if (hl < 0) return 400;
     lh[hl] = '\0';
-    r->host = (sg_str){ lh, hl };
+    r->host = (sg_str){ lh, (size_t)hl };
     return 0;
 }
 
