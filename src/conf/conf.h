@@ -416,6 +416,11 @@ typedef struct sg_conf {
  * "file:line:col: message" into err. Log files are not opened here. */
 sg_conf *sg_conf_load(const char *file, const char *prefix, char *err, size_t errlen);
 
+/* The same, with nginx's -g: `params` (may be NULL) are main-context
+ * directives read before the file. */
+sg_conf *sg_conf_load_params(const char *file, const char *prefix, const char *params, char *err,
+                             size_t errlen);
+
 /* The same from text in memory (the built-in demo, fuzzing, unit tests).
  * `name` stands for the file name in messages; includes resolve against prefix. */
 sg_conf *sg_conf_load_string(const char *text, size_t len, const char *name,

@@ -1372,6 +1372,16 @@ static bool is_later(const sg_cmd_module *m, const char *name)
     return false;
 }
 
+/* For -V: whether streamgate implements directive `name` (in stream{}
+ * when `stream`), that is, whether it has nginx's module of that name. */
+bool sg_directive_known(const char *name, bool stream)
+{
+    const sg_cmd_module *m = modules[stream ? 1 : 0];
+    for (size_t i = 0; i < m->ncmds; i++)
+        if (strcmp(m->cmds[i].name, name) == 0) return true;
+    return false;
+}
+
 /* ---------------- dispatch ---------------- */
 
 static unsigned char *set_bits(sg_cctx *cx, const sg_cmd *cmd)
