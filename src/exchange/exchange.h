@@ -145,6 +145,11 @@ struct sg_exchange {
     sg_deferred resume;          /* re-pump a body source after the client drained */
 
     const struct sg_exchange_handler *handler;   /* who answers (sg_exchange_init) */
+
+    /* behave: fields the final response carries whatever answers it (an
+     * intercepted 401's WWW-Authenticate, as nginx), in req.arena. */
+    sg_header *carry;
+    size_t ncarry;
 };
 
 /* Logs a message about this exchange to its location's error_log. */

@@ -372,6 +372,13 @@ static void start_exchange(sg_h1_conn *c, const char *buf, const sg_h1_message *
         ex->early_status = bad;
         ex->close_connection = true;
         c->keep_alive = false;
+    } else if (c->expect_continue && c->body_done) {
+        /* Expect: 100-continue on an empty body: nginx answers the
+         * expectation as it reads (or discards) the body, before the
+         * response; with a body, h1_want_body does it. */
+        out_fmt(c, "HTTP/1.1 100 Continue\r\n\r\n");
+        c->continue_sent = true;
+        schedule_flush(c);
     }
     sg_exchange_start(ex);   /* may answer synchronously */
 }

@@ -46,9 +46,10 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
 {
     if (ex->status_override > 0) status = ex->status_override;
     const sg_loc_conf *lc = loc_conf(ex);
-    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (nextra + lc->nadd_headers + 1));
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (nextra + lc->nadd_headers + ex->ncarry + 1));
     size_t n = 0;
     for (size_t i = 0; i < nextra; i++) h[n++] = extra[i];
+    for (size_t i = 0; i < ex->ncarry; i++) h[n++] = ex->carry[i];
     bool allowed = add_header_status(status);
     for (size_t i = 0; i < lc->nadd_headers; i++) {
         const sg_header_set *a = &lc->add_headers[i];
