@@ -303,3 +303,36 @@ def test_all_live_peers_404_with_one_down_gives_the_404(start_proxy):
         assert len(b.heads) == 1
     finally:
         b.close()
+
+
+def test_h2_backend_closing_the_stream_unanswered_is_invalid_header(start_proxy):
+    """grpc_next_upstream.t, proxy_h2_next_upstream.t: an HTTP/2 backend
+    that resets the stream before any response head (here `return 444`) is
+    an invalid_header: retried on the next peer when listed, and a fail
+    against max_fails (it was an error, not retried)."""
+    port, a, b = free_port(), free_port(), free_port()
+    start_proxy(http_conf("""
+  upstream u { server 127.0.0.1:%d max_fails=1 fail_timeout=60s; server 127.0.0.1:%d; }
+  server {
+    listen 127.0.0.1:%d;
+    location / {
+      proxy_pass http://u;
+      proxy_http_version 2;
+      proxy_next_upstream invalid_header;
+    }
+  }
+  server {
+    listen 127.0.0.1:%d http2;
+    location / { return 444; }
+    location /ok { return 200 "A\\n"; }
+  }
+  server {
+    listen 127.0.0.1:%d http2;
+    location / { return 200 "B\\n"; }
+  }
+""" % (a, b, port, a, b)))
+    for _ in range(2):
+        r = get(port, "/444")
+        assert r.status == 200 and r.text == "B\n", (r.status, r.text)
+    # whichever of the two picked A first marked it failed: /ok goes to B
+    assert [get(port, "/ok").text for _ in range(2)] == ["B\n", "B\n"]
