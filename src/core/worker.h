@@ -45,6 +45,9 @@ struct sg_conn_node {
      * generation it starts on. Both NULL for other connections. */
     const struct sockaddr *local;
     const struct sg_listen_group *group;
+    /* behave: open at a reload whose old configuration has
+     * worker_shutdown_timeout: closed that long after it (server layer). */
+    bool retiring;
 };
 
 typedef struct sg_worker sg_worker;

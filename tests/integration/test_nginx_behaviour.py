@@ -336,3 +336,39 @@ def test_h2_backend_closing_the_stream_unanswered_is_invalid_header(start_proxy)
         assert r.status == 200 and r.text == "B\n", (r.status, r.text)
     # whichever of the two picked A first marked it failed: /ok goes to B
     assert [get(port, "/ok").text for _ in range(2)] == ["B\n", "B\n"]
+
+
+# ---------------------------------------------------------------- reload (worker_shutdown_timeout.t)
+
+@pytest.mark.parametrize("kept_alive", [False, True])
+def test_worker_shutdown_timeout_closes_connections_open_at_a_reload(start_proxy, kept_alive):
+    """With worker_shutdown_timeout in the configuration a reload replaces,
+    a client connection open at the reload (before its first request, or
+    kept alive after one) is closed that long after it, as nginx's old
+    worker closes it; a connection made after the reload is not."""
+    port = free_port()
+    text = http_conf("""
+  server { listen 127.0.0.1:%d; location / { return 200 "ok\\n"; } }
+""" % port, main="worker_shutdown_timeout 10ms;")
+    p = start_proxy(text)
+    with HttpConn(port, timeout=5) as old:
+        if kept_alive:
+            assert old.request("GET", "/").text == "ok\n"
+        assert p.reload(text) is True
+        assert old.is_closed(5), "connection open at the reload was kept"
+    with HttpConn(port, timeout=5) as new:
+        assert new.request("GET", "/").text == "ok\n"
+        assert not new.is_closed(0.3)
+        assert new.request("GET", "/").text == "ok\n"
+
+
+def test_without_worker_shutdown_timeout_kept_connections_survive_reloads(start_proxy):
+    port = free_port()
+    text = http_conf("""
+  server { listen 127.0.0.1:%d; location / { return 200 "ok\\n"; } }
+""" % port)
+    p = start_proxy(text)
+    with HttpConn(port, timeout=5) as kept:
+        assert kept.request("GET", "/").text == "ok\n"
+        assert p.reload(text) is True
+        assert kept.request("GET", "/").text == "ok\n"
