@@ -507,7 +507,19 @@ static void on_resume(sg_deferred *d)
 
 /* ---------- downstream ops (called by the core) ---------- */
 
+static void send_head(sg_exchange *ex, const sg_response *resp);
+
+/* $bytes_sent: every byte queued for the client for this request (head,
+ * chunk framing, body), as nginx counts what it sends. */
 static void h1_send_head(sg_exchange *ex, const sg_response *resp)
+{
+    sg_h1_conn *c = ex->down_ctx;
+    size_t before = c->out.bytes;
+    send_head(ex, resp);
+    ex->req.bytes_sent += c->out.bytes - before;
+}
+
+static void send_head(sg_exchange *ex, const sg_response *resp)
 {
     sg_h1_conn *c = ex->down_ctx;
     const sg_loc_conf *lc = ex->req.loc ? &ex->req.loc->conf
@@ -578,12 +590,14 @@ static void h1_send_data(sg_exchange *ex, const char *p, size_t n)
     sg_h1_conn *c = ex->down_ctx;
     if (c->resp_no_body || n == 0) return;
     ex->req.body_bytes_sent += n;
+    ex->req.bytes_sent += n;
     if (c->resp_chunked) {
         char *hdr = sg_outq_reserve(&c->out, 20);
         int k = snprintf(hdr, 20, "%zx\r\n", n);
         sg_outq_commit(&c->out, (size_t)k);
         sg_outq_append(&c->out, p, n);
         out_str(c, "\r\n", 2);
+        ex->req.bytes_sent += (uint64_t)k + 2;
     } else {
         sg_outq_append(&c->out, p, n);
     }
@@ -593,7 +607,10 @@ static void h1_send_data(sg_exchange *ex, const char *p, size_t n)
 static void h1_send_end(sg_exchange *ex)
 {
     sg_h1_conn *c = ex->down_ctx;
-    if (c->resp_chunked && !c->resp_no_body) out_str(c, "0\r\n\r\n", 5);
+    if (c->resp_chunked && !c->resp_no_body) {
+        out_str(c, "0\r\n\r\n", 5);
+        ex->req.bytes_sent += 5;
+    }
     c->resp_ended = true;
     ex->resp_done = true;
     schedule_flush(c);
@@ -626,10 +643,12 @@ static void h1_send_trailers(sg_exchange *ex, const sg_header *h, size_t n)
 {
     sg_h1_conn *c = ex->down_ctx;
     if (c->te_trailers && c->resp_chunked && !c->resp_no_body && !c->resp_ended) {
+        size_t before = c->out.bytes;
         out_str(c, "0\r\n", 3);
         for (size_t i = 0; i < n; i++)
             if (!skip_trailer(h[i].name)) sg_h1_write_header(&c->out, h[i].name, h[i].value);
         out_str(c, "\r\n", 2);
+        ex->req.bytes_sent += c->out.bytes - before;
         c->resp_chunked = false;   /* the last chunk is written: send_end adds none */
     }
     h1_send_end(ex);

@@ -1446,6 +1446,7 @@ static void h2_send_data(sg_exchange *ex, const char *p, size_t n)
     h2_conn *c = st->c;
     if (st->closed || st->ex_aborted || st->no_body || !st->head_sent || st->out_eof || n == 0) return;
     ex->req.body_bytes_sent += n;
+    ex->req.bytes_sent += n;   /* frames and HPACK not counted */
     if (st->out.bytes == 0) {
         st->last_tx_ms = now_ms(c);
         if (!sg_timer_armed(&st->send_timer)) arm(c, &st->send_timer, st->send_ms);

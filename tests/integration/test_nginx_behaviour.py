@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from sgtest import HttpConn, free_port, get, http_conf
+from sgtest import HttpConn, free_port, get, http_conf, wait_for
 from test_h2_server import RawH2
 
 
@@ -372,3 +372,26 @@ def test_without_worker_shutdown_timeout_kept_connections_survive_reloads(start_
         assert kept.request("GET", "/").text == "ok\n"
         assert p.reload(text) is True
         assert kept.request("GET", "/").text == "ok\n"
+
+
+# ---------------------------------------------------------------- $bytes_sent (ssl_proxy_upgrade.t, access_log)
+
+def test_bytes_sent_counts_head_and_body(start_proxy, tmp_path):
+    """$bytes_sent was always 0: it is every byte sent for the request,
+    the head included, $body_bytes_sent the body alone."""
+    port = free_port()
+    log = tmp_path / "bytes.log"
+    start_proxy(http_conf("""
+  log_format bytes "$bytes_sent $body_bytes_sent";
+  access_log %s bytes;
+  server { listen 127.0.0.1:%d; location / { return 200 "0123456789"; } }
+""" % (log, port)))
+    with HttpConn(port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        r = c.read_response()
+        assert r.body == b"0123456789"
+        while c._fill():
+            pass
+    wire = len(r.raw_head) + 10
+    wait_for(lambda: log.exists() and log.read_text().endswith("\n"), what="access log line")
+    assert log.read_text() == "%d 10\n" % wire, (log.read_text(), r.raw_head)
