@@ -227,7 +227,7 @@ typedef struct sg_loc_conf {
     uint32_t keepalive_requests;       /* default 1000 */
     sg_str default_type;               /* default "text/plain" (nginx's compiled default) */
     sg_str root;                       /* absolute; default PREFIX/html */
-    sg_str *index;                     /* default "index.html" */
+    sg_cval *index;                    /* default "index.html"; may hold variables */
     size_t nindex;
     bool internal;
     bool has_return;

@@ -739,7 +739,7 @@ static bool map_lines(sg_cctx *cx, const sg_cnode *n, sg_map *m)
         if (k->nargs == 0 && strcmp(k->name.s, "hostnames") == 0) {
             sg_map_set_hostnames(m);
         } else if (k->nargs == 0 && strcmp(k->name.s, "volatile") == 0) {
-            /* values are computed once per request anyway */
+            sg_map_set_volatile(m);
         } else if (k->nargs != 1) {
             return sg_cerr(cx, k->name.pos, "invalid number of the map parameters");
         } else if (!sg_map_add(m, arg_str(&k->name), arg_str(&k->args[0]), k->name.pos,
@@ -971,8 +971,11 @@ static bool set_index(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *b
     }
     for (size_t i = 0; i < n->nargs; i++) {
         if (n->args[i].n == 0) return bad_value(cx, n, &n->args[i]);
-        lc->index = sg_conf_push(&cx->c->arena, lc->index, lc->nindex, sizeof(sg_str));
-        lc->index[lc->nindex++] = sg_arena_str(&cx->c->arena, arg_str(&n->args[i]));
+        lc->index = sg_conf_push(&cx->c->arena, lc->index, lc->nindex, sizeof(sg_cval));
+        /* variables allowed, as nginx's (index $var through a map) */
+        if (!sg_cval_compile(cx->c, arg_str(&n->args[i]), n->args[i].pos, &lc->index[lc->nindex++], cx->err,
+                             cx->errlen))
+            return false;
     }
     return true;
 }
@@ -1524,8 +1527,8 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->keepalive_requests = 1000;
     lc->default_type = SG_STR("text/plain");
     lc->root = sg_str_from(sg_conf_full_path(c, "html"));
-    lc->index = sg_arena_alloc(&c->arena, sizeof(sg_str));
-    lc->index[0] = SG_STR("index.html");
+    lc->index = sg_arena_alloc(&c->arena, sizeof(sg_cval));
+    lc->index[0] = (sg_cval){ .literal = true, .text = SG_STR("index.html") };
     lc->nindex = 1;
     lc->access_log_off = true;         /* streamgate: no access log unless asked for */
     upstream_opts_defaults(&lc->proxy);

@@ -23,6 +23,11 @@ sg_map *sg_map_new(struct sg_conf *c, sg_str source, sg_conf_pos pos, char *err,
 bool sg_map_add(sg_map *m, sg_str key, sg_str value, sg_conf_pos pos, char *err, size_t errlen);
 bool sg_map_set_hostnames(sg_map *m);
 
+/* `volatile`: the value is computed at each use (after an internal
+ * redirect, say), not once per request. */
+void sg_map_set_volatile(sg_map *m);
+bool sg_map_is_volatile(const sg_map *m);
+
 /* What the evaluator reads: the value matched (the first argument), and
  * the value chosen for `v` (that value, evaluated), in nginx's order;
  * regex keys are tried with match(re, v, arg), which may record the

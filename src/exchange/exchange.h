@@ -150,6 +150,7 @@ struct sg_exchange {
      * intercepted 401's WWW-Authenticate, as nginx), in req.arena. */
     sg_header *carry;
     size_t ncarry;
+    uint8_t index_redirects;     /* internal redirects by an absolute index */
 };
 
 /* Logs a message about this exchange to its location's error_log. */

@@ -395,3 +395,35 @@ def test_bytes_sent_counts_head_and_body(start_proxy, tmp_path):
     wire = len(r.raw_head) + 10
     wait_for(lambda: log.exists() and log.read_text().endswith("\n"), what="access log line")
     assert log.read_text() == "%d 10\n" % wire, (log.read_text(), r.raw_head)
+
+
+# ---------------------------------------------------------------- index $var, map volatile (map_volatile.t)
+
+def test_index_through_a_map_and_volatile(start_proxy):
+    """`index $var` with an absolute value is an internal redirect to it (it
+    was a 404: index took no variables). A map keeps its value for the
+    request across that redirect; a `volatile` one is computed again."""
+    port = free_port()
+    start_proxy(http_conf("""
+  map $uri $uri_cached { /1/ /1/redirect; /1/redirect uncached; }
+  map $uri $uri_uncached { volatile; /2/ /2/redirect; /2/redirect uncached; }
+  server {
+    listen 127.0.0.1:%d;
+    location /1 { index $uri_cached; }
+    location /1/redirect { add_header X-URI $uri_cached always; return 204; }
+    location /2 { index $uri_uncached; }
+    location /2/redirect { add_header X-URI $uri_uncached always; return 204; }
+  }
+""" % port))
+    r = get(port, "/1/")
+    assert r.status == 204 and r.header("X-URI") == "/1/redirect"
+    r = get(port, "/2/")
+    assert r.status == 204 and r.header("X-URI") == "uncached"
+
+
+def test_index_redirect_cycle_is_500(start_proxy):
+    port = free_port()
+    start_proxy(http_conf("""
+  server { listen 127.0.0.1:%d; location / { index /loop/; } }
+""" % port))
+    assert get(port, "/").status == 500
