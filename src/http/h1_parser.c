@@ -19,7 +19,7 @@ enum {
     C_TCHAR = 1,    /* RFC 9110 token character */
     C_VALUE = 2,    /* field-value byte: VCHAR, SP, HTAB, obs-text */
     C_TARGET = 4,   /* request-target byte: visible ASCII 0x21-0x7e */
-    C_HOST = 8,     /* Host byte: unreserved, sub-delims, ':', '[', ']', '%' */
+    C_HOST = 8,     /* Host byte (the Host check itself is http/host.c, shared with HTTP/2) */
 };
 
 static const uint8_t cls[256] = {
