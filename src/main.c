@@ -1,4 +1,5 @@
-/* streamgate command line: -c FILE, -p PREFIX, -t, -T, -s SIGNAL, -v.
+/* streamgate command line, nginx's: -c FILE, -p PREFIX, -e FILE, -g DIRECTIVES,
+ * -t, -T, -q, -s SIGNAL, -v, -V.
  *
  * One process in the foreground (right for systemd and containers) unless
  * the file says `daemon on`. The main thread only waits for signals and
@@ -17,7 +18,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/opensslv.h>
+
 #include "conf/conf.h"
+#include "conf/directives.h"
 #include "core/log.h"
 #include "net/tls.h"
 #include "observe/access_log.h"
@@ -70,44 +75,176 @@ static const char demo_conf[] =
 typedef struct options {
     const char *file;
     const char *prefix;
-    bool test, dump, version;
+    const char *error_file;    /* -e: startup errors (and the default error_log) */
+    const char *params;        /* -g: main-context directives */
+    bool test, dump, quiet, version, configure;
     const char *signal;
 } options;
 
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: streamgate [-c FILE] [-p PREFIX] [-t] [-T] [-s reload|stop|quit|reopen] [-v]\n"
-            "  -c FILE    configuration file (nginx syntax); without it, a built-in demo runs\n"
-            "  -p PREFIX  folder that relative paths resolve against (default: the file's folder)\n"
-            "  -t         check the configuration and exit\n"
-            "  -T         check, then print the configuration files\n"
-            "  -s SIGNAL  send reload, stop, quit or reopen to the running process (pid file)\n"
-            "  -v         print the version\n");
+            "usage: streamgate [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename] [-g directives]\n"
+            "  -?,-h          this help\n"
+            "  -v             print the version and exit\n"
+            "  -V             print the version, the TLS library and the nginx modules streamgate has\n"
+            "  -t             check the configuration and exit\n"
+            "  -T             check, then print the configuration files\n"
+            "  -q             no messages but errors while checking (-t, -T)\n"
+            "  -s signal      send reload, stop, quit or reopen to the running process (pid file)\n"
+            "  -p prefix      folder that relative paths resolve against (default: the file's folder)\n"
+            "  -e filename    error log while starting, and without error_log (default: stderr)\n"
+            "  -c filename    configuration file (nginx syntax; relative to -p when given);\n"
+            "                 without it, a built-in demo runs\n"
+            "  -g directives  main-context directives before the file's: -g \"pid /run/sg.pid;\"\n");
+}
+
+/* "-c FILE" and "-cFILE" alike, as nginx. */
+static bool take_value(int argc, char **argv, int *i, const char **out)
+{
+    const char *a = argv[*i];
+    if (a[2]) {
+        *out = a + 2;
+        return true;
+    }
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "streamgate: option \"%s\" requires %s\n", a,
+                a[1] == 's' ? "signal" : a[1] == 'g' ? "directives" : a[1] == 'p' ? "prefix" : "file name");
+        return false;
+    }
+    *out = argv[++*i];
+    return true;
+}
+
+static bool invalid_option(const char *a)
+{
+    fprintf(stderr, "streamgate: invalid option: \"%s\"\n", a);
+    usage();
+    return false;
 }
 
 static bool parse_args(int argc, char **argv, options *o)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "-t") == 0) o->test = true;
-        else if (strcmp(a, "-T") == 0) o->test = o->dump = true;
-        else if (strcmp(a, "-v") == 0 || strcmp(a, "-V") == 0) o->version = true;
-        else if ((strcmp(a, "-c") == 0 || strcmp(a, "-p") == 0 || strcmp(a, "-s") == 0) && i + 1 < argc) {
-            const char *v = argv[++i];
-            if (a[1] == 'c') o->file = v;
-            else if (a[1] == 'p') o->prefix = v;
-            else o->signal = v;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "-?") == 0) {
-            usage();
-            exit(0);
-        } else {
-            fprintf(stderr, "streamgate: invalid option: \"%s\"\n", a);
-            usage();
-            return false;
+        if (a[0] != '-' || !a[1]) return invalid_option(a);
+        if (strchr("cpsge", a[1])) {
+            const char *v;
+            if (!take_value(argc, argv, &i, &v)) return false;
+            switch (a[1]) {
+            case 'c': o->file = v; break;
+            case 'p': o->prefix = v; break;
+            case 's': o->signal = v; break;
+            case 'g': o->params = v; break;
+            default: o->error_file = v; break;
+            }
+            continue;
+        }
+        /* flags may be grouped: -tq */
+        for (const char *f = a + 1; *f; f++) {
+            switch (*f) {
+            case 't': o->test = true; break;
+            case 'T': o->test = o->dump = true; break;
+            case 'q': o->quiet = true; break;
+            case 'v': o->version = true; break;
+            case 'V': o->version = o->configure = true; break;
+            case 'h': case '?': usage(); exit(0);
+            default: return invalid_option(a);
+            }
         }
     }
     return true;
+}
+
+/* nginx's modules, as -V names them in "configure arguments:" (what
+ * nginx-tests' has() reads): a module counts as present when streamgate
+ * implements its `key` directive (NULL: always). nginx builds the
+ * `dflt` ones unless told --without-..., the others only --with-... */
+static const struct nginx_module {
+    const char *name, *key;
+    bool stream, dflt;
+} nginx_modules[] = {
+    { "http_ssl_module", "ssl_certificate", false, false },
+    { "http_v2_module", NULL, false, false },
+    { "http_realip_module", "set_real_ip_from", false, false },
+    { "http_addition_module", "add_before_body", false, false },
+    { "http_sub_module", "sub_filter", false, false },
+    { "http_dav_module", "dav_methods", false, false },
+    { "http_flv_module", "flv", false, false },
+    { "http_mp4_module", "mp4", false, false },
+    { "http_gunzip_module", "gunzip", false, false },
+    { "http_gzip_static_module", "gzip_static", false, false },
+    { "http_auth_request_module", "auth_request", false, false },
+    { "http_random_index_module", "random_index", false, false },
+    { "http_secure_link_module", "secure_link", false, false },
+    { "http_slice_module", "slice", false, false },
+    { "http_stub_status_module", "stub_status", false, false },
+    { "stream", NULL, true, false },
+    { "stream_ssl_module", "ssl_certificate", true, false },
+    { "stream_realip_module", "set_real_ip_from", true, false },
+    { "stream_ssl_preread_module", "ssl_preread", true, false },
+    { "http_charset_module", "charset", false, true },
+    { "http_gzip_module", "gzip", false, true },
+    { "http_ssi_module", "ssi", false, true },
+    { "http_userid_module", "userid", false, true },
+    { "http_access_module", "allow", false, true },
+    { "http_auth_basic_module", "auth_basic", false, true },
+    { "http_mirror_module", "mirror", false, true },
+    { "http_autoindex_module", "autoindex", false, true },
+    { "http_geo_module", "geo", false, true },
+    { "http_map_module", "map", false, true },
+    { "http_split_clients_module", "split_clients", false, true },
+    { "http_referer_module", "valid_referers", false, true },
+    { "http_rewrite_module", "return", false, true },
+    { "http_proxy_module", "proxy_pass", false, true },
+    { "http_fastcgi_module", "fastcgi_pass", false, true },
+    { "http_uwsgi_module", "uwsgi_pass", false, true },
+    { "http_scgi_module", "scgi_pass", false, true },
+    { "http_grpc_module", "grpc_pass", false, true },
+    { "http_memcached_module", "memcached_pass", false, true },
+    { "http_limit_conn_module", "limit_conn", false, true },
+    { "http_limit_req_module", "limit_req", false, true },
+    { "http_empty_gif_module", "empty_gif", false, true },
+    { "http_browser_module", "ancient_browser", false, true },
+    { "http_upstream_hash_module", "hash", false, true },
+    { "http_upstream_ip_hash_module", "ip_hash", false, true },
+    { "http_upstream_least_conn_module", "least_conn", false, true },
+    { "http_upstream_random_module", "random", false, true },
+    { "http_upstream_keepalive_module", "keepalive", false, true },
+    { "http_upstream_zone_module", "zone", false, true },
+    { "http_tunnel_module", "tunnel_pass", false, true },
+    { "http-cache", "proxy_cache", false, true },
+    { "stream_access_module", "allow", true, true },
+    { "stream_geo_module", "geo", true, true },
+    { "stream_limit_conn_module", "limit_conn", true, true },
+    { "stream_map_module", "map", true, true },
+    { "stream_pass_module", "pass", true, true },
+    { "stream_return_module", "return", true, true },
+    { "stream_set_module", "set", true, true },
+    { "stream_split_clients_module", "split_clients", true, true },
+    { "stream_upstream_hash_module", "hash", true, true },
+    { "stream_upstream_least_conn_module", "least_conn", true, true },
+    { "stream_upstream_random_module", "random", true, true },
+    { "stream_upstream_zone_module", "zone", true, true },
+};
+
+/* -V: as nginx's, so that tools reading nginx -V (nginx-tests) see what
+ * streamgate implements. Mail, HTTP/3, perl, xslt, image_filter and geoip
+ * are not built by default and are not listed. */
+static void print_configure(void)
+{
+    printf("streamgate version " SG_VERSION "\n");
+    const char *run = OpenSSL_version(OPENSSL_VERSION);
+    if (strcmp(run, OPENSSL_VERSION_TEXT) == 0) printf("built with %s\n", OPENSSL_VERSION_TEXT);
+    else printf("built with %s (running with %s)\n", OPENSSL_VERSION_TEXT, run);
+    printf("TLS SNI support enabled\n");
+    printf("configure arguments:");
+    for (size_t i = 0; i < sizeof(nginx_modules) / sizeof(nginx_modules[0]); i++) {
+        const struct nginx_module *m = &nginx_modules[i];
+        bool has = !m->key || sg_directive_known(m->key, m->stream);
+        if (has != m->dflt) printf(" --with%s-%s", has ? "" : "out", m->name);
+    }
+    printf("\n");
 }
 
 static char *self_dir(void)
@@ -121,7 +258,7 @@ static char *self_dir(void)
 
 static sg_conf *load_conf(const options *o, char *err, size_t errlen)
 {
-    if (o->file) return sg_conf_load(o->file, o->prefix, err, errlen);
+    if (o->file) return sg_conf_load_params(o->file, o->prefix, o->params, err, errlen);
     char *dir = self_dir();
     const char *prefix = o->prefix ? o->prefix : dir;
     sg_conf *c = sg_conf_load_string(demo_conf, sizeof(demo_conf) - 1, "<builtin demo>", prefix, err, errlen);
@@ -273,18 +410,18 @@ static int run(const options *o, sg_conf *c)
     signal(SIGPIPE, SIG_IGN);
     char err[1024];
     int n = c->worker_processes;
-    /* The pid file exists before the first connection is served, so
-     * `-s` works as soon as the port answers. */
     char *pid_path = strdup(c->pid_path);
-    if (!write_pid(pid_path)) sg_log_error("open() \"%s\" failed (%s)", pid_path, strerror(errno));
     sg_exchange_set_handler(&sg_handler_ops);
     if (!sg_server_start(c, n, err, sizeof(err))) {
         sg_log(SG_LOG_EMERG, "%s", err);
-        unlink(pid_path);
         free(pid_path);
         stop_demo_backend();
         return 1;
     }
+    /* Only now, every listener bound: a script that waits for the pid
+     * file (nginx-tests does) may connect at once. Signals are blocked
+     * until sigwaitinfo, so one sent right after is not lost. */
+    if (!write_pid(pid_path)) sg_log_error("open() \"%s\" failed (%s)", pid_path, strerror(errno));
     sg_log_notice("streamgate %s started, %d worker thread%s", SG_VERSION, n, n == 1 ? "" : "s");
     bool graceful = false;
     for (;;) {
@@ -314,32 +451,83 @@ static int run(const options *o, sg_conf *c)
     return 0;
 }
 
+/* -e FILE: nginx writes what goes wrong while starting there, and uses it
+ * as the error log when the configuration names none. Both are stderr
+ * here, so stderr becomes FILE (relative to the prefix); "stderr" keeps
+ * it. -t/-T keep stderr, where their verdict is read. */
+static bool startup_log(const options *o)
+{
+    const char *e = o->error_file;
+    if (!e || strcmp(e, "stderr") == 0) return true;
+    char path[PATH_MAX];
+    if (e[0] != '/' && o->prefix) snprintf(path, sizeof(path), "%s/%s", o->prefix, e);
+    else snprintf(path, sizeof(path), "%s", e);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "streamgate: [alert] could not open error log file: open() \"%s\" failed (%s)\n", path,
+                strerror(errno));
+        return false;
+    }
+    dup2(fd, 2);
+    close(fd);
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     options o = { 0 };
     if (!parse_args(argc, argv, &o)) return 1;
     sg_tls_init(sg_router_sni);                /* before any load: SNI and ALPN on server contexts */
+    if (o.configure) {
+        print_configure();
+        return 0;
+    }
     if (o.version) {
         printf("streamgate version " SG_VERSION "\n");
         return 0;
     }
-    if (o.signal) return send_signal(&o);
+    char *file = NULL;
+    if (o.file && o.file[0] != '/' && o.prefix) {
+        /* nginx: a relative -c names a file under the prefix */
+        size_t pl = strlen(o.prefix), fl = strlen(o.file);
+        file = malloc(pl + fl + 2);
+        if (!file) return 1;
+        memcpy(file, o.prefix, pl);
+        file[pl] = '/';
+        memcpy(file + pl + 1, o.file, fl + 1);
+        o.file = file;
+    }
+    if (o.signal) {
+        int rc = send_signal(&o);
+        free(file);
+        return rc;
+    }
+    if (!o.test && !startup_log(&o)) {
+        free(file);
+        return 1;
+    }
     char err[1024];
     sg_conf *c = load(&o, err, sizeof(err));
     const char *name = o.file ? o.file : "<builtin demo>";
     if (!c) {
         fprintf(stderr, "streamgate: [emerg] %s\n", err);
         if (o.test) fprintf(stderr, "streamgate: configuration file %s test failed\n", name);
+        free(file);
         return 1;
     }
-    for (size_t i = 0; o.test && i < c->nnotices; i++)
+    for (size_t i = 0; o.test && !o.quiet && i < c->nnotices; i++)
         fprintf(stderr, "streamgate: [notice] %s\n", c->notices[i]);
     if (o.test) {
-        fprintf(stderr, "streamgate: the configuration file %s syntax is ok\n", name);
-        fprintf(stderr, "streamgate: configuration file %s test is successful\n", name);
+        if (!o.quiet) {
+            fprintf(stderr, "streamgate: the configuration file %s syntax is ok\n", name);
+            fprintf(stderr, "streamgate: configuration file %s test is successful\n", name);
+        }
         if (o.dump) sg_conf_dump(c, stdout);
         sg_conf_unref(c);
+        free(file);
         return 0;
     }
-    return run(&o, c);
+    int rc = run(&o, c);
+    free(file);
+    return rc;
 }

@@ -399,9 +399,16 @@ static sg_conf *finish_load(sg_conf *c, bool parsed, const sg_cnode *root, char 
 
 sg_conf *sg_conf_load(const char *file, const char *prefix, char *err, size_t errlen)
 {
+    return sg_conf_load_params(file, prefix, NULL, err, errlen);
+}
+
+sg_conf *sg_conf_load_params(const char *file, const char *prefix, const char *params, char *err,
+                             size_t errlen)
+{
     sg_conf *c = conf_new(file, true, prefix);
     sg_cnode root = { .block = true };
-    bool ok = sg_parse_file(c, c->file, &root, err, errlen);
+    bool ok = (!params || sg_parse_params(c, params, &root, err, errlen)) &&
+              sg_parse_file(c, c->file, &root, err, errlen);
     return finish_load(c, ok, &root, err, errlen);
 }
 
@@ -451,6 +458,9 @@ void sg_conf_on_free(sg_conf *c, void (*fn)(void *arg), void *arg)
 void sg_conf_dump(const sg_conf *c, FILE *out)
 {
     for (size_t i = 0; i < c->nfiles; i++) {
+        bool seen = false;   /* a file included twice is printed once, as by nginx */
+        for (size_t j = 0; j < i && !seen; j++) seen = strcmp(c->files[j], c->files[i]) == 0;
+        if (seen) continue;
         fprintf(out, "# configuration file %s:\n", c->files[i]);
         fwrite(c->file_texts[i], 1, c->file_lens[i], out);
         fputc('\n', out);

@@ -260,7 +260,7 @@ typedef struct sg_loc_conf {
     uint32_t keepalive_requests;       /* default 1000 */
     sg_str default_type;               /* default "text/plain" (nginx's compiled default) */
     sg_str root;                       /* absolute; default PREFIX/html */
-    sg_str *index;                     /* default "index.html" */
+    sg_cval *index;                    /* default "index.html"; may hold variables */
     size_t nindex;
     bool internal;
     bool has_return;
@@ -511,6 +511,11 @@ typedef struct sg_conf {
  * (default: the folder of `file`). On error returns NULL and writes
  * "file:line:col: message" into err. Log files are not opened here. */
 sg_conf *sg_conf_load(const char *file, const char *prefix, char *err, size_t errlen);
+
+/* The same, with nginx's -g: `params` (may be NULL) are main-context
+ * directives read before the file. */
+sg_conf *sg_conf_load_params(const char *file, const char *prefix, const char *params, char *err,
+                             size_t errlen);
 
 /* The same from text in memory (the built-in demo, fuzzing, unit tests).
  * `name` stands for the file name in messages; includes resolve against prefix. */

@@ -925,7 +925,7 @@ static bool map_lines(sg_cctx *cx, const sg_cnode *n, sg_map *m)
         if (k->nargs == 0 && strcmp(k->name.s, "hostnames") == 0) {
             sg_map_set_hostnames(m);
         } else if (k->nargs == 0 && strcmp(k->name.s, "volatile") == 0) {
-            /* values are computed once per request anyway */
+            sg_map_set_volatile(m);
         } else if (k->nargs != 1) {
             return sg_cerr(cx, k->name.pos, "invalid number of the map parameters");
         } else if (!sg_map_add(m, arg_str(&k->name), arg_str(&k->args[0]), k->name.pos,
@@ -1180,8 +1180,11 @@ static bool set_index(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *b
     }
     for (size_t i = 0; i < n->nargs; i++) {
         if (n->args[i].n == 0) return bad_value(cx, n, &n->args[i]);
-        lc->index = sg_conf_push(&cx->c->arena, lc->index, lc->nindex, sizeof(sg_str));
-        lc->index[lc->nindex++] = sg_arena_str(&cx->c->arena, arg_str(&n->args[i]));
+        lc->index = sg_conf_push(&cx->c->arena, lc->index, lc->nindex, sizeof(sg_cval));
+        /* variables allowed, as nginx's (index $var through a map) */
+        if (!sg_cval_compile(cx->c, arg_str(&n->args[i]), n->args[i].pos, &lc->index[lc->nindex++], cx->err,
+                             cx->errlen))
+            return false;
     }
     return true;
 }
@@ -1662,6 +1665,16 @@ static bool is_later(const sg_cmd_module *m, const char *name)
     return false;
 }
 
+/* For -V: whether streamgate implements directive `name` (in stream{}
+ * when `stream`), that is, whether it has nginx's module of that name. */
+bool sg_directive_known(const char *name, bool stream)
+{
+    const sg_cmd_module *m = modules[stream ? 1 : 0];
+    for (size_t i = 0; i < m->ncmds; i++)
+        if (strcmp(m->cmds[i].name, name) == 0) return true;
+    return false;
+}
+
 /* ---------------- dispatch ---------------- */
 
 static unsigned char *set_bits(sg_cctx *cx, const sg_cmd *cmd)
@@ -1805,8 +1818,8 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->default_type = SG_STR("text/plain");
     lc->realip_header = SG_STR("X-Real-IP");
     lc->root = sg_str_from(sg_conf_full_path(c, "html"));
-    lc->index = sg_arena_alloc(&c->arena, sizeof(sg_str));
-    lc->index[0] = SG_STR("index.html");
+    lc->index = sg_arena_alloc(&c->arena, sizeof(sg_cval));
+    lc->index[0] = (sg_cval){ .literal = true, .text = SG_STR("index.html") };
     lc->nindex = 1;
     lc->access_log_off = true;         /* streamgate: no access log unless asked for */
     upstream_opts_defaults(&lc->proxy);

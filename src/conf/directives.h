@@ -143,6 +143,10 @@ struct sg_cctx {
 /* Reads the main context (root->kids) into cx->c. */
 bool sg_directives_run(sg_cctx *cx, const sg_cnode *root);
 
+/* Whether the http (or stream, when `stream`) tables implement `name`:
+ * -V lists nginx's modules from it. */
+bool sg_directive_known(const char *name, bool stream);
+
 /* A new level below `parent` (NULL: the top of http{} or stream{}); the
  * caller points its conf / stream_proxy at the structs it fills. */
 sg_lvl *sg_directives_level(sg_cctx *cx, sg_lvl *parent);

@@ -26,6 +26,7 @@ struct sg_map {
     sg_cval source;
     bool hostnames;
     bool has_default;
+    bool is_volatile;           /* `volatile`: evaluated at each use, not once per request */
     sg_cval def;
     map_entry **slots;          /* exact keys: open addressing, power-of-two size */
     size_t nslots, nexact;
@@ -76,6 +77,16 @@ bool sg_map_set_hostnames(sg_map *m)
 {
     m->hostnames = true;
     return true;
+}
+
+void sg_map_set_volatile(sg_map *m)
+{
+    m->is_volatile = true;
+}
+
+bool sg_map_is_volatile(const sg_map *m)
+{
+    return m->is_volatile;
 }
 
 static map_entry **exact_slot(const sg_map *m, sg_str key)
@@ -170,7 +181,10 @@ bool sg_map_add(sg_map *m, sg_str key, sg_str value, sg_conf_pos pos, char *err,
 {
     char msg[512];
     if (sg_str_eq_lit(key, "hostnames") && value.n == 0) return sg_map_set_hostnames(m);
-    if (sg_str_eq_lit(key, "volatile") && value.n == 0) return true;   /* we never cache across requests */
+    if (sg_str_eq_lit(key, "volatile") && value.n == 0) {
+        sg_map_set_volatile(m);
+        return true;
+    }
     sg_cval cv;
     if (!sg_cval_compile(m->c, value, pos, &cv, err, errlen)) return false;
     if (sg_str_eq_lit(key, "default")) {

@@ -29,6 +29,10 @@ bool sg_map_set_hostnames(sg_map *m);
 struct sg_geo;
 void sg_map_set_geo(sg_map *m, struct sg_geo *g, bool client_address);
 const struct sg_geo *sg_map_geo(const sg_map *m, bool *client_address);
+/* `volatile`: the value is computed at each use (after an internal
+ * redirect, say), not once per request. */
+void sg_map_set_volatile(sg_map *m);
+bool sg_map_is_volatile(const sg_map *m);
 
 /* What the evaluator reads: the value matched (the first argument), and
  * the value chosen for `v` (that value, evaluated), in nginx's order;

@@ -200,6 +200,14 @@ bool sg_parse_file(sg_conf *c, const char *path, sg_cnode *root, char *err, size
     return parse_path(&ps, path, (sg_conf_pos){ 0 }, root);
 }
 
+bool sg_parse_params(sg_conf *c, const char *text, sg_cnode *root, char *err, size_t errlen)
+{
+    parser ps = { .c = c, .err = err, .errlen = errlen };
+    size_t len = strlen(text);
+    char *copy = sg_arena_strndup(&c->arena, text, len);
+    return parse_text(&ps, copy, len, "command line", root);
+}
+
 bool sg_parse_string(sg_conf *c, const char *text, size_t len, const char *name,
                      sg_cnode *root, char *err, size_t errlen)
 {

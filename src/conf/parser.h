@@ -37,6 +37,11 @@ bool sg_parse_file(sg_conf *c, const char *path, sg_cnode *root, char *err, size
 bool sg_parse_string(sg_conf *c, const char *text, size_t len, const char *name,
                      sg_cnode *root, char *err, size_t errlen);
 
+/* nginx's -g: directives of the main context from the command line, read
+ * before the file. Not recorded among the files (-T does not print them);
+ * messages name "command line". */
+bool sg_parse_params(sg_conf *c, const char *text, sg_cnode *root, char *err, size_t errlen);
+
 /* Grows an arena array by one element (capacity doubles at powers of two,
  * so no capacity field is needed); returns the array, the new element is
  * at index n, zeroed. */

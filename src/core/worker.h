@@ -49,6 +49,9 @@ struct sg_conn_node {
      * proxy[1] the address it connected to); heap, freed with the node by
      * sg_worker_conn_del. NULL without a header. */
     struct sockaddr_storage *proxy;
+    /* behave: open at a reload whose old configuration has
+     * worker_shutdown_timeout: closed that long after it (server layer). */
+    bool retiring;
 };
 
 typedef struct sg_worker sg_worker;

@@ -152,6 +152,11 @@ struct sg_exchange {
     /* request body (area: body): the proxy's store of it (proxy/reqbody.h),
      * NULL when the body is only streamed */
     struct sg_reqbody *rbody;
+    /* behave: fields the final response carries whatever answers it (an
+     * intercepted 401's WWW-Authenticate, as nginx), in req.arena. */
+    sg_header *carry;
+    size_t ncarry;
+    uint8_t index_redirects;     /* internal redirects by an absolute index */
 };
 
 /* Logs a message about this exchange to its location's error_log. */

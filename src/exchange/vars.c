@@ -276,7 +276,8 @@ static sg_str map_var(sg_http_req *r, int index, const sg_var_def *d)
     sg_str v = sg_map_eval(d->map, r);
     if (!v.p) v = EMPTY;
     r->var_cache[index] = v;
-    r->var_cached[index] = 1;
+    /* volatile: not kept (the cycle mark is cleared the same way) */
+    r->var_cached[index] = sg_map_is_volatile(d->map) ? 0 : 1;
     return v;
 }
 

@@ -9,6 +9,7 @@
  * Nothing is allocated or copied: every sg_str points into the caller's
  * buffer. */
 #include "http/h1_parser.h"
+#include "http/host.h"
 
 #include <limits.h>
 #include <string.h>
@@ -18,7 +19,7 @@ enum {
     C_TCHAR = 1,    /* RFC 9110 token character */
     C_VALUE = 2,    /* field-value byte: VCHAR, SP, HTAB, obs-text */
     C_TARGET = 4,   /* request-target byte: visible ASCII 0x21-0x7e */
-    C_HOST = 8,     /* Host byte: unreserved, sub-delims, ':', '[', ']', '%' */
+    C_HOST = 8,     /* Host byte (the Host check itself is http/host.c, shared with HTTP/2) */
 };
 
 static const uint8_t cls[256] = {
@@ -436,16 +437,11 @@ static void mark_connection_tokens(sg_h1_message *m)
     }
 }
 
-/* Host = uri-host [ ":" port ], checked like nginx's validate_host but
- * stricter: only characters a host or IP literal can contain, no "..". */
+/* Host = uri-host [ ":" port ], checked as nginx's validate_host
+ * (http/host.c, shared with HTTP/2). */
 static bool host_valid(sg_str h)
 {
-    if (h.n == 0) return false;
-    for (size_t i = 0; i < h.n; i++) {
-        if (!IS(h.p[i], C_HOST)) return false;
-        if (h.p[i] == '.' && i && h.p[i - 1] == '.') return false;
-    }
-    return true;
+    return sg_http_host_check(h) >= 0;
 }
 
 static void init_message(sg_h1_message *m)
@@ -650,31 +646,26 @@ static int parse_status_line(const char *b, size_t *p, sg_h1_message *m)
     return 0;
 }
 
-static void drop_content_length(sg_h1_message *m)
-{
-    for (size_t i = 0; i < m->num_headers; i++)
-        if (classify(m->headers[i].name) == H_CL) m->headers[i].flags |= SG_H1_HDR_DROP;
-}
-
 /* RFC 9112 6.3, in its order. */
 static int response_framing(sg_h1_message *m, const head_info *hi, sg_str method)
 {
     int s = m->status;
-    if (hi->cl_bad || hi->cl_differ) return -502;
+    /* As nginx, whatever the status: a second Content-Length (even an equal
+     * one), a Transfer-Encoding other than exactly "chunked", or both
+     * fields together is a response a cache or client behind us could
+     * split differently than we do (response smuggling): 502. */
+    if (hi->cl_bad || hi->n_cl > 1) return -502;
+    if (hi->n_te && (hi->n_cl || hi->n_te > 1 || hi->te_bad || hi->te_chunked != 1 || hi->te_other ||
+                     !hi->te_last_chunked))
+        return -502;
     if (sg_str_eq_lit(method, "HEAD") || s < 200 || s == 204 || s == 304) return 0;
     if (sg_str_eq_lit(method, "CONNECT") && s < 300) {
         m->keep_alive = false;              /* the connection becomes a tunnel */
         return 0;
     }
     if (hi->n_te) {
-        if (hi->te_bad || hi->te_chunked > 1) return -502;
-        if (hi->n_cl) {
-            drop_content_length(m);
-            m->keep_alive = false;
-        }
         if (m->minor_version == 0) m->keep_alive = false;   /* faulty framing */
-        m->body = hi->te_last_chunked ? SG_H1_BODY_CHUNKED : SG_H1_BODY_UNTIL_CLOSE;
-        if (m->body == SG_H1_BODY_UNTIL_CLOSE) m->keep_alive = false;
+        m->body = SG_H1_BODY_CHUNKED;
         return 0;
     }
     if (hi->n_cl) {

@@ -25,6 +25,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "http/h1_parser.h"
+#include "http/host.h"
 #include "http/h1_write.h"
 #include "http/status.h"
 #include "http/target.h"
@@ -300,36 +301,45 @@ static int build_request(sg_h1_conn *c, sg_exchange *ex, const char *buf, const 
     }
     sg_str host = REBASE(m->host);
 #undef REBASE
-    /* Split the target into path and arguments; absolute-form carries the host. */
+    /* nginx refuses TRACE (405), and CONNECT too since 1.29.3: it proxies
+     * no tunnels over HTTP/1.1 (the parser already answered 400 to a
+     * CONNECT target that is not host:port). */
+    if (sg_str_eq_lit(r->method, "TRACE") || sg_str_eq_lit(r->method, "CONNECT")) {
+        r->uri = SG_STR("/");
+        return 405;
+    }
+    /* Split the target into path and arguments; absolute-form carries the
+     * host, which then wins over the Host field (RFC 9112 3.2.2). The
+     * authority ends at "/" or "?": "http://h?a" is "/?a" on host h. */
     sg_str target = r->request_uri;
     if (target.n && target.p[0] != '/' && target.p[0] != '*') {
         const char *scheme_end = memchr(target.p, ':', target.n);
         if (!scheme_end || (size_t)(scheme_end - target.p) + 3 > target.n || scheme_end[1] != '/' ||
             scheme_end[2] != '/')
             return 400;
-        const char *auth = scheme_end + 3, *end = target.p + target.n;
-        const char *slash = memchr(auth, '/', (size_t)(end - auth));
-        host = (sg_str){ auth, (size_t)((slash ? slash : end) - auth) };
-        target = slash ? (sg_str){ slash, (size_t)(end - slash) } : SG_STR("/");
+        const char *auth = scheme_end + 3, *end = target.p + target.n, *a = auth;
+        const char *frag = memchr(auth, '#', (size_t)(end - auth));
+        if (frag) end = frag;     /* a fragment is the client's, never sent */
+        while (a < end && *a != '/' && *a != '?') a++;
+        host = (sg_str){ auth, (size_t)(a - auth) };
+        if (a < end && *a == '/') {
+            target = (sg_str){ a, (size_t)(end - a) };
+        } else {
+            char *t = sg_arena_alloc(&r->arena, (size_t)(end - a) + 1);
+            t[0] = '/';
+            memcpy(t + 1, a, (size_t)(end - a));
+            target = (sg_str){ t, (size_t)(end - a) + 1 };
+        }
+        if (sg_http_host_check(host) < 0) return 400;
     }
     if (sg_http_target_split(r, target)) return 400;
-    /* $host: without port, lowercased. */
-    size_t hl = host.n;
-    if (hl && host.p[0] != '[') {
-        const char *colon = memchr(host.p, ':', hl);
-        if (colon) hl = (size_t)(colon - host.p);
-    } else if (hl) {
-        const char *rb = memchr(host.p, ']', hl);
-        if (rb) hl = (size_t)(rb - host.p) + 1;
-    }
-    char *lh = sg_arena_alloc(&r->arena, hl + 1);
-    for (size_t i = 0; i < hl; i++) {
-        char ch = host.p[i];
-        lh[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch | 0x20) : ch;
-    }
-    while (hl > 0 && lh[hl - 1] == '.') hl--;   /* "example.com." is example.com */
+    /* $host: without port and trailing dot, lowercased (the parser checked
+     * the Host field; an HTTP/1.0 request may have none). */
+    char *lh = sg_arena_alloc(&r->arena, host.n + 1);
+    long hl = host.n ? sg_http_host_lower(host, lh) : 0;
+    if (hl < 0) return 400;
     lh[hl] = '\0';
-    r->host = (sg_str){ lh, hl };
+    r->host = (sg_str){ lh, (size_t)hl };
     return 0;
 }
 
@@ -366,6 +376,13 @@ static void start_exchange(sg_h1_conn *c, const char *buf, const sg_h1_message *
         ex->early_status = bad;
         ex->close_connection = true;
         c->keep_alive = false;
+    } else if (c->expect_continue && c->body_done) {
+        /* Expect: 100-continue on an empty body: nginx answers the
+         * expectation as it reads (or discards) the body, before the
+         * response; with a body, h1_want_body does it. */
+        out_fmt(c, "HTTP/1.1 100 Continue\r\n\r\n");
+        c->continue_sent = true;
+        schedule_flush(c);
     }
     sg_exchange_start(ex);   /* may answer synchronously */
 }
@@ -494,7 +511,19 @@ static void on_resume(sg_deferred *d)
 
 /* ---------- downstream ops (called by the core) ---------- */
 
+static void send_head(sg_exchange *ex, const sg_response *resp);
+
+/* $bytes_sent: every byte queued for the client for this request (head,
+ * chunk framing, body), as nginx counts what it sends. */
 static void h1_send_head(sg_exchange *ex, const sg_response *resp)
+{
+    sg_h1_conn *c = ex->down_ctx;
+    size_t before = c->out.bytes;
+    send_head(ex, resp);
+    ex->req.bytes_sent += c->out.bytes - before;
+}
+
+static void send_head(sg_exchange *ex, const sg_response *resp)
 {
     sg_h1_conn *c = ex->down_ctx;
     const sg_loc_conf *lc = ex->req.loc ? &ex->req.loc->conf
@@ -565,12 +594,14 @@ static void h1_send_data(sg_exchange *ex, const char *p, size_t n)
     sg_h1_conn *c = ex->down_ctx;
     if (c->resp_no_body || n == 0) return;
     ex->req.body_bytes_sent += n;
+    ex->req.bytes_sent += n;
     if (c->resp_chunked) {
         char *hdr = sg_outq_reserve(&c->out, 20);
         int k = snprintf(hdr, 20, "%zx\r\n", n);
         sg_outq_commit(&c->out, (size_t)k);
         sg_outq_append(&c->out, p, n);
         out_str(c, "\r\n", 2);
+        ex->req.bytes_sent += (uint64_t)k + 2;
     } else {
         sg_outq_append(&c->out, p, n);
     }
@@ -580,7 +611,10 @@ static void h1_send_data(sg_exchange *ex, const char *p, size_t n)
 static void h1_send_end(sg_exchange *ex)
 {
     sg_h1_conn *c = ex->down_ctx;
-    if (c->resp_chunked && !c->resp_no_body) out_str(c, "0\r\n\r\n", 5);
+    if (c->resp_chunked && !c->resp_no_body) {
+        out_str(c, "0\r\n\r\n", 5);
+        ex->req.bytes_sent += 5;
+    }
     c->resp_ended = true;
     ex->resp_done = true;
     schedule_flush(c);
@@ -613,10 +647,12 @@ static void h1_send_trailers(sg_exchange *ex, const sg_header *h, size_t n)
 {
     sg_h1_conn *c = ex->down_ctx;
     if (c->te_trailers && c->resp_chunked && !c->resp_no_body && !c->resp_ended) {
+        size_t before = c->out.bytes;
         out_str(c, "0\r\n", 3);
         for (size_t i = 0; i < n; i++)
             if (!skip_trailer(h[i].name)) sg_h1_write_header(&c->out, h[i].name, h[i].value);
         out_str(c, "\r\n", 2);
+        ex->req.bytes_sent += c->out.bytes - before;
         c->resp_chunked = false;   /* the last chunk is written: send_end adds none */
     }
     h1_send_end(ex);

@@ -768,7 +768,10 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
         sg_log_error("upstream reset the stream (%s) while %s upstream %s", close_reason(code),
                      st->head_done ? "reading response from" : "reading response header from",
                      peer_name(st->peer));
-    bool invalid = st->invalid || (!st->head_done && code == NGHTTP2_PROTOCOL_ERROR);
+    /* nginx: a stream closed before its response head is "upstream rejected
+     * request", an invalid_header for *_next_upstream (retried, and a fail
+     * against max_fails), whatever the code. */
+    bool invalid = st->invalid || !st->head_done;
     st->link.ex->up_reset = !st->invalid;
     st->link.ex->up_reset_code = code;
     stream_fail(st, invalid ? SG_UP_INVALID : SG_UP_CLOSED);

@@ -30,6 +30,7 @@
  * Socket I/O is in transport_read() and transport_write(), so that TLS
  * can take their place. */
 #include "http/h2_server.h"
+#include "http/host.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -123,7 +124,7 @@ typedef struct h2_stream {
     bool expect_continue, continue_sent;
     bool connect;                      /* extended CONNECT: a tunnel, no body timeout */
     bool saw_priority;                 /* the client sent a priority header (RFC 9218) */
-    bool has_host;
+    bool has_host, has_authority;
     int refused;                       /* the header block was refused: 400 (max_headers) or 431 */
     bool head_sent, no_body, out_eof;
     bool deferred;                     /* the data provider is waiting for bytes */
@@ -439,7 +440,10 @@ static void store_pseudo(h2_stream *st, sg_str name, sg_str v)
     sg_http_req *r = &st->ex->req;
     if (STR_EQ(name, ":method")) r->method = v;
     else if (STR_EQ(name, ":path")) r->request_uri = v;
-    else if (STR_EQ(name, ":authority")) st->authority = v;
+    else if (STR_EQ(name, ":authority")) {
+        st->authority = v;
+        st->has_authority = true;   /* even empty: nginx answers it 400 */
+    }
     else if (STR_EQ(name, ":protocol")) r->protocol = v;
     /* :scheme is checked by nghttp2; the connection decides $scheme */
 }
@@ -488,42 +492,18 @@ static void store_field(h2_conn *c, h2_stream *st, sg_str name, sg_str value)
     add_header(st, sg_arena_str(a, name), v);
 }
 
-/* $host: the authority without port, lowercased, without trailing dots. */
-static sg_str host_of(sg_arena *a, sg_str host)
+/* $host: the authority without port and trailing dot, lowercased; NULL
+ * when nginx would answer 400 (http/host.c). */
+static sg_str host_of(sg_arena *a, sg_str host, bool *bad)
 {
-    size_t hl = host.n;
-    if (hl && host.p[0] == '[') {
-        const char *rb = memchr(host.p, ']', hl);
-        if (rb) hl = (size_t)(rb - host.p) + 1;
-    } else if (hl) {
-        const char *colon = memchr(host.p, ':', hl);
-        if (colon) hl = (size_t)(colon - host.p);
+    char *lh = sg_arena_alloc(a, host.n + 1);
+    long hl = sg_http_host_lower(host, lh);
+    if (hl < 0) {
+        *bad = true;
+        return SG_STR_NULL;
     }
-    char *lh = sg_arena_alloc(a, hl + 1);
-    for (size_t i = 0; i < hl; i++) {
-        char ch = host.p[i];
-        lh[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch | 0x20) : ch;
-    }
-    while (hl > 0 && lh[hl - 1] == '.') hl--;
     lh[hl] = '\0';
-    return (sg_str){ lh, hl };
-}
-
-/* A host as the HTTP/1.1 parser accepts it (nginx's validate_host, a bit
- * stricter): authority characters only and no "..", so that $host can
- * never step out of a path it is put in (root /srv/$host). nghttp2 checks
- * the characters of :authority and Host, not the dots. */
-static bool host_valid(sg_str h)
-{
-    if (h.n == 0) return false;
-    for (size_t i = 0; i < h.n; i++) {
-        unsigned char ch = (unsigned char)h.p[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  strchr("-._~!$&'()*+,;=:[]%", ch) != NULL;
-        if (!ok || ch == '\0') return false;
-        if (ch == '.' && i && h.p[i - 1] == '.') return false;
-    }
-    return true;
+    return (sg_str){ lh, (size_t)hl };
 }
 
 /* Fills the rest of ex->req; returns an early status (400, 405, 431) or 0. */
@@ -543,17 +523,17 @@ static int build_request(h2_conn *c, h2_stream *st)
     join_cookies(c, st);
     sg_str host = st->authority;
     const sg_header *hh = sg_req_find_header(r, SG_STR("host"));
-    bool bad_host = hh && !host_valid(hh->value);
-    if (!host.n) {
+    bool bad_host = hh && sg_http_host_check(hh->value) < 0;
+    if (!st->has_authority) {
         if (hh) host = hh->value;
     } else if (!st->has_host) {
         /* nginx turns :authority into a Host header ($http_host) */
         add_header(st, SG_STR("host"), st->authority);
     }
-    bad_host = bad_host || (host.n && !host_valid(host));
-    r->host = bad_host ? SG_STR_NULL : host_of(&r->arena, host);
+    r->host = (st->has_authority || hh) && !bad_host ? host_of(&r->arena, host, &bad_host) : SG_STR_NULL;
     if (st->refused) return st->refused;
     if (!r->method.n || bad_host) return 400;
+    if (STR_EQ(r->method, "TRACE")) return 405;   /* as nginx, whatever the protocol */
     bool connect = STR_EQ(r->method, "CONNECT");
     if (connect && !r->protocol.n) {
         r->request_uri = st->authority;   /* nginx refuses CONNECT */
@@ -737,6 +717,22 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     if (!st || st->started) return 0;      /* trailers are counted, not kept */
     if (v != SG_H2_OK) return st->refused ? 0 : refuse_block(c, st, v);
     store_field(c, st, nv_str(name, namelen), nv_str(value, valuelen));
+    return 0;
+}
+
+/* nghttp2 found a field it would reset the stream for. A bad Host or
+ * :authority (an empty one, a control byte) is answered 400 as nginx
+ * does; anything else still resets the stream. */
+static int on_invalid_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                             size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                             void *ud)
+{
+    (void)value, (void)valuelen, (void)flags, (void)ud;
+    h2_stream *st = stream_of(s, f->hd.stream_id);
+    sg_str n = nv_str(name, namelen);
+    if (!st || st->started || !(STR_EQ(n, "host") || STR_EQ(n, ":authority")))
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (!st->refused) st->refused = 400;
     return 0;
 }
 
@@ -944,6 +940,7 @@ static void make_callbacks(void)
     nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_invalid_header_callback(cbs, on_invalid_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
@@ -1457,6 +1454,7 @@ static void h2_send_data(sg_exchange *ex, const char *p, size_t n)
     h2_conn *c = st->c;
     if (st->closed || st->ex_aborted || st->no_body || !st->head_sent || st->out_eof || n == 0) return;
     ex->req.body_bytes_sent += n;
+    ex->req.bytes_sent += n;   /* frames and HPACK not counted */
     if (st->out.bytes == 0) {
         st->last_tx_ms = now_ms(c);
         if (!sg_timer_armed(&st->send_timer)) arm(c, &st->send_timer, st->send_ms);

@@ -546,15 +546,18 @@ static bool prepare_upgrade(sg_exchange *ex)
         return true;
     if (kind == SG_UPGRADE_WEBSOCKET) {
         sg_ws_check why = sg_ws_check_request(r);
-        if (why != SG_WS_OK) {
-            refuse_upgrade(ex, why);
-            return false;
-        }
         if (h2_upstream) {
+            if (why != SG_WS_OK) {
+                refuse_upgrade(ex, why);
+                return false;
+            }
             refuse_h1_websocket_to_h2(ex);
             return false;
         }
-        ex->ws_key = sg_req_find_header(r, SG_STR("sec-websocket-key"))->value;
+        /* A handshake RFC 6455 would refuse still goes to the backend, as
+         * nginx sends it: the backend answers it (its 101 is then only
+         * checked for the protocol, there being no key to prove). */
+        if (why == SG_WS_OK) ex->ws_key = sg_req_find_header(r, SG_STR("sec-websocket-key"))->value;
     }
     ex->upgrade = (uint8_t)kind;
     ex->upgrade_offer = offer;
@@ -648,6 +651,32 @@ static bool skip_response_header(const sg_header *h)
     return sg_str_caseeq_lit(h->name, "content-length") ||
            sg_str_caseeq_lit(h->name, "transfer-encoding") ||
            sg_str_caseeq_lit(h->name, "server") || sg_str_caseeq_lit(h->name, "date");
+}
+
+/* nginx tries each server not marked `down` once (backups included): with
+ * one of two down, the first 404 is the answer, not a 502 for want of
+ * another peer. */
+static size_t tries_allowed(const sg_upstream_conf *u)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < u->nservers; i++) n += !u->servers[i].down;
+    return n;
+}
+
+/* An intercepted 401 keeps the backend's challenges (nginx, ticket #485:
+ * every WWW-Authenticate field), whatever error_page answers. */
+static void carry_www_authenticate(sg_exchange *ex, const sg_upstream_response *m)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->nheaders; i++) k += sg_str_caseeq_lit(m->headers[i].name, "www-authenticate");
+    if (!k) return;
+    ex->carry = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * k);
+    ex->ncarry = 0;
+    for (size_t i = 0; i < m->nheaders; i++) {
+        const sg_header *x = &m->headers[i];
+        if (sg_str_caseeq_lit(x->name, "www-authenticate"))
+            ex->carry[ex->ncarry++] = (sg_header){ SG_STR("WWW-Authenticate"), sg_arena_str(&ex->req.arena, x->value), 0 };
+    }
 }
 
 /* ---- switching protocols ---- */
@@ -762,7 +791,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
         return;
     }
     uint32_t flag = status_flag(status);
-    if (flag && ex->tries < ex->upstream->nservers && may_retry(ex, flag, true)) {
+    if (flag && ex->tries < tries_allowed(ex->upstream) && may_retry(ex, flag, true)) {
         note_attempt_end(ex, status);
         bool failed = status >= 500;
         /* No body byte may flow until the next peer has its request head. */
@@ -772,6 +801,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
         return;
     }
     if (lc->pass_opts->intercept_errors && status >= 300 && sg_respond_has_error_page(ex, status)) {
+        if (status == 401) carry_www_authenticate(ex, m);
         note_attempt_end(ex, status);
         sg_proxy_detach(ex, false);
         sg_respond_error(ex, status);
@@ -783,8 +813,17 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
 
     sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
     size_t n = 0;
+    /* nginx relays a backend's Upgrade to HTTP/1.x clients (a 426 names
+     * what to upgrade to); HTTP/2 has no Upgrade. */
+    bool h1_client = ex->req.http_major == 1, expires = false;
     for (size_t i = 0; i < m->nheaders; i++) {
-        if (skip_response_header(&m->headers[i])) continue;
+        const sg_header *x = &m->headers[i];
+        bool upgrade = h1_client && !(x->flags & SG_HDR_DROP) && sg_str_caseeq_lit(x->name, "upgrade");
+        if (skip_response_header(x) && !upgrade) continue;
+        if (sg_str_caseeq_lit(x->name, "expires")) {
+            if (expires) continue;   /* nginx keeps the first Expires of a backend's response */
+            expires = true;
+        }
         h[n].name = sg_arena_str(&ex->req.arena, m->headers[i].name);
         h[n].value = sg_arena_str(&ex->req.arena, m->headers[i].value);
         h[n].flags = 0;

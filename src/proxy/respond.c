@@ -47,9 +47,10 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
 {
     if (ex->status_override > 0) status = ex->status_override;
     const sg_loc_conf *lc = loc_conf(ex);
-    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (nextra + lc->nadd_headers + 1));
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (nextra + lc->nadd_headers + ex->ncarry + 1));
     size_t n = 0;
     for (size_t i = 0; i < nextra; i++) h[n++] = extra[i];
+    for (size_t i = 0; i < ex->ncarry; i++) h[n++] = ex->carry[i];
     bool allowed = add_header_status(status);
     for (size_t i = 0; i < lc->nadd_headers; i++) {
         const sg_header_set *a = &lc->add_headers[i];
@@ -315,6 +316,29 @@ static int open_static(sg_exchange *ex, const char *path, struct stat *st)
     return fd;
 }
 
+/* `index /uri` (or a variable giving one): an internal redirect to that
+ * URI with the request's arguments, as nginx's index module does; at most
+ * 10 in a row (nginx: "rewrite or internal redirection cycle"). */
+static void index_redirect(sg_exchange *ex, sg_str uri)
+{
+    sg_http_req *r = &ex->req;
+    if (++ex->index_redirects > 10) {
+        sg_ex_log(ex, SG_LOG_ERROR, "rewrite or internal redirection cycle while internally redirecting to \"%.*s\"",
+                  (int)uri.n, uri.p);
+        sg_respond_error(ex, 500);
+        return;
+    }
+    ex->req_internal = true;
+    r->uri = uri;
+    const sg_location *loc = sg_router_location(r->srv, uri, r);
+    if (!loc) {
+        sg_respond_error(ex, 404);
+        return;
+    }
+    r->loc = loc;
+    sg_handler_run_location(ex);
+}
+
 void sg_respond_static(sg_exchange *ex)
 {
     sg_http_req *r = &ex->req;
@@ -334,7 +358,13 @@ void sg_respond_static(sg_exchange *ex)
     }
     if (r->uri.n && r->uri.p[r->uri.n - 1] == '/') {
         for (size_t i = 0; i < lc->nindex && fd < 0; i++) {
-            int k = snprintf(path + n, sizeof(path) - (size_t)n, "%.*s", (int)lc->index[i].n, lc->index[i].p);
+            sg_str name = sg_cval_eval(&lc->index[i], r);
+            if (name.n && name.p[0] == '/') {   /* nginx: an absolute index is a URI, not tested */
+                index_redirect(ex, name);
+                return;
+            }
+            if (name.n == 0) continue;
+            int k = snprintf(path + n, sizeof(path) - (size_t)n, "%.*s", (int)name.n, name.p);
             if (k < 0 || (size_t)k >= sizeof(path) - (size_t)n) continue;
             fd = open_static(ex, path, &st);
             if (fd >= 0 && !S_ISREG(st.st_mode)) {

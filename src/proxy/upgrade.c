@@ -155,7 +155,7 @@ const char *sg_upgrade_check_101(const sg_header *h, size_t n, sg_str offer, sg_
     if (!next_token(&rest, &proto) || next_token(&rest, &extra))
         return "101 must name exactly one protocol in Upgrade";
     if (!sg_token_list_has(offer, proto)) return "101 switches to a protocol the client did not offer";
-    if (!sg_str_caseeq_lit(proto, "websocket")) return NULL;
+    if (!sg_str_caseeq_lit(proto, "websocket") || !ws_key.n) return NULL;   /* no key: nothing to prove */
     const sg_header *acc = find_field(h, n, "sec-websocket-accept");
     if (!acc) return "101 without Sec-WebSocket-Accept";
     char want[SG_WS_ACCEPT_LEN + 1];

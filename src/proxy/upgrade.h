@@ -56,7 +56,7 @@ void sg_ws_key_new(char out[SG_WS_KEY_LEN + 1]);
 
 /* Checks a backend's 101 against the request: its Upgrade must name one
  * of the `offer` tokens, and if that is websocket, Sec-WebSocket-Accept
- * must match `ws_key`. `h`: the 101's fields, as the upstream codec
+ * must match `ws_key` (when the request had a valid one). `h`: the 101's fields, as the upstream codec
  * reported them. NULL if acceptable, else the reason (error log). */
 const char *sg_upgrade_check_101(const sg_header *h, size_t n, sg_str offer, sg_str ws_key);
 

@@ -30,6 +30,7 @@ typedef struct server_worker {
     sg_acceptor acceptor;
     sg_io wake;
     sg_timer log_timer, quit_timer;
+    sg_timer retire_timer;             /* behave: worker_shutdown_timeout after a reload */
     /* mailbox from the main thread */
     pthread_mutex_t mbox_lock;
     int mbox_cmd;
@@ -47,10 +48,35 @@ static int acks;
 
 /* ---------- worker thread ---------- */
 
+static void mark_retiring(sg_conn_node *n, void *arg)
+{
+    if (n->local) n->retiring = true;   /* HTTP connections; tunnels and streams retire themselves */
+}
+
+static void close_retiring(sg_conn_node *n, void *arg)
+{
+    if (n->retiring) n->shutdown(n, true);
+}
+
+/* nginx's old workers close what they still serve worker_shutdown_timeout
+ * after a reload. Here connections move on to the new configuration; when
+ * the old one sets the timeout, those open at the reload are closed that
+ * long after it (busy or idle), as nginx's would be. */
+static void on_retire_timeout(sg_timer *t)
+{
+    server_worker *sw = (server_worker *)((char *)t - offsetof(server_worker, retire_timer));
+    sg_worker_each_conn(sw->w, close_retiring, NULL);
+}
+
 static void switch_generation(server_worker *sw, sg_conf *next, const int *fds)
 {
     sg_worker *w = sw->w;
     sg_conf *old = sg_worker_switch_conf(w, next);
+    uint32_t ms = old && old != next ? old->worker_shutdown_timeout_ms : 0;
+    if (ms && ms != SG_UNSET_MS) {
+        sg_worker_each_conn(w, mark_retiring, NULL);
+        if (!sg_timer_armed(&sw->retire_timer)) sg_timer_arm(sg_worker_loop(w), &sw->retire_timer, ms);
+    }
     sg_acceptor_set(&sw->acceptor, next, fds);
     sg_acceptor_regroup(w, next);
     if (!old) return;
@@ -176,6 +202,7 @@ bool sg_server_start(sg_conf *c, int n, char *err, size_t errlen)
         sg_loop_add_reader(sg_worker_loop(sw->w), &sw->wake);
         sg_timer_init(&sw->log_timer, on_log_timer);
         sg_timer_init(&sw->quit_timer, on_quit_timeout);
+        sg_timer_init(&sw->retire_timer, on_retire_timeout);
         sg_acceptor_init(&sw->acceptor, sw->w);
         int *fds = sg_listeners_fds(c, i);
         sg_worker_bind(sw->w);   /* switch_generation's bookkeeping runs on this thread for now */

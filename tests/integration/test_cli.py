@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -389,3 +390,137 @@ def test_temp_paths_are_accepted_with_a_notice(tmp_path):
     assert '"client_body_temp_path"' not in r.stderr
     assert '[notice] %s:4:5: "proxy_temp_path" is accepted and not used' % conf in r.stderr
     assert "test is successful" in r.stderr
+
+
+# ---------------------------------------------------------------- nginx's command line (issue 9)
+
+def test_V_lists_tls_and_nginx_modules():
+    """-V as nginx's: version, the TLS library, SNI, and "configure
+    arguments:" naming the modules streamgate has (--with-...) and the
+    default ones it has not (--without-...), which nginx-tests' has() reads."""
+    r = run_streamgate(["-V"])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert re.match(r"streamgate version \d+\.\d+\.\d+$", lines[0]), lines
+    assert any(re.match(r"built with OpenSSL \d", l) for l in lines), lines
+    assert "TLS SNI support enabled" in lines
+    conf = [l for l in lines if l.startswith("configure arguments:")]
+    assert len(conf) == 1, lines
+    args = conf[0].split()[2:]
+    for has in ("--with-http_ssl_module", "--with-http_v2_module", "--with-stream"):
+        assert has in args, args
+    for hasnot in ("--without-http_ssi_module", "--without-http_fastcgi_module",
+                   "--without-http_uwsgi_module", "--without-http_scgi_module",
+                   "--without-http_memcached_module", "--without-http_mirror_module"):
+        assert hasnot in args, args
+    # modules streamgate has are not disowned
+    for present in ("proxy", "grpc", "map", "upstream_ip_hash", "upstream_keepalive"):
+        assert "--without-http_%s_module" % present not in args, args
+    # -v stays the short form
+    assert run_streamgate(["-v"]).stdout.splitlines() == lines[:1]
+
+
+def test_h_lists_nginx_flags():
+    r = run_streamgate(["-h"])
+    assert r.returncode == 0
+    for flag in ("-c", "-p", "-e", "-g", "-q", "-t", "-T", "-s", "-v", "-V"):
+        assert re.search(r"(^|\s)%s\s" % re.escape(flag), r.stderr), (flag, r.stderr)
+
+
+def test_c_relative_to_prefix(tmp_path):
+    """nginx resolves a relative -c under -p, not the current folder."""
+    prefix = tmp_path / "prefix"
+    (prefix / "conf").mkdir(parents=True)
+    (prefix / "conf" / "nginx.conf").write_text(return_conf(free_port()))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = run_streamgate(["-p", prefix, "-c", "conf/nginx.conf", "-t"], cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    assert str(prefix / "conf" / "nginx.conf") in r.stderr
+    r = run_streamgate(["-p%s" % prefix, "-cconf/nginx.conf", "-t"], cwd=elsewhere)   # -pDIR -cFILE
+    assert r.returncode == 0, r.stderr
+
+
+def test_q_quiets_a_good_test_but_not_errors(tmp_path):
+    good = tmp_path / "good.conf"
+    good.write_text(return_conf(free_port()))
+    r = run_streamgate(["-t", "-q", "-c", good])
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = run_streamgate(["-tq", "-c", good])
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    bad = tmp_path / "bad.conf"
+    bad.write_text("events {}\nhttp { foo; }\n")
+    r = run_streamgate(["-t", "-q", "-c", bad])
+    assert r.returncode == 1
+    assert 'unknown directive "foo"' in r.stderr and "test failed" in r.stderr
+
+
+def test_g_adds_main_directives(tmp_path):
+    """-g "pid FILE;" as nginx: the directives are read before the file's."""
+    conf = tmp_path / "nginx.conf"
+    port = free_port()
+    conf.write_text(return_conf(port))
+    proc = subprocess.Popen([str(sgtest.STREAMGATE), "-p", str(tmp_path), "-c", "nginx.conf",
+                             "-g", "pid from-g.pid;"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_pid_file(tmp_path / "from-g.pid") == proc.pid
+        assert get(port, "/").text == "hello\n"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    r = run_streamgate(["-t", "-c", conf, "-g", "no_such_thing on;"])
+    assert r.returncode == 1
+    assert 'command line:1:1: unknown directive "no_such_thing"' in r.stderr, r.stderr
+
+
+def test_e_writes_startup_errors_and_default_log_to_file(tmp_path):
+    """-e FILE (relative to -p): what goes wrong while starting lands there,
+    as the default error log; nothing on stderr."""
+    port = free_port()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", port))
+    busy.listen(1)
+    try:
+        (tmp_path / "nginx.conf").write_text(return_conf(port))
+        r = run_streamgate(["-p", tmp_path, "-c", "nginx.conf", "-e", "startup.log"])
+        assert r.returncode == 1
+        assert r.stderr == ""
+        text = (tmp_path / "startup.log").read_text()
+        assert "[emerg]" in text and "127.0.0.1:%d" % port in text, text
+    finally:
+        busy.close()
+
+
+def test_pid_file_appears_only_once_listeners_are_bound(tmp_path):
+    """A script that waits for the pid file may connect at once: every
+    listen port accepts by the time the file exists."""
+    ports = [free_port() for _ in range(3)]
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(http_conf("".join("""
+  server { listen 127.0.0.1:%d; location / { return 200 "ok\\n"; } }
+""" % p for p in ports)))
+    proc = subprocess.Popen([str(sgtest.STREAMGATE), "-p", str(tmp_path), "-c", "nginx.conf"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_pid_file(tmp_path / "streamgate.pid")
+        for p in ports:
+            assert port_accepts(p), p
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_T_prints_a_file_included_twice_once(tmp_path):
+    (tmp_path / "map.conf").write_text("default 1;\n")
+    main = tmp_path / "main.conf"
+    main.write_text(http_conf("""
+  map $uri $a { include map.conf; }
+  map $uri $b { include map.conf; }
+  server { listen 127.0.0.1:%d; location / { return 200 "$a$b"; } }
+""" % free_port()))
+    r = run_streamgate(["-T", "-c", main])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("# configuration file %s:" % (tmp_path / "map.conf")) == 1, r.stdout
+    assert r.stdout.count("# configuration file ") == 2
