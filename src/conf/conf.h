@@ -263,6 +263,12 @@ typedef struct sg_loc_conf {
     sg_mime_type *types;               /* `types {}`: extension -> type; none: a built-in table */
     size_t ntypes;
     uint32_t http2_chunk_size;         /* largest DATA frame sent, default 8k (nginx) */
+
+    /* rewrite module (conf/rewrite.h): this level's own operations (if,
+     * set, rewrite, break, return), never inherited; NULL: none */
+    struct sg_rw_ops *rw;
+    bool rewrite_log;                  /* default off */
+    bool uninitialized_variable_warn;  /* default on */
 } sg_loc_conf;
 
 typedef enum sg_loc_match {
@@ -272,6 +278,7 @@ typedef enum sg_loc_match {
     SG_LOC_REGEX,                      /* ~ */
     SG_LOC_REGEX_CASELESS,             /* ~* */
     SG_LOC_NAMED,                      /* @name */
+    SG_LOC_IF,                         /* an `if` block (conf/rewrite.h): never chosen by the router */
 } sg_loc_match;
 
 typedef struct sg_location {

@@ -10,6 +10,7 @@
  * inheritable directive needs no merge code. */
 #include "conf/directives.h"
 #include "conf/map.h"
+#include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
 
 #include <ctype.h>
@@ -958,6 +959,7 @@ static bool set_return(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
         text = &n->args[0];
     }
     lc->has_return = true;
+    sg_rw_add_return(cx, n, lc);       /* runs in the rewrite phase, in order (conf/rewrite.h) */
     if (!text) return true;
     return sg_cval_compile(cx->c, arg_str(text), text->pos, &lc->return_text, cx->err, cx->errlen);
 }
@@ -1314,6 +1316,15 @@ static const sg_cmd cmds[] = {
     { "http2_ping_timeout", U, A1, sg_conf_set_msec, UPS(h2_ping_timeout_ms), NULL },
     { "least_conn", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_LEAST_CONN },
     { "ip_hash", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
+    /* rewrite module (conf/rewrite.c): operations in each level's list;
+     * `return` in a server-level if is this table's second "return" row */
+    { "if", S | L, A1P | BLK, sg_rw_set_if, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "set", S | L | SG_CTX_SIF, A2, sg_rw_set_set, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "rewrite", S | L | SG_CTX_SIF, SG_ARG23, sg_rw_set_rewrite, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "break", S | L | SG_CTX_SIF, A0, sg_rw_set_break, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "return", SG_CTX_SIF, SG_ARG12, set_return, LOC_RANGE(SG_CF_NOMERGE, has_return, return_text), NULL },
+    { "rewrite_log", HSL | SG_CTX_SIF, A1, sg_conf_set_flag, LOC(rewrite_log), NULL },
+    { "uninitialized_variable_warn", HSL | SG_CTX_SIF, A1, sg_conf_set_flag, LOC(uninitialized_variable_warn), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1323,8 +1334,7 @@ _Static_assert(NCMDS <= SG_MAX_CMDS - SG_STREAM_MAX_CMDS, "raise SG_MAX_CMDS");
  * supported yet. Written in stream{}, they are "not allowed here" (nginx
  * has them in other contexts). */
 static const char *const later_exact[] = {
-    "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
-    "break", "charset", "alias", "try_files", "allow", "deny", "expires", "hash", "random",
+    "http2", "http3", "quic", "charset", "alias", "try_files", "allow", "deny", "expires", "hash", "random",
     "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
@@ -1338,7 +1348,7 @@ static const char *const later_exact[] = {
     "msie_refresh", "port_in_redirect", "server_name_in_redirect", "absolute_redirect",
     "recursive_error_pages", "satisfy", "limit_except", "client_body_in_file_only",
     "client_body_in_single_buffer", "subrequest_output_buffer_size",
-    "uninitialized_variable_warn", "debug_connection", "worker_aio_requests", "accept_mutex_delay",
+    "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout", "zone",
     "sticky", "health_check", "ntlm", "queue", "split_clients", "geo", "ssi", "sub_filter",
     "mirror", "empty_gif",
@@ -1529,6 +1539,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     srv->large_header_buffer_size = 8192;
     srv->max_headers = 100;
     lc->http2_chunk_size = 8192;
+    lc->uninitialized_variable_warn = true;
     sg_ssl_conf_defaults(lc, srv);
     srv->h2.max_concurrent_streams = 128;
     srv->h2.recv_buffer_size = 256 * 1024;

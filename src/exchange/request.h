@@ -82,6 +82,12 @@ typedef struct sg_http_req {
     uint8_t *var_cached;
 
     sg_arena arena;
+
+    /* rewrite module (proxy/rewrite.c) */
+    bool uri_rewritten;        /* `rewrite` changed the URI: proxy_pass sends $uri, not $request_uri */
+    bool rw_location_invalid;  /* rewrite ... break: proxy_pass's URI part no longer replaces the
+                                  location's prefix; the whole $uri goes (nginx's valid_location) */
+    int rw_cycles;             /* location searches restarted by rewrites (at most 10) */
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

@@ -13,6 +13,7 @@
 #include "proxy/grpc.h"
 #include "proxy/proxy.h"
 #include "proxy/respond.h"
+#include "proxy/rewrite.h"
 #include "proxy/router.h"
 #include "exchange/upstream_link.h"
 
@@ -44,22 +45,15 @@ static void exchange_start(sg_exchange *ex)
         sg_respond_error(ex, ex->early_status);
         return;
     }
-    /* A server-level `return` runs before locations are searched (nginx's
-     * server rewrite phase). */
-    if (r->srv->root->conf.has_return) {
-        sg_handler_run_location(ex);
-        return;
-    }
-    /* When no location matches, nginx serves the request with the
-     * server's own configuration (static files from its root). */
-    const sg_location *loc = sg_router_location(r->srv, r->uri, r);
-    r->loc = loc ? loc : r->srv->root;
-    sg_handler_run_location(ex);
+    /* server rewrite, location search, location rewrite (`return`
+     * included), then the location answers (proxy/rewrite.h) */
+    sg_rewrite_run(ex);
 }
 
 /* The location chosen in ex->req.loc answers: `internal` and the
  * announced body size are checked first (nginx's access and content
- * phases), then `return`, proxy_pass/grpc_pass, or a static file. */
+ * phases), then proxy_pass/grpc_pass, or a static file (`return` ran in
+ * the rewrite phase). */
 void sg_handler_run_location(sg_exchange *ex)
 {
     const sg_loc_conf *lc = &ex->req.loc->conf;
@@ -74,8 +68,7 @@ void sg_handler_run_location(sg_exchange *ex)
         sg_respond_error(ex, 413);
         return;
     }
-    if (lc->has_return) sg_respond_return(ex);
-    else if (lc->proxy_pass) sg_proxy_start(ex);
+    if (lc->proxy_pass) sg_proxy_start(ex);
     else sg_respond_static(ex);
 }
 

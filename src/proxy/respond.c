@@ -18,6 +18,7 @@
 #include "net/sock.h"
 #include "proxy/grpc.h"
 #include "proxy/proxy.h"
+#include "proxy/rewrite.h"
 #include "proxy/router.h"
 
 /* nginx follows one error_page redirect (recursive_error_pages off): an
@@ -153,26 +154,25 @@ static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int stat
         ex->req_body_dropped = true;
     }
     if (!(r->method.n == 4 && memcmp(r->method.p, "HEAD", 4) == 0)) r->method = SG_STR("GET");
-    const sg_location *loc;
     if (target.n && target.p[0] == '@') {
-        loc = sg_router_named(r->srv, target);
-    } else {
-        /* The error page's URI replaces the request's, arguments included. */
-        const char *q = memchr(target.p, '?', target.n);
-        r->has_args = q != NULL;
-        r->args = q ? (sg_str){ q + 1, (size_t)(target.p + target.n - q - 1) } : SG_STR("");
-        if (q) target.n = (size_t)(q - target.p);
-        r->uri = target;
-        loc = sg_router_location(r->srv, target, r);
-    }
-    if (!loc) {
-        r->loc = r->srv->root;
-        ex->status_override = 0;
-        sg_respond_simple(ex, 404, SG_STR("text/html"), sg_http_error_body(404), SG_STR_NULL);
+        const sg_location *loc = sg_router_named(r->srv, target);
+        if (!loc) {
+            r->loc = r->srv->root;
+            ex->status_override = 0;
+            sg_respond_simple(ex, 404, SG_STR("text/html"), sg_http_error_body(404), SG_STR_NULL);
+            return;
+        }
+        sg_rewrite_run_named(ex, loc);
         return;
     }
-    r->loc = loc;
-    sg_handler_run_location(ex);
+    /* The error page's URI replaces the request's, arguments included;
+     * the redirected request runs every phase again (rewrites too). */
+    const char *q = memchr(target.p, '?', target.n);
+    r->has_args = q != NULL;
+    r->args = q ? (sg_str){ q + 1, (size_t)(target.p + target.n - q - 1) } : SG_STR("");
+    if (q) target.n = (size_t)(q - target.p);
+    r->uri = target;
+    sg_rewrite_run(ex);
 }
 
 /* A gRPC call gets a trailers-only answer with the status gRPC maps the
@@ -211,7 +211,11 @@ void sg_respond_error(sg_exchange *ex, int status)
 
 void sg_respond_return(sg_exchange *ex)
 {
-    const sg_loc_conf *lc = loc_conf(ex);
+    sg_respond_return_conf(ex, loc_conf(ex));
+}
+
+void sg_respond_return_conf(sg_exchange *ex, const sg_loc_conf *lc)
+{
     int code = lc->return_code;
     bool has_text = lc->return_text.text.n > 0 || lc->return_text.nparts > 0;
     sg_str text = has_text ? sg_cval_eval(&lc->return_text, &ex->req) : SG_STR("");
