@@ -90,10 +90,20 @@ sg_str sg_respond_absolute_location(sg_exchange *ex, sg_str location)
 void sg_respond_simple(sg_exchange *ex, int status, sg_str content_type, sg_str body,
                        sg_str location)
 {
+    /* A redirect is answered as it is, whatever error led to it (nginx);
+     * without one, a `return 30x` Location waiting through its error_page
+     * is sent. */
+    if (location.n) {
+        ex->status_override = 0;
+        ex->req.rw_location = SG_STR_NULL;
+    } else {
+        location = ex->req.rw_location;
+    }
     location = sg_respond_absolute_location(ex, location);
     sg_header h[2];
     size_t n = 0;
-    bool bodyless = status == 204 || status == 304 || status < 200;
+    int final = ex->status_override > 0 ? ex->status_override : status;
+    bool bodyless = final == 204 || final == 304 || final < 200;
     if (content_type.n && !bodyless) h[n++] = (sg_header){ SG_STR("Content-Type"), content_type, 0 };
     if (location.n) h[n++] = (sg_header){ SG_STR("Location"), location, 0 };
     ex->down->want_body(ex, false);
@@ -220,6 +230,13 @@ void sg_respond_return_conf(sg_exchange *ex, const sg_loc_conf *lc)
     bool has_text = lc->return_text.text.n > 0 || lc->return_text.nparts > 0;
     sg_str text = has_text ? sg_cval_eval(&lc->return_text, &ex->req) : SG_STR("");
     if (code == 301 || code == 302 || code == 303 || code == 307 || code == 308) {
+        if (has_text && sg_respond_has_error_page(ex, code)) {
+            /* nginx keeps the Location through the error_page, and a new
+             * redirect there replaces it */
+            ex->req.rw_location = sg_respond_absolute_location(ex, text);
+            sg_respond_error(ex, code);
+            return;
+        }
         if (has_text) {
             sg_respond_simple(ex, code, SG_STR("text/html"), sg_http_error_body(code), text);
             return;
@@ -232,6 +249,9 @@ void sg_respond_return_conf(sg_exchange *ex, const sg_loc_conf *lc)
         return;
     }
     if (code >= 400) {
+        /* an error `return` in an error_page target answers with its own
+         * code (nginx 1.15.4) */
+        ex->status_override = 0;
         sg_respond_error(ex, code);
         return;
     }

@@ -289,12 +289,41 @@ static rw_result run_ops(sg_exchange *ex, const sg_location *owner, bool server)
     return changed && !server ? RW_RESTART : RW_NEXT;
 }
 
+/* nginx's auto redirect: "/dir" naming no location but a proxy_pass or
+ * grpc_pass location "/dir/" is sent there with a 301. */
+static bool auto_redirect(sg_exchange *ex, const sg_location *found)
+{
+    sg_http_req *r = &ex->req;
+    if (found && found->match != SG_LOC_PREFIX && found->match != SG_LOC_PREFIX_NOREGEX) return false;
+    if (found && found->name.n > r->uri.n) return false;
+    const sg_location *root = r->srv->root;
+    for (size_t i = 0; i < root->nchildren; i++) {
+        const sg_location *l = root->children[i];
+        if ((l->match != SG_LOC_PREFIX && l->match != SG_LOC_PREFIX_NOREGEX) || !l->conf.proxy_pass ||
+            l->name.n != r->uri.n + 1 || l->name.p[r->uri.n] != '/' || memcmp(l->name.p, r->uri.p, r->uri.n) != 0)
+            continue;
+        sg_strbuf b = { 0 };
+        sg_strbuf_append_str(&b, l->name);
+        if (r->args.n) {
+            sg_strbuf_append(&b, "?", 1);
+            sg_strbuf_append_str(&b, r->args);
+        }
+        sg_str to = sg_arena_str(&r->arena, (sg_str){ b.p, b.n });
+        sg_strbuf_free(&b);
+        r->loc = found ? found : root;
+        sg_respond_simple(ex, 301, SG_STR("text/html"), sg_http_error_body(301), to);
+        return true;
+    }
+    return false;
+}
+
 static void locations(sg_exchange *ex, const sg_location *loc)
 {
     sg_http_req *r = &ex->req;
     for (;;) {
         if (!loc) {
             loc = sg_router_location(r->srv, r->uri, r);
+            if (auto_redirect(ex, loc)) return;
             /* no location: nginx serves with the server's own configuration */
             if (!loc) loc = r->srv->root;
         }
