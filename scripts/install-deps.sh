@@ -12,7 +12,9 @@ PKGS=(gcc make pkg-config clang libclang-rt-14-dev
       nginx-light libnginx-mod-stream  # a real nginx: access-log lines and stream hash choices are checked against its own
       # real peers for HTTP/2, gRPC and WebSocket tests (../shared/TESTING.md)
       python3-websockets python3-h2 python3-grpcio nghttp2-client nghttp2-server
-      chromium)
+      chromium
+      # nginx's own test suite (../shared/nginx-tests), run as a ratchet by scripts/test.sh
+      perl libio-socket-ssl-perl libnet-ssleay-perl libprotocol-websocket-perl)
 if [[ "${1:-}" == "bench" ]]; then
     PKGS+=(haproxy)
 fi

@@ -6,6 +6,10 @@
 #   3. unit tests (Criterion) and integration tests (pytest) on build/; a
 #      skipped or xfailed test fails the run unless its reason is declared in
 #      tests/integration/allowed_skips.txt (printed before each pytest run)
+#   3b. nginx's own test suite (../shared/nginx-tests, its default file list)
+#      against build/streamgate: every test listed in tests/nginx-tests.expect
+#      must still pass (a ratchet; rewrite the list with WRITE_EXPECT, see
+#      ../shared/nginx-tests/README.md). Runs once, on the normal build.
 #   4. ASan+UBSan build (build-asan/): unit + integration tests again
 #   5. libFuzzer targets (build-fuzz/fuzz_*), FUZZ_SECONDS each (default 30)
 # Stops at the first failure.  Environment:
@@ -81,6 +85,17 @@ done_step
 
 step "integration tests (SG_BUILD=build)"
 run_pytest build
+done_step
+
+step "nginx-tests ratchet (tests/nginx-tests.expect must keep passing)"
+NT=../shared/nginx-tests/run.sh
+if [[ ! -f "$NT" ]]; then
+    echo "$NT not found: nginx's test suite is expected in ../shared beside the clone"
+    exit 1
+fi
+rm -rf build/nginx-tests
+NGINX_TESTS_WORK="$PWD/build/nginx-tests/work" OUT=build/nginx-tests \
+    EXPECT=tests/nginx-tests.expect bash "$NT" build/streamgate
 done_step
 
 if [[ "${SG_QUICK:-0}" == "1" ]]; then

@@ -30,14 +30,17 @@ typedef struct sg_upstream_server_conf {
     int max_fails;                     /* default 1; 0 disables failure accounting */
     uint32_t fail_timeout_ms;          /* default 10 s */
     bool backup, down;
+    uint32_t max_conns;                /* max_conns=N: open exchanges/tunnels at once, all threads; 0 = no limit */
 } sg_upstream_server_conf;
 
 typedef enum sg_lb_method {
     SG_LB_ROUND_ROBIN = 0,
     SG_LB_LEAST_CONN,
     SG_LB_IP_HASH,
-    SG_LB_HASH,                        /* hash KEY (stream upstreams; upstream/hash.c) */
+    SG_LB_HASH,                        /* hash KEY (upstream/hash.c) */
     SG_LB_HASH_CONSISTENT,             /* hash KEY consistent: ketama points */
+    SG_LB_RANDOM,                      /* random (upstream/random.c) */
+    SG_LB_RANDOM_TWO,                  /* random two [least_conn]: the less loaded of two random picks */
 } sg_lb_method;
 
 /* http2_ping_interval / http2_ping_timeout in upstream{} (HTTP/2 peers) */
@@ -59,6 +62,7 @@ typedef struct sg_upstream_conf {
     uint32_t h2_ping_interval_ms;      /* http2_ping_interval, default 30 s */
     uint32_t h2_ping_timeout_ms;       /* http2_ping_timeout, default 20 s */
     bool implicit;                     /* made by proxy_pass http://ADDR, not an upstream{} block */
+    sg_cval hash_key;                  /* http upstreams' hash KEY (stream ones keep theirs in sg_stream_upstream) */
     void *runtime;                     /* upstream layer's shared peer state (upstream/peer.h) */
 } sg_upstream_conf;
 
@@ -213,6 +217,14 @@ typedef struct sg_upstream_opts {
 
 /* Values a location sees after merging http -> server -> location.
  * Every field is set (defaults filled in) once the generation is built. */
+/* allow / deny (ngx_http_access_module): the first rule that matches the
+ * client address decides. family 0 is `all`; AF_UNIX is `unix:`. */
+typedef struct sg_access_rule {
+    int family;
+    uint8_t addr[16], mask[16];        /* network order; 4 bytes used for AF_INET */
+    bool deny;
+} sg_access_rule;
+
 typedef struct sg_loc_conf {
     /* core */
     uint64_t client_max_body_size;     /* bytes, 0 = unlimited; default 1m (nginx) */
@@ -263,6 +275,9 @@ typedef struct sg_loc_conf {
     sg_mime_type *types;               /* `types {}`: extension -> type; none: a built-in table */
     size_t ntypes;
     uint32_t http2_chunk_size;         /* largest DATA frame sent, default 8k (nginx) */
+    /* access control: allow / deny, one list inherited as a whole */
+    sg_access_rule *access_rules;
+    size_t naccess_rules;
 
     /* rewrite module (conf/rewrite.h): this level's own operations (if,
      * set, rewrite, break, return), never inherited; NULL: none */

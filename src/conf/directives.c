@@ -13,6 +13,7 @@
 #include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -654,14 +655,132 @@ static bool set_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void
     sg_upstream_conf *u = sg_arena_alloc(&c->arena, sizeof(*u));
     memset(u, 0, sizeof(*u));
     upstream_defaults(u);
-    return sg_directives_upstream(cx, n, u, &c->upstreams, &c->nupstreams, SG_CTX_UPSTREAM);
+    if (!sg_directives_upstream(cx, n, u, &c->upstreams, &c->nupstreams, SG_CTX_UPSTREAM)) return false;
+    return sg_conf_check_backup(cx, u);
+}
+
+bool sg_conf_check_backup(sg_cctx *cx, const sg_upstream_conf *u)
+{
+    bool no_backup = u->lb == SG_LB_HASH || u->lb == SG_LB_HASH_CONSISTENT ||
+                     u->lb == SG_LB_RANDOM || u->lb == SG_LB_RANDOM_TWO;
+    for (size_t i = 0; no_backup && i < u->nservers; i++)
+        if (u->servers[i].backup)
+            return sg_cerr(cx, u->pos, "balancing method does not support parameter \"backup\"");
+    return true;
+}
+
+/* random [two [least_conn]] (ngx_http_upstream_random_module): `two`
+ * compares its two picks by least_conn, the only method nginx has for it. */
+bool sg_conf_set_random(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (n->nargs >= 1 && strcmp(n->args[0].s, "two") != 0)
+        return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
+    if (n->nargs == 2 && strcmp(n->args[1].s, "least_conn") != 0)
+        return sg_cerr(cx, n->args[1].pos, "invalid parameter \"%s\"", n->args[1].s);
+    cx->ups->lb = n->nargs ? SG_LB_RANDOM_TWO : SG_LB_RANDOM;
+    return true;
+}
+
+/* zone NAME [SIZE]: streamgate's peer state (failures, open connections)
+ * is shared by all worker threads anyway, which is what a zone gives nginx;
+ * the name and size are checked and kept for nothing else. */
+bool sg_conf_set_zone(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (n->nargs == 2) {
+        uint64_t v;
+        if (!sg_conf_parse_size(n->args[1].s, &v))
+            return sg_cerr(cx, n->args[1].pos, "invalid zone size \"%s\"", n->args[1].s);
+    }
+    return true;
+}
+
+/* allow / deny ADDRESS | CIDR | unix: | all. Both directives fill one
+ * list, so a level that has either replaces all the rules it inherits,
+ * as nginx's access module merges them. */
+bool sg_conf_parse_access_rule(const char *s, bool deny, sg_access_rule *r, bool *low_bits)
+{
+    memset(r, 0, sizeof(*r));
+    r->deny = deny;
+    *low_bits = false;
+    if (strcmp(s, "all") == 0) return true;
+    if (strcmp(s, "unix:") == 0) {
+        r->family = AF_UNIX;
+        return true;
+    }
+    char buf[INET6_ADDRSTRLEN + 8];
+    size_t len = strlen(s);
+    if (len >= sizeof(buf)) return false;
+    memcpy(buf, s, len + 1);
+    char *slash = strchr(buf, '/');
+    long bits = -1;
+    if (slash) {
+        *slash = '\0';
+        char *end;
+        if (!slash[1] || slash[1] == '-' || slash[1] == '+') return false;
+        bits = strtol(slash + 1, &end, 10);
+        if (*end) return false;
+    }
+    size_t alen;
+    if (inet_pton(AF_INET, buf, r->addr) == 1) {
+        r->family = AF_INET;
+        alen = 4;
+    } else if (inet_pton(AF_INET6, buf, r->addr) == 1) {
+        r->family = AF_INET6;
+        alen = 16;
+    } else {
+        return false;
+    }
+    if (bits < 0) bits = (long)alen * 8;
+    if (bits > (long)alen * 8) return false;
+    for (size_t i = 0; i < alen; i++) {
+        long b = bits - (long)i * 8;
+        r->mask[i] = b >= 8 ? 0xff : b <= 0 ? 0 : (uint8_t)(0xff << (8 - b));
+        if (r->addr[i] & ~r->mask[i]) *low_bits = true;
+        r->addr[i] &= r->mask[i];
+    }
+    return true;
+}
+
+static bool access_other_set(sg_cctx *cx, const sg_cmd *cmd);
+static void access_mark_set(sg_cctx *cx);
+
+static bool set_access(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_loc_conf *lc = base;
+    if (cx->first && !access_other_set(cx, cmd)) {
+        lc->access_rules = NULL;
+        lc->naccess_rules = 0;
+    }
+    sg_access_rule r;
+    bool low_bits;
+    if (!sg_conf_parse_access_rule(n->args[0].s, strcmp(n->name.s, "deny") == 0, &r, &low_bits))
+        return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
+    if (low_bits)
+        sg_cnotice(cx, n->args[0].pos, "low address bits of %s are meaningless", n->args[0].s);
+    lc->access_rules = sg_conf_push(&cx->c->arena, lc->access_rules, lc->naccess_rules, sizeof(r));
+    lc->access_rules[lc->naccess_rules++] = r;
+    access_mark_set(cx);
+    return true;
+}
+
+/* hash KEY [consistent] (ngx_http_upstream_hash_module): the same choices
+ * as nginx's, from the key evaluated for each request. */
+static bool set_http_hash(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (n->nargs == 2 && strcmp(n->args[1].s, "consistent") != 0)
+        return sg_cerr(cx, n->args[1].pos, "invalid parameter \"%s\"", n->args[1].s);
+    if (!sg_cval_compile(cx->c, arg_str(&n->args[0]), n->args[0].pos, &cx->ups->hash_key,
+                         cx->err, cx->errlen))
+        return false;
+    cx->ups->lb = n->nargs == 2 ? SG_LB_HASH_CONSISTENT : SG_LB_HASH;
+    return true;
 }
 
 static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
                              sg_upstream_server_conf *t)
 {
     static const char *const later[] = {
-        "resolve", "slow_start", "max_conns", "service", "route", "drain", NULL,
+        "resolve", "slow_start", "service", "route", "drain", NULL,
     };
     const char *p = a->s;
     size_t keylen = strcspn(p, "=");
@@ -675,6 +794,9 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
     } else if (starts(p, "fail_timeout=")) {
         if (!parse_time_ms(p + 13, &v) || v >= SG_UNSET_MS) return bad_param(cx, a);
         t->fail_timeout_ms = (uint32_t)v;
+    } else if (starts(p, "max_conns=")) {
+        if (!parse_num(p + 10, UINT32_MAX, &v)) return bad_param(cx, a);
+        t->max_conns = (uint32_t)v;
     } else if (strcmp(p, "backup") == 0) {
         t->backup = true;
     } else if (strcmp(p, "down") == 0) {
@@ -1316,6 +1438,12 @@ static const sg_cmd cmds[] = {
     { "http2_ping_timeout", U, A1, sg_conf_set_msec, UPS(h2_ping_timeout_ms), NULL },
     { "least_conn", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_LEAST_CONN },
     { "ip_hash", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
+    { "hash", U, SG_ARG12, set_http_hash, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "random", U, SG_ARG0 | SG_ARG12, sg_conf_set_random, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    /* access control (ngx_http_access_module) */
+    { "allow", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "deny", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "zone", U, SG_ARG12, sg_conf_set_zone, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     /* rewrite module (conf/rewrite.c): operations in each level's list;
      * `return` in a server-level if is this table's second "return" row */
     { "if", S | L, A1P | BLK, sg_rw_set_if, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
@@ -1330,11 +1458,28 @@ static const sg_cmd cmds[] = {
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 _Static_assert(NCMDS <= SG_MAX_CMDS - SG_STREAM_MAX_CMDS, "raise SG_MAX_CMDS");
 
+/* Whether the other of allow/deny already added rules at this level. */
+static bool access_other_set(sg_cctx *cx, const sg_cmd *cmd)
+{
+    for (size_t i = 0; i < NCMDS; i++)
+        if (cmds[i].set == set_access && &cmds[i] != cmd && (cx->cur->set[i / 8] & (1u << (i % 8))))
+            return true;
+    return false;
+}
+
+/* Both directives count as set at this level, so neither inherits over
+ * the list the level wrote. */
+static void access_mark_set(sg_cctx *cx)
+{
+    for (size_t i = 0; i < NCMDS; i++)
+        if (cmds[i].set == set_access) cx->cur->set[i / 8] |= (unsigned char)(1u << (i % 8));
+}
+
 /* nginx directives streamgate does not have yet: "NAME" directive is not
  * supported yet. Written in stream{}, they are "not allowed here" (nginx
  * has them in other contexts). */
 static const char *const later_exact[] = {
-    "http2", "http3", "quic", "charset", "alias", "try_files", "allow", "deny", "expires", "hash", "random",
+    "http2", "http3", "quic", "charset", "alias", "try_files", "expires",
     "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
@@ -1349,7 +1494,7 @@ static const char *const later_exact[] = {
     "recursive_error_pages", "satisfy", "limit_except", "client_body_in_file_only",
     "client_body_in_single_buffer", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
-    "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout", "zone",
+    "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout",
     "sticky", "health_check", "ntlm", "queue", "split_clients", "geo", "ssi", "sub_filter",
     "mirror", "empty_gif",
     NULL,

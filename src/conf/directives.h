@@ -220,6 +220,14 @@ bool sg_conf_set_size(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *b
  * without arguments (cmd->post: its sg_lb_method; nginx: a later one wins). */
 bool sg_conf_set_upstream_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 bool sg_conf_set_lb(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+/* random [two [least_conn]] and zone NAME [SIZE], in http and stream upstreams. */
+bool sg_conf_set_random(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+bool sg_conf_set_zone(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+/* "192.168.1.0/24", "::1", "unix:", "all" into *r; false when invalid.
+ * *low_bits: the address had bits outside its mask (cleared). */
+bool sg_conf_parse_access_rule(const char *s, bool deny, sg_access_rule *r, bool *low_bits);
+/* After an upstream block: hash and random refuse `backup` servers, as nginx. */
+bool sg_conf_check_backup(sg_cctx *cx, const sg_upstream_conf *u);
 
 /* Looks a log format up by name (NULL if absent). */
 sg_log_format *sg_conf_find_log_format(sg_conf *c, sg_str name);

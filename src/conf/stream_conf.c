@@ -230,11 +230,7 @@ static bool set_upstream(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void
     u->lb = SG_LB_ROUND_ROBIN;          /* no keepalive pool: a stream connection is one session */
     if (!sg_directives_upstream(cx, n, u, &sc->upstreams, &sc->nupstreams, SG_CTX_STREAM_UPSTREAM))
         return false;
-    bool hash = u->lb == SG_LB_HASH || u->lb == SG_LB_HASH_CONSISTENT;
-    for (size_t i = 0; hash && i < u->nservers; i++)
-        if (u->servers[i].backup)
-            return sg_cerr(cx, u->pos, "balancing method does not support parameter \"backup\"");
-    return true;
+    return sg_conf_check_backup(cx, u);
 }
 
 /* hash KEY [consistent] (ngx_stream_upstream_hash_module). */
@@ -286,6 +282,8 @@ static const sg_cmd cmds[] = {
     { "server", UPS, SG_ARG1MORE, sg_conf_set_upstream_server, UPSTREAM, (const void *)(intptr_t)-1 },  /* port required */
     { "least_conn", UPS, SG_ARG0, sg_conf_set_lb, UPSTREAM, (const void *)(intptr_t)SG_LB_LEAST_CONN },
     { "hash", UPS, SG_ARG12, set_hash, UPSTREAM, NULL },
+    { "random", UPS, SG_ARG0 | SG_ARG12, sg_conf_set_random, UPSTREAM, NULL },
+    { "zone", UPS, SG_ARG12, sg_conf_set_zone, UPSTREAM, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -294,7 +292,7 @@ _Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 /* nginx stream directives streamgate does not have yet. */
 static const char *const later_exact[] = {
     "ssl_preread", "proxy_protocol", "proxy_protocol_timeout", "access_log", "log_format",
-    "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "zone", "random",
+    "error_log", "open_log_file_cache", "resolver", "resolver_timeout",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
     "proxy_requests", "proxy_responses", "return", "set", "map", "geo", "split_clients",
     "allow", "deny", "ssl", "set_real_ip_from", "pass", "server_name", "server_names_hash_max_size",

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "observe/access_log.h"
+#include "proxy/access.h"
 #include "proxy/grpc.h"
 #include "proxy/proxy.h"
 #include "proxy/respond.h"
@@ -51,9 +52,9 @@ static void exchange_start(sg_exchange *ex)
 }
 
 /* The location chosen in ex->req.loc answers: `internal` and the
- * announced body size are checked first (nginx's access and content
- * phases), then proxy_pass/grpc_pass, or a static file (`return` ran in
- * the rewrite phase). */
+ * announced body size are checked first, then allow/deny (nginx's
+ * access phase), then proxy_pass/grpc_pass or a static file (content);
+ * `return` ran in the rewrite phase (proxy/rewrite.c), before access. */
 void sg_handler_run_location(sg_exchange *ex)
 {
     const sg_loc_conf *lc = &ex->req.loc->conf;
@@ -66,6 +67,11 @@ void sg_handler_run_location(sg_exchange *ex)
         (uint64_t)ex->req_length > lc->client_max_body_size) {
         sg_ex_log(ex, SG_LOG_ERROR, "client intended to send too large body: %lld bytes", (long long)ex->req_length);
         sg_respond_error(ex, 413);
+        return;
+    }
+    if (lc->naccess_rules && !sg_access_allows(lc->access_rules, lc->naccess_rules, ex->req.peer)) {
+        sg_ex_log(ex, SG_LOG_ERROR, "access forbidden by rule");
+        sg_respond_error(ex, 403);   /* a gRPC call: PERMISSION_DENIED (7) */
         return;
     }
     if (lc->proxy_pass) sg_proxy_start(ex);

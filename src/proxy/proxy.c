@@ -407,9 +407,17 @@ static void proxy_try(sg_exchange *ex)
 {
     sg_upstream_rt *rt = runtime(ex);
     sg_pick_ctx ctx = { .client = ex->req.peer, .now_ms = now_ms(ex), .tried = ex->tried };
+    const sg_upstream_conf *u = ex->upstream;
+    if (u->lb == SG_LB_HASH || u->lb == SG_LB_HASH_CONSISTENT) {
+        sg_str key = sg_cval_eval(&u->hash_key, &ex->req);   /* in the request's arena */
+        ctx.key = key.p;
+        ctx.key_len = key.n;
+    }
     sg_peer *peer = sg_balancer_pick(rt->balancer, &ctx);
     if (!peer) {
         sg_ex_log(ex, SG_LOG_ERROR, "no live upstreams while connecting to upstream \"%s\"", ex->upstream->name);
+        /* nginx names the upstream itself in $upstream_addr then */
+        append_list(&ex->req.upstream_addr, ex->upstream->name, strlen(ex->upstream->name));
         int status = 502;
         if (ex->req.upstream_status.n >= 3 &&
             memcmp(ex->req.upstream_status.p + ex->req.upstream_status.n - 3, "504", 3) == 0)

@@ -57,7 +57,7 @@ static int64_t elapsed_ms(uint64_t now_ms, uint64_t then_ms)
 bool sg_balancer_available(const sg_peer *p, uint64_t now_ms)
 {
     const sg_upstream_server_conf *c = p->conf;
-    if (c->down)
+    if (c->down || sg_balancer_full(p))
         return false;
     if (c->max_fails > 0 && p->fails >= (unsigned)c->max_fails
         && elapsed_ms(now_ms, p->checked_ms) <= (int64_t)c->fail_timeout_ms)
@@ -102,6 +102,9 @@ sg_balancer *sg_balancer_new(const sg_upstream_conf *u)
     case SG_LB_HASH:
     case SG_LB_HASH_CONSISTENT:
         return sg_balancer_hash_new(u);
+    case SG_LB_RANDOM:
+    case SG_LB_RANDOM_TWO:
+        return sg_balancer_random_new(u);
     case SG_LB_ROUND_ROBIN:
     default:
         return sg_balancer_round_robin_new(u);

@@ -31,7 +31,13 @@ static inline void sg_balancer_set_tried(uint64_t *tried, size_t i)
  * marked failed and is picked whenever it is not down. */
 bool sg_balancer_single(const sg_balancer *b);
 
-/* Not down, and not failed max_fails times within fail_timeout of the last
+/* max_conns=N reached: as many exchanges or tunnels open on it as allowed. */
+static inline bool sg_balancer_full(const sg_peer *p)
+{
+    return p->conf->max_conns && p->active >= p->conf->max_conns;
+}
+
+/* Not down, not full (max_conns), and not failed max_fails times within fail_timeout of the last
  * check. */
 bool sg_balancer_available(const sg_peer *p, uint64_t now_ms);
 
@@ -63,5 +69,6 @@ sg_balancer *sg_balancer_round_robin_new(const sg_upstream_conf *u);
 sg_balancer *sg_balancer_least_conn_new(const sg_upstream_conf *u);
 sg_balancer *sg_balancer_ip_hash_new(const sg_upstream_conf *u);
 sg_balancer *sg_balancer_hash_new(const sg_upstream_conf *u);   /* hash.c: SG_LB_HASH and SG_LB_HASH_CONSISTENT */
+sg_balancer *sg_balancer_random_new(const sg_upstream_conf *u); /* random.c: SG_LB_RANDOM and SG_LB_RANDOM_TWO */
 
 #endif

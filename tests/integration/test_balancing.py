@@ -357,6 +357,161 @@ def test_ip_hash_skips_failed_peer(start_proxy, start_nginx, start_backend):
     assert backends_seen(port, 3, source=src) == [b.port] * 3
 
 
+# ---------------------------------------------------------------- hash KEY [consistent]
+
+HASH_KEYS = ["k%d" % i for i in range(40)]
+
+
+def nginx_hash_picks(start_nginx, servers, method, keys):
+    """{key: backend port} as the installed nginx's `hash $arg_k [consistent]`
+    picks them, with the same upstream block."""
+    port = free_port()
+    lines = "".join("    server %s;\n" % s for s in servers)
+    start_nginx(http_conf("""
+  access_log off;
+  upstream pool {
+%s    %s;
+  }
+  server {
+    listen 127.0.0.1:%d;
+    location / { proxy_pass http://pool; }
+  }
+""" % (lines, method, port)), [port])
+    return {k: backends_seen(port, 1, path="/?k=" + k)[0] for k in keys}
+
+
+@pytest.mark.parametrize("method", ["hash $arg_k", "hash $arg_k consistent"])
+def test_hash_matches_nginx(start_proxy, start_nginx, three, method):
+    """An http upstream's `hash` sends each key where nginx sends it, on
+    fresh and kept-alive connections alike."""
+    a, b, c = three
+    servers = [addr(a), addr(b), addr(c, "weight=2")]
+    want = nginx_hash_picks(start_nginx, servers, method, HASH_KEYS)
+    assert set(want.values()) == {a, b, c}, want      # every peer is some key's pick
+    port = free_port()
+    start_proxy(upstream_conf(port, servers, upstream_extra=method + ";"))
+    got = {k: backends_seen(port, 1, path="/?k=" + k)[0] for k in HASH_KEYS}
+    assert got == want
+    with HttpConn(port) as conn:
+        for k in HASH_KEYS[:10]:
+            assert conn.request("GET", "/?k=" + k).backend == want[k], k
+
+
+def test_hash_moves_a_failed_peers_keys_only(start_proxy, start_nginx, start_backend):
+    """With `hash ... consistent`, keys of a stopped server go elsewhere and
+    every other key stays where it was."""
+    backs = [start_backend() for _ in range(3)]
+    servers = [addr(b.port) for b in backs]
+    port = free_port()
+    start_proxy(upstream_conf(port, servers, upstream_extra="hash $arg_k consistent;"))
+    before = {k: backends_seen(port, 1, path="/?k=" + k)[0] for k in HASH_KEYS}
+    gone = backs[0].port
+    assert gone in before.values(), before
+    backs[0].stop()
+    after = {k: backends_seen(port, 1, path="/?k=" + k)[0] for k in HASH_KEYS}
+    for k in HASH_KEYS:
+        if before[k] == gone:
+            assert after[k] != gone, k
+        else:
+            assert after[k] == before[k], k
+
+
+def test_hash_refuses_backup(tmp_path):
+    conf = tmp_path / "h.conf"
+    conf.write_text(upstream_conf(1, ["127.0.0.1:1", "127.0.0.1:2 backup"],
+                                  upstream_extra="hash $arg_k;"))
+    r = sgtest.run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
+    assert r.returncode == 1
+    assert 'balancing method does not support parameter "backup"' in r.stderr
+
+
+# ---------------------------------------------------------------- random, max_conns, zone
+
+def hold_request(port, backend_port, held):
+    """Starts a slow request through the proxy and returns once
+    `backend_port` (sgback) has it; the thread fills held["r"]."""
+    def slow():
+        held["r"] = get(port, "/delay/%d" % (1500 * sgtest.SLOW), timeout=20)
+    arrived = sgtest.SgbackRequests(backend_port)
+    t = threading.Thread(target=slow)
+    t.start()
+    sgtest.wait_for(lambda: arrived() >= 1, 5, what="the slow request at its peer")
+    return t
+
+
+def test_random_uses_every_live_peer_and_never_a_down_one(start_proxy, three):
+    a, b, c = three
+    port = free_port()
+    start_proxy(upstream_conf(port, [addr(a), addr(b), addr(c, "down")],
+                              upstream_extra="zone pool 64k; random;"))
+    seen = backends_seen(port, 40) + backends_seen(port, 20, keepalive=True)
+    assert c not in seen
+    assert set(seen) == {a, b}      # 60 draws all on one side: chance 2^-59
+
+
+def test_random_two_avoids_the_busier_peer(start_proxy, three):
+    """`random two` draws two different peers and takes the one with fewer
+    open requests: while one peer holds a request, every new one goes to the
+    other."""
+    a, b, _ = three
+    port = free_port()
+    start_proxy(upstream_conf(port, [addr(a), addr(b)], upstream_extra="random two least_conn;"))
+    held = {}
+    # Hold a request on whichever peer gets it (a tie between idle peers is random).
+    def slow():
+        held["r"] = get(port, "/delay/%d" % (1500 * sgtest.SLOW), timeout=20)
+    counts = {p: sgtest.SgbackRequests(p) for p in (a, b)}
+    before = {p: counts[p]() for p in (a, b)}
+    t = threading.Thread(target=slow)
+    t.start()
+    sgtest.wait_for(lambda: any(counts[p]() > before[p] for p in (a, b)), 5,
+                    what="the slow request at a peer")
+    busy = a if counts[a]() > before[a] else b
+    free = b if busy == a else a
+    during = backends_seen(port, 6)
+    t.join(20)
+    assert held["r"].status == 200 and held["r"].backend == busy
+    assert during == [free] * 6, during
+
+
+def test_max_conns_caps_open_requests_per_server(start_proxy, three):
+    """max_conns=1: while a server holds one request it gets no other; when
+    every server is full the request is a 502 (no live upstreams)."""
+    a, b, _ = three
+    port = free_port()
+    start_proxy(upstream_conf(port, [addr(a, "max_conns=1"), addr(b)]))
+    held = {}
+    t = hold_request(port, a, held)          # round robin: the first request goes to a
+    during = backends_seen(port, 4)
+    t.join(20)
+    assert held["r"].backend == a
+    assert during == [b] * 4, during
+    assert sorted(backends_seen(port, 2)) == [a, b]     # a takes requests again
+
+    port2 = free_port()
+    proxy2 = start_proxy(upstream_conf(port2, [addr(a, "max_conns=1")]))
+    held2 = {}
+    t2 = hold_request(port2, a, held2)
+    r = get(port2, "/")
+    t2.join(20)
+    assert held2["r"].status == 200
+    assert r.status == 502
+    assert 'no live upstreams while connecting to upstream "pool"' in proxy2.error_log
+
+
+def test_random_refuses_backup_and_bad_parameters(tmp_path):
+    cases = [("random;", "127.0.0.1:2 backup", 'balancing method does not support parameter "backup"'),
+             ("random three;", "127.0.0.1:2", 'invalid parameter "three"'),
+             ("random two fastest;", "127.0.0.1:2", 'invalid parameter "fastest"'),
+             ("zone z 1q;", "127.0.0.1:2", 'invalid zone size "1q"')]
+    for extra, second, needle in cases:
+        conf = tmp_path / "r.conf"
+        conf.write_text(upstream_conf(1, ["127.0.0.1:1", second], upstream_extra=extra))
+        r = sgtest.run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
+        assert r.returncode == 1, extra
+        assert needle in r.stderr, (extra, r.stderr)
+
+
 # ---------------------------------------------------------------- least_conn
 
 def test_least_conn(start_proxy, three):
