@@ -284,6 +284,11 @@ typedef struct sg_loc_conf {
     struct sg_rw_ops *rw;
     bool rewrite_log;                  /* default off */
     bool uninitialized_variable_warn;  /* default on */
+    /* limit_except: the block's configuration, for a method not in
+     * limit_except_methods (GET brings HEAD); NULL: none */
+    struct sg_location *limit_except;
+    sg_str *limit_except_methods;
+    size_t nlimit_except_methods;
 } sg_loc_conf;
 
 typedef enum sg_loc_match {

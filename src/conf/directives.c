@@ -1190,7 +1190,7 @@ static bool set_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     pp->has_uri = slash != NULL;
     if (slash) pp->uri = sg_str_from(slash);
     const sg_location *loc = cx->cur->loc;
-    if (pp->has_uri && (is_regex(loc) || loc->match == SG_LOC_NAMED))
+    if (pp->has_uri && (is_regex(loc) || loc->match == SG_LOC_NAMED || loc->match == SG_LOC_IF))
         return sg_cerr(cx, a->pos, "\"%s\" cannot have URI part in location given by regular "
                        "expression, or inside named location, or inside \"if\" statement, or inside "
                        "\"limit_except\" block", n->name.s);
@@ -1453,6 +1453,8 @@ static const sg_cmd cmds[] = {
     { "return", SG_CTX_SIF, SG_ARG12, set_return, LOC_RANGE(SG_CF_NOMERGE, has_return, return_text), NULL },
     { "rewrite_log", HSL | SG_CTX_SIF, A1, sg_conf_set_flag, LOC(rewrite_log), NULL },
     { "uninitialized_variable_warn", HSL | SG_CTX_SIF, A1, sg_conf_set_flag, LOC(uninitialized_variable_warn), NULL },
+    /* limit_except: a block like `if`'s, taken by the methods it does not name */
+    { "limit_except", L, A1P | BLK, sg_rw_set_limit_except, LOC_NM(limit_except), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1491,7 +1493,7 @@ static const char *const later_exact[] = {
     "chunked_transfer_encoding", "etag", "if_modified_since", "add_trailer", "log_subrequest",
     "open_log_file_cache", "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
     "msie_refresh", "port_in_redirect", "server_name_in_redirect", "absolute_redirect",
-    "recursive_error_pages", "satisfy", "limit_except", "client_body_in_file_only",
+    "recursive_error_pages", "satisfy", "client_body_in_file_only",
     "client_body_in_single_buffer", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout",

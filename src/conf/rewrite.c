@@ -5,6 +5,7 @@
 
 #include <pcre2.h>
 #include <string.h>
+#include <strings.h>
 
 static sg_str arg_s(const sg_carg *a)
 {
@@ -145,34 +146,64 @@ static bool parse_condition(sg_cctx *cx, const sg_cnode *n, sg_rw_op *op)
     return compile_regex(cx, &args[2], arg_s(&args[2]), o[1] == '*', op);
 }
 
-bool sg_rw_set_if(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+/* A location for an `if` or `limit_except` block below the current
+ * level, whose block is then read in ctx. */
+static sg_location *block_location(sg_cctx *cx, const sg_cnode *n, const char *name, uint32_t ctx)
 {
     sg_arena *ar = &cx->c->arena;
-    if (!if_block_check(cx, n)) return false;
-    sg_rw_op *op = push_op(cx, SG_RW_IF, n->name.pos);
-    size_t at = owner_ops(cx)->n - 1;
-    if (!parse_condition(cx, n, op)) return false;
-
     sg_lvl *up = cx->cur;
     sg_location *parent = up->loc;
     sg_location *loc = sg_arena_alloc(ar, sizeof(*loc));
     memset(loc, 0, sizeof(*loc));
     loc->match = SG_LOC_IF;
-    loc->name = SG_STR("(if)");
+    loc->name = sg_str_from(name);
     loc->pos = n->name.pos;
     loc->parent = parent;
     /* among the children for the walks over every location (logs, TLS
      * contexts); the router never chooses one */
     parent->children = sg_conf_push(ar, parent->children, parent->nchildren, sizeof(sg_location *));
     parent->children[parent->nchildren++] = loc;
-    op->ifloc = loc;
-
     sg_lvl *l = sg_directives_level(cx, up);
     l->conf = &loc->conf;
     l->loc = loc;
+    return sg_directives_enter(cx, l, n, ctx) ? loc : NULL;
+}
+
+/* limit_except METHOD ... { ... } */
+bool sg_rw_set_limit_except(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    static const char *const methods[] = {
+        "GET", "HEAD", "POST", "PUT", "DELETE", "MKCOL", "COPY", "MOVE", "OPTIONS",
+        "PROPFIND", "PROPPATCH", "LOCK", "UNLOCK", "PATCH", NULL,
+    };
+    sg_loc_conf *lc = base;
+    sg_arena *ar = &cx->c->arena;
+    if (!if_block_check(cx, n)) return false;
+    lc->limit_except_methods = sg_arena_alloc(ar, (n->nargs + 1) * sizeof(sg_str));
+    lc->nlimit_except_methods = 0;
+    for (size_t i = 0; i < n->nargs; i++) {
+        int k = 0;
+        while (methods[k] && strcasecmp(methods[k], n->args[i].s) != 0) k++;
+        if (!methods[k]) return sg_cerr(cx, n->args[i].pos, "invalid method \"%s\"", n->args[i].s);
+        lc->limit_except_methods[lc->nlimit_except_methods++] = sg_str_from(methods[k]);
+        if (k == 0) lc->limit_except_methods[lc->nlimit_except_methods++] = SG_STR("HEAD");
+    }
+    lc->limit_except = block_location(cx, n, "(limit_except)", SG_CTX_LOCATION);
+    return lc->limit_except != NULL;
+}
+
+bool sg_rw_set_if(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (!if_block_check(cx, n)) return false;
+    sg_rw_op *op = push_op(cx, SG_RW_IF, n->name.pos);
+    size_t at = owner_ops(cx)->n - 1;
+    if (!parse_condition(cx, n, op)) return false;
+
     bool server = cx->ctx == SG_CTX_SERVER;
-    if (!sg_directives_enter(cx, l, n, server ? SG_CTX_SIF : SG_CTX_LOCATION)) return false;
-    sg_rw_ops *ops = owner_ops(cx);    /* the block may have grown the list */
+    sg_location *loc = block_location(cx, n, "(if)", server ? SG_CTX_SIF : SG_CTX_LOCATION);
+    if (!loc) return false;
+    sg_rw_ops *ops = owner_ops(cx);    /* the block's ops may have moved the list: op is stale */
+    ops->ops[at].ifloc = loc;
     ops->ops[at].jump = ops->n;
     return true;
 }

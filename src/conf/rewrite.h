@@ -84,6 +84,7 @@ static inline const sg_location *sg_rw_real_location(const sg_location *l)
 bool sg_rw_set_if(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 bool sg_rw_set_set(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 bool sg_rw_set_rewrite(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+bool sg_rw_set_limit_except(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 bool sg_rw_set_break(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 /* `return`: its setter (conf/directives.c) fills the conf's return
  * fields, then this appends the op that answers with them. */

@@ -317,6 +317,13 @@ static bool auto_redirect(sg_exchange *ex, const sg_location *found)
     return false;
 }
 
+static bool method_allowed(const sg_http_req *r, const sg_loc_conf *lc)
+{
+    for (size_t i = 0; i < lc->nlimit_except_methods; i++)
+        if (sg_str_eq(lc->limit_except_methods[i], r->method)) return true;
+    return false;
+}
+
 static void locations(sg_exchange *ex, const sg_location *loc)
 {
     sg_http_req *r = &ex->req;
@@ -333,6 +340,7 @@ static void locations(sg_exchange *ex, const sg_location *loc)
             sg_respond_error(ex, 404);
             return;
         }
+        if (loc->conf.limit_except && !method_allowed(r, &loc->conf)) r->loc = loc->conf.limit_except;
         rw_result rc = run_ops(ex, loc, false);
         if (rc == RW_DONE) return;
         if (rc == RW_NEXT) break;
