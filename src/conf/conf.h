@@ -278,6 +278,12 @@ typedef struct sg_loc_conf {
     /* access control: allow / deny, one list inherited as a whole */
     sg_access_rule *access_rules;
     size_t naccess_rules;
+    /* realip: set_real_ip_from (trusted addresses), real_ip_header,
+     * real_ip_recursive */
+    sg_access_rule *realip_from;
+    size_t nrealip_from;
+    sg_str realip_header;              /* default "X-Real-IP"; "proxy_protocol" is refused for now */
+    bool realip_recursive;
 
     /* rewrite module (conf/rewrite.h): this level's own operations (if,
      * set, rewrite, break, return), never inherited; NULL: none */

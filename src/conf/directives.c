@@ -9,6 +9,7 @@
  * set is copied from the level above (sg_directives_merge), so a new
  * inheritable directive needs no merge code. */
 #include "conf/directives.h"
+#include "conf/geo.h"
 #include "conf/map.h"
 #include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
@@ -763,6 +764,34 @@ static bool set_access(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     return true;
 }
 
+/* set_real_ip_from ADDRESS | CIDR | unix: (ngx_http_realip_module) */
+static bool set_realip_from(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_access_rule **list = (sg_access_rule **)((char *)base + cmd->offset);
+    size_t *count = (size_t *)((char *)base + cmd->offset + sizeof(sg_access_rule *));
+    if (cx->first) {
+        *list = NULL;
+        *count = 0;
+    }
+    sg_access_rule r;
+    bool low_bits;
+    if (strcmp(n->args[0].s, "all") == 0 ||
+        !sg_conf_parse_access_rule(n->args[0].s, false, &r, &low_bits))
+        return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
+    if (low_bits)
+        sg_cnotice(cx, n->args[0].pos, "low address bits of %s are meaningless", n->args[0].s);
+    *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(r));
+    (*list)[(*count)++] = r;
+    return true;
+}
+
+static bool set_realip_header(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    if (strcmp(n->args[0].s, "proxy_protocol") == 0)
+        return sg_cerr(cx, n->args[0].pos, "\"real_ip_header proxy_protocol\" is not supported yet");
+    return set_str(cx, n, cmd, base);
+}
+
 /* hash KEY [consistent] (ngx_http_upstream_hash_module): the same choices
  * as nginx's, from the key evaluated for each request. */
 static bool set_http_hash(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
@@ -885,6 +914,29 @@ static bool set_map(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
         return true;
     sg_map_free(m);                       /* not reachable from the variables: free its regexes now */
     return false;
+}
+
+/* geo [$address] $variable { default V; NET V; delete NET; ranges; A-B V; } */
+static bool set_geo(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const sg_carg *dst = &n->args[n->nargs - 1];
+    if (dst->n < 2 || dst->s[0] != '$')
+        return sg_cerr(cx, dst->pos, "invalid variable name \"%s\"", dst->s);
+    bool client = n->nargs == 1;
+    sg_map *m = sg_map_new(cx->c, client ? SG_STR("") : arg_str(&n->args[0]), n->args[0].pos,
+                           cx->err, cx->errlen);
+    if (!m) return false;
+    sg_geo *g = sg_geo_new(cx->c);
+    sg_map_set_geo(m, g, client);
+    for (size_t i = 0; i < n->nkids; i++) {
+        const sg_cnode *k = &n->kids[i];
+        if (k->block) return sg_cerr(cx, k->name.pos, "unexpected \"{\"");
+        if (k->nargs > 1) return sg_cerr(cx, k->name.pos, "invalid number of the geo parameters");
+        sg_str v = k->nargs ? arg_str(&k->args[0]) : SG_STR_NULL;
+        if (!sg_geo_line(g, arg_str(&k->name), k->nargs ? &v : NULL, k->name.pos, cx->err, cx->errlen))
+            return false;
+    }
+    return sg_var_define_map(cx->c, (sg_str){ dst->s + 1, dst->n - 1 }, m, cx->err, cx->errlen);
 }
 
 /* types { text/html html htm; ... }: as nginx, a level with a types block
@@ -1329,6 +1381,7 @@ static const sg_cmd cmds[] = {
     { "server", H, A0 | BLK, set_server, NONE, NULL },
     { "upstream", H, A1 | BLK, set_upstream, NONE, NULL },
     { "map", H, A2 | BLK, set_map, NONE, NULL },
+    { "geo", H, SG_ARG12 | BLK, set_geo, NONE, NULL },
     { "log_format", H, A2P, set_log_format, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "types", HSL, A0 | BLK, set_types, LOC_RANGE(SG_CF_MULTI, types, ntypes), NULL },
     { "server_names_hash_bucket_size", H, A1, sg_conf_set_size, NONE, NULL },
@@ -1440,6 +1493,10 @@ static const sg_cmd cmds[] = {
     { "ip_hash", U, A0, sg_conf_set_lb, SG_T_NONE, SG_CF_MULTI, 0, 0, (const void *)(intptr_t)SG_LB_IP_HASH },
     { "hash", U, SG_ARG12, set_http_hash, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "random", U, SG_ARG0 | SG_ARG12, sg_conf_set_random, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    /* real client address (ngx_http_realip_module) */
+    { "set_real_ip_from", HSL, A1, set_realip_from, LOC_RANGE(SG_CF_MULTI, realip_from, nrealip_from), NULL },
+    { "real_ip_header", HSL, A1, set_realip_header, LOC(realip_header), NULL },
+    { "real_ip_recursive", HSL, A1, sg_conf_set_flag, LOC(realip_recursive), NULL },
     /* access control (ngx_http_access_module) */
     { "allow", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "deny", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
@@ -1497,7 +1554,7 @@ static const char *const later_exact[] = {
     "client_body_in_single_buffer", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout",
-    "sticky", "health_check", "ntlm", "queue", "split_clients", "geo", "ssi", "sub_filter",
+    "sticky", "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
     "mirror", "empty_gif",
     NULL,
 };
@@ -1507,7 +1564,7 @@ static const char *const later_prefix[] = {
     "auth_", "sub_filter_", "open_file_cache", "ssi_", "autoindex", "mirror_", "uwsgi_",
     "fastcgi_", "scgi_", "memcached_", "charset_", "secure_link", "userid", "geoip", "image_filter",
     "xslt_", "dav_", "mp4", "flv", "hls", "slice", "aio", "directio", "addition_", "random_index",
-    "real_ip", "set_real_ip_from", "perl", "spdy_", "resolver_",
+    "perl", "spdy_", "resolver_",
     NULL,
 };
 
@@ -1670,6 +1727,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->keepalive_timeout_ms = 75000;
     lc->keepalive_requests = 1000;
     lc->default_type = SG_STR("text/plain");
+    lc->realip_header = SG_STR("X-Real-IP");
     lc->root = sg_str_from(sg_conf_full_path(c, "html"));
     lc->index = sg_arena_alloc(&c->arena, sizeof(sg_str));
     lc->index[0] = SG_STR("index.html");

@@ -30,6 +30,8 @@ struct sg_map {
     map_entry **slots;          /* exact keys: open addressing, power-of-two size */
     size_t nslots, nexact;
     entry_list head, tail, regex;
+    struct sg_geo *geo;         /* a geo block: keys are addresses (conf/geo.h) */
+    bool geo_client;            /* geo without $address: the client address itself */
 };
 
 static unsigned char lower(unsigned char ch)
@@ -56,6 +58,18 @@ sg_map *sg_map_new(sg_conf *c, sg_str source, sg_conf_pos pos, char *err, size_t
     m->c = c;
     if (!sg_cval_compile(c, source, pos, &m->source, err, errlen)) return NULL;
     return m;
+}
+
+void sg_map_set_geo(sg_map *m, struct sg_geo *g, bool client_address)
+{
+    m->geo = g;
+    m->geo_client = client_address;
+}
+
+const struct sg_geo *sg_map_geo(const sg_map *m, bool *client_address)
+{
+    *client_address = m->geo_client;
+    return m->geo;
 }
 
 bool sg_map_set_hostnames(sg_map *m)

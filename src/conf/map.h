@@ -23,6 +23,13 @@ sg_map *sg_map_new(struct sg_conf *c, sg_str source, sg_conf_pos pos, char *err,
 bool sg_map_add(sg_map *m, sg_str key, sg_str value, sg_conf_pos pos, char *err, size_t errlen);
 bool sg_map_set_hostnames(sg_map *m);
 
+/* A geo block (conf/geo.h) behind the variable instead of keys: the
+ * value is looked up by the client address (client_address) or by the
+ * address the source value holds. */
+struct sg_geo;
+void sg_map_set_geo(sg_map *m, struct sg_geo *g, bool client_address);
+const struct sg_geo *sg_map_geo(const sg_map *m, bool *client_address);
+
 /* What the evaluator reads: the value matched (the first argument), and
  * the value chosen for `v` (that value, evaluated), in nginx's order;
  * regex keys are tried with match(re, v, arg), which may record the

@@ -21,6 +21,7 @@ static const char *const builtin_names[] = {
     "upstream_response_time", "proxy_add_x_forwarded_for", "proxy_host",
     "time_local", "time_iso8601", "msec", "remote_user",
     "http_referer", "http_user_agent",
+    "realip_remote_addr", "realip_remote_port",
 };
 #define NBUILTINS (sizeof(builtin_names) / sizeof(builtin_names[0]))
 _Static_assert(NBUILTINS == SG_VAR_HTTP_HEADER, "builtin_names matches sg_var_kind");
@@ -149,7 +150,7 @@ static bool nginx_knows(sg_str name)
         "request_body", "request_body_file", "request_completion", "request_filename",
         "nginx_version", "pipe", "tcpinfo_rtt", "tcpinfo_rttvar", "tcpinfo_snd_cwnd",
         "tcpinfo_rcv_space", "limit_rate", "https", "ssl_protocol", "ssl_cipher",
-        "ssl_server_name", "ssl_client_verify", "realip_remote_addr", "realip_remote_port",
+        "ssl_server_name", "ssl_client_verify",
         "upstream_connect_time", "upstream_header_time", "upstream_bytes_received",
         "upstream_bytes_sent", "upstream_response_length", "upstream_cache_status",
         "upstream_queue_time", "upstream_trailer_", "upstream_http_", "upstream_cookie_",

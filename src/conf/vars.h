@@ -32,6 +32,7 @@ typedef enum sg_var_kind {
     SG_VAR_UPSTREAM_RESPONSE_TIME, SG_VAR_PROXY_ADD_X_FORWARDED_FOR, SG_VAR_PROXY_HOST,
     SG_VAR_TIME_LOCAL, SG_VAR_TIME_ISO8601, SG_VAR_MSEC, SG_VAR_REMOTE_USER,
     SG_VAR_HTTP_REFERER, SG_VAR_HTTP_USER_AGENT,
+    SG_VAR_REALIP_REMOTE_ADDR, SG_VAR_REALIP_REMOTE_PORT,   /* the address before realip changed it */
     SG_VAR_HTTP_HEADER,                 /* $http_NAME: any request header */
     SG_VAR_ARG,                         /* $arg_NAME */
     SG_VAR_COOKIE,                      /* $cookie_NAME */

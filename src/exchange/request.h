@@ -50,7 +50,8 @@ typedef struct sg_http_req {
     size_t nheaders;
     sg_str host;               /* $host: Host without port, lowercased; else server_name */
 
-    const struct sockaddr *peer;   /* client address */
+    const struct sockaddr *peer;   /* client address ($remote_addr; realip may replace it) */
+    const struct sockaddr *conn_peer;  /* the connection's own peer, when realip replaced `peer` */
     const struct sockaddr *local;  /* address the connection was accepted on */
     /* Its listen group in gen, handed over by the codec (NULL when a
      * reload removed the address while the connection lived). */

@@ -17,6 +17,8 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "conf/geo.h"
+#include "conf/map.h"
 #include "conf/ssl_conf.h"
 
 #define NOT_FOUND ((sg_str){ NULL, 0 })
@@ -308,6 +310,8 @@ static sg_str var_get_conn(sg_http_req *r, const sg_var_def *d)
     case SG_VAR_REMOTE_ADDR: return addr_text(r, r->peer);
     case SG_VAR_BINARY_REMOTE_ADDR: return addr_binary(r->peer);
     case SG_VAR_REMOTE_PORT: return port_text(r, r->peer);
+    case SG_VAR_REALIP_REMOTE_ADDR: return addr_text(r, r->conn_peer ? r->conn_peer : r->peer);
+    case SG_VAR_REALIP_REMOTE_PORT: return port_text(r, r->conn_peer ? r->conn_peer : r->peer);
     case SG_VAR_SERVER_ADDR: return addr_text(r, r->local);
     case SG_VAR_SERVER_PORT: return port_text(r, r->local);
     case SG_VAR_SCHEME: return r->https ? SG_STR("https") : SG_STR("http");
@@ -492,6 +496,13 @@ static bool map_match(const void *re, sg_str v, void *r)
 
 sg_str sg_map_eval(const sg_map *m, sg_http_req *r)
 {
+    bool client;
+    const sg_geo *g = sg_map_geo(m, &client);
+    if (g) {
+        const sg_cval *gv = client ? sg_geo_find(g, r->peer)
+                                   : sg_geo_find_text(g, sg_cval_eval(sg_map_source(m), r));
+        return gv ? sg_cval_eval(gv, r) : EMPTY;
+    }
     sg_str v = sg_cval_eval(sg_map_source(m), r);
     if (!v.p) v = EMPTY;
     const sg_cval *cv = sg_map_find(m, v, map_match, r);

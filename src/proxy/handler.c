@@ -13,6 +13,7 @@
 #include "proxy/access.h"
 #include "proxy/grpc.h"
 #include "proxy/proxy.h"
+#include "proxy/realip.h"
 #include "proxy/respond.h"
 #include "proxy/rewrite.h"
 #include "proxy/router.h"
@@ -42,6 +43,7 @@ static void exchange_start(sg_exchange *ex)
     r->srv = sg_router_server(g, r->host, r);
     if (!r->srv) r->srv = g->default_server;
     r->loc = r->srv->root;
+    sg_realip_apply(r, &r->srv->root->conf);
     if (ex->early_status) {
         sg_respond_error(ex, ex->early_status);
         return;
@@ -69,6 +71,7 @@ void sg_handler_run_location(sg_exchange *ex)
         sg_respond_error(ex, 413);
         return;
     }
+    sg_realip_apply(&ex->req, lc);
     if (lc->naccess_rules && !sg_access_allows(lc->access_rules, lc->naccess_rules, ex->req.peer)) {
         sg_ex_log(ex, SG_LOG_ERROR, "access forbidden by rule");
         sg_respond_error(ex, 403);   /* a gRPC call: PERMISSION_DENIED (7) */

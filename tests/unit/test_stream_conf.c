@@ -243,8 +243,10 @@ Test(stream_conf, errors)
                  "invalid parameter \"foo\"");
     expect_error("events {}\nstream { upstream be { server 127.0.0.1:1; server 127.0.0.1:2 backup; hash $remote_addr; } }",
                  "balancing method does not support parameter \"backup\"");
-    expect_error("events {}\nstream { upstream be { server 127.0.0.1:1 max_conns=4; } }",
-                 "\"max_conns\" parameter of \"server\" is not supported yet");
+    expect_error("events {}\nstream { upstream be { server 127.0.0.1:1 slow_start=4s; } }",
+                 "\"slow_start\" parameter of \"server\" is not supported yet");
+    expect_error("events {}\nstream { upstream be { server 127.0.0.1:1; server 127.0.0.1:2 backup; random; } }",
+                 "balancing method does not support parameter \"backup\"");
     expect_error("events {}\nstream { server { listen 127.0.0.1:5; proxy_pass 127.0.0.1:2; }\n"
                  "server { listen 127.0.0.1:5; proxy_pass 127.0.0.1:2; } }",
                  "stream.conf:3:17: duplicate \"127.0.0.1:5\" address and port pair");
@@ -282,8 +284,8 @@ Test(stream_conf, one_engine_for_both_tables)
                  "stream.conf:2:28: invalid value \"0\" in \"proxy_buffer_size\" directive");
     expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; gzip on; } }",
                  "stream.conf:2:53: \"gzip\" directive is not allowed here");
-    expect_error("events {}\nhttp { upstream u { server 127.0.0.1:1; hash $x; } }",
-                 "stream.conf:2:41: \"hash\" directive is not supported yet");
+    expect_error("events {}\nhttp { upstream u { server 127.0.0.1:1; sticky route $x; } }",
+                 "stream.conf:2:41: \"sticky\" directive is not supported yet");
     expect_error("events {}\nhttp { proxy_protocol on; }", "stream.conf:2:8: unknown directive \"proxy_protocol\"");
     expect_error("events {}\nhttp { stream { } }", "stream.conf:2:8: \"stream\" directive is not allowed here");
     expect_error("events {}\nstream { http { } }", "stream.conf:2:10: \"http\" directive is not allowed here");

@@ -1,0 +1,199 @@
+/* geo: see geo.h. Lookups scan the entries: geo blocks in proxy
+ * configurations hold tens of networks, where a scan beats building a
+ * radix tree. */
+#include "conf/geo.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "conf/directives.h"
+
+typedef struct geo_entry {
+    bool range;
+    sg_access_rule net;          /* family, addr, mask (`range`: unused) */
+    int prefix;                  /* mask length, for the longest match */
+    uint32_t lo, hi;             /* `range`: host order, inclusive */
+    sg_cval value;
+} geo_entry;
+
+struct sg_geo {
+    struct sg_conf *c;
+    geo_entry *e;
+    size_t n;
+    bool ranges;
+    bool has_default;
+    sg_cval def;
+};
+
+sg_geo *sg_geo_new(struct sg_conf *c)
+{
+    sg_geo *g = sg_arena_alloc(&c->arena, sizeof(*g));
+    memset(g, 0, sizeof(*g));
+    g->c = c;
+    return g;
+}
+
+/* geo values are plain strings in nginx (no variables). */
+static sg_cval literal(struct sg_conf *c, sg_str v)
+{
+    sg_cval cv = { 0 };
+    cv.literal = true;
+    cv.text = sg_arena_str(&c->arena, v);
+    return cv;
+}
+
+static int prefix_of(const sg_access_rule *r)
+{
+    int n = 0;
+    size_t len = r->family == AF_INET ? 4 : 16;
+    for (size_t i = 0; i < len; i++)
+        for (int b = 7; b >= 0; b--) n += (r->mask[i] >> b) & 1;
+    return n;
+}
+
+static bool same_net(const sg_access_rule *a, const sg_access_rule *b)
+{
+    return a->family == b->family && memcmp(a->addr, b->addr, 16) == 0 && memcmp(a->mask, b->mask, 16) == 0;
+}
+
+static bool parse_v4(const char *s, size_t n, uint32_t *out)
+{
+    char buf[INET_ADDRSTRLEN];
+    if (n == 0 || n >= sizeof(buf)) return false;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    struct in_addr a;
+    if (inet_pton(AF_INET, buf, &a) != 1) return false;
+    *out = ntohl(a.s_addr);
+    return true;
+}
+
+bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, char *err, size_t errlen)
+{
+    char k[128];
+    if (key.n >= sizeof(k)) goto bad;
+    memcpy(k, key.p, key.n);
+    k[key.n] = '\0';
+    if (!value) {
+        if (strcmp(k, "ranges") == 0) {
+            g->ranges = true;
+            return true;
+        }
+        if (strcmp(k, "proxy_recursive") == 0) goto later;
+        goto bad;
+    }
+    if (strcmp(k, "default") == 0) {
+        g->has_default = true;
+        g->def = literal(g->c, *value);
+        return true;
+    }
+    if (strcmp(k, "proxy") == 0) goto later;
+    bool del = strcmp(k, "delete") == 0;
+    const char *net = del ? value->p : k;
+    size_t netlen = del ? value->n : key.n;
+    geo_entry e = { 0 };
+    const char *dash = g->ranges ? memchr(net, '-', netlen) : NULL;
+    if (dash) {
+        if (!parse_v4(net, (size_t)(dash - net), &e.lo) ||
+            !parse_v4(dash + 1, netlen - (size_t)(dash + 1 - net), &e.hi) || e.lo > e.hi)
+            goto bad_net;
+        e.range = true;
+    } else {
+        char buf[128];
+        if (netlen >= sizeof(buf)) goto bad_net;
+        memcpy(buf, net, netlen);
+        buf[netlen] = '\0';
+        bool low;
+        if (strcmp(buf, "all") == 0 || strcmp(buf, "unix:") == 0 ||
+            !sg_conf_parse_access_rule(buf, false, &e.net, &low))
+            goto bad_net;
+        e.prefix = prefix_of(&e.net);
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        geo_entry *o = &g->e[i];
+        bool same = e.range ? (o->range && o->lo == e.lo && o->hi == e.hi) : (!o->range && same_net(&o->net, &e.net));
+        if (!same) continue;
+        if (del) {
+            memmove(o, o + 1, (g->n - i - 1) * sizeof(*o));
+            g->n--;
+            return true;
+        }
+        o->value = literal(g->c, *value);   /* nginx: a duplicate network's new value wins */
+        return true;
+    }
+    if (del) return true;
+    e.value = literal(g->c, *value);
+    g->e = sg_conf_push(&g->c->arena, g->e, g->n, sizeof(e));
+    g->e[g->n++] = e;
+    return true;
+bad_net:
+    snprintf(err, errlen, "%s:%d:%d: invalid network \"%.*s\"", pos.file ? pos.file : "", pos.line, pos.col,
+             (int)netlen, net);
+    return false;
+later:
+    snprintf(err, errlen, "%s:%d:%d: \"%s\" in \"geo\" is not supported yet", pos.file ? pos.file : "",
+             pos.line, pos.col, k);
+    return false;
+bad:
+    snprintf(err, errlen, "%s:%d:%d: invalid number of the geo parameters", pos.file ? pos.file : "",
+             pos.line, pos.col);
+    return false;
+}
+
+static bool net_has(const sg_access_rule *r, const uint8_t *a, int family)
+{
+    if (r->family != family) return false;
+    size_t len = family == AF_INET ? 4 : 16;
+    for (size_t i = 0; i < len; i++)
+        if ((a[i] & r->mask[i]) != r->addr[i]) return false;
+    return true;
+}
+
+static const sg_cval *find(const sg_geo *g, int family, const uint8_t *a)
+{
+    const geo_entry *best = NULL;
+    uint32_t v4 = family == AF_INET ? ((uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 | a[3]) : 0;
+    for (size_t i = 0; i < g->n; i++) {
+        const geo_entry *e = &g->e[i];
+        if (e->range) {
+            if (family == AF_INET && v4 >= e->lo && v4 <= e->hi) best = e;   /* the last range wins */
+        } else if (net_has(&e->net, a, family) && (!best || e->prefix >= best->prefix)) {
+            best = e;
+        }
+    }
+    if (best) return &best->value;
+    return g->has_default ? &g->def : NULL;
+}
+
+const sg_cval *sg_geo_find(const sg_geo *g, const struct sockaddr *addr)
+{
+    static const uint8_t none[4] = { 255, 255, 255, 255 };
+    if (addr && addr->sa_family == AF_INET)
+        return find(g, AF_INET, (const uint8_t *)&((const struct sockaddr_in *)addr)->sin_addr);
+    if (addr && addr->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) return find(g, AF_INET, a6->s6_addr + 12);
+        return find(g, AF_INET6, a6->s6_addr);
+    }
+    return find(g, AF_INET, none);   /* unix: sockets, as nginx */
+}
+
+const sg_cval *sg_geo_find_text(const sg_geo *g, sg_str text)
+{
+    char buf[INET6_ADDRSTRLEN];
+    uint8_t a[16];
+    if (text.n < sizeof(buf)) {
+        memcpy(buf, text.p, text.n);
+        buf[text.n] = '\0';
+        if (inet_pton(AF_INET, buf, a) == 1) return find(g, AF_INET, a);
+        if (inet_pton(AF_INET6, buf, a) == 1) {
+            if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)a)) return find(g, AF_INET, a + 12);
+            return find(g, AF_INET6, a);
+        }
+    }
+    static const uint8_t none[4] = { 255, 255, 255, 255 };
+    return find(g, AF_INET, none);
+}
