@@ -78,13 +78,16 @@ static bool cval(sg_cctx *cx, const sg_carg *a, sg_str text, sg_cval *out)
     return sg_cval_compile(cx->c, text, a->pos, out, cx->err, cx->errlen);
 }
 
-/* Directives an `if` block may not hold (nginx: "not allowed here"). */
-static bool if_block_check(sg_cctx *cx, const sg_cnode *n)
+/* Directives an `if` block may not hold (nginx: "not allowed here");
+ * a limit_except block holds none of the rewrite module's either. */
+static bool if_block_check(sg_cctx *cx, const sg_cnode *n, bool limit_except)
 {
+    static const char *const rw[] = { "set", "rewrite", "break", "return", NULL };
     for (size_t i = 0; i < n->nkids; i++) {
         const char *name = n->kids[i].name.s;
-        if (strcmp(name, "location") == 0 || strcmp(name, "if") == 0)
-            return sg_cerr(cx, n->kids[i].name.pos, "\"%s\" directive is not allowed here", name);
+        bool bad = strcmp(name, "location") == 0 || strcmp(name, "if") == 0;
+        for (int k = 0; limit_except && rw[k]; k++) bad = bad || strcmp(name, rw[k]) == 0;
+        if (bad) return sg_cerr(cx, n->kids[i].name.pos, "\"%s\" directive is not allowed here", name);
     }
     return true;
 }
@@ -178,7 +181,7 @@ bool sg_rw_set_limit_except(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, v
     };
     sg_loc_conf *lc = base;
     sg_arena *ar = &cx->c->arena;
-    if (!if_block_check(cx, n)) return false;
+    if (!if_block_check(cx, n, true)) return false;
     lc->limit_except_methods = sg_arena_alloc(ar, (n->nargs + 1) * sizeof(sg_str));
     lc->nlimit_except_methods = 0;
     for (size_t i = 0; i < n->nargs; i++) {
@@ -194,7 +197,7 @@ bool sg_rw_set_limit_except(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, v
 
 bool sg_rw_set_if(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
-    if (!if_block_check(cx, n)) return false;
+    if (!if_block_check(cx, n, false)) return false;
     sg_rw_op *op = push_op(cx, SG_RW_IF, n->name.pos);
     size_t at = owner_ops(cx)->n - 1;
     if (!parse_condition(cx, n, op)) return false;
