@@ -89,6 +89,7 @@ typedef struct sg_http_req {
     bool rw_location_invalid;  /* rewrite ... break: proxy_pass's URI part no longer replaces the
                                   location's prefix; the whole $uri goes (nginx's valid_location) */
     int rw_cycles;             /* location searches restarted by rewrites (at most 10) */
+    bool rw_lost_pass;         /* an `if` without proxy_pass matched after one with it (nginx: 500) */
     sg_str rw_location;        /* a `return 30x URL` whose error_page is being followed: its Location */
 } sg_http_req;
 

@@ -254,6 +254,10 @@ static rw_result run_ops(sg_exchange *ex, const sg_location *owner, bool server)
         switch (op->kind) {
         case SG_RW_IF:
             if (condition(ex, op)) {
+                /* nginx keeps the content handler an earlier block set:
+                 * proxying with a block that has no proxy_pass is a 500 */
+                if (op->ifloc->conf.proxy_pass) r->rw_lost_pass = false;
+                else if (r->loc->conf.proxy_pass) r->rw_lost_pass = true;
                 r->loc = op->ifloc;    /* its directives apply from now on */
                 i++;
             } else {
@@ -336,6 +340,7 @@ static void locations(sg_exchange *ex, const sg_location *loc)
         }
         r->loc = loc;
         r->rw_location_invalid = false;
+        r->rw_lost_pass = false;
         if (loc->conf.internal && !ex->req_internal) {
             sg_respond_error(ex, 404);
             return;
@@ -351,6 +356,11 @@ static void locations(sg_exchange *ex, const sg_location *loc)
             return;
         }
         loc = NULL;
+    }
+    if (r->rw_lost_pass) {
+        sg_ex_log(ex, SG_LOG_ERROR, "an \"if\" block without proxy_pass matched after one with it");
+        sg_respond_error(ex, 500);
+        return;
     }
     sg_handler_run_location(ex);
 }
