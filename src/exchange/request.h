@@ -85,7 +85,8 @@ typedef struct sg_http_req {
     sg_arena arena;
 
     /* rewrite module (proxy/rewrite.c) */
-    bool uri_rewritten;        /* `rewrite` changed the URI: proxy_pass sends $uri, not $request_uri */
+    bool uri_rewritten;        /* `rewrite` or `set $args` changed the URI: proxy_pass sends $uri?$args,
+                                  not $request_uri */
     bool rw_location_invalid;  /* rewrite ... break: proxy_pass's URI part no longer replaces the
                                   location's prefix; the whole $uri goes (nginx's valid_location) */
     int rw_cycles;             /* location searches restarted by rewrites (at most 10) */

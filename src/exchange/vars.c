@@ -281,6 +281,7 @@ void sg_var_set(sg_http_req *r, int index, sg_str v)
     if (r->gen->vars.defs[index].kind == SG_VAR_ARGS) {
         r->args = v.p ? v : EMPTY;
         r->has_args = true;
+        r->uri_rewritten = true;       /* proxy_pass then sends $uri?$args, as nginx */
         return;
     }
     var_cache_init(r);

@@ -125,7 +125,7 @@ static sg_str upstream_target(sg_exchange *ex)
     sg_http_req *r = &ex->req;
     const sg_proxy_pass *pp = loc_conf(ex)->proxy_pass;
     const sg_location *loc = sg_rw_real_location(r->loc);   /* an `if` block proxies as its location */
-    if (!pp->has_uri && !ex->req_internal && r->request_uri.n && r->request_uri.p[0] == '/')
+    if (!pp->has_uri && !ex->req_internal && !r->uri_rewritten && r->request_uri.n && r->request_uri.p[0] == '/')
         return r->request_uri;
     sg_strbuf b = { 0 };
     /* after `rewrite ... break` nginx sends the whole new URI */

@@ -77,6 +77,7 @@ def proxy(start_proxy, echo, tmp_path):
                           if (!-e %(docs)s/$arg_c) { return 200 "none"; } return 200 "other"; }
 
     location /set { set $who "user-$arg_n"; return 200 "who=$who"; }
+    location /setargs { set $args "a=$arg_b"; proxy_pass http://127.0.0.1:%(echo)d; }
     location /set/proxy { set $who "p-$arg_n"; proxy_set_header X-Set $who; proxy_pass http://127.0.0.1:%(echo)d; }
 
     location /last { rewrite ^/last(.*)$ /new$1 last; return 500; }
@@ -141,6 +142,11 @@ def test_set_variable_in_response_header_and_log(proxy):
     # a server-level `set` is the value every location starts with
     req(proxy.port, "/new/plain")
     sgtest.wait_for(lambda: "/new/plain nobody" in log.read_text(), what="server-level set in the log")
+
+
+def test_set_args_changes_what_is_proxied(proxy):
+    r = req(proxy.port, "/setargs?b=2&c=3")
+    assert r.status == 200 and r.text.startswith("target=/setargs?a=2 ")
 
 
 def test_server_level_if_and_rewrite(proxy):
