@@ -291,10 +291,10 @@ typedef struct sg_loc_conf {
     bool rewrite_log;                  /* default off */
     bool uninitialized_variable_warn;  /* default on */
     /* limit_except: the block's configuration, for a method not in
-     * limit_except_methods (GET brings HEAD); NULL: none */
-    struct sg_location *limit_except;
-    sg_str *limit_except_methods;
-    size_t nlimit_except_methods;
+     * lmt_methods (GET brings HEAD); NULL: none */
+    struct sg_location *lmt_block;
+    sg_str *lmt_methods;
+    size_t nlmt_methods;
 } sg_loc_conf;
 
 typedef enum sg_loc_match {

@@ -1511,7 +1511,7 @@ static const sg_cmd cmds[] = {
     { "rewrite_log", HSL | SG_CTX_SIF, A1, sg_conf_set_flag, LOC(rewrite_log), NULL },
     { "uninitialized_variable_warn", HSL | SG_CTX_SIF, A1, sg_conf_set_flag, LOC(uninitialized_variable_warn), NULL },
     /* limit_except: a block like `if`'s, taken by the methods it does not name */
-    { "limit_except", L, A1P | BLK, sg_rw_set_limit_except, LOC_NM(limit_except), NULL },
+    { "limit_except", L, A1P | BLK, sg_rw_set_limit_except, LOC_NM(lmt_block), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -182,17 +182,17 @@ bool sg_rw_set_limit_except(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, v
     sg_loc_conf *lc = base;
     sg_arena *ar = &cx->c->arena;
     if (!if_block_check(cx, n, true)) return false;
-    lc->limit_except_methods = sg_arena_alloc(ar, (n->nargs + 1) * sizeof(sg_str));
-    lc->nlimit_except_methods = 0;
+    lc->lmt_methods = sg_arena_alloc(ar, (n->nargs + 1) * sizeof(sg_str));
+    lc->nlmt_methods = 0;
     for (size_t i = 0; i < n->nargs; i++) {
         int k = 0;
         while (methods[k] && strcasecmp(methods[k], n->args[i].s) != 0) k++;
         if (!methods[k]) return sg_cerr(cx, n->args[i].pos, "invalid method \"%s\"", n->args[i].s);
-        lc->limit_except_methods[lc->nlimit_except_methods++] = sg_str_from(methods[k]);
-        if (k == 0) lc->limit_except_methods[lc->nlimit_except_methods++] = SG_STR("HEAD");
+        lc->lmt_methods[lc->nlmt_methods++] = sg_str_from(methods[k]);
+        if (k == 0) lc->lmt_methods[lc->nlmt_methods++] = SG_STR("HEAD");
     }
-    lc->limit_except = block_location(cx, n, "(limit_except)", SG_CTX_LOCATION);
-    return lc->limit_except != NULL;
+    lc->lmt_block = block_location(cx, n, "(limit_except)", SG_CTX_LOCATION);
+    return lc->lmt_block != NULL;
 }
 
 bool sg_rw_set_if(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)

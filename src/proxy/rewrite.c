@@ -323,8 +323,8 @@ static bool auto_redirect(sg_exchange *ex, const sg_location *found)
 
 static bool method_allowed(const sg_http_req *r, const sg_loc_conf *lc)
 {
-    for (size_t i = 0; i < lc->nlimit_except_methods; i++)
-        if (sg_str_eq(lc->limit_except_methods[i], r->method)) return true;
+    for (size_t i = 0; i < lc->nlmt_methods; i++)
+        if (sg_str_eq(lc->lmt_methods[i], r->method)) return true;
     return false;
 }
 
@@ -345,7 +345,7 @@ static void locations(sg_exchange *ex, const sg_location *loc)
             sg_respond_error(ex, 404);
             return;
         }
-        if (loc->conf.limit_except && !method_allowed(r, &loc->conf)) r->loc = loc->conf.limit_except;
+        if (loc->conf.lmt_block && !method_allowed(r, &loc->conf)) r->loc = loc->conf.lmt_block;
         rw_result rc = run_ops(ex, loc, false);
         if (rc == RW_DONE) return;
         if (rc == RW_NEXT) break;
