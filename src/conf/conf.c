@@ -6,6 +6,7 @@
 #include "conf/directives.h"
 #include "conf/map.h"
 #include "conf/parser.h"
+#include "conf/rewrite.h"
 #include "conf/stream_conf.h"
 #include "conf/ssl_conf.h"
 
@@ -384,6 +385,7 @@ static bool build(sg_conf *c, const sg_cnode *root, char *err, size_t errlen)
     if (!cx.has_events)
         return sg_cerr(&cx, (sg_conf_pos){ c->files[0], 1, 1 }, "no \"events\" section in configuration");
     sg_directives_merge(&cx);
+    sg_rw_finish(&cx);
     for (size_t i = 0; i < cx.npasses; i++)
         if (!bind_pass(&cx, &cx.passes[i])) return false;
     return build_listen_groups(&cx) && sg_stream_conf_finish(&cx) && sg_vars_finish(c, err, errlen) &&

@@ -332,6 +332,16 @@ typedef struct sg_loc_conf {
     bool has_set_body;
     sg_cval method;                    /* proxy_method */
     bool has_method;
+    /* rewrite module (conf/rewrite.h): this level's own operations (if,
+     * set, rewrite, break, return), never inherited; NULL: none */
+    struct sg_rw_ops *rw;
+    bool rewrite_log;                  /* default off */
+    bool uninitialized_variable_warn;  /* default on */
+    /* limit_except: the block's configuration, for a method not in
+     * lmt_methods (GET brings HEAD); NULL: none */
+    struct sg_location *lmt_block;
+    sg_str *lmt_methods;
+    size_t nlmt_methods;
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */
@@ -359,6 +369,7 @@ typedef enum sg_loc_match {
     SG_LOC_REGEX,                      /* ~ */
     SG_LOC_REGEX_CASELESS,             /* ~* */
     SG_LOC_NAMED,                      /* @name */
+    SG_LOC_IF,                         /* an `if` block (conf/rewrite.h): never chosen by the router */
 } sg_loc_match;
 
 typedef struct sg_location {

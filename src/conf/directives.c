@@ -12,6 +12,7 @@
 #include "conf/geo.h"
 #include "conf/gzip_conf.h"
 #include "conf/map.h"
+#include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
 
 #include <arpa/inet.h>
@@ -1167,6 +1168,7 @@ static bool set_return(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
         text = &n->args[0];
     }
     lc->has_return = true;
+    sg_rw_add_return(cx, n, lc);       /* runs in the rewrite phase, in order (conf/rewrite.h) */
     if (!text) return true;
     return sg_cval_compile(cx->c, arg_str(text), text->pos, &lc->return_text, cx->err, cx->errlen);
 }
@@ -1278,7 +1280,7 @@ static bool set_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     pp->has_uri = slash != NULL;
     if (slash) pp->uri = sg_str_from(slash);
     const sg_location *loc = cx->cur->loc;
-    if (pp->has_uri && (is_regex(loc) || loc->match == SG_LOC_NAMED))
+    if (pp->has_uri && (is_regex(loc) || loc->match == SG_LOC_NAMED || loc->match == SG_LOC_IF))
         return sg_cerr(cx, a->pos, "\"%s\" cannot have URI part in location given by regular "
                        "expression, or inside named location, or inside \"if\" statement, or inside "
                        "\"limit_except\" block", n->name.s);
@@ -1592,6 +1594,17 @@ static const sg_cmd cmds[] = {
     { "lingering_close", HSL, A1, set_lingering, NONE, NULL },
     { "lingering_time", HSL, A1, set_lingering, NONE, NULL },
     { "lingering_timeout", HSL, A1, set_lingering, NONE, NULL },
+    /* rewrite module (conf/rewrite.c): operations in each level's list;
+     * `return` in a server-level if is this table's second "return" row */
+    { "if", S | L, A1P | BLK, sg_rw_set_if, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "set", S | L | SG_CTX_SIF, A2, sg_rw_set_set, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "rewrite", S | L | SG_CTX_SIF, SG_ARG23, sg_rw_set_rewrite, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "break", S | L | SG_CTX_SIF, A0, sg_rw_set_break, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "return", SG_CTX_SIF, SG_ARG12, set_return, LOC_RANGE(SG_CF_NOMERGE, has_return, return_text), NULL },
+    { "rewrite_log", HSL | SG_CTX_SIF, A1, sg_conf_set_flag, LOC(rewrite_log), NULL },
+    { "uninitialized_variable_warn", HSL | SG_CTX_SIF, A1, sg_conf_set_flag, LOC(uninitialized_variable_warn), NULL },
+    /* limit_except: a block like `if`'s, taken by the methods it does not name */
+    { "limit_except", L, A1P | BLK, sg_rw_set_limit_except, LOC_NM(lmt_block), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1618,8 +1631,7 @@ static void access_mark_set(sg_cctx *cx)
  * supported yet. Written in stream{}, they are "not allowed here" (nginx
  * has them in other contexts). */
 static const char *const later_exact[] = {
-    "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
-    "break", "charset", "alias", "try_files", "expires",
+    "http2", "http3", "quic", "charset", "alias", "try_files", "expires",
     "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
     "proxy_limit_rate", "stub_status", "underscores_in_headers",
@@ -1629,8 +1641,8 @@ static const char *const later_exact[] = {
     "chunked_transfer_encoding", "etag", "if_modified_since", "add_trailer", "log_subrequest",
     "open_log_file_cache", "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
     "msie_refresh", "port_in_redirect", "server_name_in_redirect", "absolute_redirect",
-    "recursive_error_pages", "satisfy", "limit_except", "subrequest_output_buffer_size",
-    "uninitialized_variable_warn", "debug_connection", "worker_aio_requests", "accept_mutex_delay",
+    "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
+    "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout",
     "sticky", "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
     "mirror", "empty_gif",
@@ -1838,6 +1850,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->client_body_temp_path = sg_str_from(sg_conf_full_path(c, "client_body_temp"));
     lc->pass_request_body = true;
     lc->pass_request_headers = true;
+    lc->uninitialized_variable_warn = true;
     sg_ssl_conf_defaults(lc, srv);
     sg_gzip_conf_defaults(lc);
     srv->h2.max_concurrent_streams = 128;

@@ -25,6 +25,7 @@ enum {
     SG_CTX_STREAM = 1u << 6,
     SG_CTX_STREAM_SERVER = 1u << 7,
     SG_CTX_STREAM_UPSTREAM = 1u << 8,
+    SG_CTX_SIF = 1u << 9,        /* an `if` block at server level: rewrite directives only */
 };
 #define SG_CTX_HSL (SG_CTX_HTTP | SG_CTX_SERVER | SG_CTX_LOCATION)
 #define SG_CTX_ANY 0xffffffffu

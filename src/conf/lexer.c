@@ -69,8 +69,9 @@ static bool lex_quoted(sg_lexer *lx, sg_token *t, char *err, size_t errlen)
     t->text = unescape(lx, start, lx->p, &t->len);
     t->quoted = true;
     advance(lx);
-    /* nginx wants a separator right after the closing quote */
-    if (lx->p < lx->end && !is_space(*lx->p) && *lx->p != ';' && *lx->p != '{') {
+    /* nginx wants a separator right after the closing quote; a ')' may
+     * follow, as in if ($a ~ "re") (it is then a word of its own) */
+    if (lx->p < lx->end && !is_space(*lx->p) && *lx->p != ';' && *lx->p != '{' && *lx->p != ')') {
         char msg[32];
         snprintf(msg, sizeof(msg), "unexpected \"%c\"", *lx->p);
         return lex_error(lx, (sg_conf_pos){ lx->file, lx->line, lx->col }, err, errlen, msg);

@@ -161,6 +161,21 @@ bool sg_var_define_map(sg_conf *c, sg_str name, struct sg_map *map, char *err, s
     return false;
 }
 
+int sg_var_define_user(sg_conf *c, sg_str name, char *err, size_t errlen)
+{
+    int i = sg_var_index(c, name, (sg_conf_pos){ 0 });
+    sg_var_def *d = &c->vars.defs[i];
+    if (d->kind == SG_VAR_USER || d->kind == SG_VAR_ARGS) return i;
+    bool prefixed = d->kind == SG_VAR_HTTP_HEADER || d->kind == SG_VAR_ARG ||
+                    d->kind == SG_VAR_COOKIE;
+    if ((d->kind == SG_VAR_MAP && d->map == NULL) || prefixed) {
+        d->kind = SG_VAR_USER;
+        return i;
+    }
+    snprintf(err, errlen, "the duplicate \"%.*s\" variable", (int)name.n, name.p);
+    return -1;
+}
+
 /* nginx variables streamgate does not provide yet: a file using them is
  * refused with "not supported yet" rather than a message that suggests a typo. */
 static bool nginx_knows(sg_str name)

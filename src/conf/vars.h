@@ -45,6 +45,7 @@ typedef enum sg_var_kind {
     SG_VAR_REQUEST_BODY, SG_VAR_REQUEST_BODY_FILE, SG_VAR_REQUEST_LENGTH,
     /* tls: $https and $ssl_* (the connection's TLS state; sg_var_def.tls says which) */
     SG_VAR_TLS,
+    SG_VAR_USER,                        /* made by `set` or a named capture of if/rewrite (rewrite module) */
 } sg_var_kind;
 
 /* tls: which TLS variable an SG_VAR_TLS is (net/tls_vars.h computes them). */
@@ -101,6 +102,13 @@ int sg_var_index(struct sg_conf *c, sg_str name, sg_conf_pos pos);
  * name is a built-in or already bound. */
 bool sg_var_define_map(struct sg_conf *c, sg_str name, struct sg_map *map,
                        char *err, size_t errlen);
+
+/* Declares a user variable (`set $name`, a named capture of `if` or
+ * `rewrite`) and returns its index; the variable may already be in use
+ * (as in nginx, it may be read before the directive that sets it).
+ * -1 + err when the name is a built-in or a map. $args is allowed:
+ * setting it changes the request's arguments. */
+int sg_var_define_user(struct sg_conf *c, sg_str name, char *err, size_t errlen);
 
 /* After the whole file is read: "file:line:col: unknown "name" variable"
  * for any variable never defined. */

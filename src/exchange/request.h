@@ -98,6 +98,14 @@ typedef struct sg_http_req {
     /* tls: the connection's TLS state (NULL: plain), for $ssl_* and the
      * client-certificate check; cleared by a codec that gives it away */
     struct sg_tls_conn *tls;
+    /* rewrite module (proxy/rewrite.c) */
+    bool uri_rewritten;        /* `rewrite` or `set $args` changed the URI: proxy_pass sends $uri?$args,
+                                  not $request_uri */
+    bool rw_location_invalid;  /* rewrite ... break: proxy_pass's URI part no longer replaces the
+                                  location's prefix; the whole $uri goes (nginx's valid_location) */
+    int rw_cycles;             /* location searches restarted by rewrites (at most 10) */
+    bool rw_lost_pass;         /* an `if` without proxy_pass matched after one with it (nginx: 500) */
+    sg_str rw_location;        /* a `return 30x URL` whose error_page is being followed: its Location */
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

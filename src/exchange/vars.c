@@ -259,17 +259,43 @@ static sg_str xff_var(sg_http_req *r)
     return arena_printf(r, xff.n + addr.n + 3, "%.*s, %.*s", (int)xff.n, xff.p, (int)addr.n, addr.p);
 }
 
+/* User variables (`set`, named captures) live in the same per-request
+ * cache as map results; one never set is "not found". */
+static void var_cache_init(sg_http_req *r)
+{
+    size_t n = r->gen->vars.n;
+    if (r->var_cache) return;
+    r->var_cache = sg_arena_alloc(&r->arena, n * sizeof(sg_str));
+    r->var_cached = sg_arena_alloc(&r->arena, n);
+    memset(r->var_cached, 0, n);
+}
+
+static sg_str user_var(sg_http_req *r, int index)
+{
+    if (!r->var_cache || r->var_cached[index] != 1) return NOT_FOUND;
+    return r->var_cache[index];
+}
+
+void sg_var_set(sg_http_req *r, int index, sg_str v)
+{
+    if (!r->gen || index < 0 || (size_t)index >= r->gen->vars.n) return;
+    if (r->gen->vars.defs[index].kind == SG_VAR_ARGS) {
+        r->args = v.p ? v : EMPTY;
+        r->has_args = true;
+        r->uri_rewritten = true;       /* proxy_pass then sends $uri?$args, as nginx */
+        return;
+    }
+    var_cache_init(r);
+    r->var_cache[index] = v.p ? v : EMPTY;
+    r->var_cached[index] = 1;
+}
+
 /* Map results are computed once per request: a map may be used by several
  * headers and the log line, and its value must not change in between.
  * State 2 marks "being computed" to break cycles (map $a $b {default $b;}). */
 static sg_str map_var(sg_http_req *r, int index, const sg_var_def *d)
 {
-    size_t n = r->gen->vars.n;
-    if (!r->var_cache) {
-        r->var_cache = sg_arena_alloc(&r->arena, n * sizeof(sg_str));
-        r->var_cached = sg_arena_alloc(&r->arena, n);
-        memset(r->var_cached, 0, n);
-    }
+    var_cache_init(r);
     if (r->var_cached[index] == 1) return r->var_cache[index];
     if (r->var_cached[index] == 2 || !d->map) return NOT_FOUND;
     r->var_cached[index] = 2;
@@ -379,6 +405,7 @@ sg_str sg_var_get(sg_http_req *r, int index)
     const sg_var_def *d = &r->gen->vars.defs[index];
     if (d->kind == SG_VAR_MAP) return map_var(r, index, d);
     if (d->kind == SG_VAR_TLS) return sg_tls_var(r->tls, d->tls, &r->arena);   /* tls */
+    if (d->kind == SG_VAR_USER) return user_var(r, index);
     return var_get_response(r, d);
 }
 

@@ -20,6 +20,11 @@
  * former, as nginx. Map results are computed once per request. */
 sg_str sg_var_get(sg_http_req *r, int index);
 
+/* Sets user variable `index` (SG_VAR_USER: `set`, named captures) for
+ * request r; v must live as long as r (its arena or its buffers).
+ * Setting $args changes r's arguments. */
+void sg_var_set(sg_http_req *r, int index, sg_str v);
+
 /* Evaluates a complex value into r->arena. Literals return `text` as is. */
 sg_str sg_cval_eval(const sg_cval *cv, sg_http_req *r);
 

@@ -17,6 +17,7 @@
 #include "proxy/realip.h"
 #include "proxy/reqbody.h"
 #include "proxy/respond.h"
+#include "proxy/rewrite.h"
 #include "proxy/router.h"
 #include "proxy/tls_request.h"
 #include "exchange/upstream_link.h"
@@ -57,23 +58,15 @@ static void exchange_start(sg_exchange *ex)
         sg_respond_error(ex, tls_status);
         return;
     }
-    /* A server-level `return` runs before locations are searched (nginx's
-     * server rewrite phase). */
-    if (r->srv->root->conf.has_return) {
-        sg_handler_run_location(ex);
-        return;
-    }
-    /* When no location matches, nginx serves the request with the
-     * server's own configuration (static files from its root). */
-    const sg_location *loc = sg_router_location(r->srv, r->uri, r);
-    r->loc = loc ? loc : r->srv->root;
-    sg_handler_run_location(ex);
+    /* server rewrite, location search, location rewrite (`return`
+     * included), then the location answers (proxy/rewrite.h) */
+    sg_rewrite_run(ex);
 }
 
 /* The location chosen in ex->req.loc answers: `internal` and the
- * announced body size are checked first, then `return` (nginx's rewrite
- * phase), allow/deny (its access phase), then proxy_pass/grpc_pass or a
- * static file (content). */
+ * announced body size are checked first, then allow/deny (nginx's
+ * access phase), then proxy_pass/grpc_pass or a static file (content);
+ * `return` ran in the rewrite phase (proxy/rewrite.c), before access. */
 void sg_handler_run_location(sg_exchange *ex)
 {
     const sg_loc_conf *lc = &ex->req.loc->conf;
@@ -86,10 +79,6 @@ void sg_handler_run_location(sg_exchange *ex)
         (uint64_t)ex->req_length > lc->client_max_body_size) {
         sg_ex_log(ex, SG_LOG_ERROR, "client intended to send too large body: %lld bytes", (long long)ex->req_length);
         sg_respond_error(ex, 413);
-        return;
-    }
-    if (lc->has_return) {          /* nginx's rewrite phase comes before access */
-        sg_respond_return(ex);
         return;
     }
     sg_realip_apply(&ex->req, lc);

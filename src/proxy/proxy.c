@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "http/h1_client.h"
 #include "http/h2_client.h"
+#include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
 #include "exchange/vars.h"
 #include "http/status.h"
@@ -124,11 +125,12 @@ static sg_str upstream_target(sg_exchange *ex)
 {
     sg_http_req *r = &ex->req;
     const sg_proxy_pass *pp = loc_conf(ex)->proxy_pass;
-    const sg_location *loc = r->loc;
-    if (!pp->has_uri && !ex->req_internal && r->request_uri.n && r->request_uri.p[0] == '/')
+    const sg_location *loc = sg_rw_real_location(r->loc);   /* an `if` block proxies as its location */
+    if (!pp->has_uri && !ex->req_internal && !r->uri_rewritten && r->request_uri.n && r->request_uri.p[0] == '/')
         return r->request_uri;
     sg_strbuf b = { 0 };
-    if (pp->has_uri) {
+    /* after `rewrite ... break` nginx sends the whole new URI */
+    if (pp->has_uri && !r->rw_location_invalid) {
         sg_strbuf_append_str(&b, pp->uri);
         bool prefix = loc->match == SG_LOC_PREFIX || loc->match == SG_LOC_PREFIX_NOREGEX ||
                       loc->match == SG_LOC_EXACT;
@@ -628,7 +630,7 @@ static sg_str rewrite_location(sg_exchange *ex, sg_str v)
         size_t plen = scheme.n + pp->host.n + from_uri.n;
         if (v.n >= plen && sg_str_caseeq((sg_str){ v.p + scheme.n, pp->host.n }, pp->host) &&
             memcmp(v.p + scheme.n + pp->host.n, from_uri.p, from_uri.n) == 0) {
-            const sg_location *loc = r->loc;
+            const sg_location *loc = sg_rw_real_location(r->loc);
             bool prefix = loc->match == SG_LOC_PREFIX || loc->match == SG_LOC_PREFIX_NOREGEX ||
                           loc->match == SG_LOC_EXACT;
             sg_str to = pp->has_uri && prefix ? loc->name : SG_STR("/");

@@ -19,6 +19,7 @@
 #include "proxy/grpc.h"
 #include "proxy/gzip_filter.h"
 #include "proxy/proxy.h"
+#include "proxy/rewrite.h"
 #include "proxy/router.h"
 
 /* nginx follows one error_page redirect (recursive_error_pages off): an
@@ -92,10 +93,20 @@ sg_str sg_respond_absolute_location(sg_exchange *ex, sg_str location)
 void sg_respond_simple(sg_exchange *ex, int status, sg_str content_type, sg_str body,
                        sg_str location)
 {
+    /* A redirect is answered as it is, whatever error led to it (nginx);
+     * without one, a `return 30x` Location waiting through its error_page
+     * is sent. */
+    if (location.n) {
+        ex->status_override = 0;
+        ex->req.rw_location = SG_STR_NULL;
+    } else {
+        location = ex->req.rw_location;
+    }
     location = sg_respond_absolute_location(ex, location);
     sg_header h[2];
     size_t n = 0;
-    bool bodyless = status == 204 || status == 304 || status < 200;
+    int final = ex->status_override > 0 ? ex->status_override : status;
+    bool bodyless = final == 204 || final == 304 || final < 200;
     if (content_type.n && !bodyless) h[n++] = (sg_header){ SG_STR("Content-Type"), content_type, 0 };
     if (location.n) h[n++] = (sg_header){ SG_STR("Location"), location, 0 };
     ex->down->want_body(ex, false);
@@ -156,26 +167,25 @@ static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int stat
         ex->req_body_dropped = true;
     }
     if (!(r->method.n == 4 && memcmp(r->method.p, "HEAD", 4) == 0)) r->method = SG_STR("GET");
-    const sg_location *loc;
     if (target.n && target.p[0] == '@') {
-        loc = sg_router_named(r->srv, target);
-    } else {
-        /* The error page's URI replaces the request's, arguments included. */
-        const char *q = memchr(target.p, '?', target.n);
-        r->has_args = q != NULL;
-        r->args = q ? (sg_str){ q + 1, (size_t)(target.p + target.n - q - 1) } : SG_STR("");
-        if (q) target.n = (size_t)(q - target.p);
-        r->uri = target;
-        loc = sg_router_location(r->srv, target, r);
-    }
-    if (!loc) {
-        r->loc = r->srv->root;
-        ex->status_override = 0;
-        sg_respond_simple(ex, 404, SG_STR("text/html"), sg_http_error_body(404), SG_STR_NULL);
+        const sg_location *loc = sg_router_named(r->srv, target);
+        if (!loc) {
+            r->loc = r->srv->root;
+            ex->status_override = 0;
+            sg_respond_simple(ex, 404, SG_STR("text/html"), sg_http_error_body(404), SG_STR_NULL);
+            return;
+        }
+        sg_rewrite_run_named(ex, loc);
         return;
     }
-    r->loc = loc;
-    sg_handler_run_location(ex);
+    /* The error page's URI replaces the request's, arguments included;
+     * the redirected request runs every phase again (rewrites too). */
+    const char *q = memchr(target.p, '?', target.n);
+    r->has_args = q != NULL;
+    r->args = q ? (sg_str){ q + 1, (size_t)(target.p + target.n - q - 1) } : SG_STR("");
+    if (q) target.n = (size_t)(q - target.p);
+    r->uri = target;
+    sg_rewrite_run(ex);
 }
 
 /* A gRPC call gets a trailers-only answer with the status gRPC maps the
@@ -216,11 +226,22 @@ void sg_respond_error(sg_exchange *ex, int status)
 
 void sg_respond_return(sg_exchange *ex)
 {
-    const sg_loc_conf *lc = loc_conf(ex);
+    sg_respond_return_conf(ex, loc_conf(ex));
+}
+
+void sg_respond_return_conf(sg_exchange *ex, const sg_loc_conf *lc)
+{
     int code = lc->return_code;
     bool has_text = lc->return_text.text.n > 0 || lc->return_text.nparts > 0;
     sg_str text = has_text ? sg_cval_eval(&lc->return_text, &ex->req) : SG_STR("");
     if (code == 301 || code == 302 || code == 303 || code == 307 || code == 308) {
+        if (has_text && sg_respond_has_error_page(ex, code)) {
+            /* nginx keeps the Location through the error_page, and a new
+             * redirect there replaces it */
+            ex->req.rw_location = sg_respond_absolute_location(ex, text);
+            sg_respond_error(ex, code);
+            return;
+        }
         if (has_text) {
             sg_respond_simple(ex, code, SG_STR("text/html"), sg_http_error_body(code), text);
             return;
@@ -233,6 +254,9 @@ void sg_respond_return(sg_exchange *ex)
         return;
     }
     if (code >= 400) {
+        /* an error `return` in an error_page target answers with its own
+         * code (nginx 1.15.4) */
+        ex->status_override = 0;
         sg_respond_error(ex, code);
         return;
     }
@@ -330,13 +354,7 @@ static void index_redirect(sg_exchange *ex, sg_str uri)
     }
     ex->req_internal = true;
     r->uri = uri;
-    const sg_location *loc = sg_router_location(r->srv, uri, r);
-    if (!loc) {
-        sg_respond_error(ex, 404);
-        return;
-    }
-    r->loc = loc;
-    sg_handler_run_location(ex);
+    sg_rewrite_run(ex);   /* every phase from the server rewrite on, as nginx's internal redirect */
 }
 
 void sg_respond_static(sg_exchange *ex)

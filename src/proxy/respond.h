@@ -7,6 +7,9 @@
 
 /* The location's `return` (ex->req.loc). */
 void sg_respond_return(sg_exchange *ex);
+/* The same with the return code and text of lc (a `return` op of the
+ * rewrite phase: proxy/rewrite.c). */
+void sg_respond_return_conf(sg_exchange *ex, const sg_loc_conf *lc);
 
 /* A static file from the location's root (index files for a directory). */
 void sg_respond_static(sg_exchange *ex);

@@ -41,6 +41,7 @@ static loc_level *level_build(sg_conf *c, const sg_location *l)
         case SG_LOC_PREFIX: case SG_LOC_PREFIX_NOREGEX: lv->prefix[lv->nprefix++] = ch; break;
         case SG_LOC_REGEX: case SG_LOC_REGEX_CASELESS: lv->regex[lv->nregex++] = ch; break;
         case SG_LOC_NAMED: break;      /* never matched by URI */
+        case SG_LOC_IF: break;         /* an `if` block: chosen by its condition (proxy/rewrite.c) */
         }
     }
     qsort(lv->prefix, lv->nprefix, sizeof(*lv->prefix), by_length_desc);
