@@ -123,7 +123,22 @@ typedef struct sg_proxy_pass {
     /* https:// or grpcs://: the upstream speaks TLS, with the location's
      * proxy_ssl_* (grpc_ssl_* for grpc_pass) settings; default port 443 */
     bool ssl;
+    /* passvar: proxy_pass/grpc_pass with variables. The URL is made per
+     * request (proxy/pass_vars.c): upstream is NULL and the request gets
+     * a sg_proxy_pass of its own (sg_http_req.pass) */
+    bool has_vars;
+    sg_cval url;                       /* the whole argument, scheme included */
 } sg_proxy_pass;
+
+/* passvar: `resolver ADDR ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]`
+ * (names in proxy_pass/grpc_pass with variables, net/resolver.c) */
+typedef struct sg_resolver_conf {
+    char *servers;                     /* "127.0.0.1:53,[::1]:5353": c-ares' csv form */
+    uint32_t valid_ms;                 /* valid=: overrides the answers' TTL (0: the TTL) */
+    bool ipv4, ipv6;                   /* default both on */
+    int id;                            /* index among the generation's resolvers */
+    sg_conf_pos pos;
+} sg_resolver_conf;
 
 /* ---------------- TLS (set by conf/ssl_conf.c, used by net/tls.c) ---------------- */
 
@@ -263,6 +278,11 @@ typedef struct sg_loc_conf {
     sg_mime_type *types;               /* `types {}`: extension -> type; none: a built-in table */
     size_t ntypes;
     uint32_t http2_chunk_size;         /* largest DATA frame sent, default 8k (nginx) */
+
+    /* passvar: resolver (NULL: none, names in a pass with variables are
+     * 502) and resolver_timeout (default 30 s) */
+    sg_resolver_conf *resolver;
+    uint32_t resolver_timeout_ms;
 } sg_loc_conf;
 
 typedef enum sg_loc_match {
@@ -409,6 +429,14 @@ typedef struct sg_conf {
     void **regexes;                    /* pcre2_code * owned by this generation: freed by the last unref */
     size_t nregexes;
     struct sg_conf_cleanup *cleanups;  /* sg_conf_on_free() hooks, run by the last unref */
+
+    /* passvar: the resolvers of this generation (sg_resolver_conf.id), and
+     * per worker thread the upstreams that passes with variables made at
+     * run time (upstream/dynamic.h; server/runtime.c makes the array) */
+    sg_resolver_conf **resolvers;
+    size_t nresolvers;
+    void **dyn;
+    int ndyn;
 } sg_conf;
 
 /* Loads, checks and compiles a configuration file. `prefix` may be NULL

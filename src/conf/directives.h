@@ -120,6 +120,7 @@ typedef struct sg_pending_pass {
     sg_str host;                 /* host as written */
     int port;                    /* -1 when not written */
     sg_conf_pos host_pos;
+    bool unix_sock;              /* passvar: host is "unix:/path" (port -1) */
 } sg_pending_pass;
 
 struct sg_cctx {
@@ -219,6 +220,10 @@ bool sg_conf_set_size(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *b
  * without arguments (cmd->post: its sg_lb_method; nginx: a later one wins). */
 bool sg_conf_set_upstream_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 bool sg_conf_set_lb(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+
+/* passvar: "unix:/path" (path: what follows "unix:") as an AF_UNIX
+ * address; false when the path is empty or too long. */
+bool sg_conf_unix_addr(sg_str path, struct sockaddr_storage *ss, socklen_t *len);
 
 /* Looks a log format up by name (NULL if absent). */
 sg_log_format *sg_conf_find_log_format(sg_conf *c, sg_str name);

@@ -145,6 +145,11 @@ struct sg_exchange {
     sg_deferred resume;          /* re-pump a body source after the client drained */
 
     const struct sg_exchange_handler *handler;   /* who answers (sg_exchange_init) */
+
+    /* passvar (proxy/pass_vars.c): the run-time upstream this exchange
+     * holds (upstream/dynamic.h) and its name lookup in progress */
+    void *dyn;
+    void *resolve_wait;
 };
 
 /* Logs a message about this exchange to its location's error_log. */

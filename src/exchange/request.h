@@ -82,6 +82,11 @@ typedef struct sg_http_req {
     uint8_t *var_cached;
 
     sg_arena arena;
+
+    /* passvar: the pass this request goes to when its location's
+     * proxy_pass/grpc_pass has variables (made per request; NULL: the
+     * location's own). Read through sg_req_pass(). */
+    const struct sg_proxy_pass *pass;
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

@@ -11,6 +11,7 @@
 
 #include "observe/access_log.h"
 #include "proxy/grpc.h"
+#include "proxy/pass_vars.h"
 #include "proxy/proxy.h"
 #include "proxy/respond.h"
 #include "proxy/router.h"
@@ -133,6 +134,7 @@ static void exchange_on_abort(sg_exchange *ex)
 {
     ex->aborted = true;
     sg_proxy_detach(ex, false);
+    sg_pass_vars_end(ex);
     release_file(ex);
 }
 
@@ -140,6 +142,7 @@ static void exchange_finish(sg_exchange *ex)
 {
     sg_grpc_call_end(ex);
     sg_proxy_detach(ex, false);
+    sg_pass_vars_end(ex);
     release_file(ex);
     /* nginx's 499: the client went away before it got a response */
     if (ex->aborted && !ex->resp_head_sent && ex->req.status == 0) ex->req.status = 499;
