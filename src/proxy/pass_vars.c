@@ -163,7 +163,8 @@ void sg_pass_vars_start(sg_exchange *ex, void (*go)(sg_exchange *ex))
     }
     sg_str host;
     int port;
-    if (hostport.n == 0 || hostport.n > 255 || !sg_conf_split_hostport(hostport, &host, &port) || port == 0)
+    if (hostport.n == 0) return fail(ex, 500, "no host in upstream", url);
+    if (hostport.n > 255 || !sg_conf_split_hostport(hostport, &host, &port) || port == 0)
         return fail(ex, 500, "invalid host in upstream", url);
     int def = ssl ? 443 : 80;
     int eport = port < 0 ? def : port;

@@ -401,3 +401,80 @@ def test_grpc_pass_with_variables(h2c_backends, start_proxy, grpc_channels):
         resp, call = echo.with_call(sgtest.grpc_msg("hi"), metadata=[("x-target", target)], timeout=10)
         assert resp == sgtest.grpc_msg("hi")
         assert dict(call.initial_metadata())["x-backend"] == str(backend), target
+
+
+# ---------------------------------------------------------------- upgrades
+
+class RawUpgradeBackend(sgtest._ThreadedListener):
+    """Answers a WebSocket handshake with 101 and b"hello", then counts the
+    bytes until the proxy's FIN and answers b"got N"."""
+
+    def serve(self, c):
+        got = sgtest.recv_head(c)
+        if got is None:
+            return
+        head, rest = got
+        hdrs = {}
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            k, _, v = line.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\nhello"
+                   % sgtest.ws_accept(hdrs["sec-websocket-key"])).encode())
+        c.sendall(b"got %d" % sgtest.count_until_eof(c, len(rest)))
+        c.shutdown(socket.SHUT_WR)
+        c.close()
+
+
+def test_websocket_through_a_variable_address(start_proxy):
+    """The tunnel keeps the run-time upstream it came through until it
+    closes (under ASan: no use after free, no leak)."""
+    b = RawUpgradeBackend()
+    try:
+        _, port = serve(start_proxy, "location / { proxy_pass http://$arg_to; }")
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c.sendall(sgtest.build_request("GET", "/ws?to=127.0.0.1:%d" % b.port,
+                                       [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                        ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13")]))
+        got = b""
+        while b"hello" not in got:
+            more = c.recv(4096)
+            assert more, got
+            got += more
+        assert got.startswith(b"HTTP/1.1 101 ")
+        c.sendall(b"x" * 1000)
+        c.shutdown(socket.SHUT_WR)
+        tail = b""
+        while True:
+            more = c.recv(4096)
+            if not more:
+                break
+            tail += more
+        c.close()
+        assert tail.endswith(b"got 1000")
+    finally:
+        b.stop()
+
+
+def test_reload_keeps_serving_and_frees_the_old_generation(start_proxy, start_echo):
+    """Run-time upstreams and resolvers belong to a generation: after a
+    reload the new one makes its own, and the old one's go with it (ASan:
+    nothing leaks, nothing is used after it is freed)."""
+    e = start_echo()
+    dns = DnsStub({"r.example": ["127.0.0.1"]})
+    try:
+        conf = """
+    resolver 127.0.0.1:%d ipv6=off;
+    location / { proxy_pass http://$arg_to:%d; add_header X-Gen %s always; }
+"""
+        proxy, port = serve(start_proxy, conf % (dns.port, e.port, "one"))
+        assert get(port, "/?to=r.example").header("X-Gen") == "one"
+        assert get(port, "/?to=127.0.0.1").header("X-Gen") == "one"
+        text = proxy.conf_path.read_text().replace("X-Gen one", "X-Gen two")
+        assert proxy.reload(text)
+        wait_for(lambda: get(port, "/?to=r.example").header("X-Gen") == "two", what="the new generation")
+        assert get(port, "/?to=127.0.0.1").status == 200
+        assert len(dns.queries) == 2   # each generation resolved the name once
+    finally:
+        dns.close()

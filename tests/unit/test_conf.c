@@ -398,8 +398,6 @@ Test(conf_errors, not_supported_yet)
                  "t.conf:3:23: \"if\" directive is not supported yet");
     expect_error(WRAP("server { listen 80 proxy_protocol; }"),
                  "t.conf:3:20: \"proxy_protocol\" parameter of \"listen\" is not supported yet");
-    expect_error(WRAP("server { location / { proxy_pass http://$host; } }"),
-                 "t.conf:3:34: variables in \"proxy_pass\" are not supported yet");
     expect_error(WRAP("upstream u { server 127.0.0.1 max_conns=3; }"),
                  "t.conf:3:31: \"max_conns\" parameter of \"server\" is not supported yet");
     expect_error(WRAP("upstream u { hash $uri; server 127.0.0.1; }"), "t.conf:3:14: \"hash\" directive is not supported yet");
