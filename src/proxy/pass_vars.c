@@ -15,16 +15,27 @@
 #include "upstream/dynamic.h"
 #include "upstream/pool.h"
 
-/* A lookup in progress. The exchange may end first (the client left):
- * it then clears `ex`, and the answer only frees this. */
-typedef struct pv_wait {
+/* A request waiting for a name. The exchange may end first (the client
+ * left): it then clears `ex`, and the answer only frees this. */
+typedef struct pv_waiter {
+    struct pv_waiter *next;
     sg_exchange *ex;
     void (*go)(sg_exchange *ex);
     sg_proxy_pass *pass;
+} pv_waiter;
+
+/* One lookup in progress per name, port and resolver on a worker: the
+ * requests that need it meanwhile wait for the same answer (one query,
+ * as nginx's resolver does). Listed in the worker's sg_dyn. */
+typedef struct pv_lookup {
+    struct pv_lookup *next;
+    sg_dyn *d;
+    int rid;
     uint32_t valid_ms;
+    pv_waiter *waiters;
     char key[300];
     char name[256];
-} pv_wait;
+} pv_lookup;
 
 static uint64_t now_ms(sg_exchange *ex)
 {
@@ -80,27 +91,37 @@ static void use_entry(sg_exchange *ex, sg_proxy_pass *np, sg_dyn_entry *e)
 
 static void on_resolved(void *arg, const sg_resolve_result *res)
 {
-    pv_wait *w = arg;
-    sg_exchange *ex = w->ex;
-    if (!ex) {
-        free(w);
-        return;
+    pv_lookup *l = arg;
+    for (pv_lookup **pp = (pv_lookup **)sg_dyn_pending(l->d); *pp; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
     }
-    ex->resolve_wait = NULL;
-    if (!res->ok) {
-        sg_ex_log(ex, SG_LOG_ERROR, "%s could not be resolved (%s)", w->name, res->err ? res->err : "error");
+    sg_dyn_entry *e = NULL;
+    while (l->waiters) {
+        pv_waiter *w = l->waiters;
+        l->waiters = w->next;
+        sg_exchange *ex = w->ex;
+        void (*go)(sg_exchange *) = w->go;
+        sg_proxy_pass *pass = w->pass;
         free(w);
-        sg_respond_error(ex, 502);
-        return;
+        if (!ex) continue;   /* its client left */
+        ex->resolve_wait = NULL;
+        if (!res->ok) {
+            sg_ex_log(ex, SG_LOG_ERROR, "%s could not be resolved (%s)", l->name, res->err ? res->err : "error");
+            sg_respond_error(ex, 502);
+            continue;
+        }
+        if (!e) {
+            uint64_t now = now_ms(ex);
+            uint64_t life = l->valid_ms ? l->valid_ms : (uint64_t)res->ttl_s * 1000;
+            e = sg_dyn_add(l->d, l->key, NULL, res->addrs, res->lens, res->n, now + (life ? life : 1), now);
+        }
+        use_entry(ex, pass, e);
+        go(ex);
     }
-    sg_dyn *d = dyn_of(ex);
-    uint64_t now = now_ms(ex);
-    uint64_t life = w->valid_ms ? w->valid_ms : (uint64_t)res->ttl_s * 1000;
-    sg_dyn_entry *e = sg_dyn_add(d, w->key, NULL, res->addrs, res->lens, res->n, now + (life ? life : 1), now);
-    use_entry(ex, w->pass, e);
-    void (*go)(sg_exchange *) = w->go;
-    free(w);
-    go(ex);
+    free(l);
 }
 
 static void fail(sg_exchange *ex, int status, const char *what, sg_str v)
@@ -227,21 +248,35 @@ void sg_pass_vars_start(sg_exchange *ex, void (*go)(sg_exchange *ex))
         sg_respond_error(ex, 502);
         return;
     }
-    pv_wait *w = sg_xcalloc(1, sizeof(*w));
+    pv_waiter *w = sg_xcalloc(1, sizeof(*w));
     w->ex = ex;
     w->go = go;
     w->pass = np;
-    w->valid_ms = lc->resolver->valid_ms;
-    snprintf(w->key, sizeof(w->key), "%s", key);
-    snprintf(w->name, sizeof(w->name), "%s", name);
     ex->resolve_wait = w;
-    sg_resolver_query(res, name, eport, on_resolved, w);
+    pv_lookup **head = (pv_lookup **)sg_dyn_pending(d), *l;
+    for (l = *head; l; l = l->next) {
+        if (l->rid == lc->resolver->id && strcasecmp(l->key, key) == 0) {
+            w->next = l->waiters;   /* the answer on its way serves this one too */
+            l->waiters = w;
+            return;
+        }
+    }
+    l = sg_xcalloc(1, sizeof(*l));
+    l->d = d;
+    l->rid = lc->resolver->id;
+    l->valid_ms = lc->resolver->valid_ms;
+    l->waiters = w;
+    snprintf(l->key, sizeof(l->key), "%s", key);
+    snprintf(l->name, sizeof(l->name), "%s", name);
+    l->next = *head;
+    *head = l;
+    sg_resolver_query(res, name, eport, on_resolved, l);
 }
 
 void sg_pass_vars_end(sg_exchange *ex)
 {
     if (ex->resolve_wait) {
-        ((pv_wait *)ex->resolve_wait)->ex = NULL;
+        ((pv_waiter *)ex->resolve_wait)->ex = NULL;
         ex->resolve_wait = NULL;
     }
     if (ex->dyn) {

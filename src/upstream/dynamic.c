@@ -33,6 +33,7 @@ struct sg_dyn {
     size_t ndead;
     sg_resolver **res;                 /* by sg_resolver_conf.id */
     size_t nres;
+    void *pending;                     /* the proxy's lookups in progress (sg_dyn_pending) */
 };
 
 sg_dyn *sg_dyn_new(int worker, int nworkers, sg_loop *loop)
@@ -152,6 +153,8 @@ sg_dyn_entry *sg_dyn_add(sg_dyn *d, const char *key, const char *name, const str
     d->live[d->nlive++] = e;
     return e;
 }
+
+void **sg_dyn_pending(sg_dyn *d) { return &d->pending; }
 
 const sg_upstream_conf *sg_dyn_upstream(const sg_dyn_entry *e) { return &e->conf; }
 void sg_dyn_hold(sg_dyn_entry *e) { e->refs++; }

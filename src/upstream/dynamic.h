@@ -52,4 +52,8 @@ void sg_dyn_drop(sg_dyn_entry *e);
 sg_resolver *sg_dyn_resolver(sg_dyn *d, const sg_resolver_conf *rc, uint32_t timeout_ms,
                              char *err, size_t errlen);
 
+/* A list head the proxy keeps its lookups in progress in (NULL at
+ * first): they belong to this worker and generation, as the resolvers. */
+void **sg_dyn_pending(sg_dyn *d);
+
 #endif

@@ -26,9 +26,10 @@ class DnsStub:
     `records` (name -> addresses), NXDOMAIN for other names. `queries` lists
     every (name, type) asked."""
 
-    def __init__(self, records, ttl=3600):
+    def __init__(self, records, ttl=3600, hold=None):
         self.records = {k.lower(): v for k, v in records.items()}
         self.ttl = ttl
+        self.hold = hold          # a threading.Event: answers wait until it is set
         self.queries = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -39,7 +40,10 @@ class DnsStub:
         while True:
             try:
                 data, addr = self.sock.recvfrom(4096)
-                self.sock.sendto(self._answer(data), addr)
+                answer = self._answer(data)
+                if self.hold is not None:
+                    self.hold.wait(30)
+                self.sock.sendto(answer, addr)
             except OSError:
                 return
 
@@ -250,6 +254,36 @@ def test_resolver_answers_and_caches_for_the_ttl(start_proxy, start_echo):
             assert get(port, "/r?to=backend.example").status == 200
         assert dns.queries == [("backend.example", 1)]   # the cached answer
     finally:
+        dns.close()
+
+
+def test_concurrent_requests_share_one_lookup(start_proxy, start_echo):
+    e = start_echo()
+    gate = threading.Event()
+    dns = DnsStub({"busy.example": ["127.0.0.1"]}, hold=gate)
+    try:
+        _, port = serve(start_proxy, """
+    resolver 127.0.0.1:%d ipv6=off;
+    location / { proxy_pass http://$arg_to:%d; }
+    location /here { return 204; }
+""" % (dns.port, e.port))
+        # five requests sent before the answer can come
+        conns = []
+        for _ in range(5):
+            c = sgtest.HttpConn(port)
+            c.send(sgtest.build_request("GET", "/?to=busy.example"))
+            conns.append(c)
+        wait_for(lambda: dns.queries, what="the first query")
+        # one worker thread, which accepts and reads in order: once a later
+        # request is answered, the five are waiting
+        assert get(port, "/here").status == 204
+        gate.set()
+        assert [c.read_response().status for c in conns] == [200] * 5
+        for c in conns:
+            c.close()
+        assert dns.queries == [("busy.example", 1)]
+    finally:
+        gate.set()
         dns.close()
 
 
