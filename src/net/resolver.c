@@ -181,9 +181,15 @@ static void report(res_query *q)
     sg_resolve_result res = { .ok = q->n > 0, .addrs = q->addrs, .lens = q->lens, .n = q->n };
     res.ttl_s = q->ttl == UINT32_MAX ? 0 : q->ttl;
     if (!res.ok) {
-        int st = q->status;
-        res.err = st == ARES_SUCCESS || st == ARES_ENOTFOUND || st == ARES_ENODATA ? "Host not found"
-                  : st == ARES_ETIMEOUT ? "Operation timed out" : ares_strerror(st);
+        /* nginx's wording, with its codes (the DNS RCODE, or 110) */
+        switch (q->status) {
+        case ARES_SUCCESS: case ARES_ENOTFOUND: case ARES_ENODATA: res.err = "3: Host not found"; break;
+        case ARES_ETIMEOUT: res.err = "110: Operation timed out"; break;
+        case ARES_EFORMERR: res.err = "1: Format error"; break;
+        case ARES_EREFUSED: res.err = "5: Operation refused"; break;
+        case ARES_ENOTIMP: res.err = "4: Unimplemented"; break;
+        default: res.err = "2: Server failure"; break;
+        }
     }
     q->cb(q->arg, &res);
     free(q);

@@ -20,8 +20,8 @@
 
 typedef struct sg_resolver sg_resolver;
 
-/* The answer to one query. ok false: err says why ("Host not found",
- * "Timeout" ...), addrs is empty. ttl_s: the smallest TTL of the records
+/* The answer to one query. ok false: err says why as nginx does ("3:
+ * Host not found", "110: Operation timed out" ...), addrs is empty. ttl_s: the smallest TTL of the records
  * (0 when unknown). addrs carry `port`. */
 typedef struct sg_resolve_result {
     bool ok;

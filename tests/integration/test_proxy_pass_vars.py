@@ -93,6 +93,24 @@ class UnixEcho(sgtest.EchoServer):
         self._thread.start()
 
 
+class V6Echo(sgtest.EchoServer):
+    """EchoServer on [::1]."""
+
+    def __init__(self):
+        self.heads, self.bodies = [], []
+        self.received = self.finished = self.accepted = 0
+        self.conns = []
+        self._stop = False
+        self._lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        self.sock.bind(("::1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+
 class UnixH2:
     """An h2c server (prior knowledge) on a unix socket: every request gets
     200 and the body "h2 PATH" (its :path)."""
@@ -177,6 +195,21 @@ def test_variable_address_uri_part_replaces_the_request_uri(start_proxy, start_e
     assert hdrs["host"] == "127.0.0.1:%d" % e.port
     assert r.header("X-Addr") == "127.0.0.1:%d" % e.port
     assert r.header("X-Proxy-Host") == "127.0.0.1:%d" % e.port
+
+
+def test_variable_ipv6_address(start_proxy):
+    e = V6Echo()
+    try:
+        _, port = serve(start_proxy, """
+    location / { proxy_pass http://$arg_to; add_header X-Addr $upstream_addr always; }
+""")
+        r = get(port, "/six?to=[::1]:%d" % e.port)
+        line, hdrs = request_line(r)
+        assert line == "GET /six?to=[::1]:%d HTTP/1.1" % e.port
+        assert hdrs["host"] == "[::1]:%d" % e.port
+        assert r.header("X-Addr") == "[::1]:%d" % e.port
+    finally:
+        e.stop()
 
 
 def test_variable_without_uri_part_sends_the_client_uri(start_proxy, start_echo):
@@ -328,7 +361,7 @@ def test_unknown_name_is_502_and_logged(start_proxy):
     location / { proxy_pass http://$arg_to; }
 """ % dns.port)
         assert get(port, "/?to=nosuch.example").status == 502
-        wait_for(lambda: "nosuch.example could not be resolved (Host not found)" in proxy.error_log,
+        wait_for(lambda: "nosuch.example could not be resolved (3: Host not found)" in proxy.error_log,
                  what="the failed lookup in the error log")
     finally:
         dns.close()
@@ -344,7 +377,7 @@ def test_resolver_timeout_is_502(start_proxy):
     location / { proxy_pass http://$arg_to; }
 """ % silent.getsockname()[1])
         assert get(port, "/?to=slow.example").status == 502
-        wait_for(lambda: "slow.example could not be resolved" in proxy.error_log, what="the timeout in the log")
+        wait_for(lambda: "slow.example could not be resolved (110: Operation timed out)" in proxy.error_log, what="the timeout in the log")
     finally:
         silent.close()
 
