@@ -27,6 +27,7 @@ struct sg_resolver {
     res_sock *socks;
     sg_timer timer;
     bool freeing;
+    struct res_query *deferred;        /* answered, waiting for the loop to report them */
 };
 
 /* One lookup: an A and/or an AAAA query (ares_query sends the name as
@@ -34,6 +35,7 @@ struct sg_resolver {
  * resolver asks its servers about). */
 enum { MAX_ADDRS = 32 };
 typedef struct res_query {
+    struct res_query *next_deferred;
     sg_resolver *r;
     sg_resolve_cb cb;
     void *arg;
@@ -46,6 +48,8 @@ typedef struct res_query {
     size_t n;
     uint32_t ttl;
 } res_query;
+
+static void report(res_query *q);
 
 static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
 static void ares_global_init(void) { ares_library_init(ARES_LIB_INIT_ALL); }
@@ -167,6 +171,12 @@ void sg_resolver_free(sg_resolver *r)
     r->freeing = true;
     sg_timer_disarm(&r->timer);
     ares_destroy(r->ch);               /* pending callbacks run (ARES_EDESTRUCTION), sockets close */
+    while (r->deferred) {              /* answers the loop did not report yet (it stopped) */
+        res_query *q = r->deferred;
+        r->deferred = q->next_deferred;
+        sg_loop_cancel(&q->later);
+        report(q);
+    }
     while (r->socks) {
         res_sock *s = r->socks;
         r->socks = s->next;
@@ -195,9 +205,21 @@ static void report(res_query *q)
     free(q);
 }
 
+static void unlink_deferred(res_query *q)
+{
+    for (res_query **pp = &q->r->deferred; *pp; pp = &(*pp)->next_deferred) {
+        if (*pp == q) {
+            *pp = q->next_deferred;
+            return;
+        }
+    }
+}
+
 static void on_later(sg_deferred *d)
 {
-    report((res_query *)((char *)d - offsetof(res_query, later)));
+    res_query *q = (res_query *)((char *)d - offsetof(res_query, later));
+    unlink_deferred(q);
+    report(q);
 }
 
 static void add_addr(res_query *q, int family, const void *a, int ttl)
@@ -245,6 +267,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
     }
     /* c-ares may answer inside ares_query (a failure): the caller is
      * still on the stack, so report from the loop. */
+    q->next_deferred = q->r->deferred;
+    q->r->deferred = q;
     sg_loop_defer(q->r->loop, &q->later);
 }
 
