@@ -185,7 +185,8 @@ void sg_pass_vars_start(sg_exchange *ex, void (*go)(sg_exchange *ex))
     sg_str host;
     int port;
     if (hostport.n == 0) return fail(ex, 500, "no host in upstream", url);
-    if (hostport.n > 255 || !sg_conf_split_hostport(hostport, &host, &port) || port == 0)
+    if (hostport.n > 255 || memchr(hostport.p, '\0', hostport.n) || !sg_conf_split_hostport(hostport, &host, &port) ||
+        port == 0)
         return fail(ex, 500, "invalid host in upstream", url);
     int def = ssl ? 443 : 80;
     int eport = port < 0 ? def : port;
@@ -227,18 +228,27 @@ void sg_pass_vars_start(sg_exchange *ex, void (*go)(sg_exchange *ex))
         sin6->sin6_port = htons((uint16_t)eport);
         sl = sizeof(*sin6);
     }
-    sg_dyn_entry *e = sg_dyn_find(d, key, now);
-    if (!e && sl) e = sg_dyn_add(d, key, NULL, &ss, &sl, 1, 0, now);
-    if (e) {
+    if (sl) {
+        sg_dyn_entry *e = sg_dyn_find(d, key, now);
+        if (!e) e = sg_dyn_add(d, key, NULL, &ss, &sl, 1, 0, now);
         use_entry(ex, np, e);
         go(ex);
         return;
     }
 
-    /* a name: the resolver's */
+    /* a name: the resolver's. Its answers are kept apart per resolver
+     * (a location without one never uses another's). */
     if (!lc->resolver) {
         sg_ex_log(ex, SG_LOG_ERROR, "no resolver defined to resolve %s", name);
         sg_respond_error(ex, 502);
+        return;
+    }
+    size_t kn = strlen(key);
+    snprintf(key + kn, sizeof(key) - kn, " resolver %d", lc->resolver->id);
+    sg_dyn_entry *e = sg_dyn_find(d, key, now);
+    if (e) {
+        use_entry(ex, np, e);
+        go(ex);
         return;
     }
     char err[256];

@@ -16,6 +16,7 @@
 
 struct sg_dyn_entry {
     char *key;
+    char *uname;                       /* the upstream's name: the key up to a space */
     sg_upstream_conf conf;             /* malloc'd servers and names */
     sg_upstream_rt *rt;
     uint64_t expires_ms;               /* 0: never */
@@ -51,6 +52,7 @@ static void entry_free(sg_dyn_entry *e)
     for (size_t i = 0; i < e->conf.nservers; i++) free(e->conf.servers[i].name);
     free(e->conf.servers);
     free(e->key);
+    free(e->uname);
     free(e);
 }
 
@@ -131,7 +133,11 @@ sg_dyn_entry *sg_dyn_add(sg_dyn *d, const char *key, const char *name, const str
     e->key = sg_xstrdup(key);
     e->expires_ms = expires_ms;
     sg_upstream_conf *u = &e->conf;
-    u->name = e->key;
+    size_t un = strcspn(key, " ");
+    e->uname = sg_xmalloc(un + 1);
+    memcpy(e->uname, key, un);
+    e->uname[un] = '\0';
+    u->name = e->uname;
     u->implicit = true;
     /* as an implicit upstream of the configuration (conf/conf.c) */
     u->keepalive = 32;

@@ -35,7 +35,9 @@ void sg_dyn_free(sg_dyn *d);
 /* The generation is no longer current here: idle connections close. */
 void sg_dyn_retire(sg_dyn *d);
 
-/* The entry for key ("host:port", "unix:/path"), NULL if none or expired. */
+/* The entry for key ("host:port", "unix:/path"; what follows a space
+ * keeps keys apart without being part of the upstream's name), NULL if
+ * none or expired. */
 sg_dyn_entry *sg_dyn_find(sg_dyn *d, const char *key, uint64_t now_ms);
 /* A new entry (or the live one of that key): one server per address,
  * named `name` (NULL: each by its address text). expires_ms 0: never. */

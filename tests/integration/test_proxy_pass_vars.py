@@ -353,6 +353,22 @@ def test_resolver_valid_overrides_the_ttl(start_proxy, start_echo):
         dns.close()
 
 
+def test_location_without_resolver_never_uses_another_ones_answer(start_proxy, start_echo):
+    e = start_echo()
+    dns = DnsStub({"shared.example": ["127.0.0.1"]})
+    try:
+        proxy, port = serve(start_proxy, """
+    location /r { resolver 127.0.0.1:%d ipv6=off; proxy_pass http://$arg_to:%d; }
+    location /n { proxy_pass http://$arg_to:%d; }
+""" % (dns.port, e.port, e.port))
+        assert get(port, "/r?to=shared.example").status == 200
+        assert get(port, "/n?to=shared.example").status == 502
+        wait_for(lambda: "no resolver defined to resolve shared.example" in proxy.error_log,
+                 what="the missing resolver in the error log")
+    finally:
+        dns.close()
+
+
 def test_unknown_name_is_502_and_logged(start_proxy):
     dns = DnsStub({})
     try:
