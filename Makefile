@@ -10,7 +10,7 @@ OPT     ?= -O2
 CSTD     = -std=c11 -D_GNU_SOURCE
 WARN     = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS  += $(OPT) -g $(CSTD) $(WARN) -pthread -Isrc -MMD -MP
-LDLIBS  += -pthread $(shell pkg-config --libs libpcre2-8 libnghttp2 libssl libcrypto zlib)
+LDLIBS  += -pthread $(shell pkg-config --libs libpcre2-8 libnghttp2 libssl libcrypto zlib libcares)
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined

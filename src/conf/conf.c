@@ -14,6 +14,8 @@
 #include <pcre2.h>
 
 #include <arpa/inet.h>
+#include <stddef.h>
+#include <sys/un.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -55,6 +57,17 @@ bool sg_conf_split_hostport(sg_str s, sg_str *host, int *port)
     sg_str ps = { colon + 1, s.n - (size_t)(colon + 1 - s.p) };
     if (!sg_str_to_u64(ps, &v) || v > 65535) return false;
     *port = (int)v;
+    return true;
+}
+
+bool sg_conf_unix_addr(sg_str path, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+    if (path.n == 0 || path.n >= sizeof(sun->sun_path) || memchr(path.p, '\0', path.n)) return false;
+    memset(ss, 0, sizeof(*ss));
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path.p, path.n);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path.n + 1);
     return true;
 }
 
@@ -160,18 +173,29 @@ static sg_upstream_conf *implicit_upstream(sg_cctx *cx, const sg_pending_pass *p
 {
     sg_conf *c = cx->c;
     char name[300];
-    snprintf(name, sizeof(name), "%.*s:%d", (int)p->host.n, p->host.p, port);
+    if (p->unix_sock) snprintf(name, sizeof(name), "%.*s", (int)p->host.n, p->host.p);
+    else snprintf(name, sizeof(name), "%.*s:%d", (int)p->host.n, p->host.p, port);
     for (size_t i = 0; i < c->nupstreams; i++)
         if (c->upstreams[i]->implicit && strcasecmp(c->upstreams[i]->name, name) == 0)
             return c->upstreams[i];
     struct sockaddr_storage *addrs = NULL;
     socklen_t *lens = NULL;
     size_t n = 0;
-    if (!sg_conf_resolve(c, p->host, port, &addrs, &lens, &n)) {
+    if (p->unix_sock) {   /* passvar: http://unix:/path */
+        addrs = sg_arena_alloc(&c->arena, sizeof(*addrs));
+        lens = sg_arena_alloc(&c->arena, sizeof(*lens));
+        if (!sg_conf_unix_addr((sg_str){ p->host.p + 5, p->host.n - 5 }, addrs, lens)) {
+            sg_cerr(cx, p->host_pos, "invalid host in upstream \"%.*s\"", (int)p->host.n, p->host.p);
+            return NULL;
+        }
+        n = 1;
+    } else if (!sg_conf_resolve(c, p->host, port, &addrs, &lens, &n)) {
         sg_cerr(cx, p->host_pos, "host not found in upstream \"%.*s\"", (int)p->pp->host.n, p->pp->host.p);
         return NULL;
     }
     sg_upstream_conf *u = sg_conf_implicit_upstream(c, name, p->pp->pos, addrs, lens, n);
+    /* $upstream_addr names the address tried, as nginx ("127.0.0.1:80, [::1]:80") */
+    for (size_t i = 0; !p->unix_sock && i < n; i++) u->servers[i].name = sg_conf_addr_text(c, &addrs[i]);
     u->keepalive = 32;                      /* same as an upstream{} block without "keepalive" */
     u->keepalive_timeout_ms = 60000;
     u->keepalive_requests = 1000;
@@ -186,6 +210,12 @@ static bool bind_pass(sg_cctx *cx, const sg_pending_pass *p)
 {
     sg_conf *c = cx->c;
     sg_proxy_pass *pp = p->pp;
+    if (pp->has_vars) return true;   /* passvar: found per request (proxy/pass_vars.c) */
+    if (p->unix_sock) {
+        pp->upstream = implicit_upstream(cx, p, 0);
+        pp->host = SG_STR("localhost");   /* nginx: Host and $proxy_host of a unix socket */
+        return pp->upstream != NULL;
+    }
     for (size_t i = 0; i < c->nupstreams; i++) {
         sg_upstream_conf *u = c->upstreams[i];
         if (u->implicit || !sg_str_caseeq(p->host, sg_str_from(u->name))) continue;

@@ -127,7 +127,22 @@ typedef struct sg_proxy_pass {
     /* https:// or grpcs://: the upstream speaks TLS, with the location's
      * proxy_ssl_* (grpc_ssl_* for grpc_pass) settings; default port 443 */
     bool ssl;
+    /* passvar: proxy_pass/grpc_pass with variables. The URL is made per
+     * request (proxy/pass_vars.c): upstream is NULL and the request gets
+     * a sg_proxy_pass of its own (sg_http_req.pass) */
+    bool has_vars;
+    sg_cval url;                       /* the whole argument, scheme included */
 } sg_proxy_pass;
+
+/* passvar: `resolver ADDR ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]`
+ * (names in proxy_pass/grpc_pass with variables, net/resolver.c) */
+typedef struct sg_resolver_conf {
+    char *servers;                     /* "127.0.0.1:53,[::1]:5353": c-ares' csv form */
+    uint32_t valid_ms;                 /* valid=: overrides the answers' TTL (0: the TTL) */
+    bool ipv4, ipv6;                   /* default both on */
+    int id;                            /* index among the generation's resolvers */
+    sg_conf_pos pos;
+} sg_resolver_conf;
 
 /* ---------------- TLS (set by conf/ssl_conf.c, used by net/tls.c) ---------------- */
 
@@ -342,6 +357,11 @@ typedef struct sg_loc_conf {
     struct sg_location *lmt_block;
     sg_str *lmt_methods;
     size_t nlmt_methods;
+
+    /* passvar: resolver (NULL: none, names in a pass with variables are
+     * 502) and resolver_timeout (default 30 s) */
+    sg_resolver_conf *resolver;
+    uint32_t resolver_timeout_ms;
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */
@@ -516,6 +536,13 @@ typedef struct sg_conf {
 
     /* request body (area: body) */
     bool uses_request_body;            /* $request_body or $request_body_file appears somewhere */
+    /* passvar: the resolvers of this generation (sg_resolver_conf.id), and
+     * per worker thread the upstreams that passes with variables made at
+     * run time (upstream/dynamic.h; server/runtime.c makes the array) */
+    sg_resolver_conf **resolvers;
+    size_t nresolvers;
+    void **dyn;
+    int ndyn;
 } sg_conf;
 
 /* Loads, checks and compiles a configuration file. `prefix` may be NULL

@@ -877,11 +877,17 @@ bool sg_conf_set_upstream_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *c
     sg_upstream_conf *u = cx->ups;
     int default_port = (int)(intptr_t)cmd->post;
     const sg_carg *a = &n->args[0];
-    if (starts(a->s, "unix:"))
-        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"server\" are not supported yet");
     sg_upstream_server_conf t = { .weight = 1, .max_fails = 1, .fail_timeout_ms = 10000 };
     for (size_t i = 1; i < n->nargs; i++)
         if (!ups_server_param(cx, n, &n->args[i], &t)) return false;
+    if (starts(a->s, "unix:")) {   /* passvar: server unix:/path */
+        if (!sg_conf_unix_addr((sg_str){ a->s + 5, a->n - 5 }, &t.addr, &t.addrlen))
+            return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", a->s);
+        t.name = sg_arena_strndup(&cx->c->arena, a->s, a->n);
+        u->servers = sg_conf_push(&cx->c->arena, u->servers, u->nservers, sizeof(t));
+        u->servers[u->nservers++] = t;
+        return true;
+    }
     sg_str host;
     int port;
     if (!sg_conf_split_hostport(arg_str(a), &host, &port) || port == 0)
@@ -1233,6 +1239,76 @@ static bool set_proxy_buffers(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd,
     return true;
 }
 
+/* ---------------- resolver (passvar) ---------------- */
+
+/* resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]: the DNS
+ * servers (port 53 unless written; a name is looked up now, as nginx)
+ * that names in a proxy_pass/grpc_pass with variables are resolved with
+ * (net/resolver.c, c-ares). status_zone= is accepted (nginx Plus). */
+static bool set_resolver(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_conf *c = cx->c;
+    sg_resolver_conf *rc = sg_arena_alloc(&c->arena, sizeof(*rc));
+    memset(rc, 0, sizeof(*rc));
+    rc->ipv4 = rc->ipv6 = true;
+    rc->pos = n->name.pos;
+    sg_strbuf csv = { 0 };
+    for (size_t i = 0; i < n->nargs; i++) {
+        const sg_carg *a = &n->args[i];
+        uint64_t v;
+        if (starts(a->s, "valid=")) {
+            if (!parse_time_ms(a->s + 6, &v) || v >= SG_UNSET_MS) goto bad;
+            rc->valid_ms = (uint32_t)v;
+            continue;
+        }
+        if (starts(a->s, "ipv4=") || starts(a->s, "ipv6=")) {
+            bool on = strcmp(a->s + 5, "on") == 0;
+            if (!on && strcmp(a->s + 5, "off") != 0) goto bad;
+            if (a->s[3] == '4') rc->ipv4 = on;
+            else rc->ipv6 = on;
+            continue;
+        }
+        if (starts(a->s, "status_zone=")) continue;
+        sg_str host;
+        int port;
+        struct sockaddr_storage *addrs = NULL;
+        socklen_t *lens = NULL;
+        size_t naddrs = 0;
+        if (!sg_conf_split_hostport(arg_str(a), &host, &port) || port == 0) {
+            sg_strbuf_free(&csv);
+            return sg_cerr(cx, a->pos, "invalid port in resolver \"%s\"", a->s);
+        }
+        if (port < 0) port = 53;
+        if (!sg_conf_resolve(c, host, port, &addrs, &lens, &naddrs)) {
+            sg_strbuf_free(&csv);
+            return sg_cerr(cx, a->pos, "host not found in resolver \"%s\"", a->s);
+        }
+        for (size_t k = 0; k < naddrs; k++) {
+            if (csv.n) sg_strbuf_append(&csv, ",", 1);
+            const char *t = sg_conf_addr_text(c, &addrs[k]);
+            sg_strbuf_append(&csv, t, strlen(t));
+        }
+    }
+    if (!rc->ipv4 && !rc->ipv6) {
+        sg_strbuf_free(&csv);
+        return sg_cerr(cx, n->name.pos, "\"ipv4\" and \"ipv6\" cannot both be \"off\"");
+    }
+    if (!csv.n) {
+        sg_strbuf_free(&csv);
+        return sg_cerr(cx, n->name.pos, "invalid number of arguments in \"resolver\" directive");
+    }
+    rc->servers = sg_arena_strndup(&c->arena, csv.p, csv.n);
+    sg_strbuf_free(&csv);
+    rc->id = (int)c->nresolvers;
+    c->resolvers = sg_conf_push(&c->arena, c->resolvers, c->nresolvers, sizeof(*c->resolvers));
+    c->resolvers[c->nresolvers++] = rc;
+    if (base) *(sg_resolver_conf **)((char *)base + cmd->offset) = rc;
+    return true;
+bad:
+    sg_strbuf_free(&csv);
+    return sg_cerr(cx, n->args[0].pos, "invalid parameter in \"resolver\" directive");
+}
+
 /* ---------------- proxy ---------------- */
 
 /* What proxy_pass and grpc_pass accept (set_pass's cmd->post). */
@@ -1257,16 +1333,55 @@ static bool set_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     const sg_carg *a = &n->args[0];
     const char *url = a->s;
     if (lc->proxy_pass) return sg_cerr(cx, n->name.pos, "\"%s\" directive is duplicate", n->name.s);
-    if (strchr(url, '$'))
-        return sg_cerr(cx, a->pos, "variables in \"%s\" are not supported yet", n->name.s);
+    if (strchr(url, '$')) {
+        /* passvar: the URL is made per request (proxy/pass_vars.c); as
+         * nginx, TLS settings are prepared in case it says https:// */
+        sg_proxy_pass *pp = sg_arena_alloc(&cx->c->arena, sizeof(*pp));
+        memset(pp, 0, sizeof(*pp));
+        pp->pos = n->name.pos;
+        pp->has_vars = true;
+        if (!sg_cval_compile(cx->c, arg_str(a), a->pos, &pp->url, cx->err, cx->errlen)) return false;
+        lc->proxy_pass = pp;
+        lc->is_grpc = k->grpc;
+        return true;
+    }
     bool ssl = strncasecmp(url, k->tls, strlen(k->tls)) == 0;
     const char *hp = url;
     if (ssl) hp += strlen(k->tls);
     else if (strncasecmp(url, k->plain, strlen(k->plain)) == 0) hp += strlen(k->plain);
     else if (!k->bare) return sg_cerr(cx, a->pos, "invalid URL prefix in \"%s\"", url);
     if (k->bare && strstr(hp, "://")) return sg_cerr(cx, a->pos, "invalid URL prefix in \"%s\"", url);
-    if (starts(hp, "unix:"))
-        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"%s\" are not supported yet", n->name.s);
+    if (starts(hp, "unix:")) {
+        /* passvar: unix:/path[:/uri] (nginx: the URI after the path's ':') */
+        const char *colon = strchr(hp + 5, ':');
+        sg_pending_pass pend = { .host_pos = a->pos, .port = -1, .unix_sock = true };
+        pend.host = (sg_str){ hp, colon ? (size_t)(colon - hp) : strlen(hp) };
+        if (colon && (!k->uri || colon[1] != '/'))
+            return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", hp);
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        if (!sg_conf_unix_addr((sg_str){ pend.host.p + 5, pend.host.n - 5 }, &ss, &sl))
+            return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", hp);
+        sg_proxy_pass *pp = sg_arena_alloc(&cx->c->arena, sizeof(*pp));
+        memset(pp, 0, sizeof(*pp));
+        pp->ssl = ssl;
+        pp->pos = n->name.pos;
+        pp->has_uri = colon != NULL;
+        if (colon) pp->uri = sg_str_from(colon + 1);
+        const sg_location *loc = cx->cur->loc;
+        if (pp->has_uri && (is_regex(loc) || loc->match == SG_LOC_NAMED))
+            return sg_cerr(cx, a->pos, "\"%s\" cannot have URI part in location given by regular "
+                           "expression, or inside named location, or inside \"if\" statement, or inside "
+                           "\"limit_except\" block", n->name.s);
+        pp->host = SG_STR("localhost");
+        pend.host = sg_arena_str(&cx->c->arena, pend.host);
+        pend.pp = pp;
+        cx->passes = sg_conf_push(&cx->c->arena, cx->passes, cx->npasses, sizeof(pend));
+        cx->passes[cx->npasses++] = pend;
+        lc->proxy_pass = pp;
+        lc->is_grpc = k->grpc;
+        return true;
+    }
     const char *slash = strchr(hp, '/');
     sg_str hostport = { hp, slash ? (size_t)(slash - hp) : strlen(hp) };
     sg_pending_pass pend = { .host_pos = a->pos };
@@ -1605,6 +1720,9 @@ static const sg_cmd cmds[] = {
     { "uninitialized_variable_warn", HSL | SG_CTX_SIF, A1, sg_conf_set_flag, LOC(uninitialized_variable_warn), NULL },
     /* limit_except: a block like `if`'s, taken by the methods it does not name */
     { "limit_except", L, A1P | BLK, sg_rw_set_limit_except, LOC_NM(lmt_block), NULL },
+    /* passvar: variables in proxy_pass/grpc_pass, their resolver (net/resolver.c) */
+    { "resolver", HSL, A1P, set_resolver, LOC(resolver), NULL },
+    { "resolver_timeout", HSL, A1, sg_conf_set_msec, LOC(resolver_timeout_ms), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1643,7 +1761,7 @@ static const char *const later_exact[] = {
     "msie_refresh", "port_in_redirect", "server_name_in_redirect", "absolute_redirect",
     "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
-    "sendfile_max_chunk", "read_ahead", "resolver", "resolver_timeout",
+    "sendfile_max_chunk", "read_ahead",
     "sticky", "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
     "mirror", "empty_gif",
     "gzip_static",   /* gzip: ngx_http_gzip_static_module */
@@ -1851,6 +1969,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->pass_request_body = true;
     lc->pass_request_headers = true;
     lc->uninitialized_variable_warn = true;
+    lc->resolver_timeout_ms = 30000;   /* passvar: nginx's default */
     sg_ssl_conf_defaults(lc, srv);
     sg_gzip_conf_defaults(lc);
     srv->h2.max_concurrent_streams = 128;

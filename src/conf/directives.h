@@ -60,7 +60,7 @@ enum {
 
 /* Bits per level: one per command of every table together; the http
  * table leaves SG_STREAM_MAX_CMDS of them to the stream one. */
-#define SG_MAX_CMDS 256
+#define SG_MAX_CMDS 512
 #define SG_STREAM_MAX_CMDS 64
 
 typedef struct sg_cctx sg_cctx;
@@ -121,6 +121,7 @@ typedef struct sg_pending_pass {
     sg_str host;                 /* host as written */
     int port;                    /* -1 when not written */
     sg_conf_pos host_pos;
+    bool unix_sock;              /* passvar: host is "unix:/path" (port -1) */
 } sg_pending_pass;
 
 struct sg_cctx {
@@ -232,6 +233,10 @@ bool sg_conf_set_zone(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *b
 bool sg_conf_parse_access_rule(const char *s, bool deny, sg_access_rule *r, bool *low_bits);
 /* After an upstream block: hash and random refuse `backup` servers, as nginx. */
 bool sg_conf_check_backup(sg_cctx *cx, const sg_upstream_conf *u);
+
+/* passvar: "unix:/path" (path: what follows "unix:") as an AF_UNIX
+ * address; false when the path is empty or too long. */
+bool sg_conf_unix_addr(sg_str path, struct sockaddr_storage *ss, socklen_t *len);
 
 /* Looks a log format up by name (NULL if absent). */
 sg_log_format *sg_conf_find_log_format(sg_conf *c, sg_str name);

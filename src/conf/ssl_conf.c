@@ -413,7 +413,9 @@ bool sg_ssl_upstream_name_ok(const sg_ssl_upstream_conf *u, sg_str name)
 static bool location_tls(sg_cctx *cx, sg_location *loc)
 {
     sg_loc_conf *lc = &loc->conf;
-    if (lc->proxy_pass && lc->proxy_pass->ssl) {
+    /* passvar: a pass with variables may say https:// or grpcs:// at run
+     * time: its context is made now, as nginx does */
+    if (lc->proxy_pass && (lc->proxy_pass->ssl || lc->proxy_pass->has_vars)) {
         sg_ssl_upstream_conf *u = &lc->pass_opts->ssl;
         if (!sg_ssl_upstream_ctx(cx->c, u, lc->pass_opts->http_version == 20, lc->proxy_pass->pos, cx->err, cx->errlen))
             return false;

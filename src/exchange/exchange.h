@@ -157,6 +157,10 @@ struct sg_exchange {
     sg_header *carry;
     size_t ncarry;
     uint8_t index_redirects;     /* internal redirects by an absolute index */
+    /* passvar (proxy/pass_vars.c): the run-time upstream this exchange
+     * holds (upstream/dynamic.h) and its name lookup in progress */
+    void *dyn;
+    void *resolve_wait;
 };
 
 /* Logs a message about this exchange to its location's error_log. */

@@ -106,6 +106,10 @@ typedef struct sg_http_req {
     int rw_cycles;             /* location searches restarted by rewrites (at most 10) */
     bool rw_lost_pass;         /* an `if` without proxy_pass matched after one with it (nginx: 500) */
     sg_str rw_location;        /* a `return 30x URL` whose error_page is being followed: its Location */
+    /* passvar: the pass this request goes to when its location's
+     * proxy_pass/grpc_pass has variables (made per request; NULL: the
+     * location's own). Read through sg_req_pass(). */
+    const struct sg_proxy_pass *pass;
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

@@ -380,7 +380,9 @@ static sg_str var_get_response(sg_http_req *r, const sg_var_def *d)
     case SG_VAR_UPSTREAM_STATUS: return strbuf_var(&r->upstream_status);
     case SG_VAR_UPSTREAM_RESPONSE_TIME: return strbuf_var(&r->upstream_response_time);
     case SG_VAR_PROXY_HOST:
-        return r->loc && r->loc->conf.proxy_pass ? r->loc->conf.proxy_pass->host : NOT_FOUND;
+        if (r->pass) return r->pass->host;   /* made from the pass's variables */
+        return r->loc && r->loc->conf.proxy_pass && !r->loc->conf.proxy_pass->has_vars
+                   ? r->loc->conf.proxy_pass->host : NOT_FOUND;
     case SG_VAR_TIME_LOCAL:
         t = time_now();
         return sg_arena_str(&r->arena, (sg_str){ t->local, t->nlocal });
@@ -559,8 +561,10 @@ static sg_str without_port(sg_str s)
 
 sg_str sg_ssl_upstream_name(const sg_loc_conf *lc, sg_http_req *r)
 {
-    const sg_ssl_upstream_conf *u = sg_ssl_upstream_of(lc);
+    /* a pass with variables: this request's scheme and host */
+    const sg_proxy_pass *pp = r->pass ? r->pass : lc->proxy_pass;
+    const sg_ssl_upstream_conf *u = pp && pp->ssl ? &lc->pass_opts->ssl : NULL;
     if (!u || !(u->server_name || u->verify)) return SG_STR("");
-    sg_str name = u->name_set ? sg_cval_eval(&u->name, r) : lc->proxy_pass->host;
+    sg_str name = u->name_set ? sg_cval_eval(&u->name, r) : pp->host;
     return without_port(name);
 }

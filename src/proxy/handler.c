@@ -13,6 +13,7 @@
 #include "proxy/access.h"
 #include "proxy/grpc.h"
 #include "proxy/gzip_filter.h"
+#include "proxy/pass_vars.h"
 #include "proxy/proxy.h"
 #include "proxy/realip.h"
 #include "proxy/reqbody.h"
@@ -149,6 +150,7 @@ static void exchange_on_abort(sg_exchange *ex)
 {
     ex->aborted = true;
     sg_proxy_detach(ex, false);
+    sg_pass_vars_end(ex);
     release_file(ex);
 }
 
@@ -156,6 +158,7 @@ static void exchange_finish(sg_exchange *ex)
 {
     sg_grpc_call_end(ex);
     sg_proxy_detach(ex, false);
+    sg_pass_vars_end(ex);
     release_file(ex);
     sg_gzip_release(ex);
     /* nginx's 499: the client went away before it got a response */

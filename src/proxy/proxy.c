@@ -34,6 +34,7 @@
 #include "http/status.h"
 #include "proxy/grpc.h"
 #include "proxy/reqbody.h"
+#include "proxy/pass_vars.h"
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
 #include "proxy/upgrade.h"
@@ -48,6 +49,13 @@ static uint64_t now_ms(sg_exchange *ex)
 static const sg_loc_conf *loc_conf(const sg_exchange *ex)
 {
     return &ex->req.loc->conf;
+}
+
+/* The pass this request goes to: the location's, or the one its
+ * variables made (proxy/pass_vars.h). */
+static const sg_proxy_pass *pass_of(const sg_exchange *ex)
+{
+    return ex->req.pass ? ex->req.pass : loc_conf(ex)->proxy_pass;
 }
 
 static sg_upstream_rt *runtime(const sg_exchange *ex)
@@ -124,8 +132,10 @@ static void append_escaped(sg_strbuf *b, sg_str s)
 static sg_str upstream_target(sg_exchange *ex)
 {
     sg_http_req *r = &ex->req;
-    const sg_proxy_pass *pp = loc_conf(ex)->proxy_pass;
+    const sg_proxy_pass *pp = pass_of(ex);
     const sg_location *loc = sg_rw_real_location(r->loc);   /* an `if` block proxies as its location */
+    /* with variables, a URI part replaces the whole URI, as nginx */
+    if (pp->has_vars && pp->has_uri) return pp->uri;
     if (!pp->has_uri && !ex->req_internal && !r->uri_rewritten && r->request_uri.n && r->request_uri.p[0] == '/')
         return r->request_uri;
     sg_strbuf b = { 0 };
@@ -284,7 +294,7 @@ static const sg_upstream_events link_events;
 static sg_link_opts link_opts(sg_exchange *ex)
 {
     const sg_loc_conf *lc = loc_conf(ex);
-    const sg_ssl_upstream_conf *tls = sg_ssl_upstream_of(lc);
+    const sg_ssl_upstream_conf *tls = pass_of(ex)->ssl ? &lc->pass_opts->ssl : NULL;
     sg_link_opts o = {
         .w = ex->w,
         .loop = sg_worker_loop(ex->w),
@@ -570,20 +580,20 @@ static bool prepare_upgrade(sg_exchange *ex)
  * sent is the request's fault: 500 as nginx, and no peer is blamed. */
 static bool tls_name_ok(sg_exchange *ex)
 {
-    const sg_ssl_upstream_conf *u = sg_ssl_upstream_of(loc_conf(ex));
+    const sg_ssl_upstream_conf *u = pass_of(ex)->ssl ? &loc_conf(ex)->pass_opts->ssl : NULL;
     if (!u) return true;
     sg_str name = sg_ssl_upstream_name(loc_conf(ex), &ex->req);
     if (sg_ssl_upstream_name_ok(u, name)) return true;
     sg_ex_log(ex, SG_LOG_ERROR, "invalid SSL name \"%.*s\" for upstream \"%s\"", (int)(name.n > 64 ? 64 : name.n),
-              name.n ? name.p : "", loc_conf(ex)->proxy_pass->upstream->name);
+              name.n ? name.p : "", pass_of(ex)->upstream->name);
     sg_respond_error(ex, 500);
     return false;
 }
 
-void sg_proxy_start(sg_exchange *ex)
+static void proxy_go(sg_exchange *ex)
 {
     if (!prepare_upgrade(ex) || !tls_name_ok(ex)) return;
-    const sg_proxy_pass *pp = loc_conf(ex)->proxy_pass;
+    const sg_proxy_pass *pp = pass_of(ex);
     ex->upstream = pp->upstream;
     sg_upstream_rt *rt = runtime(ex);
     size_t words = sg_balancer_tried_words(rt->balancer);
@@ -598,6 +608,15 @@ void sg_proxy_start(sg_exchange *ex)
 void sg_proxy_body_ready(sg_exchange *ex)
 {
     proxy_try(ex);
+}
+
+void sg_proxy_start(sg_exchange *ex)
+{
+    /* an internal redirect may bring the exchange here from another pass */
+    sg_pass_vars_end(ex);
+    ex->req.pass = NULL;
+    if (loc_conf(ex)->proxy_pass->has_vars) sg_pass_vars_start(ex, proxy_go);
+    else proxy_go(ex);
 }
 
 /* ---- the response ---- */
@@ -622,8 +641,10 @@ static uint32_t status_flag(int status)
 static sg_str rewrite_location(sg_exchange *ex, sg_str v)
 {
     const sg_loc_conf *lc = loc_conf(ex);
-    const sg_proxy_pass *pp = lc->proxy_pass;
+    const sg_proxy_pass *pp = pass_of(ex);
     sg_http_req *r = &ex->req;
+    /* nginx: "default" does not apply to a pass with variables */
+    if (pp && pp->has_vars) return v;
     sg_str scheme = pp && pp->ssl ? SG_STR("https://") : SG_STR("http://");
     if (!lc->pass_opts->redirect_off && pp && v.n > scheme.n && memcmp(v.p, scheme.p, scheme.n) == 0) {
         sg_str from_uri = pp->has_uri ? pp->uri : SG_STR("/");
@@ -689,6 +710,14 @@ static void tunnel_closed(const sg_tunnel_end *e, void *balancer, void *peer)
     sg_balancer_done(balancer, peer, false, sg_loop_now(l));
 }
 
+/* The same for a run-time upstream (proxy/pass_vars.h), which the
+ * tunnel holds until then. */
+static void tunnel_closed_dyn(const sg_tunnel_end *e, void *held, void *peer)
+{
+    sg_loop *l = sg_worker_loop(sg_worker_self());
+    sg_pass_vars_tunnel_done(held, peer, sg_loop_now(l));
+}
+
 /* The 101's end-to-end headers for the client (Sec-WebSocket-Accept,
  * -Protocol, -Extensions... untouched); HTTP/1.1 clients also get the
  * Upgrade the backend chose, HTTP/2 clients neither it nor the Accept
@@ -737,8 +766,13 @@ static void hand_over(sg_exchange *ex)
         .upstream_tls = upstream_tls,
     };
     ex->peer = NULL;
+    void *held = sg_pass_vars_take(ex);
+    if (held) {
+        o.on_close = tunnel_closed_dyn;
+        o.arg = held;
+    }
     if (!sg_tunnel_start_q(ex->w, cfd, ufd, &o, &to_upstream, &to_client))
-        tunnel_closed(NULL, o.arg, o.arg2);
+        o.on_close(NULL, o.arg, o.arg2);
 }
 
 /* HTTP/2 client (RFC 8441): the stream becomes the tunnel (after a 101

@@ -1,7 +1,10 @@
 /* Upstream runtimes of a generation. */
 #include "server/runtime.h"
 
+#include <stdlib.h>
+
 #include "conf/stream_conf.h"
+#include "upstream/dynamic.h"
 #include "upstream/pool.h"
 
 /* Stream upstreams' runtimes go with their generation (sg_conf_on_free). */
@@ -18,6 +21,11 @@ bool sg_runtime_attach(sg_conf *c, int n)
 {
     for (size_t i = 0; i < c->nupstreams; i++)
         c->upstreams[i]->runtime = sg_upstream_rt_new(c->upstreams[i], n);
+    /* passvar: each worker's run-time upstreams, made on first use */
+    if (!c->dyn) {
+        c->dyn = sg_xcalloc((size_t)n, sizeof(*c->dyn));
+        c->ndyn = n;
+    }
     if (c->stream) {
         for (size_t i = 0; i < c->stream->nupstreams; i++)
             c->stream->upstreams[i]->runtime = sg_upstream_rt_new(c->stream->upstreams[i], n);
@@ -28,6 +36,9 @@ bool sg_runtime_attach(sg_conf *c, int n)
 
 void sg_runtime_free(sg_conf *c)
 {
+    for (int i = 0; c->dyn && i < c->ndyn; i++) sg_dyn_free(c->dyn[i]);   /* normally gone already */
+    free(c->dyn);
+    c->dyn = NULL;
     for (size_t i = 0; i < c->nupstreams; i++) {
         sg_upstream_rt_free(c->upstreams[i]->runtime);
         c->upstreams[i]->runtime = NULL;
@@ -40,4 +51,12 @@ void sg_runtime_retire(sg_conf *c, int worker)
         sg_upstream_rt *rt = c->upstreams[i]->runtime;
         if (rt) sg_pool_retire(&rt->pools[worker]);
     }
+    if (c->dyn && worker < c->ndyn) sg_dyn_retire(c->dyn[worker]);
+}
+
+void sg_runtime_worker_done(sg_conf *c, int worker)
+{
+    if (!c->dyn || worker >= c->ndyn) return;
+    sg_dyn_free(c->dyn[worker]);
+    c->dyn[worker] = NULL;
 }

@@ -16,5 +16,8 @@ void sg_runtime_free(sg_conf *c);
 /* Worker `worker` no longer starts work on c: its pools close their idle
  * connections and refuse new ones. */
 void sg_runtime_retire(sg_conf *c, int worker);
+/* passvar: worker `worker` has no more users of c (on its own thread):
+ * the upstreams and resolvers it made at run time for c go. */
+void sg_runtime_worker_done(sg_conf *c, int worker);
 
 #endif

@@ -48,6 +48,15 @@ static int acks;
 
 /* ---------- worker thread ---------- */
 
+/* A thread's last use of a generation: what it made at run time for it
+ * (upstream/dynamic.h) goes first, on this thread, which owns it. */
+static void gen_release(sg_conf *c)
+{
+    sg_worker *w = sg_worker_self();
+    if (w) sg_runtime_worker_done(c, sg_worker_id(w));
+    sg_generation_release(c);
+}
+
 static void mark_retiring(sg_conn_node *n, void *arg)
 {
     if (n->local) n->retiring = true;   /* HTTP connections; tunnels and streams retire themselves */
@@ -156,6 +165,7 @@ static void *worker_main(void *arg)
     /* Let closed connections' deferred frees run, then tidy up. */
     sg_runtime_retire(sg_worker_conf(w), sg_worker_id(w));
     sg_loop_run_deferred(loop);   /* frees of what sg_runtime_retire closed */
+    sg_runtime_worker_done(sg_worker_conf(w), sg_worker_id(w));
     sg_access_log_flush_thread();
     sg_regex_thread_done();
     sg_block_thread_done();
@@ -180,7 +190,7 @@ bool sg_server_start(sg_conf *c, int n, char *err, size_t errlen)
 {
     if (n < 1) n = 1;
     if (n > SG_MAX_WORKERS) n = SG_MAX_WORKERS;
-    sg_worker_set_gen_hooks(sg_generation_acquire, sg_generation_release);
+    sg_worker_set_gen_hooks(sg_generation_acquire, gen_release);
     size_t mark;
     if (!sg_listeners_open(c, n, &mark, err, errlen)) return false;
     char aerr[512];

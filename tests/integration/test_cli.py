@@ -158,11 +158,11 @@ def test_t_not_supported_yet(tmp_path):
             "  server {\n"
             "    listen 127.0.0.1:8080;\n"
             "    location / {\n"
-            "      grpc_pass unix:/tmp/grpc.sock;\n"
+            "      ssi on;\n"
             "    }\n"
             "  }\n"
             "}\n")
-    check_fails(tmp_path, text, 6, 17, '"unix:" addresses in "grpc_pass" are not supported yet')
+    check_fails(tmp_path, text, 6, 7, '"ssi" directive is not supported yet')
 
 
 def test_t_error_in_included_file_names_that_file(tmp_path):

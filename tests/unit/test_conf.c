@@ -398,8 +398,6 @@ Test(conf_errors, not_supported_yet)
                  "t.conf:3:23: \"ssi\" directive is not supported yet");
     expect_error(WRAP("server { listen 80 fastopen=10; }"),
                  "t.conf:3:20: \"fastopen\" parameter of \"listen\" is not supported yet");
-    expect_error(WRAP("server { location / { proxy_pass http://$host; } }"),
-                 "t.conf:3:34: variables in \"proxy_pass\" are not supported yet");
     expect_error(WRAP("upstream u { server 127.0.0.1 slow_start=3s; }"),
                  "t.conf:3:31: \"slow_start\" parameter of \"server\" is not supported yet");
     expect_error(WRAP("upstream u { sticky learn; server 127.0.0.1; }"), "t.conf:3:14: \"sticky\" directive is not supported yet");

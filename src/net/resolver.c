@@ -1,0 +1,300 @@
+/* c-ares on the worker's loop (net/resolver.h). */
+#include "net/resolver.h"
+
+#include <ares.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+
+#include "core/str.h"
+
+/* One socket c-ares opened, registered as a level-triggered reader (its
+ * UDP answers are read one datagram per ares_process_fd, so an
+ * edge-triggered registration could leave answers unread). */
+typedef struct res_sock {
+    sg_io io;
+    struct sg_resolver *r;
+    bool want_write;
+    struct res_sock *next;
+} res_sock;
+
+struct sg_resolver {
+    sg_loop *loop;
+    ares_channel ch;
+    int family;                        /* AF_UNSPEC, AF_INET or AF_INET6 */
+    res_sock *socks;
+    sg_timer timer;
+    bool freeing;
+    struct res_query *deferred;        /* answered, waiting for the loop to report them */
+};
+
+/* One lookup: an A and/or an AAAA query (ares_query sends the name as
+ * it is; ares_getaddrinfo would answer "localhost" itself, which nginx's
+ * resolver asks its servers about). */
+enum { MAX_ADDRS = 32 };
+typedef struct res_query {
+    struct res_query *next_deferred;
+    sg_resolver *r;
+    sg_resolve_cb cb;
+    void *arg;
+    int port;
+    int pending;                       /* queries not answered yet */
+    int status;                        /* the first failure, if nothing was found */
+    sg_deferred later;                 /* an answer c-ares gave at once is reported from the loop */
+    struct sockaddr_storage addrs[MAX_ADDRS];
+    socklen_t lens[MAX_ADDRS];
+    size_t n;
+    uint32_t ttl;
+} res_query;
+
+static void report(res_query *q);
+
+static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
+static void ares_global_init(void) { ares_library_init(ARES_LIB_INIT_ALL); }
+
+static void arm_timer(sg_resolver *r)
+{
+    if (r->freeing) return;
+    struct timeval tv, *t = ares_timeout(r->ch, NULL, &tv);
+    bool writers = false;
+    for (res_sock *s = r->socks; s; s = s->next) writers |= s->want_write;
+    sg_timer_disarm(&r->timer);
+    if (writers) {
+        /* A TCP connection (a truncated answer) waits to be writable: the
+         * loop watches only input here, so c-ares is polled soon. */
+        sg_timer_arm(r->loop, &r->timer, 5);
+    } else if (t) {
+        uint64_t ms = (uint64_t)t->tv_sec * 1000 + (uint64_t)t->tv_usec / 1000;
+        sg_timer_arm(r->loop, &r->timer, ms ? ms : 1);
+    }
+}
+
+static void on_sock(sg_io *io, uint32_t events)
+{
+    res_sock *s = (res_sock *)io;
+    sg_resolver *r = s->r;
+    ares_process_fd(r->ch, io->fd, s->want_write ? io->fd : ARES_SOCKET_BAD);
+    arm_timer(r);
+}
+
+static void on_timer(sg_timer *t)
+{
+    sg_resolver *r = (sg_resolver *)((char *)t - offsetof(sg_resolver, timer));
+    fd_set rd, wr;
+    FD_ZERO(&rd);
+    FD_ZERO(&wr);
+    bool writers = false;
+    for (res_sock *s = r->socks; s; s = s->next) {
+        if (s->want_write && s->io.fd < FD_SETSIZE) {
+            FD_SET(s->io.fd, &wr);
+            writers = true;
+        }
+    }
+    if (writers) ares_process(r->ch, &rd, &wr);   /* connects done, and timeouts */
+    else ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);   /* timeouts */
+    arm_timer(r);
+}
+
+static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+    sg_resolver *r = data;
+    res_sock **pp = &r->socks;
+    while (*pp && (*pp)->io.fd != fd) pp = &(*pp)->next;
+    if (!readable && !writable) {
+        if (*pp) {
+            res_sock *s = *pp;
+            *pp = s->next;
+            sg_loop_del(r->loop, &s->io);
+            free(s);
+        }
+        return;
+    }
+    if (!*pp) {
+        res_sock *s = sg_xcalloc(1, sizeof(*s));
+        s->io.fd = fd;
+        s->io.on_event = on_sock;
+        s->r = r;
+        if (sg_loop_add_reader(r->loop, &s->io) < 0) {
+            free(s);
+            return;   /* c-ares times the query out */
+        }
+        s->next = r->socks;
+        r->socks = s;
+        pp = &r->socks;
+    }
+    (*pp)->want_write = writable != 0;
+}
+
+sg_resolver *sg_resolver_new(sg_loop *loop, const sg_resolver_conf *rc, uint32_t timeout_ms,
+                             char *err, size_t errlen)
+{
+    pthread_once(&ares_once, ares_global_init);
+    sg_resolver *r = sg_xcalloc(1, sizeof(*r));
+    r->loop = loop;
+    r->family = rc->ipv4 && rc->ipv6 ? AF_UNSPEC : rc->ipv4 ? AF_INET : AF_INET6;
+    sg_timer_init(&r->timer, on_timer);
+    struct ares_options o;
+    memset(&o, 0, sizeof(o));
+    o.sock_state_cb = sock_state;
+    o.sock_state_cb_data = r;
+    o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+    o.lookups = (char *)"b";           /* DNS only: nginx's resolver never reads /etc/hosts */
+    o.ndots = 1;
+    o.ndomains = 0;
+    o.domains = NULL;
+    uint32_t per_try = timeout_ms / 3;   /* two tries: t/3, then 2t/3 (c-ares doubles) */
+    o.timeout = (int)(per_try ? per_try : 1);
+    o.tries = 2;
+    int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_FLAGS | ARES_OPT_LOOKUPS | ARES_OPT_NDOTS |
+               ARES_OPT_DOMAINS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+    int st = ares_init_options(&r->ch, &o, mask);
+    if (st != ARES_SUCCESS) {
+        snprintf(err, errlen, "c-ares: %s", ares_strerror(st));
+        free(r);
+        return NULL;
+    }
+    st = ares_set_servers_ports_csv(r->ch, rc->servers);
+    if (st != ARES_SUCCESS) {
+        snprintf(err, errlen, "c-ares: resolver \"%s\": %s", rc->servers, ares_strerror(st));
+        ares_destroy(r->ch);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void sg_resolver_free(sg_resolver *r)
+{
+    if (!r) return;
+    r->freeing = true;
+    sg_timer_disarm(&r->timer);
+    ares_destroy(r->ch);               /* pending callbacks run (ARES_EDESTRUCTION), sockets close */
+    while (r->deferred) {              /* answers the loop did not report yet (it stopped) */
+        res_query *q = r->deferred;
+        r->deferred = q->next_deferred;
+        sg_loop_cancel(&q->later);
+        report(q);
+    }
+    while (r->socks) {
+        res_sock *s = r->socks;
+        r->socks = s->next;
+        sg_loop_del(r->loop, &s->io);
+        free(s);
+    }
+    free(r);
+}
+
+static void report(res_query *q)
+{
+    sg_resolve_result res = { .ok = q->n > 0, .addrs = q->addrs, .lens = q->lens, .n = q->n };
+    res.ttl_s = q->ttl == UINT32_MAX ? 0 : q->ttl;
+    if (!res.ok) {
+        /* nginx's wording, with its codes (the DNS RCODE, or 110) */
+        switch (q->status) {
+        case ARES_SUCCESS: case ARES_ENOTFOUND: case ARES_ENODATA: res.err = "3: Host not found"; break;
+        case ARES_ETIMEOUT: res.err = "110: Operation timed out"; break;
+        case ARES_EFORMERR: res.err = "1: Format error"; break;
+        case ARES_EREFUSED: res.err = "5: Operation refused"; break;
+        case ARES_ENOTIMP: res.err = "4: Unimplemented"; break;
+        default: res.err = "2: Server failure"; break;
+        }
+    }
+    q->cb(q->arg, &res);
+    free(q);
+}
+
+static void unlink_deferred(res_query *q)
+{
+    for (res_query **pp = &q->r->deferred; *pp; pp = &(*pp)->next_deferred) {
+        if (*pp == q) {
+            *pp = q->next_deferred;
+            return;
+        }
+    }
+}
+
+static void on_later(sg_deferred *d)
+{
+    res_query *q = (res_query *)((char *)d - offsetof(res_query, later));
+    unlink_deferred(q);
+    report(q);
+}
+
+static void add_addr(res_query *q, int family, const void *a, int ttl)
+{
+    if (q->n >= MAX_ADDRS) return;
+    struct sockaddr_storage *ss = &q->addrs[q->n];
+    memset(ss, 0, sizeof(*ss));
+    if (family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)q->port);
+        memcpy(&sin->sin_addr, a, sizeof(sin->sin_addr));
+        q->lens[q->n++] = sizeof(*sin);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)q->port);
+        memcpy(&sin6->sin6_addr, a, sizeof(sin6->sin6_addr));
+        q->lens[q->n++] = sizeof(*sin6);
+    }
+    if (ttl >= 0 && (uint32_t)ttl < q->ttl) q->ttl = (uint32_t)ttl;
+}
+
+static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen, int family)
+{
+    res_query *q = arg;
+    if (status == ARES_SUCCESS) {
+        if (family == AF_INET) {
+            struct ares_addrttl t[MAX_ADDRS];
+            int nt = MAX_ADDRS;
+            status = ares_parse_a_reply(abuf, alen, NULL, t, &nt);
+            for (int i = 0; status == ARES_SUCCESS && i < nt; i++) add_addr(q, AF_INET, &t[i].ipaddr, t[i].ttl);
+        } else {
+            struct ares_addr6ttl t[MAX_ADDRS];
+            int nt = MAX_ADDRS;
+            status = ares_parse_aaaa_reply(abuf, alen, NULL, t, &nt);
+            for (int i = 0; status == ARES_SUCCESS && i < nt; i++) add_addr(q, AF_INET6, &t[i].ip6addr, t[i].ttl);
+        }
+    }
+    if (status != ARES_SUCCESS && (q->status == ARES_SUCCESS || q->status == ARES_ENODATA)) q->status = status;
+    if (--q->pending > 0) return;
+    if (q->r->freeing || status == ARES_EDESTRUCTION) {
+        report(q);
+        return;
+    }
+    /* c-ares may answer inside ares_query (a failure): the caller is
+     * still on the stack, so report from the loop. */
+    q->next_deferred = q->r->deferred;
+    q->r->deferred = q;
+    sg_loop_defer(q->r->loop, &q->later);
+}
+
+static void on_a(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    on_answer(arg, status, timeouts, abuf, alen, AF_INET);
+}
+
+static void on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    on_answer(arg, status, timeouts, abuf, alen, AF_INET6);
+}
+
+void sg_resolver_query(sg_resolver *r, const char *name, int port, sg_resolve_cb cb, void *arg)
+{
+    enum { C_IN = 1, T_A = 1, T_AAAA = 28 };
+    res_query *q = sg_xcalloc(1, sizeof(*q));
+    q->r = r;
+    q->cb = cb;
+    q->arg = arg;
+    q->port = port;
+    q->ttl = UINT32_MAX;
+    sg_deferred_init(&q->later, on_later);
+    bool a = r->family != AF_INET6, aaaa = r->family != AF_INET;
+    q->pending = a + aaaa;
+    if (a) ares_query(r->ch, name, C_IN, T_A, on_a, q);
+    if (aaaa) ares_query(r->ch, name, C_IN, T_AAAA, on_aaaa, q);
+    arm_timer(r);
+}
