@@ -60,6 +60,8 @@ typedef struct sg_upstream_conf {
     uint32_t h2_ping_timeout_ms;       /* http2_ping_timeout, default 20 s */
     bool implicit;                     /* made by proxy_pass http://ADDR, not an upstream{} block */
     void *runtime;                     /* upstream layer's shared peer state (upstream/peer.h) */
+    /* header controls and small directives (issue 9) */
+    uint32_t keepalive_time_ms;        /* keepalive_time: a kept connection older than this closes; default 1 h */
 } sg_upstream_conf;
 
 /* ---------------- http: pieces used by locations ---------------- */
@@ -92,6 +94,9 @@ typedef struct sg_access_log {
     size_t buffer_size;                /* buffer=SIZE, 0 = default (64k) */
     uint32_t flush_ms;                 /* flush=TIME, default 1 s */
     sg_log_file *file;                 /* opened when the generation is activated */
+    /* header controls and small directives (issue 9) */
+    bool has_cond;                     /* if=COND: no line when it is empty or "0" */
+    sg_cval cond;
 } sg_access_log;
 
 typedef enum sg_next_upstream {
@@ -209,7 +214,42 @@ typedef struct sg_upstream_opts {
     bool upgrade;                      /* proxy_upgrade: forward Upgrade requests, tunnel after a
                                           valid 101; default on. grpc: never (no extended CONNECT) */
     sg_ssl_upstream_conf ssl;          /* proxy_ssl_* (https://) / grpc_ssl_* (grpcs://) */
+    /* header controls (issue 9) */
+    sg_str *hide_headers;              /* proxy_hide_header: lowercased names, added to the defaults */
+    size_t nhide_headers;
+    sg_str *pass_headers;              /* proxy_pass_header: names taken out of the hidden ones */
+    size_t npass_headers;
+    uint32_t ignore_headers;           /* proxy_ignore_headers: SG_IGN_* mask */
+    bool pass_trailers;                /* proxy_pass_trailers (nginx 1.27.5); grpc: always */
 } sg_upstream_opts;
+
+enum {                                 /* proxy_ignore_headers */
+    SG_IGN_X_ACCEL_REDIRECT = 1u << 0, SG_IGN_X_ACCEL_EXPIRES = 1u << 1,
+    SG_IGN_X_ACCEL_LIMIT_RATE = 1u << 2, SG_IGN_X_ACCEL_BUFFERING = 1u << 3,
+    SG_IGN_X_ACCEL_CHARSET = 1u << 4, SG_IGN_EXPIRES = 1u << 5, SG_IGN_CACHE_CONTROL = 1u << 6,
+    SG_IGN_SET_COOKIE = 1u << 7, SG_IGN_VARY = 1u << 8,
+};
+
+typedef enum sg_expires_kind {         /* expires */
+    SG_EXPIRES_OFF = 0,
+    SG_EXPIRES_EPOCH,                  /* Thu, 01 Jan 1970 00:00:01 GMT, no-cache */
+    SG_EXPIRES_MAX,                    /* 2037, max-age=315360000 */
+    SG_EXPIRES_ACCESS,                 /* now + secs */
+    SG_EXPIRES_MODIFIED,               /* Last-Modified + secs */
+    SG_EXPIRES_DAILY,                  /* @time: the next time of day */
+    SG_EXPIRES_VAR,                    /* a variable: parsed per request (`modified` may precede it) */
+} sg_expires_kind;
+
+typedef struct sg_expires {
+    sg_expires_kind kind;
+    bool modified;                     /* for SG_EXPIRES_VAR: "modified $x" */
+    int64_t secs;
+    sg_cval value;                     /* SG_EXPIRES_VAR */
+} sg_expires;
+
+/* One expires value ("off", "epoch", "max", "@15h", "-1h", "2048"),
+ * NUL-terminated; for the variable form at run time too. */
+bool sg_expires_parse(const char *s, bool modified, sg_expires *e);
 
 /* Values a location sees after merging http -> server -> location.
  * Every field is set (defaults filled in) once the generation is built. */
@@ -263,7 +303,28 @@ typedef struct sg_loc_conf {
     sg_mime_type *types;               /* `types {}`: extension -> type; none: a built-in table */
     size_t ntypes;
     uint32_t http2_chunk_size;         /* largest DATA frame sent, default 8k (nginx) */
+
+    /* header controls and small directives (issue 9) */
+    sg_header_set *add_trailers;       /* add_trailer NAME VALUE [always] */
+    size_t nadd_trailers;
+    sg_expires expires;
+    bool absolute_redirect;            /* default on */
+    bool port_in_redirect;             /* default on */
+    bool server_name_in_redirect;      /* default off */
+    sg_str alias;                      /* alias PATH: replaces the location's prefix; empty: none */
+    bool has_alias;
+    uint32_t keepalive_time_ms;        /* keepalive_time: no new request on a connection older; 1 h */
+    uint32_t limit_except;             /* limit_except: SG_METHOD_* allowed (0: no limit) */
+    bool limit_except_deny;            /* the block holds `deny all`: others get 403 */
 } sg_loc_conf;
+
+enum {                                 /* limit_except methods (GET implies HEAD) */
+    SG_METHOD_GET = 1u << 0, SG_METHOD_HEAD = 1u << 1, SG_METHOD_POST = 1u << 2,
+    SG_METHOD_PUT = 1u << 3, SG_METHOD_DELETE = 1u << 4, SG_METHOD_MKCOL = 1u << 5,
+    SG_METHOD_COPY = 1u << 6, SG_METHOD_MOVE = 1u << 7, SG_METHOD_OPTIONS = 1u << 8,
+    SG_METHOD_PROPFIND = 1u << 9, SG_METHOD_PROPPATCH = 1u << 10, SG_METHOD_LOCK = 1u << 11,
+    SG_METHOD_UNLOCK = 1u << 12, SG_METHOD_PATCH = 1u << 13,
+};
 
 typedef enum sg_loc_match {
     SG_LOC_PREFIX = 0,
@@ -310,6 +371,10 @@ typedef struct sg_listen_conf {
     bool http2;                        /* listen ... http2 (or `http2 on` in the server) */
     bool ssl;                          /* listen ... ssl */
     sg_conf_pos pos;
+    /* header controls and small directives (issue 9): socket options, 0: system default */
+    int sndbuf, rcvbuf;                /* sndbuf=SIZE, rcvbuf=SIZE */
+    int so_keepalive;                  /* so_keepalive=: 0 unset, 1 on, -1 off */
+    int keepidle, keepintvl, keepcnt;  /* so_keepalive=IDLE:INTVL:CNT, 0: system's */
 } sg_listen_conf;
 
 /* HTTP/2 server settings (http2_* directives, http and server level).
@@ -344,6 +409,9 @@ typedef struct sg_server_conf {
     uint32_t max_headers;              /* request header fields, HTTP/1.1 and HTTP/2 (nginx 1.29.8), default 100 */
     sg_h2_conf h2;
     sg_ssl_conf ssl;                   /* ssl_* (http and server level) */
+    /* header controls and small directives (issue 9) */
+    bool underscores_in_headers;       /* default off: fields named with '_' are dropped */
+    bool ignore_invalid_headers;       /* default on: fields with other invalid names are dropped */
 } sg_server_conf;
 
 /* One distinct listening address and the servers that share it. */
@@ -360,6 +428,9 @@ typedef struct sg_listen_group {
     /* An L4 `stream {}` server listening here instead of HTTP (servers
      * is then empty): the worker hands accepted sockets to the stream proxy. */
     const struct sg_stream_server_conf *stream_server;
+    /* header controls and small directives (issue 9): the socket options
+     * of its listen lines (the first that sets each) */
+    int sndbuf, rcvbuf, so_keepalive, keepidle, keepintvl, keepcnt;
 } sg_listen_group;
 
 typedef struct sg_conf {

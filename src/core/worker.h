@@ -45,6 +45,10 @@ struct sg_conn_node {
      * generation it starts on. Both NULL for other connections. */
     const struct sockaddr *local;
     const struct sg_listen_group *group;
+    /* header controls and variables (issue 9): $connection, a process-wide
+     * serial number given by sg_worker_conn_add */
+    uint64_t number;
+    uint64_t born_ms;          /* CLOCK_MONOTONIC ms when added ($connection_time) */
 };
 
 typedef struct sg_worker sg_worker;

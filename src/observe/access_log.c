@@ -261,6 +261,10 @@ void sg_access_log_write(sg_http_req *r)
     for (size_t i = 0; i < lc->naccess_logs; i++) {
         const sg_access_log *al = &lc->access_logs[i];
         if (!al->file || !al->format) continue;
+        if (al->has_cond) {              /* if=COND: nginx skips "" and "0" */
+            sg_str v = sg_cval_eval(&al->cond, r);
+            if (v.n == 0 || (v.n == 1 && v.p[0] == '0')) continue;
+        }
         line.n = 0;
         sg_cval_eval_log(&al->format->format, r, al->format->escape_json,
                          al->format->escape_none, &line);

@@ -3,6 +3,7 @@
  * answers it, and the end (access log). Downstream codecs reach it only
  * through the table at the bottom (exchange/exchange.h). */
 #include "proxy/handler.h"
+#include "proxy/header_filter.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,17 @@ void sg_handler_run_location(sg_exchange *ex)
         sg_respond_error(ex, 413);
         return;
     }
+    if (!ex->req_internal) sg_hf_drop_invalid_fields(ex);
+    if (!ex->req_internal && sg_hf_duplicate_field(&ex->req)) {
+        sg_ex_log(ex, SG_LOG_INFO, "client sent duplicate header line");
+        sg_respond_error(ex, 400);
+        return;
+    }
+    if (sg_hf_method_denied(ex)) {            /* limit_except ... { deny all; } */
+        sg_respond_error(ex, 403);
+        return;
+    }
+    if (!lc->has_return && sg_hf_auto_redirect(ex)) return;
     if (lc->has_return) sg_respond_return(ex);
     else if (lc->proxy_pass) sg_proxy_start(ex);
     else sg_respond_static(ex);
