@@ -97,6 +97,8 @@ typedef struct sg_access_log {
     /* header controls and small directives (issue 9) */
     bool has_cond;                     /* if=COND: no line when it is empty or "0" */
     sg_cval cond;
+    bool var_path;                     /* the path has variables: opened for each line */
+    sg_cval path_value;
 } sg_access_log;
 
 typedef enum sg_next_upstream {
@@ -316,7 +318,10 @@ typedef struct sg_loc_conf {
     uint32_t keepalive_time_ms;        /* keepalive_time: no new request on a connection older; 1 h */
     uint32_t limit_except;             /* limit_except: SG_METHOD_* allowed (0: no limit) */
     bool limit_except_deny;            /* the block holds `deny all`: others get 403 */
+    uint32_t keepalive_disable;        /* SG_KA_DISABLE_*; default msie6 */
 } sg_loc_conf;
+
+enum { SG_KA_DISABLE_MSIE6 = 1u << 0, SG_KA_DISABLE_SAFARI = 1u << 1 };   /* keepalive_disable */
 
 enum {                                 /* limit_except methods (GET implies HEAD) */
     SG_METHOD_GET = 1u << 0, SG_METHOD_HEAD = 1u << 1, SG_METHOD_POST = 1u << 2,

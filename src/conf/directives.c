@@ -873,7 +873,7 @@ static bool access_log_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, s
         if (!parse_time_ms(p + 6, &v) || v >= SG_UNSET_MS) return bad_param(cx, a);
         al->flush_ms = (uint32_t)v;
     } else if (strcmp(p, "gzip") == 0 || starts(p, "gzip=")) {
-        return param_not_yet(cx, n, a, 4);
+        sg_cnotice(cx, a->pos, "\"gzip\" of \"access_log\" is accepted: the log is written uncompressed");
     } else if (starts(p, "if=")) {
         al->has_cond = true;
         if (!sg_cval_compile(cx->c, (sg_str){ p + 3, a->n - 3 }, a->pos, &al->cond, cx->err, cx->errlen))
@@ -899,9 +899,13 @@ static bool set_access_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
     }
     if (starts(path->s, "syslog:"))
         return sg_cerr(cx, path->pos, "\"syslog:\" in \"access_log\" is not supported yet");
-    if (strchr(path->s, '$'))
-        return sg_cerr(cx, path->pos, "variables in \"access_log\" paths are not supported yet");
     sg_access_log al = { .path = sg_conf_full_path(cx->c, path->s), .flush_ms = 1000 };
+    if (strchr(path->s, '$')) {            /* issue 9: opened for each line, as nginx without a cache */
+        al.var_path = true;
+        if (!sg_cval_compile(cx->c, sg_str_from(al.path), path->pos, &al.path_value, cx->err, cx->errlen))
+            return false;
+        al.path = NULL;
+    }
     sg_str fmt = n->nargs > 1 ? arg_str(&n->args[1]) : SG_STR("combined");
     al.format = sg_conf_find_log_format(cx->c, fmt);
     if (!al.format)
@@ -1378,7 +1382,9 @@ static const sg_cmd cmds[] = {
     { "lingering_time", HSL, A1, sg_conf_set_msec, NONE, NULL },           /* fixed in the HTTP/1.1 codec */
     { "lingering_timeout", HSL, A1, sg_conf_set_msec, NONE, NULL },
     { "early_hints", HSL, A1P, sg_hc_set_noeffect, NONE, "103 Early Hints responses are not relayed" },
-    { "keepalive_disable", HSL, A1P, sg_hc_set_noeffect, NONE, "no browser is treated apart" },
+    { "open_log_file_cache", HSL, A1P, sg_hc_set_noeffect, NONE,
+      "a log path with variables is opened for each line" },
+    { "keepalive_disable", HSL, A1P, sg_hc_set_keepalive_disable, LOC(keepalive_disable), NULL },
     { "underscores_in_headers", H | S, A1, sg_conf_set_flag,
       SRV_RANGE(underscores_in_headers, underscores_in_headers), NULL },
     { "ignore_invalid_headers", H | S, A1, sg_conf_set_flag,
@@ -1402,7 +1408,7 @@ static const char *const later_exact[] = {
     "master_process", "debug_points", "worker_rlimit_core",
     "send_lowat", "postpone_output", "output_buffers",
     "chunked_transfer_encoding", "etag", "if_modified_since", "log_subrequest",
-    "open_log_file_cache", "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
+    "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
     "msie_refresh",
     "recursive_error_pages", "satisfy", "client_body_in_file_only",
     "client_body_in_single_buffer", "subrequest_output_buffer_size",
@@ -1601,6 +1607,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     /* header controls and small directives (issue 9) */
     srv->ignore_invalid_headers = true;
     lc->absolute_redirect = true;
+    lc->keepalive_disable = SG_KA_DISABLE_MSIE6;
     lc->port_in_redirect = true;
     lc->keepalive_time_ms = 3600 * 1000;
     srv->h2.max_concurrent_streams = 128;

@@ -221,3 +221,18 @@ bool sg_hc_listen_range(const char *arg, int *lo, int *hi, char *text, size_t te
     *hi = b > 65535 ? 65536 : (int)b;
     return true;
 }
+
+/* keepalive_disable none | msie6 | safari ... */
+bool sg_hc_set_keepalive_disable(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint32_t mask = 0;
+    for (size_t i = 0; i < n->nargs; i++) {
+        const char *v = n->args[i].s;
+        if (strcmp(v, "none") == 0) mask = 0;
+        else if (strcmp(v, "msie6") == 0) mask |= SG_KA_DISABLE_MSIE6;
+        else if (strcmp(v, "safari") == 0) mask |= SG_KA_DISABLE_SAFARI;
+        else return sg_cerr(cx, n->args[i].pos, "invalid value \"%s\" in \"%s\" directive", v, n->name.s);
+    }
+    *(uint32_t *)((char *)base + cmd->offset) = mask;
+    return true;
+}

@@ -11,6 +11,7 @@ bool sg_hc_set_ignore_headers(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd,
 bool sg_hc_set_expires(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 bool sg_hc_set_alias(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 bool sg_hc_set_limit_except(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+bool sg_hc_set_keepalive_disable(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 /* listen ... so_keepalive=VALUE into lc; false: invalid */
 bool sg_hc_listen_keepalive(const char *v, sg_listen_conf *lc);
 /* listen ADDR:LO-HI: the ports, and "ADDR:" in text */

@@ -619,7 +619,7 @@ static void escape_default(sg_str v, sg_strbuf *out)
 
 static void escape_json(sg_str v, sg_strbuf *out)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF";   /* nginx: "\u001B" */
     size_t run = 0;
     if (!v.p) return;                  /* not found: nothing, as nginx */
     for (size_t i = 0; i < v.n; i++) {

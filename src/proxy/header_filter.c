@@ -399,3 +399,24 @@ void sg_hf_drop_invalid_fields(sg_exchange *ex)
     }
     r->nheaders = m;
 }
+
+/* keepalive_disable: nginx's browser checks (ngx_http_process_user_agent). */
+bool sg_hf_keepalive_disabled(const sg_exchange *ex)
+{
+    const sg_http_req *r = &ex->req;
+    uint32_t mask = r->loc ? r->loc->conf.keepalive_disable : 0;
+    if (!mask) return false;
+    const sg_header *h = sg_req_find_header(r, SG_STR("user-agent"));
+    if (!h || !h->value.p) return false;
+    char ua[512];
+    size_t n = h->value.n < sizeof(ua) - 1 ? h->value.n : sizeof(ua) - 1;
+    memcpy(ua, h->value.p, n);
+    ua[n] = '\0';
+    if ((mask & SG_KA_DISABLE_MSIE6) && sg_str_eq_lit(r->method, "POST")) {
+        const char *m = strstr(ua, "MSIE ");
+        if (m && m[5] >= '0' && m[5] <= '6' && m[6] == '.' && !(m[5] == '6' && strstr(m, "SV1"))) return true;
+    }
+    if ((mask & SG_KA_DISABLE_SAFARI) && strstr(ua, "Safari/") && strstr(ua, "Mac OS X") && !strstr(ua, "Chrome/"))
+        return true;
+    return false;
+}

@@ -55,4 +55,7 @@ bool sg_hf_duplicate_field(const sg_http_req *r);
  * fields with invalid names leave the request (before anything reads it). */
 void sg_hf_drop_invalid_fields(sg_exchange *ex);
 
+/* keepalive_disable names the client's browser: the connection closes. */
+bool sg_hf_keepalive_disabled(const sg_exchange *ex);
+
 #endif

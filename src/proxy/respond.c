@@ -69,6 +69,7 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
         .own_trailers = own_trailers,
     };
     if (own_trailers) sg_hf_trailers_begin(ex);
+    if (sg_hf_keepalive_disabled(ex)) ex->close_connection = true;
     ex->down->send_head(ex, &resp);
 }
 

@@ -403,7 +403,6 @@ Test(conf_errors, not_supported_yet)
     expect_error(WRAP("upstream u { server 127.0.0.1 max_conns=3; }"),
                  "t.conf:3:31: \"max_conns\" parameter of \"server\" is not supported yet");
     expect_error(WRAP("upstream u { hash $uri; server 127.0.0.1; }"), "t.conf:3:14: \"hash\" directive is not supported yet");
-    expect_error(WRAP("access_log /x main gzip;"), "t.conf:3:20: \"gzip\" parameter of \"access_log\" is not supported yet");
     expect_error(WRAP("proxy_redirect http://a/ /;"), "t.conf:3:1: \"proxy_redirect\" with a replacement is not supported yet");
     expect_error(WRAP("charset utf-8;"), "t.conf:3:1: \"charset\" directive is not supported yet");
 }
