@@ -229,7 +229,7 @@ static const sg_downstream_ops trailer_ops = {
 bool sg_hf_trailers_wanted(const sg_exchange *ex, int status, bool has_body)
 {
     const sg_loc_conf *lc = &ex->req.loc->conf;
-    if (!has_body || !lc->nadd_trailers || ex->down == &trailer_ops) return false;
+    if (!has_body || !lc->nadd_trailers || ex->down == &trailer_ops || ex->tunnel) return false;
     bool allowed = sg_hf_status_allowed(status);
     for (size_t i = 0; i < lc->nadd_trailers; i++)
         if (lc->add_trailers[i].always || allowed) return true;

@@ -273,3 +273,19 @@ def test_lingering_and_pool_sizes_accepted_with_notice(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "\"lingering_close\" is accepted and has no effect" in p.stderr
     assert "\"early_hints\" is accepted and has no effect" in p.stderr
+
+
+def test_grpc_hide_header_and_add_trailer(h2c_backends, start_proxy, grpc_channels):
+    """grpc_hide_header takes a field of the backend's head away from a
+    real gRPC client; add_trailer joins the backend's grpc-status trailers."""
+    import pytest
+    grpc = pytest.importorskip("grpc")
+    from sgtest import SLOW, grpc_conf, grpc_msg
+    (bport,) = h2c_backends(1)
+    conf, port = grpc_conf([bport], location_extra="grpc_hide_header X-Backend; add_trailer x-added yes;")
+    start_proxy(conf)
+    echo = grpc_channels(port).unary_unary("/chat.Chat/Echo")
+    resp, call = echo.with_call(grpc_msg("hi"), timeout=5 * SLOW)
+    assert resp == grpc_msg("hi") and call.code() == grpc.StatusCode.OK
+    assert "x-backend" not in dict(call.initial_metadata())
+    assert dict(call.trailing_metadata()).get("x-added") == "yes"
