@@ -199,6 +199,7 @@ static sg_upstream_conf *implicit_upstream(sg_cctx *cx, const sg_pending_pass *p
     u->keepalive = 32;                      /* same as an upstream{} block without "keepalive" */
     u->keepalive_timeout_ms = 60000;
     u->keepalive_requests = 1000;
+    u->keepalive_time_ms = 3600 * 1000;
     u->h2_ping_interval_ms = SG_UPSTREAM_PING_INTERVAL_MS;
     u->h2_ping_timeout_ms = SG_UPSTREAM_PING_TIMEOUT_MS;
     c->upstreams = sg_conf_push(&c->arena, c->upstreams, c->nupstreams, sizeof(*c->upstreams));
@@ -287,6 +288,15 @@ static bool build_listen_groups(sg_cctx *cx)
             if (l->http2) g->http2 = true;
             if (l->ssl) g->ssl = true;
             if (l->proxy_protocol) g->proxy_protocol = true;
+            /* header controls and small directives (issue 9): socket options */
+            if (l->sndbuf && !g->sndbuf) g->sndbuf = l->sndbuf;
+            if (l->rcvbuf && !g->rcvbuf) g->rcvbuf = l->rcvbuf;
+            if (l->so_keepalive && !g->so_keepalive) {
+                g->so_keepalive = l->so_keepalive;
+                g->keepidle = l->keepidle;
+                g->keepintvl = l->keepintvl;
+                g->keepcnt = l->keepcnt;
+            }
             g->servers = sg_conf_push(&c->arena, g->servers, g->nservers, sizeof(*g->servers));
             g->servers[g->nservers++] = s;
         }

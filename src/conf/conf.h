@@ -64,6 +64,8 @@ typedef struct sg_upstream_conf {
     bool implicit;                     /* made by proxy_pass http://ADDR, not an upstream{} block */
     sg_cval hash_key;                  /* http upstreams' hash KEY (stream ones keep theirs in sg_stream_upstream) */
     void *runtime;                     /* upstream layer's shared peer state (upstream/peer.h) */
+    /* header controls and small directives (issue 9) */
+    uint32_t keepalive_time_ms;        /* keepalive_time: a kept connection older than this closes; default 1 h */
 } sg_upstream_conf;
 
 /* ---------------- http: pieces used by locations ---------------- */
@@ -96,6 +98,11 @@ typedef struct sg_access_log {
     size_t buffer_size;                /* buffer=SIZE, 0 = default (64k) */
     uint32_t flush_ms;                 /* flush=TIME, default 1 s */
     sg_log_file *file;                 /* opened when the generation is activated */
+    /* header controls and small directives (issue 9) */
+    bool has_cond;                     /* if=COND: no line when it is empty or "0" */
+    sg_cval cond;
+    bool var_path;                     /* the path has variables: opened for each line */
+    sg_cval path_value;
 } sg_access_log;
 
 typedef enum sg_next_upstream {
@@ -249,7 +256,42 @@ typedef struct sg_upstream_opts {
     bool upgrade;                      /* proxy_upgrade: forward Upgrade requests, tunnel after a
                                           valid 101; default on. grpc: never (no extended CONNECT) */
     sg_ssl_upstream_conf ssl;          /* proxy_ssl_* (https://) / grpc_ssl_* (grpcs://) */
+    /* header controls (issue 9) */
+    sg_str *hide_headers;              /* proxy_hide_header: lowercased names, added to the defaults */
+    size_t nhide_headers;
+    sg_str *pass_headers;              /* proxy_pass_header: names taken out of the hidden ones */
+    size_t npass_headers;
+    uint32_t ignore_headers;           /* proxy_ignore_headers: SG_IGN_* mask */
+    bool pass_trailers;                /* proxy_pass_trailers (nginx 1.27.5); grpc: always */
 } sg_upstream_opts;
+
+enum {                                 /* proxy_ignore_headers */
+    SG_IGN_X_ACCEL_REDIRECT = 1u << 0, SG_IGN_X_ACCEL_EXPIRES = 1u << 1,
+    SG_IGN_X_ACCEL_LIMIT_RATE = 1u << 2, SG_IGN_X_ACCEL_BUFFERING = 1u << 3,
+    SG_IGN_X_ACCEL_CHARSET = 1u << 4, SG_IGN_EXPIRES = 1u << 5, SG_IGN_CACHE_CONTROL = 1u << 6,
+    SG_IGN_SET_COOKIE = 1u << 7, SG_IGN_VARY = 1u << 8,
+};
+
+typedef enum sg_expires_kind {         /* expires */
+    SG_EXPIRES_OFF = 0,
+    SG_EXPIRES_EPOCH,                  /* Thu, 01 Jan 1970 00:00:01 GMT, no-cache */
+    SG_EXPIRES_MAX,                    /* 2037, max-age=315360000 */
+    SG_EXPIRES_ACCESS,                 /* now + secs */
+    SG_EXPIRES_MODIFIED,               /* Last-Modified + secs */
+    SG_EXPIRES_DAILY,                  /* @time: the next time of day */
+    SG_EXPIRES_VAR,                    /* a variable: parsed per request (`modified` may precede it) */
+} sg_expires_kind;
+
+typedef struct sg_expires {
+    sg_expires_kind kind;
+    bool modified;                     /* for SG_EXPIRES_VAR: "modified $x" */
+    int64_t secs;
+    sg_cval value;                     /* SG_EXPIRES_VAR */
+} sg_expires;
+
+/* One expires value ("off", "epoch", "max", "@15h", "-1h", "2048"),
+ * NUL-terminated; for the variable form at run time too. */
+bool sg_expires_parse(const char *s, bool modified, sg_expires *e);
 
 /* Values a location sees after merging http -> server -> location.
  * Every field is set (defaults filled in) once the generation is built. */
@@ -362,6 +404,18 @@ typedef struct sg_loc_conf {
      * 502) and resolver_timeout (default 30 s) */
     sg_resolver_conf *resolver;
     uint32_t resolver_timeout_ms;
+
+    /* header controls and small directives (issue 9) */
+    sg_header_set *add_trailers;       /* add_trailer NAME VALUE [always] */
+    size_t nadd_trailers;
+    sg_expires expires;
+    bool absolute_redirect;            /* default on */
+    bool port_in_redirect;             /* default on */
+    bool server_name_in_redirect;      /* default off */
+    sg_str alias;                      /* alias PATH: replaces the location's prefix; empty: none */
+    bool has_alias;
+    uint32_t keepalive_time_ms;        /* keepalive_time: no new request on a connection older; 1 h */
+    uint32_t keepalive_disable;        /* SG_KA_DISABLE_*; default msie6 */
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */
@@ -381,6 +435,9 @@ enum {
 enum { SG_RBUF_UNSET = 0, SG_RBUF_OFF, SG_RBUF_ON };
 /* sg_loc_conf.body_in_file_only */
 enum { SG_BODY_FILE_OFF = 0, SG_BODY_FILE_ON, SG_BODY_FILE_CLEAN };
+
+enum { SG_KA_DISABLE_MSIE6 = 1u << 0, SG_KA_DISABLE_SAFARI = 1u << 1 };   /* keepalive_disable */
+
 
 typedef enum sg_loc_match {
     SG_LOC_PREFIX = 0,
@@ -431,6 +488,10 @@ typedef struct sg_listen_conf {
     sg_conf_pos pos;
     /* stream modules */
     bool udp;                          /* stream listen ... udp: a datagram socket */
+    /* header controls and small directives (issue 9): socket options, 0: system default */
+    int sndbuf, rcvbuf;                /* sndbuf=SIZE, rcvbuf=SIZE */
+    int so_keepalive;                  /* so_keepalive=: 0 unset, 1 on, -1 off */
+    int keepidle, keepintvl, keepcnt;  /* so_keepalive=IDLE:INTVL:CNT, 0: system's */
 } sg_listen_conf;
 
 /* HTTP/2 server settings (http2_* directives, http and server level).
@@ -465,6 +526,9 @@ typedef struct sg_server_conf {
     uint32_t max_headers;              /* request header fields, HTTP/1.1 and HTTP/2 (nginx 1.29.8), default 100 */
     sg_h2_conf h2;
     sg_ssl_conf ssl;                   /* ssl_* (http and server level) */
+    /* header controls and small directives (issue 9) */
+    bool underscores_in_headers;       /* default off: fields named with '_' are dropped */
+    bool ignore_invalid_headers;       /* default on: fields with other invalid names are dropped */
 } sg_server_conf;
 
 /* One distinct listening address and the servers that share it. */
@@ -484,6 +548,9 @@ typedef struct sg_listen_group {
     const struct sg_stream_server_conf *stream_server;
     /* stream modules */
     bool udp;                          /* a datagram socket (stream listen ... udp) */
+    /* header controls and small directives (issue 9): the socket options
+     * of its listen lines (the first that sets each) */
+    int sndbuf, rcvbuf, so_keepalive, keepidle, keepintvl, keepcnt;
 } sg_listen_group;
 
 typedef struct sg_conf {

@@ -11,6 +11,7 @@
 #include "conf/directives.h"
 #include "conf/geo.h"
 #include "conf/gzip_conf.h"
+#include "conf/header_conf.h"
 #include "conf/map.h"
 #include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
@@ -140,6 +141,13 @@ static bool parse_size(const char *s, uint64_t *out)
 bool sg_conf_parse_size(const char *s, uint64_t *out)
 {
     return parse_size(s, out);
+}
+
+static bool parse_time_ms(const char *s, uint64_t *out);
+
+bool sg_conf_parse_time_ms(const char *s, uint64_t *out)
+{
+    return parse_time_ms(s, out);
 }
 
 /* "500ms", "120s", "120" (seconds), "1m30s", "1h", "1d", "1w", "1M", "1y":
@@ -481,8 +489,7 @@ bool sg_conf_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc, int 
 static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_listen_conf *lc)
 {
     static const char *const later[] = {
-        "http3", "quic", "spdy", "so_keepalive", "rcvbuf",
-        "sndbuf", "fastopen", "accept_filter", "setfib", NULL,
+        "http3", "quic", "spdy", "fastopen", "accept_filter", "setfib", NULL,
     };
     const char *p = a->s;
     size_t keylen = strcspn(p, "=");
@@ -495,6 +502,12 @@ static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_li
     else if (starts(p, "backlog=")) {
         if (!parse_num(p + 8, INT32_MAX, &v) || v == 0) return sg_cerr(cx, a->pos, "invalid backlog \"%s\"", p + 8);
         lc->backlog = (int)v;
+    } else if (starts(p, "sndbuf=") || starts(p, "rcvbuf=")) {
+        if (!parse_size(p + 7, &v) || v == 0 || v > INT32_MAX) return sg_cerr(cx, a->pos, "invalid %s", p);
+        if (p[0] == 's') lc->sndbuf = (int)v;
+        else lc->rcvbuf = (int)v;
+    } else if (starts(p, "so_keepalive=")) {
+        if (!sg_hc_listen_keepalive(p + 13, lc)) return sg_cerr(cx, a->pos, "invalid so_keepalive value: \"%s\"", p);
     } else if (strcmp(p, "ipv6only=off") == 0) {
         return sg_cerr(cx, a->pos, "\"%s\" parameter of \"listen\" is not supported yet (listen on IPv4 separately)", p);
     } else if (strcmp(p, "bind") == 0 || strcmp(p, "deferred") == 0 || strcmp(p, "ipv6only=on") == 0) {
@@ -513,12 +526,29 @@ static bool set_listen(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     sg_listen_conf lc = { .backlog = 511, .pos = n->name.pos };
     for (size_t i = 1; i < n->nargs; i++)
         if (!listen_param(cx, n, &n->args[i], &lc)) return false;
-    if (!sg_conf_listen_addr(cx, &n->args[0], &lc, 80)) return false;
-    for (size_t i = 0; i < s->nlistens; i++)
-        if (strcmp(s->listens[i].text, lc.text) == 0)
-            return sg_cerr(cx, n->args[0].pos, "a duplicate listen %s", lc.text);
-    s->listens = sg_conf_push(&cx->c->arena, s->listens, s->nlistens, sizeof(sg_listen_conf));
-    s->listens[s->nlistens++] = lc;
+    /* a port range, "ADDR:LO-HI" (nginx 1.27.3): one listen per port */
+    int lo, hi;
+    sg_carg one = n->args[0];
+    char text[300];
+    if (!sg_hc_listen_range(n->args[0].s, &lo, &hi, text, sizeof(text))) {
+        lo = hi = -1;
+    } else if (lo == 0 || hi > 65535 || lo > hi) {
+        return sg_cerr(cx, n->args[0].pos, "invalid port range in \"%s\" of the \"listen\" directive", n->args[0].s);
+    }
+    for (int port = lo; port <= hi; port++) {
+        if (port >= 0) {
+            char *colon = strrchr(text, ':');
+            snprintf(colon + 1, sizeof(text) - (size_t)(colon + 1 - text), "%d", port);
+            one.s = text;
+            one.n = strlen(text);
+        }
+        if (!sg_conf_listen_addr(cx, &one, &lc, 80)) return false;
+        for (size_t i = 0; i < s->nlistens; i++)
+            if (strcmp(s->listens[i].text, lc.text) == 0)
+                return sg_cerr(cx, n->args[0].pos, "a duplicate listen %s", lc.text);
+        s->listens = sg_conf_push(&cx->c->arena, s->listens, s->nlistens, sizeof(sg_listen_conf));
+        s->listens[s->nlistens++] = lc;
+    }
     return true;
 }
 
@@ -542,6 +572,7 @@ static bool server_name_one(sg_cctx *cx, const sg_carg *a, sg_server_name *sn)
     if (n > 1 && p[0] == '~') {
         sn->kind = SG_SN_REGEX;
         sn->name = sg_str_from(sg_arena_strndup(&cx->c->arena, p + 1, n - 1));
+        sg_var_note_captures(cx->c, sn->name);
         return true;
     }
     sn->kind = SG_SN_EXACT;
@@ -592,6 +623,7 @@ static bool location_kind(sg_cctx *cx, const sg_cnode *n, sg_location *loc)
     if ((loc->match == SG_LOC_REGEX || loc->match == SG_LOC_REGEX_CASELESS) && name[0] == '\0')
         return sg_cerr(cx, a->pos, "empty regular expression in \"location\"");
     loc->name = sg_str_from(sg_arena_strndup(&cx->c->arena, name, strlen(name)));
+    if (loc->match == SG_LOC_REGEX || loc->match == SG_LOC_REGEX_CASELESS) sg_var_note_captures(cx->c, loc->name);
     return true;
 }
 
@@ -669,6 +701,7 @@ static void upstream_defaults(sg_upstream_conf *u)
     u->keepalive = 32;                  /* streamgate: nginx keeps none without "keepalive" */
     u->keepalive_timeout_ms = 60000;
     u->keepalive_requests = 1000;
+    u->keepalive_time_ms = 3600 * 1000;         /* keepalive_time (nginx 1.19.10) */
     u->h2_ping_interval_ms = SG_UPSTREAM_PING_INTERVAL_MS;
     u->h2_ping_timeout_ms = SG_UPSTREAM_PING_TIMEOUT_MS;
 }
@@ -1056,9 +1089,11 @@ static bool access_log_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, s
         if (!parse_time_ms(p + 6, &v) || v >= SG_UNSET_MS) return bad_param(cx, a);
         al->flush_ms = (uint32_t)v;
     } else if (strcmp(p, "gzip") == 0 || starts(p, "gzip=")) {
-        return param_not_yet(cx, n, a, 4);
+        sg_cnotice(cx, a->pos, "\"gzip\" of \"access_log\" is accepted: the log is written uncompressed");
     } else if (starts(p, "if=")) {
-        return param_not_yet(cx, n, a, 2);
+        al->has_cond = true;
+        if (!sg_cval_compile(cx->c, (sg_str){ p + 3, a->n - 3 }, a->pos, &al->cond, cx->err, cx->errlen))
+            return false;
     } else {
         return bad_param(cx, a);
     }
@@ -1080,9 +1115,13 @@ static bool set_access_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
     }
     if (starts(path->s, "syslog:"))
         return sg_cerr(cx, path->pos, "\"syslog:\" in \"access_log\" is not supported yet");
-    if (strchr(path->s, '$'))
-        return sg_cerr(cx, path->pos, "variables in \"access_log\" paths are not supported yet");
     sg_access_log al = { .path = sg_conf_full_path(cx->c, path->s), .flush_ms = 1000 };
+    if (strchr(path->s, '$')) {            /* issue 9: opened for each line, as nginx without a cache */
+        al.var_path = true;
+        if (!sg_cval_compile(cx->c, sg_str_from(al.path), path->pos, &al.path_value, cx->err, cx->errlen))
+            return false;
+        al.path = NULL;
+    }
     sg_str fmt = n->nargs > 1 ? arg_str(&n->args[1]) : SG_STR("combined");
     al.format = sg_conf_find_log_format(cx->c, fmt);
     if (!al.format)
@@ -1723,6 +1762,40 @@ static const sg_cmd cmds[] = {
     /* passvar: variables in proxy_pass/grpc_pass, their resolver (net/resolver.c) */
     { "resolver", HSL, A1P, set_resolver, LOC(resolver), NULL },
     { "resolver_timeout", HSL, A1, sg_conf_set_msec, LOC(resolver_timeout_ms), NULL },
+    /* header controls and small directives (issue 9: conf/header_conf.c, proxy/header_filter.c) */
+    { "proxy_hide_header", HSL, A1, sg_hc_set_name_list,
+      LOC_RANGE(SG_CF_MULTI, proxy.hide_headers, proxy.nhide_headers), NULL },
+    { "proxy_pass_header", HSL, A1, sg_hc_set_name_list,
+      LOC_RANGE(SG_CF_MULTI, proxy.pass_headers, proxy.npass_headers), NULL },
+    { "proxy_ignore_headers", HSL, A1P, sg_hc_set_ignore_headers, LOC(proxy.ignore_headers), NULL },
+    { "proxy_pass_trailers", HSL, A1, sg_conf_set_flag, LOC(proxy.pass_trailers), NULL },
+    { "grpc_hide_header", HSL, A1, sg_hc_set_name_list,
+      LOC_RANGE(SG_CF_MULTI, grpc.hide_headers, grpc.nhide_headers), NULL },
+    { "grpc_pass_header", HSL, A1, sg_hc_set_name_list,
+      LOC_RANGE(SG_CF_MULTI, grpc.pass_headers, grpc.npass_headers), NULL },
+    { "grpc_ignore_headers", HSL, A1P, sg_hc_set_ignore_headers, LOC(grpc.ignore_headers), NULL },
+    { "add_trailer", HSL, SG_ARG23, set_header, LOC_RANGE(SG_CF_MULTI, add_trailers, nadd_trailers), NULL },
+    { "expires", HSL, SG_ARG12, sg_hc_set_expires, LOC(expires), NULL },
+    { "absolute_redirect", HSL, A1, sg_conf_set_flag, LOC(absolute_redirect), NULL },
+    { "port_in_redirect", HSL, A1, sg_conf_set_flag, LOC(port_in_redirect), NULL },
+    { "server_name_in_redirect", HSL, A1, sg_conf_set_flag, LOC(server_name_in_redirect), NULL },
+    { "alias", L, A1, sg_hc_set_alias, LOC_RANGE(SG_CF_NOMERGE, alias, has_alias), NULL },
+    { "keepalive_time", HSL, A1, sg_conf_set_msec, LOC(keepalive_time_ms), NULL },
+    { "keepalive_time", U, A1, sg_conf_set_msec, UPS(keepalive_time_ms), NULL },
+    { "connection_pool_size", H | S, A1, sg_conf_set_size, NONE, NULL },   /* memory is per exchange */
+    { "request_pool_size", H | S, A1, sg_conf_set_size, NONE, NULL },
+    { "lingering_close", HSL, A1, sg_hc_set_noeffect, NONE,
+      "streamgate always drains a closing connection's input for a while (lingering close on)" },
+    { "lingering_time", HSL, A1, sg_conf_set_msec, NONE, NULL },           /* fixed in the HTTP/1.1 codec */
+    { "lingering_timeout", HSL, A1, sg_conf_set_msec, NONE, NULL },
+    { "early_hints", HSL, A1P, sg_hc_set_noeffect, NONE, "103 Early Hints responses are not relayed" },
+    { "open_log_file_cache", HSL, A1P, sg_hc_set_noeffect, NONE,
+      "a log path with variables is opened for each line" },
+    { "keepalive_disable", HSL, A1P, sg_hc_set_keepalive_disable, LOC(keepalive_disable), NULL },
+    { "underscores_in_headers", H | S, A1, sg_conf_set_flag,
+      SRV_RANGE(underscores_in_headers, underscores_in_headers), NULL },
+    { "ignore_invalid_headers", H | S, A1, sg_conf_set_flag,
+      SRV_RANGE(ignore_invalid_headers, ignore_invalid_headers), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1749,17 +1822,15 @@ static void access_mark_set(sg_cctx *cx)
  * supported yet. Written in stream{}, they are "not allowed here" (nginx
  * has them in other contexts). */
 static const char *const later_exact[] = {
-    "http2", "http3", "quic", "charset", "alias", "try_files", "expires",
-    "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
+    "http3", "quic", "charset", "try_files",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
-    "proxy_limit_rate", "stub_status", "underscores_in_headers",
-    "ignore_invalid_headers", "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
+    "proxy_limit_rate", "stub_status",
+    "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
     "working_directory", "load_module", "env", "lock_file", "thread_pool", "timer_resolution",
-    "master_process", "debug_points", "worker_rlimit_core", "keepalive_disable", "send_lowat", "postpone_output", "output_buffers",
-    "chunked_transfer_encoding", "etag", "if_modified_since", "add_trailer", "log_subrequest",
-    "open_log_file_cache", "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
-    "msie_refresh", "port_in_redirect", "server_name_in_redirect", "absolute_redirect",
-    "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
+    "master_process", "debug_points", "worker_rlimit_core", "send_lowat", "postpone_output", "output_buffers",
+    "chunked_transfer_encoding", "etag", "if_modified_since", "log_subrequest",
+    "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
+    "msie_refresh", "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead",
     "sticky", "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
@@ -1972,6 +2043,12 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->resolver_timeout_ms = 30000;   /* passvar: nginx's default */
     sg_ssl_conf_defaults(lc, srv);
     sg_gzip_conf_defaults(lc);
+    /* header controls and small directives (issue 9) */
+    srv->ignore_invalid_headers = true;
+    lc->absolute_redirect = true;
+    lc->keepalive_disable = SG_KA_DISABLE_MSIE6;
+    lc->port_in_redirect = true;
+    lc->keepalive_time_ms = 3600 * 1000;
     srv->h2.max_concurrent_streams = 128;
     srv->h2.recv_buffer_size = 256 * 1024;
     srv->h2.body_preread_size = 65536;
@@ -2038,6 +2115,8 @@ static void finish_tree(sg_cctx *cx, sg_lvl *l, const sg_header_set *defs, size_
         l->server->max_headers = l->srv.max_headers;
         l->server->h2 = l->srv.h2;
         l->server->ssl = l->srv.ssl;
+        l->server->underscores_in_headers = l->srv.underscores_in_headers;   /* issue 9 */
+        l->server->ignore_invalid_headers = l->srv.ignore_invalid_headers;
         /* `http2 on` (nginx 1.25): h2 on every address of the server */
         for (size_t j = 0; l->srv.h2.enabled && j < l->server->nlistens; j++)
             l->server->listens[j].http2 = true;

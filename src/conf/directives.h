@@ -211,6 +211,8 @@ char *sg_conf_addr_text(sg_conf *c, const struct sockaddr_storage *ss);
 
 /* nginx's size syntax ("512", "8k", "10m", "1g"). */
 bool sg_conf_parse_size(const char *s, uint64_t *out);
+/* nginx's time syntax ("500ms", "1m30s", "120" seconds), in ms. */
+bool sg_conf_parse_time_ms(const char *s, uint64_t *out);
 
 /* Generic setters (nginx's ngx_conf_set_*_slot) for the tables of every
  * context: the field is cmd->offset / cmd->size of `base`, a uint64_t,

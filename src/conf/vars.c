@@ -100,6 +100,48 @@ static const struct { const char *name; sg_var_kind kind; } body_vars[] = {
     { "request_length", SG_VAR_REQUEST_LENGTH },
 };
 
+/* header controls and variables (issue 9): names past SG_VAR_MAP */
+static const struct { const char *name; sg_var_kind kind; } more_names[] = {
+    { "connection", SG_VAR_CONNECTION }, { "connection_time", SG_VAR_CONNECTION_TIME },
+    { "connection_requests", SG_VAR_CONNECTION_REQUESTS },
+    { "http2", SG_VAR_HTTP2 }, { "proxy_port", SG_VAR_PROXY_PORT },
+    { "upstream_connect_time", SG_VAR_UPSTREAM_CONNECT_TIME },
+    { "upstream_header_time", SG_VAR_UPSTREAM_HEADER_TIME },
+    { "upstream_response_length", SG_VAR_UPSTREAM_RESPONSE_LENGTH },
+    { "upstream_bytes_received", SG_VAR_UPSTREAM_BYTES_RECEIVED },
+    { "upstream_bytes_sent", SG_VAR_UPSTREAM_BYTES_SENT },
+    { "is_request_port", SG_VAR_IS_REQUEST_PORT }, { "request_port", SG_VAR_REQUEST_PORT },
+    { "hostname", SG_VAR_HOSTNAME }, { "pid", SG_VAR_PID }, { "nginx_version", SG_VAR_NGINX_VERSION },
+    { "request_id", SG_VAR_REQUEST_ID }, { "realpath_root", SG_VAR_REALPATH_ROOT },
+    { "document_root", SG_VAR_DOCUMENT_ROOT }, { "content_length", SG_VAR_CONTENT_LENGTH },
+    { "content_type", SG_VAR_CONTENT_TYPE }, { "limit_rate", SG_VAR_LIMIT_RATE }, { "pipe", SG_VAR_PIPE },
+    { "request_completion", SG_VAR_REQUEST_COMPLETION }, { "request_filename", SG_VAR_REQUEST_FILENAME },
+};
+
+static bool classify_more(sg_conf *c, sg_var_def *d)
+{
+    static const struct { const char *pfx; sg_var_kind kind; bool header; } prefixes[] = {
+        { "sent_http_", SG_VAR_SENT_HTTP, true }, { "sent_trailer_", SG_VAR_SENT_TRAILER, true },
+        { "upstream_http_", SG_VAR_UPSTREAM_HTTP, true }, { "upstream_trailer_", SG_VAR_UPSTREAM_TRAILER, true },
+        { "upstream_cookie_", SG_VAR_UPSTREAM_COOKIE, false },
+    };
+    for (size_t k = 0; k < sizeof(more_names) / sizeof(more_names[0]); k++)
+        if (sg_str_eq_lit(d->name, more_names[k].name)) { d->kind = more_names[k].kind; return true; }
+    sg_str rest;
+    for (size_t k = 0; k < sizeof(prefixes) / sizeof(prefixes[0]); k++) {
+        if (!has_prefix(d->name, prefixes[k].pfx, &rest)) continue;
+        d->kind = prefixes[k].kind;
+        d->param = prefixes[k].header ? header_param(c, rest) : rest;
+        return true;
+    }
+    if (sg_str_eq_lit(d->name, "arg_")) {   /* nginx: $arg_ with no name is a variable too (never found) */
+        d->kind = SG_VAR_ARG;
+        d->param = SG_STR("");
+        return true;
+    }
+    return false;
+}
+
 static void var_classify(sg_conf *c, sg_var_def *d)
 {
     sg_str rest;
@@ -117,6 +159,7 @@ static void var_classify(sg_conf *c, sg_var_def *d)
     }
     for (int k = 0; k < SG_TLS_VAR_COUNT; k++)        /* tls */
         if (sg_str_eq_lit(d->name, tls_names[k])) { d->kind = SG_VAR_TLS; d->tls = k; return; }
+    if (classify_more(c, d)) return;
     if (d->name.n == 1 && d->name.p[0] >= '0' && d->name.p[0] <= '9') {
         d->kind = SG_VAR_CAPTURE;
         d->capture = d->name.p[0] - '0';
@@ -199,6 +242,27 @@ static bool nginx_knows(sg_str name)
             return true;
     }
     return false;
+}
+
+void sg_var_note_captures(sg_conf *c, sg_str re)
+{
+    for (size_t i = 0; i + 3 < re.n; i++) {
+        if (re.p[i] != '(' || re.p[i + 1] != '?' || (i && re.p[i - 1] == '\\')) continue;
+        size_t k = i + 2;
+        char close = '>';
+        if (re.p[k] == 'P' && k + 1 < re.n && re.p[k + 1] == '<') k += 2;
+        else if (re.p[k] == '<' && k + 1 < re.n && re.p[k + 1] != '=' && re.p[k + 1] != '!') k++;
+        else if (re.p[k] == '\'') { k++; close = '\''; }
+        else continue;
+        size_t start = k;
+        while (k < re.n && re.p[k] != close) k++;
+        if (k >= re.n || k == start) continue;
+        sg_var_def *d = &c->vars.defs[sg_var_index(c, (sg_str){ re.p + start, k - start }, (sg_conf_pos){ 0 })];
+        if (d->kind == SG_VAR_MAP && d->map == NULL) {
+            d->kind = SG_VAR_NAMED_CAPTURE;
+            d->param = d->name;
+        }
+    }
 }
 
 bool sg_vars_finish(sg_conf *c, char *err, size_t errlen)

@@ -46,6 +46,20 @@ typedef enum sg_var_kind {
     /* tls: $https and $ssl_* (the connection's TLS state; sg_var_def.tls says which) */
     SG_VAR_TLS,
     SG_VAR_USER,                        /* made by `set` or a named capture of if/rewrite (rewrite module) */
+    /* header controls and variables (issue 9) */
+    SG_VAR_CONNECTION, SG_VAR_CONNECTION_REQUESTS, SG_VAR_HTTP2, SG_VAR_PROXY_PORT,
+    SG_VAR_UPSTREAM_CONNECT_TIME, SG_VAR_UPSTREAM_HEADER_TIME, SG_VAR_UPSTREAM_RESPONSE_LENGTH,
+    SG_VAR_UPSTREAM_BYTES_RECEIVED, SG_VAR_UPSTREAM_BYTES_SENT, SG_VAR_IS_REQUEST_PORT,
+    SG_VAR_REQUEST_PORT, SG_VAR_HOSTNAME, SG_VAR_PID, SG_VAR_NGINX_VERSION, SG_VAR_REQUEST_ID,
+    SG_VAR_REALPATH_ROOT, SG_VAR_DOCUMENT_ROOT, SG_VAR_CONTENT_LENGTH, SG_VAR_CONTENT_TYPE,
+    SG_VAR_LIMIT_RATE, SG_VAR_PIPE, SG_VAR_REQUEST_COMPLETION, SG_VAR_REQUEST_FILENAME,
+    SG_VAR_SENT_HTTP,                   /* $sent_http_NAME: a response header */
+    SG_VAR_SENT_TRAILER,                /* $sent_trailer_NAME */
+    SG_VAR_UPSTREAM_HTTP,               /* $upstream_http_NAME */
+    SG_VAR_UPSTREAM_TRAILER,            /* $upstream_trailer_NAME */
+    SG_VAR_UPSTREAM_COOKIE,             /* $upstream_cookie_NAME: from the upstream's Set-Cookie */
+    SG_VAR_NAMED_CAPTURE,               /* (?<name>...) of a server_name or location regex */
+    SG_VAR_CONNECTION_TIME,
 } sg_var_kind;
 
 /* tls: which TLS variable an SG_VAR_TLS is (net/tls_vars.h computes them). */
@@ -109,6 +123,9 @@ bool sg_var_define_map(struct sg_conf *c, sg_str name, struct sg_map *map,
  * -1 + err when the name is a built-in or a map. $args is allowed:
  * setting it changes the request's arguments. */
 int sg_var_define_user(struct sg_conf *c, sg_str name, char *err, size_t errlen);
+/* A regex (server_name, location) was compiled from `re`: its named
+ * groups, (?<name>...) (?P<name>...) (?'name'...), become variables. */
+void sg_var_note_captures(struct sg_conf *c, sg_str re);
 
 /* After the whole file is read: "file:line:col: unknown "name" variable"
  * for any variable never defined. */

@@ -2,6 +2,9 @@
  * the registry of client connections. */
 #include "core/worker.h"
 
+#include <stdatomic.h>
+#include <time.h>
+
 #include <stdlib.h>
 
 #include "core/str.h"
@@ -104,8 +107,14 @@ struct sg_conf *sg_worker_switch_conf(sg_worker *w, struct sg_conf *c)
 
 /* ---------- client connections ---------- */
 
+static atomic_uint_least64_t conn_serial;
+
 void sg_worker_conn_add(sg_worker *w, sg_conn_node *n)
 {
+    n->number = atomic_fetch_add(&conn_serial, 1) + 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    n->born_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     sg_list_push(&w->conns, &n->link);
     w->nconns++;
     n->proxy = w->next_proxy;

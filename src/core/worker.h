@@ -52,6 +52,10 @@ struct sg_conn_node {
     /* behave: open at a reload whose old configuration has
      * worker_shutdown_timeout: closed that long after it (server layer). */
     bool retiring;
+    /* header controls and variables (issue 9): $connection, a process-wide
+     * serial number given by sg_worker_conn_add */
+    uint64_t number;
+    uint64_t born_ms;          /* CLOCK_MONOTONIC ms when added ($connection_time) */
 };
 
 typedef struct sg_worker sg_worker;

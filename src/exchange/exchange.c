@@ -35,4 +35,16 @@ void sg_exchange_finish(sg_exchange *ex)
     sg_strbuf_free(&ex->req.upstream_addr);
     sg_strbuf_free(&ex->req.upstream_status);
     sg_strbuf_free(&ex->req.upstream_response_time);
+    sg_strbuf_free(&ex->req.upstream_connect_time);
+    sg_strbuf_free(&ex->req.upstream_header_time);
+    sg_strbuf_free(&ex->req.upstream_response_length);
+    sg_strbuf_free(&ex->req.upstream_bytes_received);
+    sg_strbuf_free(&ex->req.upstream_bytes_sent);
+}
+
+bool sg_response_has(const sg_response *resp, const char *name)
+{
+    for (size_t i = 0; i < resp->nheaders; i++)
+        if (sg_str_caseeq_lit(resp->headers[i].name, name)) return true;
+    return false;
 }

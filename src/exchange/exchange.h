@@ -42,7 +42,14 @@ typedef struct sg_response {
     /* Trailers may follow (send_trailers): HTTP/1.1 frames the body as
      * chunked even when its length is known, so that they can go. */
     bool trailers;
+    /* header controls (issue 9): the trailers are the server's own
+     * (add_trailer): HTTP/1.1 sends them whether or not the client said
+     * TE: trailers, as nginx does. */
+    bool own_trailers;
 } sg_response;
+
+/* The head has a field called `name` (lowercase; compared caselessly). */
+bool sg_response_has(const sg_response *resp, const char *name);
 
 typedef struct sg_downstream_ops {
     void (*send_head)(sg_exchange *ex, const sg_response *resp);
@@ -161,6 +168,13 @@ struct sg_exchange {
      * holds (upstream/dynamic.h) and its name lookup in progress */
     void *dyn;
     void *resolve_wait;
+    /* header controls (issue 9): the codec's ops while add_trailer's
+     * wrapper stands in `down` (proxy/header_filter.c) */
+    const sg_downstream_ops *hf_down;
+    /* the current upstream attempt, for $upstream_connect_time,
+     * $upstream_header_time and the byte counts (ms; 0: not reached) */
+    uint64_t up_connect_ms, up_header_ms;
+    uint64_t up_sent0, up_recv0;      /* the link's counts when the attempt took it */
 };
 
 /* Logs a message about this exchange to its location's error_log. */

@@ -110,6 +110,26 @@ typedef struct sg_http_req {
      * proxy_pass/grpc_pass has variables (made per request; NULL: the
      * location's own). Read through sg_req_pass(). */
     const struct sg_proxy_pass *pass;
+    /* header controls and variables (issue 9) */
+    uint64_t conn_number;              /* $connection: set by the codec */
+    uint32_t conn_requests;            /* $connection_requests: this one included */
+    uint64_t conn_born_ms;             /* CLOCK_MONOTONIC ms at accept ($connection_time) */
+    const sg_header *resp_headers;     /* the response head as handed to the codec ($sent_http_) */
+    size_t nresp_headers;
+    int64_t resp_content_length;       /* its length (-1: none or streamed) */
+    const sg_header *resp_trailers;    /* trailers sent ($sent_trailer_) */
+    size_t nresp_trailers;
+    const sg_header *up_headers;       /* the last upstream response head ($upstream_http_) */
+    size_t nup_headers;
+    const sg_header *up_trailers;      /* its trailers ($upstream_trailer_) */
+    size_t nup_trailers;
+    sg_strbuf upstream_connect_time;   /* per attempt, as $upstream_response_time */
+    sg_strbuf upstream_header_time;
+    sg_strbuf upstream_response_length;
+    sg_strbuf upstream_bytes_received;
+    sg_strbuf upstream_bytes_sent;
+    uint64_t up_body_bytes;            /* body bytes of the current attempt's response */
+    const void *capture_re;            /* the regex of the last match, for named captures */
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

@@ -138,6 +138,10 @@ struct sg_upstream_link {
     const sg_upstream_events *ev; /* where the codec reports (set by the opener) */
     sg_exchange *ex;
     bool reused;                  /* came from the keep-alive pool */
+    /* header controls and variables (issue 9): bytes written to and read
+     * from the peer over the link's life ($upstream_bytes_sent/_received);
+     * codecs that cannot tell (a multiplexed HTTP/2 stream) leave them 0 */
+    uint64_t bytes_sent, bytes_received;
 };
 
 #endif

@@ -15,7 +15,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "conf/geo.h"
 #include "conf/map.h"
@@ -100,11 +105,44 @@ static sg_str header_join(sg_http_req *r, sg_str name, const char *sep)
     return out;
 }
 
+/* nginx 1.23: every field of that name, joined ("; " for Cookie). */
 static sg_str http_header(sg_http_req *r, sg_str name)
 {
     if (sg_str_caseeq_lit(name, "cookie")) return header_join(r, name, "; ");
-    if (sg_str_caseeq_lit(name, "x-forwarded-for")) return header_join(r, name, ", ");
-    return header_join(r, name, NULL);
+    return header_join(r, name, ", ");
+}
+
+/* $remote_user: the user of "Authorization: Basic base64(user:password)". */
+static sg_str remote_user(sg_http_req *r)
+{
+    const sg_header *h = sg_req_find_header(r, SG_STR("authorization"));
+    if (!h || h->value.n < 7 || !sg_str_caseeq((sg_str){ h->value.p, 6 }, SG_STR("basic "))) return NOT_FOUND;
+    sg_str b = { h->value.p + 6, h->value.n - 6 };
+    while (b.n && *b.p == ' ') { b.p++; b.n--; }
+    char *out = sg_arena_alloc(&r->arena, b.n + 1);
+    size_t n = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        char ch = b.p[i];
+        int v;
+        if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+        else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
+        else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
+        else if (ch == '+') v = 62;
+        else if (ch == '/') v = 63;
+        else if (ch == '=') break;
+        else return NOT_FOUND;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    const char *colon = memchr(out, ':', n);
+    if (!colon) return NOT_FOUND;
+    return (sg_str){ out, (size_t)(colon - out) };
 }
 
 static sg_str server_name_text(sg_http_req *r)
@@ -115,7 +153,7 @@ static sg_str server_name_text(sg_http_req *r)
     switch (n->kind) {
     case SG_SN_WILDCARD_HEAD: return arena_printf(r, n->name.n + 3, "*.%.*s", (int)n->name.n, n->name.p);
     case SG_SN_WILDCARD_TAIL: return arena_printf(r, n->name.n + 3, "%.*s.*", (int)n->name.n, n->name.p);
-    case SG_SN_DOT: return arena_printf(r, n->name.n + 2, ".%.*s", (int)n->name.n, n->name.p);
+    case SG_SN_DOT: return n->name;   /* nginx: ".example.com" is stored as "example.com" */
     case SG_SN_REGEX: return arena_printf(r, n->name.n + 2, "~%.*s", (int)n->name.n, n->name.p);
     default: return n->name;
     }
@@ -390,7 +428,7 @@ static sg_str var_get_response(sg_http_req *r, const sg_var_def *d)
         t = time_now();
         return sg_arena_str(&r->arena, (sg_str){ t->iso, t->niso });
     case SG_VAR_MSEC: return msec_now(r);
-    case SG_VAR_REMOTE_USER: return NOT_FOUND;   /* no auth modules yet */
+    case SG_VAR_REMOTE_USER: return remote_user(r);
     case SG_VAR_GZIP_RATIO: return gzip_ratio(r);
     /* request body (area: body) */
     case SG_VAR_REQUEST_BODY: return r->request_body.n ? r->request_body : NOT_FOUND;
@@ -401,6 +439,200 @@ static sg_str var_get_response(sg_http_req *r, const sg_var_def *d)
     }
 }
 
+/* ---------------- header controls and variables (issue 9) ---------------- */
+
+/* The nginx version streamgate's configurations follow ($nginx_version). */
+#define SG_NGINX_COMPAT_VERSION "1.29.3"
+
+/* Every field `name` of a list, joined by ", " (nginx 1.23: multi-valued
+ * $sent_http_, $upstream_http_); NOT_FOUND when there is none. */
+static sg_str list_join(sg_http_req *r, const sg_header *h, size_t n, sg_str name)
+{
+    sg_strbuf b = { 0 };
+    const sg_header *first = NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!sg_str_caseeq(h[i].name, name)) continue;
+        if (count++ == 0) { first = &h[i]; continue; }
+        if (count == 2) sg_strbuf_append_str(&b, first->value);
+        sg_strbuf_append(&b, ", ", 2);
+        sg_strbuf_append_str(&b, h[i].value);
+    }
+    if (count == 0) return NOT_FOUND;
+    if (count == 1) return first->value.p ? first->value : EMPTY;
+    sg_str out = sg_arena_str(&r->arena, (sg_str){ b.p, b.n });
+    sg_strbuf_free(&b);
+    return out;
+}
+
+static sg_str sent_http(sg_http_req *r, sg_str name)
+{
+    if (sg_str_caseeq_lit(name, "content-length")) {
+        sg_str v = list_join(r, r->resp_headers, r->nresp_headers, name);
+        if (v.p || r->resp_content_length < 0) return v;
+        return arena_printf(r, 24, "%lld", (long long)r->resp_content_length);
+    }
+    return list_join(r, r->resp_headers, r->nresp_headers, name);
+}
+
+/* $upstream_cookie_NAME: the value of cookie NAME in the upstream's Set-Cookie fields. */
+static sg_str upstream_cookie(sg_http_req *r, sg_str name)
+{
+    for (size_t i = 0; i < r->nup_headers; i++) {
+        const sg_header *h = &r->up_headers[i];
+        if (!sg_str_caseeq_lit(h->name, "set-cookie")) continue;
+        const char *p = h->value.p, *end = p + h->value.n;
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        if (!eq || (size_t)(eq - p) != name.n || !sg_str_caseeq((sg_str){ p, name.n }, name)) continue;
+        const char *v = eq + 1, *semi = memchr(v, ';', (size_t)(end - v));
+        return (sg_str){ v, (size_t)((semi ? semi : end) - v) };
+    }
+    return NOT_FOUND;
+}
+
+/* The port the client named: in an absolute request target, else in Host. */
+static sg_str request_port(sg_http_req *r)
+{
+    sg_str a = r->request_uri;
+    sg_str auth = NOT_FOUND;
+    const char *sep = a.n > 3 && a.p[0] != '/' ? memchr(a.p, ':', a.n) : NULL;
+    if (sep && (size_t)(a.p + a.n - sep) > 3 && sep[1] == '/' && sep[2] == '/') {
+        const char *s = sep + 3, *end = a.p + a.n, *e = s;
+        while (e < end && *e != '/' && *e != '?') e++;
+        auth = (sg_str){ s, (size_t)(e - s) };
+    } else {
+        const sg_header *h = sg_req_find_header(r, SG_STR("host"));
+        if (h) auth = h->value;
+    }
+    if (!auth.p) return NOT_FOUND;
+    const char *end = auth.p + auth.n;
+    const char *close = auth.n && auth.p[0] == '[' ? memchr(auth.p, ']', auth.n) : NULL;
+    const char *colon = memchr(close ? close : auth.p, ':', (size_t)(end - (close ? close : auth.p)));
+    if (!colon || colon + 1 >= end) return NOT_FOUND;
+    return (sg_str){ colon + 1, (size_t)(end - colon - 1) };
+}
+
+static sg_str proxy_port(sg_http_req *r)
+{
+    const sg_proxy_pass *pp = r->loc ? r->loc->conf.proxy_pass : NULL;
+    if (!pp) return NOT_FOUND;
+    sg_str h = pp->host;
+    const char *close = h.n && h.p[0] == '[' ? memchr(h.p, ']', h.n) : NULL;
+    const char *from = close ? close : h.p;
+    const char *colon = memchr(from, ':', (size_t)(h.p + h.n - from));
+    if (colon) return (sg_str){ colon + 1, (size_t)(h.p + h.n - colon - 1) };
+    return pp->ssl ? SG_STR("443") : SG_STR("80");
+}
+
+static sg_str request_id(sg_http_req *r, int index)
+{
+    sg_str *cache = NULL;
+    if (!r->var_cache) {
+        size_t n = r->gen->vars.n;
+        r->var_cache = sg_arena_alloc(&r->arena, n * sizeof(sg_str));
+        r->var_cached = sg_arena_alloc(&r->arena, n);
+        memset(r->var_cached, 0, n);
+    }
+    cache = &r->var_cache[index];
+    if (r->var_cached[index] == 1) return *cache;
+    unsigned char raw[16];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        for (size_t i = 0; i < sizeof(raw); i++) raw[i] = (unsigned char)(ts.tv_nsec >> (i % 8) ^ (uintptr_t)r >> i);
+    }
+    char *p = sg_arena_alloc(&r->arena, 33);
+    for (size_t i = 0; i < sizeof(raw); i++) snprintf(p + 2 * i, 3, "%02x", raw[i]);
+    *cache = (sg_str){ p, 32 };
+    r->var_cached[index] = 1;
+    return *cache;
+}
+
+static sg_str root_of(sg_http_req *r)
+{
+    const sg_loc_conf *lc = r->loc ? &r->loc->conf : NULL;
+    if (!lc) return NOT_FOUND;
+    return lc->has_alias ? lc->alias : lc->root;
+}
+
+static sg_str realpath_root(sg_http_req *r)
+{
+    sg_str root = root_of(r);
+    char in[4096], out[PATH_MAX];
+    if (!root.p || root.n >= sizeof(in)) return NOT_FOUND;
+    memcpy(in, root.p, root.n);
+    in[root.n] = '\0';
+    if (!realpath(in, out)) return NOT_FOUND;
+    return sg_arena_str(&r->arena, sg_str_from(out));
+}
+
+static sg_str named_capture(sg_http_req *r, const sg_var_def *d)
+{
+    char name[128];
+    if (!r->capture_re || d->param.n >= sizeof(name)) return NOT_FOUND;
+    memcpy(name, d->param.p, d->param.n);
+    name[d->param.n] = '\0';
+    int n = pcre2_substring_number_from_name(r->capture_re, (PCRE2_SPTR)name);
+    if (n < 0) return NOT_FOUND;
+    return capture_var(r, n);
+}
+
+static sg_str hostname_var(sg_http_req *r)
+{
+    char host[256];
+    if (gethostname(host, sizeof(host)) != 0) return EMPTY;
+    host[sizeof(host) - 1] = '\0';
+    return sg_arena_str(&r->arena, sg_str_from(host));
+}
+
+static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
+{
+    switch (d->kind) {
+    case SG_VAR_CONNECTION: return arena_printf(r, 24, "%llu", (unsigned long long)r->conn_number);
+    case SG_VAR_CONNECTION_REQUESTS: return arena_printf(r, 16, "%u", r->conn_requests);
+    case SG_VAR_CONNECTION_TIME: {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        uint64_t ms = r->conn_born_ms && now > r->conn_born_ms ? now - r->conn_born_ms : 0;
+        return arena_printf(r, 32, "%llu.%03llu", (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000));
+    }
+    case SG_VAR_HTTP2: return r->http_major == 2 ? (r->https ? SG_STR("h2") : SG_STR("h2c")) : EMPTY;
+    case SG_VAR_PROXY_PORT: return proxy_port(r);
+    case SG_VAR_UPSTREAM_CONNECT_TIME: return strbuf_var(&r->upstream_connect_time);
+    case SG_VAR_UPSTREAM_HEADER_TIME: return strbuf_var(&r->upstream_header_time);
+    case SG_VAR_UPSTREAM_RESPONSE_LENGTH: return strbuf_var(&r->upstream_response_length);
+    case SG_VAR_UPSTREAM_BYTES_RECEIVED: return strbuf_var(&r->upstream_bytes_received);
+    case SG_VAR_UPSTREAM_BYTES_SENT: return strbuf_var(&r->upstream_bytes_sent);
+    case SG_VAR_IS_REQUEST_PORT: return request_port(r).p ? SG_STR(":") : EMPTY;
+    case SG_VAR_REQUEST_PORT: return request_port(r);
+    case SG_VAR_HOSTNAME: return hostname_var(r);
+    case SG_VAR_PID: return arena_printf(r, 16, "%d", (int)getpid());
+    case SG_VAR_NGINX_VERSION: return SG_STR(SG_NGINX_COMPAT_VERSION);
+    case SG_VAR_REQUEST_ID: return request_id(r, index);
+    case SG_VAR_REALPATH_ROOT: return realpath_root(r);
+    case SG_VAR_DOCUMENT_ROOT: return root_of(r);
+    case SG_VAR_CONTENT_LENGTH: return header_join(r, SG_STR("content-length"), NULL);
+    case SG_VAR_CONTENT_TYPE: return header_join(r, SG_STR("content-type"), ", ");
+    case SG_VAR_LIMIT_RATE: return SG_STR("0");
+    case SG_VAR_PIPE: return SG_STR(".");
+    case SG_VAR_REQUEST_COMPLETION: return EMPTY;
+    case SG_VAR_REQUEST_FILENAME: {
+        sg_str root = root_of(r);
+        if (!root.p) return NOT_FOUND;
+        return arena_printf(r, root.n + r->uri.n + 1, "%.*s%.*s", (int)root.n, root.p, (int)r->uri.n, r->uri.p);
+    }
+    case SG_VAR_SENT_HTTP: return sent_http(r, d->param);
+    case SG_VAR_SENT_TRAILER: return list_join(r, r->resp_trailers, r->nresp_trailers, d->param);
+    case SG_VAR_UPSTREAM_HTTP: return list_join(r, r->up_headers, r->nup_headers, d->param);
+    case SG_VAR_UPSTREAM_TRAILER: return list_join(r, r->up_trailers, r->nup_trailers, d->param);
+    case SG_VAR_UPSTREAM_COOKIE: return upstream_cookie(r, d->param);
+    case SG_VAR_NAMED_CAPTURE: return named_capture(r, d);
+    default: return NOT_FOUND;
+    }
+}
+
 sg_str sg_var_get(sg_http_req *r, int index)
 {
     if (!r->gen || index < 0 || (size_t)index >= r->gen->vars.n) return NOT_FOUND;
@@ -408,6 +640,7 @@ sg_str sg_var_get(sg_http_req *r, int index)
     if (d->kind == SG_VAR_MAP) return map_var(r, index, d);
     if (d->kind == SG_VAR_TLS) return sg_tls_var(r->tls, d->tls, &r->arena);   /* tls */
     if (d->kind == SG_VAR_USER) return user_var(r, index);
+    if (d->kind >= SG_VAR_CONNECTION) return var_get_more(r, index, d);
     return var_get_response(r, d);
 }
 
@@ -450,7 +683,7 @@ static void escape_default(sg_str v, sg_strbuf *out)
 
 static void escape_json(sg_str v, sg_strbuf *out)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF";   /* nginx: "\u001B" */
     size_t run = 0;
     if (!v.p) return;                  /* not found: nothing, as nginx */
     for (size_t i = 0; i < v.n; i++) {
@@ -506,6 +739,7 @@ bool sg_regex_exec(const void *re, sg_str subject, sg_http_req *r)
     if (rc == 0 || rc > SG_MAX_CAPTURES) rc = SG_MAX_CAPTURES;
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(tmatch);
     r->capture_subject = subject;
+    r->capture_re = re;
     r->ncaptures = rc;
     for (int i = 0; i < SG_MAX_CAPTURES; i++) {
         bool set = i < rc && ov[2 * i] != PCRE2_UNSET;

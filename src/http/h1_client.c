@@ -87,6 +87,7 @@ typedef struct sg_h1_upconn {
     uint32_t tunnel_timeout_ms;     /* after a 101, unless the read timeout was set */
     bool read_timeout_set;
     const sg_log_target *log;       /* the exchange's error_log */
+    uint64_t born_ms;               /* keepalive_time: not kept once older (issue 9) */
 } sg_h1_upconn;
 
 static const sg_upstream_link_ops h1_link_ops;
@@ -167,6 +168,7 @@ static void do_flush(sg_h1_upconn *c)
     }
     size_t before = c->out.bytes, written = 0;
     sg_io_result r = c->tls ? sg_tls_flush(c->tls, &c->out, &written) : sg_outq_flush(&c->out, c->io.fd, &written);
+    c->link.bytes_sent += written;
     if (r == SG_IO_ERROR) {
         report_error(c, SG_UP_CLOSED);
         return;
@@ -347,7 +349,8 @@ static void link_release(sg_upstream_link *l)
     }
     bool clean = c->state == C_ACTIVE && c->req_done && c->resp_done && c->resp_keep_alive &&
                  !c->no_reuse && c->in.len == 0 && c->out.bytes == 0 &&
-                 c->requests < c->u->keepalive_requests && socket_drained(c);
+                 c->requests < c->u->keepalive_requests && socket_drained(c) &&
+                 (!c->u->keepalive_time_ms || sg_loop_now(c->loop) - c->born_ms < c->u->keepalive_time_ms);
     sg_pool_put_result kept = clean ? sg_pool_put(c->pool, &c->node) : SG_POOL_REFUSED;
     if (kept == SG_POOL_REFUSED) {
         upconn_close(c);
@@ -635,6 +638,7 @@ static void upconn_read(sg_h1_upconn *c)
             if ((size_t)n < SG_SCRATCH_SIZE && !c->rdhup && !(c->tls && sg_tls_pending(c->tls)))
                 c->readable = false;
             c->got_bytes = true;
+            c->link.bytes_received += (uint64_t)n;
             process_input(c, scratch, (size_t)n);
             if (c->state == C_ACTIVE && c->link.ex && c->want_resp && !c->resp_done &&
                 (c->req_done || c->head_parsed))
@@ -905,6 +909,7 @@ sg_upstream_link *sg_h1_client_open(sg_exchange *ex, const sg_upstream_events *e
     c->w = w;
     c->loop = o->loop;
     c->u = rt->conf;
+    c->born_ms = sg_loop_now(c->loop);
     c->state = C_CONNECTING;
     sg_deferred_init(&c->flush, on_flush);
     sg_deferred_init(&c->resume, on_resume);

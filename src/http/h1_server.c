@@ -77,6 +77,8 @@ typedef struct sg_h1_conn {
     bool resp_chunked, resp_no_body, resp_ended, resp_until_close;
     int minor;
     uint32_t keepalive_timeout_ms, body_timeout_ms, send_timeout_ms;
+    bool own_trailers;               /* this response ends with add_trailer's fields (issue 9) */
+    uint64_t born_ms;                /* keepalive_time: no request after this age (issue 9) */
 } sg_h1_conn;
 
 static const sg_downstream_ops h1_down_ops;
@@ -285,6 +287,9 @@ static int build_request(sg_h1_conn *c, sg_exchange *ex, const char *buf, const 
     r->group = c->node.group;
     r->tls = c->tls;                   /* tls */
     r->https = c->tls != NULL;
+    r->conn_number = c->node.number;
+    r->conn_born_ms = c->node.born_ms;
+    r->conn_requests = c->requests + 1;
     char *head = sg_arena_alloc(&r->arena, m->head_len);
     memcpy(head, buf, m->head_len);
 #define REBASE(s) ((sg_str){ (s).p ? head + ((s).p - buf) : NULL, (s).n })
@@ -531,6 +536,7 @@ static void send_head(sg_exchange *ex, const sg_response *resp)
     if (lc) {
         if (c->requests + 1 >= lc->keepalive_requests) c->keep_alive = false;
         if (lc->keepalive_timeout_ms == 0) c->keep_alive = false;
+        if (lc->keepalive_time_ms && sg_loop_now(c->loop) - c->born_ms >= lc->keepalive_time_ms) c->keep_alive = false;
         c->keepalive_timeout_ms = lc->keepalive_timeout_ms;
         c->send_timeout_ms = lc->send_timeout_ms;
     }
@@ -553,13 +559,17 @@ static void send_head(sg_exchange *ex, const sg_response *resp)
     c->resp_until_close = false;
     sg_str date = sg_http_date();
     /* nginx answers HTTP/1.1 whatever the client's minor version. */
-    out_fmt(c, "HTTP/1.1 %d %s\r\nServer: streamgate\r\nDate: %.*s\r\n", resp->status, sg_http_reason(resp->status), (int)date.n, date.p);
+    out_fmt(c, "HTTP/1.1 %d %s\r\n", resp->status, sg_http_reason(resp->status));
+    /* proxy_pass_header Server / Date: the backend's go instead of ours */
+    if (!sg_response_has(resp, "server")) out_str(c, "Server: streamgate\r\n", 20);
+    if (!sg_response_has(resp, "date")) out_fmt(c, "Date: %.*s\r\n", (int)date.n, date.p);
     for (size_t i = 0; i < resp->nheaders; i++)
         sg_h1_write_header(&c->out, resp->headers[i].name, resp->headers[i].value);
     bool no_framing = resp->status == 204 || resp->status == 304 || resp->status < 200;
     /* Trailers need a chunked body, even one of a known length; only a
      * client that said it takes them (TE: trailers) gets them (nginx). */
-    bool chunk_for_trailers = resp->trailers && c->te_trailers && !c->resp_no_body;
+    c->own_trailers = resp->own_trailers;
+    bool chunk_for_trailers = resp->trailers && (c->te_trailers || c->own_trailers) && !c->resp_no_body;
     if (!no_framing) {
         if (resp->content_length >= 0 && !chunk_for_trailers) {
             out_fmt(c, "Content-Length: %lld\r\n", (long long)resp->content_length);
@@ -646,7 +656,7 @@ static bool skip_trailer(sg_str name)
 static void h1_send_trailers(sg_exchange *ex, const sg_header *h, size_t n)
 {
     sg_h1_conn *c = ex->down_ctx;
-    if (c->te_trailers && c->resp_chunked && !c->resp_no_body && !c->resp_ended) {
+    if ((c->te_trailers || c->own_trailers) && c->resp_chunked && !c->resp_no_body && !c->resp_ended) {
         size_t before = c->out.bytes;
         out_str(c, "0\r\n", 3);
         for (size_t i = 0; i < n; i++)
@@ -864,6 +874,7 @@ static sg_h1_conn *conn_new(sg_worker *w, const sg_listen_group *g, int fd,
     c->io.on_event = on_event;
     c->w = w;
     c->loop = sg_worker_loop(w);
+    c->born_ms = sg_loop_now(c->loop);
     memcpy(&c->peer, peer, peerlen);
     memcpy(&c->local, local, locallen);
     sg_deferred_init(&c->flush, on_flush);

@@ -516,6 +516,9 @@ static int build_request(h2_conn *c, h2_stream *st)
     r->group = c->node.group;
     r->tls = c->tls;                   /* tls */
     r->https = c->tls != NULL;
+    r->conn_number = c->node.number;
+    r->conn_born_ms = c->node.born_ms;
+    r->conn_requests = c->requests + 1;
     r->http_major = 2;
     r->http_minor = 0;
     r->uri = SG_STR("/");
@@ -1390,8 +1393,9 @@ static size_t response_nv(sg_exchange *ex, const sg_response *resp, nghttp2_nv *
     char *num = sg_arena_alloc(a, 32);
     int k = snprintf(num, 32, "%d", resp->status);
     nv[n++] = make_nv(SG_STR(":status"), (sg_str){ num, (size_t)k });
-    nv[n++] = make_nv(SG_STR("server"), SG_STR("streamgate"));
-    nv[n++] = make_nv(SG_STR("date"), sg_http_date());
+    /* proxy_pass_header Server / Date: the backend's go instead of ours */
+    if (!sg_response_has(resp, "server")) nv[n++] = make_nv(SG_STR("server"), SG_STR("streamgate"));
+    if (!sg_response_has(resp, "date")) nv[n++] = make_nv(SG_STR("date"), sg_http_date());
     bool bodyless = resp->status < 200 || resp->status == 204 || resp->status == 304;
     if (resp->content_length >= 0 && !bodyless) {
         k = snprintf(num + 8, 24, "%lld", (long long)resp->content_length);

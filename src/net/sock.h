@@ -10,6 +10,9 @@
 /* Opens a listening socket with SO_REUSEADDR and SO_REUSEPORT (one per
  * worker thread on the same address). -1 + errno on failure. */
 int sg_listen_socket(const struct sockaddr *sa, socklen_t len, int backlog);
+/* listen ... sndbuf= rcvbuf= so_keepalive= (0: leave the system's; keep
+ * -1: off). Accepted sockets inherit them. */
+void sg_listen_socket_opts(int fd, int sndbuf, int rcvbuf, int keepalive, int idle, int intvl, int cnt);
 
 /* A bound datagram socket (stream `listen ... udp`), SO_REUSEPORT like
  * the above: the kernel keeps each client on one worker's socket.

@@ -291,6 +291,25 @@ static void tbuf_append(sg_log_file *f, size_t size, const char *p, size_t n)
     b->n += n;
 }
 
+/* A path with variables (issue 9): opened, written and closed for each
+ * line, as nginx does without open_log_file_cache. */
+static void write_var_path(const sg_access_log *al, sg_http_req *r)
+{
+    sg_str path = sg_cval_eval(&al->path_value, r);
+    char buf[4096];
+    if (path.n == 0 || path.n >= sizeof(buf)) return;
+    memcpy(buf, path.p, path.n);
+    buf[path.n] = '\0';
+    int fd = open_log(buf);
+    if (fd < 0) {
+        sg_log_error("open() \"%s\" failed (%d: %s)", buf, errno, strerror(errno));
+        return;
+    }
+    sg_log_file f = { .path = buf, .fd = fd };
+    write_all(&f, line.p, line.n);
+    close(fd);
+}
+
 void sg_access_log_write(sg_http_req *r)
 {
     const sg_loc_conf *lc = r->loc ? &r->loc->conf
@@ -298,12 +317,17 @@ void sg_access_log_write(sg_http_req *r)
     if (!lc || lc->access_log_off) return;
     for (size_t i = 0; i < lc->naccess_logs; i++) {
         const sg_access_log *al = &lc->access_logs[i];
-        if (!al->file || !al->format) continue;
+        if ((!al->file && !al->var_path) || !al->format) continue;
+        if (al->has_cond) {              /* if=COND: nginx skips "" and "0" */
+            sg_str v = sg_cval_eval(&al->cond, r);
+            if (v.n == 0 || (v.n == 1 && v.p[0] == '0')) continue;
+        }
         line.n = 0;
         sg_cval_eval_log(&al->format->format, r, al->format->escape_json,
                          al->format->escape_none, &line);
         sg_strbuf_append(&line, "\n", 1);
-        tbuf_append(al->file, al->buffer_size, line.p, line.n);
+        if (al->var_path) write_var_path(al, r);
+        else tbuf_append(al->file, al->buffer_size, line.p, line.n);
     }
 }
 

@@ -3,6 +3,7 @@
  * answers it, and the end (access log). Downstream codecs reach it only
  * through the table at the bottom (exchange/exchange.h). */
 #include "proxy/handler.h"
+#include "proxy/header_filter.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,12 @@ void sg_handler_run_location(sg_exchange *ex)
         (uint64_t)ex->req_length > lc->client_max_body_size) {
         sg_ex_log(ex, SG_LOG_ERROR, "client intended to send too large body: %lld bytes", (long long)ex->req_length);
         sg_respond_error(ex, 413);
+        return;
+    }
+    if (!ex->req_internal) sg_hf_drop_invalid_fields(ex);
+    if (!ex->req_internal && sg_hf_duplicate_field(&ex->req)) {
+        sg_ex_log(ex, SG_LOG_INFO, "client sent duplicate header line");
+        sg_respond_error(ex, 400);
         return;
     }
     sg_realip_apply(&ex->req, lc);

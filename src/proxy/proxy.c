@@ -35,6 +35,7 @@
 #include "proxy/grpc.h"
 #include "proxy/reqbody.h"
 #include "proxy/pass_vars.h"
+#include "proxy/header_filter.h"
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
 #include "proxy/upgrade.h"
@@ -76,6 +77,33 @@ static void append_list(sg_strbuf *b, const char *s, size_t n)
     sg_strbuf_append(b, s, n);
 }
 
+/* $upstream_connect_time, _header_time, _response_length, _bytes_*:
+ * one entry per attempt, as $upstream_response_time (issue 9). */
+static void append_ms(sg_strbuf *b, uint64_t ms_plus_one)
+{
+    char tmp[32];
+    int n = ms_plus_one ? snprintf(tmp, sizeof(tmp), "%llu.%03llu", (unsigned long long)((ms_plus_one - 1) / 1000),
+                                   (unsigned long long)((ms_plus_one - 1) % 1000))
+                        : snprintf(tmp, sizeof(tmp), "-");
+    append_list(b, tmp, (size_t)n);
+}
+
+static void note_attempt_vars(sg_exchange *ex)
+{
+    sg_http_req *r = &ex->req;
+    char tmp[32];
+    append_ms(&r->upstream_connect_time, ex->up_connect_ms);
+    append_ms(&r->upstream_header_time, ex->up_header_ms);
+    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)r->up_body_bytes);
+    append_list(&r->upstream_response_length, tmp, (size_t)n);
+    uint64_t recv = ex->up ? ex->up->bytes_received - ex->up_recv0 : 0;
+    uint64_t sent = ex->up ? ex->up->bytes_sent - ex->up_sent0 : 0;
+    n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)recv);
+    append_list(&r->upstream_bytes_received, tmp, (size_t)n);
+    n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)sent);
+    append_list(&r->upstream_bytes_sent, tmp, (size_t)n);
+}
+
 static void note_attempt_end(sg_exchange *ex, int status)
 {
     char tmp[32];
@@ -83,6 +111,7 @@ static void note_attempt_end(sg_exchange *ex, int status)
     int n = snprintf(tmp, sizeof(tmp), "%llu.%03llu", (unsigned long long)(ms / 1000),
                      (unsigned long long)(ms % 1000));
     append_list(&ex->req.upstream_response_time, tmp, (size_t)n);
+    note_attempt_vars(ex);
     if (status) {
         n = snprintf(tmp, sizeof(tmp), "%d", status);
         append_list(&ex->req.upstream_status, tmp, (size_t)n);
@@ -350,6 +379,7 @@ static bool may_retry(sg_exchange *ex, uint32_t flag, bool request_sent)
 
 static void up_connected(sg_exchange *ex)
 {
+    ex->up_connect_ms = now_ms(ex) - ex->attempt_start_ms + 1;
     send_request(ex);
 }
 
@@ -474,6 +504,11 @@ static void proxy_try(sg_exchange *ex)
     }
     ex->up = l;
     ex->up_reused = l->reused;
+    ex->up_sent0 = l->bytes_sent;
+    ex->up_recv0 = l->bytes_received;
+    ex->up_connect_ms = ready ? now_ms(ex) - ex->attempt_start_ms + 1 : 0;
+    ex->up_header_ms = 0;
+    ex->req.up_body_bytes = 0;
     if (ready) send_request(ex);
 }
 
@@ -670,10 +705,10 @@ static sg_str rewrite_location(sg_exchange *ex, sg_str v)
 static bool skip_response_header(const sg_header *h)
 {
     if (h->flags & (SG_HDR_HOP | SG_HDR_DROP)) return true;
-    /* Framing is ours; Server and Date are the proxy's own, as nginx. */
+    /* Framing is ours; Server and Date are the proxy's own unless
+     * proxy_pass_header names them (header_filter.c), as nginx. */
     return sg_str_caseeq_lit(h->name, "content-length") ||
-           sg_str_caseeq_lit(h->name, "transfer-encoding") ||
-           sg_str_caseeq_lit(h->name, "server") || sg_str_caseeq_lit(h->name, "date");
+           sg_str_caseeq_lit(h->name, "transfer-encoding");
 }
 
 /* nginx tries each server not marked `down` once (backups included): with
@@ -729,7 +764,8 @@ static size_t switch_headers(sg_exchange *ex, const sg_upstream_response *m, sg_
         const sg_header *x = &m->headers[i];
         if (sg_str_caseeq_lit(x->name, "upgrade")) {
             if (h2) continue;
-        } else if (skip_response_header(x) || (h2 && sg_str_caseeq_lit(x->name, "sec-websocket-accept"))) {
+        } else if (skip_response_header(x) || sg_hf_hidden(loc_conf(ex)->pass_opts, x->name) ||
+                   (h2 && sg_str_caseeq_lit(x->name, "sec-websocket-accept"))) {
             continue;
         }
         h[n].name = sg_arena_str(&ex->req.arena, x->name);
@@ -811,9 +847,23 @@ static void switch_protocols(sg_exchange *ex, const sg_upstream_response *m)
     hand_over(ex);
 }
 
+/* The upstream's head as it came, for $upstream_http_ (the link's copy
+ * goes with it). */
+static void keep_upstream_head(sg_exchange *ex, const sg_upstream_response *m)
+{
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
+    for (size_t i = 0; i < m->nheaders; i++)
+        h[i] = (sg_header){ sg_arena_str(&ex->req.arena, m->headers[i].name),
+                            sg_arena_str(&ex->req.arena, m->headers[i].value), m->headers[i].flags };
+    ex->req.up_headers = h;
+    ex->req.nup_headers = m->nheaders;
+    ex->up_header_ms = now_ms(ex) - ex->attempt_start_ms + 1;
+}
+
 static void up_head(sg_exchange *ex, const sg_upstream_response *m)
 {
     const sg_loc_conf *lc = loc_conf(ex);
+    keep_upstream_head(ex, m);
     int status = m->status;
     if (status == 101) {
         switch_protocols(ex, m);
@@ -853,15 +903,15 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
      * what to upgrade to); HTTP/2 has no Upgrade. */
     bool h1_client = ex->req.http_major == 1, expires = false;
     for (size_t i = 0; i < m->nheaders; i++) {
-        const sg_header *x = &m->headers[i];
+        const sg_header *x = &ex->req.up_headers[i];
         bool upgrade = h1_client && !(x->flags & SG_HDR_DROP) && sg_str_caseeq_lit(x->name, "upgrade");
-        if (skip_response_header(x) && !upgrade) continue;
+        if ((skip_response_header(x) && !upgrade) || sg_hf_hidden(lc->pass_opts, x->name)) continue;
         if (sg_str_caseeq_lit(x->name, "expires")) {
             if (expires) continue;   /* nginx keeps the first Expires of a backend's response */
             expires = true;
         }
-        h[n].name = sg_arena_str(&ex->req.arena, m->headers[i].name);
-        h[n].value = sg_arena_str(&ex->req.arena, m->headers[i].value);
+        h[n].name = x->name;
+        h[n].value = x->value;
         h[n].flags = 0;
         if (sg_str_caseeq_lit(h[n].name, "location")) h[n].value = rewrite_location(ex, h[n].value);
         n++;
@@ -883,6 +933,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
 
 static void up_data(sg_exchange *ex, const char *p, size_t n)
 {
+    ex->req.up_body_bytes += n;
     ex->down->send_data(ex, p, n);
     if (ex->up && ex->down->pending(ex) > SG_HIGH_WATER) {
         ex->up->ops->want_response(ex->up, false);
@@ -905,6 +956,13 @@ static size_t take_trailers(sg_exchange *ex, const sg_header *t, size_t n, sg_he
 static void up_end(sg_exchange *ex, const sg_header *t, size_t nt)
 {
     note_attempt_end(ex, 0);
+    if (nt) {   /* for $upstream_trailer_ */
+        sg_header *ut = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * nt);
+        for (size_t i = 0; i < nt; i++)
+            ut[i] = (sg_header){ sg_arena_str(&ex->req.arena, t[i].name), sg_arena_str(&ex->req.arena, t[i].value), 0 };
+        ex->req.up_trailers = ut;
+        ex->req.nup_trailers = nt;
+    }
     if (ex->tunnel && !ex->req_body_done && ex->up) {
         /* The backend ended its side of a tunnel first: the client's
          * stream is half-closed (END_STREAM), not reset; its bytes still

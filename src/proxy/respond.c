@@ -18,6 +18,7 @@
 #include "net/sock.h"
 #include "proxy/grpc.h"
 #include "proxy/gzip_filter.h"
+#include "proxy/header_filter.h"
 #include "proxy/proxy.h"
 #include "proxy/rewrite.h"
 #include "proxy/router.h"
@@ -31,40 +32,47 @@ static const sg_loc_conf *loc_conf(const sg_exchange *ex)
     return &ex->req.loc->conf;
 }
 
-/* add_header applies to these statuses unless "always" (nginx). */
-static bool add_header_status(int status)
-{
-    switch (status) {
-    case 200: case 201: case 204: case 206: case 301: case 302:
-    case 303: case 304: case 307: case 308:
-        return true;
-    default:
-        return false;
-    }
-}
-
 void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t nextra,
                      int64_t content_length, bool has_body)
 {
     if (ex->status_override > 0) status = ex->status_override;
     const sg_loc_conf *lc = loc_conf(ex);
-    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (nextra + lc->nadd_headers + ex->ncarry + 1));
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (nextra + lc->nadd_headers + ex->ncarry + 3));
     size_t n = 0;
     for (size_t i = 0; i < nextra; i++) h[n++] = extra[i];
     for (size_t i = 0; i < ex->ncarry; i++) h[n++] = ex->carry[i];
-    bool allowed = add_header_status(status);
+    n = sg_hf_expires(ex, status, h, n);
+    bool allowed = sg_hf_status_allowed(status);
+    ex->req.status = status;
+    ex->req.resp_content_length = content_length;
     for (size_t i = 0; i < lc->nadd_headers; i++) {
         const sg_header_set *a = &lc->add_headers[i];
         if (!a->always && !allowed) continue;
+        ex->req.resp_headers = h;            /* $sent_http_ sees the fields added so far */
+        ex->req.nresp_headers = n;
         sg_str v = sg_cval_eval(&a->value, &ex->req);
+        /* ETag and Last-Modified are single fields in nginx: add_header
+         * replaces them, and an empty value removes them */
+        if (sg_str_caseeq_lit(a->name, "etag") || sg_str_caseeq_lit(a->name, "last-modified")) {
+            size_t m = 0;
+            for (size_t j = 0; j < n; j++)
+                if (!sg_str_caseeq(h[j].name, a->name)) h[m++] = h[j];
+            n = m;
+        }
         if (v.n == 0) continue;   /* nginx skips empty add_header values */
         h[n++] = (sg_header){ a->name, v, 0 };
     }
-    ex->req.status = status;
+    ex->req.resp_headers = h;
+    ex->req.nresp_headers = n;
+    bool own_trailers = sg_hf_trailers_wanted(ex, status, has_body);
     sg_response resp = {
         .status = status, .headers = h, .nheaders = n,
-        .content_length = content_length, .has_body = has_body, .trailers = ex->resp_trailers && has_body,
+        .content_length = content_length, .has_body = has_body,
+        .trailers = (ex->resp_trailers || own_trailers) && has_body,
+        .own_trailers = own_trailers,
     };
+    if (own_trailers) sg_hf_trailers_begin(ex);
+    if (sg_hf_keepalive_disabled(ex)) ex->close_connection = true;
     sg_gzip_head(ex, &resp);   /* may compress the body: then ex->down is the filter */
     ex->down->send_head(ex, &resp);
 }
@@ -73,21 +81,7 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
  * the Host the client used and the port it connected to. */
 sg_str sg_respond_absolute_location(sg_exchange *ex, sg_str location)
 {
-    if (location.n == 0 || location.p[0] != '/') return location;
-    sg_http_req *r = &ex->req;
-    sg_str host = r->host;
-    if (host.n == 0 && r->srv && r->srv->nnames) host = r->srv->names[0].name;
-    char hostbuf[64];
-    if (host.n == 0) host = sg_str_from(sg_sockaddr_host(r->local, hostbuf, sizeof(hostbuf)));
-    int port = sg_sockaddr_port(r->local);
-    bool default_port = port == (r->https ? 443 : 80);
-    char portbuf[16] = "";
-    if (!default_port) snprintf(portbuf, sizeof(portbuf), ":%d", port);
-    size_t n = 8 + host.n + strlen(portbuf) + location.n;
-    char *p = sg_arena_alloc(&r->arena, n + 1);
-    int k = snprintf(p, n + 1, "%s://%.*s%s%.*s", r->https ? "https" : "http", (int)host.n, host.p,
-                     portbuf, (int)location.n, location.p);
-    return (sg_str){ p, (size_t)k };
+    return sg_hf_location(ex, location);
 }
 
 void sg_respond_simple(sg_exchange *ex, int status, sg_str content_type, sg_str body,
@@ -369,7 +363,18 @@ void sg_respond_static(sg_exchange *ex)
     char path[4096];
     struct stat st;
     int fd = -1;
-    int n = snprintf(path, sizeof(path), "%.*s%.*s", (int)lc->root.n, lc->root.p, (int)r->uri.n, r->uri.p);
+    /* alias: the location's prefix is replaced (a regex location's whole
+     * URI, as nginx without captures); root: appended to */
+    sg_str base = lc->has_alias ? lc->alias : lc->root;
+    sg_str rest = r->uri;
+    if (lc->has_alias && r->loc->match != SG_LOC_REGEX && r->loc->match != SG_LOC_REGEX_CASELESS) {
+        size_t skip = r->loc->name.n <= rest.n ? r->loc->name.n : rest.n;
+        rest.p += skip;
+        rest.n -= skip;
+    } else if (lc->has_alias) {
+        rest = SG_STR("");
+    }
+    int n = snprintf(path, sizeof(path), "%.*s%.*s", (int)base.n, base.p, (int)rest.n, rest.p);
     if (n < 0 || (size_t)n >= sizeof(path)) {
         sg_respond_error(ex, 414);
         return;
@@ -403,11 +408,7 @@ void sg_respond_static(sg_exchange *ex)
         }
         if (S_ISDIR(st.st_mode)) {
             close(fd);
-            char *loc = sg_arena_alloc(&r->arena, r->uri.n + 2);
-            memcpy(loc, r->uri.p, r->uri.n);
-            loc[r->uri.n] = '/';
-            sg_respond_simple(ex, 301, SG_STR("text/html"), sg_http_error_body(301),
-                              (sg_str){ loc, r->uri.n + 1 });
+            sg_respond_simple(ex, 301, SG_STR("text/html"), sg_http_error_body(301), sg_hf_slash_location(ex));
             return;
         }
         if (!S_ISREG(st.st_mode)) {
@@ -417,9 +418,12 @@ void sg_respond_static(sg_exchange *ex)
         }
     }
     sg_str ctype = mime_type(sg_str_from(path), lc);
-    sg_header h = { SG_STR("Content-Type"), ctype, 0 };
+    sg_header h[2];
+    size_t nh = 0;
+    if (ctype.n) h[nh++] = (sg_header){ SG_STR("Content-Type"), ctype, 0 };
+    h[nh++] = (sg_header){ SG_STR("Last-Modified"), sg_hf_http_time(&r->arena, st.st_mtime), 0 };
     ex->down->want_body(ex, false);
-    sg_respond_head(ex, 200, &h, ctype.n ? 1 : 0, (int64_t)st.st_size, true);
+    sg_respond_head(ex, 200, h, nh, (int64_t)st.st_size, true);
     if (head) {
         close(fd);
         ex->down->send_end(ex);

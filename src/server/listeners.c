@@ -62,6 +62,9 @@ bool sg_listeners_open(const sg_conf *c, int n, size_t *old_n_out, char *err, si
         for (int k = 0; k < n; k++) {
             s->fds[k] = g->udp ? sg_udp_socket((const struct sockaddr *)&g->addr, g->addrlen)
                                : sg_listen_socket((const struct sockaddr *)&g->addr, g->addrlen, g->backlog);
+            if (s->fds[k] >= 0 && !g->udp)
+                sg_listen_socket_opts(s->fds[k], g->sndbuf, g->rcvbuf, g->so_keepalive, g->keepidle,
+                                      g->keepintvl, g->keepcnt);
             if (s->fds[k] < 0) {
                 snprintf(err, errlen, "bind() to %s failed (%d: %s)", g->text, errno, strerror(errno));
                 for (int m = 0; m < k; m++) close(s->fds[m]);
