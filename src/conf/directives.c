@@ -1502,19 +1502,6 @@ static bool set_proxy_redirect(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd
     return true;
 }
 
-/* tls helper: lingering_close on|off|always, lingering_time, lingering_timeout
- * are checked and have no effect: a connection is closed once its last
- * response is written (a [notice] says so). */
-static bool set_lingering(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
-{
-    static const enum_val vals[] = { { "on", 1 }, { "off", 0 }, { "always", 2 }, { NULL, 0 } };
-    const sg_cmd check = { .post = vals };
-    bool ok = strcmp(n->name.s, "lingering_close") == 0 ? set_enum(cx, n, &check, NULL)
-                                                        : sg_conf_set_msec(cx, n, cmd, NULL);
-    if (ok) sg_cnotice(cx, n->name.pos, "\"%s\" has no effect: streamgate does no lingering close", n->name.s);
-    return ok;
-}
-
 /* ---------------- the table ---------------- */
 
 static const enum_val on_off_build[] = { { "on", 1 }, { "off", 0 }, { "build", 1 }, { NULL, 0 } };
@@ -1723,7 +1710,7 @@ static const sg_cmd cmds[] = {
     { "proxy_pass_request_headers", HSL, A1, sg_conf_set_flag, LOC(pass_request_headers), NULL },
     { "proxy_set_body", HSL, A1, set_cval_flagged, LOC_RANGE(0, set_body, has_set_body), NULL },
     { "proxy_method", HSL, A1, set_cval_flagged, LOC_RANGE(0, method, has_method), NULL },
-    /* tls: client certificates and handshake controls (conf/ssl_conf.c), lingering_* */
+    /* tls: client certificates and handshake controls (conf/ssl_conf.c) */
     { "ssl_verify_client", H | S, A1, sg_ssl_set_verify_client, SRV_RANGE(ssl.verify_client, ssl.verify_client), NULL },
     { "ssl_verify_depth", H | S, A1, sg_conf_set_num, SRV_RANGE(ssl.verify_depth, ssl.verify_depth), NULL },
     { "ssl_client_certificate", H | S, A1, sg_ssl_set_file,
@@ -1745,9 +1732,6 @@ static const sg_cmd cmds[] = {
       LOC_RANGE(SG_CF_MULTI, proxy.ssl.conf_commands, proxy.ssl.nconf_commands), NULL },
     { "grpc_ssl_conf_command", HSL, A2, sg_ssl_set_conf_command,
       LOC_RANGE(SG_CF_MULTI, grpc.ssl.conf_commands, grpc.ssl.nconf_commands), NULL },
-    { "lingering_close", HSL, A1, set_lingering, NONE, NULL },
-    { "lingering_time", HSL, A1, set_lingering, NONE, NULL },
-    { "lingering_timeout", HSL, A1, set_lingering, NONE, NULL },
     /* rewrite module (conf/rewrite.c): operations in each level's list;
      * `return` in a server-level if is this table's second "return" row */
     { "if", S | L, A1P | BLK, sg_rw_set_if, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },

@@ -55,6 +55,14 @@ static void exchange_start(sg_exchange *ex)
         sg_respond_error(ex, ex->early_status);
         return;
     }
+    /* the request's fields as nginx reads them: invalid names dropped
+     * (ignore_invalid_headers), a second If-Match and the like a 400 */
+    sg_hf_drop_invalid_fields(ex);
+    if (sg_hf_duplicate_field(r)) {
+        sg_ex_log(ex, SG_LOG_INFO, "client sent duplicate header line");
+        sg_respond_error(ex, 400);
+        return;
+    }
     if (r->tls && !tls_status) tls_status = sg_tls_request_check(ex);
     if (tls_status) {
         sg_respond_error(ex, tls_status);
@@ -81,12 +89,6 @@ void sg_handler_run_location(sg_exchange *ex)
         (uint64_t)ex->req_length > lc->client_max_body_size) {
         sg_ex_log(ex, SG_LOG_ERROR, "client intended to send too large body: %lld bytes", (long long)ex->req_length);
         sg_respond_error(ex, 413);
-        return;
-    }
-    if (!ex->req_internal) sg_hf_drop_invalid_fields(ex);
-    if (!ex->req_internal && sg_hf_duplicate_field(&ex->req)) {
-        sg_ex_log(ex, SG_LOG_INFO, "client sent duplicate header line");
-        sg_respond_error(ex, 400);
         return;
     }
     sg_realip_apply(&ex->req, lc);

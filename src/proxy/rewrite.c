@@ -345,8 +345,12 @@ static void locations(sg_exchange *ex, const sg_location *loc)
             sg_respond_error(ex, 404);
             return;
         }
-        if (loc->conf.lmt_block && !method_allowed(r, &loc->conf)) r->loc = loc->conf.lmt_block;
-        rw_result rc = run_ops(ex, loc, false);
+        /* a method limit_except does not name takes its block's
+         * configuration, whose rewrite operations are its own (none: nginx
+         * does not inherit them), so a `return` of the location is not run */
+        const sg_location *ops = loc;
+        if (loc->conf.lmt_block && !method_allowed(r, &loc->conf)) ops = r->loc = loc->conf.lmt_block;
+        rw_result rc = run_ops(ex, ops, false);
         if (rc == RW_DONE) return;
         if (rc == RW_NEXT) break;
         if (++r->rw_cycles > MAX_URI_CHANGES) {

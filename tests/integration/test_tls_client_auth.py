@@ -368,7 +368,7 @@ def test_accepted_directives_say_what_they_do(pki, tmp_path):
     r = run_streamgate(["-t", "-c", tmp_path / "n.conf"])
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
-    assert '"lingering_close" has no effect' in out
+    assert '"lingering_close" is accepted and has no effect' in out
     assert '"ssl_early_data" is accepted' in out
     (tmp_path / "bad.conf").write_text(http_conf("""
   server {
