@@ -10,6 +10,7 @@
  * inheritable directive needs no merge code. */
 #include "conf/directives.h"
 #include "conf/geo.h"
+#include "conf/charset_conf.h"
 #include "conf/gzip_conf.h"
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
@@ -1510,6 +1511,13 @@ static const sg_cmd cmds[] = {
     { "gzip_types", HSL, A1P, sg_gzip_set_types, LOC_RANGE(0, gzip_types, gzip_types_any), NULL },
     { "gzip_disable", HSL, A1P, sg_gzip_set_disable, LOC_RANGE(0, gzip_disable, gzip_disable_msie6), NULL },
     { "gzip_buffers", HSL, A2, sg_gzip_set_buffers, NONE, NULL },
+    /* charset (conf/charset_conf.c, proxy/charset_filter.c); charset_map
+     * stays "not supported yet" through the "charset_" prefix */
+    { "charset", HSL, A1, sg_charset_set_name, LOC_RANGE(0, charset, charset_on), NULL },
+    { "source_charset", HSL, A1, sg_charset_set_name, LOC_RANGE(0, source_charset, source_charset_on), NULL },
+    { "override_charset", HSL, A1, sg_conf_set_flag, LOC(override_charset), NULL },
+    { "charset_types", HSL, A1P, sg_charset_set_types, LOC_RANGE(0, charset_types, charset_types_any), NULL },
+    { "output_buffers", HSL, A2, sg_charset_set_output_buffers, NONE, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1537,7 +1545,7 @@ static void access_mark_set(sg_cctx *cx)
  * has them in other contexts). */
 static const char *const later_exact[] = {
     "http2", "http3", "quic", "if", "set", "rewrite", "rewrite_log",
-    "break", "charset", "alias", "try_files", "expires",
+    "break", "alias", "try_files", "expires",
     "keepalive_time", "proxy_hide_header", "proxy_pass_header", "proxy_ignore_headers",
     "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
@@ -1545,7 +1553,7 @@ static const char *const later_exact[] = {
     "ignore_invalid_headers", "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
     "working_directory", "load_module", "env", "lock_file", "thread_pool", "timer_resolution",
     "master_process", "debug_points", "worker_rlimit_core", "lingering_close", "lingering_time",
-    "lingering_timeout", "keepalive_disable", "send_lowat", "postpone_output", "output_buffers",
+    "lingering_timeout", "keepalive_disable", "send_lowat", "postpone_output",
     "chunked_transfer_encoding", "etag", "if_modified_since", "add_trailer", "log_subrequest",
     "open_log_file_cache", "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
     "msie_refresh", "port_in_redirect", "server_name_in_redirect", "absolute_redirect",
@@ -1746,6 +1754,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->http2_chunk_size = 8192;
     sg_ssl_conf_defaults(lc, srv);
     sg_gzip_conf_defaults(lc);
+    sg_charset_conf_defaults(lc);
     srv->h2.max_concurrent_streams = 128;
     srv->h2.recv_buffer_size = 256 * 1024;
     srv->h2.body_preread_size = 65536;

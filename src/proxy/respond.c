@@ -16,6 +16,7 @@
 #include "http/status.h"
 #include "core/sockaddr.h"
 #include "net/sock.h"
+#include "proxy/charset_filter.h"
 #include "proxy/grpc.h"
 #include "proxy/gzip_filter.h"
 #include "proxy/proxy.h"
@@ -63,6 +64,7 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
         .status = status, .headers = h, .nheaders = n,
         .content_length = content_length, .has_body = has_body, .trailers = ex->resp_trailers && has_body,
     };
+    sg_charset_head(ex, &resp);   /* may name the charset in Content-Type */
     sg_gzip_head(ex, &resp);   /* may compress the body: then ex->down is the filter */
     ex->down->send_head(ex, &resp);
 }
@@ -211,6 +213,8 @@ void sg_respond_error(sg_exchange *ex, int status)
     sg_respond_simple(ex, status, SG_STR("text/html"), sg_http_error_body(status), SG_STR_NULL);
 }
 
+static sg_str mime_type(sg_str path, const sg_loc_conf *lc);
+
 void sg_respond_return(sg_exchange *ex)
 {
     const sg_loc_conf *lc = loc_conf(ex);
@@ -233,7 +237,9 @@ void sg_respond_return(sg_exchange *ex)
         sg_respond_error(ex, code);
         return;
     }
-    sg_respond_simple(ex, code, SG_STR(""), SG_STR(""), SG_STR_NULL);
+    /* nginx sends an empty body with the type of the URI, as for a file
+     * (so that charset can name its charset) */
+    sg_respond_simple(ex, code, mime_type(ex->req.uri, lc), SG_STR(""), SG_STR_NULL);
 }
 
 /* ---- static files ---- */

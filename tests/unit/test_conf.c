@@ -405,7 +405,7 @@ Test(conf_errors, not_supported_yet)
     expect_error(WRAP("upstream u { sticky learn; server 127.0.0.1; }"), "t.conf:3:14: \"sticky\" directive is not supported yet");
     expect_error(WRAP("access_log /x main gzip;"), "t.conf:3:20: \"gzip\" parameter of \"access_log\" is not supported yet");
     expect_error(WRAP("proxy_redirect http://a/ /;"), "t.conf:3:1: \"proxy_redirect\" with a replacement is not supported yet");
-    expect_error(WRAP("charset utf-8;"), "t.conf:3:1: \"charset\" directive is not supported yet");
+    expect_error(WRAP("charset_map koi8-r utf-8 { C0 D18E; }"), "t.conf:3:1: \"charset_map\" directive is not supported yet");
 }
 
 Test(conf_errors, upstreams_and_listens)
