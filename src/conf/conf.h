@@ -416,6 +416,15 @@ typedef struct sg_loc_conf {
     bool has_alias;
     uint32_t keepalive_time_ms;        /* keepalive_time: no new request on a connection older; 1 h */
     uint32_t keepalive_disable;        /* SG_KA_DISABLE_*; default msie6 */
+    /* charset (conf/charset_conf.c; applied by proxy/charset_filter.c) */
+    sg_cval charset;                   /* charset NAME (may hold variables) */
+    bool charset_on;                   /* default off */
+    sg_cval source_charset;            /* source_charset NAME */
+    bool source_charset_on;            /* default off */
+    bool override_charset;             /* default off */
+    sg_str *charset_types;             /* lowercased MIME types */
+    size_t ncharset_types;
+    bool charset_types_any;            /* charset_types * */
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */

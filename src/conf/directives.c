@@ -10,6 +10,7 @@
  * inheritable directive needs no merge code. */
 #include "conf/directives.h"
 #include "conf/geo.h"
+#include "conf/charset_conf.h"
 #include "conf/gzip_conf.h"
 #include "conf/header_conf.h"
 #include "conf/map.h"
@@ -1780,6 +1781,13 @@ static const sg_cmd cmds[] = {
       SRV_RANGE(underscores_in_headers, underscores_in_headers), NULL },
     { "ignore_invalid_headers", H | S, A1, sg_conf_set_flag,
       SRV_RANGE(ignore_invalid_headers, ignore_invalid_headers), NULL },
+    /* charset (conf/charset_conf.c, proxy/charset_filter.c); charset_map
+     * stays "not supported yet" through the "charset_" prefix */
+    { "charset", HSL, A1, sg_charset_set_name, LOC_RANGE(0, charset, charset_on), NULL },
+    { "source_charset", HSL, A1, sg_charset_set_name, LOC_RANGE(0, source_charset, source_charset_on), NULL },
+    { "override_charset", HSL, A1, sg_conf_set_flag, LOC(override_charset), NULL },
+    { "charset_types", HSL, A1P, sg_charset_set_types, LOC_RANGE(0, charset_types, charset_types_any), NULL },
+    { "output_buffers", HSL, A2, sg_charset_set_output_buffers, NONE, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1806,12 +1814,12 @@ static void access_mark_set(sg_cctx *cx)
  * supported yet. Written in stream{}, they are "not allowed here" (nginx
  * has them in other contexts). */
 static const char *const later_exact[] = {
-    "http3", "quic", "charset", "try_files",
+    "http3", "quic", "try_files",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
     "proxy_limit_rate", "stub_status",
     "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
     "working_directory", "load_module", "env", "lock_file", "thread_pool", "timer_resolution",
-    "master_process", "debug_points", "worker_rlimit_core", "send_lowat", "postpone_output", "output_buffers",
+    "master_process", "debug_points", "worker_rlimit_core", "send_lowat", "postpone_output",
     "chunked_transfer_encoding", "etag", "if_modified_since", "log_subrequest",
     "disable_symlinks", "max_ranges", "merge_slashes", "msie_padding",
     "msie_refresh", "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
@@ -2033,6 +2041,7 @@ void sg_directives_loc_defaults(sg_cctx *cx, sg_loc_conf *lc, sg_server_conf *sr
     lc->keepalive_disable = SG_KA_DISABLE_MSIE6;
     lc->port_in_redirect = true;
     lc->keepalive_time_ms = 3600 * 1000;
+    sg_charset_conf_defaults(lc);
     srv->h2.max_concurrent_streams = 128;
     srv->h2.recv_buffer_size = 256 * 1024;
     srv->h2.body_preread_size = 65536;

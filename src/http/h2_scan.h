@@ -33,7 +33,10 @@
 #define SG_H2_T_HEADERS 0x1
 #define SG_H2_T_PRIORITY 0x2
 #define SG_H2_T_RST_STREAM 0x3
+#define SG_H2_T_SETTINGS 0x4
+#define SG_H2_T_PUSH_PROMISE 0x5
 #define SG_H2_F_END_STREAM 0x1
+#define SG_H2_F_ACK 0x1              /* SETTINGS, PING */
 
 typedef struct sg_h2_frame {
     uint32_t length;

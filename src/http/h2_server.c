@@ -163,6 +163,8 @@ struct h2_conn {
     sg_h2_bucket resets, glitches, control;
     sg_h2_scan scan;                   /* the client's frame headers, seen before nghttp2 sees them */
     int32_t scan_top;                  /* highest stream id of a HEADERS frame scanned */
+    bool scan_first_done;              /* the client's first frame was scanned */
+    bool held_ack;                     /* the client's SETTINGS ACK came first: fed after its SETTINGS */
     sg_h2_closed ended;                /* what RFC 9113 5.1 needs to know of closed streams */
     const char *fail_reason;           /* why a callback failed the session */
     bool readable, writable, rdhup;
@@ -1032,6 +1034,11 @@ static bool session_feed(h2_conn *c, const uint8_t *data, size_t n)
 static uint32_t frame_check(h2_conn *c, const sg_h2_frame *f, const char **why)
 {
     switch (f->type) {
+    case SG_H2_T_PUSH_PROMISE:
+        /* RFC 9113 8.4: a client cannot push. Judged on the frame header
+         * alone, as nginx does: nghttp2 would wait for the payload. */
+        *why = "PUSH_PROMISE";
+        return NGHTTP2_PROTOCOL_ERROR;
     case SG_H2_T_PRIORITY:
         /* RFC 9113 6.3 and 5.3.1; the latter is a stream error, but the
          * stream may be idle, where RST_STREAM may not be sent (5.1) */
@@ -1050,12 +1057,50 @@ static uint32_t frame_check(h2_conn *c, const sg_h2_frame *f, const char **why)
         *why = "a new stream numbered below an earlier one";
         return NGHTTP2_PROTOCOL_ERROR;
     case SG_H2_CLOSED_STREAM:
+        /* HEADERS reopening a closed stream is a PROTOCOL_ERROR, as nginx
+         * answers any HEADERS whose id is not above the last one (RFC
+         * 9113 5.1.1 treats it as a stream id that does not grow) */
         *why = headers ? "HEADERS on a closed stream" : "DATA on a closed stream";
-        return NGHTTP2_STREAM_CLOSED;
+        return headers ? NGHTTP2_PROTOCOL_ERROR : NGHTTP2_STREAM_CLOSED;
     default:   /* late, after our RST_STREAM: nghttp2 ignores it */
         if (f->flags & SG_H2_F_END_STREAM) sg_h2_closed_peer_done(&c->ended, f->stream_id);
         return 0;
     }
+}
+
+static const uint8_t settings_ack[SG_H2_FRAME_HD_LEN] = { 0, 0, 0, SG_H2_T_SETTINGS, SG_H2_F_ACK, 0, 0, 0, 0 };
+
+/* nghttp2 insists on SETTINGS as the client's first frame (RFC 9113 3.4);
+ * nginx takes any frame, and leaves the client's settings at their
+ * defaults. So the first frame header is held back (session_input) until
+ * it is complete, then: a SETTINGS goes on; a SETTINGS ACK (of ours,
+ * which the client may send before its own SETTINGS) is kept until the
+ * client's SETTINGS is in, so that nghttp2 sees both in order; any other
+ * frame is preceded by the empty SETTINGS the client could have sent.
+ * p[*fed..start) precede the frame, whose header (hd bytes, in the scan's
+ * buffer) ends at `end` in p. Returns 1 if the frame goes on to the other
+ * checks, 0 if it was consumed, -1 if the connection is failing. */
+static int first_frame(h2_conn *c, const sg_h2_frame *f, const uint8_t *p, size_t *fed, size_t start,
+                       size_t end)
+{
+    static const uint8_t empty_settings[SG_H2_FRAME_HD_LEN] = { 0, 0, 0, SG_H2_T_SETTINGS, 0, 0, 0, 0, 0 };
+    size_t hd = f->dep >= 0 ? SG_H2_FRAME_HD_LEN + 4 : SG_H2_FRAME_HD_LEN;
+    if (!session_feed(c, p + *fed, start - *fed)) return -1;
+    *fed = end;
+    bool settings = f->type == SG_H2_T_SETTINGS;
+    if (settings && (f->flags & SG_H2_F_ACK) && f->length == 0 && !c->held_ack) {
+        c->held_ack = true;
+        return 0;
+    }
+    c->scan_first_done = true;
+    if (!settings || (f->flags & SG_H2_F_ACK)) {
+        if (!session_feed(c, empty_settings, sizeof(empty_settings))) return -1;
+        if (c->held_ack) {
+            c->held_ack = false;
+            if (!session_feed(c, settings_ack, sizeof(settings_ack))) return -1;
+        }
+    }
+    return session_feed(c, c->scan.buf, hd) ? 1 : -1;
 }
 
 /* Input goes to nghttp2 in one piece, or cut just before each frame that
@@ -1072,6 +1117,18 @@ static void session_input(h2_conn *c, const char *data, size_t n)
         start += off;
         off += k;
         if (!found) break;
+        if (!c->scan_first_done) {
+            int r = first_frame(c, &f, p, &fed, start, off);
+            if (r < 0) return;
+            if (r == 0) continue;
+            start = fed;   /* its header is in: the checks below still come before its payload */
+        } else if (c->held_ack) {
+            /* the client's SETTINGS is complete: now its early ACK */
+            if (!session_feed(c, p + fed, start - fed)) return;
+            fed = start;
+            c->held_ack = false;
+            if (!session_feed(c, settings_ack, sizeof(settings_ack))) return;
+        }
         if (f.type == SG_H2_T_RST_STREAM) {
             sg_h2_closed_peer_done(&c->ended, f.stream_id);
             continue;
@@ -1080,7 +1137,7 @@ static void session_input(h2_conn *c, const char *data, size_t n)
         /* streams above every HEADERS so far are new or idle: nghttp2's */
         bool seen = on_stream && f.stream_id <= c->scan_top;
         if (f.type == SG_H2_T_HEADERS && f.stream_id > c->scan_top) c->scan_top = f.stream_id;
-        if (!seen && f.type != SG_H2_T_PRIORITY) continue;
+        if (!seen && f.type != SG_H2_T_PRIORITY && f.type != SG_H2_T_PUSH_PROMISE) continue;
         if (!session_feed(c, p + fed, start - fed)) return;
         fed = start;
         const char *why = NULL;
@@ -1093,7 +1150,19 @@ static void session_input(h2_conn *c, const char *data, size_t n)
             return;
         }
     }
-    session_feed(c, p + fed, n - fed);
+    /* bytes of a frame header not complete yet, while it may be the first
+     * frame: held in the scan's buffer, fed by first_frame() */
+    size_t partial = c->scan.have < n - fed ? c->scan.have : n - fed;
+    if (!c->scan_first_done) {
+        session_feed(c, p + fed, n - fed - partial);
+    } else if (c->held_ack && c->scan.skip == 0) {
+        if (!session_feed(c, p + fed, n - fed - partial)) return;
+        c->held_ack = false;
+        if (!session_feed(c, settings_ack, sizeof(settings_ack))) return;
+        session_feed(c, p + n - partial, partial);
+    } else {
+        session_feed(c, p + fed, n - fed);
+    }
 }
 
 /* A client that speaks HTTP/1.x: hand it to the HTTP/1.1 codec with what
@@ -1595,9 +1664,12 @@ static void on_stream_read_timeout(sg_timer *t)
     h2_conn *c = st->c;
     char host[64];
     if (!st->started) {
-        /* a header block never finished: the whole connection is stuck in it */
+        /* a header block never finished: the stream is reset, as nginx
+         * does; the rest of the block, if it comes, still goes through
+         * HPACK (nghttp2 ignores it for a closed stream), and the
+         * connection's own timeouts bound the wait */
         sg_log_info("client %s timed out while sending HTTP/2 headers", peer_host(c, host, sizeof(host)));
-        conn_fail(c, NGHTTP2_PROTOCOL_ERROR);
+        reset_stream(st, NGHTTP2_PROTOCOL_ERROR);
         return;
     }
     uint64_t idle = now_ms(c) - st->last_rx_ms;
@@ -1607,7 +1679,7 @@ static void on_stream_read_timeout(sg_timer *t)
     }
     sg_log_info("client %s timed out while reading client request body", peer_host(c, host, sizeof(host)));
     stream_abort_ex(st);
-    reset_stream(st, NGHTTP2_CANCEL);
+    reset_stream(st, NGHTTP2_PROTOCOL_ERROR);   /* nginx's code for a body that stopped coming */
 }
 
 static void on_stream_send_timeout(sg_timer *t)

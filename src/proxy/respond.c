@@ -16,6 +16,7 @@
 #include "http/status.h"
 #include "core/sockaddr.h"
 #include "net/sock.h"
+#include "proxy/charset_filter.h"
 #include "proxy/grpc.h"
 #include "proxy/gzip_filter.h"
 #include "proxy/header_filter.h"
@@ -73,6 +74,7 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
     };
     if (own_trailers) sg_hf_trailers_begin(ex);
     if (sg_hf_keepalive_disabled(ex)) ex->close_connection = true;
+    sg_charset_head(ex, &resp);   /* may name the charset in Content-Type */
     sg_gzip_head(ex, &resp);   /* may compress the body: then ex->down is the filter */
     ex->down->send_head(ex, &resp);
 }
@@ -218,6 +220,8 @@ void sg_respond_error(sg_exchange *ex, int status)
     sg_respond_simple(ex, wire, SG_STR("text/html"), sg_http_error_body(status), SG_STR_NULL);
 }
 
+static sg_str mime_type(sg_str path, const sg_loc_conf *lc);
+
 void sg_respond_return(sg_exchange *ex)
 {
     sg_respond_return_conf(ex, loc_conf(ex));
@@ -254,7 +258,9 @@ void sg_respond_return_conf(sg_exchange *ex, const sg_loc_conf *lc)
         sg_respond_error(ex, code);
         return;
     }
-    sg_respond_simple(ex, code, SG_STR(""), SG_STR(""), SG_STR_NULL);
+    /* nginx sends an empty body with the type of the URI, as for a file
+     * (so that charset can name its charset) */
+    sg_respond_simple(ex, code, mime_type(ex->req.uri, lc), SG_STR(""), SG_STR_NULL);
 }
 
 /* ---- static files ---- */

@@ -402,7 +402,7 @@ Test(conf_errors, not_supported_yet)
                  "t.conf:3:31: \"slow_start\" parameter of \"server\" is not supported yet");
     expect_error(WRAP("upstream u { sticky learn; server 127.0.0.1; }"), "t.conf:3:14: \"sticky\" directive is not supported yet");
     expect_error(WRAP("proxy_redirect http://a/ /;"), "t.conf:3:1: \"proxy_redirect\" with a replacement is not supported yet");
-    expect_error(WRAP("charset utf-8;"), "t.conf:3:1: \"charset\" directive is not supported yet");
+    expect_error(WRAP("charset_map koi8-r utf-8 { C0 D18E; }"), "t.conf:3:1: \"charset_map\" directive is not supported yet");
 }
 
 Test(conf_errors, upstreams_and_listens)
