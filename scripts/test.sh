@@ -6,12 +6,13 @@
 #   3. unit tests (Criterion) and integration tests (pytest) on build/; a
 #      skipped or xfailed test fails the run unless its reason is declared in
 #      tests/integration/allowed_skips.txt (printed before each pytest run)
-#   3b. nginx's own test suite (../shared/nginx-tests, its default file list)
-#      against build/streamgate: every test listed in tests/nginx-tests.expect
+#   3b. nginx's own test suite (../shared/nginx-tests, the files with tests
+#      listed in tests/nginx-tests.expect, in parallel shards) against
+#      build/streamgate: every test listed in tests/nginx-tests.expect
 #      must still pass (a ratchet; rewrite the list with WRITE_EXPECT, see
 #      ../shared/nginx-tests/README.md). Runs once, on the normal build.
 #   4. ASan+UBSan build (build-asan/): unit + integration tests again
-#   5. libFuzzer targets (build-fuzz/fuzz_*), FUZZ_SECONDS each (default 30)
+#   5. libFuzzer targets (build-fuzz/fuzz_*), FUZZ_SECONDS each (default 15)
 # Stops at the first failure.  Environment:
 #   SG_QUICK=1       skip steps 4 and 5 (local iteration)
 #   FUZZ_SECONDS=N   time per fuzz target
@@ -19,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-1500}   # hard bound on one pytest run, seconds
 export PYTHONDONTWRITEBYTECODE=1         # keep the tree clean
 START=$SECONDS
@@ -93,9 +94,45 @@ if [[ ! -f "$NT" ]]; then
     echo "$NT not found: nginx's test suite is expected in ../shared beside the clone"
     exit 1
 fi
+[[ -f tests/nginx-tests.expect ]] || { echo "tests/nginx-tests.expect is missing"; exit 1; }
 rm -rf build/nginx-tests
-NGINX_TESTS_WORK="$PWD/build/nginx-tests/work" OUT=build/nginx-tests \
-    EXPECT=tests/nginx-tests.expect bash "$NT" build/streamgate
+mkdir -p build/nginx-tests
+# Only the files with listed tests run (the ratchet checks nothing else;
+# scripts/nginx_tests_expect.py, which writes the list, leaves out the
+# files whose results depend on timing, docs/nginx-tests.md), in
+# NT_SHARDS runs side by side: most of a file's time is waiting (on
+# timeouts its tests expect), not CPU, and Test::Nginx takes its ports
+# under a lock, so runs may share the machine. The slow files are dealt
+# out first so that each shard gets some.
+NT_SHARDS=${NT_SHARDS:-3}
+NT_SLOW=(h2_headers.t h2_host.t grpc_ssl.t h2.t h2_keepalive.t h2_proxy_request_buffering.t ssl.t
+         h2_error_page.t proxy.t)
+mapfile -t nt_listed < <(sed 's/#.*//' tests/nginx-tests.expect | awk 'NF { print $1 }' | sort -u)
+nt_files=()
+for f in "${NT_SLOW[@]}" "${nt_listed[@]}"; do
+    [[ " ${nt_listed[*]} " == *" $f "* ]] || continue          # slow but not listed
+    [[ " ${nt_files[*]-} " == *" $f "* ]] && continue          # dealt already
+    nt_files+=("$f")
+done
+nt_pids=()
+for (( i = 0; i < NT_SHARDS; i++ )); do
+    shard=()
+    for (( k = i; k < ${#nt_files[@]}; k += NT_SHARDS )); do shard+=("${nt_files[k]}"); done
+    NGINX_TESTS_WORK="$PWD/build/nginx-tests/work$i" OUT="build/nginx-tests/out$i" \
+        EXPECT=tests/nginx-tests.expect bash "$NT" build/streamgate "${shard[@]}" \
+        > "build/nginx-tests/shard$i.txt" 2>&1 &
+    nt_pids+=($!)
+done
+nt_rc=0
+for (( i = 0; i < NT_SHARDS; i++ )); do
+    wait "${nt_pids[i]}" || nt_rc=1
+    echo "-- shard $i"
+    cat "build/nginx-tests/shard$i.txt"
+done
+awk '/^nginx-tests: [0-9]+ passed of [0-9]+ tests/ { p += $2; t += $5; f += $8 }
+     END { printf "nginx-tests (the files with listed tests, %d shards): %d passed of %d tests in %d files\n", '"$NT_SHARDS"', p, t, f }' \
+    build/nginx-tests/shard*.txt
+(( nt_rc == 0 )) || { echo "nginx-tests: a shard failed (a listed test no longer passes, or run.sh could not run)"; exit 1; }
 done_step
 
 if [[ "${SG_QUICK:-0}" == "1" ]]; then

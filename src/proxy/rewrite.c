@@ -11,6 +11,7 @@
 #include "exchange/vars.h"
 #include "http/status.h"
 #include "proxy/handler.h"
+#include "proxy/header_filter.h"
 #include "proxy/respond.h"
 #include "proxy/router.h"
 
@@ -306,16 +307,10 @@ static bool auto_redirect(sg_exchange *ex, const sg_location *found)
         if ((l->match != SG_LOC_PREFIX && l->match != SG_LOC_PREFIX_NOREGEX) || !l->conf.proxy_pass ||
             l->name.n != r->uri.n + 1 || l->name.p[r->uri.n] != '/' || memcmp(l->name.p, r->uri.p, r->uri.n) != 0)
             continue;
-        sg_strbuf b = { 0 };
-        sg_strbuf_append_str(&b, l->name);
-        if (r->args.n) {
-            sg_strbuf_append(&b, "?", 1);
-            sg_strbuf_append_str(&b, r->args);
-        }
-        sg_str to = sg_arena_str(&r->arena, (sg_str){ b.p, b.n });
-        sg_strbuf_free(&b);
+        /* the request's URI escaped, then "/" and its arguments (nginx
+         * escapes the Location: "/auto sp" -> "/auto%20sp/") */
         r->loc = found ? found : root;
-        sg_respond_simple(ex, 301, SG_STR("text/html"), sg_http_error_body(301), to);
+        sg_respond_simple(ex, 301, SG_STR("text/html"), sg_http_error_body(301), sg_hf_slash_location(ex));
         return true;
     }
     return false;

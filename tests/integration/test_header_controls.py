@@ -136,9 +136,10 @@ def test_redirect_locations(start_proxy):
     location /noport { port_in_redirect off; return 301 /to; }
     location /name { server_name_in_redirect on; return 301 /to; }
     location /p/ { proxy_pass http://127.0.0.1:%d/; }
+    location "/sp ace/" { proxy_pass http://127.0.0.1:%d/; }
   }
   server { listen 127.0.0.1:%d; return 200 "back $uri"; }
-""" % (port, ports[1], ports[1])))
+""" % (port, ports[1], ports[1], ports[1])))
     host = {"Host": "client.example"}
     assert get(port, "/abs", headers=host).header("Location") == "http://client.example:%d/to" % port
     assert get(port, "/rel", headers=host).header("Location") == "/to"
@@ -148,6 +149,10 @@ def test_redirect_locations(start_proxy):
     r = get(port, "/p?a=b", headers=host)
     assert r.status == 301
     assert r.header("Location") == "http://client.example:%d/p/?a=b" % port
+    # its Location is the request's URI escaped, as nginx's
+    r = get(port, "/sp%20ace", headers=host)
+    assert r.status == 301
+    assert r.header("Location") == "http://client.example:%d/sp%%20ace/" % port
     assert get(port, "/p/x").body == b"back /x"
 
 
