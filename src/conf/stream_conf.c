@@ -412,6 +412,8 @@ static const sg_cmd cmds[] = {
     { "proxy_ssl_protocols", SS, SG_ARG1MORE, sg_ssl_set_protocols, PX(proxy_ssl.protocols), NULL },
     { "proxy_ssl_ciphers", SS, SG_ARG1, sg_ssl_set_string, PX(proxy_ssl.ciphers), NULL },
     { "proxy_ssl_session_reuse", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_ssl.session_reuse), NULL },
+    /* quick wins (issue 9) */
+    { "proxy_protocol", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_protocol), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -419,9 +421,9 @@ _Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 
 /* nginx stream directives streamgate does not have yet. */
 static const char *const later_exact[] = {
-    "ssl_preread", "proxy_protocol", "proxy_protocol_timeout", "access_log", "log_format",
+    "ssl_preread", "proxy_protocol_timeout", "access_log", "log_format",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout",
-    "proxy_protocol", "proxy_protocol_timeout",
+    "proxy_protocol_timeout",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
 

@@ -145,6 +145,8 @@ typedef struct sg_stream_proxy_conf {
     uint32_t preread_buffer_size;      /* default 16k */
     uint32_t proxy_responses;          /* UDP: replies that end a session; UINT32_MAX: no limit */
     uint32_t proxy_requests;           /* UDP: datagrams per session; 0: no limit */
+    /* quick wins (issue 9) */
+    bool proxy_protocol;               /* proxy_protocol: a PROXY v1 header to the upstream; default off */
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

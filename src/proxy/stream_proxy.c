@@ -32,6 +32,7 @@
 #include "conf/stream_conf.h"
 #include "core/log.h"
 #include "core/sockaddr.h"
+#include "net/proxy_protocol.h"
 #include "net/sock.h"
 #include "net/ssl_preread.h"
 #include "net/tls.h"
@@ -431,6 +432,22 @@ static void ssl_name(sp_session *s, char *buf)
     buf[n < SG_STREAM_VAL_MAX ? n : SG_STREAM_VAL_MAX - 1] = 0;
 }
 
+/* proxy_protocol on: the PROXY v1 header goes first on every try, before
+ * the client's bytes and (plain) before proxy_ssl's handshake, as nginx
+ * sends it. A fresh socket's send buffer takes it whole; when it does not,
+ * the try fails, as nginx's "could not send PROXY protocol header at once". */
+static bool send_proxy_header(sp_session *s)
+{
+    char h[SG_PP_V1_WRITE_MAX];
+    size_t n = sg_pp_write_v1((const struct sockaddr *)&s->client_addr, (const struct sockaddr *)&s->local_addr, h);
+    ssize_t w;
+    do w = send(s->up.fd, h, n, MSG_NOSIGNAL); while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)n) return true;
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) attempt_failed(s, errno, "send() failed");
+    else attempt_failed(s, 0, "could not send PROXY protocol header at once");
+    return false;
+}
+
 /* Connected: straight to the tunnel, or first TLS with the upstream
  * (within what is left of proxy_connect_timeout, as nginx). */
 static void connected(sp_session *s)
@@ -438,6 +455,7 @@ static void connected(sp_session *s)
     sg_stream_try *t = cur_try(s);
     if (t) t->connect_ms = (int64_t)(now_ms(s) - s->attempt_start_ms);
     const sg_stream_proxy_conf *pc = &s->srv->proxy;
+    if (pc->proxy_protocol && !send_proxy_header(s)) return;
     if (!pc->proxy_ssl_on) {
         start_tunnel(s);
         return;

@@ -3,9 +3,15 @@
 - limit_rate / limit_rate_after are accepted with a notice (responses are
   not rate-limited); `set $limit_rate VALUE` keeps nginx's number, as
   nginx's own $limit_rate set/get handlers do.
+- stream `proxy_protocol on` sends nginx's PROXY v1 header to the upstream
+  before the client's bytes, on every try.
 """
 
+import socket
 import subprocess
+import threading
+
+import pytest
 
 from sgtest import free_port, get, http_conf, run_streamgate, wait_for
 
@@ -48,3 +54,128 @@ def test_set_limit_rate(start_proxy):
                           "http://127.0.0.1:%d/rate?l=1k" % port], capture_output=True, text=True, timeout=20)
     assert out.returncode == 0, out.stderr
     assert "x-rate: 1024" in out.stdout.lower()
+
+
+# ---------------------------------------------------------------- stream proxy_protocol
+
+class Recorder:
+    """A TCP backend on `host` that reads until it has seen `until` (the
+    client's last bytes), then sends back everything it received and closes."""
+
+    def __init__(self, host="127.0.0.1", until=b"end"):
+        self.until = until
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                data = b""
+                while not data.endswith(self.until):
+                    more = c.recv(65536)
+                    if not more:
+                        break
+                    data += more
+                c.sendall(data)
+
+    def stop(self):
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._thread.join(2)
+
+
+def stream_proxy(start_proxy, body):
+    p = start_proxy("events {}\nstream {\n%s\n}\n" % body, ports=[])
+    wait_for(lambda: "started" in p.stderr or not p.running(), 10, what="streamgate start")
+    assert p.running(), p.stderr
+    return p
+
+
+def exchange(port, data=b"hello end", host="127.0.0.1", family=socket.AF_INET):
+    """Sends data through the proxy; returns (what came back, our port)."""
+    c = socket.socket(family, socket.SOCK_STREAM)
+    c.settimeout(10)
+    c.connect((host, port))
+    me = c.getsockname()[1]
+    c.sendall(data)
+    got = b""
+    while True:
+        more = c.recv(65536)
+        if not more:
+            break
+        got += more
+    c.close()
+    return got, me
+
+
+@pytest.fixture
+def recorder():
+    r = Recorder()
+    yield r
+    r.stop()
+
+
+def test_stream_proxy_protocol_on_and_off(start_proxy, recorder):
+    on, off = free_port(), free_port()
+    stream_proxy(start_proxy, """
+  proxy_protocol on;
+  server { listen 127.0.0.1:%d; proxy_pass 127.0.0.1:%d; }
+  server { listen 127.0.0.1:%d; proxy_pass 127.0.0.1:%d; proxy_protocol off; }
+""" % (on, recorder.port, off, recorder.port))
+    got, me = exchange(on)
+    assert got == b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\nhello end" % (me, on)
+    got, _ = exchange(off)
+    assert got == b"hello end"
+
+
+def test_stream_proxy_protocol_on_every_try(start_proxy, recorder):
+    """The first server refuses the connection: the second try gets the
+    header too, once, before the client's bytes (sent before either try)."""
+    port, dead = free_port(), free_port()
+    proxy = stream_proxy(start_proxy, """
+  upstream u { server 127.0.0.1:%d; server 127.0.0.1:%d; }
+  server { listen 127.0.0.1:%d; proxy_pass u; proxy_protocol on; }
+""" % (dead, recorder.port, port))
+    c = socket.socket()
+    c.settimeout(10)
+    c.connect(("127.0.0.1", port))
+    me = c.getsockname()[1]
+    c.sendall(b"early end")
+    got = b""
+    while True:
+        more = c.recv(65536)
+        if not more:
+            break
+        got += more
+    c.close()
+    assert got == b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\nearly end" % (me, port)
+    wait_for(lambda: "connect() failed" in proxy.error_log, what="the refused first try")
+
+
+def test_stream_proxy_protocol_ipv6(start_proxy):
+    r = Recorder("::1")
+    try:
+        port = free_port()
+        stream_proxy(start_proxy, """
+  server { listen [::1]:%d; proxy_pass [::1]:%d; proxy_protocol on; }
+""" % (port, r.port))
+        got, me = exchange(port, host="::1", family=socket.AF_INET6)
+        assert got == b"PROXY TCP6 ::1 ::1 %d %d\r\nhello end" % (me, port)
+    finally:
+        r.stop()
+
+
+def test_stream_proxy_protocol_flag_checked(tmp_path):
+    conf = tmp_path / "t.conf"
+    conf.write_text("events {}\nstream { server { listen 127.0.0.1:1; proxy_pass 127.0.0.1:2; proxy_protocol yes; } }\n")
+    p = run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
+    assert p.returncode != 0
+    assert 'invalid value "yes"' in p.stderr
