@@ -100,6 +100,7 @@ typedef struct sp_session {
     size_t key_len;
     uint64_t *tried;             /* sg_balancer_tried_words() words */
     char key[SG_STREAM_VAL_MAX]; /* the hash key, if the upstream uses `hash` */
+    struct sockaddr_storage pp[2];   /* listen ... proxy_protocol: the header's addresses (info.pp_*) */
 } sp_session;
 
 /* ---- values of stream{} (the hash key) for a connection ---- */
@@ -840,14 +841,23 @@ static bool is_wildcard(const struct sockaddr *sa)
 
 void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
                             const struct sockaddr *peer, socklen_t peerlen,
-                            const struct sockaddr *local, socklen_t locallen)
+                            const struct sockaddr *local, socklen_t locallen,
+                            struct sockaddr_storage *proxy)
 {
     const sg_stream_server_conf *srv = g->stream_server;
     if (!srv->ret && !srv->pass_val && (!srv->upstream || !srv->upstream->runtime)) {   /* cannot happen */
+        free(proxy);
         close(fd);
         return;
     }
     sp_session *s = sg_xcalloc(1, sizeof(*s));
+    if (proxy) {
+        s->pp[0] = proxy[0];
+        s->pp[1] = proxy[1];
+        s->info.pp_src = (const struct sockaddr *)&s->pp[0];
+        s->info.pp_dst = (const struct sockaddr *)&s->pp[1];
+        free(proxy);
+    }
     memcpy(&s->local_addr, local, locallen < sizeof(s->local_addr) ? locallen : sizeof(s->local_addr));
     socklen_t hl = sizeof(s->local_addr);
     if (is_wildcard(local)) getsockname(fd, (struct sockaddr *)&s->local_addr, &hl);

@@ -5,9 +5,13 @@
   nginx's own $limit_rate set/get handlers do.
 - stream `proxy_protocol on` sends nginx's PROXY v1 header to the upstream
   before the client's bytes, on every try.
+- stream `listen ... proxy_protocol` reads the client's PROXY header
+  (v1 or v2) and gives $proxy_protocol_addr, $proxy_protocol_port,
+  $proxy_protocol_server_addr, $proxy_protocol_server_port.
 """
 
 import socket
+import struct
 import subprocess
 import threading
 
@@ -179,3 +183,91 @@ def test_stream_proxy_protocol_flag_checked(tmp_path):
     p = run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
     assert p.returncode != 0
     assert 'invalid value "yes"' in p.stderr
+
+
+# ---------------------------------------------------------------- stream listen ... proxy_protocol
+
+def v2_header(src, dst, sport, dport):
+    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+
+
+def send_and_read(port, data, shut=False):
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c.sendall(data)
+    if shut:
+        c.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        try:
+            more = c.recv(65536)
+        except ConnectionResetError:
+            break
+        if not more:
+            break
+        got += more
+    c.close()
+    return got
+
+
+PP_VARS = "$proxy_protocol_addr:$proxy_protocol_port>$proxy_protocol_server_addr:$proxy_protocol_server_port"
+
+
+def test_stream_listen_proxy_protocol_variables(start_proxy):
+    port = free_port()
+    proxy = stream_proxy(start_proxy, """
+  server { listen 127.0.0.1:%d proxy_protocol; return "%s|$remote_addr"; }
+""" % (port, PP_VARS))
+    got = send_and_read(port, b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n")
+    assert got == b"192.0.2.1:56324>198.51.100.2:443|127.0.0.1"
+    got = send_and_read(port, b"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n")
+    assert got == b"2001:db8::1:1>2001:db8::2:2|127.0.0.1"
+    got = send_and_read(port, v2_header("203.0.113.7", "203.0.113.8", 4000, 5000))
+    assert got == b"203.0.113.7:4000>203.0.113.8:5000|127.0.0.1"
+    # UNKNOWN: a header without addresses; the variables are empty
+    assert send_and_read(port, b"PROXY UNKNOWN\r\n") == b":>:|127.0.0.1"
+    # not a PROXY header: closed without an answer, and logged as nginx does
+    assert send_and_read(port, b"GET / HTTP/1.0\r\n\r\n") == b""
+    wait_for(lambda: "broken header" in proxy.error_log, what="the broken header error")
+
+
+def test_stream_listen_proxy_protocol_relays_what_follows(start_proxy, recorder):
+    """The header is taken off: the upstream gets the client's bytes after it
+    (and, with proxy_protocol on, a header of its own naming the real peer)."""
+    port, port2 = free_port(), free_port()
+    stream_proxy(start_proxy, """
+  server { listen 127.0.0.1:%d proxy_protocol; proxy_pass 127.0.0.1:%d; }
+  server { listen 127.0.0.1:%d proxy_protocol; proxy_pass 127.0.0.1:%d; proxy_protocol on; }
+""" % (port, recorder.port, port2, recorder.port))
+    assert send_and_read(port, b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nhello end") == b"hello end"
+    c = socket.create_connection(("127.0.0.1", port2), timeout=10)
+    me = c.getsockname()[1]
+    c.sendall(b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nhi end")
+    got = b""
+    while True:
+        more = c.recv(65536)
+        if not more:
+            break
+        got += more
+    c.close()
+    assert got == b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\nhi end" % (me, port2)
+
+
+def test_stream_proxy_protocol_timeout(start_proxy):
+    """A client that never sends its header is closed after
+    proxy_protocol_timeout."""
+    port = free_port()
+    stream_proxy(start_proxy, """
+  server { listen 127.0.0.1:%d proxy_protocol; proxy_protocol_timeout 100ms; return "x"; }
+""" % port)
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert c.recv(100) == b""          # closed, no answer (the timeout of 10 s would raise)
+    c.close()
+
+
+def test_stream_listen_proxy_protocol_udp_refused(tmp_path):
+    conf = tmp_path / "t.conf"
+    conf.write_text("events {}\nstream { server { listen 127.0.0.1:1 udp proxy_protocol; return x; } }\n")
+    p = run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
+    assert p.returncode != 0
+    assert '"proxy_protocol" parameter is incompatible with "udp"' in p.stderr
