@@ -1788,6 +1788,10 @@ static const sg_cmd cmds[] = {
     { "override_charset", HSL, A1, sg_conf_set_flag, LOC(override_charset), NULL },
     { "charset_types", HSL, A1P, sg_charset_set_types, LOC_RANGE(0, charset_types, charset_types_any), NULL },
     { "output_buffers", HSL, A2, sg_charset_set_output_buffers, NONE, NULL },
+    /* quick wins (issue 9): accepted without rate limiting; `set $limit_rate`
+     * is conf/vars.c's and exchange/vars.c's */
+    { "limit_rate", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
+    { "limit_rate_after", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1832,7 +1836,7 @@ static const char *const later_exact[] = {
 };
 static const char *const later_prefix[] = {
     "grpc_", "ssl_", "proxy_ssl_", "http2_", "http3_", "quic_", "limit_req", "limit_conn",
-    "limit_rate", "proxy_cache", "proxy_store", "proxy_temp", "proxy_cookie_", "gunzip",
+    "proxy_cache", "proxy_store", "proxy_temp", "proxy_cookie_", "gunzip",
     "auth_", "sub_filter_", "open_file_cache", "ssi_", "autoindex", "mirror_", "uwsgi_",
     "fastcgi_", "scgi_", "memcached_", "charset_", "secure_link", "userid", "geoip", "image_filter",
     "xslt_", "dav_", "mp4", "flv", "hls", "slice", "aio", "directio", "addition_", "random_index",

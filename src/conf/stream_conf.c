@@ -44,6 +44,7 @@ static void proxy_defaults(sg_stream_proxy_conf *p)
     p->preread_buffer_size = 16384;
     p->proxy_responses = UINT32_MAX;
     p->ssl_handshake_timeout_ms = 60000;
+    p->proxy_protocol_timeout_ms = 30000;
     /* the defaults of nginx's stream ssl and proxy_ssl (as conf/ssl_conf.c's for http) */
     p->ssl.protocols = SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3;
     p->ssl.ciphers.s = "HIGH:!aNULL:!MD5";
@@ -92,7 +93,7 @@ static bool set_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
 static bool listen_param(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
 {
     static const char *const later[] = {
-        "proxy_protocol", "so_keepalive", "rcvbuf", "sndbuf", "fastopen",
+        "so_keepalive", "rcvbuf", "sndbuf", "fastopen",
         "ipv6only=off", "setfib", "accept_filter", "deferred", NULL,
     };
     const char *p = a->s;
@@ -103,6 +104,8 @@ static bool listen_param(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc)
         lc->ssl = true;
     } else if (strcmp(p, "udp") == 0) {
         lc->udp = true;
+    } else if (strcmp(p, "proxy_protocol") == 0) {
+        lc->proxy_protocol = true;
     } else if (strcmp(p, "bind") == 0 || strcmp(p, "ipv6only=on") == 0) {
         /* every address is bound on its own already */
     } else if (starts(p, "backlog=")) {
@@ -145,6 +148,9 @@ static bool set_listen(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
         if (!listen_param(cx, &n->args[i], &lc)) return false;
     if (!listen_unique(cx, a, &lc)) return false;
     if (lc.udp && lc.ssl) return sg_cerr(cx, a->pos, "\"ssl\" parameter is incompatible with \"udp\"");
+    /* a datagram has no stream to start with a header */
+    if (lc.udp && lc.proxy_protocol)
+        return sg_cerr(cx, a->pos, "\"proxy_protocol\" parameter is incompatible with \"udp\"");
     sg_stream_server_conf *s = cx->cur->stream_server;
     if (lc.ssl) s->ssl = true;
     s->listens = sg_conf_push(&cx->c->arena, s->listens, s->nlistens, sizeof(lc));
@@ -412,6 +418,9 @@ static const sg_cmd cmds[] = {
     { "proxy_ssl_protocols", SS, SG_ARG1MORE, sg_ssl_set_protocols, PX(proxy_ssl.protocols), NULL },
     { "proxy_ssl_ciphers", SS, SG_ARG1, sg_ssl_set_string, PX(proxy_ssl.ciphers), NULL },
     { "proxy_ssl_session_reuse", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_ssl.session_reuse), NULL },
+    /* quick wins (issue 9) */
+    { "proxy_protocol", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_protocol), NULL },
+    { "proxy_protocol_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(proxy_protocol_timeout_ms), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -419,9 +428,8 @@ _Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 
 /* nginx stream directives streamgate does not have yet. */
 static const char *const later_exact[] = {
-    "ssl_preread", "proxy_protocol", "proxy_protocol_timeout", "access_log", "log_format",
+    "ssl_preread", "access_log", "log_format",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout",
-    "proxy_protocol", "proxy_protocol_timeout",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
 
@@ -545,6 +553,7 @@ static void add_group(sg_conf *c, const sg_listen_conf *l, const sg_stream_serve
     g->stream_server = s;
     g->ssl = l->ssl;                   /* the session does the handshake (proxy/stream_proxy.c) */
     g->udp = l->udp;
+    g->proxy_protocol = l->proxy_protocol;   /* the acceptor reads the header (server/proxy_header.c) */
 }
 
 bool sg_stream_conf_finish(sg_cctx *cx)

@@ -42,6 +42,9 @@ typedef enum sg_stream_var {
     SG_SVAR_CAPTURE,                   /* $1..$9 or a named capture, in a map value (arg: its number) */
     SG_SVAR_MAP,                       /* a map's result (arg: index in sg_stream_conf.maps) */
     SG_SVAR_SSL_SESSION_ID,
+    /* quick wins (issue 9): listen ... proxy_protocol; empty without a header's addresses */
+    SG_SVAR_PROXY_PROTOCOL_ADDR, SG_SVAR_PROXY_PROTOCOL_PORT,
+    SG_SVAR_PROXY_PROTOCOL_SERVER_ADDR, SG_SVAR_PROXY_PROTOCOL_SERVER_PORT,
 } sg_stream_var;
 
 typedef struct sg_stream_val_part {
@@ -145,6 +148,9 @@ typedef struct sg_stream_proxy_conf {
     uint32_t preread_buffer_size;      /* default 16k */
     uint32_t proxy_responses;          /* UDP: replies that end a session; UINT32_MAX: no limit */
     uint32_t proxy_requests;           /* UDP: datagrams per session; 0: no limit */
+    /* quick wins (issue 9) */
+    bool proxy_protocol;               /* proxy_protocol: a PROXY v1 header to the upstream; default off */
+    uint32_t proxy_protocol_timeout_ms;   /* listen ... proxy_protocol: the header's deadline; default 30 s */
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

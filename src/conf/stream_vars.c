@@ -38,6 +38,10 @@ static const struct { const char *name; sg_stream_var var; } svars[] = {
     { "ssl_preread_server_name", SG_SVAR_SSL_PREREAD_SERVER_NAME },
     { "ssl_preread_alpn_protocols", SG_SVAR_SSL_PREREAD_ALPN_PROTOCOLS },
     { "ssl_preread_protocol", SG_SVAR_SSL_PREREAD_PROTOCOL },
+    /* quick wins (issue 9) */
+    { "proxy_protocol_addr", SG_SVAR_PROXY_PROTOCOL_ADDR }, { "proxy_protocol_port", SG_SVAR_PROXY_PROTOCOL_PORT },
+    { "proxy_protocol_server_addr", SG_SVAR_PROXY_PROTOCOL_SERVER_ADDR },
+    { "proxy_protocol_server_port", SG_SVAR_PROXY_PROTOCOL_SERVER_PORT },
 };
 
 static bool var_char(char ch)

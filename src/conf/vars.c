@@ -208,7 +208,8 @@ int sg_var_define_user(sg_conf *c, sg_str name, char *err, size_t errlen)
 {
     int i = sg_var_index(c, name, (sg_conf_pos){ 0 });
     sg_var_def *d = &c->vars.defs[i];
-    if (d->kind == SG_VAR_USER || d->kind == SG_VAR_ARGS) return i;
+    /* nginx's settable built-ins: they keep their kind, sg_var_set knows them */
+    if (d->kind == SG_VAR_USER || d->kind == SG_VAR_ARGS || d->kind == SG_VAR_LIMIT_RATE) return i;
     bool prefixed = d->kind == SG_VAR_HTTP_HEADER || d->kind == SG_VAR_ARG ||
                     d->kind == SG_VAR_COOKIE;
     if ((d->kind == SG_VAR_MAP && d->map == NULL) || prefixed) {

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf/directives.h"
 #include "conf/geo.h"
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
@@ -323,6 +324,24 @@ void sg_var_set(sg_http_req *r, int index, sg_str v)
         r->uri_rewritten = true;       /* proxy_pass then sends $uri?$args, as nginx */
         return;
     }
+    if (r->gen->vars.defs[index].kind == SG_VAR_LIMIT_RATE) {
+        /* nginx keeps the rate as a number: "40k" reads back as 40960; an
+         * invalid size is logged and leaves the rate as it was */
+        char buf[32];
+        uint64_t rate;
+        bool ok = v.p && v.n < sizeof(buf);
+        if (ok) {
+            memcpy(buf, v.p, v.n);
+            buf[v.n] = '\0';
+            ok = sg_conf_parse_size(buf, &rate);
+        }
+        if (!ok) {
+            sg_log_to(r->loc ? r->loc->conf.error_log : NULL, SG_LOG_ERROR, "invalid $limit_rate \"%.*s\"",
+                      v.p ? (int)v.n : 0, v.p ? v.p : "");
+            return;
+        }
+        v = arena_printf(r, 24, "%llu", (unsigned long long)rate);
+    }
     var_cache_init(r);
     r->var_cache[index] = v.p ? v : EMPTY;
     r->var_cached[index] = 1;
@@ -615,7 +634,10 @@ static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
     case SG_VAR_DOCUMENT_ROOT: return root_of(r);
     case SG_VAR_CONTENT_LENGTH: return header_join(r, SG_STR("content-length"), NULL);
     case SG_VAR_CONTENT_TYPE: return header_join(r, SG_STR("content-type"), ", ");
-    case SG_VAR_LIMIT_RATE: return SG_STR("0");
+    case SG_VAR_LIMIT_RATE: {               /* nothing is rate-limited: only what `set` wrote */
+        sg_str v = user_var(r, index);
+        return v.p ? v : SG_STR("0");
+    }
     case SG_VAR_PIPE: return SG_STR(".");
     case SG_VAR_REQUEST_COMPLETION: return EMPTY;
     case SG_VAR_REQUEST_FILENAME: {

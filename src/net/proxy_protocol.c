@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -155,4 +156,34 @@ sg_pp_result sg_pp_parse(const uint8_t *p, size_t n, sg_pp_info *out, size_t *us
     if (memcmp(p, v1_sig, k1) == 0) return n < 6 ? SG_PP_MORE : parse_v1(p, n, out, used);
     if (memcmp(p, v2_sig, k2) == 0) return n < 12 ? SG_PP_MORE : parse_v2(p, n, out, used);
     return SG_PP_INVALID;
+}
+
+/* ---------------- writing version 1 (proxy_protocol on toward an upstream) ---------------- */
+
+size_t sg_pp_write_v1(const struct sockaddr *src, const struct sockaddr *dst, char *buf)
+{
+    char sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN];
+    unsigned sp, dp;
+    const char *proto;
+    if (src->sa_family == AF_INET && dst->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *)src, *d4 = (const void *)dst;
+        inet_ntop(AF_INET, &s4->sin_addr, sa, sizeof(sa));
+        inet_ntop(AF_INET, &d4->sin_addr, da, sizeof(da));
+        sp = ntohs(s4->sin_port);
+        dp = ntohs(d4->sin_port);
+        proto = "TCP4";
+    } else if (src->sa_family == AF_INET6 && dst->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)src, *d6 = (const void *)dst;
+        inet_ntop(AF_INET6, &s6->sin6_addr, sa, sizeof(sa));
+        inet_ntop(AF_INET6, &d6->sin6_addr, da, sizeof(da));
+        sp = ntohs(s6->sin6_port);
+        dp = ntohs(d6->sin6_port);
+        proto = "TCP6";
+    } else {
+        /* a unix socket, or mixed families a receiver could not parse */
+        memcpy(buf, "PROXY UNKNOWN\r\n", sizeof("PROXY UNKNOWN\r\n"));
+        return sizeof("PROXY UNKNOWN\r\n") - 1;
+    }
+    int n = snprintf(buf, SG_PP_V1_WRITE_MAX, "PROXY %s %s %s %u %u\r\n", proto, sa, da, sp, dp);
+    return n > 0 && n < SG_PP_V1_WRITE_MAX ? (size_t)n : 0;
 }

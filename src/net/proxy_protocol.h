@@ -30,4 +30,16 @@ typedef enum sg_pp_result {
 
 sg_pp_result sg_pp_parse(const uint8_t *p, size_t n, sg_pp_info *out, size_t *used);
 
+/* The room sg_pp_write_v1 needs: "PROXY TCP6 " + two IPv6 addresses (up to
+ * 45 characters each in the ::ffff:a.b.c.d form), two ports, the spaces,
+ * CRLF and a NUL. */
+#define SG_PP_V1_WRITE_MAX 128
+
+/* Writes the version 1 header a proxy sends its upstream for a connection
+ * from src to dst, as nginx's proxy_protocol on: "PROXY TCP4 SRC DST SPORT
+ * DPORT\r\n" (TCP6 for IPv6), "PROXY UNKNOWN\r\n" for other families or
+ * when the two differ. buf has SG_PP_V1_WRITE_MAX bytes; returns the length
+ * (NUL-terminated, the NUL not counted). */
+size_t sg_pp_write_v1(const struct sockaddr *src, const struct sockaddr *dst, char *buf);
+
 #endif

@@ -32,6 +32,7 @@
 #include "conf/stream_conf.h"
 #include "core/log.h"
 #include "core/sockaddr.h"
+#include "net/proxy_protocol.h"
 #include "net/sock.h"
 #include "net/ssl_preread.h"
 #include "net/tls.h"
@@ -99,6 +100,7 @@ typedef struct sp_session {
     size_t key_len;
     uint64_t *tried;             /* sg_balancer_tried_words() words */
     char key[SG_STREAM_VAL_MAX]; /* the hash key, if the upstream uses `hash` */
+    struct sockaddr_storage pp[2];   /* listen ... proxy_protocol: the header's addresses (info.pp_*) */
 } sp_session;
 
 /* ---- values of stream{} (the hash key) for a connection ---- */
@@ -431,6 +433,22 @@ static void ssl_name(sp_session *s, char *buf)
     buf[n < SG_STREAM_VAL_MAX ? n : SG_STREAM_VAL_MAX - 1] = 0;
 }
 
+/* proxy_protocol on: the PROXY v1 header goes first on every try, before
+ * the client's bytes and (plain) before proxy_ssl's handshake, as nginx
+ * sends it. A fresh socket's send buffer takes it whole; when it does not,
+ * the try fails, as nginx's "could not send PROXY protocol header at once". */
+static bool send_proxy_header(sp_session *s)
+{
+    char h[SG_PP_V1_WRITE_MAX];
+    size_t n = sg_pp_write_v1((const struct sockaddr *)&s->client_addr, (const struct sockaddr *)&s->local_addr, h);
+    ssize_t w;
+    do w = send(s->up.fd, h, n, MSG_NOSIGNAL); while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)n) return true;
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) attempt_failed(s, errno, "send() failed");
+    else attempt_failed(s, 0, "could not send PROXY protocol header at once");
+    return false;
+}
+
 /* Connected: straight to the tunnel, or first TLS with the upstream
  * (within what is left of proxy_connect_timeout, as nginx). */
 static void connected(sp_session *s)
@@ -438,6 +456,7 @@ static void connected(sp_session *s)
     sg_stream_try *t = cur_try(s);
     if (t) t->connect_ms = (int64_t)(now_ms(s) - s->attempt_start_ms);
     const sg_stream_proxy_conf *pc = &s->srv->proxy;
+    if (pc->proxy_protocol && !send_proxy_header(s)) return;
     if (!pc->proxy_ssl_on) {
         start_tunnel(s);
         return;
@@ -822,14 +841,23 @@ static bool is_wildcard(const struct sockaddr *sa)
 
 void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
                             const struct sockaddr *peer, socklen_t peerlen,
-                            const struct sockaddr *local, socklen_t locallen)
+                            const struct sockaddr *local, socklen_t locallen,
+                            struct sockaddr_storage *proxy)
 {
     const sg_stream_server_conf *srv = g->stream_server;
     if (!srv->ret && !srv->pass_val && (!srv->upstream || !srv->upstream->runtime)) {   /* cannot happen */
+        free(proxy);
         close(fd);
         return;
     }
     sp_session *s = sg_xcalloc(1, sizeof(*s));
+    if (proxy) {
+        s->pp[0] = proxy[0];
+        s->pp[1] = proxy[1];
+        s->info.pp_src = (const struct sockaddr *)&s->pp[0];
+        s->info.pp_dst = (const struct sockaddr *)&s->pp[1];
+        free(proxy);
+    }
     memcpy(&s->local_addr, local, locallen < sizeof(s->local_addr) ? locallen : sizeof(s->local_addr));
     socklen_t hl = sizeof(s->local_addr);
     if (is_wildcard(local)) getsockname(fd, (struct sockaddr *)&s->local_addr, &hl);

@@ -11,10 +11,13 @@
 struct sg_listen_group;
 
 /* Takes ownership of a non-blocking socket accepted on listen group g
- * (a stream server's: g->stream_server). */
+ * (a stream server's: g->stream_server). `proxy`: for `listen ...
+ * proxy_protocol`, the header's source and destination ([0], [1]; heap,
+ * freed here), NULL when none came or it named no addresses. */
 void sg_stream_proxy_accept(sg_worker *w, const struct sg_listen_group *g, int fd,
                             const struct sockaddr *peer, socklen_t peerlen,
-                            const struct sockaddr *local, socklen_t locallen);
+                            const struct sockaddr *local, socklen_t locallen,
+                            struct sockaddr_storage *proxy);
 
 /* One datagram received on stream `listen ... udp` socket lfd (group g):
  * it goes to the session of its client address, or starts one. The

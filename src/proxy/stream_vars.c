@@ -256,6 +256,20 @@ static size_t put_var(char *buf, size_t n, const sg_stream_val_part *p, ev_ctx *
     case SG_SVAR_SSL_PREREAD_SERVER_NAME: return puts_(buf, n, in->preread_server_name);
     case SG_SVAR_SSL_PREREAD_ALPN_PROTOCOLS: return puts_(buf, n, in->preread_alpn);
     case SG_SVAR_SSL_PREREAD_PROTOCOL: return puts_(buf, n, in->preread_protocol);
+    case SG_SVAR_PROXY_PROTOCOL_ADDR:
+    case SG_SVAR_PROXY_PROTOCOL_SERVER_ADDR: {
+        const struct sockaddr *a = var == SG_SVAR_PROXY_PROTOCOL_ADDR ? in->pp_src : in->pp_dst;
+        if (!a) return n;
+        sg_sockaddr_host(a, tmp, sizeof(tmp));
+        return puts_(buf, n, tmp);
+    }
+    case SG_SVAR_PROXY_PROTOCOL_PORT:
+    case SG_SVAR_PROXY_PROTOCOL_SERVER_PORT: {
+        const struct sockaddr *a = var == SG_SVAR_PROXY_PROTOCOL_PORT ? in->pp_src : in->pp_dst;
+        if (!a) return n;
+        snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(a));
+        return puts_(buf, n, tmp);
+    }
     case SG_SVAR_CAPTURE:
         if (x->ovec && p->arg < x->ncap && x->ovec[2 * p->arg] != PCRE2_UNSET)
             return put(buf, n, x->subj + x->ovec[2 * p->arg], x->ovec[2 * p->arg + 1] - x->ovec[2 * p->arg]);

@@ -47,6 +47,9 @@ typedef struct sg_stream_info {
     const char *preread_protocol;            /* "TLSv1.2", "" for a non-TLS client */
     sg_stream_setval *sets;                  /* `set` values, in order (the last one wins) */
     size_t nsets;
+    /* quick wins (issue 9): listen ... proxy_protocol: the header's source
+     * and destination; NULL without a header or for UNKNOWN/LOCAL */
+    const struct sockaddr *pp_src, *pp_dst;
 } sg_stream_info;
 
 /* Evaluates v into buf (SG_STREAM_VAL_MAX bytes, longer values are cut);

@@ -192,8 +192,11 @@ static void on_accept(sg_io *io, uint32_t events)
         }
         const sg_listen_group *g = &c->listens[l->group];
         const struct sockaddr *local = (const struct sockaddr *)&l->addr;
-        if (g->stream_server)
-            sg_stream_proxy_accept(w, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen);
+        if (g->stream_server && g->proxy_protocol)
+            sg_proxy_header_read(w, c, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen,
+                                 g->stream_server->proxy.proxy_protocol_timeout_ms, sg_stream_proxy_accept);
+        else if (g->stream_server)
+            sg_stream_proxy_accept(w, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen, NULL);
         else if (g->proxy_protocol)
             sg_proxy_header_read(w, c, g, fd, (struct sockaddr *)&peer, plen, local, l->addrlen,
                                  g->default_server->client_header_timeout_ms, start_connection);

@@ -1,6 +1,6 @@
-/* `listen ... proxy_protocol`: before a connection goes to TLS or an HTTP
- * codec, its PROXY protocol header is read (net/proxy_protocol.h) on the
- * worker's loop, bounded by a timeout. */
+/* `listen ... proxy_protocol`: before a connection goes to TLS, an HTTP
+ * codec or a stream session, its PROXY protocol header is read
+ * (net/proxy_protocol.h) on the worker's loop, bounded by a timeout. */
 #ifndef SG_SERVER_PROXY_HEADER_H
 #define SG_SERVER_PROXY_HEADER_H
 

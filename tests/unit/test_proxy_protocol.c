@@ -89,3 +89,58 @@ Test(proxy_protocol, v2_tcp4_with_tlvs_and_local)
     h[12] = 0x31;   /* version 3 */
     cr_assert_eq(parse(h, n, &info, &used), SG_PP_INVALID);
 }
+
+static struct sockaddr_storage sa_of(const char *ip, unsigned port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (strchr(ip, ':')) {
+        struct sockaddr_in6 *s6 = (void *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        inet_pton(AF_INET6, ip, &s6->sin6_addr);
+    } else {
+        struct sockaddr_in *s4 = (void *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, ip, &s4->sin_addr);
+    }
+    return ss;
+}
+
+Test(proxy_protocol, v1_write_reads_back)
+{
+    char buf[SG_PP_V1_WRITE_MAX];
+    struct sockaddr_storage a = sa_of("192.0.2.1", 56324), b = sa_of("198.51.100.2", 443);
+    size_t n = sg_pp_write_v1((void *)&a, (void *)&b, buf);
+    cr_assert_str_eq(buf, "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n");
+    cr_assert_eq(n, strlen(buf));
+    sg_pp_info info;
+    size_t used;
+    cr_assert_eq(sg_pp_parse((const uint8_t *)buf, n, &info, &used), SG_PP_DONE);
+    cr_assert_eq(used, n);
+    cr_assert(info.has_addrs);
+
+    a = sa_of("2001:db8::1", 1);
+    b = sa_of("::1", 65535);
+    n = sg_pp_write_v1((void *)&a, (void *)&b, buf);
+    cr_assert_str_eq(buf, "PROXY TCP6 2001:db8::1 ::1 1 65535\r\n");
+    cr_assert_eq(sg_pp_parse((const uint8_t *)buf, n, &info, &used), SG_PP_DONE);
+
+    /* the longest text form fits */
+    a = sa_of("::ffff:255.255.255.255", 65535);
+    b = sa_of("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
+    n = sg_pp_write_v1((void *)&a, (void *)&b, buf);
+    cr_assert_gt(n, 0);
+    cr_assert_eq(n, strlen(buf));
+
+    /* other and mixed families */
+    struct sockaddr_storage u;
+    memset(&u, 0, sizeof(u));
+    u.ss_family = AF_UNIX;
+    cr_assert_str_eq((sg_pp_write_v1((void *)&u, (void *)&b, buf), buf), "PROXY UNKNOWN\r\n");
+    a = sa_of("192.0.2.1", 1);
+    cr_assert_eq(sg_pp_write_v1((void *)&a, (void *)&b, buf), strlen("PROXY UNKNOWN\r\n"));
+    cr_assert_eq(sg_pp_parse((const uint8_t *)buf, strlen(buf), &info, &used), SG_PP_DONE);
+    cr_assert_not(info.has_addrs);
+}

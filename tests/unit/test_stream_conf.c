@@ -223,14 +223,14 @@ Test(stream_conf, errors)
                  "no \"ssl_certificate\" is defined for server in stream");
     expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; ssl_alpn \"\"; } }",
                  "invalid value \"\"");
-    expect_error("events {}\nstream { server { listen 1 proxy_protocol; proxy_pass 127.0.0.1:2; } }",
-                 "\"proxy_protocol\" parameter of \"listen\" is not supported yet");
+    expect_error("events {}\nstream { server { listen 1 udp proxy_protocol; proxy_pass 127.0.0.1:2; } }",
+                 "\"proxy_protocol\" parameter is incompatible with \"udp\"");
     expect_error("events {}\nstream { server { listen 1 udp ssl; proxy_pass 127.0.0.1:2; } }",
                  "\"ssl\" parameter is incompatible with \"udp\"");
     expect_error("events {}\nstream { server { listen 1 foo; proxy_pass 127.0.0.1:2; } }",
                  "the invalid \"foo\" parameter");
-    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; proxy_protocol on; } }",
-                 "\"proxy_protocol\" directive is not supported yet");
+    expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; proxy_protocol yes; } }",
+                 "invalid value \"yes\"");
     expect_error("events {}\nstream { server { listen 1; } }", "stream.conf:2:10: no handler for server");
     expect_error("events {}\nstream { server { proxy_pass 127.0.0.1:2; } }",
                  "no \"listen\" is defined for server");
@@ -296,7 +296,10 @@ Test(stream_conf, one_engine_for_both_tables)
                  "stream.conf:2:53: \"gzip\" directive is not allowed here");
     expect_error("events {}\nhttp { upstream u { server 127.0.0.1:1; sticky route $x; } }",
                  "stream.conf:2:41: \"sticky\" directive is not supported yet");
-    expect_error("events {}\nhttp { proxy_protocol on; }", "stream.conf:2:8: unknown directive \"proxy_protocol\"");
+    expect_error("events {}\nhttp { proxy_upload_rate 1k; }",
+                 "stream.conf:2:8: unknown directive \"proxy_upload_rate\"");
+    /* stream's directive in http{}: nginx's message for a known name in the wrong context */
+    expect_error("events {}\nhttp { proxy_protocol on; }", "stream.conf:2:8: \"proxy_protocol\" directive is not allowed here");
     expect_error("events {}\nhttp { stream { } }", "stream.conf:2:8: \"stream\" directive is not allowed here");
     expect_error("events {}\nstream { http { } }", "stream.conf:2:10: \"http\" directive is not allowed here");
     sg_conf *c = sload("events {}\nhttp { proxy_buffer_size 0; }\n"
