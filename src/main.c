@@ -396,9 +396,13 @@ static void reload(const options *o)
 
 static int run(const options *o, sg_conf *c)
 {
-    if (!o->file && !start_demo_backend()) return 1;
+    if (!o->file && !start_demo_backend()) {
+        sg_conf_unref(c);
+        return 1;
+    }
     if (c->daemon && !daemonize()) {
         fprintf(stderr, "streamgate: [emerg] fork() failed\n");
+        sg_conf_unref(c);
         return 1;
     }
     open_error_log(c);
@@ -416,6 +420,7 @@ static int run(const options *o, sg_conf *c)
         sg_log(SG_LOG_EMERG, "%s", err);
         free(pid_path);
         stop_demo_backend();
+        sg_conf_unref(c);   /* LeakSanitizer reads the exit after a failed bind */
         return 1;
     }
     /* Only now, every listener bound: a script that waits for the pid
