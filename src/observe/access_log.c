@@ -258,14 +258,23 @@ static void exit_key_create(void)
         sg_log_error("pthread_key_create() failed: thread log buffers leak at thread exit");
 }
 
+/* The first time a thread keeps anything here (a buffer, or the line it
+ * formats into, also used for logs whose path has variables), thread_exit
+ * is set to free it when the thread ends. */
+static void arm_thread_exit(void)
+{
+    static _Thread_local bool armed;
+    if (armed) return;
+    armed = true;
+    pthread_once(&exit_once, exit_key_create);
+    pthread_setspecific(exit_key, &tbufs);   /* any non-NULL value: the destructor runs */
+}
+
 static thread_buf *tbuf_get(sg_log_file *f, size_t size)
 {
     for (size_t i = 0; i < ntbufs; i++)
         if (tbufs[i].file == f) return &tbufs[i];
-    if (!tbufs) {
-        pthread_once(&exit_once, exit_key_create);
-        pthread_setspecific(exit_key, &tbufs);
-    }
+    arm_thread_exit();
     if (ntbufs == captbufs) {
         captbufs = captbufs ? captbufs * 2 : 4;
         tbufs = sg_xrealloc(tbufs, captbufs * sizeof(*tbufs));
@@ -322,6 +331,7 @@ void sg_access_log_write(sg_http_req *r)
             sg_str v = sg_cval_eval(&al->cond, r);
             if (v.n == 0 || (v.n == 1 && v.p[0] == '0')) continue;
         }
+        arm_thread_exit();
         line.n = 0;
         sg_cval_eval_log(&al->format->format, r, al->format->escape_json,
                          al->format->escape_none, &line);
