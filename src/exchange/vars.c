@@ -244,7 +244,7 @@ static sg_str msec_now(sg_http_req *r)
 /* nginx's ngx_http_arg: "name=" at the start or after '&', name caseless. */
 static sg_str arg_var(sg_http_req *r, sg_str name)
 {
-    const char *p = r->args.p, *end = r->args.p + r->args.n;
+    const char *p = r->args.p, *end = p ? p + r->args.n : NULL;   /* no arguments: p is NULL (no NULL + 0) */
     while (p && p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *stop = amp ? amp : end;
