@@ -186,6 +186,50 @@ void sg_strbuf_append_str(sg_strbuf *b, sg_str s)
     sg_strbuf_append(b, s.p, s.n);
 }
 
+void sg_strbuf_append_log_escaped(sg_strbuf *out, sg_str v)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t run = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char ch = (unsigned char)v.p[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') continue;
+        sg_strbuf_append(out, v.p + run, i - run);
+        char e[4] = { '\\', 'x', hex[ch >> 4], hex[ch & 0xf] };
+        sg_strbuf_append(out, e, 4);
+        run = i + 1;
+    }
+    sg_strbuf_append(out, v.p + run, v.n - run);
+}
+
+void sg_strbuf_append_json_escaped(sg_strbuf *out, sg_str v)
+{
+    static const char hex[] = "0123456789ABCDEF";   /* nginx: "\u001B" */
+    size_t run = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char ch = (unsigned char)v.p[i];
+        if (ch > 0x1f && ch != '"' && ch != '\\') continue;
+        sg_strbuf_append(out, v.p + run, i - run);
+        char e[6] = { '\\', (char)ch, 0, 0, 0, 0 };
+        size_t n = 2;
+        switch (ch) {
+        case '\n': e[1] = 'n'; break;
+        case '\r': e[1] = 'r'; break;
+        case '\t': e[1] = 't'; break;
+        case '\b': e[1] = 'b'; break;
+        case '\f': e[1] = 'f'; break;
+        case '"': case '\\': break;
+        default:
+            memcpy(e + 1, "u00", 3);
+            e[4] = hex[ch >> 4];
+            e[5] = hex[ch & 0xf];
+            n = 6;
+        }
+        sg_strbuf_append(out, e, n);
+        run = i + 1;
+    }
+    sg_strbuf_append(out, v.p + run, v.n - run);
+}
+
 void sg_strbuf_appendf(sg_strbuf *b, const char *fmt, ...)
 {
     char tmp[512];

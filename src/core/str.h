@@ -52,6 +52,11 @@ void sg_strbuf_append_str(sg_strbuf *b, sg_str s);
 void sg_strbuf_appendf(sg_strbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void sg_strbuf_free(sg_strbuf *b);
+/* Access log escaping, as nginx's log_format escape=default (", \ and bytes
+ * outside 0x20..0x7e as \xHH) and escape=json (\n, \u001B...). Shared by
+ * the http and stream access logs. */
+void sg_strbuf_append_log_escaped(sg_strbuf *b, sg_str v);
+void sg_strbuf_append_json_escaped(sg_strbuf *b, sg_str v);
 
 void *sg_xmalloc(size_t n);
 void *sg_xcalloc(size_t n, size_t m);

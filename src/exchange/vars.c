@@ -688,61 +688,16 @@ sg_str sg_cval_eval(const sg_cval *cv, sg_http_req *r)
     return (sg_str){ p, total };
 }
 
-static void escape_default(sg_str v, sg_strbuf *out)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t run = 0;
-    for (size_t i = 0; i < v.n; i++) {
-        unsigned char ch = (unsigned char)v.p[i];
-        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') continue;
-        sg_strbuf_append(out, v.p + run, i - run);
-        char e[4] = { '\\', 'x', hex[ch >> 4], hex[ch & 0xf] };
-        sg_strbuf_append(out, e, 4);
-        run = i + 1;
-    }
-    sg_strbuf_append(out, v.p + run, v.n - run);
-}
-
-static void escape_json(sg_str v, sg_strbuf *out)
-{
-    static const char hex[] = "0123456789ABCDEF";   /* nginx: "\u001B" */
-    size_t run = 0;
-    if (!v.p) return;                  /* not found: nothing, as nginx */
-    for (size_t i = 0; i < v.n; i++) {
-        unsigned char ch = (unsigned char)v.p[i];
-        if (ch > 0x1f && ch != '"' && ch != '\\') continue;
-        sg_strbuf_append(out, v.p + run, i - run);
-        char e[6] = { '\\', (char)ch, 0, 0, 0, 0 };
-        size_t n = 2;
-        switch (ch) {
-        case '\n': e[1] = 'n'; break;
-        case '\r': e[1] = 'r'; break;
-        case '\t': e[1] = 't'; break;
-        case '\b': e[1] = 'b'; break;
-        case '\f': e[1] = 'f'; break;
-        case '"': case '\\': break;
-        default:
-            memcpy(e + 1, "u00", 3);
-            e[4] = hex[ch >> 4];
-            e[5] = hex[ch & 0xf];
-            n = 6;
-        }
-        sg_strbuf_append(out, e, n);
-        run = i + 1;
-    }
-    sg_strbuf_append(out, v.p + run, v.n - run);
-}
-
 void sg_cval_eval_log(const sg_cval *cv, sg_http_req *r, bool json, bool none, sg_strbuf *out)
 {
     if (cv->literal) { sg_strbuf_append_str(out, cv->text); return; }
     for (size_t i = 0; i < cv->nparts; i++) {
         if (cv->parts[i].var < 0) { sg_strbuf_append_str(out, cv->parts[i].lit); continue; }
         sg_str v = sg_var_get(r, cv->parts[i].var);
-        if (json) escape_json(v, out);
+        if (json) { if (v.p) sg_strbuf_append_json_escaped(out, v); }   /* not found: nothing, as nginx */
         else if (none) { if (v.p) sg_strbuf_append_str(out, v); }
         else if (!v.p) sg_strbuf_append(out, "-", 1);
-        else escape_default(v, out);
+        else sg_strbuf_append_log_escaped(out, v);
     }
 }
 

@@ -302,55 +302,11 @@ size_t sg_stream_eval(const sg_stream_val *v, const sg_stream_info *in, char *bu
 
 /* ---------------- access log lines ---------------- */
 
-/* nginx's escape=default: ", \ and bytes outside 0x20..0x7e as \xHH. */
-static size_t escape_default(char *buf, size_t n, const char *v, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
-            n = put(buf, n, v + i, 1);
-            continue;
-        }
-        char e[4] = { '\\', 'x', hex[ch >> 4], hex[ch & 0xf] };
-        n = put(buf, n, e, 4);
-    }
-    return n;
-}
-
-static size_t escape_json(char *buf, size_t n, const char *v, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if (ch > 0x1f && ch != '"' && ch != '\\') {
-            n = put(buf, n, v + i, 1);
-            continue;
-        }
-        char e[6] = { '\\', (char)ch, 0, 0, 0, 0 };
-        size_t k = 2;
-        switch (ch) {
-        case '\n': e[1] = 'n'; break;
-        case '\r': e[1] = 'r'; break;
-        case '\t': e[1] = 't'; break;
-        case '\b': e[1] = 'b'; break;
-        case '\f': e[1] = 'f'; break;
-        case '"': case '\\': break;
-        default:
-            memcpy(e + 1, "u00", 3);
-            e[4] = hex[ch >> 4];
-            e[5] = hex[ch & 0xf];
-            k = 6;
-        }
-        n = put(buf, n, e, k);
-    }
-    return n;
-}
-
 size_t sg_stream_eval_log(const sg_stream_log_format *f, const sg_stream_info *in, char *buf)
 {
     ev_ctx x = { in, NULL, NULL, 0, 0 };
     size_t n = 0;
+    sg_strbuf esc = { 0 };
     for (size_t i = 0; i < f->val.nparts; i++) {
         const sg_stream_val_part *p = &f->val.parts[i];
         if (p->var < 0) {
@@ -359,11 +315,14 @@ size_t sg_stream_eval_log(const sg_stream_log_format *f, const sg_stream_info *i
         }
         char v[SG_STREAM_VAL_MAX];
         size_t len = put_var(v, 0, p, &x);
-        if (f->escape_none) n = put(buf, n, v, len);
-        else if (f->escape_json) n = escape_json(buf, n, v, len);
-        else if (len == 0) n = put(buf, n, "-", 1);     /* an empty value logs as "-" */
-        else n = escape_default(buf, n, v, len);
+        if (f->escape_none) { n = put(buf, n, v, len); continue; }
+        if (!f->escape_json && len == 0) { n = put(buf, n, "-", 1); continue; }  /* an empty value logs as "-" */
+        esc.n = 0;
+        if (f->escape_json) sg_strbuf_append_json_escaped(&esc, (sg_str){ v, len });
+        else sg_strbuf_append_log_escaped(&esc, (sg_str){ v, len });
+        n = put(buf, n, esc.p, esc.n);
     }
+    sg_strbuf_free(&esc);
     return n;
 }
 
