@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "conf/directives.h"
+#include "core/sockaddr.h"
 #include "conf/geo.h"
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
@@ -62,7 +63,9 @@ static sg_str addr_text(sg_http_req *r, const struct sockaddr *sa)
     } else if (sa->sa_family == AF_INET6) {
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof(buf));
     } else if (sa->sa_family == AF_UNIX) {
-        return SG_STR("unix:");
+        /* "unix:" for a client (unnamed), "unix:/path" for the listener */
+        char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+        return sg_arena_str(&r->arena, sg_str_from(sg_sockaddr_host(sa, path, sizeof(path))));
     } else {
         return EMPTY;
     }

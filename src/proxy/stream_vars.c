@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -198,6 +199,7 @@ static size_t put_var(char *buf, size_t n, const sg_stream_val_part *p, ev_ctx *
         return puts_(buf, n, tmp);
     case SG_SVAR_REMOTE_PORT:
     case SG_SVAR_SERVER_PORT:
+        if ((var == SG_SVAR_REMOTE_PORT ? client : local)->sa_family == AF_UNIX) return n;   /* no port: empty */
         snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(var == SG_SVAR_REMOTE_PORT ? client : local));
         return puts_(buf, n, tmp);
     case SG_SVAR_BINARY_REMOTE_ADDR:
