@@ -45,6 +45,7 @@ static void proxy_defaults(sg_stream_proxy_conf *p)
     p->proxy_responses = UINT32_MAX;
     p->ssl_handshake_timeout_ms = 60000;
     p->proxy_protocol_timeout_ms = 30000;
+    p->proxy_protocol_version = 1;     /* real client address (issue 10) */
     /* the defaults of nginx's stream ssl and proxy_ssl (as conf/ssl_conf.c's for http) */
     p->ssl.protocols = SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3;
     p->ssl.ciphers.s = "HIGH:!aNULL:!MD5";
@@ -337,6 +338,18 @@ static bool set_alpn(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     return true;
 }
 
+/* proxy_protocol_version 1 | 2 (a streamgate extension; nginx sends v1
+ * only): the PROXY header `proxy_protocol on` writes to the upstream. */
+static bool set_proxy_protocol_version(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_proxy_conf *p = base;
+    const char *v = n->args[0].s;
+    if (strcmp(v, "1") != 0 && strcmp(v, "2") != 0)
+        return sg_cerr(cx, n->args[0].pos, "invalid value \"%s\" in \"proxy_protocol_version\" (1 or 2)", v);
+    p->proxy_protocol_version = v[0] - '0';
+    return true;
+}
+
 /* proxy_ssl_name VALUE (stream variables). */
 static bool set_proxy_ssl_name(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
@@ -428,6 +441,8 @@ static const sg_cmd cmds[] = {
     /* quick wins (issue 9) */
     { "proxy_protocol", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_protocol), NULL },
     { "proxy_protocol_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(proxy_protocol_timeout_ms), NULL },
+    /* real client address (issue 10) */
+    { "proxy_protocol_version", SS, SG_ARG1, set_proxy_protocol_version, PX(proxy_protocol_version), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

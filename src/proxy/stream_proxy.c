@@ -100,7 +100,7 @@ typedef struct sp_session {
     size_t key_len;
     uint64_t *tried;             /* sg_balancer_tried_words() words */
     char key[SG_STREAM_VAL_MAX]; /* the hash key, if the upstream uses `hash` */
-    struct sockaddr_storage pp[2];   /* listen ... proxy_protocol: the header's addresses (info.pp_*) */
+    struct sockaddr_storage *pp;     /* listen ... proxy_protocol: the header's addresses and TLVs (info.pp_*) */
 } sp_session;
 
 /* ---- values of stream{} (the hash key) for a connection ---- */
@@ -268,6 +268,7 @@ static void on_reap(sg_deferred *d)
     sp_session *s = (sp_session *)((char *)d - offsetof(sp_session, reap));
     sg_stream_sets_free(&s->info);
     free(s->tried);
+    free(s->pp);
     free(s->out);
     free(s->pre);
     free(s);
@@ -325,6 +326,7 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
     write_logs(s);
     sg_stream_sets_free(&s->info);
     free(s->tried);
+    free(s->pp);
     free(s->out);
     free(s->pre);
     free(s);
@@ -433,14 +435,17 @@ static void ssl_name(sp_session *s, char *buf)
     buf[n < SG_STREAM_VAL_MAX ? n : SG_STREAM_VAL_MAX - 1] = 0;
 }
 
-/* proxy_protocol on: the PROXY v1 header goes first on every try, before
+/* proxy_protocol on: the PROXY header (v1, or v2 with proxy_protocol_version 2) goes first on every try, before
  * the client's bytes and (plain) before proxy_ssl's handshake, as nginx
  * sends it. A fresh socket's send buffer takes it whole; when it does not,
  * the try fails, as nginx's "could not send PROXY protocol header at once". */
 static bool send_proxy_header(sp_session *s)
 {
-    char h[SG_PP_V1_WRITE_MAX];
-    size_t n = sg_pp_write_v1((const struct sockaddr *)&s->client_addr, (const struct sockaddr *)&s->local_addr, h);
+    /* the session's client (after stream realip, as nginx's c->sockaddr) and local address;
+     * proxy_protocol_version 2 (streamgate): the binary header instead */
+    uint8_t h[SG_PP_V1_WRITE_MAX > SG_PP_V2_WRITE_MAX ? SG_PP_V1_WRITE_MAX : SG_PP_V2_WRITE_MAX];
+    size_t n = s->srv->proxy.proxy_protocol_version == 2 ? sg_pp_write_v2(s->info.client, s->info.local, h)
+                                                         : sg_pp_write_v1(s->info.client, s->info.local, (char *)h);
     ssize_t w;
     do w = send(s->up.fd, h, n, MSG_NOSIGNAL); while (w < 0 && errno == EINTR);
     if (w == (ssize_t)n) return true;
@@ -852,11 +857,10 @@ void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
     }
     sp_session *s = sg_xcalloc(1, sizeof(*s));
     if (proxy) {
-        s->pp[0] = proxy[0];
-        s->pp[1] = proxy[1];
+        s->pp = proxy;                 /* the session owns it now */
         s->info.pp_src = (const struct sockaddr *)&s->pp[0];
         s->info.pp_dst = (const struct sockaddr *)&s->pp[1];
-        free(proxy);
+        sg_pp_block_tlvs(s->pp, &s->info.pp_tlv, &s->info.pp_tlv_len);
     }
     memcpy(&s->local_addr, local, locallen < sizeof(s->local_addr) ? locallen : sizeof(s->local_addr));
     socklen_t hl = sizeof(s->local_addr);
