@@ -211,3 +211,19 @@ def test_stream_unix_udp_is_refused(tmp_path):
     r = sgtest.run_streamgate(["-t", "-c", cf])
     assert r.returncode != 0
     assert '"udp" on a "unix:" address is not supported' in r.stderr
+
+
+def test_http2_over_a_unix_socket(tmp_path, start_proxy):
+    port = free_port()
+    start_proxy(http_conf("""
+  server {
+    listen unix:%s/h2.sock http2;
+    listen 127.0.0.1:%d;
+    location / { return 200 "$server_protocol $http2 $remote_addr"; }
+  }
+""" % (tmp_path, port)))
+    wait_for(lambda: accepts(tmp_path / "h2.sock"), 10, what="h2.sock accepting")
+    r = subprocess.run(["curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "--unix-socket",
+                        str(tmp_path / "h2.sock"), "http://localhost/"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "HTTP/2.0 h2c unix:"
