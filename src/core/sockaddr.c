@@ -32,6 +32,7 @@ int sg_sockaddr_port(const struct sockaddr *sa)
 char *sg_sockaddr_str(const struct sockaddr *sa, char *buf, size_t len)
 {
     char host[64];
+    if (sa->sa_family == AF_UNIX) return sg_sockaddr_host(sa, buf, len);   /* "unix:/path": no port */
     sg_sockaddr_host(sa, host, sizeof(host));
     if (sa->sa_family == AF_INET6) snprintf(buf, len, "[%s]:%d", host, sg_sockaddr_port(sa));
     else snprintf(buf, len, "%s:%d", host, sg_sockaddr_port(sa));

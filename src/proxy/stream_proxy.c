@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <strings.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -75,7 +76,7 @@ typedef struct sp_session {
     sg_peer *peer;               /* the current attempt's peer */
     struct sockaddr_storage direct;   /* the address when b is NULL */
     socklen_t direct_len;
-    char direct_name[80];
+    char direct_name[128];       /* room for "unix:" and a whole sun_path */
     uint64_t attempt_start_ms;
     unsigned attempts;
     struct sockaddr_storage client_addr, local_addr;
@@ -342,7 +343,7 @@ static void set_nodelay(int fd, int on)
 static void start_tunnel(sp_session *s)
 {
     sg_loop *loop = sg_worker_loop(s->w);
-    char client[80], what[200];
+    char client[80], what[240];
     sg_sockaddr_str((const struct sockaddr *)&s->client_addr, client, sizeof(client));
     snprintf(what, sizeof(what), "client %s, upstream %s", client, up_name(s));
     sg_timer_disarm(&s->timer);
@@ -471,7 +472,8 @@ static void connected(sp_session *s)
     const struct sockaddr *sa = s->peer ? (const struct sockaddr *)&s->peer->conf->addr
                                         : (const struct sockaddr *)&s->direct;
     memset(&s->up_addr, 0, sizeof(s->up_addr));
-    memcpy(&s->up_addr, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    memcpy(&s->up_addr, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                            : sa->sa_family == AF_UNIX ? sizeof(struct sockaddr_un) : sizeof(struct sockaddr_in));
     sg_tls_session *kept = NULL;
     if (reuses_sessions(s)) {
         session_key(s, name, &s->up_key);
@@ -674,10 +676,19 @@ static void use_balancer(sp_session *s, const sg_upstream_conf *u, const sg_stre
     if (hash_key) s->key_len = sg_stream_eval(hash_key, &s->info, s->key);
 }
 
-/* "1.2.3.4:80" or "[::1]:80" (no resolver: names other than upstream{}
- * blocks are refused, as nginx does without `resolver`). */
+/* "1.2.3.4:80", "[::1]:80" or "unix:/path" (no resolver: names other than
+ * upstream{} blocks are refused, as nginx does without `resolver`). */
 static bool parse_addr(const char *v, size_t n, struct sockaddr_storage *ss, socklen_t *len)
 {
+    if (n > 5 && memcmp(v, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
+        if (n - 5 >= sizeof(un->sun_path) || memchr(v + 5, '\0', n - 5)) return false;
+        memset(ss, 0, sizeof(*ss));
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, v + 5, n - 5);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n - 5 + 1);
+        return true;
+    }
     char host[64];
     const char *colon = NULL;
     for (size_t i = n; i > 0; i--)

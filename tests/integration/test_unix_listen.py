@@ -227,3 +227,43 @@ def test_http2_over_a_unix_socket(tmp_path, start_proxy):
                         str(tmp_path / "h2.sock"), "http://localhost/"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "HTTP/2.0 h2c unix:"
+
+
+def test_stream_proxy_pass_to_a_unix_socket(tmp_path, start_proxy):
+    import threading
+    path = tmp_path / "echo.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(16)
+
+    def one(c):
+        with c:
+            d = c.recv(100)
+            if d:
+                c.sendall(b"echo:" + d)
+
+    def serve():                       # a thread per connection: the harness's port probes come too
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(c,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    plain, var, ups = free_port(), free_port(), free_port()
+    try:
+        start_proxy(http_conf("") + """
+stream {
+  upstream u { server unix:%(p)s; }
+  server { listen 127.0.0.1:%(a)d; proxy_pass unix:%(p)s; }
+  server { listen 127.0.0.1:%(b)d; set $target unix:%(p)s; proxy_pass $target; }
+  server { listen 127.0.0.1:%(c)d; proxy_pass u; }
+}
+""" % {"p": path, "a": plain, "b": var, "c": ups})
+        for port in (plain, var, ups):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"hi")
+                assert s.recv(100) == b"echo:hi"
+    finally:
+        srv.close()
