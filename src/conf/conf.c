@@ -105,6 +105,15 @@ bool sg_conf_resolve(sg_conf *c, sg_str host, int port,
 char *sg_conf_addr_text(sg_conf *c, const struct sockaddr_storage *ss)
 {
     char ip[INET6_ADDRSTRLEN], out[INET6_ADDRSTRLEN + 10];
+    if (ss->ss_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)ss;
+        size_t n = strnlen(un->sun_path, sizeof(un->sun_path));
+        char *t = sg_arena_alloc(&c->arena, n + 6);
+        memcpy(t, "unix:", 5);
+        memcpy(t + 5, un->sun_path, n);
+        t[n + 5] = '\0';
+        return t;
+    }
     if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
         inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define LOC(f) SG_T_LOC, 0, offsetof(sg_loc_conf, f), sizeof(((sg_loc_conf *)0)->f)
@@ -466,6 +467,19 @@ bool sg_conf_listen_addr(sg_cctx *cx, const sg_carg *a, sg_listen_conf *lc, int 
     sg_str s = arg_str(a), host;
     int port;
     uint64_t v;
+    if (starts(a->s, "unix:")) {                 /* "unix:/path": one socket file, no port */
+        struct sockaddr_un *un = (struct sockaddr_un *)&lc->addr;
+        const char *path = a->s + 5;
+        memset(&lc->addr, 0, sizeof(lc->addr));
+        if (path[0] == '\0') return sg_cerr(cx, a->pos, "no path in the unix domain socket \"%s\"", a->s);
+        if (strlen(path) >= sizeof(un->sun_path))
+            return sg_cerr(cx, a->pos, "too long path in the unix domain socket \"%s\"", a->s);
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, path, strlen(path));
+        lc->addrlen = sizeof(*un);
+        lc->text = sg_conf_addr_text(cx->c, &lc->addr);
+        return true;
+    }
     if (parse_num(a->s, 65535, &v)) {            /* "8080" */
         host = SG_STR("0.0.0.0");
         port = (int)v;
@@ -522,8 +536,6 @@ static bool listen_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, sg_li
 static bool set_listen(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     sg_server_conf *s = cx->cur->server;
-    if (starts(n->args[0].s, "unix:"))
-        return sg_cerr(cx, n->args[0].pos, "\"unix:\" addresses in \"listen\" are not supported yet");
     sg_listen_conf lc = { .backlog = 511, .pos = n->name.pos };
     for (size_t i = 1; i < n->nargs; i++)
         if (!listen_param(cx, n, &n->args[i], &lc)) return false;

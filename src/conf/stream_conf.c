@@ -45,6 +45,7 @@ static void proxy_defaults(sg_stream_proxy_conf *p)
     p->proxy_responses = UINT32_MAX;
     p->ssl_handshake_timeout_ms = 60000;
     p->proxy_protocol_timeout_ms = 30000;
+    p->proxy_protocol_version = 1;     /* real client address (issue 10) */
     /* the defaults of nginx's stream ssl and proxy_ssl (as conf/ssl_conf.c's for http) */
     p->ssl.protocols = SG_SSL_TLSv1_2 | SG_SSL_TLSv1_3;
     p->ssl.ciphers.s = "HIGH:!aNULL:!MD5";
@@ -140,13 +141,13 @@ static bool listen_unique(sg_cctx *cx, const sg_carg *a, const sg_listen_conf *l
 static bool set_listen(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const sg_carg *a = &n->args[0];
-    if (starts(a->s, "unix:"))
-        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"listen\" are not supported yet");
     sg_listen_conf lc = { .backlog = 511, .pos = n->name.pos };
     if (!sg_conf_listen_addr(cx, a, &lc, -1)) return false;
     for (size_t i = 1; i < n->nargs; i++)
         if (!listen_param(cx, &n->args[i], &lc)) return false;
     if (!listen_unique(cx, a, &lc)) return false;
+    if (lc.udp && lc.addr.ss_family == AF_UNIX)
+        return sg_cerr(cx, a->pos, "\"udp\" on a \"unix:\" address is not supported");
     if (lc.udp && lc.ssl) return sg_cerr(cx, a->pos, "\"ssl\" parameter is incompatible with \"udp\"");
     /* a datagram has no stream to start with a header */
     if (lc.udp && lc.proxy_protocol)
@@ -171,8 +172,15 @@ static bool set_proxy_pass(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
         s->pass_pos = a->pos;
         return true;
     }
-    if (starts(a->s, "unix:"))
-        return sg_cerr(cx, a->pos, "\"unix:\" addresses in \"proxy_pass\" are not supported yet");
+    if (starts(a->s, "unix:")) {       /* a unix socket: no port, bound by bind_pass() */
+        struct sockaddr_storage ss;
+        socklen_t len;
+        if (!sg_conf_unix_addr((sg_str){ a->s + 5, a->n - 5 }, &ss, &len))
+            return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", a->s);
+        s->pass_host = sg_arena_str(&cx->c->arena, arg_str(a));
+        s->pass_pos = a->pos;
+        return true;
+    }
     if (strstr(a->s, "://"))
         return sg_cerr(cx, a->pos, "invalid host in upstream \"%s\"", a->s);
     if (!sg_conf_split_hostport(arg_str(a), &s->pass_host, &s->pass_port) || s->pass_port == 0)
@@ -330,6 +338,18 @@ static bool set_alpn(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *ba
     return true;
 }
 
+/* proxy_protocol_version 1 | 2 (a streamgate extension; nginx sends v1
+ * only): the PROXY header `proxy_protocol on` writes to the upstream. */
+static bool set_proxy_protocol_version(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_stream_proxy_conf *p = base;
+    const char *v = n->args[0].s;
+    if (strcmp(v, "1") != 0 && strcmp(v, "2") != 0)
+        return sg_cerr(cx, n->args[0].pos, "invalid value \"%s\" in \"proxy_protocol_version\" (1 or 2)", v);
+    p->proxy_protocol_version = v[0] - '0';
+    return true;
+}
+
 /* proxy_ssl_name VALUE (stream variables). */
 static bool set_proxy_ssl_name(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
@@ -421,6 +441,8 @@ static const sg_cmd cmds[] = {
     /* quick wins (issue 9) */
     { "proxy_protocol", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_protocol), NULL },
     { "proxy_protocol_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(proxy_protocol_timeout_ms), NULL },
+    /* real client address (issue 10) */
+    { "proxy_protocol_version", SS, SG_ARG1, set_proxy_protocol_version, PX(proxy_protocol_version), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -447,19 +469,31 @@ const sg_cmd_module sg_stream_module = {
 
 /* ---------------- after the whole file ---------------- */
 
+static bool pass_is_unix(sg_str h)
+{
+    return h.n >= 5 && memcmp(h.p, "unix:", 5) == 0;
+}
+
 static sg_upstream_conf *implicit_upstream(sg_cctx *cx, sg_stream_server_conf *s)
 {
     sg_stream_conf *sc = cx->c->stream;
     sg_conf *c = cx->c;
     char name[300];
-    snprintf(name, sizeof(name), "%.*s:%d", (int)s->pass_host.n, s->pass_host.p, s->pass_port);
+    bool unix_sock = pass_is_unix(s->pass_host);
+    if (unix_sock) snprintf(name, sizeof(name), "%.*s", (int)s->pass_host.n, s->pass_host.p);
+    else snprintf(name, sizeof(name), "%.*s:%d", (int)s->pass_host.n, s->pass_host.p, s->pass_port);
     for (size_t i = 0; i < sc->nupstreams; i++)
         if (sc->upstreams[i]->implicit && strcasecmp(sc->upstreams[i]->name, name) == 0)
             return sc->upstreams[i];
     struct sockaddr_storage *addrs = NULL;
     socklen_t *lens = NULL;
     size_t n = 0;
-    if (!sg_conf_resolve(c, s->pass_host, s->pass_port, &addrs, &lens, &n)) {
+    if (unix_sock) {                   /* "unix:/path", checked by set_proxy_pass() */
+        addrs = sg_arena_alloc(&c->arena, sizeof(*addrs));
+        lens = sg_arena_alloc(&c->arena, sizeof(*lens));
+        sg_conf_unix_addr((sg_str){ s->pass_host.p + 5, s->pass_host.n - 5 }, addrs, lens);
+        n = 1;
+    } else if (!sg_conf_resolve(c, s->pass_host, s->pass_port, &addrs, &lens, &n)) {
         sg_cerr(cx, s->pass_pos, "host not found in upstream \"%s\"", name);
         return NULL;
     }
@@ -485,7 +519,7 @@ static bool bind_pass(sg_cctx *cx, sg_stream_server_conf *s)
             s->hash_key = &((sg_stream_upstream *)u)->hash_key;   /* declared ones embed `up` first */
         return true;
     }
-    if (s->pass_port < 0)
+    if (s->pass_port < 0 && !pass_is_unix(s->pass_host))
         return sg_cerr(cx, s->pass_pos, "no port in upstream \"%.*s\"", (int)s->pass_host.n, s->pass_host.p);
     s->upstream = implicit_upstream(cx, s);
     return s->upstream != NULL;
@@ -493,6 +527,7 @@ static bool bind_pass(sg_cctx *cx, sg_stream_server_conf *s)
 
 static bool is_wildcard(const struct sockaddr_storage *a)
 {
+    if (a->ss_family == AF_UNIX) return false;
     if (a->ss_family == AF_INET)
         return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
     const struct in6_addr *x = &((const struct sockaddr_in6 *)a)->sin6_addr;

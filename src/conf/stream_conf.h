@@ -45,6 +45,8 @@ typedef enum sg_stream_var {
     /* quick wins (issue 9): listen ... proxy_protocol; empty without a header's addresses */
     SG_SVAR_PROXY_PROTOCOL_ADDR, SG_SVAR_PROXY_PROTOCOL_PORT,
     SG_SVAR_PROXY_PROTOCOL_SERVER_ADDR, SG_SVAR_PROXY_PROTOCOL_SERVER_PORT,
+    /* real client address (issue 10): $proxy_protocol_tlv_NAME (the part's lit is NAME) */
+    SG_SVAR_PROXY_PROTOCOL_TLV,
 } sg_stream_var;
 
 typedef struct sg_stream_val_part {
@@ -151,6 +153,8 @@ typedef struct sg_stream_proxy_conf {
     /* quick wins (issue 9) */
     bool proxy_protocol;               /* proxy_protocol: a PROXY v1 header to the upstream; default off */
     uint32_t proxy_protocol_timeout_ms;   /* listen ... proxy_protocol: the header's deadline; default 30 s */
+    /* real client address (issue 10) */
+    int proxy_protocol_version;        /* proxy_protocol_version 1|2 (streamgate): the header sent; default 1 */
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

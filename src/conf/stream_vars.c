@@ -116,6 +116,11 @@ static bool val_var(sg_conf *c, sg_str text, size_t *i, const void *re, sg_conf_
         val_push(c, out, SG_SVAR_CAPTURE, g, SG_STR_NULL);
         return true;
     }
+    /* real client address (issue 10): $proxy_protocol_tlv_NAME, NAME read per session */
+    if (name.n > 19 && memcmp(name.p, "proxy_protocol_tlv_", 19) == 0) {
+        val_push(c, out, SG_SVAR_PROXY_PROTOCOL_TLV, 0, (sg_str){ name.p + 19, name.n - 19 });
+        return true;
+    }
     for (size_t k = 0; k < sizeof(svars) / sizeof(svars[0]); k++) {
         if (sg_str_eq_lit(name, svars[k].name)) {
             val_push(c, out, (int)svars[k].var, 0, SG_STR_NULL);

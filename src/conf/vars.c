@@ -134,6 +134,11 @@ static bool classify_more(sg_conf *c, sg_var_def *d)
         d->param = prefixes[k].header ? header_param(c, rest) : rest;
         return true;
     }
+    if (has_prefix(d->name, "proxy_protocol_tlv_", &rest)) {   /* real client address (issue 10) */
+        d->kind = SG_VAR_PROXY_PROTOCOL_TLV;
+        d->param = rest;
+        return true;
+    }
     if (sg_str_eq_lit(d->name, "arg_")) {   /* nginx: $arg_ with no name is a variable too (never found) */
         d->kind = SG_VAR_ARG;
         d->param = SG_STR("");

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 
 char *sg_sockaddr_host(const struct sockaddr *sa, char *buf, size_t len)
 {
@@ -13,6 +14,9 @@ char *sg_sockaddr_host(const struct sockaddr *sa, char *buf, size_t len)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
+    else if (sa->sa_family == AF_UNIX)   /* as nginx: "unix:" and the path, empty for an unnamed peer */
+        snprintf(buf, len, "unix:%.*s", (int)sizeof(((const struct sockaddr_un *)sa)->sun_path),
+                 ((const struct sockaddr_un *)sa)->sun_path);
     else
         snprintf(buf, len, "unix:");
     return buf;
@@ -28,6 +32,7 @@ int sg_sockaddr_port(const struct sockaddr *sa)
 char *sg_sockaddr_str(const struct sockaddr *sa, char *buf, size_t len)
 {
     char host[64];
+    if (sa->sa_family == AF_UNIX) return sg_sockaddr_host(sa, buf, len);   /* "unix:/path": no port */
     sg_sockaddr_host(sa, host, sizeof(host));
     if (sa->sa_family == AF_INET6) snprintf(buf, len, "[%s]:%d", host, sg_sockaddr_port(sa));
     else snprintf(buf, len, "%s:%d", host, sg_sockaddr_port(sa));
@@ -45,6 +50,10 @@ bool sg_sockaddr_eq(const struct sockaddr *a, const struct sockaddr *b)
         const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
         return x->sin6_port == y->sin6_port &&
                memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    if (a->sa_family == AF_UNIX) {     /* the same socket file (an unnamed peer has an empty path) */
+        const struct sockaddr_un *x = (const void *)a, *y = (const void *)b;
+        return strncmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
     }
     return false;
 }

@@ -23,9 +23,11 @@
 #include <unistd.h>
 
 #include "conf/directives.h"
+#include "core/sockaddr.h"
 #include "conf/geo.h"
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
+#include "net/proxy_protocol.h"
 #include "net/tls_vars.h"
 
 #define NOT_FOUND ((sg_str){ NULL, 0 })
@@ -62,7 +64,9 @@ static sg_str addr_text(sg_http_req *r, const struct sockaddr *sa)
     } else if (sa->sa_family == AF_INET6) {
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof(buf));
     } else if (sa->sa_family == AF_UNIX) {
-        return SG_STR("unix:");
+        /* "unix:" for a client (unnamed), "unix:/path" for the listener */
+        char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+        return sg_arena_str(&r->arena, sg_str_from(sg_sockaddr_host(sa, path, sizeof(path))));
     } else {
         return EMPTY;
     }
@@ -605,6 +609,20 @@ static sg_str hostname_var(sg_http_req *r)
     return sg_arena_str(&r->arena, sg_str_from(host));
 }
 
+/* real client address (issue 10): $proxy_protocol_tlv_NAME, from the TLVs
+ * kept with the connection's PROXY header (net/proxy_protocol.h) */
+static sg_str proxy_protocol_tlv(sg_http_req *r, sg_str name)
+{
+    const uint8_t *tlv, *v;
+    size_t len, vlen;
+    char num[SG_PP_TLV_NUM_MAX];
+    sg_pp_block_tlvs(r->proxy_protocol, &tlv, &len);
+    int rc = sg_pp_tlv_find(tlv, len, name.p, name.n, &v, &vlen, num);
+    if (rc < 0) sg_log_error("unknown PROXY protocol TLV \"%.*s\"", (int)name.n, name.p);
+    if (rc <= 0) return NOT_FOUND;
+    return sg_arena_str(&r->arena, (sg_str){ (const char *)v, vlen });
+}
+
 static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
 {
     switch (d->kind) {
@@ -651,6 +669,7 @@ static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
     case SG_VAR_UPSTREAM_TRAILER: return list_join(r, r->up_trailers, r->nup_trailers, d->param);
     case SG_VAR_UPSTREAM_COOKIE: return upstream_cookie(r, d->param);
     case SG_VAR_NAMED_CAPTURE: return named_capture(r, d);
+    case SG_VAR_PROXY_PROTOCOL_TLV: return proxy_protocol_tlv(r, d->param);   /* real client address (issue 10) */
     default: return NOT_FOUND;
     }
 }

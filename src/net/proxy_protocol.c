@@ -7,6 +7,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -89,6 +91,32 @@ static sg_pp_result parse_v1(const uint8_t *p, size_t n, sg_pp_info *out, size_t
 
 /* ---------------- version 2: binary ---------------- */
 
+#define PP2_TYPE_SSL 0x20
+#define PP2_SSL_HEAD 5                 /* client (1 byte) and verify (4 bytes) before the sub-TLVs */
+
+/* TLVs are type, a 2-byte length and the value: each must fit in what is
+ * left, and so must the sub-TLVs of a PP2_TYPE_SSL, which are read by
+ * $proxy_protocol_tlv_ssl_*; a broken one makes the whole header invalid
+ * (the connection is closed and logged) rather than be found later. */
+static bool tlvs_fit_depth(const uint8_t *t, size_t n, bool top)
+{
+    for (size_t i = 0; i < n;) {
+        if (n - i < 3) return false;
+        size_t tl = (size_t)t[i + 1] << 8 | t[i + 2];
+        if (n - i - 3 < tl) return false;
+        if (top && t[i] == PP2_TYPE_SSL &&
+            (tl < PP2_SSL_HEAD || !tlvs_fit_depth(t + i + 3 + PP2_SSL_HEAD, tl - PP2_SSL_HEAD, false)))
+            return false;
+        i += 3 + tl;
+    }
+    return true;
+}
+
+static bool tlvs_fit(const uint8_t *t, size_t n)
+{
+    return tlvs_fit_depth(t, n, true);
+}
+
 static sg_pp_result parse_v2(const uint8_t *p, size_t n, sg_pp_info *out, size_t *used)
 {
     if (n < 16) return SG_PP_MORE;
@@ -111,13 +139,9 @@ static sg_pp_result parse_v2(const uint8_t *p, size_t n, sg_pp_info *out, size_t
     }
     uint8_t transport = fam & 0x0F;
     if (len < alen) return SG_PP_INVALID;
-    /* TLVs: type, 2-byte length, value; each must fit in what is left */
-    for (size_t t = alen; t < len;) {
-        if (len - t < 3) return SG_PP_INVALID;
-        size_t tl = (size_t)a[t + 1] << 8 | a[t + 2];
-        if (len - t - 3 < tl) return SG_PP_INVALID;
-        t += 3 + tl;
-    }
+    if (!tlvs_fit(a + alen, len - alen)) return SG_PP_INVALID;
+    out->tlv = a + alen;
+    out->tlv_len = len - alen;
     *used = 16 + len;
     bool local = (ver_cmd & 0x0F) == 0;
     /* LOCAL: the balancer's own connection; UNSPEC or an unknown transport: no addresses */
@@ -158,6 +182,116 @@ sg_pp_result sg_pp_parse(const uint8_t *p, size_t n, sg_pp_info *out, size_t *us
     return SG_PP_INVALID;
 }
 
+/* ---------------- what a connection keeps: addresses and TLVs ---------------- */
+
+struct sockaddr_storage *sg_pp_block_new(const sg_pp_info *info)
+{
+    if (!info->has_addrs) return NULL;
+    size_t head = 2 * sizeof(struct sockaddr_storage);
+    struct sockaddr_storage *b = calloc(1, head + sizeof(size_t) + info->tlv_len);
+    if (!b) return NULL;
+    b[0] = info->src;
+    b[1] = info->dst;
+    memcpy((char *)b + head, &info->tlv_len, sizeof(size_t));
+    if (info->tlv_len) memcpy((char *)b + head + sizeof(size_t), info->tlv, info->tlv_len);
+    return b;
+}
+
+void sg_pp_block_tlvs(const struct sockaddr_storage *block, const uint8_t **tlv, size_t *len)
+{
+    *tlv = NULL;
+    *len = 0;
+    if (!block) return;
+    size_t head = 2 * sizeof(struct sockaddr_storage);
+    memcpy(len, (const char *)block + head, sizeof(size_t));
+    *tlv = (const uint8_t *)block + head + sizeof(size_t);
+}
+
+/* ---------------- $proxy_protocol_tlv_NAME ---------------- */
+
+typedef struct tlv_name {
+    const char *name;
+    uint8_t type;
+} tlv_name;
+
+static const tlv_name top_names[] = {
+    { "alpn", 0x01 }, { "authority", 0x02 }, { "unique_id", 0x05 }, { "ssl", 0x20 }, { "netns", 0x30 },
+    { NULL, 0 },
+};
+
+static const tlv_name ssl_names[] = {
+    { "version", 0x21 }, { "cn", 0x22 }, { "cipher", 0x23 }, { "sig_alg", 0x24 }, { "key_alg", 0x25 },
+    { NULL, 0 },
+};
+
+static bool name_is(const char *name, size_t n, const char *lit)
+{
+    return strlen(lit) == n && strncasecmp(name, lit, n) == 0;
+}
+
+/* The first TLV of `type` in t[0..n) (already checked to fit). */
+static bool tlv_lookup(const uint8_t *t, size_t n, unsigned type, const uint8_t **val, size_t *vlen)
+{
+    for (size_t i = 0; i + 3 <= n;) {
+        size_t tl = (size_t)t[i + 1] << 8 | t[i + 2];
+        if (i + 3 + tl > n) return false;
+        if (t[i] == type) {
+            *val = t + i + 3;
+            *vlen = tl;
+            return true;
+        }
+        i += 3 + tl;
+    }
+    return false;
+}
+
+/* "0xNN": the type, or -1 (no hex digits, another character, over 0xff). */
+static int hex_type(const char *s, size_t n)
+{
+    if (n < 3 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X')) return -2;   /* not of that form */
+    unsigned v = 0;
+    for (size_t i = 2; i < n; i++) {
+        int d = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
+              : s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + (unsigned)d;
+        if (v > 0xff) return -1;
+    }
+    return (int)v;
+}
+
+int sg_pp_tlv_find(const uint8_t *tlv, size_t len, const char *name, size_t namelen,
+                   const uint8_t **val, size_t *vlen, char num[SG_PP_TLV_NUM_MAX])
+{
+    const uint8_t *ssl = NULL;
+    size_t ssl_len = 0;
+    bool have_ssl = tlv && tlv_lookup(tlv, len, PP2_TYPE_SSL, &ssl, &ssl_len) && ssl_len >= PP2_SSL_HEAD;
+    if (name_is(name, namelen, "ssl_verify")) {
+        if (!have_ssl) return 0;
+        uint32_t v = (uint32_t)ssl[1] << 24 | (uint32_t)ssl[2] << 16 | (uint32_t)ssl[3] << 8 | ssl[4];
+        snprintf(num, SG_PP_TLV_NUM_MAX, "%u", v);
+        *val = (const uint8_t *)num;
+        *vlen = strlen(num);
+        return 1;
+    }
+    const tlv_name *names = top_names;
+    const uint8_t *area = tlv;
+    size_t area_len = len;
+    if (namelen > 4 && strncasecmp(name, "ssl_", 4) == 0) {
+        names = ssl_names;
+        name += 4;
+        namelen -= 4;
+        area = have_ssl ? ssl + PP2_SSL_HEAD : NULL;
+        area_len = have_ssl ? ssl_len - PP2_SSL_HEAD : 0;
+    }
+    int type = hex_type(name, namelen);
+    if (type == -1) return -1;
+    for (size_t k = 0; type == -2 && names[k].name; k++)
+        if (name_is(name, namelen, names[k].name)) type = names[k].type;
+    if (type < 0) return -1;
+    return area && tlv_lookup(area, area_len, (unsigned)type, val, vlen) ? 1 : 0;
+}
+
 /* ---------------- writing version 1 (proxy_protocol on toward an upstream) ---------------- */
 
 size_t sg_pp_write_v1(const struct sockaddr *src, const struct sockaddr *dst, char *buf)
@@ -186,4 +320,39 @@ size_t sg_pp_write_v1(const struct sockaddr *src, const struct sockaddr *dst, ch
     }
     int n = snprintf(buf, SG_PP_V1_WRITE_MAX, "PROXY %s %s %s %u %u\r\n", proto, sa, da, sp, dp);
     return n > 0 && n < SG_PP_V1_WRITE_MAX ? (size_t)n : 0;
+}
+
+/* ---------------- writing version 2 (proxy_protocol_version 2) ---------------- */
+
+size_t sg_pp_write_v2(const struct sockaddr *src, const struct sockaddr *dst, uint8_t *buf)
+{
+    memcpy(buf, v2_sig, sizeof(v2_sig));
+    uint8_t *a = buf + 16;
+    size_t alen;
+    if (src->sa_family == AF_INET && dst->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *)src, *d4 = (const void *)dst;
+        buf[12] = 0x21;                /* version 2, PROXY */
+        buf[13] = 0x11;                /* AF_INET, STREAM */
+        memcpy(a, &s4->sin_addr, 4);
+        memcpy(a + 4, &d4->sin_addr, 4);
+        memcpy(a + 8, &s4->sin_port, 2);
+        memcpy(a + 10, &d4->sin_port, 2);
+        alen = 12;
+    } else if (src->sa_family == AF_INET6 && dst->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)src, *d6 = (const void *)dst;
+        buf[12] = 0x21;
+        buf[13] = 0x21;                /* AF_INET6, STREAM */
+        memcpy(a, &s6->sin6_addr, 16);
+        memcpy(a + 16, &d6->sin6_addr, 16);
+        memcpy(a + 32, &s6->sin6_port, 2);
+        memcpy(a + 34, &d6->sin6_port, 2);
+        alen = 36;
+    } else {
+        buf[12] = 0x20;                /* version 2, LOCAL */
+        buf[13] = 0x00;                /* AF_UNSPEC */
+        alen = 0;
+    }
+    buf[14] = (uint8_t)(alen >> 8);
+    buf[15] = (uint8_t)alen;
+    return 16 + alen;
 }

@@ -8,6 +8,8 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int sg_listen_socket(const struct sockaddr *sa, socklen_t len, int backlog)
@@ -15,6 +17,28 @@ int sg_listen_socket(const struct sockaddr *sa, socklen_t len, int backlog)
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     int one = 1;
+    if (sa->sa_family == AF_UNIX) {
+        /* No SO_REUSEPORT (Linux does not spread unix connections) and no
+         * unlinking of an existing file: as nginx, a file left there makes
+         * bind() fail with EADDRINUSE rather than steal another server's
+         * socket. The file is made writable by all, as nginx does, so that
+         * clients of any user may connect. */
+        const char *path = ((const struct sockaddr_un *)sa)->sun_path;
+        if (bind(fd, sa, len) < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        if (chmod(path, 0666) < 0 || listen(fd, backlog) < 0) {
+            int e = errno;
+            unlink(path);              /* ours: bind() created it */
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        return fd;
+    }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (sa->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <strings.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -75,7 +76,7 @@ typedef struct sp_session {
     sg_peer *peer;               /* the current attempt's peer */
     struct sockaddr_storage direct;   /* the address when b is NULL */
     socklen_t direct_len;
-    char direct_name[80];
+    char direct_name[128];       /* room for "unix:" and a whole sun_path */
     uint64_t attempt_start_ms;
     unsigned attempts;
     struct sockaddr_storage client_addr, local_addr;
@@ -100,7 +101,7 @@ typedef struct sp_session {
     size_t key_len;
     uint64_t *tried;             /* sg_balancer_tried_words() words */
     char key[SG_STREAM_VAL_MAX]; /* the hash key, if the upstream uses `hash` */
-    struct sockaddr_storage pp[2];   /* listen ... proxy_protocol: the header's addresses (info.pp_*) */
+    struct sockaddr_storage *pp;     /* listen ... proxy_protocol: the header's addresses and TLVs (info.pp_*) */
 } sp_session;
 
 /* ---- values of stream{} (the hash key) for a connection ---- */
@@ -268,6 +269,7 @@ static void on_reap(sg_deferred *d)
     sp_session *s = (sp_session *)((char *)d - offsetof(sp_session, reap));
     sg_stream_sets_free(&s->info);
     free(s->tried);
+    free(s->pp);
     free(s->out);
     free(s->pre);
     free(s);
@@ -325,6 +327,7 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
     write_logs(s);
     sg_stream_sets_free(&s->info);
     free(s->tried);
+    free(s->pp);
     free(s->out);
     free(s->pre);
     free(s);
@@ -340,7 +343,7 @@ static void set_nodelay(int fd, int on)
 static void start_tunnel(sp_session *s)
 {
     sg_loop *loop = sg_worker_loop(s->w);
-    char client[80], what[200];
+    char client[80], what[240];
     sg_sockaddr_str((const struct sockaddr *)&s->client_addr, client, sizeof(client));
     snprintf(what, sizeof(what), "client %s, upstream %s", client, up_name(s));
     sg_timer_disarm(&s->timer);
@@ -433,14 +436,17 @@ static void ssl_name(sp_session *s, char *buf)
     buf[n < SG_STREAM_VAL_MAX ? n : SG_STREAM_VAL_MAX - 1] = 0;
 }
 
-/* proxy_protocol on: the PROXY v1 header goes first on every try, before
+/* proxy_protocol on: the PROXY header (v1, or v2 with proxy_protocol_version 2) goes first on every try, before
  * the client's bytes and (plain) before proxy_ssl's handshake, as nginx
  * sends it. A fresh socket's send buffer takes it whole; when it does not,
  * the try fails, as nginx's "could not send PROXY protocol header at once". */
 static bool send_proxy_header(sp_session *s)
 {
-    char h[SG_PP_V1_WRITE_MAX];
-    size_t n = sg_pp_write_v1((const struct sockaddr *)&s->client_addr, (const struct sockaddr *)&s->local_addr, h);
+    /* the session's client (after stream realip, as nginx's c->sockaddr) and local address;
+     * proxy_protocol_version 2 (streamgate): the binary header instead */
+    uint8_t h[SG_PP_V1_WRITE_MAX > SG_PP_V2_WRITE_MAX ? SG_PP_V1_WRITE_MAX : SG_PP_V2_WRITE_MAX];
+    size_t n = s->srv->proxy.proxy_protocol_version == 2 ? sg_pp_write_v2(s->info.client, s->info.local, h)
+                                                         : sg_pp_write_v1(s->info.client, s->info.local, (char *)h);
     ssize_t w;
     do w = send(s->up.fd, h, n, MSG_NOSIGNAL); while (w < 0 && errno == EINTR);
     if (w == (ssize_t)n) return true;
@@ -466,7 +472,8 @@ static void connected(sp_session *s)
     const struct sockaddr *sa = s->peer ? (const struct sockaddr *)&s->peer->conf->addr
                                         : (const struct sockaddr *)&s->direct;
     memset(&s->up_addr, 0, sizeof(s->up_addr));
-    memcpy(&s->up_addr, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    memcpy(&s->up_addr, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                            : sa->sa_family == AF_UNIX ? sizeof(struct sockaddr_un) : sizeof(struct sockaddr_in));
     sg_tls_session *kept = NULL;
     if (reuses_sessions(s)) {
         session_key(s, name, &s->up_key);
@@ -669,10 +676,19 @@ static void use_balancer(sp_session *s, const sg_upstream_conf *u, const sg_stre
     if (hash_key) s->key_len = sg_stream_eval(hash_key, &s->info, s->key);
 }
 
-/* "1.2.3.4:80" or "[::1]:80" (no resolver: names other than upstream{}
- * blocks are refused, as nginx does without `resolver`). */
+/* "1.2.3.4:80", "[::1]:80" or "unix:/path" (no resolver: names other than
+ * upstream{} blocks are refused, as nginx does without `resolver`). */
 static bool parse_addr(const char *v, size_t n, struct sockaddr_storage *ss, socklen_t *len)
 {
+    if (n > 5 && memcmp(v, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
+        if (n - 5 >= sizeof(un->sun_path) || memchr(v + 5, '\0', n - 5)) return false;
+        memset(ss, 0, sizeof(*ss));
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, v + 5, n - 5);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n - 5 + 1);
+        return true;
+    }
     char host[64];
     const char *colon = NULL;
     for (size_t i = n; i > 0; i--)
@@ -852,11 +868,10 @@ void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
     }
     sp_session *s = sg_xcalloc(1, sizeof(*s));
     if (proxy) {
-        s->pp[0] = proxy[0];
-        s->pp[1] = proxy[1];
+        s->pp = proxy;                 /* the session owns it now */
         s->info.pp_src = (const struct sockaddr *)&s->pp[0];
         s->info.pp_dst = (const struct sockaddr *)&s->pp[1];
-        free(proxy);
+        sg_pp_block_tlvs(s->pp, &s->info.pp_tlv, &s->info.pp_tlv_len);
     }
     memcpy(&s->local_addr, local, locallen < sizeof(s->local_addr) ? locallen : sizeof(s->local_addr));
     socklen_t hl = sizeof(s->local_addr);

@@ -10,10 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/sockaddr.h"
+#include "net/proxy_protocol.h"
 #include "net/tls.h"
 
 /* What nginx-tests and scripts read as nginx's version. */
@@ -198,6 +201,7 @@ static size_t put_var(char *buf, size_t n, const sg_stream_val_part *p, ev_ctx *
         return puts_(buf, n, tmp);
     case SG_SVAR_REMOTE_PORT:
     case SG_SVAR_SERVER_PORT:
+        if ((var == SG_SVAR_REMOTE_PORT ? client : local)->sa_family == AF_UNIX) return n;   /* no port: empty */
         snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(var == SG_SVAR_REMOTE_PORT ? client : local));
         return puts_(buf, n, tmp);
     case SG_SVAR_BINARY_REMOTE_ADDR:
@@ -269,6 +273,14 @@ static size_t put_var(char *buf, size_t n, const sg_stream_val_part *p, ev_ctx *
         if (!a) return n;
         snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(a));
         return puts_(buf, n, tmp);
+    }
+    case SG_SVAR_PROXY_PROTOCOL_TLV: {   /* real client address (issue 10) */
+        const uint8_t *v;
+        size_t vlen;
+        char num[SG_PP_TLV_NUM_MAX];
+        int rc = sg_pp_tlv_find(in->pp_tlv, in->pp_tlv_len, p->lit.p, p->lit.n, &v, &vlen, num);
+        if (rc < 0) sg_log_error("unknown PROXY protocol TLV \"%.*s\"", (int)p->lit.n, p->lit.p);
+        return rc > 0 ? put(buf, n, v, vlen) : n;
     }
     case SG_SVAR_CAPTURE:
         if (x->ovec && p->arg < x->ncap && x->ovec[2 * p->arg] != PCRE2_UNSET)

@@ -50,6 +50,9 @@ typedef struct sg_stream_info {
     /* quick wins (issue 9): listen ... proxy_protocol: the header's source
      * and destination; NULL without a header or for UNKNOWN/LOCAL */
     const struct sockaddr *pp_src, *pp_dst;
+    /* real client address (issue 10): the header's TLVs ($proxy_protocol_tlv_*) */
+    const uint8_t *pp_tlv;
+    size_t pp_tlv_len;
 } sg_stream_info;
 
 /* Evaluates v into buf (SG_STREAM_VAL_MAX bytes, longer values are cut);

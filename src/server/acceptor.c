@@ -36,7 +36,9 @@ static const sg_listen_group *group_in(const sg_conf *c, const struct sockaddr *
         const sg_listen_group *g = &c->listens[i];
         const struct sockaddr *a = (const struct sockaddr *)&g->addr;
         if (sg_sockaddr_eq(a, local)) return g;
-        if (a->sa_family == local->sa_family && sg_sockaddr_port(a) == sg_sockaddr_port(local))
+        /* a unix socket has no port and no wildcard: only its own file matches */
+        if (a->sa_family == local->sa_family && a->sa_family != AF_UNIX &&
+            sg_sockaddr_port(a) == sg_sockaddr_port(local))
             wild = g;
     }
     return wild;

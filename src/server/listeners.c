@@ -2,9 +2,11 @@
 #include "server/listeners.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "core/str.h"
@@ -20,6 +22,14 @@ typedef struct listen_slot {
     bool udp;                    /* a datagram socket: another slot than TCP's on the same address */
 } listen_slot;
 
+/* Closes a slot's sockets; a unix socket's file goes with them (nginx
+ * removes it when it stops listening there too). */
+static void slot_close(listen_slot *s, int n)
+{
+    for (int q = 0; q < n; q++) close(s->fds[q]);
+    if (s->addr.ss_family == AF_UNIX) unlink(((struct sockaddr_un *)&s->addr)->sun_path);
+}
+
 static listen_slot *slots;
 static size_t nslots;
 
@@ -34,8 +44,7 @@ static listen_slot *find_slot(const struct sockaddr *a, bool udp)
  * generation wanted: the running set stays exactly as it was. */
 void sg_listeners_rollback(size_t old_n, int n)
 {
-    for (size_t m = old_n; m < nslots; m++)
-        for (int q = 0; q < n; q++) close(slots[m].fds[q]);
+    for (size_t m = old_n; m < nslots; m++) slot_close(&slots[m], n);
     nslots = old_n;
     for (size_t m = 0; m < nslots; m++) slots[m].keep = true;
 }
@@ -60,14 +69,24 @@ bool sg_listeners_open(const sg_conf *c, int n, size_t *old_n_out, char *err, si
         s->keep = true;
         s->udp = g->udp;
         for (int k = 0; k < n; k++) {
-            s->fds[k] = g->udp ? sg_udp_socket((const struct sockaddr *)&g->addr, g->addrlen)
-                               : sg_listen_socket((const struct sockaddr *)&g->addr, g->addrlen, g->backlog);
-            if (s->fds[k] >= 0 && !g->udp)
+            /* A unix socket is one file: one socket, and each worker gets a
+             * dup() of it (the same queue, a descriptor of its own so that
+             * closing and epoll stay per worker); the kernel has no
+             * SO_REUSEPORT spreading for AF_UNIX, so the workers take turns
+             * accepting from the one queue (the losers see EAGAIN). */
+            bool shared = k > 0 && g->addr.ss_family == AF_UNIX;
+            if (shared)
+                s->fds[k] = fcntl(s->fds[0], F_DUPFD_CLOEXEC, 0);
+            else
+                s->fds[k] = g->udp ? sg_udp_socket((const struct sockaddr *)&g->addr, g->addrlen)
+                                   : sg_listen_socket((const struct sockaddr *)&g->addr, g->addrlen, g->backlog);
+            if (s->fds[k] >= 0 && !g->udp && !shared)
                 sg_listen_socket_opts(s->fds[k], g->sndbuf, g->rcvbuf, g->so_keepalive, g->keepidle,
                                       g->keepintvl, g->keepcnt);
             if (s->fds[k] < 0) {
                 snprintf(err, errlen, "bind() to %s failed (%d: %s)", g->text, errno, strerror(errno));
                 for (int m = 0; m < k; m++) close(s->fds[m]);
+                if (k > 0 && g->addr.ss_family == AF_UNIX) unlink(((struct sockaddr_un *)&g->addr)->sun_path);
                 sg_listeners_rollback(old_n, n);
                 return false;
             }
@@ -82,7 +101,7 @@ void sg_listeners_close_unused(int n)
     size_t k = 0;
     for (size_t i = 0; i < nslots; i++) {
         if (!slots[i].keep) {
-            for (int j = 0; j < n; j++) close(slots[i].fds[j]);
+            slot_close(&slots[i], n);
             continue;
         }
         slots[k++] = slots[i];
@@ -92,8 +111,7 @@ void sg_listeners_close_unused(int n)
 
 void sg_listeners_close_all(int n)
 {
-    for (size_t i = 0; i < nslots; i++)
-        for (int j = 0; j < n; j++) close(slots[i].fds[j]);
+    for (size_t i = 0; i < nslots; i++) slot_close(&slots[i], n);
     nslots = 0;
 }
 

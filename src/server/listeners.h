@@ -4,7 +4,9 @@
  * reload never refuses a connection. A reload opens what is new first
  * (and fails without changing anything if it cannot), and closes what the
  * new generation no longer listens on only once every worker has
- * switched. */
+ * switched. A unix socket (`listen unix:/path`) is one socket shared by
+ * the workers (a dup() each: Linux has no SO_REUSEPORT spreading for
+ * AF_UNIX); its file is removed when its slot is closed. */
 #ifndef SG_SERVER_LISTENERS_H
 #define SG_SERVER_LISTENERS_H
 

@@ -76,11 +76,11 @@ static void reader_step(reader *r)
         reader_end(r, true);
         return;
     }
-    struct sockaddr_storage *proxy = NULL;
-    if (info.has_addrs) {
-        proxy = sg_xcalloc(2, sizeof(*proxy));
-        proxy[0] = info.src;
-        proxy[1] = info.dst;
+    /* the addresses and TLVs ($proxy_protocol_tlv_*); NULL for LOCAL/UNKNOWN */
+    struct sockaddr_storage *proxy = sg_pp_block_new(&info);
+    if (info.has_addrs && !proxy) {
+        reader_end(r, true);
+        return;
     }
     /* What the callback needs outlives r, which is freed first. */
     sg_worker *w = r->w;

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "net/proxy_protocol.h"
@@ -142,5 +143,147 @@ Test(proxy_protocol, v1_write_reads_back)
     a = sa_of("192.0.2.1", 1);
     cr_assert_eq(sg_pp_write_v1((void *)&a, (void *)&b, buf), strlen("PROXY UNKNOWN\r\n"));
     cr_assert_eq(sg_pp_parse((const uint8_t *)buf, strlen(buf), &info, &used), SG_PP_DONE);
+    cr_assert_not(info.has_addrs);
+}
+
+/* ---- real client address (issue 10): TLVs as nginx's $proxy_protocol_tlv_NAME reads them ---- */
+
+static size_t put_tlv(uint8_t *p, uint8_t type, const void *v, size_t n)
+{
+    p[0] = type;
+    p[1] = (uint8_t)(n >> 8);
+    p[2] = (uint8_t)n;
+    memcpy(p + 3, v, n);
+    return 3 + n;
+}
+
+/* A v2 TCP4 header with the TLVs of proxy_protocol2_tlv.t. */
+static size_t tlv_header(uint8_t *h)
+{
+    static const uint8_t head[] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+                                    0x21, 0x11, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0, 123, 0x16, 0x2E };
+    memcpy(h, head, sizeof(head));
+    size_t n = sizeof(head);
+    n += put_tlv(h + n, 0x01, "ALPN1", 5);
+    n += put_tlv(h + n, 0x02, "localhost", 9);
+    n += put_tlv(h + n, 0x05, "UNIQQ", 5);
+    uint8_t ssl[64] = { 0x01, 0, 0, 0x01, 0x00 };   /* client, verify = 256 */
+    size_t sn = 5;
+    sn += put_tlv(ssl + sn, 0x21, "TLSv1.2", 7);
+    sn += put_tlv(ssl + sn, 0x22, "example.com", 11);
+    n += put_tlv(h + n, 0x20, ssl, sn);
+    n += put_tlv(h + n, 0xae, "12345", 5);
+    h[14] = (uint8_t)((n - 16) >> 8);
+    h[15] = (uint8_t)(n - 16);
+    return n;
+}
+
+static const char *tlv(const sg_pp_info *info, const char *name, char *out)
+{
+    const uint8_t *v;
+    size_t vlen;
+    char num[SG_PP_TLV_NUM_MAX];
+    int rc = sg_pp_tlv_find(info->tlv, info->tlv_len, name, strlen(name), &v, &vlen, num);
+    if (rc < 0) return "(unknown)";
+    if (rc == 0) return "(none)";
+    memcpy(out, v, vlen);
+    out[vlen] = '\0';
+    return out;
+}
+
+Test(proxy_protocol, v2_tlv_names)
+{
+    uint8_t h[256];
+    size_t n = tlv_header(h), used;
+    sg_pp_info info;
+    cr_assert_eq(sg_pp_parse(h, n, &info, &used), SG_PP_DONE);
+    char b[64];
+    cr_assert_str_eq(tlv(&info, "alpn", b), "ALPN1");
+    cr_assert_str_eq(tlv(&info, "0x01", b), "ALPN1");
+    cr_assert_str_eq(tlv(&info, "AUTHORITY", b), "localhost");
+    cr_assert_str_eq(tlv(&info, "unique_id", b), "UNIQQ");
+    cr_assert_str_eq(tlv(&info, "0x000ae", b), "12345");
+    cr_assert_str_eq(tlv(&info, "ssl_verify", b), "256");
+    cr_assert_str_eq(tlv(&info, "ssl_version", b), "TLSv1.2");
+    cr_assert_str_eq(tlv(&info, "ssl_0x22", b), "example.com");
+    cr_assert_str_eq(tlv(&info, "ssl_cipher", b), "(none)");
+    cr_assert_str_eq(tlv(&info, "netns", b), "(none)");
+    cr_assert_str_eq(tlv(&info, "0x0f", b), "(none)");
+    cr_assert_str_eq(tlv(&info, "0x100", b), "(unknown)");
+    cr_assert_str_eq(tlv(&info, "0xzz", b), "(unknown)");
+    cr_assert_str_eq(tlv(&info, "nosuch", b), "(unknown)");
+    cr_assert_str_eq(tlv(&info, "ssl_nosuch", b), "(unknown)");
+
+    /* what a connection keeps: the addresses and a copy of the TLVs */
+    struct sockaddr_storage *blk = sg_pp_block_new(&info);
+    cr_assert_not_null(blk);
+    cr_assert_eq(blk[0].ss_family, AF_INET);
+    sg_pp_info kept = { .has_addrs = true };
+    sg_pp_block_tlvs(blk, &kept.tlv, &kept.tlv_len);
+    cr_assert_eq(kept.tlv_len, info.tlv_len);
+    cr_assert_str_eq(tlv(&kept, "ssl_cn", b), "example.com");
+    free(blk);
+    sg_pp_block_tlvs(NULL, &kept.tlv, &kept.tlv_len);
+    cr_assert_eq(kept.tlv_len, 0);
+    cr_assert_str_eq(tlv(&kept, "alpn", b), "(none)");
+}
+
+Test(proxy_protocol, v2_broken_tlvs_are_invalid)
+{
+    uint8_t h[256];
+    size_t n = tlv_header(h), used;
+    sg_pp_info info;
+    /* the SSL TLV's first sub-TLV (at 28 + 8 + 12 + 8 + 3 + 5) claims one byte more than it has */
+    size_t sub = 28 + 8 + 12 + 8 + 3 + 5;
+    cr_assert_eq(h[sub], 0x21);
+    h[sub + 2]++;
+    cr_assert_eq(sg_pp_parse(h, n, &info, &used), SG_PP_INVALID);
+    h[sub + 2]--;
+    /* an SSL TLV shorter than its client and verify fields */
+    n = tlv_header(h);
+    uint8_t shortssl[] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+                           0x21, 0x11, 0, 12 + 3 + 4, 192, 0, 2, 1, 192, 0, 2, 2, 0, 1, 0, 2,
+                           0x20, 0, 4, 1, 0, 0, 0 };
+    cr_assert_eq(sg_pp_parse(shortssl, sizeof(shortssl), &info, &used), SG_PP_INVALID);
+    /* a TLV header cut short (two bytes left) */
+    uint8_t cut[] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+                      0x21, 0x11, 0, 12 + 2, 192, 0, 2, 1, 192, 0, 2, 2, 0, 1, 0, 2, 0x04, 0 };
+    cr_assert_eq(sg_pp_parse(cut, sizeof(cut), &info, &used), SG_PP_INVALID);
+}
+
+Test(proxy_protocol, v2_write_reads_back)
+{
+    uint8_t buf[SG_PP_V2_WRITE_MAX];
+    struct sockaddr_storage a = sa_of("192.0.2.1", 56324), b = sa_of("198.51.100.2", 443);
+    size_t n = sg_pp_write_v2((void *)&a, (void *)&b, buf);
+    cr_assert_eq(n, 16 + 12);
+    cr_assert_eq(buf[12], 0x21);
+    cr_assert_eq(buf[13], 0x11);
+    sg_pp_info info;
+    size_t used;
+    cr_assert_eq(sg_pp_parse(buf, n, &info, &used), SG_PP_DONE);
+    cr_assert_eq(used, n);
+    char t[64];
+    unsigned port;
+    cr_assert_str_eq(addr_of(&info.src, t, sizeof(t), &port), "192.0.2.1");
+    cr_assert_eq(port, 56324);
+    cr_assert_str_eq(addr_of(&info.dst, t, sizeof(t), &port), "198.51.100.2");
+    cr_assert_eq(port, 443);
+
+    a = sa_of("2001:db8::1", 1);
+    b = sa_of("::1", 65535);
+    n = sg_pp_write_v2((void *)&a, (void *)&b, buf);
+    cr_assert_eq(n, 16 + 36);
+    cr_assert_eq(sg_pp_parse(buf, n, &info, &used), SG_PP_DONE);
+    cr_assert_str_eq(addr_of(&info.src, t, sizeof(t), &port), "2001:db8::1");
+
+    /* a unix client: LOCAL, no addresses */
+    struct sockaddr_storage u;
+    memset(&u, 0, sizeof(u));
+    u.ss_family = AF_UNIX;
+    n = sg_pp_write_v2((void *)&u, (void *)&b, buf);
+    cr_assert_eq(n, 16);
+    cr_assert_eq(buf[12], 0x20);
+    cr_assert_eq(sg_pp_parse(buf, n, &info, &used), SG_PP_DONE);
     cr_assert_not(info.has_addrs);
 }
