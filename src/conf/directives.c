@@ -819,14 +819,17 @@ bool sg_conf_parse_access_rule(const char *s, bool deny, sg_access_rule *r, bool
 }
 
 static bool access_other_set(sg_cctx *cx, const sg_cmd *cmd);
-static void access_mark_set(sg_cctx *cx);
+static void access_mark_set(sg_cctx *cx, const sg_cmd *cmd);
 
-static bool set_access(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+/* The list is the command's field: http's location and stream's
+ * server levels use the same setter (sg_access_rule *, then size_t). */
+bool sg_conf_set_access(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
-    sg_loc_conf *lc = base;
+    sg_access_rule **list = (sg_access_rule **)((char *)base + cmd->offset);
+    size_t *count = (size_t *)((char *)base + cmd->offset + sizeof(sg_access_rule *));
     if (cx->first && !access_other_set(cx, cmd)) {
-        lc->access_rules = NULL;
-        lc->naccess_rules = 0;
+        *list = NULL;
+        *count = 0;
     }
     sg_access_rule r;
     bool low_bits;
@@ -834,14 +837,14 @@ static bool set_access(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
         return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
     if (low_bits)
         sg_cnotice(cx, n->args[0].pos, "low address bits of %s are meaningless", n->args[0].s);
-    lc->access_rules = sg_conf_push(&cx->c->arena, lc->access_rules, lc->naccess_rules, sizeof(r));
-    lc->access_rules[lc->naccess_rules++] = r;
-    access_mark_set(cx);
+    *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(r));
+    (*list)[(*count)++] = r;
+    access_mark_set(cx, cmd);
     return true;
 }
 
 /* set_real_ip_from ADDRESS | CIDR | unix: (ngx_http_realip_module) */
-static bool set_realip_from(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_conf_set_realip_from(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     sg_access_rule **list = (sg_access_rule **)((char *)base + cmd->offset);
     size_t *count = (size_t *)((char *)base + cmd->offset + sizeof(sg_access_rule *));
@@ -1684,12 +1687,12 @@ static const sg_cmd cmds[] = {
     { "hash", U, SG_ARG12, set_http_hash, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "random", U, SG_ARG0 | SG_ARG12, sg_conf_set_random, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     /* real client address (ngx_http_realip_module) */
-    { "set_real_ip_from", HSL, A1, set_realip_from, LOC_RANGE(SG_CF_MULTI, realip_from, nrealip_from), NULL },
+    { "set_real_ip_from", HSL, A1, sg_conf_set_realip_from, LOC_RANGE(SG_CF_MULTI, realip_from, nrealip_from), NULL },
     { "real_ip_header", HSL, A1, set_str, LOC(realip_header), NULL },
     { "real_ip_recursive", HSL, A1, sg_conf_set_flag, LOC(realip_recursive), NULL },
     /* access control (ngx_http_access_module) */
-    { "allow", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
-    { "deny", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "allow", HSL, A1, sg_conf_set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "deny", HSL, A1, sg_conf_set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "zone", U, SG_ARG12, sg_conf_set_zone, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     /* gzip (conf/gzip_conf.c, proxy/gzip_filter.c) */
     { "gzip", HSL, A1, sg_conf_set_flag, LOC(gzip), NULL },
@@ -1797,23 +1800,6 @@ static const sg_cmd cmds[] = {
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 _Static_assert(NCMDS <= SG_MAX_CMDS - SG_STREAM_MAX_CMDS, "raise SG_MAX_CMDS");
 
-/* Whether the other of allow/deny already added rules at this level. */
-static bool access_other_set(sg_cctx *cx, const sg_cmd *cmd)
-{
-    for (size_t i = 0; i < NCMDS; i++)
-        if (cmds[i].set == set_access && &cmds[i] != cmd && (cx->cur->set[i / 8] & (1u << (i % 8))))
-            return true;
-    return false;
-}
-
-/* Both directives count as set at this level, so neither inherits over
- * the list the level wrote. */
-static void access_mark_set(sg_cctx *cx)
-{
-    for (size_t i = 0; i < NCMDS; i++)
-        if (cmds[i].set == set_access) cx->cur->set[i / 8] |= (unsigned char)(1u << (i % 8));
-}
-
 /* nginx directives streamgate does not have yet: "NAME" directive is not
  * supported yet. Written in stream{}, they are "not allowed here" (nginx
  * has them in other contexts). */
@@ -1852,6 +1838,34 @@ static const sg_cmd_module http_module = {
  * maps) counts on from the lines of the tables before its own. */
 static const sg_cmd_module *const modules[] = { &http_module, &sg_stream_module };
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))
+
+/* Whether the other of allow/deny already added rules at this level
+ * (http's table or stream's: a command's bit counts on over both). */
+static bool access_other_set(sg_cctx *cx, const sg_cmd *cmd)
+{
+    size_t idx = 0;
+    for (size_t m = 0; m < NMODULES; m++)
+        for (size_t i = 0; i < modules[m]->ncmds; i++, idx++) {
+            const sg_cmd *o = &modules[m]->cmds[i];
+            if (o->set == sg_conf_set_access && o != cmd && o->target == cmd->target &&
+                (cx->cur->set[idx / 8] & (1u << (idx % 8))))
+                return true;
+        }
+    return false;
+}
+
+/* Both directives count as set at this level, so neither inherits over
+ * the list the level wrote. */
+static void access_mark_set(sg_cctx *cx, const sg_cmd *cmd)
+{
+    size_t idx = 0;
+    for (size_t m = 0; m < NMODULES; m++)
+        for (size_t i = 0; i < modules[m]->ncmds; i++, idx++) {
+            const sg_cmd *o = &modules[m]->cmds[i];
+            if (o->set == sg_conf_set_access && o->target == cmd->target)
+                cx->cur->set[idx / 8] |= (unsigned char)(1u << (idx % 8));
+        }
+}
 
 static bool is_later(const sg_cmd_module *m, const char *name)
 {

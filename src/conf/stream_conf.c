@@ -421,6 +421,10 @@ static const sg_cmd cmds[] = {
     /* quick wins (issue 9) */
     { "proxy_protocol", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_protocol), NULL },
     { "proxy_protocol_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(proxy_protocol_timeout_ms), NULL },
+    /* access (issue 10): ngx_stream_access_module, ngx_stream_realip_module */
+    { "allow", SS, SG_ARG1, sg_conf_set_access, PXR(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "deny", SS, SG_ARG1, sg_conf_set_access, PXR(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "set_real_ip_from", SS, SG_ARG1, sg_conf_set_realip_from, PXR(SG_CF_MULTI, realip_from, nrealip_from), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -433,7 +437,7 @@ static const char *const later_exact[] = {
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
 
-    "allow", "deny", "ssl", "set_real_ip_from", "pass", "server_name", "server_names_hash_max_size",
+    "ssl", "pass", "server_name", "server_names_hash_max_size",
     "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",
     "match", "keyval", "keyval_zone", "mqtt", "limit_conn_zone", "limit_conn", NULL,
 };

@@ -45,6 +45,8 @@ typedef enum sg_stream_var {
     /* quick wins (issue 9): listen ... proxy_protocol; empty without a header's addresses */
     SG_SVAR_PROXY_PROTOCOL_ADDR, SG_SVAR_PROXY_PROTOCOL_PORT,
     SG_SVAR_PROXY_PROTOCOL_SERVER_ADDR, SG_SVAR_PROXY_PROTOCOL_SERVER_PORT,
+    /* access (issue 10): set_real_ip_from: the connection's own peer */
+    SG_SVAR_REALIP_REMOTE_ADDR, SG_SVAR_REALIP_REMOTE_PORT,
 } sg_stream_var;
 
 typedef struct sg_stream_val_part {
@@ -151,6 +153,13 @@ typedef struct sg_stream_proxy_conf {
     /* quick wins (issue 9) */
     bool proxy_protocol;               /* proxy_protocol: a PROXY v1 header to the upstream; default off */
     uint32_t proxy_protocol_timeout_ms;   /* listen ... proxy_protocol: the header's deadline; default 30 s */
+    /* access control and the real address (issue 10, access): allow/deny
+     * (one list, a level with either replaces the inherited one), and
+     * set_real_ip_from (the PROXY header's source replaces a trusted peer) */
+    sg_access_rule *access_rules;
+    size_t naccess_rules;
+    sg_access_rule *realip_from;
+    size_t nrealip_from;
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

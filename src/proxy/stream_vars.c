@@ -270,6 +270,12 @@ static size_t put_var(char *buf, size_t n, const sg_stream_val_part *p, ev_ctx *
         snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(a));
         return puts_(buf, n, tmp);
     }
+    case SG_SVAR_REALIP_REMOTE_ADDR:
+        sg_sockaddr_host(in->realip_peer ? in->realip_peer : client, tmp, sizeof(tmp));
+        return puts_(buf, n, tmp);
+    case SG_SVAR_REALIP_REMOTE_PORT:
+        snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(in->realip_peer ? in->realip_peer : client));
+        return puts_(buf, n, tmp);
     case SG_SVAR_CAPTURE:
         if (x->ovec && p->arg < x->ncap && x->ovec[2 * p->arg] != PCRE2_UNSET)
             return put(buf, n, x->subj + x->ovec[2 * p->arg], x->ovec[2 * p->arg + 1] - x->ovec[2 * p->arg]);

@@ -50,6 +50,9 @@ typedef struct sg_stream_info {
     /* quick wins (issue 9): listen ... proxy_protocol: the header's source
      * and destination; NULL without a header or for UNKNOWN/LOCAL */
     const struct sockaddr *pp_src, *pp_dst;
+    /* access (issue 10): set_real_ip_from: the connection's own peer once
+     * `client` is the PROXY header's source; NULL otherwise */
+    const struct sockaddr *realip_peer;
 } sg_stream_info;
 
 /* Evaluates v into buf (SG_STREAM_VAL_MAX bytes, longer values are cut);
