@@ -994,6 +994,24 @@ static bool set_map(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
     return false;
 }
 
+/* split_clients STRING $variable { PERCENT% VALUE; * VALUE; } */
+static bool set_split_clients(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const sg_carg *src = &n->args[0], *dst = &n->args[1];
+    if (dst->n < 2 || dst->s[0] != '$')
+        return sg_cerr(cx, dst->pos, "invalid variable name \"%s\"", dst->s);
+    sg_map *m = sg_map_new(cx->c, arg_str(src), src->pos, cx->err, cx->errlen);
+    if (!m) return false;
+    for (size_t i = 0; i < n->nkids; i++) {
+        const sg_cnode *k = &n->kids[i];
+        if (k->block) return sg_cerr(cx, k->name.pos, "unexpected \"{\"");
+        if (k->nargs != 1) return sg_cerr(cx, k->name.pos, "invalid number of arguments in split_clients");
+        if (!sg_map_add_split(m, arg_str(&k->name), arg_str(&k->args[0]), k->name.pos, cx->err, cx->errlen))
+            return false;
+    }
+    return sg_var_define_map(cx->c, (sg_str){ dst->s + 1, dst->n - 1 }, m, cx->err, cx->errlen);
+}
+
 /* geo [$address] $variable { default V; NET V; delete NET; ranges; A-B V; } */
 static bool set_geo(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
@@ -1795,6 +1813,8 @@ static const sg_cmd cmds[] = {
      * is conf/vars.c's and exchange/vars.c's */
     { "limit_rate", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
     { "limit_rate_after", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
+    /* access (issue 10): split_clients (ngx_http_split_clients_module) */
+    { "split_clients", H, SG_ARG2 | BLK, set_split_clients, NONE, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1815,7 +1835,7 @@ static const char *const later_exact[] = {
     "msie_refresh", "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead",
-    "sticky", "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
+    "sticky", "health_check", "ntlm", "queue", "ssi", "sub_filter",
     "mirror", "empty_gif",
     "gzip_static",   /* gzip: ngx_http_gzip_static_module */
     NULL,

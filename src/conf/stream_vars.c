@@ -11,6 +11,7 @@
 
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
+#include "core/split.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -228,23 +229,6 @@ bool sg_stream_set_map(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     return true;
 }
 
-/* "51.2%" -> 5120 (hundredths of a percent, as nginx's ngx_atofp(.., 2)); -1 if invalid. */
-static long percent(const char *s, size_t n)
-{
-    if (n < 2 || s[n - 1] != '%') return -1;
-    long v = 0;
-    int frac = -1;
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (s[i] == '.' && frac < 0) { frac = 0; continue; }
-        if (s[i] < '0' || s[i] > '9' || frac >= 2) return -1;
-        v = v * 10 + (s[i] - '0');
-        if (frac >= 0) frac++;
-        if (v > 100000) return -1;
-    }
-    for (int f = frac < 0 ? 0 : frac; f < 2; f++) v *= 10;
-    return v;
-}
-
 bool sg_stream_set_split_clients(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const sg_carg *src = &n->args[0], *dst = &n->args[1];
@@ -264,18 +248,14 @@ bool sg_stream_set_split_clients(sg_cctx *cx, const sg_cnode *n, const sg_cmd *c
         const sg_cnode *k = &n->kids[i];
         if (k->block || k->nargs != 1) return sg_cerr(cx, k->name.pos, "invalid number of arguments in split_clients");
         long pct = 0;
-        if (strcmp(k->name.s, "*") != 0 && (pct = percent(k->name.s, k->name.n)) <= 0)
+        if (strcmp(k->name.s, "*") != 0 && (pct = sg_split_percent(k->name.s, k->name.n)) <= 0)
             return sg_cerr(cx, k->name.pos, "invalid percent value \"%s\"", k->name.s);
-        sum += (uint64_t)pct;
-        if (sum > 10000) return sg_cerr(cx, k->name.pos, "percent total is greater than 100%%");
+        uint32_t limit;
+        if (!sg_split_bound(pct, &sum, &last, &limit))
+            return sg_cerr(cx, k->name.pos, "percent total is greater than 100%%");
         sg_stream_map_entry e = { 0 };
         if (!sg_stream_val_compile(cx->c, arg_str(&k->args[0]), k->args[0].pos, &e.val, cx->err, cx->errlen))
             return false;
-        uint32_t limit = 0;
-        if (pct) {
-            last += (uint64_t)pct * 0xffffffffu / 10000;
-            limit = (uint32_t)last;
-        }
         m->exact = sg_conf_push(&cx->c->arena, m->exact, m->nexact, sizeof(e));
         m->split_limit = sg_conf_push(&cx->c->arena, m->split_limit, m->nexact, sizeof(uint32_t));
         m->split_limit[m->nexact] = limit;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/sockaddr.h"
+#include "core/split.h"
 #include "net/tls.h"
 
 /* What nginx-tests and scripts read as nginx's version. */
@@ -108,31 +109,6 @@ static size_t put_time(char *buf, size_t n, int var)
     return puts_(buf, n, tmp);
 }
 
-/* nginx's ngx_murmur_hash2 (split_clients must split as nginx does). */
-static uint32_t murmur2(const unsigned char *data, size_t len)
-{
-    uint32_t h = (uint32_t)len, k;
-    while (len >= 4) {
-        k = data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 | (uint32_t)data[3] << 24;
-        k *= 0x5bd1e995;
-        k ^= k >> 24;
-        k *= 0x5bd1e995;
-        h *= 0x5bd1e995;
-        h ^= k;
-        data += 4;
-        len -= 4;
-    }
-    switch (len) {
-    case 3: h ^= (uint32_t)data[2] << 16; /* fall through */
-    case 2: h ^= (uint32_t)data[1] << 8;  /* fall through */
-    case 1: h ^= data[0]; h *= 0x5bd1e995;
-    }
-    h ^= h >> 13;
-    h *= 0x5bd1e995;
-    h ^= h >> 15;
-    return h;
-}
-
 /* A map's value: exact keys, then regexes in order, then the default. */
 static size_t put_map(char *buf, size_t n, const sg_stream_map *m, ev_ctx *x)
 {
@@ -161,10 +137,8 @@ static size_t put_map(char *buf, size_t n, const sg_stream_map *m, ev_ctx *x)
         return m->has_default ? eval(&m->def, &sub, buf, n) : n;
     }
     if (m->split) {
-        uint32_t h = murmur2((const unsigned char *)src, sn);
-        for (size_t i = 0; i < m->nexact; i++)
-            if (h < m->split_limit[i] || m->split_limit[i] == 0) return eval(&m->exact[i].val, &sub, buf, n);
-        return n;
+        size_t i = sg_split_pick(m->split_limit, m->nexact, sg_murmur_hash2(src, sn));
+        return i < m->nexact ? eval(&m->exact[i].val, &sub, buf, n) : n;
     }
     for (size_t i = 0; i < m->nexact; i++)
         if (m->exact[i].key.n == sn && memcmp(m->exact[i].key.p, src, sn) == 0)
