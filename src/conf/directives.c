@@ -1028,6 +1028,10 @@ static bool set_geo(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
         const sg_cnode *k = &n->kids[i];
         if (k->block) return sg_cerr(cx, k->name.pos, "unexpected \"{\"");
         if (k->nargs > 1) return sg_cerr(cx, k->name.pos, "invalid number of the geo parameters");
+        if (k->nargs == 0 && strcmp(k->name.s, "volatile") == 0) {   /* issue 10: computed at each use */
+            sg_map_set_volatile(m);
+            continue;
+        }
         sg_str v = k->nargs ? arg_str(&k->args[0]) : SG_STR_NULL;
         if (!sg_geo_line(g, arg_str(&k->name), k->nargs ? &v : NULL, k->name.pos, cx->err, cx->errlen))
             return false;

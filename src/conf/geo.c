@@ -26,6 +26,11 @@ struct sg_geo {
     bool ranges;
     bool has_default;
     sg_cval def;
+    /* proxy ADDRESS|CIDR, proxy_recursive (issue 10, access): the address
+     * a trusted proxy forwarded in X-Forwarded-For is the one looked up */
+    sg_access_rule *proxies;
+    size_t nproxies;
+    bool proxy_recursive;
 };
 
 sg_geo *sg_geo_new(struct sg_conf *c)
@@ -82,7 +87,10 @@ bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, ch
             g->ranges = true;
             return true;
         }
-        if (strcmp(k, "proxy_recursive") == 0) goto later;
+        if (strcmp(k, "proxy_recursive") == 0) {
+            g->proxy_recursive = true;
+            return true;
+        }
         goto bad;
     }
     if (strcmp(k, "default") == 0) {
@@ -90,7 +98,22 @@ bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, ch
         g->def = literal(g->c, *value);
         return true;
     }
-    if (strcmp(k, "proxy") == 0) goto later;
+    if (strcmp(k, "proxy") == 0) {
+        char buf[128];
+        sg_access_rule r;
+        bool low;
+        if (value->n >= sizeof(buf)) goto bad_proxy;
+        memcpy(buf, value->p, value->n);
+        buf[value->n] = '\0';
+        if (strcmp(buf, "all") == 0 || !sg_conf_parse_access_rule(buf, false, &r, &low)) goto bad_proxy;
+        g->proxies = sg_conf_push(&g->c->arena, g->proxies, g->nproxies, sizeof(r));
+        g->proxies[g->nproxies++] = r;
+        return true;
+    bad_proxy:
+        snprintf(err, errlen, "%s:%d:%d: invalid parameter \"%.*s\"", pos.file ? pos.file : "", pos.line,
+                 pos.col, (int)value->n, value->p);
+        return false;
+    }
     bool del = strcmp(k, "delete") == 0;
     const char *net = del ? value->p : k;
     size_t netlen = del ? value->n : key.n;
@@ -126,16 +149,30 @@ bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, ch
     }
     if (del) return true;
     e.value = literal(g->c, *value);
+    /* nginx splits a range that holds the new one around it, so that a
+     * later `delete` of each piece (exact ranges only) removes it all */
+    for (size_t i = 0; e.range && i < g->n; i++) {
+        geo_entry o = g->e[i];
+        if (!o.range || e.lo < o.lo || e.hi > o.hi) continue;
+        if (o.lo < e.lo) {
+            g->e[i].hi = e.lo - 1;
+            if (o.hi > e.hi) {
+                geo_entry right = o;
+                right.lo = e.hi + 1;
+                g->e = sg_conf_push(&g->c->arena, g->e, g->n, sizeof(right));
+                g->e[g->n++] = right;
+            }
+        } else {                           /* o.lo == e.lo: o.hi > e.hi (not the same range) */
+            g->e[i].lo = e.hi + 1;
+        }
+        break;
+    }
     g->e = sg_conf_push(&g->c->arena, g->e, g->n, sizeof(e));
     g->e[g->n++] = e;
     return true;
 bad_net:
     snprintf(err, errlen, "%s:%d:%d: invalid network \"%.*s\"", pos.file ? pos.file : "", pos.line, pos.col,
              (int)netlen, net);
-    return false;
-later:
-    snprintf(err, errlen, "%s:%d:%d: \"%s\" in \"geo\" is not supported yet", pos.file ? pos.file : "",
-             pos.line, pos.col, k);
     return false;
 bad:
     snprintf(err, errlen, "%s:%d:%d: invalid number of the geo parameters", pos.file ? pos.file : "",
@@ -181,19 +218,48 @@ const sg_cval *sg_geo_find(const sg_geo *g, const struct sockaddr *addr)
     return find(g, AF_INET, none);   /* unix: sockets, as nginx */
 }
 
-const sg_cval *sg_geo_find_text(const sg_geo *g, sg_str text)
+bool sg_geo_proxy_trusted(const void *arg, const struct sockaddr *sa)
+{
+    const sg_geo *g = arg;
+    for (size_t i = 0; i < g->nproxies; i++) {
+        const sg_access_rule *r = &g->proxies[i];
+        if (r->family == AF_UNIX) {
+            if (sa->sa_family == AF_UNIX) return true;
+        } else if (sa->sa_family == AF_INET) {
+            if (net_has(r, (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr, AF_INET)) return true;
+        } else if (sa->sa_family == AF_INET6) {
+            const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+            if (IN6_IS_ADDR_V4MAPPED(a6) ? net_has(r, a6->s6_addr + 12, AF_INET) : net_has(r, a6->s6_addr, AF_INET6))
+                return true;
+        }
+    }
+    return false;
+}
+
+size_t sg_geo_proxies(const sg_geo *g, bool *recursive)
+{
+    *recursive = g->proxy_recursive;
+    return g->nproxies;
+}
+
+void sg_geo_text_addr(sg_str text, struct sockaddr_storage *ss)
 {
     char buf[INET6_ADDRSTRLEN];
-    uint8_t a[16];
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
     if (text.n < sizeof(buf)) {
         memcpy(buf, text.p, text.n);
         buf[text.n] = '\0';
-        if (inet_pton(AF_INET, buf, a) == 1) return find(g, AF_INET, a);
-        if (inet_pton(AF_INET6, buf, a) == 1) {
-            if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)a)) return find(g, AF_INET, a + 12);
-            return find(g, AF_INET6, a);
+        if (inet_pton(AF_INET, buf, &in4->sin_addr) == 1) {
+            in4->sin_family = AF_INET;
+            return;
+        }
+        if (inet_pton(AF_INET6, buf, &in6->sin6_addr) == 1) {
+            in6->sin6_family = AF_INET6;
+            return;
         }
     }
-    static const uint8_t none[4] = { 255, 255, 255, 255 };
-    return find(g, AF_INET, none);
+    in4->sin_family = AF_INET;             /* not an address: 255.255.255.255, as nginx */
+    in4->sin_addr.s_addr = htonl(INADDR_NONE);
 }
