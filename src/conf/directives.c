@@ -854,9 +854,28 @@ bool sg_conf_set_realip_from(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, 
     }
     sg_access_rule r;
     bool low_bits;
-    if (strcmp(n->args[0].s, "all") == 0 ||
-        !sg_conf_parse_access_rule(n->args[0].s, false, &r, &low_bits))
+    if (strcmp(n->args[0].s, "all") == 0)
         return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
+    if (!sg_conf_parse_access_rule(n->args[0].s, false, &r, &low_bits)) {
+        /* issue 10 (access): a host name stands for each of its addresses
+         * (resolved once, at load), as nginx's set_real_ip_from */
+        struct sockaddr_storage *addrs = NULL;
+        socklen_t *lens = NULL;
+        size_t na = 0;
+        if (strchr(n->args[0].s, '/') || !sg_conf_resolve(cx->c, arg_str(&n->args[0]), 0, &addrs, &lens, &na))
+            return sg_cerr(cx, n->args[0].pos, "host not found in set_real_ip_from \"%s\"", n->args[0].s);
+        for (size_t i = 0; i < na; i++) {
+            memset(&r, 0, sizeof(r));
+            r.family = addrs[i].ss_family;
+            size_t alen = r.family == AF_INET ? 4 : 16;
+            memcpy(r.addr, r.family == AF_INET ? (const void *)&((struct sockaddr_in *)&addrs[i])->sin_addr
+                                               : (const void *)&((struct sockaddr_in6 *)&addrs[i])->sin6_addr, alen);
+            memset(r.mask, 0xff, alen);
+            *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(r));
+            (*list)[(*count)++] = r;
+        }
+        return true;
+    }
     if (low_bits)
         sg_cnotice(cx, n->args[0].pos, "low address bits of %s are meaningless", n->args[0].s);
     *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(r));

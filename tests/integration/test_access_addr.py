@@ -427,3 +427,70 @@ def test_stream_access_sees_the_real_address(start_proxy, echo):
     assert talk(dport, proxy_v2("192.0.2.67", "192.0.2.2", 1, 2) + b"through", want=7) == b"through"
     wait_for(lambda: echo.accepted >= 1, what="the allowed session")
     assert echo.accepted == 1
+
+
+def test_stream_realip_trusts_a_host_name(start_proxy):
+    port = free_port()
+    start_proxy("""
+events {}
+stream {
+  server {
+    listen 127.0.0.1:%d proxy_protocol;
+    set_real_ip_from localhost;
+    return "$remote_addr $realip_remote_addr";
+  }
+}
+""" % port)
+    assert talk(port, proxy_v1("192.0.2.1", "192.0.2.2", 1, 2), want=1 << 20) == b"192.0.2.1 127.0.0.1"
+
+
+def test_unknown_host_in_set_real_ip_from_is_refused(tmp_path):
+    conf = tmp_path / "a.conf"
+    conf.write_text("events {}\nstream { server { listen 127.0.0.1:1; set_real_ip_from no-such-host.invalid;"
+                    " return x; } }\n")
+    r = sgtest.run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
+    assert r.returncode == 1 and 'host not found in set_real_ip_from "no-such-host.invalid"' in r.stderr, r.stderr
+
+
+def test_stream_hash_and_binary_remote_addr_see_the_real_address(start_proxy):
+    b1, b2 = CountingEcho(), CountingEcho()
+    try:
+        port, rport = free_ports(2)
+        start_proxy("""
+events {}
+stream {
+  upstream two {
+    hash $remote_addr;
+    server 127.0.0.1:%d;
+    server 127.0.0.1:%d;
+  }
+  server {
+    listen 127.0.0.1:%d proxy_protocol;
+    set_real_ip_from 127.0.0.1;
+    proxy_pass two;
+  }
+  server {
+    listen 127.0.0.1:%d proxy_protocol;
+    set_real_ip_from 127.0.0.1;
+    return $binary_remote_addr;
+  }
+}
+""" % (b1.port, b2.port, port, rport))
+        assert talk(rport, proxy_v2("192.0.2.1", "192.0.2.2", 1, 2), want=1 << 20) == bytes([192, 0, 2, 1])
+
+        def backend_of(addr):
+            before = (b1.accepted, b2.accepted)
+            assert talk(port, proxy_v1(addr, "192.0.2.2", 1, 2) + b"ping", want=4) == b"ping"
+            after = (b1.accepted, b2.accepted)
+            assert sum(after) - sum(before) == 1
+            return 0 if after[0] > before[0] else 1
+
+        chosen = {}
+        for i in range(1, 21):
+            addr = "198.51.100.%d" % i
+            chosen[addr] = backend_of(addr)
+            assert backend_of(addr) == chosen[addr]      # a real address keeps its backend
+        assert set(chosen.values()) == {0, 1}            # the key is the real address, not the proxy's
+    finally:
+        b1.stop()
+        b2.stop()
