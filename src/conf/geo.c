@@ -31,6 +31,12 @@ struct sg_geo {
     sg_access_rule *proxies;
     size_t nproxies;
     bool proxy_recursive;
+    /* Range files of geo bases hold 100,000s of lines, written in address
+     * order: while every entry is a range and each starts after the one
+     * before, a line is appended at once and a lookup is a binary search
+     * (anything else falls back to the scans below). */
+    bool unordered;
+    uint32_t max_hi;
 };
 
 sg_geo *sg_geo_new(struct sg_conf *c)
@@ -135,6 +141,14 @@ bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, ch
             goto bad_net;
         e.prefix = prefix_of(&e.net);
     }
+    if (!del && e.range && !g->unordered && (g->n == 0 || e.lo > g->max_hi)) {
+        e.value = literal(g->c, *value);
+        g->e = sg_conf_push(&g->c->arena, g->e, g->n, sizeof(e));
+        g->e[g->n++] = e;
+        g->max_hi = e.hi;
+        return true;
+    }
+    if (!del) g->unordered = true;
     for (size_t i = 0; i < g->n; i++) {
         geo_entry *o = &g->e[i];
         bool same = e.range ? (o->range && o->lo == e.lo && o->hi == e.hi) : (!o->range && same_net(&o->net, &e.net));
@@ -193,6 +207,16 @@ static const sg_cval *find(const sg_geo *g, int family, const uint8_t *a)
 {
     const geo_entry *best = NULL;
     uint32_t v4 = family == AF_INET ? ((uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 | a[3]) : 0;
+    if (!g->unordered) {                   /* ordered, disjoint ranges only (a delete keeps them so) */
+        size_t lo = 0, hi = g->n;
+        while (family == AF_INET && lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (g->e[mid].hi < v4) lo = mid + 1;
+            else hi = mid;
+        }
+        if (family == AF_INET && lo < g->n && g->e[lo].lo <= v4) return &g->e[lo].value;
+        return g->has_default ? &g->def : NULL;
+    }
     for (size_t i = 0; i < g->n; i++) {
         const geo_entry *e = &g->e[i];
         if (e->range) {

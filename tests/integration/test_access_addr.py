@@ -494,3 +494,26 @@ stream {
     finally:
         b1.stop()
         b2.stop()
+
+
+def test_geo_with_a_large_range_base(start_proxy, tmp_path):
+    """A geo base of 100,001 ranges in address order (geo_binary.t's shape)
+    loads and answers by binary search; a later line out of order still
+    counts."""
+    base = tmp_path / "base.conf"
+    lines = []
+    for i in range(100001):
+        a = "127.%d.%d.%d" % (i // 65536 % 256, i // 256 % 256, i % 256)
+        lines.append("%s-%s r%d;" % (a, a, i))
+    base.write_text("".join(lines))
+    port = free_port()
+    start_proxy(http_conf("""
+  geo $g { ranges; default none; include %s; }
+  geo $h { ranges; default none; include %s; 127.0.0.5-127.0.0.5 late; }
+  server { listen 127.0.0.1:%d; location / { return 200 "$g $h"; } }
+""" % (base, base, port)))
+    url = "http://127.0.0.1:%d/" % port
+    assert curl_body(url) == "r1 r1"
+    assert curl_body(url, source="127.0.0.5") == "r5 late"
+    assert curl_body(url, source="127.1.134.160") == "r100000 r100000"
+    assert curl_body(url, source="127.1.134.161") == "none none"
