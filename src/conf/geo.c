@@ -237,6 +237,7 @@ const sg_cval *sg_geo_find(const sg_geo *g, const struct sockaddr *addr)
     if (addr && addr->sa_family == AF_INET6) {
         const struct in6_addr *a6 = &((const struct sockaddr_in6 *)addr)->sin6_addr;
         if (IN6_IS_ADDR_V4MAPPED(a6)) return find(g, AF_INET, a6->s6_addr + 12);
+        if (g->ranges) return find(g, AF_INET, none);   /* nginx: ranges are IPv4, others INADDR_NONE */
         return find(g, AF_INET6, a6->s6_addr);
     }
     return find(g, AF_INET, none);   /* unix: sockets, as nginx */

@@ -106,8 +106,11 @@ def test_denied_grpc_call_from_grpcio_gets_permission_denied(start_proxy, h2c_ba
 def test_ipv6_cidr_rules_on_an_ipv6_listener(start_proxy, backend):
     port = free_port()
     start_proxy(http_conf("""
+  geo $r { ranges; default other; 255.255.255.255-255.255.255.255 none; }
+  geo $n { default other; ::1/128 loopback6; }
   server {
     listen [::1]:%d;
+    location /geo/ { return 200 "$r $n"; }
     location /host/ { allow ::1/128; deny all; proxy_pass http://127.0.0.1:%d/; }
     location /net/ { allow 2001:db8::/32; deny all; proxy_pass http://127.0.0.1:%d/; }
     location /deny-net/ { deny ::/64; proxy_pass http://127.0.0.1:%d/; }
@@ -120,6 +123,9 @@ def test_ipv6_cidr_rules_on_an_ipv6_listener(start_proxy, backend):
     assert curl_status(base + "/net/") == 403           # ::1 is not in 2001:db8::/32
     assert curl_status(base + "/deny-net/") == 403      # ::1 is in ::/64
     assert curl_status(base + "/v4/") == 200            # an IPv4 rule never matches ::1
+    # geo: networks hold IPv6; ranges are IPv4, so an IPv6 client counts as
+    # 255.255.255.255 there, as nginx
+    assert curl_body(base + "/geo/") == "none loopback6"
 
 
 def test_geo_proxy_takes_the_forwarded_address(start_proxy):
