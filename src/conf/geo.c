@@ -125,6 +125,7 @@ bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, ch
     size_t netlen = del ? value->n : key.n;
     geo_entry e = { 0 };
     const char *dash = g->ranges ? memchr(net, '-', netlen) : NULL;
+    if (g->ranges && !dash) goto bad_net;   /* nginx: with `ranges`, every line is a range */
     if (dash) {
         if (!parse_v4(net, (size_t)(dash - net), &e.lo) ||
             !parse_v4(dash + 1, netlen - (size_t)(dash + 1 - net), &e.hi) || e.lo > e.hi)
@@ -185,8 +186,8 @@ bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, ch
     g->e[g->n++] = e;
     return true;
 bad_net:
-    snprintf(err, errlen, "%s:%d:%d: invalid network \"%.*s\"", pos.file ? pos.file : "", pos.line, pos.col,
-             (int)netlen, net);
+    snprintf(err, errlen, "%s:%d:%d: invalid %s \"%.*s\"", pos.file ? pos.file : "", pos.line, pos.col,
+             g->ranges ? "range" : "network", (int)netlen, net);
     return false;
 bad:
     snprintf(err, errlen, "%s:%d:%d: invalid number of the geo parameters", pos.file ? pos.file : "",

@@ -11,6 +11,7 @@
 
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
+#include "conf/geo.h"
 #include "core/split.h"
 
 #include <arpa/inet.h>
@@ -266,104 +267,16 @@ bool sg_stream_set_split_clients(sg_cctx *cx, const sg_cnode *n, const sg_cmd *c
 
 /* ---------------- geo ---------------- */
 
-bool sg_stream_geo_addr(const char *text, unsigned char out[16], bool *v6)
-{
-    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-    memcpy(out, mapped, 12);
-    if (inet_pton(AF_INET, text, out + 12) == 1) {
-        *v6 = false;
-        return true;
-    }
-    if (inet_pton(AF_INET6, text, out) != 1) return false;
-    *v6 = memcmp(out, mapped, 12) != 0;
-    return true;
-}
-
-/* "a.b.c.d/len", "a.b.c.d", "v6/len" into lo..hi; false if invalid. */
-static bool geo_net(const char *s, sg_stream_geo_entry *e)
-{
-    char addr[64];
-    const char *slash = strchr(s, '/');
-    size_t n = slash ? (size_t)(slash - s) : strlen(s);
-    if (n == 0 || n >= sizeof(addr)) return false;
-    memcpy(addr, s, n);
-    addr[n] = 0;
-    if (!sg_stream_geo_addr(addr, e->lo, &e->v6)) return false;
-    int max = e->v6 ? 128 : 32, len = max;
-    if (slash) {
-        char *end;
-        long v = strtol(slash + 1, &end, 10);
-        if (*end || end == slash + 1 || v < 0 || v > max) return false;
-        len = (int)v;
-    }
-    e->prefix = len + (e->v6 ? 0 : 96);
-    for (int b = 0; b < 128; b++) {    /* host bits: cleared in lo, set in hi */
-        unsigned char bit = (unsigned char)(0x80 >> (b % 8));
-        if (b < e->prefix) {
-            e->hi[b / 8] = (unsigned char)((e->hi[b / 8] & ~bit) | (e->lo[b / 8] & bit));
-        } else {
-            e->lo[b / 8] &= (unsigned char)~bit;
-            e->hi[b / 8] |= bit;
-        }
-    }
-    return true;
-}
-
-/* "a.b.c.d-e.f.g.h" (IPv4 only, as nginx). */
-static bool geo_range(const char *s, sg_stream_geo_entry *e)
-{
-    const char *dash = strchr(s, '-');
-    char a[32], b[32];
-    bool v6a, v6b;
-    if (!dash || (size_t)(dash - s) >= sizeof(a) || strlen(dash + 1) >= sizeof(b)) return false;
-    memcpy(a, s, (size_t)(dash - s));
-    a[dash - s] = 0;
-    strcpy(b, dash + 1);
-    if (!strchr(a, '.') || !strchr(b, '.') || !sg_stream_geo_addr(a, e->lo, &v6a) ||
-        !sg_stream_geo_addr(b, e->hi, &v6b) || v6a || v6b || memcmp(e->lo, e->hi, 16) > 0)
-        return false;
-    e->prefix = -1;
-    return true;
-}
-
+/* One line of a stream geo block: http's geo lines (conf/geo.c), without
+ * `proxy` (nginx's stream geo has none). */
 static bool geo_line(sg_cctx *cx, sg_stream_map *m, const sg_cnode *k)
 {
-    sg_conf *c = cx->c;
     const char *key = k->name.s;
-    if (k->nargs == 0 && strcmp(key, "ranges") == 0) {
-        if (m->ngeo) return sg_cerr(cx, k->name.pos, "\"ranges\" must be before any address in geo");
-        m->geo_ranges = true;
-        return true;
-    }
-    if (k->nargs != 1) return sg_cerr(cx, k->name.pos, "invalid number of the geo parameters");
-    if (strcmp(key, "proxy") == 0 || strcmp(key, "proxy_recursive") == 0)
-        return sg_cerr(cx, k->name.pos, "\"%s\" in geo is not supported yet", key);
-    if (strcmp(key, "default") == 0) {
-        m->has_default = true;
-        return sg_stream_val_compile(c, arg_str(&k->args[0]), k->args[0].pos, &m->def, cx->err, cx->errlen);
-    }
-    sg_stream_geo_entry e = { 0 };
-    bool del = strcmp(key, "delete") == 0;
-    const char *net = del ? k->args[0].s : key;
-    if (!(m->geo_ranges ? geo_range(net, &e) : geo_net(net, &e)))
-        return sg_cerr(cx, del ? k->args[0].pos : k->name.pos, "invalid %s \"%s\"",
-                       m->geo_ranges ? "range" : "network", net);
-    if (del && !m->geo_ranges) {       /* CIDR: the same network goes */
-        size_t j = 0;
-        for (size_t i = 0; i < m->ngeo; i++) {
-            const sg_stream_geo_entry *o = &m->geo_entries[i];
-            if (o->prefix == e.prefix && o->v6 == e.v6 && memcmp(o->lo, e.lo, 16) == 0) continue;
-            m->geo_entries[j++] = *o;
-        }
-        m->ngeo = j;
-        return true;
-    }
-    e.del = del;
-    if (!del && !sg_stream_val_compile(c, arg_str(&k->args[0]), k->args[0].pos, &e.val, cx->err, cx->errlen))
-        return false;
-    m->geo_entries = sg_conf_push(&c->arena, m->geo_entries, m->ngeo, sizeof(e));
-    m->geo_entries[m->ngeo++] = e;
-    return true;
+    if (k->nargs > 1) return sg_cerr(cx, k->name.pos, "invalid number of the geo parameters");
+    if (strcmp(key, "proxy") == 0 || strcmp(key, "proxy_recursive") == 0 || strcmp(key, "volatile") == 0)
+        return sg_cerr(cx, k->name.pos, "\"%s\" in stream geo is not allowed (nginx has it in http only)", key);
+    sg_str v = k->nargs ? arg_str(&k->args[0]) : SG_STR_NULL;
+    return sg_geo_line(m->geo_base, arg_str(&k->name), k->nargs ? &v : NULL, k->name.pos, cx->err, cx->errlen);
 }
 
 bool sg_stream_set_geo(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
@@ -379,6 +292,7 @@ bool sg_stream_set_geo(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     sg_stream_map *m = cx->c->stream->maps[idx];
     if (m->defined) return sg_cerr(cx, dst->pos, "the duplicate \"%s\" variable", dst->s + 1);
     m->defined = m->geo = true;
+    m->geo_base = sg_geo_new(cx->c);
     sg_str src = n->nargs == 2 ? arg_str(&n->args[0]) : SG_STR("$remote_addr");
     if (!sg_stream_val_compile(cx->c, src, n->args[0].pos, &m->source, cx->err, cx->errlen)) return false;
     for (size_t i = 0; i < n->nkids; i++) {

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf/geo.h"
 #include "core/sockaddr.h"
 #include "core/split.h"
 #include "net/tls.h"
@@ -116,25 +117,11 @@ static size_t put_map(char *buf, size_t n, const sg_stream_map *m, ev_ctx *x)
     char src[SG_STREAM_VAL_MAX];
     ev_ctx sub = { x->in, NULL, NULL, 0, x->depth + 1 };
     size_t sn = eval(&m->source, &sub, src, 0);
-    if (m->geo) {
-        src[sn < SG_STREAM_VAL_MAX ? sn : SG_STREAM_VAL_MAX - 1] = 0;
-        unsigned char a[16];
-        bool v6;
-        if (!sg_stream_geo_addr(src, a, &v6)) {   /* not an address: 255.255.255.255, as nginx */
-            sg_stream_geo_addr("255.255.255.255", a, &v6);
-        }
-        const sg_stream_geo_entry *best = NULL;
-        for (size_t i = m->ngeo; i > 0; i--) {   /* the last line first */
-            const sg_stream_geo_entry *e = &m->geo_entries[i - 1];
-            if (e->v6 != v6 || memcmp(a, e->lo, 16) < 0 || memcmp(a, e->hi, 16) > 0) continue;
-            if (m->geo_ranges) {
-                best = e;
-                break;
-            }
-            if (!best || e->prefix > best->prefix) best = e;
-        }
-        if (best && !best->del) return eval(&best->val, &sub, buf, n);
-        return m->has_default ? eval(&m->def, &sub, buf, n) : n;
+    if (m->geo) {                      /* text that is no address: 255.255.255.255, as nginx */
+        struct sockaddr_storage ss;
+        sg_geo_text_addr((sg_str){ src, sn }, &ss);
+        const sg_cval *gv = sg_geo_find(m->geo_base, (const struct sockaddr *)&ss);
+        return gv ? put(buf, n, gv->text.p, gv->text.n) : n;
     }
     if (m->split) {
         size_t i = sg_split_pick(m->split_limit, m->nexact, sg_murmur_hash2(src, sn));
