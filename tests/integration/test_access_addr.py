@@ -523,3 +523,35 @@ def test_geo_with_a_large_range_base(start_proxy, tmp_path):
     assert curl_body(url, source="127.0.0.5") == "r5 late"
     assert curl_body(url, source="127.1.134.160") == "r100000 r100000"
     assert curl_body(url, source="127.1.134.161") == "none none"
+
+
+def test_stream_udp_datagram_from_a_denied_client_is_dropped(start_proxy):
+    port = free_port()
+    p = start_proxy("""
+events {}
+stream {
+  server {
+    listen 127.0.0.1:%d udp;
+    deny 127.0.0.3;
+    return "answer";
+  }
+}
+""" % port, ports=[])
+    # bound once the start is logged (after the listeners, as test_stream_modules waits)
+    wait_for(lambda: "started" in p.stderr or not p.running(), what="streamgate start")
+    denied = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    allowed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        denied.bind(("127.0.0.3", 0))
+        allowed.bind(("127.0.0.2", 0))
+        allowed.settimeout(10)
+        allowed.sendto(b"q", ("127.0.0.1", port))
+        assert allowed.recvfrom(100)[0] == b"answer"
+        denied.sendto(b"q", ("127.0.0.1", port))
+        wait_for(lambda: "access forbidden by rule, client: 127.0.0.3" in p.error_log, what="the denial")
+        denied.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            denied.recvfrom(100)
+    finally:
+        denied.close()
+        allowed.close()
