@@ -1,6 +1,8 @@
-/* geo: see geo.h. Lookups scan the entries: geo blocks in proxy
- * configurations hold tens of networks, where a scan beats building a
- * radix tree. */
+/* geo: see geo.h. Networks are found through a hash of (family, prefix
+ * length, network), trying the prefix lengths in use from the longest
+ * (at most 33 or 129 probes; nginx walks a radix tree); ranges in address
+ * order by binary search, other ranges by a scan. Geo bases of 100,000s
+ * of lines load and answer at once either way. */
 #include "conf/geo.h"
 
 #include <arpa/inet.h>
@@ -17,6 +19,7 @@ typedef struct geo_entry {
     int prefix;                  /* mask length, for the longest match */
     uint32_t lo, hi;             /* `range`: host order, inclusive */
     sg_cval value;
+    bool dead;                   /* a network removed by `delete` (its slot in the index stays) */
 } geo_entry;
 
 struct sg_geo {
@@ -37,6 +40,11 @@ struct sg_geo {
      * (anything else falls back to the scans below). */
     bool unordered;
     uint32_t max_hi;
+    /* networks: the index (entry number + 1 per slot, 0 empty, open
+     * addressing) and the live networks of each prefix length */
+    uint32_t *slots;
+    size_t nslots, nnets;
+    uint32_t cnt4[33], cnt6[129];
 };
 
 sg_geo *sg_geo_new(struct sg_conf *c)
@@ -65,11 +73,6 @@ static int prefix_of(const sg_access_rule *r)
     return n;
 }
 
-static bool same_net(const sg_access_rule *a, const sg_access_rule *b)
-{
-    return a->family == b->family && memcmp(a->addr, b->addr, 16) == 0 && memcmp(a->mask, b->mask, 16) == 0;
-}
-
 static bool parse_v4(const char *s, size_t n, uint32_t *out)
 {
     char buf[INET_ADDRSTRLEN];
@@ -82,6 +85,60 @@ static bool parse_v4(const char *s, size_t n, uint32_t *out)
     return true;
 }
 
+static uint64_t net_hash(int family, int prefix, const uint8_t *addr)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)(family * 131 + prefix);
+    size_t len = family == AF_INET ? 4 : 16;
+    for (size_t i = 0; i < len; i++) h = (h ^ addr[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The slot of network (family, prefix, addr): its entry's, or the empty
+ * one where it would go. */
+static uint32_t *net_slot(const sg_geo *g, int family, int prefix, const uint8_t *addr)
+{
+    size_t mask = g->nslots - 1, len = family == AF_INET ? 4 : 16;
+    for (size_t i = net_hash(family, prefix, addr) & mask;; i = (i + 1) & mask) {
+        uint32_t v = g->slots[i];
+        if (!v) return &g->slots[i];
+        const geo_entry *o = &g->e[v - 1];
+        if (o->net.family == family && o->prefix == prefix && memcmp(o->net.addr, addr, len) == 0)
+            return &g->slots[i];
+    }
+}
+
+static void net_index(sg_geo *g, uint32_t idx)
+{
+    if (2 * (g->nnets + 1) > g->nslots) {
+        uint32_t *old = g->slots;
+        size_t nold = g->nslots;
+        g->nslots = nold ? 2 * nold : 64;
+        g->slots = sg_arena_alloc(&g->c->arena, g->nslots * sizeof(*g->slots));
+        memset(g->slots, 0, g->nslots * sizeof(*g->slots));
+        for (size_t i = 0; i < nold; i++)
+            if (old[i]) {
+                const geo_entry *o = &g->e[old[i] - 1];
+                *net_slot(g, o->net.family, o->prefix, o->net.addr) = old[i];
+            }
+    }
+    const geo_entry *e = &g->e[idx];
+    *net_slot(g, e->net.family, e->prefix, e->net.addr) = idx + 1;
+    g->nnets++;
+}
+
+static const geo_entry *net_get(const sg_geo *g, int family, int prefix, const uint8_t *addr)
+{
+    if (!g->nslots) return NULL;
+    uint32_t v = *net_slot(g, family, prefix, addr);
+    return v ? &g->e[v - 1] : NULL;
+}
+
+static void net_count(sg_geo *g, const geo_entry *e, int by)
+{
+    uint32_t *c = e->net.family == AF_INET ? &g->cnt4[e->prefix] : &g->cnt6[e->prefix];
+    *c = (uint32_t)((int)*c + by);
+}
+
 bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, char *err, size_t errlen)
 {
     char k[128];
@@ -90,6 +147,11 @@ bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, ch
     k[key.n] = '\0';
     if (!value) {
         if (strcmp(k, "ranges") == 0) {
+            if (g->n) {
+                snprintf(err, errlen, "%s:%d:%d: \"ranges\" must be before any address in geo",
+                         pos.file ? pos.file : "", pos.line, pos.col);
+                return false;
+            }
             g->ranges = true;
             return true;
         }
@@ -141,6 +203,26 @@ bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, ch
             !sg_conf_parse_access_rule(buf, false, &e.net, &low))
             goto bad_net;
         e.prefix = prefix_of(&e.net);
+        geo_entry *o = (geo_entry *)net_get(g, e.net.family, e.prefix, e.net.addr);
+        if (del) {
+            if (o && !o->dead) {
+                o->dead = true;
+                net_count(g, o, -1);
+            }
+            return true;
+        }
+        if (o) {                           /* nginx: a duplicate network's new value wins */
+            if (o->dead) net_count(g, o, +1);
+            o->dead = false;
+            o->value = literal(g->c, *value);
+            return true;
+        }
+        e.value = literal(g->c, *value);
+        g->e = sg_conf_push(&g->c->arena, g->e, g->n, sizeof(e));
+        g->e[g->n++] = e;
+        net_index(g, (uint32_t)(g->n - 1));
+        net_count(g, &g->e[g->n - 1], +1);
+        return true;
     }
     if (!del && e.range && !g->unordered && (g->n == 0 || e.lo > g->max_hi)) {
         e.value = literal(g->c, *value);
@@ -150,10 +232,9 @@ bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, ch
         return true;
     }
     if (!del) g->unordered = true;
-    for (size_t i = 0; i < g->n; i++) {
+    for (size_t i = 0; i < g->n; i++) {           /* ranges from here on */
         geo_entry *o = &g->e[i];
-        bool same = e.range ? (o->range && o->lo == e.lo && o->hi == e.hi) : (!o->range && same_net(&o->net, &e.net));
-        if (!same) continue;
+        if (!(o->lo == e.lo && o->hi == e.hi)) continue;
         if (del) {
             memmove(o, o + 1, (g->n - i - 1) * sizeof(*o));
             g->n--;
@@ -206,6 +287,19 @@ static bool net_has(const sg_access_rule *r, const uint8_t *a, int family)
 
 static const sg_cval *find(const sg_geo *g, int family, const uint8_t *a)
 {
+    if (!g->ranges) {                      /* the longest network first */
+        int max = family == AF_INET ? 32 : 128;
+        const uint32_t *cnt = family == AF_INET ? g->cnt4 : g->cnt6;
+        for (int len = max; len >= 0; len--) {
+            if (!cnt[len]) continue;
+            uint8_t k[16] = { 0 };
+            for (int i = 0; i < len / 8; i++) k[i] = a[i];
+            if (len % 8) k[len / 8] = (uint8_t)(a[len / 8] & (0xff << (8 - len % 8)));
+            const geo_entry *o = net_get(g, family, len, k);
+            if (o && !o->dead) return &o->value;
+        }
+        return g->has_default ? &g->def : NULL;
+    }
     const geo_entry *best = NULL;
     uint32_t v4 = family == AF_INET ? ((uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 | a[3]) : 0;
     if (!g->unordered) {                   /* ordered, disjoint ranges only (a delete keeps them so) */
@@ -220,11 +314,7 @@ static const sg_cval *find(const sg_geo *g, int family, const uint8_t *a)
     }
     for (size_t i = 0; i < g->n; i++) {
         const geo_entry *e = &g->e[i];
-        if (e->range) {
-            if (family == AF_INET && v4 >= e->lo && v4 <= e->hi) best = e;   /* the last range wins */
-        } else if (net_has(&e->net, a, family) && (!best || e->prefix >= best->prefix)) {
-            best = e;
-        }
+        if (family == AF_INET && v4 >= e->lo && v4 <= e->hi) best = e;   /* the last range wins */
     }
     if (best) return &best->value;
     return g->has_default ? &g->def : NULL;
