@@ -555,3 +555,25 @@ stream {
     finally:
         denied.close()
         allowed.close()
+
+
+def test_limit_except_takes_allow_and_deny(start_proxy, backend):
+    port = free_port()
+    start_proxy(http_conf("""
+  server {
+    listen 127.0.0.1:%d;
+    location / {
+      limit_except GET {
+        allow 127.0.0.2;
+        deny all;
+      }
+      proxy_pass http://127.0.0.1:%d;
+    }
+  }
+""" % (port, backend.port)))
+    url = "http://127.0.0.1:%d/" % port
+    assert curl_status(url) == 200                                   # GET: not limited
+    for method, source, status in (("POST", "127.0.0.1", 403), ("POST", "127.0.0.2", 200),
+                                   ("DELETE", "127.0.0.3", 403)):
+        with HttpConn(port, source=source) as c:
+            assert c.request(method, "/", body=b"x").status == status, (method, source)
