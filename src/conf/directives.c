@@ -831,14 +831,17 @@ bool sg_conf_parse_access_rule(const char *s, bool deny, sg_access_rule *r, bool
 }
 
 static bool access_other_set(sg_cctx *cx, const sg_cmd *cmd);
-static void access_mark_set(sg_cctx *cx);
+static void access_mark_set(sg_cctx *cx, const sg_cmd *cmd);
 
-static bool set_access(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+/* The list is the command's field: http's location and stream's
+ * server levels use the same setter (sg_access_rule *, then size_t). */
+bool sg_conf_set_access(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
-    sg_loc_conf *lc = base;
+    sg_access_rule **list = (sg_access_rule **)((char *)base + cmd->offset);
+    size_t *count = (size_t *)((char *)base + cmd->offset + sizeof(sg_access_rule *));
     if (cx->first && !access_other_set(cx, cmd)) {
-        lc->access_rules = NULL;
-        lc->naccess_rules = 0;
+        *list = NULL;
+        *count = 0;
     }
     sg_access_rule r;
     bool low_bits;
@@ -846,14 +849,14 @@ static bool set_access(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
         return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
     if (low_bits)
         sg_cnotice(cx, n->args[0].pos, "low address bits of %s are meaningless", n->args[0].s);
-    lc->access_rules = sg_conf_push(&cx->c->arena, lc->access_rules, lc->naccess_rules, sizeof(r));
-    lc->access_rules[lc->naccess_rules++] = r;
-    access_mark_set(cx);
+    *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(r));
+    (*list)[(*count)++] = r;
+    access_mark_set(cx, cmd);
     return true;
 }
 
 /* set_real_ip_from ADDRESS | CIDR | unix: (ngx_http_realip_module) */
-static bool set_realip_from(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_conf_set_realip_from(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     sg_access_rule **list = (sg_access_rule **)((char *)base + cmd->offset);
     size_t *count = (size_t *)((char *)base + cmd->offset + sizeof(sg_access_rule *));
@@ -863,9 +866,28 @@ static bool set_realip_from(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, v
     }
     sg_access_rule r;
     bool low_bits;
-    if (strcmp(n->args[0].s, "all") == 0 ||
-        !sg_conf_parse_access_rule(n->args[0].s, false, &r, &low_bits))
+    if (strcmp(n->args[0].s, "all") == 0)
         return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
+    if (!sg_conf_parse_access_rule(n->args[0].s, false, &r, &low_bits)) {
+        /* issue 10 (access): a host name stands for each of its addresses
+         * (resolved once, at load), as nginx's set_real_ip_from */
+        struct sockaddr_storage *addrs = NULL;
+        socklen_t *lens = NULL;
+        size_t na = 0;
+        if (strchr(n->args[0].s, '/') || !sg_conf_resolve(cx->c, arg_str(&n->args[0]), 0, &addrs, &lens, &na))
+            return sg_cerr(cx, n->args[0].pos, "host not found in set_real_ip_from \"%s\"", n->args[0].s);
+        for (size_t i = 0; i < na; i++) {
+            memset(&r, 0, sizeof(r));
+            r.family = addrs[i].ss_family;
+            size_t alen = r.family == AF_INET ? 4 : 16;
+            memcpy(r.addr, r.family == AF_INET ? (const void *)&((struct sockaddr_in *)&addrs[i])->sin_addr
+                                               : (const void *)&((struct sockaddr_in6 *)&addrs[i])->sin6_addr, alen);
+            memset(r.mask, 0xff, alen);
+            *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(r));
+            (*list)[(*count)++] = r;
+        }
+        return true;
+    }
     if (low_bits)
         sg_cnotice(cx, n->args[0].pos, "low address bits of %s are meaningless", n->args[0].s);
     *list = sg_conf_push(&cx->c->arena, *list, *count, sizeof(r));
@@ -1003,6 +1025,24 @@ static bool set_map(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
     return false;
 }
 
+/* split_clients STRING $variable { PERCENT% VALUE; * VALUE; } */
+static bool set_split_clients(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    const sg_carg *src = &n->args[0], *dst = &n->args[1];
+    if (dst->n < 2 || dst->s[0] != '$')
+        return sg_cerr(cx, dst->pos, "invalid variable name \"%s\"", dst->s);
+    sg_map *m = sg_map_new(cx->c, arg_str(src), src->pos, cx->err, cx->errlen);
+    if (!m) return false;
+    for (size_t i = 0; i < n->nkids; i++) {
+        const sg_cnode *k = &n->kids[i];
+        if (k->block) return sg_cerr(cx, k->name.pos, "unexpected \"{\"");
+        if (k->nargs != 1) return sg_cerr(cx, k->name.pos, "invalid number of arguments in split_clients");
+        if (!sg_map_add_split(m, arg_str(&k->name), arg_str(&k->args[0]), k->name.pos, cx->err, cx->errlen))
+            return false;
+    }
+    return sg_var_define_map(cx->c, (sg_str){ dst->s + 1, dst->n - 1 }, m, cx->err, cx->errlen);
+}
+
 /* geo [$address] $variable { default V; NET V; delete NET; ranges; A-B V; } */
 static bool set_geo(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
@@ -1019,6 +1059,10 @@ static bool set_geo(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
         const sg_cnode *k = &n->kids[i];
         if (k->block) return sg_cerr(cx, k->name.pos, "unexpected \"{\"");
         if (k->nargs > 1) return sg_cerr(cx, k->name.pos, "invalid number of the geo parameters");
+        if (k->nargs == 0 && strcmp(k->name.s, "volatile") == 0) {   /* issue 10: computed at each use */
+            sg_map_set_volatile(m);
+            continue;
+        }
         sg_str v = k->nargs ? arg_str(&k->args[0]) : SG_STR_NULL;
         if (!sg_geo_line(g, arg_str(&k->name), k->nargs ? &v : NULL, k->name.pos, cx->err, cx->errlen))
             return false;
@@ -1696,12 +1740,12 @@ static const sg_cmd cmds[] = {
     { "hash", U, SG_ARG12, set_http_hash, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "random", U, SG_ARG0 | SG_ARG12, sg_conf_set_random, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     /* real client address (ngx_http_realip_module) */
-    { "set_real_ip_from", HSL, A1, set_realip_from, LOC_RANGE(SG_CF_MULTI, realip_from, nrealip_from), NULL },
+    { "set_real_ip_from", HSL, A1, sg_conf_set_realip_from, LOC_RANGE(SG_CF_MULTI, realip_from, nrealip_from), NULL },
     { "real_ip_header", HSL, A1, set_str, LOC(realip_header), NULL },
     { "real_ip_recursive", HSL, A1, sg_conf_set_flag, LOC(realip_recursive), NULL },
     /* access control (ngx_http_access_module) */
-    { "allow", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
-    { "deny", HSL, A1, set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "allow", HSL, A1, sg_conf_set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "deny", HSL, A1, sg_conf_set_access, LOC_RANGE(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "zone", U, SG_ARG12, sg_conf_set_zone, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     /* gzip (conf/gzip_conf.c, proxy/gzip_filter.c) */
     { "gzip", HSL, A1, sg_conf_set_flag, LOC(gzip), NULL },
@@ -1804,27 +1848,12 @@ static const sg_cmd cmds[] = {
      * is conf/vars.c's and exchange/vars.c's */
     { "limit_rate", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
     { "limit_rate_after", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
+    /* access (issue 10): split_clients (ngx_http_split_clients_module) */
+    { "split_clients", H, SG_ARG2 | BLK, set_split_clients, NONE, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 _Static_assert(NCMDS <= SG_MAX_CMDS - SG_STREAM_MAX_CMDS, "raise SG_MAX_CMDS");
-
-/* Whether the other of allow/deny already added rules at this level. */
-static bool access_other_set(sg_cctx *cx, const sg_cmd *cmd)
-{
-    for (size_t i = 0; i < NCMDS; i++)
-        if (cmds[i].set == set_access && &cmds[i] != cmd && (cx->cur->set[i / 8] & (1u << (i % 8))))
-            return true;
-    return false;
-}
-
-/* Both directives count as set at this level, so neither inherits over
- * the list the level wrote. */
-static void access_mark_set(sg_cctx *cx)
-{
-    for (size_t i = 0; i < NCMDS; i++)
-        if (cmds[i].set == set_access) cx->cur->set[i / 8] |= (unsigned char)(1u << (i % 8));
-}
 
 /* nginx directives streamgate does not have yet: "NAME" directive is not
  * supported yet. Written in stream{}, they are "not allowed here" (nginx
@@ -1841,7 +1870,7 @@ static const char *const later_exact[] = {
     "msie_refresh", "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead",
-    "sticky", "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
+    "sticky", "health_check", "ntlm", "queue", "ssi", "sub_filter",
     "mirror", "empty_gif",
     "gzip_static",   /* gzip: ngx_http_gzip_static_module */
     NULL,
@@ -1864,6 +1893,34 @@ static const sg_cmd_module http_module = {
  * maps) counts on from the lines of the tables before its own. */
 static const sg_cmd_module *const modules[] = { &http_module, &sg_stream_module };
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))
+
+/* Whether the other of allow/deny already added rules at this level
+ * (http's table or stream's: a command's bit counts on over both). */
+static bool access_other_set(sg_cctx *cx, const sg_cmd *cmd)
+{
+    size_t idx = 0;
+    for (size_t m = 0; m < NMODULES; m++)
+        for (size_t i = 0; i < modules[m]->ncmds; i++, idx++) {
+            const sg_cmd *o = &modules[m]->cmds[i];
+            if (o->set == sg_conf_set_access && o != cmd && o->target == cmd->target &&
+                (cx->cur->set[idx / 8] & (1u << (idx % 8))))
+                return true;
+        }
+    return false;
+}
+
+/* Both directives count as set at this level, so neither inherits over
+ * the list the level wrote. */
+static void access_mark_set(sg_cctx *cx, const sg_cmd *cmd)
+{
+    size_t idx = 0;
+    for (size_t m = 0; m < NMODULES; m++)
+        for (size_t i = 0; i < modules[m]->ncmds; i++, idx++) {
+            const sg_cmd *o = &modules[m]->cmds[i];
+            if (o->set == sg_conf_set_access && o->target == cmd->target)
+                cx->cur->set[idx / 8] |= (unsigned char)(1u << (idx % 8));
+        }
+}
 
 static bool is_later(const sg_cmd_module *m, const char *name)
 {

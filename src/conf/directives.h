@@ -61,7 +61,7 @@ enum {
 /* Bits per level: one per command of every table together; the http
  * table leaves SG_STREAM_MAX_CMDS of them to the stream one. */
 #define SG_MAX_CMDS 512
-#define SG_STREAM_MAX_CMDS 64
+#define SG_STREAM_MAX_CMDS 96
 
 typedef struct sg_cctx sg_cctx;
 typedef struct sg_cmd sg_cmd;
@@ -233,6 +233,14 @@ bool sg_conf_set_zone(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *b
 /* "192.168.1.0/24", "::1", "unix:", "all" into *r; false when invalid.
  * *low_bits: the address had bits outside its mask (cleared). */
 bool sg_conf_parse_access_rule(const char *s, bool deny, sg_access_rule *r, bool *low_bits);
+
+/* allow / deny (http and stream): the field is an sg_access_rule * then a
+ * size_t count; both directives fill the one list, so a level with either
+ * replaces what it inherits. */
+bool sg_conf_set_access(sg_cctx *cx, const struct sg_cnode *n, const sg_cmd *cmd, void *base);
+
+/* set_real_ip_from (http and stream): the same field layout. */
+bool sg_conf_set_realip_from(sg_cctx *cx, const struct sg_cnode *n, const sg_cmd *cmd, void *base);
 /* After an upstream block: hash and random refuse `backup` servers, as nginx. */
 bool sg_conf_check_backup(sg_cctx *cx, const sg_upstream_conf *u);
 

@@ -25,8 +25,15 @@ bool sg_geo_line(sg_geo *g, sg_str key, const sg_str *value, sg_conf_pos pos, ch
  * as IPv4. */
 const sg_cval *sg_geo_find(const sg_geo *g, const struct sockaddr *addr);
 
-/* An address given as text (geo $address $var): nginx treats text that
- * is no address as 255.255.255.255. */
-const sg_cval *sg_geo_find_text(const sg_geo *g, sg_str text);
+/* proxy / proxy_recursive (issue 10): how many `proxy` networks the
+ * block has, and whether one is in sg_geo_proxy_trusted's list (arg: the
+ * sg_geo; the callback of exchange/forwarded.h). */
+size_t sg_geo_proxies(const sg_geo *g, bool *recursive);
+bool sg_geo_proxy_trusted(const void *arg, const struct sockaddr *sa);
+
+/* The address geo looks up for a text value (geo $address $var): the
+ * text's IPv4 or IPv6 address, else 255.255.255.255, as nginx. */
+struct sockaddr_storage;
+void sg_geo_text_addr(sg_str text, struct sockaddr_storage *ss);
 
 #endif

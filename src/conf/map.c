@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "conf/parser.h"
+#include "core/split.h"
 
 typedef struct map_entry {
     sg_str key;                 /* exact: lowercased; wildcard: without "*." / ".*" */
@@ -33,6 +35,12 @@ struct sg_map {
     entry_list head, tail, regex;
     struct sg_geo *geo;         /* a geo block: keys are addresses (conf/geo.h) */
     bool geo_client;            /* geo without $address: the client address itself */
+    /* split_clients (issue 10, access): parts by percentage (core/split.h) */
+    bool split;
+    uint32_t *split_bound;
+    sg_cval *split_value;
+    size_t nsplit;
+    uint64_t split_sum, split_last;
 };
 
 static unsigned char lower(unsigned char ch)
@@ -232,8 +240,37 @@ const sg_cval *sg_map_source(const sg_map *m)
     return &m->source;
 }
 
+bool sg_map_add_split(sg_map *m, sg_str pct, sg_str value, sg_conf_pos pos, char *err, size_t errlen)
+{
+    char msg[256];
+    long p = 0;
+    if (!sg_str_eq_lit(pct, "*") && (p = sg_split_percent(pct.p, pct.n)) <= 0) {
+        snprintf(msg, sizeof(msg), "invalid percent value \"%.*s\"", (int)pct.n, pct.p);
+        perr(err, errlen, pos, msg);
+        return false;
+    }
+    uint32_t bound;
+    if (!sg_split_bound(p, &m->split_sum, &m->split_last, &bound)) {
+        perr(err, errlen, pos, "percent total is greater than 100%");
+        return false;
+    }
+    m->split = true;
+    m->split_bound = sg_conf_push(&m->c->arena, m->split_bound, m->nsplit, sizeof(*m->split_bound));
+    m->split_value = sg_conf_push(&m->c->arena, m->split_value, m->nsplit, sizeof(*m->split_value));
+    sg_cval cv = { 0 };
+    cv.literal = true;                 /* nginx: the value is a plain string */
+    cv.text = sg_arena_str(&m->c->arena, value);
+    m->split_bound[m->nsplit] = bound;
+    m->split_value[m->nsplit++] = cv;
+    return true;
+}
+
 const sg_cval *sg_map_find(const sg_map *m, sg_str v, sg_map_match_fn match, void *arg)
 {
+    if (m->split) {
+        size_t i = sg_split_pick(m->split_bound, m->nsplit, sg_murmur_hash2(v.p, v.n));
+        return i < m->nsplit ? &m->split_value[i] : NULL;
+    }
     if (m->hostnames && v.n && v.p[v.n - 1] == '.') v.n--;
     if (m->nexact) {
         map_entry *e = *exact_slot(m, v);

@@ -34,6 +34,11 @@ const struct sg_geo *sg_map_geo(const sg_map *m, bool *client_address);
 void sg_map_set_volatile(sg_map *m);
 bool sg_map_is_volatile(const sg_map *m);
 
+/* split_clients: one part, "PERCENT%" or "*", and its value (a plain
+ * string, as nginx's); sg_map_find then picks by the value's MurmurHash2
+ * (core/split.h). False + err on a bad percent or a total over 100%. */
+bool sg_map_add_split(sg_map *m, sg_str pct, sg_str value, sg_conf_pos pos, char *err, size_t errlen);
+
 /* What the evaluator reads: the value matched (the first argument), and
  * the value chosen for `v` (that value, evaluated), in nginx's order;
  * regex keys are tried with match(re, v, arg), which may record the

@@ -443,6 +443,10 @@ static const sg_cmd cmds[] = {
     { "proxy_protocol_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(proxy_protocol_timeout_ms), NULL },
     /* real client address (issue 10) */
     { "proxy_protocol_version", SS, SG_ARG1, set_proxy_protocol_version, PX(proxy_protocol_version), NULL },
+    /* access (issue 10): ngx_stream_access_module, ngx_stream_realip_module */
+    { "allow", SS, SG_ARG1, sg_conf_set_access, PXR(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "deny", SS, SG_ARG1, sg_conf_set_access, PXR(SG_CF_MULTI, access_rules, naccess_rules), NULL },
+    { "set_real_ip_from", SS, SG_ARG1, sg_conf_set_realip_from, PXR(SG_CF_MULTI, realip_from, nrealip_from), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -455,7 +459,7 @@ static const char *const later_exact[] = {
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
 
-    "allow", "deny", "ssl", "set_real_ip_from", "pass", "server_name", "server_names_hash_max_size",
+    "ssl", "pass", "server_name", "server_names_hash_max_size",
     "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",
     "match", "keyval", "keyval_zone", "mqtt", "limit_conn_zone", "limit_conn", NULL,
 };

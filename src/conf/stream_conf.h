@@ -47,6 +47,8 @@ typedef enum sg_stream_var {
     SG_SVAR_PROXY_PROTOCOL_SERVER_ADDR, SG_SVAR_PROXY_PROTOCOL_SERVER_PORT,
     /* real client address (issue 10): $proxy_protocol_tlv_NAME (the part's lit is NAME) */
     SG_SVAR_PROXY_PROTOCOL_TLV,
+    /* access (issue 10): set_real_ip_from: the connection's own peer */
+    SG_SVAR_REALIP_REMOTE_ADDR, SG_SVAR_REALIP_REMOTE_PORT,
 } sg_stream_var;
 
 typedef struct sg_stream_val_part {
@@ -74,15 +76,6 @@ typedef struct sg_stream_map_entry {
     sg_stream_val val;
 } sg_stream_map_entry;
 
-/* One line of a geo block: addresses lo..hi (IPv4 as ::ffff:a.b.c.d). */
-typedef struct sg_stream_geo_entry {
-    unsigned char lo[16], hi[16];
-    int prefix;                        /* CIDR: prefix length in the 128-bit space (longest wins) */
-    bool v6;                           /* an IPv6 network (IPv4 clients never match it) */
-    bool del;                          /* ranges: `delete lo-hi` (a later line wins) */
-    sg_stream_val val;
-} sg_stream_geo_entry;
-
 typedef struct sg_stream_map {
     sg_str name;                       /* the variable, without '$' */
     bool defined;                      /* false: used before (or without) its map block */
@@ -97,11 +90,10 @@ typedef struct sg_stream_map {
      * exact[i].val (0: the "*" part, takes the rest) */
     bool split;
     uint32_t *split_limit;
-    /* geo: the source parsed as an address; CIDR lines (longest prefix)
-     * or, with `ranges`, ranges where the last line holding it decides */
-    bool geo, geo_ranges;
-    sg_stream_geo_entry *geo_entries;
-    size_t ngeo;
+    /* geo: the source parsed as an address, looked up in http's geo
+     * tables (conf/geo.h: one implementation for both, issue 10) */
+    bool geo;
+    struct sg_geo *geo_base;
 } sg_stream_map;
 
 /* set $var VALUE (ngx_stream_set_module): var is an index in sg_stream_conf.maps. */
@@ -155,6 +147,13 @@ typedef struct sg_stream_proxy_conf {
     uint32_t proxy_protocol_timeout_ms;   /* listen ... proxy_protocol: the header's deadline; default 30 s */
     /* real client address (issue 10) */
     int proxy_protocol_version;        /* proxy_protocol_version 1|2 (streamgate): the header sent; default 1 */
+    /* access control and the real address (issue 10, access): allow/deny
+     * (one list, a level with either replaces the inherited one), and
+     * set_real_ip_from (the PROXY header's source replaces a trusted peer) */
+    sg_access_rule *access_rules;
+    size_t naccess_rules;
+    sg_access_rule *realip_from;
+    size_t nrealip_from;
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {
@@ -221,10 +220,6 @@ bool sg_stream_set_split_clients(struct sg_cctx *cx, const struct sg_cnode *n, c
 
 /* geo [SOURCE] $VAR { ... } (stream_vars.c). */
 bool sg_stream_set_geo(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);
-
-/* An address as geo compares it: IPv4 (and IPv4-mapped IPv6) as
- * ::ffff:a.b.c.d with *v6 false. False if the text is no address. */
-bool sg_stream_geo_addr(const char *text, unsigned char out[16], bool *v6);
 
 /* set $var VALUE (stream_vars.c). */
 bool sg_stream_set_set(struct sg_cctx *cx, const struct sg_cnode *n, const struct sg_cmd *cmd, void *base);

@@ -11,6 +11,8 @@
 
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
+#include "conf/geo.h"
+#include "core/split.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -42,6 +44,8 @@ static const struct { const char *name; sg_stream_var var; } svars[] = {
     { "proxy_protocol_addr", SG_SVAR_PROXY_PROTOCOL_ADDR }, { "proxy_protocol_port", SG_SVAR_PROXY_PROTOCOL_PORT },
     { "proxy_protocol_server_addr", SG_SVAR_PROXY_PROTOCOL_SERVER_ADDR },
     { "proxy_protocol_server_port", SG_SVAR_PROXY_PROTOCOL_SERVER_PORT },
+    /* access (issue 10) */
+    { "realip_remote_addr", SG_SVAR_REALIP_REMOTE_ADDR }, { "realip_remote_port", SG_SVAR_REALIP_REMOTE_PORT },
 };
 
 static bool var_char(char ch)
@@ -231,23 +235,6 @@ bool sg_stream_set_map(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     return true;
 }
 
-/* "51.2%" -> 5120 (hundredths of a percent, as nginx's ngx_atofp(.., 2)); -1 if invalid. */
-static long percent(const char *s, size_t n)
-{
-    if (n < 2 || s[n - 1] != '%') return -1;
-    long v = 0;
-    int frac = -1;
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (s[i] == '.' && frac < 0) { frac = 0; continue; }
-        if (s[i] < '0' || s[i] > '9' || frac >= 2) return -1;
-        v = v * 10 + (s[i] - '0');
-        if (frac >= 0) frac++;
-        if (v > 100000) return -1;
-    }
-    for (int f = frac < 0 ? 0 : frac; f < 2; f++) v *= 10;
-    return v;
-}
-
 bool sg_stream_set_split_clients(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const sg_carg *src = &n->args[0], *dst = &n->args[1];
@@ -267,18 +254,14 @@ bool sg_stream_set_split_clients(sg_cctx *cx, const sg_cnode *n, const sg_cmd *c
         const sg_cnode *k = &n->kids[i];
         if (k->block || k->nargs != 1) return sg_cerr(cx, k->name.pos, "invalid number of arguments in split_clients");
         long pct = 0;
-        if (strcmp(k->name.s, "*") != 0 && (pct = percent(k->name.s, k->name.n)) <= 0)
+        if (strcmp(k->name.s, "*") != 0 && (pct = sg_split_percent(k->name.s, k->name.n)) <= 0)
             return sg_cerr(cx, k->name.pos, "invalid percent value \"%s\"", k->name.s);
-        sum += (uint64_t)pct;
-        if (sum > 10000) return sg_cerr(cx, k->name.pos, "percent total is greater than 100%%");
+        uint32_t limit;
+        if (!sg_split_bound(pct, &sum, &last, &limit))
+            return sg_cerr(cx, k->name.pos, "percent total is greater than 100%%");
         sg_stream_map_entry e = { 0 };
         if (!sg_stream_val_compile(cx->c, arg_str(&k->args[0]), k->args[0].pos, &e.val, cx->err, cx->errlen))
             return false;
-        uint32_t limit = 0;
-        if (pct) {
-            last += (uint64_t)pct * 0xffffffffu / 10000;
-            limit = (uint32_t)last;
-        }
         m->exact = sg_conf_push(&cx->c->arena, m->exact, m->nexact, sizeof(e));
         m->split_limit = sg_conf_push(&cx->c->arena, m->split_limit, m->nexact, sizeof(uint32_t));
         m->split_limit[m->nexact] = limit;
@@ -289,104 +272,16 @@ bool sg_stream_set_split_clients(sg_cctx *cx, const sg_cnode *n, const sg_cmd *c
 
 /* ---------------- geo ---------------- */
 
-bool sg_stream_geo_addr(const char *text, unsigned char out[16], bool *v6)
-{
-    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-    memcpy(out, mapped, 12);
-    if (inet_pton(AF_INET, text, out + 12) == 1) {
-        *v6 = false;
-        return true;
-    }
-    if (inet_pton(AF_INET6, text, out) != 1) return false;
-    *v6 = memcmp(out, mapped, 12) != 0;
-    return true;
-}
-
-/* "a.b.c.d/len", "a.b.c.d", "v6/len" into lo..hi; false if invalid. */
-static bool geo_net(const char *s, sg_stream_geo_entry *e)
-{
-    char addr[64];
-    const char *slash = strchr(s, '/');
-    size_t n = slash ? (size_t)(slash - s) : strlen(s);
-    if (n == 0 || n >= sizeof(addr)) return false;
-    memcpy(addr, s, n);
-    addr[n] = 0;
-    if (!sg_stream_geo_addr(addr, e->lo, &e->v6)) return false;
-    int max = e->v6 ? 128 : 32, len = max;
-    if (slash) {
-        char *end;
-        long v = strtol(slash + 1, &end, 10);
-        if (*end || end == slash + 1 || v < 0 || v > max) return false;
-        len = (int)v;
-    }
-    e->prefix = len + (e->v6 ? 0 : 96);
-    for (int b = 0; b < 128; b++) {    /* host bits: cleared in lo, set in hi */
-        unsigned char bit = (unsigned char)(0x80 >> (b % 8));
-        if (b < e->prefix) {
-            e->hi[b / 8] = (unsigned char)((e->hi[b / 8] & ~bit) | (e->lo[b / 8] & bit));
-        } else {
-            e->lo[b / 8] &= (unsigned char)~bit;
-            e->hi[b / 8] |= bit;
-        }
-    }
-    return true;
-}
-
-/* "a.b.c.d-e.f.g.h" (IPv4 only, as nginx). */
-static bool geo_range(const char *s, sg_stream_geo_entry *e)
-{
-    const char *dash = strchr(s, '-');
-    char a[32], b[32];
-    bool v6a, v6b;
-    if (!dash || (size_t)(dash - s) >= sizeof(a) || strlen(dash + 1) >= sizeof(b)) return false;
-    memcpy(a, s, (size_t)(dash - s));
-    a[dash - s] = 0;
-    strcpy(b, dash + 1);
-    if (!strchr(a, '.') || !strchr(b, '.') || !sg_stream_geo_addr(a, e->lo, &v6a) ||
-        !sg_stream_geo_addr(b, e->hi, &v6b) || v6a || v6b || memcmp(e->lo, e->hi, 16) > 0)
-        return false;
-    e->prefix = -1;
-    return true;
-}
-
+/* One line of a stream geo block: http's geo lines (conf/geo.c), without
+ * `proxy` (nginx's stream geo has none). */
 static bool geo_line(sg_cctx *cx, sg_stream_map *m, const sg_cnode *k)
 {
-    sg_conf *c = cx->c;
     const char *key = k->name.s;
-    if (k->nargs == 0 && strcmp(key, "ranges") == 0) {
-        if (m->ngeo) return sg_cerr(cx, k->name.pos, "\"ranges\" must be before any address in geo");
-        m->geo_ranges = true;
-        return true;
-    }
-    if (k->nargs != 1) return sg_cerr(cx, k->name.pos, "invalid number of the geo parameters");
-    if (strcmp(key, "proxy") == 0 || strcmp(key, "proxy_recursive") == 0)
-        return sg_cerr(cx, k->name.pos, "\"%s\" in geo is not supported yet", key);
-    if (strcmp(key, "default") == 0) {
-        m->has_default = true;
-        return sg_stream_val_compile(c, arg_str(&k->args[0]), k->args[0].pos, &m->def, cx->err, cx->errlen);
-    }
-    sg_stream_geo_entry e = { 0 };
-    bool del = strcmp(key, "delete") == 0;
-    const char *net = del ? k->args[0].s : key;
-    if (!(m->geo_ranges ? geo_range(net, &e) : geo_net(net, &e)))
-        return sg_cerr(cx, del ? k->args[0].pos : k->name.pos, "invalid %s \"%s\"",
-                       m->geo_ranges ? "range" : "network", net);
-    if (del && !m->geo_ranges) {       /* CIDR: the same network goes */
-        size_t j = 0;
-        for (size_t i = 0; i < m->ngeo; i++) {
-            const sg_stream_geo_entry *o = &m->geo_entries[i];
-            if (o->prefix == e.prefix && o->v6 == e.v6 && memcmp(o->lo, e.lo, 16) == 0) continue;
-            m->geo_entries[j++] = *o;
-        }
-        m->ngeo = j;
-        return true;
-    }
-    e.del = del;
-    if (!del && !sg_stream_val_compile(c, arg_str(&k->args[0]), k->args[0].pos, &e.val, cx->err, cx->errlen))
-        return false;
-    m->geo_entries = sg_conf_push(&c->arena, m->geo_entries, m->ngeo, sizeof(e));
-    m->geo_entries[m->ngeo++] = e;
-    return true;
+    if (k->nargs > 1) return sg_cerr(cx, k->name.pos, "invalid number of the geo parameters");
+    if (strcmp(key, "proxy") == 0 || strcmp(key, "proxy_recursive") == 0 || strcmp(key, "volatile") == 0)
+        return sg_cerr(cx, k->name.pos, "\"%s\" in stream geo is not allowed (nginx has it in http only)", key);
+    sg_str v = k->nargs ? arg_str(&k->args[0]) : SG_STR_NULL;
+    return sg_geo_line(m->geo_base, arg_str(&k->name), k->nargs ? &v : NULL, k->name.pos, cx->err, cx->errlen);
 }
 
 bool sg_stream_set_geo(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
@@ -402,6 +297,7 @@ bool sg_stream_set_geo(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *
     sg_stream_map *m = cx->c->stream->maps[idx];
     if (m->defined) return sg_cerr(cx, dst->pos, "the duplicate \"%s\" variable", dst->s + 1);
     m->defined = m->geo = true;
+    m->geo_base = sg_geo_new(cx->c);
     sg_str src = n->nargs == 2 ? arg_str(&n->args[0]) : SG_STR("$remote_addr");
     if (!sg_stream_val_compile(cx->c, src, n->args[0].pos, &m->source, cx->err, cx->errlen)) return false;
     for (size_t i = 0; i < n->nkids; i++) {

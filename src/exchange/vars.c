@@ -25,6 +25,7 @@
 #include "conf/directives.h"
 #include "core/sockaddr.h"
 #include "conf/geo.h"
+#include "exchange/forwarded.h"
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
 #include "net/proxy_protocol.h"
@@ -763,8 +764,20 @@ sg_str sg_map_eval(const sg_map *m, sg_http_req *r)
     bool client;
     const sg_geo *g = sg_map_geo(m, &client);
     if (g) {
-        const sg_cval *gv = client ? sg_geo_find(g, r->peer)
-                                   : sg_geo_find_text(g, sg_cval_eval(sg_map_source(m), r));
+        struct sockaddr_storage ss, fwd;
+        const struct sockaddr *a = r->peer;
+        if (!client) {
+            sg_geo_text_addr(sg_cval_eval(sg_map_source(m), r), &ss);
+            a = (const struct sockaddr *)&ss;
+        }
+        /* proxy: the address a trusted proxy forwarded (X-Forwarded-For) */
+        bool recursive;
+        if (a && sg_geo_proxies(g, &recursive) && sg_geo_proxy_trusted(g, a)) {
+            sg_str xff = sg_forwarded_values(r, SG_STR("X-Forwarded-For"));
+            if (xff.p && sg_forwarded_addr(xff, recursive, sg_geo_proxy_trusted, g, &fwd))
+                a = (const struct sockaddr *)&fwd;
+        }
+        const sg_cval *gv = sg_geo_find(g, a);
         return gv ? sg_cval_eval(gv, r) : EMPTY;
     }
     sg_str v = sg_cval_eval(sg_map_source(m), r);

@@ -38,6 +38,7 @@
 #include "net/ssl_preread.h"
 #include "net/tls.h"
 #include "observe/access_log.h"
+#include "proxy/access.h"
 #include "proxy/stream_vars.h"
 #include "proxy/tunnel.h"
 #include "upstream/pool.h"
@@ -102,6 +103,8 @@ typedef struct sp_session {
     uint64_t *tried;             /* sg_balancer_tried_words() words */
     char key[SG_STREAM_VAL_MAX]; /* the hash key, if the upstream uses `hash` */
     struct sockaddr_storage *pp;     /* listen ... proxy_protocol: the header's addresses and TLVs (info.pp_*) */
+    /* access (issue 10): set_real_ip_from: the connection's own peer (info.realip_peer) */
+    struct sockaddr_storage realip_peer;
 } sp_session;
 
 /* ---- values of stream{} (the hash key) for a connection ---- */
@@ -844,6 +847,42 @@ static void step_preread(sp_session *s)
     }
 }
 
+/* ---------------- nginx's post-accept and access phases ---------------- */
+
+/* set_real_ip_from (ngx_stream_realip_module): a trusted peer that sent a
+ * PROXY header with addresses is replaced by the header's source, which
+ * $remote_addr, geo, hash and allow/deny then see. */
+static void apply_realip(sp_session *s)
+{
+    const sg_stream_proxy_conf *pc = &s->srv->proxy;
+    const struct sockaddr *src = s->info.pp_src;
+    if (!pc->nrealip_from || !src || (src->sa_family != AF_INET && src->sa_family != AF_INET6)) return;
+    const struct sockaddr *peer = (const struct sockaddr *)&s->client_addr;
+    bool trusted = false;
+    for (size_t i = 0; i < pc->nrealip_from && !trusted; i++) {
+        sg_access_rule r = pc->realip_from[i];
+        r.deny = true;                 /* "matches" is what we ask */
+        trusted = !sg_access_allows(&r, 1, peer);
+    }
+    if (!trusted) return;
+    s->realip_peer = s->client_addr;
+    s->client_addr = s->pp[0];
+    s->info.realip_peer = (const struct sockaddr *)&s->realip_peer;
+}
+
+/* allow / deny (ngx_stream_access_module): false after ending the session
+ * (status 403: the client is closed without a byte, as nginx). */
+static bool access_ok(sp_session *s)
+{
+    const sg_stream_proxy_conf *pc = &s->srv->proxy;
+    if (!pc->naccess_rules || sg_access_allows(pc->access_rules, pc->naccess_rules, s->info.client)) return true;
+    char client[64];
+    sg_sockaddr_host(s->info.client, client, sizeof(client));
+    sg_log_error("access forbidden by rule, client: %s", client);
+    session_free(s, 403);
+    return false;
+}
+
 /* ---------------- accepting ---------------- */
 
 static bool is_wildcard(const struct sockaddr *sa)
@@ -890,6 +929,7 @@ void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
     sg_timer_init(&s->timer, on_timer);
     sg_deferred_init(&s->reap, on_reap);
     s->node.shutdown = on_shutdown;
+    apply_realip(s);
     sg_stream_sets_apply(srv, &s->info);
     sg_worker_gen_hold(w, s->gen);
     sg_worker_conn_add(w, &s->node);
@@ -898,6 +938,7 @@ void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
         session_free(s, 500);
         return;
     }
+    if (!access_ok(s)) return;
     if (g->ssl) {
         const sg_stream_proxy_conf *pc = &srv->proxy;
         s->tls = sg_tls_server_new_ctx(pc->ssl.ctx, fd, peer, pc->alpn, pc->alpn_len);
@@ -1047,6 +1088,7 @@ void sg_stream_udp_datagram(sg_worker *w, const sg_listen_group *g, int lfd, con
     s->udp_next = udp_sessions;
     udp_sessions = s;
     s->udp_linked = true;
+    if (!access_ok(s)) return;         /* the datagram is dropped; the next one is checked again */
     if (srv->ret) {                    /* the value is the reply datagram */
         char v[SG_STREAM_VAL_MAX];
         size_t len = sg_stream_eval(srv->ret, &s->info, v);

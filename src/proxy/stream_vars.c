@@ -14,8 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf/geo.h"
 #include "core/log.h"
 #include "core/sockaddr.h"
+#include "core/split.h"
 #include "net/proxy_protocol.h"
 #include "net/tls.h"
 
@@ -111,31 +113,6 @@ static size_t put_time(char *buf, size_t n, int var)
     return puts_(buf, n, tmp);
 }
 
-/* nginx's ngx_murmur_hash2 (split_clients must split as nginx does). */
-static uint32_t murmur2(const unsigned char *data, size_t len)
-{
-    uint32_t h = (uint32_t)len, k;
-    while (len >= 4) {
-        k = data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 | (uint32_t)data[3] << 24;
-        k *= 0x5bd1e995;
-        k ^= k >> 24;
-        k *= 0x5bd1e995;
-        h *= 0x5bd1e995;
-        h ^= k;
-        data += 4;
-        len -= 4;
-    }
-    switch (len) {
-    case 3: h ^= (uint32_t)data[2] << 16; /* fall through */
-    case 2: h ^= (uint32_t)data[1] << 8;  /* fall through */
-    case 1: h ^= data[0]; h *= 0x5bd1e995;
-    }
-    h ^= h >> 13;
-    h *= 0x5bd1e995;
-    h ^= h >> 15;
-    return h;
-}
-
 /* A map's value: exact keys, then regexes in order, then the default. */
 static size_t put_map(char *buf, size_t n, const sg_stream_map *m, ev_ctx *x)
 {
@@ -143,31 +120,15 @@ static size_t put_map(char *buf, size_t n, const sg_stream_map *m, ev_ctx *x)
     char src[SG_STREAM_VAL_MAX];
     ev_ctx sub = { x->in, NULL, NULL, 0, x->depth + 1 };
     size_t sn = eval(&m->source, &sub, src, 0);
-    if (m->geo) {
-        src[sn < SG_STREAM_VAL_MAX ? sn : SG_STREAM_VAL_MAX - 1] = 0;
-        unsigned char a[16];
-        bool v6;
-        if (!sg_stream_geo_addr(src, a, &v6)) {   /* not an address: 255.255.255.255, as nginx */
-            sg_stream_geo_addr("255.255.255.255", a, &v6);
-        }
-        const sg_stream_geo_entry *best = NULL;
-        for (size_t i = m->ngeo; i > 0; i--) {   /* the last line first */
-            const sg_stream_geo_entry *e = &m->geo_entries[i - 1];
-            if (e->v6 != v6 || memcmp(a, e->lo, 16) < 0 || memcmp(a, e->hi, 16) > 0) continue;
-            if (m->geo_ranges) {
-                best = e;
-                break;
-            }
-            if (!best || e->prefix > best->prefix) best = e;
-        }
-        if (best && !best->del) return eval(&best->val, &sub, buf, n);
-        return m->has_default ? eval(&m->def, &sub, buf, n) : n;
+    if (m->geo) {                      /* text that is no address: 255.255.255.255, as nginx */
+        struct sockaddr_storage ss;
+        sg_geo_text_addr((sg_str){ src, sn }, &ss);
+        const sg_cval *gv = sg_geo_find(m->geo_base, (const struct sockaddr *)&ss);
+        return gv ? put(buf, n, gv->text.p, gv->text.n) : n;
     }
     if (m->split) {
-        uint32_t h = murmur2((const unsigned char *)src, sn);
-        for (size_t i = 0; i < m->nexact; i++)
-            if (h < m->split_limit[i] || m->split_limit[i] == 0) return eval(&m->exact[i].val, &sub, buf, n);
-        return n;
+        size_t i = sg_split_pick(m->split_limit, m->nexact, sg_murmur_hash2(src, sn));
+        return i < m->nexact ? eval(&m->exact[i].val, &sub, buf, n) : n;
     }
     for (size_t i = 0; i < m->nexact; i++)
         if (m->exact[i].key.n == sn && memcmp(m->exact[i].key.p, src, sn) == 0)
@@ -282,6 +243,12 @@ static size_t put_var(char *buf, size_t n, const sg_stream_val_part *p, ev_ctx *
         if (rc < 0) sg_log_error("unknown PROXY protocol TLV \"%.*s\"", (int)p->lit.n, p->lit.p);
         return rc > 0 ? put(buf, n, v, vlen) : n;
     }
+    case SG_SVAR_REALIP_REMOTE_ADDR:
+        sg_sockaddr_host(in->realip_peer ? in->realip_peer : client, tmp, sizeof(tmp));
+        return puts_(buf, n, tmp);
+    case SG_SVAR_REALIP_REMOTE_PORT:
+        snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(in->realip_peer ? in->realip_peer : client));
+        return puts_(buf, n, tmp);
     case SG_SVAR_CAPTURE:
         if (x->ovec && p->arg < x->ncap && x->ovec[2 * p->arg] != PCRE2_UNSET)
             return put(buf, n, x->subj + x->ovec[2 * p->arg], x->ovec[2 * p->arg + 1] - x->ovec[2 * p->arg]);

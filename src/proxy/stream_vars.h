@@ -53,6 +53,9 @@ typedef struct sg_stream_info {
     /* real client address (issue 10): the header's TLVs ($proxy_protocol_tlv_*) */
     const uint8_t *pp_tlv;
     size_t pp_tlv_len;
+    /* access (issue 10): set_real_ip_from: the connection's own peer once
+     * `client` is the PROXY header's source; NULL otherwise */
+    const struct sockaddr *realip_peer;
 } sg_stream_info;
 
 /* Evaluates v into buf (SG_STREAM_VAL_MAX bytes, longer values are cut);

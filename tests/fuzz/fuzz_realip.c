@@ -1,4 +1,5 @@
-/* Fuzzes the realip header walk (proxy/realip.c): any X-Forwarded-For or
+/* Fuzzes the realip header walk (proxy/realip.c on exchange/forwarded.c,
+ * which geo's `proxy` uses too): any X-Forwarded-For or
  * X-Real-IP value from a trusted peer, recursive or not. Checks: no crash,
  * and when the address changes it is an IPv4 or IPv6 one and the
  * connection's own address is kept in conn_peer. */

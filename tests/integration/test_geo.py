@@ -62,7 +62,7 @@ def test_ranges_on_an_address_from_a_variable(proxy):
 
 @pytest.mark.parametrize("block, message", [
     ("geo $g { 10.0.0.0/33 x; }", 'invalid network "10.0.0.0/33"'),
-    ("geo $g { proxy 10.0.0.1; }", '"proxy" in "geo" is not supported yet'),
+    ("geo $g { proxy 10.0.0.300; }", 'invalid parameter "10.0.0.300"'),
     ("geo $g { 10.0.0.1 a b; }", "invalid number of the geo parameters"),
     ("geo g { default x; }", 'invalid variable name "g"'),
 ])
