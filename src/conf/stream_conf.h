@@ -45,6 +45,8 @@ typedef enum sg_stream_var {
     /* quick wins (issue 9): listen ... proxy_protocol; empty without a header's addresses */
     SG_SVAR_PROXY_PROTOCOL_ADDR, SG_SVAR_PROXY_PROTOCOL_PORT,
     SG_SVAR_PROXY_PROTOCOL_SERVER_ADDR, SG_SVAR_PROXY_PROTOCOL_SERVER_PORT,
+    /* limits (issue 10) */
+    SG_SVAR_LIMIT_CONN_STATUS,
 } sg_stream_var;
 
 typedef struct sg_stream_val_part {
@@ -151,6 +153,11 @@ typedef struct sg_stream_proxy_conf {
     /* quick wins (issue 9) */
     bool proxy_protocol;               /* proxy_protocol: a PROXY v1 header to the upstream; default off */
     uint32_t proxy_protocol_timeout_ms;   /* listen ... proxy_protocol: the header's deadline; default 30 s */
+    /* limits (issue 10): limit_conn (conf/limit_conf.h, proxy/limit.h) */
+    struct sg_limit_ref *limit_conns;
+    size_t nlimit_conns;
+    uint32_t limit_conn_log_level;     /* sg_log_level + 1; 0: error */
+    bool limit_conn_dry_run;
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

@@ -42,6 +42,8 @@ static const struct { const char *name; sg_stream_var var; } svars[] = {
     { "proxy_protocol_addr", SG_SVAR_PROXY_PROTOCOL_ADDR }, { "proxy_protocol_port", SG_SVAR_PROXY_PROTOCOL_PORT },
     { "proxy_protocol_server_addr", SG_SVAR_PROXY_PROTOCOL_SERVER_ADDR },
     { "proxy_protocol_server_port", SG_SVAR_PROXY_PROTOCOL_SERVER_PORT },
+    /* limits (issue 10) */
+    { "limit_conn_status", SG_SVAR_LIMIT_CONN_STATUS },
 };
 
 static bool var_char(char ch)

@@ -60,6 +60,8 @@ typedef enum sg_var_kind {
     SG_VAR_UPSTREAM_COOKIE,             /* $upstream_cookie_NAME: from the upstream's Set-Cookie */
     SG_VAR_NAMED_CAPTURE,               /* (?<name>...) of a server_name or location regex */
     SG_VAR_CONNECTION_TIME,
+    /* limits (issue 10) */
+    SG_VAR_LIMIT_REQ_STATUS, SG_VAR_LIMIT_CONN_STATUS,
 } sg_var_kind;
 
 /* tls: which TLS variable an SG_VAR_TLS is (net/tls_vars.h computes them). */

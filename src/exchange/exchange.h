@@ -175,6 +175,9 @@ struct sg_exchange {
      * $upstream_header_time and the byte counts (ms; 0: not reached) */
     uint64_t up_connect_ms, up_header_ms;
     uint64_t up_sent0, up_recv0;      /* the link's counts when the attempt took it */
+    /* limits (issue 10): a limit_req delay and limit_conn slots this
+     * exchange holds (proxy/limit.h); NULL: none */
+    struct sg_limit_state *limits;
 };
 
 /* Logs a message about this exchange to its location's error_log. */

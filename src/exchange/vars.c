@@ -24,6 +24,7 @@
 
 #include "conf/directives.h"
 #include "conf/geo.h"
+#include "conf/limit_conf.h"
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
 #include "net/tls_vars.h"
@@ -651,6 +652,11 @@ static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
     case SG_VAR_UPSTREAM_TRAILER: return list_join(r, r->up_trailers, r->nup_trailers, d->param);
     case SG_VAR_UPSTREAM_COOKIE: return upstream_cookie(r, d->param);
     case SG_VAR_NAMED_CAPTURE: return named_capture(r, d);
+    /* limits (issue 10): not found until a limit with a key ran */
+    case SG_VAR_LIMIT_REQ_STATUS: return r->limit_req_status ? sg_str_from(sg_limit_status_name(r->limit_req_status))
+                                                             : NOT_FOUND;
+    case SG_VAR_LIMIT_CONN_STATUS: return r->limit_conn_status ? sg_str_from(sg_limit_status_name(r->limit_conn_status))
+                                                               : NOT_FOUND;
     default: return NOT_FOUND;
     }
 }

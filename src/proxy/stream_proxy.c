@@ -37,6 +37,7 @@
 #include "net/ssl_preread.h"
 #include "net/tls.h"
 #include "observe/access_log.h"
+#include "proxy/limit.h"
 #include "proxy/stream_vars.h"
 #include "proxy/tunnel.h"
 #include "upstream/pool.h"
@@ -101,6 +102,8 @@ typedef struct sp_session {
     uint64_t *tried;             /* sg_balancer_tried_words() words */
     char key[SG_STREAM_VAL_MAX]; /* the hash key, if the upstream uses `hash` */
     struct sockaddr_storage pp[2];   /* listen ... proxy_protocol: the header's addresses (info.pp_*) */
+    /* limits (issue 10): limit_conn slots, held until the session ends */
+    sg_limit_slots *limit_slots;
 } sp_session;
 
 /* ---- values of stream{} (the hash key) for a connection ---- */
@@ -266,6 +269,7 @@ static void end_attempt(sp_session *s, bool failed)
 static void on_reap(sg_deferred *d)
 {
     sp_session *s = (sp_session *)((char *)d - offsetof(sp_session, reap));
+    sg_limit_slots_free(s->limit_slots);
     sg_stream_sets_free(&s->info);
     free(s->tried);
     free(s->out);
@@ -323,6 +327,7 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
         return;
     }
     write_logs(s);
+    sg_limit_slots_free(s->limit_slots);
     sg_stream_sets_free(&s->info);
     free(s->tried);
     free(s->out);
@@ -348,7 +353,8 @@ static void start_tunnel(sp_session *s)
     sg_loop_del(loop, &s->client);
     set_nodelay(s->client.fd, s->srv->proxy.tcp_nodelay);
     set_nodelay(s->up.fd, s->srv->proxy.tcp_nodelay);   /* sg_connect_nonblock set it on */
-    bool log = has_logs(s) || (s->up_tls && reuses_sessions(s));   /* the session waits for the tunnel's end */
+    /* the session waits for the tunnel's end (to log, keep a TLS session, or give back limit_conn slots) */
+    bool log = has_logs(s) || (s->up_tls && reuses_sessions(s)) || s->limit_slots;
     sg_tunnel_opts o = {
         .idle_timeout_ms = s->srv->proxy.timeout_ms,
         .tcp_keepalive = true,
@@ -883,6 +889,11 @@ void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
         session_free(s, 500);
         return;
     }
+    /* limits (issue 10): limit_conn, nginx's preaccess phase */
+    if (!sg_limit_stream(&srv->proxy, &s->info, &s->limit_slots)) {
+        session_free(s, 503);
+        return;
+    }
     if (g->ssl) {
         const sg_stream_proxy_conf *pc = &srv->proxy;
         s->tls = sg_tls_server_new_ctx(pc->ssl.ctx, fd, peer, pc->alpn, pc->alpn_len);
@@ -1032,6 +1043,10 @@ void sg_stream_udp_datagram(sg_worker *w, const sg_listen_group *g, int lfd, con
     s->udp_next = udp_sessions;
     udp_sessions = s;
     s->udp_linked = true;
+    if (!sg_limit_stream(&srv->proxy, &s->info, &s->limit_slots)) {   /* limits (issue 10) */
+        session_free(s, 503);
+        return;
+    }
     if (srv->ret) {                    /* the value is the reply datagram */
         char v[SG_STREAM_VAL_MAX];
         size_t len = sg_stream_eval(srv->ret, &s->info, v);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf/limit_conf.h"
 #include "core/sockaddr.h"
 #include "net/tls.h"
 
@@ -270,6 +271,8 @@ static size_t put_var(char *buf, size_t n, const sg_stream_val_part *p, ev_ctx *
         snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(a));
         return puts_(buf, n, tmp);
     }
+    case SG_SVAR_LIMIT_CONN_STATUS:   /* limits (issue 10) */
+        return in->limit_conn_status ? puts_(buf, n, sg_limit_status_name(in->limit_conn_status)) : n;
     case SG_SVAR_CAPTURE:
         if (x->ovec && p->arg < x->ncap && x->ovec[2 * p->arg] != PCRE2_UNSET)
             return put(buf, n, x->subj + x->ovec[2 * p->arg], x->ovec[2 * p->arg + 1] - x->ovec[2 * p->arg]);

@@ -50,6 +50,8 @@ typedef struct sg_stream_info {
     /* quick wins (issue 9): listen ... proxy_protocol: the header's source
      * and destination; NULL without a header or for UNKNOWN/LOCAL */
     const struct sockaddr *pp_src, *pp_dst;
+    /* limits (issue 10): $limit_conn_status (SG_LIMIT_*; 0: no limit ran) */
+    uint8_t limit_conn_status;
 } sg_stream_info;
 
 /* Evaluates v into buf (SG_STREAM_VAL_MAX bytes, longer values are cut);
