@@ -239,6 +239,23 @@ def test_dry_run_and_empty_key(start_proxy, sgback):
     assert "limiting requests, dry run, excess:" in p.error_log
 
 
+def test_a_reload_keeps_an_unchanged_zone(start_proxy, sgback):
+    """As nginx keeps a shared zone whose name and size did not change: the
+    states survive a reload; a zone given another size starts empty."""
+    port = free_port()
+    conf = proxy_conf(port, sgback.port, "limit_req_zone $binary_remote_addr zone=z:%s rate=1r/m;",
+                      "limit_req zone=z;")
+    p = start_proxy(conf % "1m")
+    with HttpConn(port) as c:
+        assert c.request("GET", "/").status == 200
+    assert p.reload(conf % "1m")
+    with HttpConn(port) as c:
+        assert c.request("GET", "/").status == 503, "the state outlived the reload"
+    assert p.reload(conf % "2m")
+    with HttpConn(port) as c:
+        assert c.request("GET", "/").status == 200, "a new zone"
+
+
 # ---------------------------------------------------------------- gRPC
 
 def test_refused_grpc_calls_are_resource_exhausted(h2c_backends, start_proxy):
