@@ -178,7 +178,7 @@ static void exchange_on_abort(sg_exchange *ex)
 static void exchange_finish(sg_exchange *ex)
 {
     sg_grpc_call_end(ex);
-    sg_limit_release(ex);
+    sg_limit_finish(ex);
     sg_proxy_detach(ex, false);
     sg_pass_vars_end(ex);
     release_file(ex);

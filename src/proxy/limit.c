@@ -371,6 +371,40 @@ bool sg_limit_run(sg_exchange *ex, void (*cont)(sg_exchange *ex))
     return run_conn(ex);
 }
 
+/* A finished exchange's slots, held until its stream is closed (an
+ * HTTP/2 stream whose answer is not all sent yet): the generation, whose
+ * zones they point into, stays held with them. */
+typedef struct closed_hold {
+    sg_limit_slots *slots;
+    sg_worker *w;
+    sg_conf *gen;
+} closed_hold;
+
+static void stream_closed(void *arg)
+{
+    closed_hold *h = arg;
+    sg_limit_slots_free(h->slots);
+    sg_worker_gen_release(h->w, h->gen);
+    free(h);
+}
+
+void sg_limit_finish(sg_exchange *ex)
+{
+    sg_limit_state *st = state_of(ex);
+    if (!st) return;
+    if (st->slots && ex->w) {
+        closed_hold *h = sg_xcalloc(1, sizeof(*h));
+        h->slots = st->slots;
+        h->w = ex->w;
+        h->gen = ex->req.gen;
+        sg_worker_gen_hold(h->w, h->gen);
+        st->slots = NULL;
+        ex->on_closed = stream_closed;
+        ex->on_closed_arg = h;
+    }
+    sg_limit_release(ex);
+}
+
 void sg_limit_release(sg_exchange *ex)
 {
     sg_limit_state *st = state_of(ex);

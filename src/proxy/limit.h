@@ -34,6 +34,10 @@ bool sg_limit_run(sg_exchange *ex, void (*cont)(sg_exchange *ex));
 /* The exchange ends (finish or abort): a pending delay is cancelled and
  * its connection slots are given back. */
 void sg_limit_release(sg_exchange *ex);
+/* The exchange finishes: the same, except that its slots are given back
+ * when the client's stream is closed (ex->on_closed): an HTTP/2 stream
+ * still sending its answer counts, as in nginx. */
+void sg_limit_finish(sg_exchange *ex);
 
 /* An HTTP/1.1 upgrade hands its sockets to a tunnel: the slots go with
  * it, given back when the tunnel closes (o->on_close is wrapped). */
