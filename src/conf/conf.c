@@ -4,6 +4,7 @@
  * contexts. */
 #include "conf/conf.h"
 #include "conf/directives.h"
+#include "conf/limit_conf.h"
 #include "conf/map.h"
 #include "conf/parser.h"
 #include "conf/rewrite.h"
@@ -438,6 +439,7 @@ static bool build(sg_conf *c, const sg_cnode *root, char *err, size_t errlen)
     for (size_t i = 0; i < cx.npasses; i++)
         if (!bind_pass(&cx, &cx.passes[i])) return false;
     return build_listen_groups(&cx) && sg_stream_conf_finish(&cx) && sg_vars_finish(c, err, errlen) &&
+           sg_limit_conf_finish(&cx) &&
            sg_conf_compile_regexes(c, err, errlen) && sg_ssl_conf_finish(&cx);
 }
 

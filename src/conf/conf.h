@@ -425,6 +425,18 @@ typedef struct sg_loc_conf {
     sg_str *charset_types;             /* lowercased MIME types */
     size_t ncharset_types;
     bool charset_types_any;            /* charset_types * */
+    /* limits (issue 10: limit_req, limit_conn; conf/limit_conf.h, proxy/limit.h):
+     * each list inherited as a whole by a level that has none */
+    struct sg_limit_ref *limit_reqs;
+    size_t nlimit_reqs;
+    uint32_t limit_req_status;         /* 0: 503 */
+    uint32_t limit_req_log_level;      /* sg_log_level + 1; 0: error */
+    bool limit_req_dry_run;
+    struct sg_limit_ref *limit_conns;
+    size_t nlimit_conns;
+    uint32_t limit_conn_status;        /* 0: 503 */
+    uint32_t limit_conn_log_level;     /* sg_log_level + 1; 0: error */
+    bool limit_conn_dry_run;
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */
@@ -619,6 +631,9 @@ typedef struct sg_conf {
     size_t nresolvers;
     void **dyn;
     int ndyn;
+    /* limits (issue 10): limit_req_zone / limit_conn_zone of http and stream */
+    struct sg_limit_zone **limit_zones;
+    size_t nlimit_zones;
 } sg_conf;
 
 /* Loads, checks and compiles a configuration file. `prefix` may be NULL

@@ -13,6 +13,7 @@
 #include "conf/charset_conf.h"
 #include "conf/gzip_conf.h"
 #include "conf/header_conf.h"
+#include "conf/limit_conf.h"
 #include "conf/map.h"
 #include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
@@ -1850,6 +1851,18 @@ static const sg_cmd cmds[] = {
     { "limit_rate_after", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
     /* access (issue 10): split_clients (ngx_http_split_clients_module) */
     { "split_clients", H, SG_ARG2 | BLK, set_split_clients, NONE, NULL },
+    /* limits (issue 10: limit_req, limit_conn; conf/limit_conf.c, proxy/limit.c) */
+    { "limit_req_zone", H, SG_ARG3, sg_limit_set_req_zone, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "limit_req", HSL, SG_ARG1 | SG_ARG2 | SG_ARG3, sg_limit_set_req,
+      LOC_RANGE(SG_CF_MULTI, limit_reqs, nlimit_reqs), NULL },
+    { "limit_req_status", HSL, A1, sg_limit_set_status, LOC(limit_req_status), NULL },
+    { "limit_req_log_level", HSL, A1, sg_limit_set_log_level, LOC(limit_req_log_level), NULL },
+    { "limit_req_dry_run", HSL, A1, sg_conf_set_flag, LOC(limit_req_dry_run), NULL },
+    { "limit_conn_zone", H, A2, sg_limit_set_conn_zone, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "limit_conn", HSL, A2, sg_limit_set_conn, LOC_RANGE(SG_CF_MULTI, limit_conns, nlimit_conns), NULL },
+    { "limit_conn_status", HSL, A1, sg_limit_set_status, LOC(limit_conn_status), NULL },
+    { "limit_conn_log_level", HSL, A1, sg_limit_set_log_level, LOC(limit_conn_log_level), NULL },
+    { "limit_conn_dry_run", HSL, A1, sg_conf_set_flag, LOC(limit_conn_dry_run), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1876,7 +1889,7 @@ static const char *const later_exact[] = {
     NULL,
 };
 static const char *const later_prefix[] = {
-    "grpc_", "ssl_", "proxy_ssl_", "http2_", "http3_", "quic_", "limit_req", "limit_conn",
+    "grpc_", "ssl_", "proxy_ssl_", "http2_", "http3_", "quic_",
     "proxy_cache", "proxy_store", "proxy_temp", "proxy_cookie_", "gunzip",
     "auth_", "sub_filter_", "open_file_cache", "ssi_", "autoindex", "mirror_", "uwsgi_",
     "fastcgi_", "scgi_", "memcached_", "charset_", "secure_link", "userid", "geoip", "image_filter",

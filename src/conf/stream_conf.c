@@ -8,6 +8,7 @@
  * line with a generic setter. */
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
+#include "conf/limit_conf.h"
 #include "conf/ssl_conf.h"
 #include "conf/ssl_ctx.h"
 #include "core/sockaddr.h"
@@ -447,6 +448,11 @@ static const sg_cmd cmds[] = {
     { "allow", SS, SG_ARG1, sg_conf_set_access, PXR(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "deny", SS, SG_ARG1, sg_conf_set_access, PXR(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "set_real_ip_from", SS, SG_ARG1, sg_conf_set_realip_from, PXR(SG_CF_MULTI, realip_from, nrealip_from), NULL },
+    /* limits (issue 10: limit_conn; conf/limit_conf.c, proxy/limit.c) */
+    { "limit_conn_zone", ST, SG_ARG2, sg_limit_set_stream_conn_zone, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "limit_conn", SS, SG_ARG2, sg_limit_set_stream_conn, PXR(SG_CF_MULTI, limit_conns, nlimit_conns), NULL },
+    { "limit_conn_log_level", SS, SG_ARG1, sg_limit_set_log_level, PX(limit_conn_log_level), NULL },
+    { "limit_conn_dry_run", SS, SG_ARG1, sg_conf_set_flag, PX(limit_conn_dry_run), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -461,10 +467,10 @@ static const char *const later_exact[] = {
 
     "ssl", "pass", "server_name", "server_names_hash_max_size",
     "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",
-    "match", "keyval", "keyval_zone", "mqtt", "limit_conn_zone", "limit_conn", NULL,
+    "match", "keyval", "keyval_zone", "mqtt", NULL,
 };
 static const char *const later_prefix[] = {
-    "ssl_", "proxy_ssl", "limit_conn_", "geoip", "js_", NULL,
+    "ssl_", "proxy_ssl", "geoip", "js_", NULL,
 };
 
 const sg_cmd_module sg_stream_module = {

@@ -49,6 +49,8 @@ typedef enum sg_stream_var {
     SG_SVAR_PROXY_PROTOCOL_TLV,
     /* access (issue 10): set_real_ip_from: the connection's own peer */
     SG_SVAR_REALIP_REMOTE_ADDR, SG_SVAR_REALIP_REMOTE_PORT,
+    /* limits (issue 10) */
+    SG_SVAR_LIMIT_CONN_STATUS,
 } sg_stream_var;
 
 typedef struct sg_stream_val_part {
@@ -154,6 +156,11 @@ typedef struct sg_stream_proxy_conf {
     size_t naccess_rules;
     sg_access_rule *realip_from;
     size_t nrealip_from;
+    /* limits (issue 10): limit_conn (conf/limit_conf.h, proxy/limit.h) */
+    struct sg_limit_ref *limit_conns;
+    size_t nlimit_conns;
+    uint32_t limit_conn_log_level;     /* sg_log_level + 1; 0: error */
+    bool limit_conn_dry_run;
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

@@ -46,6 +46,8 @@ static const struct { const char *name; sg_stream_var var; } svars[] = {
     { "proxy_protocol_server_port", SG_SVAR_PROXY_PROTOCOL_SERVER_PORT },
     /* access (issue 10) */
     { "realip_remote_addr", SG_SVAR_REALIP_REMOTE_ADDR }, { "realip_remote_port", SG_SVAR_REALIP_REMOTE_PORT },
+    /* limits (issue 10) */
+    { "limit_conn_status", SG_SVAR_LIMIT_CONN_STATUS },
 };
 
 static bool var_char(char ch)

@@ -116,6 +116,8 @@ static const struct { const char *name; sg_var_kind kind; } more_names[] = {
     { "document_root", SG_VAR_DOCUMENT_ROOT }, { "content_length", SG_VAR_CONTENT_LENGTH },
     { "content_type", SG_VAR_CONTENT_TYPE }, { "limit_rate", SG_VAR_LIMIT_RATE }, { "pipe", SG_VAR_PIPE },
     { "request_completion", SG_VAR_REQUEST_COMPLETION }, { "request_filename", SG_VAR_REQUEST_FILENAME },
+    /* limits (issue 10) */
+    { "limit_req_status", SG_VAR_LIMIT_REQ_STATUS }, { "limit_conn_status", SG_VAR_LIMIT_CONN_STATUS },
 };
 
 static bool classify_more(sg_conf *c, sg_var_def *d)

@@ -62,6 +62,8 @@ typedef enum sg_var_kind {
     SG_VAR_CONNECTION_TIME,
     /* real client address (issue 10) */
     SG_VAR_PROXY_PROTOCOL_TLV,          /* $proxy_protocol_tlv_NAME (param: NAME) */
+    /* limits (issue 10) */
+    SG_VAR_LIMIT_REQ_STATUS, SG_VAR_LIMIT_CONN_STATUS,
 } sg_var_kind;
 
 /* tls: which TLS variable an SG_VAR_TLS is (net/tls_vars.h computes them). */

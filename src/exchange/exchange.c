@@ -31,6 +31,10 @@ void sg_exchange_init(sg_exchange *ex, sg_worker *w, sg_conf *gen, const sg_down
 void sg_exchange_finish(sg_exchange *ex)
 {
     ex->handler->finish(ex);
+    if (ex->on_closed && !ex->closed_later) {   /* limits (issue 10) */
+        ex->on_closed(ex->on_closed_arg);
+        ex->on_closed = NULL;
+    }
     if (ex->w) sg_worker_gen_release(ex->w, ex->req.gen);
     sg_strbuf_free(&ex->req.upstream_addr);
     sg_strbuf_free(&ex->req.upstream_status);

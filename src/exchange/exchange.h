@@ -175,6 +175,17 @@ struct sg_exchange {
      * $upstream_header_time and the byte counts (ms; 0: not reached) */
     uint64_t up_connect_ms, up_header_ms;
     uint64_t up_sent0, up_recv0;      /* the link's counts when the attempt took it */
+    /* limits (issue 10): a limit_req delay and limit_conn slots this
+     * exchange holds (proxy/limit.h); NULL: none */
+    struct sg_limit_state *limits;
+    /* What must last until the client's stream is closed, not only the
+     * exchange (limit_conn slots), set by the handler's finish: run by
+     * sg_exchange_finish, unless the codec set closed_later (an HTTP/2
+     * stream that still holds unsent bytes) and took it to run when the
+     * stream ends. */
+    void (*on_closed)(void *arg);
+    void *on_closed_arg;
+    bool closed_later;
 };
 
 /* Logs a message about this exchange to its location's error_log. */

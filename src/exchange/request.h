@@ -130,6 +130,8 @@ typedef struct sg_http_req {
     sg_strbuf upstream_bytes_sent;
     uint64_t up_body_bytes;            /* body bytes of the current attempt's response */
     const void *capture_re;            /* the regex of the last match, for named captures */
+    /* limits (issue 10): $limit_req_status, $limit_conn_status (SG_LIMIT_*; 0: no limit ran) */
+    uint8_t limit_req_status, limit_conn_status;
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

@@ -26,6 +26,7 @@
 #include "core/sockaddr.h"
 #include "conf/geo.h"
 #include "exchange/forwarded.h"
+#include "conf/limit_conf.h"
 #include "conf/map.h"
 #include "conf/ssl_conf.h"
 #include "net/proxy_protocol.h"
@@ -671,6 +672,11 @@ static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
     case SG_VAR_UPSTREAM_COOKIE: return upstream_cookie(r, d->param);
     case SG_VAR_NAMED_CAPTURE: return named_capture(r, d);
     case SG_VAR_PROXY_PROTOCOL_TLV: return proxy_protocol_tlv(r, d->param);   /* real client address (issue 10) */
+    /* limits (issue 10): not found until a limit with a key ran */
+    case SG_VAR_LIMIT_REQ_STATUS: return r->limit_req_status ? sg_str_from(sg_limit_status_name(r->limit_req_status))
+                                                             : NOT_FOUND;
+    case SG_VAR_LIMIT_CONN_STATUS: return r->limit_conn_status ? sg_str_from(sg_limit_status_name(r->limit_conn_status))
+                                                               : NOT_FOUND;
     default: return NOT_FOUND;
     }
 }

@@ -135,6 +135,10 @@ typedef struct h2_stream {
     bool stop_pending;                 /* response out, request open: RST_STREAM NO_ERROR soon */
     nghttp2_nv *trailers;              /* send_trailers: submitted after the last DATA (one malloc) */
     size_t ntrailers;
+    /* limits (issue 10): the retired exchange's on_closed (limit_conn
+     * slots), run when the stream ends */
+    void (*on_closed)(void *arg);
+    void *on_closed_arg;
 } h2_stream;
 
 struct h2_conn {
@@ -341,7 +345,12 @@ static h2_stream *stream_new(h2_conn *c, int32_t id)
 static void ex_free(h2_stream *st)
 {
     if (!st->ex) return;
+    st->ex->closed_later = !st->closed;   /* retired early: the stream keeps what must last */
     sg_exchange_finish(st->ex);
+    if (st->ex->closed_later && st->ex->on_closed) {
+        st->on_closed = st->ex->on_closed;
+        st->on_closed_arg = st->ex->on_closed_arg;
+    }
     sg_arena_free(&st->ex->req.arena);
     free(st->ex);
     st->ex = NULL;
@@ -352,6 +361,7 @@ static void stream_free(h2_stream *st)
     sg_timer_disarm(&st->read_timer);
     sg_timer_disarm(&st->send_timer);
     ex_free(st);
+    if (st->on_closed) st->on_closed(st->on_closed_arg);
     st->c->queued -= st->out.bytes;
     sg_outq_clear(&st->out);
     sg_inbuf_free(&st->in);

@@ -14,6 +14,7 @@
 #include "proxy/access.h"
 #include "proxy/grpc.h"
 #include "proxy/gzip_filter.h"
+#include "proxy/limit.h"
 #include "proxy/pass_vars.h"
 #include "proxy/proxy.h"
 #include "proxy/realip.h"
@@ -73,10 +74,14 @@ static void exchange_start(sg_exchange *ex)
     sg_rewrite_run(ex);
 }
 
+static void run_access(sg_exchange *ex);
+
 /* The location chosen in ex->req.loc answers: `internal` and the
- * announced body size are checked first, then allow/deny (nginx's
- * access phase), then proxy_pass/grpc_pass or a static file (content);
- * `return` ran in the rewrite phase (proxy/rewrite.c), before access. */
+ * announced body size are checked first, then limit_req and limit_conn
+ * (nginx's preaccess phase: a delayed request goes on from a timer),
+ * then allow/deny (nginx's access phase), then proxy_pass/grpc_pass or
+ * a static file (content); `return` ran in the rewrite phase
+ * (proxy/rewrite.c), before access. */
 void sg_handler_run_location(sg_exchange *ex)
 {
     const sg_loc_conf *lc = &ex->req.loc->conf;
@@ -92,6 +97,12 @@ void sg_handler_run_location(sg_exchange *ex)
         return;
     }
     sg_realip_apply(&ex->req, lc);
+    if (sg_limit_run(ex, run_access)) run_access(ex);
+}
+
+static void run_access(sg_exchange *ex)
+{
+    const sg_loc_conf *lc = &ex->req.loc->conf;
     if (lc->naccess_rules && !sg_access_allows(lc->access_rules, lc->naccess_rules, ex->req.peer)) {
         sg_ex_log(ex, SG_LOG_ERROR, "access forbidden by rule");
         sg_respond_error(ex, 403);   /* a gRPC call: PERMISSION_DENIED (7) */
@@ -158,6 +169,7 @@ static void release_file(sg_exchange *ex)
 static void exchange_on_abort(sg_exchange *ex)
 {
     ex->aborted = true;
+    sg_limit_release(ex);
     sg_proxy_detach(ex, false);
     sg_pass_vars_end(ex);
     release_file(ex);
@@ -166,6 +178,7 @@ static void exchange_on_abort(sg_exchange *ex)
 static void exchange_finish(sg_exchange *ex)
 {
     sg_grpc_call_end(ex);
+    sg_limit_finish(ex);
     sg_proxy_detach(ex, false);
     sg_pass_vars_end(ex);
     release_file(ex);

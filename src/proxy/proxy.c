@@ -36,6 +36,7 @@
 #include "proxy/reqbody.h"
 #include "proxy/pass_vars.h"
 #include "proxy/header_filter.h"
+#include "proxy/limit.h"
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
 #include "proxy/upgrade.h"
@@ -807,6 +808,7 @@ static void hand_over(sg_exchange *ex)
         o.on_close = tunnel_closed_dyn;
         o.arg = held;
     }
+    sg_limit_tunnel(ex, &o);           /* limit_conn slots stay taken while the tunnel lives */
     if (!sg_tunnel_start_q(ex->w, cfd, ufd, &o, &to_upstream, &to_client))
         o.on_close(NULL, o.arg, o.arg2);
 }

@@ -39,6 +39,7 @@
 #include "net/tls.h"
 #include "observe/access_log.h"
 #include "proxy/access.h"
+#include "proxy/limit.h"
 #include "proxy/stream_vars.h"
 #include "proxy/tunnel.h"
 #include "upstream/pool.h"
@@ -105,6 +106,8 @@ typedef struct sp_session {
     struct sockaddr_storage *pp;     /* listen ... proxy_protocol: the header's addresses and TLVs (info.pp_*) */
     /* access (issue 10): set_real_ip_from: the connection's own peer (info.realip_peer) */
     struct sockaddr_storage realip_peer;
+    /* limits (issue 10): limit_conn slots, held until the session ends */
+    sg_limit_slots *limit_slots;
 } sp_session;
 
 /* ---- values of stream{} (the hash key) for a connection ---- */
@@ -270,6 +273,7 @@ static void end_attempt(sp_session *s, bool failed)
 static void on_reap(sg_deferred *d)
 {
     sp_session *s = (sp_session *)((char *)d - offsetof(sp_session, reap));
+    sg_limit_slots_free(s->limit_slots);
     sg_stream_sets_free(&s->info);
     free(s->tried);
     free(s->pp);
@@ -328,6 +332,7 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
         return;
     }
     write_logs(s);
+    sg_limit_slots_free(s->limit_slots);
     sg_stream_sets_free(&s->info);
     free(s->tried);
     free(s->pp);
@@ -354,7 +359,8 @@ static void start_tunnel(sp_session *s)
     sg_loop_del(loop, &s->client);
     set_nodelay(s->client.fd, s->srv->proxy.tcp_nodelay);
     set_nodelay(s->up.fd, s->srv->proxy.tcp_nodelay);   /* sg_connect_nonblock set it on */
-    bool log = has_logs(s) || (s->up_tls && reuses_sessions(s));   /* the session waits for the tunnel's end */
+    /* the session waits for the tunnel's end (to log, keep a TLS session, or give back limit_conn slots) */
+    bool log = has_logs(s) || (s->up_tls && reuses_sessions(s)) || s->limit_slots;
     sg_tunnel_opts o = {
         .idle_timeout_ms = s->srv->proxy.timeout_ms,
         .tcp_keepalive = true,
@@ -938,6 +944,11 @@ void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
         session_free(s, 500);
         return;
     }
+    /* limits (issue 10): limit_conn, nginx's preaccess phase (before access) */
+    if (!sg_limit_stream(&srv->proxy, &s->info, &s->limit_slots)) {
+        session_free(s, 503);
+        return;
+    }
     if (!access_ok(s)) return;
     if (g->ssl) {
         const sg_stream_proxy_conf *pc = &srv->proxy;
@@ -1088,6 +1099,10 @@ void sg_stream_udp_datagram(sg_worker *w, const sg_listen_group *g, int lfd, con
     s->udp_next = udp_sessions;
     udp_sessions = s;
     s->udp_linked = true;
+    if (!sg_limit_stream(&srv->proxy, &s->info, &s->limit_slots)) {   /* limits (issue 10) */
+        session_free(s, 503);
+        return;
+    }
     if (!access_ok(s)) return;         /* the datagram is dropped; the next one is checked again */
     if (srv->ret) {                    /* the value is the reply datagram */
         char v[SG_STREAM_VAL_MAX];

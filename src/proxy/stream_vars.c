@@ -16,6 +16,7 @@
 
 #include "conf/geo.h"
 #include "core/log.h"
+#include "conf/limit_conf.h"
 #include "core/sockaddr.h"
 #include "core/split.h"
 #include "net/proxy_protocol.h"
@@ -249,6 +250,8 @@ static size_t put_var(char *buf, size_t n, const sg_stream_val_part *p, ev_ctx *
     case SG_SVAR_REALIP_REMOTE_PORT:
         snprintf(tmp, sizeof(tmp), "%d", sg_sockaddr_port(in->realip_peer ? in->realip_peer : client));
         return puts_(buf, n, tmp);
+    case SG_SVAR_LIMIT_CONN_STATUS:   /* limits (issue 10) */
+        return in->limit_conn_status ? puts_(buf, n, sg_limit_status_name(in->limit_conn_status)) : n;
     case SG_SVAR_CAPTURE:
         if (x->ovec && p->arg < x->ncap && x->ovec[2 * p->arg] != PCRE2_UNSET)
             return put(buf, n, x->subj + x->ovec[2 * p->arg], x->ovec[2 * p->arg + 1] - x->ovec[2 * p->arg]);

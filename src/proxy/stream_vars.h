@@ -56,6 +56,8 @@ typedef struct sg_stream_info {
     /* access (issue 10): set_real_ip_from: the connection's own peer once
      * `client` is the PROXY header's source; NULL otherwise */
     const struct sockaddr *realip_peer;
+    /* limits (issue 10): $limit_conn_status (SG_LIMIT_*; 0: no limit ran) */
+    uint8_t limit_conn_status;
 } sg_stream_info;
 
 /* Evaluates v into buf (SG_STREAM_VAL_MAX bytes, longer values are cut);

@@ -392,8 +392,8 @@ Test(conf_errors, not_supported_yet)
     expect_error(WRAP("server { location / { grpc_socket_keepalive on; } }"),
                  "t.conf:3:23: \"grpc_socket_keepalive\" directive is not supported yet");
     expect_error(WRAP("server { ssl_stapling on; }"), "t.conf:3:10: \"ssl_stapling\" directive is not supported yet");
-    expect_error(WRAP("limit_req_zone $binary_remote_addr zone=one:10m rate=1r/s;"),
-                 "t.conf:3:1: \"limit_req_zone\" directive is not supported yet");
+    expect_error(WRAP("sendfile_max_chunk 1m;"),
+                 "t.conf:3:1: \"sendfile_max_chunk\" directive is not supported yet");
     expect_error(WRAP("server { location / { ssi on; } }"),
                  "t.conf:3:23: \"ssi\" directive is not supported yet");
     expect_error(WRAP("server { listen 80 fastopen=10; }"),
