@@ -9,6 +9,7 @@
  * set is copied from the level above (sg_directives_merge), so a new
  * inheritable directive needs no merge code. */
 #include "conf/directives.h"
+#include "conf/balance_conf.h"
 #include "conf/geo.h"
 #include "conf/charset_conf.h"
 #include "conf/gzip_conf.h"
@@ -752,8 +753,10 @@ bool sg_conf_set_random(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void 
 {
     if (n->nargs >= 1 && strcmp(n->args[0].s, "two") != 0)
         return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
-    if (n->nargs == 2 && strcmp(n->args[1].s, "least_conn") != 0)
-        return sg_cerr(cx, n->args[1].pos, "invalid parameter \"%s\"", n->args[1].s);
+    cx->ups->lt_mode = SG_LT_NONE;
+    if (n->nargs == 2 && strcmp(n->args[1].s, "least_conn") != 0 &&
+        !sg_balance_random_least_time(cx, &n->args[1], (cx->ctx & SG_CTX_STREAM_UPSTREAM) != 0))
+        return false;
     cx->ups->lb = n->nargs ? SG_LB_RANDOM_TWO : SG_LB_RANDOM;
     return true;
 }
@@ -878,7 +881,7 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
                              sg_upstream_server_conf *t)
 {
     static const char *const later[] = {
-        "resolve", "slow_start", "service", "route", "drain", NULL,
+        "resolve", "service", "drain", NULL,
     };
     const char *p = a->s;
     size_t keylen = strcspn(p, "=");
@@ -895,6 +898,12 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
     } else if (starts(p, "max_conns=")) {
         if (!parse_num(p + 10, UINT32_MAX, &v)) return bad_param(cx, a);
         t->max_conns = (uint32_t)v;
+    } else if (starts(p, "slow_start=")) {   /* balancers (issue 11, area: balance) */
+        if (!parse_time_ms(p + 11, &v) || v >= SG_UNSET_MS) return bad_param(cx, a);
+        t->slow_start_ms = (uint32_t)v;
+    } else if (starts(p, "route=")) {        /* balancers (issue 11, area: balance) */
+        if (a->n <= 6 || a->n - 6 > 32) return bad_param(cx, a);
+        t->route = sg_arena_strndup(&cx->c->arena, p + 6, a->n - 6);
     } else if (strcmp(p, "backup") == 0) {
         t->backup = true;
     } else if (strcmp(p, "down") == 0) {
@@ -1792,6 +1801,8 @@ static const sg_cmd cmds[] = {
      * is conf/vars.c's and exchange/vars.c's */
     { "limit_rate", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
     { "limit_rate_after", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
+    /* balancers (issue 11, area: balance; conf/balance_conf.c, upstream/least_time.c) */
+    { "least_time", U, SG_ARG12, sg_balance_set_least_time, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

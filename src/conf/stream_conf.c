@@ -8,6 +8,7 @@
  * line with a generic setter. */
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
+#include "conf/balance_conf.h"
 #include "conf/ssl_conf.h"
 #include "conf/ssl_ctx.h"
 #include "core/sockaddr.h"
@@ -421,6 +422,8 @@ static const sg_cmd cmds[] = {
     /* quick wins (issue 9) */
     { "proxy_protocol", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_protocol), NULL },
     { "proxy_protocol_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(proxy_protocol_timeout_ms), NULL },
+    /* balancers (issue 11, area: balance; conf/balance_conf.c) */
+    { "least_time", UPS, SG_ARG12, sg_balance_set_least_time, UPSTREAM, (const void *)(intptr_t)1 },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -973,6 +973,15 @@ static void up_end(sg_exchange *ex, const sg_header *t, size_t nt)
         return;
     }
     if (ex->peer) {
+        /* least_time learns the attempt's times (balancers, issue 11) */
+        int64_t total = (int64_t)(now_ms(ex) - ex->attempt_start_ms);
+        sg_peer_times times = {
+            .connect_ms = ex->up_connect_ms ? (int64_t)ex->up_connect_ms - 1 : -1,
+            .header_ms = ex->up_header_ms ? (int64_t)ex->up_header_ms - 1 : total,
+            .first_byte_ms = ex->up_header_ms ? (int64_t)ex->up_header_ms - 1 : total,
+            .last_byte_ms = total,
+        };
+        sg_balancer_times(runtime(ex)->balancer, ex->peer, &times);
         sg_balancer_done(runtime(ex)->balancer, ex->peer, false, now_ms(ex));
         ex->peer = NULL;
     }

@@ -33,6 +33,11 @@ typedef struct sg_peer {
     unsigned fails;             /* failures within the current fail_timeout window */
     uint64_t checked_ms;        /* when it was last picked while failing (nginx "checked") */
     uint64_t accessed_ms;       /* time of the last failure */
+    /* balancers (issue 11, area: balance) */
+    uint64_t lt_avg_us;         /* least_time: EWMA of the measured time (0: no sample yet) */
+    uint64_t picked_ms;         /* when it was last picked */
+    uint64_t busy_since_ms;     /* least_time inflight: since when its open requests got no answer */
+    uint64_t recovered_ms;      /* slow_start: when it came back after failing (0: never failed) */
 } sg_peer;
 
 /* What a pick may depend on. `tried` is a bitmap over peer indexes
@@ -76,5 +81,13 @@ sg_peer *sg_balancer_pick(sg_balancer *b, sg_pick_ctx *ctx);
  * (connect error, timeout, invalid response: what proxy_next_upstream
  * calls a failure); a success clears the failure count. */
 void sg_balancer_done(sg_balancer *b, sg_peer *p, bool failed, uint64_t now_ms);
+
+/* An attempt on `p` that started at start_ms measured these times (ms;
+ * -1: not reached): least_time keeps an average of the one its mode
+ * names; other methods ignore it. Called before sg_balancer_done. */
+typedef struct sg_peer_times {
+    int64_t connect_ms, header_ms, first_byte_ms, last_byte_ms;
+} sg_peer_times;
+void sg_balancer_times(sg_balancer *b, sg_peer *p, const sg_peer_times *t);
 
 #endif
