@@ -11,4 +11,9 @@ bool sg_balance_set_least_time(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd
 /* random two least_time=header|last_byte (http) / connect|first_byte|last_byte (stream). */
 bool sg_balance_random_least_time(sg_cctx *cx, const sg_carg *a, bool stream);
 
+/* sticky cookie NAME [expires=] [domain=] [path=] [httponly] [secure]
+ * [samesite=] | route $var... | learn create= lookup= zone= [timeout=]
+ * [header] [sync] */
+bool sg_balance_set_sticky(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+
 #endif

@@ -34,6 +34,7 @@ typedef struct sg_upstream_server_conf {
     /* balancers (issue 11, area: balance) */
     uint32_t slow_start_ms;            /* slow_start=TIME: a recovered server's weight ramps up over TIME */
     char *route;                       /* route=STRING (sticky route / sticky cookie value) */
+    bool drain;                        /* drain: only sticky requests go to it */
 } sg_upstream_server_conf;
 
 typedef enum sg_lb_method {
@@ -61,6 +62,32 @@ typedef enum sg_lt_mode {
 #define SG_UPSTREAM_PING_INTERVAL_MS 30000
 #define SG_UPSTREAM_PING_TIMEOUT_MS 20000
 
+/* sticky (issue 11, area: balance; conf/balance_conf.c, upstream/sticky.c,
+ * proxy/sticky.c): which server a client's requests stay on. */
+typedef enum sg_sticky_kind {
+    SG_STICKY_NONE = 0,
+    SG_STICKY_COOKIE,                  /* sticky cookie NAME ...: the server's id in a cookie we set */
+    SG_STICKY_ROUTE,                   /* sticky route $var...: the first non-empty names a route= */
+    SG_STICKY_LEARN,                   /* sticky learn: sessions learned from create=, found by lookup= */
+} sg_sticky_kind;
+
+#define SG_STICKY_EXPIRES_MAX (-2)     /* expires=max */
+
+typedef struct sg_sticky_conf {
+    sg_sticky_kind kind;
+    char *cookie;                      /* cookie: its name */
+    int64_t expires_s;                 /* cookie: -1 none (a session cookie), SG_STICKY_EXPIRES_MAX, else seconds */
+    sg_cval domain, path, samesite;    /* cookie: attributes (may hold variables; empty value: left out) */
+    bool has_domain, has_path, has_samesite;
+    bool httponly, secure;
+    sg_cval *lookup;                   /* route's variables / learn's lookup= (first non-empty wins) */
+    size_t nlookup;
+    sg_cval *create;                   /* learn's create= */
+    size_t ncreate;
+    uint32_t timeout_ms;               /* learn: a session unused this long is forgotten (default 1 h) */
+    bool header;                       /* learn: sessions are created from the response header */
+} sg_sticky_conf;
+
 typedef struct sg_upstream_conf {
     char *name;
     sg_conf_pos pos;
@@ -83,6 +110,7 @@ typedef struct sg_upstream_conf {
     /* balancers (issue 11, area: balance) */
     sg_lt_mode lt_mode;                /* least_time MODE, or random two least_time=MODE */
     bool lt_inflight;                  /* least_time ... inflight */
+    sg_sticky_conf *sticky;            /* sticky; NULL without */
 } sg_upstream_conf;
 
 /* ---------------- http: pieces used by locations ---------------- */

@@ -881,7 +881,7 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
                              sg_upstream_server_conf *t)
 {
     static const char *const later[] = {
-        "resolve", "service", "drain", NULL,
+        "resolve", "service", NULL,
     };
     const char *p = a->s;
     size_t keylen = strcspn(p, "=");
@@ -904,6 +904,8 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
     } else if (starts(p, "route=")) {        /* balancers (issue 11, area: balance) */
         if (a->n <= 6 || a->n - 6 > 32) return bad_param(cx, a);
         t->route = sg_arena_strndup(&cx->c->arena, p + 6, a->n - 6);
+    } else if (strcmp(p, "drain") == 0) {    /* balancers (issue 11, area: balance) */
+        t->drain = true;
     } else if (strcmp(p, "backup") == 0) {
         t->backup = true;
     } else if (strcmp(p, "down") == 0) {
@@ -1803,6 +1805,7 @@ static const sg_cmd cmds[] = {
     { "limit_rate_after", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
     /* balancers (issue 11, area: balance; conf/balance_conf.c, upstream/least_time.c) */
     { "least_time", U, SG_ARG12, sg_balance_set_least_time, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "sticky", U, SG_ARG1MORE, sg_balance_set_sticky, SG_T_NONE, 0, 0, 0, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1840,7 +1843,7 @@ static const char *const later_exact[] = {
     "msie_refresh", "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead",
-    "sticky", "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
+    "health_check", "ntlm", "queue", "split_clients", "ssi", "sub_filter",
     "mirror", "empty_gif",
     "gzip_static",   /* gzip: ngx_http_gzip_static_module */
     NULL,

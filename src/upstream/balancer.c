@@ -33,11 +33,13 @@ void sg_balancer_init(sg_balancer *b, const sg_upstream_conf *u, const sg_balanc
                 b->nprimary++;
         }
     }
+    sg_sticky_init(b);
 }
 
 void sg_balancer_fini(sg_balancer *b)
 {
     pthread_spin_destroy(&b->lock);
+    sg_sticky_fini(b);
     free(b->peers);
     b->peers = NULL;
 }
@@ -55,6 +57,11 @@ static int64_t elapsed_ms(uint64_t now_ms, uint64_t then_ms)
 }
 
 bool sg_balancer_available(const sg_peer *p, uint64_t now_ms)
+{
+    return !p->conf->drain && sg_balancer_available_sticky(p, now_ms);
+}
+
+bool sg_balancer_available_sticky(const sg_peer *p, uint64_t now_ms)
 {
     const sg_upstream_server_conf *c = p->conf;
     if (c->down || sg_balancer_full(p))
@@ -128,7 +135,9 @@ size_t sg_balancer_tried_words(const sg_balancer *b)
 sg_peer *sg_balancer_pick(sg_balancer *b, sg_pick_ctx *ctx)
 {
     pthread_spin_lock(&b->lock);
-    sg_peer *p = b->ops->pick(b, ctx);
+    sg_peer *p = ctx->sticky_len ? sg_sticky_pick(b, ctx) : NULL;
+    if (!p)
+        p = b->ops->pick(b, ctx);
     if (p) {
         sg_balancer_set_tried(ctx->tried, (size_t)(p - b->peers));
         if (p->active++ == 0) p->busy_since_ms = ctx->now_ms;

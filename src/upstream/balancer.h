@@ -38,6 +38,7 @@ typedef struct sg_peer {
     uint64_t picked_ms;         /* when it was last picked */
     uint64_t busy_since_ms;     /* least_time inflight: since when its open requests got no answer */
     uint64_t recovered_ms;      /* slow_start: when it came back after failing (0: never failed) */
+    char sticky_id[40];         /* sticky: its route=, else the MD5 of its name in hex (sticky.c) */
 } sg_peer;
 
 /* What a pick may depend on. `tried` is a bitmap over peer indexes
@@ -49,6 +50,10 @@ typedef struct sg_pick_ctx {
     uint64_t *tried;                 /* bitmap, sg_balancer_tried_words() words */
     const char *key;                 /* for hash: the evaluated key (hash.c) */
     size_t key_len;
+    /* sticky (balancers, issue 11): the cookie's / route's value, or the
+     * learn lookup= value; len 0: none. A usable server it names wins. */
+    const char *sticky;
+    size_t sticky_len;
 } sg_pick_ctx;
 
 typedef struct sg_balancer sg_balancer;
@@ -65,6 +70,7 @@ struct sg_balancer {
     const sg_upstream_conf *conf;
     sg_peer *peers;             /* primary peers then backup peers */
     size_t nprimary, nbackup;
+    struct sg_sticky_table *learned;   /* sticky learn's sessions (sticky.c); NULL without */
 };
 
 /* Creates the balancer for `u` according to u->lb (one per upstream per generation). */
@@ -89,5 +95,8 @@ typedef struct sg_peer_times {
     int64_t connect_ms, header_ms, first_byte_ms, last_byte_ms;
 } sg_peer_times;
 void sg_balancer_times(sg_balancer *b, sg_peer *p, const sg_peer_times *t);
+
+/* sticky learn: the session `key` (create=) now belongs to p (sticky.c). */
+void sg_balancer_learn(sg_balancer *b, sg_peer *p, const char *key, size_t len, uint64_t now_ms);
 
 #endif

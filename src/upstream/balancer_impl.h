@@ -81,5 +81,12 @@ void sg_lt_sample(sg_peer *p, sg_lt_mode mode, const sg_peer_times *t);
 /* slow_start: the weight p has now, ramping up to its weight over
  * slow_start after it recovered. */
 int sg_balancer_weight(const sg_peer *p, uint64_t now_ms);
+/* sticky.c: ids at init, the table at fini, and the pick of the server a
+ * request names (NULL: none usable; the method picks then). */
+void sg_sticky_init(sg_balancer *b);
+void sg_sticky_fini(sg_balancer *b);
+sg_peer *sg_sticky_pick(sg_balancer *b, sg_pick_ctx *ctx);
+/* sg_balancer_available, with `drain` servers counting as available (sticky requests still reach them). */
+bool sg_balancer_available_sticky(const sg_peer *p, uint64_t now_ms);
 
 #endif
