@@ -22,8 +22,9 @@ class DelayBackend(sgtest._ThreadedListener):
     """HTTP/1.1 keep-alive backend that answers every request after `delay`
     seconds with X-Backend: PORT; `requests` counts what it answered."""
 
-    def __init__(self, delay):
+    def __init__(self, delay, set_cookie=None):
         self.delay = delay
+        self.set_cookie = set_cookie
         self.requests = 0
         super().__init__()
 
@@ -41,8 +42,9 @@ class DelayBackend(sgtest._ThreadedListener):
             with self._lock:
                 self.requests += 1
             body = b"%d" % self.port
-            c.sendall(b"HTTP/1.1 200 OK\r\nX-Backend: %d\r\nContent-Length: %d\r\n\r\n%s"
-                      % (self.port, len(body), body))
+            extra = b"Set-Cookie: %s\r\n" % self.set_cookie.encode() if self.set_cookie else b""
+            c.sendall(b"HTTP/1.1 200 OK\r\nX-Backend: %d\r\n%sContent-Length: %d\r\n\r\n%s"
+                      % (self.port, extra, len(body), body))
 
 
 @pytest.fixture
@@ -156,7 +158,7 @@ def test_least_time_refuses_bad_parameters(tmp_path):
 # ---------------------------------------------------------------- zone: shared failures
 
 def test_zone_shares_max_fails_across_worker_threads(start_proxy, start_backend, start_stub):
-    """2 worker threads, many client connections (spread over both threads):
+    """2 worker threads, 30 client connections (spread over both threads):
     max_fails=3 takes the failing server out after 3 failures in total, not
     3 per thread."""
     live = start_backend()
@@ -174,19 +176,141 @@ def test_zone_shares_max_fails_across_worker_threads(start_proxy, start_backend,
   }
 """ % (stub.port, live.port, port), main="worker_processes 2;")
     start_proxy(conf)
-    # requests on new connections at once, so that both threads take some
+    # one request at a time (so that no pick races a failure being counted),
+    # each on a new connection: the kernel spreads them over both threads
     done = []
-
-    def one():
+    for _ in range(30):
         with HttpConn(port) as c:
-            r = c.request("GET", "/")
-        done.append(r.status)
-
-    for _ in range(5):
-        ts = [threading.Thread(target=one) for _ in range(8)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(30)
-    assert done == [200] * 40          # every failure was retried on the live one
+            done.append(c.request("GET", "/").status)
+    assert done == [200] * 30          # every failure was retried on the live one
     assert stub.accepted == 3, stub.accepted
+
+
+# ---------------------------------------------------------------- sticky
+
+def sticky_conf(port, servers, sticky):
+    return upstream_conf(port, servers, sticky)
+
+
+def cookie_of(r, name):
+    """The value the proxy set for cookie `name` (None if it set none)."""
+    for v in r.header_all("Set-Cookie"):
+        if v.startswith(name + "="):
+            return v.split(";", 1)[0][len(name) + 1:]
+    return None
+
+
+def test_sticky_cookie_keeps_a_client_and_repicks_when_its_server_is_down(start_proxy, start_backend):
+    bs = [start_backend() for _ in range(3)]
+    port = free_port()
+    start_proxy(sticky_conf(port, ["127.0.0.1:%d" % b.port for b in bs],
+                            "sticky cookie srv expires=1h path=/ httponly"))
+    # new clients are spread by round robin and each is told its server
+    ids = {}
+    for _ in range(3):
+        r = sgtest.get(port, "/")
+        assert r.status == 200
+        v = cookie_of(r, "srv")
+        assert v and len(v) == 32
+        ids[r.backend] = v
+        attrs = r.header("Set-Cookie").lower()
+        assert "max-age=3600" in attrs and "path=/" in attrs and "httponly" in attrs
+    assert sorted(ids) == sorted(b.port for b in bs)
+    assert len(set(ids.values())) == 3
+    # a client with the cookie stays on its server
+    chosen = bs[1].port
+    for _ in range(6):
+        r = sgtest.get(port, "/", headers={"Cookie": "a=b; srv=%s" % ids[chosen]})
+        assert r.backend == chosen
+        assert cookie_of(r, "srv") == ids[chosen]
+    # its server goes away: the request is served elsewhere and the cookie moves
+    bs[1].stop()
+    r = sgtest.get(port, "/", headers={"Cookie": "srv=%s" % ids[chosen]})
+    assert r.status == 200 and r.backend != chosen
+    assert cookie_of(r, "srv") == ids[r.backend]
+    # an unknown cookie is balanced as a new client
+    r = sgtest.get(port, "/", headers={"Cookie": "srv=garbage"})
+    assert r.status == 200 and cookie_of(r, "srv") == ids[r.backend]
+
+
+def test_sticky_route_follows_the_variable(start_proxy, start_backend):
+    bs = [start_backend() for _ in range(3)]
+    port = free_port()
+    servers = ["127.0.0.1:%d route=r%d" % (b.port, i) for i, b in enumerate(bs)]
+    start_proxy(sticky_conf(port, servers, "sticky route $arg_route $cookie_route"))
+    for i, b in enumerate(bs):
+        assert {sgtest.get(port, "/?route=r%d" % i).backend for _ in range(4)} == {b.port}
+        assert {sgtest.get(port, "/", headers={"Cookie": "route=r%d" % i}).backend
+                for _ in range(4)} == {b.port}
+    # no route, or one no server has: round robin
+    assert sorted(sgtest.get(port, "/?route=zz").backend for _ in range(3)) == sorted(b.port for b in bs)
+    r = sgtest.get(port, "/?route=r0")
+    assert r.header("Set-Cookie") is None
+
+
+def test_sticky_learn_from_the_backends_cookie(start_proxy):
+    a = DelayBackend(0, set_cookie="sid=from-a")
+    b = DelayBackend(0, set_cookie="sid=from-b")
+    try:
+        port = free_port()
+        start_proxy(sticky_conf(port, ["127.0.0.1:%d" % a.port, "127.0.0.1:%d" % b.port],
+                                "sticky learn create=$upstream_cookie_sid lookup=$cookie_sid "
+                                "zone=client_sessions:1m timeout=1h"))
+        first = [sgtest.get(port, "/").backend for _ in range(2)]
+        assert sorted(first) == sorted([a.port, b.port])
+        for sid, want in (("from-a", a.port), ("from-b", b.port)):
+            got = {sgtest.get(port, "/", headers={"Cookie": "sid=" + sid}).backend for _ in range(4)}
+            assert got == {want}
+        # a session no backend made is balanced as usual
+        got = [sgtest.get(port, "/", headers={"Cookie": "sid=unknown"}).backend for _ in range(2)]
+        assert sorted(got) == sorted([a.port, b.port])
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_sticky_refuses_bad_parameters(tmp_path):
+    for sticky, msg in [("sticky cookie", "invalid number of arguments"),
+                        ("sticky cookie srv samesite=sometimes", "invalid parameter"),
+                        ("sticky cookie srv expires=soon", "invalid expires"),
+                        ("sticky learn create=$upstream_cookie_sid lookup=$cookie_sid", '"zone" parameter is missing'),
+                        ("sticky route", "invalid number of arguments"),
+                        ("sticky bogus x", 'invalid parameter "bogus"')]:
+        conf = tmp_path / "bad.conf"
+        conf.write_text(sticky_conf(free_port(), ["127.0.0.1:1"], sticky))
+        r = sgtest.run_streamgate(["-t", "-c", conf])
+        assert r.returncode != 0, sticky
+        assert msg in r.stderr, (sticky, r.stderr)
+
+
+@pytest.mark.parametrize("method", ["least_time last_byte", "least_time connect inflight",
+                                    "random two least_time=first_byte"])
+def test_stream_least_time_avoids_slow_backend(start_proxy, skewed, method):
+    """stream {}: last_byte times the whole session (here one request and
+    its answer), so the slow backend gets few sessions."""
+    port = free_port()
+    lines = "".join("    server 127.0.0.1:%d;\n" % b.port for b in skewed)
+    start_proxy("events {}\nstream {\n  upstream pool {\n    %s;\n%s  }\n"
+                "  server { listen 127.0.0.1:%d; proxy_pass pool; }\n}\n" % (method, lines, port))
+    seen = []
+    lock = threading.Lock()
+
+    def run():
+        for _ in range(10):
+            with HttpConn(port) as c:
+                r = c.request("GET", "/")
+            with lock:
+                seen.append(r.backend)
+
+    ts = [threading.Thread(target=run) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert len(seen) == 40
+    if "connect" in method:
+        # connect times do not see the slow answers: only check that all
+        # three take sessions and inflight keeps the busy one from most
+        assert seen.count(skewed[1].port) < len(seen) / 2, seen
+    else:
+        assert seen.count(skewed[1].port) < len(seen) / 3, seen
