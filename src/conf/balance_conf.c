@@ -66,7 +66,7 @@ static bool sticky_cookie(sg_cctx *cx, const sg_cnode *n, sg_sticky_conf *st)
 {
     if (n->nargs < 2) return sg_cerr(cx, n->name.pos, "invalid number of arguments in \"sticky\" directive");
     const sg_carg *name = &n->args[1];
-    if (name->n == 0 || strpbrk(name->s, "=;, \t"))
+    if (name->n == 0 || name->n > 200 || strpbrk(name->s, "=;, \t$"))
         return sg_cerr(cx, name->pos, "invalid cookie name \"%s\"", name->s);
     st->cookie = sg_arena_strndup(&cx->c->arena, name->s, name->n);
     st->expires_s = -1;
