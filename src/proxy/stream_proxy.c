@@ -309,11 +309,12 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
     sp_session *s = arg;
     uint64_t now = now_ms(s);
     if (arg2) {
-        /* least_time first_byte / last_byte (balancers, issue 11): the
-         * whole session stands for both, the tunnel does not time its
-         * first byte. */
+        /* least_time first_byte / last_byte (balancers, issue 11); a
+         * session the upstream never wrote to counts whole for both. */
         int64_t ms = (int64_t)(now - s->attempt_start_ms);
-        sg_peer_times times = { .connect_ms = -1, .header_ms = -1, .first_byte_ms = ms, .last_byte_ms = ms };
+        int64_t first = e->upstream_first_ms && e->upstream_first_ms >= s->attempt_start_ms
+                            ? (int64_t)(e->upstream_first_ms - s->attempt_start_ms) : ms;
+        sg_peer_times times = { .connect_ms = -1, .header_ms = -1, .first_byte_ms = first, .last_byte_ms = ms };
         sg_balancer_times(s->b, arg2, &times);
         sg_balancer_done(s->b, arg2, false, now);
     }
@@ -324,6 +325,8 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
         t->sent = e->upstream_written;
         t->received = e->upstream_read;
         t->session_ms = (int64_t)(now - s->attempt_start_ms);
+        if (e->upstream_first_ms && e->upstream_first_ms >= s->attempt_start_ms)
+            t->first_byte_ms = (int64_t)(e->upstream_first_ms - s->attempt_start_ms);
     }
     s->info.status = 200;
     if (s->starting) {                 /* inside sg_tunnel_start: start_tunnel ends the session */

@@ -9,11 +9,14 @@
  *     max(average, 20 ms) x (active + 1) / weight
  * so that peers answering within 20 ms count as equally fast and are
  * spread as least_conn spreads them (otherwise the noise of a loopback
- * millisecond would pin all traffic on one). For choosing only, a peer's
- * average halves for every second since it was last picked: a peer that
- * was slow once is tried again after a while instead of never, and that
- * probe's sample is blended with what the peer was known for, so one fast
- * answer does not bring a slow peer all its traffic back at once. With
+ * millisecond would pin all traffic on one). For choosing only, once
+ * fail_timeout has passed since a peer was last picked, its average counts
+ * as halved for every second since that pick: a peer that was slow once
+ * is tried again after a while instead of never (nginx's own knob for
+ * "when to try a bad server again"; with fail_timeout=0 a 4 s average
+ * falls below 20 ms 8 s after its pick), and that probe's sample is
+ * blended with what the peer was known for, so one fast answer does not
+ * bring a slow peer all its traffic back at once. With
  * `inflight`, open requests that have not been answered for longer than the
  * average count as that long. Ties go round robin among the tied peers. */
 #include "upstream/balancer_impl.h"
@@ -28,8 +31,8 @@
 uint64_t sg_lt_time_us(const sg_balancer *b, const sg_peer *p, uint64_t now_ms)
 {
     uint64_t t = p->lt_avg_us;
-    if (t) {
-        uint64_t age = now_ms > p->picked_ms ? now_ms - p->picked_ms : 0;
+    uint64_t age = now_ms > p->picked_ms ? now_ms - p->picked_ms : 0;
+    if (t && age >= p->conf->fail_timeout_ms) {
         uint64_t halvings = age / 1000;
         t = halvings >= 63 ? 0 : t >> halvings;
         t -= t * (age % 1000) / 2000;   /* the rest of the second, linearly */

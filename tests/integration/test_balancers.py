@@ -123,13 +123,13 @@ def test_round_robin_reference_gives_the_slow_one_its_third(start_proxy, skewed)
 
 
 def test_least_time_probes_a_slow_peer_again_later(start_proxy):
-    """A peer that was slow once is not shunned for ever: its average decays
-    while it is not picked, and it is tried again."""
+    """A peer that was slow once is not shunned for ever: once fail_timeout
+    has passed since it was picked its average decays, and it is tried again."""
     slow_then_fast = DelayBackend(0.3)
     fast = DelayBackend(0.0)
     try:
         port = free_port()
-        start_proxy(upstream_conf(port, ["127.0.0.1:%d" % slow_then_fast.port,
+        start_proxy(upstream_conf(port, ["127.0.0.1:%d fail_timeout=1s" % slow_then_fast.port,
                                          "127.0.0.1:%d" % fast.port], "least_time last_byte"))
         with HttpConn(port) as c:
             first = [c.request("GET", "/").backend for _ in range(2)]

@@ -36,7 +36,7 @@ Test(least_time, fast_peer_wins_slow_one_is_probed_after_decay)
     lb_fixture f;
     lb_fx_init(&f, SG_LB_LEAST_TIME);
     f.u.lt_mode = SG_LT_LAST_BYTE;
-    lb_fx_add(&f, 8081, 1);
+    lb_fx_add(&f, 8081, 1)->fail_timeout_ms = 0;   /* decays at once, as upstream_least_time.t's */
     lb_fx_add(&f, 8082, 1);
     sg_balancer *b = sg_balancer_new(&f.u);
     /* no samples: round robin */
@@ -64,6 +64,30 @@ Test(least_time, fast_peer_wins_slow_one_is_probed_after_decay)
         cr_assert_eq(pick(b, 9102, NULL), 2);
         finish(b, 2, 1, 9102);
     }
+    sg_balancer_free(b);
+}
+
+Test(least_time, no_probe_within_fail_timeout)
+{
+    lb_fixture f;
+    lb_fx_init(&f, SG_LB_LEAST_TIME);
+    f.u.lt_mode = SG_LT_FIRST_BYTE;
+    lb_fx_add(&f, 8081, 1);                    /* fail_timeout 10 s */
+    lb_fx_add(&f, 8082, 1);
+    sg_balancer *b = sg_balancer_new(&f.u);
+    cr_assert_eq(pick(b, 1000, NULL), 1);
+    cr_assert_eq(pick(b, 1000, NULL), 2);
+    finish(b, 1, 1000, 2000);
+    finish(b, 2, 1, 9000);
+    /* 8 s after its pick: still ranked by its 1 s */
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(pick(b, 9000, NULL), 2);
+        finish(b, 2, 1, 9000);
+    }
+    /* past fail_timeout it is tried again */
+    int got = pick(b, 11500, NULL);
+    if (got == 2) got = pick(b, 11500, NULL);
+    cr_assert_eq(got, 1);
     sg_balancer_free(b);
 }
 
