@@ -226,6 +226,10 @@ static const struct nginx_module {
     { "stream_upstream_least_conn_module", "least_conn", true, true },
     { "stream_upstream_random_module", "random", true, true },
     { "stream_upstream_zone_module", "zone", true, true },
+    /* balancers (issue 11, area: balance) */
+    { "http_upstream_least_time_module", "least_time", false, true },
+    { "stream_upstream_least_time_module", "least_time", true, true },
+    { "http_upstream_sticky_module", "sticky", false, true },
 };
 
 /* -V: as nginx's, so that tools reading nginx -V (nginx-tests) see what

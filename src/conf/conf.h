@@ -31,6 +31,10 @@ typedef struct sg_upstream_server_conf {
     uint32_t fail_timeout_ms;          /* default 10 s */
     bool backup, down;
     uint32_t max_conns;                /* max_conns=N: open exchanges/tunnels at once, all threads; 0 = no limit */
+    /* balancers (issue 11, area: balance) */
+    uint32_t slow_start_ms;            /* slow_start=TIME: a recovered server's weight ramps up over TIME */
+    char *route;                       /* route=STRING (sticky route / sticky cookie value) */
+    bool drain;                        /* drain: only sticky requests go to it */
 } sg_upstream_server_conf;
 
 typedef enum sg_lb_method {
@@ -41,11 +45,48 @@ typedef enum sg_lb_method {
     SG_LB_HASH_CONSISTENT,             /* hash KEY consistent: ketama points */
     SG_LB_RANDOM,                      /* random (upstream/random.c) */
     SG_LB_RANDOM_TWO,                  /* random two [least_conn]: the less loaded of two random picks */
+    /* balancers (issue 11, area: balance) */
+    SG_LB_LEAST_TIME,                  /* least_time (upstream/least_time.c) */
 } sg_lb_method;
+
+/* What least_time measures (issue 11, area: balance) */
+typedef enum sg_lt_mode {
+    SG_LT_NONE = 0,
+    SG_LT_HEADER,                      /* http: time to the response header */
+    SG_LT_LAST_BYTE,                   /* http and stream: time to the whole response / end of session */
+    SG_LT_CONNECT,                     /* stream: time to connect */
+    SG_LT_FIRST_BYTE,                  /* stream: time to the first byte from the upstream */
+} sg_lt_mode;
 
 /* http2_ping_interval / http2_ping_timeout in upstream{} (HTTP/2 peers) */
 #define SG_UPSTREAM_PING_INTERVAL_MS 30000
 #define SG_UPSTREAM_PING_TIMEOUT_MS 20000
+
+/* sticky (issue 11, area: balance; conf/balance_conf.c, upstream/sticky.c,
+ * proxy/sticky.c): which server a client's requests stay on. */
+typedef enum sg_sticky_kind {
+    SG_STICKY_NONE = 0,
+    SG_STICKY_COOKIE,                  /* sticky cookie NAME ...: the server's id in a cookie we set */
+    SG_STICKY_ROUTE,                   /* sticky route $var...: the first non-empty names a route= */
+    SG_STICKY_LEARN,                   /* sticky learn: sessions learned from create=, found by lookup= */
+} sg_sticky_kind;
+
+#define SG_STICKY_EXPIRES_MAX (-2)     /* expires=max */
+
+typedef struct sg_sticky_conf {
+    sg_sticky_kind kind;
+    char *cookie;                      /* cookie: its name */
+    int64_t expires_s;                 /* cookie: -1 none (a session cookie), SG_STICKY_EXPIRES_MAX, else seconds */
+    sg_cval domain, path, samesite;    /* cookie: attributes (may hold variables; empty value: left out) */
+    bool has_domain, has_path, has_samesite;
+    bool httponly, secure;
+    sg_cval *lookup;                   /* route's variables / learn's lookup= (first non-empty wins) */
+    size_t nlookup;
+    sg_cval *create;                   /* learn's create= */
+    size_t ncreate;
+    uint32_t timeout_ms;               /* learn: a session unused this long is forgotten (default 1 h) */
+    bool header;                       /* learn: sessions are created from the response header */
+} sg_sticky_conf;
 
 typedef struct sg_upstream_conf {
     char *name;
@@ -66,6 +107,10 @@ typedef struct sg_upstream_conf {
     void *runtime;                     /* upstream layer's shared peer state (upstream/peer.h) */
     /* header controls and small directives (issue 9) */
     uint32_t keepalive_time_ms;        /* keepalive_time: a kept connection older than this closes; default 1 h */
+    /* balancers (issue 11, area: balance) */
+    sg_lt_mode lt_mode;                /* least_time MODE, or random two least_time=MODE */
+    bool lt_inflight;                  /* least_time ... inflight */
+    sg_sticky_conf *sticky;            /* sticky; NULL without */
 } sg_upstream_conf;
 
 /* ---------------- http: pieces used by locations ---------------- */

@@ -9,6 +9,7 @@
  * set is copied from the level above (sg_directives_merge), so a new
  * inheritable directive needs no merge code. */
 #include "conf/directives.h"
+#include "conf/balance_conf.h"
 #include "conf/geo.h"
 #include "conf/charset_conf.h"
 #include "conf/gzip_conf.h"
@@ -765,8 +766,10 @@ bool sg_conf_set_random(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void 
 {
     if (n->nargs >= 1 && strcmp(n->args[0].s, "two") != 0)
         return sg_cerr(cx, n->args[0].pos, "invalid parameter \"%s\"", n->args[0].s);
-    if (n->nargs == 2 && strcmp(n->args[1].s, "least_conn") != 0)
-        return sg_cerr(cx, n->args[1].pos, "invalid parameter \"%s\"", n->args[1].s);
+    cx->ups->lt_mode = SG_LT_NONE;
+    if (n->nargs == 2 && strcmp(n->args[1].s, "least_conn") != 0 &&
+        !sg_balance_random_least_time(cx, &n->args[1], (cx->ctx & SG_CTX_STREAM_UPSTREAM) != 0))
+        return false;
     cx->ups->lb = n->nargs ? SG_LB_RANDOM_TWO : SG_LB_RANDOM;
     return true;
 }
@@ -913,7 +916,7 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
                              sg_upstream_server_conf *t)
 {
     static const char *const later[] = {
-        "resolve", "slow_start", "service", "route", "drain", NULL,
+        "resolve", "service", NULL,
     };
     const char *p = a->s;
     size_t keylen = strcspn(p, "=");
@@ -930,6 +933,14 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
     } else if (starts(p, "max_conns=")) {
         if (!parse_num(p + 10, UINT32_MAX, &v)) return bad_param(cx, a);
         t->max_conns = (uint32_t)v;
+    } else if (starts(p, "slow_start=")) {   /* balancers (issue 11, area: balance) */
+        if (!parse_time_ms(p + 11, &v) || v >= SG_UNSET_MS) return bad_param(cx, a);
+        t->slow_start_ms = (uint32_t)v;
+    } else if (starts(p, "route=")) {        /* balancers (issue 11, area: balance) */
+        if (a->n <= 6 || a->n - 6 > 32) return bad_param(cx, a);
+        t->route = sg_arena_strndup(&cx->c->arena, p + 6, a->n - 6);
+    } else if (strcmp(p, "drain") == 0) {    /* balancers (issue 11, area: balance) */
+        t->drain = true;
     } else if (strcmp(p, "backup") == 0) {
         t->backup = true;
     } else if (strcmp(p, "down") == 0) {
@@ -1863,6 +1874,9 @@ static const sg_cmd cmds[] = {
     { "limit_conn_status", HSL, A1, sg_limit_set_status, LOC(limit_conn_status), NULL },
     { "limit_conn_log_level", HSL, A1, sg_limit_set_log_level, LOC(limit_conn_log_level), NULL },
     { "limit_conn_dry_run", HSL, A1, sg_conf_set_flag, LOC(limit_conn_dry_run), NULL },
+    /* balancers (issue 11, area: balance; conf/balance_conf.c, upstream/least_time.c) */
+    { "least_time", U, SG_ARG12, sg_balance_set_least_time, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
+    { "sticky", U, SG_ARG1MORE, sg_balance_set_sticky, SG_T_NONE, 0, 0, 0, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1883,7 +1897,7 @@ static const char *const later_exact[] = {
     "msie_refresh", "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead",
-    "sticky", "health_check", "ntlm", "queue", "ssi", "sub_filter",
+    "health_check", "ntlm", "queue", "ssi", "sub_filter",
     "mirror", "empty_gif",
     "gzip_static",   /* gzip: ngx_http_gzip_static_module */
     NULL,

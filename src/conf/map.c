@@ -201,7 +201,11 @@ bool sg_map_add(sg_map *m, sg_str key, sg_str value, sg_conf_pos pos, char *err,
         m->def = cv;
         return true;
     }
-    if (key.n > 1 && key.p[0] == '~') return regex_add(m, key, &cv, pos, err, errlen);
+    if (key.n > 1 && key.p[0] == '~') {
+        /* its named captures are variables, as those of a location's regex */
+        sg_var_note_captures(m->c, key);
+        return regex_add(m, key, &cv, pos, err, errlen);
+    }
     if (key.n && key.p[0] == '\\') key = (sg_str){ key.p + 1, key.n - 1 };
     int rc = m->hostnames ? hostname_add(m, key, &cv) : -1;
     if (rc < 0) rc = exact_add(m, key, &cv);

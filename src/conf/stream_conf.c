@@ -8,6 +8,7 @@
  * line with a generic setter. */
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
+#include "conf/balance_conf.h"
 #include "conf/limit_conf.h"
 #include "conf/ssl_conf.h"
 #include "conf/ssl_ctx.h"
@@ -453,6 +454,8 @@ static const sg_cmd cmds[] = {
     { "limit_conn", SS, SG_ARG2, sg_limit_set_stream_conn, PXR(SG_CF_MULTI, limit_conns, nlimit_conns), NULL },
     { "limit_conn_log_level", SS, SG_ARG1, sg_limit_set_log_level, PX(limit_conn_log_level), NULL },
     { "limit_conn_dry_run", SS, SG_ARG1, sg_conf_set_flag, PX(limit_conn_dry_run), NULL },
+    /* balancers (issue 11, area: balance; conf/balance_conf.c) */
+    { "least_time", UPS, SG_ARG12, sg_balance_set_least_time, UPSTREAM, (const void *)(intptr_t)1 },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -20,6 +20,7 @@
  * HTTP/1.1 WebSocket handshake there is answered 501. Any other answer is
  * relayed as a normal response. */
 #include "proxy/proxy.h"
+#include "proxy/sticky.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -474,6 +475,7 @@ static void proxy_try(sg_exchange *ex)
         ctx.key = key.p;
         ctx.key_len = key.n;
     }
+    if (u->sticky) sg_sticky_request(ex, u, &ctx);   /* balancers, issue 11 */
     sg_peer *peer = sg_balancer_pick(rt->balancer, &ctx);
     if (!peer) {
         /* Every server tried already is the end of the retries, not "no
@@ -899,7 +901,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     int k = snprintf(code, sizeof(code), "%d", status);
     append_list(&ex->req.upstream_status, code, (size_t)k);
 
-    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
+    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 2));
     size_t n = 0;
     /* nginx relays a backend's Upgrade to HTTP/1.x clients (a 426 names
      * what to upgrade to); HTTP/2 has no Upgrade. */
@@ -918,6 +920,10 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
         if (sg_str_caseeq_lit(h[n].name, "location")) h[n].value = rewrite_location(ex, h[n].value);
         n++;
     }
+    /* sticky: the cookie naming this server, or learn's create= (balancers, issue 11) */
+    if (ex->upstream->sticky && ex->peer &&
+        sg_sticky_response(ex, ex->upstream, runtime(ex)->balancer, ex->peer, now_ms(ex), &h[n]))
+        n++;
     bool has_body = m->has_body;
     bool streamed = has_body && m->content_length < 0;
     /* An HTTP/2 upstream may end a streamed body (gRPC: every one) with
@@ -975,6 +981,17 @@ static void up_end(sg_exchange *ex, const sg_header *t, size_t nt)
         return;
     }
     if (ex->peer) {
+        /* least_time learns the attempt's times (balancers, issue 11) */
+        int64_t total = (int64_t)(now_ms(ex) - ex->attempt_start_ms);
+        sg_peer_times times = {
+            .connect_ms = ex->up_connect_ms ? (int64_t)ex->up_connect_ms - 1 : -1,
+            .header_ms = ex->up_header_ms ? (int64_t)ex->up_header_ms - 1 : total,
+            .first_byte_ms = ex->up_header_ms ? (int64_t)ex->up_header_ms - 1 : total,
+            .last_byte_ms = total,
+        };
+        sg_balancer_times(runtime(ex)->balancer, ex->peer, &times);
+        if (ex->upstream->sticky && !ex->upstream->sticky->header)
+            sg_sticky_done(ex, ex->upstream, runtime(ex)->balancer, ex->peer, now_ms(ex));
         sg_balancer_done(runtime(ex)->balancer, ex->peer, false, now_ms(ex));
         ex->peer = NULL;
     }

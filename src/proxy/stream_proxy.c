@@ -317,7 +317,16 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
 {
     sp_session *s = arg;
     uint64_t now = now_ms(s);
-    if (arg2) sg_balancer_done(s->b, arg2, false, now);
+    if (arg2) {
+        /* least_time first_byte / last_byte (balancers, issue 11); a
+         * session the upstream never wrote to counts whole for both. */
+        int64_t ms = (int64_t)(now - s->attempt_start_ms);
+        int64_t first = e->upstream_first_ms && e->upstream_first_ms >= s->attempt_start_ms
+                            ? (int64_t)(e->upstream_first_ms - s->attempt_start_ms) : ms;
+        sg_peer_times times = { .connect_ms = -1, .header_ms = -1, .first_byte_ms = first, .last_byte_ms = ms };
+        sg_balancer_times(s->b, arg2, &times);
+        sg_balancer_done(s->b, arg2, false, now);
+    }
     s->info.bytes_sent = e->client_written;
     s->info.bytes_received = e->client_read;
     sg_stream_try *t = cur_try(s);
@@ -325,6 +334,8 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
         t->sent = e->upstream_written;
         t->received = e->upstream_read;
         t->session_ms = (int64_t)(now - s->attempt_start_ms);
+        if (e->upstream_first_ms && e->upstream_first_ms >= s->attempt_start_ms)
+            t->first_byte_ms = (int64_t)(e->upstream_first_ms - s->attempt_start_ms);
     }
     s->info.status = 200;
     if (s->starting) {                 /* inside sg_tunnel_start: start_tunnel ends the session */
@@ -361,6 +372,8 @@ static void start_tunnel(sp_session *s)
     set_nodelay(s->up.fd, s->srv->proxy.tcp_nodelay);   /* sg_connect_nonblock set it on */
     /* the session waits for the tunnel's end (to log, keep a TLS session, or give back limit_conn slots) */
     bool log = has_logs(s) || (s->up_tls && reuses_sessions(s)) || s->limit_slots;
+    /* least_time times the whole session: the session waits too (balancers, issue 11) */
+    if (s->b && s->peer && s->b->conf->lt_mode != SG_LT_NONE && s->b->conf->lt_mode != SG_LT_CONNECT) log = true;
     sg_tunnel_opts o = {
         .idle_timeout_ms = s->srv->proxy.timeout_ms,
         .tcp_keepalive = true,
@@ -470,6 +483,11 @@ static void connected(sp_session *s)
 {
     sg_stream_try *t = cur_try(s);
     if (t) t->connect_ms = (int64_t)(now_ms(s) - s->attempt_start_ms);
+    if (s->peer) {   /* least_time connect (balancers, issue 11) */
+        sg_peer_times times = { .connect_ms = (int64_t)(now_ms(s) - s->attempt_start_ms),
+                                .header_ms = -1, .first_byte_ms = -1, .last_byte_ms = -1 };
+        sg_balancer_times(s->b, s->peer, &times);
+    }
     const sg_stream_proxy_conf *pc = &s->srv->proxy;
     if (pc->proxy_protocol && !send_proxy_header(s)) return;
     if (!pc->proxy_ssl_on) {

@@ -52,6 +52,7 @@ struct sg_tunnel {
     sg_list_node link;             /* in the thread's live list, then its dead list */
     sg_conf *gen;
     uint64_t nread[2], nwritten[2];
+    uint64_t up_first_ms;               /* when the upstream's first byte came (least_time first_byte) */
     /* Loop milliseconds, truncated: only differences are used, and every
      * timeout fits in 32 bits (49 days), so wrap-around is harmless. */
     uint32_t active_ms, up_rx_ms, retire_ms;
@@ -326,6 +327,7 @@ static bool pump(sg_tunnel *t, int src)
             t->nread[src] += (size_t)n;
             t->active_ms = now32();
             if (src == UP) t->up_rx_ms = t->active_ms;
+            if (src == UP && !t->up_first_ms) t->up_first_ms = sg_loop_now(ts.loop);
             /* A short read drained the socket (see h1_server.c), unless a
              * FIN is pending: it has no edge of its own. */
             if (drained(t, src, (size_t)n) && !(t->rdhup & BIT(src))) t->readable &= (uint8_t)~BIT(src);
@@ -406,6 +408,7 @@ static void tunnel_end(sg_tunnel *t, sg_tunnel_end_reason why)
             .reason = why,
             .client_read = t->nread[CL], .client_written = t->nwritten[CL],
             .upstream_read = t->nread[UP], .upstream_written = t->nwritten[UP],
+            .upstream_first_ms = t->up_first_ms,
         };
         t->on_close(&e, t->arg, t->arg2);
     }

@@ -39,6 +39,7 @@ typedef struct sg_tunnel_end {
     sg_tunnel_end_reason reason;
     uint64_t client_read, client_written;       /* bytes from / to the client socket */
     uint64_t upstream_read, upstream_written;   /* bytes from / to the upstream socket */
+    uint64_t upstream_first_ms;                 /* loop time of the upstream's first byte; 0: none (least_time) */
 } sg_tunnel_end;
 
 typedef struct sg_tunnel_opts {

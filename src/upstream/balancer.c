@@ -33,11 +33,13 @@ void sg_balancer_init(sg_balancer *b, const sg_upstream_conf *u, const sg_balanc
                 b->nprimary++;
         }
     }
+    sg_sticky_init(b);
 }
 
 void sg_balancer_fini(sg_balancer *b)
 {
     pthread_spin_destroy(&b->lock);
+    sg_sticky_fini(b);
     free(b->peers);
     b->peers = NULL;
 }
@@ -55,6 +57,11 @@ static int64_t elapsed_ms(uint64_t now_ms, uint64_t then_ms)
 }
 
 bool sg_balancer_available(const sg_peer *p, uint64_t now_ms)
+{
+    return !p->conf->drain && sg_balancer_available_sticky(p, now_ms);
+}
+
+bool sg_balancer_available_sticky(const sg_peer *p, uint64_t now_ms)
 {
     const sg_upstream_server_conf *c = p->conf;
     if (c->down || sg_balancer_full(p))
@@ -105,6 +112,8 @@ sg_balancer *sg_balancer_new(const sg_upstream_conf *u)
     case SG_LB_RANDOM:
     case SG_LB_RANDOM_TWO:
         return sg_balancer_random_new(u);
+    case SG_LB_LEAST_TIME:
+        return sg_balancer_least_time_new(u);
     case SG_LB_ROUND_ROBIN:
     default:
         return sg_balancer_round_robin_new(u);
@@ -126,10 +135,13 @@ size_t sg_balancer_tried_words(const sg_balancer *b)
 sg_peer *sg_balancer_pick(sg_balancer *b, sg_pick_ctx *ctx)
 {
     pthread_spin_lock(&b->lock);
-    sg_peer *p = b->ops->pick(b, ctx);
+    sg_peer *p = ctx->sticky_len ? sg_sticky_pick(b, ctx) : NULL;
+    if (!p)
+        p = b->ops->pick(b, ctx);
     if (p) {
         sg_balancer_set_tried(ctx->tried, (size_t)(p - b->peers));
-        p->active++;
+        if (p->active++ == 0) p->busy_since_ms = ctx->now_ms;
+        p->picked_ms = ctx->now_ms;
     }
     pthread_spin_unlock(&b->lock);
     return p;
@@ -164,15 +176,38 @@ void sg_balancer_done(sg_balancer *b, sg_peer *p, bool failed, uint64_t now_ms)
     if (!sg_balancer_single(b)) {
         if (failed)
             disabled = account_failure(p, now_ms);
-        else if (p->accessed_ms < p->checked_ms)
-            p->fails = 0;   /* the trial after fail_timeout succeeded */
+        else if (p->accessed_ms < p->checked_ms) {
+            /* the trial after fail_timeout succeeded */
+            if (p->conf->max_fails > 0 && p->fails >= (unsigned)p->conf->max_fails)
+                p->recovered_ms = now_ms ? now_ms : 1;
+            p->fails = 0;
+        }
     }
     if (p->active > 0)
         p->active--;
+    p->busy_since_ms = now_ms;   /* it answered: its other open requests wait from now */
     pthread_spin_unlock(&b->lock);
 
     /* Logged outside the spinlock: the write may block. */
     if (disabled)
         sg_log_warn("upstream server temporarily disabled, upstream: \"%s\"",
                     p->conf->name ? p->conf->name : "");
+}
+
+void sg_balancer_times(sg_balancer *b, sg_peer *p, const sg_peer_times *t)
+{
+    sg_lt_mode mode = b->conf->lt_mode;
+    if (mode == SG_LT_NONE) return;
+    pthread_spin_lock(&b->lock);
+    sg_lt_sample(p, mode, t);
+    pthread_spin_unlock(&b->lock);
+}
+
+int sg_balancer_weight(const sg_peer *p, uint64_t now_ms)
+{
+    uint32_t ss = p->conf->slow_start_ms;
+    int w = p->conf->weight;
+    if (!ss || !p->recovered_ms || now_ms >= p->recovered_ms + ss) return w;
+    uint64_t part = (uint64_t)w * (now_ms - p->recovered_ms) / ss;
+    return part ? (int)part : 1;
 }

@@ -33,6 +33,12 @@ typedef struct sg_peer {
     unsigned fails;             /* failures within the current fail_timeout window */
     uint64_t checked_ms;        /* when it was last picked while failing (nginx "checked") */
     uint64_t accessed_ms;       /* time of the last failure */
+    /* balancers (issue 11, area: balance) */
+    uint64_t lt_avg_us;         /* least_time: EWMA of the measured time (0: no sample yet) */
+    uint64_t picked_ms;         /* when it was last picked */
+    uint64_t busy_since_ms;     /* least_time inflight: since when its open requests got no answer */
+    uint64_t recovered_ms;      /* slow_start: when it came back after failing (0: never failed) */
+    char sticky_id[40];         /* sticky: its route=, else the MD5 of its name in hex (sticky.c) */
 } sg_peer;
 
 /* What a pick may depend on. `tried` is a bitmap over peer indexes
@@ -44,6 +50,10 @@ typedef struct sg_pick_ctx {
     uint64_t *tried;                 /* bitmap, sg_balancer_tried_words() words */
     const char *key;                 /* for hash: the evaluated key (hash.c) */
     size_t key_len;
+    /* sticky (balancers, issue 11): the cookie's / route's value, or the
+     * learn lookup= value; len 0: none. A usable server it names wins. */
+    const char *sticky;
+    size_t sticky_len;
 } sg_pick_ctx;
 
 typedef struct sg_balancer sg_balancer;
@@ -60,6 +70,7 @@ struct sg_balancer {
     const sg_upstream_conf *conf;
     sg_peer *peers;             /* primary peers then backup peers */
     size_t nprimary, nbackup;
+    struct sg_sticky_table *learned;   /* sticky learn's sessions (sticky.c); NULL without */
 };
 
 /* Creates the balancer for `u` according to u->lb (one per upstream per generation). */
@@ -76,5 +87,16 @@ sg_peer *sg_balancer_pick(sg_balancer *b, sg_pick_ctx *ctx);
  * (connect error, timeout, invalid response: what proxy_next_upstream
  * calls a failure); a success clears the failure count. */
 void sg_balancer_done(sg_balancer *b, sg_peer *p, bool failed, uint64_t now_ms);
+
+/* An attempt on `p` that started at start_ms measured these times (ms;
+ * -1: not reached): least_time keeps an average of the one its mode
+ * names; other methods ignore it. Called before sg_balancer_done. */
+typedef struct sg_peer_times {
+    int64_t connect_ms, header_ms, first_byte_ms, last_byte_ms;
+} sg_peer_times;
+void sg_balancer_times(sg_balancer *b, sg_peer *p, const sg_peer_times *t);
+
+/* sticky learn: the session `key` (create=) now belongs to p (sticky.c). */
+void sg_balancer_learn(sg_balancer *b, sg_peer *p, const char *key, size_t len, uint64_t now_ms);
 
 #endif

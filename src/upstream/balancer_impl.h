@@ -70,5 +70,23 @@ sg_balancer *sg_balancer_least_conn_new(const sg_upstream_conf *u);
 sg_balancer *sg_balancer_ip_hash_new(const sg_upstream_conf *u);
 sg_balancer *sg_balancer_hash_new(const sg_upstream_conf *u);   /* hash.c: SG_LB_HASH and SG_LB_HASH_CONSISTENT */
 sg_balancer *sg_balancer_random_new(const sg_upstream_conf *u); /* random.c: SG_LB_RANDOM and SG_LB_RANDOM_TWO */
+/* balancers (issue 11, area: balance) */
+sg_balancer *sg_balancer_least_time_new(const sg_upstream_conf *u);   /* least_time.c */
+/* least_time's ranking of x against y (-1: x is better), also used by
+ * random two least_time=; and the time a peer is ranked by (µs). */
+int sg_lt_cmp(const sg_balancer *b, const sg_peer *x, const sg_peer *y, uint64_t now_ms);
+uint64_t sg_lt_time_us(const sg_balancer *b, const sg_peer *p, uint64_t now_ms);
+/* Adds the sample that `mode` names to p's average. */
+void sg_lt_sample(sg_peer *p, sg_lt_mode mode, const sg_peer_times *t);
+/* slow_start: the weight p has now, ramping up to its weight over
+ * slow_start after it recovered. */
+int sg_balancer_weight(const sg_peer *p, uint64_t now_ms);
+/* sticky.c: ids at init, the table at fini, and the pick of the server a
+ * request names (NULL: none usable; the method picks then). */
+void sg_sticky_init(sg_balancer *b);
+void sg_sticky_fini(sg_balancer *b);
+sg_peer *sg_sticky_pick(sg_balancer *b, sg_pick_ctx *ctx);
+/* sg_balancer_available, with `drain` servers counting as available (sticky requests still reach them). */
+bool sg_balancer_available_sticky(const sg_peer *p, uint64_t now_ms);
 
 #endif

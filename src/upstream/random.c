@@ -1,4 +1,4 @@
-/* random [two [least_conn]], as ngx_http_upstream_random_module.c of nginx
+/* random [two [least_conn | least_time=header|last_byte]], as ngx_http_upstream_random_module.c of nginx
  * 1.22: a peer drawn at random in proportion to the weights; with `two`,
  * two different peers are drawn and the one with fewer active exchanges
  * relative to its weight is used ("power of two choices": nearly
@@ -19,6 +19,7 @@
 typedef struct random_balancer {
     sg_balancer super;
     bool two;
+    bool least_time;        /* random two least_time=: the two are compared by least_time's rank */
     uint64_t *ranges;       /* ranges[i]: sum of the weights of peers 0..i */
     uint64_t total;
     uint64_t state;         /* xorshift64*; draws happen under the balancer's lock */
@@ -80,7 +81,7 @@ static sg_peer *random_pick(sg_balancer *b, sg_pick_ctx *ctx)
             continue;
         }
         if (p == first) continue;
-        if (busier(p, first)) p = first;
+        if (rb->least_time ? sg_lt_cmp(b, p, first, ctx->now_ms) > 0 : busier(p, first)) p = first;
         sg_balancer_checked(p, ctx->now_ms);
         return p;
     }
@@ -105,6 +106,7 @@ sg_balancer *sg_balancer_random_new(const sg_upstream_conf *u)
     random_balancer *rb = sg_xcalloc(1, sizeof(*rb));
     sg_balancer_init(&rb->super, u, &random_ops);
     rb->two = u->lb == SG_LB_RANDOM_TWO;
+    rb->least_time = rb->two && u->lt_mode != SG_LT_NONE;
     size_t n = rb->super.nprimary;
     rb->ranges = sg_xcalloc(n ? n : 1, sizeof(*rb->ranges));
     for (size_t i = 0; i < n; i++) {

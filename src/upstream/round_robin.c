@@ -20,11 +20,15 @@ sg_peer *sg_balancer_smooth_pick(sg_balancer *b, sg_pick_ctx *ctx, size_t first,
         if ((group && group[i] != want) || sg_balancer_is_tried(ctx->tried, i) ||
             !sg_balancer_available(p, ctx->now_ms))
             continue;
+        /* slow_start: a recovered peer's weight ramps up with time. */
+        int cap = sg_balancer_weight(p, ctx->now_ms);
+        if (p->effective_weight > cap)
+            p->effective_weight = cap;
         p->current_weight += p->effective_weight;
         total += p->effective_weight;
         /* A peer whose weight was lowered by failures recovers one step
          * per pick it takes part in. */
-        if (p->effective_weight < p->conf->weight)
+        if (p->effective_weight < cap)
             p->effective_weight++;
         if (best == NULL || p->current_weight > best->current_weight)
             best = p;

@@ -398,9 +398,11 @@ Test(conf_errors, not_supported_yet)
                  "t.conf:3:23: \"ssi\" directive is not supported yet");
     expect_error(WRAP("server { listen 80 fastopen=10; }"),
                  "t.conf:3:20: \"fastopen\" parameter of \"listen\" is not supported yet");
-    expect_error(WRAP("upstream u { server 127.0.0.1 slow_start=3s; }"),
-                 "t.conf:3:31: \"slow_start\" parameter of \"server\" is not supported yet");
-    expect_error(WRAP("upstream u { sticky learn; server 127.0.0.1; }"), "t.conf:3:14: \"sticky\" directive is not supported yet");
+    /* balancers (issue 11): slow_start and sticky are now checked */
+    expect_error(WRAP("upstream u { server 127.0.0.1 slow_start=soon; }"),
+                 "t.conf:3:31: invalid parameter \"slow_start=soon\"");
+    expect_error(WRAP("upstream u { sticky learn create=$cookie_a lookup=$cookie_a; server 127.0.0.1; }"),
+                 "t.conf:3:14: \"zone\" parameter is missing");
     expect_error(WRAP("proxy_redirect http://a/ /;"), "t.conf:3:1: \"proxy_redirect\" with a replacement is not supported yet");
     expect_error(WRAP("charset_map koi8-r utf-8 { C0 D18E; }"), "t.conf:3:1: \"charset_map\" directive is not supported yet");
 }

@@ -247,8 +247,8 @@ Test(stream_conf, errors)
                  "invalid parameter \"foo\"");
     expect_error("events {}\nstream { upstream be { server 127.0.0.1:1; server 127.0.0.1:2 backup; hash $remote_addr; } }",
                  "balancing method does not support parameter \"backup\"");
-    expect_error("events {}\nstream { upstream be { server 127.0.0.1:1 slow_start=4s; } }",
-                 "\"slow_start\" parameter of \"server\" is not supported yet");
+    expect_error("events {}\nstream { upstream be { server 127.0.0.1:1 slow_start=4x; } }",
+                 "invalid parameter \"slow_start=4x\"");
     expect_error("events {}\nstream { upstream be { server 127.0.0.1:1; server 127.0.0.1:2 backup; random; } }",
                  "balancing method does not support parameter \"backup\"");
     expect_error("events {}\nstream { server { listen 127.0.0.1:5; proxy_pass 127.0.0.1:2; }\n"
@@ -295,7 +295,9 @@ Test(stream_conf, one_engine_for_both_tables)
     expect_error("events {}\nstream { server { listen 1; proxy_pass 127.0.0.1:2; gzip on; } }",
                  "stream.conf:2:53: \"gzip\" directive is not allowed here");
     expect_error("events {}\nhttp { upstream u { server 127.0.0.1:1; sticky route $x; } }",
-                 "stream.conf:2:41: \"sticky\" directive is not supported yet");
+                 "stream.conf:2:54: unknown \"x\" variable");
+    expect_error("events {}\nstream { upstream u { server 127.0.0.1:1; sticky route $x; } }",
+                 "stream.conf:2:43: \"sticky\" directive is not supported yet");
     expect_error("events {}\nhttp { proxy_upload_rate 1k; }",
                  "stream.conf:2:8: unknown directive \"proxy_upload_rate\"");
     /* stream's directive in http{}: nginx's message for a known name in the wrong context */
