@@ -425,6 +425,14 @@ typedef struct sg_loc_conf {
     sg_str *charset_types;             /* lowercased MIME types */
     size_t ncharset_types;
     bool charset_types_any;            /* charset_types * */
+    /* rate (issue 10): bandwidth limits, evaluated per response
+     * (proxy/rate_limit.c); the values may hold variables */
+    sg_cval limit_rate;                /* limit_rate SIZE (bytes per second; 0: none) */
+    bool has_limit_rate;
+    sg_cval limit_rate_after;          /* limit_rate_after SIZE */
+    bool has_limit_rate_after;
+    sg_cval proxy_limit_rate;          /* proxy_limit_rate SIZE */
+    bool has_proxy_limit_rate;
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */

@@ -8,6 +8,7 @@
  * line with a generic setter. */
 #include "conf/stream_conf.h"
 #include "conf/directives.h"
+#include "conf/rate_conf.h"
 #include "conf/ssl_conf.h"
 #include "conf/ssl_ctx.h"
 #include "core/sockaddr.h"
@@ -421,6 +422,9 @@ static const sg_cmd cmds[] = {
     /* quick wins (issue 9) */
     { "proxy_protocol", SS, SG_ARG1, sg_conf_set_flag, PX(proxy_protocol), NULL },
     { "proxy_protocol_timeout", SS, SG_ARG1, sg_conf_set_msec, PX(proxy_protocol_timeout_ms), NULL },
+    /* rate (issue 10): per-session bandwidth limits (proxy/tunnel.c) */
+    { "proxy_upload_rate", SS, SG_ARG1, sg_rate_set_stream, PX(upload_rate), NULL },
+    { "proxy_download_rate", SS, SG_ARG1, sg_rate_set_stream, PX(download_rate), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -431,7 +435,7 @@ static const char *const later_exact[] = {
     "ssl_preread", "access_log", "log_format",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
-    "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
+    "proxy_bind", "proxy_socket_keepalive",
 
     "allow", "deny", "ssl", "set_real_ip_from", "pass", "server_name", "server_names_hash_max_size",
     "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",

@@ -151,6 +151,10 @@ typedef struct sg_stream_proxy_conf {
     /* quick wins (issue 9) */
     bool proxy_protocol;               /* proxy_protocol: a PROXY v1 header to the upstream; default off */
     uint32_t proxy_protocol_timeout_ms;   /* listen ... proxy_protocol: the header's deadline; default 30 s */
+    /* rate (issue 10): bytes per second read from the client / the
+     * upstream, per session (NULL: unlimited); they may hold variables */
+    const sg_stream_val *upload_rate;     /* proxy_upload_rate */
+    const sg_stream_val *download_rate;   /* proxy_download_rate */
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

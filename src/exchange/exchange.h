@@ -175,6 +175,9 @@ struct sg_exchange {
      * $upstream_header_time and the byte counts (ms; 0: not reached) */
     uint64_t up_connect_ms, up_header_ms;
     uint64_t up_sent0, up_recv0;      /* the link's counts when the attempt took it */
+    /* rate (issue 10): the bandwidth limiter of the response
+     * (proxy/rate_limit.h), which then owns ex->down; NULL otherwise */
+    struct sg_rate *rate;
 };
 
 /* Logs a message about this exchange to its location's error_log. */

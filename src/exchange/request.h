@@ -130,6 +130,12 @@ typedef struct sg_http_req {
     sg_strbuf upstream_bytes_sent;
     uint64_t up_body_bytes;            /* body bytes of the current attempt's response */
     const void *capture_re;            /* the regex of the last match, for named captures */
+    /* rate (issue 10): the response's rate in bytes per second once
+     * `set $limit_rate`, X-Accel-Limit-Rate or the limit filter decided it
+     * (nginx's r->limit_rate and limit_rate_set; kept across internal
+     * redirects, as nginx) */
+    uint64_t limit_rate;
+    bool limit_rate_set;
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

@@ -39,6 +39,7 @@
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
 #include "proxy/upgrade.h"
+#include "proxy/rate_limit.h"
 #include "exchange/upstream_link.h"
 #include "upstream/pool.h"
 
@@ -896,6 +897,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     char code[8];
     int k = snprintf(code, sizeof(code), "%d", status);
     append_list(&ex->req.upstream_status, code, (size_t)k);
+    sg_rate_upstream_head(ex);   /* rate (issue 10): X-Accel-Limit-Rate, proxy_limit_rate */
 
     sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
     size_t n = 0;
@@ -998,7 +1000,7 @@ static void up_drain(sg_exchange *ex)
  * answers have not come yet would otherwise each queue one more read. */
 static bool up_may_read(sg_exchange *ex)
 {
-    if (!ex->up || ex->down->pending(ex) <= SG_HIGH_WATER) return true;
+    if (!ex->up || (ex->down->pending(ex) <= SG_HIGH_WATER && !sg_rate_upstream_hold(ex))) return true;
     ex->up->ops->want_response(ex->up, false);
     ex->waiting_drain = true;
     return false;

@@ -2,6 +2,7 @@
  * files. */
 #include "proxy/handler.h"
 #include "proxy/respond.h"
+#include "proxy/rate_limit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +76,7 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
     if (own_trailers) sg_hf_trailers_begin(ex);
     if (sg_hf_keepalive_disabled(ex)) ex->close_connection = true;
     sg_charset_head(ex, &resp);   /* may name the charset in Content-Type */
+    sg_rate_head(ex, &resp);   /* rate (issue 10): may limit the body; before gzip, which then wraps it */
     sg_gzip_head(ex, &resp);   /* may compress the body: then ex->down is the filter */
     ex->down->send_head(ex, &resp);
 }

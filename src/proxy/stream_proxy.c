@@ -39,6 +39,7 @@
 #include "observe/access_log.h"
 #include "proxy/stream_vars.h"
 #include "proxy/tunnel.h"
+#include "proxy/rate_limit.h"
 #include "upstream/pool.h"
 
 typedef struct kept_session {
@@ -335,6 +336,24 @@ static void set_nodelay(int fd, int on)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
 
+/* rate (issue 10): proxy_upload_rate / proxy_download_rate for this
+ * session; an invalid size is logged and means no limit (nginx's
+ * ngx_stream_complex_value_size). */
+static uint64_t session_rate(sp_session *s, const sg_stream_val *v)
+{
+    if (!v) return 0;
+    char buf[SG_STREAM_VAL_MAX];
+    size_t n = sg_stream_eval(v, &s->info, buf);
+    uint64_t rate = 0;
+    if (n && !sg_rate_parse((sg_str){ buf, n }, &rate)) {
+        char client[64];
+        sg_sockaddr_host((const struct sockaddr *)&s->client_addr, client, sizeof(client));
+        sg_log_error("invalid size \"%.*s\" of a stream rate, client: %s", (int)n, buf, client);
+        return 0;
+    }
+    return rate;
+}
+
 /* Ready (connected, and TLS done if proxy_ssl): both sockets go to a
  * tunnel, which now holds the peer. */
 static void start_tunnel(sp_session *s)
@@ -360,6 +379,8 @@ static void start_tunnel(sp_session *s)
         .arg2 = s->peer,
         .client_tls = s->tls,
         .upstream_tls = s->up_tls,
+        .upload_rate = session_rate(s, s->srv->proxy.upload_rate),
+        .download_rate = session_rate(s, s->srv->proxy.download_rate),
     };
     int cfd = s->client.fd, ufd = s->up.fd;
     s->client.fd = s->up.fd = -1;            /* the tunnel owns them now, even on failure */
