@@ -40,22 +40,27 @@ struct sg_rate {
 
 int64_t sg_rate_allowance(uint64_t rate, uint64_t after, uint64_t elapsed_ms, uint64_t sent)
 {
-    unsigned __int128 budget = (unsigned __int128)rate * (elapsed_ms + 1000) / 1000 + after;
+    /* whole seconds, as nginx's ngx_time(): a late timer does not let
+     * the next piece go early */
+    unsigned __int128 budget = (unsigned __int128)rate * (elapsed_ms / 1000 + 1) + after;
     if (budget > (unsigned __int128)INT64_MAX) budget = INT64_MAX;
     if (sent > (uint64_t)INT64_MAX) sent = INT64_MAX;
     return (int64_t)budget - (int64_t)sent;
 }
 
-uint64_t sg_rate_wait_ms(uint64_t rate, int64_t allowance, uint64_t want)
+uint64_t sg_rate_wait_ms(uint64_t rate, uint64_t after, uint64_t elapsed_ms, uint64_t sent, uint64_t want)
 {
+    const uint64_t day = 24ull * 3600 * 1000;
     if (rate == 0) return 1;
-    if (want > (uint64_t)INT64_MAX / 2) want = INT64_MAX / 2;
-    if (allowance >= (int64_t)want) return 1;
-    uint64_t need = (uint64_t)((int64_t)want - allowance);
-    unsigned __int128 ms = ((unsigned __int128)need * 1000 + rate - 1) / rate;
-    if (ms < 1) ms = 1;
-    if (ms > 24ull * 3600 * 1000) ms = 24ull * 3600 * 1000;
-    return (uint64_t)ms;
+    /* the first whole second k with rate * (k + 1) + after >= sent + want */
+    unsigned __int128 need = (unsigned __int128)sent + want;
+    if (need <= after) return 1;
+    need -= after;
+    unsigned __int128 k = (need + rate - 1) / rate;   /* k + 1 seconds' worth */
+    k = k ? k - 1 : 0;
+    if (k > day / 1000) return day;
+    uint64_t at = (uint64_t)k * 1000;
+    return at > elapsed_ms ? (at - elapsed_ms > day ? day : at - elapsed_ms) : 1;
 }
 
 bool sg_rate_parse(sg_str s, uint64_t *out)
@@ -137,7 +142,8 @@ static void arm(sg_rate *r, uint64_t now)
         if (!b->rate) continue;
         quantum = b->rate / 10 > MIN_QUANTUM ? b->rate / 10 : MIN_QUANTUM;
         if (quantum > r->held.bytes) quantum = r->held.bytes;
-        uint64_t w = sg_rate_wait_ms(b->rate, budget_left(b, now), quantum);
+        uint64_t elapsed = now > b->start_ms ? now - b->start_ms : 0;
+        uint64_t w = sg_rate_wait_ms(b->rate, b->after, elapsed, b->sent, quantum);
         /* both budgets must allow it: wait for the later */
         if (wait == UINT64_MAX || w > wait) wait = w;
     }

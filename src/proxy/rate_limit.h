@@ -11,9 +11,9 @@
  * bytes count in `pending`, so a producer stops at SG_HIGH_WATER as for a
  * slow client (the upstream is not read further: no unbounded buffer).
  *
- * The budget is nginx's (ngx_http_write_filter): at a time t seconds
- * after the request started, rate * (t + 1) + limit_rate_after body
- * bytes may have gone out. Each exchange (an HTTP/2 stream too) has its
+ * The budget is nginx's (ngx_http_write_filter): t whole seconds after
+ * the request started, rate * (t + 1) + limit_rate_after body bytes may
+ * have gone out, and each send is followed by the time it is worth. Each exchange (an HTTP/2 stream too) has its
  * own. proxy_limit_rate is a second budget on the same filter, counted
  * from the upstream's head; while it holds bytes the upstream is not
  * read (see sg_rate_upstream_hold). */
@@ -55,12 +55,12 @@ void sg_rate_stop(sg_exchange *ex);
 void sg_rate_release(sg_exchange *ex);
 
 /* Pure parts, for the unit tests. */
-/* Bytes that may still go out now: rate * (elapsed + 1 s) + after - sent
- * (negative: that much is already ahead of the budget). */
+/* Bytes that may still go out now: rate * (whole seconds elapsed + 1) +
+ * after - sent (negative: that much is already ahead of the budget). */
 int64_t sg_rate_allowance(uint64_t rate, uint64_t after, uint64_t elapsed_ms, uint64_t sent);
-/* Milliseconds until the allowance grows from `allowance` to `want`
- * (at least 1). */
-uint64_t sg_rate_wait_ms(uint64_t rate, int64_t allowance, uint64_t want);
+/* Milliseconds from `elapsed_ms` until the allowance covers `want` more
+ * bytes (at least 1, at most a day). */
+uint64_t sg_rate_wait_ms(uint64_t rate, uint64_t after, uint64_t elapsed_ms, uint64_t sent, uint64_t want);
 /* A size as limit_rate takes it ("12k", "1m", "300"); false: invalid. */
 bool sg_rate_parse(sg_str s, uint64_t *out);
 

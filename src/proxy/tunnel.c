@@ -278,7 +278,7 @@ static bool rate_may_read(sg_tunnel *t, int src, size_t *size)
     uint64_t now = sg_loop_now(ts.loop), wake = 0;
     int64_t a = sg_rate_allowance(r->rate[src], 0, now - r->start_ms, t->nread[src]);
     if (now < r->until_ms[src]) wake = r->until_ms[src];
-    else if (a <= 0) wake = now + sg_rate_wait_ms(r->rate[src], a, 1);
+    else if (a <= 0) wake = now + sg_rate_wait_ms(r->rate[src], 0, now - r->start_ms, t->nread[src], 1);
     if (wake) {
         r->delayed |= BIT(src);
         r->wake_ms[src] = wake;

@@ -11,8 +11,10 @@ Test(rate_limit, allowance_is_one_second_ahead)
     /* at the start a second's worth may go at once */
     cr_assert_eq(sg_rate_allowance(1000, 0, 0, 0), 1000);
     cr_assert_eq(sg_rate_allowance(1000, 0, 0, 1000), 0);
-    cr_assert_eq(sg_rate_allowance(1000, 0, 500, 1000), 500);
-    cr_assert_eq(sg_rate_allowance(1000, 0, 2000, 1000), 2000);
+    /* whole seconds, as nginx's ngx_time() */
+    cr_assert_eq(sg_rate_allowance(1000, 0, 999, 1000), 0);
+    cr_assert_eq(sg_rate_allowance(1000, 0, 1000, 1000), 1000);
+    cr_assert_eq(sg_rate_allowance(1000, 0, 2500, 1000), 2000);
     /* ahead of the budget: negative */
     cr_assert_eq(sg_rate_allowance(1000, 0, 0, 1500), -500);
 }
@@ -31,11 +33,17 @@ Test(rate_limit, allowance_does_not_overflow)
 
 Test(rate_limit, wait_until_the_budget_covers_a_piece)
 {
-    cr_assert_eq(sg_rate_wait_ms(1000, -500, 1), 501);
-    cr_assert_eq(sg_rate_wait_ms(1000, 0, 1000), 1000);
-    cr_assert_eq(sg_rate_wait_ms(250, 0, 250), 1000);
-    cr_assert_eq(sg_rate_wait_ms(1000, 2000, 1000), 1);     /* already there: at once */
-    cr_assert_eq(sg_rate_wait_ms(1, -100000000, 1), 24ull * 3600 * 1000);   /* capped at a day */
+    /* 1000 sent at 1000/s: one more byte at the next whole second */
+    cr_assert_eq(sg_rate_wait_ms(1000, 0, 0, 1000, 1), 1000);
+    cr_assert_eq(sg_rate_wait_ms(1000, 0, 400, 1000, 1), 600);
+    cr_assert_eq(sg_rate_wait_ms(250, 0, 1200, 750, 250), 1800);
+    /* already allowed: at once */
+    cr_assert_eq(sg_rate_wait_ms(1000, 0, 0, 0, 1000), 1);
+    cr_assert_eq(sg_rate_wait_ms(1000, 500, 0, 1200, 300), 1);
+    /* limit_rate_after counts */
+    cr_assert_eq(sg_rate_wait_ms(1000, 500, 0, 1500, 1), 1000);
+    /* capped at a day */
+    cr_assert_eq(sg_rate_wait_ms(1, 0, 0, 100000000, 1), 24ull * 3600 * 1000);
 }
 
 Test(rate_limit, sizes)
