@@ -407,3 +407,58 @@ def test_rate_config_errors(tmp_path):
     conf.write_text(stream_conf("server { listen 127.0.0.1:1; proxy_pass 127.0.0.1:2; proxy_download_rate 1x; }"))
     p = run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
     assert p.returncode != 0 and 'invalid value "1x" in "proxy_download_rate" directive' in p.stderr
+
+
+class UdpEcho:
+    """A UDP backend that echoes every datagram and notes when it came."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.times = []
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                d, a = self.sock.recvfrom(65536)
+            except OSError:
+                return
+            self.times.append(time.monotonic())
+            self.sock.sendto(d, a)
+
+
+def test_stream_udp_rates(start_proxy):
+    """A datagram is never split: it goes while the budget lasts, and the
+    next waits the time it was worth (1000 bytes at 1000/s: a second)."""
+    echo = UdpEcho()
+    down, up, free = free_port(), free_port(), free_port()
+    proxy = start_proxy(stream_conf("""
+  proxy_requests 2; proxy_responses 1;
+  server { listen 127.0.0.1:%d udp; proxy_pass 127.0.0.1:%d; proxy_download_rate 1000; }
+  server { listen 127.0.0.1:%d udp; proxy_pass 127.0.0.1:%d; proxy_upload_rate 1000; }
+  server { listen 127.0.0.1:%d udp; proxy_pass 127.0.0.1:%d; }
+""" % (down, echo.port, up, echo.port, free, echo.port)), ports=[])
+    wait_for(lambda: "started" in proxy.stderr or not proxy.running(), what="streamgate start")
+    msg = os.urandom(1000)
+
+    def two(port):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(GENEROUS)
+        s.connect(("127.0.0.1", port))
+        n0 = len(echo.times)
+        s.sendall(msg)
+        s.sendall(msg)
+        got = []
+        for _ in range(2):
+            assert s.recv(65536) == msg
+            got.append(time.monotonic())
+        s.close()
+        return got[1] - got[0], echo.times[n0 + 1] - echo.times[n0]
+
+    gap_free, _ = two(free)
+    gap_down, _ = two(down)                 # the second reply waits
+    assert gap_down >= 1.0 - TOL and gap_free < gap_down / 4
+    _, arrived = two(up)                    # the second datagram waits
+    assert arrived >= 1.0 - TOL
