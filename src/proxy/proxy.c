@@ -861,6 +861,41 @@ static void keep_upstream_head(sg_exchange *ex, const sg_upstream_response *m)
     ex->up_header_ms = now_ms(ex) - ex->attempt_start_ms + 1;
 }
 
+/* rate (issue 10): X-Accel-Redirect, unless proxy_ignore_headers names
+ * it: the backend's answer is dropped and the request goes on internally
+ * at the URI it names (nginx's ngx_http_upstream_process_headers); an
+ * unsafe URI (a ".." segment) gets 404, as nginx. True: handled. */
+static bool accel_redirect(sg_exchange *ex, const sg_loc_conf *lc)
+{
+    if (lc->pass_opts && (lc->pass_opts->ignore_headers & SG_IGN_X_ACCEL_REDIRECT)) return false;
+    sg_str v = SG_STR_NULL;
+    for (size_t i = 0; i < ex->req.nup_headers; i++)
+        if (sg_str_caseeq_lit(ex->req.up_headers[i].name, "x-accel-redirect")) {
+            v = ex->req.up_headers[i].value;
+            break;
+        }
+    if (!v.p || v.n == 0) return false;
+    note_attempt_end(ex, 0);
+    sg_proxy_detach(ex, false);   /* the answer's body is not wanted: the connection is not reused */
+    size_t path_end = v.n;
+    const char *q = memchr(v.p, '?', v.n);
+    if (q) path_end = (size_t)(q - v.p);
+    bool unsafe = v.p[0] != '@' && v.p[0] != '/';
+    for (size_t i = 0; i + 1 < path_end && !unsafe && v.p[0] != '@'; i++)   /* "." and ".." segments */
+        if (v.p[i] == '/' && v.p[i + 1] == '.' &&
+            (i + 2 == path_end || v.p[i + 2] == '/' ||
+             (v.p[i + 2] == '.' && (i + 3 == path_end || v.p[i + 3] == '/'))))
+            unsafe = true;
+    if (unsafe || ++ex->redirects > 10) {
+        sg_ex_log(ex, SG_LOG_ERROR, unsafe ? "unsafe URI \"%.*s\" was detected" :
+                  "rewrite or internal redirection cycle while internally redirecting to \"%.*s\"", (int)v.n, v.p);
+        sg_respond_error(ex, unsafe ? 404 : 500);
+        return true;
+    }
+    sg_respond_redirect(ex, v);
+    return true;
+}
+
 static void up_head(sg_exchange *ex, const sg_upstream_response *m)
 {
     const sg_loc_conf *lc = loc_conf(ex);
@@ -898,6 +933,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     int k = snprintf(code, sizeof(code), "%d", status);
     append_list(&ex->req.upstream_status, code, (size_t)k);
     sg_rate_upstream_head(ex);   /* rate (issue 10): X-Accel-Limit-Rate, proxy_limit_rate */
+    if (accel_redirect(ex, lc)) return;
 
     sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
     size_t n = 0;

@@ -157,6 +157,12 @@ static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int stat
         return;
     }
     ex->status_override = ep->override == -1 ? status : (ep->override > 0 ? ep->override : 0);
+    sg_respond_redirect(ex, target);
+}
+
+void sg_respond_redirect(sg_exchange *ex, sg_str target)
+{
+    sg_http_req *r = &ex->req;
     ex->req_internal = true;
     /* Part of the body went to the failed peer: it cannot be sent again,
      * so the redirected request has none and the rest is dropped. */

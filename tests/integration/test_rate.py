@@ -462,3 +462,36 @@ def test_stream_udp_rates(start_proxy):
     assert gap_down >= 1.0 - TOL and gap_free < gap_down / 4
     _, arrived = two(up)                    # the second datagram waits
     assert arrived >= 1.0 - TOL
+
+
+def test_x_accel_redirect(start_proxy):
+    """X-Accel-Redirect (limit_rate.t's companion): the backend's answer is
+    dropped and the request goes on internally, as a GET; its
+    X-Accel-Limit-Rate still applies there, as in nginx."""
+    redirect = Sender(10, b"X-Accel-Redirect: /internal?x=1\r\n")
+    limited = Sender(10, b"X-Accel-Redirect: /file\r\nX-Accel-Limit-Rate: 102400\r\n")
+    unsafe = Sender(10, b"X-Accel-Redirect: /a/../internal\r\n")
+    port = free_port()
+    import tempfile
+    d = tempfile.mkdtemp()
+    data = os.urandom(300 * KB)
+    with open(os.path.join(d, "f"), "wb") as f:
+        f.write(data)
+    start_proxy(http_conf("""
+  server { listen 127.0.0.1:%d;
+    location / { proxy_pass http://127.0.0.1:%d; }
+    location /ignored { proxy_pass http://127.0.0.1:%d; proxy_ignore_headers X-Accel-Redirect; }
+    location /limited { proxy_pass http://127.0.0.1:%d; }
+    location /unsafe { proxy_pass http://127.0.0.1:%d; }
+    location /internal { internal; return 200 "redirected $request_method x=$arg_x"; }
+    location /file { internal; alias %s/f; }
+  }""" % (port, redirect.port, redirect.port, limited.port, unsafe.port, d)))
+    r = get(port, "/", method="POST", body=b"abc")
+    assert r.status == 200 and r.body == b"redirected GET x=1"
+    assert r.header("x-accel-redirect") is None
+    r = get(port, "/ignored")
+    assert r.status == 200 and r.body == b"x" * 10
+    r, took = timed(get, port, "/limited", timeout=GENEROUS)
+    assert r.status == 200 and r.body == data
+    assert took >= expected(300 * KB, 100 * KB) - TOL
+    assert get(port, "/unsafe").status == 404
