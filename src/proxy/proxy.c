@@ -932,8 +932,9 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     char code[8];
     int k = snprintf(code, sizeof(code), "%d", status);
     append_list(&ex->req.upstream_status, code, (size_t)k);
-    sg_rate_upstream_head(ex);   /* rate (issue 10): X-Accel-Limit-Rate, proxy_limit_rate */
+    sg_rate_accel_limit(ex);     /* rate (issue 10): X-Accel-Limit-Rate, before X-Accel-Redirect */
     if (accel_redirect(ex, lc)) return;
+    sg_rate_upstream_head(ex);   /* proxy_limit_rate */
 
     sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
     size_t n = 0;

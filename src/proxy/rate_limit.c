@@ -296,28 +296,32 @@ static uint64_t eval_size(sg_exchange *ex, const sg_cval *cv, const char *what)
     return n;
 }
 
+void sg_rate_accel_limit(sg_exchange *ex)
+{
+    const sg_loc_conf *lc = ex->req.loc ? &ex->req.loc->conf : NULL;
+    if (!lc || (lc->pass_opts && (lc->pass_opts->ignore_headers & SG_IGN_X_ACCEL_LIMIT_RATE))) return;
+    for (size_t i = 0; i < ex->req.nup_headers; i++) {
+        const sg_header *h = &ex->req.up_headers[i];
+        if (!sg_str_caseeq_lit(h->name, "x-accel-limit-rate")) continue;
+        /* nginx: ngx_atoi, digits only; anything else is ignored */
+        uint64_t n = 0;
+        bool ok = h->value.n > 0 && h->value.n < 20;
+        for (size_t j = 0; ok && j < h->value.n; j++) {
+            if (h->value.p[j] < '0' || h->value.p[j] > '9') ok = false;
+            else n = n * 10 + (uint64_t)(h->value.p[j] - '0');
+        }
+        if (ok) {
+            ex->req.limit_rate = n;
+            ex->req.limit_rate_set = true;
+        }
+        return;
+    }
+}
+
 void sg_rate_upstream_head(sg_exchange *ex)
 {
     const sg_loc_conf *lc = ex->req.loc ? &ex->req.loc->conf : NULL;
     if (!lc) return;
-    if (!(lc->pass_opts && (lc->pass_opts->ignore_headers & SG_IGN_X_ACCEL_LIMIT_RATE))) {
-        for (size_t i = 0; i < ex->req.nup_headers; i++) {
-            const sg_header *h = &ex->req.up_headers[i];
-            if (!sg_str_caseeq_lit(h->name, "x-accel-limit-rate")) continue;
-            /* nginx: ngx_atoi, digits only; anything else is ignored */
-            uint64_t n = 0;
-            bool ok = h->value.n > 0 && h->value.n < 20;
-            for (size_t j = 0; ok && j < h->value.n; j++) {
-                if (h->value.p[j] < '0' || h->value.p[j] > '9') ok = false;
-                else n = n * 10 + (uint64_t)(h->value.p[j] - '0');
-            }
-            if (ok) {
-                ex->req.limit_rate = n;
-                ex->req.limit_rate_set = true;
-            }
-            break;
-        }
-    }
     /* nginx applies proxy_limit_rate while buffering responses (the
      * default); proxy_buffering off reads at the client's pace only */
     if (!lc->has_proxy_limit_rate || lc->is_grpc || !lc->proxy_buffering) return;

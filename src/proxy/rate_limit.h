@@ -27,8 +27,12 @@
 typedef struct sg_rate sg_rate;
 
 /* The upstream's head came: X-Accel-Limit-Rate (unless
- * proxy_ignore_headers names it) sets the request's rate, and
- * proxy_limit_rate is evaluated (it may use $upstream_http_*). */
+ * proxy_ignore_headers names it) sets the request's rate, which lasts
+ * through an X-Accel-Redirect, as nginx's. */
+void sg_rate_accel_limit(sg_exchange *ex);
+
+/* The upstream's answer is relayed: proxy_limit_rate is evaluated (it may
+ * use $upstream_http_*). */
 void sg_rate_upstream_head(sg_exchange *ex);
 
 /* A response head is about to go out: decides its rate (`set
