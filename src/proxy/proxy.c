@@ -861,10 +861,71 @@ static void keep_upstream_head(sg_exchange *ex, const sg_upstream_response *m)
     ex->up_header_ms = now_ms(ex) - ex->attempt_start_ms + 1;
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* X-Accel-Redirect's path, percent-decoded when it has escapes (into the
+ * arena), is unsafe when it is not absolute or has a "." or ".." segment
+ * or a NUL (nginx's ngx_http_parse_unsafe_uri). */
+static bool accel_path(sg_exchange *ex, sg_str *path)
+{
+    sg_str p = *path;
+    if (memchr(p.p, '%', p.n)) {
+        char *d = sg_arena_alloc(&ex->req.arena, p.n + 1);
+        size_t n = 0;
+        for (size_t i = 0; i < p.n; i++) {
+            int hi, lo;
+            if (p.p[i] == '%' && i + 2 < p.n && (hi = hexval(p.p[i + 1])) >= 0 && (lo = hexval(p.p[i + 2])) >= 0) {
+                d[n++] = (char)(hi * 16 + lo);
+                i += 2;
+            } else {
+                d[n++] = p.p[i];
+            }
+        }
+        p = (sg_str){ d, n };
+    }
+    if (p.n == 0 || p.p[0] != '/' || memchr(p.p, '\0', p.n)) return false;
+    for (size_t i = 0; i + 1 < p.n; i++)
+        if (p.p[i] == '/' && p.p[i + 1] == '.' &&
+            (i + 2 == p.n || p.p[i + 2] == '/' || (p.p[i + 2] == '.' && (i + 3 == p.n || p.p[i + 3] == '/'))))
+            return false;
+    *path = p;
+    return true;
+}
+
+/* Fields of the backend's answer an X-Accel-Redirect keeps (nginx's
+ * upstream headers marked "redirect"): the final answer carries them,
+ * in place of its own of the same name. */
+static void carry_accel_fields(sg_exchange *ex)
+{
+    static const char *const kept[] = {
+        "content-type", "set-cookie", "content-disposition", "cache-control", "expires", "accept-ranges", NULL,
+    };
+    const sg_http_req *r = &ex->req;
+    size_t k = 0;
+    for (size_t i = 0; i < r->nup_headers; i++)
+        for (int j = 0; kept[j]; j++) k += sg_str_caseeq_lit(r->up_headers[i].name, kept[j]);
+    if (!k) return;
+    sg_header *c = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (ex->ncarry + k));
+    if (ex->ncarry) memcpy(c, ex->carry, sizeof(sg_header) * ex->ncarry);
+    size_t n = ex->ncarry;
+    for (size_t i = 0; i < r->nup_headers; i++)
+        for (int j = 0; kept[j]; j++)
+            if (sg_str_caseeq_lit(r->up_headers[i].name, kept[j])) c[n++] = r->up_headers[i];
+    ex->carry = c;
+    ex->ncarry = n;
+}
+
 /* rate (issue 10): X-Accel-Redirect, unless proxy_ignore_headers names
  * it: the backend's answer is dropped and the request goes on internally
- * at the URI it names (nginx's ngx_http_upstream_process_headers); an
- * unsafe URI (a ".." segment) gets 404, as nginx. True: handled. */
+ * at the URI (decoded; its arguments as they are) or named location it
+ * gives (nginx's ngx_http_upstream_process_headers); an unsafe URI gets
+ * 404, as nginx. True: handled. */
 static bool accel_redirect(sg_exchange *ex, const sg_loc_conf *lc)
 {
     if (lc->pass_opts && (lc->pass_opts->ignore_headers & SG_IGN_X_ACCEL_REDIRECT)) return false;
@@ -877,22 +938,28 @@ static bool accel_redirect(sg_exchange *ex, const sg_loc_conf *lc)
     if (!v.p || v.n == 0) return false;
     note_attempt_end(ex, 0);
     sg_proxy_detach(ex, false);   /* the answer's body is not wanted: the connection is not reused */
-    size_t path_end = v.n;
-    const char *q = memchr(v.p, '?', v.n);
-    if (q) path_end = (size_t)(q - v.p);
-    bool unsafe = v.p[0] != '@' && v.p[0] != '/';
-    for (size_t i = 0; i + 1 < path_end && !unsafe && v.p[0] != '@'; i++)   /* "." and ".." segments */
-        if (v.p[i] == '/' && v.p[i + 1] == '.' &&
-            (i + 2 == path_end || v.p[i + 2] == '/' ||
-             (v.p[i + 2] == '.' && (i + 3 == path_end || v.p[i + 3] == '/'))))
-            unsafe = true;
-    if (unsafe || ++ex->redirects > 10) {
-        sg_ex_log(ex, SG_LOG_ERROR, unsafe ? "unsafe URI \"%.*s\" was detected" :
+    carry_accel_fields(ex);
+    sg_str target = v;
+    bool safe = true;
+    if (v.p[0] != '@') {
+        const char *q = memchr(v.p, '?', v.n);
+        sg_str path = { v.p, q ? (size_t)(q - v.p) : v.n };
+        safe = accel_path(ex, &path);
+        if (safe && path.p != v.p) {   /* decoded: put the arguments back */
+            size_t alen = q ? (size_t)(v.p + v.n - q) : 0;
+            char *t = sg_arena_alloc(&ex->req.arena, path.n + alen + 1);
+            memcpy(t, path.p, path.n);
+            if (alen) memcpy(t + path.n, q, alen);
+            target = (sg_str){ t, path.n + alen };
+        }
+    }
+    if (!safe || ++ex->redirects > 10) {
+        sg_ex_log(ex, SG_LOG_ERROR, !safe ? "unsafe URI \"%.*s\" was detected" :
                   "rewrite or internal redirection cycle while internally redirecting to \"%.*s\"", (int)v.n, v.p);
-        sg_respond_error(ex, unsafe ? 404 : 500);
+        sg_respond_error(ex, !safe ? 404 : 500);
         return true;
     }
-    sg_respond_redirect(ex, v);
+    sg_respond_redirect(ex, target);
     return true;
 }
 

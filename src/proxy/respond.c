@@ -41,7 +41,13 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
     const sg_loc_conf *lc = loc_conf(ex);
     sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (nextra + lc->nadd_headers + ex->ncarry + 3));
     size_t n = 0;
-    for (size_t i = 0; i < nextra; i++) h[n++] = extra[i];
+    for (size_t i = 0; i < nextra; i++) {
+        /* a carried field stands in for the answer's own of that name
+         * (X-Accel-Redirect keeps the backend's Content-Type, as nginx) */
+        bool carried = false;
+        for (size_t j = 0; j < ex->ncarry && !carried; j++) carried = sg_str_caseeq(extra[i].name, ex->carry[j].name);
+        if (!carried) h[n++] = extra[i];
+    }
     for (size_t i = 0; i < ex->ncarry; i++) h[n++] = ex->carry[i];
     n = sg_hf_expires(ex, status, h, n);
     bool allowed = sg_hf_status_allowed(status);

@@ -468,7 +468,9 @@ def test_x_accel_redirect(start_proxy):
     """X-Accel-Redirect (limit_rate.t's companion): the backend's answer is
     dropped and the request goes on internally, as a GET; its
     X-Accel-Limit-Rate still applies there, as in nginx."""
-    redirect = Sender(10, b"X-Accel-Redirect: /internal?x=1\r\n")
+    redirect = Sender(10, b"X-Accel-Redirect: /internal?x=1\r\nContent-Type: text/blah\r\n"
+                          b"Set-Cookie: a=b\r\nSomething: other\r\n")
+    escaped = Sender(10, b"X-Accel-Redirect: /internal%20x?x=%20\r\n")
     limited = Sender(10, b"X-Accel-Redirect: /file\r\nX-Accel-Limit-Rate: 102400\r\n")
     unsafe = Sender(10, b"X-Accel-Redirect: /a/../internal\r\n")
     port = free_port()
@@ -483,12 +485,20 @@ def test_x_accel_redirect(start_proxy):
     location /ignored { proxy_pass http://127.0.0.1:%d; proxy_ignore_headers X-Accel-Redirect; }
     location /limited { proxy_pass http://127.0.0.1:%d; }
     location /unsafe { proxy_pass http://127.0.0.1:%d; }
+    location /escaped { proxy_pass http://127.0.0.1:%d; }
+    location "/internal x" { internal; return 200 "uri=$uri args=$args"; }
     location /internal { internal; return 200 "redirected $request_method x=$arg_x"; }
     location /file { internal; alias %s/f; }
-  }""" % (port, redirect.port, redirect.port, limited.port, unsafe.port, d)))
+  }""" % (port, redirect.port, redirect.port, limited.port, unsafe.port, escaped.port, d)))
     r = get(port, "/", method="POST", body=b"abc")
     assert r.status == 200 and r.body == b"redirected GET x=1"
     assert r.header("x-accel-redirect") is None
+    # the backend's Content-Type and Set-Cookie stay (nginx's list), other fields go
+    assert r.header("content-type") == "text/blah" and r.header("set-cookie") == "a=b"
+    assert r.header("something") is None
+    # the path is decoded, the arguments are kept as they are
+    r = get(port, "/escaped")
+    assert r.status == 200 and r.body == b"uri=/internal x args=x=%20"
     r = get(port, "/ignored")
     assert r.status == 200 and r.body == b"x" * 10
     r, took = timed(get, port, "/limited", timeout=GENEROUS)
