@@ -40,6 +40,7 @@
 #include "proxy/tunnel.h"
 #include "proxy/upgrade.h"
 #include "proxy/rate_limit.h"
+#include "proxy/accel.h"
 #include "exchange/upstream_link.h"
 #include "upstream/pool.h"
 
@@ -861,43 +862,6 @@ static void keep_upstream_head(sg_exchange *ex, const sg_upstream_response *m)
     ex->up_header_ms = now_ms(ex) - ex->attempt_start_ms + 1;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* X-Accel-Redirect's path, percent-decoded when it has escapes (into the
- * arena), is unsafe when it is not absolute or has a "." or ".." segment
- * or a NUL (nginx's ngx_http_parse_unsafe_uri). */
-static bool accel_path(sg_exchange *ex, sg_str *path)
-{
-    sg_str p = *path;
-    if (memchr(p.p, '%', p.n)) {
-        char *d = sg_arena_alloc(&ex->req.arena, p.n + 1);
-        size_t n = 0;
-        for (size_t i = 0; i < p.n; i++) {
-            int hi, lo;
-            if (p.p[i] == '%' && i + 2 < p.n && (hi = hexval(p.p[i + 1])) >= 0 && (lo = hexval(p.p[i + 2])) >= 0) {
-                d[n++] = (char)(hi * 16 + lo);
-                i += 2;
-            } else {
-                d[n++] = p.p[i];
-            }
-        }
-        p = (sg_str){ d, n };
-    }
-    if (p.n == 0 || p.p[0] != '/' || memchr(p.p, '\0', p.n)) return false;
-    for (size_t i = 0; i + 1 < p.n; i++)
-        if (p.p[i] == '/' && p.p[i + 1] == '.' &&
-            (i + 2 == p.n || p.p[i + 2] == '/' || (p.p[i + 2] == '.' && (i + 3 == p.n || p.p[i + 3] == '/'))))
-            return false;
-    *path = p;
-    return true;
-}
-
 /* Fields of the backend's answer an X-Accel-Redirect keeps (nginx's
  * upstream headers marked "redirect"): the final answer carries them,
  * in place of its own of the same name. */
@@ -939,20 +903,8 @@ static bool accel_redirect(sg_exchange *ex, const sg_loc_conf *lc)
     note_attempt_end(ex, 0);
     sg_proxy_detach(ex, false);   /* the answer's body is not wanted: the connection is not reused */
     carry_accel_fields(ex);
-    sg_str target = v;
-    bool safe = true;
-    if (v.p[0] != '@') {
-        const char *q = memchr(v.p, '?', v.n);
-        sg_str path = { v.p, q ? (size_t)(q - v.p) : v.n };
-        safe = accel_path(ex, &path);
-        if (safe && path.p != v.p) {   /* decoded: put the arguments back */
-            size_t alen = q ? (size_t)(v.p + v.n - q) : 0;
-            char *t = sg_arena_alloc(&ex->req.arena, path.n + alen + 1);
-            memcpy(t, path.p, path.n);
-            if (alen) memcpy(t + path.n, q, alen);
-            target = (sg_str){ t, path.n + alen };
-        }
-    }
+    sg_str target;
+    bool safe = sg_accel_target(v, sg_arena_alloc(&ex->req.arena, v.n + 1), &target);
     if (!safe || ++ex->redirects > 10) {
         sg_ex_log(ex, SG_LOG_ERROR, !safe ? "unsafe URI \"%.*s\" was detected" :
                   "rewrite or internal redirection cycle while internally redirecting to \"%.*s\"", (int)v.n, v.p);
