@@ -482,6 +482,14 @@ typedef struct sg_loc_conf {
     uint32_t limit_conn_status;        /* 0: 503 */
     uint32_t limit_conn_log_level;     /* sg_log_level + 1; 0: error */
     bool limit_conn_dry_run;
+    /* rate (issue 10): bandwidth limits, evaluated per response
+     * (proxy/rate_limit.c); the values may hold variables */
+    sg_cval limit_rate;                /* limit_rate SIZE (bytes per second; 0: none) */
+    bool has_limit_rate;
+    sg_cval limit_rate_after;          /* limit_rate_after SIZE */
+    bool has_limit_rate_after;
+    sg_cval proxy_limit_rate;          /* proxy_limit_rate SIZE */
+    bool has_proxy_limit_rate;
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */

@@ -16,6 +16,7 @@
 #include "conf/header_conf.h"
 #include "conf/limit_conf.h"
 #include "conf/map.h"
+#include "conf/rate_conf.h"
 #include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
 
@@ -1856,10 +1857,6 @@ static const sg_cmd cmds[] = {
     { "override_charset", HSL, A1, sg_conf_set_flag, LOC(override_charset), NULL },
     { "charset_types", HSL, A1P, sg_charset_set_types, LOC_RANGE(0, charset_types, charset_types_any), NULL },
     { "output_buffers", HSL, A2, sg_charset_set_output_buffers, NONE, NULL },
-    /* quick wins (issue 9): accepted without rate limiting; `set $limit_rate`
-     * is conf/vars.c's and exchange/vars.c's */
-    { "limit_rate", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
-    { "limit_rate_after", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
     /* access (issue 10): split_clients (ngx_http_split_clients_module) */
     { "split_clients", H, SG_ARG2 | BLK, set_split_clients, NONE, NULL },
     /* limits (issue 10: limit_req, limit_conn; conf/limit_conf.c, proxy/limit.c) */
@@ -1877,6 +1874,11 @@ static const sg_cmd cmds[] = {
     /* balancers (issue 11, area: balance; conf/balance_conf.c, upstream/least_time.c) */
     { "least_time", U, SG_ARG12, sg_balance_set_least_time, SG_T_NONE, SG_CF_MULTI, 0, 0, NULL },
     { "sticky", U, SG_ARG1MORE, sg_balance_set_sticky, SG_T_NONE, 0, 0, 0, NULL },
+    /* rate (issue 10): bandwidth limits (conf/rate_conf.c, applied by
+     * proxy/rate_limit.c); `set $limit_rate` is exchange/vars.c's */
+    { "limit_rate", HSL, A1, sg_rate_set_size, LOC_RANGE(0, limit_rate, has_limit_rate), NULL },
+    { "limit_rate_after", HSL, A1, sg_rate_set_size, LOC_RANGE(0, limit_rate_after, has_limit_rate_after), NULL },
+    { "proxy_limit_rate", HSL, A1, sg_rate_set_size, LOC_RANGE(0, proxy_limit_rate, has_proxy_limit_rate), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1888,7 +1890,7 @@ _Static_assert(NCMDS <= SG_MAX_CMDS - SG_STREAM_MAX_CMDS, "raise SG_MAX_CMDS");
 static const char *const later_exact[] = {
     "http3", "quic", "try_files",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
-    "proxy_limit_rate", "stub_status",
+    "stub_status",
     "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
     "working_directory", "load_module", "env", "lock_file", "thread_pool", "timer_resolution",
     "master_process", "debug_points", "worker_rlimit_core", "send_lowat", "postpone_output",

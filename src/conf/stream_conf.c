@@ -10,6 +10,7 @@
 #include "conf/directives.h"
 #include "conf/balance_conf.h"
 #include "conf/limit_conf.h"
+#include "conf/rate_conf.h"
 #include "conf/ssl_conf.h"
 #include "conf/ssl_ctx.h"
 #include "core/sockaddr.h"
@@ -456,6 +457,9 @@ static const sg_cmd cmds[] = {
     { "limit_conn_dry_run", SS, SG_ARG1, sg_conf_set_flag, PX(limit_conn_dry_run), NULL },
     /* balancers (issue 11, area: balance; conf/balance_conf.c) */
     { "least_time", UPS, SG_ARG12, sg_balance_set_least_time, UPSTREAM, (const void *)(intptr_t)1 },
+    /* rate (issue 10): per-session bandwidth limits (proxy/tunnel.c) */
+    { "proxy_upload_rate", SS, SG_ARG1, sg_rate_set_stream, PX(upload_rate), NULL },
+    { "proxy_download_rate", SS, SG_ARG1, sg_rate_set_stream, PX(download_rate), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -466,7 +470,7 @@ static const char *const later_exact[] = {
     "ssl_preread", "access_log", "log_format",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout",
     "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
-    "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
+    "proxy_bind", "proxy_socket_keepalive",
 
     "ssl", "pass", "server_name", "server_names_hash_max_size",
     "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",

@@ -161,6 +161,10 @@ typedef struct sg_stream_proxy_conf {
     size_t nlimit_conns;
     uint32_t limit_conn_log_level;     /* sg_log_level + 1; 0: error */
     bool limit_conn_dry_run;
+    /* rate (issue 10): bytes per second read from the client / the
+     * upstream, per session (NULL: unlimited); they may hold variables */
+    const sg_stream_val *upload_rate;     /* proxy_upload_rate */
+    const sg_stream_val *download_rate;   /* proxy_download_rate */
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

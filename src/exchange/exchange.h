@@ -186,6 +186,9 @@ struct sg_exchange {
     void (*on_closed)(void *arg);
     void *on_closed_arg;
     bool closed_later;
+    /* rate (issue 10): the bandwidth limiter of the response
+     * (proxy/rate_limit.h), which then owns ex->down; NULL otherwise */
+    struct sg_rate *rate;
 };
 
 /* Logs a message about this exchange to its location's error_log. */

@@ -132,6 +132,12 @@ typedef struct sg_http_req {
     const void *capture_re;            /* the regex of the last match, for named captures */
     /* limits (issue 10): $limit_req_status, $limit_conn_status (SG_LIMIT_*; 0: no limit ran) */
     uint8_t limit_req_status, limit_conn_status;
+    /* rate (issue 10): the response's rate in bytes per second once
+     * `set $limit_rate`, X-Accel-Limit-Rate or the limit filter decided it
+     * (nginx's r->limit_rate and limit_rate_set; kept across internal
+     * redirects, as nginx) */
+    uint64_t limit_rate;
+    bool limit_rate_set;
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

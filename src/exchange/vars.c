@@ -346,7 +346,10 @@ void sg_var_set(sg_http_req *r, int index, sg_str v)
                       v.p ? (int)v.n : 0, v.p ? v.p : "");
             return;
         }
-        v = arena_printf(r, 24, "%llu", (unsigned long long)rate);
+        /* rate (issue 10): the response's limit (proxy/rate_limit.c) */
+        r->limit_rate = rate;
+        r->limit_rate_set = true;
+        return;
     }
     var_cache_init(r);
     r->var_cache[index] = v.p ? v : EMPTY;
@@ -654,10 +657,8 @@ static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
     case SG_VAR_DOCUMENT_ROOT: return root_of(r);
     case SG_VAR_CONTENT_LENGTH: return header_join(r, SG_STR("content-length"), NULL);
     case SG_VAR_CONTENT_TYPE: return header_join(r, SG_STR("content-type"), ", ");
-    case SG_VAR_LIMIT_RATE: {               /* nothing is rate-limited: only what `set` wrote */
-        sg_str v = user_var(r, index);
-        return v.p ? v : SG_STR("0");
-    }
+    case SG_VAR_LIMIT_RATE:                 /* rate (issue 10): nginx's r->limit_rate */
+        return r->limit_rate_set ? arena_printf(r, 24, "%llu", (unsigned long long)r->limit_rate) : SG_STR("0");
     case SG_VAR_PIPE: return SG_STR(".");
     case SG_VAR_REQUEST_COMPLETION: return EMPTY;
     case SG_VAR_REQUEST_FILENAME: {

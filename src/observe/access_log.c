@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "exchange/vars.h"
+#include "core/loop.h"
+#include "core/worker.h"
 
 #define DEFAULT_BUFFER (64 * 1024)
 
@@ -38,6 +40,7 @@ typedef struct thread_buf {
     sg_log_file *file;
     char *p;
     size_t n, cap;
+    bool eager;                  /* holds a line of a log without buffer= */
 } thread_buf;
 
 static _Thread_local thread_buf *tbufs;
@@ -319,6 +322,35 @@ static void write_var_path(const sg_access_log *al, sg_http_req *r)
     close(fd);
 }
 
+/* A log without buffer= (nginx writes each of its lines at once): its
+ * lines reach the file at the end of the loop iteration that made them,
+ * so a client that reads the log right after its answer finds the line,
+ * and a busy thread still writes once per iteration, not per request. */
+static _Thread_local sg_deferred eager_flush;
+
+static void on_eager_flush(sg_deferred *d)
+{
+    (void)d;
+    for (size_t i = 0; i < ntbufs; i++) {
+        thread_buf *b = &tbufs[i];
+        if (!b->eager) continue;
+        b->eager = false;
+        if (b->n) write_all(b->file, b->p, b->n);
+        b->n = 0;
+    }
+}
+
+static void eager_append(sg_log_file *f, const char *p, size_t n)
+{
+    sg_worker *w = sg_worker_self();
+    tbuf_append(f, 0, p, n);
+    if (!w) return;               /* not a worker thread: written with the others */
+    thread_buf *b = tbuf_get(f, 0);
+    b->eager = true;
+    if (!eager_flush.cb) sg_deferred_init(&eager_flush, on_eager_flush);
+    sg_loop_defer(sg_worker_loop(w), &eager_flush);
+}
+
 void sg_access_log_write(sg_http_req *r)
 {
     const sg_loc_conf *lc = r->loc ? &r->loc->conf
@@ -337,7 +369,8 @@ void sg_access_log_write(sg_http_req *r)
                          al->format->escape_none, &line);
         sg_strbuf_append(&line, "\n", 1);
         if (al->var_path) write_var_path(al, r);
-        else tbuf_append(al->file, al->buffer_size, line.p, line.n);
+        else if (al->buffer_size) tbuf_append(al->file, al->buffer_size, line.p, line.n);
+        else eager_append(al->file, line.p, line.n);
     }
 }
 

@@ -1,6 +1,7 @@
 /* Access log: lines formatted by log_format, appended to a buffer per
- * file and thread and written when the buffer fills or `flush` time passes,
- * so a request costs no system call. Files are shared between generations
+ * file and thread and written at the end of the loop iteration (a log
+ * without buffer=), or when the buffer fills or `flush` time passes, so a
+ * request costs no system call of its own. Files are shared between generations
  * by path, so a reload does not reopen them (SIGUSR1 does). */
 #ifndef SG_OBSERVE_ACCESS_LOG_H
 #define SG_OBSERVE_ACCESS_LOG_H

@@ -4,6 +4,7 @@
  * through the table at the bottom (exchange/exchange.h). */
 #include "proxy/handler.h"
 #include "proxy/header_filter.h"
+#include "proxy/rate_limit.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,7 @@ static void exchange_on_body_end(sg_exchange *ex)
 
 static void exchange_on_drain(sg_exchange *ex)
 {
+    if (sg_rate_hold_drain(ex)) return;   /* rate (issue 10): the limiter still holds plenty */
     if (ex->up) ex->up->ops->want_response(ex->up, true);
     else if (ex->file_fd >= 0) sg_loop_defer(sg_worker_loop(ex->w), &ex->resume);
 }
@@ -170,6 +172,7 @@ static void exchange_on_abort(sg_exchange *ex)
 {
     ex->aborted = true;
     sg_limit_release(ex);
+    sg_rate_stop(ex);
     sg_proxy_detach(ex, false);
     sg_pass_vars_end(ex);
     release_file(ex);
@@ -183,6 +186,7 @@ static void exchange_finish(sg_exchange *ex)
     sg_pass_vars_end(ex);
     release_file(ex);
     sg_gzip_release(ex);
+    sg_rate_release(ex);   /* after gzip's, which wraps it */
     /* nginx's 499: the client went away before it got a response */
     if (ex->aborted && !ex->resp_head_sent && ex->req.status == 0) ex->req.status = 499;
     if (ex->req.loc) sg_access_log_write(&ex->req);

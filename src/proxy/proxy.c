@@ -41,6 +41,8 @@
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
 #include "proxy/upgrade.h"
+#include "proxy/rate_limit.h"
+#include "proxy/accel.h"
 #include "exchange/upstream_link.h"
 #include "upstream/pool.h"
 
@@ -864,6 +866,59 @@ static void keep_upstream_head(sg_exchange *ex, const sg_upstream_response *m)
     ex->up_header_ms = now_ms(ex) - ex->attempt_start_ms + 1;
 }
 
+/* Fields of the backend's answer an X-Accel-Redirect keeps (nginx's
+ * upstream headers marked "redirect"): the final answer carries them,
+ * in place of its own of the same name. */
+static void carry_accel_fields(sg_exchange *ex)
+{
+    static const char *const kept[] = {
+        "content-type", "set-cookie", "content-disposition", "cache-control", "expires", "accept-ranges", NULL,
+    };
+    const sg_http_req *r = &ex->req;
+    size_t k = 0;
+    for (size_t i = 0; i < r->nup_headers; i++)
+        for (int j = 0; kept[j]; j++) k += sg_str_caseeq_lit(r->up_headers[i].name, kept[j]);
+    if (!k) return;
+    sg_header *c = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (ex->ncarry + k));
+    if (ex->ncarry) memcpy(c, ex->carry, sizeof(sg_header) * ex->ncarry);
+    size_t n = ex->ncarry;
+    for (size_t i = 0; i < r->nup_headers; i++)
+        for (int j = 0; kept[j]; j++)
+            if (sg_str_caseeq_lit(r->up_headers[i].name, kept[j])) c[n++] = r->up_headers[i];
+    ex->carry = c;
+    ex->ncarry = n;
+}
+
+/* rate (issue 10): X-Accel-Redirect, unless proxy_ignore_headers names
+ * it: the backend's answer is dropped and the request goes on internally
+ * at the URI (decoded; its arguments as they are) or named location it
+ * gives (nginx's ngx_http_upstream_process_headers); an unsafe URI gets
+ * 404, as nginx. True: handled. */
+static bool accel_redirect(sg_exchange *ex, const sg_loc_conf *lc)
+{
+    if (lc->pass_opts && (lc->pass_opts->ignore_headers & SG_IGN_X_ACCEL_REDIRECT)) return false;
+    sg_str v = SG_STR_NULL;
+    for (size_t i = 0; i < ex->req.nup_headers; i++)
+        if (sg_str_caseeq_lit(ex->req.up_headers[i].name, "x-accel-redirect")) {
+            v = ex->req.up_headers[i].value;
+            break;
+        }
+    if (!v.p || v.n == 0) return false;
+    note_attempt_end(ex, 0);
+    sg_proxy_detach(ex, false);   /* the answer's body is not wanted: the connection is not reused */
+    carry_accel_fields(ex);
+    sg_str target;
+    bool safe = sg_accel_target(v, sg_arena_alloc(&ex->req.arena, v.n + 1), &target);
+    if (!safe || ++ex->redirects > 10) {
+        sg_ex_log(ex, SG_LOG_ERROR, !safe ? "unsafe URI \"%.*s\" was detected" :
+                  "rewrite or internal redirection cycle while internally redirecting to \"%.*s\"", (int)v.n, v.p);
+        sg_respond_error(ex, !safe ? 404 : 500);
+        return true;
+    }
+    sg_respond_redirect(ex, target);
+    return true;
+}
+
 static void up_head(sg_exchange *ex, const sg_upstream_response *m)
 {
     const sg_loc_conf *lc = loc_conf(ex);
@@ -900,6 +955,9 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     char code[8];
     int k = snprintf(code, sizeof(code), "%d", status);
     append_list(&ex->req.upstream_status, code, (size_t)k);
+    sg_rate_accel_limit(ex);     /* rate (issue 10): X-Accel-Limit-Rate, before X-Accel-Redirect */
+    if (accel_redirect(ex, lc)) return;
+    sg_rate_upstream_head(ex);   /* proxy_limit_rate */
 
     sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 2));
     size_t n = 0;
@@ -1017,7 +1075,7 @@ static void up_drain(sg_exchange *ex)
  * answers have not come yet would otherwise each queue one more read. */
 static bool up_may_read(sg_exchange *ex)
 {
-    if (!ex->up || ex->down->pending(ex) <= SG_HIGH_WATER) return true;
+    if (!ex->up || (ex->down->pending(ex) <= SG_HIGH_WATER && !sg_rate_upstream_hold(ex))) return true;
     ex->up->ops->want_response(ex->up, false);
     ex->waiting_drain = true;
     return false;

@@ -2,6 +2,7 @@
  * files. */
 #include "proxy/handler.h"
 #include "proxy/respond.h"
+#include "proxy/rate_limit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +41,13 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
     const sg_loc_conf *lc = loc_conf(ex);
     sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (nextra + lc->nadd_headers + ex->ncarry + 3));
     size_t n = 0;
-    for (size_t i = 0; i < nextra; i++) h[n++] = extra[i];
+    for (size_t i = 0; i < nextra; i++) {
+        /* a carried field stands in for the answer's own of that name
+         * (X-Accel-Redirect keeps the backend's Content-Type, as nginx) */
+        bool carried = false;
+        for (size_t j = 0; j < ex->ncarry && !carried; j++) carried = sg_str_caseeq(extra[i].name, ex->carry[j].name);
+        if (!carried) h[n++] = extra[i];
+    }
     for (size_t i = 0; i < ex->ncarry; i++) h[n++] = ex->carry[i];
     n = sg_hf_expires(ex, status, h, n);
     bool allowed = sg_hf_status_allowed(status);
@@ -75,6 +82,7 @@ void sg_respond_head(sg_exchange *ex, int status, const sg_header *extra, size_t
     if (own_trailers) sg_hf_trailers_begin(ex);
     if (sg_hf_keepalive_disabled(ex)) ex->close_connection = true;
     sg_charset_head(ex, &resp);   /* may name the charset in Content-Type */
+    sg_rate_head(ex, &resp);   /* rate (issue 10): may limit the body; before gzip, which then wraps it */
     sg_gzip_head(ex, &resp);   /* may compress the body: then ex->down is the filter */
     ex->down->send_head(ex, &resp);
 }
@@ -155,6 +163,12 @@ static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int stat
         return;
     }
     ex->status_override = ep->override == -1 ? status : (ep->override > 0 ? ep->override : 0);
+    sg_respond_redirect(ex, target);
+}
+
+void sg_respond_redirect(sg_exchange *ex, sg_str target)
+{
+    sg_http_req *r = &ex->req;
     ex->req_internal = true;
     /* Part of the body went to the failed peer: it cannot be sent again,
      * so the redirected request has none and the rest is dropped. */

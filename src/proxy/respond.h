@@ -35,6 +35,12 @@ void sg_respond_file_pump(sg_exchange *ex);
  * nginx does for every Location it sends (absolute_redirect on). */
 sg_str sg_respond_absolute_location(sg_exchange *ex, sg_str location);
 
+/* An internal redirect to `target` ("@named", or a URI with arguments),
+ * as error_page's: the method becomes GET (HEAD stays), the body already
+ * sent is not sent again, every phase runs again. The caller counts it in
+ * ex->redirects. */
+void sg_respond_redirect(sg_exchange *ex, sg_str target);
+
 /* True if the error_page list of the current location has `status`. */
 bool sg_respond_has_error_page(const sg_exchange *ex, int status);
 

@@ -42,6 +42,7 @@
 #include "proxy/limit.h"
 #include "proxy/stream_vars.h"
 #include "proxy/tunnel.h"
+#include "proxy/rate_limit.h"
 #include "upstream/pool.h"
 
 typedef struct kept_session {
@@ -108,7 +109,25 @@ typedef struct sp_session {
     struct sockaddr_storage realip_peer;
     /* limits (issue 10): limit_conn slots, held until the session ends */
     sg_limit_slots *limit_slots;
+    /* rate (issue 10): a UDP session's budgets (a TCP session's are its
+     * tunnel's): [0] datagrams from the client, [1] from the upstream */
+    uint64_t rate[2], rate_count[2], rate_until[2], rate_start_ms;
+    bool down_delayed;           /* the upstream is not read until the timer */
+    sg_timer rate_timer;
+    struct udp_dgram *held, **held_tail;   /* client datagrams waiting for the budget */
+    size_t nheld, held_bytes;
 } sp_session;
+
+/* rate (issue 10): a client datagram held for the upload budget. */
+typedef struct udp_dgram {
+    struct udp_dgram *next;
+    size_t n;
+    char data[];
+} udp_dgram;
+
+/* At most this much waits per session; more is dropped, as a full socket
+ * buffer would drop it. */
+#define UDP_HELD_MAX (256 * 1024)
 
 /* ---- values of stream{} (the hash key) for a connection ---- */
 
@@ -274,6 +293,11 @@ static void on_reap(sg_deferred *d)
 {
     sp_session *s = (sp_session *)((char *)d - offsetof(sp_session, reap));
     sg_limit_slots_free(s->limit_slots);
+    while (s->held) {
+        udp_dgram *g = s->held;
+        s->held = g->next;
+        free(g);
+    }
     sg_stream_sets_free(&s->info);
     free(s->tried);
     free(s->pp);
@@ -299,6 +323,7 @@ static void session_free(sp_session *s, int status)
     }
     close_io(s, &s->client);
     s->dead = true;
+    if (s->udp) sg_timer_disarm(&s->rate_timer);
     sg_loop_defer(sg_worker_loop(s->w), &s->reap);
     sg_worker_gen_release(s->w, s->gen);
     sg_worker_conn_del(s->w, &s->node);   /* last: may stop a quitting loop */
@@ -357,6 +382,24 @@ static void set_nodelay(int fd, int on)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
 
+/* rate (issue 10): proxy_upload_rate / proxy_download_rate for this
+ * session; an invalid size is logged and means no limit (nginx's
+ * ngx_stream_complex_value_size). */
+static uint64_t session_rate(sp_session *s, const sg_stream_val *v)
+{
+    if (!v) return 0;
+    char buf[SG_STREAM_VAL_MAX];
+    size_t n = sg_stream_eval(v, &s->info, buf);
+    uint64_t rate = 0;
+    if (n && !sg_rate_parse((sg_str){ buf, n }, &rate)) {
+        char client[64];
+        sg_sockaddr_host((const struct sockaddr *)&s->client_addr, client, sizeof(client));
+        sg_log_error("invalid size \"%.*s\" of a stream rate, client: %s", (int)n, buf, client);
+        return 0;
+    }
+    return rate;
+}
+
 /* Ready (connected, and TLS done if proxy_ssl): both sockets go to a
  * tunnel, which now holds the peer. */
 static void start_tunnel(sp_session *s)
@@ -385,6 +428,8 @@ static void start_tunnel(sp_session *s)
         .arg2 = s->peer,
         .client_tls = s->tls,
         .upstream_tls = s->up_tls,
+        .upload_rate = session_rate(s, s->srv->proxy.upload_rate),
+        .download_rate = session_rate(s, s->srv->proxy.download_rate),
     };
     int cfd = s->client.fd, ufd = s->up.fd;
     s->client.fd = s->up.fd = -1;            /* the tunnel owns them now, even on failure */
@@ -1013,6 +1058,36 @@ static sp_session *udp_find(int lfd, const struct sockaddr *peer, socklen_t plen
     return NULL;
 }
 
+/* rate (issue 10): nginx's budget for datagrams: one may go while the
+ * budget is not spent (whole, never split), then the next waits the time
+ * it was worth. False: not now, *wake says when. */
+static bool udp_rate_ok(sp_session *s, int dir, uint64_t *wake)
+{
+    if (!s->rate[dir]) return true;
+    uint64_t now = now_ms(s), elapsed = now - s->rate_start_ms;
+    if (now < s->rate_until[dir]) {
+        *wake = s->rate_until[dir];
+        return false;
+    }
+    if (sg_rate_allowance(s->rate[dir], 0, elapsed, s->rate_count[dir]) > 0) return true;
+    *wake = now + sg_rate_wait_ms(s->rate[dir], 0, elapsed, s->rate_count[dir], 1);
+    return false;
+}
+
+static void udp_rate_count(sp_session *s, int dir, size_t n)
+{
+    if (!s->rate[dir]) return;
+    s->rate_count[dir] += n;
+    s->rate_until[dir] = now_ms(s) + (uint64_t)n * 1000 / s->rate[dir];
+}
+
+static void udp_rate_wait(sp_session *s, uint64_t wake)
+{
+    uint64_t now = now_ms(s);
+    if (sg_timer_armed(&s->rate_timer) && s->rate_timer.expire_ms <= wake) return;
+    sg_timer_arm(sg_worker_loop(s->w), &s->rate_timer, wake > now ? wake - now : 1);
+}
+
 static bool udp_send_up(sp_session *s, const char *data, size_t n)
 {
     if (send(s->up.fd, data, n, 0) < 0 && errno != EAGAIN) return false;   /* a full socket drops, as UDP does */
@@ -1045,6 +1120,12 @@ static void udp_on_upstream(sp_session *s)
     static _Thread_local char buf[65536];
     const sg_stream_proxy_conf *pc = &s->srv->proxy;
     for (int i = 0; i < 64; i++) {
+        uint64_t wake;
+        if (!udp_rate_ok(s, 1, &wake)) {   /* rate: the datagrams wait in the socket */
+            s->down_delayed = true;
+            udp_rate_wait(s, wake);
+            return;
+        }
         ssize_t n = recv(s->up.fd, buf, sizeof(buf), 0);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -1056,17 +1137,47 @@ static void udp_on_upstream(sp_session *s)
             session_free(s, 502);
             return;
         }
+        udp_rate_count(s, 1, (size_t)n);
         sendto(s->lfd, buf, (size_t)n, MSG_NOSIGNAL, (const struct sockaddr *)&s->client_addr, s->client_len);
         s->info.bytes_sent += (size_t)n;
         sg_stream_try *t = cur_try(s);
         if (t) t->received += (size_t)n;
         s->responses++;
-        /* proxy_responses is per client datagram, as nginx counts it */
-        if (pc->proxy_responses != UINT32_MAX && s->responses >= (uint64_t)pc->proxy_responses * s->requests) {
+        /* proxy_responses is per client datagram, as nginx counts it; with
+         * proxy_requests the session first waits for that many (nginx's
+         * ngx_stream_proxy_test_finalize) */
+        if (pc->proxy_responses != UINT32_MAX && s->responses >= (uint64_t)pc->proxy_responses * s->requests &&
+            !(pc->proxy_requests && s->requests < pc->proxy_requests)) {
             session_free(s, 200);
             return;
         }
         sg_timer_arm(sg_worker_loop(s->w), &s->timer, pc->timeout_ms);
+    }
+}
+
+/* rate (issue 10): held client datagrams go while the budget allows;
+ * a delayed upstream is read again. */
+static void udp_on_rate_timer(sg_timer *t)
+{
+    sp_session *s = (sp_session *)((char *)t - offsetof(sp_session, rate_timer));
+    if (s->dead) return;
+    uint64_t wake;
+    while (s->held && s->up.fd >= 0) {
+        if (!udp_rate_ok(s, 0, &wake)) {
+            udp_rate_wait(s, wake);
+            break;
+        }
+        udp_dgram *g = s->held;
+        s->held = g->next;
+        s->nheld--;
+        s->held_bytes -= g->n;
+        udp_rate_count(s, 0, g->n);
+        udp_send_up(s, g->data, g->n);
+        free(g);
+    }
+    if (s->down_delayed && s->up.fd >= 0) {
+        s->down_delayed = false;
+        udp_on_upstream(s);            /* last: may end the session */
     }
 }
 
@@ -1080,7 +1191,24 @@ void sg_stream_udp_datagram(sg_worker *w, const sg_listen_group *g, int lfd, con
     if (s && !s->dead && s->srv == srv && s->up.fd >= 0) {
         s->requests++;
         s->info.bytes_received += n;
-        udp_send_up(s, data, n);
+        uint64_t wake;
+        if (s->held || !udp_rate_ok(s, 0, &wake)) {   /* rate: held until the budget allows */
+            if (s->held_bytes + n <= UDP_HELD_MAX) {
+                udp_dgram *dg = sg_xmalloc(sizeof(*dg) + (n ? n : 1));
+                dg->next = NULL;
+                dg->n = n;
+                memcpy(dg->data, data, n);
+                if (!s->held) s->held_tail = &s->held;
+                *s->held_tail = dg;
+                s->held_tail = &dg->next;
+                s->nheld++;
+                s->held_bytes += n;
+            }
+            if (s->held && !sg_timer_armed(&s->rate_timer) && !udp_rate_ok(s, 0, &wake)) udp_rate_wait(s, wake);
+        } else {
+            udp_rate_count(s, 0, n);
+            udp_send_up(s, data, n);
+        }
         const sg_stream_proxy_conf *pc = &srv->proxy;
         if (pc->proxy_requests && s->requests >= pc->proxy_requests)
             udp_unlink(s);             /* the next datagram starts a new session; this one waits for replies */
@@ -1112,6 +1240,12 @@ void sg_stream_udp_datagram(sg_worker *w, const sg_listen_group *g, int lfd, con
     sg_deferred_init(&s->reap, on_reap);
     s->node.shutdown = on_shutdown;
     sg_stream_sets_apply(srv, &s->info);
+    /* rate (issue 10): the first datagram counts against the upload budget */
+    sg_timer_init(&s->rate_timer, udp_on_rate_timer);
+    s->rate[0] = session_rate(s, srv->proxy.upload_rate);
+    s->rate[1] = session_rate(s, srv->proxy.download_rate);
+    s->rate_start_ms = now_ms(s);
+    udp_rate_count(s, 0, n);
     sg_worker_gen_hold(w, s->gen);
     sg_worker_conn_add(w, &s->node);
     s->udp_next = udp_sessions;

@@ -38,6 +38,7 @@
 #include "net/sock.h"
 #include "net/tls.h"
 #include "exchange/exchange.h"
+#include "proxy/rate_limit.h"
 
 enum { CL = 0, UP = 1 };
 #define BIT(side) ((uint8_t)(1u << (side)))
@@ -62,7 +63,20 @@ struct sg_tunnel {
     uint8_t readable, writable, rdhup, eof, shut;   /* BIT(side) masks */
     uint8_t notify_due;            /* BIT(side): its close_notify (and FIN) wait for EPOLLOUT */
     bool closed, close_on_eof, retiring;
+    struct tunnel_rate *rate;      /* rate (issue 10): NULL unless a side is limited */
 };
+
+/* rate (issue 10): the read budget of limited sides (only tunnels that
+ * have one pay for it). */
+typedef struct tunnel_rate {
+    sg_tunnel *t;
+    uint64_t rate[2];              /* bytes per second read from side i; 0: no limit */
+    uint64_t start_ms;
+    uint64_t until_ms[2];          /* side i is not read before (nginx's delayed read) */
+    uint64_t wake_ms[2];           /* when a delayed side may be read again */
+    uint8_t delayed;               /* BIT(side): waiting for its budget */
+    sg_timer timer;
+} tunnel_rate;
 
 /* Per worker thread. */
 typedef struct tstate {
@@ -102,7 +116,9 @@ static void on_reap(sg_deferred *d)
     sg_list_node *n;
     while ((n = sg_list_first(&ts.dead)) != NULL) {
         sg_list_remove(n);
-        free(sg_list_entry(n, sg_tunnel, link));
+        sg_tunnel *t = sg_list_entry(n, sg_tunnel, link);
+        free(t->rate);
+        free(t);
     }
 }
 
@@ -221,9 +237,66 @@ static ssize_t side_read(sg_tunnel *t, int side, char *buf, size_t n)
 }
 
 /* A short read drained the socket, unless OpenSSL still holds bytes. */
-static bool drained(const sg_tunnel *t, int side, size_t got)
+static bool drained(const sg_tunnel *t, int side, size_t got, size_t asked)
 {
-    return got < SG_SCRATCH_SIZE && !(t->tls[side] && sg_tls_pending(t->tls[side]));
+    return got < asked && !(t->tls[side] && sg_tls_pending(t->tls[side]));
+}
+
+/* ---------- rate (issue 10) ---------- */
+
+static void rate_arm(tunnel_rate *r)
+{
+    uint64_t now = sg_loop_now(ts.loop), first = 0;
+    for (int side = CL; side <= UP; side++)
+        if ((r->delayed & BIT(side)) && (!first || r->wake_ms[side] < first)) first = r->wake_ms[side];
+    if (!first) {
+        sg_timer_disarm(&r->timer);
+        return;
+    }
+    sg_timer_arm(ts.loop, &r->timer, first > now ? first - now : 1);
+}
+
+static void rate_on_timer(sg_timer *tm)
+{
+    tunnel_rate *r = (tunnel_rate *)((char *)tm - offsetof(tunnel_rate, timer));
+    sg_tunnel *t = r->t;
+    uint64_t now = sg_loop_now(ts.loop);
+    for (int side = CL; side <= UP; side++) {
+        if (!(r->delayed & BIT(side)) || r->wake_ms[side] > now) continue;
+        r->delayed &= (uint8_t)~BIT(side);
+        if ((t->readable & BIT(side)) && !pump(t, side)) return;   /* the tunnel ended */
+    }
+    rate_arm(r);
+}
+
+/* May side `src` be read now, and how much (*size is lowered to the
+ * budget)? When not, a timer reads it when its budget allows. */
+static bool rate_may_read(sg_tunnel *t, int src, size_t *size)
+{
+    tunnel_rate *r = t->rate;
+    if (!r || !r->rate[src]) return true;
+    if (r->delayed & BIT(src)) return false;
+    uint64_t now = sg_loop_now(ts.loop), wake = 0;
+    int64_t a = sg_rate_allowance(r->rate[src], 0, now - r->start_ms, t->nread[src]);
+    if (now < r->until_ms[src]) wake = r->until_ms[src];
+    else if (a <= 0) wake = now + sg_rate_wait_ms(r->rate[src], 0, now - r->start_ms, t->nread[src], 1);
+    if (wake) {
+        r->delayed |= BIT(src);
+        r->wake_ms[src] = wake;
+        rate_arm(r);
+        return false;
+    }
+    if ((uint64_t)a < *size) *size = (size_t)a;
+    return true;
+}
+
+/* After n bytes were read from a limited side: that is worth n / rate
+ * seconds before its next read (nginx's delay after each recv). */
+static void rate_count(sg_tunnel *t, int src, size_t n)
+{
+    tunnel_rate *r = t->rate;
+    if (!r || !r->rate[src]) return;
+    r->until_ms[src] = sg_loop_now(ts.loop) + (uint64_t)n * 1000 / r->rate[src];
 }
 
 /* Writes what q[side] holds. */
@@ -320,17 +393,21 @@ static bool relay(sg_tunnel *t, int dst, const char *p, size_t n)
 static bool pump(sg_tunnel *t, int src)
 {
     int dst = other(src);
-    while ((t->readable & BIT(src)) && !(t->eof & BIT(src)) && t->q[dst].bytes < SG_HIGH_WATER) {
+    size_t want = SG_SCRATCH_SIZE;
+    while ((t->readable & BIT(src)) && !(t->eof & BIT(src)) && t->q[dst].bytes < SG_HIGH_WATER &&
+           rate_may_read(t, src, &want)) {
         char *scratch = sg_worker_scratch(ts.w);
-        ssize_t n = side_read(t, src, scratch, SG_SCRATCH_SIZE);
+        ssize_t n = side_read(t, src, scratch, want);
         if (n > 0) {
             t->nread[src] += (size_t)n;
+            rate_count(t, src, (size_t)n);
             t->active_ms = now32();
             if (src == UP) t->up_rx_ms = t->active_ms;
             if (src == UP && !t->up_first_ms) t->up_first_ms = sg_loop_now(ts.loop);
             /* A short read drained the socket (see h1_server.c), unless a
              * FIN is pending: it has no edge of its own. */
-            if (drained(t, src, (size_t)n) && !(t->rdhup & BIT(src))) t->readable &= (uint8_t)~BIT(src);
+            if (drained(t, src, (size_t)n, want) && !(t->rdhup & BIT(src))) t->readable &= (uint8_t)~BIT(src);
+            want = SG_SCRATCH_SIZE;
             if (!relay(t, dst, scratch, (size_t)n)) return false;
             continue;
         }
@@ -386,6 +463,7 @@ static void tunnel_end(sg_tunnel *t, sg_tunnel_end_reason why)
     if (t->closed) return;
     t->closed = true;
     sg_timer_disarm(&t->timer);
+    if (t->rate) sg_timer_disarm(&t->rate->timer);
     for (int s = 0; s < 2; s++) {
         if (t->io[s].fd >= 0) {
             sg_loop_del(ts.loop, &t->io[s]);
@@ -490,6 +568,15 @@ sg_tunnel *sg_tunnel_start_q(sg_worker *w, int client_fd, int upstream_fd, const
     t->gen = o->gen;
     if (t->gen) sg_worker_gen_hold(w, t->gen);
     sg_timer_init(&t->timer, on_timer);
+    if (o->upload_rate || o->download_rate) {
+        tunnel_rate *r = sg_xcalloc(1, sizeof(*r));
+        r->t = t;
+        r->rate[CL] = o->upload_rate;
+        r->rate[UP] = o->download_rate;
+        r->start_ms = sg_loop_now(ts.loop);
+        sg_timer_init(&r->timer, rate_on_timer);
+        t->rate = r;
+    }
     t->node.shutdown = on_shutdown;
     sg_worker_conn_add(w, &t->node);
     sg_list_push(&ts.live, &t->link);

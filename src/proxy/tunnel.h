@@ -71,6 +71,13 @@ typedef struct sg_tunnel_opts {
      * an ssl listener): the tunnel reads and writes through it, sends
      * close_notify for a FIN, and frees it. NULL: a plain socket. */
     struct sg_tls_conn *client_tls, *upstream_tls;
+    /* rate (issue 10): stream's proxy_upload_rate / proxy_download_rate,
+     * bytes per second read from the client / from the upstream (0: no
+     * limit), with nginx's budget (rate * (seconds since the start + 1)
+     * bytes, each read followed by the time it is worth at that rate).
+     * A limited side is read in pieces no larger than its budget, on a
+     * timer of the worker's loop; nothing else waits. */
+    uint64_t upload_rate, download_rate;
 } sg_tunnel_opts;
 
 /* Starts relaying between two connected, non-blocking sockets that are

@@ -298,8 +298,11 @@ Test(stream_conf, one_engine_for_both_tables)
                  "stream.conf:2:54: unknown \"x\" variable");
     expect_error("events {}\nstream { upstream u { server 127.0.0.1:1; sticky route $x; } }",
                  "stream.conf:2:43: \"sticky\" directive is not supported yet");
+    expect_error("events {}\nhttp { proxy_socket_keepalive on; }",
+                 "stream.conf:2:8: \"proxy_socket_keepalive\" directive is not supported yet");
+    /* rate (issue 10): stream's proxy_upload_rate exists now */
     expect_error("events {}\nhttp { proxy_upload_rate 1k; }",
-                 "stream.conf:2:8: unknown directive \"proxy_upload_rate\"");
+                 "stream.conf:2:8: \"proxy_upload_rate\" directive is not allowed here");
     /* stream's directive in http{}: nginx's message for a known name in the wrong context */
     expect_error("events {}\nhttp { proxy_protocol on; }", "stream.conf:2:8: \"proxy_protocol\" directive is not allowed here");
     expect_error("events {}\nhttp { stream { } }", "stream.conf:2:8: \"stream\" directive is not allowed here");
