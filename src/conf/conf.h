@@ -619,6 +619,8 @@ typedef struct sg_conf {
     size_t nresolvers;
     void **dyn;
     int ndyn;
+    /* health (issue 11): health_check and match lines (conf/health_conf.h) */
+    struct sg_health_conf *health;
 } sg_conf;
 
 /* Loads, checks and compiles a configuration file. `prefix` may be NULL

@@ -16,6 +16,7 @@
 #include "conf/map.h"
 #include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
+#include "conf/health_conf.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -1850,6 +1851,9 @@ static const sg_cmd cmds[] = {
     { "limit_rate_after", HSL, A1, sg_hc_set_noeffect, NONE, "responses are not rate-limited" },
     /* access (issue 10): split_clients (ngx_http_split_clients_module) */
     { "split_clients", H, SG_ARG2 | BLK, set_split_clients, NONE, NULL },
+    /* health (issue 11): active health checks, nginx Plus syntax (conf/health_conf.c, upstream/health.c) */
+    { "health_check", L, A0 | A1P, sg_health_set_check, NONE, NULL },
+    { "match", H, A1 | BLK, sg_health_set_match, NONE, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1870,7 +1874,7 @@ static const char *const later_exact[] = {
     "msie_refresh", "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead",
-    "sticky", "health_check", "ntlm", "queue", "ssi", "sub_filter",
+    "sticky", "ntlm", "queue", "ssi", "sub_filter",
     "mirror", "empty_gif",
     "gzip_static",   /* gzip: ngx_http_gzip_static_module */
     NULL,

@@ -10,6 +10,7 @@
 #include "conf/directives.h"
 #include "conf/ssl_conf.h"
 #include "conf/ssl_ctx.h"
+#include "conf/health_conf.h"
 #include "core/sockaddr.h"
 
 #include <netinet/in.h>
@@ -447,6 +448,9 @@ static const sg_cmd cmds[] = {
     { "allow", SS, SG_ARG1, sg_conf_set_access, PXR(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "deny", SS, SG_ARG1, sg_conf_set_access, PXR(SG_CF_MULTI, access_rules, naccess_rules), NULL },
     { "set_real_ip_from", SS, SG_ARG1, sg_conf_set_realip_from, PXR(SG_CF_MULTI, realip_from, nrealip_from), NULL },
+    /* health (issue 11): active health checks (conf/health_conf.c, upstream/health.c) */
+    { "health_check", SRV, SG_ARG0 | SG_ARG1MORE, sg_health_set_stream_check, LEVEL(SG_CF_MULTI), NULL },
+    { "match", ST, SG_ARG1 | SG_ARGBLOCK, sg_health_set_stream_match, LEVEL(SG_CF_MULTI), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -460,8 +464,8 @@ static const char *const later_exact[] = {
     "proxy_bind", "proxy_socket_keepalive", "proxy_upload_rate", "proxy_download_rate",
 
     "ssl", "pass", "server_name", "server_names_hash_max_size",
-    "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",
-    "match", "keyval", "keyval_zone", "mqtt", "limit_conn_zone", "limit_conn", NULL,
+    "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky",
+    "keyval", "keyval_zone", "mqtt", "limit_conn_zone", "limit_conn", NULL,
 };
 static const char *const later_prefix[] = {
     "ssl_", "proxy_ssl", "limit_conn_", "geoip", "js_", NULL,

@@ -20,6 +20,7 @@
 
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include "conf/conf.h"
@@ -33,6 +34,10 @@ typedef struct sg_peer {
     unsigned fails;             /* failures within the current fail_timeout window */
     uint64_t checked_ms;        /* when it was last picked while failing (nginx "checked") */
     uint64_t accessed_ms;       /* time of the last failure */
+    /* health (issue 11): how many active health checks (upstream/health.c)
+     * hold this peer unhealthy; non-zero keeps it out of every pick, read
+     * without the lock so every thread sees a change at once */
+    atomic_uint health_down;
 } sg_peer;
 
 /* What a pick may depend on. `tried` is a bitmap over peer indexes

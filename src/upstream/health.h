@@ -1,0 +1,39 @@
+/* Active health checks (issue 11, health): nginx Plus's `health_check`.
+ *
+ * One checker thread per configuration generation that has health_check
+ * lines, whatever the number of worker threads: it checks every peer of
+ * every checked upstream at its interval (HTTP/1, HTTP/2 or gRPC's
+ * grpc.health.v1.Health/Check, over TLS when the upstream uses it; a TCP
+ * connect, optionally send/expect, in stream{}), and holds a peer out of
+ * every balancer through its atomic sg_peer.health_down, so all worker
+ * threads see a change at once. Exchanges, streams and tunnels already
+ * open on a peer going unhealthy are left alone.
+ *
+ * The generation's checker starts with sg_health_start() (before the
+ * generation takes traffic: `mandatory` peers are out from the start) and
+ * stops with sg_health_stop() when the generation is drained. The last
+ * known state of every checked peer (upstream name, server name) is kept
+ * process-wide: `mandatory persistent` starts from it after a reload, and
+ * a status handler reads it with sg_health_state(). */
+#ifndef SG_UPSTREAM_HEALTH_H
+#define SG_UPSTREAM_HEALTH_H
+
+#include <stdbool.h>
+#include "conf/conf.h"
+
+/* Starts c's checks (none: nothing). c's upstream runtimes exist. */
+void sg_health_start(sg_conf *c);
+/* Stops and joins c's checker; safe when none was started. */
+void sg_health_stop(sg_conf *c);
+
+typedef enum sg_health_result {
+    SG_HEALTH_UNKNOWN = 0,             /* not checked (yet) */
+    SG_HEALTH_HEALTHY,
+    SG_HEALTH_UNHEALTHY,
+} sg_health_result;
+
+/* The last state recorded for server `server` (sg_upstream_server_conf
+ * name) of upstream `upstream`, by any generation. */
+sg_health_result sg_health_state(const char *upstream, const char *server);
+
+#endif
