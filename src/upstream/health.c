@@ -246,6 +246,45 @@ static ssize_t conn_read(hc_conn *c, void *buf, size_t n)
 
 /* ---------------- HTTP/1 ---------------- */
 
+bool sg_health_parse_http1(const char *buf, size_t len, int *status, const char **headers, size_t *hlen,
+                           const char **body, size_t *blen)
+{
+    const char *end = buf + len, *e = NULL;
+    for (const char *p = buf; p + 4 <= end; p++)
+        if (memcmp(p, "\r\n\r\n", 4) == 0) { e = p; break; }
+    if (!e || len < 12 || memcmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ') return false;
+    int st = 0;
+    for (int i = 9; i < 12; i++) {
+        if (buf[i] < '0' || buf[i] > '9') return false;
+        st = st * 10 + (buf[i] - '0');
+    }
+    const char *hs = memchr(buf, '\n', (size_t)(e + 2 - buf));
+    hs = hs ? hs + 1 : e + 2;
+    if (hs > e + 2) hs = e + 2;
+    const char *b = e + 4;
+    size_t bl = (size_t)(end - b);
+    /* Content-Length, when given, bounds the body */
+    for (const char *l = hs; l < e;) {
+        const char *nl = memchr(l, '\n', (size_t)(e + 2 - l));
+        if (!nl) break;
+        if ((size_t)(nl - l) > 15 && strncasecmp(l, "content-length:", 15) == 0) {
+            unsigned long long v = 0;
+            const char *d = l + 15;
+            while (d < nl && (*d == ' ' || *d == '\t')) d++;
+            bool digits = false;
+            while (d < nl && *d >= '0' && *d <= '9' && v < (1ull << 40)) { v = v * 10 + (unsigned)(*d++ - '0'); digits = true; }
+            if (digits && v < bl) bl = (size_t)v;
+        }
+        l = nl + 1;
+    }
+    *status = st;
+    *headers = hs;
+    *hlen = (size_t)(e + 2 - hs);
+    *body = b;
+    *blen = bl;
+    return true;
+}
+
 static const char *check_http1(hc_conn *c, const sg_health_check *h)
 {
     char req[2048];
@@ -281,15 +320,12 @@ static const char *check_http1(hc_conn *c, const sg_health_check *h)
         }
     }
     if (!why && !head_end) why = "reading response header";
-    int status = 0;
-    if (!why && (len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || sscanf(buf + 9, "%3d", &status) != 1))
-        why = "reading status line";
     if (!why) {
-        const char *hs = strchr(buf, '\n') + 1;
-        size_t hl = (size_t)(buf + head_end - hs);
-        size_t bl = len - head_end;
-        if (clen >= 0 && (size_t)clen < bl) bl = (size_t)clen;
-        if (!sg_hc_match_http(h->match, status, hs, hl, buf + head_end, bl))
+        int status;
+        const char *hs, *body;
+        size_t hl, bl;
+        if (!sg_health_parse_http1(buf, len, &status, &hs, &hl, &body, &bl)) why = "reading status line";
+        else if (!sg_hc_match_http(h->match, status, hs, hl, body, bl))
             why = h->match ? "checking match" : "checking status code";
     }
     free(buf);
@@ -442,7 +478,7 @@ static const char *h2_request(hc_conn *c, const sg_health_check *h, h2_call *k, 
 }
 
 /* HealthCheckResponse { ServingStatus status = 1; }: the status, or -1. */
-static long grpc_serving_status(const uint8_t *b, size_t n)
+long sg_health_grpc_serving_status(const uint8_t *b, size_t n)
 {
     if (n < 5 || b[0] != 0) return -1;   /* a compressed message is not expected */
     size_t mlen = ((size_t)b[1] << 24) | ((size_t)b[2] << 16) | ((size_t)b[3] << 8) | b[4];
@@ -501,7 +537,7 @@ static const char *check_h2(hc_conn *c, const sg_health_check *h)
                 if (k.grpc_status != h->grpc_status) why = "checking grpc status";
             } else if (k.status != 200 || k.grpc_status != 0) {
                 why = "checking grpc status";
-            } else if (grpc_serving_status((const uint8_t *)k.body, k.body_len) != 1) {
+            } else if (sg_health_grpc_serving_status((const uint8_t *)k.body, k.body_len) != 1) {
                 why = "checking grpc serving status";
             }
         }

@@ -19,6 +19,8 @@
 #define SG_UPSTREAM_HEALTH_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include "conf/conf.h"
 
 /* Starts c's checks (none: nothing). c's upstream runtimes exist. */
@@ -35,5 +37,15 @@ typedef enum sg_health_result {
 /* The last state recorded for server `server` (sg_upstream_server_conf
  * name) of upstream `upstream`, by any generation. */
 sg_health_result sg_health_state(const char *upstream, const char *server);
+
+/* Network input, exposed for tests and fuzzing. An HTTP/1 answer in
+ * buf[0, len): status, the header lines after the status line ("Name:
+ * value\r\n"...), and the body (bounded by Content-Length). False when the
+ * head is incomplete or the status line is not HTTP/1.x NNN. */
+bool sg_health_parse_http1(const char *buf, size_t len, int *status, const char **headers, size_t *hlen,
+                           const char **body, size_t *blen);
+/* A gRPC message (5-byte prefix) holding a HealthCheckResponse: its
+ * status field (1 = SERVING; absent: 0), or -1 if malformed/compressed. */
+long sg_health_grpc_serving_status(const uint8_t *b, size_t n);
 
 #endif
