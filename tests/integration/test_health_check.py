@@ -374,3 +374,19 @@ stream {
     finally:
         a.close()
         b.close()
+
+
+def test_reload_new_generation_checks_old_one_stops(backends, start_proxy):
+    a, b = backends("a"), backends("b")
+    conf, port = proxy_conf(a, b, "health_check interval=200ms uri=/health;")
+    p = start_proxy(conf)
+    wait_for(lambda: a.checks >= 2, what="checks of the first generation")
+    # the new generation checks /alt (counted as requests by the backend):
+    # once it runs, the old generation's /health checks stop
+    assert p.reload(conf.replace("uri=/health", "uri=/alt"))
+    wait_for(lambda: a.requests >= 2, what="checks of the new generation")
+    settled = a.checks
+    start = a.requests
+    wait_for(lambda: a.requests >= start + 5, what="more checks of the new generation")
+    assert a.checks <= settled + 1
+    assert set(served_by(port, 6)) == {"a", "b"}
