@@ -390,3 +390,24 @@ def test_reload_new_generation_checks_old_one_stops(backends, start_proxy):
     wait_for(lambda: a.requests >= start + 5, what="more checks of the new generation")
     assert a.checks <= settled + 1
     assert set(served_by(port, 6)) == {"a", "b"}
+
+
+def test_https_upstream_checked_over_tls(backends, start_proxy, tmp_path):
+    import ssl
+    import subprocess
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=b.test", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(tmp_path / "c.pem")], check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    a, b = backends("a"), backends("b")
+    for x in (a, b):
+        x.server.socket = ctx.wrap_socket(x.server.socket, server_side=True)
+    conf, port = proxy_conf(a, b, "health_check interval=200ms uri=/health;")
+    conf = conf.replace("http://pool", "https://pool")
+    p = start_proxy(conf)
+    wait_for(lambda: a.checks >= 1 and b.checks >= 1, what="checks over TLS")
+    assert set(served_by(port, 6)) == {"a", "b"}
+    a.health_status = 500
+    wait_for(lambda: "peer is unhealthy" in p.error_log, what="a unhealthy")
+    assert served_by(port, 6) == ["b"] * 6
