@@ -1,9 +1,9 @@
-/* Active health checks: see health.h. The checker thread does one check at
- * a time with non-blocking sockets and poll(): checks are small, and each
- * has a deadline (the location's connect + read timeouts, at most
- * max(interval, 2 s)), so one dead peer delays the others by that much at
- * worst. Its stop eventfd is polled with every wait, so a generation that
- * drains stops its checker at once. */
+/* Active health checks: see health.h. A few checker threads (at most
+ * HC_MAX_THREADS, one per checked peer when fewer) take the due checks in
+ * turn; each check runs with non-blocking sockets and poll() and has a
+ * deadline (the location's connect + read timeouts, at most max(interval,
+ * 2 s)). The stop eventfd is polled with every wait, so a generation that
+ * drains stops its checkers at once. */
 #include "upstream/health.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -28,6 +28,7 @@
 #include "conf/health_conf.h"
 #include "conf/stream_conf.h"
 #include "core/log.h"
+#include "core/sockaddr.h"
 #include "core/str.h"
 #include "upstream/pool.h"
 
@@ -81,18 +82,31 @@ typedef struct hc_peer {
     bool healthy;
     unsigned fails, passes;            /* consecutive results against the current state */
     uint64_t next_ms;
+    bool busy;                         /* a checker thread is checking it */
 } hc_peer;
 
 typedef struct hc_check {
     const sg_health_check *conf;
     const char *upstream;
+    sg_upstream_rt *rt;
+    sg_balancer *balancer;             /* the one `peers` point into */
     hc_peer *peers;
     size_t npeers;
 } hc_check;
 
+/* A few checker threads share the checks (so a peer that accepts and
+ * never answers delays no other peer's check): the state below is theirs,
+ * under `mu`; each takes the next due peer, checks it without the lock and
+ * records the result. */
+#define HC_MAX_THREADS 4
+
 typedef struct hc_runtime {
-    pthread_t thread;
-    int stopfd;
+    pthread_t threads[HC_MAX_THREADS];
+    int nthreads;
+    int stopfd;                        /* readable once stopping: ends waits and checks at once */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool stop;
     hc_check *checks;
     size_t nchecks;
 } hc_runtime;
@@ -596,6 +610,11 @@ static const char *check_once(hc_runtime *rt, const sg_health_check *h, const sg
     return why;
 }
 
+static void mark_down(sg_peer *p)
+{
+    atomic_fetch_add(&p->health_down, 1);
+}
+
 static void set_healthy(hc_check *ck, hc_peer *hp, bool healthy, const char *why)
 {
     hp->healthy = healthy;
@@ -604,7 +623,7 @@ static void set_healthy(hc_check *ck, hc_peer *hp, bool healthy, const char *why
         atomic_fetch_sub(&hp->peer->health_down, 1);
         sg_log_notice("peer %s in upstream \"%s\" is healthy", peer_name(hp->peer), ck->upstream);
     } else {
-        atomic_fetch_add(&hp->peer->health_down, 1);
+        mark_down(hp->peer);
         sg_log_warn("peer is unhealthy while %s, health check of peer %s in upstream \"%s\"", why,
                     peer_name(hp->peer), ck->upstream);
     }
@@ -622,40 +641,122 @@ static uint64_t next_due(const sg_health_check *h, uint64_t now)
     return now + h->interval_ms + j;
 }
 
+static bool same_peer(const sg_peer *a, const sg_peer *b)
+{
+    return a->conf->addrlen == b->conf->addrlen && a->conf->backup == b->conf->backup &&
+           sg_sockaddr_eq((const struct sockaddr *)&a->conf->addr, (const struct sockaddr *)&b->conf->addr);
+}
+
+/* Points the check at its upstream's current balancer. The peer set may
+ * change at run time (`resolve`: a new balancer is published with one
+ * atomic store, the replaced one stays until the runtime goes): a peer of
+ * the new set takes the check state of the old peer with its address (its
+ * health_down starts at 0 and is raised here if that peer was unhealthy);
+ * a new address is healthy, or with `mandatory` out until its first pass,
+ * and is checked at once. */
+static void sync_peers(hc_check *ck, bool first)
+{
+    sg_balancer *b = __atomic_load_n(&ck->rt->balancer, __ATOMIC_ACQUIRE);
+    if (!b || b == ck->balancer) return;
+    const sg_health_check *h = ck->conf;
+    size_t n = b->nprimary + b->nbackup;
+    hc_peer *np = sg_xcalloc(n ? n : 1, sizeof(*np));
+    bool *taken = sg_xcalloc(ck->npeers ? ck->npeers : 1, sizeof(bool));
+    for (size_t j = 0; j < n; j++) {
+        hc_peer *hp = &np[j];
+        hp->peer = &b->peers[j];
+        hp->healthy = true;
+        bool carried = false;
+        for (size_t k = 0; !first && k < ck->npeers; k++) {
+            if (taken[k] || !same_peer(ck->peers[k].peer, hp->peer)) continue;
+            taken[k] = true;
+            *hp = ck->peers[k];
+            hp->peer = &b->peers[j];
+            carried = true;
+            break;
+        }
+        if (!carried && h->mandatory) {
+            /* out until its first check passes, unless `persistent` and
+             * the previous generation knew it healthy */
+            sg_health_result was = h->persistent && first ? sg_health_state(ck->upstream, peer_name(hp->peer))
+                                                          : SG_HEALTH_UNKNOWN;
+            hp->healthy = was == SG_HEALTH_HEALTHY;
+        }
+        if (!hp->healthy) mark_down(hp->peer);
+    }
+    free(taken);
+    free(ck->peers);
+    ck->peers = np;
+    ck->npeers = n;
+    ck->balancer = b;
+}
+
+static void record(hc_check *ck, hc_peer *hp, const char *why)
+{
+    if (!why) {
+        hp->fails = 0;
+        if (!hp->healthy && ++hp->passes >= ck->conf->passes) set_healthy(ck, hp, true, NULL);
+    } else {
+        hp->passes = 0;
+        if (hp->healthy && ++hp->fails >= ck->conf->fails) set_healthy(ck, hp, false, why);
+        else if (!hp->healthy)
+            sg_log_info("peer %s in upstream \"%s\" still unhealthy: %s", peer_name(hp->peer), ck->upstream, why);
+    }
+}
+
 static void *checker(void *arg)
 {
     hc_runtime *rt = arg;
-    for (;;) {
+    pthread_mutex_lock(&rt->mu);
+    while (!rt->stop) {
         uint64_t now = now_ms(), soonest = UINT64_MAX;
-        for (size_t i = 0; i < rt->nchecks; i++) {
-            hc_check *ck = &rt->checks[i];
-            for (size_t j = 0; j < ck->npeers; j++) {
-                hc_peer *hp = &ck->peers[j];
-                if (hp->next_ms <= now) {
-                    bool stopped = false;
-                    const char *why = check_once(rt, ck->conf, hp->peer, &stopped);
-                    if (stopped) return NULL;
-                    if (!why) {
-                        hp->fails = 0;
-                        if (!hp->healthy && ++hp->passes >= ck->conf->passes) set_healthy(ck, hp, true, NULL);
-                    } else {
-                        hp->passes = 0;
-                        if (hp->healthy && ++hp->fails >= ck->conf->fails) set_healthy(ck, hp, false, why);
-                        else if (!hp->healthy)
-                            sg_log_info("peer %s in upstream \"%s\" still unhealthy: %s", peer_name(hp->peer),
-                                        ck->upstream, why);
-                    }
-                    now = now_ms();
-                    hp->next_ms = next_due(ck->conf, now);
-                }
-                if (hp->next_ms < soonest) soonest = hp->next_ms;
+        hc_check *ck = NULL;
+        hc_peer *hp = NULL;
+        for (size_t i = 0; i < rt->nchecks && !hp; i++) {
+            hc_check *c = &rt->checks[i];
+            sync_peers(c, false);
+            for (size_t j = 0; j < c->npeers; j++) {
+                hc_peer *p = &c->peers[j];
+                if (p->busy) continue;
+                if (p->next_ms <= now) { ck = c; hp = p; break; }
+                if (p->next_ms < soonest) soonest = p->next_ms;
             }
         }
-        now = now_ms();
-        int wait = soonest == UINT64_MAX ? -1 : soonest > now ? (int)(soonest - now) : 0;
-        struct pollfd pfd = { rt->stopfd, POLLIN, 0 };
-        if (poll(&pfd, 1, wait) > 0) return NULL;
+        if (!hp) {
+            if (soonest == UINT64_MAX) {
+                pthread_cond_wait(&rt->cond, &rt->mu);
+            } else {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                uint64_t wait = soonest > now ? soonest - now : 0;
+                ts.tv_sec += (time_t)(wait / 1000);
+                ts.tv_nsec += (long)(wait % 1000) * 1000000;
+                if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+                pthread_cond_timedwait(&rt->cond, &rt->mu, &ts);
+            }
+            continue;
+        }
+        hp->busy = true;
+        sg_peer *peer = hp->peer;
+        pthread_mutex_unlock(&rt->mu);
+        bool stopped = false;
+        const char *why = check_once(rt, ck->conf, peer, &stopped);
+        pthread_mutex_lock(&rt->mu);
+        if (stopped || rt->stop) break;
+        /* the set may have changed meanwhile: the peer with its address */
+        for (size_t j = 0; j < ck->npeers; j++) {
+            hc_peer *p = &ck->peers[j];
+            if (p->busy && (p->peer == peer || same_peer(p->peer, peer))) {
+                p->busy = false;
+                record(ck, p, why);
+                p->next_ms = next_due(ck->conf, now_ms());
+                break;
+            }
+        }
+        pthread_cond_signal(&rt->cond);   /* another thread may wait for a busy peer's next turn */
     }
+    pthread_mutex_unlock(&rt->mu);
+    return NULL;
 }
 
 void sg_health_start(sg_conf *c)
@@ -669,37 +770,33 @@ void sg_health_start(sg_conf *c)
         const sg_health_check *h = hc->checks[i];
         sg_upstream_rt *urt = h->upstream ? h->upstream->runtime : NULL;
         if (!urt || !urt->balancer) continue;
-        sg_balancer *b = urt->balancer;
         hc_check *ck = &rt->checks[rt->nchecks++];
         ck->conf = h;
         ck->upstream = up_name(h->upstream);
-        ck->npeers = b->nprimary + b->nbackup;
-        ck->peers = sg_xcalloc(ck->npeers ? ck->npeers : 1, sizeof(*ck->peers));
-        for (size_t j = 0; j < ck->npeers; j++) {
-            hc_peer *hp = &ck->peers[j];
-            hp->peer = &b->peers[j];
-            hp->healthy = true;
-            if (h->mandatory) {
-                /* out until its first check passes, unless `persistent`
-                 * and the previous generation knew it healthy */
-                sg_health_result was = h->persistent ? sg_health_state(ck->upstream, peer_name(hp->peer))
-                                                     : SG_HEALTH_UNKNOWN;
-                if (was != SG_HEALTH_HEALTHY) {
-                    hp->healthy = false;
-                    atomic_fetch_add(&hp->peer->health_down, 1);
-                }
-            }
-        }
+        ck->rt = urt;
+        sync_peers(ck, true);
     }
-    if (rt->stopfd < 0 || pthread_create(&rt->thread, NULL, checker, rt) != 0) {
+    pthread_mutex_init(&rt->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rt->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    size_t total = 0;
+    for (size_t i = 0; i < rt->nchecks; i++) total += rt->checks[i].npeers;
+    int want = total < HC_MAX_THREADS ? (int)(total ? total : 1) : HC_MAX_THREADS;
+    hc->runtime = rt;
+    if (rt->stopfd < 0) {
         sg_log_error("health checks could not start: %s", strerror(errno));
-        for (size_t i = 0; i < rt->nchecks; i++) free(rt->checks[i].peers);
-        free(rt->checks);
-        if (rt->stopfd >= 0) close(rt->stopfd);
-        free(rt);
         return;
     }
-    hc->runtime = rt;
+    for (int i = 0; i < want; i++) {
+        if (pthread_create(&rt->threads[rt->nthreads], NULL, checker, rt) != 0) {
+            sg_log_error("health checks: a checker thread could not start: %s", strerror(errno));
+            break;
+        }
+        rt->nthreads++;
+    }
 }
 
 void sg_health_stop(sg_conf *c)
@@ -707,10 +804,16 @@ void sg_health_stop(sg_conf *c)
     sg_health_conf *hc = c->health;
     if (!hc || !hc->runtime) return;
     hc_runtime *rt = hc->runtime;
+    pthread_mutex_lock(&rt->mu);
+    rt->stop = true;
+    pthread_cond_broadcast(&rt->cond);
+    pthread_mutex_unlock(&rt->mu);
     uint64_t one = 1;
-    if (write(rt->stopfd, &one, sizeof(one)) < 0) { /* the eventfd cannot be full */ }
-    pthread_join(rt->thread, NULL);
-    close(rt->stopfd);
+    if (rt->stopfd >= 0 && write(rt->stopfd, &one, sizeof(one)) < 0) { /* an eventfd this new cannot be full */ }
+    for (int i = 0; i < rt->nthreads; i++) pthread_join(rt->threads[i], NULL);
+    if (rt->stopfd >= 0) close(rt->stopfd);
+    pthread_cond_destroy(&rt->cond);
+    pthread_mutex_destroy(&rt->mu);
     for (size_t i = 0; i < rt->nchecks; i++) free(rt->checks[i].peers);
     free(rt->checks);
     free(rt);
