@@ -411,3 +411,88 @@ def test_https_upstream_checked_over_tls(backends, start_proxy, tmp_path):
     a.health_status = 500
     wait_for(lambda: "peer is unhealthy" in p.error_log, what="a unhealthy")
     assert served_by(port, 6) == ["b"] * 6
+
+
+def test_grpcs_upstream_checked_over_tls(start_proxy, tmp_path):
+    grpc = pytest.importorskip("grpc")
+    import subprocess
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=g.test", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(tmp_path / "c.pem")], check=True, capture_output=True)
+    creds = grpc.ssl_server_credentials([((tmp_path / "k.pem").read_bytes(), (tmp_path / "c.pem").read_bytes())])
+    servers = []
+    for name in ("a", "b"):
+        s = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        s.serving, s.checked = True, 0
+
+        def check(req, ctx, s=s):
+            s.checked += 1
+            return b"\x08\x01" if s.serving else b"\x08\x02"
+
+        def unary(req, ctx, name=name):
+            return name.encode()
+        s.add_generic_rpc_handlers((
+            grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+                "Check": grpc.unary_unary_rpc_method_handler(check)}),
+            grpc.method_handlers_generic_handler("test.Echo", {
+                "Unary": grpc.unary_unary_rpc_method_handler(unary)}),
+        ))
+        s.port = s.add_secure_port("127.0.0.1:0", creds)
+        s.start()
+        servers.append(s)
+    ga, gb = servers
+    try:
+        port = free_port()
+        conf = http_conf("""
+  access_log off;
+  upstream g { server 127.0.0.1:%d; server 127.0.0.1:%d; }
+  server {
+    listen 127.0.0.1:%d http2;
+    location / { grpc_pass grpcs://g; health_check type=grpc grpc_service=test.Echo interval=200ms; }
+  }
+""" % (ga.port, gb.port, port))
+        p = start_proxy(conf)
+        wait_for(lambda: ga.checked and gb.checked, what="gRPC checks over TLS")
+        ch = open_grpc_channel(port)
+        unary = ch.unary_unary("/test.Echo/Unary")
+        assert {unary(b"", timeout=10) for _ in range(6)} == {b"a", b"b"}
+        gb.serving = False
+        wait_for(lambda: "peer is unhealthy" in p.error_log, what="b NOT_SERVING seen")
+        assert [unary(b"", timeout=10) for _ in range(6)] == [b"a"] * 6
+        ch.close()
+    finally:
+        for s in servers:
+            s.stop(0)
+
+
+def test_grpc_status_for_servers_without_health_service(start_proxy):
+    """grpc_status=12: a server without the Health service (UNIMPLEMENTED) is
+    healthy; without it, such a server is unhealthy."""
+    grpc = pytest.importorskip("grpc")
+    s = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    s.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", {
+        "Unary": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"x")}),))
+    s.port = s.add_insecure_port("127.0.0.1:0")
+    s.start()
+    try:
+        port = free_port()
+        conf = http_conf("""
+  access_log off;
+  upstream g { server 127.0.0.1:%d; }
+  upstream h { server 127.0.0.1:%d; }
+  server {
+    listen 127.0.0.1:%d http2;
+    location /test.Echo/ { grpc_pass grpc://g; health_check type=grpc grpc_status=12 interval=200ms mandatory; }
+    location / { grpc_pass grpc://h; health_check type=grpc interval=200ms; }
+  }
+""" % (s.port, s.port, port))
+        p = start_proxy(conf)
+        wait_for(lambda: 'upstream "h"' in p.error_log and "peer is unhealthy" in p.error_log,
+                 what="h unhealthy (UNIMPLEMENTED)")
+        ch = open_grpc_channel(port)
+        wait_for(lambda: "in upstream \"g\" is healthy" in p.error_log, what="g healthy with grpc_status=12")
+        assert ch.unary_unary("/test.Echo/Unary")(b"", timeout=10) == b"x"
+        assert not [l for l in p.error_log.splitlines() if "peer is unhealthy" in l and 'upstream "g"' in l]
+        ch.close()
+    finally:
+        s.stop(0)
