@@ -24,6 +24,8 @@ class HealthBackend:
         self.requests = 0
         self.checks = 0
         self.lock = threading.Lock()
+        self.gate = threading.Event()       # /health answers only while set
+        self.gate.set()
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -34,6 +36,7 @@ class HealthBackend:
                 if self.path == "/health":
                     with outer.lock:
                         outer.checks += 1
+                    outer.gate.wait(30)
                     body, status = outer.health_body, outer.health_status
                 else:
                     with outer.lock:
@@ -496,3 +499,24 @@ def test_grpc_status_for_servers_without_health_service(start_proxy):
         ch.close()
     finally:
         s.stop(0)
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_mandatory_persistent_across_reload(backends, start_proxy, persistent):
+    """After a reload, a `mandatory` server is out until the new
+    generation's first check of it passes; with `persistent` it keeps the
+    state the previous generation knew (healthy: in at once)."""
+    a, b = backends("a"), backends("b")
+    check = "health_check interval=200ms uri=/health mandatory%s;" % (" persistent" if persistent else "")
+    conf, port = proxy_conf(a, b, check)
+    p = start_proxy(conf)
+    wait_for(lambda: "a" in served_by(port, 2), what="a healthy")
+    a.gate.clear()                          # the new generation's checks of a hang
+    assert p.reload(conf + "\n# reloaded\n")
+    got = served_by(port, 8)
+    if persistent:
+        assert "a" in got
+    else:
+        assert got == ["b"] * 8
+    a.gate.set()
+    wait_for(lambda: "a" in served_by(port, 2), timeout=20, what="a checked by the new generation")
