@@ -319,6 +319,10 @@ bool sg_health_conf_finish(sg_cctx *cx)
             sg_stream_server_conf *ss = h->ss;
             if (!ss->upstream)
                 return sg_cerr(cx, h->pos, "health check requires an upstream in \"proxy_pass\"");
+            /* a TCP check of a UDP service would find every server down */
+            for (size_t l = 0; l < ss->nlistens; l++)
+                if (ss->listens[l].udp)
+                    return sg_cerr(cx, h->pos, "health_check of a udp server is not supported yet");
             h->upstream = ss->upstream;
             h->ssl = ss->proxy.proxy_ssl_on;
             h->ssl_conf = &ss->proxy.proxy_ssl;

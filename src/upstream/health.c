@@ -39,40 +39,55 @@
 
 typedef struct known_state {
     char *upstream, *server;
-    sg_health_result result;
+    sg_health_info info;
 } known_state;
 
 static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
 static known_state *known;
 static size_t nknown, capknown;
 
-static void record_state(const char *upstream, const char *server, sg_health_result r)
+static known_state *known_find(const char *upstream, const char *server)
+{
+    for (size_t i = 0; i < nknown; i++)
+        if (strcmp(known[i].upstream, upstream) == 0 && strcmp(known[i].server, server) == 0) return &known[i];
+    return NULL;
+}
+
+/* One check's outcome (why: NULL when it passed) and the state it leaves. */
+static void record_state(const char *upstream, const char *server, bool healthy, const char *why)
 {
     pthread_mutex_lock(&known_lock);
-    for (size_t i = 0; i < nknown; i++) {
-        if (strcmp(known[i].upstream, upstream) == 0 && strcmp(known[i].server, server) == 0) {
-            known[i].result = r;
-            pthread_mutex_unlock(&known_lock);
-            return;
+    known_state *k = known_find(upstream, server);
+    if (!k) {
+        if (nknown == capknown) {
+            capknown = capknown ? capknown * 2 : 16;
+            known = sg_xrealloc(known, capknown * sizeof(*known));
         }
+        k = &known[nknown++];
+        memset(k, 0, sizeof(*k));
+        k->upstream = sg_xstrdup(upstream);
+        k->server = sg_xstrdup(server);
     }
-    if (nknown == capknown) {
-        capknown = capknown ? capknown * 2 : 16;
-        known = sg_xrealloc(known, capknown * sizeof(*known));
-    }
-    known[nknown++] = (known_state){ sg_xstrdup(upstream), sg_xstrdup(server), r };
+    k->info.result = healthy ? SG_HEALTH_HEALTHY : SG_HEALTH_UNHEALTHY;
+    k->info.checks++;
+    if (why) k->info.failed_checks++;
+    snprintf(k->info.last_failure, sizeof(k->info.last_failure), "%s", why ? why : "");
     pthread_mutex_unlock(&known_lock);
+}
+
+bool sg_health_info_get(const char *upstream, const char *server, sg_health_info *out)
+{
+    pthread_mutex_lock(&known_lock);
+    known_state *k = known_find(upstream, server);
+    if (k) *out = k->info;
+    pthread_mutex_unlock(&known_lock);
+    return k != NULL;
 }
 
 sg_health_result sg_health_state(const char *upstream, const char *server)
 {
-    sg_health_result r = SG_HEALTH_UNKNOWN;
-    pthread_mutex_lock(&known_lock);
-    for (size_t i = 0; i < nknown; i++)
-        if (strcmp(known[i].upstream, upstream) == 0 && strcmp(known[i].server, server) == 0)
-            r = known[i].result;
-    pthread_mutex_unlock(&known_lock);
-    return r;
+    sg_health_info info;
+    return sg_health_info_get(upstream, server, &info) ? info.result : SG_HEALTH_UNKNOWN;
 }
 
 /* ---------------- runtime ---------------- */
@@ -627,7 +642,6 @@ static void set_healthy(hc_check *ck, hc_peer *hp, bool healthy, const char *why
         sg_log_warn("peer is unhealthy while %s, health check of peer %s in upstream \"%s\"", why,
                     peer_name(hp->peer), ck->upstream);
     }
-    record_state(ck->upstream, peer_name(hp->peer), healthy ? SG_HEALTH_HEALTHY : SG_HEALTH_UNHEALTHY);
 }
 
 static uint64_t next_due(const sg_health_check *h, uint64_t now)
@@ -702,6 +716,7 @@ static void record(hc_check *ck, hc_peer *hp, const char *why)
         else if (!hp->healthy)
             sg_log_info("peer %s in upstream \"%s\" still unhealthy: %s", peer_name(hp->peer), ck->upstream, why);
     }
+    record_state(ck->upstream, peer_name(hp->peer), hp->healthy, why);
 }
 
 static void *checker(void *arg)

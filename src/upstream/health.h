@@ -38,6 +38,16 @@ typedef enum sg_health_result {
  * name) of upstream `upstream`, by any generation. */
 sg_health_result sg_health_state(const char *upstream, const char *server);
 
+/* What a status handler shows of a checked server (issue 12). */
+typedef struct sg_health_info {
+    sg_health_result result;           /* the state the last check left */
+    uint64_t checks, failed_checks;    /* since the process started */
+    char last_failure[40];             /* what the last check failed at ("checking status code"); "" if it passed */
+} sg_health_info;
+
+/* False when no check of that server was recorded. */
+bool sg_health_info_get(const char *upstream, const char *server, sg_health_info *out);
+
 /* Network input, exposed for tests and fuzzing. An HTTP/1 answer in
  * buf[0, len): status, the header lines after the status line ("Name:
  * value\r\n"...), and the body (bounded by Content-Length). False when the

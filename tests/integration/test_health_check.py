@@ -520,3 +520,16 @@ def test_mandatory_persistent_across_reload(backends, start_proxy, persistent):
         assert got == ["b"] * 8
     a.gate.set()
     wait_for(lambda: "a" in served_by(port, 2), timeout=20, what="a checked by the new generation")
+
+
+def test_udp_stream_server_check_refused(tmp_path):
+    conf = tmp_path / "u.conf"
+    conf.write_text("""
+events {}
+stream {
+  upstream u { server 127.0.0.1:1; }
+  server { listen 127.0.0.1:%d udp; proxy_pass u; health_check; }
+}
+""" % free_port())
+    r = run_streamgate(["-t", "-c", conf, "-p", tmp_path])
+    assert r.returncode != 0 and "udp" in r.stderr, r.stderr
