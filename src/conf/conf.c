@@ -10,6 +10,7 @@
 #include "conf/rewrite.h"
 #include "conf/stream_conf.h"
 #include "conf/ssl_conf.h"
+#include "conf/health_conf.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -440,7 +441,8 @@ static bool build(sg_conf *c, const sg_cnode *root, char *err, size_t errlen)
         if (!bind_pass(&cx, &cx.passes[i])) return false;
     return build_listen_groups(&cx) && sg_stream_conf_finish(&cx) && sg_vars_finish(c, err, errlen) &&
            sg_limit_conf_finish(&cx) &&
-           sg_conf_compile_regexes(c, err, errlen) && sg_ssl_conf_finish(&cx);
+           sg_conf_compile_regexes(c, err, errlen) && sg_ssl_conf_finish(&cx) &&
+           sg_health_conf_finish(&cx);
 }
 
 static sg_conf *finish_load(sg_conf *c, bool parsed, const sg_cnode *root, char *err, size_t errlen)

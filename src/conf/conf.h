@@ -687,6 +687,8 @@ typedef struct sg_conf {
     /* limits (issue 10): limit_req_zone / limit_conn_zone of http and stream */
     struct sg_limit_zone **limit_zones;
     size_t nlimit_zones;
+    /* health (issue 11): health_check and match lines (conf/health_conf.h) */
+    struct sg_health_conf *health;
 } sg_conf;
 
 /* Loads, checks and compiles a configuration file. `prefix` may be NULL

@@ -19,6 +19,7 @@
 #include "conf/rate_conf.h"
 #include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
+#include "conf/health_conf.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -1879,6 +1880,9 @@ static const sg_cmd cmds[] = {
     { "limit_rate", HSL, A1, sg_rate_set_size, LOC_RANGE(0, limit_rate, has_limit_rate), NULL },
     { "limit_rate_after", HSL, A1, sg_rate_set_size, LOC_RANGE(0, limit_rate_after, has_limit_rate_after), NULL },
     { "proxy_limit_rate", HSL, A1, sg_rate_set_size, LOC_RANGE(0, proxy_limit_rate, has_proxy_limit_rate), NULL },
+    /* health (issue 11): active health checks, nginx Plus syntax (conf/health_conf.c, upstream/health.c) */
+    { "health_check", L, A0 | A1P, sg_health_set_check, NONE, NULL },
+    { "match", H, A1 | BLK, sg_health_set_match, NONE, NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -1899,7 +1903,7 @@ static const char *const later_exact[] = {
     "msie_refresh", "recursive_error_pages", "satisfy", "subrequest_output_buffer_size",
     "debug_connection", "worker_aio_requests", "accept_mutex_delay",
     "sendfile_max_chunk", "read_ahead",
-    "health_check", "ntlm", "queue", "ssi", "sub_filter",
+    "ntlm", "queue", "ssi", "sub_filter",
     "mirror", "empty_gif",
     "gzip_static",   /* gzip: ngx_http_gzip_static_module */
     NULL,

@@ -13,6 +13,7 @@
 #include "conf/rate_conf.h"
 #include "conf/ssl_conf.h"
 #include "conf/ssl_ctx.h"
+#include "conf/health_conf.h"
 #include "core/sockaddr.h"
 
 #include <netinet/in.h>
@@ -460,6 +461,9 @@ static const sg_cmd cmds[] = {
     /* rate (issue 10): per-session bandwidth limits (proxy/tunnel.c) */
     { "proxy_upload_rate", SS, SG_ARG1, sg_rate_set_stream, PX(upload_rate), NULL },
     { "proxy_download_rate", SS, SG_ARG1, sg_rate_set_stream, PX(download_rate), NULL },
+    /* health (issue 11): active health checks (conf/health_conf.c, upstream/health.c) */
+    { "health_check", SRV, SG_ARG0 | SG_ARG1MORE, sg_health_set_stream_check, LEVEL(SG_CF_MULTI), NULL },
+    { "match", ST, SG_ARG1 | SG_ARGBLOCK, sg_health_set_stream_match, LEVEL(SG_CF_MULTI), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -473,8 +477,8 @@ static const char *const later_exact[] = {
     "proxy_bind", "proxy_socket_keepalive",
 
     "ssl", "pass", "server_name", "server_names_hash_max_size",
-    "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky", "health_check",
-    "match", "keyval", "keyval_zone", "mqtt", NULL,
+    "server_names_hash_bucket_size", "proxy_session_drop", "ntlm", "sticky",
+    "keyval", "keyval_zone", "mqtt", NULL,
 };
 static const char *const later_prefix[] = {
     "ssl_", "proxy_ssl", "geoip", "js_", NULL,

@@ -5,6 +5,7 @@
 
 #include "conf/stream_conf.h"
 #include "upstream/dynamic.h"
+#include "upstream/health.h"
 #include "upstream/pool.h"
 
 /* Stream upstreams' runtimes go with their generation (sg_conf_on_free). */
@@ -31,11 +32,13 @@ bool sg_runtime_attach(sg_conf *c, int n)
             c->stream->upstreams[i]->runtime = sg_upstream_rt_new(c->stream->upstreams[i], n);
         sg_conf_on_free(c, stream_runtime_free, c->stream);
     }
+    sg_health_start(c);   /* health (issue 11): before the generation takes traffic */
     return true;
 }
 
 void sg_runtime_free(sg_conf *c)
 {
+    sg_health_stop(c);    /* health (issue 11): drained, its checker goes first */
     for (int i = 0; c->dyn && i < c->ndyn; i++) sg_dyn_free(c->dyn[i]);   /* normally gone already */
     free(c->dyn);
     c->dyn = NULL;

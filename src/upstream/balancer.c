@@ -64,7 +64,7 @@ bool sg_balancer_available(const sg_peer *p, uint64_t now_ms)
 bool sg_balancer_available_sticky(const sg_peer *p, uint64_t now_ms)
 {
     const sg_upstream_server_conf *c = p->conf;
-    if (c->down || sg_balancer_full(p))
+    if (c->down || sg_balancer_full(p) || sg_balancer_unhealthy(p))
         return false;
     if (c->max_fails > 0 && p->fails >= (unsigned)c->max_fails
         && elapsed_ms(now_ms, p->checked_ms) <= (int64_t)c->fail_timeout_ms)

@@ -20,6 +20,7 @@
 
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include "conf/conf.h"
@@ -39,6 +40,10 @@ typedef struct sg_peer {
     uint64_t busy_since_ms;     /* least_time inflight: since when its open requests got no answer */
     uint64_t recovered_ms;      /* slow_start: when it came back after failing (0: never failed) */
     char sticky_id[40];         /* sticky: its route=, else the MD5 of its name in hex (sticky.c) */
+    /* health (issue 11): how many active health checks (upstream/health.c)
+     * hold this peer unhealthy; non-zero keeps it out of every pick, read
+     * without the lock so every thread sees a change at once */
+    atomic_uint health_down;
 } sg_peer;
 
 /* What a pick may depend on. `tried` is a bitmap over peer indexes

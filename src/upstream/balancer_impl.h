@@ -37,7 +37,13 @@ static inline bool sg_balancer_full(const sg_peer *p)
     return p->conf->max_conns && p->active >= p->conf->max_conns;
 }
 
-/* Not down, not full (max_conns), and not failed max_fails times within fail_timeout of the last
+/* health (issue 11): an active health check holds it unhealthy. */
+static inline bool sg_balancer_unhealthy(const sg_peer *p)
+{
+    return atomic_load_explicit(&p->health_down, memory_order_relaxed) != 0;
+}
+
+/* Not down, not full (max_conns), not unhealthy, and not failed max_fails times within fail_timeout of the last
  * check. */
 bool sg_balancer_available(const sg_peer *p, uint64_t now_ms);
 

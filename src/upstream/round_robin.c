@@ -49,9 +49,9 @@ static sg_peer *rr_pick_tier(sg_balancer *b, sg_pick_ctx *ctx, size_t first, siz
 sg_peer *sg_balancer_round_robin_pick(sg_balancer *b, sg_pick_ctx *ctx)
 {
     if (sg_balancer_single(b)) {
-        /* nginx's fast path: only `down` and max_conns keep a lone server from use. */
+        /* nginx's fast path: only `down`, max_conns and a failed health check keep a lone server from use. */
         sg_peer *p = &b->peers[0];
-        if (p->conf->down || sg_balancer_is_tried(ctx->tried, 0) || sg_balancer_full(p))
+        if (p->conf->down || sg_balancer_is_tried(ctx->tried, 0) || sg_balancer_full(p) || sg_balancer_unhealthy(p))
             return NULL;
         return p;
     }
