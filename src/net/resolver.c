@@ -191,6 +191,7 @@ static void report(res_query *q)
     sg_resolve_result res = { .ok = q->n > 0, .addrs = q->addrs, .lens = q->lens, .n = q->n };
     res.ttl_s = q->ttl == UINT32_MAX ? 0 : q->ttl;
     if (!res.ok) {
+        res.notfound = q->status == ARES_SUCCESS || q->status == ARES_ENOTFOUND || q->status == ARES_ENODATA;
         /* nginx's wording, with its codes (the DNS RCODE, or 110) */
         switch (q->status) {
         case ARES_SUCCESS: case ARES_ENOTFOUND: case ARES_ENODATA: res.err = "3: Host not found"; break;
@@ -296,5 +297,60 @@ void sg_resolver_query(sg_resolver *r, const char *name, int port, sg_resolve_cb
     q->pending = a + aaaa;
     if (a) ares_query(r->ch, name, C_IN, T_A, on_a, q);
     if (aaaa) ares_query(r->ch, name, C_IN, T_AAAA, on_aaaa, q);
+    arm_timer(r);
+}
+
+/* ---- dns: SRV (upstream servers with service=) ---- */
+
+typedef struct srv_query {
+    sg_srv_cb cb;
+    void *arg;
+} srv_query;
+
+static const char *srv_err(int status)
+{
+    switch (status) {
+    case ARES_ENOTFOUND: case ARES_ENODATA: return "3: Host not found";
+    case ARES_ETIMEOUT: return "110: Operation timed out";
+    case ARES_EFORMERR: return "1: Format error";
+    case ARES_EREFUSED: return "5: Operation refused";
+    case ARES_ENOTIMP: return "4: Unimplemented";
+    default: return "2: Server failure";
+    }
+}
+
+static void on_srv(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    srv_query *q = arg;
+    struct ares_srv_reply *list = NULL;
+    if (status == ARES_SUCCESS) status = ares_parse_srv_reply(abuf, alen, &list);
+    sg_srv_result res = { .ok = status == ARES_SUCCESS };
+    enum { MAX_SRV = 64 };
+    sg_srv_record recs[MAX_SRV];
+    if (res.ok) {
+        for (struct ares_srv_reply *s = list; s && res.n < MAX_SRV; s = s->next)
+            recs[res.n++] = (sg_srv_record){ s->priority, s->weight, s->port, s->host };
+        res.recs = recs;
+        if (res.n == 0) {
+            res.ok = false;
+            res.notfound = true;
+            res.err = "3: Host not found";
+        }
+    } else {
+        res.notfound = status == ARES_ENOTFOUND || status == ARES_ENODATA;
+        res.err = srv_err(status);
+    }
+    q->cb(q->arg, &res);
+    if (list) ares_free_data(list);
+    free(q);
+}
+
+void sg_resolver_query_srv(sg_resolver *r, const char *name, sg_srv_cb cb, void *arg)
+{
+    enum { C_IN = 1, T_SRV = 33 };
+    srv_query *q = sg_xcalloc(1, sizeof(*q));
+    q->cb = cb;
+    q->arg = arg;
+    ares_query(r->ch, name, C_IN, T_SRV, on_srv, q);
     arm_timer(r);
 }

@@ -306,6 +306,6 @@ void sg_pass_vars_tunnel_done(void *held, void *peer, uint64_t now_ms)
 {
     sg_dyn_entry *e = held;
     const sg_upstream_rt *rt = sg_dyn_upstream(e)->runtime;
-    sg_balancer_done(rt->balancer, peer, false, now_ms);
+    sg_balancer_done(sg_upstream_balancer(rt), peer, false, now_ms);
     sg_dyn_drop(e);
 }

@@ -6,6 +6,7 @@
 #include "conf/stream_conf.h"
 #include "upstream/dynamic.h"
 #include "upstream/pool.h"
+#include "upstream/resolve.h"
 
 /* Stream upstreams' runtimes go with their generation (sg_conf_on_free). */
 static void stream_runtime_free(void *arg)
@@ -45,8 +46,24 @@ void sg_runtime_free(sg_conf *c)
     }
 }
 
+void sg_runtime_activate(sg_conf *c, int worker, sg_loop *loop)
+{
+    /* dns: names of `resolve` servers are looked up once per process, on
+     * worker 0's loop; the sets they make are shared by every thread */
+    if (worker != 0 || c->dns_sets[0] || c->dns_sets[1]) return;
+    c->dns_sets[0] = sg_dns_start(loop, c->upstreams, c->nupstreams, c->dns_http_resolver, c->dns_http_timeout_ms);
+    if (c->stream)
+        c->dns_sets[1] = sg_dns_start(loop, c->stream->upstreams, c->stream->nupstreams, c->dns_stream_resolver,
+                                      c->dns_stream_timeout_ms);
+}
+
 void sg_runtime_retire(sg_conf *c, int worker)
 {
+    if (worker == 0) {                 /* dns: worker 0 stops looking up for c */
+        sg_dns_stop(c->dns_sets[0]);
+        sg_dns_stop(c->dns_sets[1]);
+        c->dns_sets[0] = c->dns_sets[1] = NULL;
+    }
     for (size_t i = 0; i < c->nupstreams; i++) {
         sg_upstream_rt *rt = c->upstreams[i]->runtime;
         if (rt) sg_pool_retire(&rt->pools[worker]);

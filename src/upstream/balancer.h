@@ -33,6 +33,10 @@ typedef struct sg_peer {
     unsigned fails;             /* failures within the current fail_timeout window */
     uint64_t checked_ms;        /* when it was last picked while failing (nginx "checked") */
     uint64_t accessed_ms;       /* time of the last failure */
+    /* dns: the balancer the peer belongs to. A `resolve` upstream's set
+     * changes by replacing its balancer (upstream/resolve.c): an attempt
+     * picked from the old one ends on it (sg_balancer_done uses this). */
+    struct sg_balancer *owner;
 } sg_peer;
 
 /* What a pick may depend on. `tried` is a bitmap over peer indexes
@@ -66,6 +70,10 @@ struct sg_balancer {
 sg_balancer *sg_balancer_new(const sg_upstream_conf *u);
 void sg_balancer_free(sg_balancer *b);
 
+/* Words of a `tried` bitmap: for an upstream with `resolve` servers,
+ * enough for any set it may get (SG_DNS_MAX_PEERS), so a bitmap made
+ * before a change still fits. */
+#define SG_DNS_MAX_PEERS 256
 size_t sg_balancer_tried_words(const sg_balancer *b);
 
 /* Picks a peer: primary peers first, then backups; marks it in ctx->tried
