@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <netinet/in.h>
 
 #include "core/str.h"
@@ -47,6 +48,7 @@ typedef struct res_query {
     socklen_t lens[MAX_ADDRS];
     size_t n;
     uint32_t ttl;
+    int cnames;                        /* dns: CNAME targets asked for so far */
 } res_query;
 
 static void report(res_query *q);
@@ -244,9 +246,75 @@ static void add_addr(res_query *q, int family, const void *a, int ttl)
     if (ttl >= 0 && (uint32_t)ttl < q->ttl) q->ttl = (uint32_t)ttl;
 }
 
+/* ---- dns: CNAME chains (ares_query does not follow them; nginx's
+ * resolver asks for the target, and so do we) ---- */
+
+static bool read_u16(const unsigned char *abuf, int alen, int at, int *v)
+{
+    if (at < 0 || at + 2 > alen) return false;
+    *v = (abuf[at] << 8) | abuf[at + 1];
+    return true;
+}
+
+/* Expands the name at `at` into out; *next: the byte after it. */
+static bool read_name(const unsigned char *abuf, int alen, int at, char *out, size_t outlen, int *next)
+{
+    char *name = NULL;
+    long len = 0;
+    if (at < 0 || at >= alen) return false;
+    if (ares_expand_name(abuf + at, abuf, alen, &name, &len) != ARES_SUCCESS) return false;
+    bool ok = strlen(name) < outlen && len > 0;
+    if (ok) {
+        strcpy(out, name);
+        *next = at + (int)len;
+    }
+    ares_free_string(name);
+    return ok;
+}
+
+bool sg_resolver_cname_target(const unsigned char *abuf, int alen, char *out, size_t outlen)
+{
+    enum { T_CNAME = 5, MAX_RR = 64, MAX_CHAIN = 8 };
+    int qd, an, at = 12;
+    if (!read_u16(abuf, alen, 4, &qd) || !read_u16(abuf, alen, 6, &an) || qd != 1) return false;
+    char cur[256], owner[256], target[256];
+    if (!read_name(abuf, alen, at, cur, sizeof(cur), &at)) return false;
+    at += 4;                           /* QTYPE, QCLASS */
+    if (an > MAX_RR) an = MAX_RR;
+    bool found = false;
+    for (int step = 0; step < MAX_CHAIN; step++) {
+        bool moved = false;
+        int p = at;
+        for (int i = 0; i < an; i++) {
+            int type, rdlen;
+            if (!read_name(abuf, alen, p, owner, sizeof(owner), &p)) return false;
+            if (!read_u16(abuf, alen, p, &type) || !read_u16(abuf, alen, p + 8, &rdlen)) return false;
+            p += 10;
+            if (p + rdlen > alen) return false;
+            if (type == T_CNAME && strcasecmp(owner, cur) == 0) {
+                int end;
+                if (!read_name(abuf, alen, p, target, sizeof(target), &end)) return false;
+                strcpy(cur, target);
+                moved = found = true;
+                break;
+            }
+            p += rdlen;
+        }
+        if (!moved) break;
+    }
+    if (!found || strlen(cur) >= outlen) return false;
+    strcpy(out, cur);
+    return true;
+}
+
+static void on_a(void *arg, int status, int timeouts, unsigned char *abuf, int alen);
+static void on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, int alen);
+
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen, int family)
 {
     res_query *q = arg;
+    size_t before = q->n;
+    bool answered = status == ARES_SUCCESS;
     if (status == ARES_SUCCESS) {
         if (family == AF_INET) {
             struct ares_addrttl t[MAX_ADDRS];
@@ -259,6 +327,15 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
             status = ares_parse_aaaa_reply(abuf, alen, NULL, t, &nt);
             for (int i = 0; status == ARES_SUCCESS && i < nt; i++) add_addr(q, AF_INET6, &t[i].ip6addr, t[i].ttl);
         }
+    }
+    char target[256];
+    if (answered && q->n == before && !q->r->freeing && q->cnames < 8 &&
+        sg_resolver_cname_target(abuf, alen, target, sizeof(target))) {
+        /* no address but a CNAME: the same question for its target */
+        enum { C_IN = 1, T_A = 1, T_AAAA = 28 };
+        q->cnames++;
+        ares_query(q->r->ch, target, C_IN, family == AF_INET ? T_A : T_AAAA, family == AF_INET ? on_a : on_aaaa, q);
+        return;
     }
     if (status != ARES_SUCCESS && (q->status == ARES_SUCCESS || q->status == ARES_ENODATA)) q->status = status;
     if (--q->pending > 0) return;

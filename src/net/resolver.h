@@ -48,6 +48,12 @@ void sg_resolver_free(sg_resolver *r);
  * cb runs later, never from inside this call. */
 void sg_resolver_query(sg_resolver *r, const char *name, int port, sg_resolve_cb cb, void *arg);
 
+/* dns: where the CNAME records of a DNS answer (abuf, alen: a whole
+ * message) lead from its question's name, into out (a name with no
+ * CNAME in the answer ends the chain). False when the answer has no
+ * CNAME for the name, or cannot be read. Exposed for fuzzing. */
+bool sg_resolver_cname_target(const unsigned char *abuf, int alen, char *out, size_t outlen);
+
 /* dns: one SRV record of an answer (upstream `server ... service=`). */
 typedef struct sg_srv_record {
     int priority, weight, port;
