@@ -380,8 +380,10 @@ void sg_resolver_query(sg_resolver *r, const char *name, int port, sg_resolve_cb
 /* ---- dns: SRV (upstream servers with service=) ---- */
 
 typedef struct srv_query {
+    sg_resolver *r;
     sg_srv_cb cb;
     void *arg;
+    int cnames;                        /* CNAME targets asked for so far */
 } srv_query;
 
 static const char *srv_err(int status)
@@ -398,9 +400,18 @@ static const char *srv_err(int status)
 
 static void on_srv(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
+    enum { C_IN = 1, T_SRV = 33 };
     srv_query *q = arg;
     struct ares_srv_reply *list = NULL;
+    bool answered = status == ARES_SUCCESS;
     if (status == ARES_SUCCESS) status = ares_parse_srv_reply(abuf, alen, &list);
+    char target[256];
+    if (answered && !list && !q->r->freeing && q->cnames < 8 &&
+        sg_resolver_cname_target(abuf, alen, target, sizeof(target))) {
+        q->cnames++;                   /* no record but a CNAME: ask its target */
+        ares_query(q->r->ch, target, C_IN, T_SRV, on_srv, q);
+        return;
+    }
     sg_srv_result res = { .ok = status == ARES_SUCCESS };
     enum { MAX_SRV = 64 };
     sg_srv_record recs[MAX_SRV];
@@ -426,6 +437,7 @@ void sg_resolver_query_srv(sg_resolver *r, const char *name, sg_srv_cb cb, void 
 {
     enum { C_IN = 1, T_SRV = 33 };
     srv_query *q = sg_xcalloc(1, sizeof(*q));
+    q->r = r;
     q->cb = cb;
     q->arg = arg;
     ares_query(r->ch, name, C_IN, T_SRV, on_srv, q);
