@@ -46,15 +46,16 @@ void sg_runtime_free(sg_conf *c)
     }
 }
 
-void sg_runtime_activate(sg_conf *c, int worker, sg_loop *loop)
+void sg_runtime_activate(sg_conf *c, sg_conf *old, int worker, sg_loop *loop)
 {
     /* dns: names of `resolve` servers are looked up once per process, on
      * worker 0's loop; the sets they make are shared by every thread */
     if (worker != 0 || c->dns_sets[0] || c->dns_sets[1]) return;
-    c->dns_sets[0] = sg_dns_start(loop, c->upstreams, c->nupstreams, c->dns_http_resolver, c->dns_http_timeout_ms);
+    c->dns_sets[0] = sg_dns_start(loop, c->upstreams, c->nupstreams, c->dns_http_resolver, c->dns_http_timeout_ms,
+                                  old ? old->dns_sets[0] : NULL);
     if (c->stream)
         c->dns_sets[1] = sg_dns_start(loop, c->stream->upstreams, c->stream->nupstreams, c->dns_stream_resolver,
-                                      c->dns_stream_timeout_ms);
+                                      c->dns_stream_timeout_ms, old ? old->dns_sets[1] : NULL);
 }
 
 void sg_runtime_retire(sg_conf *c, int worker)

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <netinet/in.h>
 
 #include "core/log.h"
 #include "core/sockaddr.h"
@@ -87,8 +89,47 @@ static void on_timer(sg_timer *t)
     lookup(nm);
 }
 
+static void publish(dns_ups *du);
+
+/* The same name in the previous generation's upstream of the same name. */
+static const dns_name *prev_name(const sg_dns_set *prev, const sg_upstream_conf *u, const sg_upstream_resolve *rc)
+{
+    for (size_t i = 0; prev && i < prev->n; i++) {
+        const dns_ups *pu = prev->ups[i];
+        if (strcmp(pu->u->name, u->name) != 0) continue;
+        for (size_t k = 0; k < pu->nnames; k++) {
+            const sg_upstream_resolve *o = pu->names[k].rc;
+            if (pu->names[k].resolved && strcasecmp(o->host, rc->host) == 0 &&
+                (o->service == NULL) == (rc->service == NULL) &&
+                (!o->service || strcasecmp(o->service, rc->service) == 0))
+                return &pu->names[k];
+        }
+    }
+    return NULL;
+}
+
+/* A new generation's name starts with what the previous one resolved. */
+static bool seed(dns_name *nm, const dns_name *old)
+{
+    if (!old) return false;
+    nm->addrs = sg_xcalloc(old->naddrs ? old->naddrs : 1, sizeof(dns_addr));
+    nm->naddrs = old->naddrs;
+    for (size_t i = 0; i < old->naddrs; i++) {
+        dns_addr *a = &nm->addrs[i];
+        *a = old->addrs[i];
+        if (!nm->rc->service) {        /* the new line's port and weight; SRV ones are the records' */
+            if (a->addr.ss_family == AF_INET) ((struct sockaddr_in *)&a->addr)->sin_port = htons((uint16_t)nm->rc->port);
+            else ((struct sockaddr_in6 *)&a->addr)->sin6_port = htons((uint16_t)nm->rc->port);
+            a->weight = nm->rc->tmpl.weight;
+            a->backup = nm->rc->tmpl.backup;
+        }
+    }
+    nm->resolved = true;
+    return nm->naddrs > 0;
+}
+
 sg_dns_set *sg_dns_start(sg_loop *loop, sg_upstream_conf *const *ups, size_t n,
-                         const sg_resolver_conf *dflt, uint32_t dflt_timeout_ms)
+                         const sg_resolver_conf *dflt, uint32_t dflt_timeout_ms, const sg_dns_set *prev)
 {
     sg_dns_set *s = NULL;
     for (size_t i = 0; i < n; i++) {
@@ -122,14 +163,17 @@ sg_dns_set *sg_dns_start(sg_loop *loop, sg_upstream_conf *const *ups, size_t n,
         du->nnames = u->nresolves;
         /* The balancer the runtime started with reads the generation's conf. */
         du->cur = sg_xcalloc(1, sizeof(dns_gen));
+        bool seeded = false;
         for (size_t k = 0; k < u->nresolves; k++) {
             dns_name *nm = &du->names[k];
             nm->du = du;
             nm->rc = &u->resolves[k];
+            seeded |= seed(nm, prev_name(prev, u, nm->rc));
             sg_timer_init(&nm->timer, on_timer);
             sg_timer_arm(loop, &nm->timer, 0);   /* from the loop: it may not run yet */
         }
         rt->dns = du;
+        if (seeded) publish(du);
         s->ups = sg_xrealloc(s->ups, (s->n + 1) * sizeof(*s->ups));
         s->ups[s->n++] = du;
     }

@@ -38,9 +38,15 @@ typedef struct sg_dns_set sg_dns_set;
 /* Starts resolving the `resolve` servers of upstreams ups[0..n) (each with
  * its runtime, upstream/pool.h) on `loop`, with each upstream's resolver
  * or else `dflt` / `dflt_timeout_ms` (0: 30 s). The first lookups run from
- * the loop. NULL when no upstream has a `resolve` server. */
+ * the loop. NULL when no upstream has a `resolve` server.
+ *
+ * `prev` (NULL: none) is the previous generation's set, still running on
+ * the same loop: an upstream of the same name starts with the addresses
+ * it had for the same names (with the new line's port and parameters),
+ * as nginx keeps them across a reload, so a reload while the resolver is
+ * down loses nothing. */
 sg_dns_set *sg_dns_start(sg_loop *loop, sg_upstream_conf *const *ups, size_t n,
-                         const sg_resolver_conf *dflt, uint32_t dflt_timeout_ms);
+                         const sg_resolver_conf *dflt, uint32_t dflt_timeout_ms, const sg_dns_set *prev);
 
 /* Stops every lookup of the set (on the loop's thread). The balancers it
  * made stay with their runtimes. */
