@@ -641,6 +641,7 @@ typedef struct sg_conf {
     struct sg_resolver_conf *dns_http_resolver, *dns_stream_resolver;
     uint32_t dns_http_timeout_ms, dns_stream_timeout_ms;
     void *dns_sets[2];                 /* upstream/resolve.h's lookups (http, stream) while active */
+    void *dns_answers;                 /* proxy/pass_vars.c's answers, shared by the worker threads */
 } sg_conf;
 
 /* Loads, checks and compiles a configuration file. `prefix` may be NULL

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "conf/stream_conf.h"
+#include "proxy/pass_vars.h"
 #include "upstream/dynamic.h"
 #include "upstream/pool.h"
 #include "upstream/resolve.h"
@@ -22,6 +23,7 @@ bool sg_runtime_attach(sg_conf *c, int n)
 {
     for (size_t i = 0; i < c->nupstreams; i++)
         c->upstreams[i]->runtime = sg_upstream_rt_new(c->upstreams[i], n);
+    sg_pass_vars_attach(c);            /* dns: answers shared by the threads */
     /* passvar: each worker's run-time upstreams, made on first use */
     if (!c->dyn) {
         c->dyn = sg_xcalloc((size_t)n, sizeof(*c->dyn));
