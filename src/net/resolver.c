@@ -141,7 +141,11 @@ sg_resolver *sg_resolver_new(sg_loop *loop, const sg_resolver_conf *rc, uint32_t
     memset(&o, 0, sizeof(o));
     o.sock_state_cb = sock_state;
     o.sock_state_cb_data = r;
-    o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+    /* dns: as nginx's resolver, a SERVFAIL/REFUSED answer is the answer
+     * (NOCHECKRESP: c-ares would otherwise ask the next server, or the
+     * same one again, and a failing server would look like a slow good
+     * one), and the servers of one `resolver` line take turns (ROTATE). */
+    o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | ARES_FLAG_NOCHECKRESP;
     o.lookups = (char *)"b";           /* DNS only: nginx's resolver never reads /etc/hosts */
     o.ndots = 1;
     o.ndomains = 0;
@@ -150,7 +154,7 @@ sg_resolver *sg_resolver_new(sg_loop *loop, const sg_resolver_conf *rc, uint32_t
     o.timeout = (int)(per_try ? per_try : 1);
     o.tries = 2;
     int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_FLAGS | ARES_OPT_LOOKUPS | ARES_OPT_NDOTS |
-               ARES_OPT_DOMAINS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+               ARES_OPT_DOMAINS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_ROTATE;
     int st = ares_init_options(&r->ch, &o, mask);
     if (st != ARES_SUCCESS) {
         snprintf(err, errlen, "c-ares: %s", ares_strerror(st));
