@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+import sgtest
 from sgtest import free_port, http_conf, wait_for
 
 
@@ -352,3 +353,17 @@ stream {
     wait_for(lambda: try_ask(port) == (200, "one"), timeout=20, what="the first stream answer")
     d.set({("app.example", 1): ["127.0.0.3"]})
     wait_for(lambda: try_ask(port) == (200, "two"), timeout=30, what="the stream traffic on the new address")
+
+
+@pytest.mark.parametrize("upstream_body, message", [
+    ("server app.example:80 resolve;", 'no resolver defined to resolve names at run time in upstream "u"'),
+    ("server app.example:80 resolve service=http; resolver 127.0.0.1;", 'service upstream "app.example:80" may not have port'),
+    ("server app.example service=http; resolver 127.0.0.1;", 'requires "resolve" parameter'),
+])
+def test_bad_resolve_lines_are_refused_by_t(tmp_path, upstream_body, message):
+    conf = tmp_path / "bad.conf"
+    conf.write_text(http_conf("upstream u { %s } server { listen 127.0.0.1:%d; location / { proxy_pass http://u; } }"
+                              % (upstream_body, free_port())))
+    r = sgtest.run_streamgate(["-t", "-c", str(conf), "-p", str(tmp_path)])
+    assert r.returncode != 0
+    assert message in (r.stdout + r.stderr)
