@@ -163,8 +163,17 @@ void sg_balancer_done(sg_balancer *b, sg_peer *p, bool failed, uint64_t now_ms)
 {
     bool disabled = false;
 
-    if (p->owner) b = p->owner;   /* dns: picked before its upstream's set changed */
+    /* dns: picked before its upstream's set changed: the attempt ends on
+     * the peer that took the address over, if any */
+    if (p->owner) b = p->owner;
     pthread_spin_lock(&b->lock);
+    while (p->moved_to) {
+        sg_peer *next = p->moved_to;
+        pthread_spin_unlock(&b->lock);
+        p = next;
+        b = p->owner;
+        pthread_spin_lock(&b->lock);
+    }
     /* A lone server is never marked failed: there is nothing else to use. */
     if (!sg_balancer_single(b)) {
         if (failed)

@@ -37,6 +37,11 @@ typedef struct sg_peer {
      * changes by replacing its balancer (upstream/resolve.c): an attempt
      * picked from the old one ends on it (sg_balancer_done uses this). */
     struct sg_balancer *owner;
+    /* dns: the peer of the set that replaced this one for the same
+     * address (NULL: none, or the address went), set under owner's lock:
+     * the attempts still open here end there (done), so that set counts
+     * them (least_conn, max_conns) and sees their failures. */
+    struct sg_peer *moved_to;
 } sg_peer;
 
 /* What a pick may depend on. `tried` is a bitmap over peer indexes

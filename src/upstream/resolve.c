@@ -244,7 +244,8 @@ static bool same_set(const dns_addr *a, size_t na, const dns_addr *b, size_t nb)
 }
 
 /* A peer of the new set takes the state of the old peer with its address
- * (the first not taken yet, so two entries of one address map one to one). */
+ * (the first not taken yet, so two entries of one address map one to one),
+ * open attempts included. nb is not published yet: only ob's lock counts. */
 static void carry_state(sg_balancer *nb, sg_balancer *ob)
 {
     size_t on = ob->nprimary + ob->nbackup, nn = nb->nprimary + nb->nbackup;
@@ -263,6 +264,9 @@ static void carry_state(sg_balancer *nb, sg_balancer *ob)
             np->accessed_ms = op->accessed_ms;
             np->current_weight = op->current_weight;
             np->effective_weight = op->effective_weight < np->conf->weight ? op->effective_weight : np->conf->weight;
+            np->active = op->active;   /* what is open there now ends on np (sg_balancer_done) */
+            op->active = 0;
+            op->moved_to = np;
             break;
         }
     }

@@ -10,8 +10,9 @@
  * picks from it at once, without a lock on the request path.
  *
  * - Addresses that remain keep their peer state (failures, fail_timeout
- *   window, weights in progress); their connections, pooled or busy, are
- *   not touched (a pooled one is reused by address).
+ *   window, weights in progress, open attempts: sg_peer.moved_to); their
+ *   connections, pooled or busy, are not touched (a pooled one is reused
+ *   by address).
  * - Addresses that go get no new attempts; what is open on them ends as
  *   usual (sg_peer.owner: an attempt picked from a replaced balancer ends
  *   on it). Replaced balancers stay until the runtime goes (a reload or

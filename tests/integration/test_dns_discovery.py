@@ -106,13 +106,19 @@ class NamedBackend:
     def __init__(self, host, port, name):
         self.name = name
         self.count = 0
+        self.holding = 0
+        self.release = threading.Event()   # GET /hold answers once it is set
         backend = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):
-                backend.count += 1
+                if self.path == "/hold":
+                    backend.holding += 1
+                    backend.release.wait(30)
+                else:
+                    backend.count += 1
                 body = backend.name.encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -237,6 +243,33 @@ def test_a_record_change_moves_traffic_under_load_without_a_failed_request(start
         assert ask(port) == (200, "new")
     assert old.count == before
     assert "now has 1 resolved address" in proxy.error_log
+
+
+def test_least_conn_keeps_counting_requests_open_across_a_change(start_proxy, dns, backends):
+    bport = free_port()
+    bs = [backends("127.0.0.%d" % (i + 2), bport, "b%d" % i) for i in range(3)]
+    d = dns({("app.example", 1): ["127.0.0.2", "127.0.0.3"]}, ttl=1)
+    port = free_port()
+    start_proxy(proxy_conf(port, d.port, "least_conn; server app.example:%d resolve;" % bport))
+    wait_for(lambda: {try_ask(port)[1] for _ in range(4)} == {"b0", "b1"}, timeout=20, what="both addresses in use")
+    held = []
+    t = threading.Thread(target=lambda: held.append(try_ask(port, "/hold")))
+    t.start()
+    try:
+        wait_for(lambda: bs[0].holding + bs[1].holding == 1, timeout=10, what="the held request at a backend")
+        busy = bs[0] if bs[0].holding else bs[1]
+        # a third address joins: the two others stay, one with a request open
+        d.set({("app.example", 1): ["127.0.0.2", "127.0.0.3", "127.0.0.4"]})
+        wait_for(lambda: try_ask(port) == (200, "b2"), timeout=30, what="the new address in use")
+        before = busy.count
+        bodies = [try_ask(port)[1] for _ in range(12)]
+        # least_conn still sees the open request on the busy one in the new set
+        assert busy.count == before, bodies
+    finally:
+        for b in bs:
+            b.release.set()
+        t.join()
+    assert held == [(200, busy.name)]
 
 
 def test_srv_records_set_ports_and_weights(start_proxy, dns, backends):
