@@ -429,6 +429,25 @@ static sg_conf *conf_new(const char *file, bool real_file, const char *prefix)
 }
 
 /* Everything after parsing: directives, then what needs the whole file. */
+
+/* dns: an upstream with `resolve` servers needs a resolver, its own or the
+ * http{} / stream{} level's (nginx 1.27.3: at load time). */
+static bool dns_check_resolvers(sg_cctx *cx)
+{
+    sg_conf *c = cx->c;
+    for (int stream = 0; stream <= 1; stream++) {
+        sg_upstream_conf **ups = stream ? (c->stream ? c->stream->upstreams : NULL) : c->upstreams;
+        size_t n = stream ? (c->stream ? c->stream->nupstreams : 0) : c->nupstreams;
+        const sg_resolver_conf *dflt = stream ? c->dns_stream_resolver : c->dns_http_resolver;
+        for (size_t i = 0; i < n; i++) {
+            if (ups[i]->nresolves && !ups[i]->dns_resolver && !dflt)
+                return sg_cerr(cx, ups[i]->pos, "no resolver defined to resolve names at run time in upstream \"%s\"",
+                               ups[i]->name);
+        }
+    }
+    return true;
+}
+
 static bool build(sg_conf *c, const sg_cnode *root, char *err, size_t errlen)
 {
     sg_cctx cx = { .c = c, .err = err, .errlen = errlen };
@@ -439,6 +458,7 @@ static bool build(sg_conf *c, const sg_cnode *root, char *err, size_t errlen)
     sg_rw_finish(&cx);
     for (size_t i = 0; i < cx.npasses; i++)
         if (!bind_pass(&cx, &cx.passes[i])) return false;
+    if (!dns_check_resolvers(&cx)) return false;
     return build_listen_groups(&cx) && sg_stream_conf_finish(&cx) && sg_vars_finish(c, err, errlen) &&
            sg_limit_conf_finish(&cx) &&
            sg_conf_compile_regexes(c, err, errlen) && sg_ssl_conf_finish(&cx) &&

@@ -111,7 +111,24 @@ typedef struct sg_upstream_conf {
     sg_lt_mode lt_mode;                /* least_time MODE, or random two least_time=MODE */
     bool lt_inflight;                  /* least_time ... inflight */
     sg_sticky_conf *sticky;            /* sticky; NULL without */
+    /* dns: `server NAME resolve [service=NAME]` entries, re-resolved at run
+     * time by upstream/resolve.c (their addresses are not in `servers`:
+     * the runtime's balancer gets them), and the upstream's own `resolver`
+     * / `resolver_timeout` (NULL / 0: the http{} or stream{} level's) */
+    struct sg_upstream_resolve *resolves;
+    size_t nresolves;
+    struct sg_resolver_conf *dns_resolver;
+    uint32_t dns_resolver_timeout_ms;
 } sg_upstream_conf;
+
+/* dns: one `server NAME resolve` line: the name, its port (or SRV service
+ * name), and the parameters every address it resolves to gets. */
+typedef struct sg_upstream_resolve {
+    char *host;                        /* as written, without the port */
+    int port;                          /* without service= */
+    char *service;                     /* service=: the full SRV name ("_http._tcp.NAME"); NULL: A/AAAA */
+    sg_upstream_server_conf tmpl;      /* weight, max_fails, backup ...; no address */
+} sg_upstream_resolve;
 
 /* ---------------- http: pieces used by locations ---------------- */
 
@@ -689,6 +706,12 @@ typedef struct sg_conf {
     size_t nlimit_zones;
     /* health (issue 11): health_check and match lines (conf/health_conf.h) */
     struct sg_health_conf *health;
+    /* dns: the http{} and stream{} levels' resolver and resolver_timeout,
+     * for upstreams with `resolve` servers and no resolver of their own */
+    struct sg_resolver_conf *dns_http_resolver, *dns_stream_resolver;
+    uint32_t dns_http_timeout_ms, dns_stream_timeout_ms;
+    void *dns_sets[2];                 /* upstream/resolve.h's lookups (http, stream) while active */
+    void *dns_answers;                 /* proxy/pass_vars.c's answers, shared by the worker threads */
 } sg_conf;
 
 /* Loads, checks and compiles a configuration file. `prefix` may be NULL

@@ -738,7 +738,7 @@ bool sg_directives_upstream(sg_cctx *cx, const sg_cnode *n, sg_upstream_conf *u,
     memset(cx->ups_set, 0, sizeof(cx->ups_set));
     bool ok = run_block(cx, n, ctx);
     cx->ups = NULL;
-    if (ok && u->nservers == 0) return sg_cerr(cx, u->pos, "no servers are inside upstream");
+    if (ok && u->nservers == 0 && u->nresolves == 0) return sg_cerr(cx, u->pos, "no servers are inside upstream");
     return ok;
 }
 
@@ -918,7 +918,7 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
                              sg_upstream_server_conf *t)
 {
     static const char *const later[] = {
-        "resolve", "service", NULL,
+        NULL,
     };
     const char *p = a->s;
     size_t keylen = strcspn(p, "=");
@@ -947,9 +947,49 @@ static bool ups_server_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a,
         t->backup = true;
     } else if (strcmp(p, "down") == 0) {
         t->down = true;
+    } else if (strcmp(p, "resolve") == 0 || starts(p, "service=")) {
+        /* dns: read by sg_conf_set_upstream_server */
     } else {
         return unknown_param(cx, n, a, keylen, later);
     }
+    return true;
+}
+
+/* dns: a name is a literal address when inet_pton takes it ([v6] without
+ * its brackets): `resolve` on an address changes nothing (nginx). */
+static bool dns_is_address(sg_str host)
+{
+    char buf[64];
+    if (host.n == 0 || host.n >= sizeof(buf)) return false;
+    const char *p = host.p;
+    size_t n = host.n;
+    if (p[0] == '[' && p[n - 1] == ']') { p++; n -= 2; }
+    memcpy(buf, p, n);
+    buf[n] = 0;
+    unsigned char out[16];
+    return inet_pton(AF_INET, buf, out) == 1 || inet_pton(AF_INET6, buf, out) == 1;
+}
+
+/* dns: `server NAME[:PORT] resolve [service=NAME]`: no address now, the
+ * runtime resolves NAME (upstream/resolve.c). An SRV name is nginx's:
+ * service=http looks up _http._tcp.NAME, a service starting with "_" is
+ * used as written before the name. */
+static bool dns_add_resolve(sg_cctx *cx, sg_upstream_conf *u, sg_str host, int port,
+                            const sg_carg *service, const sg_upstream_server_conf *t, const sg_carg *a)
+{
+    if (!service && port < 0) return sg_cerr(cx, a->pos, "no port in upstream \"%s\"", a->s);
+    sg_upstream_resolve r = { .tmpl = *t, .port = port };
+    r.host = sg_arena_strndup(&cx->c->arena, host.p, host.n);
+    if (service) {
+        const char *sv = service->s + 8;
+        if (!*sv) return sg_cerr(cx, service->pos, "invalid parameter \"%s\"", service->s);
+        char name[600];
+        if (sv[0] == '_') snprintf(name, sizeof(name), "%s.%s", sv, r.host);
+        else snprintf(name, sizeof(name), "_%s._tcp.%s", sv, r.host);
+        r.service = sg_arena_strndup(&cx->c->arena, name, strlen(name));
+    }
+    u->resolves = sg_conf_push(&cx->c->arena, u->resolves, u->nresolves, sizeof(r));
+    u->resolves[u->nresolves++] = r;
     return true;
 }
 
@@ -974,6 +1014,19 @@ bool sg_conf_set_upstream_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *c
     int port;
     if (!sg_conf_split_hostport(arg_str(a), &host, &port) || port == 0)
         return sg_cerr(cx, a->pos, "invalid port in upstream \"%s\"", a->s);
+    /* dns: `resolve` and `service=` (nginx 1.27.3) */
+    bool resolve = false;
+    const sg_carg *service = NULL;
+    for (size_t i = 1; i < n->nargs; i++) {
+        if (strcmp(n->args[i].s, "resolve") == 0) resolve = true;
+        else if (starts(n->args[i].s, "service=")) service = &n->args[i];
+    }
+    if (service && !resolve)
+        return sg_cerr(cx, service->pos, "service upstream \"%s\" requires \"resolve\" parameter", a->s);
+    if (service && port >= 0)
+        return sg_cerr(cx, a->pos, "service upstream \"%s\" may not have port", a->s);
+    if (resolve && !dns_is_address(host))
+        return dns_add_resolve(cx, u, host, port >= 0 ? port : default_port, service, &t, a);
     bool written = port >= 0;
     if (!written && default_port < 0)
         return sg_cerr(cx, a->pos, "no port in upstream \"%s\"", a->s);
@@ -1351,11 +1404,24 @@ static bool set_proxy_buffers(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd,
 
 /* ---------------- resolver (passvar) ---------------- */
 
+/* dns: resolver_timeout, remembered at the http{}/stream{} level for the
+ * upstreams' `resolve` servers (base NULL: stored nowhere else). */
+bool sg_conf_set_resolver_timeout(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    uint64_t v;
+    if (!parse_time_ms(n->args[0].s, &v) || v >= SG_UNSET_MS)
+        return bad_value(cx, n, &n->args[0]);
+    if (base) *(uint32_t *)((char *)base + cmd->offset) = (uint32_t)v;
+    if (cx->ctx == SG_CTX_HTTP) cx->c->dns_http_timeout_ms = (uint32_t)v;
+    if (cx->ctx == SG_CTX_STREAM) cx->c->dns_stream_timeout_ms = (uint32_t)v;
+    return true;
+}
+
 /* resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]: the DNS
  * servers (port 53 unless written; a name is looked up now, as nginx)
  * that names in a proxy_pass/grpc_pass with variables are resolved with
  * (net/resolver.c, c-ares). status_zone= is accepted (nginx Plus). */
-static bool set_resolver(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_conf_set_resolver(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     sg_conf *c = cx->c;
     sg_resolver_conf *rc = sg_arena_alloc(&c->arena, sizeof(*rc));
@@ -1413,6 +1479,9 @@ static bool set_resolver(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void
     c->resolvers = sg_conf_push(&c->arena, c->resolvers, c->nresolvers, sizeof(*c->resolvers));
     c->resolvers[c->nresolvers++] = rc;
     if (base) *(sg_resolver_conf **)((char *)base + cmd->offset) = rc;
+    /* dns: the level an upstream without a resolver of its own uses */
+    if (cx->ctx == SG_CTX_HTTP) c->dns_http_resolver = rc;
+    if (cx->ctx == SG_CTX_STREAM) c->dns_stream_resolver = rc;
     return true;
 bad:
     sg_strbuf_free(&csv);
@@ -1815,8 +1884,8 @@ static const sg_cmd cmds[] = {
     /* limit_except: a block like `if`'s, taken by the methods it does not name */
     { "limit_except", L, A1P | BLK, sg_rw_set_limit_except, LOC_NM(lmt_block), NULL },
     /* passvar: variables in proxy_pass/grpc_pass, their resolver (net/resolver.c) */
-    { "resolver", HSL, A1P, set_resolver, LOC(resolver), NULL },
-    { "resolver_timeout", HSL, A1, sg_conf_set_msec, LOC(resolver_timeout_ms), NULL },
+    { "resolver", HSL, A1P, sg_conf_set_resolver, LOC(resolver), NULL },
+    { "resolver_timeout", HSL, A1, sg_conf_set_resolver_timeout, LOC(resolver_timeout_ms), NULL },
     /* header controls and small directives (issue 9: conf/header_conf.c, proxy/header_filter.c) */
     { "proxy_hide_header", HSL, A1, sg_hc_set_name_list,
       LOC_RANGE(SG_CF_MULTI, proxy.hide_headers, proxy.nhide_headers), NULL },
@@ -1883,6 +1952,9 @@ static const sg_cmd cmds[] = {
     /* health (issue 11): active health checks, nginx Plus syntax (conf/health_conf.c, upstream/health.c) */
     { "health_check", L, A0 | A1P, sg_health_set_check, NONE, NULL },
     { "match", H, A1 | BLK, sg_health_set_match, NONE, NULL },
+    /* dns: an upstream's own resolver for its `resolve` servers (nginx 1.27.3) */
+    { "resolver", U, A1P, sg_conf_set_resolver, UPS(dns_resolver), NULL },
+    { "resolver_timeout", U, A1, sg_conf_set_resolver_timeout, UPS(dns_resolver_timeout_ms), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

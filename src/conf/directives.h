@@ -229,6 +229,10 @@ bool sg_conf_set_upstream_server(sg_cctx *cx, const sg_cnode *n, const sg_cmd *c
 bool sg_conf_set_lb(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 /* random [two [least_conn]] and zone NAME [SIZE], in http and stream upstreams. */
 bool sg_conf_set_random(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+/* dns: resolver ADDR... [valid=] [ipv4=] [ipv6=] [status_zone=] and
+ * resolver_timeout, in http, stream and upstream blocks of both. */
+bool sg_conf_set_resolver(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
+bool sg_conf_set_resolver_timeout(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 bool sg_conf_set_zone(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 /* "192.168.1.0/24", "::1", "unix:", "all" into *r; false when invalid.
  * *low_bits: the address had bits outside its mask (cleared). */

@@ -464,6 +464,14 @@ static const sg_cmd cmds[] = {
     /* health (issue 11): active health checks (conf/health_conf.c, upstream/health.c) */
     { "health_check", SRV, SG_ARG0 | SG_ARG1MORE, sg_health_set_stream_check, LEVEL(SG_CF_MULTI), NULL },
     { "match", ST, SG_ARG1 | SG_ARGBLOCK, sg_health_set_stream_match, LEVEL(SG_CF_MULTI), NULL },
+    /* dns: resolver for upstreams' `resolve` servers (upstream/resolve.c): the
+     * stream{} level's (kept in sg_conf) or an upstream's own */
+    { "resolver", SS, SG_ARG1MORE, sg_conf_set_resolver, SG_T_NONE, 0, 0, 0, NULL },
+    { "resolver_timeout", SS, SG_ARG1, sg_conf_set_resolver_timeout, SG_T_NONE, 0, 0, 0, NULL },
+    { "resolver", UPS, SG_ARG1MORE, sg_conf_set_resolver, SG_T_UPS, 0, offsetof(sg_upstream_conf, dns_resolver),
+      sizeof(((sg_upstream_conf *)0)->dns_resolver), NULL },
+    { "resolver_timeout", UPS, SG_ARG1, sg_conf_set_resolver_timeout, SG_T_UPS, 0,
+      offsetof(sg_upstream_conf, dns_resolver_timeout_ms), sizeof(((sg_upstream_conf *)0)->dns_resolver_timeout_ms), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -472,8 +480,7 @@ _Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 /* nginx stream directives streamgate does not have yet. */
 static const char *const later_exact[] = {
     "ssl_preread", "access_log", "log_format",
-    "error_log", "open_log_file_cache", "resolver", "resolver_timeout",
-    "error_log", "open_log_file_cache", "resolver", "resolver_timeout", "random",
+    "error_log", "open_log_file_cache", "random",
     "proxy_bind", "proxy_socket_keepalive",
 
     "ssl", "pass", "server_name", "server_names_hash_max_size",

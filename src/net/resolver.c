@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <netinet/in.h>
 
 #include "core/str.h"
@@ -47,6 +48,7 @@ typedef struct res_query {
     socklen_t lens[MAX_ADDRS];
     size_t n;
     uint32_t ttl;
+    int cnames;                        /* dns: CNAME targets asked for so far */
 } res_query;
 
 static void report(res_query *q);
@@ -139,7 +141,11 @@ sg_resolver *sg_resolver_new(sg_loop *loop, const sg_resolver_conf *rc, uint32_t
     memset(&o, 0, sizeof(o));
     o.sock_state_cb = sock_state;
     o.sock_state_cb_data = r;
-    o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+    /* dns: as nginx's resolver, a SERVFAIL/REFUSED answer is the answer
+     * (NOCHECKRESP: c-ares would otherwise ask the next server, or the
+     * same one again, and a failing server would look like a slow good
+     * one), and the servers of one `resolver` line take turns (ROTATE). */
+    o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | ARES_FLAG_NOCHECKRESP;
     o.lookups = (char *)"b";           /* DNS only: nginx's resolver never reads /etc/hosts */
     o.ndots = 1;
     o.ndomains = 0;
@@ -148,7 +154,7 @@ sg_resolver *sg_resolver_new(sg_loop *loop, const sg_resolver_conf *rc, uint32_t
     o.timeout = (int)(per_try ? per_try : 1);
     o.tries = 2;
     int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_FLAGS | ARES_OPT_LOOKUPS | ARES_OPT_NDOTS |
-               ARES_OPT_DOMAINS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+               ARES_OPT_DOMAINS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_ROTATE;
     int st = ares_init_options(&r->ch, &o, mask);
     if (st != ARES_SUCCESS) {
         snprintf(err, errlen, "c-ares: %s", ares_strerror(st));
@@ -191,6 +197,7 @@ static void report(res_query *q)
     sg_resolve_result res = { .ok = q->n > 0, .addrs = q->addrs, .lens = q->lens, .n = q->n };
     res.ttl_s = q->ttl == UINT32_MAX ? 0 : q->ttl;
     if (!res.ok) {
+        res.notfound = q->status == ARES_SUCCESS || q->status == ARES_ENOTFOUND || q->status == ARES_ENODATA;
         /* nginx's wording, with its codes (the DNS RCODE, or 110) */
         switch (q->status) {
         case ARES_SUCCESS: case ARES_ENOTFOUND: case ARES_ENODATA: res.err = "3: Host not found"; break;
@@ -243,9 +250,75 @@ static void add_addr(res_query *q, int family, const void *a, int ttl)
     if (ttl >= 0 && (uint32_t)ttl < q->ttl) q->ttl = (uint32_t)ttl;
 }
 
+/* ---- dns: CNAME chains (ares_query does not follow them; nginx's
+ * resolver asks for the target, and so do we) ---- */
+
+static bool read_u16(const unsigned char *abuf, int alen, int at, int *v)
+{
+    if (at < 0 || at + 2 > alen) return false;
+    *v = (abuf[at] << 8) | abuf[at + 1];
+    return true;
+}
+
+/* Expands the name at `at` into out; *next: the byte after it. */
+static bool read_name(const unsigned char *abuf, int alen, int at, char *out, size_t outlen, int *next)
+{
+    char *name = NULL;
+    long len = 0;
+    if (at < 0 || at >= alen) return false;
+    if (ares_expand_name(abuf + at, abuf, alen, &name, &len) != ARES_SUCCESS) return false;
+    bool ok = strlen(name) < outlen && len > 0;
+    if (ok) {
+        strcpy(out, name);
+        *next = at + (int)len;
+    }
+    ares_free_string(name);
+    return ok;
+}
+
+bool sg_resolver_cname_target(const unsigned char *abuf, int alen, char *out, size_t outlen)
+{
+    enum { T_CNAME = 5, MAX_RR = 64, MAX_CHAIN = 8 };
+    int qd, an, at = 12;
+    if (!read_u16(abuf, alen, 4, &qd) || !read_u16(abuf, alen, 6, &an) || qd != 1) return false;
+    char cur[256], owner[256], target[256];
+    if (!read_name(abuf, alen, at, cur, sizeof(cur), &at)) return false;
+    at += 4;                           /* QTYPE, QCLASS */
+    if (an > MAX_RR) an = MAX_RR;
+    bool found = false;
+    for (int step = 0; step < MAX_CHAIN; step++) {
+        bool moved = false;
+        int p = at;
+        for (int i = 0; i < an; i++) {
+            int type, rdlen;
+            if (!read_name(abuf, alen, p, owner, sizeof(owner), &p)) return false;
+            if (!read_u16(abuf, alen, p, &type) || !read_u16(abuf, alen, p + 8, &rdlen)) return false;
+            p += 10;
+            if (p + rdlen > alen) return false;
+            if (type == T_CNAME && strcasecmp(owner, cur) == 0) {
+                int end;
+                if (!read_name(abuf, alen, p, target, sizeof(target), &end)) return false;
+                strcpy(cur, target);
+                moved = found = true;
+                break;
+            }
+            p += rdlen;
+        }
+        if (!moved) break;
+    }
+    if (!found || strlen(cur) >= outlen) return false;
+    strcpy(out, cur);
+    return true;
+}
+
+static void on_a(void *arg, int status, int timeouts, unsigned char *abuf, int alen);
+static void on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, int alen);
+
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen, int family)
 {
     res_query *q = arg;
+    size_t before = q->n;
+    bool answered = status == ARES_SUCCESS;
     if (status == ARES_SUCCESS) {
         if (family == AF_INET) {
             struct ares_addrttl t[MAX_ADDRS];
@@ -258,6 +331,15 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
             status = ares_parse_aaaa_reply(abuf, alen, NULL, t, &nt);
             for (int i = 0; status == ARES_SUCCESS && i < nt; i++) add_addr(q, AF_INET6, &t[i].ip6addr, t[i].ttl);
         }
+    }
+    char target[256];
+    if (answered && q->n == before && !q->r->freeing && q->cnames < 8 &&
+        sg_resolver_cname_target(abuf, alen, target, sizeof(target))) {
+        /* no address but a CNAME: the same question for its target */
+        enum { C_IN = 1, T_A = 1, T_AAAA = 28 };
+        q->cnames++;
+        ares_query(q->r->ch, target, C_IN, family == AF_INET ? T_A : T_AAAA, family == AF_INET ? on_a : on_aaaa, q);
+        return;
     }
     if (status != ARES_SUCCESS && (q->status == ARES_SUCCESS || q->status == ARES_ENODATA)) q->status = status;
     if (--q->pending > 0) return;
@@ -296,5 +378,72 @@ void sg_resolver_query(sg_resolver *r, const char *name, int port, sg_resolve_cb
     q->pending = a + aaaa;
     if (a) ares_query(r->ch, name, C_IN, T_A, on_a, q);
     if (aaaa) ares_query(r->ch, name, C_IN, T_AAAA, on_aaaa, q);
+    arm_timer(r);
+}
+
+/* ---- dns: SRV (upstream servers with service=) ---- */
+
+typedef struct srv_query {
+    sg_resolver *r;
+    sg_srv_cb cb;
+    void *arg;
+    int cnames;                        /* CNAME targets asked for so far */
+} srv_query;
+
+static const char *srv_err(int status)
+{
+    switch (status) {
+    case ARES_ENOTFOUND: case ARES_ENODATA: return "3: Host not found";
+    case ARES_ETIMEOUT: return "110: Operation timed out";
+    case ARES_EFORMERR: return "1: Format error";
+    case ARES_EREFUSED: return "5: Operation refused";
+    case ARES_ENOTIMP: return "4: Unimplemented";
+    default: return "2: Server failure";
+    }
+}
+
+static void on_srv(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    enum { C_IN = 1, T_SRV = 33 };
+    srv_query *q = arg;
+    struct ares_srv_reply *list = NULL;
+    bool answered = status == ARES_SUCCESS;
+    if (status == ARES_SUCCESS) status = ares_parse_srv_reply(abuf, alen, &list);
+    char target[256];
+    if (answered && !list && !q->r->freeing && q->cnames < 8 &&
+        sg_resolver_cname_target(abuf, alen, target, sizeof(target))) {
+        q->cnames++;                   /* no record but a CNAME: ask its target */
+        ares_query(q->r->ch, target, C_IN, T_SRV, on_srv, q);
+        return;
+    }
+    sg_srv_result res = { .ok = status == ARES_SUCCESS };
+    enum { MAX_SRV = 64 };
+    sg_srv_record recs[MAX_SRV];
+    if (res.ok) {
+        for (struct ares_srv_reply *s = list; s && res.n < MAX_SRV; s = s->next)
+            recs[res.n++] = (sg_srv_record){ s->priority, s->weight, s->port, s->host };
+        res.recs = recs;
+        if (res.n == 0) {
+            res.ok = false;
+            res.notfound = true;
+            res.err = "3: Host not found";
+        }
+    } else {
+        res.notfound = status == ARES_ENOTFOUND || status == ARES_ENODATA;
+        res.err = srv_err(status);
+    }
+    q->cb(q->arg, &res);
+    if (list) ares_free_data(list);
+    free(q);
+}
+
+void sg_resolver_query_srv(sg_resolver *r, const char *name, sg_srv_cb cb, void *arg)
+{
+    enum { C_IN = 1, T_SRV = 33 };
+    srv_query *q = sg_xcalloc(1, sizeof(*q));
+    q->r = r;
+    q->cb = cb;
+    q->arg = arg;
+    ares_query(r->ch, name, C_IN, T_SRV, on_srv, q);
     arm_timer(r);
 }

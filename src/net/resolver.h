@@ -30,6 +30,8 @@ typedef struct sg_resolve_result {
     const socklen_t *lens;
     size_t n;
     uint32_t ttl_s;
+    bool notfound;                     /* dns: !ok because the name has no such records (NXDOMAIN,
+                                          no data), not because the lookup failed */
 } sg_resolve_result;
 
 typedef void (*sg_resolve_cb)(void *arg, const sg_resolve_result *res);
@@ -45,5 +47,30 @@ void sg_resolver_free(sg_resolver *r);
 /* Looks `name` up (A and/or AAAA as the resolver's ipv4=/ipv6= say).
  * cb runs later, never from inside this call. */
 void sg_resolver_query(sg_resolver *r, const char *name, int port, sg_resolve_cb cb, void *arg);
+
+/* dns: where the CNAME records of a DNS answer (abuf, alen: a whole
+ * message) lead from its question's name, into out (a name with no
+ * CNAME in the answer ends the chain). False when the answer has no
+ * CNAME for the name, or cannot be read. Exposed for fuzzing. */
+bool sg_resolver_cname_target(const unsigned char *abuf, int alen, char *out, size_t outlen);
+
+/* dns: one SRV record of an answer (upstream `server ... service=`). */
+typedef struct sg_srv_record {
+    int priority, weight, port;
+    char *target;
+} sg_srv_record;
+
+typedef struct sg_srv_result {
+    bool ok, notfound;                 /* as sg_resolve_result's */
+    const char *err;
+    const sg_srv_record *recs;
+    size_t n;
+} sg_srv_result;
+
+typedef void (*sg_srv_cb)(void *arg, const sg_srv_result *res);
+
+/* Looks up the SRV records of `name` (the full "_service._proto.name").
+ * cb may run from inside this call when c-ares fails at once. */
+void sg_resolver_query_srv(sg_resolver *r, const char *name, sg_srv_cb cb, void *arg);
 
 #endif

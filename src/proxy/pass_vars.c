@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
@@ -36,6 +37,84 @@ typedef struct pv_lookup {
     char key[300];
     char name[256];
 } pv_lookup;
+
+/* dns: answers shared by every worker thread of a generation, as nginx's
+ * one resolver cache per process: a name another thread looked up is not
+ * asked again within its TTL (or valid=). Bounded; a mutex, taken only
+ * when a thread's own cache (sg_dyn) has no live entry. */
+enum { PV_SHARED_MAX = 256, PV_SHARED_ADDRS = 32 };
+typedef struct pv_answer {
+    char key[300];
+    struct sockaddr_storage addrs[PV_SHARED_ADDRS];
+    socklen_t lens[PV_SHARED_ADDRS];
+    size_t n;
+    uint64_t expires_ms;
+} pv_answer;
+
+typedef struct pv_shared {
+    pthread_mutex_t lock;
+    pv_answer *a;
+    size_t n;
+} pv_shared;
+
+static void shared_free(void *arg)
+{
+    pv_shared *sh = arg;
+    pthread_mutex_destroy(&sh->lock);
+    free(sh->a);
+    free(sh);
+}
+
+void sg_pass_vars_attach(sg_conf *c)
+{
+    if (c->dns_answers) return;
+    pv_shared *sh = sg_xcalloc(1, sizeof(*sh));
+    pthread_mutex_init(&sh->lock, NULL);
+    sh->a = sg_xcalloc(PV_SHARED_MAX, sizeof(pv_answer));
+    c->dns_answers = sh;
+    sg_conf_on_free(c, shared_free, sh);
+}
+
+/* A live shared answer for key, copied into *out. */
+static bool shared_find(sg_conf *c, const char *key, uint64_t now, pv_answer *out)
+{
+    pv_shared *sh = c->dns_answers;
+    bool found = false;
+    if (!sh) return false;
+    pthread_mutex_lock(&sh->lock);
+    for (size_t i = 0; i < sh->n; i++) {
+        if (sh->a[i].expires_ms > now && strcasecmp(sh->a[i].key, key) == 0) {
+            *out = sh->a[i];
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return found;
+}
+
+static void shared_put(sg_conf *c, const char *key, const sg_resolve_result *res, uint64_t expires, uint64_t now)
+{
+    pv_shared *sh = c->dns_answers;
+    if (!sh || res->n == 0) return;
+    pthread_mutex_lock(&sh->lock);
+    size_t at = sh->n, oldest = 0;
+    for (size_t i = 0; i < sh->n; i++) {
+        if (strcasecmp(sh->a[i].key, key) == 0 || sh->a[i].expires_ms <= now) { at = i; break; }
+        if (sh->a[i].expires_ms < sh->a[oldest].expires_ms) oldest = i;
+    }
+    if (at == sh->n) {
+        if (sh->n < PV_SHARED_MAX) sh->n++;
+        else at = oldest;
+    }
+    pv_answer *a = &sh->a[at];
+    snprintf(a->key, sizeof(a->key), "%s", key);
+    a->n = res->n < PV_SHARED_ADDRS ? res->n : PV_SHARED_ADDRS;
+    memcpy(a->addrs, res->addrs, a->n * sizeof(a->addrs[0]));
+    memcpy(a->lens, res->lens, a->n * sizeof(a->lens[0]));
+    a->expires_ms = expires;
+    pthread_mutex_unlock(&sh->lock);
+}
 
 static uint64_t now_ms(sg_exchange *ex)
 {
@@ -117,6 +196,7 @@ static void on_resolved(void *arg, const sg_resolve_result *res)
             uint64_t now = now_ms(ex);
             uint64_t life = l->valid_ms ? l->valid_ms : (uint64_t)res->ttl_s * 1000;
             e = sg_dyn_add(l->d, l->key, NULL, res->addrs, res->lens, res->n, now + (life ? life : 1), now);
+            shared_put(ex->req.gen, l->key, res, now + (life ? life : 1), now);
         }
         use_entry(ex, pass, e);
         go(ex);
@@ -246,6 +326,12 @@ void sg_pass_vars_start(sg_exchange *ex, void (*go)(sg_exchange *ex))
     size_t kn = strlen(key);
     snprintf(key + kn, sizeof(key) - kn, " resolver %d", lc->resolver->id);
     sg_dyn_entry *e = sg_dyn_find(d, key, now);
+    if (!e) {                          /* dns: another thread's answer */
+        pv_answer *a = sg_xcalloc(1, sizeof(*a));
+        if (shared_find(ex->req.gen, key, now, a))
+            e = sg_dyn_add(d, key, NULL, a->addrs, a->lens, a->n, a->expires_ms, now);
+        free(a);
+    }
     if (e) {
         use_entry(ex, np, e);
         go(ex);
@@ -306,6 +392,6 @@ void sg_pass_vars_tunnel_done(void *held, void *peer, uint64_t now_ms)
 {
     sg_dyn_entry *e = held;
     const sg_upstream_rt *rt = sg_dyn_upstream(e)->runtime;
-    sg_balancer_done(rt->balancer, peer, false, now_ms);
+    sg_balancer_done(sg_upstream_balancer(rt), peer, false, now_ms);
     sg_dyn_drop(e);
 }

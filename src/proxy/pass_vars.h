@@ -34,4 +34,8 @@ void sg_pass_vars_end(sg_exchange *ex);
 void *sg_pass_vars_take(sg_exchange *ex);
 void sg_pass_vars_tunnel_done(void *held, void *peer, uint64_t now_ms);
 
+/* dns: gives generation c the answers cache its worker threads share
+ * (server/runtime.c, on activation; freed with c). */
+void sg_pass_vars_attach(sg_conf *c);
+
 #endif

@@ -134,7 +134,7 @@ void sg_proxy_detach(sg_exchange *ex, bool failed)
         else l->ops->close(l);
     }
     if (ex->peer) {
-        sg_balancer_done(runtime(ex)->balancer, ex->peer, failed, now_ms(ex));
+        sg_balancer_done(sg_upstream_balancer(runtime(ex)), ex->peer, failed, now_ms(ex));
         ex->peer = NULL;
     }
 }
@@ -446,7 +446,7 @@ static void up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
     }
     if (err == SG_UP_UNSUPPORTED) {   /* logged by the codec; the peer is fine */
         note_attempt_end(ex, 502);
-        sg_balancer_done(runtime(ex)->balancer, ex->peer, false, now_ms(ex));
+        sg_balancer_done(sg_upstream_balancer(runtime(ex)), ex->peer, false, now_ms(ex));
         ex->peer = NULL;
         sg_respond_error(ex, 502);
         return;
@@ -456,7 +456,7 @@ static void up_error(sg_exchange *ex, sg_up_error err, bool nothing_received)
     ex->up_connect_failed = connect_failed;
     if (!ex->resp_done) note_attempt_end(ex, status);   /* a half-closed tunnel's end was noted */
     /* A tunnel the peer reset or left silent was a success until then. */
-    sg_balancer_done(runtime(ex)->balancer, ex->peer, !ex->tunnel, now_ms(ex));
+    sg_balancer_done(sg_upstream_balancer(runtime(ex)), ex->peer, !ex->tunnel, now_ms(ex));
     ex->peer = NULL;
     uint32_t flag = timeout ? SG_NU_TIMEOUT : err == SG_UP_INVALID ? SG_NU_INVALID_HEADER : SG_NU_ERROR;
     if (may_retry(ex, flag, !connect_failed)) {
@@ -477,13 +477,14 @@ static void proxy_try(sg_exchange *ex)
         ctx.key = key.p;
         ctx.key_len = key.n;
     }
+    sg_balancer *cur = sg_upstream_balancer(rt);   /* dns: one set for this pick */
     if (u->sticky) sg_sticky_request(ex, u, &ctx);   /* balancers, issue 11 */
-    sg_peer *peer = sg_balancer_pick(rt->balancer, &ctx);
+    sg_peer *peer = sg_balancer_pick(cur, &ctx);
     if (!peer) {
         /* Every server tried already is the end of the retries, not "no
          * live upstreams" (nginx's peer.tries); otherwise nginx names the
          * upstream itself in $upstream_addr. */
-        const sg_balancer *b = rt->balancer;
+        const sg_balancer *b = cur;
         if ((size_t)ex->tries < b->nprimary + b->nbackup) {
             sg_ex_log(ex, SG_LOG_ERROR, "no live upstreams while connecting to upstream \"%s\"", ex->upstream->name);
             append_list(&ex->req.upstream_addr, ex->upstream->name, strlen(ex->upstream->name));
@@ -636,7 +637,7 @@ static void proxy_go(sg_exchange *ex)
     const sg_proxy_pass *pp = pass_of(ex);
     ex->upstream = pp->upstream;
     sg_upstream_rt *rt = runtime(ex);
-    size_t words = sg_balancer_tried_words(rt->balancer);
+    size_t words = sg_balancer_tried_words(sg_upstream_balancer(rt));
     ex->tried = sg_arena_alloc(&ex->req.arena, sizeof(uint64_t) * (words ? words : 1));
     memset(ex->tried, 0, sizeof(uint64_t) * (words ? words : 1));
     ex->first_try_ms = now_ms(ex);
@@ -801,7 +802,7 @@ static void hand_over(sg_exchange *ex)
         .gen = ex->req.gen,
         /* The peer stays in use while the tunnel lives (least_conn counts it). */
         .on_close = tunnel_closed,
-        .arg = runtime(ex)->balancer,
+        .arg = sg_upstream_balancer(runtime(ex)),
         .arg2 = ex->peer,
         .client_tls = client_tls,
         .upstream_tls = upstream_tls,
@@ -980,7 +981,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     }
     /* sticky: the cookie naming this server, or learn's create= (balancers, issue 11) */
     if (ex->upstream->sticky && ex->peer &&
-        sg_sticky_response(ex, ex->upstream, runtime(ex)->balancer, ex->peer, now_ms(ex), &h[n]))
+        sg_sticky_response(ex, ex->upstream, sg_upstream_balancer(runtime(ex)), ex->peer, now_ms(ex), &h[n]))
         n++;
     bool has_body = m->has_body;
     bool streamed = has_body && m->content_length < 0;
@@ -1047,10 +1048,10 @@ static void up_end(sg_exchange *ex, const sg_header *t, size_t nt)
             .first_byte_ms = ex->up_header_ms ? (int64_t)ex->up_header_ms - 1 : total,
             .last_byte_ms = total,
         };
-        sg_balancer_times(runtime(ex)->balancer, ex->peer, &times);
+        sg_balancer_times(sg_upstream_balancer(runtime(ex)), ex->peer, &times);
         if (ex->upstream->sticky && !ex->upstream->sticky->header)
-            sg_sticky_done(ex, ex->upstream, runtime(ex)->balancer, ex->peer, now_ms(ex));
-        sg_balancer_done(runtime(ex)->balancer, ex->peer, false, now_ms(ex));
+            sg_sticky_done(ex, ex->upstream, sg_upstream_balancer(runtime(ex)), ex->peer, now_ms(ex));
+        sg_balancer_done(sg_upstream_balancer(runtime(ex)), ex->peer, false, now_ms(ex));
         ex->peer = NULL;
     }
     sg_upstream_link *l = ex->up;

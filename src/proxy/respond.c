@@ -156,7 +156,9 @@ static void follow_error_page(sg_exchange *ex, const sg_error_page *ep, int stat
     sg_http_req *r = &ex->req;
     sg_str target = sg_cval_eval(&ep->uri, r);
     ex->redirects++;
-    if (is_url(target)) {
+    /* nginx (ngx_http_send_error_page): what starts with neither "/" nor
+     * "@" is a redirect, "error_page 502 redirect;" included */
+    if (is_url(target) || (target.n && target.p[0] != '/' && target.p[0] != '@')) {
         int code = ep->override > 0 ? ep->override : 302;
         ex->status_override = 0;
         sg_respond_simple(ex, code, SG_STR("text/html"), sg_http_error_body(code), target);

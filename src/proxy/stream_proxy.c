@@ -742,7 +742,7 @@ static void on_shutdown(sg_conn_node *n, bool fast)
 
 static void use_balancer(sp_session *s, const sg_upstream_conf *u, const sg_stream_val *hash_key)
 {
-    s->b = ((sg_upstream_rt *)u->runtime)->balancer;
+    s->b = sg_upstream_balancer(u->runtime);
     s->ups = u;
     s->tried = sg_xcalloc(sg_balancer_tried_words(s->b) + 1, sizeof(uint64_t));
     if (hash_key) s->key_len = sg_stream_eval(hash_key, &s->info, s->key);

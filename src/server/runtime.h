@@ -13,6 +13,11 @@
 bool sg_runtime_attach(sg_conf *c, int nworkers);
 /* Frees the http upstreams' runtimes (c has no more users). */
 void sg_runtime_free(sg_conf *c);
+/* Worker `worker` starts work on c (after `old`, NULL at start): worker 0
+ * starts resolving the upstreams' `resolve` servers on `loop`, from the
+ * addresses old had (upstream/resolve.h). */
+struct sg_loop;
+void sg_runtime_activate(sg_conf *c, sg_conf *old, int worker, struct sg_loop *loop);
 /* Worker `worker` no longer starts work on c: its pools close their idle
  * connections and refuse new ones. */
 void sg_runtime_retire(sg_conf *c, int worker);

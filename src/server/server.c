@@ -88,6 +88,7 @@ static void switch_generation(server_worker *sw, sg_conf *next, const int *fds)
     }
     sg_acceptor_set(&sw->acceptor, next, fds);
     sg_acceptor_regroup(w, next);
+    if (old != next) sg_runtime_activate(next, old, sg_worker_id(w), sg_worker_loop(w));   /* dns */
     if (!old) return;
     if (old != next) sg_runtime_retire(old, sg_worker_id(w));
     sg_worker_gen_release(w, old);   /* may free old: last */

@@ -24,6 +24,7 @@ void sg_balancer_init(sg_balancer *b, const sg_upstream_conf *u, const sg_balanc
                 continue;
             sg_peer *p = &b->peers[n++];
             p->conf = s;
+            p->owner = b;
             p->index = (int)i;
             p->current_weight = 0;
             p->effective_weight = s->weight;
@@ -129,11 +130,14 @@ void sg_balancer_free(sg_balancer *b)
 size_t sg_balancer_tried_words(const sg_balancer *b)
 {
     size_t n = b->nprimary + b->nbackup;
+    if (b->conf->nresolves && n < SG_DNS_MAX_PEERS) n = SG_DNS_MAX_PEERS;
     return n ? (n + 63) / 64 : 1;
 }
 
 sg_peer *sg_balancer_pick(sg_balancer *b, sg_pick_ctx *ctx)
 {
+    /* dns: a resolved set may be empty; the methods divide by its weights */
+    if (b->nprimary + b->nbackup == 0) return NULL;
     pthread_spin_lock(&b->lock);
     sg_peer *p = ctx->sticky_len ? sg_sticky_pick(b, ctx) : NULL;
     if (!p)
@@ -171,7 +175,17 @@ void sg_balancer_done(sg_balancer *b, sg_peer *p, bool failed, uint64_t now_ms)
 {
     bool disabled = false;
 
+    /* dns: picked before its upstream's set changed: the attempt ends on
+     * the peer that took the address over, if any */
+    if (p->owner) b = p->owner;
     pthread_spin_lock(&b->lock);
+    while (p->moved_to) {
+        sg_peer *next = p->moved_to;
+        pthread_spin_unlock(&b->lock);
+        p = next;
+        b = p->owner;
+        pthread_spin_lock(&b->lock);
+    }
     /* A lone server is never marked failed: there is nothing else to use. */
     if (!sg_balancer_single(b)) {
         if (failed)
@@ -198,6 +212,7 @@ void sg_balancer_times(sg_balancer *b, sg_peer *p, const sg_peer_times *t)
 {
     sg_lt_mode mode = b->conf->lt_mode;
     if (mode == SG_LT_NONE) return;
+    if (p->owner) b = p->owner;        /* dns: the set the peer was picked from */
     pthread_spin_lock(&b->lock);
     sg_lt_sample(p, mode, t);
     pthread_spin_unlock(&b->lock);

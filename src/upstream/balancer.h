@@ -44,6 +44,15 @@ typedef struct sg_peer {
      * hold this peer unhealthy; non-zero keeps it out of every pick, read
      * without the lock so every thread sees a change at once */
     atomic_uint health_down;
+    /* dns: the balancer the peer belongs to. A `resolve` upstream's set
+     * changes by replacing its balancer (upstream/resolve.c): an attempt
+     * picked from the old one ends on it (sg_balancer_done uses this). */
+    struct sg_balancer *owner;
+    /* dns: the peer of the set that replaced this one for the same
+     * address (NULL: none, or the address went), set under owner's lock:
+     * the attempts still open here end there (done), so that set counts
+     * them (least_conn, max_conns) and sees their failures. */
+    struct sg_peer *moved_to;
 } sg_peer;
 
 /* What a pick may depend on. `tried` is a bitmap over peer indexes
@@ -82,6 +91,10 @@ struct sg_balancer {
 sg_balancer *sg_balancer_new(const sg_upstream_conf *u);
 void sg_balancer_free(sg_balancer *b);
 
+/* Words of a `tried` bitmap: for an upstream with `resolve` servers,
+ * enough for any set it may get (SG_DNS_MAX_PEERS), so a bitmap made
+ * before a change still fits. */
+#define SG_DNS_MAX_PEERS 256
 size_t sg_balancer_tried_words(const sg_balancer *b);
 
 /* Picks a peer: primary peers first, then backups; marks it in ctx->tried

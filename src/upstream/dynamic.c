@@ -150,7 +150,10 @@ sg_dyn_entry *sg_dyn_add(sg_dyn *d, const char *key, const char *name, const str
         char text[128];
         const char *nm = name ? name : sg_sockaddr_str((const struct sockaddr *)&addrs[i], text, sizeof(text));
         u->servers[i] = (sg_upstream_server_conf){ .name = sg_xstrdup(nm), .addr = addrs[i], .addrlen = lens[i],
-                                                   .weight = 1, .max_fails = 1, .fail_timeout_ms = 10000 };
+                                                   .weight = 1, .max_fails = 0, .fail_timeout_ms = 10000 };
+        /* max_fails=0: nginx makes a resolved name's peers for each request
+         * (ngx_http_upstream_create_round_robin_peer), so a failure never
+         * outlives its request; the next one tries every address again */
     }
     u->nservers = n;
     e->rt = sg_upstream_rt_new(u, d->nworkers);

@@ -6,7 +6,9 @@
 
 #include "conf/ssl_conf.h"
 #include "core/log.h"
+#include "core/sockaddr.h"
 #include "core/str.h"
+#include "upstream/resolve.h"
 
 /* One kept TLS session, per peer, client context and name. The list is
  * most recently kept first and holds at most SESSIONS_KEPT: names may come
@@ -45,6 +47,7 @@ void sg_upstream_rt_free(sg_upstream_rt *rt)
 {
     if (!rt) return;
     for (int i = 0; i < rt->nworkers; i++) sessions_free(&rt->pools[i]);
+    sg_dns_rt_free(rt->dns);           /* the balancers `resolve` replaced */
     sg_balancer_free(rt->balancer);
     free(rt);
 }
@@ -53,7 +56,13 @@ sg_pool_node *sg_pool_take(sg_pool *p, const sg_peer *peer, const sg_tls_key *tl
 {
     for (sg_list_node *l = sg_list_first(&p->idle); l; l = l->next) {
         sg_pool_node *n = sg_list_entry(l, sg_pool_node, link);
-        if (n->peer == peer && sg_tls_key_eq(&n->tls, tls)) {
+        /* dns: a peer of a replaced set (upstream/resolve.h) whose address
+         * remains is the same server; its connections stay usable */
+        bool same = n->peer == peer ||
+                    (peer->owner && peer->owner->conf->nresolves && n->peer->conf->addrlen == peer->conf->addrlen &&
+                     sg_sockaddr_eq((const struct sockaddr *)&n->peer->conf->addr,
+                                    (const struct sockaddr *)&peer->conf->addr));
+        if (same && sg_tls_key_eq(&n->tls, tls)) {
             sg_pool_remove(p, n);
             return n;
         }

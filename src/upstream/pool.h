@@ -56,10 +56,21 @@ struct sg_pool {
 
 typedef struct sg_upstream_rt {
     const sg_upstream_conf *conf;
+    /* The current balancer. With `resolve` servers, upstream/resolve.c
+     * replaces it when the addresses change (read it with
+     * sg_upstream_balancer); the ones it replaced stay in `dns` until
+     * the runtime goes, for the attempts and connections still on them. */
     sg_balancer *balancer;
+    void *dns;                         /* dns: upstream/resolve.c's state, NULL without `resolve` */
     int nworkers;
     sg_pool pools[];
 } sg_upstream_rt;
+
+/* The balancer new attempts pick from (another thread may replace it). */
+static inline sg_balancer *sg_upstream_balancer(const sg_upstream_rt *rt)
+{
+    return __atomic_load_n(&rt->balancer, __ATOMIC_ACQUIRE);
+}
 
 sg_upstream_rt *sg_upstream_rt_new(const sg_upstream_conf *u, int nworkers);
 void sg_upstream_rt_free(sg_upstream_rt *rt);

@@ -143,6 +143,9 @@ void sg_balancer_learn(sg_balancer *b, sg_peer *p, const char *key, size_t len, 
 {
     sg_sticky_table *t = b->learned;
     if (!t || !len) return;
+    /* dns: a peer of a set replaced since the pick has no index here; the
+     * session is learned from the client's next response instead */
+    if (p->owner && p->owner != b) return;
     pthread_spin_lock(&b->lock);
     expire(t, now_ms);
     sticky_entry *e = find(t, key, len);
