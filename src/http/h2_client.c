@@ -1385,6 +1385,7 @@ static const sg_upstream_link_ops h2_link_ops = {
 static h2_stream *stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer, const sg_link_opts *o)
 {
     h2_stream *st = sg_xcalloc(1, sizeof(*st));
+    st->body.lean = true;   /* a message at a time: no 16 KB block per stream (core/buf.h) */
     st->link.ops = &h2_link_ops;
     st->link.ex = ex;
     st->rt = rt;

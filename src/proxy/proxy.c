@@ -21,6 +21,7 @@
  * relayed as a normal response. */
 #include "proxy/proxy.h"
 
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -225,11 +226,15 @@ static size_t ws_h2_headers(sg_exchange *ex, sg_header *h, size_t n)
     return n;
 }
 
-static size_t upstream_headers(sg_exchange *ex, sg_header **out)
+/* The array is the caller's (`small` when it fits, else malloc'd): the
+ * codec copies the head when it is sent, so it is not kept in the
+ * exchange's arena, which lives as long as the call (idle gRPC streams). */
+static size_t upstream_headers(sg_exchange *ex, sg_header *small, size_t nsmall, sg_header **out)
 {
     sg_http_req *r = &ex->req;
     const sg_loc_conf *lc = loc_conf(ex);
-    sg_header *h = sg_arena_alloc(&r->arena, sizeof(sg_header) * (lc->pass_opts->nheaders + r->nheaders + 4));
+    size_t cap = lc->pass_opts->nheaders + r->nheaders + 4;
+    sg_header *h = cap <= nsmall ? small : sg_xmalloc(sizeof(sg_header) * cap);
     size_t n = 0;
     bool upgrade_sent = false;
     for (size_t i = 0; i < lc->pass_opts->nheaders; i++) {
@@ -263,8 +268,8 @@ static size_t upstream_headers(sg_exchange *ex, sg_header **out)
 static void send_request(sg_exchange *ex)
 {
     const sg_loc_conf *lc = loc_conf(ex);
-    sg_header *h;
-    size_t n = upstream_headers(ex, &h);
+    sg_header small[32], *h;
+    size_t n = upstream_headers(ex, small, sizeof(small) / sizeof(small[0]), &h);
     /* A body read whole first, proxy_set_body's or none goes with its
      * length; the client's streams as it came. */
     int64_t stored_len = 0;
@@ -301,6 +306,7 @@ static void send_request(sg_exchange *ex)
     }
     sg_upstream_link *l = ex->up;
     l->ops->send_head(l, &req);
+    if (h != small) free(h);   /* the codec took its copy */
     if (ex->req.protocol.n) return;
     if (ex->rbody) {
         if (ex->up == l) sg_reqbody_send(ex);
@@ -897,7 +903,9 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     int k = snprintf(code, sizeof(code), "%d", status);
     append_list(&ex->req.upstream_status, code, (size_t)k);
 
-    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
+    /* A scratch array: sg_respond_head keeps its own copy of the fields. */
+    sg_header small[32];
+    sg_header *h = m->nheaders + 1 <= 32 ? small : sg_xmalloc(sizeof(sg_header) * (m->nheaders + 1));
     size_t n = 0;
     /* nginx relays a backend's Upgrade to HTTP/1.x clients (a 426 names
      * what to upgrade to); HTTP/2 has no Upgrade. */
@@ -929,6 +937,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     int64_t clen = m->content_length;
     if (!has_body && (status == 204 || status == 304)) clen = -1;
     sg_respond_head(ex, status, h, n, clen, has_body);
+    if (h != small) free(h);
 }
 
 static void up_data(sg_exchange *ex, const char *p, size_t n)
