@@ -261,6 +261,7 @@ def run_load(args, port, proxy):
         pump(conns, lambda: all(c.ended for _, c in calls), args.timeout,
              "call ends")
         res["ended_ok"] = sum(1 for _, c in calls if c.ended and not c.error)
+        res["in_time"] = ok   # every phase finished within --timeout
         errors = [c.error for _, c in calls if c.error] + \
             [c.error for c in conns if c.error]
         res["errors"] = len(errors)
@@ -304,7 +305,7 @@ def bench_one(args, name, spec, tmp, backend_port):
     finally:
         proxy.stop()
     r = result["run"]
-    if r["errors"] or r["echoed_second"] < r["n"]:
+    if r["errors"] or r["echoed_second"] < r["n"] or not r["in_time"]:
         lib.warn(f"{name}: {r['echoed_second']}/{r['n']} calls echoed after "
                  f"the idle time, {r['errors']} errors (first: "
                  f"{r['first_error']}): its numbers are suspect")
