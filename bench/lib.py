@@ -433,3 +433,22 @@ def table(headers, rows, right=None):
                          for i, (c, w) in enumerate(zip(r, widths))).rstrip()
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(headers), sep] + [line(r) for r in cells[1:]])
+
+
+# ---------------------------------------------------------------- memory
+
+def memory_kb(pids):
+    """{"pss": KiB, "rss": KiB} summed over pids (/proc/PID/smaps_rollup):
+    PSS splits shared pages between the processes that map them, so nginx's
+    master and worker are not counted twice."""
+    out = {"pss": 0, "rss": 0}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    key, _, rest = line.partition(":")
+                    if key in ("Pss", "Rss"):
+                        out[key.lower()] += int(rest.split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+    return out

@@ -10,6 +10,7 @@
 #include "core/str.h"
 
 #define CHUNK_SIZE 16384
+#define LEAN_MAX 1024    /* lean queues: larger first writes still take a full chunk */
 #define MAX_IOV 64
 
 struct sg_outq_chunk {
@@ -18,16 +19,25 @@ struct sg_outq_chunk {
     char data[];
 };
 
-/* Chunks come from the per-thread block cache (core/blockcache.h). */
+/* Chunks come from the per-thread block cache (core/blockcache.h); the
+ * small ones of lean queues from malloc (their sizes vary, and glibc's
+ * small-size caches are quick). */
 static void chunk_free(sg_outq_chunk *c)
 {
-    sg_block_free(c, sizeof(*c) + c->cap);
+    if (c->cap < CHUNK_SIZE) free(c);
+    else sg_block_free(c, sizeof(*c) + c->cap);
 }
 
-static sg_outq_chunk *chunk_new(size_t need)
+static sg_outq_chunk *chunk_new(const sg_outq *q, size_t need)
 {
     size_t cap = need > CHUNK_SIZE ? need : CHUNK_SIZE;
-    sg_outq_chunk *c = sg_block_alloc(sizeof(*c) + cap);
+    sg_outq_chunk *c;
+    if (q->lean && !q->tail && need <= LEAN_MAX) {
+        cap = (need + 63) & ~(size_t)63;
+        c = sg_xmalloc(sizeof(*c) + cap);
+    } else {
+        c = sg_block_alloc(sizeof(*c) + cap);
+    }
     c->next = NULL;
     c->start = c->end = 0;
     c->cap = cap;
@@ -38,7 +48,7 @@ char *sg_outq_reserve(sg_outq *q, size_t n)
 {
     sg_outq_chunk *t = q->tail;
     if (!t || t->cap - t->end < n) {
-        sg_outq_chunk *c = chunk_new(n);
+        sg_outq_chunk *c = chunk_new(q, n);
         if (t) t->next = c;
         else q->head = c;
         q->tail = t = c;
@@ -165,14 +175,17 @@ void sg_outq_clear(sg_outq *q)
         c = next;
     }
     q->head = q->tail = NULL;
-    q->bytes = 0;
+    q->bytes = 0;   /* lean stays: it is the owner's setting */
 }
 
 void sg_inbuf_append(sg_inbuf *b, const char *p, size_t n)
 {
     if (n == 0) return;   /* an empty buffer has no memory: b->p + 0 would be NULL + 0 */
     if (b->cap - b->len < n) {
-        size_t cap = b->cap ? b->cap : 1024;
+        /* A first small leftover gets about its size: a stream holding one
+         * small message (HTTP/2 request DATA waiting for the upstream)
+         * should not take a kilobyte each. */
+        size_t cap = b->cap ? b->cap : n < 1024 ? (n + 63) & ~(size_t)63 : 1024;
         while (cap - b->len < n) cap *= 2;
         b->p = sg_xrealloc(b->p, cap);
         b->cap = cap;

@@ -21,6 +21,12 @@ typedef struct sg_outq_chunk sg_outq_chunk;
 typedef struct sg_outq {
     sg_outq_chunk *head, *tail;
     size_t bytes;
+    /* The owner's choice: a small write into an empty queue gets a chunk
+     * of its own size, not a full one. For per-stream queues: thousands of
+     * streams each passing one small message at once would otherwise take
+     * a 16 KB block each, and the heap pages those blocks touched stay
+     * resident after they are freed (the cost of idle HTTP/2 streams). */
+    bool lean;
 } sg_outq;
 
 void sg_outq_append(sg_outq *q, const void *p, size_t n);

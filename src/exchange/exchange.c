@@ -20,7 +20,11 @@ void sg_exchange_init(sg_exchange *ex, sg_worker *w, sg_conf *gen, const sg_down
     ex->down_ctx = down_ctx;
     ex->handler = installed;
     ex->file_fd = -1;
-    sg_arena_init(&ex->req.arena, 4096);
+    /* 1 KB holds a typical request (fields, host, target) and what the
+     * proxy adds; larger ones take more chunks. The arena lives as long
+     * as the exchange, so on a long idle call (gRPC streaming) every byte
+     * of this first chunk is held for the call's life. */
+    sg_arena_init(&ex->req.arena, 1024);
     ex->req.gen = gen;
     if (w) sg_worker_gen_hold(w, gen);
     clock_gettime(CLOCK_MONOTONIC, &ex->req.start_mono);

@@ -167,6 +167,12 @@ typedef struct h2_stream {
     bool eof_sent;                    /* the data provider returned EOF (END_STREAM) */
     bool body_framed;                 /* a body byte went into a DATA frame: no reopen */
     bool deferred;                    /* the data provider waits for bytes */
+    /* The data provider ended its DATA item (EOF without END_STREAM) when
+     * the body queue ran dry after the response head came: a deferred item
+     * would stay allocated in nghttp2 for as long as a quiet conversation
+     * (a gRPC stream) lasts. The next bytes or the end submit a new one
+     * (resume_body). Not eof_sent: the request side is still open. */
+    bool parked;
     bool want_resp, head_done, ended, end_reported, invalid;
     bool unsendable;                  /* nghttp2 could not send its HEADERS: no reopen */
     bool drain_due, fail_due, dead;
@@ -510,6 +516,11 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         st->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
     }
+    if (st->body.bytes == 0 && st->head_done) {
+        /* the queue runs dry: the frame goes as usual, the item ends */
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        st->parked = true;
+    }
     return (ssize_t)n;
 }
 
@@ -526,7 +537,7 @@ static void submit(h2_stream *st)
     }
     nghttp2_data_provider dp = { .source.ptr = st, .read_callback = body_read };
     st->eof_sent = !st->has_body;
-    st->deferred = false;
+    st->deferred = st->parked = false;
     int32_t id = nghttp2_submit_request(c->sess, NULL, st->nva, st->nnv, st->has_body ? &dp : NULL, st);
     if (id < 0) {
         sg_log_error("cannot open a stream to upstream %s (%s)", peer_name(st->peer), nghttp2_strerror(id));
@@ -1298,6 +1309,22 @@ static void link_send_head(sg_upstream_link *l, const sg_upstream_request *req)
 
 static void resume_body(h2_stream *st)
 {
+    if (st->parked && st->c && st->id > 0) {
+        if (!st->body.bytes && !st->end_given) return;
+        /* The same provider again; END_STREAM at its EOF, as for the
+         * request's first item (nghttp2_submit_request). */
+        nghttp2_data_provider dp = { .source.ptr = st, .read_callback = body_read };
+        int rv = nghttp2_submit_data(st->c->sess, NGHTTP2_FLAG_END_STREAM, st->id, &dp);
+        if (rv != 0) {
+            sg_log_error("cannot resume the request body to upstream %s (%s)", peer_name(st->peer),
+                         nghttp2_strerror(rv));
+            schedule_fail(st, SG_UP_CLOSED);
+            return;
+        }
+        st->parked = false;
+        schedule_flush(st->c);
+        return;
+    }
     if (!st->deferred || !st->c || st->id <= 0) return;
     st->deferred = false;
     nghttp2_session_resume_data(st->c->sess, st->id);
@@ -1385,6 +1412,7 @@ static const sg_upstream_link_ops h2_link_ops = {
 static h2_stream *stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer, const sg_link_opts *o)
 {
     h2_stream *st = sg_xcalloc(1, sizeof(*st));
+    st->body.lean = true;   /* a message at a time: no 16 KB block per stream (core/buf.h) */
     st->link.ops = &h2_link_ops;
     st->link.ex = ex;
     st->rt = rt;

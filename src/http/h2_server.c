@@ -109,6 +109,10 @@ typedef struct h2_stream {
     sg_exchange *ex;
     int32_t id;
     uint32_t nhdrs, caphdrs;
+    /* The fields while the block is decoded (malloc'd, grown by doubling);
+     * moved into the arena at their exact size once it is complete, since
+     * the arena lives as long as the stream. */
+    sg_header *tmp_hdrs;
     uint32_t cookie_at;                /* 1 + index of the Cookie field the crumbs join into; 0: none */
     sg_str authority;
     sg_inbuf in;                       /* request DATA held while the exchange does not want it */
@@ -128,6 +132,12 @@ typedef struct h2_stream {
     int refused;                       /* the header block was refused: 400 (max_headers) or 431 */
     bool head_sent, no_body, out_eof;
     bool deferred;                     /* the data provider is waiting for bytes */
+    /* The data provider ended its DATA item (EOF without END_STREAM) when
+     * the queue ran dry while the request was still open: a deferred item
+     * would stay allocated in nghttp2 for as long as a quiet conversation
+     * (a gRPC stream) lasts. The next bytes, end or trailers submit a new
+     * one (resume_data). */
+    bool parked;
     bool ex_aborted;                   /* the core knows the response will not complete */
     bool closed;                       /* nghttp2 closed the stream */
     bool feed;                         /* held bytes to hand over at the next resume */
@@ -324,6 +334,7 @@ static void on_stream_send_timeout(sg_timer *t);
 static h2_stream *stream_new(h2_conn *c, int32_t id)
 {
     h2_stream *st = sg_xcalloc(1, sizeof(*st));
+    st->out.lean = true;   /* a message at a time: no 16 KB block per stream (core/buf.h) */
     st->c = c;
     st->id = id;
     st->ex = sg_xcalloc(1, sizeof(sg_exchange));
@@ -366,6 +377,7 @@ static void stream_free(h2_stream *st)
     sg_outq_clear(&st->out);
     sg_inbuf_free(&st->in);
     free(st->trailers);
+    free(st->tmp_hdrs);
     list_remove(st);
     free(st);
 }
@@ -436,9 +448,10 @@ static void add_header(h2_stream *st, sg_str name, sg_str value)
     sg_http_req *r = &st->ex->req;
     if (st->nhdrs == st->caphdrs) {
         uint32_t cap = st->caphdrs ? st->caphdrs * 2 : 16;
-        sg_header *h = sg_arena_alloc(&r->arena, sizeof(sg_header) * cap);
+        sg_header *h = sg_xmalloc(sizeof(sg_header) * cap);
         if (st->nhdrs) memcpy(h, r->headers, sizeof(sg_header) * st->nhdrs);
-        r->headers = h;
+        free(st->tmp_hdrs);
+        st->tmp_hdrs = r->headers = h;
         st->caphdrs = cap;
     }
     /* TE is hop-by-hop (only "trailers" is allowed in HTTP/2). */
@@ -578,6 +591,14 @@ static void request_ready(h2_conn *c, h2_stream *st, const nghttp2_frame *f)
     st->in_ended = end;
     sg_exchange *ex = st->ex;
     int bad = build_request(c, st);
+    if (st->tmp_hdrs) {   /* the block is complete: its fields at their size */
+        sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * st->nhdrs);
+        memcpy(h, st->tmp_hdrs, sizeof(sg_header) * st->nhdrs);
+        ex->req.headers = h;
+        free(st->tmp_hdrs);
+        st->tmp_hdrs = NULL;
+        st->caphdrs = st->nhdrs;   /* a later field would copy them out again */
+    }
     ex->req.head_length = c->hblock.wire_bytes;   /* $request_length counts the block as nginx: its payloads */
     ex->req_length = bad ? (end ? 0 : -1) : request_length(st, end);
     if (bad) ex->early_status = bad;
@@ -870,6 +891,10 @@ static ssize_t on_read_data(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
         st->ntrailers = 0;          /* nghttp2 copied them */
         free(st->trailers);
         st->trailers = NULL;
+    } else if (n == st->out.bytes && !st->in_ended) {
+        /* the queue runs dry: the frame goes as usual, the item ends */
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        st->parked = true;
     }
     return (ssize_t)n;
 }
@@ -1464,9 +1489,11 @@ static sg_str lower_copy(sg_arena *a, sg_str s)
     return (sg_str){ p, s.n };
 }
 
-static size_t response_nv(sg_exchange *ex, const sg_response *resp, nghttp2_nv **out)
+/* The fields go into `a`, a scratch arena of the caller's: nghttp2 copies
+ * them when the head is submitted, and the exchange's own arena lives as
+ * long as the stream (an idle gRPC call would keep them for nothing). */
+static size_t response_nv(sg_arena *a, const sg_response *resp, nghttp2_nv **out)
 {
-    sg_arena *a = &ex->req.arena;
     nghttp2_nv *nv = sg_arena_alloc(a, sizeof(nghttp2_nv) * (resp->nheaders + 4));
     size_t n = 0;
     char *num = sg_arena_alloc(a, 32);
@@ -1503,9 +1530,12 @@ static void h2_send_head(sg_exchange *ex, const sg_response *resp)
     h2_conn *c = st->c;
     if (st->closed || st->ex_aborted || st->head_sent || resp->status == 101) return;
     nghttp2_nv *nv;
-    size_t n = response_nv(ex, resp, &nv);
+    sg_arena tmp;
+    sg_arena_init(&tmp, 1024);
+    size_t n = response_nv(&tmp, resp, &nv);
     if (resp->status < 200) {   /* interim: 100, 103 */
         nghttp2_submit_headers(c->sess, NGHTTP2_FLAG_NONE, st->id, NULL, nv, n, NULL);
+        sg_arena_free(&tmp);
         schedule_flush(c);
         return;
     }
@@ -1516,6 +1546,7 @@ static void h2_send_head(sg_exchange *ex, const sg_response *resp)
     ex->resp_head_sent = true;
     nghttp2_data_provider prd = { .source.ptr = st, .read_callback = on_read_data };
     int rv = nghttp2_submit_response(c->sess, st->id, nv, n, st->no_body ? NULL : &prd);
+    sg_arena_free(&tmp);   /* nghttp2 has its copy */
     if (rv != 0) {
         sg_log_error("HTTP/2 response on stream %d failed: %s", st->id, nghttp2_strerror(rv));
         ex->aborted = st->ex_aborted = true;
@@ -1526,7 +1557,25 @@ static void h2_send_head(sg_exchange *ex, const sg_response *resp)
 
 static void resume_data(h2_stream *st)
 {
-    if (!st->deferred || st->closed) return;
+    if (st->closed) return;
+    if (st->parked) {
+        if (!st->out.bytes && !st->out_eof) return;
+        /* The same provider again; END_STREAM at its EOF, as for the
+         * response's first item (nghttp2_submit_response). */
+        nghttp2_data_provider prd = { .source.ptr = st, .read_callback = on_read_data };
+        int rv = nghttp2_submit_data(st->c->sess, NGHTTP2_FLAG_END_STREAM, st->id, &prd);
+        if (rv == 0) {
+            st->parked = false;
+            return;
+        }
+        sg_log_error("HTTP/2 stream %d: cannot resume its response: %s", st->id, nghttp2_strerror(rv));
+        /* as a head that cannot be submitted (h2_send_head) */
+        if (st->ex) st->ex->aborted = true;
+        st->ex_aborted = true;
+        reset_stream(st, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    if (!st->deferred) return;
     st->deferred = false;
     nghttp2_session_resume_data(st->c->sess, st->id);
 }

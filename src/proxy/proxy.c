@@ -22,6 +22,7 @@
 #include "proxy/proxy.h"
 #include "proxy/sticky.h"
 
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -229,11 +230,15 @@ static size_t ws_h2_headers(sg_exchange *ex, sg_header *h, size_t n)
     return n;
 }
 
-static size_t upstream_headers(sg_exchange *ex, sg_header **out)
+/* The array is the caller's (`small` when it fits, else malloc'd): the
+ * codec copies the head when it is sent, so it is not kept in the
+ * exchange's arena, which lives as long as the call (idle gRPC streams). */
+static size_t upstream_headers(sg_exchange *ex, sg_header *small, size_t nsmall, sg_header **out)
 {
     sg_http_req *r = &ex->req;
     const sg_loc_conf *lc = loc_conf(ex);
-    sg_header *h = sg_arena_alloc(&r->arena, sizeof(sg_header) * (lc->pass_opts->nheaders + r->nheaders + 4));
+    size_t cap = lc->pass_opts->nheaders + r->nheaders + 4;
+    sg_header *h = cap <= nsmall ? small : sg_xmalloc(sizeof(sg_header) * cap);
     size_t n = 0;
     bool upgrade_sent = false;
     for (size_t i = 0; i < lc->pass_opts->nheaders; i++) {
@@ -267,8 +272,8 @@ static size_t upstream_headers(sg_exchange *ex, sg_header **out)
 static void send_request(sg_exchange *ex)
 {
     const sg_loc_conf *lc = loc_conf(ex);
-    sg_header *h;
-    size_t n = upstream_headers(ex, &h);
+    sg_header small[32], *h;
+    size_t n = upstream_headers(ex, small, sizeof(small) / sizeof(small[0]), &h);
     /* A body read whole first, proxy_set_body's or none goes with its
      * length; the client's streams as it came. */
     int64_t stored_len = 0;
@@ -305,6 +310,7 @@ static void send_request(sg_exchange *ex)
     }
     sg_upstream_link *l = ex->up;
     l->ops->send_head(l, &req);
+    if (h != small) free(h);   /* the codec took its copy */
     if (ex->req.protocol.n) return;
     if (ex->rbody) {
         if (ex->up == l) sg_reqbody_send(ex);
@@ -960,7 +966,10 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     if (accel_redirect(ex, lc)) return;
     sg_rate_upstream_head(ex);   /* proxy_limit_rate */
 
-    sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 2));
+    /* A scratch array: sg_respond_head keeps its own copy of the fields
+     * (room for the upstream's fields, a sticky cookie and the end). */
+    sg_header small[32];
+    sg_header *h = m->nheaders + 2 <= 32 ? small : sg_xmalloc(sizeof(sg_header) * (m->nheaders + 2));
     size_t n = 0;
     /* nginx relays a backend's Upgrade to HTTP/1.x clients (a 426 names
      * what to upgrade to); HTTP/2 has no Upgrade. */
@@ -996,6 +1005,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
     int64_t clen = m->content_length;
     if (!has_body && (status == 204 || status == 304)) clen = -1;
     sg_respond_head(ex, status, h, n, clen, has_body);
+    if (h != small) free(h);
 }
 
 static void up_data(sg_exchange *ex, const char *p, size_t n)

@@ -103,3 +103,47 @@ Test(inbuf, empty_append_to_an_empty_buffer_allocates_nothing)
     cr_assert_eq(b.len, 1);
     sg_inbuf_free(&b);
 }
+
+/* A lean queue's first small write takes a small chunk; what follows (a
+ * burst after it, a reserve, a large write) still comes out whole and in
+ * order, and the queue stays lean once emptied. */
+Test(outq, lean_queue_small_then_large_writes_keep_order)
+{
+    static char big[100000];
+    for (size_t i = 0; i < sizeof(big); i++) big[i] = (char)('a' + i % 26);
+    sg_outq q = { .lean = true };
+    sg_outq_append(&q, "12345", 5);
+    for (int i = 0; i < 300; i++) sg_outq_append(&q, "xy", 2);
+    char *p = sg_outq_reserve(&q, 3);
+    memcpy(p, "END", 3);
+    sg_outq_commit(&q, 3);
+    sg_outq_append(&q, big, sizeof(big));
+    cr_assert_eq(q.bytes, 5 + 600 + 3 + sizeof(big));
+    static char out[sizeof(big) + 1000];
+    cr_assert_eq(sg_outq_take(&q, out, sizeof(out)), 5 + 600 + 3 + sizeof(big));
+    cr_assert_eq(memcmp(out, "12345", 5), 0);
+    for (int i = 0; i < 300; i++) cr_assert_eq(memcmp(out + 5 + 2 * i, "xy", 2), 0);
+    cr_assert_eq(memcmp(out + 605, "END", 3), 0);
+    cr_assert_eq(memcmp(out + 608, big, sizeof(big)), 0);
+    cr_assert_null(q.head);
+    cr_assert(q.lean);
+    sg_outq_append(&q, "again", 5);
+    sg_outq_clear(&q);
+    cr_assert(q.lean);
+    cr_assert_eq(q.bytes, 0);
+}
+
+Test(inbuf, small_first_append_grows_for_more)
+{
+    sg_inbuf b = { 0 };
+    sg_inbuf_append(&b, "abc", 3);
+    cr_assert_geq(b.cap, 3);
+    static char more[5000];
+    memset(more, 'm', sizeof(more));
+    sg_inbuf_append(&b, more, sizeof(more));
+    cr_assert_eq(b.len, 3 + sizeof(more));
+    cr_assert_geq(b.cap, b.len);
+    cr_assert_eq(memcmp(b.p, "abc", 3), 0);
+    cr_assert_eq(memcmp(b.p + 3, more, sizeof(more)), 0);
+    sg_inbuf_free(&b);
+}
