@@ -5,6 +5,12 @@
   before and after, is the installed nginx's on the very same upstream block.
 - Killing a backend mid-load: with `proxy_next_upstream error timeout` no
   idempotent GET fails; a POST the dead backend had read is not replayed.
+- nginx #1431: an upstream HTTP/2 GOAWAY with NO_ERROR is a graceful drain,
+  for grpc_pass and proxy_http_version 2 alike: streams in flight complete,
+  new ones go on a new connection, and the server (max_fails=1) is not
+  marked failed. (Retries only of streams the backend never saw: REFUSED_STREAM,
+  a GOAWAY below the stream's id and a refused connect are in
+  test_h2_upstream.py.)
 
 Keys map to server positions in the config and nginx hashes the server's
 address string, so streamgate is compared with nginx on the same ports, never
@@ -14,6 +20,8 @@ with constants.
 import socket
 import struct
 import threading
+
+import pytest
 
 import sgtest
 from sgtest import HttpConn, build_request, free_port, http_conf, wait_for
@@ -195,3 +203,67 @@ def test_post_read_by_a_dying_backend_is_not_replayed(start_proxy, start_echo):
     assert set(statuses) <= {200, 502}, statuses
     posts = [h for h in live.heads if h.startswith(b"POST ")]
     assert len(posts) == statuses.count(200), (statuses, live.heads)
+
+
+# ---------------------------------------------------------------- nginx #1431: GOAWAY NO_ERROR
+
+GRPC_HEADERS = {"Content-Type": "application/grpc", "TE": "trailers"}
+EMPTY_MESSAGE = b"\x00\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize("kind", ["grpc_pass", "proxy_http_version 2"])
+def test_upstream_goaway_no_error_is_a_graceful_drain(start_proxy, kind):
+    from test_h2_upstream import H2Stub
+    a, b = H2Stub(), H2Stub()
+    try:
+        port = free_port()
+        if kind == "grpc_pass":
+            location = "grpc_pass grpc://b;"
+            req = dict(method="POST", headers=GRPC_HEADERS, body=EMPTY_MESSAGE)
+        else:
+            location = "proxy_pass http://b; proxy_http_version 2;"
+            req = dict(method="GET")
+        p = start_proxy(http_conf("""
+  access_log off;
+  upstream b {
+    server 127.0.0.1:%d max_fails=1 fail_timeout=60s;
+    server 127.0.0.1:%d max_fails=1 fail_timeout=60s;
+    keepalive 8;
+  }
+  server {
+    listen 127.0.0.1:%d;
+    location / { %s }
+  }
+""" % (a.port, b.port, port, location)))
+
+        def call(path):
+            with HttpConn(port) as c:
+                return c.request(path=path, **req)
+        held = [None] * 4
+
+        def hold(i):
+            held[i] = call("/wait")
+        ts = [threading.Thread(target=hold, args=(i,)) for i in range(4)]
+        for t in ts:
+            t.start()
+        wait_for(lambda: a.waiting + b.waiting == 4 and a.waiting > 0, 10, 0.01,
+                 "four streams open on the backends, some on the first")
+        in_flight_a = a.waiting
+        a.goaway_no_error()       # the answers below follow it on the same connections
+        a.release()
+        b.release()
+        for t in ts:
+            t.join(20)
+        assert [(r.status, b"ok" in r.body) for r in held] == [(200, True)] * 4, held
+        assert len(a.requests) == in_flight_a
+        drained = a.connections     # every one of them got the GOAWAY
+
+        after = [call("/") for _ in range(4)]
+        assert [r.status for r in after] == [200] * 4, after
+        # not marked failed: the first server still takes calls, on a new connection
+        assert len(a.requests) > in_flight_a, (len(a.requests), len(b.requests))
+        assert a.connections > drained, (a.connections, drained, a.max_open)
+        assert "[error]" not in p.error_log, p.error_log
+    finally:
+        a.stop()
+        b.stop()
