@@ -27,6 +27,7 @@ import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -127,6 +128,7 @@ class H2Stub:
         self.conns = []
         self.held = []             # answers of /wait requests, run by release()
         self.pings = 0             # PING frames received (and answered)
+        self.sessions = []         # (socket, h2 connection, write lock) of each connection
         self.stopped = False
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
@@ -146,6 +148,18 @@ class H2Stub:
             held, self.held = self.held, []
         for fn in held:
             fn()
+
+    def goaway_no_error(self):
+        """A graceful GOAWAY (NO_ERROR, last stream id = the highest stream
+        opened so far) on every connection, which then goes on answering the
+        streams it has: written as raw bytes, since python3-h2 refuses to
+        send anything after its own GOAWAY."""
+        with self.lock:
+            sessions = list(self.sessions)
+        for s, conn, wlock in sessions:
+            with wlock:
+                last = conn.highest_inbound_stream_id
+                s.sendall(struct.pack(">I", 8)[1:] + b"\x07\x00" + struct.pack(">III", 0, last, 0))
 
     def _accept(self):
         while not self.stopped:
@@ -188,6 +202,8 @@ class H2Stub:
                 h2settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams})
         conn.initiate_connection()
         wlock = threading.Lock()
+        with self.lock:
+            self.sessions.append((s, conn, wlock))
         streams = {}       # stream id -> {"fields", "body"}
         state = {"silent": False}
 

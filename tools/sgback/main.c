@@ -1,5 +1,8 @@
-/* sgback [-l ADDR:PORT]... [-2 ADDR:PORT]... [-t THREADS] [-q]
+/* sgback [-l ADDR:PORT]... [-2 ADDR:PORT]... [-t THREADS] [-d MS] [-q]
  *
+ * -d answers the default route ("sgback PORT\n") of HTTP/1.1 after MS ms, as
+ * /delay/MS does: a slow backend for the skewed-latency benchmark, whose
+ * proxies pass the same path to every server.
  * -l listens for HTTP/1.1 (server.c), -2 for HTTP/2 cleartext with prior
  * knowledge and the gRPC service (h2.c, grpc.c). Each kind has its own
  * THREADS worker threads.
@@ -33,8 +36,9 @@ typedef struct addr {
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: sgback [-l ADDR:PORT]... [-2 ADDR:PORT]... [-t THREADS] [-q]\n"
+    fprintf(stderr, "usage: sgback [-l ADDR:PORT]... [-2 ADDR:PORT]... [-t THREADS] [-d MS] [-q]\n"
                     "  -l: HTTP/1.1, -2: h2c (prior knowledge) + gRPC chat.Chat\n"
+                    "  -d: HTTP/1.1 default route answers after MS ms\n"
                     "  default -l 127.0.0.1:9001 -t 1; ADDR may be [v6addr]\n");
     exit(2);
 }
@@ -168,7 +172,7 @@ static void parse_args(int argc, char **argv, options *o)
 {
     int opt;
     o->threads = 1;
-    while ((opt = getopt(argc, argv, "l:2:t:qh")) != -1) {
+    while ((opt = getopt(argc, argv, "l:2:t:d:qh")) != -1) {
         if (opt == 'l') {
             if (o->naddrs == MAX_ADDRS || !parse_addr(optarg, &o->addrs[o->naddrs])) {
                 fprintf(stderr, "sgback: bad listen address '%s'\n", optarg);
@@ -189,6 +193,14 @@ static void parse_args(int argc, char **argv, options *o)
                 exit(2);
             }
             o->threads = (size_t)t;
+        } else if (opt == 'd') {
+            char *end;
+            long ms = strtol(optarg, &end, 10);
+            if (*end || ms < 0 || ms > 3600 * 1000) {
+                fprintf(stderr, "sgback: bad delay '%s'\n", optarg);
+                exit(2);
+            }
+            sgb_default_delay_ms = (uint64_t)ms;
         } else if (opt == 'q') {
             o->quiet = true;
         } else {

@@ -159,6 +159,8 @@ static bool query_has(sg_str query, const char *param)
     return false;
 }
 
+uint64_t sgb_default_delay_ms;
+
 /* If `path` is `prefix` followed by a decimal number, stores it. */
 static bool path_number(sg_str path, const char *prefix, uint64_t *out, bool *bad)
 {
@@ -204,6 +206,10 @@ static sgb_route match(sgb_req *r, sg_str target, bool *bad)
     }
     if (path_number(path, "/delay/", &r->n, bad)) {
         *bad = *bad || r->n > 3600 * 1000;
+        return SGB_R_DELAY;
+    }
+    if (sgb_default_delay_ms) {
+        r->n = sgb_default_delay_ms;
         return SGB_R_DELAY;
     }
     return SGB_R_HELLO;

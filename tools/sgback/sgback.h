@@ -39,6 +39,8 @@ typedef struct sgb_stats {
     atomic_ullong accepted, open, requests;
 } sgb_stats;
 extern sgb_stats sgb_counters;
+/* -d MS: delay of the HTTP/1.1 default route (0: answer at once) */
+extern uint64_t sgb_default_delay_ms;
 
 /* What sits behind epoll_event.data.ptr: the first member says which. */
 enum { SGB_EV_LISTENER = 1, SGB_EV_CONN, SGB_EV_STOP, SGB_EV_WS, SGB_EV_CHAT };
