@@ -1383,3 +1383,91 @@ class RawH2:
 
     def close(self):
         self.sock.close()
+
+
+class DnsServer:
+    """A DNS server on 127.0.0.1 (UDP, a free port), its wire format written
+    here by hand (RFC 1035, RFC 2782), for tests of streamgate's resolver.
+    `records` maps (name, type) to a list: addresses for A (1) and AAAA (28),
+    (priority, weight, port, target) for SRV (33); a plain name maps to
+    addresses, each answered as A or AAAA by its family. A name not in it at
+    all is NXDOMAIN. `queries` lists every (name, type) asked. `silent`:
+    questions get no answer (a dead resolver); `hold` (a threading.Event):
+    answers wait until it is set."""
+
+    def __init__(self, records=None, ttl=1, hold=None):
+        self.ttl = ttl
+        self.hold = hold
+        self.silent = False
+        self.lock = threading.Lock()
+        self.queries = []
+        self.set(records or {})
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def set(self, records):
+        flat = {}
+        for k, v in records.items():
+            if isinstance(k, tuple):
+                flat.setdefault((k[0].lower(), k[1]), []).extend(v)
+            else:
+                flat.setdefault((k.lower(), 1), []).extend(a for a in v if ":" not in a)
+                flat.setdefault((k.lower(), 28), []).extend(a for a in v if ":" in a)
+        with self.lock:
+            self.records = flat
+
+    def _run(self):
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            with self.lock:
+                try:
+                    answer = self._answer(data)
+                except (struct.error, IndexError):
+                    continue      # not a DNS query (a stray datagram on a reused port): no answer
+                if self.silent:
+                    continue
+            try:
+                if self.hold is not None:
+                    self.hold.wait(30)
+                self.sock.sendto(answer, addr)
+            except OSError:
+                return
+
+    @staticmethod
+    def _name(text):
+        return b"".join(bytes([len(label)]) + label.encode() for label in text.split(".") if label) + b"\0"
+
+    def _answer(self, q):
+        qid = struct.unpack("!H", q[:2])[0]
+        off, labels = 12, []
+        while q[off]:
+            n = q[off]
+            labels.append(q[off + 1:off + 1 + n].decode("latin-1"))
+            off += 1 + n
+        off += 1
+        qtype = struct.unpack("!H", q[off:off + 2])[0]
+        name = ".".join(labels).lower()
+        self.queries.append((name, qtype))
+        answers = []
+        for v in self.records.get((name, qtype), []):
+            if qtype == 1:
+                rd = socket.inet_aton(v)
+            elif qtype == 28:
+                rd = socket.inet_pton(socket.AF_INET6, v)
+            elif qtype == 33:
+                prio, weight, port, target = v
+                rd = struct.pack("!HHH", prio, weight, port) + self._name(target)
+            else:
+                continue
+            answers.append(struct.pack("!HHHIH", 0xC00C, qtype, 1, self.ttl, len(rd)) + rd)
+        known = any(k[0] == name for k in self.records)
+        head = struct.pack("!HHHHHH", qid, 0x8180 | (0 if known else 3), 1, len(answers), 0, 0)
+        return head + q[12:off + 4] + b"".join(answers)
+
+    def close(self):
+        self.sock.close()

@@ -1,7 +1,7 @@
 """DNS discovery for upstreams: `server NAME resolve [service=NAME]` with a
 `resolver` (nginx 1.27.3).
 
-A small DNS server started by the test (DnsServer below, the wire format
+A small DNS server started by the test (sgtest.DnsServer, the wire format
 written by hand) answers A, AAAA and SRV questions from a dict the test
 changes while streamgate runs. The backends are small HTTP servers on
 different loopback addresses (127.0.0.2, 127.0.0.3 ...), each answering
@@ -15,7 +15,6 @@ good set in place (and the error log says so).
 import http.client
 import http.server
 import socket
-import struct
 import threading
 import time
 
@@ -23,81 +22,6 @@ import pytest
 
 import sgtest
 from sgtest import free_port, http_conf, wait_for
-
-
-class DnsServer:
-    """UDP DNS on 127.0.0.1 (a free port). `records` maps (name, type) to a
-    list: addresses for A (1) and AAAA (28), (priority, weight, port,
-    target) for SRV (33). A name not in it at all is NXDOMAIN. `silent`:
-    questions get no answer (a dead resolver)."""
-
-    def __init__(self, records=None, ttl=1):
-        self.records = dict(records or {})
-        self.ttl = ttl
-        self.silent = False
-        self.lock = threading.Lock()
-        self.queries = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def set(self, records):
-        with self.lock:
-            self.records = dict(records)
-
-    def _run(self):
-        while True:
-            try:
-                data, addr = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            with self.lock:
-                self.queries += 1
-                if self.silent:
-                    continue
-                try:
-                    answer = self._answer(data)
-                except (struct.error, IndexError):
-                    continue
-            try:
-                self.sock.sendto(answer, addr)
-            except OSError:
-                return
-
-    @staticmethod
-    def _name(text):
-        return b"".join(bytes([len(l)]) + l.encode() for l in text.split(".") if l) + b"\0"
-
-    def _answer(self, q):
-        qid = struct.unpack("!H", q[:2])[0]
-        off, labels = 12, []
-        while q[off]:
-            n = q[off]
-            labels.append(q[off + 1:off + 1 + n].decode("latin-1"))
-            off += 1 + n
-        off += 1
-        qtype = struct.unpack("!H", q[off:off + 2])[0]
-        name = ".".join(labels).lower()
-        answers = []
-        for v in self.records.get((name, qtype), []):
-            if qtype == 1:
-                rd = socket.inet_aton(v)
-            elif qtype == 28:
-                rd = socket.inet_pton(socket.AF_INET6, v)
-            elif qtype == 33:
-                prio, weight, port, target = v
-                rd = struct.pack("!HHH", prio, weight, port) + self._name(target)
-            else:
-                continue
-            answers.append(struct.pack("!HHHIH", 0xC00C, qtype, 1, self.ttl, len(rd)) + rd)
-        known = any(k[0] == name for k in self.records)
-        rcode = 0 if known else 3
-        head = struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, len(answers), 0, 0)
-        return head + q[12:off + 4] + b"".join(answers)
-
-    def close(self):
-        self.sock.close()
 
 
 class NamedBackend:
@@ -142,7 +66,7 @@ def dns():
     servers = []
 
     def start(records=None, ttl=1):
-        d = DnsServer(records, ttl)
+        d = sgtest.DnsServer(records, ttl)
         servers.append(d)
         return d
     yield start

@@ -3,14 +3,13 @@
 nginx's rules (ngx_http_proxy_module, ngx_http_upstream): the value is made
 per request; a name without a port that is an upstream{} block uses it; an
 address is used as it is; any other name needs a `resolver` (here a tiny DNS
-server on 127.0.0.1, DnsStub below), else the request is 502 and the error
+server on 127.0.0.1, sgtest.DnsServer), else the request is 502 and the error
 log says "no resolver defined to resolve NAME". A URI part in the value
 replaces the request URI as it is. `unix:` addresses work in proxy_pass and
 in upstream `server`, for HTTP/1.1 and HTTP/2 backends.
 """
 
 import socket
-import struct
 import threading
 
 import h2.config
@@ -19,66 +18,6 @@ import h2.events
 
 import sgtest
 from sgtest import free_port, get, head_of, http_conf, wait_for
-
-
-class DnsStub:
-    """A DNS server on 127.0.0.1 (UDP, a free port): A and AAAA answers from
-    `records` (name -> addresses), NXDOMAIN for other names. `queries` lists
-    every (name, type) asked."""
-
-    def __init__(self, records, ttl=3600, hold=None):
-        self.records = {k.lower(): v for k, v in records.items()}
-        self.ttl = ttl
-        self.hold = hold          # a threading.Event: answers wait until it is set
-        self.queries = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                data, addr = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            try:
-                answer = self._answer(data)
-            except (struct.error, IndexError):
-                continue      # not a DNS query (a stray datagram on a reused port): no answer
-            try:
-                if self.hold is not None:
-                    self.hold.wait(30)
-                self.sock.sendto(answer, addr)
-            except OSError:
-                return
-
-    def _answer(self, q):
-        qid = struct.unpack("!H", q[:2])[0]
-        off, labels = 12, []
-        while q[off]:
-            n = q[off]
-            labels.append(q[off + 1:off + 1 + n].decode("latin-1"))
-            off += 1 + n
-        off += 1
-        qtype = struct.unpack("!H", q[off:off + 2])[0]
-        name = ".".join(labels).lower()
-        self.queries.append((name, qtype))
-        answers = []
-        for a in self.records.get(name, []):
-            if ":" in a and qtype == 28:
-                rd = socket.inet_pton(socket.AF_INET6, a)
-            elif ":" not in a and qtype == 1:
-                rd = socket.inet_aton(a)
-            else:
-                continue
-            answers.append(struct.pack("!HHHIH", 0xC00C, qtype, 1, self.ttl, len(rd)) + rd)
-        rcode = 0 if name in self.records else 3
-        head = struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, len(answers), 0, 0)
-        return head + q[12:off + 4] + b"".join(answers)
-
-    def close(self):
-        self.sock.close()
 
 
 class UnixEcho(sgtest.EchoServer):
@@ -274,7 +213,7 @@ def test_invalid_url_prefix_is_500(start_proxy):
 
 def test_resolver_answers_and_caches_for_the_ttl(start_proxy, start_echo):
     e = start_echo()
-    dns = DnsStub({"backend.example": ["127.0.0.1"]}, ttl=3600)
+    dns = sgtest.DnsServer({"backend.example": ["127.0.0.1"]}, ttl=3600)
     try:
         _, port = serve(start_proxy, """
     resolver 127.0.0.1:%d ipv6=off;
@@ -299,7 +238,7 @@ def test_resolver_answers_and_caches_for_the_ttl(start_proxy, start_echo):
 def test_concurrent_requests_share_one_lookup(start_proxy, start_echo):
     e = start_echo()
     gate = threading.Event()
-    dns = DnsStub({"busy.example": ["127.0.0.1"]}, hold=gate)
+    dns = sgtest.DnsServer({"busy.example": ["127.0.0.1"]}, hold=gate, ttl=3600)
     try:
         _, port = serve(start_proxy, """
     resolver 127.0.0.1:%d ipv6=off;
@@ -328,7 +267,7 @@ def test_concurrent_requests_share_one_lookup(start_proxy, start_echo):
 
 def test_resolver_asks_again_after_the_ttl(start_proxy, start_echo):
     e = start_echo()
-    dns = DnsStub({"short.example": ["127.0.0.1"]}, ttl=1)
+    dns = sgtest.DnsServer({"short.example": ["127.0.0.1"]}, ttl=1)
     try:
         _, port = serve(start_proxy, """
     resolver 127.0.0.1:%d ipv6=off;
@@ -345,7 +284,7 @@ def test_resolver_asks_again_after_the_ttl(start_proxy, start_echo):
 
 def test_resolver_valid_overrides_the_ttl(start_proxy, start_echo):
     e = start_echo()
-    dns = DnsStub({"valid.example": ["127.0.0.1"]}, ttl=0)
+    dns = sgtest.DnsServer({"valid.example": ["127.0.0.1"]}, ttl=0)
     try:
         _, port = serve(start_proxy, """
     resolver 127.0.0.1:%d ipv6=off valid=1h;
@@ -361,7 +300,7 @@ def test_resolver_valid_overrides_the_ttl(start_proxy, start_echo):
 
 def test_location_without_resolver_never_uses_another_ones_answer(start_proxy, start_echo):
     e = start_echo()
-    dns = DnsStub({"shared.example": ["127.0.0.1"]})
+    dns = sgtest.DnsServer({"shared.example": ["127.0.0.1"]}, ttl=3600)
     try:
         proxy, port = serve(start_proxy, """
     location /r { resolver 127.0.0.1:%d ipv6=off; proxy_pass http://$arg_to:%d; }
@@ -376,7 +315,7 @@ def test_location_without_resolver_never_uses_another_ones_answer(start_proxy, s
 
 
 def test_unknown_name_is_502_and_logged(start_proxy):
-    dns = DnsStub({})
+    dns = sgtest.DnsServer({}, ttl=3600)
     try:
         proxy, port = serve(start_proxy, """
     resolver 127.0.0.1:%d;
@@ -551,7 +490,7 @@ def test_reload_keeps_serving_and_frees_the_old_generation(start_proxy, start_ec
     reload the new one makes its own, and the old one's go with it (ASan:
     nothing leaks, nothing is used after it is freed)."""
     e = start_echo()
-    dns = DnsStub({"r.example": ["127.0.0.1"]})
+    dns = sgtest.DnsServer({"r.example": ["127.0.0.1"]}, ttl=3600)
     try:
         conf = """
     resolver 127.0.0.1:%d ipv6=off;
