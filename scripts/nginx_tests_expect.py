@@ -25,6 +25,7 @@ LEAVE_OUT = {
     "upstream_keepalive.t", "proxy_ssl_keepalive.t",   # which kept upstream connection a request takes
     "proxy_h2_early_hints.t",       # whether the 103 the backend sends first is seen before the 200
     "http_resolver_cname.t",        # "CNAME in progress": whether two worker threads share one lookup
+    "upstream_zone_ssl.t",          # which thread's TLS session cache a connection meets
     "stream_limit_conn_dry_run.t",  # its log checks race the sessions that its HTTP/0.9 requests leave open
 }
 # Single tests whose results depend on timing: the order in which worker
