@@ -118,13 +118,14 @@ nt_pids=()
 for (( i = 0; i < NT_SHARDS; i++ )); do
     shard=()
     for (( k = i; k < ${#nt_files[@]}; k += NT_SHARDS )); do shard+=("${nt_files[k]}"); done
+    (( ${#shard[@]} > 0 )) || break   # run.sh without files would run them all
     NGINX_TESTS_WORK="$PWD/build/nginx-tests/work$i" OUT="build/nginx-tests/out$i" \
         EXPECT=tests/nginx-tests.expect bash "$NT" build/streamgate "${shard[@]}" \
         > "build/nginx-tests/shard$i.txt" 2>&1 &
     nt_pids+=($!)
 done
 nt_rc=0
-for (( i = 0; i < NT_SHARDS; i++ )); do
+for (( i = 0; i < ${#nt_pids[@]}; i++ )); do
     wait "${nt_pids[i]}" || nt_rc=1
     echo "-- shard $i"
     cat "build/nginx-tests/shard$i.txt"
@@ -132,7 +133,33 @@ done
 awk '/^nginx-tests: [0-9]+ passed of [0-9]+ tests/ { p += $2; t += $5; f += $8 }
      END { printf "nginx-tests (the files with listed tests, %d shards): %d passed of %d tests in %d files\n", '"$NT_SHARDS"', p, t, f }' \
     build/nginx-tests/shard*.txt
-(( nt_rc == 0 )) || { echo "nginx-tests: a shard failed (a listed test no longer passes, or run.sh could not run)"; exit 1; }
+if (( nt_rc != 0 )); then
+    # A listed test that failed is run again, once, in a run of its own
+    # file(s) with nothing else beside it: the nginx-tests files check
+    # log lines and timings that a loaded 2-core machine can miss (see
+    # docs/nginx-tests.md). A test that passes on the second run is named
+    # as flaky here, and in the summary, so that it can be looked into;
+    # only a test that fails twice fails the run.
+    mapfile -t nt_lost < <(sed -n '/^ratchet: [0-9]* of [0-9]* expected tests no longer pass/,/^ratchet:.*EXPECT does not list/p' \
+        build/nginx-tests/shard*.txt | awk '/^  [^ ]+\.t [0-9]+/ { print $1, $2 }')
+    mapfile -t nt_again < <(printf '%s\n' "${nt_lost[@]+"${nt_lost[@]}"}" | awk 'NF { print $1 }' | sort -u)
+    if grep -q "run.sh could not\|^usage" build/nginx-tests/shard*.txt || (( ${#nt_again[@]} == 0 )); then
+        echo "nginx-tests: a shard failed without naming a listed test (run.sh could not run)"; exit 1
+    fi
+    echo
+    echo "-- listed tests that failed: ${nt_lost[*]}; running ${nt_again[*]} again, alone"
+    nt_rc=0
+    NGINX_TESTS_WORK="$PWD/build/nginx-tests/work-again" OUT="build/nginx-tests/out-again" \
+        EXPECT=tests/nginx-tests.expect bash "$NT" build/streamgate "${nt_again[@]}" \
+        > build/nginx-tests/again.txt 2>&1 || nt_rc=1
+    cat build/nginx-tests/again.txt
+    if (( nt_rc != 0 )); then
+        echo "nginx-tests: listed tests no longer pass (failed twice):"
+        sed -n '/expected tests no longer pass/,/EXPECT does not list/p' build/nginx-tests/again.txt | grep '^  '
+        exit 1
+    fi
+    SUMMARY+=("note          nginx-tests flaky (failed once, passed alone): ${nt_lost[*]}")
+fi
 done_step
 
 if [[ "${SG_QUICK:-0}" == "1" ]]; then
