@@ -28,6 +28,9 @@
 #include "observe/access_log.h"
 #include "proxy/handler.h"
 #include "proxy/router.h"
+#include "server/listeners.h"
+#include "server/pidfile.h"
+#include "server/sdnotify.h"
 #include "server/server.h"
 
 #define SG_VERSION "0.1.0"
@@ -352,14 +355,6 @@ static void stop_demo_backend(void)
     }
 }
 
-static bool write_pid(const char *path)
-{
-    FILE *f = fopen(path, "w");
-    if (!f) return false;
-    fprintf(f, "%d\n", (int)getpid());
-    return fclose(f) == 0;
-}
-
 static bool daemonize(void)
 {
     pid_t p = fork();
@@ -398,13 +393,188 @@ static void reload(const options *o)
     sg_log_notice("reloaded configuration");
 }
 
+/* ---------- binary upgrade (nginx's USR2 dance) ----------
+ *
+ * USR2: the pid file becomes PID.oldbin and this process fork+execs its
+ * own executable with the same arguments, the listening sockets passed in
+ * STREAMGATE_LISTEN_FDS="fd;fd;..." (nginx's NGINX= is read too). The new
+ * process adopts the ones its configuration listens on, binds the rest,
+ * writes PID and serves beside the old one; the operator then sends QUIT
+ * to the old one, which stops accepting and drains. If the new one exits
+ * first (failed to start, or was stopped), the old one takes PID back. */
+
+#define SG_LISTEN_FDS_ENV "STREAMGATE_LISTEN_FDS"
+
+static char **saved_argv;
+static pid_t new_binary = -1;
+static char *pid_path_cur;          /* where our pid file is now (PID or PID.oldbin) */
+static char *pid_path_main;         /* the configuration's PID */
+
+/* The sockets the old process passed ("3;4;5;"), adopted by
+ * sg_listeners_open; true when there were any. */
+static bool take_inherited_fds(void)
+{
+    const char *v = getenv(SG_LISTEN_FDS_ENV);
+    if (!v) v = getenv("NGINX");
+    if (!v) return false;
+    int fds[4096];
+    size_t n = 0;
+    const char *p = v;
+    while (*p && n < sizeof(fds) / sizeof(fds[0])) {
+        char *end;
+        long fd = strtol(p, &end, 10);
+        if (end == p || fd < 0 || fd > INT32_MAX) {
+            sg_log_warn("invalid socket number \"%s\" in the " SG_LISTEN_FDS_ENV " environment variable, ignoring the rest", p);
+            break;
+        }
+        fds[n++] = (int)fd;
+        p = end;
+        while (*p == ';' || *p == ':') p++;
+    }
+    unsetenv(SG_LISTEN_FDS_ENV);
+    unsetenv("NGINX");
+    if (!n) return false;
+    sg_listeners_inherit(fds, n, getppid());
+    return true;
+}
+
+/* The executable to run: ours, where it is now. An upgrade replaces the
+ * file, so the kernel names ours "PATH (deleted)": PATH is the new one. */
+static bool self_exe(char *path, size_t len)
+{
+    ssize_t n = readlink("/proc/self/exe", path, len - 1);
+    if (n <= 0) {
+        snprintf(path, len, "%s", saved_argv[0]);
+        return strchr(path, '/') != NULL;
+    }
+    path[n] = '\0';
+    static const char del[] = " (deleted)";
+    size_t dl = sizeof(del) - 1;
+    if ((size_t)n > dl && strcmp(path + n - dl, del) == 0) path[n - dl] = '\0';
+    return true;
+}
+
+static void upgrade(void)
+{
+    if (new_binary > 0) {
+        sg_log_error("the new binary (pid %ld) is already running: send it QUIT or TERM before another upgrade",
+                     (long)new_binary);
+        return;
+    }
+    char exe[PATH_MAX], oldbin[PATH_MAX + 8];
+    if (!self_exe(exe, sizeof(exe))) {
+        sg_log_error("binary upgrade: cannot find the executable");
+        return;
+    }
+    snprintf(oldbin, sizeof(oldbin), "%s.oldbin", pid_path_main);
+    if (!sg_pidfile_rename(pid_path_main, oldbin)) {
+        sg_log_error("rename() \"%s\" to \"%s\" failed (%s): no binary upgrade", pid_path_main, oldbin,
+                     strerror(errno));
+        return;
+    }
+    int *fds;
+    size_t nfds = sg_server_listen_fds(&fds);
+    /* Everything the child needs is made before fork(): between fork and
+     * exec a threaded process may only make async-signal-safe calls. */
+    size_t vl = sizeof(SG_LISTEN_FDS_ENV) + nfds * 12 + 1;
+    char *var = malloc(vl);
+    extern char **environ;
+    size_t nenv = 0;
+    while (environ[nenv]) nenv++;
+    char **envp = calloc(nenv + 2, sizeof(char *));
+    if (!var || !envp) {
+        free(var);
+        free(envp);
+        free(fds);
+        sg_pidfile_rename(oldbin, pid_path_main);
+        sg_log_error("binary upgrade: out of memory");
+        return;
+    }
+    size_t off = (size_t)snprintf(var, vl, SG_LISTEN_FDS_ENV "=");
+    for (size_t i = 0; i < nfds; i++) off += (size_t)snprintf(var + off, vl - off, "%d;", fds[i]);
+    size_t k = 0;
+    for (size_t i = 0; i < nenv; i++)
+        if (strncmp(environ[i], SG_LISTEN_FDS_ENV "=", sizeof(SG_LISTEN_FDS_ENV)) != 0 &&
+            strncmp(environ[i], "NGINX=", 6) != 0)
+            envp[k++] = environ[i];
+    envp[k++] = var;
+    envp[k] = NULL;
+    sg_listeners_keep_files(true);   /* from now on the unix socket files are the new one's too */
+    sg_server_flush_logs();          /* the new process appends to the same files */
+    pid_t p = fork();
+    if (p == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (size_t i = 0; i < nfds; i++) fcntl(fds[i], F_SETFD, 0);   /* inherited across exec */
+        execve(exe, saved_argv, envp);
+        _exit(127);
+    }
+    free(var);
+    free(envp);
+    free(fds);
+    if (p < 0) {
+        sg_log_error("fork() failed (%s): no binary upgrade", strerror(errno));
+        sg_listeners_keep_files(false);
+        sg_pidfile_rename(oldbin, pid_path_main);
+        return;
+    }
+    new_binary = p;
+    free(pid_path_cur);
+    pid_path_cur = strdup(oldbin);
+    sg_log_notice("binary upgrade: started %s as pid %ld, pid file moved to \"%s\"", exe, (long)p, oldbin);
+}
+
+/* The new binary exited (it failed to start, or was stopped): this
+ * process is the one running again, under PID. */
+static void new_binary_exited(int status)
+{
+    if (WIFEXITED(status))
+        sg_log_notice("the new binary (pid %ld) exited with code %d", (long)new_binary, WEXITSTATUS(status));
+    else
+        sg_log_notice("the new binary (pid %ld) exited on signal %d", (long)new_binary,
+                      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    new_binary = -1;
+    sg_listeners_keep_files(false);
+    if (!sg_pidfile_rename(pid_path_cur, pid_path_main))
+        sg_log_error("rename() \"%s\" to \"%s\" failed (%s)", pid_path_cur, pid_path_main, strerror(errno));
+    free(pid_path_cur);
+    pid_path_cur = strdup(pid_path_main);
+    /* the new one may have removed PID (it was its own) after our rename:
+     * writing ours again makes sure the file names us */
+    char err[256];
+    pid_t holder;
+    if (!sg_pidfile_write(pid_path_main, &holder, err, sizeof(err))) sg_log_error("%s", err);
+    sg_sd_notify("READY=1");
+}
+
+static void reap_children(void)
+{
+    int status;
+    pid_t p;
+    while ((p = waitpid(-1, &status, WNOHANG)) > 0)
+        if (p == new_binary) new_binary_exited(status);
+}
+
 static int run(const options *o, sg_conf *c)
 {
-    if (!o->file && !start_demo_backend()) {
+    char err[1024];
+    pid_t holder;
+    bool inherited = take_inherited_fds();
+    /* Before anything binds: a running instance of this configuration
+     * keeps its connections, this one refuses. */
+    if (!sg_pidfile_lock(c->pid_path, &holder, err, sizeof(err))) {
+        fprintf(stderr, "streamgate: [emerg] %s\n", err);
+        sg_listeners_inherit_done();
         sg_conf_unref(c);
         return 1;
     }
-    if (c->daemon && !daemonize()) {
+    if (!o->file && !inherited && !start_demo_backend()) {
+        sg_conf_unref(c);
+        return 1;
+    }
+    /* an upgrade's new process stays the old one's child, as nginx's */
+    if (c->daemon && !inherited && !daemonize()) {
         fprintf(stderr, "streamgate: [emerg] fork() failed\n");
         sg_conf_unref(c);
         return 1;
@@ -412,38 +582,68 @@ static int run(const options *o, sg_conf *c)
     open_error_log(c);
     sigset_t set;
     sigemptyset(&set);
-    int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGCHLD };
+    int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD };
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) sigaddset(&set, sigs[i]);
     pthread_sigmask(SIG_BLOCK, &set, NULL);   /* workers inherit the mask */
     signal(SIGPIPE, SIG_IGN);
-    char err[1024];
     int n = c->worker_processes;
-    char *pid_path = strdup(c->pid_path);
+    pid_path_main = strdup(c->pid_path);
+    pid_path_cur = strdup(c->pid_path);
     sg_exchange_set_handler(&sg_handler_ops);
     if (!sg_server_start(c, n, err, sizeof(err))) {
         sg_log(SG_LOG_EMERG, "%s", err);
-        free(pid_path);
+        sg_listeners_inherit_done();
+        sg_pidfile_remove(pid_path_main);
+        free(pid_path_main);
+        free(pid_path_cur);
         stop_demo_backend();
         sg_conf_unref(c);   /* LeakSanitizer reads the exit after a failed bind */
         return 1;
     }
+    size_t unused = sg_listeners_inherit_done();
+    if (inherited)
+        sg_log_notice("binary upgrade: listening on the sockets of pid %ld%s", (long)getppid(),
+                      unused ? " (closed the ones the configuration no longer has)" : "");
     /* Only now, every listener bound: a script that waits for the pid
      * file (nginx-tests does) may connect at once. Signals are blocked
      * until sigwaitinfo, so one sent right after is not lost. */
-    if (!write_pid(pid_path)) sg_log_error("open() \"%s\" failed (%s)", pid_path, strerror(errno));
+    if (!sg_pidfile_write(pid_path_main, &holder, err, sizeof(err))) {
+        if (holder) {
+            /* another one started at the same moment and wrote first */
+            sg_log(SG_LOG_EMERG, "%s", err);
+            fprintf(stderr, "streamgate: [emerg] %s\n", err);
+            sg_server_stop(false);
+            stop_demo_backend();
+            free(pid_path_main);
+            free(pid_path_cur);
+            return 1;
+        }
+        sg_log_error("%s", err);
+    }
     sg_log_notice("streamgate %s started, %d worker thread%s", SG_VERSION, n, n == 1 ? "" : "s");
+    char ready[64];
+    snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%ld", (long)getpid());
+    sg_sd_notify(ready);
     bool graceful = false;
     for (;;) {
         int sig = sigwaitinfo(&set, NULL);
         if (sig == SIGHUP) {
+            sg_sd_notify_reloading();
             reload(o);
+            sg_sd_notify("READY=1");
         } else if (sig == SIGUSR1) {
             sg_server_flush_logs();   /* lines logged before the signal go to the old file */
             sg_log_reopen();
             sg_access_log_reopen_all();
             sg_log_notice("reopened log files");
+        } else if (sig == SIGUSR2) {
+            upgrade();
+        } else if (sig == SIGWINCH) {
+            /* nginx's old master stops its worker processes here; the
+             * threads here are the process, and QUIT drains them */
+            sg_log_notice("SIGWINCH: nothing to do, send QUIT to drain and exit");
         } else if (sig == SIGCHLD) {
-            while (waitpid(-1, NULL, WNOHANG) > 0) {}
+            reap_children();
         } else if (sig == SIGQUIT) {
             graceful = true;
             break;
@@ -451,11 +651,13 @@ static int run(const options *o, sg_conf *c)
             break;
         }
     }
+    sg_sd_notify("STOPPING=1");
     sg_log_notice("%s", graceful ? "gracefully shutting down" : "exiting");
     sg_server_stop(graceful);
     stop_demo_backend();
-    unlink(pid_path);
-    free(pid_path);
+    sg_pidfile_remove(pid_path_cur);
+    free(pid_path_main);
+    free(pid_path_cur);
     sg_log_notice("exit");
     return 0;
 }
@@ -485,6 +687,7 @@ static bool startup_log(const options *o)
 int main(int argc, char **argv)
 {
     options o = { 0 };
+    saved_argv = argv;
     if (!parse_args(argc, argv, &o)) return 1;
     sg_tls_init(sg_router_sni);                /* before any load: SNI and ALPN on server contexts */
     if (o.configure) {

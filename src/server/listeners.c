@@ -20,14 +20,31 @@ typedef struct listen_slot {
     int fds[SG_MAX_WORKERS];
     bool keep;
     bool udp;                    /* a datagram socket: another slot than TCP's on the same address */
+    bool inherited;              /* adopted from the process that exec'd us (binary upgrade) */
 } listen_slot;
+
+/* Binary upgrade: the sockets the old process passed (sg_listeners_inherit),
+ * until the first generation has adopted what it listens on. */
+static int *inherited_fds;
+static size_t ninherited;
+static pid_t inherited_from;     /* the old process, our parent */
+static bool keep_files;          /* a new binary runs on our sockets: leave unix files */
+
+/* A unix socket's file stays when another process still listens on it:
+ * the new binary we started (keep_files), or, for a socket we inherited,
+ * the old process as long as it runs (nginx's rule). */
+static bool may_unlink(const listen_slot *s)
+{
+    if (keep_files) return false;
+    return !(s->inherited && inherited_from > 1 && getppid() == inherited_from);
+}
 
 /* Closes a slot's sockets; a unix socket's file goes with them (nginx
  * removes it when it stops listening there too). */
 static void slot_close(listen_slot *s, int n)
 {
     for (int q = 0; q < n; q++) close(s->fds[q]);
-    if (s->addr.ss_family == AF_UNIX) unlink(((struct sockaddr_un *)&s->addr)->sun_path);
+    if (s->addr.ss_family == AF_UNIX && may_unlink(s)) unlink(((struct sockaddr_un *)&s->addr)->sun_path);
 }
 
 static listen_slot *slots;
@@ -47,6 +64,83 @@ void sg_listeners_rollback(size_t old_n, int n)
     for (size_t m = old_n; m < nslots; m++) slot_close(&slots[m], n);
     nslots = old_n;
     for (size_t m = 0; m < nslots; m++) slots[m].keep = true;
+}
+
+void sg_listeners_inherit(const int *fds, size_t n, pid_t from)
+{
+    inherited_fds = sg_xrealloc(inherited_fds, sizeof(int) * (ninherited + n + 1));
+    for (size_t i = 0; i < n; i++) {
+        int type = 0, acc = 0;
+        socklen_t tl = sizeof(type), al = sizeof(acc);
+        if (getsockopt(fds[i], SOL_SOCKET, SO_TYPE, &type, &tl) < 0) continue;   /* not a socket */
+        if (type == SOCK_STREAM && (getsockopt(fds[i], SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0 || !acc)) {
+            close(fds[i]);
+            continue;
+        }
+        if (type != SOCK_STREAM && type != SOCK_DGRAM) {
+            close(fds[i]);
+            continue;
+        }
+        /* ours again: non-blocking, and not passed on to other children */
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+        inherited_fds[ninherited++] = fds[i];
+    }
+    inherited_from = from;
+}
+
+/* An inherited socket bound to `a` (of the wanted type), taken out of the
+ * pool; -1 if none. */
+static int take_inherited(const struct sockaddr *a, bool udp)
+{
+    for (size_t i = 0; i < ninherited; i++) {
+        int fd = inherited_fds[i];
+        if (fd < 0) continue;
+        int type = 0;
+        socklen_t tl = sizeof(type);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        memset(&ss, 0, sizeof(ss));
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+            continue;
+        if ((type == SOCK_DGRAM) != udp || !sg_sockaddr_eq((struct sockaddr *)&ss, a)) continue;
+        inherited_fds[i] = -1;
+        return fd;
+    }
+    return -1;
+}
+
+size_t sg_listeners_inherit_done(void)
+{
+    size_t closed = 0;
+    for (size_t i = 0; i < ninherited; i++) {
+        if (inherited_fds[i] >= 0) {
+            close(inherited_fds[i]);
+            closed++;
+        }
+    }
+    free(inherited_fds);
+    inherited_fds = NULL;
+    ninherited = 0;
+    return closed;
+}
+
+void sg_listeners_keep_files(bool keep)
+{
+    keep_files = keep;
+}
+
+size_t sg_listeners_all_fds(int n, int **out)
+{
+    size_t k = 0;
+    int *fds = sg_xcalloc(nslots * (size_t)n + 1, sizeof(int));
+    for (size_t i = 0; i < nslots; i++) {
+        /* a unix socket's other descriptors are dup()s of the first */
+        int m = slots[i].addr.ss_family == AF_UNIX ? 1 : n;
+        for (int q = 0; q < m; q++) fds[k++] = slots[i].fds[q];
+    }
+    *out = fds;
+    return k;
 }
 
 bool sg_listeners_open(const sg_conf *c, int n, size_t *old_n_out, char *err, size_t errlen)
@@ -75,6 +169,12 @@ bool sg_listeners_open(const sg_conf *c, int n, size_t *old_n_out, char *err, si
              * SO_REUSEPORT spreading for AF_UNIX, so the workers take turns
              * accepting from the one queue (the losers see EAGAIN). */
             bool shared = k > 0 && g->addr.ss_family == AF_UNIX;
+            int adopted = shared ? -1 : take_inherited((const struct sockaddr *)&g->addr, g->udp);
+            if (adopted >= 0) {
+                s->fds[k] = adopted;   /* already bound, listening, with its options */
+                s->inherited = true;
+                continue;
+            }
             if (shared)
                 s->fds[k] = fcntl(s->fds[0], F_DUPFD_CLOEXEC, 0);
             else

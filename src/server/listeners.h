@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include "conf/conf.h"
 
 /* Opens sockets for every address of c not open yet (n per address) and
@@ -27,5 +28,22 @@ void sg_listeners_close_all(int n);
 /* Worker `worker`'s socket for each listen group of c, in c->listens
  * order (the caller frees the array). */
 int *sg_listeners_fds(const sg_conf *c, int worker);
+
+/* Binary upgrade. The new process hands the descriptors it inherited to
+ * sg_listeners_inherit() before its first sg_listeners_open(), which then
+ * adopts the one bound to each address it listens on instead of binding
+ * (a unix socket's file exists: bind would fail; a TCP address keeps its
+ * accept queue, so nothing is refused). sg_listeners_inherit_done() closes
+ * the ones the configuration does not use and returns how many. `from` is
+ * the old process: while it runs, unix socket files we inherited are not
+ * removed when we close them. */
+void sg_listeners_inherit(const int *fds, size_t n, pid_t from);
+size_t sg_listeners_inherit_done(void);
+/* The old process: every listening descriptor to pass on (*out, freed by
+ * the caller); returns the count. */
+size_t sg_listeners_all_fds(int n, int **out);
+/* While a new binary listens on our sockets, closing them leaves unix
+ * socket files in place. */
+void sg_listeners_keep_files(bool keep);
 
 #endif

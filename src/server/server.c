@@ -264,6 +264,11 @@ bool sg_server_reload(sg_conf *c, char *err, size_t errlen)
     return true;
 }
 
+size_t sg_server_listen_fds(int **out)
+{
+    return sg_listeners_all_fds(nworkers, out);
+}
+
 void sg_server_flush_logs(void)
 {
     post_all_and_wait(CMD_FLUSH_LOGS, NULL);

@@ -28,5 +28,8 @@ bool sg_server_reload(sg_conf *c, char *err, size_t errlen);
 void sg_server_stop(bool graceful);
 /* Every worker writes out its buffered access log lines (before a reopen). */
 void sg_server_flush_logs(void);
+/* Every listening descriptor (binary upgrade: what the new process
+ * inherits); the caller frees *out. */
+size_t sg_server_listen_fds(int **out);
 
 #endif
