@@ -418,19 +418,8 @@ static bool take_inherited_fds(void)
     if (!v) v = getenv("NGINX");
     if (!v) return false;
     int fds[4096];
-    size_t n = 0;
-    const char *p = v;
-    while (*p && n < sizeof(fds) / sizeof(fds[0])) {
-        char *end;
-        long fd = strtol(p, &end, 10);
-        if (end == p || fd < 0 || fd > INT32_MAX) {
-            sg_log_warn("invalid socket number \"%s\" in the " SG_LISTEN_FDS_ENV " environment variable, ignoring the rest", p);
-            break;
-        }
-        fds[n++] = (int)fd;
-        p = end;
-        while (*p == ';' || *p == ':') p++;
-    }
+    size_t n = sg_listeners_parse_fds(v, fds, sizeof(fds) / sizeof(fds[0]));
+    if (v[0] && !n) sg_log_warn("invalid " SG_LISTEN_FDS_ENV " \"%s\": no socket inherited", v);
     unsetenv(SG_LISTEN_FDS_ENV);
     unsetenv("NGINX");
     if (!n) return false;

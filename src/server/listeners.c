@@ -66,6 +66,24 @@ void sg_listeners_rollback(size_t old_n, int n)
     for (size_t m = 0; m < nslots; m++) slots[m].keep = true;
 }
 
+size_t sg_listeners_parse_fds(const char *v, int *fds, size_t max)
+{
+    size_t n = 0;
+    while (*v && n < max) {
+        while (*v == ';' || *v == ':') v++;
+        if (!*v) break;
+        if (*v < '0' || *v > '9') return 0;
+        long fd = 0;
+        while (*v >= '0' && *v <= '9') {
+            fd = fd * 10 + (*v++ - '0');
+            if (fd > 1 << 24) return 0;     /* no descriptor is that high */
+        }
+        if (*v && *v != ';' && *v != ':') return 0;
+        fds[n++] = (int)fd;
+    }
+    return n;
+}
+
 void sg_listeners_inherit(const int *fds, size_t n, pid_t from)
 {
     inherited_fds = sg_xrealloc(inherited_fds, sizeof(int) * (ninherited + n + 1));

@@ -38,6 +38,9 @@ int *sg_listeners_fds(const sg_conf *c, int worker);
  * the old process: while it runs, unix socket files we inherited are not
  * removed when we close them. */
 void sg_listeners_inherit(const int *fds, size_t n, pid_t from);
+/* "3;4;5;" (nginx's NGINX= format; ':' is accepted too) into fds, at most
+ * max; 0 for anything else but numbers and separators. */
+size_t sg_listeners_parse_fds(const char *v, int *fds, size_t max);
 size_t sg_listeners_inherit_done(void);
 /* The old process: every listening descriptor to pass on (*out, freed by
  * the caller); returns the count. */
