@@ -409,6 +409,23 @@ static char **saved_argv;
 static pid_t new_binary = -1;
 static char *pid_path_cur;          /* where our pid file is now (PID or PID.oldbin) */
 static char *pid_path_main;         /* the configuration's PID */
+static pid_t upgraded_from;         /* we are the new binary of this (old) process */
+
+/* systemd hears from the process that serves: not from an old one whose
+ * new binary runs and announced itself with MAINPID= (the old one's
+ * STOPPING=1 would stop the whole service). */
+static void notify(const char *state)
+{
+    if (new_binary > 0) return;
+    sg_sd_notify(state);
+}
+
+static void notify_ready(void)
+{
+    char ready[64];
+    snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%ld", (long)getpid());
+    notify(ready);
+}
 
 /* The sockets the old process passed ("3;4;5;"), adopted by
  * sg_listeners_open; true when there were any. */
@@ -423,7 +440,8 @@ static bool take_inherited_fds(void)
     unsetenv(SG_LISTEN_FDS_ENV);
     unsetenv("NGINX");
     if (!n) return false;
-    sg_listeners_inherit(fds, n, getppid());
+    upgraded_from = getppid();
+    sg_listeners_inherit(fds, n, upgraded_from);
     return true;
 }
 
@@ -448,6 +466,12 @@ static void upgrade(void)
     if (new_binary > 0) {
         sg_log_error("the new binary (pid %ld) is already running: send it QUIT or TERM before another upgrade",
                      (long)new_binary);
+        return;
+    }
+    if (upgraded_from > 1 && getppid() == upgraded_from) {
+        /* PID.oldbin is the old process's: stop it (QUIT) first, as nginx asks */
+        sg_log_error("the old binary (pid %ld) still runs: send it QUIT or TERM before another upgrade",
+                     (long)upgraded_from);
         return;
     }
     char exe[PATH_MAX], oldbin[PATH_MAX + 8];
@@ -534,7 +558,7 @@ static void new_binary_exited(int status)
     char err[256];
     pid_t holder;
     if (!sg_pidfile_write(pid_path_main, &holder, err, sizeof(err))) sg_log_error("%s", err);
-    sg_sd_notify("READY=1");
+    notify_ready();
 }
 
 static void reap_children(void)
@@ -610,16 +634,14 @@ static int run(const options *o, sg_conf *c)
         sg_log_error("%s", err);
     }
     sg_log_notice("streamgate %s started, %d worker thread%s", SG_VERSION, n, n == 1 ? "" : "s");
-    char ready[64];
-    snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%ld", (long)getpid());
-    sg_sd_notify(ready);
+    notify_ready();
     bool graceful = false;
     for (;;) {
         int sig = sigwaitinfo(&set, NULL);
         if (sig == SIGHUP) {
-            sg_sd_notify_reloading();
+            if (new_binary <= 0) sg_sd_notify_reloading();
             reload(o);
-            sg_sd_notify("READY=1");
+            notify("READY=1");
         } else if (sig == SIGUSR1) {
             sg_server_flush_logs();   /* lines logged before the signal go to the old file */
             sg_log_reopen();
@@ -640,7 +662,15 @@ static int run(const options *o, sg_conf *c)
             break;
         }
     }
-    sg_sd_notify("STOPPING=1");
+    if (upgraded_from > 1 && getppid() == upgraded_from) {
+        /* a new binary stopped while its old one still serves: the old one
+         * is the service's main process again, nothing stops */
+        char back[48];
+        snprintf(back, sizeof(back), "MAINPID=%ld", (long)upgraded_from);
+        notify(back);
+    } else {
+        notify("STOPPING=1");
+    }
     sg_log_notice("%s", graceful ? "gracefully shutting down" : "exiting");
     sg_server_stop(graceful);
     stop_demo_backend();

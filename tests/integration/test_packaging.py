@@ -55,6 +55,15 @@ def test_example_configuration_and_logrotate():
     assert "/var/log/streamgate/*.log" in rot and "-s reopen" in rot
 
 
+def process_alive(pid):
+    """Running (a zombie counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class NotifySocket:
     """systemd's side of sd_notify: a unix datagram socket."""
 
@@ -124,3 +133,34 @@ def test_sd_notify_abstract_socket_and_quit(start_proxy, tmp_path):
         wait_for(lambda: not p.running(), 15, what="exit after QUIT")
     finally:
         s.close()
+
+
+def test_sd_notify_across_binary_upgrade(start_proxy, tmp_path):
+    """The new binary announces itself (READY=1, MAINPID=new); the old one,
+    draining on QUIT, says nothing (its STOPPING=1 would stop the service);
+    STOPPING=1 comes from the new one when it stops."""
+    port = free_port()
+    conf = http_conf("""
+  access_log off;
+  server { listen 127.0.0.1:%d; location / { return 200 "ok\\n"; } }
+""" % port)
+    ns = NotifySocket(tmp_path / "notify.sock")
+    new_pid = 0
+    try:
+        p = start_proxy(conf, env=dict(os.environ, NOTIFY_SOCKET=ns.path))
+        assert ns.next() == {"READY": "1", "MAINPID": str(p.pid)}
+        p.proc.send_signal(signal.SIGUSR2)
+        m = ns.next()
+        new_pid = int(m["MAINPID"])
+        assert m["READY"] == "1" and new_pid != p.pid
+        wait_for(lambda: p.pid_file.read_text().strip() == str(new_pid), 10, what="new pid file")
+        p.proc.send_signal(signal.SIGQUIT)
+        assert p.wait(15) == 0
+        os.kill(new_pid, signal.SIGTERM)
+        assert ns.next() == {"STOPPING": "1"}      # the first word since: the old one said nothing
+        wait_for(lambda: not process_alive(new_pid), 15, what="new process exit")
+        new_pid = 0
+    finally:
+        ns.close()
+        if new_pid and process_alive(new_pid):
+            os.kill(new_pid, signal.SIGKILL)

@@ -4,7 +4,7 @@ listening sockets; QUIT: the old one drains and exits) under mixed load."""
 import asyncio
 import http.client
 import os
-import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -20,11 +20,12 @@ websockets = pytest.importorskip("websockets")
 
 
 def pid_alive(pid):
+    """Running (a zombie, left to whoever adopted the orphan, counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
-    return True
 
 
 def read_pid(path):
@@ -353,3 +354,41 @@ def test_failed_new_binary_old_one_keeps_serving(start_proxy, tmp_path):
     conn.close()
     p.conf_path.write_text(conf)
     p.quit()
+
+
+def test_upgrade_runs_the_replaced_executable(start_proxy, tmp_path):
+    """An upgrade installs a new file over the running one's: the kernel
+    names the running one's "PATH (deleted)", and USR2 runs what PATH is now."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "streamgate"
+    shutil.copy(sgtest.STREAMGATE, exe)
+    port = free_port()
+    conf = http_conf("""
+  access_log off;
+  server { listen 127.0.0.1:%d; location / { add_header X-Pid $pid always; return 200 "ok\\n"; } }
+""" % port)
+    p = start_proxy(conf, start=False)
+    p._spawn([exe, "-c", p.conf_path, "-p", p.prefix], p.prefix / "stderr.log")
+    p._wait_ports([port], 10, "streamgate")
+    wait_for(lambda: read_pid(p.pid_file) == p.pid, 10, what="pid file")
+    shutil.copy(sgtest.STREAMGATE, bindir / "streamgate.new")
+    os.replace(bindir / "streamgate.new", exe)
+    assert os.readlink("/proc/%d/exe" % p.pid).endswith(" (deleted)")
+    new_pid = 0
+    try:
+        os.kill(p.pid, signal.SIGUSR2)
+        wait_for(lambda: read_pid(p.pid_file) not in (0, p.pid), 20, what="the new process's pid file")
+        new_pid = read_pid(p.pid_file)
+        assert os.readlink("/proc/%d/exe" % new_pid) == str(exe)
+        # a second USR2, to the new one while the old one runs, is refused
+        os.kill(new_pid, signal.SIGUSR2)
+        wait_for(lambda: "the old binary (pid %d) still runs" % p.pid in p.error_log, 10,
+                 what="the refusal in the log")
+        assert read_pid(p.pid_file.with_name(p.pid_file.name + ".oldbin")) == p.pid
+        p.quit()
+        assert get_pid_header(port) == (200, str(new_pid))
+    finally:
+        if new_pid and pid_alive(new_pid):
+            os.kill(new_pid, signal.SIGTERM)
+            wait_for(lambda: not pid_alive(new_pid), 20, what="the new process's exit")
