@@ -242,7 +242,8 @@ def test_reload_via_command_line(setup):
     res = run_streamgate(["-c", p.conf_path, "-p", p.prefix, "-s", "reload"])
     assert res.returncode == 0, res.stderr
     wait_for(lambda: get(port, "/").body == b"cli", 5, what="reload via -s reload")
-    assert "reloaded configuration" in p.error_log
+    # the new generation serves before the line that says so is written
+    wait_for(lambda: "reloaded configuration" in p.error_log, 5, what="the reload's log line")
 
 
 def test_graceful_quit_finishes_inflight(setup):
