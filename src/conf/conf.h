@@ -165,6 +165,9 @@ typedef struct sg_access_log {
     sg_cval cond;
     bool var_path;                     /* the path has variables: opened for each line */
     sg_cval path_value;
+    /* log writers (issue 12): syslog: targets, gzip */
+    const struct sg_syslog *syslog;    /* syslog:...: lines are sent there, path is NULL */
+    int gzip;                          /* gzip[=LEVEL]: 1..9, 0 = off */
 } sg_access_log;
 
 typedef enum sg_next_upstream {

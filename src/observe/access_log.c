@@ -18,10 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "exchange/vars.h"
 #include "core/loop.h"
 #include "core/worker.h"
+#include "core/syslog.h"
 
 #define DEFAULT_BUFFER (64 * 1024)
 
@@ -41,9 +43,13 @@ typedef struct thread_buf {
     char *p;
     size_t n, cap;
     bool eager;                  /* holds a line of a log without buffer= */
+    int gzip;                    /* gzip=LEVEL of the log that made it: each write is one gzip member */
+    uint32_t flush_ms;           /* flush=TIME: the oldest line waits at most this long */
+    sg_timer flush_timer;
 } thread_buf;
 
-static _Thread_local thread_buf *tbufs;
+/* Pointers: a buffer's timer must not move when the array grows. */
+static _Thread_local thread_buf **tbufs;
 static _Thread_local size_t ntbufs, captbufs;
 static _Thread_local sg_strbuf line;
 
@@ -114,6 +120,44 @@ static void write_all(sg_log_file *f, const char *p, size_t n)
         p += w;
         n -= (size_t)w;
     }
+}
+
+/* gzip: the buffer is written as one complete gzip member (nginx does
+ * the same), so the file is a concatenation of members that zcat and
+ * gzip readers take whole, and a crash loses at most one buffer. */
+static void write_gzip(sg_log_file *f, int level, const char *p, size_t n)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        sg_log_error("deflateInit2() for \"%s\" failed, lines written uncompressed", f->path);
+        write_all(f, p, n);
+        return;
+    }
+    uLong bound = deflateBound(&zs, (uLong)n);
+    unsigned char *out = sg_xmalloc(bound);
+    zs.next_in = (Bytef *)p;
+    zs.avail_in = (uInt)n;
+    zs.next_out = out;
+    zs.avail_out = (uInt)bound;
+    int rc = deflate(&zs, Z_FINISH);
+    if (rc == Z_STREAM_END) write_all(f, (const char *)out, bound - zs.avail_out);
+    else sg_log_error("deflate() for \"%s\" failed (%d)", f->path, rc);
+    deflateEnd(&zs);
+    free(out);
+}
+
+static void tbuf_write(thread_buf *b, const char *p, size_t n)
+{
+    if (b->gzip) write_gzip(b->file, b->gzip, p, n);
+    else write_all(b->file, p, n);
+}
+
+static void tbuf_flush(thread_buf *b)
+{
+    if (sg_timer_armed(&b->flush_timer)) sg_timer_disarm(&b->flush_timer);
+    if (b->n) tbuf_write(b, b->p, b->n);
+    b->n = 0;
 }
 
 /* ---------------- generations ---------------- */
@@ -196,6 +240,7 @@ static bool open_error_logs(sg_conf *c, char *err, size_t errlen)
 static bool walk_stream_list(sg_stream_log *l, size_t n, bool open, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
+        if (!l[i].path) continue;     /* syslog:, or a path with variables */
         if (open && !l[i].file) {
             l[i].file = file_acquire(l[i].path, true);
             if (!l[i].file) {
@@ -242,13 +287,18 @@ void sg_access_log_close_all(sg_conf *c)
 
 /* ---------------- writing ---------------- */
 
+static void tbuf_free(thread_buf *b)
+{
+    if (sg_timer_armed(&b->flush_timer)) sg_timer_disarm(&b->flush_timer);
+    file_release(b->file, false);
+    free(b->p);
+    free(b);
+}
+
 static void thread_exit(void *unused)
 {
     sg_access_log_flush_thread();
-    for (size_t i = 0; i < ntbufs; i++) {
-        file_release(tbufs[i].file, false);
-        free(tbufs[i].p);
-    }
+    for (size_t i = 0; i < ntbufs; i++) tbuf_free(tbufs[i]);
     free(tbufs);
     tbufs = NULL;
     ntbufs = captbufs = 0;
@@ -273,52 +323,68 @@ static void arm_thread_exit(void)
     pthread_setspecific(exit_key, &tbufs);   /* any non-NULL value: the destructor runs */
 }
 
-static thread_buf *tbuf_get(sg_log_file *f, size_t size)
+static void on_flush_timer(sg_timer *t)
+{
+    thread_buf *b = (thread_buf *)((char *)t - offsetof(thread_buf, flush_timer));
+    tbuf_flush(b);
+}
+
+/* The buffer of file f in this thread. A log with buffer= sets its size,
+ * gzip level and flush time the first time it writes there; a log without
+ * (size 0) shares it as it is. */
+static thread_buf *tbuf_get(sg_log_file *f, size_t size, int gzip, uint32_t flush_ms)
 {
     for (size_t i = 0; i < ntbufs; i++)
-        if (tbufs[i].file == f) return &tbufs[i];
+        if (tbufs[i]->file == f) return tbufs[i];
     arm_thread_exit();
     if (ntbufs == captbufs) {
         captbufs = captbufs ? captbufs * 2 : 4;
         tbufs = sg_xrealloc(tbufs, captbufs * sizeof(*tbufs));
     }
-    thread_buf *b = &tbufs[ntbufs++];
+    thread_buf *b = sg_xcalloc(1, sizeof(*b));
+    tbufs[ntbufs++] = b;
     file_hold(f);
     b->file = f;
     b->cap = size ? size : DEFAULT_BUFFER;
     b->p = sg_xmalloc(b->cap);
-    b->n = 0;
+    b->gzip = gzip;
+    b->flush_ms = flush_ms;
+    sg_timer_init(&b->flush_timer, on_flush_timer);
     return b;
 }
 
-static void tbuf_append(sg_log_file *f, size_t size, const char *p, size_t n)
+static thread_buf *tbuf_append(sg_log_file *f, size_t size, int gzip, uint32_t flush_ms, const char *p, size_t n)
 {
-    thread_buf *b = tbuf_get(f, size);
-    if (b->n + n > b->cap) {
-        write_all(f, b->p, b->n);
-        b->n = 0;
+    thread_buf *b = tbuf_get(f, size, gzip, flush_ms);
+    if (b->n + n > b->cap) tbuf_flush(b);
+    if (n > b->cap) {
+        tbuf_write(b, p, n);
+        return b;
     }
-    if (n > b->cap) { write_all(f, p, n); return; }
     memcpy(b->p + b->n, p, n);
     b->n += n;
+    /* flush=: nginx's timer starts with the first line of an empty buffer */
+    sg_worker *w;
+    if (b->flush_ms && !sg_timer_armed(&b->flush_timer) && (w = sg_worker_self()))
+        sg_timer_arm(sg_worker_loop(w), &b->flush_timer, b->flush_ms);
+    return b;
 }
 
 /* A path with variables (issue 9): opened, written and closed for each
  * line, as nginx does without open_log_file_cache. */
-static void write_var_path(const sg_access_log *al, sg_http_req *r)
+static void write_path(const char *path, size_t len, const char *p, size_t n)
 {
-    sg_str path = sg_cval_eval(&al->path_value, r);
     char buf[4096];
-    if (path.n == 0 || path.n >= sizeof(buf)) return;
-    memcpy(buf, path.p, path.n);
-    buf[path.n] = '\0';
+    if (len == 0 || len >= sizeof(buf)) return;
+    memcpy(buf, path, len);
+    buf[len] = '\0';
     int fd = open_log(buf);
     if (fd < 0) {
         sg_log_error("open() \"%s\" failed (%d: %s)", buf, errno, strerror(errno));
         return;
     }
     sg_log_file f = { .path = buf, .fd = fd };
-    write_all(&f, line.p, line.n);
+    write_all(&f, p, n);
     close(fd);
 }
 
@@ -332,23 +398,28 @@ static void on_eager_flush(sg_deferred *d)
 {
     (void)d;
     for (size_t i = 0; i < ntbufs; i++) {
-        thread_buf *b = &tbufs[i];
+        thread_buf *b = tbufs[i];
         if (!b->eager) continue;
         b->eager = false;
-        if (b->n) write_all(b->file, b->p, b->n);
-        b->n = 0;
+        tbuf_flush(b);
     }
 }
 
 static void eager_append(sg_log_file *f, const char *p, size_t n)
 {
     sg_worker *w = sg_worker_self();
-    tbuf_append(f, 0, p, n);
+    thread_buf *b = tbuf_append(f, 0, 0, 0, p, n);
     if (!w) return;               /* not a worker thread: written with the others */
-    thread_buf *b = tbuf_get(f, 0);
     b->eager = true;
     if (!eager_flush.cb) sg_deferred_init(&eager_flush, on_eager_flush);
     sg_loop_defer(sg_worker_loop(w), &eager_flush);
+}
+
+/* syslog: one message per line, without its newline */
+static void send_syslog(const struct sg_syslog *s, const char *p, size_t n)
+{
+    if (n && p[n - 1] == '\n') n--;
+    sg_syslog_send(s, -1, p, n);
 }
 
 void sg_access_log_write(sg_http_req *r)
@@ -358,7 +429,7 @@ void sg_access_log_write(sg_http_req *r)
     if (!lc || lc->access_log_off) return;
     for (size_t i = 0; i < lc->naccess_logs; i++) {
         const sg_access_log *al = &lc->access_logs[i];
-        if ((!al->file && !al->var_path) || !al->format) continue;
+        if ((!al->file && !al->var_path && !al->syslog) || !al->format) continue;
         if (al->has_cond) {              /* if=COND: nginx skips "" and "0" */
             sg_str v = sg_cval_eval(&al->cond, r);
             if (v.n == 0 || (v.n == 1 && v.p[0] == '0')) continue;
@@ -368,22 +439,36 @@ void sg_access_log_write(sg_http_req *r)
         sg_cval_eval_log(&al->format->format, r, al->format->escape_json,
                          al->format->escape_none, &line);
         sg_strbuf_append(&line, "\n", 1);
-        if (al->var_path) write_var_path(al, r);
-        else if (al->buffer_size) tbuf_append(al->file, al->buffer_size, line.p, line.n);
-        else eager_append(al->file, line.p, line.n);
+        if (al->syslog) {
+            send_syslog(al->syslog, line.p, line.n);
+        } else if (al->var_path) {
+            sg_str path = sg_cval_eval(&al->path_value, r);
+            write_path(path.p, path.n, line.p, line.n);
+        } else if (al->buffer_size) {
+            tbuf_append(al->file, al->buffer_size, al->gzip, al->flush_ms, line.p, line.n);
+        } else {
+            eager_append(al->file, line.p, line.n);
+        }
     }
+}
+
+void sg_access_log_stream_line(const sg_stream_log *l, const char *path, size_t pathlen, const char *p, size_t n)
+{
+    if (l->syslog) send_syslog(l->syslog, p, n);
+    else if (l->var_path) write_path(path, pathlen, p, n);
+    else if (!l->file) return;
+    else if (l->buffer_size) tbuf_append(l->file, l->buffer_size, l->gzip, l->flush_ms, p, n);
+    else write_all(l->file, p, n);   /* one write() per session, as before buffer= */
 }
 
 void sg_access_log_flush_thread(void)
 {
     for (size_t i = 0; i < ntbufs;) {
-        thread_buf *b = &tbufs[i];
-        if (b->n) write_all(b->file, b->p, b->n);
-        b->n = 0;
+        thread_buf *b = tbufs[i];
+        tbuf_flush(b);
         /* No generation logs to it any more: drop this thread's hold. */
         if (atomic_load(&b->file->gen_refs) == 0) {
-            file_release(b->file, false);
-            free(b->p);
+            tbuf_free(b);
             tbufs[i] = tbufs[--ntbufs];
             continue;
         }

@@ -7,6 +7,7 @@
 #define SG_OBSERVE_ACCESS_LOG_H
 
 #include "conf/conf.h"
+#include "conf/stream_conf.h"
 #include "exchange/request.h"
 
 /* Opens (or finds already open) every access log file of generation c,
@@ -19,6 +20,11 @@ void sg_access_log_write(sg_http_req *r);
 
 /* Writes one line (or several) to f now, unbuffered: stream{} sessions. */
 void sg_access_log_write_now(sg_log_file *f, const char *p, size_t n);
+
+/* A stream{} session's line (with its newline) for log l: sent to syslog,
+ * written to `path` (l->var_path: the evaluated path), buffered
+ * (buffer=, flush=, gzip) or written at once. */
+void sg_access_log_stream_line(const sg_stream_log *l, const char *path, size_t pathlen, const char *p, size_t n);
 
 /* Writes out this thread's buffered lines (called by the loop's timer
  * and at exit). */

@@ -179,11 +179,17 @@ static void write_logs(sp_session *s)
     s->info.now_ms = now_ms(s);
     for (size_t i = 0; i < pc->nlogs; i++) {
         const sg_stream_log *l = &pc->logs[i];
-        if (!l->file || !l->format) continue;
-        char line[SG_STREAM_VAL_MAX + 1];
+        if ((!l->file && !l->syslog && !l->var_path) || !l->format) continue;
+        char line[SG_STREAM_VAL_MAX + 1], path[SG_STREAM_VAL_MAX];
+        size_t pn = 0;
+        if (l->has_cond) {                 /* if=COND: nginx skips "" and "0" */
+            pn = sg_stream_eval(&l->cond, &s->info, path);
+            if (pn == 0 || (pn == 1 && path[0] == '0')) continue;
+        }
+        if (l->var_path) pn = sg_stream_eval(&l->path_value, &s->info, path);
         size_t n = sg_stream_eval_log(l->format, &s->info, line);
         line[n++] = '\n';
-        sg_access_log_write_now(l->file, line, n);
+        sg_access_log_stream_line(l, path, pn, line, n);
     }
 }
 
