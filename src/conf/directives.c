@@ -394,7 +394,7 @@ static bool set_use(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
  * generation is activated, see observe/access_log.c). It may repeat at a
  * level (each line its own level): the level's lines are kept as one
  * list, see sg_log_spec_add(). PATH is a file, stderr or syslog:... */
-static bool set_error_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+bool sg_conf_set_error_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const char *path = n->args[0].s;
     if (starts(path, "memory:"))
@@ -1719,9 +1719,9 @@ static const sg_cmd cmds[] = {
     { "worker_processes", M, A1, set_worker_processes, MAIN(worker_processes), NULL },
     { "daemon", M, A1, sg_conf_set_flag, MAIN(daemon), NULL },
     { "pid", M, A1, set_path, MAIN(pid_path), NULL },
-    { "error_log", M, SG_ARG12, set_error_log, SG_T_MAIN, SG_CF_MULTI, offsetof(sg_conf, error_log_path),
+    { "error_log", M, SG_ARG12, sg_conf_set_error_log, SG_T_MAIN, SG_CF_MULTI, offsetof(sg_conf, error_log_path),
       sizeof(((sg_conf *)0)->error_log_path), NULL },
-    { "error_log", HSL, SG_ARG12, set_error_log, SG_T_LOC, SG_CF_MULTI, offsetof(sg_loc_conf, error_log_path),
+    { "error_log", HSL, SG_ARG12, sg_conf_set_error_log, SG_T_LOC, SG_CF_MULTI, offsetof(sg_loc_conf, error_log_path),
       sizeof(((sg_loc_conf *)0)->error_log_path), NULL },
     { "worker_shutdown_timeout", M, A1, sg_conf_set_msec, MAIN(worker_shutdown_timeout_ms), NULL },
     { "events", M, A0 | BLK, set_events, SG_T_MAIN, 0, 0, 0, NULL },  /* MAIN: once */
@@ -2326,7 +2326,7 @@ void sg_directives_merge(sg_cctx *cx)
     if (!cx->http) return;
     sg_loc_conf *top = cx->http->conf;
     size_t el = 0;
-    while (el < NCMDS && !(cmds[el].target == SG_T_LOC && cmds[el].set == set_error_log)) el++;
+    while (el < NCMDS && !(cmds[el].target == SG_T_LOC && cmds[el].set == sg_conf_set_error_log)) el++;
     if (!(cx->http->set[el / 8] & (1u << (el % 8)))) {   /* main error_log may come after http{} */
         top->error_log_path = cx->c->error_log_path;
         top->error_log_level = cx->c->error_log_level;

@@ -503,6 +503,8 @@ static const sg_cmd cmds[] = {
       sizeof(((sg_upstream_conf *)0)->dns_resolver), NULL },
     { "resolver_timeout", UPS, SG_ARG1, sg_conf_set_resolver_timeout, SG_T_UPS, 0,
       offsetof(sg_upstream_conf, dns_resolver_timeout_ms), sizeof(((sg_upstream_conf *)0)->dns_resolver_timeout_ms), NULL },
+    /* log writers (issue 12): error_log of stream{} and its servers (may repeat) */
+    { "error_log", SS, SG_ARG12, sg_conf_set_error_log, PXR(SG_CF_MULTI, error_log_path, error_log_level), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -511,7 +513,7 @@ _Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 /* nginx stream directives streamgate does not have yet. */
 static const char *const later_exact[] = {
     "ssl_preread", "access_log", "log_format",
-    "error_log", "open_log_file_cache", "random",
+    "open_log_file_cache", "random",
     "proxy_bind", "proxy_socket_keepalive",
 
     "ssl", "pass", "server_name", "server_names_hash_max_size",

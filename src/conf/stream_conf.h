@@ -174,6 +174,11 @@ typedef struct sg_stream_proxy_conf {
      * upstream, per session (NULL: unlimited); they may hold variables */
     const sg_stream_val *upload_rate;     /* proxy_upload_rate */
     const sg_stream_val *download_rate;   /* proxy_download_rate */
+    /* log writers (issue 12): error_log of stream{} and its servers (NULL
+     * path: the main log); the target is opened with the generation */
+    char *error_log_path;              /* sg_log_spec_add()'s list */
+    sg_log_level error_log_level;
+    const sg_log_target *error_log;
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

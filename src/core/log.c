@@ -226,6 +226,11 @@ static void log_write(const sg_log_target *t, sg_log_level level, const char *fm
     errno = saved;
 }
 
+bool sg_log_enabled(const sg_log_target *t, sg_log_level level)
+{
+    return level >= (t ? t : main_log())->min;
+}
+
 void sg_log_to(const sg_log_target *t, sg_log_level level, const char *fmt, ...)
 {
     if (!t) t = main_log();

@@ -39,6 +39,9 @@ char *sg_log_spec_add(const char *old, const char *path, sg_log_level level);
 /* The target for path (or list)+level, opened (created) on first use; NULL and errno
  * set if the file cannot be opened. */
 const sg_log_target *sg_log_target_open(const char *path, sg_log_level level);
+/* Whether a message of `level` to t (NULL: the main log) is written
+ * anywhere: lets a caller skip formatting what nobody reads. */
+bool sg_log_enabled(const sg_log_target *t, sg_log_level level);
 /* sg_log() to `t`, or to the main log when t is NULL. */
 void sg_log_to(const sg_log_target *t, sg_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

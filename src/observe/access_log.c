@@ -255,10 +255,28 @@ static bool walk_stream_list(sg_stream_log *l, size_t n, bool open, char *err, s
     return true;
 }
 
+/* error_log of stream{} and its servers: a level whose list is the main
+ * log's keeps NULL (sg_log_to then writes to the main log). */
+static bool open_stream_error_log(const sg_conf *c, sg_stream_proxy_conf *p, char *err, size_t errlen)
+{
+    if (!p->error_log_path || p->error_log ||
+        (strcmp(p->error_log_path, c->error_log_path) == 0 && p->error_log_level == c->error_log_level))
+        return true;
+    p->error_log = sg_log_target_open(p->error_log_path, p->error_log_level);
+    if (p->error_log) return true;
+    snprintf(err, errlen, "open() \"%s\" failed (%d: %s)", p->error_log_path, errno, strerror(errno));
+    return false;
+}
+
 static bool walk_stream_logs(sg_conf *c, bool open, char *err, size_t errlen)
 {
     sg_stream_conf *sc = c->stream;
     if (!sc) return true;
+    if (open) {
+        if (!open_stream_error_log(c, &sc->proxy, err, errlen)) return false;
+        for (size_t i = 0; i < sc->nservers; i++)
+            if (!open_stream_error_log(c, &sc->servers[i]->proxy, err, errlen)) return false;
+    }
     if (!walk_stream_list(sc->proxy.logs, sc->proxy.nlogs, open, err, errlen)) return false;
     for (size_t i = 0; i < sc->nservers; i++)
         if (!walk_stream_list(sc->servers[i]->proxy.logs, sc->servers[i]->proxy.nlogs, open, err, errlen))

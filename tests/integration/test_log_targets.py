@@ -326,3 +326,29 @@ def test_stream_access_log_syslog_and_gzip(start_proxy, collector):
     assert re.fullmatch(r"<190>%s %s tcp: stream %d" % (SYSLOG_TIME, HOST, port), m), m   # local7.info
     log = p.prefix / "logs/s.log.gz"
     wait_for(lambda: log.exists() and gunzip_lines(log) == ["stream %d" % port], 10, what="the gzip line")
+
+
+def test_stream_error_log_per_server_file_and_syslog(start_proxy, collector):
+    """error_log in a stream server (repeated: a file and syslog) gets that
+    server's messages; the main log does not."""
+    c = collector()
+    port = free_port()
+    p = start_stream(start_proxy, """
+        server {
+            listen 127.0.0.1:%d;
+            deny all;
+            return ok;
+            error_log logs/s_error.log info;
+            error_log syslog:server=%s,tag=tcp info;
+        }""" % (port, c.target))
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(10)
+        assert s.recv(16) == b""                       # denied: closed without a byte
+    log = p.prefix / "logs/s_error.log"
+    wait_for(lambda: log.exists() and "access forbidden by rule" in log.read_text(), 10, what="the denial")
+    text = log.read_text()
+    assert re.search(r"\[info\] \d+#\d+: \*\d+ client 127\.0\.0\.1:\d+ connected to 127\.0\.0\.1:%d" % port, text)
+    (m,) = c.wait(lambda m: "access forbidden" in m)
+    assert re.match(r"<187>%s %s tcp: \d{4}/" % (SYSLOG_TIME, HOST), m), m   # local7.err
+    c.wait(lambda m: "[info]" in m and "connected to" in m, what="the info line in syslog")
+    assert "access forbidden" not in p.stderr
