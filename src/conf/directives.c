@@ -1714,6 +1714,46 @@ static const pass_kind grpc_pass_kind = { "grpc://", "grpcs://", true, false, tr
     { P "_ssl_ciphers", HSL, A1, sg_ssl_set_string, LOC(F.ssl.ciphers), NULL }, \
     { P "_ssl_session_reuse", HSL, A1, sg_conf_set_flag, LOC(F.ssl.session_reuse), NULL }
 
+/* open_log_file_cache max=N [inactive=TIME] [min_uses=N] [valid=TIME] | off
+ * (nginx's defaults: inactive 10s, min_uses 1, valid 60s). */
+static bool set_open_log_file_cache(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_log_cache **out = (sg_log_cache **)((char *)base + cmd->offset);
+    if (n->nargs == 1 && strcmp(n->args[0].s, "off") == 0) {
+        *out = NULL;
+        return true;
+    }
+    sg_log_cache *lc = sg_arena_alloc(&cx->c->arena, sizeof(*lc));
+    *lc = (sg_log_cache){ .min_uses = 1, .inactive_ms = 10000, .valid_ms = 60000 };
+    for (size_t i = 0; i < n->nargs; i++) {
+        const sg_carg *a = &n->args[i];
+        uint64_t v;
+        if (starts(a->s, "max=")) {
+            if (!sg_str_to_u64(sg_str_from(a->s + 4), &v) || v == 0 || v > 1000000)
+                return sg_cerr(cx, a->pos, "invalid \"max\" value \"%s\"", a->s + 4);
+            lc->max = (uint32_t)v;
+        } else if (starts(a->s, "min_uses=")) {
+            if (!sg_str_to_u64(sg_str_from(a->s + 9), &v) || v == 0 || v > UINT32_MAX)
+                return sg_cerr(cx, a->pos, "invalid \"min_uses\" value \"%s\"", a->s + 9);
+            lc->min_uses = (uint32_t)v;
+        } else if (starts(a->s, "inactive=")) {
+            if (!parse_time_ms(a->s + 9, &v) || v >= SG_UNSET_MS)
+                return sg_cerr(cx, a->pos, "invalid \"inactive\" value \"%s\"", a->s + 9);
+            lc->inactive_ms = (uint32_t)v;
+        } else if (starts(a->s, "valid=")) {
+            if (!parse_time_ms(a->s + 6, &v) || v >= SG_UNSET_MS)
+                return sg_cerr(cx, a->pos, "invalid \"valid\" value \"%s\"", a->s + 6);
+            lc->valid_ms = (uint32_t)v;
+        } else {
+            return bad_param(cx, a);
+        }
+    }
+    if (!lc->max)
+        return sg_cerr(cx, n->name.pos, "\"open_log_file_cache\" must have \"max\" parameter");
+    *out = lc;
+    return true;
+}
+
 static const sg_cmd cmds[] = {
     /* main */
     { "worker_processes", M, A1, set_worker_processes, MAIN(worker_processes), NULL },
@@ -1938,8 +1978,6 @@ static const sg_cmd cmds[] = {
     { "lingering_time", HSL, A1, sg_conf_set_msec, NONE, NULL },           /* fixed in the HTTP/1.1 codec */
     { "lingering_timeout", HSL, A1, sg_conf_set_msec, NONE, NULL },
     { "early_hints", HSL, A1P, sg_hc_set_noeffect, NONE, "103 Early Hints responses are not relayed" },
-    { "open_log_file_cache", HSL, A1P, sg_hc_set_noeffect, NONE,
-      "a log path with variables is opened for each line" },
     { "keepalive_disable", HSL, A1P, sg_hc_set_keepalive_disable, LOC(keepalive_disable), NULL },
     { "underscores_in_headers", H | S, A1, sg_conf_set_flag,
       SRV_RANGE(underscores_in_headers, underscores_in_headers), NULL },
@@ -1980,6 +2018,8 @@ static const sg_cmd cmds[] = {
     /* dns: an upstream's own resolver for its `resolve` servers (nginx 1.27.3) */
     { "resolver", U, A1P, sg_conf_set_resolver, UPS(dns_resolver), NULL },
     { "resolver_timeout", U, A1, sg_conf_set_resolver_timeout, UPS(dns_resolver_timeout_ms), NULL },
+    /* log writers (issue 12): open_log_file_cache (observe/access_log.c) */
+    { "open_log_file_cache", HSL, A1P, set_open_log_file_cache, LOC(log_cache), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -284,6 +286,150 @@ static bool walk_stream_logs(sg_conf *c, bool open, char *err, size_t errlen)
     return true;
 }
 
+/* ---------------- open_log_file_cache ----------------
+ *
+ * One cache per open_log_file_cache directive, shared by the threads (a
+ * mutex: paths with variables cost an open() per line without it, so the
+ * lock is the cheap part), as nginx's per-worker cache: the entries of the
+ * paths used within `inactive`, the most recent first, at most `max` of
+ * them (the least recently used goes first); a path's descriptor is kept
+ * once it was used `min_uses` times, and checked against the path (same
+ * file?) every `valid`. Lines are written under the lock, so an entry's
+ * descriptor is never closed under a writer. */
+
+typedef struct cache_entry {
+    struct cache_entry *prev, *next;
+    char *path;
+    int fd;                      /* -1: not kept (yet) */
+    uint32_t uses;
+    uint64_t last_ms, checked_ms;
+} cache_entry;
+
+typedef struct cache_rt {
+    pthread_mutex_t lock;
+    cache_entry *head, *tail;
+    size_t n;
+} cache_rt;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void cache_unlink(cache_rt *rt, cache_entry *e)
+{
+    if (e->prev) e->prev->next = e->next; else rt->head = e->next;
+    if (e->next) e->next->prev = e->prev; else rt->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void cache_push_front(cache_rt *rt, cache_entry *e)
+{
+    e->prev = NULL;
+    e->next = rt->head;
+    if (rt->head) rt->head->prev = e; else rt->tail = e;
+    rt->head = e;
+}
+
+static void cache_drop(cache_rt *rt, cache_entry *e)
+{
+    cache_unlink(rt, e);
+    if (e->fd >= 0) close(e->fd);
+    free(e->path);
+    free(e);
+    rt->n--;
+}
+
+/* Still the file the path names? (it may have been rotated or removed) */
+static bool same_file(int fd, const char *path)
+{
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static void write_cached(sg_log_cache *c, const char *path, const char *p, size_t n)
+{
+    cache_rt *rt = c->rt;
+    uint64_t now = mono_ms();
+    pthread_mutex_lock(&rt->lock);
+    while (rt->tail && rt->tail->last_ms + c->inactive_ms < now) cache_drop(rt, rt->tail);
+    cache_entry *e = rt->head;
+    while (e && strcmp(e->path, path) != 0) e = e->next;
+    int fd = -1;
+    if (e) {
+        cache_unlink(rt, e);
+        e->uses++;
+        if (e->fd >= 0 && now - e->checked_ms >= c->valid_ms) {
+            e->checked_ms = now;
+            if (!same_file(e->fd, path)) {     /* rotated or removed: the path again */
+                close(e->fd);
+                e->fd = -1;
+            }
+        }
+        fd = e->fd;
+    }
+    if (fd < 0 && (fd = open_log(path)) < 0) {
+        /* nginx: a path that cannot be opened gets no entry (and pushes
+         * no other out) */
+        sg_log_error("open() \"%s\" failed (%d: %s)", path, errno, strerror(errno));
+        if (e) cache_push_front(rt, e);
+        pthread_mutex_unlock(&rt->lock);
+        return;
+    }
+    if (!e) {
+        while (rt->n >= c->max && rt->tail) cache_drop(rt, rt->tail);
+        e = sg_xcalloc(1, sizeof(*e));
+        e->path = sg_xstrdup(path);
+        e->fd = -1;
+        e->uses = 1;
+        rt->n++;
+    }
+    cache_push_front(rt, e);
+    e->last_ms = now;
+    if (e->fd < 0 && e->uses >= c->min_uses) {
+        e->fd = fd;
+        e->checked_ms = now;
+    }
+    sg_log_file f = { .path = (char *)path, .fd = fd };
+    write_all(&f, p, n);
+    if (fd != e->fd) close(fd);
+    pthread_mutex_unlock(&rt->lock);
+}
+
+static void cache_rt_free(sg_log_cache *c)
+{
+    cache_rt *rt = c->rt;
+    if (!rt) return;
+    while (rt->head) cache_drop(rt, rt->head);
+    pthread_mutex_destroy(&rt->lock);
+    free(rt);
+    c->rt = NULL;
+}
+
+static void caches_in(sg_location *l, bool open)
+{
+    sg_log_cache *c = l->conf.log_cache;
+    if (c && open && !c->rt) {
+        cache_rt *rt = sg_xcalloc(1, sizeof(*rt));
+        pthread_mutex_init(&rt->lock, NULL);
+        c->rt = rt;
+    } else if (c && !open) {
+        cache_rt_free(c);
+    }
+    for (size_t i = 0; i < l->nchildren; i++) caches_in(l->children[i], open);
+}
+
+static void walk_caches(sg_conf *c, bool open)
+{
+    for (size_t i = 0; i < c->nservers; i++) {
+        sg_server_conf *s = c->servers[i];
+        if (s->root) caches_in(s->root, open);
+        for (size_t k = 0; k < s->nnamed; k++) caches_in(s->named[k], open);
+    }
+}
+
 void sg_access_log_write_now(sg_log_file *f, const char *p, size_t n)
 {
     write_all(f, p, n);
@@ -292,6 +438,7 @@ void sg_access_log_write_now(sg_log_file *f, const char *p, size_t n)
 bool sg_access_log_open_all(sg_conf *c, char *err, size_t errlen)
 {
     if (!open_error_logs(c, err, errlen)) return false;
+    walk_caches(c, true);
     if (walk_logs(c, open_one, err, errlen) && walk_stream_logs(c, true, err, errlen)) return true;
     sg_access_log_close_all(c);
     return false;
@@ -301,6 +448,7 @@ void sg_access_log_close_all(sg_conf *c)
 {
     walk_logs(c, close_one, NULL, 0);
     walk_stream_logs(c, false, NULL, 0);
+    walk_caches(c, false);
 }
 
 /* ---------------- writing ---------------- */
@@ -459,6 +607,13 @@ void sg_access_log_write(sg_http_req *r)
         sg_strbuf_append(&line, "\n", 1);
         if (al->syslog) {
             send_syslog(al->syslog, line.p, line.n);
+        } else if (al->var_path && lc->log_cache && lc->log_cache->rt) {
+            sg_str path = sg_cval_eval(&al->path_value, r);
+            char buf[4096];
+            if (path.n == 0 || path.n >= sizeof(buf)) continue;
+            memcpy(buf, path.p, path.n);
+            buf[path.n] = '\0';
+            write_cached(lc->log_cache, buf, line.p, line.n);
         } else if (al->var_path) {
             sg_str path = sg_cval_eval(&al->path_value, r);
             write_path(path.p, path.n, line.p, line.n);

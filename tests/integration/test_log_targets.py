@@ -352,3 +352,50 @@ def test_stream_error_log_per_server_file_and_syslog(start_proxy, collector):
     assert re.match(r"<187>%s %s tcp: \d{4}/" % (SYSLOG_TIME, HOST), m), m   # local7.err
     c.wait(lambda m: "[info]" in m and "connected to" in m, what="the info line in syslog")
     assert "access forbidden" not in p.stderr
+
+
+# ---------------------------------------------------------------- open_log_file_cache
+
+
+def test_open_log_file_cache_keeps_descriptors(start_proxy):
+    """A path used min_uses times stays open (it is still written after its
+    folder moves away), at most max paths are kept (the least recently
+    used is closed), a path that cannot be opened takes no place."""
+    port = free_port()
+    p = start_proxy(http_conf("""
+        log_format f "$uri";
+        server {
+            listen 127.0.0.1:%d;
+            location /c {
+                open_log_file_cache max=3 inactive=1m valid=1m min_uses=2;
+                access_log logs/dir/c_${arg_n} f;
+                return 204;
+            }
+        }""" % port))
+    d = p.prefix / "logs/dir"
+    d.mkdir()
+    for n in ("lru", "lru", "once", "first", "first", "second", "second"):
+        assert get(p.port, "/c?n=" + n).status == 204
+
+    def open_logs():
+        return sorted(os.path.basename(os.readlink("/proc/%d/fd/%s" % (p.pid, fd)))
+                      for fd in os.listdir("/proc/%d/fd" % p.pid)
+                      if os.readlink("/proc/%d/fd/%s" % (p.pid, fd)).startswith(str(d)))
+    assert open_logs() == ["c_first", "c_second"]      # lru was pushed out by second
+    os.rename(d, p.prefix / "logs/moved")
+    for n in ("lru", "once", "first", "second"):
+        assert get(p.port, "/c?n=" + n).status == 204
+    os.rename(p.prefix / "logs/moved", d)
+    count = {n: (d / ("c_" + n)).read_text().count("/c") for n in ("lru", "once", "first", "second")}
+    assert count == {"lru": 2, "once": 1, "first": 3, "second": 3}
+    wait_for(lambda: "c_lru\" failed (2: No such file or directory)" in p.error_log, 5, what="the error")
+
+
+def test_open_log_file_cache_bad_values_are_refused(tmp_path):
+    for bad, msg in (("open_log_file_cache inactive=10s;", "must have \"max\" parameter"),
+                     ("open_log_file_cache max=0;", "invalid \"max\" value"),
+                     ("open_log_file_cache max=10 bogus=1;", "invalid parameter \"bogus=1\"")):
+        conf = tmp_path / "bad.conf"
+        conf.write_text(http_conf("server { listen 127.0.0.1:%d; %s }" % (free_port(), bad)))
+        r = run_streamgate(["-t", "-c", conf, "-p", tmp_path])
+        assert r.returncode != 0 and msg in r.stderr, r.stderr
