@@ -237,8 +237,8 @@ static bool open_error_logs(sg_conf *c, char *err, size_t errlen)
 }
 
 /* stream{}'s access logs (stream level and servers; a server's list may
- * be the inherited one, so `file` set means already held). Stream lines
- * are written unbuffered, one write() per session. */
+ * be the inherited one, so `file` set means already held). Without
+ * buffer=, a stream line is one write() when its session ends. */
 static bool walk_stream_list(sg_stream_log *l, size_t n, bool open, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
@@ -428,11 +428,6 @@ static void walk_caches(sg_conf *c, bool open)
         if (s->root) caches_in(s->root, open);
         for (size_t k = 0; k < s->nnamed; k++) caches_in(s->named[k], open);
     }
-}
-
-void sg_access_log_write_now(sg_log_file *f, const char *p, size_t n)
-{
-    write_all(f, p, n);
 }
 
 bool sg_access_log_open_all(sg_conf *c, char *err, size_t errlen)
