@@ -154,6 +154,15 @@ typedef struct sg_log_format {
 
 typedef struct sg_log_file sg_log_file;  /* observe/access_log.h: shared buffered file */
 
+/* open_log_file_cache max=N [inactive=TIME] [min_uses=N] [valid=TIME]:
+ * descriptors of log paths with variables, kept open (observe/access_log.c
+ * makes `rt` when the generation is activated and frees it with it). */
+typedef struct sg_log_cache {
+    uint32_t max, min_uses;
+    uint32_t inactive_ms, valid_ms;
+    void *rt;
+} sg_log_cache;
+
 typedef struct sg_access_log {
     char *path;                        /* absolute */
     const sg_log_format *format;
@@ -165,6 +174,9 @@ typedef struct sg_access_log {
     sg_cval cond;
     bool var_path;                     /* the path has variables: opened for each line */
     sg_cval path_value;
+    /* log writers (issue 12): syslog: targets, gzip */
+    const struct sg_syslog *syslog;    /* syslog:...: lines are sent there, path is NULL */
+    int gzip;                          /* gzip[=LEVEL]: 1..9, 0 = off */
 } sg_access_log;
 
 typedef enum sg_next_upstream {
@@ -507,6 +519,8 @@ typedef struct sg_loc_conf {
     bool has_limit_rate_after;
     sg_cval proxy_limit_rate;          /* proxy_limit_rate SIZE */
     bool has_proxy_limit_rate;
+    /* log writers (issue 12): open_log_file_cache (NULL: off) */
+    struct sg_log_cache *log_cache;
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */

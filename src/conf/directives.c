@@ -20,6 +20,7 @@
 #include "conf/rewrite.h"
 #include "conf/ssl_conf.h"
 #include "conf/health_conf.h"
+#include "core/syslog.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -390,18 +391,29 @@ static bool set_use(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *bas
 
 /* error_log PATH [LEVEL]: in the main context the process's log; in
  * http/server/location the log of the requests there (opened when the
- * generation is activated, see observe/access_log.c). */
-static bool set_error_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+ * generation is activated, see observe/access_log.c). It may repeat at a
+ * level (each line its own level): the level's lines are kept as one
+ * list, see sg_log_spec_add(). PATH is a file, stderr or syslog:... */
+bool sg_conf_set_error_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     const char *path = n->args[0].s;
-    if (starts(path, "syslog:") || starts(path, "memory:"))
-        return sg_cerr(cx, n->args[0].pos, "\"%.6s\" in \"error_log\" is not supported yet", path);
+    if (starts(path, "memory:"))
+        return sg_cerr(cx, n->args[0].pos, "\"memory:\" in \"error_log\" is not supported yet");
+    if (starts(path, "syslog:")) {
+        char err[256];
+        if (!sg_syslog_get(path + 7, err, sizeof(err))) return sg_cerr(cx, n->args[0].pos, "%s", err);
+    }
     sg_log_level level = SG_LOG_ERROR;
     if (n->nargs == 2 && !sg_log_level_parse(n->args[1].s, &level))
         return sg_cerr(cx, n->args[1].pos, "invalid log level \"%s\"", n->args[1].s);
     char **f = (char **)((char *)base + cmd->offset);
-    *f = strcmp(path, "stderr") == 0 ? "stderr" : sg_conf_full_path(cx->c, path);
-    *(sg_log_level *)((char *)base + cmd->offset + sizeof(char *)) = level;
+    sg_log_level *lv = (sg_log_level *)((char *)base + cmd->offset + sizeof(char *));
+    const char *full = strcmp(path, "stderr") == 0 || starts(path, "syslog:") ? path
+                     : sg_conf_full_path(cx->c, path);
+    char *spec = sg_log_spec_add(cx->first ? NULL : *f, full, level);
+    *f = sg_arena_strndup(&cx->c->arena, spec, strlen(spec));
+    free(spec);
+    if (cx->first || level < *lv) *lv = level;
     return true;
 }
 
@@ -1212,8 +1224,11 @@ static bool access_log_param(sg_cctx *cx, const sg_cnode *n, const sg_carg *a, s
     } else if (starts(p, "flush=")) {
         if (!parse_time_ms(p + 6, &v) || v >= SG_UNSET_MS) return bad_param(cx, a);
         al->flush_ms = (uint32_t)v;
-    } else if (strcmp(p, "gzip") == 0 || starts(p, "gzip=")) {
-        sg_cnotice(cx, a->pos, "\"gzip\" of \"access_log\" is accepted: the log is written uncompressed");
+    } else if (strcmp(p, "gzip") == 0) {
+        al->gzip = 1;                      /* nginx's default level */
+    } else if (starts(p, "gzip=")) {
+        if (p[5] < '1' || p[5] > '9' || p[6]) return bad_param(cx, a);
+        al->gzip = p[5] - '0';
     } else if (starts(p, "if=")) {
         al->has_cond = true;
         if (!sg_cval_compile(cx->c, (sg_str){ p + 3, a->n - 3 }, a->pos, &al->cond, cx->err, cx->errlen))
@@ -1237,10 +1252,14 @@ static bool set_access_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
         lc->naccess_logs = 0;
         return true;
     }
-    if (starts(path->s, "syslog:"))
-        return sg_cerr(cx, path->pos, "\"syslog:\" in \"access_log\" is not supported yet");
-    sg_access_log al = { .path = sg_conf_full_path(cx->c, path->s), .flush_ms = 1000 };
-    if (strchr(path->s, '$')) {            /* issue 9: opened for each line, as nginx without a cache */
+    sg_access_log al = { 0 };
+    if (starts(path->s, "syslog:")) {
+        char err[256];
+        if (!(al.syslog = sg_syslog_get(path->s + 7, err, sizeof(err)))) return sg_cerr(cx, path->pos, "%s", err);
+    } else {
+        al.path = sg_conf_full_path(cx->c, path->s);
+    }
+    if (!al.syslog && strchr(path->s, '$')) {            /* issue 9: opened for each line, as nginx without a cache */
         al.var_path = true;
         if (!sg_cval_compile(cx->c, sg_str_from(al.path), path->pos, &al.path_value, cx->err, cx->errlen))
             return false;
@@ -1252,6 +1271,10 @@ static bool set_access_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
         return sg_cerr(cx, n->args[1].pos, "unknown log format \"%s\"", n->args[1].s);
     for (size_t i = 2; i < n->nargs; i++)
         if (!access_log_param(cx, n, &n->args[i], &al)) return false;
+    if (al.flush_ms && !al.buffer_size && !al.gzip)
+        return sg_cerr(cx, path->pos, "no buffer is defined for access_log \"%s\"", path->s);
+    if (al.gzip && !al.buffer_size) al.buffer_size = 64 * 1024;   /* nginx: gzip implies a 64k buffer */
+    if (al.syslog) al.buffer_size = 0, al.gzip = 0, al.flush_ms = 0;   /* nginx: each line is one message */
     lc->access_logs = sg_conf_push(&cx->c->arena, lc->access_logs, lc->naccess_logs, sizeof(al));
     lc->access_logs[lc->naccess_logs++] = al;
     lc->access_log_off = false;
@@ -1691,13 +1714,55 @@ static const pass_kind grpc_pass_kind = { "grpc://", "grpcs://", true, false, tr
     { P "_ssl_ciphers", HSL, A1, sg_ssl_set_string, LOC(F.ssl.ciphers), NULL }, \
     { P "_ssl_session_reuse", HSL, A1, sg_conf_set_flag, LOC(F.ssl.session_reuse), NULL }
 
+/* open_log_file_cache max=N [inactive=TIME] [min_uses=N] [valid=TIME] | off
+ * (nginx's defaults: inactive 10s, min_uses 1, valid 60s). */
+static bool set_open_log_file_cache(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
+{
+    sg_log_cache **out = (sg_log_cache **)((char *)base + cmd->offset);
+    if (n->nargs == 1 && strcmp(n->args[0].s, "off") == 0) {
+        *out = NULL;
+        return true;
+    }
+    sg_log_cache *lc = sg_arena_alloc(&cx->c->arena, sizeof(*lc));
+    *lc = (sg_log_cache){ .min_uses = 1, .inactive_ms = 10000, .valid_ms = 60000 };
+    for (size_t i = 0; i < n->nargs; i++) {
+        const sg_carg *a = &n->args[i];
+        uint64_t v;
+        if (starts(a->s, "max=")) {
+            if (!sg_str_to_u64(sg_str_from(a->s + 4), &v) || v == 0 || v > 1000000)
+                return sg_cerr(cx, a->pos, "invalid \"max\" value \"%s\"", a->s + 4);
+            lc->max = (uint32_t)v;
+        } else if (starts(a->s, "min_uses=")) {
+            if (!sg_str_to_u64(sg_str_from(a->s + 9), &v) || v == 0 || v > UINT32_MAX)
+                return sg_cerr(cx, a->pos, "invalid \"min_uses\" value \"%s\"", a->s + 9);
+            lc->min_uses = (uint32_t)v;
+        } else if (starts(a->s, "inactive=")) {
+            if (!parse_time_ms(a->s + 9, &v) || v >= SG_UNSET_MS)
+                return sg_cerr(cx, a->pos, "invalid \"inactive\" value \"%s\"", a->s + 9);
+            lc->inactive_ms = (uint32_t)v;
+        } else if (starts(a->s, "valid=")) {
+            if (!parse_time_ms(a->s + 6, &v) || v >= SG_UNSET_MS)
+                return sg_cerr(cx, a->pos, "invalid \"valid\" value \"%s\"", a->s + 6);
+            lc->valid_ms = (uint32_t)v;
+        } else {
+            return bad_param(cx, a);
+        }
+    }
+    if (!lc->max)
+        return sg_cerr(cx, n->name.pos, "\"open_log_file_cache\" must have \"max\" parameter");
+    *out = lc;
+    return true;
+}
+
 static const sg_cmd cmds[] = {
     /* main */
     { "worker_processes", M, A1, set_worker_processes, MAIN(worker_processes), NULL },
     { "daemon", M, A1, sg_conf_set_flag, MAIN(daemon), NULL },
     { "pid", M, A1, set_path, MAIN(pid_path), NULL },
-    { "error_log", M, SG_ARG12, set_error_log, MAIN(error_log_path), NULL },
-    { "error_log", HSL, SG_ARG12, set_error_log, LOC(error_log_path), NULL },
+    { "error_log", M, SG_ARG12, sg_conf_set_error_log, SG_T_MAIN, SG_CF_MULTI, offsetof(sg_conf, error_log_path),
+      sizeof(((sg_conf *)0)->error_log_path), NULL },
+    { "error_log", HSL, SG_ARG12, sg_conf_set_error_log, SG_T_LOC, SG_CF_MULTI, offsetof(sg_loc_conf, error_log_path),
+      sizeof(((sg_loc_conf *)0)->error_log_path), NULL },
     { "worker_shutdown_timeout", M, A1, sg_conf_set_msec, MAIN(worker_shutdown_timeout_ms), NULL },
     { "events", M, A0 | BLK, set_events, SG_T_MAIN, 0, 0, 0, NULL },  /* MAIN: once */
     { "http", M, A0 | BLK, set_http, SG_T_MAIN, 0, 0, 0, NULL },
@@ -1913,8 +1978,6 @@ static const sg_cmd cmds[] = {
     { "lingering_time", HSL, A1, sg_conf_set_msec, NONE, NULL },           /* fixed in the HTTP/1.1 codec */
     { "lingering_timeout", HSL, A1, sg_conf_set_msec, NONE, NULL },
     { "early_hints", HSL, A1P, sg_hc_set_noeffect, NONE, "103 Early Hints responses are not relayed" },
-    { "open_log_file_cache", HSL, A1P, sg_hc_set_noeffect, NONE,
-      "a log path with variables is opened for each line" },
     { "keepalive_disable", HSL, A1P, sg_hc_set_keepalive_disable, LOC(keepalive_disable), NULL },
     { "underscores_in_headers", H | S, A1, sg_conf_set_flag,
       SRV_RANGE(underscores_in_headers, underscores_in_headers), NULL },
@@ -1955,6 +2018,8 @@ static const sg_cmd cmds[] = {
     /* dns: an upstream's own resolver for its `resolve` servers (nginx 1.27.3) */
     { "resolver", U, A1P, sg_conf_set_resolver, UPS(dns_resolver), NULL },
     { "resolver_timeout", U, A1, sg_conf_set_resolver_timeout, UPS(dns_resolver_timeout_ms), NULL },
+    /* log writers (issue 12): open_log_file_cache (observe/access_log.c) */
+    { "open_log_file_cache", HSL, A1P, set_open_log_file_cache, LOC(log_cache), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -2301,7 +2366,7 @@ void sg_directives_merge(sg_cctx *cx)
     if (!cx->http) return;
     sg_loc_conf *top = cx->http->conf;
     size_t el = 0;
-    while (el < NCMDS && !(cmds[el].target == SG_T_LOC && cmds[el].set == set_error_log)) el++;
+    while (el < NCMDS && !(cmds[el].target == SG_T_LOC && cmds[el].set == sg_conf_set_error_log)) el++;
     if (!(cx->http->set[el / 8] & (1u << (el % 8)))) {   /* main error_log may come after http{} */
         top->error_log_path = cx->c->error_log_path;
         top->error_log_level = cx->c->error_log_level;

@@ -213,6 +213,9 @@ char *sg_conf_addr_text(sg_conf *c, const struct sockaddr_storage *ss);
 bool sg_conf_parse_size(const char *s, uint64_t *out);
 /* nginx's time syntax ("500ms", "1m30s", "120" seconds), in ms. */
 bool sg_conf_parse_time_ms(const char *s, uint64_t *out);
+/* error_log PATH [LEVEL] (main, http, stream levels): fills the char *
+ * list at cmd->offset and the sg_log_level right after it. */
+bool sg_conf_set_error_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base);
 
 /* Generic setters (nginx's ngx_conf_set_*_slot) for the tables of every
  * context: the field is cmd->offset / cmd->size of `base`, a uint64_t,

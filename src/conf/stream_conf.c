@@ -15,6 +15,7 @@
 #include "conf/ssl_ctx.h"
 #include "conf/health_conf.h"
 #include "core/sockaddr.h"
+#include "core/syslog.h"
 
 #include <netinet/in.h>
 #include <stdio.h>
@@ -284,7 +285,8 @@ static bool set_log_format(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
 
 /* access_log off | PATH [FORMAT [buffer=SIZE] [gzip[=LEVEL]] [flush=TIME] [if=COND]]:
  * lines are written when the session ends; a level with any access_log
- * replaces the inherited list. FORMAT is required in stream (nginx). */
+ * replaces the inherited list. FORMAT is required in stream (nginx). PATH
+ * may be syslog:... or have variables (opened for each line). */
 static bool set_access_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, void *base)
 {
     sg_stream_proxy_conf *p = base;
@@ -303,18 +305,47 @@ static bool set_access_log(sg_cctx *cx, const sg_cnode *n, const sg_cmd *cmd, vo
     l.format = find_format(cx->c->stream, n->args[1].s);
     if (!l.format) return sg_cerr(cx, n->args[1].pos, "unknown log format \"%s\"", n->args[1].s);
     for (size_t i = 2; i < n->nargs; i++) {
-        const char *a = n->args[i].s;
-        if (starts(a, "buffer=") || starts(a, "flush=") || starts(a, "gzip")) {
-            sg_cnotice(cx, n->args[i].pos, "\"%s\" is accepted: stream lines are written when each session ends", a);
-        } else if (starts(a, "if=")) {
-            return sg_cerr(cx, n->args[i].pos, "\"if=\" of \"access_log\" is not supported yet in stream");
+        const sg_carg *a = &n->args[i];
+        uint64_t v;
+        if (starts(a->s, "buffer=")) {
+            if (!sg_conf_parse_size(a->s + 7, &v) || v == 0 || v > (1u << 30))
+                return sg_cerr(cx, a->pos, "invalid buffer size \"%s\"", a->s + 7);
+            l.buffer_size = (size_t)v;
+        } else if (starts(a->s, "flush=")) {
+            if (!sg_conf_parse_time_ms(a->s + 6, &v) || v == 0 || v > UINT32_MAX)
+                return sg_cerr(cx, a->pos, "invalid flush time \"%s\"", a->s + 6);
+            l.flush_ms = (uint32_t)v;
+        } else if (strcmp(a->s, "gzip") == 0) {
+            l.gzip = 1;
+        } else if (starts(a->s, "gzip=")) {
+            if (a->s[5] < '1' || a->s[5] > '9' || a->s[6])
+                return sg_cerr(cx, a->pos, "invalid compression level \"%s\"", a->s + 5);
+            l.gzip = a->s[5] - '0';
+        } else if (starts(a->s, "if=")) {
+            l.has_cond = true;
+            if (!sg_stream_val_compile(cx->c, (sg_str){ a->s + 3, a->n - 3 }, a->pos, &l.cond, cx->err, cx->errlen))
+                return false;
         } else {
-            return sg_cerr(cx, n->args[i].pos, "invalid parameter \"%s\"", a);
+            return sg_cerr(cx, a->pos, "invalid parameter \"%s\"", a->s);
         }
     }
-    l.path = sg_conf_full_path(cx->c, n->args[0].s);
-    if (strchr(n->args[0].s, '$'))
-        return sg_cerr(cx, n->args[0].pos, "variables in the \"access_log\" path are not supported yet");
+    const char *path = n->args[0].s;
+    if (starts(path, "syslog:")) {
+        char err[256];
+        if (!(l.syslog = sg_syslog_get(path + 7, err, sizeof(err)))) return sg_cerr(cx, n->args[0].pos, "%s", err);
+        l.buffer_size = 0, l.gzip = 0, l.flush_ms = 0;   /* nginx: each line is one message */
+    } else {
+        if (l.flush_ms && !l.buffer_size && !l.gzip)
+            return sg_cerr(cx, n->args[0].pos, "no buffer is defined for access_log \"%s\"", path);
+        if (l.gzip && !l.buffer_size) l.buffer_size = 64 * 1024;   /* nginx: gzip implies a 64k buffer */
+        l.path = sg_conf_full_path(cx->c, path);
+        if (strchr(path, '$')) {           /* opened for each line, as nginx without open_log_file_cache */
+            l.var_path = true;
+            if (!sg_stream_val_compile(cx->c, sg_str_from(l.path), n->args[0].pos, &l.path_value, cx->err, cx->errlen))
+                return false;
+            l.path = NULL;
+        }
+    }
     p->logs = sg_conf_push(&cx->c->arena, p->logs, p->nlogs, sizeof(l));
     p->logs[p->nlogs++] = l;
     return true;
@@ -472,6 +503,8 @@ static const sg_cmd cmds[] = {
       sizeof(((sg_upstream_conf *)0)->dns_resolver), NULL },
     { "resolver_timeout", UPS, SG_ARG1, sg_conf_set_resolver_timeout, SG_T_UPS, 0,
       offsetof(sg_upstream_conf, dns_resolver_timeout_ms), sizeof(((sg_upstream_conf *)0)->dns_resolver_timeout_ms), NULL },
+    /* log writers (issue 12): error_log of stream{} and its servers (may repeat) */
+    { "error_log", SS, SG_ARG12, sg_conf_set_error_log, PXR(SG_CF_MULTI, error_log_path, error_log_level), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -480,7 +513,7 @@ _Static_assert(NCMDS <= SG_STREAM_MAX_CMDS, "raise SG_STREAM_MAX_CMDS");
 /* nginx stream directives streamgate does not have yet. */
 static const char *const later_exact[] = {
     "ssl_preread", "access_log", "log_format",
-    "error_log", "open_log_file_cache", "random",
+    "open_log_file_cache", "random",
     "proxy_bind", "proxy_socket_keepalive",
 
     "ssl", "pass", "server_name", "server_names_hash_max_size",

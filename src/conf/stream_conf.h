@@ -116,6 +116,15 @@ typedef struct sg_stream_log {
     char *path;                        /* absolute */
     const sg_stream_log_format *format;
     sg_log_file *file;                 /* opened with the generation (observe/access_log.c) */
+    /* log writers (issue 12): syslog, if=, a path with variables, buffer=, flush=, gzip */
+    const struct sg_syslog *syslog;    /* syslog:...: path is NULL */
+    bool has_cond;                     /* if=COND: no line when it is empty or "0" */
+    sg_stream_val cond;
+    bool var_path;                     /* the path has variables: opened for each line */
+    sg_stream_val path_value;
+    size_t buffer_size;                /* buffer=SIZE, 0: written at the end of the loop iteration */
+    uint32_t flush_ms;                 /* flush=TIME, 0: none */
+    int gzip;                          /* gzip[=LEVEL]: 1..9, 0 = off */
 } sg_stream_log;
 
 /* Values of ngx_stream_proxy_module and ngx_stream_core_module settable at
@@ -165,6 +174,11 @@ typedef struct sg_stream_proxy_conf {
      * upstream, per session (NULL: unlimited); they may hold variables */
     const sg_stream_val *upload_rate;     /* proxy_upload_rate */
     const sg_stream_val *download_rate;   /* proxy_download_rate */
+    /* log writers (issue 12): error_log of stream{} and its servers (NULL
+     * path: the main log); the target is opened with the generation */
+    char *error_log_path;              /* sg_log_spec_add()'s list */
+    sg_log_level error_log_level;
+    const sg_log_target *error_log;
 } sg_stream_proxy_conf;
 
 struct sg_stream_server_conf {

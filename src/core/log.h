@@ -1,5 +1,5 @@
 /* The error log: "2026/11/21 19:50:11 [error] 1234#5: message", as nginx
- * writes it, to stderr or a file, filtered by level. Thread-safe: each
+ * writes it, to stderr, files or syslog (core/syslog.h), filtered by level. Thread-safe: each
  * message is one write(2). */
 #ifndef SG_CORE_LOG_H
 #define SG_CORE_LOG_H
@@ -14,7 +14,8 @@ typedef enum sg_log_level {
 /* Parses "debug".."emerg"; false if unknown. */
 bool sg_log_level_parse(const char *name, sg_log_level *out);
 
-/* Opens `path` ("stderr" or a file, appended) as the error log. Keeps the
+/* Opens `path` ("stderr", a file (appended) or "syslog:...") with `level`,
+ * or the list sg_log_spec_add() built, as the error log. Keeps the
  * previous target on failure and returns false (errno set). */
 bool sg_log_open(const char *path, sg_log_level level);
 void sg_log_reopen(void);
@@ -27,9 +28,20 @@ void sg_log(sg_log_level level, const char *fmt, ...) __attribute__((format(prin
  * configuration names a handful) and are reopened by sg_log_reopen(). */
 typedef struct sg_log_target sg_log_target;
 
-/* The target for path+level, opened (created) on first use; NULL and errno
+/* error_log may repeat at one level: the list of its lines is kept as
+ * one string (entries start with SG_LOG_SPEC_SEP, then the level's digit,
+ * then the path), which sg_log_open and sg_log_target_open take in place
+ * of a path. Returns a malloc'd copy of `old` (NULL: none) with
+ * path+level appended. */
+#define SG_LOG_SPEC_SEP '\x1f'
+char *sg_log_spec_add(const char *old, const char *path, sg_log_level level);
+
+/* The target for path (or list)+level, opened (created) on first use; NULL and errno
  * set if the file cannot be opened. */
 const sg_log_target *sg_log_target_open(const char *path, sg_log_level level);
+/* Whether a message of `level` to t (NULL: the main log) is written
+ * anywhere: lets a caller skip formatting what nobody reads. */
+bool sg_log_enabled(const sg_log_target *t, sg_log_level level);
 /* sg_log() to `t`, or to the main log when t is NULL. */
 void sg_log_to(const sg_log_target *t, sg_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -356,6 +356,21 @@ static int open_static(sg_exchange *ex, const char *path, struct stat *st)
     return fd;
 }
 
+/* nginx's static module logs the file it could not open (at error level,
+ * "log_not_found" on by default), to the location's error_log: operators
+ * and its error_log tests rely on that line. */
+static void log_open_failed(sg_exchange *ex, const char *path, int e)
+{
+    sg_http_req *r = &ex->req;
+    char client[64] = "";
+    if (r->peer) sg_sockaddr_host(r->peer, client, sizeof(client));
+    sg_str srv = r->srv && r->srv->nnames ? r->srv->names[0].name : SG_STR("");
+    sg_ex_log(ex, SG_LOG_ERROR,
+              "open() \"%s\" failed (%d: %s), client: %s, server: %.*s, request: \"%.*s %.*s HTTP/%d.%d\", host: \"%.*s\"",
+              path, e, strerror(e), client, (int)srv.n, srv.p, (int)r->method.n, r->method.p, (int)r->request_uri.n,
+              r->request_uri.p, r->http_major, r->http_minor, (int)r->host.n, r->host.p);
+}
+
 /* `index /uri` (or a variable giving one): an internal redirect to that
  * URI with the request's arguments, as nginx's index module does; at most
  * 10 in a row (nginx: "rewrite or internal redirection cycle"). */
@@ -425,7 +440,9 @@ void sg_respond_static(sg_exchange *ex)
     } else {
         fd = open_static(ex, path, &st);
         if (fd < 0) {
-            sg_respond_error(ex, errno == EACCES ? 403 : 404);
+            int e = errno;
+            log_open_failed(ex, path, e);
+            sg_respond_error(ex, e == EACCES ? 403 : 404);
             return;
         }
         if (S_ISDIR(st.st_mode)) {

@@ -155,6 +155,10 @@ static const char *up_name(const sp_session *s)
     return s->ups && s->ups->name ? s->ups->name : "";
 }
 
+/* A message about session s, to its server's error_log (log writers,
+ * issue 12; NULL: the main log). */
+#define sp_log(s, level, ...) sg_log_to((s)->srv->proxy.error_log, (level), __VA_ARGS__)
+
 /* ", client: 1.2.3.4, server: 0.0.0.0:12345, upstream: "10.0.0.1:80"" as nginx's stream log lines. */
 static void log_error(const sp_session *s, int err, const char *what)
 {
@@ -163,10 +167,10 @@ static void log_error(const sp_session *s, int err, const char *what)
     sg_sockaddr_str((const struct sockaddr *)&s->local_addr, server, sizeof(server));
     const char *up = up_name(s);
     if (err)
-        sg_log_error("%s (%d: %s) while connecting to upstream, client: %s, server: %s, upstream: \"%s\"",
+        sp_log(s, SG_LOG_ERROR, "%s (%d: %s) while connecting to upstream, client: %s, server: %s, upstream: \"%s\"",
                      what, err, strerror(err), client, server, up);
     else
-        sg_log_error("%s while connecting to upstream, client: %s, server: %s, upstream: \"%s\"",
+        sp_log(s, SG_LOG_ERROR, "%s while connecting to upstream, client: %s, server: %s, upstream: \"%s\"",
                      what, client, server, up);
 }
 
@@ -179,11 +183,17 @@ static void write_logs(sp_session *s)
     s->info.now_ms = now_ms(s);
     for (size_t i = 0; i < pc->nlogs; i++) {
         const sg_stream_log *l = &pc->logs[i];
-        if (!l->file || !l->format) continue;
-        char line[SG_STREAM_VAL_MAX + 1];
+        if ((!l->file && !l->syslog && !l->var_path) || !l->format) continue;
+        char line[SG_STREAM_VAL_MAX + 1], path[SG_STREAM_VAL_MAX];
+        size_t pn = 0;
+        if (l->has_cond) {                 /* if=COND: nginx skips "" and "0" */
+            pn = sg_stream_eval(&l->cond, &s->info, path);
+            if (pn == 0 || (pn == 1 && path[0] == '0')) continue;
+        }
+        if (l->var_path) pn = sg_stream_eval(&l->path_value, &s->info, path);
         size_t n = sg_stream_eval_log(l->format, &s->info, line);
         line[n++] = '\n';
-        sg_access_log_write_now(l->file, line, n);
+        sg_access_log_stream_line(l, path, pn, line, n);
     }
 }
 
@@ -394,7 +404,7 @@ static uint64_t session_rate(sp_session *s, const sg_stream_val *v)
     if (n && !sg_rate_parse((sg_str){ buf, n }, &rate)) {
         char client[64];
         sg_sockaddr_host((const struct sockaddr *)&s->client_addr, client, sizeof(client));
-        sg_log_error("invalid size \"%.*s\" of a stream rate, client: %s", (int)n, buf, client);
+        sp_log(s, SG_LOG_ERROR, "invalid size \"%.*s\" of a stream rate, client: %s", (int)n, buf, client);
         return 0;
     }
     return rate;
@@ -816,7 +826,7 @@ static bool choose_target(sp_session *s)
     if (!parse_addr(v, n, &s->direct, &s->direct_len)) {
         char client[64];
         sg_sockaddr_host((const struct sockaddr *)&s->client_addr, client, sizeof(client));
-        sg_log_error("no upstream and no address in \"%s\" (no resolver), client: %s", v, client);
+        sp_log(s, SG_LOG_ERROR, "no upstream and no address in \"%s\" (no resolver), client: %s", v, client);
         return false;
     }
     sg_sockaddr_str((const struct sockaddr *)&s->direct, s->direct_name, sizeof(s->direct_name));
@@ -894,7 +904,7 @@ static void step_preread(sp_session *s)
         if (s->pre_len == cap) {
             char client[64];
             sg_sockaddr_host((const struct sockaddr *)&s->client_addr, client, sizeof(client));
-            sg_log_error("preread buffer full while prereading client data, client: %s", client);
+            sp_log(s, SG_LOG_ERROR, "preread buffer full while prereading client data, client: %s", client);
             session_free(s, 400);
             return;
         }
@@ -947,7 +957,7 @@ static bool access_ok(sp_session *s)
     if (!pc->naccess_rules || sg_access_allows(pc->access_rules, pc->naccess_rules, s->info.client)) return true;
     char client[64];
     sg_sockaddr_host(s->info.client, client, sizeof(client));
-    sg_log_error("access forbidden by rule, client: %s", client);
+    sp_log(s, SG_LOG_ERROR, "access forbidden by rule, client: %s", client);
     session_free(s, 403);
     return false;
 }
@@ -998,12 +1008,19 @@ void sg_stream_proxy_accept(sg_worker *w, const sg_listen_group *g, int fd,
     sg_timer_init(&s->timer, on_timer);
     sg_deferred_init(&s->reap, on_reap);
     s->node.shutdown = on_shutdown;
+    if (sg_log_enabled(srv->proxy.error_log, SG_LOG_INFO)) {   /* nginx's info line (log writers, issue 12) */
+        char client[80], server[80];
+        sg_sockaddr_str(peer, client, sizeof(client));
+        sg_sockaddr_str((const struct sockaddr *)&s->local_addr, server, sizeof(server));
+        sp_log(s, SG_LOG_INFO, "*%llu client %s connected to %s", (unsigned long long)s->info.connection, client,
+               server);
+    }
     apply_realip(s);
     sg_stream_sets_apply(srv, &s->info);
     sg_worker_gen_hold(w, s->gen);
     sg_worker_conn_add(w, &s->node);
     if (sg_loop_add(sg_worker_loop(w), &s->client) < 0) {
-        sg_log_error("epoll_ctl() failed for a stream connection: %s", strerror(errno));
+        sp_log(s, SG_LOG_ERROR, "epoll_ctl() failed for a stream connection: %s", strerror(errno));
         session_free(s, 500);
         return;
     }
