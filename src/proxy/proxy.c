@@ -41,6 +41,7 @@
 #include "proxy/limit.h"
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
+#include "proxy/tunnel_log.h"
 #include "proxy/upgrade.h"
 #include "proxy/rate_limit.h"
 #include "proxy/accel.h"
@@ -794,12 +795,14 @@ static void hand_over(sg_exchange *ex)
     sg_inbuf from_client = { 0 };
     sg_tls_conn *client_tls = NULL, *upstream_tls = NULL;
     sg_upstream_link *l = ex->up;
+    uint64_t up_sent = l->bytes_sent - ex->up_sent0, up_recv = l->bytes_received - ex->up_recv0;
     int cfd = ex->down->detach(ex, &to_client, &from_client, &client_tls);
+    uint64_t unsent = to_client.bytes;   /* the 101 not written yet */
     ex->up = NULL;
     int ufd = l->ops->detach(l, &to_upstream, &to_client, &upstream_tls);
+    uint64_t pipelined = from_client.len;
     if (from_client.len) sg_outq_append(&to_upstream, from_client.p, from_client.len);
     sg_inbuf_free(&from_client);
-    note_attempt_end(ex, 0);
     const sg_loc_conf *lc = loc_conf(ex);
     sg_tunnel_opts o = {
         .idle_timeout_ms = lc->proxy_tunnel_timeout_ms,
@@ -820,6 +823,8 @@ static void hand_over(sg_exchange *ex)
         o.arg = held;
     }
     sg_limit_tunnel(ex, &o);           /* limit_conn slots stay taken while the tunnel lives */
+    sg_tunnel_log_attach(ex, &o, unsent, pipelined, up_sent, up_recv);   /* logged at its close */
+    note_attempt_end(ex, 0);
     if (!sg_tunnel_start_q(ex->w, cfd, ufd, &o, &to_upstream, &to_client))
         o.on_close(NULL, o.arg, o.arg2);
 }
