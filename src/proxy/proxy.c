@@ -1075,8 +1075,13 @@ static void up_end(sg_exchange *ex, const sg_header *t, size_t nt)
     size_t ntrailers = take_trailers(ex, t, nt, &trailers);
     if (l) l->ops->release(l);
     /* ex may end after this */
-    if (ntrailers) ex->down->send_trailers(ex, trailers, ntrailers);
-    else ex->down->send_end(ex);
+    if (ntrailers) {
+        ex->req.final_trailers = trailers;   /* $grpc_status (logs, issue 12) */
+        ex->req.nfinal_trailers = ntrailers;
+        ex->down->send_trailers(ex, trailers, ntrailers);
+    } else {
+        ex->down->send_end(ex);
+    }
 }
 
 static void up_drain(sg_exchange *ex)
