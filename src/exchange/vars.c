@@ -526,7 +526,7 @@ static sg_str grpc_method(sg_http_req *r)
 {
     const sg_header *ct = sg_req_find_header(r, SG_STR("content-type"));
     if (!ct || ct->value.n < 16 || !sg_str_caseeq((sg_str){ ct->value.p, 16 }, SG_STR("application/grpc")) ||
-        (ct->value.n > 16 && ct->value.p[16] != '+' && ct->value.p[16] != ';'))
+        (ct->value.n > 16 && !strchr("+; \t", ct->value.p[16])))   /* as proxy/grpc.c's sg_grpc_is_call */
         return NOT_FOUND;
     sg_str u = r->request_uri;
     const char *q = u.n ? memchr(u.p, '?', u.n) : NULL;

@@ -272,7 +272,12 @@ def test_grpc_status_method_and_message_logged(h2c_backends, start_proxy):
     conf = conf.replace("location / {", """location /down. {
       grpc_pass grpc://127.0.0.1:%d;
     }
+    location /limited. {
+      limit_req zone=one;
+      grpc_pass grpc://g;
+    }
     location / {""" % dead)
+    conf = conf.replace(GRPC_FORMAT, GRPC_FORMAT + " limit_req_zone $server_port zone=one:1m rate=1r/m;")
     proxy = start_proxy(conf)
     log = proxy.prefix / "logs" / "g.log"
     ch = sgtest.open_grpc_channel(port)
@@ -284,22 +289,31 @@ def test_grpc_status_method_and_message_logged(h2c_backends, start_proxy):
         with pytest.raises(grpc.RpcError) as down:
             ch.unary_unary("/down.Svc/Call")(grpc_msg("x"), timeout=10 * SLOW)
         assert down.value.code() == grpc.StatusCode.UNAVAILABLE
+        # the first passes (sgback: UNIMPLEMENTED), the second is limit_req's
+        with pytest.raises(grpc.RpcError) as first:
+            ch.unary_unary("/limited.Svc/Call")(grpc_msg("x"), timeout=10 * SLOW)
+        with pytest.raises(grpc.RpcError) as limited:
+            ch.unary_unary("/limited.Svc/Call")(grpc_msg("x"), timeout=10 * SLOW)
+        assert first.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         ch.close()
-    ok, notfound, unavail = grpc_lines(log, 3)
+    ok, notfound, unavail, passed, rejected = grpc_lines(log, 5)
     assert ok["status"] == "200" and ok["grpc_status"] == "0"
     assert ok["grpc_method"] == "/chat.Chat/Echo"
     assert notfound["grpc_status"] == "5" and notfound["grpc_method"] == "/chat.Chat/Fail"
     assert notfound["grpc_message"] not in ("", "-")
     assert unavail["grpc_status"] == "14" and unavail["grpc_method"] == "/down.Svc/Call"
     assert unavail["grpc_message"] not in ("", "-")
-    ids = [int(x["http2_stream_id"]) for x in (ok, notfound, unavail)]
-    assert ids == sorted(ids) and len(set(ids)) == 3 and all(i % 2 == 1 for i in ids)
+    assert passed["grpc_status"] == "12"
+    assert rejected["grpc_status"] == str(limited.value.code().value[0]) and rejected["status"] == "200"
+    assert rejected["grpc_method"] == "/limited.Svc/Call"
+    ids = [int(x["http2_stream_id"]) for x in (ok, notfound, unavail, passed, rejected)]
+    assert ids == sorted(ids) and len(set(ids)) == 5 and all(i % 2 == 1 for i in ids)
 
     # a plain HTTP/1.1 request: no gRPC, no HTTP/2 stream
     r = sgtest.get(port, "/plain")
     assert r.status
     last = log_lines(log)
-    wait_for(lambda: len(log_lines(log)) >= 4, timeout=15 * SLOW, what="the HTTP/1.1 line")
-    plain = log_lines(log)[3].split(" ")
+    wait_for(lambda: len(log_lines(log)) >= 6, timeout=15 * SLOW, what="the HTTP/1.1 line")
+    plain = log_lines(log)[5].split(" ")
     assert plain[1:4] == ["-", "-", "-"], last
