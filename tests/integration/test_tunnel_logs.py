@@ -4,7 +4,8 @@
   logged when it closes, not at its 101: the line is absent while the
   tunnel is open, then carries $status 101, the tunnel's bytes each way
   ($body_bytes_sent, $bytes_sent, $request_length, $upstream_bytes_*)
-  and a $request_time at least as long as the client held it open;
+  and a $request_time at least as long as the client held it open; one
+  that proxy_read_timeout cuts is logged too;
 - the same over HTTP/2 (RFC 8441 extended CONNECT): $status 200, the
   tunnel's bytes, and $http2_stream_id;
 - a `stream {}` session with known bytes, ended by the client and ended by
@@ -12,8 +13,8 @@
   $session_time and the upstream's figures;
 - gRPC calls: $grpc_status, $grpc_message and $grpc_method for an OK call,
   a NOT_FOUND from the backend (Trailers-Only) and an UNAVAILABLE the proxy
-  made itself (backend down); empty for a plain HTTP/1.1 request, whose
-  $http2_stream_id is empty too.
+  made itself (backend down) and one limit_req rejects; "-" for a plain
+  HTTP/1.1 request, whose $http2_stream_id is "-" too.
 """
 
 import asyncio
@@ -50,16 +51,16 @@ def fields(line, names=FIELDS):
     return dict(zip(names, parts))
 
 
-def ws_proxy(start_proxy, backend_port, listen_extra=""):
+def ws_proxy(start_proxy, backend_port, listen_extra="", location_extra=""):
     port = free_port()
     proxy = start_proxy(http_conf("""
   %s
   server {
     listen 127.0.0.1:%d%s;
     access_log logs/t.log t;
-    location / { proxy_pass http://127.0.0.1:%d; }
+    location / { proxy_pass http://127.0.0.1:%d; %s }
   }
-""" % (LOG_FORMAT, port, listen_extra, backend_port)))
+""" % (LOG_FORMAT, port, listen_extra, backend_port, location_extra)))
     return proxy, port
 
 
@@ -112,6 +113,31 @@ def test_websocket_logged_at_close_with_bytes_and_duration(start_proxy):
         assert 0 < int(f["upstream_bytes_sent"]) - from_client < 2048
         assert 0 < int(f["upstream_bytes_received"]) - to_client < 1024
         assert f["http2_stream_id"] == "-"
+    finally:
+        b.stop()
+
+
+def test_websocket_cut_by_read_timeout_is_logged(start_proxy):
+    """proxy_read_timeout ends a silent tunnel: it is logged then, with the
+    bytes it carried and a duration of at least the timeout."""
+    b = WsBackend()
+    try:
+        proxy, port = ws_proxy(start_proxy, b.port, location_extra="proxy_read_timeout 1s;")
+        log = proxy.prefix / "logs" / "t.log"
+
+        async def session():
+            async with websockets.connect("ws://127.0.0.1:%d/echo" % port, compression=None,
+                                          ping_interval=None, close_timeout=1,
+                                          open_timeout=10 * SLOW) as ws:
+                await ws.send(b"q" * 20)
+                assert await ws.recv() == b"q" * 20
+                await asyncio.wait_for(ws.wait_closed(), 15 * SLOW)   # the proxy cut it
+        asyncio.run(asyncio.wait_for(session(), 60 * SLOW))
+        (line,) = wait_lines(log, 1, "the timed-out WebSocket's line")
+        f = fields(line)
+        assert f["status"] == "101"
+        assert int(f["body_bytes_sent"]) == server_len(20)
+        assert float(f["request_time"]) >= 1.0
     finally:
         b.stop()
 
