@@ -14,7 +14,9 @@
 - gRPC calls: $grpc_status, $grpc_message and $grpc_method for an OK call,
   a NOT_FOUND from the backend (Trailers-Only) and an UNAVAILABLE the proxy
   made itself (backend down) and one limit_req rejects; "-" for a plain
-  HTTP/1.1 request, whose $http2_stream_id is "-" too.
+  HTTP/1.1 request, whose $http2_stream_id is "-" too;
+- a fast stop (SIGTERM) that cuts an open WebSocket and an open stream
+  session still logs both, with their bytes.
 """
 
 import asyncio
@@ -26,7 +28,7 @@ import websockets
 
 import sgtest
 from sgtest import (SLOW, free_port, grpc_conf, grpc_msg, http_conf, wait_for)
-from test_websocket import H2Client, WsBackend, client_frame, parse_frames
+from test_websocket import H2Client, WsBackend, client_frame, read_frame
 
 FIELDS = ("status bytes_sent body_bytes_sent request_length request_time "
           "upstream_bytes_sent upstream_bytes_received http2_stream_id").split()
@@ -343,3 +345,51 @@ def test_grpc_status_method_and_message_logged(h2c_backends, start_proxy):
     wait_for(lambda: len(log_lines(log)) >= 6, timeout=15 * SLOW, what="the HTTP/1.1 line")
     plain = log_lines(log)[5].split(" ")
     assert plain[1:4] == ["-", "-", "-"], last
+
+
+# ---------------------------------------------------------------- shutdown
+
+def test_tunnels_cut_by_shutdown_are_logged(start_proxy):
+    """A fast stop (SIGTERM) ends open tunnels: a WebSocket and a stream
+    session still open then are logged with the bytes they carried."""
+    b = WsBackend()
+    echo = TcpEcho()
+    try:
+        wport, sport = free_port(), free_port()
+        stream = """stream {
+  log_format s '%s';
+  server {
+    listen 127.0.0.1:%d;
+    access_log logs/s.log s;
+    proxy_pass 127.0.0.1:%d;
+  }
+}""" % (" ".join("$" + f for f in STREAM_FIELDS), sport, echo.port)
+        proxy = start_proxy(http_conf("""
+  %s
+  server {
+    listen 127.0.0.1:%d;
+    access_log logs/t.log t;
+    location / { proxy_pass http://127.0.0.1:%d; }
+  }
+""" % (LOG_FORMAT, wport, b.port), main=stream))
+        wlog, slog = proxy.prefix / "logs" / "t.log", proxy.prefix / "logs" / "s.log"
+        s = echo_exchange(sport, [77])
+        c = sgtest.HttpConn(wport)
+        try:
+            c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            assert c.read_response().status == 101
+            c.send(client_frame(b"w" * 30, opcode=0x2))
+            assert read_frame(c) == (0x2, b"w" * 30)
+            assert log_lines(wlog) == [] and sessions(slog) == []
+            proxy.stop()
+        finally:
+            c.close()
+            s.close()
+        (w,) = [fields(l) for l in log_lines(wlog)]
+        assert w["status"] == "101" and int(w["body_bytes_sent"]) == server_len(30)
+        (st,) = sessions(slog)
+        assert int(st["bytes_sent"]) == 77 and int(st["bytes_received"]) == 77
+    finally:
+        b.stop()
+        echo.stop()
