@@ -12,7 +12,8 @@
  * without proxy_set_header lines. A 101 that names an offered protocol
  * (and for WebSocket proves it read the key) turns the exchange into a
  * tunnel: an HTTP/1.1 client's socket and the upstream's are handed to
- * proxy/tunnel.c and the exchange ends, logged with status 101; an HTTP/2
+ * proxy/tunnel.c and the exchange ends, logged with status 101 when the
+ * tunnel closes (proxy/tunnel_log.h); an HTTP/2
  * client (RFC 8441 extended CONNECT) gets a 200 and its stream relays raw
  * bytes through this exchange (ex->tunnel). With proxy_http_version 2 an
  * extended CONNECT goes on as one (if the backend announced RFC 8441
