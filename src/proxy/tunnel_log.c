@@ -14,7 +14,8 @@ typedef struct sg_tunnel_log {
     /* the codec's sockaddrs die with the connection: copies */
     struct sockaddr_storage peer, conn_peer, local, pp[2];
     uint64_t unsent, from_client, up_sent, up_recv;
-    size_t up_sent_len, up_recv_len;   /* the upstream lists before this attempt's entry */
+    size_t up_sent_len, up_recv_len, rt_len;   /* the upstream lists before this attempt's entry */
+    uint64_t attempt_start_ms;     /* loop time the attempt began ($upstream_response_time) */
     sg_tunnel_end end;
     bool ex_done, tunnel_done;
     /* the on_close this one stands in front of */
@@ -42,6 +43,18 @@ static void write_line(sg_tunnel_log *tl)
     r->body_received += tl->from_client + e->client_read;
     append_u64(&r->upstream_bytes_sent, tl->up_sent_len, tl->up_sent + e->upstream_written);
     append_u64(&r->upstream_bytes_received, tl->up_recv_len, tl->up_recv + e->upstream_read);
+    /* nginx times the attempt until the upgraded connection ends */
+    sg_worker *w = sg_worker_self();
+    if (w) {
+        uint64_t now = sg_loop_now(sg_worker_loop(w));
+        uint64_t ms = now > tl->attempt_start_ms ? now - tl->attempt_start_ms : 0;
+        char tmp[48];
+        sg_strbuf *b = &r->upstream_response_time;
+        b->n = tl->rt_len < b->n ? tl->rt_len : b->n;
+        int n = snprintf(tmp, sizeof(tmp), "%s%llu.%03llu", b->n ? ", " : "", (unsigned long long)(ms / 1000),
+                         (unsigned long long)(ms % 1000));
+        sg_strbuf_append(b, tmp, (size_t)n);
+    }
     r->var_cache = NULL;           /* values computed before the tunnel's end are stale */
     sg_access_log_write(r);
     sg_strbuf_free(&r->upstream_addr);
@@ -78,6 +91,8 @@ void sg_tunnel_log_attach(sg_exchange *ex, sg_tunnel_opts *o, uint64_t unsent, u
     tl->up_recv = up_recv;
     tl->up_sent_len = r->upstream_bytes_sent.n;
     tl->up_recv_len = r->upstream_bytes_received.n;
+    tl->rt_len = r->upstream_response_time.n;
+    tl->attempt_start_ms = ex->attempt_start_ms;
     tl->on_close = o->on_close;
     tl->arg = o->arg;
     o->on_close = on_tunnel_closed;

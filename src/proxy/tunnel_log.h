@@ -2,7 +2,8 @@
  * 101 upgrade), written when the tunnel closes rather than at the 101, as
  * nginx logs a proxied WebSocket: $status 101, the tunnel's bytes in
  * $bytes_sent, $body_bytes_sent, $request_length and $upstream_bytes_*,
- * and its whole life in $request_time.
+ * and its whole life in $request_time (and, from the attempt's start, in
+ * $upstream_response_time).
  *
  * Two things end independently: the exchange (the codec finishes it once
  * the socket is handed over) and the tunnel. The request moves into the

@@ -4,7 +4,8 @@
   logged when it closes, not at its 101: the line is absent while the
   tunnel is open, then carries $status 101, the tunnel's bytes each way
   ($body_bytes_sent, $bytes_sent, $request_length, $upstream_bytes_*)
-  and a $request_time at least as long as the client held it open; one
+  and a $request_time (and $upstream_response_time) at least as long as
+  the client held it open; one
   that proxy_read_timeout cuts is logged too;
 - the same over HTTP/2 (RFC 8441 extended CONNECT): $status 200, the
   tunnel's bytes, and $http2_stream_id;
@@ -31,7 +32,7 @@ from sgtest import (SLOW, free_port, grpc_conf, grpc_msg, http_conf, wait_for)
 from test_websocket import H2Client, WsBackend, client_frame, read_frame
 
 FIELDS = ("status bytes_sent body_bytes_sent request_length request_time "
-          "upstream_bytes_sent upstream_bytes_received http2_stream_id").split()
+          "upstream_bytes_sent upstream_bytes_received http2_stream_id upstream_response_time").split()
 LOG_FORMAT = "log_format t '%s';" % " ".join("$" + f for f in FIELDS)
 
 
@@ -112,6 +113,7 @@ def test_websocket_logged_at_close_with_bytes_and_duration(start_proxy):
         assert 0 < head < 1024
         assert 0 < int(f["request_length"]) - from_client < 2048
         assert float(f["request_time"]) >= held["t"] - 0.002
+        assert float(f["upstream_response_time"]) >= held["t"] - 0.002   # as nginx: until the close
         assert 0 < int(f["upstream_bytes_sent"]) - from_client < 2048
         assert 0 < int(f["upstream_bytes_received"]) - to_client < 1024
         assert f["http2_stream_id"] == "-"
