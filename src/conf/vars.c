@@ -118,6 +118,9 @@ static const struct { const char *name; sg_var_kind kind; } more_names[] = {
     { "request_completion", SG_VAR_REQUEST_COMPLETION }, { "request_filename", SG_VAR_REQUEST_FILENAME },
     /* limits (issue 10) */
     { "limit_req_status", SG_VAR_LIMIT_REQ_STATUS }, { "limit_conn_status", SG_VAR_LIMIT_CONN_STATUS },
+    /* logs (issue 12) */
+    { "grpc_status", SG_VAR_GRPC_STATUS }, { "grpc_message", SG_VAR_GRPC_MESSAGE },
+    { "grpc_method", SG_VAR_GRPC_METHOD }, { "http2_stream_id", SG_VAR_HTTP2_STREAM_ID },
 };
 
 static bool classify_more(sg_conf *c, sg_var_def *d)

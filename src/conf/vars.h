@@ -64,6 +64,8 @@ typedef enum sg_var_kind {
     SG_VAR_PROXY_PROTOCOL_TLV,          /* $proxy_protocol_tlv_NAME (param: NAME) */
     /* limits (issue 10) */
     SG_VAR_LIMIT_REQ_STATUS, SG_VAR_LIMIT_CONN_STATUS,
+    /* logs (issue 12) */
+    SG_VAR_GRPC_STATUS, SG_VAR_GRPC_MESSAGE, SG_VAR_GRPC_METHOD, SG_VAR_HTTP2_STREAM_ID,
 } sg_var_kind;
 
 /* tls: which TLS variable an SG_VAR_TLS is (net/tls_vars.h computes them). */

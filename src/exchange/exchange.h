@@ -189,6 +189,9 @@ struct sg_exchange {
     /* rate (issue 10): the bandwidth limiter of the response
      * (proxy/rate_limit.h), which then owns ex->down; NULL otherwise */
     struct sg_rate *rate;
+    /* logs (issue 12): an upgraded HTTP/1.1 exchange's log line, written
+     * when its tunnel closes (proxy/tunnel_log.h); NULL otherwise */
+    struct sg_tunnel_log *tunnel_log;
 };
 
 /* Logs a message about this exchange to its location's error_log. */

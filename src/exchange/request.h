@@ -138,6 +138,12 @@ typedef struct sg_http_req {
      * redirects, as nginx) */
     uint64_t limit_rate;
     bool limit_rate_set;
+    /* logs (issue 12): the trailers that ended the response as the proxy
+     * sent them (a backend's, or a gRPC status of its own), for
+     * $grpc_status and $grpc_message; in arena */
+    const sg_header *final_trailers;
+    size_t nfinal_trailers;
+    uint32_t h2_stream_id;     /* $http2_stream_id: the client's HTTP/2 stream (0: HTTP/1.x) */
 } sg_http_req;
 
 /* Finds a request header by name, case-insensitive. */

@@ -503,6 +503,37 @@ static sg_str sent_http(sg_http_req *r, sg_str name)
     return list_join(r, r->resp_headers, r->nresp_headers, name);
 }
 
+/* logs (issue 12): $grpc_status / $grpc_message, the call's last word as
+ * the client got it: the trailers that ended the response (the backend's
+ * or the proxy's own), else the head of a Trailers-Only answer, else the
+ * backend's trailers when the client could not take them. Not found
+ * (a log shows "-") for a response that carries none: not a gRPC call. */
+static sg_str grpc_end_field(sg_http_req *r, sg_str name)
+{
+    const sg_header *lists[3] = { r->final_trailers, r->resp_headers, r->up_trailers };
+    size_t counts[3] = { r->nfinal_trailers, r->nresp_headers, r->nup_trailers };
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < counts[k]; i++)
+            if (sg_str_caseeq(lists[k][i].name, name))
+                return lists[k][i].value.p ? lists[k][i].value : EMPTY;
+    return NOT_FOUND;
+}
+
+/* $grpc_method: "/package.Service/Method" of a gRPC call (a request
+ * with content-type application/grpc or application/grpc+...), as sent;
+ * not found for other requests. */
+static sg_str grpc_method(sg_http_req *r)
+{
+    const sg_header *ct = sg_req_find_header(r, SG_STR("content-type"));
+    if (!ct || ct->value.n < 16 || !sg_str_caseeq((sg_str){ ct->value.p, 16 }, SG_STR("application/grpc")) ||
+        (ct->value.n > 16 && !strchr("+; \t", ct->value.p[16])))   /* as proxy/grpc.c's sg_grpc_is_call */
+        return NOT_FOUND;
+    sg_str u = r->request_uri;
+    const char *q = u.n ? memchr(u.p, '?', u.n) : NULL;
+    if (q) u.n = (size_t)(q - u.p);
+    return u;
+}
+
 /* $upstream_cookie_NAME: the value of cookie NAME in the upstream's Set-Cookie fields. */
 static sg_str upstream_cookie(sg_http_req *r, sg_str name)
 {
@@ -678,6 +709,11 @@ static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
                                                              : NOT_FOUND;
     case SG_VAR_LIMIT_CONN_STATUS: return r->limit_conn_status ? sg_str_from(sg_limit_status_name(r->limit_conn_status))
                                                                : NOT_FOUND;
+    /* logs (issue 12) */
+    case SG_VAR_GRPC_STATUS: return grpc_end_field(r, SG_STR("grpc-status"));
+    case SG_VAR_GRPC_MESSAGE: return grpc_end_field(r, SG_STR("grpc-message"));
+    case SG_VAR_GRPC_METHOD: return grpc_method(r);
+    case SG_VAR_HTTP2_STREAM_ID: return r->h2_stream_id ? arena_printf(r, 16, "%u", r->h2_stream_id) : NOT_FOUND;
     default: return NOT_FOUND;
     }
 }

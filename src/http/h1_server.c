@@ -810,8 +810,8 @@ static void on_free_deferred(sg_deferred *d)
     conn_free(c);
 }
 
-/* The upgrade exchange ends here, logged with its 101; its socket lives on
- * in a tunnel. */
+/* The upgrade exchange ends here; its socket lives on in a tunnel, and its
+ * log line waits for the tunnel's end (the handler's business). */
 static void on_detached(sg_deferred *d)
 {
     sg_h1_conn *c = (sg_h1_conn *)((char *)d - offsetof(sg_h1_conn, flush));

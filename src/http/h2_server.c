@@ -599,6 +599,7 @@ static void request_ready(h2_conn *c, h2_stream *st, const nghttp2_frame *f)
         st->tmp_hdrs = NULL;
         st->caphdrs = st->nhdrs;   /* a later field would copy them out again */
     }
+    ex->req.h2_stream_id = (uint32_t)st->id;   /* $http2_stream_id (logs, issue 12) */
     ex->req.head_length = c->hblock.wire_bytes;   /* $request_length counts the block as nginx: its payloads */
     ex->req_length = bad ? (end ? 0 : -1) : request_length(st, end);
     if (bad) ex->early_status = bad;

@@ -115,10 +115,12 @@ void sg_grpc_end_call(sg_exchange *ex, int status, const char *message)
         ex->down->abort(ex);
         return;
     }
-    sg_header t[2] = {
-        { SG_STR("grpc-status"), { code, (size_t)k }, 0 },
-        { SG_STR("grpc-message"), msg, 0 },
-    };
+    /* in the arena: $grpc_status reads them when the call is logged */
+    sg_header *t = sg_arena_alloc(a, 2 * sizeof(sg_header));
+    t[0] = (sg_header){ SG_STR("grpc-status"), { code, (size_t)k }, 0 };
+    t[1] = (sg_header){ SG_STR("grpc-message"), msg, 0 };
+    ex->req.final_trailers = t;
+    ex->req.nfinal_trailers = 2;
     ex->down->want_body(ex, false);
     ex->down->send_trailers(ex, t, 2);   /* ex may end after this */
 }

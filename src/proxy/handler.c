@@ -5,6 +5,7 @@
 #include "proxy/handler.h"
 #include "proxy/header_filter.h"
 #include "proxy/rate_limit.h"
+#include "proxy/tunnel_log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -189,7 +190,8 @@ static void exchange_finish(sg_exchange *ex)
     sg_rate_release(ex);   /* after gzip's, which wraps it */
     /* nginx's 499: the client went away before it got a response */
     if (ex->aborted && !ex->resp_head_sent && ex->req.status == 0) ex->req.status = 499;
-    if (ex->req.loc) sg_access_log_write(&ex->req);
+    if (ex->tunnel_log) sg_tunnel_log_finish(ex);   /* logged when the tunnel closes */
+    else if (ex->req.loc) sg_access_log_write(&ex->req);
     sg_reqbody_free(ex);
 }
 

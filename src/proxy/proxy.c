@@ -12,7 +12,8 @@
  * without proxy_set_header lines. A 101 that names an offered protocol
  * (and for WebSocket proves it read the key) turns the exchange into a
  * tunnel: an HTTP/1.1 client's socket and the upstream's are handed to
- * proxy/tunnel.c and the exchange ends, logged with status 101; an HTTP/2
+ * proxy/tunnel.c and the exchange ends, logged with status 101 when the
+ * tunnel closes (proxy/tunnel_log.h); an HTTP/2
  * client (RFC 8441 extended CONNECT) gets a 200 and its stream relays raw
  * bytes through this exchange (ex->tunnel). With proxy_http_version 2 an
  * extended CONNECT goes on as one (if the backend announced RFC 8441
@@ -41,6 +42,7 @@
 #include "proxy/limit.h"
 #include "proxy/respond.h"
 #include "proxy/tunnel.h"
+#include "proxy/tunnel_log.h"
 #include "proxy/upgrade.h"
 #include "proxy/rate_limit.h"
 #include "proxy/accel.h"
@@ -794,12 +796,14 @@ static void hand_over(sg_exchange *ex)
     sg_inbuf from_client = { 0 };
     sg_tls_conn *client_tls = NULL, *upstream_tls = NULL;
     sg_upstream_link *l = ex->up;
+    uint64_t up_sent = l->bytes_sent - ex->up_sent0, up_recv = l->bytes_received - ex->up_recv0;
     int cfd = ex->down->detach(ex, &to_client, &from_client, &client_tls);
+    uint64_t unsent = to_client.bytes;   /* the 101 not written yet */
     ex->up = NULL;
     int ufd = l->ops->detach(l, &to_upstream, &to_client, &upstream_tls);
+    uint64_t pipelined = from_client.len;
     if (from_client.len) sg_outq_append(&to_upstream, from_client.p, from_client.len);
     sg_inbuf_free(&from_client);
-    note_attempt_end(ex, 0);
     const sg_loc_conf *lc = loc_conf(ex);
     sg_tunnel_opts o = {
         .idle_timeout_ms = lc->proxy_tunnel_timeout_ms,
@@ -820,6 +824,8 @@ static void hand_over(sg_exchange *ex)
         o.arg = held;
     }
     sg_limit_tunnel(ex, &o);           /* limit_conn slots stay taken while the tunnel lives */
+    sg_tunnel_log_attach(ex, &o, unsent, pipelined, up_sent, up_recv);   /* logged at its close */
+    note_attempt_end(ex, 0);
     if (!sg_tunnel_start_q(ex->w, cfd, ufd, &o, &to_upstream, &to_client))
         o.on_close(NULL, o.arg, o.arg2);
 }
@@ -1070,8 +1076,13 @@ static void up_end(sg_exchange *ex, const sg_header *t, size_t nt)
     size_t ntrailers = take_trailers(ex, t, nt, &trailers);
     if (l) l->ops->release(l);
     /* ex may end after this */
-    if (ntrailers) ex->down->send_trailers(ex, trailers, ntrailers);
-    else ex->down->send_end(ex);
+    if (ntrailers) {
+        ex->req.final_trailers = trailers;   /* $grpc_status (logs, issue 12) */
+        ex->req.nfinal_trailers = ntrailers;
+        ex->down->send_trailers(ex, trailers, ntrailers);
+    } else {
+        ex->down->send_end(ex);
+    }
 }
 
 static void up_drain(sg_exchange *ex)

@@ -363,7 +363,8 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
         sg_balancer_done(s->b, arg2, false, now);
     }
     s->info.bytes_sent = e->client_written;
-    s->info.bytes_received = e->client_read;
+    /* what ssl_preread read first is the client's too (the tunnel got it queued) */
+    s->info.bytes_received = s->pre_len + e->client_read;
     sg_stream_try *t = cur_try(s);
     if (t) {
         t->sent = e->upstream_written;
