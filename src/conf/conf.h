@@ -507,6 +507,13 @@ typedef struct sg_loc_conf {
     bool has_limit_rate_after;
     sg_cval proxy_limit_rate;          /* proxy_limit_rate SIZE */
     bool has_proxy_limit_rate;
+    /* metrics (issue 12): the location answers with nginx's stub_status
+     * page or the Prometheus exposition (proxy/status_page.c); not
+     * inherited. mx_id: its row in the per-location request counters
+     * (observe/metrics.c, given when the generation is installed). */
+    bool stub_status;
+    bool metrics;
+    int mx_id;
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */

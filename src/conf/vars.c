@@ -118,6 +118,9 @@ static const struct { const char *name; sg_var_kind kind; } more_names[] = {
     { "request_completion", SG_VAR_REQUEST_COMPLETION }, { "request_filename", SG_VAR_REQUEST_FILENAME },
     /* limits (issue 10) */
     { "limit_req_status", SG_VAR_LIMIT_REQ_STATUS }, { "limit_conn_status", SG_VAR_LIMIT_CONN_STATUS },
+    /* metrics (issue 12) */
+    { "connections_active", SG_VAR_CONNECTIONS_ACTIVE }, { "connections_reading", SG_VAR_CONNECTIONS_READING },
+    { "connections_writing", SG_VAR_CONNECTIONS_WRITING }, { "connections_waiting", SG_VAR_CONNECTIONS_WAITING },
 };
 
 static bool classify_more(sg_conf *c, sg_var_def *d)

@@ -24,6 +24,7 @@
 
 #include "conf/directives.h"
 #include "core/sockaddr.h"
+#include "core/stats.h"
 #include "conf/geo.h"
 #include "exchange/forwarded.h"
 #include "conf/limit_conf.h"
@@ -678,6 +679,15 @@ static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
                                                              : NOT_FOUND;
     case SG_VAR_LIMIT_CONN_STATUS: return r->limit_conn_status ? sg_str_from(sg_limit_status_name(r->limit_conn_status))
                                                                : NOT_FOUND;
+    /* metrics (issue 12): summed over the threads when read */
+    case SG_VAR_CONNECTIONS_ACTIVE: case SG_VAR_CONNECTIONS_READING:
+    case SG_VAR_CONNECTIONS_WRITING: case SG_VAR_CONNECTIONS_WAITING: {
+        sg_stub_status st;
+        sg_stats_stub(&st);
+        int64_t v = d->kind == SG_VAR_CONNECTIONS_ACTIVE ? st.active : d->kind == SG_VAR_CONNECTIONS_READING ? st.reading
+                  : d->kind == SG_VAR_CONNECTIONS_WRITING ? st.writing : st.waiting;
+        return arena_printf(r, 24, "%lld", (long long)v);
+    }
     default: return NOT_FOUND;
     }
 }
