@@ -111,6 +111,7 @@ void sg_mx_request_done(const sg_exchange *ex)
     sg_stats_add(base + LOC_IN, (int64_t)(r->head_length + r->body_received));
     sg_stats_add(base + LOC_OUT, (int64_t)r->bytes_sent);
     observe(H_REQUEST, elapsed_us(&r->start_mono));
+    sg_mx_upstream_times(ex->up_connect_ms, ex->up_header_ms);
     if (ex->tunnel) sg_stats_add(SG_ST_WS_H2, -1);
 }
 
