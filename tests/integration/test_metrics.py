@@ -267,3 +267,45 @@ def test_invented_grpc_methods_do_not_grow_memory(setup):
     m, _ = scrape(port)
     assert val(m, "streamgate_grpc_calls_total", service="_other_", method="_other_", grpc_status="12") == 12000
     assert not [k for k in m if k[0] == "streamgate_grpc_calls_total" and ("service", "_other_") not in k[1]]
+
+
+def test_upstream_servers(start_backend, start_proxy):
+    """Per upstream server: state, attempts, failures, in-flight, health
+    checks, the resolved address."""
+    (bport, dead, port) = free_ports(3)
+    start_backend(ports=[bport])
+    proxy = start_proxy(http_conf("""
+  access_log off;
+  upstream pool {
+    server 127.0.0.1:%d max_fails=1 fail_timeout=30s;
+    server 127.0.0.1:%d max_fails=1 fail_timeout=30s;
+    server 127.0.0.1:%d down;
+  }
+  upstream checked { server 127.0.0.1:%d; }
+  server {
+    listen 127.0.0.1:%d;
+    location / { proxy_pass http://pool; }
+    location /checked/ { proxy_pass http://checked/; health_check interval=100ms; }
+    location = /metrics { metrics; }
+  }
+""" % (bport, dead, free_port(), bport, port)))
+    for _ in range(4):
+        assert get(port, "/x").status == 200
+    alive, failed = "127.0.0.1:%d" % bport, "127.0.0.1:%d" % dead
+
+    def row(m, name, server, upstream="pool", **extra):
+        return val(m, name, upstream=upstream, server=server, address=server, **extra)
+
+    m, _ = scrape(port)
+    # the dead one was tried once (a connect error), then skipped for fail_timeout
+    assert row(m, "streamgate_upstream_server_failures_total", failed) == 1
+    assert row(m, "streamgate_upstream_server_requests_total", failed) == 1
+    assert row(m, "streamgate_upstream_server_requests_total", alive) == 4
+    assert row(m, "streamgate_upstream_server_failures_total", alive) == 0
+    assert row(m, "streamgate_upstream_server_state", failed, state="failed") == 1
+    assert row(m, "streamgate_upstream_server_state", alive, state="up") == 1
+    assert row(m, "streamgate_upstream_server_in_flight", alive) == 0
+    downs = [k for k, v in m.items() if k[0] == "streamgate_upstream_server_state" and ("state", "down") in k[1] and v == 1]
+    assert len(downs) == 1
+    wait_for(lambda: row(scrape(port)[0], "streamgate_upstream_server_health_checks_total", alive,
+                         upstream="checked", result="passed") >= 2, 10, what="health checks counted")
