@@ -69,11 +69,14 @@ static int loc_row(sg_str server, sg_str location)
     return nlocs++;
 }
 
-static void install_loc(sg_str server, sg_location *l)
+/* An `if` or `limit_except` block (named "(if)", "(limit_except)") is
+ * counted as the location it is in. */
+static void install_loc(sg_str server, sg_location *l, int parent_row)
 {
     if (!l) return;
-    l->conf.mx_id = loc_row(server, l->name);
-    for (size_t i = 0; i < l->nchildren; i++) install_loc(server, l->children[i]);
+    bool block = l->parent && l->name.n && l->name.p[0] == '(';
+    l->conf.mx_id = block ? parent_row : loc_row(server, l->name);
+    for (size_t i = 0; i < l->nchildren; i++) install_loc(server, l->children[i], l->conf.mx_id);
 }
 
 void sg_mx_conf_install(sg_conf *c, bool reload)
@@ -82,8 +85,8 @@ void sg_mx_conf_install(sg_conf *c, bool reload)
     for (size_t i = 0; i < c->nservers; i++) {
         sg_server_conf *s = c->servers[i];
         sg_str name = s->nnames ? s->names[0].name : SG_STR("");
-        install_loc(name, s->root);
-        for (sg_location **n = s->named; n && *n; n++) install_loc(name, *n);
+        install_loc(name, s->root, 0);
+        for (size_t k = 0; k < s->nnamed; k++) install_loc(name, s->named[k], 0);
     }
     generation++;
     pthread_mutex_unlock(&reg_lock);
