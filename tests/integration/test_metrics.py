@@ -309,3 +309,81 @@ def test_upstream_servers(start_backend, start_proxy):
     assert len(downs) == 1
     wait_for(lambda: row(scrape(port)[0], "streamgate_upstream_server_health_checks_total", alive,
                          upstream="checked", result="passed") >= 2, 10, what="health checks counted")
+
+
+def test_tls_limits_blocks_and_stream_tunnels(start_backend, start_proxy, tmp_path):
+    """TLS handshakes and failures, limit_req rejections, an `if` block and
+    a named location counted as locations, a stream{} tunnel's gauge."""
+    import ssl
+    (bport, port, tport, sport) = free_ports(4)
+    start_backend(ports=[bport])
+    cert = sgtest.make_seed_certs(tmp_path / "tls")
+    key = cert.parent / "key.pem"
+    start_proxy(http_conf("""
+  access_log off;
+  limit_req_zone $binary_remote_addr zone=z:1m rate=1r/m;
+  server {
+    listen 127.0.0.1:%d;
+    server_name plain.test;
+    location /limited { limit_req zone=z; proxy_pass http://127.0.0.1:%d; }
+    location /branch { if ($arg_x) { return 201; } return 200; }
+    location /named { error_page 404 = @fallback; return 404; }
+    location @fallback { return 202; }
+    location = /metrics { metrics; }
+  }
+  server {
+    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s;
+    ssl_certificate_key %s;
+    location / { return 200 "tls\\n"; }
+  }
+""" % (port, bport, tport, cert, key), main="""
+worker_processes 1;   # one accept queue: the readiness probes are handled before the test's connections
+stream {
+  server { listen 127.0.0.1:%d; proxy_pass 127.0.0.1:%d; }
+}
+""" % (sport, bport)))
+
+    # limit_req: the first passes, the next two are refused (503)
+    assert [get(port, "/limited").status for _ in range(3)] == [200, 503, 503]
+    assert get(port, "/branch?x=1").status == 201
+    assert get(port, "/branch").status == 200
+    assert get(port, "/named").status == 202
+
+    # start_proxy's readiness probe of the TLS port was a failed handshake too
+    m0, _ = scrape(port)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", tport)) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                assert s.recv(100).startswith(b"HTTP/1.1 200")
+    bad = ssl.create_default_context(cafile=str(cert))
+    bad.maximum_version = ssl.TLSVersion.TLSv1     # the server does not speak it: the handshake fails
+    with socket.create_connection(("127.0.0.1", tport)) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            bad.wrap_socket(raw, server_hostname="localhost")
+
+    # a stream tunnel open: counted, then gone when the client closes
+    st = socket.create_connection(("127.0.0.1", sport))
+    st.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert st.recv(100).startswith(b"HTTP/1.1 ")
+    m, _ = scrape(port)
+    assert val(m, "streamgate_connections", protocol="stream", state="active") == 1
+    st.close()
+    wait_for(lambda: val(scrape(port)[0], "streamgate_connections", protocol="stream", state="active") == 0,
+             10, what="stream gauge back to zero")
+
+    m, _ = scrape(port)
+    assert val(m, "streamgate_limit_req_rejected_total") == 2
+    def delta(name):
+        return val(m, name) - val(m0, name)
+    assert delta("streamgate_tls_handshakes_total") == 2
+    assert delta("streamgate_tls_handshake_failures_total") == 1
+
+    def reqs(location, cls):
+        return val(m, "streamgate_http_requests_total", server="plain.test", location=location, **{"class": cls})
+    assert (reqs("/limited", "2xx"), reqs("/limited", "5xx")) == (1, 2)
+    assert (reqs("/branch", "2xx")) == 2                 # the `if` block's 201 counts as its location
+    assert reqs("@fallback", "2xx") == 1
+    assert not [k for k in m if ("location", "(if)") in k[1]]
