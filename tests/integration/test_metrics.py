@@ -358,8 +358,11 @@ stream {
             with ctx.wrap_socket(raw, server_hostname="localhost") as s:
                 s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                 assert s.recv(100).startswith(b"HTTP/1.1 200")
+    import warnings
     bad = ssl.create_default_context(cafile=str(cert))
-    bad.maximum_version = ssl.TLSVersion.TLSv1     # the server does not speak it: the handshake fails
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        bad.maximum_version = ssl.TLSVersion.TLSv1     # the server does not speak it: the handshake fails
     with socket.create_connection(("127.0.0.1", tport)) as raw:
         with pytest.raises((ssl.SSLError, ConnectionError)):
             bad.wrap_socket(raw, server_hostname="localhost")
