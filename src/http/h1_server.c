@@ -156,6 +156,7 @@ static void do_flush(sg_h1_conn *c)
     if (c->closing && c->out.bytes == 0) {
         /* Lingering close: shut our side, then drain what the client
          * still sends, so that a reset does not destroy the response. */
+        sg_conn_stat_close(&c->stat);   /* metrics: done before the client can see the end */
         if (c->tls) sg_tls_shutdown(c->tls);
         shutdown(c->io.fd, SHUT_WR);
         c->state = ST_LINGER;
