@@ -13,6 +13,7 @@ PKGS=(gcc make pkg-config clang libclang-rt-14-dev
       # real peers for HTTP/2, gRPC and WebSocket tests (../shared/TESTING.md)
       python3-websockets python3-h2 python3-grpcio nghttp2-client nghttp2-server
       chromium
+      python3-prometheus-client  # tests/integration/test_metrics.py parses the metrics endpoint with it
       # nginx's own test suite (../shared/nginx-tests), run as a ratchet by scripts/test.sh
       perl libio-socket-ssl-perl libnet-ssleay-perl libprotocol-websocket-perl)
 if [[ "${1:-}" == "bench" ]]; then

@@ -521,6 +521,13 @@ typedef struct sg_loc_conf {
     bool has_proxy_limit_rate;
     /* log writers (issue 12): open_log_file_cache (NULL: off) */
     struct sg_log_cache *log_cache;
+    /* metrics (issue 12): the location answers with nginx's stub_status
+     * page or the Prometheus exposition (proxy/status_page.c); not
+     * inherited. mx_id: its row in the per-location request counters
+     * (observe/metrics.c, given when the generation is installed). */
+    bool stub_status;
+    bool metrics;
+    int mx_id;
 } sg_loc_conf;
 
 /* gzip_proxied values (nginx's NGX_HTTP_GZIP_PROXIED_*). */

@@ -2020,6 +2020,9 @@ static const sg_cmd cmds[] = {
     { "resolver_timeout", U, A1, sg_conf_set_resolver_timeout, UPS(dns_resolver_timeout_ms), NULL },
     /* log writers (issue 12): open_log_file_cache (observe/access_log.c) */
     { "open_log_file_cache", HSL, A1P, set_open_log_file_cache, LOC(log_cache), NULL },
+    /* metrics (issue 12): nginx's stub_status and a Prometheus endpoint (proxy/status_page.c) */
+    { "stub_status", S | L, A0 | A1, set_true, LOC_NM(stub_status), NULL },
+    { "metrics", S | L, A0, set_true, LOC_NM(metrics), NULL },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -2031,7 +2034,6 @@ _Static_assert(NCMDS <= SG_MAX_CMDS - SG_STREAM_MAX_CMDS, "raise SG_MAX_CMDS");
 static const char *const later_exact[] = {
     "http3", "quic", "try_files",
     "proxy_bind", "proxy_socket_keepalive", "proxy_ignore_client_abort", "proxy_force_ranges",
-    "stub_status",
     "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
     "working_directory", "load_module", "env", "lock_file", "thread_pool", "timer_resolution",
     "master_process", "debug_points", "worker_rlimit_core", "send_lowat", "postpone_output",

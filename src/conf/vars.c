@@ -121,6 +121,9 @@ static const struct { const char *name; sg_var_kind kind; } more_names[] = {
     /* logs (issue 12) */
     { "grpc_status", SG_VAR_GRPC_STATUS }, { "grpc_message", SG_VAR_GRPC_MESSAGE },
     { "grpc_method", SG_VAR_GRPC_METHOD }, { "http2_stream_id", SG_VAR_HTTP2_STREAM_ID },
+    /* metrics (issue 12) */
+    { "connections_active", SG_VAR_CONNECTIONS_ACTIVE }, { "connections_reading", SG_VAR_CONNECTIONS_READING },
+    { "connections_writing", SG_VAR_CONNECTIONS_WRITING }, { "connections_waiting", SG_VAR_CONNECTIONS_WAITING },
 };
 
 static bool classify_more(sg_conf *c, sg_var_def *d)

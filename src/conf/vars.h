@@ -66,6 +66,9 @@ typedef enum sg_var_kind {
     SG_VAR_LIMIT_REQ_STATUS, SG_VAR_LIMIT_CONN_STATUS,
     /* logs (issue 12) */
     SG_VAR_GRPC_STATUS, SG_VAR_GRPC_MESSAGE, SG_VAR_GRPC_METHOD, SG_VAR_HTTP2_STREAM_ID,
+    /* metrics (issue 12): stub_status's $connections_* (core/stats.h) */
+    SG_VAR_CONNECTIONS_ACTIVE, SG_VAR_CONNECTIONS_READING, SG_VAR_CONNECTIONS_WRITING,
+    SG_VAR_CONNECTIONS_WAITING,
 } sg_var_kind;
 
 /* tls: which TLS variable an SG_VAR_TLS is (net/tls_vars.h computes them). */

@@ -24,6 +24,7 @@
 
 #include "conf/directives.h"
 #include "core/sockaddr.h"
+#include "core/stats.h"
 #include "conf/geo.h"
 #include "exchange/forwarded.h"
 #include "conf/limit_conf.h"
@@ -714,6 +715,15 @@ static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
     case SG_VAR_GRPC_MESSAGE: return grpc_end_field(r, SG_STR("grpc-message"));
     case SG_VAR_GRPC_METHOD: return grpc_method(r);
     case SG_VAR_HTTP2_STREAM_ID: return r->h2_stream_id ? arena_printf(r, 16, "%u", r->h2_stream_id) : NOT_FOUND;
+    /* metrics (issue 12): summed over the threads when read */
+    case SG_VAR_CONNECTIONS_ACTIVE: case SG_VAR_CONNECTIONS_READING:
+    case SG_VAR_CONNECTIONS_WRITING: case SG_VAR_CONNECTIONS_WAITING: {
+        sg_stub_status st;
+        sg_stats_stub(&st);
+        int64_t v = d->kind == SG_VAR_CONNECTIONS_ACTIVE ? st.active : d->kind == SG_VAR_CONNECTIONS_READING ? st.reading
+                  : d->kind == SG_VAR_CONNECTIONS_WRITING ? st.writing : st.waiting;
+        return arena_printf(r, 24, "%lld", (long long)v);
+    }
     default: return NOT_FOUND;
     }
 }

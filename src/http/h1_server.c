@@ -24,6 +24,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "http/h1_parser.h"
 #include "http/host.h"
 #include "http/h1_write.h"
@@ -79,6 +80,7 @@ typedef struct sg_h1_conn {
     uint32_t keepalive_timeout_ms, body_timeout_ms, send_timeout_ms;
     bool own_trailers;               /* this response ends with add_trailer's fields (issue 9) */
     uint64_t born_ms;                /* keepalive_time: no request after this age (issue 9) */
+    sg_conn_stat stat;               /* metrics (issue 12): stub_status's states */
 } sg_h1_conn;
 
 static const sg_downstream_ops h1_down_ops;
@@ -117,6 +119,7 @@ static void send_error_and_close(sg_h1_conn *c, int status)
     out_str(c, body.p, body.n);
     c->closing = true;
     c->state = ST_ACTIVE;    /* stop parsing; the connection is done */
+    sg_conn_stat_phase(&c->stat, SG_CS_WAITING);
     schedule_flush(c);
 }
 
@@ -153,6 +156,7 @@ static void do_flush(sg_h1_conn *c)
     if (c->closing && c->out.bytes == 0) {
         /* Lingering close: shut our side, then drain what the client
          * still sends, so that a reset does not destroy the response. */
+        sg_conn_stat_close(&c->stat);   /* metrics: done before the client can see the end */
         if (c->tls) sg_tls_shutdown(c->tls);
         shutdown(c->io.fd, SHUT_WR);
         c->state = ST_LINGER;
@@ -183,6 +187,7 @@ static void finish_exchange(sg_h1_conn *c)
     sg_arena_free(&ex->req.arena);
     free(ex);
     c->requests++;
+    sg_conn_stat_phase(&c->stat, SG_CS_WAITING);
     sg_timer_disarm(&c->read_timer);
     if (!c->keep_alive || c->shutting_down) {
         c->closing = true;
@@ -356,6 +361,7 @@ static void start_exchange(sg_h1_conn *c, const char *buf, const sg_h1_message *
     ex->req.head_length = m->head_len;   /* $request_length */
     c->ex = ex;
     c->state = ST_ACTIVE;
+    sg_conn_stat_phase(&c->stat, SG_CS_WRITING);
     c->scanned = 0;
     c->want_body = c->discard_body = c->body_done = false;
     c->resp_chunked = c->resp_no_body = c->resp_ended = c->resp_until_close = false;
@@ -410,6 +416,7 @@ static size_t process_buf(sg_h1_conn *c, const char *buf, size_t len)
             if (r == 0) {
                 if (c->state == ST_IDLE) {
                     c->state = ST_HEAD;
+                    sg_conn_stat_phase(&c->stat, SG_CS_READING);
                     uint32_t t = s ? s->client_header_timeout_ms : 60000;
                     arm_read_timer(c, t);
                 }
@@ -822,6 +829,7 @@ static void on_detached(sg_deferred *d)
         sg_arena_free(&ex->req.arena);
         free(ex);
     }
+    sg_conn_stat_close(&c->stat);
     sg_worker_conn_del(c->w, &c->node);
     conn_free(c);
 }
@@ -847,6 +855,7 @@ static void conn_close(sg_h1_conn *c)
     c->tls = NULL;
     close(c->io.fd);
     c->io.fd = -1;
+    sg_conn_stat_close(&c->stat);
     sg_worker_conn_del(c->w, &c->node);
     /* Free at the end of the iteration: callers up the stack may still
      * look at c (they check io.fd first). */
@@ -899,6 +908,7 @@ static sg_h1_conn *conn_new(sg_worker *w, const sg_listen_group *g, int fd,
     }
     /* nginx waits client_header_timeout for the first request */
     arm_read_timer(c, s ? s->client_header_timeout_ms : 60000);
+    sg_conn_stat_open(&c->stat, SG_CS_H1);
     sg_worker_conn_add(w, &c->node);
     return c;
 }
@@ -920,6 +930,7 @@ void sg_h1_server_accept_tls(sg_worker *w, const sg_listen_group *g, int fd, sg_
         return;
     }
     c->tls = tls;
+    sg_conn_stat_tls(&c->stat);
     c->readable = true;
     conn_read(c);
 }

@@ -48,6 +48,7 @@
 #include "core/buf.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "http/h1_parser.h"
 #include "http/h1_server.h"
 #include "http/h2_limits.h"
@@ -190,6 +191,7 @@ struct h2_conn {
     bool ping_out;
     bool lingering;
     bool closed;
+    sg_conn_stat stat;                 /* metrics (issue 12): open, idle or busy */
 };
 
 static const sg_downstream_ops h2_down_ops;
@@ -347,6 +349,8 @@ static h2_stream *stream_new(h2_conn *c, int32_t id)
     sg_exchange_init(st->ex, c->w, sg_worker_conf(c->w), &h2_down_ops, st);
     list_insert(&c->streams, st);
     c->nstreams++;
+    sg_stats_req_begin();
+    sg_conn_stat_busy(&c->stat, true);
     sg_timer_disarm(&c->idle_timer);
     return st;
 }
@@ -372,6 +376,7 @@ static void stream_free(h2_stream *st)
     sg_timer_disarm(&st->read_timer);
     sg_timer_disarm(&st->send_timer);
     ex_free(st);
+    sg_stats_req_end(st->started);
     if (st->on_closed) st->on_closed(st->on_closed_arg);
     st->c->queued -= st->out.bytes;
     sg_outq_clear(&st->out);
@@ -410,6 +415,7 @@ static void stream_closed(h2_conn *c, h2_stream *st)
     list_remove(st);
     list_insert(&c->dead, st);
     c->nstreams--;
+    sg_conn_stat_busy(&c->stat, c->nstreams > 0);
     sg_loop_defer(c->loop, &c->reap);
 }
 
@@ -610,6 +616,7 @@ static void request_ready(h2_conn *c, h2_stream *st, const nghttp2_frame *f)
         nghttp2_session_change_extpri_stream_priority(c->sess, st->id, &pri, 0);
     }
     c->requests++;
+    sg_stats_req_head();
     if (c->set.max_requests && c->requests >= c->set.max_requests) start_graceful(c);
     st->started = true;
     sg_exchange_start(ex);   /* may answer at once */
@@ -1897,6 +1904,7 @@ static void conn_close(h2_conn *c)
         return;
     }
     c->closed = true;
+    sg_conn_stat_close(&c->stat);
     for (h2_stream *st = c->streams; st; st = st->next) {
         stream_abort_ex(st);
         st->closed = true;   /* from now on the core's calls on it do nothing */
@@ -1965,6 +1973,7 @@ static h2_conn *conn_new(sg_worker *w, sg_loop *loop, int fd, const struct socka
         return NULL;
     }
     arm(c, &c->idle_timer, set->header_ms);   /* the preface must come in time */
+    sg_conn_stat_open(&c->stat, SG_CS_H2);
     sg_worker_conn_add(w, &c->node);
     sg_list_push(&worker_conns, &c->budget_link);
     return c;
@@ -2005,6 +2014,7 @@ void sg_h2_server_accept_tls(sg_worker *w, const sg_listen_group *g, int fd, sg_
     }
     conn_set_group(c, g);
     c->tls = tls;
+    sg_conn_stat_tls(&c->stat);
     c->readable = true;
     conn_read(c);
 }

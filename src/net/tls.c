@@ -18,6 +18,7 @@
 #include "conf/ssl_ctx.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "core/sockaddr.h"
 #include "net/sock.h"
 
@@ -710,9 +711,12 @@ static void hs_step(hs_conn *h)
     sg_io_result r = sg_tls_handshake(h->tls);
     if (r == SG_IO_AGAIN) return;
     if (r == SG_IO_ERROR) {
+        sg_stats_add(SG_ST_TLS_FAILED, 1);
         hs_end(h, true);
         return;
     }
+    sg_stats_add(SG_ST_TLS_HANDSHAKES, 1);
+    if (sg_tls_session_reused(h->tls)) sg_stats_add(SG_ST_TLS_RESUMED, 1);
     struct sockaddr_storage peer = h->peer, local = h->local;   /* h is freed below */
     sg_tls_accepted a = {
         .tls = h->tls, .fd = h->io.fd,
@@ -737,6 +741,7 @@ static void hs_on_timeout(sg_timer *t)
 {
     hs_conn *h = (hs_conn *)((char *)t - offsetof(hs_conn, timer));
     sg_log(SG_LOG_INFO, "client timed out while SSL handshaking, client: %s", h->tls->peer);
+    sg_stats_add(SG_ST_TLS_FAILED, 1);
     hs_end(h, true);
 }
 

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/log.h"
+#include "observe/metrics.h"
 #include "http/status.h"
 #include "proxy/proxy.h"
 #include "proxy/respond.h"
@@ -20,7 +22,11 @@ struct sg_grpc_call {
     sg_exchange *ex;
     sg_timer deadline;
     uint64_t limit;                 /* client_max_body_size per message; 0: none */
-    sg_grpc_framing request;        /* the client's messages, while limit is set */
+    sg_grpc_framing request;        /* the client's messages */
+    /* metrics (issue 12) */
+    sg_grpc_framing response;       /* the messages relayed to the client */
+    int status;                     /* the grpc-status the proxy ended the call with */
+    bool status_set;
 };
 
 /* "application/grpc" [("+proto" / "+json" / {custom})], parameters
@@ -103,6 +109,10 @@ static void send_trailers_only(sg_exchange *ex, sg_str code, sg_str msg)
 void sg_grpc_end_call(sg_exchange *ex, int status, const char *message)
 {
     if (ex->resp_done || ex->aborted) return;
+    if (ex->grpc) {
+        ex->grpc->status = status;
+        ex->grpc->status_set = true;
+    }
     sg_arena *a = &ex->req.arena;
     char *code = sg_arena_alloc(a, 12);
     int k = snprintf(code, 12, "%d", status);
@@ -173,6 +183,7 @@ bool sg_grpc_framing_scan(sg_grpc_framing *f, const char *p, size_t n, uint64_t 
         n--;
         if (f->prefix_have < GRPC_PREFIX) continue;
         f->prefix_have = 0;
+        f->msgs++;
         f->msg_left = (uint64_t)f->prefix[1] << 24 | (uint64_t)f->prefix[2] << 16 |
                       (uint64_t)f->prefix[3] << 8 | f->prefix[4];
         if (f->msg_left > limit) {
@@ -187,13 +198,51 @@ bool sg_grpc_scan_request(sg_exchange *ex, const char *p, size_t n)
 {
     sg_grpc_call *g = ex->grpc;
     uint64_t len;
-    if (!g || !g->limit || sg_grpc_framing_scan(&g->request, p, n, g->limit, &len)) return true;
+    if (!g || sg_grpc_framing_scan(&g->request, p, n, g->limit ? g->limit : UINT64_MAX, &len)) return true;
     sg_ex_log(ex, SG_LOG_ERROR, "client sent too large a gRPC message: %llu bytes, client_max_body_size %llu",
               (unsigned long long)len, (unsigned long long)g->limit);
     return false;
 }
 
+void sg_grpc_scan_response(sg_exchange *ex, const char *p, size_t n)
+{
+    uint64_t len;
+    if (ex->grpc) sg_grpc_framing_scan(&ex->grpc->response, p, n, UINT64_MAX, &len);
+}
+
+/* The grpc-status among fields, -1 if none or not a number. */
+static int status_in(const sg_header *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!sg_str_caseeq_lit(h[i].name, "grpc-status")) continue;
+        uint64_t v;
+        return sg_str_to_u64(h[i].value, &v) && v < 1000 ? (int)v : -1;
+    }
+    return -1;
+}
+
 void sg_grpc_call_end(sg_exchange *ex)
 {
-    if (ex->grpc) sg_timer_disarm(&ex->grpc->deadline);
+    sg_grpc_call *g = ex->grpc;
+    if (!g) return;
+    sg_timer_disarm(&g->deadline);
+    /* What the client got: the proxy's own status if it ended the call,
+     * else the backend's (trailers, or a trailers-only head); a call
+     * without either was cut (CANCELLED when the client went, else
+     * UNKNOWN). */
+    const sg_http_req *r = &ex->req;
+    bool backend = false;
+    int status = -1;
+    if (g->status_set) {
+        status = g->status;
+    } else if ((status = status_in(r->up_trailers, r->nup_trailers)) >= 0 ||
+               (status = status_in(r->up_headers, r->nup_headers)) >= 0) {
+        backend = true;
+    } else {
+        status = ex->aborted ? SG_GRPC_CANCELLED : SG_GRPC_UNKNOWN;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t us = (int64_t)(now.tv_sec - r->start_mono.tv_sec) * 1000000 + (now.tv_nsec - r->start_mono.tv_nsec) / 1000;
+    sg_mx_grpc_call(r->uri, status, backend, g->request.msgs, g->response.msgs, us > 0 ? (uint64_t)us : 0);
 }

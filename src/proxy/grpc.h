@@ -37,6 +37,7 @@ typedef struct sg_grpc_framing {
     uint64_t msg_left;              /* bytes of the current message still to come */
     uint8_t prefix_have;            /* bytes of the next message's prefix seen */
     uint8_t prefix[5];
+    uint64_t msgs;                  /* messages begun (metrics, issue 12) */
 } sg_grpc_framing;
 
 /* Follows n more bytes of the stream. False as soon as a message longer
@@ -79,7 +80,12 @@ void sg_grpc_call_start(sg_exchange *ex);
  * RESOURCE_EXHAUSTED to the client). */
 bool sg_grpc_scan_request(sg_exchange *ex, const char *p, size_t n);
 
-/* The exchange ends: stops the deadline. */
+/* Response body bytes of a call, as they go to the client: its messages
+ * are counted (metrics, issue 12). */
+void sg_grpc_scan_response(sg_exchange *ex, const char *p, size_t n);
+
+/* The exchange ends: stops the deadline, and counts the call by method
+ * and by the grpc-status its client got (observe/metrics.h). */
 void sg_grpc_call_end(sg_exchange *ex);
 
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "observe/access_log.h"
+#include "observe/metrics.h"
 #include "proxy/access.h"
 #include "proxy/grpc.h"
 #include "proxy/gzip_filter.h"
@@ -24,6 +25,7 @@
 #include "proxy/respond.h"
 #include "proxy/rewrite.h"
 #include "proxy/router.h"
+#include "proxy/status_page.h"
 #include "proxy/tls_request.h"
 #include "exchange/upstream_link.h"
 
@@ -110,6 +112,7 @@ static void run_access(sg_exchange *ex)
         sg_respond_error(ex, 403);   /* a gRPC call: PERMISSION_DENIED (7) */
         return;
     }
+    if (sg_status_page_run(ex)) return;   /* metrics (issue 12): stub_status, metrics */
     if (lc->proxy_pass) sg_proxy_start(ex);
     else sg_respond_static(ex);
 }
@@ -192,6 +195,7 @@ static void exchange_finish(sg_exchange *ex)
     if (ex->aborted && !ex->resp_head_sent && ex->req.status == 0) ex->req.status = 499;
     if (ex->tunnel_log) sg_tunnel_log_finish(ex);   /* logged when the tunnel closes */
     else if (ex->req.loc) sg_access_log_write(&ex->req);
+    sg_mx_request_done(ex);   /* metrics (issue 12) */
     sg_reqbody_free(ex);
 }
 

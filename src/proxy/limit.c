@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/stats.h"
 #include "core/sockaddr.h"
 #include "core/zone.h"
 #include "exchange/vars.h"
@@ -148,6 +149,7 @@ static bool run_conn(sg_exchange *ex)
             return true;
         }
         r->limit_conn_status = SG_LIMIT_REJECTED;
+        sg_stats_add(SG_ST_LIMIT_CONN_REJECTED, 1);   /* metrics (issue 12) */
         if (sg_grpc_is_call(ex)) sg_grpc_end_call(ex, SG_GRPC_RESOURCE_EXHAUSTED, "limiting connections");
         else sg_respond_error(ex, lc->limit_conn_status ? (int)lc->limit_conn_status : SG_LIMIT_DEFAULT_STATUS);
         return false;
@@ -314,6 +316,7 @@ static req_result run_req(sg_exchange *ex, uint64_t *delay_ms)
             goto out;
         }
         r->limit_req_status = SG_LIMIT_REJECTED;
+        sg_stats_add(SG_ST_LIMIT_REQ_REJECTED, 1);    /* metrics (issue 12) */
         if (sg_grpc_is_call(ex)) sg_grpc_end_call(ex, SG_GRPC_RESOURCE_EXHAUSTED, "limiting requests");
         else sg_respond_error(ex, lc->limit_req_status ? (int)lc->limit_req_status : SG_LIMIT_DEFAULT_STATUS);
         res = REQ_DONE;
@@ -337,6 +340,7 @@ static req_result run_req(sg_exchange *ex, uint64_t *delay_ms)
         goto out;
     }
     r->limit_req_status = SG_LIMIT_DELAYED;
+    sg_stats_add(SG_ST_LIMIT_REQ_DELAYED, 1);         /* metrics (issue 12) */
     *delay_ms = delay;
     res = REQ_DELAY;
 out:
@@ -479,6 +483,7 @@ bool sg_limit_stream(const sg_stream_proxy_conf *pc, sg_stream_info *in, sg_limi
             return true;
         }
         in->limit_conn_status = SG_LIMIT_REJECTED;
+        sg_stats_add(SG_ST_LIMIT_CONN_REJECTED, 1);   /* metrics (issue 12) */
         return false;
     }
     return true;

@@ -29,6 +29,8 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/stats.h"
+#include "observe/metrics.h"
 #include "http/h1_client.h"
 #include "http/h2_client.h"
 #include "conf/rewrite.h"
@@ -756,6 +758,7 @@ static void carry_www_authenticate(sg_exchange *ex, const sg_upstream_response *
 static void tunnel_closed(const sg_tunnel_end *e, void *balancer, void *peer)
 {
     sg_loop *l = sg_worker_loop(sg_worker_self());
+    sg_stats_add(SG_ST_WS, -1);   /* metrics (issue 12) */
     sg_balancer_done(balancer, peer, false, sg_loop_now(l));
 }
 
@@ -764,6 +767,7 @@ static void tunnel_closed(const sg_tunnel_end *e, void *balancer, void *peer)
 static void tunnel_closed_dyn(const sg_tunnel_end *e, void *held, void *peer)
 {
     sg_loop *l = sg_worker_loop(sg_worker_self());
+    sg_stats_add(SG_ST_WS, -1);   /* metrics (issue 12) */
     sg_pass_vars_tunnel_done(held, peer, sg_loop_now(l));
 }
 
@@ -826,6 +830,7 @@ static void hand_over(sg_exchange *ex)
     sg_limit_tunnel(ex, &o);           /* limit_conn slots stay taken while the tunnel lives */
     sg_tunnel_log_attach(ex, &o, unsent, pipelined, up_sent, up_recv);   /* logged at its close */
     note_attempt_end(ex, 0);
+    sg_stats_add(SG_ST_WS, 1);         /* metrics (issue 12): until on_close */
     if (!sg_tunnel_start_q(ex->w, cfd, ufd, &o, &to_upstream, &to_client))
         o.on_close(NULL, o.arg, o.arg2);
 }
@@ -837,6 +842,7 @@ static void enter_tunnel_mode(sg_exchange *ex, const sg_upstream_response *m)
     sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * (m->nheaders + 1));
     size_t n = switch_headers(ex, m, h, true);
     ex->tunnel = true;
+    sg_mx_ws_h2_open();   /* metrics (issue 12): until the exchange ends */
     sg_respond_head(ex, 200, h, n, -1, true);
     if (!ex->up) return;
     if (ex->req_body_done) ex->up->ops->send_end(ex->up);   /* the client already ended its side */
@@ -1017,6 +1023,7 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
 static void up_data(sg_exchange *ex, const char *p, size_t n)
 {
     ex->req.up_body_bytes += n;
+    if (ex->grpc) sg_grpc_scan_response(ex, p, n);   /* metrics (issue 12): messages out */
     ex->down->send_data(ex, p, n);
     if (ex->up && ex->down->pending(ex) > SG_HIGH_WATER) {
         ex->up->ops->want_response(ex->up, false);

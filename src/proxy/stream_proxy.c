@@ -33,6 +33,7 @@
 #include "conf/stream_conf.h"
 #include "core/log.h"
 #include "core/sockaddr.h"
+#include "core/stats.h"
 #include "net/proxy_protocol.h"
 #include "net/sock.h"
 #include "net/ssl_preread.h"
@@ -344,7 +345,8 @@ static void session_free(sp_session *s, int status)
 static void on_tunnel_close(const sg_tunnel_end *e, void *arg, void *arg2)
 {
     sg_worker *w = sg_worker_self();
-    sg_balancer_done(arg, arg2, false, sg_loop_now(sg_worker_loop(w)));
+    sg_stats_add(SG_ST_STREAM, -1);    /* metrics (issue 12) */
+    if (arg2) sg_balancer_done(arg, arg2, false, sg_loop_now(sg_worker_loop(w)));
 }
 
 /* With an access log: the session learns what the tunnel did, logs, and goes. */
@@ -352,6 +354,7 @@ static void on_tunnel_close_log(const sg_tunnel_end *e, void *arg, void *arg2)
 {
     sp_session *s = arg;
     uint64_t now = now_ms(s);
+    sg_stats_add(SG_ST_STREAM, -1);    /* metrics (issue 12) */
     if (arg2) {
         /* least_time first_byte / last_byte (balancers, issue 11); a
          * session the upstream never wrote to counts whole for both. */
@@ -434,7 +437,7 @@ static void start_tunnel(sp_session *s)
         .gen = s->gen,
         .what = what,
         .close_on_eof = !s->srv->proxy.half_close,
-        .on_close = log ? on_tunnel_close_log : s->peer ? on_tunnel_close : NULL,
+        .on_close = log ? on_tunnel_close_log : on_tunnel_close,   /* metrics (issue 12): always, for the gauge */
         .arg = log ? (void *)s : (void *)s->b,
         .arg2 = s->peer,
         .client_tls = s->tls,
@@ -447,9 +450,11 @@ static void start_tunnel(sp_session *s)
     s->tls = s->up_tls = NULL;
     s->info.tls = NULL;                      /* freed by the tunnel: $ssl_* are empty in its log line */
     s->starting = true;
+    sg_stats_add(SG_ST_STREAM, 1);           /* metrics (issue 12): until on_close */
     sg_tunnel *t = sg_tunnel_start(s->w, cfd, ufd, &o, (const char *)s->pre, s->pre_len, NULL, 0);
     s->starting = false;
     if (!t) {                                /* on_close was not called */
+        sg_stats_add(SG_ST_STREAM, -1);
         session_free(s, 500);
         return;
     }

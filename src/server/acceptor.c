@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/stats.h"
 #include "http/h1_server.h"
 #include "http/h2_server.h"
 #include "core/sockaddr.h"
@@ -187,11 +188,13 @@ static void on_accept(sg_io *io, uint32_t events)
             return;
         }
         if (npending) free(pending_take(fd));   /* left by a handshake that failed */
+        sg_stats_add(SG_ST_ACCEPTED, 1);
         if (sg_worker_conn_count(w) >= c->worker_connections) {
             sg_log_warn("%u worker_connections are not enough", c->worker_connections);
             close(fd);
             continue;
         }
+        sg_stats_add(SG_ST_HANDLED, 1);
         const sg_listen_group *g = &c->listens[l->group];
         const struct sockaddr *local = (const struct sockaddr *)&l->addr;
         if (g->stream_server && g->proxy_protocol)

@@ -16,6 +16,7 @@
 #include "core/worker.h"
 #include "net/tls.h"
 #include "observe/access_log.h"
+#include "observe/metrics.h"
 #include "server/acceptor.h"
 #include "server/proxy_header.h"
 #include "server/generations.h"
@@ -201,6 +202,7 @@ bool sg_server_start(sg_conf *c, int n, char *err, size_t errlen)
         return false;
     }
     sg_runtime_attach(c, n);
+    sg_mx_conf_install(c, false);   /* metrics (issue 12): location rows */
     nworkers = n;
     main_conf = c;
     sg_generation_acquire(c);
@@ -255,6 +257,7 @@ bool sg_server_reload(sg_conf *c, char *err, size_t errlen)
         return false;
     }
     sg_runtime_attach(c, nworkers);
+    sg_mx_conf_install(c, true);    /* metrics (issue 12): location rows, reloads */
     sg_generation_acquire(c);
     post_all_and_wait(CMD_RELOAD, c);
     sg_listeners_close_unused(nworkers);

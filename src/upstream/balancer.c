@@ -200,6 +200,8 @@ void sg_balancer_done(sg_balancer *b, sg_peer *p, bool failed, uint64_t now_ms)
     if (p->active > 0)
         p->active--;
     p->busy_since_ms = now_ms;   /* it answered: its other open requests wait from now */
+    p->mx_requests++;            /* metrics (issue 12) */
+    if (failed) p->mx_failures++;
     pthread_spin_unlock(&b->lock);
 
     /* Logged outside the spinlock: the write may block. */

@@ -53,6 +53,10 @@ typedef struct sg_peer {
      * the attempts still open here end there (done), so that set counts
      * them (least_conn, max_conns) and sees their failures. */
     struct sg_peer *moved_to;
+    /* metrics (issue 12): attempts ended on it and how many failed,
+     * counted by sg_balancer_done under the balancer's lock (read under
+     * it too, by the metrics endpoint: proxy/status_page.c) */
+    uint64_t mx_requests, mx_failures;
 } sg_peer;
 
 /* What a pick may depend on. `tried` is a bitmap over peer indexes
