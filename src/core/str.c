@@ -52,27 +52,16 @@ bool sg_str_eq(sg_str a, sg_str b)
     return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
 }
 
-bool sg_str_eq_lit(sg_str a, const char *lit)
-{
-    return sg_str_eq(a, sg_str_from(lit));
-}
-
 static inline unsigned char sg_lower(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
 }
 
-bool sg_str_caseeq(sg_str a, sg_str b)
+bool sg_mem_caseeq(const char *a, const char *b, size_t n)
 {
-    if (a.n != b.n) return false;
-    for (size_t i = 0; i < a.n; i++)
-        if (sg_lower((unsigned char)a.p[i]) != sg_lower((unsigned char)b.p[i])) return false;
+    for (size_t i = 0; i < n; i++)
+        if (sg_lower((unsigned char)a[i]) != sg_lower((unsigned char)b[i])) return false;
     return true;
-}
-
-bool sg_str_caseeq_lit(sg_str a, const char *lit)
-{
-    return sg_str_caseeq(a, sg_str_from(lit));
 }
 
 sg_str sg_str_from(const char *cstr)
@@ -255,4 +244,16 @@ void sg_strbuf_free(sg_strbuf *b)
     free(b->p);
     b->p = NULL;
     b->n = b->cap = 0;
+}
+
+size_t sg_u64_to_dec(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    return n;
 }

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <string.h>
 
 typedef struct sg_str {
     const char *p;
@@ -20,10 +21,26 @@ typedef struct sg_str {
 #define SG_STR_NULL ((sg_str){ NULL, 0 })
 
 bool sg_str_eq(sg_str a, sg_str b);
-bool sg_str_eq_lit(sg_str a, const char *lit);
-/* ASCII case-insensitive comparison (header names, host names). */
-bool sg_str_caseeq(sg_str a, sg_str b);
-bool sg_str_caseeq_lit(sg_str a, const char *lit);
+/* ASCII case-insensitive comparison (header names, host names). Inline
+ * so that a length that differs, the common case, costs no call. */
+bool sg_mem_caseeq(const char *a, const char *b, size_t n);
+static inline bool sg_str_caseeq(sg_str a, sg_str b)
+{
+    return a.n == b.n && sg_mem_caseeq(a.p, b.p, a.n);
+}
+/* Inline so that strlen of a literal folds to a constant and a length that
+ * differs costs no call: the header filters compare every header name
+ * with a dozen literals on each request. */
+static inline bool sg_str_eq_lit(sg_str a, const char *lit)
+{
+    size_t n = lit ? strlen(lit) : 0;
+    return a.n == n && (n == 0 || memcmp(a.p, lit, n) == 0);
+}
+static inline bool sg_str_caseeq_lit(sg_str a, const char *lit)
+{
+    size_t n = lit ? strlen(lit) : 0;
+    return a.n == n && sg_str_caseeq(a, (sg_str){ lit, n });
+}
 sg_str sg_str_from(const char *cstr);
 /* Parses a decimal unsigned number; false on empty, junk or overflow. */
 bool sg_str_to_u64(sg_str s, uint64_t *out);
@@ -59,6 +76,9 @@ void sg_strbuf_append_log_escaped(sg_strbuf *b, sg_str v);
 void sg_strbuf_append_json_escaped(sg_strbuf *b, sg_str v);
 
 void *sg_xmalloc(size_t n);
+/* v in decimal into buf (at least 20 bytes, not terminated); its length.
+ * For the request path, where snprintf's format parsing shows in profiles. */
+size_t sg_u64_to_dec(char *buf, uint64_t v);
 void *sg_xcalloc(size_t n, size_t m);
 void *sg_xrealloc(void *p, size_t n);
 char *sg_xstrdup(const char *s);

@@ -42,12 +42,7 @@ void sg_exchange_finish(sg_exchange *ex)
     if (ex->w) sg_worker_gen_release(ex->w, ex->req.gen);
     sg_strbuf_free(&ex->req.upstream_addr);
     sg_strbuf_free(&ex->req.upstream_status);
-    sg_strbuf_free(&ex->req.upstream_response_time);
-    sg_strbuf_free(&ex->req.upstream_connect_time);
-    sg_strbuf_free(&ex->req.upstream_header_time);
-    sg_strbuf_free(&ex->req.upstream_response_length);
-    sg_strbuf_free(&ex->req.upstream_bytes_received);
-    sg_strbuf_free(&ex->req.upstream_bytes_sent);
+    sg_req_attempts_free(&ex->req);
 }
 
 bool sg_response_has(const sg_response *resp, const char *name)

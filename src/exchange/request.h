@@ -35,6 +35,17 @@ typedef struct sg_header {
 
 #define SG_MAX_CAPTURES 10     /* $0..$9 */
 
+/* What one upstream attempt measured ($upstream_response_time and its
+ * siblings hold one entry per attempt, joined with ", "). */
+typedef struct sg_attempt {
+    uint64_t response_ms;              /* $upstream_response_time */
+    uint64_t connect_ms1, header_ms1;  /* ms + 1; 0: not reached, logged "-" */
+    uint64_t body_len;                 /* $upstream_response_length */
+    uint64_t recv, sent;               /* $upstream_bytes_received / _sent */
+} sg_attempt;
+
+#define SG_ATTEMPTS_INLINE 2
+
 typedef struct sg_http_req {
     struct sg_conf *gen;               /* configuration generation it runs on */
     const struct sg_server_conf *srv;  /* chosen server block */
@@ -78,7 +89,6 @@ typedef struct sg_http_req {
     struct timespec start_real;        /* CLOCK_REALTIME */
     sg_strbuf upstream_addr;           /* "127.0.0.1:8081, 127.0.0.1:8082" on retries */
     sg_strbuf upstream_status;
-    sg_strbuf upstream_response_time;
 
     /* Per-request cache for variables that are costly or must be stable
      * (map results): indexed by variable index, NULL until computed. */
@@ -123,11 +133,15 @@ typedef struct sg_http_req {
     size_t nup_headers;
     const sg_header *up_trailers;      /* its trailers ($upstream_trailer_) */
     size_t nup_trailers;
-    sg_strbuf upstream_connect_time;   /* per attempt, as $upstream_response_time */
-    sg_strbuf upstream_header_time;
-    sg_strbuf upstream_response_length;
-    sg_strbuf upstream_bytes_received;
-    sg_strbuf upstream_bytes_sent;
+    /* One record per upstream attempt: $upstream_connect_time,
+     * _header_time, _response_length and _bytes_* are formatted from them
+     * only when something reads them (a log line, a header), not on every
+     * request (sg_req_attempt_add, exchange/vars.c). The first two live
+     * here, later ones in `more` (a request may be moved by value, see
+     * proxy/tunnel_log.c, so nothing points into it). */
+    sg_attempt attempts[SG_ATTEMPTS_INLINE];
+    sg_attempt *more_attempts;
+    uint32_t nattempts, more_cap;
     uint64_t up_body_bytes;            /* body bytes of the current attempt's response */
     const void *capture_re;            /* the regex of the last match, for named captures */
     /* limits (issue 10): $limit_req_status, $limit_conn_status (SG_LIMIT_*; 0: no limit ran) */
@@ -148,5 +162,11 @@ typedef struct sg_http_req {
 
 /* Finds a request header by name, case-insensitive. */
 const sg_header *sg_req_find_header(const sg_http_req *r, sg_str name);
+
+/* A new, zeroed attempt record; the i-th one (i < r->nattempts); the
+ * records' memory back. */
+sg_attempt *sg_req_attempt_add(sg_http_req *r);
+sg_attempt *sg_req_attempt(sg_http_req *r, uint32_t i);
+void sg_req_attempts_free(sg_http_req *r);
 
 #endif

@@ -297,6 +297,44 @@ static sg_str strbuf_var(const sg_strbuf *b)
     return b->n ? (sg_str){ b->p, b->n } : NOT_FOUND;
 }
 
+/* $upstream_response_time, _connect_time, _header_time, _response_length,
+ * _bytes_received, _bytes_sent: one entry per attempt, formatted from its
+ * record (proxy.c notes numbers only). */
+enum attempt_field { AT_RESPONSE_TIME, AT_CONNECT_TIME, AT_HEADER_TIME, AT_LENGTH, AT_RECEIVED, AT_SENT };
+
+static size_t put_ms(char *p, uint64_t ms)
+{
+    size_t n = sg_u64_to_dec(p, ms / 1000);
+    p[n++] = '.';
+    p[n++] = (char)('0' + ms / 100 % 10);
+    p[n++] = (char)('0' + ms / 10 % 10);
+    p[n++] = (char)('0' + ms % 10);
+    return n;
+}
+
+static sg_str attempts_var(sg_http_req *r, enum attempt_field f)
+{
+    if (!r->nattempts) return NOT_FOUND;
+    char *out = sg_arena_alloc(&r->arena, (size_t)r->nattempts * 26);
+    size_t n = 0;
+    for (uint32_t i = 0; i < r->nattempts; i++) {
+        const sg_attempt *a = sg_req_attempt(r, i);
+        if (i) { out[n++] = ','; out[n++] = ' '; }
+        uint64_t ms1 = f == AT_CONNECT_TIME ? a->connect_ms1 : a->header_ms1;
+        switch (f) {
+        case AT_RESPONSE_TIME: n += put_ms(out + n, a->response_ms); break;
+        case AT_CONNECT_TIME: case AT_HEADER_TIME:
+            if (ms1) n += put_ms(out + n, ms1 - 1);
+            else out[n++] = '-';
+            break;
+        case AT_LENGTH: n += sg_u64_to_dec(out + n, a->body_len); break;
+        case AT_RECEIVED: n += sg_u64_to_dec(out + n, a->recv); break;
+        case AT_SENT: n += sg_u64_to_dec(out + n, a->sent); break;
+        }
+    }
+    return (sg_str){ out, n };
+}
+
 static sg_str xff_var(sg_http_req *r)
 {
     sg_str addr = addr_text(r, r->peer);
@@ -445,7 +483,7 @@ static sg_str var_get_response(sg_http_req *r, const sg_var_def *d)
     case SG_VAR_REQUEST_TIME: return request_time(r);
     case SG_VAR_UPSTREAM_ADDR: return strbuf_var(&r->upstream_addr);
     case SG_VAR_UPSTREAM_STATUS: return strbuf_var(&r->upstream_status);
-    case SG_VAR_UPSTREAM_RESPONSE_TIME: return strbuf_var(&r->upstream_response_time);
+    case SG_VAR_UPSTREAM_RESPONSE_TIME: return attempts_var(r, AT_RESPONSE_TIME);
     case SG_VAR_PROXY_HOST:
         if (r->pass) return r->pass->host;   /* made from the pass's variables */
         return r->loc && r->loc->conf.proxy_pass && !r->loc->conf.proxy_pass->has_vars
@@ -674,11 +712,11 @@ static sg_str var_get_more(sg_http_req *r, int index, const sg_var_def *d)
     }
     case SG_VAR_HTTP2: return r->http_major == 2 ? (r->https ? SG_STR("h2") : SG_STR("h2c")) : EMPTY;
     case SG_VAR_PROXY_PORT: return proxy_port(r);
-    case SG_VAR_UPSTREAM_CONNECT_TIME: return strbuf_var(&r->upstream_connect_time);
-    case SG_VAR_UPSTREAM_HEADER_TIME: return strbuf_var(&r->upstream_header_time);
-    case SG_VAR_UPSTREAM_RESPONSE_LENGTH: return strbuf_var(&r->upstream_response_length);
-    case SG_VAR_UPSTREAM_BYTES_RECEIVED: return strbuf_var(&r->upstream_bytes_received);
-    case SG_VAR_UPSTREAM_BYTES_SENT: return strbuf_var(&r->upstream_bytes_sent);
+    case SG_VAR_UPSTREAM_CONNECT_TIME: return attempts_var(r, AT_CONNECT_TIME);
+    case SG_VAR_UPSTREAM_HEADER_TIME: return attempts_var(r, AT_HEADER_TIME);
+    case SG_VAR_UPSTREAM_RESPONSE_LENGTH: return attempts_var(r, AT_LENGTH);
+    case SG_VAR_UPSTREAM_BYTES_RECEIVED: return attempts_var(r, AT_RECEIVED);
+    case SG_VAR_UPSTREAM_BYTES_SENT: return attempts_var(r, AT_SENT);
     case SG_VAR_IS_REQUEST_PORT: return request_port(r).p ? SG_STR(":") : EMPTY;
     case SG_VAR_REQUEST_PORT: return request_port(r);
     case SG_VAR_HOSTNAME: return hostname_var(r);

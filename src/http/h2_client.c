@@ -51,6 +51,7 @@
  * the end of the loop iteration, never under a caller's feet. */
 #include "http/h2_client.h"
 #include "http/h1_parser.h"
+#include "http/h2_mem.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -436,13 +437,13 @@ static void start_stream(h2_stream *st)
 
 static bool drop_request_header(sg_str name, sg_str value)
 {
-    static const char *const conn_specific[] = {
-        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-        "host", "content-length", "http2-settings",
+    static const sg_str conn_specific[] = {
+        SG_STR("connection"), SG_STR("keep-alive"), SG_STR("proxy-connection"), SG_STR("transfer-encoding"),
+        SG_STR("upgrade"), SG_STR("host"), SG_STR("content-length"), SG_STR("http2-settings"),
     };
     if (name.n == 0 || name.p[0] == ':') return true;
     for (size_t i = 0; i < sizeof(conn_specific) / sizeof(conn_specific[0]); i++)
-        if (sg_str_caseeq_lit(name, conn_specific[i])) return true;
+        if (sg_str_caseeq(name, conn_specific[i])) return true;
     /* RFC 9113 8.2.2: TE may only say "trailers". */
     return sg_str_caseeq_lit(name, "te") && !sg_str_caseeq_lit(value, "trailers");
 }
@@ -817,7 +818,7 @@ static bool session_new(h2_conn *c)
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, on_frame_not_send);
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_peer_max_concurrent_streams(opt, SG_H2_ASSUMED_STREAMS);
-    int rv = nghttp2_session_client_new2(&c->sess, cb, c, opt);
+    int rv = nghttp2_session_client_new3(&c->sess, cb, c, opt, sg_h2_mem());
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
     if (rv) return false;

@@ -52,6 +52,7 @@
 #include "http/h1_parser.h"
 #include "http/h1_server.h"
 #include "http/h2_limits.h"
+#include "http/h2_mem.h"
 #include "http/h2_scan.h"
 #include "http/status.h"
 #include "http/target.h"
@@ -1023,7 +1024,7 @@ static bool session_start(h2_conn *c)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, make_session_params);
-    if (nghttp2_session_server_new2(&c->sess, cbs, c, opt) != 0) return false;
+    if (nghttp2_session_server_new3(&c->sess, cbs, c, opt, sg_h2_mem()) != 0) return false;
     nghttp2_settings_entry iv[] = {
         { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->set.max_streams },
         { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, c->set.preread },
@@ -1473,12 +1474,12 @@ static void on_reap(sg_deferred *d)
 
 static bool skip_response_header(sg_str name)
 {
-    static const char *const drop[] = {
-        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-        "content-length", NULL,
+    static const sg_str drop[] = {
+        SG_STR("connection"), SG_STR("keep-alive"), SG_STR("proxy-connection"), SG_STR("transfer-encoding"),
+        SG_STR("upgrade"), SG_STR("content-length"),
     };
-    for (int i = 0; drop[i]; i++)
-        if (sg_str_caseeq_lit(name, drop[i])) return true;
+    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+        if (sg_str_caseeq(name, drop[i])) return true;
     return false;
 }
 

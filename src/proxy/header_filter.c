@@ -18,9 +18,9 @@
 
 /* What nginx hides of an upstream's answer unless proxy_pass_header
  * names it (ngx_http_proxy_hide_headers). */
-static const char *const hidden_by_default[] = {
-    "date", "server", "x-pad", "x-accel-expires", "x-accel-redirect", "x-accel-limit-rate",
-    "x-accel-buffering", "x-accel-charset", NULL,
+static const sg_str hidden_by_default[] = {
+    SG_STR("date"), SG_STR("server"), SG_STR("x-pad"), SG_STR("x-accel-expires"), SG_STR("x-accel-redirect"),
+    SG_STR("x-accel-limit-rate"), SG_STR("x-accel-buffering"), SG_STR("x-accel-charset"),
 };
 
 static bool in_list(const sg_str *list, size_t n, sg_str name)
@@ -33,8 +33,8 @@ static bool in_list(const sg_str *list, size_t n, sg_str name)
 bool sg_hf_hidden(const sg_upstream_opts *o, sg_str name)
 {
     if (in_list(o->hide_headers, o->nhide_headers, name)) return true;
-    for (size_t i = 0; hidden_by_default[i]; i++)
-        if (sg_str_caseeq_lit(name, hidden_by_default[i]))
+    for (size_t i = 0; i < sizeof(hidden_by_default) / sizeof(hidden_by_default[0]); i++)
+        if (sg_str_caseeq(name, hidden_by_default[i]))
             return !in_list(o->pass_headers, o->npass_headers, name);
     return false;
 }
@@ -317,14 +317,14 @@ sg_str sg_hf_slash_location(sg_exchange *ex)
 
 bool sg_hf_duplicate_field(const sg_http_req *r)
 {
-    static const char *const unique[] = {
-        "if-modified-since", "if-unmodified-since", "if-match", "if-none-match", "content-range",
-        "if-range", "expect", "authorization", NULL,
+    static const sg_str unique[] = {
+        SG_STR("if-modified-since"), SG_STR("if-unmodified-since"), SG_STR("if-match"), SG_STR("if-none-match"),
+        SG_STR("content-range"), SG_STR("if-range"), SG_STR("expect"), SG_STR("authorization"),
     };
-    for (size_t k = 0; unique[k]; k++) {
+    for (size_t k = 0; k < sizeof(unique) / sizeof(unique[0]); k++) {
         int seen = 0;
         for (size_t i = 0; i < r->nheaders; i++)
-            if (sg_str_caseeq_lit(r->headers[i].name, unique[k]) && ++seen > 1) return true;
+            if (sg_str_caseeq(r->headers[i].name, unique[k]) && ++seen > 1) return true;
     }
     return false;
 }

@@ -86,44 +86,22 @@ static void append_list(sg_strbuf *b, const char *s, size_t n)
     sg_strbuf_append(b, s, n);
 }
 
-/* $upstream_connect_time, _header_time, _response_length, _bytes_*:
- * one entry per attempt, as $upstream_response_time (issue 9). */
-static void append_ms(sg_strbuf *b, uint64_t ms_plus_one)
-{
-    char tmp[32];
-    int n = ms_plus_one ? snprintf(tmp, sizeof(tmp), "%llu.%03llu", (unsigned long long)((ms_plus_one - 1) / 1000),
-                                   (unsigned long long)((ms_plus_one - 1) % 1000))
-                        : snprintf(tmp, sizeof(tmp), "-");
-    append_list(b, tmp, (size_t)n);
-}
-
-static void note_attempt_vars(sg_exchange *ex)
-{
-    sg_http_req *r = &ex->req;
-    char tmp[32];
-    append_ms(&r->upstream_connect_time, ex->up_connect_ms);
-    append_ms(&r->upstream_header_time, ex->up_header_ms);
-    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)r->up_body_bytes);
-    append_list(&r->upstream_response_length, tmp, (size_t)n);
-    uint64_t recv = ex->up ? ex->up->bytes_received - ex->up_recv0 : 0;
-    uint64_t sent = ex->up ? ex->up->bytes_sent - ex->up_sent0 : 0;
-    n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)recv);
-    append_list(&r->upstream_bytes_received, tmp, (size_t)n);
-    n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)sent);
-    append_list(&r->upstream_bytes_sent, tmp, (size_t)n);
-}
-
+/* The attempt's figures are recorded as numbers; exchange/vars.c formats
+ * the $upstream_* lists from them only when something reads them. */
 static void note_attempt_end(sg_exchange *ex, int status)
 {
-    char tmp[32];
-    uint64_t ms = now_ms(ex) - ex->attempt_start_ms;
-    int n = snprintf(tmp, sizeof(tmp), "%llu.%03llu", (unsigned long long)(ms / 1000),
-                     (unsigned long long)(ms % 1000));
-    append_list(&ex->req.upstream_response_time, tmp, (size_t)n);
-    note_attempt_vars(ex);
+    sg_http_req *r = &ex->req;
+    sg_attempt *a = sg_req_attempt_add(r);
+    a->response_ms = now_ms(ex) - ex->attempt_start_ms;
+    a->connect_ms1 = ex->up_connect_ms;
+    a->header_ms1 = ex->up_header_ms;
+    a->body_len = r->up_body_bytes;
+    a->recv = ex->up ? ex->up->bytes_received - ex->up_recv0 : 0;
+    a->sent = ex->up ? ex->up->bytes_sent - ex->up_sent0 : 0;
     if (status) {
-        n = snprintf(tmp, sizeof(tmp), "%d", status);
-        append_list(&ex->req.upstream_status, tmp, (size_t)n);
+        char tmp[16];
+        size_t n = sg_u64_to_dec(tmp, (uint64_t)status);
+        append_list(&r->upstream_status, tmp, n);
     }
 }
 

@@ -14,7 +14,7 @@ typedef struct sg_tunnel_log {
     /* the codec's sockaddrs die with the connection: copies */
     struct sockaddr_storage peer, conn_peer, local, pp[2];
     uint64_t unsent, from_client, up_sent, up_recv;
-    size_t up_sent_len, up_recv_len, rt_len;   /* the upstream lists before this attempt's entry */
+    uint32_t attempt;              /* the index of this attempt's record (sg_attempt) */
     uint64_t attempt_start_ms;     /* loop time the attempt began ($upstream_response_time) */
     sg_tunnel_end end;
     bool ex_done, tunnel_done;
@@ -22,14 +22,6 @@ typedef struct sg_tunnel_log {
     void (*on_close)(const sg_tunnel_end *e, void *arg, void *arg2);
     void *arg;
 } sg_tunnel_log;
-
-static void append_u64(sg_strbuf *b, size_t keep, uint64_t v)
-{
-    char tmp[32];
-    b->n = keep < b->n ? keep : b->n;
-    int n = snprintf(tmp, sizeof(tmp), "%s%llu", b->n ? ", " : "", (unsigned long long)v);
-    sg_strbuf_append(b, tmp, (size_t)n);
-}
 
 static void write_line(sg_tunnel_log *tl)
 {
@@ -41,30 +33,20 @@ static void write_line(sg_tunnel_log *tl)
     r->bytes_sent += extra;
     r->body_bytes_sent += extra;
     r->body_received += tl->from_client + e->client_read;
-    append_u64(&r->upstream_bytes_sent, tl->up_sent_len, tl->up_sent + e->upstream_written);
-    append_u64(&r->upstream_bytes_received, tl->up_recv_len, tl->up_recv + e->upstream_read);
+    sg_attempt *a = tl->attempt < r->nattempts ? sg_req_attempt(r, tl->attempt) : sg_req_attempt_add(r);
+    a->sent = tl->up_sent + e->upstream_written;
+    a->recv = tl->up_recv + e->upstream_read;
     /* nginx times the attempt until the upgraded connection ends */
     sg_worker *w = sg_worker_self();
     if (w) {
         uint64_t now = sg_loop_now(sg_worker_loop(w));
-        uint64_t ms = now > tl->attempt_start_ms ? now - tl->attempt_start_ms : 0;
-        char tmp[48];
-        sg_strbuf *b = &r->upstream_response_time;
-        b->n = tl->rt_len < b->n ? tl->rt_len : b->n;
-        int n = snprintf(tmp, sizeof(tmp), "%s%llu.%03llu", b->n ? ", " : "", (unsigned long long)(ms / 1000),
-                         (unsigned long long)(ms % 1000));
-        sg_strbuf_append(b, tmp, (size_t)n);
+        a->response_ms = now > tl->attempt_start_ms ? now - tl->attempt_start_ms : 0;
     }
     r->var_cache = NULL;           /* values computed before the tunnel's end are stale */
     sg_access_log_write(r);
     sg_strbuf_free(&r->upstream_addr);
     sg_strbuf_free(&r->upstream_status);
-    sg_strbuf_free(&r->upstream_response_time);
-    sg_strbuf_free(&r->upstream_connect_time);
-    sg_strbuf_free(&r->upstream_header_time);
-    sg_strbuf_free(&r->upstream_response_length);
-    sg_strbuf_free(&r->upstream_bytes_received);
-    sg_strbuf_free(&r->upstream_bytes_sent);
+    sg_req_attempts_free(r);
     sg_arena_free(&r->arena);
     free(tl);
 }
@@ -89,9 +71,7 @@ void sg_tunnel_log_attach(sg_exchange *ex, sg_tunnel_opts *o, uint64_t unsent, u
     tl->from_client = from_client;
     tl->up_sent = up_sent;
     tl->up_recv = up_recv;
-    tl->up_sent_len = r->upstream_bytes_sent.n;
-    tl->up_recv_len = r->upstream_bytes_received.n;
-    tl->rt_len = r->upstream_response_time.n;
+    tl->attempt = r->nattempts;     /* note_attempt_end adds it next */
     tl->attempt_start_ms = ex->attempt_start_ms;
     tl->on_close = o->on_close;
     tl->arg = o->arg;
@@ -126,10 +106,9 @@ void sg_tunnel_log_finish(sg_exchange *ex)
     sg_arena_init(&ex->req.arena, 1024);
     ex->req.var_cache = NULL;
     ex->req.var_cached = NULL;
-    ex->req.upstream_addr = ex->req.upstream_status = ex->req.upstream_response_time = (sg_strbuf){ 0 };
-    ex->req.upstream_connect_time = ex->req.upstream_header_time = (sg_strbuf){ 0 };
-    ex->req.upstream_response_length = (sg_strbuf){ 0 };
-    ex->req.upstream_bytes_received = ex->req.upstream_bytes_sent = (sg_strbuf){ 0 };
+    ex->req.upstream_addr = ex->req.upstream_status = (sg_strbuf){ 0 };
+    ex->req.more_attempts = NULL;   /* the record's now (the inline ones were copied) */
+    ex->req.more_cap = ex->req.nattempts = 0;
     tl->ex_done = true;
     if (tl->tunnel_done) write_line(tl);
 }
