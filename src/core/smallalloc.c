@@ -33,10 +33,10 @@ static _Thread_local struct {
     unsigned n[CLASSES];
 } cache;
 
-static size_t class_size(uint32_t cls) { return (size_t)1 << (cls + MIN_SHIFT); }
+static inline size_t class_size(uint32_t cls) { return (size_t)1 << (cls + MIN_SHIFT); }
 
 /* The class whose blocks hold size bytes after the header; CLASSES if none. */
-static uint32_t class_of(size_t size)
+static inline uint32_t class_of(size_t size)
 {
     size_t need = size + sizeof(header);
     uint32_t cls = 0;
