@@ -1,10 +1,10 @@
 /* Per-thread block cache. */
 #include "core/blockcache.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "core/str.h"
-#include "core/thread_exit.h"
 
 #define CLASSES 4           /* distinct sizes cached per thread */
 #define PER_CLASS 16        /* blocks kept per size */
@@ -19,6 +19,31 @@ typedef struct size_class {
 } size_class;
 
 static _Thread_local size_class classes[CLASSES];
+
+/* Any thread that caches a block gets a key destructor, so its cache is
+ * freed when it exits even if nobody calls sg_block_thread_done(). */
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static _Thread_local int exit_armed;
+
+static void on_thread_exit(void *unused)
+{
+    (void)unused;
+    sg_block_thread_done();
+}
+
+static void make_exit_key(void)
+{
+    pthread_key_create(&exit_key, on_thread_exit);
+}
+
+static void arm_thread_exit(void)
+{
+    if (exit_armed) return;
+    pthread_once(&exit_once, make_exit_key);
+    pthread_setspecific(exit_key, &exit_armed);   /* any non-NULL value runs the destructor */
+    exit_armed = 1;
+}
 
 static size_class *class_for(size_t size, int create)
 {
@@ -52,7 +77,7 @@ void sg_block_free(void *p, size_t size)
         free(p);
         return;
     }
-    sg_thread_exit_arm();
+    arm_thread_exit();
     block *b = p;
     b->next = c->free;
     c->free = b;
@@ -69,4 +94,5 @@ void sg_block_thread_done(void)
         }
         classes[i] = (size_class){ 0 };
     }
+    exit_armed = 0;
 }

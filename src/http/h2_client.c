@@ -51,7 +51,6 @@
  * the end of the loop iteration, never under a caller's feet. */
 #include "http/h2_client.h"
 #include "http/h1_parser.h"
-#include "http/h2_mem.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -818,7 +817,7 @@ static bool session_new(h2_conn *c)
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, on_frame_not_send);
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_peer_max_concurrent_streams(opt, SG_H2_ASSUMED_STREAMS);
-    int rv = nghttp2_session_client_new3(&c->sess, cb, c, opt, sg_h2_mem());
+    int rv = nghttp2_session_client_new2(&c->sess, cb, c, opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
     if (rv) return false;

@@ -52,7 +52,6 @@
 #include "http/h1_parser.h"
 #include "http/h1_server.h"
 #include "http/h2_limits.h"
-#include "http/h2_mem.h"
 #include "http/h2_scan.h"
 #include "http/status.h"
 #include "http/target.h"
@@ -1024,7 +1023,7 @@ static bool session_start(h2_conn *c)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, make_session_params);
-    if (nghttp2_session_server_new3(&c->sess, cbs, c, opt, sg_h2_mem()) != 0) return false;
+    if (nghttp2_session_server_new2(&c->sess, cbs, c, opt) != 0) return false;
     nghttp2_settings_entry iv[] = {
         { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->set.max_streams },
         { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, c->set.preread },

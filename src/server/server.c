@@ -12,7 +12,6 @@
 
 #include "exchange/vars.h"
 #include "core/blockcache.h"
-#include "core/smallalloc.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "net/tls.h"
@@ -172,7 +171,6 @@ static void *worker_main(void *arg)
     sg_access_log_flush_thread();
     sg_regex_thread_done();
     sg_block_thread_done();
-    sg_small_thread_done();
     sg_acceptor_done(&sw->acceptor);
     return NULL;
 }
