@@ -97,6 +97,13 @@ fi
 [[ -f tests/nginx-tests.expect ]] || { echo "tests/nginx-tests.expect is missing"; exit 1; }
 rm -rf build/nginx-tests
 mkdir -p build/nginx-tests
+# The harness's work folders go under a short /tmp path, not the checkout:
+# tests listen on "unix:unix.sock" inside them, and a socket path has at
+# most 107 bytes (sun_path), which a CI runner's long checkout path plus
+# run.sh's run/tmp/FILE/nginx-test-XXXXXXXXXX folders overran (a CI run
+# failed stream_realip_hostname.t and upstream_ip_hash_ipv6.t that way).
+NT_WORK=$(mktemp -d /tmp/sgnt.XXXXXX)
+trap 'rc=$?; rm -rf "$NT_WORK"; (exit $rc); finish' EXIT
 # Only the files with listed tests run (the ratchet checks nothing else;
 # scripts/nginx_tests_expect.py, which writes the list, leaves out the
 # files whose results depend on timing, docs/nginx-tests.md), in
@@ -119,7 +126,7 @@ for (( i = 0; i < NT_SHARDS; i++ )); do
     shard=()
     for (( k = i; k < ${#nt_files[@]}; k += NT_SHARDS )); do shard+=("${nt_files[k]}"); done
     (( ${#shard[@]} > 0 )) || break   # run.sh without files would run them all
-    NGINX_TESTS_WORK="$PWD/build/nginx-tests/work$i" OUT="build/nginx-tests/out$i" \
+    NGINX_TESTS_WORK="$NT_WORK/$i" OUT="build/nginx-tests/out$i" \
         EXPECT=tests/nginx-tests.expect bash "$NT" build/streamgate "${shard[@]}" \
         > "build/nginx-tests/shard$i.txt" 2>&1 &
     nt_pids+=($!)
@@ -149,7 +156,7 @@ if (( nt_rc != 0 )); then
     echo
     echo "-- listed tests that failed: ${nt_lost[*]}; running ${nt_again[*]} again, alone"
     nt_rc=0
-    NGINX_TESTS_WORK="$PWD/build/nginx-tests/work-again" OUT="build/nginx-tests/out-again" \
+    NGINX_TESTS_WORK="$NT_WORK/a" OUT="build/nginx-tests/out-again" \
         EXPECT=tests/nginx-tests.expect bash "$NT" build/streamgate "${nt_again[@]}" \
         > build/nginx-tests/again.txt 2>&1 || nt_rc=1
     cat build/nginx-tests/again.txt
@@ -189,7 +196,7 @@ make -j2 fuzz
 shopt -s nullglob
 targets=(build-fuzz/fuzz_*)
 FUZZ_TMP=$(mktemp -d)
-trap 'rc=$?; rm -rf "$FUZZ_TMP"; (exit $rc); finish' EXIT
+trap 'rc=$?; rm -rf "$FUZZ_TMP" "${NT_WORK-}"; (exit $rc); finish' EXIT
 ran=0
 for t in "${targets[@]}"; do
     [[ "$t" != *.* && -x "$t" && -f "$t" ]] || continue   # skip fuzz_X.log
