@@ -40,8 +40,7 @@ void sg_exchange_finish(sg_exchange *ex)
         ex->on_closed = NULL;
     }
     if (ex->w) sg_worker_gen_release(ex->w, ex->req.gen);
-    sg_strbuf_free(&ex->req.upstream_addr);
-    sg_strbuf_free(&ex->req.upstream_status);
+    ex->req.upstream_addr = ex->req.upstream_status = (sg_str){ 0 };   /* in the arena */
     sg_req_attempts_free(&ex->req);
 }
 

@@ -87,8 +87,9 @@ typedef struct sg_http_req {
     uint64_t bytes_sent;
     struct timespec start_mono;        /* CLOCK_MONOTONIC at the first byte */
     struct timespec start_real;        /* CLOCK_REALTIME */
-    sg_strbuf upstream_addr;           /* "127.0.0.1:8081, 127.0.0.1:8082" on retries */
-    sg_strbuf upstream_status;
+    /* "127.0.0.1:8081, 127.0.0.1:8082" on retries; "502, 200": in the arena */
+    sg_str upstream_addr;
+    sg_str upstream_status;
 
     /* Per-request cache for variables that are costly or must be stable
      * (map results): indexed by variable index, NULL until computed. */

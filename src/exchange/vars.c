@@ -292,11 +292,6 @@ static sg_str capture_var(sg_http_req *r, int n)
     return (sg_str){ r->capture_subject.p + a, (size_t)(b - a) };
 }
 
-static sg_str strbuf_var(const sg_strbuf *b)
-{
-    return b->n ? (sg_str){ b->p, b->n } : NOT_FOUND;
-}
-
 /* $upstream_response_time, _connect_time, _header_time, _response_length,
  * _bytes_received, _bytes_sent: one entry per attempt, formatted from its
  * record (proxy.c notes numbers only). */
@@ -481,8 +476,8 @@ static sg_str var_get_response(sg_http_req *r, const sg_var_def *d)
     case SG_VAR_BODY_BYTES_SENT: return arena_printf(r, 24, "%llu", (unsigned long long)r->body_bytes_sent);
     case SG_VAR_BYTES_SENT: return arena_printf(r, 24, "%llu", (unsigned long long)r->bytes_sent);
     case SG_VAR_REQUEST_TIME: return request_time(r);
-    case SG_VAR_UPSTREAM_ADDR: return strbuf_var(&r->upstream_addr);
-    case SG_VAR_UPSTREAM_STATUS: return strbuf_var(&r->upstream_status);
+    case SG_VAR_UPSTREAM_ADDR: return r->upstream_addr.n ? r->upstream_addr : NOT_FOUND;
+    case SG_VAR_UPSTREAM_STATUS: return r->upstream_status.n ? r->upstream_status : NOT_FOUND;
     case SG_VAR_UPSTREAM_RESPONSE_TIME: return attempts_var(r, AT_RESPONSE_TIME);
     case SG_VAR_PROXY_HOST:
         if (r->pass) return r->pass->host;   /* made from the pass's variables */

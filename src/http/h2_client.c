@@ -102,6 +102,19 @@ static void hblock_reset(hblock *h)
     memset(h, 0, sizeof(*h));
 }
 
+/* Empties the connection's block for the next one and keeps its room (a
+ * usual head needs no allocation), unless an outsized block grew it. */
+static void hblock_clear(hblock *h)
+{
+    if (h->text.cap > 16384) {
+        hblock_reset(h);
+        return;
+    }
+    h->text.n = 0;
+    h->n = h->size = 0;
+    h->status = 0;
+}
+
 /* False past what an HTTP/1.1 response head may hold here (502 either way). */
 static bool hblock_add(hblock *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
 {
@@ -149,9 +162,8 @@ typedef struct h2_stream {
     int32_t id;                       /* 0 until submitted */
     nghttp2_nv *nva;                  /* the request head, kept for a reopen */
     size_t nnv;
-    char *nvmem;
+    char *nvmem;                      /* its names and values: the same block as nva */
     sg_outq body;                       /* request body not framed yet */
-    hblock hb;                        /* response head, then trailers */
     sg_header *trailers;
     size_t ntrailers;
     sg_inbuf held;                    /* response DATA the exchange did not want yet */
@@ -197,6 +209,10 @@ struct h2_conn {
     bool session_kept;                /* its TLS session went to the pool for resumption */
     nghttp2_session *sess;
     sg_outq out;
+    /* The header block being received. One per connection: HTTP/2 sends a
+     * block's frames back to back (RFC 9113 4.3), and each is used up when
+     * it ends (a head is copied by the core, trailers into the stream). */
+    hblock hb;
     sg_deferred flush, resume, reap;
     sg_timer timer;                   /* connect (until SETTINGS), then idle */
     sg_timer ping_timer;
@@ -286,7 +302,6 @@ static void stream_detach(h2_stream *st)
 static void free_request(h2_stream *st)
 {
     free(st->nva);
-    free(st->nvmem);
     st->nva = NULL;
     st->nvmem = NULL;
     st->nnv = 0;
@@ -297,7 +312,6 @@ static void on_stream_reap(sg_deferred *d)
     h2_stream *st = (h2_stream *)((char *)d - offsetof(h2_stream, reap));
     free_request(st);
     sg_outq_clear(&st->body);
-    hblock_reset(&st->hb);
     free(st->trailers);
     sg_inbuf_free(&st->held);
     free(st);
@@ -416,7 +430,6 @@ static void reopen(h2_stream *st, h2_conn *avoid)
     bool ready = false;
     st->reopens++;
     st->eof_sent = st->deferred = st->invalid = false;
-    hblock_reset(&st->hb);
     if (!place(st, avoid, &ready)) {
         stream_fail(st, SG_UP_CLOSED);
         return;
@@ -473,11 +486,12 @@ static void build_request(h2_stream *st, const sg_upstream_request *req)
         total += h->name.n + h->value.n;
     }
     if ((st->has_body && req->content_length > 0) || (req->content_length == 0 && req->empty_body))
-        clen_n = (size_t)snprintf(clen, sizeof(clen), "%lld", (long long)req->content_length);
+        clen_n = sg_u64_to_dec(clen, (uint64_t)req->content_length);
     total += authority.n + clen_n;
     total += req->protocol.n;
-    st->nva = sg_xmalloc(sizeof(nghttp2_nv) * (req->nheaders + 6));
-    st->nvmem = sg_xmalloc(total);
+    /* one block: the field array, then the bytes it points to */
+    st->nva = sg_xmalloc(sizeof(nghttp2_nv) * (req->nheaders + 6) + total);
+    st->nvmem = (char *)(st->nva + req->nheaders + 6);
     char *mem = st->nvmem;
     nv_add(st, &mem, SG_STR(":method"), st->connect ? SG_STR("CONNECT") : req->method);
     if (st->connect) nv_add(st, &mem, SG_STR(":protocol"), req->protocol);
@@ -555,13 +569,9 @@ static void submit(h2_stream *st)
 
 /* The head as the core reads it: its fields (Trailer is of this hop only,
  * as the HTTP/1.1 parser says) and what they tell about the body. */
-static void response_head(h2_stream *st, bool end_stream)
+static void response_head(h2_stream *st, const hblock *h, bool end_stream)
 {
-    const hblock *h = &st->hb;
-    if (h->status < 200) {   /* 1xx: the final head follows */
-        hblock_reset(&st->hb);
-        return;
-    }
+    if (h->status < 200) return;   /* 1xx: the final head follows */
     sg_header small[32];   /* most heads: no allocation */
     sg_header *f = h->n > 32 ? sg_xmalloc(sizeof(sg_header) * h->n) : small;
     int64_t clen = -1;
@@ -584,18 +594,22 @@ static void response_head(h2_stream *st, bool end_stream)
     arm_read(st);
     st->link.ev->head(st->link.ex, &resp);
     if (f != small) free(f);
-    hblock_reset(&st->hb);
 }
 
-static void trailers_done(h2_stream *st)
+/* The trailers outlive the connection's block: one allocation holds the
+ * fields and, after them, their text. */
+static void trailers_done(h2_stream *st, const hblock *h)
 {
-    const hblock *h = &st->hb;
     free(st->trailers);
-    st->trailers = h->n ? sg_xmalloc(sizeof(sg_header) * h->n) : NULL;
+    st->trailers = NULL;
     st->ntrailers = h->n;
+    if (!h->n) return;
+    st->trailers = sg_xmalloc(sizeof(sg_header) * h->n + h->text.n);
+    char *text = (char *)(st->trailers + h->n);
+    memcpy(text, h->text.p, h->text.n);
     for (size_t i = 0; i < h->n; i++)
-        st->trailers[i] = (sg_header){ hblock_str(h, h->f[i].name, h->f[i].nlen),
-                                          hblock_str(h, h->f[i].value, h->f[i].vlen), 0 };
+        st->trailers[i] = (sg_header){ h->f[i].nlen ? (sg_str){ text + h->f[i].name, h->f[i].nlen } : SG_STR(""),
+                                       h->f[i].vlen ? (sg_str){ text + h->f[i].value, h->f[i].vlen } : SG_STR(""), 0 };
 }
 
 static void report_end(h2_stream *st)
@@ -670,8 +684,9 @@ static h2_stream *stream_of(nghttp2_session *s, int32_t id)
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
-    h2_stream *st = stream_of(s, f->hd.stream_id);
-    if (st) hblock_reset(&st->hb);
+    (void)s;
+    (void)f;
+    hblock_clear(&((h2_conn *)ud)->hb);
     return 0;
 }
 
@@ -685,10 +700,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     if (nlen && name[0] == ':') {
         /* nghttp2 checked it is three digits */
         if (nlen == 7 && memcmp(name, ":status", 7) == 0 && vlen == 3)
-            st->hb.status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+            c->hb.status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
         return 0;
     }
-    if (!hblock_add(&st->hb, name, nlen, value, vlen)) {
+    if (!hblock_add(&c->hb, name, nlen, value, vlen)) {
         st->invalid = true;
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;   /* resets the stream: 502 */
     }
@@ -717,8 +732,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     case NGHTTP2_HEADERS:
         st = stream_of(s, f->hd.stream_id);
         if (!st || !st->link.ex || f->headers.cat == NGHTTP2_HCAT_PUSH_RESPONSE) return 0;
-        if (!st->head_done) response_head(st, f->hd.flags & NGHTTP2_FLAG_END_STREAM);
-        else trailers_done(st);
+        if (!st->head_done) response_head(st, &c->hb, f->hd.flags & NGHTTP2_FLAG_END_STREAM);
+        else trailers_done(st, &c->hb);
         break;
     case NGHTTP2_DATA:
         st = stream_of(s, f->hd.stream_id);
@@ -909,6 +924,7 @@ static void on_conn_reap(sg_deferred *d)
     sg_tls_key_free(&c->tls_key);
     nghttp2_session_del(c->sess);
     sg_outq_clear(&c->out);
+    hblock_reset(&c->hb);
     free(c);
     if (w) sg_worker_gen_release(w, gen);   /* may free the runtime: last */
 }

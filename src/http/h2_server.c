@@ -1505,15 +1505,15 @@ static size_t response_nv(sg_arena *a, const sg_response *resp, nghttp2_nv **out
     nghttp2_nv *nv = sg_arena_alloc(a, sizeof(nghttp2_nv) * (resp->nheaders + 4));
     size_t n = 0;
     char *num = sg_arena_alloc(a, 32);
-    int k = snprintf(num, 32, "%d", resp->status);
-    nv[n++] = make_nv(SG_STR(":status"), (sg_str){ num, (size_t)k });
+    size_t k = sg_u64_to_dec(num, (uint64_t)(resp->status > 0 ? resp->status : 0));
+    nv[n++] = make_nv(SG_STR(":status"), (sg_str){ num, k });
     /* proxy_pass_header Server / Date: the backend's go instead of ours */
     if (!sg_response_has(resp, "server")) nv[n++] = make_nv(SG_STR("server"), SG_STR("streamgate"));
     if (!sg_response_has(resp, "date")) nv[n++] = make_nv(SG_STR("date"), sg_http_date());
     bool bodyless = resp->status < 200 || resp->status == 204 || resp->status == 304;
     if (resp->content_length >= 0 && !bodyless) {
-        k = snprintf(num + 8, 24, "%lld", (long long)resp->content_length);
-        nv[n++] = make_nv(SG_STR("content-length"), (sg_str){ num + 8, (size_t)k });
+        k = sg_u64_to_dec(num + 8, (uint64_t)resp->content_length);
+        nv[n++] = make_nv(SG_STR("content-length"), (sg_str){ num + 8, k });
     }
     for (size_t i = 0; i < resp->nheaders; i++) {
         const sg_header *h = &resp->headers[i];

@@ -80,10 +80,16 @@ static bool connect_upstream(const sg_exchange *ex)
     return ex->req.protocol.n && loc_conf(ex)->pass_opts->http_version == 20;
 }
 
-static void append_list(sg_strbuf *b, const char *s, size_t n)
+/* $upstream_addr and $upstream_status grow by one entry per attempt, in
+ * the request's arena: no allocation of their own per request. */
+static void append_list(sg_http_req *r, sg_str *list, const char *s, size_t n)
 {
-    if (b->n) sg_strbuf_append(b, ", ", 2);
-    sg_strbuf_append(b, s, n);
+    size_t sep = list->n ? 2 : 0;
+    char *p = sg_arena_alloc(&r->arena, list->n + sep + n);
+    if (list->n) memcpy(p, list->p, list->n);
+    if (sep) memcpy(p + list->n, ", ", 2);
+    memcpy(p + list->n + sep, s, n);
+    *list = (sg_str){ p, list->n + sep + n };
 }
 
 /* The attempt's figures are recorded as numbers; exchange/vars.c formats
@@ -101,7 +107,7 @@ static void note_attempt_end(sg_exchange *ex, int status)
     if (status) {
         char tmp[16];
         size_t n = sg_u64_to_dec(tmp, (uint64_t)status);
-        append_list(&r->upstream_status, tmp, n);
+        append_list(r, &r->upstream_status, tmp, n);
     }
 }
 
@@ -475,7 +481,7 @@ static void proxy_try(sg_exchange *ex)
         const sg_balancer *b = cur;
         if ((size_t)ex->tries < b->nprimary + b->nbackup) {
             sg_ex_log(ex, SG_LOG_ERROR, "no live upstreams while connecting to upstream \"%s\"", ex->upstream->name);
-            append_list(&ex->req.upstream_addr, ex->upstream->name, strlen(ex->upstream->name));
+            append_list(&ex->req, &ex->req.upstream_addr, ex->upstream->name, strlen(ex->upstream->name));
         }
         int status = 502;
         if (ex->req.upstream_status.n >= 3 &&
@@ -489,7 +495,7 @@ static void proxy_try(sg_exchange *ex)
     ex->tries++;
     ex->attempt_start_ms = now_ms(ex);
     const char *name = peer->conf->name;
-    append_list(&ex->req.upstream_addr, name, strlen(name));
+    append_list(&ex->req, &ex->req.upstream_addr, name, strlen(name));
     bool ready = false;
     sg_upstream_link *l = open_link(ex, peer, &ready);
     if (!l) {
@@ -829,7 +835,7 @@ static void enter_tunnel_mode(sg_exchange *ex, const sg_upstream_response *m)
 
 static void switch_protocols(sg_exchange *ex, const sg_upstream_response *m)
 {
-    append_list(&ex->req.upstream_status, "101", 3);
+    append_list(&ex->req, &ex->req.upstream_status, "101", 3);
     const char *bad = ex->upgrade ? sg_upgrade_check_101(m->headers, m->nheaders, ex->upgrade_offer, ex->ws_key)
                                   : "101 to a request that did not ask for it";
     if (bad || (!ex->req.protocol.n && (!ex->down->detach || !ex->up->ops->detach))) {
@@ -926,9 +932,8 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
         return;
     }
     if (status / 100 == 2 && connect_upstream(ex)) {
-        char code[8];
-        int k = snprintf(code, sizeof(code), "%d", status);
-        append_list(&ex->req.upstream_status, code, (size_t)k);
+        char code[24];
+        append_list(&ex->req, &ex->req.upstream_status, code, sg_u64_to_dec(code, (uint64_t)status));
         enter_tunnel_mode(ex, m);
         return;
     }
@@ -949,9 +954,8 @@ static void up_head(sg_exchange *ex, const sg_upstream_response *m)
         sg_respond_error(ex, status);
         return;
     }
-    char code[8];
-    int k = snprintf(code, sizeof(code), "%d", status);
-    append_list(&ex->req.upstream_status, code, (size_t)k);
+    char code[24];
+    append_list(&ex->req, &ex->req.upstream_status, code, sg_u64_to_dec(code, (uint64_t)status));
     sg_rate_accel_limit(ex);     /* rate (issue 10): X-Accel-Limit-Rate, before X-Accel-Redirect */
     if (accel_redirect(ex, lc)) return;
     sg_rate_upstream_head(ex);   /* proxy_limit_rate */

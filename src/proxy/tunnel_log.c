@@ -44,8 +44,6 @@ static void write_line(sg_tunnel_log *tl)
     }
     r->var_cache = NULL;           /* values computed before the tunnel's end are stale */
     sg_access_log_write(r);
-    sg_strbuf_free(&r->upstream_addr);
-    sg_strbuf_free(&r->upstream_status);
     sg_req_attempts_free(r);
     sg_arena_free(&r->arena);
     free(tl);
@@ -106,7 +104,7 @@ void sg_tunnel_log_finish(sg_exchange *ex)
     sg_arena_init(&ex->req.arena, 1024);
     ex->req.var_cache = NULL;
     ex->req.var_cached = NULL;
-    ex->req.upstream_addr = ex->req.upstream_status = (sg_strbuf){ 0 };
+    ex->req.upstream_addr = ex->req.upstream_status = (sg_str){ 0 };   /* they are in that arena */
     ex->req.more_attempts = NULL;   /* the record's now (the inline ones were copied) */
     ex->req.more_cap = ex->req.nattempts = 0;
     tl->ex_done = true;

@@ -195,11 +195,10 @@ Test(vars, proxy_host_and_upstream)
     req.loc = &loc;
     cr_assert_str_eq(eval("$proxy_host"), "backend");
     cr_assert_str_eq(eval_log("$upstream_addr $upstream_status", false, false), "- -");
-    sg_strbuf_appendf(&req.upstream_addr, "127.0.0.1:8081");
-    sg_strbuf_appendf(&req.upstream_status, "200");
+    req.upstream_addr = SG_STR("127.0.0.1:8081");
+    req.upstream_status = SG_STR("200");
     cr_assert_str_eq(eval("$upstream_addr $upstream_status"), "127.0.0.1:8081 200");
-    sg_strbuf_free(&req.upstream_addr);
-    sg_strbuf_free(&req.upstream_status);
+    req.upstream_addr = req.upstream_status = (sg_str){ 0 };
 }
 
 Test(vars, time_formats)
