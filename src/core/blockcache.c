@@ -3,10 +3,11 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/str.h"
 
-#define CLASSES 4           /* distinct sizes cached per thread */
+#define CLASSES 8           /* distinct sizes cached per thread */
 #define PER_CLASS 16        /* blocks kept per size */
 #define MAX_CACHED 20480    /* larger blocks are rare: not worth keeping */
 
@@ -68,6 +69,13 @@ void *sg_block_alloc(size_t size)
         return b;
     }
     return sg_xmalloc(size);
+}
+
+void *sg_block_calloc(size_t size)
+{
+    void *p = sg_block_alloc(size);
+    memset(p, 0, size);
+    return p;
 }
 
 void sg_block_free(void *p, size_t size)

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/blockcache.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/stats.h"
@@ -179,13 +180,21 @@ static void schedule_flush(sg_h1_conn *c)
 
 /* ---------- exchange lifecycle ---------- */
 
+/* Finishes the exchange (the access log) and frees it with its arena. The
+ * block goes back to this thread's cache (core/blockcache.h): one per
+ * request. */
+static void end_exchange(sg_exchange *ex)
+{
+    sg_exchange_finish(ex);
+    sg_arena_free(&ex->req.arena);
+    sg_block_free(ex, sizeof(*ex));
+}
+
 static void finish_exchange(sg_h1_conn *c)
 {
     sg_exchange *ex = c->ex;
     c->ex = NULL;
-    sg_exchange_finish(ex);
-    sg_arena_free(&ex->req.arena);
-    free(ex);
+    end_exchange(ex);
     c->requests++;
     sg_conn_stat_phase(&c->stat, SG_CS_WAITING);
     sg_timer_disarm(&c->read_timer);
@@ -242,9 +251,7 @@ static void fail_request(sg_h1_conn *c, int status)
     sg_loop_cancel(&c->finish);
     ex->aborted = true;
     sg_exchange_on_abort(ex);
-    sg_exchange_finish(ex);
-    sg_arena_free(&ex->req.arena);
-    free(ex);
+    end_exchange(ex);
     if (head_sent) conn_close(c);
     else send_error_and_close(c, status);
 }
@@ -356,7 +363,7 @@ static int build_request(sg_h1_conn *c, sg_exchange *ex, const char *buf, const 
 static void start_exchange(sg_h1_conn *c, const char *buf, const sg_h1_message *m)
 {
     sg_conf *gen = sg_worker_conf(c->w);
-    sg_exchange *ex = sg_xcalloc(1, sizeof(*ex));
+    sg_exchange *ex = sg_block_calloc(sizeof(*ex));
     sg_exchange_init(ex, c->w, gen, &h1_down_ops, c);
     ex->req.head_length = m->head_len;   /* $request_length */
     c->ex = ex;
@@ -825,9 +832,7 @@ static void on_detached(sg_deferred *d)
     sg_exchange *ex = c->ex;
     c->ex = NULL;
     if (ex) {
-        sg_exchange_finish(ex);
-        sg_arena_free(&ex->req.arena);
-        free(ex);
+        end_exchange(ex);
     }
     sg_conn_stat_close(&c->stat);
     sg_worker_conn_del(c->w, &c->node);
@@ -841,9 +846,7 @@ static void conn_close(sg_h1_conn *c)
         sg_exchange *ex = c->ex;
         c->ex = NULL;
         ex->aborted = true;
-        sg_exchange_finish(ex);
-        sg_arena_free(&ex->req.arena);
-        free(ex);
+        end_exchange(ex);
     }
     sg_timer_disarm(&c->read_timer);
     sg_timer_disarm(&c->write_timer);

@@ -51,6 +51,7 @@
  * the end of the loop iteration, never under a caller's feet. */
 #include "http/h2_client.h"
 #include "http/h1_parser.h"
+#include "http/h2_mem.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -314,7 +315,7 @@ static void on_stream_reap(sg_deferred *d)
     sg_outq_clear(&st->body);
     free(st->trailers);
     sg_inbuf_free(&st->held);
-    free(st);
+    sg_block_free(st, sizeof(*st));
 }
 
 static void stream_free_later(h2_stream *st)
@@ -832,7 +833,7 @@ static bool session_new(h2_conn *c)
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, on_frame_not_send);
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_peer_max_concurrent_streams(opt, SG_H2_ASSUMED_STREAMS);
-    int rv = nghttp2_session_client_new2(&c->sess, cb, c, opt);
+    int rv = nghttp2_session_client_new3(&c->sess, cb, c, opt, sg_h2_mem());
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
     if (rv) return false;
@@ -1427,7 +1428,7 @@ static const sg_upstream_link_ops h2_link_ops = {
 
 static h2_stream *stream_new(sg_exchange *ex, sg_upstream_rt *rt, sg_peer *peer, const sg_link_opts *o)
 {
-    h2_stream *st = sg_xcalloc(1, sizeof(*st));
+    h2_stream *st = sg_block_calloc(sizeof(*st));   /* core/blockcache.h: one per request */
     st->body.lean = true;   /* a message at a time: no 16 KB block per stream (core/buf.h) */
     st->link.ops = &h2_link_ops;
     st->link.ex = ex;
@@ -1457,7 +1458,7 @@ sg_upstream_link *sg_h2_client_open(sg_exchange *ex, const sg_upstream_events *e
     h2_stream *st = stream_new(ex, rt, peer, o);
     st->link.ev = ev;
     if (!place(st, NULL, ready)) {
-        free(st);
+        sg_block_free(st, sizeof(*st));
         return NULL;
     }
     st->link.reused = *ready;   /* on a connection already up: the core may replay a failure */

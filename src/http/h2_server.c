@@ -30,6 +30,7 @@
  * Socket I/O is in transport_read() and transport_write(), so that TLS
  * can take their place. */
 #include "http/h2_server.h"
+#include "http/h2_mem.h"
 #include "http/host.h"
 
 #include <errno.h>
@@ -335,11 +336,11 @@ static void on_stream_send_timeout(sg_timer *t);
 
 static h2_stream *stream_new(h2_conn *c, int32_t id)
 {
-    h2_stream *st = sg_xcalloc(1, sizeof(*st));
+    h2_stream *st = sg_block_calloc(sizeof(*st));   /* core/blockcache.h: both, per request */
     st->out.lean = true;   /* a message at a time: no 16 KB block per stream (core/buf.h) */
     st->c = c;
     st->id = id;
-    st->ex = sg_xcalloc(1, sizeof(sg_exchange));
+    st->ex = sg_block_calloc(sizeof(sg_exchange));
     sg_timer_init(&st->read_timer, on_stream_read_timeout);
     sg_timer_init(&st->send_timer, on_stream_send_timeout);
     st->chunk = 8192;
@@ -367,7 +368,7 @@ static void ex_free(h2_stream *st)
         st->on_closed_arg = st->ex->on_closed_arg;
     }
     sg_arena_free(&st->ex->req.arena);
-    free(st->ex);
+    sg_block_free(st->ex, sizeof(sg_exchange));
     st->ex = NULL;
 }
 
@@ -384,7 +385,7 @@ static void stream_free(h2_stream *st)
     free(st->trailers);
     free(st->tmp_hdrs);
     list_remove(st);
-    free(st);
+    sg_block_free(st, sizeof(*st));
 }
 
 /* Tells the core, once, that the response will not complete. */
@@ -1023,7 +1024,7 @@ static bool session_start(h2_conn *c)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, make_session_params);
-    if (nghttp2_session_server_new2(&c->sess, cbs, c, opt) != 0) return false;
+    if (nghttp2_session_server_new3(&c->sess, cbs, c, opt, sg_h2_mem()) != 0) return false;
     nghttp2_settings_entry iv[] = {
         { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->set.max_streams },
         { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, c->set.preread },

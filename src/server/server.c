@@ -13,6 +13,7 @@
 #include "exchange/vars.h"
 #include "core/blockcache.h"
 #include "core/log.h"
+#include "core/slab.h"
 #include "core/worker.h"
 #include "net/tls.h"
 #include "observe/access_log.h"
@@ -159,6 +160,7 @@ static void *worker_main(void *arg)
     sg_worker *w = sw->w;
     sg_loop *loop = sg_worker_loop(w);
     sg_worker_bind(w);
+    sg_slab_thread_init();   /* nghttp2's blocks (core/slab.h); malloc if it cannot */
     sg_timer_arm(loop, &sw->log_timer, 1000);
     sg_loop_run(loop);
     sg_tls_accept_close_all();

@@ -315,6 +315,13 @@ class Backend(_Process):
 
 # ---------------------------------------------------------------- streamgate
 
+def conf_text_of(path):
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
 class Proxy(_Process):
     """A streamgate process: `streamgate -c CONF -p PREFIX` in the foreground.
 
@@ -359,7 +366,19 @@ class Proxy(_Process):
         argv = [STREAMGATE, "-c", self.conf_path, "-p", self.prefix] + self.extra_args
         self._spawn(argv, self.prefix / "stderr.log", env=self.env)
         self._wait_ports(self.ports, timeout, "streamgate")
+        # Started means the pid file is written too (it is, after every
+        # listener is bound): a test that counts the process's descriptors
+        # from here on must not see that file's appear later.
+        if not re.search(r"(^|[;{\s])pid\s", conf_text_of(self.conf_path) + " " + " ".join(map(str, self.extra_args))):
+            wait_for(lambda: self._pid_file_written() or not self.running(), timeout, 0.01,
+                     "the pid file")
         return self
+
+    def _pid_file_written(self):
+        try:
+            return self.pid_file.read_text().strip() != ""
+        except OSError:
+            return False
 
     @property
     def stderr(self):
