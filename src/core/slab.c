@@ -212,6 +212,9 @@ static void free_local(slab_heap *h, void *p)
     b->next = m->free;
     m->free = b;
     if (--m->live == 0) {
+        /* the class's only page with room stays with it: one block taken
+         * and given back per request must not move a page each time */
+        if (!was_full && h->room[m->cls] == pg && m->next == NONE) return;
         if (!was_full) list_unlink(h, &h->room[m->cls], pg);
         m->free = NULL;
         m->bump = 0;

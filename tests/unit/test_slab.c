@@ -120,3 +120,15 @@ Test(slab, a_burst_of_one_size_leaves_its_pages_to_the_others)
     }
     cr_assert_eq(inside, 1000, "%d of 1000 smaller blocks reuse the burst's pages", inside);
 }
+
+Test(slab, one_block_taken_and_given_back_keeps_its_page)
+{
+    if (!have_heap) return;
+    void *a = sg_slab_malloc(200);
+    sg_slab_free(a);
+    for (int i = 0; i < 100; i++) {
+        void *b = sg_slab_malloc(200);
+        cr_assert_eq(a, b, "the class kept its page and the block");
+        sg_slab_free(b);
+    }
+}
