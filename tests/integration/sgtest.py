@@ -26,6 +26,7 @@ Main pieces:
 """
 
 import base64
+import collections
 import hashlib
 import json
 import os
@@ -63,19 +64,34 @@ class SgTestError(AssertionError):
 # ---------------------------------------------------------------- ports, waits
 
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, close)."""
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, close),
+    and not one handed out recently in this run (see free_ports)."""
     return free_ports(1)[0]
 
 
+# Ports handed out lately. The kernel may give the port it just gave to
+# free_port() again once that socket is closed: two calls in a row
+# (`port, h2port = free_port(), free_port()`) returned the same port under
+# load and the proxy refused its "duplicate listen".
+_recent_ports = collections.deque(maxlen=4096)
+
+
 def free_ports(n):
-    """n distinct free ports (all sockets held open together, then closed)."""
-    socks = []
+    """n distinct free ports (all sockets held open together, then closed),
+    none of them handed out by an earlier call of this run lately."""
+    socks, ports = [], []
     try:
-        for _ in range(n):
+        while len(ports) < n:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            socks.append(s)          # held until the end: the next bind gets another port
+            port = s.getsockname()[1]
+            if port not in _recent_ports:
+                ports.append(port)
+                _recent_ports.append(port)
+            if len(socks) > n + 1000:
+                raise SgTestError("no port that was not handed out lately")
+        return ports
     finally:
         for s in socks:
             s.close()
