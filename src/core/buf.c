@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include "core/blockcache.h"
+#include "core/slab.h"
 #include "core/str.h"
 
 #define CHUNK_SIZE 16384
@@ -20,11 +21,11 @@ struct sg_outq_chunk {
 };
 
 /* Chunks come from the per-thread block cache (core/blockcache.h); the
- * small ones of lean queues from malloc (their sizes vary, and glibc's
- * small-size caches are quick). */
+ * small ones of lean queues from the worker's slab (core/slab.h: their
+ * sizes vary, one per stream in flight). */
 static void chunk_free(sg_outq_chunk *c)
 {
-    if (c->cap < CHUNK_SIZE) free(c);
+    if (c->cap < CHUNK_SIZE) sg_slab_free(c);
     else sg_block_free(c, sizeof(*c) + c->cap);
 }
 
@@ -34,7 +35,7 @@ static sg_outq_chunk *chunk_new(const sg_outq *q, size_t need)
     sg_outq_chunk *c;
     if (q->lean && !q->tail && need <= LEAN_MAX) {
         cap = (need + 63) & ~(size_t)63;
-        c = sg_xmalloc(sizeof(*c) + cap);
+        c = sg_slab_xmalloc(sizeof(*c) + cap);
     } else {
         c = sg_block_alloc(sizeof(*c) + cap);
     }

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/str.h"
+
 #if defined(__SANITIZE_ADDRESS__)
 #define SLAB_PASSTHROUGH 1
 #elif defined(__has_feature)
@@ -244,6 +246,12 @@ void sg_slab_free(void *p)
     while (!atomic_compare_exchange_weak_explicit(&o->remote, &b->next, b, memory_order_release,
                                                   memory_order_relaxed)) {
     }
+}
+
+void *sg_slab_xmalloc(size_t size)
+{
+    void *p = sg_slab_malloc(size);
+    return p ? p : sg_xmalloc(size);   /* malloc failed: this ends the process, as sg_xmalloc does */
 }
 
 void *sg_slab_calloc(size_t n, size_t size)

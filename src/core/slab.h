@@ -32,6 +32,13 @@ void *sg_slab_calloc(size_t n, size_t size);
 void *sg_slab_realloc(void *p, size_t size);
 void sg_slab_free(void *p);
 
+/* sg_slab_malloc that ends the process on out-of-memory, as sg_xmalloc:
+ * for the proxy's own short-lived blocks of the request path (a request's
+ * header array, its upstream head, a small output chunk), which glibc's
+ * cache of 7 blocks per size cannot hold at a hundred streams in flight.
+ * Freed with sg_slab_free. */
+void *sg_slab_xmalloc(size_t size);
+
 /* The usable size of a block from this heap; 0 for any other pointer. */
 size_t sg_slab_block_size(const void *p);
 

@@ -67,6 +67,7 @@
 #include "core/buf.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "core/slab.h"
 #include "net/sock.h"
 #include "net/tls.h"
 #include "exchange/exchange.h"
@@ -302,7 +303,7 @@ static void stream_detach(h2_stream *st)
 
 static void free_request(h2_stream *st)
 {
-    free(st->nva);
+    sg_slab_free(st->nva);
     st->nva = NULL;
     st->nvmem = NULL;
     st->nnv = 0;
@@ -491,7 +492,7 @@ static void build_request(h2_stream *st, const sg_upstream_request *req)
     total += authority.n + clen_n;
     total += req->protocol.n;
     /* one block: the field array, then the bytes it points to */
-    st->nva = sg_xmalloc(sizeof(nghttp2_nv) * (req->nheaders + 6) + total);
+    st->nva = sg_slab_xmalloc(sizeof(nghttp2_nv) * (req->nheaders + 6) + total);   /* core/slab.h */
     st->nvmem = (char *)(st->nva + req->nheaders + 6);
     char *mem = st->nvmem;
     nv_add(st, &mem, SG_STR(":method"), st->connect ? SG_STR("CONNECT") : req->method);

@@ -49,6 +49,7 @@
 #include "core/buf.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "core/slab.h"
 #include "core/stats.h"
 #include "http/h1_parser.h"
 #include "http/h1_server.h"
@@ -383,7 +384,7 @@ static void stream_free(h2_stream *st)
     sg_outq_clear(&st->out);
     sg_inbuf_free(&st->in);
     free(st->trailers);
-    free(st->tmp_hdrs);
+    sg_slab_free(st->tmp_hdrs);
     list_remove(st);
     sg_block_free(st, sizeof(*st));
 }
@@ -455,9 +456,9 @@ static void add_header(h2_stream *st, sg_str name, sg_str value)
     sg_http_req *r = &st->ex->req;
     if (st->nhdrs == st->caphdrs) {
         uint32_t cap = st->caphdrs ? st->caphdrs * 2 : 16;
-        sg_header *h = sg_xmalloc(sizeof(sg_header) * cap);
+        sg_header *h = sg_slab_xmalloc(sizeof(sg_header) * cap);   /* core/slab.h: one per request */
         if (st->nhdrs) memcpy(h, r->headers, sizeof(sg_header) * st->nhdrs);
-        free(st->tmp_hdrs);
+        sg_slab_free(st->tmp_hdrs);
         st->tmp_hdrs = r->headers = h;
         st->caphdrs = cap;
     }
@@ -602,7 +603,7 @@ static void request_ready(h2_conn *c, h2_stream *st, const nghttp2_frame *f)
         sg_header *h = sg_arena_alloc(&ex->req.arena, sizeof(sg_header) * st->nhdrs);
         memcpy(h, st->tmp_hdrs, sizeof(sg_header) * st->nhdrs);
         ex->req.headers = h;
-        free(st->tmp_hdrs);
+        sg_slab_free(st->tmp_hdrs);
         st->tmp_hdrs = NULL;
         st->caphdrs = st->nhdrs;   /* a later field would copy them out again */
     }
