@@ -6,10 +6,11 @@
  * sub-delims, '%' of pct-encoded). nginx only refuses path separators and
  * control bytes; the narrower set keeps $host safe in a path (root
  * /srv/$host) and in a header line. */
-static bool host_byte(unsigned char ch)
+static inline bool host_byte(unsigned char ch)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("-._~!$&'()*+,;=%", ch) != NULL);
+    /* letters, digits, '.' and '-' first: nearly every byte of a Host */
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
+           (ch >= 'A' && ch <= 'Z') || (ch && strchr("_~!$&'()*+,;=%", ch) != NULL);
 }
 
 static bool port_valid(const char *p, size_t n)
