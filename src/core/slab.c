@@ -54,7 +54,9 @@ typedef struct slab_heap {
 
 static _Atomic(slab_heap *) heaps[MAX_HEAPS];
 static atomic_int nheaps;
-static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+#ifndef SLAB_PASSTHROUGH
+static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;   /* registering a heap */
+#endif
 static _Thread_local slab_heap *self;
 
 /* 16-byte steps to 256, 32-byte steps to 512, 64-byte steps to 1024: at
